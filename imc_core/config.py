@@ -1,0 +1,257 @@
+"""Typed pipeline configs, named variants, ``--set section.key=value`` overrides and stable hashing.
+
+A :class:`PipelineConfig` has one dataclass per section; each stage module owns its section's dataclass (its
+``default_conf``, one comment per key). Variants are TOML files in ``imc_core/variants/`` that override defaults::
+
+    description = "ALIKED-n16 + LightGlue, exhaustive pairs, incremental COLMAP"
+    requires = []                 # what must be present locally to run it (e.g. "weights:facebook/dinov2-base")
+    extends = "aliked_lightglue"  # optional: start from another variant's overrides
+    [features]
+    method = "aliked"
+
+Unknown sections or keys are an error (:class:`~imc_core.errors.ConfigError`), everywhere.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, get_type_hints
+
+from .errors import ConfigError
+from .fsutil import stable_hash
+from .stages.features import FeaturesConfig
+from .stages.matching import MatchingConfig
+from .stages.pairs import PairsConfig
+from .stages.reconstruction import ReconstructionConfig
+
+VARIANTS_DIR = Path(__file__).with_name("variants")
+DEFAULT_VARIANT = "default"
+
+
+@dataclass
+class GlobalDescriptorsConfig:
+    """Global image descriptors for retrieval and clustering (consumed once the Retrieval stages land)."""
+
+    models: list[str] = field(default_factory=list)  # e.g. ["facebook/dinov2-base", "Salesforce/blip-itm-base-coco"]
+    resize: int = 448  # short side fed to the backbones
+    device: str = "auto"
+
+
+@dataclass
+class FusionConfig:
+    """L2 → PCA → weights → concat fusion of several global descriptors."""
+
+    pca_dim: int = 192  # per-model PCA output dimension (0 = no PCA)
+    weights: list[float] = field(default_factory=list)  # one weight per model; empty = equal weights
+
+
+@dataclass
+class ClusteringConfig:
+    """Pre-clustering of images into scenes before matching.
+
+    ``none`` keeps one group per dataset and lets the mapper split scenes into models (what the 1st-place IMC-2025
+    team did: pre-clustering lowered their score). Other methods come with the Retrieval issue.
+    """
+
+    method: str = "none"  # none
+    threshold: float = 0.5  # distance threshold for threshold-based methods
+
+    def __post_init__(self) -> None:
+        if self.method != "none":
+            raise ConfigError(f"clustering.method must be 'none' (the only method implemented), got {self.method!r}")
+
+
+SECTIONS: dict[str, type] = {
+    "global_descriptors": GlobalDescriptorsConfig,
+    "fusion": FusionConfig,
+    "clustering": ClusteringConfig,
+    "pairs": PairsConfig,
+    "features": FeaturesConfig,
+    "matching": MatchingConfig,
+    "reconstruction": ReconstructionConfig,
+}
+
+
+@dataclass
+class PipelineConfig:
+    """The whole pipeline's configuration: one typed section per stage."""
+
+    global_descriptors: GlobalDescriptorsConfig = field(default_factory=GlobalDescriptorsConfig)
+    fusion: FusionConfig = field(default_factory=FusionConfig)
+    clustering: ClusteringConfig = field(default_factory=ClusteringConfig)
+    pairs: PairsConfig = field(default_factory=PairsConfig)
+    features: FeaturesConfig = field(default_factory=FeaturesConfig)
+    matching: MatchingConfig = field(default_factory=MatchingConfig)
+    reconstruction: ReconstructionConfig = field(default_factory=ReconstructionConfig)
+
+    def to_dict(self) -> dict[str, dict[str, Any]]:
+        return {name: dataclasses.asdict(getattr(self, name)) for name in SECTIONS}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], *, source: str = "config") -> "PipelineConfig":
+        """Build from nested dicts; missing keys take defaults, unknown sections/keys raise ConfigError."""
+        unknown = set(data) - set(SECTIONS)
+        if unknown:
+            raise ConfigError(f"{source}: unknown config section(s) {sorted(unknown)}; known: {list(SECTIONS)}")
+        kwargs = {}
+        for name, section_cls in SECTIONS.items():
+            values = data.get(name, {}) or {}
+            if not isinstance(values, dict):
+                raise ConfigError(f"{source}: [{name}] must be a table")
+            known = {f.name for f in fields(section_cls)}
+            bad = set(values) - known
+            if bad:
+                raise ConfigError(f"{source}: unknown key(s) {sorted(f'{name}.{k}' for k in bad)}; "
+                                  f"known: {sorted(known)}")
+            hints = get_type_hints(section_cls)
+            typed = {k: _coerce(v, hints[k], f"{name}.{k}", source) for k, v in values.items()}
+            try:
+                kwargs[name] = section_cls(**typed)
+            except ConfigError as err:
+                raise ConfigError(f"{source}: {err}") from None
+        return cls(**kwargs)
+
+    def section_hash(self, name: str) -> str:
+        """Stable hash of one section (used in cache keys)."""
+        return stable_hash(dataclasses.asdict(getattr(self, name)))
+
+    def hash(self) -> str:
+        return stable_hash(self.to_dict())
+
+
+def _coerce(value: Any, typ: Any, key: str, source: str) -> Any:
+    """Check/convert a TOML or CLI value to the field's declared type."""
+    origin = getattr(typ, "__origin__", None)
+    if typ is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in {"true", "false", "1", "0", "yes", "no"}:
+            return value.lower() in {"true", "1", "yes"}
+        raise ConfigError(f"{source}: {key} must be true/false, got {value!r}")
+    if typ is int:
+        if isinstance(value, bool):
+            raise ConfigError(f"{source}: {key} must be an integer, got {value!r}")
+        try:
+            if isinstance(value, float) and not value.is_integer():
+                raise ValueError
+            return int(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{source}: {key} must be an integer, got {value!r}") from None
+    if typ is float:
+        try:
+            if isinstance(value, bool):
+                raise ValueError
+            return float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{source}: {key} must be a number, got {value!r}") from None
+    if typ is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{source}: {key} must be a string, got {value!r}")
+        return value
+    if origin is list:
+        (item_type,) = typ.__args__
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if not isinstance(value, list):
+            raise ConfigError(f"{source}: {key} must be a list, got {value!r}")
+        return [_coerce(v, item_type, key, source) for v in value]
+    return value
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# variants
+
+
+@dataclass
+class Variant:
+    """A named pipeline variant: a TOML file of overrides plus a description."""
+
+    name: str
+    description: str
+    requires: list[str]
+    overrides: dict[str, dict[str, Any]]
+    path: Path
+
+    def config(self) -> PipelineConfig:
+        return PipelineConfig.from_dict(self.overrides, source=str(self.path))
+
+
+def list_variants() -> list[str]:
+    return sorted(p.stem for p in VARIANTS_DIR.glob("*.toml"))
+
+
+def load_variant(name: str) -> Variant:
+    """Load ``imc_core/variants/<name>.toml`` (or a path to a TOML file)."""
+    path = Path(name) if name.endswith(".toml") else VARIANTS_DIR / f"{name}.toml"
+    if not path.exists():
+        raise ConfigError(f"unknown variant {name!r}; available: {', '.join(list_variants())}")
+    try:
+        data = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"{path}: invalid TOML: {err}") from None
+    description = str(data.pop("description", ""))
+    requires = list(data.pop("requires", []))
+    parent = data.pop("extends", None)
+    if parent:
+        if parent == path.stem:
+            raise ConfigError(f"{path}: a variant cannot extend itself")
+        base = load_variant(str(parent))
+        data = merge(base.overrides, data)
+        requires = sorted(set(base.requires) | set(requires))
+    variant = Variant(path.stem, description, requires, data, path)
+    variant.config()  # validate now, with the file name in the message
+    return variant
+
+
+def parse_overrides(items: list[str] | tuple[str, ...]) -> dict[str, dict[str, Any]]:
+    """Parse ``section.key=value`` strings (values as TOML literals when they parse, else strings)."""
+    out: dict[str, dict[str, Any]] = {}
+    for item in items:
+        if "=" not in item or "." not in item.split("=", 1)[0]:
+            raise ConfigError(f"--set expects section.key=value, got {item!r}")
+        lhs, raw = item.split("=", 1)
+        section, key = lhs.strip().split(".", 1)
+        try:
+            value = tomllib.loads(f"v = {raw.strip()}")["v"]
+        except tomllib.TOMLDecodeError:
+            value = raw.strip()
+        out.setdefault(section, {})[key] = value
+    return out
+
+
+def merge(base: dict[str, dict[str, Any]], over: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    out = {k: dict(v) for k, v in base.items()}
+    for section, values in over.items():
+        out.setdefault(section, {}).update(values)
+    return out
+
+
+def resolve_config(variant: str = DEFAULT_VARIANT, overrides: list[str] | tuple[str, ...] = ()) -> PipelineConfig:
+    """Variant file + ``--set`` overrides → a validated :class:`PipelineConfig`."""
+    v = load_variant(variant)
+    return PipelineConfig.from_dict(merge(v.overrides, parse_overrides(overrides)), source="--set")
+
+
+def load_config(path: str | Path) -> PipelineConfig:
+    """Read a ``config.toml`` written by :func:`dump_config` (e.g. from a run directory)."""
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as err:
+        raise ConfigError(f"{path}: cannot read config: {err}") from None
+    data.pop("meta", None)
+    return PipelineConfig.from_dict(data, source=str(path))
+
+
+def dump_config(cfg: PipelineConfig, meta: dict[str, Any] | None = None) -> str:
+    """TOML text of the fully resolved config (``meta`` goes into a ``[meta]`` table)."""
+    import tomli_w
+
+    data: dict[str, Any] = {}
+    if meta:
+        data["meta"] = {k: v for k, v in meta.items() if v is not None}
+    data.update(cfg.to_dict())
+    return tomli_w.dumps(data)

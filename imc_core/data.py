@@ -1,0 +1,607 @@
+"""The IMC-2025 data layout: train labels, thresholds, test folders and ``sample_submission.csv``.
+
+A *data root* looks like Kaggle's competition folder::
+
+    ROOT/
+      train/<dataset>/<image>.png|jpg|jpeg      training images
+      train_labels.csv                          dataset,scene,image,rotation_matrix,translation_vector
+      train_thresholds.csv                      dataset,scene,thresholds (6 values in metres, ';'-separated)
+      test/<dataset>/<image>                    test images (no labels)
+      sample_submission.csv                     image_id,dataset,scene,image,rotation_matrix,translation_vector
+
+:class:`DataRoot` finds the datasets of a root and :meth:`DataRoot.load_dataset` returns a :class:`Dataset`: the
+images to reconstruct (in a fixed order), their labels and thresholds when they exist, and a cheap fingerprint of
+the image files for the stage cache. Poses follow :mod:`imc_core.submission` (world → camera).
+
+Every problem with the input is an :class:`~imc_core.errors.InputError` naming the file, the row and the problem;
+problems that do not stop a run (extra images on disk, a scene without thresholds) are warning strings kept in
+:attr:`Dataset.warnings` and also emitted with :func:`warnings.warn`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import warnings
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+from .errors import InputError
+from .submission import (
+    OUTLIERS,
+    POSE_COLS,
+    ROTATION_TOL,
+    _atomic_write_text,
+    read_pose_csv,
+    rotation_errors,
+    row_line,
+    write_pose_csv,
+)
+
+__all__ = [
+    "IMAGE_EXTS",
+    "LABELS_FILE",
+    "THRESHOLDS_FILE",
+    "SAMPLE_SUBMISSION_FILE",
+    "N_THRESHOLDS",
+    "read_labels",
+    "write_labels",
+    "read_thresholds",
+    "write_thresholds",
+    "scan_images",
+    "DataRoot",
+    "Dataset",
+    "summarize",
+    "fingerprint_files",
+]
+
+IMAGE_EXTS: tuple[str, ...] = (".jpg", ".jpeg", ".png")
+"""Image file extensions, matched case-insensitively."""
+LABELS_FILE = "train_labels.csv"
+THRESHOLDS_FILE = "train_thresholds.csv"
+SAMPLE_SUBMISSION_FILE = "sample_submission.csv"
+N_THRESHOLDS = 6
+"""Thresholds per scene (metres); the metric skips the first two."""
+
+Split = Literal["train", "test"]
+SPLITS: tuple[str, ...] = ("train", "test")
+
+
+# ---------------------------------------------------------------------------------------------------------- labels
+
+
+def read_labels(path: str | Path) -> pd.DataFrame:
+    """Read and validate an IMC-2025 ``train_labels.csv`` into a pose frame (see :mod:`imc_core.submission`).
+
+    Checks, each an :class:`InputError` naming the file and the 1-based line (header = line 1):
+
+    * the CSV itself (columns, 9 + 3 numbers, numbers that parse; see :func:`~imc_core.submission.read_pose_csv`);
+    * empty dataset / scene / image names;
+    * the same image twice within a dataset;
+    * a pose with some numbers non-finite and others not;
+    * a nan pose outside scene ``outliers`` (only GT outliers are unposed);
+    * a rotation that is not orthonormal (``‖RᵀR − I‖_F > 1e-3``) or is a reflection.
+
+    Returns:
+        The pose frame in file order (``df.attrs["path"]`` is the file).
+    """
+    df = read_pose_csv(path)
+    p = str(path)
+    for col in ("dataset", "scene", "image"):
+        empty = np.flatnonzero(df[col].str.strip().eq("").to_numpy())
+        if empty.size:
+            raise InputError(p, f"empty {col} name", row_line(df, int(empty[0])))
+
+    ds = df["dataset"].to_numpy(dtype=object)
+    im = df["image"].to_numpy(dtype=object)
+    sc = df["scene"].to_numpy(dtype=object)
+    dup = np.flatnonzero(df.duplicated(subset=["dataset", "image"], keep="first").to_numpy())
+    if dup.size:
+        i = int(dup[0])
+        first = int(np.flatnonzero((ds == ds[i]) & (im == im[i]))[0])
+        raise InputError(
+            p,
+            f"duplicate image {im[i]!r} in dataset {ds[i]!r} (first on line {row_line(df, first)})",
+            row_line(df, i),
+        )
+
+    poses = df[POSE_COLS].to_numpy(dtype=np.float64)
+    finite = np.isfinite(poses)
+    all_nan = np.isnan(poses).all(axis=1)
+    partial = np.flatnonzero(~all_nan & ~finite.all(axis=1))
+    if partial.size:
+        i = int(partial[0])
+        k = int(np.flatnonzero(~finite[i])[0])
+        raise InputError(
+            p,
+            f"pose of {ds[i]}/{im[i]} is partly non-finite ({POSE_COLS[k]} = {poses[i, k]!r})",
+            row_line(df, i),
+        )
+    unposed = np.flatnonzero(all_nan & (sc != OUTLIERS))
+    if unposed.size:
+        i = int(unposed[0])
+        raise InputError(
+            p,
+            f"image {ds[i]}/{im[i]} of scene {sc[i]!r} has a nan pose; only scene {OUTLIERS!r} may be unposed",
+            row_line(df, i),
+        )
+    reg = np.flatnonzero(~all_nan)
+    if reg.size:
+        R = poses[reg, :9].reshape(-1, 3, 3)
+        err = rotation_errors(R)
+        bad = np.flatnonzero(err > ROTATION_TOL)
+        if bad.size:
+            i = int(reg[bad[0]])
+            raise InputError(
+                p,
+                f"rotation of {ds[i]}/{im[i]} is not orthonormal (‖RᵀR−I‖ = {err[bad[0]]:.3g} > {ROTATION_TOL:g})",
+                row_line(df, i),
+            )
+        det = np.linalg.det(R)
+        bad = np.flatnonzero(det < 0)
+        if bad.size:
+            i = int(reg[bad[0]])
+            raise InputError(
+                p, f"rotation of {ds[i]}/{im[i]} is a reflection (det = {det[bad[0]]:.3g})", row_line(df, i)
+            )
+    return df
+
+
+def write_labels(df: pd.DataFrame, path: str | Path) -> Path:
+    """Write a labels pose frame as ``train_labels.csv`` (no ``image_id``; exact floats; atomic)."""
+    return write_pose_csv(df, path, image_id=False)
+
+
+# ------------------------------------------------------------------------------------------------------ thresholds
+
+
+def read_thresholds(path: str | Path) -> dict[tuple[str, str], np.ndarray]:
+    """Read ``train_thresholds.csv`` (``dataset,scene,thresholds``; six ``;``-separated metres per scene).
+
+    Returns:
+        ``{(dataset, scene): float64 array of 6}`` in file order. Values must be finite and non-negative (the official
+        file has zeros among the first two, which the metric skips); they need not be increasing.
+
+    Raises:
+        InputError: missing/empty file, missing columns, a duplicate ``(dataset, scene)``, a row without exactly six
+            numbers, a number that does not parse, is not finite or is negative (file + line named).
+    """
+    p = str(path)
+    try:
+        raw = pd.read_csv(
+            path, dtype=str, keep_default_na=False, na_filter=False, skip_blank_lines=False, encoding="utf-8-sig"
+        )
+    except FileNotFoundError:
+        raise InputError(p, "file not found") from None
+    except pd.errors.EmptyDataError:
+        raise InputError(p, "empty file (expected a header line)") from None
+    except pd.errors.ParserError as err:
+        raise InputError(p, f"malformed CSV: {str(err).split('C error: ')[-1].strip()}") from None
+    raw.columns = [str(c).strip() for c in raw.columns]
+    missing = [c for c in ("dataset", "scene", "thresholds") if c not in raw.columns]
+    if missing:
+        raise InputError(p, f"missing column(s) {', '.join(missing)}; header is {','.join(raw.columns)}", 1)
+    out: dict[tuple[str, str], np.ndarray] = {}
+    first_line: dict[tuple[str, str], int] = {}
+    for pos, (ds, sc, th) in enumerate(
+        zip(raw["dataset"].tolist(), raw["scene"].tolist(), raw["thresholds"].tolist(), strict=True)
+    ):
+        line = pos + 2
+        if ds == "" and sc == "" and th == "":
+            continue  # blank line
+        if not ds.strip() or not sc.strip():
+            raise InputError(p, "empty dataset or scene name", line)
+        key = (ds, sc)
+        if key in out:
+            raise InputError(p, f"duplicate thresholds for {ds}/{sc} (first on line {first_line[key]})", line)
+        toks = th.split(";")
+        if len(toks) != N_THRESHOLDS:
+            got = 0 if not th.strip() else len(toks)
+            raise InputError(p, f"thresholds of {ds}/{sc} must be {N_THRESHOLDS} numbers, got {got}", line)
+        vals = np.empty(N_THRESHOLDS, dtype=np.float64)
+        for k, tok in enumerate(toks):
+            try:
+                vals[k] = float(tok)
+            except ValueError:
+                raise InputError(p, f"thresholds of {ds}/{sc}: cannot parse number {tok.strip()!r}", line) from None
+        if not np.isfinite(vals).all():
+            raise InputError(p, f"thresholds of {ds}/{sc} must be finite, got {th}", line)
+        if (vals < 0).any():
+            # Zero is legal: the official IMC-2025 file has 0;0;0.001;... for imc2023_haiper (the metric skips the
+            # first two thresholds anyway).
+            raise InputError(p, f"thresholds of {ds}/{sc} must not be negative, got {th}", line)
+        out[key] = vals
+        first_line[key] = line
+    return out
+
+
+def write_thresholds(thresholds: dict[tuple[str, str], np.ndarray], path: str | Path) -> Path:
+    """Write ``{(dataset, scene): 6 floats}`` as ``train_thresholds.csv`` (exact floats; atomic)."""
+    rows = []
+    for (ds, sc), vals in thresholds.items():
+        arr = np.asarray(vals, dtype=np.float64).ravel()
+        if arr.size != N_THRESHOLDS:
+            raise ValueError(f"thresholds of {ds}/{sc} must be {N_THRESHOLDS} numbers, got {arr.size}")
+        rows.append((ds, sc, ";".join(map(float.__repr__, arr.tolist()))))
+    text = pd.DataFrame(rows, columns=["dataset", "scene", "thresholds"]).to_csv(index=False, lineterminator="\n")
+    p = Path(path)
+    _atomic_write_text(p, text)
+    return p
+
+
+# ---------------------------------------------------------------------------------------------------------- images
+
+
+def is_image_name(name: str) -> bool:
+    """True for a visible file name with an :data:`IMAGE_EXTS` extension (any case)."""
+    return not name.startswith(".") and name.lower().endswith(IMAGE_EXTS)
+
+
+def scan_images(folder: str | Path) -> list[str]:
+    """Image file names (not paths) directly inside ``folder``, sorted; extensions per :data:`IMAGE_EXTS`.
+
+    Hidden files and sub-folders are ignored.
+
+    Raises:
+        InputError: the folder does not exist or is not a folder.
+    """
+    f = Path(folder)
+    if not f.is_dir():
+        raise InputError(f, "image folder not found" if not f.exists() else "not a folder")
+    names = []
+    with os.scandir(f) as it:
+        for e in it:
+            if is_image_name(e.name) and e.is_file():
+                names.append(e.name)
+    return sorted(names)
+
+
+def fingerprint_files(folder: str | Path, names: list[str]) -> str:
+    """sha256 (hex) over the sorted ``(name, size, mtime_ns)`` of ``folder/name`` for each name.
+
+    Cheap (one ``stat`` per file, no reading) and changes when a file is added, removed, renamed, rewritten or
+    touched.
+    """
+    h = hashlib.sha256()
+    base = Path(folder)
+    for name in sorted(names):
+        st = os.stat(base / name)
+        h.update(f"{name}\t{st.st_size}\t{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()
+
+
+# ---------------------------------------------------------------------------------------------------------- dataset
+
+
+@dataclass
+class Dataset:
+    """One dataset of a data root, ready for the pipeline.
+
+    Attributes:
+        name: the dataset name (folder under ``train/`` or ``test/``).
+        split: ``"train"`` or ``"test"``.
+        image_dir: the folder holding the images.
+        images: image names relative to ``image_dir``, in order (labels / sample_submission file order, else
+            sorted).
+        labels: pose frame rows of this dataset (file order, fresh index), ``None`` without ground truth.
+        thresholds: ``{scene: 6 floats}`` for this dataset's scenes, ``None`` without a thresholds file.
+        warnings: non-fatal problems found while loading (one line each).
+        fingerprint: sha256 over sorted ``(name, size, mtime_ns)`` of the images (see :func:`fingerprint_files`).
+        image_ids: Kaggle ``image_id`` per image (aligned with ``images``) when a sample submission gave them.
+    """
+
+    name: str
+    split: str
+    image_dir: Path
+    images: list[str]
+    labels: pd.DataFrame | None = None
+    thresholds: dict[str, np.ndarray] | None = None
+    warnings: list[str] = field(default_factory=list)
+    fingerprint: str = ""
+    image_ids: list[str] | None = None
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    @property
+    def image_paths(self) -> list[Path]:
+        """Full paths of :attr:`images`, same order."""
+        return [self.image_dir / n for n in self.images]
+
+    def scenes(self) -> dict[str, list[str]]:
+        """GT scene → its image names (labels file order; ``outliers`` included). Empty without labels."""
+        if self.labels is None:
+            return {}
+        out: dict[str, list[str]] = {}
+        for sc, im in zip(self.labels["scene"].tolist(), self.labels["image"].tolist(), strict=True):
+            out.setdefault(sc, []).append(im)
+        return out
+
+    def expected(self) -> pd.DataFrame:
+        """``dataset, image`` frame of the images a submission for this dataset must contain."""
+        return pd.DataFrame({"dataset": [self.name] * len(self.images), "image": list(self.images)})
+
+
+def _warn(msgs: list[str], msg: str) -> None:
+    msgs.append(msg)
+    warnings.warn(msg, UserWarning, stacklevel=4)  # caller of load_dataset
+
+
+def _list_names(names: list[str], k: int = 3) -> str:
+    s = ", ".join(names[:k])
+    return s + (", ..." if len(names) > k else "")
+
+
+class DataRoot:
+    """A folder in the IMC-2025 layout (see the module docstring).
+
+    Labels, thresholds and the sample submission are read lazily, once, and validated when first used.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        if not self.path.is_dir():
+            raise InputError(self.path, "data root not found" if not self.path.exists() else "data root is not a folder")
+
+    def __repr__(self) -> str:
+        return f"DataRoot({str(self.path)!r})"
+
+    # files
+    @property
+    def labels_path(self) -> Path:
+        return self.path / LABELS_FILE
+
+    @property
+    def thresholds_path(self) -> Path:
+        return self.path / THRESHOLDS_FILE
+
+    @property
+    def sample_submission_path(self) -> Path:
+        return self.path / SAMPLE_SUBMISSION_FILE
+
+    @property
+    def has_labels(self) -> bool:
+        """True when ``train_labels.csv`` exists."""
+        return self.labels_path.is_file()
+
+    @property
+    def has_thresholds(self) -> bool:
+        return self.thresholds_path.is_file()
+
+    @cached_property
+    def labels(self) -> pd.DataFrame | None:
+        """All train labels (validated pose frame), ``None`` without ``train_labels.csv``."""
+        return read_labels(self.labels_path) if self.has_labels else None
+
+    @cached_property
+    def thresholds(self) -> dict[tuple[str, str], np.ndarray] | None:
+        """All thresholds ``{(dataset, scene): 6 floats}``, ``None`` without ``train_thresholds.csv``."""
+        return read_thresholds(self.thresholds_path) if self.has_thresholds else None
+
+    @cached_property
+    def sample_submission(self) -> pd.DataFrame | None:
+        """The sample submission as a pose frame (with ``image_id``), ``None`` when absent."""
+        if not self.sample_submission_path.is_file():
+            return None
+        return read_pose_csv(self.sample_submission_path)
+
+    # datasets
+    def _subdirs(self, split: str) -> list[str]:
+        d = self.path / split
+        if not d.is_dir():
+            return []
+        with os.scandir(d) as it:
+            return sorted(e.name for e in it if e.is_dir() and not e.name.startswith("."))
+
+    def train_datasets(self) -> list[str]:
+        """Dataset folders under ``train/``, sorted."""
+        return self._subdirs("train")
+
+    def test_datasets(self) -> list[str]:
+        """Datasets of ``sample_submission.csv`` and folders under ``test/``, sorted."""
+        names = set(self._subdirs("test"))
+        sub = self.sample_submission
+        if sub is not None:
+            names.update(sub["dataset"].unique().tolist())
+        return sorted(names)
+
+    def datasets(self, split: str = "train") -> list[str]:
+        """:meth:`train_datasets` or :meth:`test_datasets`."""
+        _check_split(split)
+        return self.train_datasets() if split == "train" else self.test_datasets()
+
+    def load_dataset(self, name: str, split: str = "train") -> Dataset:
+        """Load one dataset: its images, labels, thresholds, warnings and fingerprint.
+
+        Train: the images are the labelled images of the dataset in labels order; each must exist in
+        ``train/<name>/`` (else an :class:`InputError` naming the labels file, the row and the missing path);
+        images on disk without labels give a warning. Without labels (no file, or no rows for this dataset) the
+        folder is scanned.
+
+        Test: the rows of ``sample_submission.csv`` for this dataset (order and ``image_id`` kept) when there are
+        any, else a scan of ``test/<name>/``. When ``test/<name>/`` does not exist but ``train/<name>/`` does, the
+        sample submission's images are looked up there (with a warning).
+        """
+        _check_split(split)
+        if split == "train":
+            return self._load_train(name)
+        return self._load_test(name)
+
+    def _load_train(self, name: str) -> Dataset:
+        image_dir = self.path / "train" / name
+        msgs: list[str] = []
+        labels = self.labels
+        rows = None
+        if labels is not None:
+            mask = (labels["dataset"] == name).to_numpy()
+            if mask.any():
+                positions = np.flatnonzero(mask)
+                rows = labels.iloc[positions].reset_index(drop=True)
+                rows.attrs = {"path": str(self.labels_path)}
+        if rows is None:
+            if not image_dir.is_dir():
+                raise InputError(image_dir, f"train dataset {name!r} not found (no folder and no labels)")
+            images = scan_images(image_dir)
+            if not images:
+                raise InputError(image_dir, f"no images ({', '.join(IMAGE_EXTS)}) in this folder")
+            if labels is not None:
+                _warn(msgs, f"{self.labels_path}: no rows for dataset {name!r}; its {len(images)} images have no labels")
+            thresholds = None
+        else:
+            images = rows["image"].tolist()
+            for pos, img in zip(positions.tolist(), images, strict=True):
+                if not (image_dir / img).is_file():
+                    raise InputError(
+                        self.labels_path, f"image not found: {image_dir / img}", row_line(labels, int(pos))
+                    )
+            on_disk = scan_images(image_dir)
+            labelled = set(images)
+            extra = [n for n in on_disk if n not in labelled]
+            if extra:
+                _warn(
+                    msgs,
+                    f"{image_dir}: {len(extra)} image(s) not in {LABELS_FILE}, ignored: {_list_names(extra)}",
+                )
+            thresholds = None
+            if self.thresholds is not None:
+                thresholds = {sc: v.copy() for (ds, sc), v in self.thresholds.items() if ds == name}
+                gt_scenes = [s for s in dict.fromkeys(rows["scene"].tolist()) if s != OUTLIERS]
+                lacking = [s for s in gt_scenes if s not in thresholds]
+                if lacking:
+                    _warn(msgs, f"{self.thresholds_path}: no thresholds for {name}/{', '.join(lacking)}")
+        return Dataset(
+            name=name,
+            split="train",
+            image_dir=image_dir,
+            images=images,
+            labels=rows,
+            thresholds=thresholds,
+            warnings=msgs,
+            fingerprint=fingerprint_files(image_dir, images),
+        )
+
+    def _load_test(self, name: str) -> Dataset:
+        image_dir = self.path / "test" / name
+        msgs: list[str] = []
+        sub = self.sample_submission
+        rows = None
+        if sub is not None:
+            mask = (sub["dataset"] == name).to_numpy()
+            if mask.any():
+                positions = np.flatnonzero(mask)
+                rows = sub.iloc[positions]
+        if rows is None:
+            if not image_dir.is_dir():
+                raise InputError(image_dir, f"test dataset {name!r} not found (no folder and no sample_submission rows)")
+            images = scan_images(image_dir)
+            if not images:
+                raise InputError(image_dir, f"no images ({', '.join(IMAGE_EXTS)}) in this folder")
+            image_ids = None
+        else:
+            images = rows["image"].tolist()
+            image_ids = rows["image_id"].tolist() if "image_id" in rows.columns else None
+            dup = pd.Series(images).duplicated()
+            if dup.any():
+                i = int(np.flatnonzero(dup.to_numpy())[0])
+                raise InputError(
+                    self.sample_submission_path,
+                    f"duplicate image {images[i]!r} in dataset {name!r}",
+                    row_line(sub, int(positions[i])),
+                )
+            if not image_dir.is_dir() and (self.path / "train" / name).is_dir():
+                image_dir = self.path / "train" / name
+                _warn(msgs, f"{self.path / 'test' / name} not found; reading the sample submission's images from {image_dir}")
+            for pos, img in zip(positions.tolist(), images, strict=True):
+                if not (image_dir / img).is_file():
+                    raise InputError(
+                        self.sample_submission_path, f"image not found: {image_dir / img}", row_line(sub, int(pos))
+                    )
+            if image_dir.parent.name == "test":
+                listed = set(images)
+                extra = [n for n in scan_images(image_dir) if n not in listed]
+                if extra:
+                    _warn(
+                        msgs,
+                        f"{image_dir}: {len(extra)} image(s) not in {SAMPLE_SUBMISSION_FILE}, ignored: "
+                        f"{_list_names(extra)}",
+                    )
+        return Dataset(
+            name=name,
+            split="test",
+            image_dir=image_dir,
+            images=images,
+            labels=None,
+            thresholds=None,
+            warnings=msgs,
+            fingerprint=fingerprint_files(image_dir, images),
+            image_ids=image_ids,
+        )
+
+
+def _check_split(split: str) -> None:
+    if split not in SPLITS:
+        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+
+
+# --------------------------------------------------------------------------------------------------------- summary
+
+SUMMARY_COLS = ["split", "dataset", "scene", "images", "missing", "thresholds"]
+
+
+def summarize(root: str | Path | DataRoot) -> pd.DataFrame:
+    """One row per (split, dataset, scene) of a data root, for the dashboard's Datasets page.
+
+    Columns: ``split``, ``dataset``, ``scene`` (GT scene; ``""`` for a dataset without labels, e.g. every test
+    dataset), ``images`` (labelled or listed images, or images on disk without labels), ``missing`` (labelled or
+    listed images not on disk), ``thresholds`` (the six values ``;``-joined, ``""`` when none). Cheap: no image is
+    opened and no fingerprint is computed.
+
+    Raises:
+        InputError: a labels / thresholds / sample-submission file is malformed.
+    """
+    dr = root if isinstance(root, DataRoot) else DataRoot(root)
+    rows: list[tuple] = []
+    labels = dr.labels
+    thr = dr.thresholds or {}
+
+    def thr_text(ds: str, sc: str) -> str:
+        v = thr.get((ds, sc))
+        return "" if v is None else ";".join(f"{x:g}" for x in v.tolist())
+
+    def on_disk(folder: Path) -> set[str]:
+        return set(scan_images(folder)) if folder.is_dir() else set()
+
+    train_names = set(dr.train_datasets())
+    if labels is not None:
+        train_names.update(labels["dataset"].unique().tolist())
+    for ds in sorted(train_names):
+        folder = dr.path / "train" / ds
+        present = on_disk(folder)
+        sub = labels[labels["dataset"] == ds] if labels is not None else None
+        if sub is None or sub.empty:
+            rows.append(("train", ds, "", len(present), 0, ""))
+            continue
+        for sc, imgs in sub.groupby("scene", sort=False)["image"]:
+            names = imgs.tolist()
+            missing = sum(1 for n in names if n not in present)
+            rows.append(("train", ds, str(sc), len(names), missing, thr_text(ds, str(sc))))
+
+    sample = dr.sample_submission
+    for ds in dr.test_datasets():
+        folder = dr.path / "test" / ds
+        if sample is not None and (sample["dataset"] == ds).any():
+            names = sample.loc[sample["dataset"] == ds, "image"].tolist()
+            if not folder.is_dir() and (dr.path / "train" / ds).is_dir():
+                folder = dr.path / "train" / ds
+            present = on_disk(folder)
+            rows.append(("test", ds, "", len(names), sum(1 for n in names if n not in present), ""))
+        else:
+            rows.append(("test", ds, "", len(on_disk(folder)), 0, ""))
+
+    df = pd.DataFrame(rows, columns=SUMMARY_COLS)
+    return df.astype({"images": "int64", "missing": "int64"})

@@ -1,0 +1,332 @@
+"""Chain the stages for one data root + one config and write a run directory.
+
+``run_pipeline`` is what the CLI's ``run`` command and the dashboard's background job call. Per dataset:
+pairs → features → matching → reconstruction, each stage cached (:mod:`imc_core.cache`) under a key made of its
+config, its inputs' keys and the dataset fingerprint; then all datasets' poses form ``submission.csv``, which is scored
+with the exact metric when ground truth exists.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import platform
+import shutil
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from .cache import Artifact, artifact_key, get_or_build
+from .config import DEFAULT_VARIANT, PipelineConfig, dump_config, resolve_config, stable_hash
+from .errors import Cancelled, ImcError
+from .runs import RunWriter, new_run_dir, now_iso
+
+#: progress(stage, done, total, message)
+ProgressFn = Callable[[str, int, int, str], None]
+STAGES = ("pairs", "features", "matching", "reconstruction", "scoring")
+
+
+@dataclass
+class DatasetResult:
+    """What the pipeline produced for one dataset."""
+
+    name: str
+    poses: pd.DataFrame
+    timings: dict[str, float] = field(default_factory=dict)
+    cache: dict[str, str] = field(default_factory=dict)
+    pairs_stats: pd.DataFrame | None = None
+    ok: bool = True
+
+
+def _device_name() -> str:
+    try:
+        from .device import resolve_device
+
+        dev = resolve_device("auto")
+        if dev.type == "cuda":
+            import torch
+
+            return f"cuda ({torch.cuda.get_device_name(dev)})"
+        return "cpu"
+    except Exception:  # device detection must never break a run
+        return "cpu"
+
+
+class _Reporter:
+    """Fans progress out to the run directory and the caller's callback; checks for cancellation."""
+
+    def __init__(self, writer: RunWriter, progress: ProgressFn | None, should_cancel: Callable[[], bool] | None):
+        self.writer, self.cb, self.cancel_cb = writer, progress, should_cancel
+
+    def cancelled(self) -> bool:
+        return self.writer.cancel_requested() or bool(self.cancel_cb and self.cancel_cb())
+
+    def check(self) -> None:
+        if self.cancelled():
+            raise Cancelled("cancelled by user")
+
+    def stage(self, dataset: str, stage: str) -> Callable[[int, int, str], None]:
+        key = f"{dataset}/{stage}"
+
+        def report(done: int, total: int, message: str = "") -> None:
+            self.emit(key, done, total, message)
+            self.check()
+
+        return report
+
+    def emit(self, key: str, done: int, total: int, message: str = "", **kw: Any) -> None:
+        self.writer.progress(key, done, total, message, **kw)
+        if self.cb:
+            self.cb(key, done, total, message)
+
+
+def run_pipeline(
+    data_root: str | Path,
+    *,
+    datasets: list[str] | None = None,
+    variant: str = DEFAULT_VARIANT,
+    overrides: list[str] | tuple[str, ...] = (),
+    config: PipelineConfig | None = None,
+    out: str | Path | None = None,
+    progress: ProgressFn | None = None,
+    should_cancel: Callable[[], bool] | None = None,
+    use_cache: bool = True,
+    label: str | None = None,
+    group: str | None = None,
+    raise_errors: bool = False,
+) -> Path:
+    """Run one pipeline variant on a data root and return the run directory.
+
+    Args:
+        data_root: folder in the IMC-2025 layout (``train/`` + labels, or ``test/`` [+ sample_submission.csv]).
+        datasets: dataset names to run (default: all of the split).
+        variant: variant name (``imc_core/variants/<name>.toml``).
+        overrides: ``section.key=value`` strings applied on top of the variant.
+        config: a ready config (then ``variant`` is only recorded, ``overrides`` ignored).
+        out: run directory to write (default: a new folder under ``$IMC_RUNS_DIR``).
+        progress: ``progress(stage, done, total, message)``, stage like ``"<dataset>/features"``.
+        should_cancel: polled between steps; True stops the run (status ``cancelled``).
+        use_cache: False recomputes every stage.
+        label, group: free text stored in ``run.json`` (group ties repeated seeds of one experiment together).
+        raise_errors: re-raise failures after recording them (the CLI prints them; the dashboard reads run.json).
+
+    The run directory records status ``done``, ``failed`` (with a one-line error) or ``cancelled``; cached stage
+    artifacts are never lost by a failure or cancellation.
+    """
+    from .data import DataRoot
+
+    cfg = config or resolve_config(variant, overrides)
+    run_dir = Path(out) if out else new_run_dir(variant)
+    writer = RunWriter(run_dir)
+    rep = _Reporter(writer, progress, should_cancel)
+    t_start = time.perf_counter()
+    writer.write_meta(
+        id=run_dir.name, created=now_iso(), status="running", variant=variant, data_root=str(Path(data_root)),
+        split=None, datasets=datasets or [], config_hash=cfg.hash(), device=_device_name(),
+        deterministic=cfg.reconstruction.deterministic, seed=cfg.reconstruction.seed, overrides=list(overrides),
+        label=label, group=group, host=platform.node(), error=None,
+    )
+    writer.write_text("config.toml", dump_config(cfg, {"variant": variant, "overrides": list(overrides)}))
+    writer.log(f"run {run_dir.name}: variant={variant} overrides={list(overrides)} data_root={data_root}")
+    timings: dict[str, Any] = {"total": 0.0, "datasets": {}, "cache": {}}
+    try:
+        root = DataRoot(Path(data_root))
+        split = "train" if root.train_datasets() else "test"
+        names = datasets or (root.train_datasets() if split == "train" else root.test_datasets())
+        if not names:
+            raise ImcError(f"{data_root}: no datasets found under train/ or test/")
+        writer.write_meta(split=split, datasets=list(names))
+        results: list[DatasetResult] = []
+        for name in names:
+            rep.check()
+            ds = root.load_dataset(name, split)
+            for w in ds.warnings:
+                writer.log(f"[{name}] warning: {w}")
+            res = _run_dataset(ds, cfg, run_dir, writer, rep, use_cache)
+            results.append(res)
+            timings["datasets"][name] = res.timings
+            timings["cache"][name] = res.cache
+            writer.write_json("timings.json", timings)
+        _write_outputs(root, split, names, results, run_dir, writer, rep, timings)
+        timings["total"] = time.perf_counter() - t_start
+        writer.write_json("timings.json", timings)
+        writer.set_status("done")
+        writer.log(f"done in {timings['total']:.1f} s")
+    except Cancelled:
+        writer.log("cancelled by user; cached stage artifacts are kept")
+        writer.set_status("cancelled")
+        if raise_errors:
+            raise
+    except Exception as err:
+        msg = str(err) if isinstance(err, ImcError) else f"{type(err).__name__}: {err}"
+        writer.log(f"FAILED: {msg}\n{traceback.format_exc()}")
+        writer.set_status("failed", error=msg.splitlines()[0] if msg else type(err).__name__)
+        if raise_errors:
+            raise
+    finally:
+        timings["total"] = time.perf_counter() - t_start
+        writer.write_json("timings.json", timings)
+    return run_dir
+
+
+def _asdict(obj: Any) -> dict[str, Any]:
+    return dataclasses.asdict(obj)
+
+
+def _stage_conf(conf: Any) -> dict[str, Any]:
+    """Config dict used in a cache key: ``device`` does not change the artifact's meaning, so it is left out."""
+    d = _asdict(conf)
+    d.pop("device", None)
+    return d
+
+
+def _run_dataset(ds: Any, cfg: PipelineConfig, run_dir: Path, writer: RunWriter, rep: _Reporter,
+                 use_cache: bool) -> DatasetResult:
+    from .stages.features import extract_features
+    from .stages.matching import match_features
+    from .stages.pairs import make_pairs, write_pairs
+    from .stages.reconstruction import reconstruct
+    from .submission import read_pose_csv, write_pose_csv
+
+    name = ds.name
+    timings: dict[str, float] = {}
+    cache: dict[str, str] = {}
+
+    def record(stage: str, art: Artifact) -> None:
+        timings[stage] = art.seconds
+        cache[stage] = "hit" if art.hit else "miss"
+        rep.emit(f"{name}/{stage}", 1, 1, "cached" if art.hit else "done", cached=art.hit, seconds=art.seconds,
+                 force=True)
+        writer.log(f"[{name}] {stage}: {'cache hit' if art.hit else f'{art.seconds:.1f} s'} ({art.path.name})")
+
+    # pairs
+    t0 = time.perf_counter()
+    pairs = make_pairs(ds.images, cfg.pairs)
+    timings["pairs"] = time.perf_counter() - t0
+    cache["pairs"] = "computed"
+    pairs_key = stable_hash(pairs)
+    rep.emit(f"{name}/pairs", 1, 1, f"{len(pairs)} pairs", force=True)
+    writer.log(f"[{name}] {len(ds.images)} images, {len(pairs)} pairs ({cfg.pairs.method})")
+
+    # features
+    images = [(n, ds.image_dir / n) for n in ds.images]
+    fkey = artifact_key("features", _stage_conf(cfg.features), [], ds.fingerprint)
+    feats = get_or_build(
+        "features", name, fkey,
+        lambda tmp: extract_features(images, cfg.features, tmp / "features.h5",
+                                     progress=rep.stage(name, "features"), should_cancel=rep.cancelled),
+        use_cache=use_cache, meta={"conf": _stage_conf(cfg.features), "dataset": name})
+    record("features", feats)
+
+    # matching
+    mkey = artifact_key("matching", _stage_conf(cfg.matching), [fkey, pairs_key], ds.fingerprint)
+
+    def build_matches(tmp: Path) -> None:
+        write_pairs(pairs, tmp / "pairs.txt")
+        match_features(pairs, feats.path / "features.h5", cfg.matching, tmp / "matches.h5",
+                       feature_method=cfg.features.method, progress=rep.stage(name, "matching"),
+                       should_cancel=rep.cancelled)
+
+    matches = get_or_build("matching", name, mkey, build_matches, use_cache=use_cache,
+                           meta={"conf": _stage_conf(cfg.matching), "inputs": [fkey, pairs_key], "dataset": name})
+    record("matching", matches)
+    stats = _pairs_stats(name, matches.path / "matches.h5", pairs)
+
+    # reconstruction (cached only when deterministic: otherwise every run is a fresh sample of mapper noise)
+    rconf = _asdict(cfg.reconstruction)
+    rkey = artifact_key("reconstruction", rconf, [mkey, fkey], ds.fingerprint)
+
+    def build_rec(tmp: Path) -> None:
+        res = reconstruct(ds.image_dir, ds.images, feats.path / "features.h5", matches.path / "matches.h5", pairs,
+                          cfg.reconstruction, tmp, dataset=name, progress=rep.stage(name, "reconstruction"),
+                          should_cancel=rep.cancelled)
+        poses = res.poses.copy()
+        poses["dataset"] = name
+        write_pose_csv(poses, tmp / "poses.csv")
+        (tmp / "reconstruction.log").write_text("\n".join(res.log) + "\n")
+        (tmp / "result.json").write_text(f'{{"ok": {str(res.ok).lower()}, "n_models": {res.n_models}}}\n')
+
+    rec = get_or_build("reconstruction", name, rkey, build_rec,
+                       use_cache=use_cache and cfg.reconstruction.deterministic,
+                       meta={"conf": rconf, "inputs": [mkey, fkey], "dataset": name})
+    record("reconstruction", rec)
+    for line in (rec.path / "reconstruction.log").read_text().splitlines():
+        writer.log(f"[{name}] {line}")
+    models_src = rec.path / "models"
+    if models_src.exists():
+        dst = run_dir / "models" / name
+        if dst.exists():
+            shutil.rmtree(dst)
+        shutil.copytree(models_src, dst)
+    poses = read_pose_csv(rec.path / "poses.csv")
+    ok = '"ok": true' in (rec.path / "result.json").read_text()
+    return DatasetResult(name, poses, timings, cache, stats, ok)
+
+
+def _pairs_stats(dataset: str, matches_path: Path, pairs: list[tuple[str, str]]) -> pd.DataFrame:
+    """Matches per pair (for the dashboard's match graph)."""
+    from .stages.matching import read_matches
+
+    rows = []
+    for a, b in pairs:
+        try:
+            m = read_matches(matches_path, a, b)
+            n = 0 if m is None else len(m[0] if isinstance(m, tuple) else m)
+        except KeyError:
+            n = 0
+        rows.append((dataset, a, b, n))
+    return pd.DataFrame(rows, columns=["dataset", "name0", "name1", "n_matches"])
+
+
+def _write_outputs(root: Any, split: str, names: list[str], results: list[DatasetResult], run_dir: Path,
+                   writer: RunWriter, rep: _Reporter, timings: dict[str, Any]) -> None:
+    from .submission import write_pose_csv
+
+    sub = pd.concat([r.poses for r in results], ignore_index=True)
+    stats = [r.pairs_stats for r in results if r.pairs_stats is not None]
+    if stats:
+        writer.write_csv("pairs_stats.csv", pd.concat(stats, ignore_index=True))
+    if split == "test":
+        sub = _with_test_image_ids(root, names, sub)
+        write_pose_csv(sub, run_dir / "submission.csv", image_id=True)
+        writer.log(f"wrote Kaggle submission with {len(sub)} rows")
+        return
+    write_pose_csv(sub, run_dir / "submission.csv", image_id=False)
+    if not root.has_labels:
+        return
+    from .metric import score
+
+    t0 = time.perf_counter()
+    rep.emit("scoring", 0, 1, "scoring")
+    gt = root.labels[root.labels["dataset"].isin(names)].reset_index(drop=True)
+    thr = {k: v for k, v in root.thresholds.items() if k[0] in names}
+    res = score(gt, thr, sub, submission_path=str(run_dir / "submission.csv"))
+    writer.write_json("scores.json", res.to_json())
+    writer.write_csv("scenes.csv", res.scenes)
+    writer.write_csv("per_image.csv", res.per_image)
+    writer.write_json("alignments.json", res.alignments)
+    for w in res.warnings:
+        writer.log(f"metric warning: {w}")
+    timings["scoring"] = time.perf_counter() - t0
+    rep.emit("scoring", 1, 1, f"score {res.score:.2f}", force=True)
+    writer.log(f"score {res.score:.4f} (mAA {res.mAA:.4f}, clusterness {res.clusterness:.4f})")
+    for ds, d in res.datasets.items():
+        writer.log(f"  {ds}: score {d.score:.4f} mAA {d.mAA:.4f} clusterness {d.clusterness:.4f}")
+
+
+def _with_test_image_ids(root: Any, names: list[str], sub: pd.DataFrame) -> pd.DataFrame:
+    """Attach Kaggle image_ids (from sample_submission when present) in test mode."""
+    from .submission import kaggle_image_id
+
+    ids = {}
+    for name in names:
+        ds = root.load_dataset(name, "test")
+        if getattr(ds, "image_ids", None):
+            ids.update({(name, img): iid for img, iid in zip(ds.images, ds.image_ids)})
+    sub = sub.copy()
+    sub.insert(0, "image_id", [ids.get((d, i), kaggle_image_id(d, i)) for d, i in zip(sub["dataset"], sub["image"])])
+    return sub

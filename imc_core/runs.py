@@ -1,0 +1,334 @@
+"""Run directories: create, write, load, list, export and import bundles.
+
+Layout (docs/formats.md): ``run.json`` (status and metadata), ``config.toml``, ``progress.json``, ``submission.csv``,
+``scores.json``, ``scenes.csv``, ``per_image.csv``, ``alignments.json``, ``timings.json``, ``log.txt``,
+``models/<dataset>/<k>/``. The dashboard only reads these; :mod:`imc_core.pipeline` writes them.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import secrets
+import shutil
+import time
+import zipfile
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import pandas as pd
+
+from .cache import REPO_ROOT
+from .errors import InputError
+from .fsutil import atomic_write_json, atomic_write_text
+
+RUN_FILES = ("run.json", "config.toml", "submission.csv", "scores.json", "scenes.csv", "per_image.csv",
+             "alignments.json", "timings.json", "log.txt", "progress.json", "pairs_stats.csv")
+BUNDLE_REQUIRED = ("run.json", "config.toml", "submission.csv")
+BUNDLE_MAX_BYTES = 512 * 1024**2
+
+
+def runs_root() -> Path:
+    """``$IMC_RUNS_DIR`` or ``<repo>/data/runs``."""
+    return Path(os.environ.get("IMC_RUNS_DIR") or REPO_ROOT / "data" / "runs")
+
+
+def now_iso() -> str:
+    return _dt.datetime.now().astimezone().isoformat(timespec="seconds")
+
+
+def new_run_dir(variant: str, root: Path | None = None) -> Path:
+    """Create ``<root>/<YYYYmmdd-HHMMSS>-<variant>-<4 hex>/`` and return it."""
+    root = root or runs_root()
+    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    path = root / f"{stamp}-{_slug(variant)}-{secrets.token_hex(2)}"
+    path.mkdir(parents=True, exist_ok=False)
+    return path
+
+
+def _slug(text: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_" else "-" for c in text)[:40] or "run"
+
+
+class RunWriter:
+    """Writes one run directory; every JSON write is atomic so a reader never sees a torn file."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.path.mkdir(parents=True, exist_ok=True)
+        self._meta: dict[str, Any] = {}
+        self._progress: dict[str, Any] = {"stage": "", "done": 0, "total": 0, "message": "", "stages": {}}
+        self._last_progress_write = 0.0
+
+    # -- metadata / status
+    def write_meta(self, **meta: Any) -> None:
+        self._meta.update(meta)
+        atomic_write_json(self.path / "run.json", self._meta)
+
+    def set_status(self, status: str, error: str | None = None) -> None:
+        self.write_meta(status=status, error=error, finished=now_iso() if status != "running" else None)
+
+    # -- logs
+    def log(self, message: str) -> None:
+        line = f"[{_dt.datetime.now().strftime('%H:%M:%S')}] {message}\n"
+        with open(self.path / "log.txt", "a", encoding="utf-8") as f:
+            f.write(line)
+
+    # -- progress
+    def progress(self, stage: str, done: int, total: int, message: str = "", *, cached: bool | None = None,
+                 seconds: float | None = None, force: bool = False) -> None:
+        st = self._progress["stages"].setdefault(stage, {"done": 0, "total": 0, "cached": False, "seconds": None})
+        st["done"], st["total"] = done, total
+        if cached is not None:
+            st["cached"] = cached
+        if seconds is not None:
+            st["seconds"] = seconds
+        if st.get("started") is None:
+            st["started"] = time.time()
+        self._progress.update(stage=stage, done=done, total=total, message=message, updated=time.time())
+        now = time.monotonic()
+        if force or done >= total or now - self._last_progress_write > 0.25:
+            self._last_progress_write = now
+            atomic_write_json(self.path / "progress.json", self._progress)
+
+    def write_json(self, name: str, obj: Any) -> None:
+        atomic_write_json(self.path / name, obj)
+
+    def write_text(self, name: str, text: str) -> None:
+        atomic_write_text(self.path / name, text)
+
+    def write_csv(self, name: str, df: pd.DataFrame) -> None:
+        atomic_write_text(self.path / name, df.to_csv(index=False))
+
+    def cancel_requested(self) -> bool:
+        return (self.path / "CANCEL").exists()
+
+
+def request_cancel(run_dir: Path) -> None:
+    """Ask a running pipeline to stop (it polls for this file between steps)."""
+    (Path(run_dir) / "CANCEL").write_text(now_iso())
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# reading
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    except (json.JSONDecodeError, OSError) as err:
+        raise InputError(path, f"cannot read JSON: {err}") from None
+
+
+def _read_csv(path: Path) -> pd.DataFrame | None:
+    if not path.exists():
+        return None
+    try:
+        return pd.read_csv(path, keep_default_na=True)
+    except Exception as err:  # pandas raises several types
+        raise InputError(path, f"cannot read CSV: {err}") from None
+
+
+@dataclass
+class Run:
+    """Lazy view of a run directory (each file is read on first access)."""
+
+    path: Path
+    _cache: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @property
+    def id(self) -> str:
+        return self.path.name
+
+    @cached_property
+    def meta(self) -> dict[str, Any]:
+        meta = _read_json(self.path / "run.json")
+        if meta is None:
+            raise InputError(self.path / "run.json", "not a run directory (run.json missing)")
+        return meta
+
+    @property
+    def status(self) -> str:
+        return str(self.meta.get("status", "unknown"))
+
+    @cached_property
+    def config(self) -> dict[str, Any]:
+        import tomllib
+
+        p = self.path / "config.toml"
+        return tomllib.loads(p.read_text()) if p.exists() else {}
+
+    @cached_property
+    def scores(self) -> dict[str, Any] | None:
+        return _read_json(self.path / "scores.json")
+
+    @cached_property
+    def scenes(self) -> pd.DataFrame | None:
+        return _read_csv(self.path / "scenes.csv")
+
+    @cached_property
+    def per_image(self) -> pd.DataFrame | None:
+        return _read_csv(self.path / "per_image.csv")
+
+    @cached_property
+    def alignments(self) -> dict[str, Any] | None:
+        return _read_json(self.path / "alignments.json")
+
+    @cached_property
+    def timings(self) -> dict[str, Any] | None:
+        return _read_json(self.path / "timings.json")
+
+    @cached_property
+    def pairs_stats(self) -> pd.DataFrame | None:
+        return _read_csv(self.path / "pairs_stats.csv")
+
+    @property
+    def progress(self) -> dict[str, Any] | None:
+        return _read_json(self.path / "progress.json")
+
+    @property
+    def log(self) -> str:
+        p = self.path / "log.txt"
+        return p.read_text(errors="replace") if p.exists() else ""
+
+    @cached_property
+    def submission(self) -> pd.DataFrame | None:
+        from .submission import read_pose_csv
+
+        p = self.path / "submission.csv"
+        return read_pose_csv(p) if p.exists() else None
+
+    def models(self, dataset: str) -> list[Path]:
+        base = self.path / "models" / dataset
+        return sorted((p for p in base.glob("*") if p.is_dir()), key=lambda p: p.name) if base.exists() else []
+
+    def mtime(self) -> float:
+        """Latest modification time of the run's files (cache key for the dashboard)."""
+        times = [(self.path / n).stat().st_mtime for n in RUN_FILES if (self.path / n).exists()]
+        return max(times, default=0.0)
+
+
+def load_run(path: str | Path) -> Run:
+    """Open a run directory (raises InputError when it is not one)."""
+    run = Run(Path(path))
+    _ = run.meta
+    return run
+
+
+def list_runs(root: Path | None = None) -> pd.DataFrame:
+    """One row per run under ``root`` (newest first): id, created, status, variant, datasets, score, mAA,
+    clusterness, seconds, seed, config_hash, path. Unreadable folders are skipped."""
+    root = root or runs_root()
+    rows = []
+    if root.exists():
+        for p in root.iterdir():
+            if not (p / "run.json").is_file():
+                continue
+            try:
+                run = load_run(p)
+                meta, scores, timings = run.meta, run.scores or {}, run.timings or {}
+            except InputError:
+                continue
+            rows.append({
+                "id": p.name, "created": meta.get("created", ""), "status": meta.get("status", ""),
+                "variant": meta.get("variant", ""), "datasets": ",".join(meta.get("datasets", [])),
+                "score": scores.get("score"), "mAA": scores.get("mAA"), "clusterness": scores.get("clusterness"),
+                "seconds": timings.get("total"), "seed": meta.get("seed"), "group": meta.get("group"),
+                "config_hash": meta.get("config_hash", ""), "label": meta.get("label", ""), "path": str(p),
+            })
+    cols = ["id", "created", "status", "variant", "datasets", "score", "mAA", "clusterness", "seconds", "seed",
+            "group", "config_hash", "label", "path"]
+    df = pd.DataFrame(rows, columns=cols)
+    return df.sort_values("created", ascending=False, kind="stable").reset_index(drop=True)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# bundles
+
+
+def export_bundle(run_dir: str | Path, out_zip: str | Path | None = None) -> Path:
+    """Zip a run (config, submission, scores, per-image table, logs, COLMAP models, previews) for a teammate."""
+    run_dir = Path(run_dir)
+    load_run(run_dir)
+    out_zip = Path(out_zip) if out_zip else run_dir.parent / f"{run_dir.name}.zip"
+    tmp = out_zip.with_name(f".{out_zip.name}.tmp")
+    with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for f in sorted(run_dir.rglob("*")):
+            if f.is_file() and f.name not in {"CANCEL"} and not f.name.startswith("."):
+                zf.write(f, f"{run_dir.name}/{f.relative_to(run_dir).as_posix()}")
+    os.replace(tmp, out_zip)
+    return out_zip
+
+
+def import_bundle(zip_path: str | Path, root: Path | None = None) -> Path:
+    """Validate and unpack a bundle made by :func:`export_bundle` into ``root`` (default runs root).
+
+    Every member must sit inside one top folder (no absolute paths, no ``..``, no links), the required files must be
+    there and parse, and the total size is bounded. An existing run with the same id is never overwritten: the
+    imported one gets a suffix.
+    """
+    zip_path = Path(zip_path)
+    root = root or runs_root()
+    try:
+        zf = zipfile.ZipFile(zip_path)
+    except (zipfile.BadZipFile, OSError) as err:
+        raise InputError(zip_path, f"not a valid zip bundle: {err}") from None
+    with zf:
+        names = [i for i in zf.infolist() if not i.is_dir()]
+        if not names:
+            raise InputError(zip_path, "empty bundle")
+        tops = set()
+        total = 0
+        for info in names:
+            pp = PurePosixPath(info.filename)
+            if pp.is_absolute() or ".." in pp.parts or "\\" in info.filename or len(pp.parts) < 2:
+                raise InputError(zip_path, f"unsafe path in bundle: {info.filename!r}")
+            if (info.external_attr >> 16) & 0o170000 == 0o120000:
+                raise InputError(zip_path, f"symbolic link in bundle: {info.filename!r}")
+            tops.add(pp.parts[0])
+            total += info.file_size
+        if len(tops) != 1:
+            raise InputError(zip_path, f"bundle must contain exactly one run folder, found {sorted(tops)}")
+        if total > BUNDLE_MAX_BYTES:
+            raise InputError(zip_path, f"bundle too large when unpacked ({total / 1e6:.0f} MB)")
+        top = tops.pop()
+        members = {PurePosixPath(i.filename).relative_to(top).as_posix() for i in names}
+        missing = [f for f in BUNDLE_REQUIRED if f not in members]
+        if missing:
+            raise InputError(zip_path, f"not a run bundle: missing {', '.join(missing)}")
+        dest_name = _slug(top)
+        dest = root / dest_name
+        while dest.exists():
+            dest = root / f"{dest_name}-imported-{secrets.token_hex(2)}"
+        root.mkdir(parents=True, exist_ok=True)
+        staging = root / f".import-{secrets.token_hex(4)}"
+        staging.mkdir()
+        try:
+            for info in names:
+                rel = PurePosixPath(info.filename).relative_to(top)
+                target = staging.joinpath(*rel.parts)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                with zf.open(info) as src, open(target, "wb") as dst:
+                    shutil.copyfileobj(src, dst)
+            run = load_run(staging)  # run.json parses
+            meta = dict(run.meta)
+            if run.scores is not None and not isinstance(run.scores.get("score"), (int, float)):
+                raise InputError(zip_path, "scores.json has no numeric 'score'")
+            from .submission import read_pose_csv
+
+            read_pose_csv(staging / "submission.csv")
+            if meta.get("status") == "running":
+                meta["status"] = "imported-incomplete"
+            meta["imported_from"] = zip_path.name
+            meta["imported"] = now_iso()
+            atomic_write_json(staging / "run.json", meta)
+            os.replace(staging, dest)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+    return dest

@@ -1,0 +1,92 @@
+"""Typed configs, variants, overrides and stable hashing."""
+
+from __future__ import annotations
+
+import pytest
+
+from imc_core.config import (
+    PipelineConfig,
+    dump_config,
+    list_variants,
+    load_config,
+    load_variant,
+    parse_overrides,
+    resolve_config,
+    stable_hash,
+)
+from imc_core.errors import ConfigError
+
+
+def test_every_variant_loads_and_is_valid() -> None:
+    names = list_variants()
+    for required in ("default", "colmap_sift", "aliked_lightglue", "aliked_n16rot_lightglue", "disk_lightglue",
+                     "sift_nn"):
+        assert required in names
+    for name in names:
+        v = load_variant(name)
+        assert v.description, name
+        v.config()
+
+
+def test_extends_merges_parent_overrides() -> None:
+    cfg = load_variant("aliked_n16rot_lightglue").config()
+    assert cfg.features.model == "aliked-n16rot"
+    assert cfg.features.method == "aliked"  # from the parent
+    assert cfg.matching.method == "lightglue"
+
+
+def test_overrides_are_typed() -> None:
+    cfg = resolve_config("aliked_lightglue", ["features.max_keypoints=1024", "matching.min_matches=30",
+                                              "reconstruction.deterministic=false", "matching.filter_threshold=0.2"])
+    assert cfg.features.max_keypoints == 1024 and isinstance(cfg.features.max_keypoints, int)
+    assert cfg.matching.min_matches == 30
+    assert cfg.reconstruction.deterministic is False
+    assert cfg.matching.filter_threshold == pytest.approx(0.2)
+
+
+def test_unquoted_string_override() -> None:
+    assert parse_overrides(["reconstruction.mapper=global"]) == {"reconstruction": {"mapper": "global"}}
+
+
+@pytest.mark.parametrize(
+    "item, fragment",
+    [
+        ("features.no_such_key=1", "features.no_such_key"),
+        ("nosection.key=1", "nosection"),
+        ("features.max_keypoints=many", "integer"),
+        ("features.max_keypoints", "section.key=value"),
+        ("reconstruction.deterministic=maybe", "true/false"),
+    ],
+)
+def test_bad_overrides_are_clear_errors(item: str, fragment: str) -> None:
+    with pytest.raises(ConfigError, match=fragment.replace(".", r"\.")):
+        resolve_config("default", [item])
+
+
+def test_unknown_variant_lists_available() -> None:
+    with pytest.raises(ConfigError, match="colmap_sift"):
+        load_variant("nope")
+
+
+def test_hash_is_stable_and_sensitive() -> None:
+    a = resolve_config("default")
+    b = resolve_config("default")
+    assert a.hash() == b.hash()
+    c = resolve_config("default", ["reconstruction.min_model_size=4"])
+    assert c.hash() != a.hash()
+    assert c.section_hash("features") == a.section_hash("features")
+    assert stable_hash({"a": 1, "b": 2}) == stable_hash({"b": 2, "a": 1})
+
+
+def test_dump_and_load_round_trip(tmp_path) -> None:
+    cfg = resolve_config("aliked_lightglue", ["features.max_keypoints=512"])
+    p = tmp_path / "config.toml"
+    p.write_text(dump_config(cfg, {"variant": "aliked_lightglue"}))
+    back = load_config(p)
+    assert back.to_dict() == cfg.to_dict()
+    assert back.hash() == cfg.hash()
+
+
+def test_from_dict_rejects_unknown_section() -> None:
+    with pytest.raises(ConfigError, match="unknown config section"):
+        PipelineConfig.from_dict({"feature": {}})

@@ -1,0 +1,104 @@
+"""Run directories: writer, loader, listing, bundles (export/import validation)."""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from imc_core.errors import InputError
+from imc_core.runs import RunWriter, export_bundle, import_bundle, list_runs, load_run, new_run_dir, request_cancel
+
+SUB = "dataset,scene,image,rotation_matrix,translation_vector\nds,cluster0,a.png,1;0;0;0;1;0;0;0;1,0;0;0\n"
+
+
+def make_run(root: Path, variant: str = "v", score: float = 50.0) -> Path:
+    d = new_run_dir(variant, root)
+    w = RunWriter(d)
+    w.write_meta(id=d.name, created="2026-01-01T00:00:00", status="running", variant=variant, datasets=["ds"])
+    w.write_text("config.toml", "[features]\nmax_keypoints = 10\n")
+    w.write_text("submission.csv", SUB)
+    w.write_json("scores.json", {"score": score, "mAA": score, "clusterness": 100.0,
+                                 "datasets": {"ds": {"score": score, "mAA": score, "clusterness": 100.0}}})
+    w.write_json("timings.json", {"total": 1.5})
+    w.progress("ds/features", 1, 2, "half")
+    w.log("hello")
+    w.set_status("done")
+    (d / "models" / "ds" / "0").mkdir(parents=True)
+    (d / "models" / "ds" / "0" / "cameras.bin").write_bytes(b"\0")
+    return d
+
+
+def test_writer_and_loader(tmp_path: Path) -> None:
+    d = make_run(tmp_path)
+    run = load_run(d)
+    assert run.status == "done" and run.scores["score"] == 50.0
+    assert run.config["features"]["max_keypoints"] == 10
+    assert "hello" in run.log
+    assert run.progress["stages"]["ds/features"]["done"] == 1
+    assert len(run.submission) == 1 and run.models("ds")[0].name == "0"
+    assert run.mtime() > 0
+
+
+def test_list_runs_and_cancel_flag(tmp_path: Path) -> None:
+    make_run(tmp_path, "a", 10.0)
+    d = make_run(tmp_path, "b", 20.0)
+    (tmp_path / "not_a_run").mkdir()
+    df = list_runs(tmp_path)
+    assert sorted(df["variant"]) == ["a", "b"] and set(df["score"]) == {10.0, 20.0}
+    assert not RunWriter(d).cancel_requested()
+    request_cancel(d)
+    assert RunWriter(d).cancel_requested()
+
+
+def test_load_run_rejects_non_run(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="run.json"):
+        load_run(tmp_path)
+
+
+def test_bundle_round_trip(tmp_path: Path) -> None:
+    d = make_run(tmp_path / "mine")
+    z = export_bundle(d, tmp_path / "b.zip")
+    dest = import_bundle(z, tmp_path / "theirs")
+    run = load_run(dest)
+    assert run.scores["score"] == 50.0 and run.meta["imported_from"] == "b.zip"
+    assert (dest / "models" / "ds" / "0" / "cameras.bin").exists()
+    dest2 = import_bundle(z, tmp_path / "theirs")  # same id again: never overwrites
+    assert dest2 != dest and dest.exists()
+
+
+def _zip(path: Path, members: dict[str, bytes]) -> Path:
+    with zipfile.ZipFile(path, "w") as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    return path
+
+
+@pytest.mark.parametrize(
+    "members, fragment",
+    [
+        ({"r/../../evil.txt": b"x", "r/run.json": b"{}"}, "unsafe path"),
+        ({"/abs/run.json": b"{}"}, "unsafe path"),
+        ({"a/run.json": b"{}", "b/run.json": b"{}"}, "exactly one run folder"),
+        ({"r/run.json": b"{}", "r/config.toml": b""}, "missing submission.csv"),
+        ({"r/run.json": b"{not json", "r/config.toml": b"", "r/submission.csv": SUB.encode()}, "cannot read JSON"),
+        ({"r/run.json": json.dumps({"status": "done"}).encode(), "r/config.toml": b"",
+          "r/submission.csv": b"dataset,scene\nx,y\n"}, "submission.csv"),
+    ],
+)
+def test_bad_bundles_are_rejected_without_writing(tmp_path: Path, members: dict, fragment: str) -> None:
+    z = _zip(tmp_path / "bad.zip", members)
+    root = tmp_path / "runs"
+    with pytest.raises(InputError, match=fragment):
+        import_bundle(z, root)
+    assert not any(p for p in root.glob("*") if not p.name.startswith(".")) if root.exists() else True
+    assert not (tmp_path / "evil.txt").exists()
+
+
+def test_not_a_zip(tmp_path: Path) -> None:
+    p = tmp_path / "x.zip"
+    p.write_text("nope")
+    with pytest.raises(InputError, match="not a valid zip"):
+        import_bundle(p, tmp_path / "runs")
