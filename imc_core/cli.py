@@ -82,11 +82,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 def _cmd_variants(args: argparse.Namespace) -> int:
     from .config import list_variants, load_variant
-    from .weights import check_requirements
 
     for name in list_variants():
         v = load_variant(name)
-        missing = check_requirements(v.requires)
+        missing = v.missing_requirements()
         status = "ok" if not missing else "cannot run here: " + "; ".join(missing)
         print(f"{name:26s} {v.description}  [{status}]")
     return 0

@@ -178,6 +178,32 @@ class Variant:
     def config(self) -> PipelineConfig:
         return PipelineConfig.from_dict(self.overrides, source=str(self.path))
 
+    def missing_requirements(self) -> list[str]:
+        """Why this variant cannot run here (empty when it can).
+
+        ``requires`` entries: ``weights:<hf repo id>`` (a model folder found locally, see :mod:`imc_core.weights`)
+        or ``cuda`` (a GPU).
+        """
+        missing = []
+        for req in self.requires:
+            kind, _, what = req.partition(":")
+            if kind == "weights":
+                from .errors import WeightsError
+                from .weights import hf_model_dir
+
+                try:
+                    hf_model_dir(what)
+                except WeightsError as err:
+                    missing.append(str(err).splitlines()[0])
+            elif kind == "cuda":
+                import torch
+
+                if not torch.cuda.is_available():
+                    missing.append("needs a CUDA GPU")
+            else:
+                missing.append(f"unknown requirement {req!r}")
+        return missing
+
 
 def list_variants() -> list[str]:
     return sorted(p.stem for p in VARIANTS_DIR.glob("*.toml"))

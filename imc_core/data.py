@@ -32,11 +32,11 @@ import numpy as np
 import pandas as pd
 
 from .errors import InputError
+from .fsutil import atomic_write_text
 from .submission import (
     OUTLIERS,
     POSE_COLS,
     ROTATION_TOL,
-    _atomic_write_text,
     read_pose_csv,
     rotation_errors,
     row_line,
@@ -119,7 +119,7 @@ def read_labels(path: str | Path) -> pd.DataFrame:
         k = int(np.flatnonzero(~finite[i])[0])
         raise InputError(
             p,
-            f"pose of {ds[i]}/{im[i]} is partly non-finite ({POSE_COLS[k]} = {poses[i, k]!r})",
+            f"pose of {ds[i]}/{im[i]} is partly non-finite ({POSE_COLS[k]} = {float(poses[i, k])!r})",
             row_line(df, i),
         )
     unposed = np.flatnonzero(all_nan & (sc != OUTLIERS))
@@ -229,9 +229,7 @@ def write_thresholds(thresholds: dict[tuple[str, str], np.ndarray], path: str | 
             raise ValueError(f"thresholds of {ds}/{sc} must be {N_THRESHOLDS} numbers, got {arr.size}")
         rows.append((ds, sc, ";".join(map(float.__repr__, arr.tolist()))))
     text = pd.DataFrame(rows, columns=["dataset", "scene", "thresholds"]).to_csv(index=False, lineterminator="\n")
-    p = Path(path)
-    _atomic_write_text(p, text)
-    return p
+    return atomic_write_text(path, text)
 
 
 # ---------------------------------------------------------------------------------------------------------- images
@@ -346,7 +344,8 @@ class DataRoot:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         if not self.path.is_dir():
-            raise InputError(self.path, "data root not found" if not self.path.exists() else "data root is not a folder")
+            problem = "data root not found" if not self.path.exists() else "data root is not a folder"
+            raise InputError(self.path, problem)
 
     def __repr__(self) -> str:
         return f"DataRoot({str(self.path)!r})"
@@ -450,7 +449,9 @@ class DataRoot:
             if not images:
                 raise InputError(image_dir, f"no images ({', '.join(IMAGE_EXTS)}) in this folder")
             if labels is not None:
-                _warn(msgs, f"{self.labels_path}: no rows for dataset {name!r}; its {len(images)} images have no labels")
+                _warn(
+                    msgs, f"{self.labels_path}: no rows for dataset {name!r}; its {len(images)} images have no labels"
+                )
             thresholds = None
         else:
             images = rows["image"].tolist()
@@ -497,7 +498,9 @@ class DataRoot:
                 rows = sub.iloc[positions]
         if rows is None:
             if not image_dir.is_dir():
-                raise InputError(image_dir, f"test dataset {name!r} not found (no folder and no sample_submission rows)")
+                raise InputError(
+                    image_dir, f"test dataset {name!r} not found (no folder and no {SAMPLE_SUBMISSION_FILE} rows)"
+                )
             images = scan_images(image_dir)
             if not images:
                 raise InputError(image_dir, f"no images ({', '.join(IMAGE_EXTS)}) in this folder")
@@ -515,7 +518,10 @@ class DataRoot:
                 )
             if not image_dir.is_dir() and (self.path / "train" / name).is_dir():
                 image_dir = self.path / "train" / name
-                _warn(msgs, f"{self.path / 'test' / name} not found; reading the sample submission's images from {image_dir}")
+                _warn(
+                    msgs,
+                    f"{self.path / 'test' / name} not found; reading the sample submission's images from {image_dir}",
+                )
             for pos, img in zip(positions.tolist(), images, strict=True):
                 if not (image_dir / img).is_file():
                     raise InputError(

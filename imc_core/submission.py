@@ -21,9 +21,7 @@ Errors are :class:`~imc_core.errors.InputError` naming the file, the 1-based lin
 
 from __future__ import annotations
 
-import os
 import re
-import tempfile
 import warnings
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -33,6 +31,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import InputError
+from .fsutil import atomic_write_text
 
 __all__ = [
     "R_COLS",
@@ -210,23 +209,6 @@ def _join_numbers(block: np.ndarray) -> list[str]:
     return [";".join(map(rep, row)) for row in block.tolist()]
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-
-
 def write_pose_csv(df: pd.DataFrame, path: str | Path, *, image_id: bool | None = None) -> Path:
     """Write a pose frame as an IMC-2025 CSV, atomically (temp file in the same folder, then ``os.replace``).
 
@@ -257,9 +239,7 @@ def write_pose_csv(df: pd.DataFrame, path: str | Path, *, image_id: bool | None 
     out["rotation_matrix"] = _join_numbers(df[R_COLS].to_numpy(dtype=np.float64))
     out["translation_vector"] = _join_numbers(df[T_COLS].to_numpy(dtype=np.float64))
     text = out.to_csv(index=False, lineterminator="\n")
-    p = Path(path)
-    _atomic_write_text(p, text)
-    return p
+    return atomic_write_text(path, text)
 
 
 # ------------------------------------------------------------------------------------------------- pose conversion
@@ -474,7 +454,7 @@ def validate_submission(
         k = int(np.flatnonzero(~np.isfinite(poses[i]))[0])
         raise InputError(
             p,
-            f"pose of {ds[i]}/{im[i]} is partly non-finite ({POSE_COLS[k]} = {poses[i, k]!r}); "
+            f"pose of {ds[i]}/{im[i]} is partly non-finite ({POSE_COLS[k]} = {float(poses[i, k])!r}); "
             "write all 12 numbers as nan for an unregistered image",
             _line_of(sub, i),
         )

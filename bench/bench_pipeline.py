@@ -1,0 +1,144 @@
+"""Every variant on every dataset in ../shared/datasets, plus COLMAP's own default pipeline as the anchor.
+
+Usage:
+    .venv/bin/python bench/bench_pipeline.py [--datasets ets toy_fb82 ...] [--variants default colmap_sift ...]
+        [--anchor] [--rerun-mapping] [--out bench/results/pipeline.md]
+
+Prints (and writes) a markdown table: score, mAA, clusterness, seconds per stage, total. ``--anchor`` also runs
+COLMAP 4.2.1's default SIFT pipeline natively (extract_features, match_exhaustive, incremental_mapping with
+num_threads=1), scored with our metric, in the same process for a same-machine time ratio. ``--rerun-mapping``
+re-runs each variant with only a mapping parameter changed and reports the warm/cold speed-up.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pandas as pd
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from imc_core.data import DataRoot  # noqa: E402
+from imc_core.metric import score  # noqa: E402
+from imc_core.pipeline import run_pipeline  # noqa: E402
+from imc_core.runs import load_run  # noqa: E402
+from imc_core.submission import OUTLIERS, pose_frame, write_pose_csv  # noqa: E402
+
+SHARED = REPO.parent / "shared" / "datasets"
+
+
+def colmap_anchor(root: Path, tmp: Path) -> dict:
+    """COLMAP's own default pipeline on every train dataset of ``root``, scored with our metric."""
+    import numpy as np
+    import pycolmap
+
+    data = DataRoot(root)
+    frames = []
+    t0 = time.perf_counter()
+    for name in data.train_datasets():
+        ds = data.load_dataset(name, "train")
+        work = tmp / f"anchor-{name}"
+        work.mkdir(parents=True)
+        db = work / "database.db"
+        pycolmap.extract_features(db, ds.image_dir, image_names=ds.images)
+        pycolmap.match_exhaustive(db)
+        opts = pycolmap.IncrementalPipelineOptions()
+        opts.num_threads = 1
+        models = pycolmap.incremental_mapping(db, ds.image_dir, work / "sparse", options=opts)
+        pose: dict[str, tuple] = {}
+        for k, rec in sorted(models.items(), key=lambda kv: -kv[1].num_reg_images()):
+            for img in rec.images.values():
+                if img.has_pose and img.name not in pose:
+                    cfw = img.cam_from_world()
+                    pose[img.name] = (f"cluster{k}", cfw.rotation.matrix().copy(), np.array(cfw.translation))
+        R = np.stack([pose[n][1] if n in pose else np.full((3, 3), np.nan) for n in ds.images])
+        t = np.stack([pose[n][2] if n in pose else np.full(3, np.nan) for n in ds.images])
+        scenes = [pose[n][0] if n in pose else OUTLIERS for n in ds.images]
+        frames.append(pose_frame([name] * len(ds.images), scenes, ds.images, R, t))
+    seconds = time.perf_counter() - t0
+    sub = pd.concat(frames, ignore_index=True)
+    gt = data.labels
+    res = score(gt, data.thresholds, sub, details=False)
+    write_pose_csv(sub, tmp / "anchor_submission.csv")
+    return {"variant": "COLMAP native (anchor)", "score": res.score, "mAA": res.mAA,
+            "clusterness": res.clusterness, "total_s": seconds}
+
+
+def run_variant(root: Path, variant: str, tmp: Path, overrides: list[str] | None = None) -> dict:
+    run_dir = run_pipeline(root, variant=variant, overrides=overrides or [], out=tmp / f"run-{variant}-{time.time_ns()}")
+    run = load_run(run_dir)
+    row = {"variant": variant, "status": run.status}
+    if run.scores:
+        row.update(score=run.scores["score"], mAA=run.scores["mAA"], clusterness=run.scores["clusterness"])
+    t = run.timings or {}
+    for stage in ("features", "matching", "reconstruction"):
+        row[f"{stage}_s"] = sum(d.get(stage, 0.0) for d in t.get("datasets", {}).values())
+    row["total_s"] = t.get("total")
+    if run.status != "done":
+        row["error"] = run.meta.get("error")
+    return row
+
+
+def markdown_table(df: pd.DataFrame) -> str:
+    """A GitHub markdown table (floats with 2 decimals; no extra dependency)."""
+
+    def fmt(v: object) -> str:
+        if isinstance(v, float):
+            return "" if v != v else f"{v:.2f}"
+        return "" if v is None else str(v)
+
+    head = "| " + " | ".join(df.columns) + " |\n|" + "---|" * len(df.columns) + "\n"
+    return head + "".join("| " + " | ".join(fmt(v) for v in row) + " |\n" for row in df.itertuples(index=False))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--datasets", nargs="*", default=None)
+    ap.add_argument("--variants", nargs="*", default=["default"])
+    ap.add_argument("--anchor", action="store_true")
+    ap.add_argument("--rerun-mapping", action="store_true")
+    ap.add_argument("--synthetic", action="store_true", help="also the bundled data/synthetic benchmark")
+    ap.add_argument("--out", default=None)
+    args = ap.parse_args()
+    roots = {p.name: p for p in sorted(SHARED.iterdir()) if (p / "train").is_dir()} if SHARED.exists() else {}
+    if args.datasets:
+        roots = {k: v for k, v in roots.items() if k in args.datasets}
+    if args.synthetic:
+        roots["synthetic (bundled)"] = REPO / "data" / "synthetic"
+    rows = []
+    with tempfile.TemporaryDirectory() as td:
+        tmp = Path(td)
+        os.environ.setdefault("IMC_CACHE_DIR", str(tmp / "cache"))
+        for name, root in roots.items():
+            if args.anchor:
+                r = colmap_anchor(root, tmp / name)
+                rows.append({"data": name, **r})
+                print(rows[-1], flush=True)
+            for v in args.variants:
+                cold = run_variant(root, v, tmp)
+                rows.append({"data": name, **cold})
+                print(rows[-1], flush=True)
+                if args.rerun_mapping:
+                    warm = run_variant(root, v, tmp, ["reconstruction.min_model_size=4"])
+                    rows.append({"data": name, **warm, "variant": f"{v} (mapping changed, warm)",
+                                 "speedup": (cold["total_s"] or 0) / max(warm["total_s"] or 1e-9, 1e-9)})
+                    print(rows[-1], flush=True)
+    df = pd.DataFrame(rows)
+    table = markdown_table(df)
+    cmd = "`.venv/bin/python bench/bench_pipeline.py " + " ".join(sys.argv[1:]) + "`"
+    text = f"{cmd}\n\n{table}\n"
+    print(text)
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(text)
+
+
+if __name__ == "__main__":
+    main()

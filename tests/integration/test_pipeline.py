@@ -1,0 +1,124 @@
+"""The whole pipeline on a tiny synthetic benchmark: score, cache reuse, determinism, failures, test mode."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from imc_core.errors import Cancelled
+from imc_core.pipeline import run_pipeline
+from imc_core.runs import load_run
+from imc_core.submission import read_pose_csv
+
+FAST = ["features.max_keypoints=2048", "features.resize=0"]
+
+
+@pytest.fixture(scope="module")
+def first_run(tiny_root: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    cache = tmp_path_factory.mktemp("cache")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("IMC_CACHE_DIR", str(cache))
+    try:
+        run_dir = run_pipeline(tiny_root, variant="default", overrides=FAST,
+                               out=tmp_path_factory.mktemp("runs") / "first", raise_errors=True)
+    finally:
+        mp.undo()
+    return run_dir, cache
+
+
+def test_default_variant_scores_well_on_synthetic(first_run: tuple[Path, Path]) -> None:
+    run = load_run(first_run[0])
+    assert run.status == "done", run.log
+    assert run.scores["score"] >= 80.0, run.log
+    for name in ("config.toml", "submission.csv", "scores.json", "per_image.csv", "scenes.csv", "timings.json",
+                 "log.txt", "alignments.json"):
+        assert (run.path / name).is_file(), name
+    sub = read_pose_csv(run.path / "submission.csv")
+    assert not sub.duplicated(["dataset", "image"]).any()
+    models = list((run.path / "models").rglob("images.bin"))
+    assert models, "COLMAP models must be written"
+    import pycolmap
+
+    assert pycolmap.Reconstruction(models[0].parent).num_reg_images() >= 3
+
+
+def test_mapping_change_reuses_features_and_matches(first_run: tuple[Path, Path], tiny_root: Path,
+                                                    tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    run_dir, cache = first_run
+    monkeypatch.setenv("IMC_CACHE_DIR", str(cache))
+    again = run_pipeline(tiny_root, variant="default", overrides=FAST + ["reconstruction.min_model_size=4"],
+                         out=tmp_path / "again", raise_errors=True)
+    timings = load_run(again).timings
+    for ds, stages in timings["cache"].items():
+        assert stages["features"] == "hit" and stages["matching"] == "hit", stages
+        assert stages["reconstruction"] == "miss"
+    third = run_pipeline(tiny_root, variant="default", overrides=FAST + ["matching.min_matches=20"],
+                         out=tmp_path / "third", raise_errors=True)
+    for stages in load_run(third).timings["cache"].values():
+        assert stages["features"] == "hit" and stages["matching"] == "miss"
+
+
+def test_deterministic_runs_give_identical_poses(first_run: tuple[Path, Path], tiny_root: Path, tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    run_dir, cache = first_run
+    monkeypatch.setenv("IMC_CACHE_DIR", str(cache))
+    # no cache for the reconstruction: the mapper really runs again
+    again = run_pipeline(tiny_root, variant="default", overrides=FAST, out=tmp_path / "det", use_cache=False,
+                         raise_errors=True)
+    a = read_pose_csv(run_dir / "submission.csv")
+    b = read_pose_csv(again / "submission.csv")
+    assert list(a["image"]) == list(b["image"]) and list(a["scene"]) == list(b["scene"])
+    cols = [c for c in a.columns if c.startswith("r") and c[1:].isdigit()] + ["tx", "ty", "tz"]
+    np.testing.assert_array_equal(a[cols].to_numpy(), b[cols].to_numpy())
+
+
+def test_no_matches_gives_all_outliers_not_a_crash(tiny_root: Path, isolated_dirs: dict, tmp_path: Path) -> None:
+    run_dir = run_pipeline(tiny_root, variant="default", overrides=FAST + ["matching.min_matches=100000"],
+                           out=tmp_path / "fail")
+    run = load_run(run_dir)
+    assert run.status == "done"
+    sub = read_pose_csv(run_dir / "submission.csv")
+    assert (sub["scene"] == "outliers").all()
+    assert run.scores["score"] == 0.0
+    assert "fail" in run.log.lower() or "no " in run.log.lower()
+
+
+def test_cancel_keeps_status_and_cache(tiny_root: Path, isolated_dirs: dict, tmp_path: Path) -> None:
+    calls = {"n": 0}
+
+    def cancel() -> bool:
+        calls["n"] += 1
+        return calls["n"] > 3
+
+    run_dir = run_pipeline(tiny_root, variant="default", overrides=FAST, out=tmp_path / "c", should_cancel=cancel)
+    run = load_run(run_dir)
+    assert run.status == "cancelled"
+    assert not list(isolated_dirs["cache"].rglob(".tmp-*"))
+    with pytest.raises(Cancelled):
+        run_pipeline(tiny_root, variant="default", overrides=FAST, out=tmp_path / "c2", should_cancel=lambda: True,
+                     raise_errors=True)
+
+
+def test_bad_config_fails_cleanly(tiny_root: Path, isolated_dirs: dict, tmp_path: Path) -> None:
+    from imc_core.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="no_such"):
+        run_pipeline(tiny_root, overrides=["features.no_such=1"], out=tmp_path / "x")
+
+
+def test_test_layout_writes_kaggle_submission(first_run: tuple[Path, Path], tiny_root: Path, tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("IMC_CACHE_DIR", str(first_run[1]))
+    root = tmp_path / "kaggle"
+    shutil.copytree(tiny_root / "train", root / "test")
+    run_dir = run_pipeline(root, overrides=FAST, out=tmp_path / "t", raise_errors=True)
+    sub = (run_dir / "submission.csv").read_text().splitlines()
+    assert sub[0].startswith("image_id,dataset,scene,image,rotation_matrix,translation_vector")
+    first = sub[1].split(",")
+    assert first[0] == f"{first[1]}_{first[3]}_public"
+    assert not (run_dir / "scores.json").exists()
+    assert json.loads((run_dir / "run.json").read_text())["split"] == "test"

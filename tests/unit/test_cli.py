@@ -1,0 +1,70 @@
+"""CLI contracts: score --json schema and errors, variants, runs, export/import."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from imc_core.cli import main
+
+LABELS = """dataset,scene,image,rotation_matrix,translation_vector
+ds,s1,a.png,1;0;0;0;1;0;0;0;1,0;0;0
+ds,s1,b.png,1;0;0;0;1;0;0;0;1,1;0;0
+ds,s1,c.png,1;0;0;0;1;0;0;0;1,0;1;0
+ds,s1,d.png,1;0;0;0;1;0;0;0;1,0;0;1
+ds,s1,e.png,1;0;0;0;1;0;0;0;1,1;1;0
+ds,outliers,f.png,nan;nan;nan;nan;nan;nan;nan;nan;nan,nan;nan;nan
+"""
+THRESHOLDS = "dataset,scene,thresholds\nds,s1,0.01;0.02;0.05;0.1;0.2;0.5\n"
+
+
+@pytest.fixture()
+def files(tmp_path: Path) -> dict[str, Path]:
+    gt = tmp_path / "labels.csv"
+    gt.write_text(LABELS)
+    thr = tmp_path / "thr.csv"
+    thr.write_text(THRESHOLDS)
+    return {"gt": gt, "thr": thr}
+
+
+def test_score_json_gt_is_100(files: dict[str, Path], capsys: pytest.CaptureFixture) -> None:
+    rc = main(["score", "--gt", str(files["gt"]), "--thresholds", str(files["thr"]), "--submission",
+               str(files["gt"]), "--json"])
+    assert rc == 0
+    out = json.loads(capsys.readouterr().out)
+    assert set(out) == {"score", "mAA", "clusterness", "datasets"}
+    assert out["score"] == 100.0 and set(out["datasets"]["ds"]) == {"score", "mAA", "clusterness"}
+
+
+def test_score_bad_submission_is_one_line_naming_file(files: dict[str, Path], tmp_path: Path) -> None:
+    bad = tmp_path / "sub.csv"
+    bad.write_text(LABELS.replace("0;1;0,", "0;1;zero,", 1))
+    proc = subprocess.run([sys.executable, "-m", "imc_core", "score", "--gt", str(files["gt"]), "--thresholds",
+                           str(files["thr"]), "--submission", str(bad), "--json"], capture_output=True, text=True)
+    assert proc.returncode != 0
+    err = proc.stderr.strip().splitlines()
+    assert len(err) == 1 and "sub.csv" in err[0] and "Traceback" not in proc.stderr
+    assert proc.stdout == ""
+
+
+def test_score_missing_file(files: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    rc = main(["score", "--gt", str(files["gt"]), "--thresholds", str(files["thr"]), "--submission",
+               str(tmp_path / "nope.csv"), "--json"])
+    assert rc == 2 and "nope.csv" in capsys.readouterr().err
+
+
+def test_variants_lists_each_with_status(capsys: pytest.CaptureFixture) -> None:
+    assert main(["variants"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    names = [ln.split()[0] for ln in lines]
+    assert "default" in names and "colmap_sift" in names
+    assert all("[" in ln for ln in lines)
+
+
+def test_run_unknown_key_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    rc = main(["run", "--data-root", str(tmp_path), "--set", "features.nope=1", "--out", str(tmp_path / "r")])
+    assert rc == 2 and "features.nope" in capsys.readouterr().err

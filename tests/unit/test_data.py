@@ -1,0 +1,385 @@
+"""The IMC-2025 data layout (imc_core.data): labels, thresholds, image scanning, DataRoot / Dataset."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from imc_core.data import (
+    IMAGE_EXTS,
+    DataRoot,
+    Dataset,
+    read_labels,
+    read_thresholds,
+    scan_images,
+    summarize,
+    write_labels,
+    write_thresholds,
+)
+from imc_core.errors import InputError
+from imc_core.submission import POSE_COLS, read_pose_csv
+
+HEADER = "dataset,scene,image,rotation_matrix,translation_vector\n"
+EYE = "1;0;0;0;1;0;0;0;1"
+RZ = "0;-1;0;1;0;0;0;0;1"
+NAN9 = ";".join(["nan"] * 9)
+NAN3 = "nan;nan;nan"
+THR_HEADER = "dataset,scene,thresholds\n"
+
+
+def touch_images(folder: Path, names: list[str]) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for n in names:
+        (folder / n).write_bytes(b"not really an image: the data layer never opens it")
+
+
+def make_root(tmp_path: Path) -> Path:
+    """Two train datasets with labels and thresholds; `alpha` has an extra image on disk."""
+    root = tmp_path / "root"
+    touch_images(root / "train" / "alpha", ["a1.png", "a2.PNG", "a3.jpg", "out1.JPEG", "extra.png"])
+    touch_images(root / "train" / "beta", ["b1.jpg", "b2.jpg"])
+    (root / "train_labels.csv").write_text(
+        HEADER
+        + f"alpha,s1,a3.jpg,{EYE},0;0;1\n"
+        + f"alpha,outliers,out1.JPEG,{NAN9},{NAN3}\n"
+        + f"beta,x,b2.jpg,{RZ},1;2;3\n"
+        + f"alpha,s1,a1.png,{RZ},0;0;2\n"
+        + f"alpha,s2,a2.PNG,{EYE},0;0;3\n"
+        + f"beta,x,b1.jpg,{EYE},0;0;0\n"
+    )
+    (root / "train_thresholds.csv").write_text(
+        THR_HEADER + "alpha,s1,0;0;0.001;0.025;0.05;0.1\nalpha,s2,1;2;3;4;5;6\nbeta,x,0.5;0.4;0.3;0.2;0.1;0.05\n"
+    )
+    return root
+
+
+# ----------------------------------------------------------------------------------------------------------- images
+
+
+def test_scan_images_case_insensitive_sorted(tmp_path: Path) -> None:
+    touch_images(tmp_path, ["b.JPG", "a.png", "C.Jpeg", "d.PNG", "notes.txt", ".hidden.png", "e.tif"])
+    (tmp_path / "sub.png").mkdir()
+    assert scan_images(tmp_path) == ["C.Jpeg", "a.png", "b.JPG", "d.PNG"]
+    assert IMAGE_EXTS == (".jpg", ".jpeg", ".png")
+
+
+def test_scan_images_missing_folder(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="nowhere: image folder not found"):
+        scan_images(tmp_path / "nowhere")
+
+
+# ----------------------------------------------------------------------------------------------------------- labels
+
+
+def test_read_labels_ok_and_round_trip(tmp_path: Path) -> None:
+    root = make_root(tmp_path)
+    df = read_labels(root / "train_labels.csv")
+    assert df["image"].tolist() == ["a3.jpg", "out1.JPEG", "b2.jpg", "a1.png", "a2.PNG", "b1.jpg"]
+    write_labels(df, tmp_path / "copy.csv")
+    assert (tmp_path / "copy.csv").read_text().startswith("dataset,scene,image,")
+    back = read_labels(tmp_path / "copy.csv")
+    np.testing.assert_array_equal(back[POSE_COLS].to_numpy(), df[POSE_COLS].to_numpy())
+
+
+def test_same_image_name_in_two_datasets_is_fine(tmp_path: Path) -> None:
+    p = tmp_path / "l.csv"
+    p.write_text(HEADER + f"a,s,x.png,{EYE},0;0;0\nb,s,x.png,{EYE},0;0;0\n")
+    assert len(read_labels(p)) == 2
+
+
+@pytest.mark.parametrize(
+    ("rows", "line", "fragment"),
+    [
+        (
+            [f"d,s,x.png,{EYE},0;0;0", f"d,t,x.png,{EYE},0;0;0"],
+            3,
+            "duplicate image 'x.png' in dataset 'd' (first on line 2)",
+        ),
+        (
+            [f"d,s,x.png,{EYE},0;0;0", "d,s,y.png,1;0;0;0;1;0;0;0;1.01,0;0;0"],
+            3,
+            "rotation of d/y.png is not orthonormal",
+        ),
+        ([f"d,s,x.png,1;0;0;0;1;0;0;0;-1,0;0;0"], 2, "is a reflection"),
+        ([f"d,s,x.png,{EYE},0;0;0", f"d,s,y.png,{NAN9},{NAN3}"], 3, "has a nan pose; only scene 'outliers'"),
+        ([f"d,outliers,x.png,{EYE},0;nan;0"], 2, "partly non-finite (ty = nan)"),
+        ([f"d,,x.png,{EYE},0;0;0"], 2, "empty scene name"),
+        ([f"d,s,x.png,{EYE},0;0"], 2, "translation_vector must have 3"),
+    ],
+)
+def test_read_labels_errors(tmp_path: Path, rows: list[str], line: int, fragment: str) -> None:
+    p = tmp_path / "my_labels.csv"
+    p.write_text(HEADER + "".join(r + "\n" for r in rows))
+    with pytest.raises(InputError) as e:
+        read_labels(p)
+    msg = str(e.value)
+    assert msg.startswith(f"{p}:{line}: "), msg
+    assert "my_labels.csv" in msg and fragment in msg
+
+
+# ------------------------------------------------------------------------------------------------------- thresholds
+
+
+def test_thresholds_read_write(tmp_path: Path) -> None:
+    root = make_root(tmp_path)
+    th = read_thresholds(root / "train_thresholds.csv")
+    assert list(th) == [("alpha", "s1"), ("alpha", "s2"), ("beta", "x")]
+    np.testing.assert_array_equal(th[("alpha", "s1")], [0, 0, 0.001, 0.025, 0.05, 0.1])  # zeros are legal
+    np.testing.assert_array_equal(th[("beta", "x")], [0.5, 0.4, 0.3, 0.2, 0.1, 0.05])  # not increasing: fine
+    th[("gamma", "g")] = np.array([0.1 + 0.2, 1e-17, 2, 3, 4, 5])
+    write_thresholds(th, tmp_path / "t.csv")
+    back = read_thresholds(tmp_path / "t.csv")
+    assert list(back) == list(th)
+    for k in th:
+        assert np.array_equal(back[k], th[k])
+
+
+@pytest.mark.parametrize(
+    ("rows", "line", "fragment"),
+    [
+        (["d,s,1;2;3;4;5"], 2, "must be 6 numbers, got 5"),
+        (["d,s,1;2;3;4;5;6", "d,t,1;2;3;x;5;6"], 3, "cannot parse number 'x'"),
+        (["d,s,1;2;3;4;5;inf"], 2, "must be finite"),
+        (["d,s,1;2;3;4;5;nan"], 2, "must be finite"),
+        (["d,s,1;2;-3;4;5;6"], 2, "must not be negative"),
+        (["d,s,1;2;3;4;5;6", "d,s,1;2;3;4;5;6"], 3, "duplicate thresholds for d/s (first on line 2)"),
+    ],
+)
+def test_thresholds_errors(tmp_path: Path, rows: list[str], line: int, fragment: str) -> None:
+    p = tmp_path / "my_thr.csv"
+    p.write_text(THR_HEADER + "".join(r + "\n" for r in rows))
+    with pytest.raises(InputError) as e:
+        read_thresholds(p)
+    msg = str(e.value)
+    assert msg.startswith(f"{p}:{line}: "), msg
+    assert fragment in msg
+
+
+def test_thresholds_missing_column(tmp_path: Path) -> None:
+    p = tmp_path / "thr.csv"
+    p.write_text("dataset,scene,thr\nd,s,1;2;3;4;5;6\n")
+    with pytest.raises(InputError, match=r"thr\.csv:1: missing column\(s\) thresholds"):
+        read_thresholds(p)
+
+
+# --------------------------------------------------------------------------------------------------------- train
+
+
+def test_load_train_dataset(tmp_path: Path) -> None:
+    root = DataRoot(make_root(tmp_path))
+    assert root.has_labels
+    assert root.train_datasets() == ["alpha", "beta"]
+    assert root.test_datasets() == []
+    with pytest.warns(UserWarning, match=r"1 image\(s\) not in train_labels\.csv, ignored: extra\.png"):
+        ds = root.load_dataset("alpha")
+    assert isinstance(ds, Dataset)
+    assert ds.name == "alpha" and ds.split == "train"
+    assert ds.image_dir == root.path / "train" / "alpha"
+    assert ds.images == ["a3.jpg", "out1.JPEG", "a1.png", "a2.PNG"]  # labels file order
+    assert ds.labels is not None and ds.labels["image"].tolist() == ds.images
+    assert ds.labels.index.tolist() == [0, 1, 2, 3]
+    assert ds.scenes() == {"s1": ["a3.jpg", "a1.png"], "outliers": ["out1.JPEG"], "s2": ["a2.PNG"]}
+    assert set(ds.thresholds) == {"s1", "s2"}
+    np.testing.assert_array_equal(ds.thresholds["s2"], [1, 2, 3, 4, 5, 6])
+    assert len(ds.warnings) == 1 and "extra.png" in ds.warnings[0]
+    assert len(ds.fingerprint) == 64
+    assert [p.name for p in ds.image_paths] == ds.images
+    assert ds.expected()["image"].tolist() == ds.images
+
+    beta = root.load_dataset("beta")
+    assert beta.images == ["b2.jpg", "b1.jpg"] and beta.warnings == []
+    assert beta.fingerprint != ds.fingerprint
+
+
+def test_missing_labelled_image_names_labels_row_and_path(tmp_path: Path) -> None:
+    root_path = make_root(tmp_path)
+    (root_path / "train" / "alpha" / "a1.png").unlink()
+    with pytest.raises(InputError) as e:
+        DataRoot(root_path).load_dataset("alpha")
+    msg = str(e.value)
+    missing = root_path / "train" / "alpha" / "a1.png"
+    assert msg == f"{root_path / 'train_labels.csv'}:5: image not found: {missing}"
+
+
+def test_scene_without_thresholds_warns(tmp_path: Path) -> None:
+    root_path = make_root(tmp_path)
+    (root_path / "train_thresholds.csv").write_text(THR_HEADER + "alpha,s1,1;2;3;4;5;6\n")
+    with pytest.warns(UserWarning):
+        ds = DataRoot(root_path).load_dataset("alpha")
+    assert any("no thresholds for alpha/s2" in w for w in ds.warnings)
+
+
+def test_train_without_labels_scans_folder(tmp_path: Path) -> None:
+    root_path = tmp_path / "r"
+    touch_images(root_path / "train" / "mine", ["z.PNG", "a.jpg", "m.JpG"])
+    root = DataRoot(root_path)
+    assert not root.has_labels and root.labels is None and root.thresholds is None
+    ds = root.load_dataset("mine")
+    assert ds.images == ["a.jpg", "m.JpG", "z.PNG"]
+    assert ds.labels is None and ds.thresholds is None and ds.scenes() == {}
+
+
+def test_train_folder_without_label_rows_warns(tmp_path: Path) -> None:
+    root_path = make_root(tmp_path)
+    touch_images(root_path / "train" / "gamma", ["g.png"])
+    with pytest.warns(UserWarning, match="no rows for dataset 'gamma'"):
+        ds = DataRoot(root_path).load_dataset("gamma")
+    assert ds.images == ["g.png"] and ds.labels is None
+
+
+def test_fingerprint_changes_when_a_file_changes(tmp_path: Path) -> None:
+    root_path = make_root(tmp_path)
+    fp0 = DataRoot(root_path).load_dataset("beta").fingerprint
+    assert DataRoot(root_path).load_dataset("beta").fingerprint == fp0  # stable
+    img = root_path / "train" / "beta" / "b1.jpg"
+    st = img.stat()
+    os.utime(img, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
+    fp1 = DataRoot(root_path).load_dataset("beta").fingerprint
+    assert fp1 != fp0
+    img.write_bytes(b"different length content")
+    os.utime(img, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))  # same mtime as fp1, new size
+    assert DataRoot(root_path).load_dataset("beta").fingerprint not in (fp0, fp1)
+
+
+def test_bad_root_and_split(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="data root not found"):
+        DataRoot(tmp_path / "nope")
+    root = DataRoot(make_root(tmp_path))
+    with pytest.raises(ValueError, match="split"):
+        root.load_dataset("alpha", "val")
+    with pytest.raises(InputError, match="not found"):
+        root.load_dataset("nope")
+
+
+def test_bad_labels_surface_on_use(tmp_path: Path) -> None:
+    root_path = make_root(tmp_path)
+    (root_path / "train_labels.csv").write_text(HEADER + f"alpha,s1,a1.png,{EYE},0;0\n")
+    root = DataRoot(root_path)
+    with pytest.raises(InputError, match=r"train_labels\.csv:2: translation_vector"):
+        root.load_dataset("alpha")
+
+
+# ----------------------------------------------------------------------------------------------------------- test
+
+
+def make_test_root(tmp_path: Path, sample_rows: list[str] | None) -> Path:
+    root = tmp_path / "kaggle"
+    touch_images(root / "test" / "t1", ["b.PNG", "a.jpg", "c.jpeg"])
+    touch_images(root / "test" / "t2", ["x.JPG", "y.png"])
+    if sample_rows is not None:
+        (root / "sample_submission.csv").write_text(
+            "image_id,dataset,scene,image,rotation_matrix,translation_vector\n"
+            + "".join(f"{r},{NAN9},{NAN3}\n" for r in sample_rows)
+        )
+    return root
+
+
+def test_test_split_scans_folders_without_sample(tmp_path: Path) -> None:
+    root = DataRoot(make_test_root(tmp_path, None))
+    assert root.train_datasets() == [] and root.test_datasets() == ["t1", "t2"]
+    ds = root.load_dataset("t1", "test")
+    assert ds.split == "test" and ds.images == ["a.jpg", "b.PNG", "c.jpeg"]
+    assert ds.labels is None and ds.image_ids is None and ds.thresholds is None
+    assert ds.image_dir == root.path / "test" / "t1"
+
+
+def test_test_split_uses_sample_submission(tmp_path: Path) -> None:
+    rows = ["id_c,t1,cluster0,c.jpeg", "id_a,t1,cluster0,a.jpg", "t2_y.png_public,t2,cluster0,y.png"]
+    root = DataRoot(make_test_root(tmp_path, rows))
+    with pytest.warns(UserWarning, match=r"1 image\(s\) not in sample_submission\.csv, ignored: b\.PNG"):
+        t1 = root.load_dataset("t1", "test")
+    assert t1.images == ["c.jpeg", "a.jpg"]  # sample order
+    assert t1.image_ids == ["id_c", "id_a"]
+    with pytest.warns(UserWarning, match="x.JPG"):
+        t2 = root.load_dataset("t2", "test")
+    assert t2.images == ["y.png"] and t2.image_ids == ["t2_y.png_public"]
+
+
+def test_sample_submission_dataset_without_rows_falls_back_to_scan(tmp_path: Path) -> None:
+    root = DataRoot(make_test_root(tmp_path, ["i,t1,c,a.jpg"]))
+    assert root.load_dataset("t2", "test").images == ["x.JPG", "y.png"]
+
+
+def test_sample_submission_missing_image(tmp_path: Path) -> None:
+    root_path = make_test_root(tmp_path, ["i1,t1,c,a.jpg", "i2,t1,c,gone.png"])
+    with pytest.raises(InputError) as e:
+        DataRoot(root_path).load_dataset("t1", "test")
+    assert str(e.value) == (
+        f"{root_path / 'sample_submission.csv'}:3: image not found: {root_path / 'test' / 't1' / 'gone.png'}"
+    )
+
+
+def test_sample_submission_lists_dataset_without_folder(tmp_path: Path) -> None:
+    root_path = make_test_root(tmp_path, ["i1,hidden,c,a.jpg"])
+    root = DataRoot(root_path)
+    assert root.test_datasets() == ["hidden", "t1", "t2"]
+    with pytest.raises(InputError, match=r"sample_submission\.csv:2: image not found"):
+        root.load_dataset("hidden", "test")
+
+
+def test_sample_submission_images_read_from_train_when_no_test_folder(tmp_path: Path) -> None:
+    root_path = make_root(tmp_path)
+    (root_path / "sample_submission.csv").write_text(
+        "image_id,dataset,scene,image,rotation_matrix,translation_vector\n"
+        f"beta_b1.jpg_public,beta,cluster0,b1.jpg,{NAN9},{NAN3}\n"
+    )
+    root = DataRoot(root_path)
+    with pytest.warns(UserWarning, match="not found; reading the sample submission's images from"):
+        ds = root.load_dataset("beta", "test")
+    assert ds.image_dir == root_path / "train" / "beta" and ds.images == ["b1.jpg"]
+
+
+# -------------------------------------------------------------------------------------------------------- summary
+
+
+def test_summarize(tmp_path: Path) -> None:
+    root_path = make_root(tmp_path)
+    touch_images(root_path / "test" / "t", ["1.png", "2.png"])
+    (root_path / "train" / "beta" / "b1.jpg").unlink()
+    df = summarize(root_path)
+    assert list(df.columns) == ["split", "dataset", "scene", "images", "missing", "thresholds"]
+    got = {(r.split, r.dataset, r.scene): (r.images, r.missing) for r in df.itertuples()}
+    assert got == {
+        ("train", "alpha", "s1"): (2, 0),
+        ("train", "alpha", "outliers"): (1, 0),
+        ("train", "alpha", "s2"): (1, 0),
+        ("train", "beta", "x"): (2, 1),
+        ("test", "t", ""): (2, 0),
+    }
+    assert df.loc[(df.dataset == "alpha") & (df.scene == "s2"), "thresholds"].item() == "1;2;3;4;5;6"
+    assert summarize(DataRoot(root_path)).equals(df)
+
+
+# ------------------------------------------------------------------------------------------------------ real data
+
+SHARED = Path(os.environ.get("IMC_SHARED_DATASETS", Path(__file__).resolve().parents[3] / "shared" / "datasets"))
+
+
+@pytest.mark.skipif(not (SHARED / "ets").is_dir(), reason="real ETs data not present")
+def test_real_ets_loads() -> None:
+    root = DataRoot(SHARED / "ets")
+    assert root.train_datasets() == ["ETs"]
+    ds = root.load_dataset("ETs")
+    assert len(ds.images) == 22 and ds.warnings == []
+    assert {k: len(v) for k, v in ds.scenes().items()} == {"outliers": 3, "ET": 9, "another_ET": 10}
+    assert set(ds.thresholds) == {"ET", "another_ET"}
+    assert isinstance(summarize(root), pd.DataFrame)
+    # the labels parse exactly as written
+    raw = read_pose_csv(SHARED / "ets" / "train_labels.csv")
+    assert raw[POSE_COLS].equals(ds.labels[POSE_COLS])
+
+
+@pytest.mark.skipif(not SHARED.is_dir(), reason="real data not present")
+@pytest.mark.parametrize("name", ["toy_fb82", "mini_imc25", "strecha_mix"])
+def test_real_roots_load(name: str) -> None:
+    if not (SHARED / name).is_dir():
+        pytest.skip(f"{name} not present")
+    root = DataRoot(SHARED / name)
+    for ds_name in root.train_datasets():
+        ds = root.load_dataset(ds_name)
+        assert ds.images and ds.labels is not None and ds.thresholds
+    summarize(root)
