@@ -1,0 +1,692 @@
+"""Stage ``reconstruction``: pycolmap database import, geometric verification, mapping, models → clusters.
+
+Flow of :func:`reconstruct` for one dataset:
+
+1. **Database** (``out_dir/database.db``): one camera per image (``camera_model``; focal length from EXIF when the
+   image has it, flagged as a prior, else ``focal_prior · max(W, H)``; principal point at the image centre), the
+   keypoints of ``features.h5`` shifted by **+0.5 px** (``features.h5`` stores pixel coordinates whose top-left pixel
+   centre is ``(0, 0)``; COLMAP puts it at ``(0.5, 0.5)``, see ``docs/formats.md``), and the raw matches of every
+   pair of ``pairs`` that has at least one match in ``matches.h5``.
+2. **Geometric verification** of exactly those pairs (``pycolmap.geometric_verification`` over the matched pairs,
+   the 4.2.1 equivalent of ``verify_matches(db, pairs.txt)`` that also takes ``num_threads``), RANSAC seeded.
+3. **Mapping**: ``pycolmap.incremental_mapping`` (``mapper = "incremental"``, with registered-image progress and a
+   ``CancellationToken`` tied to ``should_cancel``) or ``pycolmap.global_mapping`` (``mapper = "global"``, GLOMAP
+   in COLMAP 4; no progress or cancellation inside it).
+4. **Clusters**: every model becomes a cluster ``cluster0, cluster1, …`` (most kept images first). COLMAP can
+   register one image in several models; :func:`resolve_registrations` keeps it once (model where it has most 3D
+   points, ties → larger model → lower model index) and the log says so. Unregistered images go to ``outliers``.
+
+Determinism: with ``deterministic=True`` every random seed (global PRNG, RANSAC, mapper, triangulator) is ``seed``
+and all thread counts are 1, so two runs on the same inputs give identical poses.
+
+Failures inside this stage (no pair with matches, no model, an exception inside pycolmap) never raise: the result has
+``ok=False``, every image is an outlier and the log says why. Broken inputs (missing h5 file or image group, match
+indices out of range) raise :class:`~imc_core.errors.InputError`; cancellation raises
+:class:`~imc_core.errors.Cancelled` after removing the partial outputs.
+"""
+
+from __future__ import annotations
+
+import shutil
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from ..errors import Cancelled, ConfigError, InputError
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pycolmap
+
+MAPPERS = ("incremental", "global")
+CAMERA_MODELS = ("SIMPLE_RADIAL", "SIMPLE_PINHOLE", "PINHOLE", "RADIAL", "OPENCV")
+VERIFIERS = ("colmap",)
+OUTLIERS = "outliers"
+
+ProgressFn = Callable[[int, int, str], None]
+CancelFn = Callable[[], bool]
+
+
+@dataclass
+class ReconstructionConfig:
+    """Database import, verification and mapping options (``reconstruction.*``)."""
+
+    mapper: str = "incremental"  # incremental | global (pycolmap.global_mapping, GLOMAP in COLMAP 4)
+    camera_model: str = "SIMPLE_RADIAL"  # SIMPLE_RADIAL | SIMPLE_PINHOLE | PINHOLE | RADIAL | OPENCV, one per image
+    focal_prior: float = 1.2  # focal = EXIF focal when present, else focal_prior * max(W, H)
+    min_model_size: int = 3  # models with fewer registered images are dropped by the mapper
+    max_num_models: int = 25  # incremental mapper: stop after this many models
+    min_num_matches: int = 15  # mapper ignores verified pairs with fewer inlier matches
+    num_threads: int = -1  # -1 = all cores; forced to 1 when deterministic
+    seed: int = 0  # random seed of RANSAC, mapper and triangulator (used when deterministic)
+    deterministic: bool = True  # seeds + num_threads=1 → identical poses on repeat
+    verify: str = "colmap"  # geometric verification: colmap (RANSAC E/F/H on the imported pairs)
+    verify_max_error: float = 4.0  # RANSAC inlier threshold in pixels for verification
+    verify_min_num_inliers: int = 15  # a pair needs this many verified inliers to count
+    verify_max_num_trials: int = 10000  # RANSAC iteration cap for verification
+    verify_confidence: float = 0.999  # RANSAC confidence for verification
+    init_min_num_inliers: int = 100  # incremental: inliers the initial pair needs (Kaggle teams lower it, e.g. 50)
+    init_max_error: float = 4.0  # incremental: reprojection error (px) for the initial pair
+    init_num_trials: int = 200  # incremental: how many initial pairs are tried per model
+    abs_pose_min_num_inliers: int = 30  # incremental: inliers needed to register a new image
+    abs_pose_min_inlier_ratio: float = 0.25  # incremental: inlier ratio needed to register a new image
+    abs_pose_max_error: float = 12.0  # incremental: PnP RANSAC threshold in pixels
+    filter_max_reproj_error: float = 4.0  # incremental: observations above this error (px) are filtered
+    max_model_overlap: int = 20  # incremental: images a new model may share with earlier ones
+    ba_refine_focal: bool = True  # bundle adjustment refines the focal length
+    ba_refine_principal_point: bool = False  # bundle adjustment refines the principal point
+    ba_refine_extra_params: bool = True  # bundle adjustment refines distortion parameters
+    ba_local_num_images: int = 6  # incremental: images in each local bundle adjustment
+    extract_colors: bool = True  # colour 3D points from the images (needs the image files; missing ones are skipped)
+
+    def __post_init__(self) -> None:
+        if self.mapper not in MAPPERS:
+            raise ConfigError(f"reconstruction.mapper must be one of {', '.join(MAPPERS)}, got {self.mapper!r}")
+        if self.camera_model not in CAMERA_MODELS:
+            raise ConfigError(f"reconstruction.camera_model must be one of {', '.join(CAMERA_MODELS)}, "
+                              f"got {self.camera_model!r}")
+        if self.verify not in VERIFIERS:
+            raise ConfigError(f"reconstruction.verify must be one of {', '.join(VERIFIERS)}, got {self.verify!r}")
+        if not self.focal_prior > 0:
+            raise ConfigError(f"reconstruction.focal_prior must be > 0, got {self.focal_prior}")
+        for key in ("min_model_size", "max_num_models", "min_num_matches", "verify_min_num_inliers",
+                    "verify_max_num_trials", "init_min_num_inliers", "init_num_trials", "abs_pose_min_num_inliers",
+                    "ba_local_num_images"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"reconstruction.{key} must be ≥ 1, got {getattr(self, key)}")
+        for key in ("verify_max_error", "init_max_error", "abs_pose_max_error", "filter_max_reproj_error"):
+            if not getattr(self, key) > 0:
+                raise ConfigError(f"reconstruction.{key} must be > 0, got {getattr(self, key)}")
+        if not 0 < self.verify_confidence < 1:
+            raise ConfigError(f"reconstruction.verify_confidence must be in (0, 1), got {self.verify_confidence}")
+        if not 0 <= self.abs_pose_min_inlier_ratio <= 1:
+            raise ConfigError(f"reconstruction.abs_pose_min_inlier_ratio must be in [0, 1], "
+                              f"got {self.abs_pose_min_inlier_ratio}")
+        if self.num_threads == 0 or self.num_threads < -1:
+            raise ConfigError(f"reconstruction.num_threads must be -1 (all cores) or ≥ 1, got {self.num_threads}")
+        if self.seed < 0:
+            raise ConfigError(f"reconstruction.seed must be ≥ 0, got {self.seed}")
+
+    @property
+    def threads(self) -> int:
+        """Thread count handed to pycolmap: 1 when deterministic, else ``num_threads``."""
+        return 1 if self.deterministic else self.num_threads
+
+
+default_conf = ReconstructionConfig()
+
+
+@dataclass
+class ReconstructionResult:
+    """What :func:`reconstruct` returns.
+
+    Attributes:
+        poses: pose frame (``docs/formats.md``) with one row per input image, in input order; ``scene`` is the
+            cluster name (``cluster0`` = most images) or ``outliers`` with a nan pose.
+        n_models: number of clusters (models that kept at least one image).
+        models: ``out_dir/models/<k>/`` for cluster ``k``, COLMAP binary models (the mapper's raw model, so an
+            image resolved to another cluster may still appear in it).
+        log: human-readable lines (pairs verified, models, registrations, resolutions, failures).
+        ok: ``False`` when reconstruction failed; then every image is an outlier and ``log`` says why.
+    """
+
+    poses: pd.DataFrame
+    n_models: int
+    models: list[Path]
+    log: list[str]
+    ok: bool
+
+
+# ---------------------------------------------------------------------------------------------------- h5 inputs
+
+
+def _names_to_pair(a: str, b: str) -> str:
+    """hloc pair key: ``a.replace('/', '-') + '/' + b.replace('/', '-')``."""
+    return f"{a.replace('/', '-')}/{b.replace('/', '-')}"
+
+
+def _read_keypoints(features_path: Path, names: list[str]) -> tuple[dict[str, np.ndarray], dict[str, tuple[int, int]]]:
+    """Read keypoints and image sizes of ``names`` from ``features.h5``.
+
+    Args:
+        features_path: hloc-layout features file (one group per image name).
+        names: image names to read.
+
+    Returns:
+        ``(keypoints, sizes)``: ``keypoints[name]`` is ``(N, 2)`` float32 in the features.h5 convention (top-left
+        pixel centre at ``(0, 0)``), ``sizes[name]`` is ``(W, H)``.
+
+    Raises:
+        InputError: the file is missing or unreadable, or an image group / dataset is missing or malformed.
+    """
+    import h5py
+
+    keypoints: dict[str, np.ndarray] = {}
+    sizes: dict[str, tuple[int, int]] = {}
+    try:
+        with h5py.File(features_path, "r") as f:
+            for name in names:
+                if name not in f or "keypoints" not in f[name] or "image_size" not in f[name]:
+                    raise InputError(features_path, f"no keypoints/image_size for image {name!r}")
+                kp = np.asarray(f[name]["keypoints"][()], dtype=np.float32)
+                if kp.ndim != 2 or kp.shape[1] != 2 or not np.isfinite(kp).all():
+                    raise InputError(features_path, f"keypoints of {name!r} must be finite N×2, got {kp.shape}")
+                size = np.asarray(f[name]["image_size"][()]).reshape(-1)
+                if size.shape != (2,) or (size <= 0).any():
+                    raise InputError(features_path, f"image_size of {name!r} must be 2 positive ints (W, H)")
+                keypoints[name] = kp
+                sizes[name] = (int(size[0]), int(size[1]))
+    except OSError as err:
+        raise InputError(features_path, f"cannot read features file: {err}") from None
+    return keypoints, sizes
+
+
+def _read_matches(f: Any, a: str, b: str, path: Path) -> np.ndarray | None:
+    """Matches of pair ``(a, b)`` from an open ``matches.h5`` (either key order), or ``None`` when absent.
+
+    Returns:
+        ``(M, 2)`` int64 indices into a's and b's keypoints.
+    """
+    for key, swap in ((_names_to_pair(a, b), False), (_names_to_pair(b, a), True)):
+        if key in f and "matches" in f[key]:
+            m = np.asarray(f[key]["matches"][()])
+            if m.size == 0:
+                return np.zeros((0, 2), np.int64)
+            if m.ndim != 2 or m.shape[1] != 2:
+                raise InputError(path, f"matches of pair {key!r} must be M×2, got {m.shape}")
+            m = m.astype(np.int64)
+            return m[:, ::-1].copy() if swap else m
+    return None
+
+
+def _load_pair_matches(matches_path: Path, pairs: list[tuple[str, str]], n_kpts: dict[str, int]
+                       ) -> dict[tuple[str, str], np.ndarray]:
+    """Matches of every pair in ``pairs`` that has ≥ 1 match (duplicates and self-pairs skipped).
+
+    Raises:
+        InputError: unreadable file, unknown image in a pair, or a match index out of range.
+    """
+    import h5py
+
+    out: dict[tuple[str, str], np.ndarray] = {}
+    seen: set[frozenset[str]] = set()
+    try:
+        with h5py.File(matches_path, "r") as f:
+            for a, b in pairs:
+                key = frozenset((a, b))
+                if a == b or key in seen:
+                    continue
+                seen.add(key)
+                for name in (a, b):
+                    if name not in n_kpts:
+                        raise InputError(matches_path, f"pair ({a!r}, {b!r}) names an image not in the input list")
+                m = _read_matches(f, a, b, matches_path)
+                if m is None or len(m) == 0:
+                    continue
+                if (m < 0).any() or (m[:, 0] >= n_kpts[a]).any() or (m[:, 1] >= n_kpts[b]).any():
+                    raise InputError(matches_path, f"match index out of range in pair ({a!r}, {b!r})")
+                out[(a, b)] = m
+    except OSError as err:
+        raise InputError(matches_path, f"cannot read matches file: {err}") from None
+    return out
+
+
+def _exif_focal(image_dir: Path, name: str) -> float | None:
+    """EXIF focal length in pixels via :func:`imc_core.images.exif_focal_px`, ``None`` when unknown/unavailable."""
+    path = image_dir / name
+    if not path.is_file():
+        return None
+    try:
+        from ..images import exif_focal_px
+    except ImportError:  # images.py not there yet: no EXIF prior
+        return None
+    try:
+        focal = exif_focal_px(path)
+    except Exception:  # a broken EXIF block must not stop reconstruction
+        return None
+    return float(focal) if focal is not None and np.isfinite(focal) and focal > 0 else None
+
+
+# ------------------------------------------------------------------------------------------------------ database
+
+
+def make_camera(camera_id: int, conf: ReconstructionConfig, size: tuple[int, int],
+                exif_focal: float | None) -> pycolmap.Camera:
+    """One camera for one image.
+
+    Args:
+        camera_id: COLMAP camera id (1-based).
+        conf: stage config (``camera_model``, ``focal_prior``).
+        size: ``(W, H)`` in pixels.
+        exif_focal: focal length in pixels from EXIF, or ``None``.
+
+    Returns:
+        A camera with principal point at ``(W/2, H/2)``, zero distortion, focal ``exif_focal`` (then
+        ``has_prior_focal_length``) or ``focal_prior · max(W, H)``.
+    """
+    import pycolmap
+
+    w, h = size
+    focal = exif_focal if exif_focal is not None else conf.focal_prior * max(w, h)
+    cam = pycolmap.Camera.create_from_model_name(camera_id, conf.camera_model, float(focal), int(w), int(h))
+    cam.has_prior_focal_length = exif_focal is not None
+    return cam
+
+
+def build_database(db_path: Path, images: list[str], keypoints: dict[str, np.ndarray],
+                   sizes: dict[str, tuple[int, int]], matches: dict[tuple[str, str], np.ndarray],
+                   conf: ReconstructionConfig, image_dir: Path) -> dict[str, int]:
+    """Write cameras, images, keypoints (+0.5 px) and raw matches into a fresh COLMAP database.
+
+    Args:
+        db_path: database file to create (removed first when present).
+        images: image names, N; image ``i`` gets camera and image id ``i + 1``.
+        keypoints: ``(K_i, 2)`` float32 per image, features.h5 convention (top-left pixel centre at ``(0, 0)``).
+        sizes: ``(W, H)`` per image.
+        matches: ``(M, 2)`` indices per pair ``(a, b)``.
+        conf: stage config.
+        image_dir: where the images lie (read for EXIF only).
+
+    Returns:
+        Image name → COLMAP image id.
+    """
+    import pycolmap
+
+    if db_path.exists():
+        db_path.unlink()
+    ids: dict[str, int] = {}
+    db = pycolmap.Database.open(db_path)
+    try:
+        with pycolmap.DatabaseTransaction(db):
+            for i, name in enumerate(images):
+                cam = make_camera(i + 1, conf, sizes[name], _exif_focal(image_dir, name))
+                camera_id = db.write_camera(cam, use_camera_id=True)
+                image_id = db.write_image(pycolmap.Image(name=name, camera_id=camera_id, image_id=i + 1),
+                                          use_image_id=True)
+                ids[name] = image_id
+                db.write_keypoints(image_id, keypoints[name].astype(np.float32) + np.float32(0.5))
+            for (a, b), m in matches.items():
+                db.write_matches(ids[a], ids[b], np.ascontiguousarray(m, dtype=np.uint32))
+    finally:
+        db.close()
+    return ids
+
+
+def _verify(db_path: Path, conf: ReconstructionConfig, token: pycolmap.CancellationToken) -> None:
+    """RANSAC-verify every matched pair of the database (the imported pairs), seeded when deterministic."""
+    import pycolmap
+
+    tvg = pycolmap.TwoViewGeometryOptions()
+    tvg.min_num_inliers = conf.verify_min_num_inliers
+    tvg.ransac.max_error = conf.verify_max_error
+    tvg.ransac.max_num_trials = conf.verify_max_num_trials
+    tvg.ransac.confidence = conf.verify_confidence
+    if conf.deterministic:
+        tvg.ransac.random_seed = conf.seed
+    verifier = pycolmap.GeometricVerifierOptions()
+    verifier.num_threads = conf.threads
+    pycolmap.geometric_verification(db_path, verifier_options=verifier, two_view_geometry_options=tvg,
+                                    cancellation_token=token)
+
+
+def _db_stats(db_path: Path) -> tuple[int, int]:
+    """``(matched pairs, verified pairs)`` of a database."""
+    import pycolmap
+
+    db = pycolmap.Database.open(db_path)
+    try:
+        return db.num_matched_image_pairs(), db.num_verified_image_pairs()
+    finally:
+        db.close()
+
+
+# ------------------------------------------------------------------------------------------------------- mapping
+
+
+def incremental_options(conf: ReconstructionConfig) -> pycolmap.IncrementalPipelineOptions:
+    """``IncrementalPipelineOptions`` from the config (seeded and single-threaded when deterministic)."""
+    import pycolmap
+
+    o = pycolmap.IncrementalPipelineOptions()
+    o.min_model_size = conf.min_model_size
+    o.max_num_models = conf.max_num_models
+    o.min_num_matches = conf.min_num_matches
+    o.max_model_overlap = conf.max_model_overlap
+    o.init_num_trials = conf.init_num_trials
+    o.num_threads = conf.threads
+    o.extract_colors = conf.extract_colors
+    o.ba_refine_focal_length = conf.ba_refine_focal
+    o.ba_refine_principal_point = conf.ba_refine_principal_point
+    o.ba_refine_extra_params = conf.ba_refine_extra_params
+    o.mapper.init_min_num_inliers = conf.init_min_num_inliers
+    o.mapper.init_max_error = conf.init_max_error
+    o.mapper.abs_pose_min_num_inliers = conf.abs_pose_min_num_inliers
+    o.mapper.abs_pose_min_inlier_ratio = conf.abs_pose_min_inlier_ratio
+    o.mapper.abs_pose_max_error = conf.abs_pose_max_error
+    o.mapper.abs_pose_refine_focal_length = conf.ba_refine_focal
+    o.mapper.filter_max_reproj_error = conf.filter_max_reproj_error
+    o.mapper.ba_local_num_images = conf.ba_local_num_images
+    if conf.deterministic:
+        o.random_seed = conf.seed
+        o.mapper.random_seed = conf.seed
+        o.triangulation.random_seed = conf.seed
+    return o
+
+
+def global_options(conf: ReconstructionConfig) -> pycolmap.GlobalPipelineOptions:
+    """``GlobalPipelineOptions`` (GLOMAP) from the config (seeded and single-threaded when deterministic)."""
+    import pycolmap
+
+    o = pycolmap.GlobalPipelineOptions()
+    o.min_model_size = conf.min_model_size
+    o.min_num_matches = conf.min_num_matches
+    o.num_threads = conf.threads
+    o.mapper.num_threads = conf.threads
+    ba = o.mapper.bundle_adjustment
+    ba.refine_focal_length = conf.ba_refine_focal
+    ba.refine_principal_point = conf.ba_refine_principal_point
+    ba.refine_extra_params = conf.ba_refine_extra_params
+    ba.ceres.use_gpu = False  # CPU solvers: same results on every machine (PyPI pycolmap is CPU-only anyway)
+    o.mapper.global_positioning.use_gpu = False
+    if conf.deterministic:
+        ba.ceres.solver_options.num_threads = 1
+        for opts in (o, o.mapper, o.mapper.rotation_averaging, o.mapper.global_positioning,
+                     o.mapper.retriangulation):
+            opts.random_seed = conf.seed
+    return o
+
+
+class _Registered:
+    """Mapper callbacks: count registered images for progress (+2 per initial pair, +1 per next image, capped at
+    ``total``) and poll for cancellation. They never raise into pycolmap: ``poll`` cancels the token instead."""
+
+    def __init__(self, total: int, progress: ProgressFn | None, poll: Callable[[], None]) -> None:
+        self.total, self.count, self.progress, self.poll = total, 0, progress, poll
+
+    def _bump(self, n: int) -> None:
+        self.count = min(self.count + n, self.total)
+        if self.progress is not None:
+            self.progress(self.count, self.total, f"mapping: {self.count}/{self.total} images registered")
+        self.poll()
+
+    def initial_pair(self) -> None:
+        self._bump(2)
+
+    def next_image(self) -> None:
+        self._bump(1)
+
+
+@contextmanager
+def _cancel_watch(token: pycolmap.CancellationToken, should_cancel: CancelFn | None,
+                  period_s: float = 0.1) -> Iterator[None]:
+    """Poll ``should_cancel`` in a daemon thread while pycolmap runs (it releases the GIL) and cancel ``token``."""
+    if should_cancel is None:
+        yield
+        return
+    stop = threading.Event()
+
+    def watch() -> None:
+        while not stop.wait(period_s):
+            if should_cancel():
+                token.cancel()
+                return
+
+    thread = threading.Thread(target=watch, name="reconstruction-cancel-watch", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+
+
+def _run_mapper(db_path: Path, image_dir: Path, sfm_dir: Path, conf: ReconstructionConfig,
+                token: pycolmap.CancellationToken, counter: _Registered) -> list[pycolmap.Reconstruction]:
+    """Run the configured mapper; models in the mapper's index order."""
+    import pycolmap
+
+    sfm_dir.mkdir(parents=True, exist_ok=True)
+    if conf.deterministic:
+        pycolmap.set_random_seed(conf.seed)
+    if conf.mapper == "global":
+        recs = pycolmap.global_mapping(db_path, image_dir, sfm_dir, global_options(conf))
+    else:
+        recs = pycolmap.incremental_mapping(db_path, image_dir, sfm_dir, incremental_options(conf),
+                                            initial_image_pair_callback=counter.initial_pair,
+                                            next_image_callback=counter.next_image, cancellation_token=token)
+    return [recs[k] for k in sorted(recs)]
+
+
+# ------------------------------------------------------------------------------------------------------ clusters
+
+
+def resolve_registrations(models: list[dict[str, int]]) -> dict[str, int]:
+    """Keep every registered image in exactly one model.
+
+    Args:
+        models: per model ``k``, image name → number of 3D points it observes in model ``k`` (its registered images).
+
+    Returns:
+        Image name → chosen model index: most 3D points, ties → larger model (more registered images) → lower index.
+        Images registered nowhere are absent.
+    """
+    best: dict[str, tuple[int, int, int]] = {}
+    for k, model in enumerate(models):
+        size = len(model)
+        for name, n_points in model.items():
+            key = (int(n_points), size, -k)
+            if name not in best or key > best[name]:
+                best[name] = key
+    return {name: -key[2] for name, key in best.items()}
+
+
+def order_clusters(assignment: dict[str, int], n_models: int) -> list[int]:
+    """Model indices that keep ≥ 1 image, most kept images first (ties → lower index); position = cluster number."""
+    counts = np.bincount(np.fromiter(assignment.values(), dtype=np.int64, count=len(assignment)),
+                         minlength=n_models)
+    return sorted((k for k in range(n_models) if counts[k] > 0), key=lambda k: (-counts[k], k))
+
+
+def _model_observations(rec: pycolmap.Reconstruction) -> dict[str, int]:
+    """Registered image name → number of 3D points it observes."""
+    return {rec.images[i].name: int(rec.images[i].num_points3D) for i in rec.reg_image_ids()}
+
+
+def _poses_frame(images: list[str], dataset: str, scenes: dict[str, str],
+                 poses: dict[str, tuple[np.ndarray, np.ndarray]]) -> pd.DataFrame:
+    """Pose frame for all ``images`` (input order); images without a scene are ``outliers`` with nan poses."""
+    from ..submission import pose_frame
+
+    n = len(images)
+    R = np.full((n, 3, 3), np.nan)
+    t = np.full((n, 3), np.nan)
+    for i, name in enumerate(images):
+        if name in poses:
+            R[i], t[i] = poses[name]
+    return pose_frame(dataset, [scenes.get(name, OUTLIERS) for name in images], images, R, t)
+
+
+def _collect(recs: list[pycolmap.Reconstruction], images: list[str], dataset: str, models_dir: Path,
+             log: list[str]) -> tuple[pd.DataFrame, list[Path]]:
+    """Resolve multi-registrations, name clusters, copy poses, write models; returns (poses, model dirs)."""
+    observations = [_model_observations(r) for r in recs]
+    for k, obs in enumerate(observations):
+        log.append(f"model {k}: {len(obs)} images registered, {recs[k].num_points3D()} 3D points")
+    assignment = resolve_registrations(observations)
+    for name in sorted(assignment):
+        where = [k for k, obs in enumerate(observations) if name in obs]
+        if len(where) > 1:
+            log.append(f"{name} registered in models {where}; kept in model {assignment[name]} "
+                       f"({observations[assignment[name]][name]} 3D points)")
+    order = order_clusters(assignment, len(recs))
+    scenes: dict[str, str] = {}
+    poses: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    paths: list[Path] = []
+    for c, k in enumerate(order):
+        rec = recs[k]
+        for i in rec.reg_image_ids():
+            image = rec.images[i]
+            if assignment.get(image.name) != k:
+                continue
+            pose = image.cam_from_world()
+            scenes[image.name] = f"cluster{c}"
+            poses[image.name] = (np.array(pose.rotation.matrix(), dtype=np.float64, copy=True),
+                                 np.array(pose.translation, dtype=np.float64, copy=True))
+        path = models_dir / str(c)
+        path.mkdir(parents=True, exist_ok=True)
+        rec.write(path)
+        paths.append(path)
+        kept = sum(1 for v in assignment.values() if v == k)
+        log.append(f"cluster{c} = model {k}: {kept} images")
+    n_out = sum(1 for n in images if n not in scenes)
+    log.append(f"{len(order)} cluster(s), {len(images) - n_out} images registered, {n_out} outliers")
+    return _poses_frame(images, dataset, scenes, poses), paths
+
+
+def _failed(images: list[str], dataset: str, log: list[str], reason: str) -> ReconstructionResult:
+    log.append(f"FAILED: {reason}")
+    return ReconstructionResult(_poses_frame(images, dataset, {}, {}), 0, [], log, False)
+
+
+def _cleanup(out_dir: Path) -> None:
+    """Remove what this stage wrote into ``out_dir``."""
+    for name in ("database.db", "database.db-wal", "database.db-shm", "pairs.txt"):
+        (out_dir / name).unlink(missing_ok=True)
+    for name in ("sfm", "models"):
+        shutil.rmtree(out_dir / name, ignore_errors=True)
+
+
+# ---------------------------------------------------------------------------------------------------------- main
+
+
+class _StepFailed(Exception):
+    """A step of :func:`reconstruct` failed; the message is the reason logged with ``ok=False``."""
+
+
+@contextmanager
+def _step(name: str, log: list[str], token: pycolmap.CancellationToken, should_cancel: CancelFn | None
+          ) -> Iterator[None]:
+    """Run one pycolmap step: watch for cancellation, map pycolmap errors to :class:`_StepFailed`, log seconds."""
+    t0 = time.perf_counter()
+    with _cancel_watch(token, should_cancel):
+        try:
+            yield
+        except InterruptedError:  # pycolmap's answer to a cancelled token
+            raise Cancelled("reconstruction cancelled") from None
+        except (Cancelled, InputError, _StepFailed):
+            raise
+        except Exception as err:  # pycolmap raises ValueError/RuntimeError on bad data or failed checks
+            raise _StepFailed(f"{name}: {type(err).__name__}: {err}") from err
+    if token.is_cancelled:
+        raise Cancelled("reconstruction cancelled")
+    log.append(f"{name}: {time.perf_counter() - t0:.2f} s")
+
+
+def _import_and_verify(db_path: Path, image_dir: Path, images: list[str], keypoints: dict[str, np.ndarray],
+                       sizes: dict[str, tuple[int, int]], matches: dict[tuple[str, str], np.ndarray],
+                       conf: ReconstructionConfig, token: pycolmap.CancellationToken,
+                       should_cancel: CancelFn | None, report: ProgressFn, log: list[str]) -> None:
+    """Database import + geometric verification; raises :class:`_StepFailed` when no pair survives."""
+    report(0, 3, "building database")
+    with _step("database import", log, token, should_cancel):
+        build_database(db_path, images, keypoints, sizes, matches, conf, image_dir)
+    report(1, 3, f"verifying {len(matches)} pairs")
+    with _step("geometric verification", log, token, should_cancel):
+        _verify(db_path, conf, token)
+    n_matched, n_verified = _db_stats(db_path)
+    log.append(f"{n_verified} of {n_matched} matched pairs verified (≥ {conf.verify_min_num_inliers} inliers)")
+    if n_verified == 0:
+        raise _StepFailed("no pair passed geometric verification")
+
+
+def _map(db_path: Path, image_dir: Path, out_dir: Path, n_images: int, conf: ReconstructionConfig,
+         token: pycolmap.CancellationToken, should_cancel: CancelFn | None, progress: ProgressFn | None,
+         log: list[str]) -> list[pycolmap.Reconstruction]:
+    """Run the mapper in ``out_dir/sfm`` (removed afterwards); the non-empty models, in mapper order."""
+
+    def poll() -> None:
+        if should_cancel is not None and should_cancel():
+            token.cancel()
+
+    if not image_dir.is_dir():  # COLMAP insists on an existing folder; images are only read for colours
+        log.append(f"image folder {image_dir} does not exist: 3D points stay uncoloured")
+        image_dir = out_dir
+    sfm_dir = out_dir / "sfm"
+    shutil.rmtree(sfm_dir, ignore_errors=True)
+    counter = _Registered(n_images, progress, poll)
+    try:
+        with _step(f"{conf.mapper} mapping", log, token, should_cancel):
+            recs = _run_mapper(db_path, image_dir, sfm_dir, conf, token, counter)
+    finally:
+        shutil.rmtree(sfm_dir, ignore_errors=True)
+    recs = [r for r in recs if r.num_reg_images() > 0]
+    if not recs:
+        raise _StepFailed(f"the mapper built no model with ≥ {conf.min_model_size} images")
+    return recs
+
+
+def reconstruct(image_dir: Path, images: list[str], features_path: Path, matches_path: Path,
+                pairs: list[tuple[str, str]], conf: ReconstructionConfig, out_dir: Path, *, dataset: str = "",
+                progress: ProgressFn | None = None, should_cancel: CancelFn | None = None) -> ReconstructionResult:
+    """Database import, geometric verification and mapping of one dataset; models become clusters.
+
+    Args:
+        image_dir: folder of the images (EXIF focal, point colours; the files are optional).
+        images: the dataset's image names, N; the result has one row per name, in this order.
+        features_path: ``features.h5`` (keypoints ``(K, 2)``, top-left pixel centre at ``(0, 0)``; ``image_size``).
+        matches_path: ``matches.h5`` (``matches`` ``(M, 2)`` per ``names_to_pair(a, b)`` group).
+        pairs: the pairs to import and verify; pairs without matches are skipped.
+        conf: stage config.
+        out_dir: gets ``database.db``, ``pairs.txt`` (the imported pairs) and ``models/<k>/`` (cluster ``k``).
+        dataset: value of the pose frame's ``dataset`` column.
+        progress: ``progress(done, total, message)``; during mapping ``done`` counts registered images.
+        should_cancel: polled between steps, in mapper callbacks and by a watcher thread during pycolmap calls.
+
+    Returns:
+        A :class:`ReconstructionResult` (``ok=False`` with all images outliers when reconstruction failed).
+
+    Raises:
+        InputError: unreadable or inconsistent h5 inputs.
+        Cancelled: ``should_cancel()`` became true (partial outputs removed).
+    """
+    import pycolmap
+
+    out_dir, image_dir, images = Path(out_dir), Path(image_dir), list(images)
+    log: list[str] = [f"{len(images)} images, {len(pairs)} candidate pairs, mapper={conf.mapper}, "
+                      f"camera={conf.camera_model}, deterministic={conf.deterministic} (seed {conf.seed}, "
+                      f"threads {conf.threads})"]
+    if len(set(images)) != len(images):
+        raise InputError(None, "duplicate image names in the reconstruction input")
+    keypoints, sizes = _read_keypoints(Path(features_path), images)
+    matches = _load_pair_matches(Path(matches_path), pairs, {n: len(k) for n, k in keypoints.items()})
+    log.append(f"{len(matches)} of {len(pairs)} pairs have matches "
+               f"({sum(len(m) for m in matches.values())} matches in total)")
+    if should_cancel is not None and should_cancel():
+        raise Cancelled("reconstruction cancelled")
+    report: ProgressFn = progress or (lambda done, total, message: None)
+    token = pycolmap.CancellationToken()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    db_path = out_dir / "database.db"
+    try:
+        if len(images) < 2 or not matches:
+            raise _StepFailed("fewer than 2 images" if len(images) < 2 else "no pair has any match")
+        (out_dir / "pairs.txt").write_text("".join(f"{a} {b}\n" for a, b in matches))
+        _import_and_verify(db_path, image_dir, images, keypoints, sizes, matches, conf, token, should_cancel,
+                           report, log)
+        report(0, len(images), "mapping")
+        recs = _map(db_path, image_dir, out_dir, len(images), conf, token, should_cancel, progress, log)
+        shutil.rmtree(out_dir / "models", ignore_errors=True)
+        poses, paths = _collect(recs, images, dataset, out_dir / "models", log)
+    except _StepFailed as err:
+        return _failed(images, dataset, log, str(err))
+    except Cancelled:
+        _cleanup(out_dir)
+        raise
+    report(len(images), len(images), f"{len(paths)} model(s)")
+    return ReconstructionResult(poses, len(paths), paths, log, True)

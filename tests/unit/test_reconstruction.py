@@ -1,0 +1,352 @@
+"""Reconstruction stage on synthetic COLMAP scenes (exact poses from ``pycolmap.synthesize_dataset``)."""
+
+from __future__ import annotations
+
+from itertools import combinations
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pandas as pd
+import pytest
+
+pycolmap = pytest.importorskip("pycolmap")
+
+from imc_core.errors import Cancelled, ConfigError, InputError  # noqa: E402
+from imc_core.stages import reconstruction as rc  # noqa: E402
+from imc_core.stages.reconstruction import (  # noqa: E402
+    ReconstructionConfig,
+    build_database,
+    make_camera,
+    order_clusters,
+    reconstruct,
+    resolve_registrations,
+)
+from imc_core.submission import POSE_COLS, R_COLS, T_COLS  # noqa: E402
+
+W, H = 1024, 768
+
+
+# ---------------------------------------------------------------------------------------------------- fixtures
+
+
+def synth_scene(seed: int, n_images: int = 6, n_points: int = 200) -> pycolmap.Reconstruction:
+    """A small exact scene: one camera rig, ``n_images`` frames, every point seen by every image."""
+    pycolmap.set_random_seed(seed)
+    opts = pycolmap.SyntheticDatasetOptions(num_rigs=1, num_cameras_per_rig=1, num_frames_per_rig=n_images,
+                                            num_points3D=n_points, camera_width=W, camera_height=H)
+    return pycolmap.synthesize_dataset(opts)
+
+
+def gt_poses(rec: pycolmap.Reconstruction, prefix: str = "") -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    out = {}
+    for image in rec.images.values():
+        pose = image.cam_from_world()
+        out[prefix + image.name] = (np.array(pose.rotation.matrix()), np.array(pose.translation))
+    return out
+
+
+def write_inputs(tmp: Path, scenes: list[tuple[str, pycolmap.Reconstruction]], noise_px: float = 0.0
+                 ) -> tuple[list[str], Path, Path, list[tuple[str, str]]]:
+    """features.h5 / matches.h5 from synthetic scenes (names prefixed per scene); exhaustive pairs over all images.
+
+    Keypoints are the synthetic observations moved to the features.h5 convention (−0.5 px), plus Gaussian noise of
+    ``noise_px`` (seeded); matches are the correspondences through shared 3D point ids, within a scene only
+    (cross-scene pairs get no group).
+    """
+    rng = np.random.default_rng(0)
+    features, matches = tmp / "features.h5", tmp / "matches.h5"
+    names: list[str] = []
+    per_scene: list[list[tuple[str, pycolmap.Image]]] = []
+    with h5py.File(features, "w") as f:
+        for prefix, rec in scenes:
+            items = sorted(((prefix + im.name, im) for im in rec.images.values()), key=lambda x: x[0])
+            per_scene.append(items)
+            for name, im in items:
+                kp = np.array([p.xy for p in im.points2D], dtype=np.float32) - 0.5
+                kp += rng.normal(0.0, noise_px, kp.shape).astype(np.float32) if noise_px else 0.0
+                g = f.create_group(name)
+                g["keypoints"] = kp
+                g["descriptors"] = np.zeros((len(kp), 8), np.float32)
+                g["scores"] = np.ones(len(kp), np.float32)
+                g["image_size"] = np.array([W, H], np.int64)
+                names.append(name)
+    with h5py.File(matches, "w") as f:
+        for items in per_scene:
+            for (na, a), (nb, b) in combinations(items, 2):
+                idx = {p.point3D_id: i for i, p in enumerate(a.points2D) if p.has_point3D()}
+                m = np.array([(idx[p.point3D_id], j) for j, p in enumerate(b.points2D)
+                              if p.has_point3D() and p.point3D_id in idx], dtype=np.int32)
+                g = f.create_group(f"{na}/{nb}")
+                g["matches"] = m
+                g["scores"] = np.ones(len(m), np.float32)
+    pairs = [(a, b) for a, b in combinations(names, 2)]
+    return names, features, matches, pairs
+
+
+def centers(R: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """(N,3,3), (N,3) world→camera → (N,3) camera centres."""
+    return -np.einsum("nji,nj->ni", R, t)
+
+
+def assert_poses_match(poses: pd.DataFrame, gt: dict[str, tuple[np.ndarray, np.ndarray]], tol: float = 1e-3) -> None:
+    """Predicted poses equal GT up to one similarity (Umeyama on camera centres), rotations included."""
+    from skimage.transform import SimilarityTransform
+
+    names = list(poses["image"])
+    R = poses[R_COLS].to_numpy().reshape(-1, 3, 3)
+    t = poses[T_COLS].to_numpy()
+    Rg = np.stack([gt[n][0] for n in names])
+    tg = np.stack([gt[n][1] for n in names])
+    sim = SimilarityTransform.from_estimate(centers(R, t), centers(Rg, tg)) \
+        if hasattr(SimilarityTransform, "from_estimate") else None
+    if sim is None:  # older scikit-image API
+        sim = SimilarityTransform(dimensionality=3)
+        assert sim.estimate(centers(R, t), centers(Rg, tg))
+    scale = np.cbrt(np.linalg.det(sim.params[:3, :3]))
+    rot = sim.params[:3, :3] / scale
+    mapped = sim(centers(R, t))
+    spread = np.linalg.norm(centers(Rg, tg) - centers(Rg, tg).mean(0), axis=1).max()
+    assert np.abs(mapped - centers(Rg, tg)).max() < tol * spread
+    # world→camera rotation of the aligned prediction: R_pred @ rotᵀ must equal R_gt
+    rel = np.einsum("nij,kj->nik", R, rot)
+    assert np.abs(rel - Rg).max() < tol
+
+
+def fast_conf(**kw: object) -> ReconstructionConfig:
+    return ReconstructionConfig(extract_colors=False, **kw)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="module")
+def scene_a() -> pycolmap.Reconstruction:
+    return synth_scene(1)
+
+
+@pytest.fixture(scope="module")
+def scene_b() -> pycolmap.Reconstruction:
+    return synth_scene(2, n_images=5)
+
+
+# --------------------------------------------------------------------------------------------------- config
+
+
+@pytest.mark.parametrize("kw", [{"mapper": "glomap2"}, {"camera_model": "FISHEYE"}, {"verify": "none"},
+                                {"focal_prior": 0.0}, {"min_model_size": 0}, {"num_threads": 0},
+                                {"verify_confidence": 1.0}, {"seed": -1}])
+def test_config_rejects_bad_values(kw: dict[str, object]) -> None:
+    with pytest.raises(ConfigError, match="reconstruction\\."):
+        ReconstructionConfig(**kw)  # type: ignore[arg-type]
+
+
+def test_threads_forced_to_one_when_deterministic() -> None:
+    assert ReconstructionConfig(num_threads=8, deterministic=True).threads == 1
+    assert ReconstructionConfig(num_threads=8, deterministic=False).threads == 8
+    opts = rc.incremental_options(ReconstructionConfig(seed=7, min_model_size=4, max_num_models=3))
+    assert (opts.num_threads, opts.random_seed, opts.min_model_size, opts.max_num_models) == (1, 7, 4, 3)
+    assert opts.get_mapper().random_seed == 7
+
+
+# ------------------------------------------------------------------------------------------------ resolution
+
+
+def test_resolver_keeps_each_image_once_by_points_then_size_then_index() -> None:
+    models = [
+        {"a": 50, "b": 10, "c": 30},  # model 0: 3 images
+        {"b": 40, "c": 30, "d": 5, "e": 5},  # model 1: 4 images → wins the tie on "c" by size
+        {"a": 50, "f": 1, "g": 1, "h": 1, "i": 1},  # model 2: 5 images, ties "a" with model 0 on points
+        {"e": 5, "j": 1, "k": 1, "l": 1, "m": 1},  # model 3: 5 images, ties "e" with model 1 on points, larger
+    ]
+    got = resolve_registrations(models)
+    assert got["b"] == 1  # more points
+    assert got["c"] == 1  # equal points → larger model
+    assert got["a"] == 2  # equal points → larger model (5 > 3)
+    assert got["e"] == 3  # equal points → larger model (5 > 4)
+    assert got["d"] == 1 and got["f"] == 2
+    assert set(got) == set("abcdefghijklm")
+
+
+def test_resolver_tie_on_points_and_size_goes_to_lower_index() -> None:
+    assert resolve_registrations([{"x": 3, "y": 1}, {"x": 3, "z": 1}]) == {"x": 0, "y": 0, "z": 1}
+    assert resolve_registrations([]) == {}
+
+
+def test_order_clusters_by_kept_images_and_drops_empty_models() -> None:
+    assignment = {"a": 1, "b": 1, "c": 0, "d": 2, "e": 2}
+    assert order_clusters(assignment, 4) == [1, 2, 0]  # 2, 2, 1 images; model 3 kept nothing
+
+
+# -------------------------------------------------------------------------------------------------- database
+
+
+def test_camera_prior_from_exif_or_focal_prior() -> None:
+    conf = ReconstructionConfig(camera_model="PINHOLE", focal_prior=1.5)
+    cam = make_camera(3, conf, (640, 480), None)
+    assert cam.model_name == "PINHOLE" and not cam.has_prior_focal_length
+    np.testing.assert_allclose(cam.params, [960, 960, 320, 240])
+    cam = make_camera(3, conf, (640, 480), 500.0)
+    assert cam.has_prior_focal_length and cam.focal_length_x == 500.0
+
+
+def test_database_keypoints_shifted_half_pixel(tmp_path: Path, scene_a: pycolmap.Reconstruction) -> None:
+    names, features, matches, pairs = write_inputs(tmp_path, [("", scene_a)])
+    kps, sizes = rc._read_keypoints(features, names)
+    m = rc._load_pair_matches(matches, pairs, {n: len(k) for n, k in kps.items()})
+    ids = build_database(tmp_path / "db.db", names, kps, sizes, m, fast_conf(), tmp_path)
+    db = pycolmap.Database.open(tmp_path / "db.db")
+    try:
+        np.testing.assert_allclose(db.read_keypoints(ids[names[0]])[:, :2], kps[names[0]] + 0.5)
+        assert db.num_images() == len(names) and db.num_cameras() == len(names)
+        assert db.num_matched_image_pairs() == len(pairs)
+        cam = db.read_camera(db.read_image(ids[names[0]]).camera_id)
+        assert cam.model_name == "SIMPLE_RADIAL" and cam.focal_length == pytest.approx(1.2 * W)
+    finally:
+        db.close()
+
+
+def test_reversed_pair_key_is_read_with_swapped_columns(tmp_path: Path) -> None:
+    path = tmp_path / "m.h5"
+    with h5py.File(path, "w") as f:
+        f["b.png/a.png/matches"] = np.array([[0, 5], [1, 6]], np.int32)
+    got = rc._load_pair_matches(path, [("a.png", "b.png")], {"a.png": 10, "b.png": 3})
+    np.testing.assert_array_equal(got[("a.png", "b.png")], [[5, 0], [6, 1]])
+
+
+def test_bad_inputs_raise_input_error(tmp_path: Path, scene_a: pycolmap.Reconstruction) -> None:
+    names, features, matches, pairs = write_inputs(tmp_path, [("", scene_a)])
+    with pytest.raises(InputError, match="missing.png"):
+        reconstruct(tmp_path, [*names, "missing.png"], features, matches, pairs, fast_conf(), tmp_path / "o")
+    with pytest.raises(InputError, match="out of range"):
+        rc._load_pair_matches(matches, pairs[:1], {names[0]: 2, names[1]: 2})
+    with pytest.raises(InputError, match="cannot read"):
+        reconstruct(tmp_path, names, tmp_path / "nope.h5", matches, pairs, fast_conf(), tmp_path / "o")
+
+
+# --------------------------------------------------------------------------------------------------- mapping
+
+
+def test_reconstruct_registers_all_images_with_exact_poses(tmp_path: Path, scene_a: pycolmap.Reconstruction) -> None:
+    names, features, matches, pairs = write_inputs(tmp_path, [("", scene_a)])
+    calls: list[tuple[int, int, str]] = []
+    res = reconstruct(tmp_path / "images", names, features, matches, pairs, fast_conf(), tmp_path / "out",
+                      dataset="synth", progress=lambda d, t, m: calls.append((d, t, m)))
+    assert res.ok and res.n_models == 1, res.log
+    assert list(res.poses["image"]) == names and set(res.poses["scene"]) == {"cluster0"}
+    assert set(res.poses["dataset"]) == {"synth"}
+    assert np.isfinite(res.poses[POSE_COLS].to_numpy()).all()
+    assert_poses_match(res.poses, gt_poses(scene_a))
+    # the written model opens in COLMAP and holds the same images
+    model = pycolmap.Reconstruction(res.models[0])
+    assert res.models[0] == tmp_path / "out" / "models" / "0"
+    assert sorted(model.images[i].name for i in model.reg_image_ids()) == sorted(names)
+    assert not (tmp_path / "out" / "sfm").exists()
+    mapping = [d for d, t, m in calls if m.startswith("mapping:")]
+    assert mapping and mapping == sorted(mapping) and mapping[-1] == len(names)
+    assert any("verified" in line for line in res.log)
+
+
+@pytest.mark.parametrize("mapper", ["incremental", "global"])
+def test_deterministic_runs_are_identical(tmp_path: Path, scene_a: pycolmap.Reconstruction, mapper: str) -> None:
+    # 1 px keypoint noise: RANSAC and BA outcomes depend on the seed (measured: with deterministic=False runs
+    # differ by ~1e-7 (incremental) and ~1e-3 (global) here), so bit-identical poses show everything is seeded
+    names, features, matches, pairs = write_inputs(tmp_path, [("", scene_a)], noise_px=1.0)
+    conf = fast_conf(seed=3, num_threads=2, mapper=mapper)
+    runs = [reconstruct(tmp_path, names, features, matches, pairs, conf, tmp_path / f"o{k}") for k in range(2)]
+    assert runs[0].ok and runs[1].ok
+    pd.testing.assert_frame_equal(runs[0].poses, runs[1].poses, check_exact=True)
+    assert_poses_match(runs[0].poses, gt_poses(scene_a), tol=1e-2)
+
+
+def test_two_disconnected_scenes_become_two_clusters(tmp_path: Path, scene_a: pycolmap.Reconstruction,
+                                                     scene_b: pycolmap.Reconstruction) -> None:
+    names, features, matches, pairs = write_inputs(tmp_path, [("a_", scene_a), ("b_", scene_b)])
+    res = reconstruct(tmp_path, names, features, matches, pairs, fast_conf(), tmp_path / "out")
+    assert res.ok and res.n_models == 2 and len(res.models) == 2, res.log
+    scene_of = dict(zip(res.poses["image"], res.poses["scene"], strict=True))
+    assert {scene_of[n] for n in names if n.startswith("a_")} == {"cluster0"}  # 6 images: the larger one first
+    assert {scene_of[n] for n in names if n.startswith("b_")} == {"cluster1"}
+    for cluster, rec, prefix in (("cluster0", scene_a, "a_"), ("cluster1", scene_b, "b_")):
+        assert_poses_match(res.poses[res.poses["scene"] == cluster], gt_poses(rec, prefix))
+    for path in res.models:
+        assert pycolmap.Reconstruction(path).num_reg_images() in (5, 6)
+
+
+def test_unmatched_image_is_an_outlier(tmp_path: Path, scene_a: pycolmap.Reconstruction) -> None:
+    names, features, matches, pairs = write_inputs(tmp_path, [("", scene_a)])
+    lonely = names[-1]
+    keep = [p for p in pairs if lonely not in p]
+    res = reconstruct(tmp_path, names, features, matches, keep, fast_conf(), tmp_path / "out")
+    assert res.ok, res.log
+    row = res.poses.set_index("image").loc[lonely]
+    assert row["scene"] == "outliers" and row[POSE_COLS].isna().all()
+    assert (res.poses["scene"] == "cluster0").sum() == len(names) - 1
+
+
+@pytest.mark.parametrize("case", ["no_matches", "no_model", "pycolmap_error"])
+def test_failure_gives_all_outliers_and_a_reason(tmp_path: Path, scene_a: pycolmap.Reconstruction,
+                                                 monkeypatch: pytest.MonkeyPatch, case: str) -> None:
+    names, features, matches, pairs = write_inputs(tmp_path, [("", scene_a)])
+    reason = {"no_matches": "no pair has any match", "no_model": "no model", "pycolmap_error": "boom"}[case]
+    if case == "no_matches":
+        pairs = [(a, b) for a, b in pairs if False]
+    elif case == "no_model":
+        pairs = pairs[:1]  # one pair → a 2-image model, below min_model_size=3
+    else:
+        def boom(*args: object, **kwargs: object) -> None:
+            raise RuntimeError("boom")
+        monkeypatch.setattr(rc, "_run_mapper", boom)
+    res = reconstruct(tmp_path, names, features, matches, pairs, fast_conf(), tmp_path / "out")
+    assert not res.ok and res.n_models == 0 and res.models == []
+    assert list(res.poses["image"]) == names
+    assert (res.poses["scene"] == "outliers").all() and res.poses[POSE_COLS].isna().all().all()
+    assert res.log[-1].startswith("FAILED") and reason in res.log[-1]
+
+
+def test_cancellation_during_mapping_raises_and_cleans_up(tmp_path: Path, scene_a: pycolmap.Reconstruction) -> None:
+    names, features, matches, pairs = write_inputs(tmp_path, [("", scene_a)])
+    registered: list[int] = []
+
+    def progress(done: int, total: int, message: str) -> None:
+        if message.startswith("mapping:"):
+            registered.append(done)
+
+    out = tmp_path / "out"
+    with pytest.raises(Cancelled):
+        reconstruct(tmp_path, names, features, matches, pairs, fast_conf(), out, progress=progress,
+                    should_cancel=lambda: len(registered) > 0)
+    assert registered and registered[-1] < len(names)  # stopped inside the mapper, not after it
+    assert not (out / "database.db").exists() and not (out / "models").exists() and not (out / "sfm").exists()
+
+
+def test_cancel_before_start(tmp_path: Path, scene_a: pycolmap.Reconstruction) -> None:
+    names, features, matches, pairs = write_inputs(tmp_path, [("", scene_a)])
+    with pytest.raises(Cancelled):
+        reconstruct(tmp_path, names, features, matches, pairs, fast_conf(), tmp_path / "o", should_cancel=lambda: True)
+
+
+def test_global_mapper_registers_all_images(tmp_path: Path, scene_a: pycolmap.Reconstruction) -> None:
+    names, features, matches, pairs = write_inputs(tmp_path, [("", scene_a)])
+    res = reconstruct(tmp_path, names, features, matches, pairs, fast_conf(mapper="global"), tmp_path / "out")
+    assert res.ok and res.n_models == 1, res.log
+    assert (res.poses["scene"] == "cluster0").all()
+    assert_poses_match(res.poses, gt_poses(scene_a), tol=1e-2)
+
+
+def test_image_in_two_models_is_kept_once(tmp_path: Path, scene_a: pycolmap.Reconstruction) -> None:
+    # model 0 and model 1 both register every image of scene_a; in model 0 image X lost 10 observations, so X goes
+    # to model 1 (more 3D points) and every other image ties on points and size → lower index (model 0)
+    model0, model1 = pycolmap.Reconstruction(scene_a), pycolmap.Reconstruction(scene_a)
+    x_id = sorted(model0.reg_image_ids())[2]
+    x = model0.images[x_id].name
+    for idx in [k for k, p in enumerate(model0.images[x_id].points2D) if p.has_point3D()][:10]:
+        model0.delete_observation(x_id, idx)
+    names = sorted(im.name for im in scene_a.images.values()) + ["lonely.png"]
+    log: list[str] = []
+    poses, paths = rc._collect([model0, model1], names, "d", tmp_path / "models", log)
+    assert list(poses["image"]) == names and poses["image"].is_unique
+    scene = dict(zip(poses["image"], poses["scene"], strict=True))
+    assert scene.pop(x) == "cluster1" and scene.pop("lonely.png") == "outliers"
+    assert set(scene.values()) == {"cluster0"}
+    assert paths == [tmp_path / "models" / "0", tmp_path / "models" / "1"]
+    assert sum("registered in models [0, 1]" in line for line in log) == len(names) - 1
+    assert any(line.startswith(f"{x} registered in models [0, 1]; kept in model 1") for line in log)
+    assert_poses_match(poses.iloc[:-1], gt_poses(scene_a))
