@@ -1,0 +1,164 @@
+"""Unit tests of imc_core.analysis: loss attribution, noise, per-image deltas, config diffs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from imc_core import analysis
+from imc_core.analysis import LOSS_PARTS
+
+
+def _images(dataset: str, scene: str, n: int, status: str, start: int = 0) -> list[dict]:
+    """``n`` per-image rows: ``pass`` (all thresholds), ``unreg`` (nan pose) or ``inacc`` (registered, fails)."""
+    rows = []
+    for k in range(n):
+        reg = status != "unreg"
+        ok = status == "pass"
+        rows.append({"dataset": dataset, "scene": scene, "image": f"{scene}_{start + k}.png",
+                     "cluster": "c_" + scene if reg else "outliers", "associated_cluster": "c_" + scene,
+                     "in_cluster": reg, "pose_valid": reg, "error": 0.001 if ok else (5.0 if reg else np.nan),
+                     **{f"pass_{t}": ok for t in range(6)}, "discounted": False})
+    return rows
+
+
+def _scenes(per_image: pd.DataFrame, extra_in_cluster: int = 0) -> pd.DataFrame:
+    """scenes.csv rows consistent with ``per_image`` (cluster = the registered images + ``extra_in_cluster``)."""
+    rows = []
+    for (ds, sc), g in per_image[per_image["scene"] != "outliers"].groupby(["dataset", "scene"], sort=False):
+        reg = int(g["in_cluster"].sum())
+        rows.append({"dataset": ds, "scene": sc, "n_images": len(g), "cluster": "c_" + sc,
+                     "cluster_size": reg + extra_in_cluster, "overlap": reg, "mAA": np.nan, "warning": ""})
+    return pd.DataFrame(rows)
+
+
+def _h(m: float, c: float) -> float:
+    return 0.0 if m + c == 0 else 2 * m * c / (m + c)
+
+
+def test_perfect_run_loses_nothing() -> None:
+    per_image = pd.DataFrame(_images("a", "s1", 10, "pass") + _images("a", "s2", 6, "pass"))
+    scores = {"score": 100.0, "mAA": 100.0, "clusterness": 100.0,
+              "datasets": {"a": {"score": 100.0, "mAA": 100.0, "clusterness": 100.0}}}
+    out = analysis.loss_attribution(scores, _scenes(per_image), per_image)
+    assert list(out.index) == ["a", "total"]
+    np.testing.assert_allclose(out.loc[:, ["gap", *LOSS_PARTS]].to_numpy(dtype=float), 0.0, atol=1e-12)
+    assert out.loc["a", "mAA_recomputed"] == pytest.approx(100.0)
+
+
+def test_clusterness_only_loss_is_all_clusterness() -> None:
+    # every GT image passes, but each cluster also holds as many foreign images: clusterness 50 %
+    per_image = pd.DataFrame(_images("a", "s1", 10, "pass"))
+    score = 100 * _h(1.0, 0.5)  # 66.67
+    scores = {"score": score, "mAA": 100.0, "clusterness": 50.0,
+              "datasets": {"a": {"score": score, "mAA": 100.0, "clusterness": 50.0}}}
+    out = analysis.loss_attribution(scores, _scenes(per_image, extra_in_cluster=10), per_image)
+    assert out.loc["a", "gap"] == pytest.approx(100 / 3)
+    assert out.loc["a", "clusterness"] == pytest.approx(100 / 3)
+    for part in ("unregistered", "inaccurate", "discount"):
+        assert out.loc["a", part] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_mixed_run_hand_computed_and_sums_to_gap() -> None:
+    # scene s1: 10 images all pass; s2: 5 pass, 3 unregistered, 2 registered but inaccurate
+    rows = (_images("a", "s1", 10, "pass") + _images("a", "s2", 5, "pass") + _images("a", "s2", 3, "unreg", 5)
+            + _images("a", "s2", 2, "inacc", 8) + _images("a", "outliers", 4, "unreg"))
+    per_image = pd.DataFrame(rows)
+    maa = (4 * 7 + 4 * 2) / (4 * (7 + 7))  # 36/56, the metric's formula
+    maa_raw = (10 + 5) / 20
+    clus = 0.8
+    score = 100 * _h(maa, clus)
+    scores = {"datasets": {"a": {"score": score, "mAA": 100 * maa, "clusterness": 100 * clus}},
+              "score": score, "mAA": 100 * maa, "clusterness": 100 * clus}
+    out = analysis.loss_attribution(scores, _scenes(per_image), per_image)
+    row = out.loc["a"]
+    assert row["mAA_recomputed"] == pytest.approx(100 * maa)
+    assert row["n_images"] == 20 and row["unregistered_slots"] == 12 and row["inaccurate_slots"] == 8
+    assert row[list(LOSS_PARTS)].sum() == pytest.approx(100 - score, abs=1e-10)
+    # Shapley split between clusterness and mAA
+    phi_c = 0.5 * ((_h(maa, 1) - _h(maa, clus)) + (1 - _h(1, clus)))
+    phi_m = 0.5 * ((_h(1, clus) - _h(maa, clus)) + (1 - _h(maa, 1)))
+    assert row["clusterness"] == pytest.approx(100 * phi_c)
+    loss = 1 - maa
+    assert row["unregistered"] == pytest.approx(100 * phi_m * 0.15 / loss)
+    assert row["inaccurate"] == pytest.approx(100 * phi_m * 0.10 / loss)
+    assert row["discount"] == pytest.approx(100 * phi_m * (maa_raw - maa) / loss)
+
+
+def test_total_row_averages_datasets_and_missing_scores_are_recomputed() -> None:
+    per_image = pd.DataFrame(_images("a", "s1", 10, "pass") + _images("b", "t1", 6, "pass")
+                             + _images("b", "t1", 4, "unreg", 6))
+    scores = {"datasets": {"a": {"score": 100.0, "mAA": 100.0, "clusterness": 100.0}}}  # b missing
+    out = analysis.loss_attribution(scores, _scenes(per_image), per_image)
+    maa_b = 4 * 3 / (4 * 7)
+    assert out.loc["b", "mAA"] == pytest.approx(100 * maa_b)
+    assert out.loc["b", "clusterness_score"] == pytest.approx(100.0)
+    assert out.loc["b", "score"] == pytest.approx(100 * _h(maa_b, 1.0))
+    assert out.loc["total", "gap"] == pytest.approx(out.loc[["a", "b"], "gap"].mean())
+    assert out.loc["total", list(LOSS_PARTS)].sum() == pytest.approx(out.loc["total", "gap"])
+    assert out.loc["total", "n_images"] == 20
+
+
+def test_loss_attribution_handles_strings_and_empty() -> None:
+    per_image = pd.DataFrame(_images("a", "s1", 5, "inacc"))
+    as_text = per_image.astype({c: str for c in per_image.columns if c.startswith(("pass_", "in_", "pose_"))})
+    scores = {"datasets": {"a": {"score": 0.0, "mAA": 0.0, "clusterness": 100.0}}}
+    out = analysis.loss_attribution(scores, _scenes(per_image), as_text)
+    assert out.loc["a", "inaccurate_slots"] == 20 and out.loc["a", "unregistered_slots"] == 0
+    assert out.loc["a", list(LOSS_PARTS)].sum() == pytest.approx(100.0)
+    empty = analysis.loss_attribution({}, pd.DataFrame(), pd.DataFrame())
+    assert list(empty.index) == ["total"]
+
+
+def test_noise_summary() -> None:
+    out = analysis.noise_summary({"base": [40.0, 42.0, 44.0], "one": [50.0], "none": []})
+    assert out.loc["base", "mean"] == pytest.approx(42.0)
+    assert out.loc["base", "std"] == pytest.approx(2.0)
+    assert out.loc["base", "n"] == 3 and out.loc["base", "min"] == 40.0 and out.loc["base", "max"] == 44.0
+    assert np.isnan(out.loc["one", "std"]) and out.loc["one", "n"] == 1
+    assert out.loc["none", "n"] == 0 and np.isnan(out.loc["none", "mean"])
+
+
+def test_within_noise() -> None:
+    assert analysis.within_noise([40.0], [41.0, 42.0]) is None
+    assert analysis.within_noise([40.0, 41.0], []) is None
+    assert analysis.within_noise([40.0, 42.0, 41.0], [41.5, 40.5, 42.5]) is True
+    assert analysis.within_noise([40.0, 40.1, 39.9], [50.0, 50.1, 49.9]) is False
+    assert analysis.within_noise([40.0, 40.0], [40.0, 40.0]) is True  # deterministic, same
+    assert analysis.within_noise([40.0, 40.0], [41.0, 41.0]) is False  # deterministic, different
+
+
+def test_per_image_delta_categories() -> None:
+    a = pd.DataFrame(_images("d", "s", 1, "pass") + _images("d", "s", 1, "pass", 1)
+                     + _images("d", "s", 1, "unreg", 2) + _images("d", "s", 1, "inacc", 3)
+                     + _images("d", "s", 1, "unreg", 4))
+    b = pd.DataFrame(_images("d", "s", 1, "pass") + _images("d", "s", 1, "unreg", 1)
+                     + _images("d", "s", 1, "pass", 2) + _images("d", "s", 1, "inacc", 3)
+                     + _images("d", "s", 1, "pass", 5))  # s_4 missing in b, s_5 only in b
+    b.loc[0, "error"] = 0.003
+    out = analysis.per_image_delta(a, b).set_index("image")
+    assert out.loc["s_0.png", "pass_change"] == "both" and out.loc["s_0.png", "error_delta"] == pytest.approx(0.002)
+    assert out.loc["s_1.png", "pass_change"] == "lost" and out.loc["s_1.png", "registered_change"] == "lost"
+    assert out.loc["s_1.png", "pass_delta"] == -4
+    assert out.loc["s_2.png", "pass_change"] == "gained" and out.loc["s_2.png", "registered_change"] == "gained"
+    assert out.loc["s_3.png", "pass_change"] == "neither" and out.loc["s_3.png", "registered_change"] == "both"
+    assert out.loc["s_4.png", "pass_change"] == "neither" and out.loc["s_4.png", "registered_change"] == "neither"
+    assert out.loc["s_5.png", "pass_change"] == "gained"
+    assert np.isnan(out.loc["s_5.png", "error_a"])
+    assert list(out.index[:1]) == ["s_1.png"]  # lost images come first
+
+
+def test_config_diff() -> None:
+    a = {"features": {"method": "aliked", "max_keypoints": 4096, "resize": [1024]},
+         "matching": {"min_matches": 15, "thr": float("nan")}, "old": {"x": 1}}
+    b = {"features": {"method": "aliked", "max_keypoints": 2048, "resize": [1024]},
+         "matching": {"min_matches": 15, "thr": float("nan"), "new": True}}
+    out = analysis.config_diff(a, b)
+    assert out.to_dict("records") == [
+        {"key": "features.max_keypoints", "a": 4096, "b": 2048, "change": "changed"},
+        {"key": "matching.new", "a": None, "b": True, "change": "added"},
+        {"key": "old.x", "a": 1, "b": None, "change": "removed"},
+    ]
+    assert len(analysis.config_diff(a, a)) == 0
+    assert analysis.config_diff({"s": {"k": True}}, {"s": {"k": 1}})["change"].tolist() == ["changed"]

@@ -1,0 +1,310 @@
+"""Unit tests of imc_core.viz: each builder on tiny inputs, empty and nan inputs, frustum geometry."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+import pytest
+
+from imc_core import viz
+from imc_core.errors import InputError
+from imc_core.submission import R_COLS, T_COLS
+
+
+def _rot(axis: str, deg: float) -> np.ndarray:
+    c, s = np.cos(np.radians(deg)), np.sin(np.radians(deg))
+    if axis == "x":
+        return np.array([[1, 0, 0], [0, c, -s], [0, s, c]])
+    if axis == "y":
+        return np.array([[c, 0, s], [0, 1, 0], [-s, 0, c]])
+    return np.array([[c, -s, 0], [s, c, 0], [0, 0, 1]])
+
+
+def _frame(names: list[str], rot: np.ndarray, trans: np.ndarray) -> pd.DataFrame:
+    data: dict[str, object] = {"dataset": "ds", "scene": "s", "image": names}
+    flat = rot.reshape(-1, 9)
+    for k, col in enumerate(R_COLS):
+        data[col] = flat[:, k]
+    for k, col in enumerate(T_COLS):
+        data[col] = trans[:, k]
+    return pd.DataFrame(data)
+
+
+def _names(fig: go.Figure) -> list[str]:
+    return [tr.name for tr in fig.data]
+
+
+@pytest.fixture
+def scene() -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+    """Six GT cameras and the same cameras expressed in a frame related by an exact similarity."""
+    rot = np.stack([_rot("y", 30 * i) @ _rot("x", 10 * i) for i in range(6)])
+    trans = np.array([[i, -i, 2.0 + 0.5 * i] for i in range(6)], dtype=float)
+    names = [f"im{i}.png" for i in range(6)]
+    gt = _frame(names, rot, trans)
+    s, r_a, t_a = 2.5, _rot("z", 40) @ _rot("x", 20), np.array([1.0, -2.0, 0.5])
+    # x_gt = s R_a x_pred + t_a  ->  x_pred = R_aᵀ (x_gt - t_a) / s
+    centres = viz.camera_centers(rot, trans)
+    c_pred = (centres - t_a) @ r_a / s
+    rot_pred = rot @ r_a
+    t_pred = -np.einsum("nij,nj->ni", rot_pred, c_pred)
+    pred = _frame(names, rot_pred, t_pred)
+    return gt, pred, {"s": s, "R": r_a.tolist(), "t": t_a.tolist()}
+
+
+# ---------------------------------------------------------------------------------------------------- frustums
+
+
+def test_frustum_apex_is_camera_centre_for_hand_pose() -> None:
+    rot = _rot("z", 90)[None]
+    trans = np.array([[1.0, 2.0, 3.0]])
+    verts = viz.frustum_vertices(rot, trans, scale=0.5)
+    assert verts.shape == (1, 5, 3)
+    # R = [[0,-1,0],[1,0,0],[0,0,1]] -> c = -Rᵀ t = -(2, -1, 3)
+    np.testing.assert_allclose(verts[0, 0], [-2.0, 1.0, -3.0])
+    # corners lie at depth `scale` along the camera's +z (camera frame = R x + t)
+    cam = np.einsum("ij,kj->ki", rot[0], verts[0, 1:]) + trans[0]
+    np.testing.assert_allclose(cam[:, 2], 0.5)
+    np.testing.assert_allclose(cam[:, :2], [[-1 / 3, -0.25], [1 / 3, -0.25], [1 / 3, 0.25], [-1 / 3, 0.25]])
+
+
+def test_gt_centres_trace_uses_world_to_camera_convention() -> None:
+    gt = _frame(["a.png"], _rot("z", 90)[None], np.array([[1.0, 2.0, 3.0]]))
+    fig = viz.camera_frustums(gt, None, scale=1.0)
+    centres = next(tr for tr in fig.data if tr.name == "GT centres")
+    np.testing.assert_allclose([centres.x[0], centres.y[0], centres.z[0]], [-2.0, 1.0, -3.0])
+    assert fig.layout.scene.aspectmode == "data"
+    assert _names(fig) == ["GT cameras", "GT centres"]
+
+
+def test_exact_similarity_lands_prediction_on_gt(scene) -> None:
+    gt, pred, model = scene
+    fig = viz.camera_frustums(gt, pred, alignment=model, thresholds=[0.005, 0.01, 0.02, 0.05, 0.1, 0.2])
+    gt_c = next(tr for tr in fig.data if tr.name == "GT centres")
+    pr_c = next(tr for tr in fig.data if tr.name == "pred centres")
+    np.testing.assert_allclose(np.c_[pr_c.x, pr_c.y, pr_c.z], np.c_[gt_c.x, gt_c.y, gt_c.z], atol=1e-9)
+    # all errors ~0 -> only the best bin, nothing unregistered
+    assert _names(fig) == ["GT cameras", "GT centres", "pred: err < 0.02 m", "pred centres", "GT–pred offsets"]
+    # aligned orientation equals the GT orientation too
+    r_new, _ = viz.apply_similarity(viz._poses(pred, "p")[1], viz._poses(pred, "p")[2], model["s"],
+                                    np.array(model["R"]), np.array(model["t"]))
+    np.testing.assert_allclose(r_new, viz._poses(gt, "g")[1], atol=1e-12)
+
+
+def test_alignment_entry_uses_last_model_and_errors_colour_bins(scene) -> None:
+    gt, pred, model = scene
+    entry = {"cluster": "c0", "thresholds": [0.005, 0.01, 0.02, 0.05, 0.1, 0.2], "models": [None] * 5 + [model]}
+    errors = pd.Series([0.01, 0.03, 0.07, 0.15, 0.5, np.nan], index=gt["image"])
+    fig = viz.camera_frustums(gt, pred, alignment=entry, errors=errors, thresholds=entry["thresholds"])
+    bins = [n for n in _names(fig) if n.startswith("pred: ")]
+    assert bins == ["pred: err < 0.02 m", "pred: 0.02–0.05 m", "pred: 0.05–0.1 m", "pred: 0.1–0.2 m",
+                    "pred: fail (≥ 0.2 m or unregistered)"]
+    marker_colors = next(tr for tr in fig.data if tr.name == "pred centres").marker.color
+    assert marker_colors[4] == marker_colors[5] == viz.FAIL_COLOR
+
+
+def test_nan_poses_are_drawn_only_as_gt(scene) -> None:
+    gt, pred, model = scene
+    pred = pred.copy()
+    pred.loc[2, list(T_COLS)] = np.nan
+    gt = gt.copy()
+    gt.loc[5, list(R_COLS)] = np.nan  # an unusable GT row is skipped
+    fig = viz.camera_frustums(gt, pred, alignment=model, thresholds=[0.005, 0.01, 0.02, 0.05, 0.1, 0.2],
+                              points=np.random.default_rng(0).normal(size=(50, 3)), max_points=10)
+    assert len(next(tr for tr in fig.data if tr.name == "GT centres").x) == 5
+    unreg = next(tr for tr in fig.data if tr.name == "not registered")
+    assert list(unreg.text) == ["im2.png"]
+    assert len(next(tr for tr in fig.data if tr.name == "pred centres").x) == 4  # im5 is not in GT
+    assert "pred (not in this scene)" in _names(fig)
+    assert len(next(tr for tr in fig.data if tr.name == "points").x) == 10
+
+
+def test_frustums_empty_and_missing_alignment(scene) -> None:
+    gt, pred, _ = scene
+    empty = viz.camera_frustums(gt.iloc[:0], None)
+    assert len(empty.data) == 0 and len(empty.layout.annotations) == 1
+    fig = viz.camera_frustums(gt, pred, alignment={"cluster": "", "thresholds": [], "models": [None] * 6})
+    assert not any(n.startswith("pred") for n in _names(fig))
+    assert "no alignment" in fig.layout.annotations[0].text
+    with pytest.raises(InputError, match="lacks columns"):
+        viz.camera_frustums(gt.drop(columns=["tx"]), None)
+
+
+# ---------------------------------------------------------------------------------------------------- scores
+
+
+SCORES = {"score": 50.0, "mAA": 45.0, "clusterness": 70.0,
+          "datasets": {"a": {"score": 60.0, "mAA": 50.0, "clusterness": 75.0},
+                       "b": {"score": 40.0, "mAA": 40.0, "clusterness": 65.0}}}
+
+
+def test_score_bars() -> None:
+    fig = viz.score_bars(SCORES)
+    assert _names(fig) == ["score", "mAA", "clusterness"]
+    assert all(isinstance(tr, go.Bar) for tr in fig.data)
+    assert list(fig.data[1].y) == [50.0, 40.0]
+    assert fig.layout.shapes[0].y0 == 50.0
+    assert len(viz.score_bars({"score": 0.0, "datasets": {}}).data) == 0
+
+
+def test_scene_bars_skips_outliers_and_handles_empty() -> None:
+    scenes = pd.DataFrame({"dataset": ["a", "a", "a"], "scene": ["s1", "s2", "outliers"], "n_images": [10, 8, 3],
+                           "cluster": ["c0", "", ""], "cluster_size": [12, 0, 0], "overlap": [9, 0, 0],
+                           "mAA": [70.0, np.nan, 0.0], "warning": ["", "no cluster", ""]})
+    fig = viz.scene_bars(scenes)
+    assert _names(fig) == ["mAA", "GT images", "cluster size", "overlap"]
+    assert list(fig.data[0].x) == ["a / s1", "a / s2"]
+    assert len(viz.scene_bars(scenes.iloc[:0]).data) == 0
+
+
+def _per_image() -> pd.DataFrame:
+    rows = []
+    spec = [("s1", "c0", 4), ("s1", "c1", 1), ("s2", "c1", 3), ("s2", "outliers", 2), ("outliers", "c0", 1),
+            ("outliers", "outliers", 2)]
+    k = 0
+    for scene, cluster, n in spec:
+        for _ in range(n):
+            assoc = {"s1": "c0", "s2": "c1"}.get(scene, "")
+            ok = cluster == assoc
+            rows.append({"dataset": "ds", "scene": scene, "image": f"im{k}.png", "cluster": cluster,
+                         "associated_cluster": assoc, "in_cluster": ok, "pose_valid": ok,
+                         "error": 0.01 * (k + 1) if ok else np.nan,
+                         **{f"pass_{t}": ok and 0.01 * (k + 1) < (0.02, 0.03, 0.05, 0.08, 0.1, 0.2)[t]
+                            for t in range(6)},
+                         "discounted": False})
+            k += 1
+    return pd.DataFrame(rows)
+
+
+def test_cluster_matrix_counts_and_order() -> None:
+    fig = viz.cluster_matrix(_per_image(), "ds")
+    assert len(fig.data) == 1 and isinstance(fig.data[0], go.Heatmap)
+    hm = fig.data[0]
+    assert list(hm.y) == ["s1", "s2", "outliers"]
+    assert list(hm.x) == ["c0", "c1", "outliers"]
+    z = np.asarray(hm.z)
+    np.testing.assert_array_equal(z, [[4, 1, 0], [0, 3, 2], [1, 0, 2]])
+    assert len(fig.layout.shapes) == 2  # associated cells outlined
+    assert len(viz.cluster_matrix(_per_image(), "nope").data) == 0
+
+
+def test_threshold_curve() -> None:
+    per_image = _per_image()
+    fig = viz.threshold_curve(per_image, "ds", "s1", thresholds=[0.02, 0.03, 0.05, 0.08, 0.1, 0.2])
+    assert _names(fig) == ["registered within error", "metric (pass_k)"]
+    curve = fig.data[0]
+    assert curve.y[-1] == pytest.approx(4 / 5)  # 4 of 5 GT images of s1 have an error
+    np.testing.assert_allclose(fig.data[1].y, [1 / 5, 2 / 5, 4 / 5, 4 / 5, 4 / 5, 4 / 5])
+    assert fig.layout.xaxis.type == "log"
+    all_nan = per_image.assign(error=np.nan)
+    assert _names(viz.threshold_curve(all_nan, "ds", "s1")) == []
+    assert len(viz.threshold_curve(per_image, "ds", "missing").data) == 0
+
+
+def test_embedding_scatter() -> None:
+    coords = np.arange(12, dtype=float).reshape(6, 2)
+    gt = ["s1", "s1", "s2", "s2", "outliers", "s1"]
+    cl = ["c0", "c0", "c0", "c1", "outliers", "c1"]
+    fig = viz.embedding_scatter(coords, gt, cl, [f"im{i}" for i in range(6)])
+    assert [(tr.legendgroup, tr.name) for tr in fig.data] == [
+        ("gt", "s1"), ("gt", "s2"), ("gt", "outliers"), ("cluster", "c0"), ("cluster", "c1"),
+        ("cluster", "outliers")]
+    assert sum(len(tr.x) for tr in fig.data) == 12
+    assert len(viz.embedding_scatter(coords, gt, None, list("abcdef")).data) == 3
+    assert len(viz.embedding_scatter(np.zeros((0, 2)), [], [], []).data) == 0
+    with pytest.raises(InputError):
+        viz.embedding_scatter(coords, gt[:3], cl, list("abcdef"))
+
+
+def test_loss_attribution_bar_from_mapping_and_frame() -> None:
+    fig = viz.loss_attribution_bar({"a": {"score": 60.0, "clusterness": 10.0, "unregistered": 20.0,
+                                          "inaccurate": 7.0, "discount": 3.0}})
+    assert _names(fig) == ["score", "clusterness", "unregistered", "inaccurate", "discount"]
+    assert all(tr.orientation == "h" for tr in fig.data)
+    assert sum(tr.x[0] for tr in fig.data) == pytest.approx(100.0)
+    frame = pd.DataFrame({"score": [80.0], "gap": [20.0], "clusterness": [20.0], "unregistered": [0.0],
+                          "inaccurate": [0.0], "discount": [0.0], "n_images": [9]}, index=["total"])
+    assert _names(viz.loss_attribution_bar(frame)) == ["score", "clusterness", "unregistered", "inaccurate",
+                                                       "discount"]
+    assert len(viz.loss_attribution_bar({}).data) == 0
+
+
+def test_timings_bar() -> None:
+    timings = {"total": 12.5, "datasets": {"a": {"features": 3.0, "matching": 4.0}, "b": {"features": 1.0,
+                                                                                         "mapping": 2.0}},
+               "cache": {"a": {"features": "hit"}}}
+    fig = viz.timings_bar(timings)
+    assert _names(fig) == ["features", "matching", "mapping"]
+    assert fig.layout.barmode == "stack"
+    assert list(fig.data[2].y) == [0.0, 2.0]
+    assert list(fig.data[0].customdata) == ["hit", ""]
+    assert "12.5" in fig.layout.title.text
+    assert len(viz.timings_bar({"datasets": {}}).data) == 0
+
+
+def test_compare_bars_error_bars_only_with_seeds() -> None:
+    other = {"score": 54.0, "datasets": {"a": {"score": 64.0}, "b": {"score": 44.0}}}
+    fig = viz.compare_bars({"base": SCORES, "new": [SCORES, other]})
+    assert _names(fig) == ["base", "new"]
+    assert list(fig.data[0].x) == ["a", "b", "overall"]
+    assert fig.data[0].error_y.array is None
+    assert list(fig.data[1].y) == [62.0, 42.0, 52.0]
+    np.testing.assert_allclose(fig.data[1].error_y.array, [np.std([60, 64], ddof=1)] * 3)
+    assert len(viz.compare_bars({}).data) == 0
+
+
+# ---------------------------------------------------------------------------------------------------- matching
+
+
+def test_match_graph() -> None:
+    pairs = pd.DataFrame({"name0": ["a", "a", "b", "c"], "name1": ["b", "c", "c", "d"],
+                          "n_matches": [100, 50, 80, 10], "n_inliers": [90, 20, 0, 5]})
+    groups = {"a": "s1", "b": "s1", "c": "s2", "d": "outliers"}
+    fig = viz.match_graph(pairs, groups)
+    mids = next(tr for tr in fig.data if tr.name == "edge midpoints")
+    assert mids.marker.opacity == 0
+    assert [tuple(c[:2]) for c in mids.customdata] == [("a", "b"), ("a", "c"), ("b", "c"), ("c", "d")]
+    node_traces = [tr for tr in fig.data if tr.mode == "markers" and tr.name != "edge midpoints"]
+    assert [tr.name for tr in node_traces] == ["s1", "s2", "outliers"]
+    assert sum(len(tr.x) for tr in fig.data if tr.name.startswith("edges")) == 4 * 3  # 2 points + break per edge
+    again = viz.match_graph(pairs, groups)
+    np.testing.assert_array_equal(again.data[-1].x, fig.data[-1].x)  # deterministic layout
+    circ = viz.graph_layout(4, np.array([[0, 1]]), method="circular")
+    np.testing.assert_allclose(np.linalg.norm(circ, axis=1), 1.0)
+    assert len(viz.match_graph(pairs.iloc[:0]).data) == 0
+    with pytest.raises(InputError):
+        viz.match_graph(pairs.drop(columns=["n_inliers"]))
+
+
+def test_pair_view() -> None:
+    img0 = np.zeros((20, 30, 3), dtype=np.uint8)
+    img1 = np.random.default_rng(0).random((25, 20))  # grayscale float
+    k0 = np.array([[1.0, 2.0], [5.0, 5.0], [10.0, 3.0]])
+    k1 = np.array([[2.0, 2.0], [4.0, 6.0]])
+    matches = np.array([[0, 0], [1, 1], [2, 1]])
+    fig = viz.pair_view(img0, img1, k0, k1, matches, np.array([True, True, False]), gap=10)
+    assert [tr.type for tr in fig.data] == ["image", "image", "scatter", "scatter"]
+    assert _names(fig)[2:] == ["inliers (2)", "outliers (1)"]
+    assert fig.data[1].x0 == 40
+    assert np.asarray(fig.data[1].z).shape == (25, 20, 3)
+    # first inlier line goes from (1, 2) to (2 + 40, 2)
+    assert list(fig.data[2].x[:2]) == [1.0, 42.0] and list(fig.data[2].y[:2]) == [2.0, 2.0]
+    none = viz.pair_view(img0, img0, k0, k1, np.zeros((0, 2), int), np.zeros(0, bool))
+    assert len(none.data) == 2
+    with pytest.raises(InputError):
+        viz.pair_view(img0, img0, k0, k1, np.array([[5, 0]]), None)
+
+
+def test_default_frustum_scale_follows_scene_extent(scene) -> None:
+    gt, _, _ = scene
+    big = gt.copy()
+    big[list(T_COLS)] *= 10.0  # same rotations, centres 10x further apart
+
+    def pyramid_depth(fig: go.Figure) -> float:
+        lines = next(tr for tr in fig.data if tr.name == "GT cameras")
+        pts = np.c_[lines.x[:17], lines.y[:17], lines.z[:17]]
+        apex = pts[5]
+        return float(np.linalg.norm(pts[0] - apex))
+
+    assert pyramid_depth(viz.camera_frustums(big, None)) == pytest.approx(
+        10 * pyramid_depth(viz.camera_frustums(gt, None)))
