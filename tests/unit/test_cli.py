@@ -42,7 +42,7 @@ def test_score_json_gt_is_100(files: dict[str, Path], capsys: pytest.CaptureFixt
 
 def test_score_bad_submission_is_one_line_naming_file(files: dict[str, Path], tmp_path: Path) -> None:
     bad = tmp_path / "sub.csv"
-    bad.write_text(LABELS.replace("0;1;0,", "0;1;zero,", 1))
+    bad.write_text(LABELS.replace(",1;0;0\n", ",1;zero;0\n", 1))
     proc = subprocess.run([sys.executable, "-m", "imc_core", "score", "--gt", str(files["gt"]), "--thresholds",
                            str(files["thr"]), "--submission", str(bad), "--json"], capture_output=True, text=True)
     assert proc.returncode != 0
