@@ -1,0 +1,79 @@
+"""imc-lab dashboard: the router (st.navigation) and the sidebar data-root picker.
+
+Run with ``make run`` or ``streamlit run dashboard/app.py --server.address 127.0.0.1``. Pages live in
+``dashboard/views/`` — deliberately not ``pages/``: Streamlit treats a ``pages/`` folder next to the entry script as
+a v1 multipage app and, on a fresh server, runs ``pages/<name>.py`` directly (without this router, its sys.path set-up
+and sidebar) when the first visitor opens a deep link such as ``/results?run=...``. Every page keeps its state in
+the URL query (``root``, ``run``/``runs``, ``dataset``, ``scene``, ``tab``) so a copied link opens the same view.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+_REPO = Path(__file__).resolve().parents[1]
+if str(_REPO) not in sys.path:
+    sys.path.insert(0, str(_REPO))
+
+import streamlit as st  # noqa: E402
+
+from dashboard import state  # noqa: E402
+
+PAGES: dict[str, tuple[str, str]] = {
+    # url path: (file, title)
+    "datasets": ("views/datasets.py", "Datasets"),
+    "run": ("views/run.py", "Run"),
+    "results": ("views/results.py", "Results"),
+    "compare": ("views/compare.py", "Compare"),
+}
+ICONS = {"datasets": ":material/photo_library:", "run": ":material/play_circle:",
+         "results": ":material/analytics:", "compare": ":material/compare_arrows:"}
+
+
+def root_picker() -> None:
+    """Sidebar: pick a data root (bound to ``?root=``); the Datasets page adds new ones (``data/roots.json``)."""
+    roots = state.load_roots()
+    wanted = state.qp_first("root")
+    if wanted and wanted not in roots and Path(wanted).is_dir():
+        roots.append(wanted)  # a shared link to a root this machine does not remember: show it, do not store it
+    # no format_func: the URL holds the bound widget's formatted option, which must be the path itself
+    st.sidebar.selectbox("Data root", roots, key="root", bind="query-params",
+                         help="Folder in the IMC-2025 layout (train/, test/, CSVs)")
+    root = state.current_root()
+    if root is not None and not root.is_dir():
+        if root == state.default_root():
+            st.sidebar.warning("The bundled synthetic benchmark is missing: run `make data`.")
+        else:
+            st.sidebar.warning(f"{root} does not exist.")
+    st.sidebar.caption("Add more data roots on the Datasets page.")
+
+
+def follow_page_param(pages: dict[str, st.Page], current: st.Page) -> None:
+    """Honour ``?page=<name>`` once per session (links that name the page in the query, not the path)."""
+    if st.session_state.get("_page_param_followed"):
+        return
+    st.session_state["_page_param_followed"] = True
+    wanted = state.qp_first("page")
+    if wanted in pages and pages[wanted].title != current.title:
+        params = {k: st.query_params.get_all(k) for k in st.query_params if k != "page"}
+        st.switch_page(pages[wanted], query_params=params)
+
+
+def main() -> None:
+    st.set_page_config(page_title="imc-lab", page_icon=":material/view_in_ar:", layout="wide")
+    pages = {name: st.Page(file, title=title, url_path=name, icon=ICONS[name], default=(name == "datasets"))
+             for name, (file, title) in PAGES.items()}
+    current = st.navigation(list(pages.values()))
+    follow_page_param(pages, current)
+    root_picker()
+    share = st.sidebar.container()
+    name = next((n for n, p in pages.items() if p.title == current.title), "")
+    state.register_share(name, [])
+    current.run()
+    with share:
+        st.caption("Share this view (copy the link):")
+        st.code(state.share_link(), language="text", wrap_lines=True)
+
+
+main()

@@ -1,0 +1,372 @@
+"""Background pipeline jobs for the dashboard: launch, discover, follow and cancel.
+
+A job is ``python -m imc_core run ... --out RUN_DIR`` started with :class:`subprocess.Popen` in its own session, so it
+survives Streamlit reruns, page refreshes and even a restart of the dashboard. The run directory is created *before*
+the process starts (with a provisional ``run.json`` of status ``running`` and a ``job.json`` holding the pid and the
+command line), so the job is visible at once and can be found again by scanning run directories: a job is *active*
+when ``run.json`` says ``running`` and its process is alive.
+
+Cancellation is cooperative first (:func:`imc_core.runs.request_cancel` writes ``CANCEL``, the pipeline polls it
+between steps) and forceful after a grace period (SIGTERM to the job's process group), decided statelessly from the
+``CANCEL`` file's modification time, so any rerun of any page can enforce it.
+
+This module never imports streamlit.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from imc_core.fsutil import atomic_write_json
+from imc_core.runs import RunWriter, new_run_dir, now_iso, request_cancel, runs_root
+
+#: Command prefix of a job; tests replace it with a fake pipeline.
+BASE_COMMAND: list[str] = [sys.executable, "-m", "imc_core", "run"]
+#: Seconds between the CANCEL request and the SIGTERM fallback.
+CANCEL_GRACE_S: float = 10.0
+JOB_FILE = "job.json"
+JOB_LOG = "job.log"
+FINAL_STATUSES = ("done", "failed", "cancelled")
+
+#: Processes started by this Python process (polled so they never linger as zombies).
+_PROCS: dict[str, subprocess.Popen[bytes]] = {}
+
+
+@dataclass
+class LaunchSpec:
+    """What to run.
+
+    Attributes:
+        data_root: data root in the IMC-2025 layout.
+        datasets: dataset names (empty = all of the split).
+        variant: variant name.
+        overrides: ``section.key=value`` strings (``--set``).
+        group: ties repeated runs (seeds) of one experiment together.
+        label: free text stored in ``run.json``.
+        use_cache: False adds ``--no-cache``.
+    """
+
+    data_root: Path
+    datasets: list[str] = field(default_factory=list)
+    variant: str = "default"
+    overrides: list[str] = field(default_factory=list)
+    group: str | None = None
+    label: str | None = None
+    use_cache: bool = True
+
+
+@dataclass
+class StageProgress:
+    """Progress of one stage key (``"<dataset>/<stage>"`` or ``"scoring"``) from ``progress.json``."""
+
+    name: str
+    done: int
+    total: int
+    cached: bool
+    seconds: float | None
+    eta_s: float | None
+
+    @property
+    def fraction(self) -> float:
+        """Completion in [0, 1]."""
+        return 0.0 if self.total <= 0 else max(0.0, min(1.0, self.done / self.total))
+
+    def text(self) -> str:
+        """One line for a progress bar: ``features 12/40 · ETA 31 s`` (or ``cache hit``)."""
+        if self.cached:
+            return f"{self.name}: cache hit"
+        s = f"{self.name}: {self.done}/{self.total}"
+        if self.done >= self.total > 0:
+            return s + (f" · {self.seconds:.1f} s" if self.seconds else " · done")
+        if self.eta_s is not None:
+            s += f" · ETA {format_seconds(self.eta_s)}"
+        return s
+
+
+@dataclass
+class Job:
+    """State of one pipeline job as read from its run directory."""
+
+    run_dir: Path
+    status: str  # running | cancelling | done | failed | cancelled | stopped | unknown
+    pid: int | None
+    alive: bool
+    stages: list[StageProgress]
+    stage: str
+    message: str
+    created: str
+    cancel_requested_at: float | None
+    error: str | None
+    meta: dict[str, Any]
+
+    @property
+    def id(self) -> str:
+        return self.run_dir.name
+
+    @property
+    def active(self) -> bool:
+        """True while the process runs (also while a cancel request is pending)."""
+        return self.status in ("running", "cancelling")
+
+
+def format_seconds(s: float) -> str:
+    """``42 s``, ``3 min 5 s``, ``1 h 02 min``."""
+    s = max(0.0, float(s))
+    if s < 60:
+        return f"{s:.0f} s"
+    if s < 3600:
+        return f"{int(s // 60)} min {int(s % 60)} s"
+    return f"{int(s // 3600)} h {int(s % 3600 // 60):02d} min"
+
+
+# ----------------------------------------------------------------------------------------------------------- launch
+
+
+def build_command(spec: LaunchSpec, run_dir: Path) -> list[str]:
+    """The argv of a job (``BASE_COMMAND`` + CLI arguments of ``python -m imc_core run``)."""
+    cmd = [*BASE_COMMAND, "--data-root", str(spec.data_root), "--variant", spec.variant, "--out", str(run_dir),
+           "--quiet"]
+    for name in spec.datasets:
+        cmd += ["--dataset", name]
+    for item in spec.overrides:
+        cmd += ["--set", item]
+    if spec.group:
+        cmd += ["--group", spec.group]
+    if spec.label:
+        cmd += ["--label", spec.label]
+    if not spec.use_cache:
+        cmd.append("--no-cache")
+    return cmd
+
+
+def launch(spec: LaunchSpec, runs_dir: Path | None = None) -> Path:
+    """Create a run directory and start the pipeline in a background process writing into it.
+
+    Args:
+        spec: what to run.
+        runs_dir: parent folder of run directories (default ``$IMC_RUNS_DIR``).
+
+    Returns:
+        The run directory (``run.json`` says ``running``; ``job.json`` has the pid and command).
+    """
+    run_dir = new_run_dir(spec.variant, runs_dir or runs_root())
+    writer = RunWriter(run_dir)
+    writer.write_meta(id=run_dir.name, created=now_iso(), status="running", variant=spec.variant,
+                      data_root=str(spec.data_root), datasets=list(spec.datasets), overrides=list(spec.overrides),
+                      group=spec.group, label=spec.label, launcher="dashboard", pid=None, error=None)
+    writer.progress("starting", 0, 1, "starting the pipeline process", force=True)
+    cmd = build_command(spec, run_dir)
+    env = dict(os.environ)
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    with open(run_dir / JOB_LOG, "ab") as log:
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True, cwd=str(_repo_root()), env=env)
+    _PROCS[str(run_dir)] = proc
+    atomic_write_json(run_dir / JOB_FILE, {"pid": proc.pid, "command": cmd, "started": time.time()})
+    return run_dir
+
+
+def launch_repeats(spec: LaunchSpec, repeats: int = 1, seed: int | None = None,
+                   runs_dir: Path | None = None) -> list[Path]:
+    """Launch ``repeats`` runs with seeds ``seed .. seed + repeats - 1`` sharing one group (noise awareness).
+
+    Args:
+        spec: what to run; with ``repeats > 1`` and no group, a group name is made from the variant and the time.
+        repeats: how many runs.
+        seed: first ``reconstruction.seed`` (None keeps the spec's overrides as they are, even when repeating).
+        runs_dir: parent folder of run directories.
+
+    Returns:
+        The run directories, in seed order.
+    """
+    repeats = max(1, int(repeats))
+    group = spec.group or (f"{spec.variant}-{time.strftime('%Y%m%d-%H%M%S')}" if repeats > 1 else None)
+    out = []
+    for i in range(repeats):
+        overrides = [o for o in spec.overrides if not (seed is not None and o.startswith("reconstruction.seed="))]
+        if seed is not None:
+            overrides.append(f"reconstruction.seed={int(seed) + i}")
+        one = LaunchSpec(spec.data_root, list(spec.datasets), spec.variant, overrides, group, spec.label,
+                         spec.use_cache)
+        out.append(launch(one, runs_dir))
+    return out
+
+
+def _repo_root() -> Path:
+    return Path(__file__).resolve().parents[1]
+
+
+# ---------------------------------------------------------------------------------------------------- liveness
+
+
+def read_json(path: Path) -> Any:
+    """JSON content of ``path`` or None when missing or torn/unreadable (never raises)."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def job_pid(run_dir: Path, meta: dict[str, Any] | None = None) -> int | None:
+    """The job's pid: ``run.json``'s ``pid`` when the pipeline records it, else ``job.json``'s."""
+    for source in (meta or {}, read_json(run_dir / JOB_FILE) or {}):
+        pid = source.get("pid") if isinstance(source, dict) else None
+        if isinstance(pid, int) and pid > 0:
+            return pid
+    return None
+
+
+def is_alive(pid: int | None, run_dir: Path, markers: tuple[str, ...] = ()) -> bool:
+    """Whether the job process of ``run_dir`` is still running.
+
+    A process started here is polled (which also reaps it). Otherwise ``/proc/<pid>`` must exist, not be a zombie and
+    have the run directory's name (or one of ``markers``) in its command line, so a recycled pid is never mistaken
+    for the job.
+    """
+    proc = _PROCS.get(str(run_dir))
+    if proc is not None:
+        return proc.poll() is None
+    if pid is None:
+        return False
+    proc_dir = Path(f"/proc/{pid}")
+    if Path("/proc/self").exists():
+        try:
+            stat = (proc_dir / "stat").read_text()
+            if stat[stat.rfind(")") + 2:].startswith("Z"):
+                return False
+            cmdline = (proc_dir / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            return False
+        return any(m in cmdline for m in (run_dir.name, *markers))
+    try:  # no /proc (macOS): best effort
+        os.kill(pid, 0)
+    except (ProcessLookupError, PermissionError):
+        return False
+    return True
+
+
+def wait(run_dir: Path, timeout: float | None = None) -> int | None:
+    """Wait for a job started by this process to exit; returns its exit code (None if unknown or timed out)."""
+    proc = _PROCS.get(str(run_dir))
+    if proc is None:
+        return None
+    try:
+        return proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return None
+
+
+# ---------------------------------------------------------------------------------------------------- progress
+
+
+def stage_progress(progress: dict[str, Any] | None, now: float | None = None) -> list[StageProgress]:
+    """Per-stage progress rows (file order) with an ETA extrapolated from the stage's elapsed time.
+
+    Args:
+        progress: ``progress.json`` content (``{"stage", "done", "total", "stages": {name: {...}}}``) or None.
+        now: current time (``time.time()``), for tests.
+    """
+    now = time.time() if now is None else now
+    rows = []
+    for name, st in ((progress or {}).get("stages") or {}).items():
+        if not isinstance(st, dict):
+            continue
+        done, total = int(st.get("done") or 0), int(st.get("total") or 0)
+        started = st.get("started")
+        eta = None
+        if isinstance(started, (int, float)) and 0 < done < total:
+            eta = (now - started) / done * (total - done)
+        seconds = st.get("seconds")
+        rows.append(StageProgress(str(name), done, total, bool(st.get("cached")),
+                                  float(seconds) if isinstance(seconds, (int, float)) else None, eta))
+    return rows
+
+
+def job_status(run_dir: Path, now: float | None = None) -> Job:
+    """Read a run directory's job state (never raises on torn or missing files)."""
+    run_dir = Path(run_dir)
+    meta = read_json(run_dir / "run.json")
+    meta = meta if isinstance(meta, dict) else {}
+    progress = read_json(run_dir / "progress.json")
+    progress = progress if isinstance(progress, dict) else {}
+    pid = job_pid(run_dir, meta)
+    # a pid the pipeline recorded itself (CLI runs without --out): its command line names the package, not the dir
+    markers = ("imc_core",) if isinstance(meta.get("pid"), int) else ()
+    raw = str(meta.get("status", "unknown"))
+    cancel = run_dir / "CANCEL"
+    cancel_at = cancel.stat().st_mtime if cancel.exists() else None
+    alive = raw == "running" and is_alive(pid, run_dir, markers)
+    if raw == "running":
+        if alive:
+            status = "cancelling" if cancel_at is not None else "running"
+        else:
+            status = "cancelled" if cancel_at is not None else "stopped"
+    else:
+        status = raw
+    error = meta.get("error")
+    if status == "stopped" and not error:
+        error = "the pipeline process ended without recording a result" + _log_tail_hint(run_dir)
+    return Job(run_dir, status, pid, alive, stage_progress(progress, now), str(progress.get("stage", "")),
+               str(progress.get("message", "")), str(meta.get("created", "")), cancel_at, error, meta)
+
+
+def _log_tail_hint(run_dir: Path) -> str:
+    p = run_dir / JOB_LOG
+    if not p.exists():
+        return ""
+    lines = [ln for ln in p.read_text(errors="replace").splitlines() if ln.strip()]
+    return f" (last output: {lines[-1][:200]})" if lines else ""
+
+
+def active_jobs(runs_dir: Path | None = None) -> list[Job]:
+    """Jobs whose ``run.json`` says ``running`` and whose process is alive, newest first."""
+    root = runs_dir or runs_root()
+    jobs = []
+    if root.is_dir():
+        for p in root.iterdir():
+            if not p.is_dir() or p.name.startswith("."):
+                continue
+            meta = read_json(p / "run.json")
+            if isinstance(meta, dict) and meta.get("status") == "running":
+                job = job_status(p)
+                if job.active:
+                    jobs.append(job)
+    return sorted(jobs, key=lambda j: j.created, reverse=True)
+
+
+# ------------------------------------------------------------------------------------------------------ cancel
+
+
+def cancel(run_dir: Path) -> None:
+    """Ask the job to stop (writes ``CANCEL``; :func:`enforce_cancel` escalates after the grace period)."""
+    request_cancel(Path(run_dir))
+
+
+def enforce_cancel(job: Job, grace_s: float | None = None, now: float | None = None) -> bool:
+    """SIGTERM the job's process group when a cancel request is older than ``grace_s`` and it still runs.
+
+    Returns:
+        True when a signal was sent.
+    """
+    grace_s = CANCEL_GRACE_S if grace_s is None else grace_s
+    now = time.time() if now is None else now
+    if job.cancel_requested_at is None or not job.alive or job.pid is None:
+        return False
+    if now - job.cancel_requested_at < grace_s:
+        return False
+    try:
+        os.killpg(job.pid, signal.SIGTERM)  # start_new_session=True: the job leads its own group
+    except (ProcessLookupError, PermissionError):
+        try:
+            os.kill(job.pid, signal.SIGTERM)
+        except (ProcessLookupError, PermissionError):
+            return False
+    return True

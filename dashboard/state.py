@@ -1,0 +1,829 @@
+"""Dashboard helpers: data roots, URL state, cached run loading, thumbnails, config widgets, error boundaries.
+
+Pages stay thin: they lay out widgets and call :mod:`imc_core` (data, runs, analysis, viz) through the cached
+loaders here. Everything that does not need Streamlit (config-widget specs, ``--set`` lists, cache-artifact lookup,
+thumbnail files) is a plain function so it can be unit-tested and later moved into :mod:`imc_core`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import inspect
+import json
+import os
+import re
+import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, get_type_hints
+from urllib.parse import urlencode
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from imc_core.errors import ImcError, InputError
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_DATA_ROOT = REPO_ROOT / "data" / "synthetic"
+#: URL query keys that describe a view (``page`` is the st.navigation url path).
+SHARE_KEYS = ("root", "run", "runs", "dataset", "scene", "tab")
+_RUN_ID_RE = re.compile(r"^[A-Za-z0-9._-]+$")
+
+
+# ------------------------------------------------------------------------------------------------------ errors
+
+
+@contextmanager
+def error_boundary(what: str) -> Iterator[None]:
+    """Show errors inside the block as readable messages instead of tracebacks.
+
+    ``ImcError`` (bad input, config, missing weights) → one ``st.error`` line; anything else → a short message plus
+    the traceback in a collapsed expander. Streamlit's rerun/stop control flow (``BaseException``) passes through.
+    """
+    try:
+        yield
+    except ImcError as err:
+        text = str(err).splitlines()[0] if str(err) else type(err).__name__
+        st.error(f"{what}: {text}")
+    except Exception as err:  # the page must survive anything
+        st.error(f"{what}: unexpected error — {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}")
+        with st.expander("Details"):
+            st.code(traceback.format_exc(), language="text")
+
+
+def show_figure(name: str, *args: Any, key: str | None = None, on_select: str | None = None,
+                selection_mode: str | tuple[str, ...] = "points", **kwargs: Any) -> Any:
+    """Build ``imc_core.viz.<name>(*args, **kwargs)`` and show it; problems become a caption, never a crash.
+
+    Returns:
+        The ``st.plotly_chart`` return value (the selection state with ``on_select``), or None.
+    """
+    try:
+        from imc_core import viz
+    except ImportError:
+        st.caption(f"Chart unavailable: imc_core.viz is not installed in this checkout ({name}).")
+        return None
+    fn = getattr(viz, name, None)
+    if fn is None:
+        st.caption(f"Chart unavailable: imc_core.viz.{name} does not exist in this version.")
+        return None
+    try:
+        fig = fn(*args, **kwargs)
+    except ImcError as err:
+        st.warning(f"{name}: {err}")
+        return None
+    except Exception as err:
+        st.warning(f"Could not draw {name}: {type(err).__name__}: {err}")
+        with st.expander("Details"):
+            st.code(traceback.format_exc(), language="text")
+        return None
+    if on_select:
+        return st.plotly_chart(fig, key=key, on_select=on_select, selection_mode=selection_mode)
+    return st.plotly_chart(fig, key=key)
+
+
+# ------------------------------------------------------------------------------------------------------ data roots
+
+
+def roots_file() -> Path:
+    """Where extra data roots are remembered: ``$IMC_ROOTS_FILE`` or ``data/roots.json``."""
+    return Path(os.environ.get("IMC_ROOTS_FILE") or REPO_ROOT / "data" / "roots.json")
+
+
+def default_root() -> Path:
+    """The bundled synthetic benchmark (``$IMC_DEFAULT_ROOT`` overrides it, for tests)."""
+    return Path(os.environ.get("IMC_DEFAULT_ROOT") or DEFAULT_DATA_ROOT)
+
+
+def load_roots() -> list[str]:
+    """Known data roots: the default one first, then the remembered ones (missing file or bad JSON → none)."""
+    roots = [str(default_root())]
+    try:
+        extra = json.loads(roots_file().read_text())
+    except (OSError, ValueError):
+        extra = []
+    if isinstance(extra, list):
+        roots += [str(r) for r in extra if isinstance(r, str) and str(r) not in roots]
+    return roots
+
+
+def save_roots(roots: list[str]) -> None:
+    """Remember the extra roots (the default root is not stored)."""
+    from imc_core.fsutil import atomic_write_json
+
+    keep = [r for r in dict.fromkeys(roots) if r != str(default_root())]
+    atomic_write_json(roots_file(), keep)
+
+
+def add_root(path: str) -> str:
+    """Validate a data root (a folder with ``train/`` or ``test/``) and remember it; returns the absolute path.
+
+    Raises:
+        InputError: not a folder, or no ``train/``/``test/`` inside.
+    """
+    from imc_core.data import DataRoot
+
+    p = Path(path).expanduser()
+    if not p.is_absolute():
+        p = (REPO_ROOT / p).resolve()
+    root = DataRoot(p)
+    if not root.train_datasets() and not root.test_datasets():
+        raise InputError(p, "no datasets found (expected train/<dataset>/ or test/<dataset>/ folders)")
+    roots = load_roots()
+    if str(p) not in roots:
+        save_roots([*roots, str(p)])
+    return str(p)
+
+
+def remove_root(path: str) -> None:
+    """Forget a remembered data root (the default one cannot be removed)."""
+    save_roots([r for r in load_roots() if r != path])
+
+
+def current_root() -> Path | None:
+    """The data root picked in the sidebar (``st.session_state["root"]``)."""
+    value = st.session_state.get("root")
+    return Path(value) if value else None
+
+
+# ------------------------------------------------------------------------------------------------------ URL state
+
+
+def register_share(page: str, keys: tuple[str, ...] | list[str]) -> None:
+    """Declare which session keys describe the current view (used by :func:`share_link`)."""
+    st.session_state["_share_page"] = page
+    st.session_state["_share_keys"] = list(keys)
+
+
+def share_query(page: str | None = None, keys: list[str] | None = None) -> str:
+    """``page=...&root=...&run=...`` for the current view (lists as repeated keys)."""
+    page = page or st.session_state.get("_share_page") or ""
+    keys = keys if keys is not None else ["root", *st.session_state.get("_share_keys", [])]
+    items: list[tuple[str, str]] = [("page", page)] if page else []
+    for k in dict.fromkeys(keys):
+        v = st.session_state.get(k)
+        if v is None or v == "" or v == [] or (isinstance(v, str) and v.startswith("(") and v.endswith(")")):
+            continue  # unset, or a placeholder option such as "(all scenes)"
+        if isinstance(v, (list, tuple)):
+            items += [(k, str(x)) for x in v]
+        else:
+            items.append((k, str(v)))
+    return urlencode(items)
+
+
+def share_link() -> str:
+    """Full URL of the current view when the browser told us the app URL, else ``/page?query``."""
+    query = share_query()
+    url = None
+    try:
+        url = st.context.url
+    except Exception:  # older runtimes / bare mode
+        url = None
+    page = st.session_state.get("_share_page") or ""
+    if url:
+        return f"{url}?{query}"
+    return f"/{page}?{query}"
+
+
+def qp_first(name: str) -> str | None:
+    """First value of a URL query parameter (None when absent)."""
+    values = st.query_params.get_all(name)
+    return values[0] if values else None
+
+
+# ------------------------------------------------------------------------------------------------------ runs
+
+
+@dataclass
+class RunView:
+    """Everything the pages show about one run, read once per (run dir, mtime)."""
+
+    id: str
+    path: str
+    meta: dict[str, Any]
+    config: dict[str, Any]
+    scores: dict[str, Any] | None
+    scenes: pd.DataFrame | None
+    per_image: pd.DataFrame | None
+    alignments: dict[str, Any] | None
+    timings: dict[str, Any] | None
+    pairs_stats: pd.DataFrame | None
+    log: str
+    has_submission: bool
+    models: dict[str, list[str]] = field(default_factory=dict)
+
+    @property
+    def status(self) -> str:
+        return str(self.meta.get("status", "unknown"))
+
+    @property
+    def datasets(self) -> list[str]:
+        names = list(self.meta.get("datasets") or [])
+        for frame in (self.per_image, self.scenes):
+            if frame is not None and "dataset" in frame:
+                names += [str(d) for d in frame["dataset"].unique() if str(d) not in names]
+        if self.scores:
+            names += [d for d in (self.scores.get("datasets") or {}) if d not in names]
+        return names
+
+    @property
+    def label(self) -> str:
+        """Short human name: ``variant · id``."""
+        return f"{self.meta.get('variant', '?')} · {self.id}"
+
+    @property
+    def data_root(self) -> Path:
+        """The run's data root; a relative one (the CLI records what it was given) is tried from the repo root."""
+        p = Path(str(self.meta.get("data_root") or ""))
+        if not p.is_absolute() and not p.is_dir():
+            p = REPO_ROOT / p
+        return p
+
+
+def resolve_run_dir(run: str) -> Path:
+    """A run id (folder name under the runs root) or an absolute run directory → its path.
+
+    Raises:
+        InputError: unsafe id or no such folder.
+    """
+    from imc_core.runs import runs_root
+
+    p = Path(run)
+    if not p.is_absolute():
+        if not _RUN_ID_RE.match(run) or run in {".", ".."}:
+            raise InputError(None, f"invalid run id {run!r}")
+        p = runs_root() / run
+    if not p.is_dir():
+        raise InputError(p, "run directory not found")
+    return p
+
+
+def run_mtime(path: Path) -> float:
+    """Latest modification time of a run's files (cache key; cheap stats only)."""
+    from imc_core.runs import RUN_FILES
+
+    times = []
+    for name in RUN_FILES:
+        try:
+            times.append((path / name).stat().st_mtime)
+        except OSError:
+            pass
+    return max(times, default=0.0)
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def _load_run_view(path: str, mtime: float) -> RunView:
+    from imc_core.runs import load_run
+
+    run = load_run(path)
+    models = {}
+    base = Path(path) / "models"
+    if base.is_dir():
+        models = {d.name: [m.name for m in run.models(d.name)] for d in sorted(base.iterdir()) if d.is_dir()}
+    return RunView(run.id, str(run.path), dict(run.meta), dict(run.config), run.scores, run.scenes, run.per_image,
+                   run.alignments, run.timings, run.pairs_stats, run.log, (run.path / "submission.csv").exists(),
+                   models)
+
+
+def run_view(run: str) -> RunView:
+    """Load a run (cached by directory + mtime). Raises InputError for a missing or unreadable run."""
+    p = resolve_run_dir(run)
+    return _load_run_view(str(p), run_mtime(p))
+
+
+def _runs_key(root: Path) -> tuple[tuple[str, float], ...]:
+    out = []
+    if root.is_dir():
+        for p in root.iterdir():
+            if p.is_dir() and not p.name.startswith("."):
+                out.append((p.name, run_mtime(p)))
+    return tuple(sorted(out))
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def _runs_table(root: str, key: tuple[tuple[str, float], ...]) -> pd.DataFrame:
+    from imc_core.runs import list_runs
+
+    df = list_runs(Path(root))
+    known = set(df["id"])
+    extra = []
+    for name, _ in key:  # run folders list_runs skipped because a file does not parse
+        p = Path(root) / name
+        if name not in known and (p / "run.json").is_file():
+            try:
+                from imc_core.runs import load_run
+
+                _ = load_run(p).scores
+                problem = "unreadable"
+            except ImcError as err:
+                problem = str(err).splitlines()[0]
+            extra.append({"id": name, "status": "unreadable", "label": problem, "path": str(p),
+                          "created": ""})
+    if extra:
+        df = pd.concat([df, pd.DataFrame(extra)], ignore_index=True)
+    return df
+
+
+def runs_table() -> pd.DataFrame:
+    """:func:`imc_core.runs.list_runs` of the runs root (cached on the runs' mtimes), plus unreadable run folders."""
+    from imc_core.runs import runs_root
+
+    root = runs_root()
+    return _runs_table(str(root), _runs_key(root))
+
+
+# ------------------------------------------------------------------------------------------------------ 3-D views
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def _submission(path: str, mtime: float) -> pd.DataFrame | None:
+    from imc_core.submission import read_pose_csv
+
+    p = Path(path) / "submission.csv"
+    return read_pose_csv(p) if p.exists() else None
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def _model_points(model_dir: str, max_points: int = 20000) -> np.ndarray:
+    import pycolmap
+
+    rec = pycolmap.Reconstruction(model_dir)
+    xyz = np.array([p.xyz for p in rec.points3D.values()], dtype=float).reshape(-1, 3)
+    if len(xyz) > max_points:
+        xyz = xyz[np.random.default_rng(0).choice(len(xyz), max_points, replace=False)]
+    return xyz
+
+
+def cameras_3d(rv: RunView, dataset: str, scene: str, key: str, with_points: bool = False) -> None:
+    """GT frustums vs the associated cluster's cameras aligned into the GT frame (viz.camera_frustums)."""
+    labels = root_labels(rv.data_root)
+    if labels is None:
+        st.info(f"Ground-truth poses are not available here (data root {rv.meta.get('data_root')!r} is missing), "
+                "so cameras cannot be drawn.")
+        return
+    gt = labels[(labels["dataset"].astype(str) == dataset) & (labels["scene"].astype(str) == scene)]
+    entry = ((rv.alignments or {}).get(dataset) or {}).get(scene)
+    sub = _submission(rv.path, run_mtime(Path(rv.path)))
+    pred = None
+    cluster = (entry or {}).get("cluster") or ""
+    if sub is not None and cluster:
+        pred = sub[(sub["dataset"].astype(str) == dataset) & (sub["scene"].astype(str) == cluster)]
+    errors = None
+    if rv.per_image is not None and "error" in rv.per_image:
+        pi = rv.per_image[(rv.per_image["dataset"].astype(str) == dataset)
+                          & (rv.per_image["scene"].astype(str) == scene)]
+        errors = pd.to_numeric(pi.set_index("image")["error"], errors="coerce")
+    points = None
+    if with_points and cluster.startswith("cluster"):
+        model = Path(rv.path) / "models" / dataset / cluster.removeprefix("cluster")
+        if (model / "points3D.bin").exists() or (model / "points3D.txt").exists():
+            points = _model_points(str(model))
+        else:
+            st.caption("No COLMAP model saved for this cluster.")
+    st.caption(f"GT scene **{scene}** ↔ cluster **{cluster or 'none'}**")
+    show_figure("camera_frustums", gt, pred, alignment=entry, errors=errors,
+                thresholds=(entry or {}).get("thresholds"), points=points, title=f"{dataset} / {scene}", key=key)
+
+
+# ------------------------------------------------------------------------------------------------------ data
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def _summary(root: str, key: tuple[float, ...]) -> pd.DataFrame:
+    from imc_core.data import summarize
+
+    return summarize(root)
+
+
+def root_summary(root: Path) -> pd.DataFrame:
+    """:func:`imc_core.data.summarize` cached on the root's label files and folders' mtimes."""
+    key = tuple(_mtime(p) for p in (root, root / "train", root / "test", root / "train_labels.csv",
+                                    root / "train_thresholds.csv", root / "sample_submission.csv"))
+    return _summary(str(root), key)
+
+
+def _mtime(p: Path) -> float:
+    try:
+        return p.stat().st_mtime
+    except OSError:
+        return 0.0
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def _dataset_scenes(root: str, name: str, split: str, key: tuple[float, ...]) -> tuple[str, dict[str, list[str]]]:
+    from imc_core.data import DataRoot
+
+    ds = DataRoot(root).load_dataset(name, split)
+    scenes = ds.scenes() or {"(no labels)": list(ds.images)}
+    return str(ds.image_dir), scenes
+
+
+def dataset_scenes(root: Path, name: str, split: str = "train") -> tuple[Path, dict[str, list[str]]]:
+    """Image folder and GT scene → images of one dataset (``{"(no labels)": all}`` without labels)."""
+    key = tuple(_mtime(p) for p in (root / split / name, root / "train_labels.csv", root / "sample_submission.csv"))
+    image_dir, scenes = _dataset_scenes(str(root), name, split, key)
+    return Path(image_dir), scenes
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def _labels(root: str, key: float) -> pd.DataFrame | None:
+    from imc_core.data import DataRoot
+
+    return DataRoot(root).labels
+
+
+def root_labels(root: str | Path) -> pd.DataFrame | None:
+    """GT pose frame of a data root (None when the root or its labels are missing)."""
+    p = Path(root)
+    if not (p / "train_labels.csv").is_file():
+        return None
+    return _labels(str(p), _mtime(p / "train_labels.csv"))
+
+
+# ------------------------------------------------------------------------------------------------------ thumbnails
+
+
+def thumbs_dir() -> Path:
+    """``<cache root>/thumbs`` (``data/cache/thumbs`` by default)."""
+    from imc_core.cache import cache_root
+
+    return cache_root() / "thumbs"
+
+
+def make_thumbnail(image: Path, size: int = 192, out_dir: Path | None = None) -> Path:
+    """A small JPEG of ``image`` (longest side ``size``), written once under :func:`thumbs_dir`.
+
+    The file name hashes the image path, its size/mtime and ``size``, so an edited image gets a new thumbnail.
+
+    Raises:
+        InputError: the image cannot be read.
+    """
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    from imc_core.fsutil import atomic_write_bytes
+
+    st_ = image.stat()
+    key = hashlib.sha1(f"{image.resolve()}|{st_.st_size}|{st_.st_mtime_ns}|{size}".encode()).hexdigest()[:20]
+    out = (out_dir or thumbs_dir()) / f"{key}.jpg"
+    if out.exists():
+        return out
+    try:
+        with Image.open(image) as im:
+            im = ImageOps.exif_transpose(im).convert("RGB")
+            im.thumbnail((size, size))
+            import io
+
+            buf = io.BytesIO()
+            im.save(buf, format="JPEG", quality=80)
+    except (OSError, UnidentifiedImageError) as err:
+        raise InputError(image, f"cannot read image: {err}") from None
+    atomic_write_bytes(out, buf.getvalue())
+    return out
+
+
+@st.cache_data(max_entries=4096, show_spinner=False)
+def _thumb(path: str, mtime: float, size: int) -> str | None:
+    try:
+        return str(make_thumbnail(Path(path), size))
+    except (ImcError, OSError):
+        return None
+
+
+def thumbnail(path: Path, size: int = 192) -> str | None:
+    """Cached thumbnail path (None when the image is missing or unreadable)."""
+    return _thumb(str(path), _mtime(path), size)
+
+
+def image_grid(items: list[tuple[Path, str]], columns: int = 6, size: int = 192) -> None:
+    """Thumbnails with captions in a grid; missing images are named, not drawn."""
+    if not items:
+        return
+    cols = st.columns(columns)
+    for i, (path, caption) in enumerate(items):
+        with cols[i % columns]:
+            thumb = thumbnail(path, size)
+            if thumb:
+                st.image(thumb, caption=caption, width="stretch")
+            else:
+                st.caption(f"{caption} (image not found)")
+
+
+# ------------------------------------------------------------------------------------------------------ config widgets
+
+
+@dataclass
+class FieldSpec:
+    """How to show one config key as a widget.
+
+    Attributes:
+        section: config section (``features``).
+        name: key inside the section (``max_keypoints``).
+        kind: ``int``, ``float``, ``bool``, ``choice``, ``str`` or ``list``.
+        default: the variant's value.
+        choices: known values for ``choice`` (a closed list when the code documents it, else values seen in variants).
+        closed: True when ``choices`` come from the code (``# a | b | c``), so no other value makes sense.
+        help: the comment next to the field in the code.
+    """
+
+    section: str
+    name: str
+    kind: str
+    default: Any
+    choices: list[str] = field(default_factory=list)
+    closed: bool = False
+    help: str = ""
+
+    @property
+    def key(self) -> str:
+        return f"{self.section}.{self.name}"
+
+
+_FIELD_COMMENT_RE = re.compile(r"^\s*(\w+)\s*:[^=#]*=[^#]*#\s*(.*?)\s*$")
+
+
+def field_comments(cls: type) -> dict[str, str]:
+    """``{field: comment}`` from the ``name: type = default  # comment`` lines of a dataclass's source."""
+    try:
+        src = inspect.getsource(cls)
+    except (OSError, TypeError):
+        return {}
+    out = {}
+    for line in src.splitlines():
+        m = _FIELD_COMMENT_RE.match(line)
+        if m:
+            out[m.group(1)] = m.group(2)
+    return out
+
+
+def comment_choices(comment: str) -> list[str]:
+    """``"incremental | global (GLOMAP)"`` → ``["incremental", "global"]``; no ``|`` → ``[]``."""
+    if "|" not in comment:
+        return []
+    head = comment.split(":", 1)[1] if ":" in comment.split("|", 1)[0] else comment
+    out = []
+    for part in head.split("|"):
+        m = re.match(r"\s*([A-Za-z0-9_.\-]+)", part)
+        if m:
+            out.append(m.group(1))
+    return out
+
+
+def _variant_values() -> dict[str, set[str]]:
+    """``section.key`` → string values set by any variant file."""
+    from imc_core.config import list_variants, load_variant
+
+    seen: dict[str, set[str]] = {}
+    for name in list_variants():
+        try:
+            v = load_variant(name)
+        except ImcError:
+            continue
+        for section, values in v.overrides.items():
+            for k, val in (values or {}).items():
+                if isinstance(val, str):
+                    seen.setdefault(f"{section}.{k}", set()).add(val)
+    return seen
+
+
+def config_fields(base: dict[str, dict[str, Any]]) -> list[FieldSpec]:
+    """Widget specs generated from the typed config dataclasses (:data:`imc_core.config.SECTIONS`).
+
+    Args:
+        base: the variant's resolved config (``PipelineConfig.to_dict()``), giving defaults.
+
+    Returns:
+        One :class:`FieldSpec` per key, section order then field order.
+    """
+    from imc_core.config import SECTIONS
+
+    seen = _variant_values()
+    specs = []
+    for section, cls in SECTIONS.items():
+        hints = get_type_hints(cls)
+        comments = field_comments(cls)
+        for f in dataclasses.fields(cls):
+            typ = hints[f.name]
+            default = base.get(section, {}).get(f.name)
+            comment = comments.get(f.name, "")
+            metadata_choices = list(f.metadata.get("choices", [])) if f.metadata else []
+            if typ is bool:
+                kind, choices, closed = "bool", [], False
+            elif typ is int:
+                kind, choices, closed = "int", [], False
+            elif typ is float:
+                kind, choices, closed = "float", [], False
+            elif typ is str:
+                listed = metadata_choices or comment_choices(comment)
+                known = sorted(seen.get(f"{section}.{f.name}", set()) | {str(default)})
+                if listed:
+                    choices = list(dict.fromkeys([*listed, *known]))
+                    kind, closed = "choice", True
+                elif len(known) > 1:
+                    kind, choices, closed = "choice", known, False
+                else:
+                    kind, choices, closed = "str", [], False
+            else:
+                kind, choices, closed = "list", [], False
+            specs.append(FieldSpec(section, f.name, kind, default, choices, closed, comment))
+    return specs
+
+
+def toml_literal(value: Any) -> str:
+    """A value as the TOML literal ``--set`` expects (``true``, ``15``, ``0.1``, ``"aliked"``, ``[1.0, 2.0]``)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if value != value:
+            return "nan"
+        if value in (float("inf"), float("-inf")):
+            return "inf" if value > 0 else "-inf"
+        return repr(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(toml_literal(v) for v in value) + "]"
+    return json.dumps(str(value))
+
+
+def parse_list_text(text: str, item_type: type | None = None) -> list[Any]:
+    """Comma-separated text → list; items become floats/ints when the field's item type says so."""
+    items = [t.strip() for t in str(text).split(",") if t.strip()]
+    if item_type in (int, float):
+        return [item_type(t) for t in items]
+    return items
+
+
+def overrides_from_values(base: dict[str, dict[str, Any]], values: dict[str, Any]) -> list[str]:
+    """``section.key=value`` strings for the values that differ from the variant's config.
+
+    Args:
+        base: the variant's resolved config (nested dict).
+        values: ``{"section.key": value}`` from the widgets.
+    """
+    out = []
+    for key, value in values.items():
+        section, name = key.split(".", 1)
+        ref = base.get(section, {}).get(name)
+        same = ref == value and type(ref) is type(value) if not isinstance(ref, float) else (
+            isinstance(value, (int, float)) and not isinstance(value, bool) and float(value) == ref)
+        if not same:
+            out.append(f"{key}={toml_literal(value)}")
+    return out
+
+
+def list_item_type(section: str, name: str) -> type | None:
+    """Item type of a ``list[...]`` config field (None when unknown)."""
+    from imc_core.config import SECTIONS
+
+    typ = get_type_hints(SECTIONS[section]).get(name)
+    args = getattr(typ, "__args__", ())
+    return args[0] if args else None
+
+
+@st.cache_data(show_spinner=False)
+def variant_info(name: str) -> tuple[str, list[str], dict[str, dict[str, Any]]]:
+    """(description, why it cannot run here, resolved config dict) of a variant."""
+    from imc_core.config import load_variant
+
+    v = load_variant(name)
+    try:
+        missing = v.missing_requirements()
+    except Exception as err:  # a requirement check must not break the page
+        missing = [f"requirement check failed: {err}"]
+    return v.description, missing, v.config().to_dict()
+
+
+# ------------------------------------------------------------------------------------------------------ cache lookup
+
+
+def _stage_conf(conf: dict[str, Any]) -> dict[str, Any]:
+    d = dict(conf)
+    d.pop("device", None)
+    return d
+
+
+def find_match_artifacts(config: dict[str, Any], data_root: str | Path, dataset: str) -> tuple[Path, Path]:
+    """Locate the cached ``features.h5`` and ``matches.h5`` a run used for one dataset.
+
+    The features key is recomputed exactly as the pipeline does (stage config without ``device`` + dataset
+    fingerprint); the matching artifact is the finished one whose recorded inputs start with that key and whose config
+    equals the run's matching section.
+
+    Args:
+        config: the run's ``config.toml`` content (all sections).
+        data_root: the run's data root.
+        dataset: dataset name.
+
+    Returns:
+        ``(features_h5, matches_h5)``.
+
+    Raises:
+        InputError: with the reason when they cannot be found (no data root, cache cleared, images changed).
+    """
+    from imc_core.cache import DONE, artifact_key, cache_root
+    from imc_core.data import DataRoot
+
+    root = Path(data_root)
+    if not root.is_dir():
+        raise InputError(root, "the run's data root is not available here, so its cached matches cannot be located")
+    split = "train" if (root / "train" / dataset).is_dir() else "test"
+    ds = DataRoot(root).load_dataset(dataset, split)
+    fconf = _stage_conf(config.get("features", {}))
+    fkey = artifact_key("features", fconf, [], ds.fingerprint)
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in dataset)
+    fdir = cache_root() / "features" / f"{safe}-{fkey}"
+    if not (fdir / DONE).is_file():
+        raise InputError(fdir, "cached features not found (cache cleared, or images or config changed since the run)")
+    mconf = _stage_conf(config.get("matching", {}))
+    for mdir in sorted((cache_root() / "matching").glob(f"{safe}-*")):
+        done = mdir / DONE
+        if not done.is_file():
+            continue
+        try:
+            meta = json.loads(done.read_text() or "{}")
+        except ValueError:
+            continue
+        meta = meta.get("meta", meta) if isinstance(meta, dict) else {}
+        inputs = meta.get("inputs") or []
+        if inputs and inputs[0] == fkey and _jsonable(meta.get("conf")) == _jsonable(mconf):
+            return fdir / "features.h5", mdir / "matches.h5"
+    raise InputError(cache_root() / "matching", f"cached matches for {dataset} not found (cache cleared?)")
+
+
+def _jsonable(obj: Any) -> str:
+    return json.dumps(obj, sort_keys=True, default=str)
+
+
+def names_to_pair(a: str, b: str) -> str:
+    """hloc pair group name (docs/formats.md)."""
+    return f"{a.replace('/', '-')}/{b.replace('/', '-')}"
+
+
+def read_pair(features_h5: Path, matches_h5: Path, a: str, b: str) -> tuple[Any, Any, Any]:
+    """Keypoints of ``a`` and ``b`` (N×2 float) and their matches (M×2 int, indices into a's and b's keypoints).
+
+    Raises:
+        InputError: the pair or an image is missing from the files.
+    """
+    import h5py
+    import numpy as np
+
+    with h5py.File(features_h5, "r") as f:
+        if a not in f or b not in f:
+            raise InputError(features_h5, f"keypoints of {a if a not in f else b} not in the features file")
+        k0 = np.asarray(f[a]["keypoints"], dtype=np.float32)
+        k1 = np.asarray(f[b]["keypoints"], dtype=np.float32)
+    with h5py.File(matches_h5, "r") as f:
+        for x, y, flip in ((a, b, False), (b, a, True)):
+            name = names_to_pair(x, y)
+            if name in f:
+                g = f[name]
+                m = np.asarray(g["matches"] if "matches" in g else g["matches0"], dtype=np.int64)
+                if m.ndim == 1:  # hloc matches0 style: index in b or -1
+                    idx = np.flatnonzero(m >= 0)
+                    m = np.stack([idx, m[idx]], axis=1)
+                return k0, k1, (m[:, ::-1] if flip else m)
+    raise InputError(matches_h5, f"pair {a} / {b} not in the matches file")
+
+
+def load_image_small(path: Path, max_side: int = 640) -> tuple[Any, float]:
+    """RGB uint8 array of an image shrunk to ``max_side`` and the scale applied (keypoints × scale)."""
+    import numpy as np
+    from PIL import Image
+
+    with Image.open(path) as im:
+        im = im.convert("RGB")
+        scale = min(1.0, max_side / max(im.size))
+        if scale < 1.0:
+            im = im.resize((max(1, round(im.width * scale)), max(1, round(im.height * scale))))
+        return np.asarray(im), scale
+
+
+# ------------------------------------------------------------------------------------------------------ noise
+
+
+def noise_verdict(a: list[float], b: list[float]) -> str:
+    """How a difference between two sets of repeated scores compares with run-to-run noise.
+
+    Uses :func:`imc_core.analysis.within_noise` (Welch t-test) when both sides have ≥ 2 runs. When only one side has
+    repeats, the single value is compared with that side's spread: within noise when ``|Δmean| ≤ 2·std``.
+
+    Returns:
+        ``"≈ within noise"``, ``"significant"`` or ``"unknown (needs repeats)"``.
+    """
+    from imc_core.analysis import within_noise
+
+    xa = [float(x) for x in a if x is not None and x == x]
+    xb = [float(x) for x in b if x is not None and x == x]
+    verdict = within_noise(xa, xb)
+    if verdict is None and xa and xb and max(len(xa), len(xb)) >= 2:
+        many, one = (xa, xb) if len(xa) >= 2 else (xb, xa)
+        spread = float(pd.Series(many).std(ddof=1))
+        verdict = abs(sum(many) / len(many) - one[0]) <= 2.0 * spread
+    if verdict is None:
+        return "unknown (needs repeats)"
+    return "≈ within noise" if verdict else "significant"

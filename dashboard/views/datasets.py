@@ -1,0 +1,111 @@
+"""Datasets page: data roots, datasets and scenes with counts, thumbnails grouped by GT scene."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+from dashboard import state
+from imc_core.errors import ImcError
+
+
+def _add_root() -> None:
+    """Form callback (runs before the script, so it may still change the sidebar's bound ``root`` widget)."""
+    new = str(st.session_state.get("new_root") or "").strip()
+    if not new:
+        return
+    try:
+        st.session_state["root"] = state.add_root(new)
+        st.session_state["_root_msg"] = ("success", f"Added data root {st.session_state['root']}")
+    except ImcError as err:
+        st.session_state["_root_msg"] = ("error", f"Add data root: {str(err).splitlines()[0]}")
+
+
+def _forget_root(path: str) -> None:
+    """Button callback: forget a remembered root (the sidebar falls back to the default one)."""
+    state.remove_root(path)
+    if st.session_state.get("root") == path:
+        st.session_state["root"] = str(state.default_root())
+
+
+def roots_panel() -> None:
+    """Known data roots: add one (validated, remembered in data/roots.json) or forget a remembered one."""
+    root = state.current_root()
+    with st.expander("Data roots", expanded=root is None or not root.is_dir()):
+        with st.form("add_root", clear_on_submit=True, border=False):
+            c1, c2 = st.columns([6, 1], vertical_alignment="bottom")
+            c1.text_input("Add a data root (folder in the IMC-2025 layout)", key="new_root",
+                          placeholder="/path/to/image-matching-challenge-2025")
+            c2.form_submit_button("Add", on_click=_add_root)
+        kind, text = st.session_state.pop("_root_msg", (None, ""))
+        if kind == "error":
+            st.error(text)
+        elif kind == "success":
+            st.success(text)
+        for r in state.load_roots():
+            c1, c2 = st.columns([6, 1])
+            exists = "" if Path(r).is_dir() else " — missing"
+            c1.write(f"`{r}`{exists}")
+            if r != str(state.default_root()):
+                c2.button("Forget", key=f"forget::{r}", on_click=_forget_root, args=(r,))
+        st.caption(f"Extra roots are remembered in `{state.roots_file()}`; pick the active one in the sidebar.")
+
+
+def dataset_table(summary: pd.DataFrame) -> pd.DataFrame:
+    """One row per (split, dataset): scenes, images, missing."""
+    if summary.empty:
+        return pd.DataFrame(columns=["split", "dataset", "scenes", "images", "missing"])
+    g = summary.groupby(["split", "dataset"], sort=False)
+    out = g.agg(images=("images", "sum"), missing=("missing", "sum")).reset_index()
+    scenes = g["scene"].apply(lambda s: int(sum(1 for x in s if x and x != "outliers"))).reset_index(drop=True)
+    out.insert(2, "scenes", scenes)
+    return out
+
+
+def thumbnails(root: Path, dataset: str, split: str) -> None:
+    """Thumbnail grid grouped by GT scene (or one group without labels)."""
+    image_dir, scenes = state.dataset_scenes(root, dataset, split)
+    per_scene = st.slider("Thumbnails per scene", 4, 60, 12, step=4, key="thumbs_per_scene")
+    for scene, images in scenes.items():
+        st.markdown(f"**{scene}** — {len(images)} images")
+        shown = images[:per_scene]
+        state.image_grid([(image_dir / n, n) for n in shown], columns=6)
+        if len(images) > len(shown):
+            st.caption(f"… and {len(images) - len(shown)} more")
+
+
+def main() -> None:
+    st.title("Datasets")
+    state.register_share("datasets", ["dataset"])
+    roots_panel()
+    root = state.current_root()
+    if root is None or not root.is_dir():
+        st.info("Pick an existing data root in the sidebar (the bundled one is made by `make data`).")
+        return
+    summary = state.root_summary(root)
+    if summary.empty:
+        st.warning(f"No datasets under {root} (expected train/<dataset>/ or test/<dataset>/).")
+        return
+    table = dataset_table(summary)
+    c1, c2, c3 = st.columns(3)
+    c1.metric("Datasets", len(table))
+    c2.metric("Scenes", int(table["scenes"].sum()))
+    c3.metric("Images", int(table["images"].sum()))
+    st.dataframe(table, hide_index=True, width="stretch")
+    names = [f"{r.split}/{r.dataset}" for r in table.itertuples(index=False)]
+    choice = st.selectbox("Dataset", names, key="dataset", bind="query-params")
+    if not choice:
+        return
+    split, dataset = choice.split("/", 1)
+    scenes = summary[(summary["split"] == split) & (summary["dataset"] == dataset)]
+    st.dataframe(scenes.drop(columns=["split"]), hide_index=True, width="stretch")
+    if int(scenes["missing"].sum()):
+        st.warning(f"{int(scenes['missing'].sum())} labelled images are missing on disk.")
+    with state.error_boundary(f"Thumbnails of {dataset}"):
+        thumbnails(root, dataset, split)
+
+
+with state.error_boundary("Datasets"):
+    main()

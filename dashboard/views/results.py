@@ -1,0 +1,404 @@
+"""Results page (one run): headline scores, per-dataset / per-scene charts, the per-image registration table, 3-D
+cameras, GT-scene × cluster matrix, match graph + pair viewer, loss attribution, timings, log, downloads."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from dashboard import state
+from imc_core.errors import ImcError
+
+TABS = ["Overview", "Images", "3D", "Clusters", "Pairs", "Loss", "Timings", "Log", "Descriptors"]
+ALL_SCENES = "(all scenes)"
+METRIC_THRESHOLDS = (2, 3, 4, 5)
+STATUS_FILTERS = {
+    "all images": None,
+    "unregistered (not in its scene's cluster or no pose)": "unregistered",
+    "inaccurate (registered, fails a threshold)": "inaccurate",
+    "failing every threshold": "failing",
+    "passing every threshold": "passing",
+    "GT outliers": "outliers",
+}
+
+
+# ------------------------------------------------------------------------------------------------ helpers
+
+
+def _bool(col: pd.Series) -> pd.Series:
+    """Bool column that may have been read back from CSV as text."""
+    if col.dtype == bool:
+        return col
+    return col.map(lambda v: str(v).strip().lower() in {"true", "1", "1.0"}).astype(bool)
+
+
+def image_status(per_image: pd.DataFrame) -> pd.DataFrame:
+    """Adds ``registered``, ``passes`` (of the 4 metric thresholds) and ``status`` to a per-image frame."""
+    df = per_image.copy()
+    reg = pd.Series(True, index=df.index)
+    for col in ("in_cluster", "pose_valid"):
+        if col in df:
+            reg &= _bool(df[col])
+    passes = np.zeros(len(df), dtype=int)
+    for k in METRIC_THRESHOLDS:
+        if f"pass_{k}" in df:
+            passes += _bool(df[f"pass_{k}"]).to_numpy().astype(int)
+    df["registered"] = reg
+    df["passes"] = passes
+    outl = df["scene"].astype(str) == "outliers" if "scene" in df else pd.Series(False, index=df.index)
+    status = np.where(outl, "outliers", np.where(~reg, "unregistered",
+                                                 np.where(passes == len(METRIC_THRESHOLDS), "passing",
+                                                          np.where(passes == 0, "failing", "inaccurate"))))
+    df["status"] = status
+    return df
+
+
+def filter_images(df: pd.DataFrame, status: str | None, text: str = "") -> pd.DataFrame:
+    """Rows matching a status filter (see :data:`STATUS_FILTERS`) and an image-name substring."""
+    out = df
+    if status == "failing":
+        out = out[(out["passes"] == 0) & (out["status"] != "outliers")]
+    elif status == "inaccurate":
+        out = out[out["registered"] & (out["passes"] < len(METRIC_THRESHOLDS)) & (out["status"] != "outliers")]
+    elif status is not None:
+        out = out[out["status"] == status]
+    if text:
+        out = out[out["image"].astype(str).str.contains(text, case=False, regex=False)]
+    return out
+
+
+def registration_table(df: pd.DataFrame) -> pd.DataFrame:
+    """Display frame: ✓/✗ per metric threshold, error, cluster vs GT scene, discounted cameras."""
+    tick = {True: "✓", False: "✗"}
+    cols: dict[str, Any] = {"image": df["image"], "GT scene": df["scene"]}
+    for c, name in (("cluster", "cluster"), ("associated_cluster", "scene's cluster")):
+        if c in df:
+            cols[name] = df[c].fillna("").astype(str)
+    cols["in cluster"] = df["registered"].map(tick) if "in_cluster" not in df else _bool(df["in_cluster"]).map(tick)
+    if "pose_valid" in df:
+        cols["pose"] = _bool(df["pose_valid"]).map(tick)
+    if "error" in df:
+        cols["error (m)"] = pd.to_numeric(df["error"], errors="coerce")
+    for k in METRIC_THRESHOLDS:
+        if f"pass_{k}" in df:
+            cols[f"t{k}"] = _bool(df[f"pass_{k}"]).map(tick)
+    if "discounted" in df:
+        cols["discounted"] = _bool(df["discounted"]).map({True: "−3", False: ""})
+    cols["status"] = df["status"]
+    return pd.DataFrame(cols)
+
+
+def _image_dir(rv: state.RunView, dataset: str) -> Path:
+    root = rv.data_root
+    split = rv.meta.get("split") or "train"
+    d = root / str(split) / dataset
+    return d if d.is_dir() else root / "train" / dataset
+
+
+# ------------------------------------------------------------------------------------------------ sections
+
+
+def header(rv: state.RunView) -> None:
+    meta = rv.meta
+    bits = [f"status **{rv.status}**", f"variant **{meta.get('variant', '?')}**", f"created {meta.get('created', '?')}"]
+    if meta.get("group"):
+        bits.append(f"group **{meta['group']}**")
+    if meta.get("seed") is not None:
+        bits.append(f"seed {meta['seed']}")
+    if meta.get("imported_from"):
+        bits.append(f"imported from {meta['imported_from']}")
+    st.markdown(" · ".join(bits))
+    if meta.get("overrides"):
+        st.caption("overrides: " + " ".join(f"`{o}`" for o in meta["overrides"]))
+    if rv.status == "failed":
+        st.error(f"This run failed: {meta.get('error') or 'see the log'}")
+    elif rv.status not in ("done",):
+        st.info(f"This run is {rv.status}; results may be incomplete.")
+
+
+def headline(rv: state.RunView) -> None:
+    scores = rv.scores
+    if not scores:
+        st.info("No scores.json in this run (no ground truth for its data, or it did not finish).")
+        return
+    c1, c2, c3, c4 = st.columns(4)
+    c1.metric("Score", f"{scores.get('score', float('nan')):.2f}")
+    c2.metric("mAA", f"{scores.get('mAA', float('nan')):.2f}")
+    c3.metric("Clusterness", f"{scores.get('clusterness', float('nan')):.2f}")
+    total = (rv.timings or {}).get("total")
+    c4.metric("Time", f"{total:.1f} s" if isinstance(total, (int, float)) else "—")
+
+
+def downloads(rv: state.RunView) -> None:
+    c1, c2 = st.columns(2)
+    sub = Path(rv.path) / "submission.csv"
+    if sub.exists():
+        c1.download_button("Download submission.csv", data=sub.read_bytes(), file_name=f"{rv.id}-submission.csv",
+                           mime="text/csv", key="dl_submission")
+    else:
+        c1.caption("No submission.csv in this run.")
+
+    def bundle() -> bytes:
+        from imc_core.runs import export_bundle
+
+        with tempfile.TemporaryDirectory() as tmp:
+            return export_bundle(rv.path, Path(tmp) / f"{rv.id}.zip").read_bytes()
+
+    c2.download_button("Export bundle (.zip)", data=bundle, file_name=f"{rv.id}.zip", mime="application/zip",
+                       key="dl_bundle", help="config, submission, scores, per-image table, logs and COLMAP models")
+
+
+def dataset_scene_pickers(rv: state.RunView) -> tuple[str | None, str | None]:
+    """Dataset and GT scene selectors (bound to ``?dataset=`` and ``?scene=``)."""
+    datasets = rv.datasets
+    if not datasets:
+        return None, None
+    if st.session_state.get("dataset") not in datasets:
+        st.session_state["dataset"] = datasets[0]
+    c1, c2 = st.columns(2)
+    dataset = c1.selectbox("Dataset", datasets, key="dataset", bind="query-params")
+    scenes: list[str] = []
+    for frame in (rv.scenes, rv.per_image):
+        if frame is not None and "scene" in frame and "dataset" in frame:
+            scenes += [str(s) for s in frame.loc[frame["dataset"].astype(str) == dataset, "scene"].unique()
+                       if str(s) not in scenes]
+    options = [ALL_SCENES, *scenes]
+    if st.session_state.get("scene") not in options:
+        st.session_state["scene"] = ALL_SCENES
+    scene = c2.selectbox("GT scene", options, key="scene", bind="query-params")
+    return dataset, (None if scene == ALL_SCENES else scene)
+
+
+def _scene_or_first(rv: state.RunView, dataset: str, scene: str | None) -> str | None:
+    if scene:
+        return scene
+    if rv.per_image is None:
+        return None
+    scenes = [str(s) for s in rv.per_image.loc[rv.per_image["dataset"].astype(str) == dataset, "scene"].unique()
+              if str(s) != "outliers"]
+    return scenes[0] if scenes else None
+
+
+def _thresholds(rv: state.RunView, dataset: str, scene: str) -> list[float] | None:
+    entry = ((rv.alignments or {}).get(dataset) or {}).get(scene) or {}
+    thr = entry.get("thresholds")
+    return [float(x) for x in thr] if thr else None
+
+
+def tab_overview(rv: state.RunView, dataset: str | None, scene: str | None) -> None:
+    if rv.scores:
+        state.show_figure("score_bars", rv.scores, key="fig_scores")
+        per_ds = pd.DataFrame.from_dict(rv.scores.get("datasets") or {}, orient="index")
+        if not per_ds.empty:
+            st.dataframe(per_ds.rename_axis("dataset").reset_index(), hide_index=True, width="stretch")
+    if rv.scenes is not None and dataset:
+        sc = rv.scenes[rv.scenes["dataset"].astype(str) == dataset]
+        state.show_figure("scene_bars", sc, title=f"{dataset}: per-scene results", key="fig_scenes")
+        st.dataframe(sc, hide_index=True, width="stretch")
+    s = _scene_or_first(rv, dataset, scene) if dataset else None
+    if rv.per_image is not None and s:
+        state.show_figure("threshold_curve", rv.per_image, dataset, s, thresholds=_thresholds(rv, dataset, s),
+                          key="fig_thr")
+
+
+def tab_images(rv: state.RunView, dataset: str | None, scene: str | None) -> None:
+    if rv.per_image is None or dataset is None:
+        st.info("No per-image table in this run (it is written when ground truth exists).")
+        return
+    df = image_status(rv.per_image[rv.per_image["dataset"].astype(str) == dataset])
+    if scene:
+        df = df[df["scene"].astype(str) == scene]
+    c1, c2 = st.columns([2, 1])
+    label = c1.selectbox("Show", list(STATUS_FILTERS), key="image_filter")
+    text = c2.text_input("Image name contains", key="image_search")
+    shown = filter_images(df, STATUS_FILTERS[label], text.strip())
+    counts = df["status"].value_counts()
+    st.caption(f"{len(shown)} of {len(df)} images · " + " · ".join(f"{k}: {v}" for k, v in counts.items()))
+    if scene:
+        thr = _thresholds(rv, dataset, scene)
+        if thr:
+            st.caption("thresholds used by the metric: " + ", ".join(f"t{k} = {thr[k]:g} m" for k in METRIC_THRESHOLDS))
+    st.dataframe(registration_table(shown), hide_index=True, width="stretch", key="image_table",
+                 column_config={"error (m)": st.column_config.NumberColumn(format="%.4f")})
+
+
+def tab_3d(rv: state.RunView, dataset: str | None, scene: str | None) -> None:
+    if dataset is None:
+        return
+    s = _scene_or_first(rv, dataset, scene)
+    if s is None:
+        st.info("No GT scenes for this dataset in the run.")
+        return
+    if not scene:
+        st.caption(f"Showing scene **{s}** (pick a GT scene above).")
+    state.cameras_3d(rv, dataset, s, key="fig_3d", with_points=st.checkbox("Show 3-D points (COLMAP model)", key="pts"))
+
+
+def tab_clusters(rv: state.RunView, dataset: str | None) -> None:
+    if rv.per_image is None or dataset is None:
+        st.info("No per-image table in this run.")
+        return
+    state.show_figure("cluster_matrix", rv.per_image, dataset, key="fig_clusters")
+    df = rv.per_image[rv.per_image["dataset"].astype(str) == dataset]
+    gt_out = df["scene"].astype(str) == "outliers"
+    in_cl = _bool(df["in_cluster"]) if "in_cluster" in df else pd.Series(True, index=df.index)
+    cluster = df["cluster"].fillna("outliers").astype(str) if "cluster" in df else pd.Series("", index=df.index)
+    misplaced = df[(~gt_out & ~in_cl & (cluster != "outliers")) | (gt_out & (cluster != "outliers"))]
+    st.markdown(f"**Misplaced images** ({len(misplaced)}): in a cluster other than their GT scene's")
+    if misplaced.empty:
+        st.caption("None.")
+        return
+    image_dir = _image_dir(rv, dataset)
+    items = [(image_dir / str(r.image), f"{r.image}: {r.scene} → {r.cluster}") for r in misplaced.head(36).itertuples()]
+    state.image_grid(items, columns=6)
+
+
+def tab_pairs(rv: state.RunView, dataset: str | None) -> None:
+    if rv.pairs_stats is None or dataset is None:
+        st.info("No pairs_stats.csv in this run, so there is no match graph.")
+        return
+    pairs = rv.pairs_stats[rv.pairs_stats["dataset"].astype(str) == dataset].copy()
+    if "n_inliers" not in pairs:
+        pairs["n_inliers"] = pairs["n_matches"]  # verified inlier counts are not recorded per pair yet
+    pairs = pairs[pairs["n_matches"] > 0]
+    groups = None
+    if rv.per_image is not None:
+        pi = rv.per_image[rv.per_image["dataset"].astype(str) == dataset]
+        groups = dict(zip(pi["image"].astype(str), pi["scene"].astype(str), strict=True))
+    st.caption(f"{len(pairs)} matched pairs; edge width = matches. Click an edge midpoint to open the pair.")
+    event = state.show_figure("match_graph", pairs, groups, title=f"{dataset}: match graph", key="fig_graph",
+                              on_select="rerun", selection_mode="points")
+    picked = _picked_pair(event)
+    top = pairs.sort_values("n_matches", ascending=False)
+    options = [f"{r.name0} ↔ {r.name1} ({r.n_matches})" for r in top.itertuples()]
+    if not options:
+        return
+    if picked and picked != st.session_state.get("_picked_pair"):  # a new click on the graph wins once
+        st.session_state["_picked_pair"] = picked
+        key = f"{picked[0]} ↔ {picked[1]} ("
+        st.session_state["pair"] = next((o for o in options if o.startswith(key)), options[0])
+    if st.session_state.get("pair") not in options:
+        st.session_state["pair"] = options[0]
+    choice = st.selectbox("Pair (most matches first)", options, key="pair")
+    a, b = choice.rsplit(" (", 1)[0].split(" ↔ ")
+    pair_viewer(rv, dataset, a, b)
+
+
+def _picked_pair(event: Any) -> tuple[str, str] | None:
+    try:
+        points = event.selection.points if event is not None else []
+    except AttributeError:
+        return None
+    for p in points or []:
+        cd = p.get("customdata") if isinstance(p, dict) else None
+        if isinstance(cd, (list, tuple)) and len(cd) >= 2:
+            return str(cd[0]), str(cd[1])
+    return None
+
+
+def pair_viewer(rv: state.RunView, dataset: str, a: str, b: str) -> None:
+    """Two images with their keypoints and matches from the cached h5 artifacts (graph only when not found)."""
+    try:
+        feats, matches = state.find_match_artifacts(rv.config, rv.data_root, dataset)
+        k0, k1, m = state.read_pair(feats, matches, a, b)
+        image_dir = _image_dir(rv, dataset)
+        img0, s0 = state.load_image_small(image_dir / a)
+        img1, s1 = state.load_image_small(image_dir / b)
+    except (ImcError, OSError) as err:
+        reason = getattr(err, "problem", None) or str(err).splitlines()[0]
+        st.info(f"Graph only: {reason}")
+        return
+    state.show_figure("pair_view", img0, img1, k0 * s0, k1 * s1, m, None, title=f"{a} ↔ {b}", key="fig_pair")
+
+
+def tab_loss(rv: state.RunView) -> None:
+    if not rv.scores or rv.per_image is None:
+        st.info("Loss attribution needs scores.json and per_image.csv.")
+        return
+    from imc_core.analysis import loss_attribution
+
+    att = loss_attribution(rv.scores, rv.scenes if rv.scenes is not None else pd.DataFrame(), rv.per_image)
+    st.caption("Gap to 100 split into score points lost to clusterness (impure clusters), unregistered images, "
+               "inaccurate poses, and the metric's unavoidable −3 discount.")
+    state.show_figure("loss_attribution_bar", att, key="fig_loss")
+    st.dataframe(att.round(3), width="stretch")
+
+
+def tab_timings(rv: state.RunView) -> None:
+    if not rv.timings:
+        st.info("No timings.json in this run.")
+        return
+    state.show_figure("timings_bar", rv.timings, key="fig_timings")
+    cache = rv.timings.get("cache") or {}
+    if cache:
+        st.markdown("**Cache**")
+        st.dataframe(pd.DataFrame(cache).T.rename_axis("dataset").reset_index(), hide_index=True, width="stretch")
+
+
+def tab_log(rv: state.RunView) -> None:
+    lines = rv.log.splitlines()
+    st.caption(f"{len(lines)} lines (last 500 shown)")
+    st.code("\n".join(lines[-500:]) or "(empty log)", language="text")
+    job_log = Path(rv.path) / "job.log"
+    if job_log.exists() and job_log.stat().st_size:
+        with st.expander("Process output (job.log)"):
+            st.code(job_log.read_text(errors="replace")[-20000:], language="text")
+
+
+def tab_descriptors(rv: state.RunView) -> None:
+    models = (rv.config.get("global_descriptors") or {}).get("models") or []
+    if not models:
+        st.info("No global descriptors in this run's variant.")
+        return
+    st.info(f"This run's variant uses global descriptors ({', '.join(models)}), but the run holds no descriptor "
+            "artifact to project yet.")
+
+
+def main() -> None:
+    st.title("Results")
+    state.register_share("results", ["run", "dataset", "scene", "tab"])
+    df = state.runs_table()
+    ids = [str(i) for i in df["id"]]
+    wanted = state.qp_first("run")
+    if wanted and wanted not in ids:
+        ids.insert(0, wanted)  # not listed (unreadable or not there): let the loader say why
+    if not ids:
+        st.info("No runs yet: launch one on the Run page or import a bundle on the Compare page.")
+        return
+    if not st.session_state.get("run") and not wanted:
+        st.session_state["run"] = ids[0]
+    # no format_func: a bound widget keeps its formatted option in the URL, and the run id must be what is shared
+    run_id = st.selectbox("Run", ids, index=None, key="run", bind="query-params", placeholder="pick a run")
+    if not run_id:
+        return
+    rv = state.run_view(run_id)
+    header(rv)
+    headline(rv)
+    downloads(rv)
+    dataset, scene = dataset_scene_pickers(rv)
+    tabs = st.tabs(TABS, key="tab", bind="query-params")
+    renderers = {
+        "Overview": lambda: tab_overview(rv, dataset, scene),
+        "Images": lambda: tab_images(rv, dataset, scene),
+        "3D": lambda: tab_3d(rv, dataset, scene),
+        "Clusters": lambda: tab_clusters(rv, dataset),
+        "Pairs": lambda: tab_pairs(rv, dataset),
+        "Loss": lambda: tab_loss(rv),
+        "Timings": lambda: tab_timings(rv),
+        "Log": lambda: tab_log(rv),
+        "Descriptors": lambda: tab_descriptors(rv),
+    }
+    for name, tab in zip(TABS, tabs, strict=True):
+        if tab.open is False:
+            continue  # lazy: only the selected tab is computed
+        with tab, state.error_boundary(name):
+            renderers[name]()
+
+
+with state.error_boundary("Results"):
+    main()

@@ -1,0 +1,215 @@
+"""Run page: pick datasets and a variant, edit parameters (widgets generated from the typed configs), launch
+background jobs (optionally repeated over seeds), follow their progress live, cancel them, browse the run history."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import streamlit as st
+
+from dashboard import jobs, state
+
+SEED_KEY = "reconstruction.seed"
+DETERMINISTIC_KEY = "reconstruction.deterministic"
+HISTORY_COLS = ["id", "created", "status", "variant", "datasets", "score", "mAA", "clusterness", "seconds", "seed",
+                "group", "label"]
+
+
+def widget_key(variant: str, key: str) -> str:
+    """Session key of a config widget (per variant, so switching variant shows that variant's values)."""
+    return f"cfg.{variant}.{key}"
+
+
+def config_widget(spec: state.FieldSpec, variant: str) -> Any:
+    """One widget for one config key; returns its current value (typed like the config field)."""
+    key = widget_key(variant, spec.key)
+    label = spec.name
+    help_ = spec.help or None
+    if spec.kind == "bool":
+        return st.checkbox(label, value=bool(spec.default), key=key, help=help_)
+    if spec.kind == "int":
+        return int(st.number_input(label, value=int(spec.default), step=1, key=key, help=help_))
+    if spec.kind == "float":
+        return float(st.number_input(label, value=float(spec.default), format="%.6g", key=key, help=help_))
+    if spec.kind == "choice":
+        options = list(spec.choices)
+        index = options.index(str(spec.default)) if str(spec.default) in options else None
+        value = st.selectbox(label, options, index=index, key=key, help=help_, accept_new_options=not spec.closed)
+        return spec.default if value is None else value
+    if spec.kind == "list":
+        text = st.text_input(label, value=", ".join(str(v) for v in (spec.default or [])), key=key,
+                             help=(help_ or "") + " (comma-separated)")
+        item = state.list_item_type(spec.section, spec.name)
+        return state.parse_list_text(text, item)
+    return st.text_input(label, value=str(spec.default), key=key, help=help_)
+
+
+def parameter_widgets(variant: str, base: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Seed / determinism on top, then one expander per config section; returns ``{"section.key": value}``."""
+    specs = {s.key: s for s in state.config_fields(base)}
+    values: dict[str, Any] = {}
+    c1, c2 = st.columns(2)
+    with c1:
+        values[SEED_KEY] = config_widget(specs[SEED_KEY], variant)
+    with c2:
+        st.write("")
+        values[DETERMINISTIC_KEY] = config_widget(specs[DETERMINISTIC_KEY], variant)
+    sections: dict[str, list[state.FieldSpec]] = {}
+    for spec in specs.values():
+        if spec.key not in (SEED_KEY, DETERMINISTIC_KEY):
+            sections.setdefault(spec.section, []).append(spec)
+    for section, fields in sections.items():
+        with st.expander(section):
+            cols = st.columns(2)
+            for i, spec in enumerate(fields):
+                with cols[i % 2]:
+                    values[spec.key] = config_widget(spec, variant)
+    return values
+
+
+def launch_panel(root: Path) -> None:
+    """Dataset/variant pickers, generated parameter widgets, the ``--set`` preview and the Launch button."""
+    from imc_core.config import list_variants
+    from imc_core.data import DataRoot
+
+    dr = DataRoot(root)
+    split = "train" if dr.train_datasets() else "test"
+    names = dr.datasets(split)
+    if not names:
+        st.warning(f"No datasets under {root}.")
+        return
+    datasets = st.multiselect(f"Datasets ({split})", names, default=names, key="datasets")
+    variants = list_variants()
+    default_index = variants.index("default") if "default" in variants else 0
+    variant = st.selectbox("Variant", variants, index=default_index, key="variant", bind="query-params")
+    description, missing, base = state.variant_info(variant)
+    st.caption(description)
+    if missing:
+        st.warning("This variant cannot run here: " + "; ".join(missing))
+    values = parameter_widgets(variant, base)
+    overrides = state.overrides_from_values(base, values)
+    st.session_state["run_overrides"] = overrides
+    c1, c2, c3, c4 = st.columns([1, 2, 2, 1])
+    repeats = int(c1.number_input("Repeat N times", min_value=1, max_value=50, value=1, step=1, key="repeats",
+                                  help="N runs with seeds s … s+N−1 sharing one group (run-to-run noise)"))
+    group = c2.text_input("Group", key="group", placeholder="auto when N > 1",
+                          help="Runs of one group are aggregated (mean ± std) on the Compare page")
+    label = c3.text_input("Label", key="label", placeholder="optional note")
+    use_cache = c4.checkbox("Use cache", value=True, key="use_cache")
+    st.markdown("**Overrides** (`--set`, only values that differ from the variant)")
+    st.code(" ".join(f"--set {o}" for o in overrides) or "(none: the variant as it is)", language="bash")
+    seed = int(values[SEED_KEY])
+    if repeats > 1:
+        st.caption(f"Seeds {seed} … {seed + repeats - 1}"
+                   + ("" if values[DETERMINISTIC_KEY] else " (non-deterministic: mapper noise is sampled too)"))
+    if st.button("Launch", type="primary", disabled=not datasets or bool(missing), key="launch"):
+        chosen = list(datasets) if len(datasets) < len(names) else []  # [] = every dataset of the root
+        spec = jobs.LaunchSpec(root, chosen, variant, list(overrides), group.strip() or None, label.strip() or None,
+                               use_cache)
+        dirs = jobs.launch_repeats(spec, repeats, seed if repeats > 1 else None)
+        st.session_state.setdefault("launched", [])
+        st.session_state["launched"] = [str(d) for d in dirs] + st.session_state["launched"]
+        st.toast(f"Started {len(dirs)} run(s): {', '.join(d.name for d in dirs)}")
+
+
+def render_job(job: jobs.Job) -> None:
+    """One job: status line, per-stage progress bars with counts / ETA / cache hits, Cancel or Open button."""
+    with st.container(border=True):
+        meta = job.meta
+        head = f"**{job.id}** · {job.status}"
+        if meta.get("variant"):
+            head += f" · {meta['variant']}"
+        if meta.get("group"):
+            head += f" · group {meta['group']}"
+        st.markdown(head)
+        if job.active:
+            for stage in job.stages:
+                st.progress(stage.fraction, text=stage.text())
+            if job.message:
+                st.caption(job.message)
+        else:
+            hits = sum(s.cached for s in job.stages)
+            score = (jobs.read_json(job.run_dir / "scores.json") or {}).get("score")
+            bits = [f"{len(job.stages)} stages, {hits} from cache"]
+            if isinstance(score, (int, float)):
+                bits.insert(0, f"score {score:.2f}")
+            st.caption(" · ".join(bits))
+        if job.error and not job.active:
+            st.error(job.error)
+        if job.active:
+            if job.status == "cancelling":
+                st.caption("Cancel requested; the job stops at its next check (forced after "
+                           f"{jobs.CANCEL_GRACE_S:.0f} s).")
+            else:
+                st.button("Cancel", key=f"cancel::{job.id}", on_click=jobs.cancel, args=(job.run_dir,))
+        elif job.status in ("done", "failed", "cancelled"):
+            st.page_link("views/results.py", label="Open in Results", icon=":material/analytics:",
+                         query_params={"run": job.id})
+
+
+def jobs_body() -> None:
+    """Active jobs (all of them, found from run dirs) and the jobs this session launched that have finished."""
+    active = jobs.active_jobs()
+    for job in active:
+        jobs.enforce_cancel(job)
+        render_job(job)
+    active_ids = {j.id for j in active}
+    finished = [jobs.job_status(Path(p)) for p in st.session_state.get("launched", [])
+                if Path(p).name not in active_ids and Path(p).is_dir()]
+    for job in finished[:6]:
+        render_job(job)
+    if not active and not finished:
+        st.caption("No job running.")
+    before = set(st.session_state.get("_jobs_active", []))
+    st.session_state["_jobs_active"] = sorted(active_ids)
+    if before - active_ids:
+        st.rerun()  # a job finished: refresh the history (and stop polling when none is left)
+
+
+def jobs_panel() -> None:
+    """Live job panel: a fragment re-run every second while a job is active, so the page never blocks."""
+    st.subheader("Jobs")
+    active = jobs.active_jobs()
+    st.session_state["_jobs_active"] = sorted(j.id for j in active)
+    st.fragment(jobs_body, run_every=1.0 if active else None)()
+
+
+def history_panel() -> None:
+    """All runs with scores; selecting a row opens it in Results."""
+    st.subheader("History")
+    df = state.runs_table()
+    if df.empty:
+        st.caption("No runs yet.")
+        return
+    shown = df[[c for c in HISTORY_COLS if c in df.columns]]
+    event = st.dataframe(shown, hide_index=True, width="stretch", on_select="rerun", selection_mode="single-row",
+                         key="history",
+                         column_config={"score": st.column_config.NumberColumn(format="%.2f"),
+                                        "mAA": st.column_config.NumberColumn(format="%.2f"),
+                                        "clusterness": st.column_config.NumberColumn(format="%.2f"),
+                                        "seconds": st.column_config.NumberColumn(format="%.1f")})
+    rows = event.selection.rows if event is not None else []
+    if rows:
+        run_id = str(shown.iloc[rows[0]]["id"])
+        # (root is a bound query parameter: it follows the session by itself and cannot be passed here)
+        st.switch_page("views/results.py", query_params={"run": run_id})
+    st.caption("Select a row to open the run in Results.")
+
+
+def main() -> None:
+    st.title("Run")
+    state.register_share("run", ["variant"])
+    root = state.current_root()
+    if root is None or not root.is_dir():
+        st.info("Pick an existing data root in the sidebar (the bundled one is made by `make data`).")
+    else:
+        with state.error_boundary("Run setup"):
+            launch_panel(root)
+    with state.error_boundary("Jobs"):
+        jobs_panel()
+    with state.error_boundary("History"):
+        history_panel()
+
+
+main()

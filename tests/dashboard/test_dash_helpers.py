@@ -1,0 +1,185 @@
+"""Pure helpers behind the dashboard: config widget specs, --set lists, jobs bookkeeping, thumbnails, h5 pairs."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from dashboard import jobs, state
+from imc_core.errors import InputError
+
+
+def test_toml_literal_round_trips_through_parse_overrides() -> None:
+    from imc_core.config import parse_overrides
+
+    values = {"a.b": True, "a.c": 15, "a.d": 0.1, "a.e": "aliked-n16", "a.f": [1.0, 2.5], "a.g": 1e-5}
+    items = [f"{k}={state.toml_literal(v)}" for k, v in values.items()]
+    parsed = parse_overrides(items)["a"]
+    assert parsed == {k.split(".")[1]: v for k, v in values.items()}
+
+
+def test_overrides_only_list_changed_values() -> None:
+    base = {"features": {"max_keypoints": 4096, "method": "aliked", "resize": 1024.0},
+            "reconstruction": {"deterministic": True}}
+    values = {"features.max_keypoints": 4096, "features.method": "disk", "features.resize": 1024,
+              "reconstruction.deterministic": False}
+    assert state.overrides_from_values(base, values) == ['features.method="disk"',
+                                                          "reconstruction.deterministic=false"]
+
+
+def test_comment_choices() -> None:
+    assert state.comment_choices("incremental | global (pycolmap.global_mapping, GLOMAP)") == ["incremental",
+                                                                                              "global"]
+    assert state.comment_choices("SIMPLE_RADIAL | PINHOLE | OPENCV, one per image") == ["SIMPLE_RADIAL", "PINHOLE",
+                                                                                       "OPENCV"]
+    assert state.comment_choices("geometric verification: colmap (RANSAC)") == []
+
+
+def test_config_fields_are_generated_from_the_dataclasses() -> None:
+    from imc_core.config import SECTIONS, resolve_config
+
+    base = resolve_config("default").to_dict()
+    specs = {s.key: s for s in state.config_fields(base)}
+    assert set(specs) == {f"{sec}.{k}" for sec, values in base.items() for k in values}
+    assert specs["reconstruction.mapper"].kind == "choice" and specs["reconstruction.mapper"].closed
+    assert {"incremental", "global"} <= set(specs["reconstruction.mapper"].choices)
+    assert specs["reconstruction.deterministic"].kind == "bool"
+    assert specs["reconstruction.min_model_size"].kind == "int"
+    assert specs["reconstruction.verify_max_error"].kind == "float"
+    assert specs["features.method"].kind == "choice" and len(specs["features.method"].choices) > 1
+    assert specs["global_descriptors.models"].kind == "list"
+    assert specs["reconstruction.min_model_size"].default == base["reconstruction"]["min_model_size"]
+    assert len(SECTIONS) == len({s.section for s in specs.values()})
+
+
+def test_stage_progress_eta_and_text() -> None:
+    prog = {"stages": {"ds/features": {"done": 5, "total": 20, "cached": False, "started": 100.0},
+                       "ds/matching": {"done": 1, "total": 1, "cached": True, "seconds": 0.0}}}
+    feats, match = jobs.stage_progress(prog, now=110.0)
+    assert feats.fraction == 0.25 and feats.eta_s == pytest.approx(30.0)
+    assert "5/20" in feats.text() and "ETA 30 s" in feats.text()
+    assert match.text().endswith("cache hit")
+    assert jobs.stage_progress(None) == []
+
+
+def test_build_command_and_repeats(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    spec = jobs.LaunchSpec(tmp_path, ["a"], "default", ["features.max_keypoints=10", "reconstruction.seed=1"],
+                           None, "note", False)
+    cmd = jobs.build_command(spec, tmp_path / "RUN")
+    assert cmd[: len(jobs.BASE_COMMAND)] == jobs.BASE_COMMAND
+    for part in (["--out", str(tmp_path / "RUN")], ["--dataset", "a"], ["--set", "features.max_keypoints=10"],
+                 ["--label", "note"]):
+        assert any(cmd[i: i + 2] == part for i in range(len(cmd)))
+    assert "--no-cache" in cmd
+
+    launched: list[jobs.LaunchSpec] = []
+    monkeypatch.setattr(jobs, "launch", lambda s, runs_dir=None: launched.append(s) or tmp_path)
+    jobs.launch_repeats(spec, repeats=3, seed=7)
+    seeds = [[o for o in s.overrides if o.startswith("reconstruction.seed=")] for s in launched]
+    assert seeds == [["reconstruction.seed=7"], ["reconstruction.seed=8"], ["reconstruction.seed=9"]]
+    assert len({s.group for s in launched}) == 1 and launched[0].group
+
+
+def test_job_status_of_dead_and_live_processes(tmp_path: Path) -> None:
+    from imc_core.runs import RunWriter
+
+    run = tmp_path / "20260101-000000-x-abcd"
+    RunWriter(run).write_meta(id=run.name, status="running", created="2026")
+    (run / jobs.JOB_FILE).write_text(json.dumps({"pid": 2**22 + 12345}))  # no such process
+    job = jobs.job_status(run)
+    assert job.status == "stopped" and not job.alive and "ended without" in (job.error or "")
+    assert jobs.active_jobs(tmp_path) == []
+    (run / "CANCEL").write_text("x")
+    assert jobs.job_status(run).status == "cancelled"
+
+    # a live process whose command line names the run dir counts as the job; another process does not
+    proc = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()", run.name],
+                            stdin=subprocess.PIPE, start_new_session=True)
+    try:
+        (run / jobs.JOB_FILE).write_text(json.dumps({"pid": proc.pid}))
+        job = jobs.job_status(run)
+        assert job.alive and job.status == "cancelling"
+        assert not jobs.enforce_cancel(job, grace_s=3600)  # grace period not over
+        assert jobs.enforce_cancel(job, grace_s=0.0)
+        assert proc.wait(timeout=20) == -signal.SIGTERM
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert not jobs.is_alive(os.getpid(), run)  # pytest's own pid does not name the run
+
+
+def test_thumbnail_is_written_once(tmp_path: Path) -> None:
+    from PIL import Image
+
+    img = tmp_path / "a.png"
+    Image.new("RGB", (400, 200), (10, 20, 30)).save(img)
+    out = state.make_thumbnail(img, 64, tmp_path / "thumbs")
+    with Image.open(out) as im:
+        assert im.format == "JPEG" and max(im.size) == 64
+    mtime = out.stat().st_mtime_ns
+    assert state.make_thumbnail(img, 64, tmp_path / "thumbs") == out and out.stat().st_mtime_ns == mtime
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"not an image")
+    with pytest.raises(InputError, match="cannot read image"):
+        state.make_thumbnail(bad, 64, tmp_path / "thumbs")
+
+
+def test_read_pair_both_orders(tmp_path: Path) -> None:
+    import h5py
+
+    feats, matches = tmp_path / "features.h5", tmp_path / "matches.h5"
+    with h5py.File(feats, "w") as f:
+        f.create_group("a.png").create_dataset("keypoints", data=np.zeros((5, 2), np.float32))
+        f.create_group("b.png").create_dataset("keypoints", data=np.ones((4, 2), np.float32))
+    with h5py.File(matches, "w") as f:
+        f.create_group(state.names_to_pair("a.png", "b.png")).create_dataset(
+            "matches", data=np.array([[0, 1], [4, 3]], np.int32))
+    k0, k1, m = state.read_pair(feats, matches, "a.png", "b.png")
+    assert k0.shape == (5, 2) and k1.shape == (4, 2) and m.tolist() == [[0, 1], [4, 3]]
+    _, _, m_rev = state.read_pair(feats, matches, "b.png", "a.png")
+    assert m_rev.tolist() == [[1, 0], [3, 4]]
+    with pytest.raises(InputError, match="not in the matches file"):
+        state.read_pair(feats, matches, "a.png", "a.png")
+
+
+def test_match_artifacts_missing_cache_is_explained(dash_env) -> None:  # noqa: ANN001
+    from imc_core.config import PipelineConfig
+
+    with pytest.raises(InputError, match="cached features not found"):
+        state.find_match_artifacts(PipelineConfig().to_dict(), dash_env.data_root, "ds1")
+    with pytest.raises(InputError, match="data root is not available"):
+        state.find_match_artifacts({}, dash_env.data_root / "nope", "ds1")
+
+
+def test_noise_verdict() -> None:
+    assert state.noise_verdict([60.0, 60.5, 59.8], [60.2, 60.4, 60.1]) == "≈ within noise"
+    assert state.noise_verdict([60.0, 60.1, 59.9], [70.0, 70.2, 69.9]) == "significant"
+    assert state.noise_verdict([60.0, 61.0], [60.8]) == "≈ within noise"  # |Δ| ≤ 2 std of the repeated side
+    assert state.noise_verdict([60.0, 60.2], [75.0]) == "significant"
+    assert state.noise_verdict([60.0], [61.0]) == "unknown (needs repeats)"
+
+
+def test_roots_are_remembered(dash_env, tmp_path: Path) -> None:  # noqa: ANN001
+    assert state.load_roots() == [str(dash_env.data_root)]
+    with pytest.raises(InputError):
+        state.add_root(str(tmp_path / "missing"))
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(InputError, match="no datasets"):
+        state.add_root(str(empty))
+    other = tmp_path / "other"
+    (other / "test" / "x").mkdir(parents=True)
+    assert state.add_root(str(other)) == str(other)
+    assert state.load_roots() == [str(dash_env.data_root), str(other)]
+    state.remove_root(str(other))
+    assert state.load_roots() == [str(dash_env.data_root)]
+    dash_env.roots_file.write_text("{broken")
+    assert state.load_roots() == [str(dash_env.data_root)]

@@ -1,0 +1,222 @@
+"""AppTest: every page renders on fabricated runs; Results, Compare, Datasets, sharing and error handling."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from dashkit import APP, DashEnv, errors_and_exceptions
+
+TIMEOUT = 30
+
+
+def open_app(page: str, **params: Any) -> AppTest:
+    """Run the entry script with ``?page=...`` and other query parameters (what a shared link does)."""
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
+    at.query_params["page"] = page
+    for k, v in params.items():
+        at.query_params[k] = v
+    return at.run()
+
+
+def assert_clean(at: AppTest) -> None:
+    errors, exceptions = errors_and_exceptions(at)
+    assert not exceptions, exceptions
+    assert not errors, errors
+
+
+def frame_with(at: AppTest, column: str) -> Any:
+    """The first st.dataframe whose frame has ``column``."""
+    for d in at.dataframe:
+        if column in d.value.columns:
+            return d.value
+    raise AssertionError(f"no dataframe with column {column!r}")
+
+
+def share_text(at: AppTest) -> str:
+    return "\n".join(c.value for c in at.sidebar.code)
+
+
+@pytest.mark.parametrize("page, title", [("datasets", "Datasets"), ("run", "Run"), ("results", "Results"),
+                                         ("compare", "Compare")])
+def test_every_page_renders(make_run: Callable[..., Path], page: str, title: str) -> None:
+    make_run("run-a", score=60.0)
+    make_run("run-b", score=62.0)
+    at = open_app(page, **({"runs": ["run-a", "run-b"]} if page == "compare" else {}))
+    assert_clean(at)
+    assert [t.value for t in at.title] == [title]
+    assert f"page={page}" in share_text(at)
+
+
+def test_pages_render_without_any_run(dash_env: DashEnv) -> None:
+    for page in ("run", "results", "compare"):
+        assert_clean(open_app(page))
+    assert any("No runs yet" in i.value for i in open_app("results").info)
+
+
+def test_results_score_and_image_table_filters(make_run: Callable[..., Path]) -> None:
+    make_run("run-a", score=60.0, failing=("s2_3.png", "s1_4.png"))
+    at = open_app("results", run="run-a", tab="Images")
+    assert_clean(at)
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Score"] == "60.00" and metrics["Clusterness"] == "90.00"
+    table = frame_with(at, "t2")
+    assert len(table) == 10 and {"✓", "✗"} <= set(table["t2"])
+    at.selectbox(key="image_filter").select("unregistered (not in its scene's cluster or no pose)").run()
+    table = frame_with(at, "t2")
+    assert sorted(table["image"]) == ["s1_4.png", "s2_3.png"]
+    at.selectbox(key="image_filter").select("GT outliers").run()
+    assert list(frame_with(at, "t2")["image"]) == ["out_0.png"]
+    at.selectbox(key="image_filter").select("all images").run()
+    at.text_input(key="image_search").input("s2_").run()
+    assert len(frame_with(at, "t2")) == 4
+    at.selectbox(key="scene").select("s1").run()
+    assert len(frame_with(at, "t2")) == 0  # s2_ images within scene s1
+
+
+def test_share_link_holds_the_view(make_run: Callable[..., Path], dash_env: DashEnv) -> None:
+    make_run("run-a")
+    at = open_app("results", run="run-a", scene="s1", tab="Images")
+    assert_clean(at)
+    share = share_text(at)  # (AppTest drops the sidebar on reruns, so only a first run shows it)
+    for part in ("page=results", "run=run-a", "scene=s1", "tab=Images", "dataset=ds1", "root="):
+        assert part in share, share
+    assert at.session_state["tab"] == "Images" and at.session_state["scene"] == "s1"
+
+
+@pytest.mark.parametrize("tab", ["Overview", "3D", "Clusters", "Pairs", "Loss", "Timings", "Log", "Descriptors"])
+def test_results_tabs_render(make_run: Callable[..., Path], tab: str) -> None:
+    make_run("run-a", score=60.0, misplaced=("s1_2.png",))
+    at = open_app("results", run="run-a", tab=tab, scene="s2")
+    assert_clean(at)
+    text = " ".join(x.value for x in [*at.info, *at.caption, *at.markdown])
+    if tab == "Descriptors":
+        assert "No global descriptors in this run's variant" in text
+    if tab == "Pairs":
+        assert "Graph only: cached features not found" in text  # no cache in the test: the graph alone, and why
+    if tab == "Clusters":
+        assert "Misplaced images** (1)" in text
+    if tab == "3D":
+        assert "cluster1" in text
+
+
+def test_broken_run_dir_gives_a_readable_error(make_run: Callable[..., Path], dash_env: DashEnv) -> None:
+    bad = make_run("run-bad")
+    (bad / "run.json").write_text("{not json")
+    at = open_app("results", run="run-bad")
+    errors, exceptions = errors_and_exceptions(at)
+    assert not exceptions
+    assert len(errors) == 1 and "run.json" in errors[0] and "cannot read JSON" in errors[0]
+    assert not [e for e in at.main.expander if e.label == "Details"]  # a known error: no traceback details
+
+    broken_scores = make_run("run-bad-scores")
+    (broken_scores / "scores.json").write_text("[1, 2")
+    at = open_app("results", run="run-bad-scores")
+    errors, exceptions = errors_and_exceptions(at)
+    assert not exceptions and any("scores.json" in e for e in errors)
+    at = open_app("results", run="../../etc")
+    errors, exceptions = errors_and_exceptions(at)
+    assert not exceptions and any("invalid run id" in e for e in errors)
+
+
+def test_compare_deltas_and_noise_marker(make_run: Callable[..., Path]) -> None:
+    for i, s in enumerate((60.0, 60.4, 59.8)):
+        make_run(f"base-{i}", score=s, group="base", seed=i)
+    for i, s in enumerate((60.3, 60.1, 59.9)):
+        make_run(f"same-{i}", score=s, group="same", seed=i, config_overrides={"features": {"max_keypoints": 999}})
+    make_run("better", score=75.0)
+    runs = [*(f"base-{i}" for i in range(3)), *(f"same-{i}" for i in range(3)), "better"]
+    at = open_app("compare", runs=runs)
+    assert_clean(at)
+    head = frame_with(at, "arm").set_index("arm")
+    assert list(head["runs"]) == [3, 3, 1]
+    assert head.loc["group: base", "noise"] == "reference"
+    assert head.loc["group: same", "noise"] == "≈ within noise"
+    better = next(a for a in head.index if "better" in a)
+    assert head.loc[better, "noise"] == "significant"
+    assert head.loc[better, "Δ score"] == pytest.approx(75.0 - (60.0 + 60.4 + 59.8) / 3)
+    assert head.loc["group: base", "score ± std"] == pytest.approx(0.3055, abs=1e-3)
+    per_ds = frame_with(at, "dataset")
+    assert set(per_ds["dataset"]) == {"ds1"} and len(per_ds) == 3
+    diff_tables = [d.value for d in at.dataframe if "key" in d.value.columns]
+    assert any("features.max_keypoints" in set(t["key"]) for t in diff_tables)
+    assert "run=" not in share_text(at) and "runs=base-0" in share_text(at)
+
+
+def test_compare_per_image_gains_and_losses(make_run: Callable[..., Path]) -> None:
+    make_run("a", failing=("s2_3.png",))
+    make_run("b", failing=("s1_1.png",))
+    at = open_app("compare", runs=["a", "b"])
+    assert_clean(at)
+    delta = frame_with(at, "pass_change").set_index("image")
+    assert delta.loc["s2_3.png", "pass_change"] == "gained" and delta.loc["s1_1.png", "pass_change"] == "lost"
+    assert len(delta) == 2
+
+
+def test_bad_bundle_is_rejected_and_nothing_written(make_run: Callable[..., Path], dash_env: DashEnv) -> None:
+    make_run("a")
+    make_run("b")
+    before = sorted(p.name for p in dash_env.runs.iterdir())
+    at = open_app("compare")
+    at.file_uploader(key="bundle").upload("evil.zip", b"this is not a zip file", "application/zip").run()
+    errors, exceptions = errors_and_exceptions(at)
+    assert not exceptions and any("Import failed" in e and "not a valid zip" in e for e in errors)
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr("x/../../escape.txt", "boom")
+    at = open_app("compare")
+    at.file_uploader(key="bundle").upload("evil2.zip", buf.getvalue(), "application/zip").run()
+    errors, _ = errors_and_exceptions(at)
+    assert any("unsafe path" in e for e in errors)
+    assert sorted(p.name for p in dash_env.runs.iterdir()) == before
+    assert not (dash_env.runs.parent / "escape.txt").exists()
+
+
+def test_good_bundle_is_imported(make_run: Callable[..., Path], dash_env: DashEnv, tmp_path: Path) -> None:
+    from imc_core.runs import export_bundle
+
+    run = make_run("shared-run", score=70.0)
+    data = export_bundle(run, tmp_path / "b.zip").read_bytes()
+    at = open_app("compare")
+    at.file_uploader(key="bundle").upload("b.zip", data, "application/zip").run()
+    assert_clean(at)
+    success = [s.value for s in at.success]
+    assert success and "Imported as shared-run-imported-" in success[0]
+    assert len([p for p in dash_env.runs.iterdir() if p.name.startswith("shared-run-imported-")]) == 1
+    at.run()  # a rerun does not import the same upload twice
+    assert len([p for p in dash_env.runs.iterdir() if p.name.startswith("shared-run-imported-")]) == 1
+
+
+def test_datasets_page_counts_and_thumbnails(dash_env: DashEnv) -> None:
+    at = open_app("datasets")
+    assert_clean(at)
+    assert {m.label: m.value for m in at.metric} == {"Datasets": "1", "Scenes": "2", "Images": "10"}
+    assert len(list((dash_env.cache / "thumbs").glob("*.jpg"))) == 10
+    assert any("**s1** — 5 images" in m.value for m in at.markdown)
+    assert "dataset=train%2Fds1" in share_text(at) or "dataset=train/ds1" in share_text(at)
+
+
+def test_add_data_root(dash_env: DashEnv, tmp_path: Path) -> None:
+    from PIL import Image
+
+    other = tmp_path / "other"
+    (other / "train" / "x").mkdir(parents=True)
+    Image.new("RGB", (8, 8)).save(other / "train" / "x" / "a.png")
+    at = open_app("datasets")
+    at.text_input(key="new_root").input(str(other))
+    at.button[0].click().run()
+    assert_clean(at)
+    assert str(other) in dash_env.roots_file.read_text()
+    assert at.session_state["root"] == str(other)
+    at.button(key=f"forget::{other}").click().run()
+    assert str(other) not in dash_env.roots_file.read_text() and at.session_state["root"] == str(dash_env.data_root)
+    at = open_app("datasets")
+    at.text_input(key="new_root").input(str(tmp_path / "missing"))
+    at.button[0].click().run()
+    assert any("data root not found" in e.value for e in at.error) and not at.exception

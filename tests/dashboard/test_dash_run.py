@@ -1,0 +1,139 @@
+"""AppTest of the Run page: generated parameter widgets → --set list, background job with live progress, cancel.
+
+The pipeline process is replaced by a tiny fake (``jobs.BASE_COMMAND`` monkeypatched) that writes progress, then
+blocks on a named pipe until the test lets it finish, so the test sees the job mid-run without sleeping.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from dashkit import APP, DashEnv, errors_and_exceptions
+from streamlit.testing.v1 import AppTest
+
+from dashboard import jobs
+
+FAKE = textwrap.dedent('''
+    import json, os, sys, time
+    args = sys.argv[1:]
+    out = args[args.index("--out") + 1]
+
+    def write(name, obj):
+        tmp = os.path.join(out, "." + name + ".tmp")
+        with open(tmp, "w") as f:
+            json.dump(obj, f)
+        os.replace(tmp, os.path.join(out, name))
+
+    write("argv.json", args)
+    meta = json.load(open(os.path.join(out, "run.json")))
+    now = time.time()
+    write("progress.json", {"stage": "ds1/features", "done": 3, "total": 10, "message": "extracting features",
+                            "updated": now, "stages": {
+        "ds1/pairs": {"done": 1, "total": 1, "cached": False, "seconds": 0.1, "started": now - 5},
+        "ds1/features": {"done": 3, "total": 10, "cached": False, "seconds": None, "started": now - 3}}})
+    with open(os.environ["FAKE_FIFO"]) as f:  # blocks until the test has looked at the progress
+        f.read()
+    if os.path.exists(os.path.join(out, "CANCEL")):
+        meta["status"] = "cancelled"
+    else:
+        write("scores.json", {"score": 42.5, "mAA": 50.0, "clusterness": 36.9,
+                              "datasets": {"ds1": {"score": 42.5, "mAA": 50.0, "clusterness": 36.9}}})
+        meta["status"] = "done"
+    write("run.json", meta)
+''')
+
+
+@pytest.fixture()
+def fake_pipeline(dash_env: DashEnv, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Install the fake pipeline; returns the named pipe that releases it."""
+    script = tmp_path / "fake_pipeline.py"
+    script.write_text(FAKE)
+    fifo = tmp_path / "go.fifo"
+    os.mkfifo(fifo)
+    monkeypatch.setenv("FAKE_FIFO", str(fifo))
+    monkeypatch.setattr(jobs, "BASE_COMMAND", [sys.executable, str(script)])
+    return fifo
+
+
+def run_page() -> AppTest:
+    at = AppTest.from_file(str(APP), default_timeout=30)
+    at.query_params["page"] = "run"
+    return at.run()
+
+
+def test_widgets_build_the_set_list(dash_env: DashEnv) -> None:
+    at = run_page()
+    assert not errors_and_exceptions(at)[1]
+    assert at.session_state["run_overrides"] == []
+    at.number_input(key="cfg.default.matching.min_matches").set_value(42)
+    at.checkbox(key="cfg.default.reconstruction.deterministic").uncheck()
+    at.selectbox(key="cfg.default.reconstruction.mapper").select("global")
+    at.number_input(key="cfg.default.reconstruction.verify_max_error").set_value(2.5)
+    at.run()
+    assert sorted(at.session_state["run_overrides"]) == sorted([
+        "matching.min_matches=42", "reconstruction.deterministic=false", 'reconstruction.mapper="global"',
+        "reconstruction.verify_max_error=2.5"])
+    assert any("--set matching.min_matches=42" in c.value for c in at.code)
+    at.number_input(key="cfg.default.matching.min_matches").set_value(15).run()  # back to the variant's value
+    assert "matching.min_matches=42" not in at.session_state["run_overrides"]
+    # every section of the typed config has its expander
+    assert {e.label for e in at.expander} >= {"features", "matching", "pairs", "reconstruction", "fusion"}
+
+
+@pytest.mark.timeout(120)
+def test_launch_shows_progress_and_finishes(dash_env: DashEnv, fake_pipeline: Path) -> None:
+    at = run_page()
+    at.number_input(key="cfg.default.matching.min_matches").set_value(33)
+    at.button(key="launch").click().run()
+    (run_dir,) = [p for p in dash_env.runs.iterdir() if p.is_dir()]
+    assert json.loads((run_dir / "run.json").read_text())["status"] == "running"
+    with open(fake_pipeline, "w") as go:  # opens once the fake has written its progress
+        at.run()
+        bars = {p.proto.text: p.value for p in at.get("progress")}
+        assert any("ds1/features: 3/10" in t and "ETA" in t for t in bars), bars
+        assert any(t.startswith("ds1/pairs: 1/1") for t in bars)
+        assert any(run_dir.name in m.value and "running" in m.value for m in at.markdown)
+        assert any(b.label == "Cancel" for b in at.button)
+        go.write("go")
+    assert jobs.wait(run_dir, timeout=60) == 0
+    argv = json.loads((run_dir / "argv.json").read_text())
+    assert argv[argv.index("--set") + 1] == "matching.min_matches=33" and argv[argv.index("--out") + 1] == str(run_dir)
+    at.run()
+    assert not errors_and_exceptions(at)[1]
+    assert any(run_dir.name in m.value and "done" in m.value for m in at.markdown)
+    history = next(d.value for d in at.dataframe if "score" in d.value.columns)
+    assert list(history["score"]) == [42.5] and list(history["status"]) == ["done"]
+
+
+@pytest.mark.timeout(120)
+def test_cancel_writes_cancel_and_the_job_stops(dash_env: DashEnv, fake_pipeline: Path) -> None:
+    at = run_page()
+    at.button(key="launch").click().run()
+    (run_dir,) = [p for p in dash_env.runs.iterdir() if p.is_dir()]
+    with open(fake_pipeline, "w") as go:
+        at.run()
+        at.button(key=f"cancel::{run_dir.name}").click().run()
+        assert (run_dir / "CANCEL").exists()
+        assert any("Cancel requested" in c.value for c in at.caption)
+        go.write("go")
+    assert jobs.wait(run_dir, timeout=60) == 0
+    at.run()
+    assert json.loads((run_dir / "run.json").read_text())["status"] == "cancelled"
+    assert any(run_dir.name in m.value and "cancelled" in m.value for m in at.markdown)
+
+
+def test_repeats_share_a_group_with_consecutive_seeds(dash_env: DashEnv, monkeypatch: pytest.MonkeyPatch) -> None:
+    started: list[jobs.LaunchSpec] = []
+    monkeypatch.setattr(jobs, "launch", lambda spec, runs_dir=None: started.append(spec) or dash_env.runs)
+    at = run_page()
+    at.number_input(key="cfg.default.reconstruction.seed").set_value(5)
+    at.number_input(key="repeats").set_value(3)
+    at.button(key="launch").click().run()
+    assert [[o for o in s.overrides if "seed" in o] for s in started] == [
+        ["reconstruction.seed=5"], ["reconstruction.seed=6"], ["reconstruction.seed=7"]]
+    assert len({s.group for s in started}) == 1 and started[0].group
