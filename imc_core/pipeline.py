@@ -9,6 +9,7 @@ with the exact metric when ground truth exists.
 from __future__ import annotations
 
 import dataclasses
+import os
 import platform
 import shutil
 import time
@@ -125,7 +126,8 @@ def run_pipeline(
     rep = _Reporter(writer, progress, should_cancel)
     t_start = time.perf_counter()
     writer.write_meta(
-        id=run_dir.name, created=now_iso(), status="running", variant=variant, data_root=str(Path(data_root)),
+        id=run_dir.name, created=now_iso(), status="running", variant=variant,
+        data_root=str(Path(data_root).resolve()), pid=os.getpid(),
         split=None, datasets=datasets or [], config_hash=cfg.hash(), device=_device_name(),
         deterministic=cfg.reconstruction.deterministic, seed=cfg.reconstruction.seed, overrides=list(overrides),
         label=label, group=group, host=platform.node(), error=None,
@@ -234,7 +236,6 @@ def _run_dataset(ds: Any, cfg: PipelineConfig, run_dir: Path, writer: RunWriter,
     matches = get_or_build("matching", name, mkey, build_matches, use_cache=use_cache,
                            meta={"conf": _stage_conf(cfg.matching), "inputs": [fkey, pairs_key], "dataset": name})
     record("matching", matches)
-    stats = _pairs_stats(name, matches.path / "matches.h5", pairs)
 
     # reconstruction (cached only when deterministic: otherwise every run is a fresh sample of mapper noise)
     rconf = _asdict(cfg.reconstruction)
@@ -262,15 +263,24 @@ def _run_dataset(ds: Any, cfg: PipelineConfig, run_dir: Path, writer: RunWriter,
         if dst.exists():
             shutil.rmtree(dst)
         shutil.copytree(models_src, dst)
+    stats = _pairs_stats(name, matches.path / "matches.h5", pairs, rec.path / "database.db")
     poses = read_pose_csv(rec.path / "poses.csv")
     ok = '"ok": true' in (rec.path / "result.json").read_text()
     return DatasetResult(name, poses, timings, cache, stats, ok)
 
 
-def _pairs_stats(dataset: str, matches_path: Path, pairs: list[tuple[str, str]]) -> pd.DataFrame:
-    """Matches per pair (for the dashboard's match graph)."""
+def _pairs_stats(dataset: str, matches_path: Path, pairs: list[tuple[str, str]],
+                 db_path: Path | None = None) -> pd.DataFrame:
+    """Matches and verified inliers per pair (for the dashboard's match graph)."""
     from .stages.matching import read_matches
+    from .stages.reconstruction import pair_inliers
 
+    inliers: dict[tuple[str, str], int] = {}
+    if db_path is not None and db_path.exists():
+        try:
+            inliers = pair_inliers(db_path)
+        except Exception:  # an unreadable database only loses the inlier column
+            inliers = {}
     rows = []
     for a, b in pairs:
         try:
@@ -278,8 +288,8 @@ def _pairs_stats(dataset: str, matches_path: Path, pairs: list[tuple[str, str]])
             n = 0 if m is None else len(m[0] if isinstance(m, tuple) else m)
         except KeyError:
             n = 0
-        rows.append((dataset, a, b, n))
-    return pd.DataFrame(rows, columns=["dataset", "name0", "name1", "n_matches"])
+        rows.append((dataset, a, b, n, inliers.get((a, b), 0)))
+    return pd.DataFrame(rows, columns=["dataset", "name0", "name1", "n_matches", "n_inliers"])
 
 
 def _write_outputs(root: Any, split: str, names: list[str], results: list[DatasetResult], run_dir: Path,

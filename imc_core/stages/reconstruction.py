@@ -690,3 +690,29 @@ def reconstruct(image_dir: Path, images: list[str], features_path: Path, matches
         raise
     report(len(images), len(images), f"{len(paths)} model(s)")
     return ReconstructionResult(poses, len(paths), paths, log, True)
+
+
+def pair_inliers(db_path: Path) -> dict[tuple[str, str], int]:
+    """Geometrically verified inlier counts per image pair, read from a COLMAP database.
+
+    Args:
+        db_path: the ``database.db`` written by :func:`reconstruct`.
+
+    Returns:
+        ``{(name_a, name_b): n_inliers}`` with both name orders present; pairs that failed verification are absent.
+    """
+    import sqlite3
+
+    max_id = 2147483647  # COLMAP: pair_id = id1 * 2147483647 + id2 with id1 < id2
+    con = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
+    try:
+        names = dict(con.execute("SELECT image_id, name FROM images"))
+        rows = con.execute("SELECT pair_id, rows FROM two_view_geometries WHERE rows > 0").fetchall()
+    finally:
+        con.close()
+    out: dict[tuple[str, str], int] = {}
+    for pair_id, n in rows:
+        a, b = names.get(pair_id // max_id), names.get(pair_id % max_id)
+        if a is not None and b is not None:
+            out[(a, b)] = out[(b, a)] = int(n)
+    return out

@@ -1,0 +1,49 @@
+"""Compute device selection: CUDA when present, CPU always, overridable with ``IMC_DEVICE``."""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING
+
+from .errors import ConfigError
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
+ENV_VAR = "IMC_DEVICE"
+CHOICES = ("auto", "cuda", "cpu")
+
+
+def resolve_device(pref: str = "auto") -> torch.device:
+    """Turn a device preference into a ``torch.device``.
+
+    Args:
+        pref: ``"auto"`` (``$IMC_DEVICE`` when set, else CUDA when available, else CPU), ``"cuda"``,
+            ``"cuda:N"`` or ``"cpu"``.
+
+    Returns:
+        The device to run on.
+
+    Raises:
+        ConfigError: unknown preference, or CUDA requested (by ``pref`` or ``$IMC_DEVICE``) but not available.
+    """
+    import torch
+
+    source = "device"
+    choice = (pref or "auto").strip().lower()
+    if choice == "auto":
+        env = os.environ.get(ENV_VAR, "").strip().lower()
+        if env and env != "auto":
+            choice, source = env, f"${ENV_VAR}"
+    if choice == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if choice == "cpu":
+        return torch.device("cpu")
+    if choice == "cuda" or choice.startswith("cuda:"):
+        if not torch.cuda.is_available():
+            raise ConfigError(f"{source}={choice!r} but CUDA is not available here (use 'cpu' or 'auto')")
+        dev = torch.device(choice)
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ConfigError(f"{source}={choice!r} but only {torch.cuda.device_count()} CUDA device(s) exist")
+        return dev
+    raise ConfigError(f"{source} must be one of {', '.join(CHOICES)} (or cuda:N), got {choice!r}")

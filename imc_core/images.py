@@ -1,0 +1,186 @@
+"""Image decoding: one place that turns any image file into an upright ``H×W×3`` uint8 RGB array.
+
+Every stage that reads pixels goes through :func:`load_image`, so EXIF orientation, odd pixel modes (grayscale,
+RGBA, palette, 16-bit, CMYK) and broken files are handled the same way everywhere. :func:`image_size` reads only
+the header, and :func:`exif_focal_px` gives the focal-length prior COLMAP would derive from EXIF.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from .errors import InputError
+
+# EXIF tag ids (TIFF/EXIF 2.3)
+_TAG_ORIENTATION = 0x0112
+_IFD_EXIF = 0x8769
+_TAG_FOCAL_LENGTH = 0x920A
+_TAG_FOCAL_35MM = 0xA405
+_TAG_FOCAL_PLANE_X_RES = 0xA20E
+_TAG_FOCAL_PLANE_UNIT = 0xA210
+_TAG_PIXEL_X_DIM = 0xA002
+# FocalPlaneResolutionUnit → millimetres per unit (1 = no unit, 2 = inch, 3 = cm, 4 = mm, 5 = µm)
+_UNIT_MM = {2: 25.4, 3: 10.0, 4: 1.0, 5: 1e-3}
+# Orientation values that swap width and height (transpose, rotate 90, transverse, rotate 270)
+_SWAPS_AXES = {5, 6, 7, 8}
+
+
+def _open(path: Path) -> Image.Image:
+    """Open ``path`` lazily (header only) with PIL, turning any failure into :class:`InputError`."""
+    try:
+        return Image.open(path)
+    except FileNotFoundError:
+        raise InputError(path, "image file not found") from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as err:
+        raise InputError(path, f"cannot read image: {err}") from None
+
+
+def _to_uint8(arr: np.ndarray) -> np.ndarray:
+    """Scale a 16-bit / 32-bit integer or float array to uint8.
+
+    Args:
+        arr: ``(H, W)`` or ``(H, W, C)`` array of any numeric dtype.
+
+    Returns:
+        Array of the same shape, dtype uint8. 16-bit data (max ≤ 65535) is divided by 257; floats with max ≤ 1 are
+        taken as [0, 1]; anything else is min-clipped at 0 and scaled by its maximum.
+    """
+    if arr.dtype == np.uint8:
+        return arr
+    a = arr.astype(np.float64)
+    if np.issubdtype(arr.dtype, np.floating):
+        a = np.nan_to_num(a, nan=0.0, posinf=0.0, neginf=0.0)
+        peak = float(a.max()) if a.size else 0.0
+        scale = 255.0 if peak <= 1.0 else 255.0 / peak
+    else:
+        peak = float(a.max()) if a.size else 0.0
+        scale = 1.0 if peak <= 255 else (1.0 / 257.0 if peak <= 65535 else 255.0 / peak)
+    return np.clip(np.rint(a * scale), 0, 255).astype(np.uint8)
+
+
+def _pil_to_rgb(img: Image.Image) -> np.ndarray:
+    """Convert a decoded PIL image of any mode to ``(H, W, 3)`` uint8 RGB (alpha dropped, 16-bit scaled)."""
+    if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        gray = _to_uint8(np.asarray(img))
+        return np.repeat(gray[..., None], 3, axis=2)
+    if img.mode != "RGB":
+        # RGBA / LA / P (+ transparency) / L / 1 / CMYK / YCbCr / LAB / HSV: PIL's converters drop alpha for "RGB"
+        img = img.convert("RGBA").convert("RGB") if img.mode == "P" else img.convert("RGB")
+    return np.asarray(img, dtype=np.uint8)
+
+
+def load_image(path: str | Path) -> np.ndarray:
+    """Decode an image file once, upright, as RGB.
+
+    EXIF orientation is applied (``PIL.ImageOps.exif_transpose``); grayscale is replicated to three channels,
+    alpha is dropped, palette and CMYK images are converted, 16-bit images are scaled to 8 bits.
+
+    Args:
+        path: image file (anything PIL can decode: JPEG, PNG, TIFF, WebP, BMP, ...).
+
+    Returns:
+        ``(H, W, 3)`` uint8 RGB array, C-contiguous, in the displayed (EXIF-corrected) orientation.
+
+    Raises:
+        InputError: the file is missing, truncated, corrupt or not an image (the message names the file).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(path, "image file not found")
+    try:
+        with Image.open(path) as img:
+            img.load()
+            img = ImageOps.exif_transpose(img) or img
+            return np.ascontiguousarray(_pil_to_rgb(img))
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
+        raise InputError(path, f"cannot decode image: {err}") from None
+
+
+def _orientation(img: Image.Image) -> int:
+    """EXIF orientation of an opened image (1 when absent or unreadable)."""
+    try:
+        value = img.getexif().get(_TAG_ORIENTATION, 1)
+        return int(value) if value else 1
+    except Exception:  # malformed EXIF never makes an image unreadable
+        return 1
+
+
+def image_size(path: str | Path) -> tuple[int, int]:
+    """Width and height of an image as :func:`load_image` would return it, without decoding pixels.
+
+    Args:
+        path: image file.
+
+    Returns:
+        ``(W, H)`` after applying the EXIF orientation (90° rotations swap them).
+
+    Raises:
+        InputError: missing or unreadable file.
+    """
+    path = Path(path)
+    with _open(path) as img:
+        w, h = img.size
+        if _orientation(img) in _SWAPS_AXES:
+            w, h = h, w
+    return int(w), int(h)
+
+
+def _exif_tags(img: Image.Image) -> dict[int, Any]:
+    """IFD0 and Exif sub-IFD tags of an opened image merged into one dict (empty when there is no EXIF)."""
+    try:
+        exif = img.getexif()
+        tags = dict(exif)
+        tags.update(exif.get_ifd(_IFD_EXIF))
+        return tags
+    except Exception:
+        return {}
+
+
+def _positive(value: Any) -> float | None:
+    """A positive finite float from an EXIF rational/number, else ``None``."""
+    try:
+        v = float(value)
+    except (TypeError, ValueError, ZeroDivisionError):
+        return None
+    return v if np.isfinite(v) and v > 0 else None
+
+
+def exif_focal_px(path: str | Path) -> float | None:
+    """Focal length in pixels from EXIF, following COLMAP's ``Bitmap::ExifFocalLength``.
+
+    In order: ``FocalLengthIn35mmFilm`` → ``f35 / 35 · max(W, H)``; else ``FocalLength`` (mm) with the sensor
+    width from ``FocalPlaneXResolution`` / ``FocalPlaneResolutionUnit`` (sensor width = ``PixelXDimension`` (or W)
+    / pixels-per-mm) → ``f_mm / sensor_width · max(W, H)``. COLMAP's third source, a camera make/model → sensor
+    width table, is not bundled here, so such images return ``None``.
+
+    Args:
+        path: image file.
+
+    Returns:
+        The focal length in pixels of the image as :func:`load_image` returns it, or ``None`` when EXIF does not
+        determine it.
+
+    Raises:
+        InputError: missing or unreadable file.
+    """
+    path = Path(path)
+    with _open(path) as img:
+        w, h = img.size
+        tags = _exif_tags(img)
+    max_size = float(max(w, h))
+    f35 = _positive(tags.get(_TAG_FOCAL_35MM))
+    if f35 is not None:
+        return f35 / 35.0 * max_size
+    f_mm = _positive(tags.get(_TAG_FOCAL_LENGTH))
+    x_res = _positive(tags.get(_TAG_FOCAL_PLANE_X_RES))
+    unit_mm = _UNIT_MM.get(int(tags.get(_TAG_FOCAL_PLANE_UNIT, 2) or 2))
+    if f_mm is None or x_res is None or unit_mm is None:
+        return None
+    pixels_per_mm = x_res / unit_mm
+    exif_width = _positive(tags.get(_TAG_PIXEL_X_DIM)) or float(w)
+    sensor_width_mm = exif_width / pixels_per_mm
+    return f_mm / sensor_width_mm * max_size

