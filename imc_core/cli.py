@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 from pathlib import Path
 
@@ -62,9 +63,15 @@ def _cmd_run(args: argparse.Namespace) -> int:
             if done >= total:
                 print(file=sys.stderr)
 
+    stop = {"requested": False}
+
+    def on_term(signum: int, frame: object) -> None:  # SIGTERM → a clean "cancelled" run, cache kept
+        stop["requested"] = True
+
+    signal.signal(signal.SIGTERM, on_term)
     run_dir = run_pipeline(args.data_root, datasets=args.dataset or None, variant=args.variant,
                            overrides=args.set, out=args.out, progress=progress, use_cache=not args.no_cache,
-                           label=args.label, group=args.group)
+                           label=args.label, group=args.group, should_cancel=lambda: stop["requested"])
     run = load_run(run_dir)
     if args.json:
         print(json.dumps({"run_dir": str(run_dir), "status": run.status, "error": run.meta.get("error"),

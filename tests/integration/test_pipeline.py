@@ -122,3 +122,23 @@ def test_test_layout_writes_kaggle_submission(first_run: tuple[Path, Path], tiny
     assert first[0] == f"{first[1]}_{first[3]}_public"
     assert not (run_dir / "scores.json").exists()
     assert json.loads((run_dir / "run.json").read_text())["split"] == "test"
+
+
+def test_cli_run_sigterm_ends_cancelled(tiny_root: Path, isolated_dirs: dict, tmp_path: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "term"
+    proc = subprocess.Popen([sys.executable, "-m", "imc_core", "run", "--data-root", str(tiny_root), "--out", str(out),
+                             "--no-cache", "--quiet", "--set", "features.max_keypoints=2048"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=dict(os.environ))
+    deadline = time.monotonic() + 120
+    while not (out / "progress.json").exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    rc = proc.wait(timeout=120)
+    meta = json.loads((out / "run.json").read_text())
+    assert meta["status"] == "cancelled" and rc == 1
