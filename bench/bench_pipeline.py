@@ -72,6 +72,9 @@ def colmap_anchor(root: Path, tmp: Path) -> dict:
 
 
 def run_variant(root: Path, variant: str, tmp: Path, overrides: list[str] | None = None) -> dict:
+    import pycolmap
+
+    pycolmap.logging.minloglevel = 2  # COLMAP's INFO lines would drown the table
     run_dir = run_pipeline(root, variant=variant, overrides=overrides or [], out=tmp / f"run-{variant}-{time.time_ns()}")
     run = load_run(run_dir)
     row = {"variant": variant, "status": run.status}
@@ -102,6 +105,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--datasets", nargs="*", default=None)
     ap.add_argument("--variants", nargs="*", default=["default"])
+    ap.add_argument("--set", action="append", default=[], help="override applied to every variant")
     ap.add_argument("--anchor", action="store_true")
     ap.add_argument("--rerun-mapping", action="store_true")
     ap.add_argument("--synthetic", action="store_true", help="also the bundled data/synthetic benchmark")
@@ -122,11 +126,11 @@ def main() -> None:
                 rows.append({"data": name, **r})
                 print(rows[-1], flush=True)
             for v in args.variants:
-                cold = run_variant(root, v, tmp)
+                cold = run_variant(root, v, tmp, list(args.set))
                 rows.append({"data": name, **cold})
                 print(rows[-1], flush=True)
                 if args.rerun_mapping:
-                    warm = run_variant(root, v, tmp, ["reconstruction.min_model_size=4"])
+                    warm = run_variant(root, v, tmp, list(args.set) + ["reconstruction.min_model_size=4"])
                     rows.append({"data": name, **warm, "variant": f"{v} (mapping changed, warm)",
                                  "speedup": (cold["total_s"] or 0) / max(warm["total_s"] or 1e-9, 1e-9)})
                     print(rows[-1], flush=True)

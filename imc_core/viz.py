@@ -461,9 +461,9 @@ def scene_bars(scenes: pd.DataFrame, title: str = "Per-scene results") -> go.Fig
     if len(rows) == 0:
         return _empty(title, "no scenes")
     label = (rows["dataset"].astype(str) + " / " + rows["scene"].astype(str)).tolist()
-    cluster = rows["cluster"].fillna("").astype(str).replace("", "(none)") if "cluster" in rows else \
+    cluster = rows["cluster"].astype(object).fillna("").astype(str).replace("", "(none)") if "cluster" in rows else \
         pd.Series(["?"] * len(rows))
-    warning = rows["warning"].fillna("").astype(str) if "warning" in rows else pd.Series([""] * len(rows))
+    warning = rows["warning"].astype(object).fillna("").astype(str) if "warning" in rows else pd.Series([""] * len(rows))
     custom = np.stack([cluster.to_numpy(), warning.to_numpy()], axis=1)
     fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.06, row_heights=[0.55, 0.45],
                         subplot_titles=("mAA (%)", "images"))
