@@ -54,12 +54,21 @@ intermediate sums (the triplet Horn fit mirrors the official operation order), w
 error lies within ~1e-15 (relative) of a threshold.
 
 Speed (``MetricConfig.prefilter``, on by default): triplet models and refits are first computed approximately —
-moments of the camera subsets by one matrix product, the largest eigenpair of Horn's 4×4 matrix by Newton's method
-and an adjugate (no LAPACK call per model), squared errors by one matrix product — together with a generous bound
-on their error. A triplet whose errors are all farther than that bound from every threshold has the same inlier
-sets as the exact computation; the others are recomputed exactly (official-order Horn with ``eigh``). A refit is
-computed exactly (SVD, as the official code) only when its bounds say it can still beat or tie the best model of a
-threshold. Everything is processed in batches of about ``chunk_bytes``.
+moments of the camera subsets, the largest eigenpair of Horn's 4×4 matrix by Newton's method and an adjugate (no
+LAPACK call per model) — together with a generous bound on their error. A triplet whose errors are all farther than
+that bound from every threshold has the same inlier sets as the exact computation; the others are recomputed exactly
+(official-order Horn with ``eigh``). An inlier set is refitted exactly (SVD, as the official code) only when its
+bounds say it can still be the best model of a threshold: the best model of a threshold is the candidate with the
+largest (inliers, −SSE, −order), so a set whose inlier upper bound is below the largest lower bound seen (or equal,
+with an SSE certainly larger) is beaten whatever is refitted after it, and the surviving sets may be refitted in any
+order.
+
+With numba (``MetricConfig.numba``, on by default; compiled on first use, cached on disk) this approximate pass is
+fused per camera pair: one loop over the triplets (fast model, errors, threshold bands, inlier bit sets), a hash table
+that drops the sets already met, and the approximate refit of each new set with an early exit when it cannot reach
+the running bounds. No (models × cameras) array is built; memory is bounded by ``chunk_bytes`` (hash table, queue of
+uncertain triplets, buffer of surviving sets). Without numba the same path runs in NumPy, in batches of about
+``chunk_bytes``. Both paths give the same result; the exact numbers always come from the NumPy functions.
 """
 
 from __future__ import annotations
@@ -102,12 +111,15 @@ class MetricConfig:
         chunk_bytes: rough working-set budget of one batch of triplets / refits, bytes.
         prefilter: refit every inlier set approximately first (moments + closed-form eigen solver) and refit
             exactly only those that can still become a best model; ``False`` refits every set exactly.
+        numba: run the prefilter path with the numba kernels (compiled on first use, cached on disk); ``False``, or
+            numba missing, uses the NumPy implementation of the same path (same results, slower).
     """
 
     skip_top_thresholds: int = 2
     to_dec: int = 3
     chunk_bytes: int = 96 * 2**20
     prefilter: bool = True
+    numba: bool = True
 
 
 DEFAULT_CONFIG = MetricConfig()
@@ -432,6 +444,578 @@ def _fast_features(ev: np.ndarray, gt: np.ndarray) -> tuple[np.ndarray, np.ndarr
     return feats, phi, D
 
 
+# ------------------------------------------------------------------------------- numba kernels (compiled lazily)
+#
+# The functions ``_k_*`` are plain Python source; :func:`_kernels` compiles them with numba on first use (cached on
+# disk, ``cache=True``), so ``import imc_core.metric`` does not import numba. They fuse, per camera pair, what the
+# NumPy path does in ~a dozen passes over (models × cameras) arrays: the fast triplet model, its errors, the
+# threshold bands, the inlier sets, their de-duplication (hash table) and the approximate refit with its bounds.
+# They only ever *decide* which models need the exact computation; every number that reaches the result (the exact
+# triplet Horn fit of uncertain triplets, the exact refits and their errors) is computed by the NumPy functions above.
+
+_MULT = 0x9E3779B97F4A7C15
+
+
+def _k_det4(A):  # pragma: no cover - numba
+    s0 = A[0, 0] * A[1, 1] - A[1, 0] * A[0, 1]
+    s1 = A[0, 0] * A[1, 2] - A[1, 0] * A[0, 2]
+    s2 = A[0, 0] * A[1, 3] - A[1, 0] * A[0, 3]
+    s3 = A[0, 1] * A[1, 2] - A[1, 1] * A[0, 2]
+    s4 = A[0, 1] * A[1, 3] - A[1, 1] * A[0, 3]
+    s5 = A[0, 2] * A[1, 3] - A[1, 2] * A[0, 3]
+    c5 = A[2, 2] * A[3, 3] - A[3, 2] * A[2, 3]
+    c4 = A[2, 1] * A[3, 3] - A[3, 1] * A[2, 3]
+    c3 = A[2, 1] * A[3, 2] - A[3, 1] * A[2, 2]
+    c2 = A[2, 0] * A[3, 3] - A[3, 0] * A[2, 3]
+    c1 = A[2, 0] * A[3, 2] - A[3, 0] * A[2, 2]
+    c0 = A[2, 0] * A[3, 1] - A[3, 0] * A[2, 1]
+    return s0 * c5 - s1 * c4 + s2 * c3 + s3 * c2 - s4 * c1 + s5 * c0
+
+
+def _k_cof(A, i, r):  # pragma: no cover - numba
+    """Cofactor ``(i, r)`` of a 4×4 ``A`` (row ``i`` and column ``r`` deleted), which is ``adj(A)[r, i]``."""
+    a0 = 0 if i > 0 else 1
+    a1 = 1 if i > 1 else 2
+    a2 = 2 if i > 2 else 3
+    b0 = 0 if r > 0 else 1
+    b1 = 1 if r > 1 else 2
+    b2 = 2 if r > 2 else 3
+    m = (
+        A[a0, b0] * (A[a1, b1] * A[a2, b2] - A[a1, b2] * A[a2, b1])
+        - A[a0, b1] * (A[a1, b0] * A[a2, b2] - A[a1, b2] * A[a2, b0])
+        + A[a0, b2] * (A[a1, b0] * A[a2, b1] - A[a1, b1] * A[a2, b0])
+    )
+    return m if (i + r) % 2 == 0 else -m
+
+
+def _k_model(M, kk, D, N, A, q, out):  # pragma: no cover - numba
+    """Approximate similarity of a camera subset from its moments (scalar port of :func:`_fast_from_moments`).
+
+    Args:
+        M: ``(17,)`` summed features (see :func:`_fast_features`); kk: subset size; D: pair extent.
+        N, A: ``(4, 4)`` scratch; q: ``(4,)`` scratch.
+        out: ``(14,)`` receives ``sR`` (row-major, 0:9), ``t`` (9:12), ``tol`` (12), ``tol2`` (13).
+
+    Returns:
+        ``True`` when the bounds are finite (else the subset needs the exact path).
+    """
+    eps = 2.220446049250313e-16
+    m00 = M[0] / kk
+    m01 = M[1] / kk
+    m02 = M[2] / kk
+    m10 = M[3] / kk
+    m11 = M[4] / kk
+    m12 = M[5] / kk
+    xx = M[6] - kk * m00 * m10
+    xy = M[7] - kk * m00 * m11
+    xz = M[8] - kk * m00 * m12
+    yx = M[9] - kk * m01 * m10
+    yy = M[10] - kk * m01 * m11
+    yz = M[11] - kk * m01 * m12
+    zx = M[12] - kk * m02 * m10
+    zy = M[13] - kk * m02 * m11
+    zz = M[14] - kk * m02 * m12
+    a2 = M[15] - kk * (m00 * m00 + m01 * m01 + m02 * m02)
+    b2 = M[16] - kk * (m10 * m10 + m11 * m11 + m12 * m12)
+    N[0, 0] = xx + yy + zz
+    N[1, 0] = yz - zy
+    N[1, 1] = xx - yy - zz
+    N[2, 0] = zx - xz
+    N[2, 1] = xy + yx
+    N[2, 2] = yy - xx - zz
+    N[3, 0] = xy - yx
+    N[3, 1] = zx + xz
+    N[3, 2] = yz + zy
+    N[3, 3] = zz - xx - yy
+    for i in range(4):
+        for j in range(i):
+            N[j, i] = N[i, j]
+    p2 = 0.0
+    for i in range(4):
+        for j in range(4):
+            p2 += N[i, j] * N[i, j]
+    for i in range(4):  # A = N @ N
+        for j in range(4):
+            acc = 0.0
+            for l in range(4):
+                acc += N[i, l] * N[l, j]
+            A[i, j] = acc
+    p3 = 0.0
+    for i in range(4):
+        for j in range(4):
+            p3 += A[i, j] * N[j, i]
+    det = _k_det4(N)
+    c2 = -0.5 * p2
+    c1 = -p3 / 3.0
+    lam = math.sqrt(0.75 * p2)
+    bound = math.sqrt(max(a2, 0.0) * max(b2, 0.0))
+    if math.isfinite(bound):
+        lam = min(lam, bound * (1.0 + 1e-12))
+    for _ in range(100):
+        l2 = lam * lam
+        P = (l2 + c2) * l2 + c1 * lam + det
+        dP = (4.0 * l2 + 2.0 * c2) * lam + c1
+        step = P / dP if dP > 0 else 0.0
+        if not step > 0.0:  # also nan
+            step = 0.0
+        lam = lam - step
+        if not step > 1e-15 * abs(lam):
+            break
+    for i in range(4):
+        for j in range(4):
+            A[i, j] = N[i, j]
+        A[i, i] -= lam
+    # largest |adj_ii| (first among ties), then that column
+    best = -1.0
+    bi = 0
+    for i in range(4):
+        d = abs(_k_cof(A, i, i))
+        if d > best:  # first among ties, as np.argmax
+            best = d
+            bi = i
+    for i in range(4):
+        q[i] = _k_cof(A, bi, i)
+    nq = math.sqrt(q[0] * q[0] + q[1] * q[1] + q[2] * q[2] + q[3] * q[3])
+    cond = abs(lam) ** 3 / best
+    fin = math.isfinite(cond)
+    for i in range(4):
+        q[i] = q[i] / nq
+        if not math.isfinite(q[i]):
+            fin = False
+            q[i] = 0.0
+    if not fin:
+        cond = math.inf
+        q[0] = 1.0
+    f = math.sqrt(2.0 / (q[0] * q[0] + q[1] * q[1] + q[2] * q[2] + q[3] * q[3]))
+    w = q[0] * f
+    x = q[1] * f
+    y = q[2] * f
+    z = q[3] * f
+    s = math.sqrt(b2 / a2)
+    r00 = 1.0 - y * y - z * z
+    r01 = x * y - z * w
+    r02 = x * z + y * w
+    r10 = x * y + z * w
+    r11 = 1.0 - x * x - z * z
+    r12 = y * z - x * w
+    r20 = x * z - y * w
+    r21 = y * z + x * w
+    r22 = 1.0 - x * x - y * y
+    out[0] = s * r00
+    out[1] = s * r01
+    out[2] = s * r02
+    out[3] = s * r10
+    out[4] = s * r11
+    out[5] = s * r12
+    out[6] = s * r20
+    out[7] = s * r21
+    out[8] = s * r22
+    out[9] = m10 - (out[0] * m00 + out[1] * m01 + out[2] * m02)
+    out[10] = m11 - (out[3] * m00 + out[4] * m01 + out[5] * m02)
+    out[11] = m12 - (out[6] * m00 + out[7] * m01 + out[8] * m02)
+    tn = math.sqrt(out[9] * out[9] + out[10] * out[10] + out[11] * out[11])
+    spread = min(a2, b2 / max(s * s, 1e-300)) / kk
+    rel = (1.0 + D * D / spread) * max(cond, 1.0)
+    scale_len = (s + 1.0) * D + tn
+    tol = 1e4 * eps * scale_len * (rel + 1.0)
+    tol2 = 1e4 * eps * scale_len * scale_len
+    out[12] = tol
+    out[13] = tol2
+    return math.isfinite(tol) and math.isfinite(tol2) and math.isfinite(s) and a2 > 0
+
+
+def _k_e2(E, G, m, out):  # pragma: no cover - numba
+    """Squared distances ``out`` ``(n,)`` of all cameras under model ``m`` (``sR`` 0:9, ``t`` 9:12).
+
+    ``E``, ``G`` ``(3, n)``: pair-centred submitted / GT centres (coordinate-major, so the loop vectorises)."""
+    m0, m1, m2, m3, m4, m5, m6, m7, m8 = m[0], m[1], m[2], m[3], m[4], m[5], m[6], m[7], m[8]
+    t0, t1, t2 = m[9], m[10], m[11]
+    Ex, Ey, Ez, Gx, Gy, Gz = E[0], E[1], E[2], G[0], G[1], G[2]
+    for c in range(out.shape[0]):
+        dx = m0 * Ex[c] + m1 * Ey[c] + m2 * Ez[c] + (t0 - Gx[c])
+        dy = m3 * Ex[c] + m4 * Ey[c] + m5 * Ez[c] + (t1 - Gy[c])
+        dz = m6 * Ex[c] + m7 * Ey[c] + m8 * Ez[c] + (t2 - Gz[c])
+        out[c] = dx * dx + dy * dy + dz * dz
+
+
+def _k_count(e2, bound):  # pragma: no cover - numba
+    """``#(e2 < bound)`` (branch-free, vectorises)."""
+    cnt = 0
+    for c in range(e2.shape[0]):
+        cnt += e2[c] < bound
+    return cnt
+
+
+def _k_hash_insert(row, Hk, Hu, st):  # pragma: no cover - numba
+    """Insert the bit set ``row`` ``(W,)`` into the open-addressing table; ``False`` if it was there already.
+
+    The table is cleared when half full (de-duplication only saves work: a set seen again is refitted again and
+    loses every tie on its later order)."""
+    cap = Hu.shape[0]
+    W = row.shape[0]
+    if st[6] * 2 >= cap:
+        Hu[:] = False
+        st[6] = 0
+    h = np.uint64(W)
+    for w in range(W):
+        h = (h ^ row[w]) * np.uint64(_MULT)
+        h = h ^ (h >> np.uint64(29))
+    p = np.int64(h & np.uint64(cap - 1))
+    while Hu[p]:
+        same = True
+        for w in range(W):
+            if Hk[p, w] != row[w]:
+                same = False
+                break
+        if same:
+            return False
+        p = (p + 1) & (cap - 1)
+    Hu[p] = True
+    for w in range(W):
+        Hk[p, w] = row[w]
+    st[6] += 1
+    return True
+
+
+def _k_candidate(  # pragma: no cover - numba
+    row, order, E, G, F, th, D, floor, smin, Sm, So, Su, Sl, st, N, A, q, mod, M, e2, lower, upper
+):
+    """Approximate refit of one distinct inlier set; keeps it as a survivor when its exact refit could be the best
+    model of some threshold (see :func:`_survivors_keep`), and raises the running floors with its lower bounds."""
+    n = E.shape[1]
+    r = th.shape[0]
+    for x in range(17):
+        M[x] = 0.0
+    kk = 0
+    for c in range(n):
+        if (row[c >> 6] >> np.uint64(c & 63)) & np.uint64(1):
+            kk += 1
+            for x in range(17):
+                M[x] += F[c, x]
+    ok = _k_model(M, float(kk), D, N, A, q, mod)
+    sse = 0.0
+    tol = 0.0
+    tol2 = 0.0
+    sse_tol = 0.0
+    if ok:
+        tol = mod[12]
+        tol2 = mod[13]
+        _k_e2(E, G, mod, e2)
+        for c in range(n):
+            sse += e2[c]
+        ok = math.isfinite(sse)
+    if ok:
+        alive = False
+        for k in range(r):
+            upper[k] = _k_count(e2, (th[k] + tol) ** 2 + tol2)
+            alive |= upper[k] >= floor[k]
+        if not alive:  # beaten at every threshold by a candidate already seen
+            return
+        for k in range(r):
+            lower[k] = _k_count(e2, max(th[k] - tol, 0.0) ** 2 - tol2)
+    if ok:
+        sse_tol = 2.0 * tol * math.sqrt(n * max(sse, 0.0)) + n * (tol * tol + tol2) + 1e-12 * abs(sse)
+        ok = math.isfinite(sse_tol)
+    j = st[5]
+    if not ok:  # degenerate or not finite: always refitted exactly
+        for k in range(r):
+            Su[j, k] = n + 1
+        Sl[j] = -math.inf
+    else:
+        s_lo = sse - sse_tol
+        s_hi = sse + sse_tol
+        keep = False
+        for k in range(r):
+            if lower[k] > floor[k]:
+                floor[k] = lower[k]
+                smin[k] = s_hi
+            elif lower[k] == floor[k] and s_hi < smin[k]:
+                smin[k] = s_hi
+        for k in range(r):
+            if upper[k] > floor[k] or (upper[k] == floor[k] and s_lo <= smin[k]):
+                keep = True
+                break
+        if not keep:
+            return
+        for k in range(r):
+            Su[j, k] = upper[k]
+        Sl[j] = s_lo
+    for w in range(row.shape[0]):
+        Sm[j, w] = row[w]
+    So[j] = order
+    st[5] = j + 1
+
+
+def _k_sets(  # pragma: no cover - numba
+    e2, tidx, E, G, F, th, th2, D, Hk, Hu, floor, smin, Sm, So, Su, Sl, st, bits, pops, N, A, q, mod, M, ebuf, lower,
+    upper,
+):
+    """Inlier sets of one triplet model (exact squared errors ``e2`` ``(n,)``) at every threshold; each new set with
+    more than two members goes to :func:`_k_candidate` with order ``tidx · r + q``."""
+    n = E.shape[1]
+    r = th.shape[0]
+    W = bits.shape[1]
+    for k in range(r):
+        for w in range(W):
+            bits[k, w] = np.uint64(0)
+        pops[k] = 0
+    for c in range(n):
+        v = e2[c]
+        for k in range(r):
+            if v < th2[k]:
+                bits[k, c >> 6] |= np.uint64(1) << np.uint64(c & 63)
+                pops[k] += 1
+    for k in range(r):
+        if pops[k] <= 2:
+            continue
+        dup = False
+        for p in range(k):  # official: a set already met at a lower q of the same triplet is not refitted
+            if pops[p] == pops[k]:
+                same = True
+                for w in range(W):
+                    if bits[p, w] != bits[k, w]:
+                        same = False
+                        break
+                if same:
+                    dup = True
+                    break
+        if dup:
+            continue
+        if _k_hash_insert(bits[k], Hk, Hu, st):
+            _k_candidate(bits[k], tidx * r + k, E, G, F, th, D, floor, smin, Sm, So, Su, Sl, st, N, A, q, mod, M,
+                         ebuf, lower, upper)
+
+
+def _k_triplets(E, G, F, th, th2, D, st, Ut, Hk, Hu, floor, smin, Sm, So, Su, Sl):  # pragma: no cover - numba
+    """Walk the triplets ``i < j < k`` from the position in ``st`` (``i, j, k, index``): fast Horn model, errors,
+    threshold bands; triplets with an error near a threshold (or a degenerate fit) are queued in ``Ut`` for the exact
+    fit, the others' inlier sets are processed at once. Returns when done (``st[7] = 1``), when ``Ut`` is full or
+    when the survivor buffer may overflow."""
+    n = E.shape[1]
+    r = th.shape[0]
+    W = Hk.shape[1]
+    N = np.zeros((4, 4))
+    A = np.zeros((4, 4))
+    q = np.zeros(4)
+    mod = np.zeros(14)
+    M = np.zeros(17)
+    Mij = np.zeros(17)
+    ebuf = np.zeros(E.shape[1])
+    lower = np.zeros(r, np.int64)
+    upper = np.zeros(r, np.int64)
+    bits = np.zeros((r, W), np.uint64)
+    pops = np.zeros(r, np.int64)
+    e2 = np.zeros(n)
+    M3 = np.zeros(17)
+    i, j, k, t = st[0], st[1], st[2], st[3]
+    ucap = Ut.shape[0]
+    scap = Sm.shape[0]
+    while i < n - 2:
+        while j < n - 1:
+            for x in range(17):
+                Mij[x] = F[i, x] + F[j, x]
+            while k < n:
+                if st[4] >= ucap or st[5] + r > scap:
+                    st[0], st[1], st[2], st[3] = i, j, k, t
+                    return
+                for x in range(17):
+                    M3[x] = Mij[x] + F[k, x]
+                unc = not _k_model(M3, 3.0, D, N, A, q, mod)
+                if not unc:
+                    tol = mod[12]
+                    tol2 = mod[13]
+                    _k_e2(E, G, mod, e2)
+                    nb = n - _k_count(e2, math.inf)  # not finite
+                    for kk in range(r):
+                        lo = max(th[kk] - tol, 0.0) ** 2 - tol2
+                        hi = (th[kk] + tol) ** 2 + tol2
+                        nb += _k_count(e2, hi) - _k_count(e2, lo)  # lo <= e2 < hi (lo <= hi)
+                    unc = nb > 0
+                if unc:
+                    Ut[st[4], 0] = t
+                    Ut[st[4], 1] = i
+                    Ut[st[4], 2] = j
+                    Ut[st[4], 3] = k
+                    st[4] += 1
+                else:
+                    _k_sets(e2, t, E, G, F, th, th2, D, Hk, Hu, floor, smin, Sm, So, Su, Sl, st, bits, pops, N, A,
+                            q, mod, M, ebuf, lower, upper)
+                k += 1
+                t += 1
+            j += 1
+            k = j + 1
+        i += 1
+        j = i + 1
+        k = j + 1
+    st[0], st[1], st[2], st[3] = i, j, k, t
+    st[7] = 1
+
+
+def _k_rows(e2s, tids, start, E, G, F, th, th2, D, st, Hk, Hu, floor, smin, Sm, So, Su, Sl):  # pragma: no cover - numba
+    """:func:`_k_sets` for exact error rows ``e2s`` ``(U, n)`` of triplets ``tids`` from row ``start``; returns
+    the next row to do (``U`` when done; earlier when the survivor buffer may overflow)."""
+    n = E.shape[1]
+    r = th.shape[0]
+    W = Hk.shape[1]
+    N = np.zeros((4, 4))
+    A = np.zeros((4, 4))
+    q = np.zeros(4)
+    mod = np.zeros(14)
+    M = np.zeros(17)
+    ebuf = np.zeros(E.shape[1])
+    lower = np.zeros(r, np.int64)
+    upper = np.zeros(r, np.int64)
+    bits = np.zeros((r, W), np.uint64)
+    pops = np.zeros(r, np.int64)
+    scap = Sm.shape[0]
+    for u in range(start, e2s.shape[0]):
+        if st[5] + r > scap:
+            return u
+        _k_sets(e2s[u], tids[u], E, G, F, th, th2, D, Hk, Hu, floor, smin, Sm, So, Su, Sl, st, bits, pops, N, A, q,
+                mod, M, ebuf, lower, upper)
+    return e2s.shape[0]
+
+
+_KERNEL_NAMES = tuple(name for name in list(globals()) if name.startswith("_k_"))
+_KERNELS: dict[str, Any] | None = None
+
+
+def _kernels() -> dict[str, Any] | None:
+    """The numba-compiled kernels (compiled or loaded from the on-disk cache on first call); ``None`` without numba."""
+    global _KERNELS
+    if _KERNELS is None:
+        try:
+            import numba
+        except ImportError:  # pragma: no cover - numba is pinned in requirements.txt
+            _KERNELS = {}
+            return None
+        g = globals()
+        for name in _KERNEL_NAMES:  # all wrapped before the first (lazy) compilation: kernels see compiled helpers
+            if not isinstance(g[name], numba.core.dispatcher.Dispatcher):
+                g[name] = numba.njit(cache=True, error_model="numpy", nogil=True)(g[name])
+        _KERNELS = {name: g[name] for name in _KERNEL_NAMES}
+    return _KERNELS or None
+
+
+def _survivors_keep(Su: np.ndarray, Sl: np.ndarray, floor: np.ndarray, smin: np.ndarray) -> np.ndarray:
+    """Which approximate refits can still be the best model of some threshold.
+
+    The best model of threshold ``k`` is the candidate with the largest (count, −SSE, −order). ``floor[k]`` is a
+    count some candidate certainly reaches (the largest lower bound seen, or the best exact count) and ``smin[k]`` the
+    smallest SSE upper bound among the candidates certain to reach it. A candidate with count upper bound ``Su``
+    below the floor, or equal to it with an SSE lower bound ``Sl`` above ``smin``, is beaten by another one.
+
+    Args:
+        Su: ``(S, r)`` count upper bounds; Sl: ``(S,)`` SSE lower bounds; floor: ``(r,)``; smin: ``(r,)``.
+
+    Returns:
+        ``(S,)`` bool.
+    """
+    return ((Su > floor[None]) | ((Su == floor[None]) & (Sl[:, None] <= smin[None]))).any(axis=1)
+
+
+def _register_numba(
+    ev: np.ndarray, gt: np.ndarray, th: np.ndarray, config: MetricConfig, state: tuple[np.ndarray, ...],
+    K: dict[str, Any],
+) -> None:
+    """Fill the best-model ``state`` of :func:`register_cameras` with the numba kernels (prefilter path).
+
+    Exact numbers come from the NumPy functions: official-order Horn for triplets whose inlier sets are uncertain,
+    SVD refits for the inlier sets that survive the bounds (:func:`_select_exact`).
+    """
+    n, r = ev.shape[0], len(th)
+    th2 = th**2
+    feats_phi = _fast_features(ev, gt)
+    assert feats_phi is not None
+    F = np.ascontiguousarray(feats_phi[0])
+    D = feats_phi[2]
+    E = np.ascontiguousarray((ev - ev.mean(axis=0)).T)  # (3, n)
+    G = np.ascontiguousarray((gt - gt.mean(axis=0)).T)
+    W = (n + 63) // 64
+    budget = config.chunk_bytes
+    hcap = 1 << max(6, int(math.log2(max(64, budget // (4 * (8 * W + 1))))))
+    scap = max(4 * r, budget // (16 * (8 * W + 8 * r + 16)))
+    ucap = max(8, budget // (16 * 8 * n * 8))
+    Hk = np.zeros((hcap, W), np.uint64)
+    Hu = np.zeros(hcap, np.bool_)
+    Sm = np.zeros((scap, W), np.uint64)
+    So = np.zeros(scap, np.int64)
+    Su = np.zeros((scap, r), np.int64)
+    Sl = np.zeros(scap)
+    Ut = np.zeros((ucap, 4), np.int64)
+    floor = np.zeros(r, np.int64)  # the official initial best: 0 inliers, SSE inf
+    smin = np.full(r, np.inf)
+    st = np.array([0, 1, 2, 0, 0, 0, 0, 0], np.int64)  # i, j, k, triplet index, #queued, #survivors, #hashed, done
+
+    def flush(force: bool) -> None:
+        s = int(st[5])
+        keep = np.flatnonzero(_survivors_keep(Su[:s], Sl[:s], floor, smin))
+        m = len(keep)
+        Sm[:m], So[:m], Su[:m], Sl[:m] = Sm[keep], So[keep], Su[keep], Sl[keep]
+        st[5] = m
+        if m and (force or m + r > scap // 2):
+            masks = np.unpackbits(Sm[:m].view(np.uint8), axis=1, count=n, bitorder="little").astype(bool)
+            _select_exact(masks, So[:m].copy(), ev, gt, th2, config, state)
+            st[5] = 0
+            best_cnt, best_sse = state[0], state[1]
+            up = best_cnt > floor
+            floor[up] = best_cnt[up]
+            smin[up] = best_sse[up]
+            eq = best_cnt == floor
+            smin[eq] = np.minimum(smin[eq], best_sse[eq])
+
+    while True:
+        K["_k_triplets"](E, G, F, th, th2, D, st, Ut, Hk, Hu, floor, smin, Sm, So, Su, Sl)
+        nu = int(st[4])
+        if nu and (nu >= ucap or st[7]):
+            tr = Ut[:nu]
+            sR, t, _ = _horn_triplets(ev[tr[:, 1:]], gt[tr[:, 1:]])
+            e2s = np.ascontiguousarray(_sq_errors(sR, t, ev, gt))
+            tids = tr[:, 0].copy()
+            pos = 0
+            while pos < nu:
+                pos = int(K["_k_rows"](e2s, tids, pos, E, G, F, th, th2, D, st, Hk, Hu, floor, smin, Sm, So, Su, Sl))
+                if pos < nu:
+                    flush(False)
+            st[4] = 0
+        if st[5] + r > scap:
+            flush(False)
+        if st[7] and st[4] == 0:
+            break
+    flush(True)
+
+
+def _select_exact(
+    masks: np.ndarray, order: np.ndarray, ev: np.ndarray, gt: np.ndarray, th2: np.ndarray, config: MetricConfig,
+    state: tuple[np.ndarray, ...],
+) -> None:
+    """Exact (SVD) refit of inlier sets in any order; the best of a threshold is the largest (count, −SSE, −order).
+
+    Args:
+        masks: ``(U, n)`` bool; order: ``(U,)`` official position ``triplet · r + q`` of each set.
+        ev, gt: ``(n, 3)``; th2: ``(r,)`` squared thresholds; state: best-model arrays of :func:`register_cameras`.
+    """
+    best_cnt, best_sse, best_ord, best_sR, best_t, best_s, best_e2, has = state
+    n = ev.shape[0]
+    step = max(32, config.chunk_bytes // (8 * 8 * n + 512))
+    for lo in range(0, len(masks), step):
+        m = masks[lo : lo + step]
+        od = order[lo : lo + step]
+        sR, t, s = _kabsch_sets(m, ev, gt)
+        e2 = _sq_errors(sR, t, ev, gt)
+        with np.errstate(invalid="ignore", over="ignore"):
+            sse = e2.sum(axis=1)
+        sse = np.where(np.isnan(sse), np.inf, sse)
+        cnt = (e2[:, :, None] < th2[None, None, :]).sum(axis=1)  # (U, r)
+        for k in range(len(th2)):
+            j = np.lexsort((od, sse, -cnt[:, k]))[0]  # max count, then min SSE, then first in official order
+            c, sj, oj = int(cnt[j, k]), float(sse[j]), int(od[j])
+            if c > best_cnt[k] or (c == best_cnt[k] and (sj < best_sse[k] or (sj == best_sse[k] and oj < best_ord[k]))):
+                best_cnt[k], best_sse[k], best_ord[k] = c, sj, oj
+                best_sR[k], best_t[k], best_s[k], best_e2[k] = sR[j], t[j], s[j], e2[j]
+                has[k] = True
+
+
 def register_cameras(
     ev: np.ndarray, gt: np.ndarray, thresholds: np.ndarray, *, config: MetricConfig = DEFAULT_CONFIG
 ) -> Registration:
@@ -449,7 +1033,7 @@ def register_cameras(
     """
     ev = np.asarray(ev, dtype=np.float64).reshape(-1, 3)
     gt = np.asarray(gt, dtype=np.float64).reshape(-1, 3)
-    th = np.asarray(thresholds, dtype=np.float64).reshape(-1)
+    th = np.ascontiguousarray(np.asarray(thresholds, dtype=np.float64).reshape(-1))
     valid = np.isfinite(ev).all(axis=1)
     ev = np.ascontiguousarray(ev[valid])
     gt = np.ascontiguousarray(gt[valid])
@@ -458,14 +1042,18 @@ def register_cameras(
 
     best_cnt = np.zeros(r, dtype=np.int64)
     best_sse = np.full(r, np.inf)  # official initial state: 0 inliers, SSE inf; update on strict improvement
-    best_ord = np.full(r, np.iinfo(np.int64).max)
+    best_ord = np.full(r, -1, dtype=np.int64)  # the initial state comes first in the official order
     best_sR = np.full((r, 3, 3), np.nan)
     best_t = np.full((r, 3), np.nan)
     best_s = np.full(r, np.nan)
     best_e2 = np.full((r, n), np.inf)
     has = np.zeros(r, dtype=bool)
 
-    if n >= 3:
+    state = (best_cnt, best_sse, best_ord, best_sR, best_t, best_s, best_e2, has)
+    kernels = _kernels() if (config.prefilter and config.numba and n >= 3) else None
+    if kernels is not None and np.isfinite(ev).all() and np.isfinite(gt).all():
+        _register_numba(ev, gt, th, config, state, kernels)
+    elif n >= 3:
         # bytes per triplet ≈ (3n doubles for the residuals + r·n bools + a few per-model arrays) · safety
         fast = _fast_features(ev, gt) if config.prefilter else None
         per = 8 * (3 * n + n) + r * n + 512
@@ -482,10 +1070,7 @@ def register_cameras(
             first, _ = _unique_sets(packed)
             order = (offset + cand_t[first]) * r + cand_q[first]
             masks = np.unpackbits(packed[first], axis=1, count=n).astype(bool)
-            _refine_and_select(
-                masks, order, ev, gt, th2, config,
-                (best_cnt, best_sse, best_ord, best_sR, best_t, best_s, best_e2, has), fast,
-            )  # fmt: skip
+            _refine_and_select(masks, order, ev, gt, th2, config, state, fast)
 
     err = np.sqrt(best_e2.T)  # (n, r), official best_err = sqrt(err_ref)
     scale = best_s.copy()

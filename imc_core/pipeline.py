@@ -179,15 +179,20 @@ def _asdict(obj: Any) -> dict[str, Any]:
     return dataclasses.asdict(obj)
 
 
-def _stage_conf(conf: Any) -> dict[str, Any]:
-    """Config dict used in a cache key: ``device`` does not change the artifact's meaning, so it is left out."""
+def _stage_conf(conf: Any, module: Any) -> dict[str, Any]:
+    """Config dict used in a cache key: the stage code's ``VERSION`` is in, ``device`` (which does not change the
+    artifact's meaning) is out."""
     d = _asdict(conf)
     d.pop("device", None)
+    d["_stage_version"] = getattr(module, "VERSION", 1)
     return d
 
 
 def _run_dataset(ds: Any, cfg: PipelineConfig, run_dir: Path, writer: RunWriter, rep: _Reporter,
                  use_cache: bool) -> DatasetResult:
+    from .stages import features as features_mod
+    from .stages import matching as matching_mod
+    from .stages import reconstruction as reconstruction_mod
     from .stages.features import extract_features
     from .stages.matching import match_features
     from .stages.pairs import make_pairs, write_pairs
@@ -216,16 +221,16 @@ def _run_dataset(ds: Any, cfg: PipelineConfig, run_dir: Path, writer: RunWriter,
 
     # features
     images = [(n, ds.image_dir / n) for n in ds.images]
-    fkey = artifact_key("features", _stage_conf(cfg.features), [], ds.fingerprint)
+    fkey = artifact_key("features", _stage_conf(cfg.features, features_mod), [], ds.fingerprint)
     feats = get_or_build(
         "features", name, fkey,
         lambda tmp: extract_features(images, cfg.features, tmp / "features.h5",
                                      progress=rep.stage(name, "features"), should_cancel=rep.cancelled),
-        use_cache=use_cache, meta={"conf": _stage_conf(cfg.features), "dataset": name})
+        use_cache=use_cache, meta={"conf": _stage_conf(cfg.features, features_mod), "dataset": name})
     record("features", feats)
 
     # matching
-    mkey = artifact_key("matching", _stage_conf(cfg.matching), [fkey, pairs_key], ds.fingerprint)
+    mkey = artifact_key("matching", _stage_conf(cfg.matching, matching_mod), [fkey, pairs_key], ds.fingerprint)
 
     def build_matches(tmp: Path) -> None:
         write_pairs(pairs, tmp / "pairs.txt")
@@ -234,11 +239,11 @@ def _run_dataset(ds: Any, cfg: PipelineConfig, run_dir: Path, writer: RunWriter,
                        should_cancel=rep.cancelled)
 
     matches = get_or_build("matching", name, mkey, build_matches, use_cache=use_cache,
-                           meta={"conf": _stage_conf(cfg.matching), "inputs": [fkey, pairs_key], "dataset": name})
+                           meta={"conf": _stage_conf(cfg.matching, matching_mod), "inputs": [fkey, pairs_key], "dataset": name})
     record("matching", matches)
 
     # reconstruction (cached only when deterministic: otherwise every run is a fresh sample of mapper noise)
-    rconf = _asdict(cfg.reconstruction)
+    rconf = _stage_conf(cfg.reconstruction, reconstruction_mod)
     rkey = artifact_key("reconstruction", rconf, [mkey, fkey], ds.fingerprint)
 
     def build_rec(tmp: Path) -> None:

@@ -38,6 +38,9 @@ ShouldCancel = Callable[[], bool]
 Pair = tuple[str, str]
 
 
+#: bump when the stage's output changes for the same config: it is part of the cache key
+VERSION = 1
+
 @dataclass
 class MatchingConfig:
     """Pairwise matching settings (config section ``matching``)."""

@@ -47,11 +47,15 @@ if TYPE_CHECKING:  # pragma: no cover
 MAPPERS = ("incremental", "global")
 CAMERA_MODELS = ("SIMPLE_RADIAL", "SIMPLE_PINHOLE", "PINHOLE", "RADIAL", "OPENCV")
 VERIFIERS = ("colmap",)
+CAMERA_MODES = ("per_image", "per_size")
 OUTLIERS = "outliers"
 
 ProgressFn = Callable[[int, int, str], None]
 CancelFn = Callable[[], bool]
 
+
+#: bump when the stage's output changes for the same config: it is part of the cache key
+VERSION = 2
 
 @dataclass
 class ReconstructionConfig:
@@ -59,6 +63,7 @@ class ReconstructionConfig:
 
     mapper: str = "incremental"  # incremental | global (pycolmap.global_mapping, GLOMAP in COLMAP 4)
     camera_model: str = "SIMPLE_RADIAL"  # SIMPLE_RADIAL | SIMPLE_PINHOLE | PINHOLE | RADIAL | OPENCV, one per image
+    camera_mode: str = "per_image"  # per_image (one camera each) | per_size (images of equal size and EXIF focal share one)
     focal_prior: float = 1.2  # focal = EXIF focal when present, else focal_prior * max(W, H)
     min_model_size: int = 3  # models with fewer registered images are dropped by the mapper
     max_num_models: int = 25  # incremental mapper: stop after this many models
@@ -91,6 +96,9 @@ class ReconstructionConfig:
         if self.camera_model not in CAMERA_MODELS:
             raise ConfigError(f"reconstruction.camera_model must be one of {', '.join(CAMERA_MODELS)}, "
                               f"got {self.camera_model!r}")
+        if self.camera_mode not in CAMERA_MODES:
+            raise ConfigError(f"reconstruction.camera_mode must be one of {', '.join(CAMERA_MODES)}, "
+                              f"got {self.camera_mode!r}")
         if self.verify not in VERIFIERS:
             raise ConfigError(f"reconstruction.verify must be one of {', '.join(VERIFIERS)}, got {self.verify!r}")
         if not self.focal_prior > 0:
@@ -304,9 +312,17 @@ def build_database(db_path: Path, images: list[str], keypoints: dict[str, np.nda
     db = pycolmap.Database.open(db_path)
     try:
         with pycolmap.DatabaseTransaction(db):
+            shared: dict[tuple[int, int, float | None], int] = {}  # camera_mode=per_size: (W, H, EXIF f) → id
             for i, name in enumerate(images):
-                cam = make_camera(i + 1, conf, sizes[name], _exif_focal(image_dir, name))
-                camera_id = db.write_camera(cam, use_camera_id=True)
+                focal = _exif_focal(image_dir, name)
+                group = (*sizes[name], focal)
+                if conf.camera_mode == "per_size" and group in shared:
+                    camera_id = shared[group]
+                else:
+                    cam = make_camera(len(shared) + 1 if conf.camera_mode == "per_size" else i + 1, conf,
+                                      sizes[name], focal)
+                    camera_id = db.write_camera(cam, use_camera_id=True)
+                    shared[group] = camera_id
                 image_id = db.write_image(pycolmap.Image(name=name, camera_id=camera_id, image_id=i + 1),
                                           use_image_id=True)
                 ids[name] = image_id

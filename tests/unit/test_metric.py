@@ -523,3 +523,55 @@ def test_pycolmap_synthetic_scene() -> None:
     ref, _ = naive_score(gt, th, sub)
     assert 0 < res.score < 100
     assert res.score == pytest.approx(ref, abs=1e-9)
+
+
+def _registration_case(seed: int, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``n`` cameras moved by a similarity, noise of the order of the thresholds, gross errors, duplicated cameras
+    (exact ties between inlier sets) and one camera exactly on a threshold."""
+    rng = np.random.default_rng(200 + seed)
+    gt = rng.normal(size=(n, 3)) * 2 + 30.0
+    S = rand_rot(rng)
+    ev = 1.7 * gt @ S.T - 4.0 + rng.normal(size=(n, 3)) * 0.06
+    ev[rng.random(n) < 0.15] += rng.normal(size=3) * 3.0
+    ev[5], gt[5] = ev[4], gt[4]  # duplicates
+    ev[9], gt[9] = ev[8], gt[8]
+    th = np.array([0.02, 0.05, 0.08, 0.08, 0.15, 0.4])  # a repeated threshold
+    return ev, gt, th
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_numba_numpy_and_exact_paths_agree(seed: int) -> None:
+    ev, gt, th = _registration_case(seed, 40)
+    exact = register_cameras(ev, gt, th, config=MetricConfig(prefilter=False))
+    regs = [
+        register_cameras(ev, gt, th, config=MetricConfig(numba=False)),
+        register_cameras(ev, gt, th),
+        # tiny buffers: resumed kernels, hash-table resets, survivor compaction and flushes
+        register_cameras(ev, gt, th, config=MetricConfig(chunk_bytes=2**10)),
+    ]
+    for reg in regs:
+        np.testing.assert_array_equal(reg.n_inliers, exact.n_inliers)
+        np.testing.assert_array_equal(reg.has_model, exact.has_model)
+        np.testing.assert_array_equal(reg.err < th, exact.err < th)
+        # same models; the exact refits may differ in the last bits with the batch they are computed in (BLAS)
+        np.testing.assert_allclose(reg.err, exact.err, rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(reg.sse, exact.sse, rtol=1e-9)
+
+
+def test_numba_kernels_available() -> None:
+    """numba is pinned in requirements.txt: the fast path must really be the numba one."""
+    pytest.importorskip("numba")
+    from imc_core import metric
+
+    assert metric._kernels() is not None
+
+
+def test_numba_path_exact_data_and_zero_threshold() -> None:
+    """Every triplet of exact data lies on the zero threshold's band: all go through the exact Horn fit."""
+    gt = np.random.default_rng(3).normal(size=(12, 3))
+    th = np.array([0.0, 1e-9, 0.01, 0.05, 0.1, 0.2])
+    fast = register_cameras(gt.copy(), gt, th)
+    exact = register_cameras(gt.copy(), gt, th, config=MetricConfig(prefilter=False))
+    np.testing.assert_array_equal(fast.n_inliers, exact.n_inliers)
+    np.testing.assert_array_equal(fast.err, exact.err)
+    assert fast.n_inliers[0] == 0 and (fast.n_inliers[1:] == 12).all()
