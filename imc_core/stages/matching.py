@@ -226,14 +226,14 @@ def mutual_nn_match(desc0: torch.Tensor, desc1: torch.Tensor, ratio: float, max_
     n0, n1 = len(desc0), len(desc1)
     if n0 == 0 or n1 == 0:
         return torch.zeros((0, 2), dtype=torch.long), torch.zeros((0,))
-    sim = (desc0.float() @ desc1.float().T).clamp_(-1.0, 1.0)
+    sim = desc0.float() @ desc1.float().T  # not clamped here: only the top-2 values are (a full pass costs ~40%)
     ok0, best0 = _one_way(sim, ratio, max_distance)
     ok1, best1 = _one_way(sim.T, ratio, max_distance)
     idx0 = torch.arange(n0, device=sim.device)
     mutual = ok0 & ok1[best0] & (best1[best0] == idx0)
     i0 = idx0[mutual]
     i1 = best0[mutual]
-    return torch.stack([i0, i1], 1).cpu(), sim[i0, i1].cpu()
+    return torch.stack([i0, i1], 1).cpu(), sim[i0, i1].clamp(-1.0, 1.0).cpu()
 
 
 def _one_way(sim: torch.Tensor, ratio: float, max_distance: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -242,6 +242,7 @@ def _one_way(sim: torch.Tensor, ratio: float, max_distance: float) -> tuple[torc
 
     k = min(2, sim.shape[1])
     top, idx = sim.topk(k, dim=1)
+    top = top.clamp(-1.0, 1.0)
     best_angle = torch.arccos(top[:, 0])
     second_angle = torch.arccos(top[:, 1]) if k == 2 else torch.full_like(best_angle, torch.pi)
     ok = (best_angle <= max_distance) & (best_angle < ratio * second_angle)
