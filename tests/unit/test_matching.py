@@ -76,6 +76,8 @@ def _reprojection_errors(features: Path, matches: np.ndarray) -> np.ndarray:
 @pytest.mark.parametrize("feature_method,matcher", [
     pytest.param("aliked", "lightglue", marks=needs_wheel),
     ("sift", "nn"),
+    ("sift", "colmap"),
+    ("colmap_sift", "colmap"),
 ])
 def test_homography_pair(pair_dir: Path, tmp_path: Path, feature_method: str, matcher: str) -> None:
     feats = _features(pair_dir, feature_method)
@@ -217,3 +219,31 @@ def test_lightglue_batch_equals_single_pairs(pair_dir: Path) -> None:
         np.testing.assert_array_equal(mb, ms)
         np.testing.assert_allclose(sb, ss, atol=1e-5)
     assert len(batched[0][0]) >= 30
+
+
+def test_colmap_matcher_agrees_with_nn(pair_dir: Path, tmp_path: Path) -> None:
+    """COLMAP's matcher and our nn implement the same rules: the match sets should mostly coincide."""
+    feats = _features(pair_dir, "sift")
+    a = read_matches(match_features([(A, B)], feats, MatchingConfig(method="nn"), tmp_path / "nn.h5",
+                                    feature_method="sift"), A, B)[0]
+    b = read_matches(match_features([(A, B)], feats, MatchingConfig(method="colmap"), tmp_path / "c.h5",
+                                    feature_method="sift"), A, B)[0]
+    sa, sb = set(map(tuple, a.tolist())), set(map(tuple, b.tolist()))
+    assert len(sa & sb) >= 0.9 * max(len(sa), len(sb))
+
+
+def test_colmap_matcher_rejects_non_sift(tmp_path: Path) -> None:
+    from imc_core.errors import ConfigError
+
+    import h5py
+
+    fake = tmp_path / "fake.h5"
+    with h5py.File(fake, "w") as f:
+        for n in (A, B):
+            g = f.create_group(n)
+            g["keypoints"] = np.zeros((5, 2), np.float32)
+            g["descriptors"] = np.ones((5, 64), np.float32) / 8
+            g["scores"] = np.ones(5, np.float32)
+            g["image_size"] = np.array([64, 64])
+    with pytest.raises(ConfigError, match="128-D SIFT"):
+        match_features([(A, B)], fake, MatchingConfig(method="colmap"), tmp_path / "m.h5", feature_method="aliked")
