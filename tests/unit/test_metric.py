@@ -570,7 +570,7 @@ def test_numba_path_exact_data_and_zero_threshold() -> None:
     """Every triplet of exact data lies on the zero threshold's band: all go through the exact Horn fit."""
     gt = np.random.default_rng(3).normal(size=(12, 3))
     th = np.array([0.0, 1e-9, 0.01, 0.05, 0.1, 0.2])
-    fast = register_cameras(gt.copy(), gt, th)
+    fast = register_cameras(gt.copy(), gt, th, config=MetricConfig(numba_min_cameras=3))
     exact = register_cameras(gt.copy(), gt, th, config=MetricConfig(prefilter=False))
     np.testing.assert_array_equal(fast.n_inliers, exact.n_inliers)
     np.testing.assert_array_equal(fast.err, exact.err)
