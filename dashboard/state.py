@@ -14,7 +14,7 @@ import json
 import os
 import re
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,8 +56,12 @@ def error_boundary(what: str) -> Iterator[None]:
 
 
 def show_figure(name: str, *args: Any, key: str | None = None, on_select: str | None = None,
-                selection_mode: str | tuple[str, ...] = "points", **kwargs: Any) -> Any:
+                selection_mode: str | tuple[str, ...] = "points", post: Callable[[Any], None] | None = None,
+                **kwargs: Any) -> Any:
     """Build ``imc_core.viz.<name>(*args, **kwargs)`` and show it; problems become a caption, never a crash.
+
+    ``post`` (optional) adjusts the built figure in place before it is shown (dashboard-only presentation, e.g.
+    :func:`fit_3d_view`).
 
     Returns:
         The ``st.plotly_chart`` return value (the selection state with ``on_select``), or None.
@@ -73,6 +77,8 @@ def show_figure(name: str, *args: Any, key: str | None = None, on_select: str | 
         return None
     try:
         fig = fn(*args, **kwargs)
+        if post is not None:
+            post(fig)
     except ImcError as err:
         st.warning(f"{name}: {err}")
         return None
@@ -358,6 +364,34 @@ def _model_points(model_dir: str, max_points: int = 20000) -> np.ndarray:
     return xyz
 
 
+def fit_3d_view(fig: Any, height: int = 600) -> None:
+    """Keep a 3-D figure's true proportions but fit the whole scene in view.
+
+    Plotly's ``aspectmode="data"`` scales the axes so that their ratios' product is 1: an elongated scene gets an
+    axis of ratio ≫ 1, which the default camera eye (1.25, 1.25, 1.25) sits inside of, cutting cameras off. Here the
+    ratios follow the data ranges (``aspectmode="manual"``) scaled so that the box's diagonal is the default cube's
+    (√3): a cube-like scene looks as before, an elongated one fills the view without overflowing it.
+
+    Args:
+        fig: a ``plotly.graph_objects.Figure`` with ``scatter3d`` traces (changed in place).
+        height: figure height in pixels.
+    """
+    ranges = []
+    for axis in ("x", "y", "z"):
+        values = [np.asarray(getattr(t, axis), dtype=float) for t in fig.data
+                  if getattr(t, "type", "") == "scatter3d" and getattr(t, axis, None) is not None]
+        flat = np.concatenate([v.ravel() for v in values]) if values else np.empty(0)
+        flat = flat[np.isfinite(flat)]
+        ranges.append(float(flat.max() - flat.min()) if flat.size else 0.0)
+    fig.update_layout(height=height)
+    longest = max(ranges)
+    if longest > 0:
+        rel = np.maximum(np.asarray(ranges) / longest, 0.05)  # a flat axis keeps a visible thickness
+        rel *= np.sqrt(3.0) / np.linalg.norm(rel)
+        fig.update_layout(scene={"aspectmode": "manual",
+                                 "aspectratio": {axis: float(r) for axis, r in zip("xyz", rel, strict=True)}})
+
+
 def cameras_3d(rv: RunView, dataset: str, scene: str, key: str, with_points: bool = False) -> None:
     """GT frustums vs the associated cluster's cameras aligned into the GT frame (viz.camera_frustums)."""
     labels = root_labels(rv.data_root)
@@ -386,7 +420,8 @@ def cameras_3d(rv: RunView, dataset: str, scene: str, key: str, with_points: boo
             st.caption("No COLMAP model saved for this cluster.")
     st.caption(f"GT scene **{scene}** ↔ cluster **{cluster or 'none'}**")
     show_figure("camera_frustums", gt, pred, alignment=entry, errors=errors,
-                thresholds=(entry or {}).get("thresholds"), points=points, title=f"{dataset} / {scene}", key=key)
+                thresholds=(entry or {}).get("thresholds"), points=points, title=f"{dataset} / {scene}", key=key,
+                post=fit_3d_view)
 
 
 # ------------------------------------------------------------------------------------------------------ data

@@ -73,6 +73,12 @@ def per_dataset_table(arms: dict[str, list[state.RunView]]) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
+def drop_empty_spread(table: pd.DataFrame) -> pd.DataFrame:
+    """Without the ``… ± std`` columns that have no value (no arm has repeats): a column of blanks says nothing."""
+    empty = [c for c in table.columns if str(c).endswith(" ± std") and table[c].isna().all()]
+    return table.drop(columns=empty)
+
+
 def per_scene_table(arms: dict[str, list[state.RunView]], dataset: str) -> pd.DataFrame:
     """Scene × arm mean mAA (from scenes.csv) and the Δ of every arm vs the reference."""
     cols = {}
@@ -209,7 +215,7 @@ def main() -> None:
         st.info("Pick two or more runs. Runs of the same group (repeated seeds) are aggregated to mean ± std.")
         return
     arms = arms_of(views)
-    head = headline_table(arms)
+    head = drop_empty_spread(headline_table(arms))
     st.dataframe(head, hide_index=True, width="stretch", key="headline",
                  column_config={c: st.column_config.NumberColumn(format="%.2f") for c in head.columns
                                 if c not in ("arm", "runs", "noise")})
@@ -217,7 +223,7 @@ def main() -> None:
                "|Δ| ≤ 2·std of that side counts as within noise.")
     state.show_figure("compare_bars", {k: [rv.scores for rv in v if rv.scores] for k, v in arms.items()},
                       key="fig_compare")
-    per_ds = per_dataset_table(arms)
+    per_ds = drop_empty_spread(per_dataset_table(arms))
     if not per_ds.empty:
         st.markdown("**Per dataset**")
         st.dataframe(per_ds, hide_index=True, width="stretch", key="per_dataset",

@@ -1,0 +1,485 @@
+"""End-to-end tests: Debian Chromium (Playwright) against ``streamlit run dashboard/app.py`` on the bundled data.
+
+Flows: browse the datasets; run the default variant from the Run page to a score (live progress, history); open the run
+in Results (headline, per-image table, 3-D cameras); compare it with a second run that changes a mapping parameter
+(features and matches come from the cache); share a Results / Compare view by URL; export a run bundle and import it
+on the Compare page.
+
+Every flow saves full-page screenshots under ``tests/artifacts/``. Clean 1400×900 screenshots for the README go to
+``tests/artifacts/readme/`` and, with ``IMC_UPDATE_SCREENSHOTS=1``, to ``docs/screenshots/`` too.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from e2ekit import REPO, VIEWPORT, Server, browser_missing_reason
+
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.slow,
+    pytest.mark.skipif(browser_missing_reason() is not None, reason=browser_missing_reason() or ""),
+]
+
+DATASET = "synth_boxes"  # the smaller bundled dataset: ~35 s for the default variant on 2 CPU cores
+OTHER_DATASET = "synth_rooms"
+MAPPING_KEY, MAPPING_VALUE = "max_num_models", "1"  # a mapping parameter: features and matches are reused
+SCENE = "cellar"
+RUN_TIMEOUT_MS = 240_000
+PAGE_TIMEOUT_MS = 60_000
+README_SHOTS = REPO / "docs" / "screenshots"
+README_MAX_BYTES = 400_000
+#: hover-only chrome (Plotly mode bar, element toolbars, the sidebar's collapse arrow) kept out of README pictures
+HIDE_HOVER_CHROME = (".modebar-container, [data-testid='stElementToolbar'], [data-testid='stSidebarCollapseButton']"
+                     " { visibility: hidden !important; }")
+
+
+# ------------------------------------------------------------------------------------------------ page helpers
+
+
+def expect(*args: Any, **kwargs: Any) -> Any:
+    from playwright.sync_api import expect as _expect
+
+    return _expect(*args, **kwargs)
+
+
+def settle(page: Any, timeout: float = PAGE_TIMEOUT_MS) -> None:
+    """Wait until Streamlit has no script run in flight (its "Running..." status widget is gone)."""
+    page.wait_for_timeout(250)  # tiny poll: the status widget shows up a moment after an interaction
+    expect(page.locator('[data-testid="stStatusWidget"]')).to_have_count(0, timeout=timeout)
+
+
+def assert_clean(page: Any) -> None:
+    """No Streamlit exception box and no error boundary message on the page."""
+    expect(page.locator('[data-testid="stException"]')).to_have_count(0)
+    expect(page.get_by_text("unexpected error")).to_have_count(0)
+
+
+def open_page(page: Any, server: Server, path: str, ready: Callable[[Any], Any]) -> None:
+    """Go to ``server.url + path`` and wait for ``ready(page)`` to be visible and the script run to end."""
+    page.goto(server.url + path)
+    expect(ready(page)).to_be_visible(timeout=PAGE_TIMEOUT_MS)
+    settle(page)
+    assert_clean(page)
+
+
+def grid(page: Any, *columns: str) -> list[dict[str, str]]:
+    """Rows of the ``st.dataframe`` whose header starts with ``columns`` (Glide's accessible table: rows in view).
+
+    Streamlit only gives a data frame a ``st-key-*`` class when it has a selection, so tables are found by header.
+    """
+    selector = "[data-testid='stDataFrame'] table[role='grid']"
+    expect(page.locator(selector).first).to_be_attached(timeout=PAGE_TIMEOUT_MS)
+    tables = page.locator(selector).evaluate_all("""(tables, wanted) => tables.map(t => {
+        const heads = Array.from(t.querySelectorAll('thead th')).map(h => h.textContent.trim());
+        if (!wanted.every((c, i) => heads[i] === c)) return null;
+        return Array.from(t.querySelectorAll('tbody tr')).map(tr => {
+            const row = {};
+            tr.querySelectorAll('td').forEach((td, i) => { row[heads[i] ?? String(i)] = td.textContent.trim(); });
+            return row;
+        });
+    }).filter(x => x !== null)""", list(columns))
+    assert len(tables) == 1, f"expected one data frame with columns {columns}, found {len(tables)}"
+    return tables[0]
+
+
+def select_option(page: Any, key: str, option: str) -> None:
+    """Pick ``option`` in the ``st.selectbox`` with ``key=``."""
+    page.locator(f".st-key-{key} input[role='combobox']").click()
+    page.get_by_role("option", name=option, exact=True).click()
+    settle(page)
+    expect(page.locator(f".st-key-{key} input[role='combobox']")).to_have_value(option)
+
+
+def multiselect_add(page: Any, key: str, option: str) -> None:
+    """Add ``option`` to the ``st.multiselect`` with ``key=``."""
+    page.locator(f".st-key-{key} input[role='combobox']").click()
+    page.get_by_role("option", name=option, exact=True).click()
+    page.keyboard.press("Escape")
+    settle(page)
+    expect(page.locator(f".st-key-{key} [data-tag] [title='{option}']")).to_be_visible()
+
+
+def main_height(page: Any) -> int:
+    return int(page.evaluate("document.querySelector('[data-testid=\"stMain\"]').scrollHeight"))
+
+
+def full_shot(page: Any, path: Path) -> None:
+    """Page-level screenshot of the whole app (Streamlit scrolls inside ``stMain``, so the viewport is grown)."""
+    height = max(VIEWPORT["height"], min(main_height(page), 12_000))
+    page.set_viewport_size({"width": VIEWPORT["width"], "height": height})
+    try:
+        page.wait_for_timeout(300)  # let Plotly / the data grids re-layout to the new size
+        page.screenshot(path=str(path), full_page=True)
+    finally:
+        page.set_viewport_size(dict(VIEWPORT))
+
+
+def readme_shot(page: Any, name: str, artifacts: Path) -> Path:
+    """A clean 1400×900 viewport screenshot (PNG, palette-quantised above 400 kB) for the README."""
+    from PIL import Image
+
+    out_dir = artifacts / "readme"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / name
+    page.mouse.move(VIEWPORT["width"] - 4, VIEWPORT["height"] // 2)  # off every widget
+    page.evaluate("document.activeElement && document.activeElement.blur()")  # no focus ring
+    style = page.add_style_tag(content=HIDE_HOVER_CHROME)
+    try:
+        page.screenshot(path=str(path))
+    finally:
+        style.evaluate("e => e.remove()")
+    if path.stat().st_size > README_MAX_BYTES:
+        with Image.open(path) as im:
+            small = im.convert("RGB").quantize(colors=256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
+        small.save(path, optimize=True)
+    with Image.open(path) as im:
+        assert im.size == (VIEWPORT["width"], VIEWPORT["height"])
+    if os.environ.get("IMC_UPDATE_SCREENSHOTS"):
+        README_SHOTS.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, README_SHOTS / name)
+    return path
+
+
+def scroll_main(page: Any, y: int | str) -> None:
+    """Scroll Streamlit's main container to ``y`` px (or ``"bottom"``)."""
+    page.evaluate("y => { const m = document.querySelector('[data-testid=\"stMain\"]');"
+                  " m.scrollTo(0, y === 'bottom' ? m.scrollHeight : y); }", y)
+    page.wait_for_timeout(200)
+
+
+def scroll_to(page: Any, locator: Any, offset: int = 16) -> None:
+    """Scroll the main container so that ``locator``'s top sits ``offset`` px below the viewport top."""
+    locator.evaluate("(e, off) => { const m = document.querySelector('[data-testid=\"stMain\"]');"
+                     " m.scrollBy(0, e.getBoundingClientRect().top - off); }", offset)
+    page.wait_for_timeout(200)
+
+
+# ------------------------------------------------------------------------------------------------ runs via the UI
+
+
+@dataclass
+class LaunchedRun:
+    """A run launched from the Run page.
+
+    Attributes:
+        id: run id (folder name under the server's runs dir).
+        scores: its ``scores.json``.
+        saw_progress: whether a live per-stage progress bar of the pipeline was shown while it ran.
+    """
+
+    id: str
+    scores: dict[str, Any]
+    saw_progress: bool
+
+    @property
+    def score(self) -> float:
+        return float(self.scores["score"])
+
+
+def run_ids(server: Server) -> set[str]:
+    return {p.name for p in server.runs.iterdir() if p.is_dir() and not p.name.startswith(".")}
+
+
+def launch_from_run_page(page: Any, server: Server, mapping: tuple[str, str] | None = None,
+                         progress_shot: Path | None = None) -> LaunchedRun:
+    """Run page: keep one dataset, optionally change a mapping parameter, Launch, follow the job to its score.
+
+    Args:
+        page: a page of a fresh context.
+        server: the dashboard.
+        mapping: ``(reconstruction key, value)`` typed into the generated parameter widget, or None.
+        progress_shot: where to save a screenshot of the live progress (the first time it is seen).
+    """
+    open_page(page, server, "/run", lambda p: p.get_by_role("button", name="Launch"))
+    page.get_by_role("button", name=f"Remove {OTHER_DATASET}").click()
+    settle(page)
+    expect(page.locator(".st-key-datasets [data-tag]")).to_have_count(1)
+    expect(page.locator(f".st-key-datasets [data-tag] [title='{DATASET}']")).to_be_visible()
+    if mapping:
+        key, value = mapping
+        page.get_by_text("reconstruction", exact=True).click()  # the section's expander
+        field = page.get_by_role("spinbutton", name=key, exact=True)
+        field.fill(value)
+        field.press("Enter")
+        settle(page)
+        expect(page.get_by_text(f"--set reconstruction.{key}={value}")).to_be_visible()
+    else:
+        expect(page.get_by_text("(none: the variant as it is)")).to_be_visible()
+    before = run_ids(server)
+    page.get_by_role("button", name="Launch").click()
+    new: set[str] = set()
+    for _ in range(200):  # the run directory is created before the job process starts
+        new = run_ids(server) - before
+        if new:
+            break
+        page.wait_for_timeout(100)
+    assert len(new) == 1, f"expected one new run directory, got {sorted(new)}"
+    run_id = new.pop()
+    job = page.get_by_text(re.compile(rf"{re.escape(run_id)} · (running|done)"))
+    expect(job.first).to_be_visible(timeout=PAGE_TIMEOUT_MS)
+    saw_progress = False
+    done = page.get_by_text(f"{run_id} · done")
+    failed = page.get_by_text(re.compile(rf"{re.escape(run_id)} · (failed|stopped|cancelled)"))
+    for _ in range(RUN_TIMEOUT_MS // 250):
+        if done.count() or failed.count():
+            break
+        # a pipeline stage's bar ("synth_boxes/features: 12/29 · ETA 5 s"), not just the launcher's "starting"
+        if not saw_progress and page.locator('[data-testid="stProgress"]', has_text=f"{DATASET}/").count():
+            saw_progress = True
+            if progress_shot is not None:
+                scroll_to(page, page.get_by_role("heading", name="Jobs"))
+                page.screenshot(path=str(progress_shot))
+        page.wait_for_timeout(250)  # tiny poll while the live fragment refreshes every second
+    assert failed.count() == 0, (server.runs / run_id / "job.log").read_text(errors="replace")[-2000:]
+    expect(done).to_be_visible(timeout=5_000)
+    scores = json.loads((server.runs / run_id / "scores.json").read_text())
+    expect(page.get_by_text(f"score {scores['score']:.2f}")).to_be_visible()
+    settle(page)
+    return LaunchedRun(run_id, scores, saw_progress)
+
+
+@pytest.fixture(scope="session")
+def run_a(browser: Any, server: Server, artifacts: Path) -> LaunchedRun:
+    """The default variant on one bundled dataset, launched and followed from the Run page."""
+    ctx = browser.new_context(viewport=dict(VIEWPORT))
+    try:
+        page = ctx.new_page()
+        run = launch_from_run_page(page, server, progress_shot=artifacts / "01_run_a_progress.png")
+        full_shot(page, artifacts / "01_run_a_finished.png")
+    finally:
+        ctx.close()
+    return run
+
+
+@pytest.fixture(scope="session")
+def run_b(browser: Any, server: Server, run_a: LaunchedRun, artifacts: Path) -> LaunchedRun:
+    """Same variant and dataset as ``run_a`` with a changed mapping parameter (features/matches from the cache)."""
+    ctx = browser.new_context(viewport=dict(VIEWPORT))
+    try:
+        page = ctx.new_page()
+        run = launch_from_run_page(page, server, (MAPPING_KEY, MAPPING_VALUE))
+        history_row = page.locator(".st-key-history td", has_text=run.id)
+        expect(history_row).to_be_attached(timeout=PAGE_TIMEOUT_MS)  # the history was refreshed
+        settle(page)
+        page.get_by_text("reconstruction", exact=True).click()  # fold the section again for the picture
+        settle(page)
+        scroll_main(page, "bottom")
+        readme_shot(page, "run.png", artifacts)
+        full_shot(page, artifacts / "03_run_b_finished.png")
+    finally:
+        ctx.close()
+    return run
+
+
+# ------------------------------------------------------------------------------------------------ flows
+
+
+def test_datasets_page_lists_bundled_data(page: Any, server: Server, artifacts: Path) -> None:
+    open_page(page, server, "/", lambda p: p.get_by_text("Thumbnails per scene"))
+    rows = grid(page, "split", "dataset", "scenes")
+    assert {r["dataset"] for r in rows} == {DATASET, OTHER_DATASET}
+    select_option(page, "dataset", f"train/{DATASET}")
+    expect(page.locator('[data-testid="stImage"]').first).to_be_visible()
+    expect(page.get_by_text(re.compile(rf"^{SCENE} — \d+ images$"))).to_be_visible()
+    assert_clean(page)
+    scroll_to(page, page.locator('[data-testid="stMetric"]').first)
+    readme_shot(page, "datasets.png", artifacts)
+    full_shot(page, artifacts / "00_datasets.png")
+
+
+def test_run_default_variant_to_score(run_a: LaunchedRun, run_b: LaunchedRun, page: Any, server: Server,
+                                      artifacts: Path) -> None:
+    """Flow 1: Launch from the Run page, live progress, the history shows the score."""
+    assert run_a.saw_progress, "no live progress bar was shown while the pipeline ran"
+    assert 0.0 <= run_a.score <= 100.0
+    open_page(page, server, "/run", lambda p: p.get_by_role("heading", name="History"))
+    rows = {r["id"]: r for r in grid(page, "id", "created", "status")}
+    for run in (run_a, run_b):
+        assert run.id in rows, f"{run.id} not in the history: {sorted(rows)}"
+        assert rows[run.id]["status"] == "done"
+        assert float(rows[run.id]["score"]) == pytest.approx(run.score, abs=1e-6)
+        assert rows[run.id]["datasets"] == DATASET
+    full_shot(page, artifacts / "01_run_history.png")
+
+
+def open_results(page: Any, server: Server, run: LaunchedRun) -> None:
+    """Results of ``run`` reached from the Run page's history (select the row)."""
+    open_page(page, server, "/run", lambda p: p.get_by_role("heading", name="History"))
+    ids = [r["id"] for r in grid(page, "id", "created", "status")]
+    row = ids.index(run.id)
+    # the grid is a canvas: click the row's selection checkbox (first column) at its cell's box
+    grid_canvas = page.locator(".st-key-history [data-testid='data-grid-canvas']")
+    grid_canvas.scroll_into_view_if_needed()
+    box = grid_canvas.bounding_box()
+    assert box is not None
+    page.mouse.click(box["x"] + 16, box["y"] + 35 * (row + 1.5))  # header and rows are 35 px high
+    expect(page).to_have_url(re.compile(r"/results"), timeout=PAGE_TIMEOUT_MS)
+    expect(page.get_by_role("tab", name="Overview")).to_be_visible(timeout=PAGE_TIMEOUT_MS)
+    settle(page)
+    expect(page.locator(".st-key-run input[role='combobox']")).to_have_value(run.id)
+
+
+def test_results_headline_3d_and_images(run_a: LaunchedRun, page: Any, server: Server, artifacts: Path) -> None:
+    """Flow 2: Results for the run: headline scores and charts, 3-D cameras (Plotly scene), per-image table."""
+    open_results(page, server, run_a)
+    assert_clean(page)
+    score = page.locator('[data-testid="stMetric"]').filter(has_text="Score")
+    expect(score.locator('[data-testid="stMetricValue"]')).to_have_text(f"{run_a.score:.2f}")
+    expect(page.locator(".st-key-fig_scores .js-plotly-plot")).to_be_visible(timeout=PAGE_TIMEOUT_MS)
+    expect(page.locator(".st-key-fig_scenes .js-plotly-plot")).to_be_visible(timeout=PAGE_TIMEOUT_MS)
+    scroll_to(page, page.locator(".st-key-run"))
+    readme_shot(page, "results.png", artifacts)
+    full_shot(page, artifacts / "02_results_overview.png")
+
+    page.get_by_role("tab", name="3D").click()
+    plot = page.locator(".st-key-fig_3d .js-plotly-plot")
+    expect(plot).to_be_visible(timeout=PAGE_TIMEOUT_MS)
+    settle(page)
+    expect(plot.locator(".gl-container canvas").first).to_be_attached()
+    layout = plot.evaluate("e => ({scene: e._fullLayout.scene ? e._fullLayout.scene.aspectratio : null,"
+                           " traces: (e.data || []).map(t => t.type)})")
+    assert layout["scene"] is not None, "the 3-D figure has no Plotly scene"
+    assert "scatter3d" in layout["traces"]
+    diagonal = sum(v * v for v in layout["scene"].values()) ** 0.5  # dashboard.state.fit_3d_view: fits the view
+    assert diagonal == pytest.approx(3 ** 0.5, rel=1e-6)
+    assert_clean(page)
+    scroll_to(page, page.get_by_role("tab", name="3D"), offset=40)
+    readme_shot(page, "results_3d.png", artifacts)
+    full_shot(page, artifacts / "02_results_3d.png")
+
+    page.get_by_role("tab", name="Images").click()
+    caption = page.get_by_text(re.compile(r"^\d+ of \d+ images"))
+    expect(caption).to_be_visible(timeout=PAGE_TIMEOUT_MS)
+    settle(page)
+    n_images = len(list((REPO / "data" / "synthetic" / "train" / DATASET).glob("*.png")))
+    shown, total = map(int, re.match(r"(\d+) of (\d+)", caption.inner_text()).groups())
+    assert shown == total == n_images
+    rows = grid(page, "image", "GT scene")
+    assert rows and all(r["image"].endswith(".png") for r in rows)
+    assert {"GT scene", "status"} <= set(rows[0])
+    assert_clean(page)
+    full_shot(page, artifacts / "02_results_images.png")
+
+
+def open_compare(page: Any, server: Server, runs: list[str]) -> None:
+    """Compare page with ``runs`` picked in the multiselect (the first is the reference)."""
+    open_page(page, server, "/compare", lambda p: p.get_by_text("Runs (the first is the reference)"))
+    for run_id in runs:
+        multiselect_add(page, "runs", run_id)
+    expect(page.get_by_text("Config diff")).to_be_visible(timeout=PAGE_TIMEOUT_MS)
+    settle(page)
+
+
+def test_compare_two_runs_shows_deltas(run_a: LaunchedRun, run_b: LaunchedRun, page: Any, server: Server,
+                                       artifacts: Path) -> None:
+    """Flow 3: a second run changing one mapping parameter reused the cached features/matches; deltas shown."""
+    timings = json.loads((server.runs / run_b.id / "timings.json").read_text())
+    assert timings["cache"][DATASET]["features"] == "hit" and timings["cache"][DATASET]["matching"] == "hit"
+    open_compare(page, server, [run_a.id, run_b.id])
+    head = {r["arm"]: r for r in grid(page, "arm", "runs")}
+    assert set(head) == {run_a.id, run_b.id}
+    assert float(head[run_a.id]["Δ score"]) == 0.0
+    assert float(head[run_b.id]["Δ score"]) == pytest.approx(run_b.score - run_a.score, abs=1e-6)
+    assert head[run_a.id]["noise"] == "reference"
+    per_ds = grid(page, "dataset", "arm")
+    assert {r["dataset"] for r in per_ds} == {DATASET}
+    expect(page.locator(".st-key-fig_compare .js-plotly-plot")).to_be_visible(timeout=PAGE_TIMEOUT_MS)
+    diff = grid(page, "vs", "key")
+    assert [r["key"] for r in diff] == [f"reconstruction.{MAPPING_KEY}"]
+    assert_clean(page)
+    readme_shot(page, "compare.png", artifacts)
+    full_shot(page, artifacts / "03_compare.png")
+
+
+def test_shared_urls_restore_the_view(run_a: LaunchedRun, run_b: LaunchedRun, page: Any, browser: Any,
+                                      server: Server, artifacts: Path) -> None:
+    """Flow 4: the URL of a Results view and of a Compare view opens the same state in a fresh browser context."""
+    open_page(page, server, f"/results?run={run_a.id}", lambda p: p.get_by_role("tab", name="Images"))
+    select_option(page, "scene", SCENE)
+    page.get_by_role("tab", name="Images").click()
+    expect(page.get_by_text(re.compile(r"^\d+ of \d+ images"))).to_be_visible(timeout=PAGE_TIMEOUT_MS)
+    settle(page)
+    expect(page).to_have_url(re.compile(r"tab=Images"))
+    shared = page.locator('[data-testid="stSidebar"] [data-testid="stCode"]').inner_text().replace("\n", "")
+    assert shared.startswith(server.url) and f"run={run_a.id}" in shared
+    urls = {"address bar": page.url, "share link": shared}
+
+    open_page(page, server, "/compare", lambda p: p.get_by_text("Runs (the first is the reference)"))
+    multiselect_add(page, "runs", run_a.id)
+    multiselect_add(page, "runs", run_b.id)
+    expect(page.get_by_text("Config diff")).to_be_visible(timeout=PAGE_TIMEOUT_MS)
+    settle(page)
+    compare_url = page.url
+
+    ctx = browser.new_context(viewport=dict(VIEWPORT))
+    try:
+        fresh = ctx.new_page()
+        for where, url in urls.items():
+            fresh.goto(url)
+            caption = fresh.get_by_text(re.compile(r"^\d+ of \d+ images"))
+            expect(caption).to_be_visible(timeout=PAGE_TIMEOUT_MS)
+            settle(fresh)
+            assert_clean(fresh)
+            expect(fresh.locator(".st-key-run input[role='combobox']")).to_have_value(run_a.id)
+            expect(fresh.locator(".st-key-dataset input[role='combobox']")).to_have_value(DATASET)
+            expect(fresh.locator(".st-key-scene input[role='combobox']")).to_have_value(SCENE)
+            expect(fresh.get_by_role("tab", name="Images")).to_have_attribute("aria-selected", "true")
+            n_scene = sum(1 for line in (REPO / "data" / "synthetic" / "train_labels.csv").read_text().splitlines()
+                          if line.startswith(f"{DATASET},{SCENE},"))
+            assert caption.inner_text().startswith(f"{n_scene} of {n_scene} images"), where
+            rows = grid(fresh, "image", "GT scene")
+            assert rows and {r["GT scene"] for r in rows} == {SCENE}, where
+            full_shot(fresh, artifacts / f"04_shared_results_{where.replace(' ', '_')}.png")
+
+        fresh.goto(compare_url)
+        expect(fresh.get_by_text("Config diff")).to_be_visible(timeout=PAGE_TIMEOUT_MS)
+        settle(fresh)
+        assert_clean(fresh)
+        for run_id in (run_a.id, run_b.id):
+            expect(fresh.locator(f".st-key-runs [data-tag] [title='{run_id}']")).to_be_visible()
+        assert [r["arm"] for r in grid(fresh, "arm", "runs")] == [run_a.id, run_b.id]
+        full_shot(fresh, artifacts / "04_shared_compare.png")
+    finally:
+        ctx.close()
+
+
+def test_export_bundle_and_import_it(run_a: LaunchedRun, page: Any, server: Server, artifacts: Path,
+                                     tmp_path: Path) -> None:
+    """Flow 5: Export bundle (download) on Results, import it through the Compare page's uploader."""
+    open_page(page, server, f"/results?run={run_a.id}", lambda p: p.get_by_role("button", name="Export bundle (.zip)"))
+    with page.expect_download(timeout=PAGE_TIMEOUT_MS) as info:
+        page.get_by_role("button", name="Export bundle (.zip)").click()
+    download = info.value
+    assert download.suggested_filename == f"{run_a.id}.zip"
+    bundle = tmp_path / download.suggested_filename
+    download.save_as(bundle)
+    with zipfile.ZipFile(bundle) as zf:
+        names = zf.namelist()
+    assert f"{run_a.id}/run.json" in names and f"{run_a.id}/scores.json" in names
+
+    open_page(page, server, "/compare", lambda p: p.get_by_text("Import a teammate's run bundle"))
+    before = run_ids(server)
+    page.get_by_text("Import a teammate's run bundle").click()
+    page.locator(".st-key-bundle input[type='file']").set_input_files(str(bundle))
+    done = page.get_by_text(re.compile(rf"Imported as {re.escape(run_a.id)}-imported-\w+"))
+    expect(done).to_be_visible(timeout=PAGE_TIMEOUT_MS)
+    settle(page)
+    imported = done.inner_text().removeprefix("Imported as ").strip()
+    assert run_ids(server) - before == {imported}
+    multiselect_add(page, "runs", run_a.id)
+    multiselect_add(page, "runs", imported)
+    head = {r["arm"]: r for r in grid(page, "arm", "runs")}
+    assert float(head[imported]["score"]) == pytest.approx(run_a.score, abs=1e-6)
+    assert float(head[imported]["Δ score"]) == 0.0
+    assert_clean(page)
+    full_shot(page, artifacts / "05_imported_bundle.png")
