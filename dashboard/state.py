@@ -735,14 +735,32 @@ def variant_info(name: str) -> tuple[str, list[str], dict[str, dict[str, Any]]]:
 # ------------------------------------------------------------------------------------------------------ cache lookup
 
 
-def _stage_conf(conf: dict[str, Any]) -> dict[str, Any]:
+def _stage_conf(conf: dict[str, Any], stage: str) -> dict[str, Any]:
+    """The cache-key config of a stage, as :func:`imc_core.pipeline._stage_conf` builds it."""
+    import importlib
+
     d = dict(conf)
     d.pop("device", None)
+    d["_stage_version"] = getattr(importlib.import_module(f"imc_core.stages.{stage}"), "VERSION", 1)
     return d
 
 
-def find_match_artifacts(config: dict[str, Any], data_root: str | Path, dataset: str) -> tuple[Path, Path]:
+def run_artifacts(run_dir: str | Path, dataset: str) -> dict[str, Path]:
+    """Cache folders a run used for one dataset, from its ``artifacts.json`` (only those still present)."""
+    p = Path(run_dir) / "artifacts.json"
+    try:
+        entry = json.loads(p.read_text()).get(dataset, {}) if p.is_file() else {}
+    except (ValueError, OSError):
+        entry = {}
+    return {stage: Path(d) for stage, d in entry.items() if isinstance(d, str) and (Path(d) / "DONE").is_file()}
+
+
+def find_match_artifacts(config: dict[str, Any], data_root: str | Path, dataset: str,
+                         run_dir: str | Path | None = None) -> tuple[Path, Path]:
     """Locate the cached ``features.h5`` and ``matches.h5`` a run used for one dataset.
+
+    The run's ``artifacts.json`` (written by the pipeline) names them directly; runs without it fall back to
+    recomputing the cache keys.
 
     The features key is recomputed exactly as the pipeline does (stage config without ``device`` + dataset
     fingerprint); the matching artifact is the finished one whose recorded inputs start with that key and whose config
@@ -762,18 +780,22 @@ def find_match_artifacts(config: dict[str, Any], data_root: str | Path, dataset:
     from imc_core.cache import DONE, artifact_key, cache_root
     from imc_core.data import DataRoot
 
+    if run_dir is not None:
+        arts = run_artifacts(run_dir, dataset)
+        if "features" in arts and "matching" in arts:
+            return arts["features"] / "features.h5", arts["matching"] / "matches.h5"
     root = Path(data_root)
     if not root.is_dir():
         raise InputError(root, "the run's data root is not available here, so its cached matches cannot be located")
     split = "train" if (root / "train" / dataset).is_dir() else "test"
     ds = DataRoot(root).load_dataset(dataset, split)
-    fconf = _stage_conf(config.get("features", {}))
+    fconf = _stage_conf(config.get("features", {}), "features")
     fkey = artifact_key("features", fconf, [], ds.fingerprint)
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in dataset)
     fdir = cache_root() / "features" / f"{safe}-{fkey}"
     if not (fdir / DONE).is_file():
         raise InputError(fdir, "cached features not found (cache cleared, or images or config changed since the run)")
-    mconf = _stage_conf(config.get("matching", {}))
+    mconf = _stage_conf(config.get("matching", {}), "matching")
     for mdir in sorted((cache_root() / "matching").glob(f"{safe}-*")):
         done = mdir / DONE
         if not done.is_file():
@@ -823,6 +845,25 @@ def read_pair(features_h5: Path, matches_h5: Path, a: str, b: str) -> tuple[Any,
                     m = np.stack([idx, m[idx]], axis=1)
                 return k0, k1, (m[:, ::-1] if flip else m)
     raise InputError(matches_h5, f"pair {a} / {b} not in the matches file")
+
+
+def inlier_mask(run_dir: str | Path, dataset: str, a: str, b: str, matches: Any) -> Any:
+    """Boolean mask of ``matches`` (M×2) that COLMAP's geometric verification kept, or ``None`` when unknown."""
+    import numpy as np
+
+    rec = run_artifacts(run_dir, dataset).get("reconstruction")
+    if rec is None or not (rec / "database.db").is_file():
+        return None
+    from imc_core.stages.reconstruction import pair_inlier_matches
+
+    try:
+        inl = pair_inlier_matches(rec / "database.db", a, b)
+    except Exception:  # an unreadable database only loses the colouring
+        return None
+    if inl is None:
+        return np.zeros(len(matches), dtype=bool)
+    keep = {(int(i), int(j)) for i, j in inl}
+    return np.array([(int(i), int(j)) in keep for i, j in matches], dtype=bool)
 
 
 def load_image_small(path: Path, max_side: int = 640) -> tuple[Any, float]:

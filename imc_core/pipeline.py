@@ -37,6 +37,7 @@ class DatasetResult:
 
     name: str
     poses: pd.DataFrame
+    artifacts: dict[str, str] = field(default_factory=dict)  # stage → cache folder used by this run
     timings: dict[str, float] = field(default_factory=dict)
     cache: dict[str, str] = field(default_factory=dict)
     pairs_stats: pd.DataFrame | None = None
@@ -143,6 +144,7 @@ def run_pipeline(
             raise ImcError(f"{data_root}: no datasets found under train/ or test/")
         writer.write_meta(split=split, datasets=list(names))
         results: list[DatasetResult] = []
+        artifacts: dict[str, dict[str, str]] = {}
         for name in names:
             rep.check()
             ds = root.load_dataset(name, split)
@@ -153,6 +155,8 @@ def run_pipeline(
             timings["datasets"][name] = res.timings
             timings["cache"][name] = res.cache
             writer.write_json("timings.json", timings)
+            artifacts[name] = res.artifacts
+            writer.write_json("artifacts.json", artifacts)
         _write_outputs(root, split, names, results, run_dir, writer, rep, timings)
         timings["total"] = time.perf_counter() - t_start
         writer.write_json("timings.json", timings)
@@ -271,7 +275,8 @@ def _run_dataset(ds: Any, cfg: PipelineConfig, run_dir: Path, writer: RunWriter,
     stats = _pairs_stats(name, matches.path / "matches.h5", pairs, rec.path / "database.db")
     poses = read_pose_csv(rec.path / "poses.csv")
     ok = '"ok": true' in (rec.path / "result.json").read_text()
-    return DatasetResult(name, poses, timings, cache, stats, ok)
+    artifacts = {"features": str(feats.path), "matching": str(matches.path), "reconstruction": str(rec.path)}
+    return DatasetResult(name, poses, artifacts, timings, cache, stats, ok)
 
 
 def _pairs_stats(dataset: str, matches_path: Path, pairs: list[tuple[str, str]],

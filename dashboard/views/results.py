@@ -304,8 +304,9 @@ def _picked_pair(event: Any) -> tuple[str, str] | None:
 def pair_viewer(rv: state.RunView, dataset: str, a: str, b: str) -> None:
     """Two images with their keypoints and matches from the cached h5 artifacts (graph only when not found)."""
     try:
-        feats, matches = state.find_match_artifacts(rv.config, rv.data_root, dataset)
+        feats, matches = state.find_match_artifacts(rv.config, rv.data_root, dataset, rv.path)
         k0, k1, m = state.read_pair(feats, matches, a, b)
+        inliers = state.inlier_mask(rv.path, dataset, a, b, m)
         image_dir = _image_dir(rv, dataset)
         img0, s0 = state.load_image_small(image_dir / a)
         img1, s1 = state.load_image_small(image_dir / b)
@@ -313,7 +314,10 @@ def pair_viewer(rv: state.RunView, dataset: str, a: str, b: str) -> None:
         reason = getattr(err, "problem", None) or str(err).splitlines()[0]
         st.info(f"Graph only: {reason}")
         return
-    state.show_figure("pair_view", img0, img1, k0 * s0, k1 * s1, m, None, title=f"{a} ↔ {b}", key="fig_pair")
+    if inliers is not None:
+        st.caption(f"{int(inliers.sum())} of {len(m)} matches kept by COLMAP's geometric verification (green); "
+                   "red: rejected")
+    state.show_figure("pair_view", img0, img1, k0 * s0, k1 * s1, m, inliers, title=f"{a} ↔ {b}", key="fig_pair")
 
 
 def tab_loss(rv: state.RunView) -> None:

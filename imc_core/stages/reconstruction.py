@@ -732,3 +732,27 @@ def pair_inliers(db_path: Path) -> dict[tuple[str, str], int]:
         if a is not None and b is not None:
             out[(a, b)] = out[(b, a)] = int(n)
     return out
+
+
+def pair_inlier_matches(db_path: Path, a: str, b: str) -> np.ndarray | None:
+    """Verified inlier matches of one pair, as ``(K, 2)`` indices into ``a``'s and ``b``'s keypoints.
+
+    Args:
+        db_path: the ``database.db`` written by :func:`reconstruct`.
+        a, b: image names.
+
+    Returns:
+        The inlier matches, or ``None`` when the pair was not verified (or an image is unknown).
+    """
+    import pycolmap
+
+    with pycolmap.Database.open(db_path) as db:
+        ia, ib = db.read_image_with_name(a), db.read_image_with_name(b)
+        if ia is None or ib is None:
+            return None
+        swap = ia.image_id > ib.image_id
+        id1, id2 = (ib.image_id, ia.image_id) if swap else (ia.image_id, ib.image_id)
+        if not db.exists_two_view_geometry(id1, id2):
+            return None
+        m = np.asarray(db.read_two_view_geometry(id1, id2).inlier_matches, dtype=np.int64).reshape(-1, 2)
+    return m[:, ::-1].copy() if swap else m

@@ -142,3 +142,23 @@ def test_cli_run_sigterm_ends_cancelled(tiny_root: Path, isolated_dirs: dict, tm
     rc = proc.wait(timeout=120)
     meta = json.loads((out / "run.json").read_text())
     assert meta["status"] == "cancelled" and rc == 1
+
+
+def test_run_records_artifacts_and_verified_inliers(first_run: tuple[Path, Path]) -> None:
+    from imc_core.stages.matching import read_matches
+    from imc_core.stages.reconstruction import pair_inlier_matches
+
+    run_dir, _ = first_run
+    arts = json.loads((run_dir / "artifacts.json").read_text())
+    (ds, stages), = arts.items()
+    assert set(stages) == {"features", "matching", "reconstruction"}
+    assert all((Path(p) / "DONE").is_file() for p in stages.values())
+    stats = load_run(run_dir).pairs_stats
+    best = stats.sort_values("n_inliers").iloc[-1]
+    assert best["n_inliers"] > 0 and best["n_inliers"] <= best["n_matches"]
+    m, _ = read_matches(Path(stages["matching"]) / "matches.h5", best["name0"], best["name1"])
+    inl = pair_inlier_matches(Path(stages["reconstruction"]) / "database.db", best["name0"], best["name1"])
+    assert len(inl) == best["n_inliers"]
+    assert {tuple(r) for r in inl.tolist()} <= {tuple(r) for r in m.tolist()}
+    swapped = pair_inlier_matches(Path(stages["reconstruction"]) / "database.db", best["name1"], best["name0"])
+    np.testing.assert_array_equal(swapped, inl[:, ::-1])
