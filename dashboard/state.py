@@ -392,7 +392,15 @@ def fit_3d_view(fig: Any, height: int = 600) -> None:
                                  "aspectratio": {axis: float(r) for axis, r in zip("xyz", rel, strict=True)}})
 
 
-def cameras_3d(rv: RunView, dataset: str, scene: str, key: str, with_points: bool = False) -> None:
+def _legend_below(fig: Any) -> None:
+    """Compact layout for side-by-side 3-D views: legend under the plot instead of beside it."""
+    fit_3d_view(fig, height=520)
+    fig.update_layout(legend=dict(orientation="h", yanchor="top", y=-0.02, xanchor="left", x=0),
+                      margin=dict(l=0, r=0, t=40, b=0))
+
+
+def cameras_3d(rv: RunView, dataset: str, scene: str, key: str, with_points: bool = False,
+               compact: bool = False) -> None:
     """GT frustums vs the associated cluster's cameras aligned into the GT frame (viz.camera_frustums)."""
     labels = root_labels(rv.data_root)
     if labels is None:
@@ -421,7 +429,7 @@ def cameras_3d(rv: RunView, dataset: str, scene: str, key: str, with_points: boo
     st.caption(f"GT scene **{scene}** ↔ cluster **{cluster or 'none'}**")
     show_figure("camera_frustums", gt, pred, alignment=entry, errors=errors,
                 thresholds=(entry or {}).get("thresholds"), points=points, title=f"{dataset} / {scene}", key=key,
-                post=fit_3d_view)
+                post=_legend_below if compact else fit_3d_view)
 
 
 # ------------------------------------------------------------------------------------------------------ data

@@ -194,7 +194,7 @@ def side_by_side(views: list[state.RunView]) -> None:
         with col:
             st.caption(rv.id)
             with state.error_boundary(rv.id):
-                state.cameras_3d(rv, dataset, scene, key=f"fig_3d_{rv.id}")
+                state.cameras_3d(rv, dataset, scene, key=f"fig_3d_{rv.id}", compact=True)
 
 
 def main() -> None:

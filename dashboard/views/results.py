@@ -234,9 +234,26 @@ def tab_3d(rv: state.RunView, dataset: str | None, scene: str | None) -> None:
     if s is None:
         st.info("No GT scenes for this dataset in the run.")
         return
-    if not scene:
-        st.caption(f"Showing scene **{s}** (pick a GT scene above).")
-    state.cameras_3d(rv, dataset, s, key="fig_3d", with_points=st.checkbox("Show 3-D points (COLMAP model)", key="pts"))
+    with_points = st.checkbox("Show 3-D points (COLMAP model)", key="pts")
+    if scene:
+        state.cameras_3d(rv, dataset, s, key="fig_3d", with_points=with_points)
+        return
+    # all scenes: each GT scene has its own metric frame, so one view per scene, side by side
+    scenes = _gt_scenes(rv, dataset)
+    st.caption(f"All {len(scenes)} GT scenes of {dataset}, each in its own frame (pick one above to enlarge it).")
+    cols = st.columns(2)
+    for i, name in enumerate(scenes):
+        with cols[i % 2]:
+            state.cameras_3d(rv, dataset, name, key=f"fig_3d_{i}", with_points=with_points, compact=True)
+
+
+def _gt_scenes(rv: state.RunView, dataset: str) -> list[str]:
+    """GT scenes of a dataset in the run (outliers excluded), in scenes.csv order."""
+    frame = rv.scenes if rv.scenes is not None else rv.per_image
+    if frame is None:
+        return []
+    names = frame.loc[frame["dataset"].astype(str) == dataset, "scene"].astype(str)
+    return [n for n in dict.fromkeys(names) if n != "outliers"]
 
 
 def tab_clusters(rv: state.RunView, dataset: str | None) -> None:
@@ -264,13 +281,14 @@ def tab_pairs(rv: state.RunView, dataset: str | None) -> None:
         return
     pairs = rv.pairs_stats[rv.pairs_stats["dataset"].astype(str) == dataset].copy()
     if "n_inliers" not in pairs:
-        pairs["n_inliers"] = pairs["n_matches"]  # verified inlier counts are not recorded per pair yet
+        pairs["n_inliers"] = pairs["n_matches"]  # runs made before verified inliers were recorded per pair
     pairs = pairs[pairs["n_matches"] > 0]
     groups = None
     if rv.per_image is not None:
         pi = rv.per_image[rv.per_image["dataset"].astype(str) == dataset]
         groups = dict(zip(pi["image"].astype(str), pi["scene"].astype(str), strict=True))
-    st.caption(f"{len(pairs)} matched pairs; edge width = matches. Click an edge midpoint to open the pair.")
+    st.caption(f"{len(pairs)} matched pairs; edge width = COLMAP-verified inliers. Click an edge midpoint to open "
+               "the pair.")
     event = state.show_figure("match_graph", pairs, groups, title=f"{dataset}: match graph", key="fig_graph",
                               on_select="rerun", selection_mode="points")
     picked = _picked_pair(event)
