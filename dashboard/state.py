@@ -823,9 +823,7 @@ def _jsonable(obj: Any) -> str:
     return json.dumps(obj, sort_keys=True, default=str)
 
 
-def names_to_pair(a: str, b: str) -> str:
-    """hloc pair group name (docs/formats.md)."""
-    return f"{a.replace('/', '-')}/{b.replace('/', '-')}"
+from imc_core.stages.matching import names_to_pair  # noqa: E402  (re-exported for the views)
 
 
 def read_pair(features_h5: Path, matches_h5: Path, a: str, b: str) -> tuple[Any, Any, Any]:

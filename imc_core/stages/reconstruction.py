@@ -40,6 +40,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import Cancelled, ConfigError, InputError
+from .matching import names_to_pair
 
 if TYPE_CHECKING:  # pragma: no cover
     import pycolmap
@@ -154,11 +155,6 @@ class ReconstructionResult:
 # ---------------------------------------------------------------------------------------------------- h5 inputs
 
 
-def _names_to_pair(a: str, b: str) -> str:
-    """hloc pair key: ``a.replace('/', '-') + '/' + b.replace('/', '-')``."""
-    return f"{a.replace('/', '-')}/{b.replace('/', '-')}"
-
-
 def _read_keypoints(features_path: Path, names: list[str]) -> tuple[dict[str, np.ndarray], dict[str, tuple[int, int]]]:
     """Read keypoints and image sizes of ``names`` from ``features.h5``.
 
@@ -201,7 +197,7 @@ def _read_matches(f: Any, a: str, b: str, path: Path) -> np.ndarray | None:
     Returns:
         ``(M, 2)`` int64 indices into a's and b's keypoints.
     """
-    for key, swap in ((_names_to_pair(a, b), False), (_names_to_pair(b, a), True)):
+    for key, swap in ((names_to_pair(a, b), False), (names_to_pair(b, a), True)):
         if key in f and "matches" in f[key]:
             m = np.asarray(f[key]["matches"][()])
             if m.size == 0:
