@@ -63,6 +63,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
             if done >= total:
                 print(file=sys.stderr)
 
+    if not args.verbose:
+        import pycolmap
+
+        pycolmap.logging.minloglevel = 2  # COLMAP's INFO/WARNING lines would drown the progress; log.txt has ours
     stop = {"requested": False}
 
     def on_term(signum: int, frame: object) -> None:  # SIGTERM → a clean "cancelled" run, cache kept
@@ -156,6 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--label")
     s.add_argument("--group", help="group name tying repeated runs (seeds) of one experiment")
     s.add_argument("--quiet", action="store_true")
+    s.add_argument("--verbose", action="store_true", help="also print COLMAP's own log lines")
     s.set_defaults(func=_cmd_run)
 
     s = sub.add_parser("variants", help="list pipeline variants")
