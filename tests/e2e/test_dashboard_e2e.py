@@ -15,6 +15,7 @@ import json
 import os
 import re
 import shutil
+import time
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -79,15 +80,20 @@ def grid(page: Any, *columns: str) -> list[dict[str, str]]:
     """
     selector = "[data-testid='stDataFrame'] table[role='grid']"
     expect(page.locator(selector).first).to_be_attached(timeout=PAGE_TIMEOUT_MS)
-    tables = page.locator(selector).evaluate_all("""(tables, wanted) => tables.map(t => {
-        const heads = Array.from(t.querySelectorAll('thead th')).map(h => h.textContent.trim());
-        if (!wanted.every((c, i) => heads[i] === c)) return null;
-        return Array.from(t.querySelectorAll('tbody tr')).map(tr => {
-            const row = {};
-            tr.querySelectorAll('td').forEach((td, i) => { row[heads[i] ?? String(i)] = td.textContent.trim(); });
-            return row;
-        });
-    }).filter(x => x !== null)""", list(columns))
+    deadline = time.monotonic() + PAGE_TIMEOUT_MS / 1000
+    while True:  # frames render one by one: wait until the wanted one is there (or the time is up)
+        tables = page.locator(selector).evaluate_all("""(tables, wanted) => tables.map(t => {
+            const heads = Array.from(t.querySelectorAll('thead th')).map(h => h.textContent.trim());
+            if (!wanted.every((c, i) => heads[i] === c)) return null;
+            return Array.from(t.querySelectorAll('tbody tr')).map(tr => {
+                const row = {};
+                tr.querySelectorAll('td').forEach((td, i) => { row[heads[i] ?? String(i)] = td.textContent.trim(); });
+                return row;
+            });
+        }).filter(x => x !== null)""", list(columns))
+        if len(tables) == 1 and tables[0] or time.monotonic() > deadline:
+            break
+        page.wait_for_timeout(250)
     assert len(tables) == 1, f"expected one data frame with columns {columns}, found {len(tables)}"
     return tables[0]
 
@@ -342,6 +348,16 @@ def test_results_headline_3d_and_images(run_a: LaunchedRun, page: Any, server: S
     full_shot(page, artifacts / "02_results_overview.png")
 
     page.get_by_role("tab", name="3D").click()
+    # no scene picked: one compact 3-D view per GT scene of the dataset
+    n_scenes = len({line.split(",")[1] for line in (REPO / "data" / "synthetic" / "train_labels.csv").read_text()
+                    .splitlines()[1:] if line.startswith(f"{DATASET},") and line.split(",")[1] != "outliers"})
+    overview = page.locator("[class*='st-key-fig_3d_'] .js-plotly-plot")
+    expect(overview.first).to_be_visible(timeout=PAGE_TIMEOUT_MS)
+    expect(overview).to_have_count(n_scenes)
+    settle(page)
+    full_shot(page, artifacts / "02_results_3d_all_scenes.png")
+    # one scene picked: the full-size view
+    select_option(page, "scene", SCENE)
     plot = page.locator(".st-key-fig_3d .js-plotly-plot")
     expect(plot).to_be_visible(timeout=PAGE_TIMEOUT_MS)
     settle(page)
@@ -357,6 +373,7 @@ def test_results_headline_3d_and_images(run_a: LaunchedRun, page: Any, server: S
     readme_shot(page, "results_3d.png", artifacts)
     full_shot(page, artifacts / "02_results_3d.png")
 
+    select_option(page, "scene", "(all scenes)")
     page.get_by_role("tab", name="Images").click()
     caption = page.get_by_text(re.compile(r"^\d+ of \d+ images"))
     expect(caption).to_be_visible(timeout=PAGE_TIMEOUT_MS)
