@@ -2,7 +2,12 @@
 
 Usage:
     .venv/bin/python bench/bench_pipeline.py [--datasets ets toy_fb82 ...] [--variants default colmap_sift ...]
-        [--anchor] [--rerun-mapping] [--out bench/results/pipeline.md]
+        [--set section.key=value] [--anchor] [--rerun-mapping] [--synthetic] [--root-dir DIR]
+        [--out bench/results/pipeline.md]
+
+A variant may carry its own overrides after colons: ``aliked_lightglue:matching.fp16=false:matching.batch_size=1``
+(applied after ``--set``). ``--root-dir`` is the folder holding the IMC-format data roots (default
+``../shared/datasets``). The device the run used (CUDA name or CPU) is printed with the table.
 
 Prints (and writes) a markdown table: score, mAA, clusterness, seconds per stage, total. ``--anchor`` also runs
 COLMAP 4.2.1's default SIFT pipeline natively (extract_features, match_exhaustive, incremental_mapping with
@@ -71,13 +76,16 @@ def colmap_anchor(root: Path, tmp: Path) -> dict:
             "clusterness": res.clusterness, "total_s": seconds}
 
 
-def run_variant(root: Path, variant: str, tmp: Path, overrides: list[str] | None = None) -> dict:
+def run_variant(root: Path, spec: str, tmp: Path, overrides: list[str] | None = None) -> dict:
+    """Run ``spec`` (``variant[:section.key=value...]``) on ``root`` and return one table row."""
     import pycolmap
 
     pycolmap.logging.minloglevel = 2  # COLMAP's INFO lines would drown the table
-    run_dir = run_pipeline(root, variant=variant, overrides=overrides or [], out=tmp / f"run-{variant}-{time.time_ns()}")
+    variant, *own = spec.split(":")
+    run_dir = run_pipeline(root, variant=variant, overrides=[*(overrides or []), *own],
+                           out=tmp / f"run-{variant}-{time.time_ns()}")
     run = load_run(run_dir)
-    row = {"variant": variant, "status": run.status}
+    row = {"variant": spec, "status": run.status}
     if run.scores:
         row.update(score=run.scores["score"], mAA=run.scores["mAA"], clusterness=run.scores["clusterness"])
     t = run.timings or {}
@@ -87,6 +95,15 @@ def run_variant(root: Path, variant: str, tmp: Path, overrides: list[str] | None
     if run.status != "done":
         row["error"] = run.meta.get("error")
     return row
+
+
+def device_name() -> str:
+    """The accelerator the pipeline picks automatically (CUDA device name), else the CPU with its core count."""
+    import torch
+
+    if torch.cuda.is_available():
+        return f"CUDA {torch.cuda.get_device_name(0)}, {os.cpu_count()} CPU cores, torch {torch.__version__}"
+    return f"CPU only, {os.cpu_count()} cores, torch {torch.__version__}"
 
 
 def markdown_table(df: pd.DataFrame) -> str:
@@ -109,9 +126,11 @@ def main() -> None:
     ap.add_argument("--anchor", action="store_true")
     ap.add_argument("--rerun-mapping", action="store_true")
     ap.add_argument("--synthetic", action="store_true", help="also the bundled data/synthetic benchmark")
+    ap.add_argument("--root-dir", default=str(SHARED), help="folder of IMC-format data roots")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
-    roots = {p.name: p for p in sorted(SHARED.iterdir()) if (p / "train").is_dir()} if SHARED.exists() else {}
+    base = Path(args.root_dir)
+    roots = {p.name: p for p in sorted(base.iterdir()) if (p / "train").is_dir()} if base.exists() else {}
     if args.datasets:
         roots = {k: v for k, v in roots.items() if k in args.datasets}
     if args.synthetic:
@@ -137,7 +156,7 @@ def main() -> None:
     df = pd.DataFrame(rows)
     table = markdown_table(df)
     cmd = "`.venv/bin/python bench/bench_pipeline.py " + " ".join(sys.argv[1:]) + "`"
-    text = f"{cmd}\n\n{table}\n"
+    text = f"{cmd}\n\ndevice: {device_name()}\n\n{table}\n"
     print(text)
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)

@@ -47,3 +47,15 @@ def resolve_device(pref: str = "auto") -> torch.device:
             raise ConfigError(f"{source}={choice!r} but only {torch.cuda.device_count()} CUDA device(s) exist")
         return dev
     raise ConfigError(f"{source} must be one of {', '.join(CHOICES)} (or cuda:N), got {choice!r}")
+
+
+def colmap_uses_gpu(device: torch.device) -> bool:
+    """Whether a COLMAP step (SIFT matching) may run on ``device``'s GPU.
+
+    Only when the torch device is CUDA *and* the installed pycolmap was built with CUDA: PyPI's pycolmap wheels are
+    CPU-only, and asking them for the GPU fails with ``Cannot use GPU feature matching without CUDA`` (seen on an
+    H200 machine with torch's CUDA build beside the PyPI pycolmap).
+    """
+    import pycolmap
+
+    return device.type == "cuda" and bool(getattr(pycolmap, "has_cuda", False))

@@ -405,6 +405,7 @@ def _match_colmap(pairs: list[Pair], features_path: Path, conf: MatchingConfig, 
     import h5py
     import pycolmap
 
+    from ..device import colmap_uses_gpu
     from .reconstruction import _cancel_watch
 
     todo = _unique_pairs(pairs)
@@ -436,7 +437,7 @@ def _match_colmap(pairs: list[Pair], features_path: Path, conf: MatchingConfig, 
             pairs_txt.write_text("".join(f"{a} {b}\n" for a, b in todo))
             opts = pycolmap.FeatureMatchingOptions()
             opts.skip_geometric_verification = True
-            opts.use_gpu = device.type == "cuda"
+            opts.use_gpu = colmap_uses_gpu(device)
             opts.sift.max_ratio = conf.ratio
             opts.sift.max_distance = conf.max_distance
             opts.sift.cross_check = True

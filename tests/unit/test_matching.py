@@ -232,6 +232,31 @@ def test_colmap_matcher_agrees_with_nn(pair_dir: Path, tmp_path: Path) -> None:
     assert len(sa & sb) >= 0.9 * max(len(sa), len(sb))
 
 
+def test_colmap_matcher_on_a_cuda_machine_with_cpu_only_pycolmap(pair_dir: Path, tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """torch sees CUDA but PyPI's pycolmap has none: COLMAP's matcher must stay on the CPU, not fail.
+
+    Seen on an H200 machine: ``use_gpu`` followed the torch device and ``match_image_pairs`` refused with
+    "Cannot use GPU feature matching without CUDA or OpenGL support".
+    """
+    import pycolmap
+
+    import imc_core.device as dev
+
+    feats = _features(pair_dir, "sift")
+    cpu = read_matches(match_features([(A, B)], feats, MatchingConfig(method="colmap"), tmp_path / "cpu.h5",
+                                      feature_method="sift"), A, B)[0]
+    monkeypatch.setattr(dev, "resolve_device", lambda pref="auto": torch.device("cuda"))
+    monkeypatch.setattr(pycolmap, "has_cuda", False, raising=False)
+    assert not dev.colmap_uses_gpu(torch.device("cuda"))
+    gpu_box = read_matches(match_features([(A, B)], feats, MatchingConfig(method="colmap"), tmp_path / "gpu.h5",
+                                          feature_method="sift"), A, B)[0]
+    np.testing.assert_array_equal(gpu_box, cpu)
+    monkeypatch.setattr(pycolmap, "has_cuda", True, raising=False)
+    assert dev.colmap_uses_gpu(torch.device("cuda"))
+    assert not dev.colmap_uses_gpu(torch.device("cpu"))
+
+
 def test_colmap_matcher_rejects_non_sift(tmp_path: Path) -> None:
     from imc_core.errors import ConfigError
 
