@@ -52,7 +52,7 @@ class MatchingConfig:
     width_confidence: float = -1.0  # LightGlue point pruning (-1 = off)
     ratio: float = 0.8  # ratio test (nn): best/second-best descriptor angle must be below this
     max_distance: float = 0.7  # nn: max descriptor angle in radians (COLMAP default for SIFT)
-    fp16: bool = True  # half precision on CUDA only
+    fp16: bool = False  # kornia mixed precision on CUDA; off: 5.5× slower than fp32 on an H200 (BENCHMARKS.md)
     batch_size: int = 8  # pairs per LightGlue batch on GPU (CPU: pairs run one at a time)
     device: str = "auto"  # auto | cuda | cpu
 

@@ -1,0 +1,92 @@
+"""LightGlue matching speed: fp16 vs fp32 and batch sizes, on real ALIKED features of one dataset.
+
+Usage:
+    .venv/bin/python bench/bench_lightglue.py --data-root ../shared/datasets/ets [--pairs 60]
+        [--max-keypoints 4096] [--resize 1024] [--out bench/results/lightglue.md]
+
+Extracts ALIKED-n16 features once (timed), then matches the first ``--pairs`` exhaustive pairs with each setting
+after a warm-up on 8 pairs, and reports seconds, pairs per second and the mean number of matches per pair (so a
+speed-up that changes the matches shows up). Meant for a CUDA machine; on CPU fp16 and batching do not apply.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from imc_core.data import DataRoot  # noqa: E402
+from imc_core.stages.features import FeaturesConfig, extract_features  # noqa: E402
+from imc_core.stages.matching import MatchingConfig, match_features, read_matches  # noqa: E402
+
+
+def _sync() -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+def main() -> None:
+    import torch
+
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--data-root", required=True)
+    ap.add_argument("--dataset", default=None, help="default: the first train dataset")
+    ap.add_argument("--pairs", type=int, default=60)
+    ap.add_argument("--max-keypoints", type=int, default=4096)
+    ap.add_argument("--resize", type=int, default=1024)
+    ap.add_argument("--out", default=None)
+    args = ap.parse_args()
+
+    data = DataRoot(Path(args.data_root))
+    name = args.dataset or data.train_datasets()[0]
+    ds = data.load_dataset(name, "train")
+    images = [(n, ds.image_dir / n) for n in ds.images]
+    pairs = list(itertools.combinations(ds.images, 2))[: args.pairs]
+    device = f"CUDA {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else f"CPU ({os.cpu_count()} cores)"
+    rows = []
+    with tempfile.TemporaryDirectory() as td:
+        tmp = Path(td)
+        fconf = FeaturesConfig(method="aliked", model="aliked-n16", max_keypoints=args.max_keypoints,
+                               resize=args.resize)
+        t0 = time.perf_counter()
+        feats = extract_features(images, fconf, tmp / "features.h5")
+        _sync()
+        t_feat = time.perf_counter() - t0
+        settings = [(fp16, bs) for fp16 in (True, False) for bs in (1, 8)]
+        for fp16, bs in settings:
+            conf = MatchingConfig(method="lightglue", fp16=fp16, batch_size=bs)
+            match_features(pairs[:8], feats, conf, tmp / "warm.h5", feature_method="aliked")
+            _sync()
+            t0 = time.perf_counter()
+            out = match_features(pairs, feats, conf, tmp / f"m-{fp16}-{bs}.h5", feature_method="aliked")
+            _sync()
+            dt = time.perf_counter() - t0
+            counts = [len(m[0]) if (m := read_matches(out, a, b)) is not None else 0 for a, b in pairs]
+            rows.append({"fp16": fp16, "batch_size": bs, "seconds": dt, "pairs_per_s": len(pairs) / dt,
+                         "mean_matches": float(np.mean(counts))})
+            print(rows[-1], flush=True)
+    head = (f"`.venv/bin/python bench/bench_lightglue.py {' '.join(sys.argv[1:])}`\n\n"
+            f"device: {device}, torch {torch.__version__}; dataset {name}: {len(images)} images, {len(pairs)} pairs, "
+            f"ALIKED-n16 ≤{args.max_keypoints} kpts @ {args.resize} px (features {t_feat:.2f} s incl. model load)\n\n")
+    table = "| fp16 | batch_size | seconds | pairs/s | mean matches |\n|---|---|---|---|---|\n" + "".join(
+        f"| {r['fp16']} | {r['batch_size']} | {r['seconds']:.2f} | {r['pairs_per_s']:.1f} | {r['mean_matches']:.1f} |\n"
+        for r in rows)
+    print(head + table)
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(head + table)
+
+
+if __name__ == "__main__":
+    main()
