@@ -763,6 +763,18 @@ def run_artifacts(run_dir: str | Path, dataset: str) -> dict[str, Path]:
     return {stage: Path(d) for stage, d in entry.items() if isinstance(d, str) and (Path(d) / "DONE").is_file()}
 
 
+@st.cache_data(max_entries=8, show_spinner=False)
+def _appearance_embedding(features_h5: str, mtime: float, names: tuple[str, ...]) -> np.ndarray:
+    from imc_core.analysis import pca_2d, pooled_local_descriptors
+
+    return pca_2d(pooled_local_descriptors(features_h5, names))
+
+
+def appearance_embedding(features_h5: Path, names: list[str]) -> np.ndarray:
+    """(N, 2) PCA of mean-pooled local descriptors per image, cached by file and modification time."""
+    return _appearance_embedding(str(features_h5), features_h5.stat().st_mtime, tuple(names))
+
+
 def find_match_artifacts(config: dict[str, Any], data_root: str | Path, dataset: str,
                          run_dir: str | Path | None = None) -> tuple[Path, Path]:
     """Locate the cached ``features.h5`` and ``matches.h5`` a run used for one dataset.

@@ -13,10 +13,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from .errors import InputError
 
 __all__ = [
     "LOSS_PARTS",
@@ -26,7 +29,9 @@ __all__ = [
     "flatten_config",
     "loss_attribution",
     "noise_summary",
+    "pca_2d",
     "per_image_delta",
+    "pooled_local_descriptors",
     "within_noise",
 ]
 
@@ -396,3 +401,81 @@ def config_diff(a: Mapping[str, Any], b: Mapping[str, Any]) -> pd.DataFrame:
             rows.append({"key": key, "a": fa[key], "b": None, "change": "removed"})
     return pd.DataFrame(rows, columns=["key", "a", "b", "change"], dtype=object)
 
+
+
+# ------------------------------------------------------------------------------------------ appearance embedding
+
+
+def pooled_local_descriptors(features_path: str | Path, names: Sequence[str]) -> np.ndarray:
+    """One appearance vector per image from its cached local features (a stand-in when a run has no global ones).
+
+    Each image's local descriptors are L2-normalised, averaged, and the mean is L2-normalised again (sum pooling).
+    It is a weak global descriptor, but enough to see whether the scenes of a dataset separate by appearance.
+
+    Args:
+        features_path: a ``features.h5`` (hloc layout, one group per image).
+        names: images to describe, in output order.
+
+    Returns:
+        (N, D) float32; the row of an image without features (missing group or no keypoints) is NaN.
+
+    Raises:
+        InputError: the file cannot be read.
+    """
+    import h5py
+
+    path = Path(features_path)
+    rows: list[np.ndarray | None] = []
+    try:
+        with h5py.File(path, "r") as f:
+            for name in names:
+                g = f.get(str(name))
+                desc = np.asarray(g["descriptors"][()], dtype=np.float32) if g is not None and "descriptors" in g \
+                    else np.zeros((0, 0), np.float32)
+                if desc.ndim != 2 or len(desc) == 0:
+                    rows.append(None)
+                    continue
+                desc = desc / np.maximum(np.linalg.norm(desc, axis=1, keepdims=True), 1e-12)
+                mean = desc.mean(axis=0)
+                rows.append(mean / max(float(np.linalg.norm(mean)), 1e-12))
+    except OSError as err:
+        raise InputError(path, f"cannot read features file: {err}") from None
+    dims = {len(r) for r in rows if r is not None}
+    if len(dims) > 1:
+        raise InputError(path, f"images have descriptors of different sizes {sorted(dims)}")
+    dim = dims.pop() if dims else 0
+    out = np.full((len(rows), dim), np.nan, dtype=np.float32)
+    for i, r in enumerate(rows):
+        if r is not None:
+            out[i] = r
+    return out
+
+
+def pca_2d(desc: np.ndarray) -> np.ndarray:
+    """Project descriptors to 2-D with PCA (scikit-learn, exact SVD: deterministic).
+
+    Args:
+        desc: (N, D); rows containing NaN are left out of the fit.
+
+    Returns:
+        (N, 2) float; NaN for the rows left out. With fewer than 3 usable rows the first two coordinates of the
+        centred data are returned instead (PCA needs more rows than components).
+    """
+    from sklearn.decomposition import PCA
+
+    desc = np.asarray(desc, dtype=np.float64)
+    out = np.full((len(desc), 2), np.nan)
+    if desc.ndim != 2 or len(desc) == 0:
+        return out
+    ok = np.isfinite(desc).all(axis=1)
+    x = desc[ok]
+    if len(x) == 0:
+        return out
+    if len(x) < 3 or x.shape[1] < 2:
+        centred = x - x.mean(axis=0)
+        pad = np.zeros((len(x), 2))
+        pad[:, : min(2, x.shape[1])] = centred[:, :2]
+        out[ok] = pad
+        return out
+    out[ok] = PCA(n_components=2, svd_solver="full").fit_transform(x)
+    return out

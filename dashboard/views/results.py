@@ -372,13 +372,37 @@ def tab_log(rv: state.RunView) -> None:
             st.code(job_log.read_text(errors="replace")[-20000:], language="text")
 
 
-def tab_descriptors(rv: state.RunView) -> None:
-    models = (rv.config.get("global_descriptors") or {}).get("models") or []
-    if not models:
-        st.info("No global descriptors in this run's variant.")
+def tab_descriptors(rv: state.RunView, dataset: str | None) -> None:
+    if dataset is None:
         return
-    st.info(f"This run's variant uses global descriptors ({', '.join(models)}), but the run holds no descriptor "
-            "artifact to project yet.")
+    models = (rv.config.get("global_descriptors") or {}).get("models") or []
+    if models:
+        st.info(f"This run's variant names global descriptors ({', '.join(models)}), but the run holds no global "
+                "descriptor artifact; shown below is the local-feature proxy.")
+    else:
+        st.caption("No global descriptors (DINOv2 / BLIP) in this run's variant. Shown instead: each image's local "
+                   "descriptors, L2-normalised and mean-pooled, projected to 2-D with PCA. Scenes that fall apart "
+                   "here could be separated by appearance before matching; scenes that overlap need geometry.")
+    features = state.run_artifacts(rv.path, dataset).get("features")
+    if features is None or not (features / "features.h5").is_file():
+        st.info("This run's cached local features are no longer in the cache (cleared, or the run was imported "
+                "from a bundle), so there is nothing to project. Re-run the variant to rebuild them.")
+        return
+    if rv.per_image is None:
+        st.info("No per-image table in this run, so images cannot be coloured by GT scene and cluster.")
+        return
+    pi = rv.per_image[rv.per_image["dataset"].astype(str) == dataset]
+    names = pi["image"].astype(str).tolist()
+    try:
+        coords = state.appearance_embedding(features / "features.h5", names)
+    except ImcError as err:
+        st.warning(str(err))
+        return
+    st.caption(f"{int(np.isfinite(coords).all(axis=1).sum())} of {len(names)} images have features; hover a point "
+               "for its name.")
+    state.show_figure("embedding_scatter", coords, pi["scene"].astype(str).tolist(),
+                      pi["cluster"].astype(str).tolist(), names,
+                      title=f"{dataset}: appearance (pooled local descriptors, PCA)", key="fig_desc")
 
 
 def main() -> None:
@@ -413,7 +437,7 @@ def main() -> None:
         "Loss": lambda: tab_loss(rv),
         "Timings": lambda: tab_timings(rv),
         "Log": lambda: tab_log(rv),
-        "Descriptors": lambda: tab_descriptors(rv),
+        "Descriptors": lambda: tab_descriptors(rv, dataset),
     }
     for name, tab in zip(TABS, tabs, strict=True):
         if tab.open is False:

@@ -97,13 +97,45 @@ def test_results_tabs_render(make_run: Callable[..., Path], tab: str) -> None:
     assert_clean(at)
     text = " ".join(x.value for x in [*at.info, *at.caption, *at.markdown])
     if tab == "Descriptors":
-        assert "No global descriptors in this run's variant" in text
+        assert "No global descriptors" in text and "no longer in the cache" in text  # no cache in this test
     if tab == "Pairs":
         assert "Graph only: cached features not found" in text  # no cache in the test: the graph alone, and why
     if tab == "Clusters":
         assert "Misplaced images** (1)" in text
     if tab == "3D":
         assert "cluster1" in text
+
+
+def test_descriptors_tab_projects_the_runs_cached_features(make_run: Callable[..., Path], dash_env: DashEnv) -> None:
+    """With the run's features still cached, the tab shows the appearance scatter by GT scene and by cluster."""
+    import json
+
+    import h5py
+    import numpy as np
+    from dashkit import SCENES
+
+    run = make_run("run-a", misplaced=("s1_2.png",))
+    fdir = dash_env.cache / "features" / "ds1-0123456789abcdef"
+    fdir.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    with h5py.File(fdir / "features.h5", "w") as f:
+        for k, (scene, names) in enumerate(SCENES.items()):
+            for name in names:
+                g = f.create_group(name)
+                g["descriptors"] = (k + rng.normal(scale=0.1, size=(20, 8))).astype(np.float32)
+                g["keypoints"] = np.zeros((20, 2), np.float32)
+    (fdir / "DONE").write_text("{}")
+    (run / "artifacts.json").write_text(json.dumps({"ds1": {"features": str(fdir)}}))
+    at = open_app("results", run="run-a", tab="Descriptors")
+    assert_clean(at)
+    text = " ".join(x.value for x in [*at.info, *at.caption, *at.markdown])
+    assert "no longer in the cache" not in text
+    assert "10 of 10 images have features" in text
+    charts = at.get("plotly_chart")
+    assert len(charts) == 1
+    fig = json.loads(charts[0].proto.spec)
+    names = {t["name"] for t in fig["data"]}
+    assert {"s1", "s2", "outliers"} <= names and any(n.startswith("cluster") for n in names)
 
 
 def test_broken_run_dir_gives_a_readable_error(make_run: Callable[..., Path], dash_env: DashEnv) -> None:

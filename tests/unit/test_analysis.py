@@ -162,3 +162,49 @@ def test_config_diff() -> None:
     ]
     assert len(analysis.config_diff(a, a)) == 0
     assert analysis.config_diff({"s": {"k": True}}, {"s": {"k": 1}})["change"].tolist() == ["changed"]
+
+
+def _features_h5(path, descs):  # noqa: ANN001, ANN202
+    import h5py
+
+    with h5py.File(path, "w") as f:
+        for name, d in descs.items():
+            g = f.create_group(name)
+            g["descriptors"] = np.asarray(d, dtype=np.float32)
+            g["keypoints"] = np.zeros((len(d), 2), np.float32)
+    return path
+
+
+def test_pooled_local_descriptors_by_hand(tmp_path) -> None:  # noqa: ANN001
+    """Rows normalised, averaged, normalised again; an image without keypoints or group gives a NaN row."""
+    path = _features_h5(tmp_path / "features.h5", {
+        "a.png": [[3.0, 4.0], [0.0, 2.0]],  # unit rows (0.6, 0.8), (0, 1) → mean (0.3, 0.9) → /|.|
+        "b.png": np.zeros((0, 2)),
+    })
+    out = analysis.pooled_local_descriptors(path, ["a.png", "b.png", "missing.png"])
+    assert out.shape == (3, 2)
+    np.testing.assert_allclose(out[0], np.array([0.3, 0.9]) / np.hypot(0.3, 0.9), rtol=1e-6)
+    assert np.isnan(out[1]).all() and np.isnan(out[2]).all()
+
+
+def test_pooled_local_descriptors_bad_file_names_it(tmp_path) -> None:  # noqa: ANN001
+    bad = tmp_path / "features.h5"
+    bad.write_bytes(b"not an h5 file")
+    with pytest.raises(analysis.InputError, match="features.h5"):
+        analysis.pooled_local_descriptors(bad, ["a.png"])
+
+
+def test_pca_2d_separates_two_appearance_groups() -> None:
+    """Two tight groups far apart in 16-D land on opposite sides of the first PCA axis; NaN rows stay NaN."""
+    rng = np.random.default_rng(0)
+    centre = rng.normal(size=(2, 16))
+    desc = np.concatenate([centre[0] + 0.01 * rng.normal(size=(5, 16)), centre[1] + 0.01 * rng.normal(size=(4, 16)),
+                           np.full((1, 16), np.nan)])
+    xy = analysis.pca_2d(desc)
+    assert xy.shape == (10, 2) and np.isnan(xy[9]).all()
+    first = xy[:9, 0]
+    assert (np.sign(first[:5]) == np.sign(first[0])).all() and (np.sign(first[5:9]) == -np.sign(first[0])).all()
+    np.testing.assert_array_equal(analysis.pca_2d(desc), xy)  # deterministic
+    two = analysis.pca_2d(desc[:2])
+    assert two.shape == (2, 2) and np.isfinite(two).all()  # fewer rows than PCA needs: centred coordinates
+    assert np.isnan(analysis.pca_2d(np.full((3, 4), np.nan))).all()
