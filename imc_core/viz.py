@@ -594,7 +594,8 @@ def threshold_curve(per_image: pd.DataFrame, dataset: str, scene: str,
 
 
 def embedding_scatter(coords: np.ndarray, labels_gt: Sequence[str] | None, labels_cluster: Sequence[str] | None,
-                      names: Sequence[str], title: str = "Image embedding") -> go.Figure:
+                      names: Sequence[str], title: str = "Image embedding",
+                      cluster_scene: Mapping[str, str] | None = None) -> go.Figure:
     """2-D scatter of image embeddings, coloured by GT scene (left) and by predicted cluster (right).
 
     Args:
@@ -603,6 +604,8 @@ def embedding_scatter(coords: np.ndarray, labels_gt: Sequence[str] | None, label
         labels_cluster: (N,) cluster per image, or ``None`` to leave that panel out.
         names: (N,) image names (hover and ``customdata``).
         title: figure title.
+        cluster_scene: cluster → the GT scene the metric associated it with; such a cluster takes that scene's
+            colour (the first cluster to claim it), so a right clustering looks the same in both panels.
 
     Returns:
         Figure with one Scatter trace per label and panel; traces of the left panel are in legend group ``gt``,
@@ -620,9 +623,12 @@ def embedding_scatter(coords: np.ndarray, labels_gt: Sequence[str] | None, label
             raise InputError(None, f"embedding has {n} points but {len(lab)} {key} labels and {len(names_arr)} names")
     fig = make_subplots(rows=1, cols=len(panels), subplot_titles=[f"coloured by {h}" for _, _, h in panels],
                         horizontal_spacing=0.06)
+    gt_colors = _palette(sorted({str(v) for v in labels_gt or []}, key=lambda s: (s == OUTLIERS, s)))
     for col, (key, lab, head) in enumerate(panels, start=1):
         lab_arr = np.asarray([str(v) for v in lab])
         colors = _palette(sorted(set(lab_arr.tolist()), key=lambda s: (s == OUTLIERS, s)))
+        if key == "cluster" and cluster_scene:
+            colors = _colors_following(colors, gt_colors, cluster_scene)
         for label, color in colors.items():
             sel = lab_arr == label
             fig.add_trace(go.Scatter(x=xy[sel, 0], y=xy[sel, 1], mode="markers", name=label, legendgroup=key,
@@ -634,6 +640,25 @@ def embedding_scatter(coords: np.ndarray, labels_gt: Sequence[str] | None, label
     fig.update_xaxes(title_text="dim 1", zeroline=False)
     fig.update_yaxes(title_text="dim 2", zeroline=False)
     return fig
+
+
+def _colors_following(colors: dict[str, str], gt_colors: Mapping[str, str],
+                      cluster_scene: Mapping[str, str]) -> dict[str, str]:
+    """Give each cluster its associated GT scene's colour (first claim wins); the others take unused colours."""
+    out: dict[str, str] = {}
+    taken: set[str] = set()
+    for label in colors:
+        scene = cluster_scene.get(label)
+        color = gt_colors.get(scene) if scene is not None else None
+        if label != OUTLIERS and color is not None and color not in taken:
+            out[label] = color
+            taken.add(color)
+    spare = [c for c in qualitative.Plotly + qualitative.D3 + qualitative.Set3
+             if c not in taken and c not in gt_colors.values()]
+    for label in colors:
+        if label not in out:
+            out[label] = OUTLIER_COLOR if label == OUTLIERS else spare.pop(0) if spare else colors[label]
+    return out
 
 
 def loss_attribution_bar(attribution: pd.DataFrame | Mapping[str, Mapping[str, float]],

@@ -398,10 +398,14 @@ def tab_descriptors(rv: state.RunView, dataset: str | None) -> None:
     except ImcError as err:
         st.warning(str(err))
         return
-    st.caption(f"{int(np.isfinite(coords).all(axis=1).sum())} of {len(names)} images have features; hover a point "
+    st.caption(f"Images with features: {int(np.isfinite(coords).all(axis=1).sum())} of {len(names)}; hover a point "
                "for its name.")
+    assoc = {}
+    if rv.scenes is not None and {"dataset", "scene", "cluster"} <= set(rv.scenes.columns):
+        sc = rv.scenes[rv.scenes["dataset"].astype(str) == dataset]
+        assoc = {str(c): str(s) for s, c in zip(sc["scene"], sc["cluster"], strict=True) if isinstance(c, str)}
     state.show_figure("embedding_scatter", coords, pi["scene"].astype(str).tolist(),
-                      pi["cluster"].astype(str).tolist(), names,
+                      pi["cluster"].astype(str).tolist(), names, cluster_scene=assoc,
                       title=f"{dataset}: appearance (pooled local descriptors, PCA)", key="fig_desc")
 
 

@@ -130,7 +130,7 @@ def test_descriptors_tab_projects_the_runs_cached_features(make_run: Callable[..
     assert_clean(at)
     text = " ".join(x.value for x in [*at.info, *at.caption, *at.markdown])
     assert "no longer in the cache" not in text
-    assert "10 of 10 images have features" in text
+    assert "Images with features: 10 of 10" in text
     charts = at.get("plotly_chart")
     assert len(charts) == 1
     fig = json.loads(charts[0].proto.spec)

@@ -374,6 +374,15 @@ def test_results_headline_3d_and_images(run_a: LaunchedRun, page: Any, server: S
     full_shot(page, artifacts / "02_results_3d.png")
 
     select_option(page, "scene", "(all scenes)")
+    page.get_by_role("tab", name="Descriptors").click()  # appearance scatter from the run's cached features
+    desc = page.locator(".st-key-fig_desc .js-plotly-plot")
+    expect(desc).to_be_visible(timeout=PAGE_TIMEOUT_MS)
+    settle(page)
+    names = desc.evaluate("e => (e.data || []).map(t => t.name)")
+    assert SCENE in names and any(str(n).startswith("cluster") for n in names), names
+    assert_clean(page)
+    full_shot(page, artifacts / "02_results_descriptors.png")
+
     page.get_by_role("tab", name="Images").click()
     caption = page.get_by_text(re.compile(r"^\d+ of \d+ images"))
     expect(caption).to_be_visible(timeout=PAGE_TIMEOUT_MS)

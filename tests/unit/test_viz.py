@@ -216,6 +216,19 @@ def test_embedding_scatter() -> None:
         viz.embedding_scatter(coords, gt[:3], cl, list("abcdef"))
 
 
+def test_embedding_scatter_clusters_take_their_scenes_colours() -> None:
+    """c1 serves s1 and c0 serves s2: each takes that scene's colour; a second claim and strays get fresh colours."""
+    coords = np.arange(14, dtype=float).reshape(7, 2)
+    gt = ["s1", "s1", "s2", "s2", "outliers", "s1", "s2"]
+    cl = ["c1", "c1", "c0", "c0", "outliers", "c2", "c3"]
+    fig = viz.embedding_scatter(coords, gt, cl, list("abcdefg"), cluster_scene={"c1": "s1", "c0": "s2", "c3": "s2"})
+    color = {(tr.legendgroup, tr.name): tr.marker.color for tr in fig.data}
+    assert color[("cluster", "c1")] == color[("gt", "s1")] and color[("cluster", "c0")] == color[("gt", "s2")]
+    assert color[("cluster", "outliers")] == color[("gt", "outliers")]
+    others = {color[("cluster", "c2")], color[("cluster", "c3")]}
+    assert len(others) == 2 and not others & {color[("gt", "s1")], color[("gt", "s2")], color[("gt", "outliers")]}
+
+
 def test_loss_attribution_bar_from_mapping_and_frame() -> None:
     fig = viz.loss_attribution_bar({"a": {"score": 60.0, "clusterness": 10.0, "unregistered": 20.0,
                                           "inaccurate": 7.0, "discount": 3.0}})
