@@ -89,6 +89,7 @@ class ReconstructionConfig:
     ba_refine_principal_point: bool = False  # bundle adjustment refines the principal point
     ba_refine_extra_params: bool = True  # bundle adjustment refines distortion parameters
     ba_local_num_images: int = 6  # incremental: images in each local bundle adjustment
+    max_runtime_s: int = -1  # incremental: stop mapping after this many seconds, keeping the models so far (≤ 0: no limit)
     extract_colors: bool = True  # colour 3D points from the images (needs the image files; missing ones are skipped)
 
     def __post_init__(self) -> None:
@@ -371,6 +372,7 @@ def incremental_options(conf: ReconstructionConfig) -> pycolmap.IncrementalPipel
     o.min_num_matches = conf.min_num_matches
     o.max_model_overlap = conf.max_model_overlap
     o.init_num_trials = conf.init_num_trials
+    o.max_runtime_seconds = conf.max_runtime_s
     o.num_threads = conf.threads
     o.extract_colors = conf.extract_colors
     o.ba_refine_focal_length = conf.ba_refine_focal
@@ -632,11 +634,15 @@ def _map(db_path: Path, image_dir: Path, out_dir: Path, n_images: int, conf: Rec
     sfm_dir = out_dir / "sfm"
     shutil.rmtree(sfm_dir, ignore_errors=True)
     counter = _Registered(n_images, progress, poll)
+    t0 = time.perf_counter()
     try:
         with _step(f"{conf.mapper} mapping", log, token, should_cancel):
             recs = _run_mapper(db_path, image_dir, sfm_dir, conf, token, counter)
     finally:
         shutil.rmtree(sfm_dir, ignore_errors=True)
+    if conf.mapper == "incremental" and 0 < conf.max_runtime_s <= time.perf_counter() - t0:
+        log.append(f"WARNING: mapping stopped at reconstruction.max_runtime_s = {conf.max_runtime_s} s; the models "
+                   "are those built until then (unfinished images count as outliers)")
     recs = [r for r in recs if r.num_reg_images() > 0]
     if not recs:
         raise _StepFailed(f"the mapper built no model with ≥ {conf.min_model_size} images")

@@ -144,6 +144,8 @@ def test_threads_forced_to_one_when_deterministic() -> None:
     opts = rc.incremental_options(ReconstructionConfig(seed=7, min_model_size=4, max_num_models=3))
     assert (opts.num_threads, opts.random_seed, opts.min_model_size, opts.max_num_models) == (1, 7, 4, 3)
     assert opts.get_mapper().random_seed == 7
+    assert opts.max_runtime_seconds == -1
+    assert rc.incremental_options(ReconstructionConfig(max_runtime_s=90)).max_runtime_seconds == 90
 
 
 # ------------------------------------------------------------------------------------------------ resolution
@@ -299,6 +301,29 @@ def test_failure_gives_all_outliers_and_a_reason(tmp_path: Path, scene_a: pycolm
     assert list(res.poses["image"]) == names
     assert (res.poses["scene"] == "outliers").all() and res.poses[POSE_COLS].isna().all().all()
     assert res.log[-1].startswith("FAILED") and reason in res.log[-1]
+
+
+def test_mapping_time_limit_is_reported(tmp_path: Path, scene_a: pycolmap.Reconstruction,
+                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """A mapping that reaches ``max_runtime_s`` keeps its models and says so in the log (slow mapper simulated)."""
+    import time as _time
+
+    names, features, matches, pairs = write_inputs(tmp_path, [("", scene_a)])
+    real = rc._run_mapper
+
+    def slow(*args: object, **kwargs: object) -> object:
+        _time.sleep(1.05)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(rc, "_run_mapper", slow)
+    conf = fast_conf()
+    conf.max_runtime_s = 1
+    res = reconstruct(tmp_path, names, features, matches, pairs, conf, tmp_path / "out")
+    assert res.ok and res.n_models >= 1
+    assert any(line.startswith("WARNING: mapping stopped at reconstruction.max_runtime_s = 1 s") for line in res.log)
+    conf.max_runtime_s = -1
+    res = reconstruct(tmp_path, names, features, matches, pairs, conf, tmp_path / "out2")
+    assert not any("max_runtime_s" in line for line in res.log)
 
 
 def test_cancellation_during_mapping_raises_and_cleans_up(tmp_path: Path, scene_a: pycolmap.Reconstruction) -> None:
