@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import os
 import sys
 import tempfile
 import time
@@ -28,6 +27,8 @@ from imc_core.data import DataRoot  # noqa: E402
 from imc_core.stages.features import FeaturesConfig, extract_features  # noqa: E402
 from imc_core.stages.matching import MatchingConfig, match_features, read_matches  # noqa: E402
 
+from bench.bench_pipeline import device_name  # noqa: E402
+
 
 def _sync() -> None:
     import torch
@@ -37,8 +38,6 @@ def _sync() -> None:
 
 
 def main() -> None:
-    import torch
-
     ap = argparse.ArgumentParser()
     ap.add_argument("--data-root", required=True)
     ap.add_argument("--dataset", default=None, help="default: the first train dataset")
@@ -53,7 +52,6 @@ def main() -> None:
     ds = data.load_dataset(name, "train")
     images = [(n, ds.image_dir / n) for n in ds.images]
     pairs = list(itertools.combinations(ds.images, 2))[: args.pairs]
-    device = f"CUDA {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else f"CPU ({os.cpu_count()} cores)"
     rows = []
     with tempfile.TemporaryDirectory() as td:
         tmp = Path(td)
@@ -77,7 +75,7 @@ def main() -> None:
                          "mean_matches": float(np.mean(counts))})
             print(rows[-1], flush=True)
     head = (f"`.venv/bin/python bench/bench_lightglue.py {' '.join(sys.argv[1:])}`\n\n"
-            f"device: {device}, torch {torch.__version__}; dataset {name}: {len(images)} images, {len(pairs)} pairs, "
+            f"device: {device_name()}; dataset {name}: {len(images)} images, {len(pairs)} pairs, "
             f"ALIKED-n16 ≤{args.max_keypoints} kpts @ {args.resize} px (features {t_feat:.2f} s incl. model load)\n\n")
     table = "| fp16 | batch_size | seconds | pairs/s | mean matches |\n|---|---|---|---|---|\n" + "".join(
         f"| {r['fp16']} | {r['batch_size']} | {r['seconds']:.2f} | {r['pairs_per_s']:.1f} | {r['mean_matches']:.1f} |\n"

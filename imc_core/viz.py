@@ -47,6 +47,8 @@ OUTLIERS = "outliers"
 GT_COLOR = "#4a6fa5"
 FAIL_COLOR = "#d73027"
 OUTLIER_COLOR = "#9e9e9e"
+#: qualitative colours handed out in order to labels (scenes, clusters)
+LABEL_COLORS: list[str] = qualitative.Plotly + qualitative.D3 + qualitative.Set3
 PART_COLORS: dict[str, str] = {
     "score": "#bdbdbd",
     "clusterness": "#7b3294",
@@ -78,7 +80,7 @@ def _empty(title: str, text: str = "no data") -> go.Figure:
 
 def _palette(labels: Sequence[str]) -> dict[str, str]:
     """Stable qualitative colours per label; ``outliers`` is grey."""
-    colors = qualitative.Plotly + qualitative.D3 + qualitative.Set3
+    colors = LABEL_COLORS
     out: dict[str, str] = {}
     k = 0
     for label in labels:
@@ -653,8 +655,7 @@ def _colors_following(colors: dict[str, str], gt_colors: Mapping[str, str],
         if label != OUTLIERS and color is not None and color not in taken:
             out[label] = color
             taken.add(color)
-    spare = [c for c in qualitative.Plotly + qualitative.D3 + qualitative.Set3
-             if c not in taken and c not in gt_colors.values()]
+    spare = [c for c in LABEL_COLORS if c not in taken and c not in gt_colors.values()]
     for label in colors:
         if label not in out:
             out[label] = OUTLIER_COLOR if label == OUTLIERS else spare.pop(0) if spare else colors[label]
