@@ -54,6 +54,8 @@ class FeaturesConfig:
     resize: int = 1024  # long side in px before detection; 0 = original size; never upsample
     detection_threshold: float = 0.01  # ALIKED score threshold (disk keeps maxima > 0; SIFTs use their defaults)
     root_sift: bool = True  # sift: RootSIFT descriptors (COLMAP's L1_ROOT); False = plain L2-normalised SIFT
+    sift_dsp: bool = False  # colmap_sift: domain-size pooling (DSP-SIFT; COLMAP's CPU extractor only)
+    sift_affine: bool = False  # colmap_sift: estimate affine shape (COLMAP's CPU extractor only)
     device: str = "auto"  # auto | cuda | cpu (colmap_sift always runs on CPU here)
 
     def __post_init__(self) -> None:
@@ -345,6 +347,8 @@ def _colmap_options(conf: FeaturesConfig) -> Any:
     opts.use_gpu = False
     opts.num_threads = int(os.environ.get("IMC_COLMAP_THREADS", "-1"))
     opts.sift.max_num_features = conf.max_keypoints
+    opts.sift.domain_size_pooling = conf.sift_dsp
+    opts.sift.estimate_affine_shape = conf.sift_affine
     return opts
 
 

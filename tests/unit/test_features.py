@@ -175,3 +175,27 @@ def test_config_validation() -> None:
         FeaturesConfig(max_keypoints=0)
     with pytest.raises(ConfigError, match="resize"):
         FeaturesConfig(resize=-1)
+
+
+def test_colmap_sift_dsp_and_affine_switches(images: dict[str, Path], tmp_path: Path) -> None:
+    """``sift_dsp`` / ``sift_affine`` reach COLMAP's extractor and change its output (unit descriptors kept)."""
+    from imc_core.stages.features import _colmap_options
+
+    opts = _colmap_options(FeaturesConfig(method="colmap_sift", sift_dsp=True, sift_affine=True))
+    assert opts.sift.domain_size_pooling and opts.sift.estimate_affine_shape
+    plain_opts = _colmap_options(FeaturesConfig(method="colmap_sift"))
+    assert not plain_opts.sift.domain_size_pooling and not plain_opts.sift.estimate_affine_shape
+
+    def run(tag: str, **kw: bool) -> dict[str, np.ndarray]:
+        conf = FeaturesConfig(method="colmap_sift", max_keypoints=256, resize=128, **kw)
+        return read_features(extract_features([("a", images["astro"])], conf, tmp_path / f"{tag}.h5"), "a")
+
+    plain = run("plain")
+    for tag, kw in (("dsp", {"sift_dsp": True}), ("affine", {"sift_affine": True})):
+        other = run(tag, **kw)
+        assert len(other["keypoints"]) > 0
+        np.testing.assert_allclose(np.linalg.norm(other["descriptors"], axis=1), 1.0, atol=1e-5)
+        same = (other["keypoints"].shape == plain["keypoints"].shape
+                and np.allclose(other["keypoints"], plain["keypoints"])
+                and np.allclose(other["descriptors"], plain["descriptors"]))
+        assert not same, tag
