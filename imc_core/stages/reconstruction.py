@@ -49,6 +49,11 @@ MAPPERS = ("incremental", "global")
 CAMERA_MODELS = ("SIMPLE_RADIAL", "SIMPLE_PINHOLE", "PINHOLE", "RADIAL", "OPENCV")
 VERIFIERS = ("colmap",)
 CAMERA_MODES = ("per_image", "per_size")
+#: losses of the final bundle adjustment (``reconstruction.refine_loss``); "none" skips it
+REFINE_LOSSES = ("none", "trivial", "soft_l1", "huber", "cauchy")
+#: observations of points triangulated under this angle (degrees) go with the refinement's filter (COLMAP's mapper
+#: default ``filter_min_tri_angle``)
+REFINE_MIN_TRI_ANGLE = 1.5
 OUTLIERS = "outliers"
 
 ProgressFn = Callable[[int, int, str], None]
@@ -91,6 +96,9 @@ class ReconstructionConfig:
     ba_local_num_images: int = 6  # incremental: images in each local bundle adjustment
     max_runtime_s: int = -1  # incremental: stop mapping after this many seconds, keeping the models so far (≤ 0: no limit)
     extract_colors: bool = True  # colour 3D points from the images (needs the image files; missing ones are skipped)
+    refine_loss: str = "none"  # final bundle adjustment of every model: none | trivial | soft_l1 | huber | cauchy
+    refine_loss_scale: float = 1.0  # its robust loss scale in pixels
+    refine_filter_max_reproj_error: float = 0.0  # then drop observations above this error (px) and adjust again; 0 = no
 
     def __post_init__(self) -> None:
         if self.mapper not in MAPPERS:
@@ -113,6 +121,17 @@ class ReconstructionConfig:
         for key in ("verify_max_error", "init_max_error", "abs_pose_max_error", "filter_max_reproj_error"):
             if not getattr(self, key) > 0:
                 raise ConfigError(f"reconstruction.{key} must be > 0, got {getattr(self, key)}")
+        if self.refine_loss not in REFINE_LOSSES:
+            raise ConfigError(f"reconstruction.refine_loss must be one of {', '.join(REFINE_LOSSES)}, "
+                              f"got {self.refine_loss!r}")
+        if not self.refine_loss_scale > 0:
+            raise ConfigError(f"reconstruction.refine_loss_scale must be > 0, got {self.refine_loss_scale}")
+        if self.refine_filter_max_reproj_error < 0:
+            raise ConfigError("reconstruction.refine_filter_max_reproj_error must be ≥ 0 (0 = off), "
+                              f"got {self.refine_filter_max_reproj_error}")
+        if self.refine_filter_max_reproj_error > 0 and self.refine_loss == "none":
+            raise ConfigError("reconstruction.refine_filter_max_reproj_error needs a final bundle adjustment: "
+                              "set reconstruction.refine_loss (e.g. cauchy)")
         if not 0 < self.verify_confidence < 1:
             raise ConfigError(f"reconstruction.verify_confidence must be in (0, 1), got {self.verify_confidence}")
         if not 0 <= self.abs_pose_min_inlier_ratio <= 1:
@@ -477,6 +496,62 @@ def _run_mapper(db_path: Path, image_dir: Path, sfm_dir: Path, conf: Reconstruct
     return [recs[k] for k in sorted(recs)]
 
 
+def refine_models(recs: list[pycolmap.Reconstruction], conf: ReconstructionConfig, log: list[str],
+                  should_cancel: CancelFn | None = None) -> None:
+    """Final bundle adjustment of every model, in place, with a robust loss (``reconstruction.refine_*``).
+
+    The mapper's own global adjustments use a plain squared loss; one more adjustment under a robust loss (e.g.
+    Cauchy at 1 px) lets the few wrong observations left pull less on the poses. With
+    ``refine_filter_max_reproj_error > 0`` the observations still above that error afterwards are removed and the
+    model is adjusted once more. Same intrinsics switches as the mapper (``ba_refine_*``), gauge fixed by two
+    cameras, one thread when deterministic (then the result repeats exactly). A model whose adjustment fails is kept
+    as the mapper left it, with the reason in the log.
+    """
+    import pycolmap
+
+    if conf.refine_loss == "none":
+        return
+    opts = pycolmap.BundleAdjustmentOptions()
+    opts.print_summary = False
+    opts.refine_focal_length = conf.ba_refine_focal
+    opts.refine_principal_point = conf.ba_refine_principal_point
+    opts.refine_extra_params = conf.ba_refine_extra_params
+    opts.ceres.loss_function_type = getattr(pycolmap.LossFunctionType, conf.refine_loss.upper())
+    opts.ceres.loss_function_scale = conf.refine_loss_scale
+    opts.ceres.solver_options.num_threads = conf.threads
+
+    def adjust(rec: pycolmap.Reconstruction) -> None:
+        # pycolmap.bundle_adjustment gives the same result but prints COLMAP's log lines whatever minloglevel says
+        ba_conf = pycolmap.BundleAdjustmentConfig()
+        for image_id in rec.reg_image_ids():
+            ba_conf.add_image(image_id)
+        ba_conf.fix_gauge(pycolmap.BundleAdjustmentGauge.TWO_CAMS_FROM_WORLD)
+        pycolmap.create_default_bundle_adjuster(opts, ba_conf, rec).solve()
+        rec.update_point_3d_errors()
+
+    for k, rec in enumerate(recs):
+        if should_cancel is not None and should_cancel():
+            raise Cancelled("reconstruction cancelled")
+        if rec.num_reg_images() < 2:
+            continue
+        before = rec.compute_mean_reprojection_error()
+        try:
+            adjust(rec)
+            dropped = 0
+            if conf.refine_filter_max_reproj_error > 0:
+                dropped = pycolmap.ObservationManager(rec).filter_all_points3D(
+                    conf.refine_filter_max_reproj_error, REFINE_MIN_TRI_ANGLE)
+                adjust(rec)
+        except Exception as err:  # noqa: BLE001 - Ceres/pycolmap failure: keep the mapper's model
+            log.append(f"WARNING: final bundle adjustment of model {k} failed ({type(err).__name__}: {err}); "
+                       "kept as mapped")
+            continue
+        log.append(f"model {k} refined ({conf.refine_loss} loss, {conf.refine_loss_scale:g} px): mean reprojection "
+                   f"error {before:.3f} → {rec.compute_mean_reprojection_error():.3f} px"
+                   + (f", {dropped} observations above {conf.refine_filter_max_reproj_error:g} px removed"
+                      if conf.refine_filter_max_reproj_error > 0 else ""))
+
+
 # ------------------------------------------------------------------------------------------------------ clusters
 
 
@@ -699,6 +774,10 @@ def reconstruct(image_dir: Path, images: list[str], features_path: Path, matches
                            report, log)
         report(0, len(images), "mapping")
         recs = _map(db_path, image_dir, out_dir, len(images), conf, token, should_cancel, progress, log)
+        if conf.refine_loss != "none":
+            report(len(images), len(images), "final bundle adjustment")
+            with _step("final bundle adjustment", log, token, should_cancel):
+                refine_models(recs, conf, log, should_cancel)
         shutil.rmtree(out_dir / "models", ignore_errors=True)
         poses, paths = _collect(recs, images, dataset, out_dir / "models", log)
     except _StepFailed as err:

@@ -89,20 +89,25 @@ def centers(R: np.ndarray, t: np.ndarray) -> np.ndarray:
     return -np.einsum("nji,nj->ni", R, t)
 
 
-def assert_poses_match(poses: pd.DataFrame, gt: dict[str, tuple[np.ndarray, np.ndarray]], tol: float = 1e-3) -> None:
-    """Predicted poses equal GT up to one similarity (Umeyama on camera centres), rotations included."""
+def fit_similarity(src: np.ndarray, dst: np.ndarray) -> object:
+    """scikit-image's least-squares similarity ``src → dst`` for (N, 3) points (new and old API)."""
     from skimage.transform import SimilarityTransform
 
+    if hasattr(SimilarityTransform, "from_estimate"):
+        return SimilarityTransform.from_estimate(src, dst)
+    sim = SimilarityTransform(dimensionality=3)
+    assert sim.estimate(src, dst)
+    return sim
+
+
+def assert_poses_match(poses: pd.DataFrame, gt: dict[str, tuple[np.ndarray, np.ndarray]], tol: float = 1e-3) -> None:
+    """Predicted poses equal GT up to one similarity (Umeyama on camera centres), rotations included."""
     names = list(poses["image"])
     R = poses[R_COLS].to_numpy().reshape(-1, 3, 3)
     t = poses[T_COLS].to_numpy()
     Rg = np.stack([gt[n][0] for n in names])
     tg = np.stack([gt[n][1] for n in names])
-    sim = SimilarityTransform.from_estimate(centers(R, t), centers(Rg, tg)) \
-        if hasattr(SimilarityTransform, "from_estimate") else None
-    if sim is None:  # older scikit-image API
-        sim = SimilarityTransform(dimensionality=3)
-        assert sim.estimate(centers(R, t), centers(Rg, tg))
+    sim = fit_similarity(centers(R, t), centers(Rg, tg))
     scale = np.cbrt(np.linalg.det(sim.params[:3, :3]))
     rot = sim.params[:3, :3] / scale
     mapped = sim(centers(R, t))
@@ -132,7 +137,9 @@ def scene_b() -> pycolmap.Reconstruction:
 
 @pytest.mark.parametrize("kw", [{"mapper": "glomap2"}, {"camera_model": "FISHEYE"}, {"verify": "none"},
                                 {"focal_prior": 0.0}, {"min_model_size": 0}, {"num_threads": 0},
-                                {"verify_confidence": 1.0}, {"seed": -1}])
+                                {"verify_confidence": 1.0}, {"seed": -1}, {"refine_loss": "l2"},
+                                {"refine_loss_scale": 0.0}, {"refine_filter_max_reproj_error": -1.0},
+                                {"refine_filter_max_reproj_error": 1.0}])
 def test_config_rejects_bad_values(kw: dict[str, object]) -> None:
     with pytest.raises(ConfigError, match="reconstruction\\."):
         ReconstructionConfig(**kw)  # type: ignore[arg-type]
@@ -324,6 +331,58 @@ def test_mapping_time_limit_is_reported(tmp_path: Path, scene_a: pycolmap.Recons
     conf.max_runtime_s = -1
     res = reconstruct(tmp_path, names, features, matches, pairs, conf, tmp_path / "out2")
     assert not any("max_runtime_s" in line for line in res.log)
+
+
+def _centre_error(rec: pycolmap.Reconstruction, gt: pycolmap.Reconstruction) -> float:
+    """Largest camera-centre error of ``rec`` against ``gt`` after one similarity, relative to the scene's spread."""
+    ids = sorted(gt.reg_image_ids())
+    pred = np.array([rec.images[i].projection_center() for i in ids])
+    true = np.array([gt.images[i].projection_center() for i in ids])
+    sim = fit_similarity(pred, true)
+    spread = np.linalg.norm(true - true.mean(0), axis=1).max()
+    return float(np.linalg.norm(sim(pred) - true, axis=1).max() / spread)
+
+
+def test_final_robust_adjustment_resists_wrong_observations() -> None:
+    """5% of observations moved by 35 px: a squared-loss adjustment follows them, Cauchy mostly does not, and the
+    filter removes them so that the second adjustment recovers the exact poses."""
+    gt = synth_scene(1)
+
+    def corrupted() -> tuple[pycolmap.Reconstruction, int]:
+        rec, rng, n = synth_scene(1), np.random.default_rng(0), 0
+        for image_id in rec.reg_image_ids():
+            for p in rec.images[image_id].points2D:
+                if p.has_point3D() and rng.random() < 0.05:
+                    p.xy = p.xy + np.array([25.0, -25.0])
+                    n += 1
+        rec.update_point_3d_errors()
+        return rec, n
+
+    (plain, n_bad), (robust, _), (filtered, _), (untouched, _) = (corrupted() for _ in range(4))
+    log: list[str] = []
+    rc.refine_models([plain], fast_conf(refine_loss="trivial"), log)
+    rc.refine_models([robust], fast_conf(refine_loss="cauchy"), log)
+    rc.refine_models([filtered], fast_conf(refine_loss="cauchy", refine_filter_max_reproj_error=2.0), log)
+    rc.refine_models([untouched], fast_conf(), log)  # refine_loss = "none": nothing happens
+    assert len(log) == 3 and all(line.startswith("model 0 refined") for line in log)
+    removed = int(log[2].rsplit(", ", 1)[1].split()[0])
+    assert n_bad <= removed < 2 * n_bad  # the moved observations go, few good ones with them
+    e_plain, e_robust, e_filtered = (_centre_error(r, gt) for r in (plain, robust, filtered))
+    assert e_robust < e_plain / 3
+    assert e_filtered < 1e-6 < e_plain
+    assert filtered.compute_mean_reprojection_error() < 1e-6 < plain.compute_mean_reprojection_error()
+    assert _centre_error(untouched, gt) < 1e-9
+
+
+def test_final_adjustment_in_reconstruct_is_logged_and_deterministic(tmp_path: Path,
+                                                                    scene_a: pycolmap.Reconstruction) -> None:
+    names, features, matches, pairs = write_inputs(tmp_path, [("", scene_a)], noise_px=1.0)
+    conf = fast_conf(seed=3, refine_loss="cauchy", refine_filter_max_reproj_error=3.0)
+    runs = [reconstruct(tmp_path, names, features, matches, pairs, conf, tmp_path / f"o{k}") for k in range(2)]
+    assert runs[0].ok and any(line.startswith("model 0 refined (cauchy loss, 1 px)") for line in runs[0].log)
+    assert any(line.startswith("final bundle adjustment:") for line in runs[0].log)
+    pd.testing.assert_frame_equal(runs[0].poses, runs[1].poses, check_exact=True)
+    assert_poses_match(runs[0].poses, gt_poses(scene_a), tol=1e-2)
 
 
 def test_cancellation_during_mapping_raises_and_cleans_up(tmp_path: Path, scene_a: pycolmap.Reconstruction) -> None:
