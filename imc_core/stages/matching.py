@@ -181,11 +181,30 @@ def _clamp_keypoints(kp: torch.Tensor, size: torch.Tensor) -> torch.Tensor:
     return torch.minimum(kp.clamp(min=0), upper)
 
 
+def attention_backends(device: torch.device) -> list[Any] | None:
+    """Scaled-dot-product-attention backends LightGlue may use on ``device`` (None: torch's own choice).
+
+    On CUDA everything but cuDNN attention: on Hopper GPUs torch may pick cuDNN's kernels, which build an execution
+    plan for every new sequence length, and every image has its own keypoint count. Measured on an H200: a pair with
+    new keypoint counts took 0.22 s, the same pair again 0.016 s, so a fresh process spent ~19 s of its first
+    matching run in plan building (BENCHMARKS.md §3). Flash / memory-efficient / math kernels need no plan.
+    """
+    if device.type != "cuda":
+        return None
+    from torch.nn.attention import SDPBackend
+
+    return [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]
+
+
 def _build_lightglue(features: str, conf: MatchingConfig, device: torch.device) -> BatchMatcher:
     """A batch matcher running LightGlue; a batch must share keypoint counts (no padding is needed then)."""
+    from contextlib import nullcontext
+
     import torch
+    from torch.nn.attention import sdpa_kernel
 
     model = load_lightglue(features, conf, device)
+    backends = attention_backends(device)
 
     def side(items: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
         return {"keypoints": torch.stack([_clamp_keypoints(x["keypoints"], x["image_size"]) for x in items]),
@@ -197,7 +216,7 @@ def _build_lightglue(features: str, conf: MatchingConfig, device: torch.device) 
         if any(len(a["keypoints"]) == 0 or len(b["keypoints"]) == 0 for a, b in batch):
             return [empty if len(a["keypoints"]) == 0 or len(b["keypoints"]) == 0 else run([(a, b)])[0]
                     for a, b in batch]
-        with torch.inference_mode():
+        with torch.inference_mode(), (sdpa_kernel(backends) if backends else nullcontext()):
             out = model({"image0": side([a for a, _ in batch]), "image1": side([b for _, b in batch])})
         return [(m.cpu().numpy().astype(np.int64), s.float().cpu().numpy())
                 for m, s in zip(out["matches"], out["scores"])]

@@ -221,6 +221,38 @@ def test_lightglue_batch_equals_single_pairs(pair_dir: Path) -> None:
     assert len(batched[0][0]) >= 30
 
 
+def test_attention_backends_exclude_cudnn_on_cuda() -> None:
+    from torch.nn.attention import SDPBackend
+
+    from imc_core.stages.matching import attention_backends
+
+    assert attention_backends(torch.device("cpu")) is None
+    cuda = attention_backends(torch.device("cuda"))
+    assert cuda is not None and SDPBackend.CUDNN_ATTENTION not in cuda and SDPBackend.MATH in cuda
+
+
+@needs_wheel
+def test_lightglue_runs_inside_the_chosen_attention_backends(pair_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The backend list really governs LightGlue's attention: MATH alone gives the same matches as torch's choice,
+    a backend CPUs lack (memory-efficient attention) makes the call fail."""
+    from torch.nn.attention import SDPBackend
+
+    from imc_core.stages import matching as mt
+
+    feats = _features(pair_dir, "aliked")
+    with h5py.File(feats, "r") as f:
+        store = mt._FeatureStore(f, feats, torch.device("cpu"))
+        pair = (store.get(A), store.get(B))
+        free = mt._build_lightglue("aliked", MatchingConfig(), torch.device("cpu"))([pair])[0]
+        monkeypatch.setattr(mt, "attention_backends", lambda device: [SDPBackend.MATH])
+        math = mt._build_lightglue("aliked", MatchingConfig(), torch.device("cpu"))([pair])[0]
+        monkeypatch.setattr(mt, "attention_backends", lambda device: [SDPBackend.EFFICIENT_ATTENTION])
+        with pytest.raises(RuntimeError, match="backend"):
+            mt._build_lightglue("aliked", MatchingConfig(), torch.device("cpu"))([pair])
+    np.testing.assert_array_equal(free[0], math[0])
+    np.testing.assert_allclose(free[1], math[1], atol=1e-5)
+
+
 def test_colmap_matcher_agrees_with_nn(pair_dir: Path, tmp_path: Path) -> None:
     """COLMAP's matcher and our nn implement the same rules: the match sets should mostly coincide."""
     feats = _features(pair_dir, "sift")
