@@ -402,7 +402,6 @@ def config_diff(a: Mapping[str, Any], b: Mapping[str, Any]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["key", "a", "b", "change"], dtype=object)
 
 
-
 # ------------------------------------------------------------------------------------------ appearance embedding
 
 

@@ -386,13 +386,13 @@ def _iter_colmap_sift(images: list[tuple[str, Path]], conf: FeaturesConfig,
     log_level = pycolmap.logging.minloglevel
     pycolmap.logging.minloglevel = max(log_level, 1)  # COLMAP's per-image INFO lines are noise here
     try:
-        yield from _colmap_sift_loop(images, opts, conf.max_keypoints, should_cancel)
+        yield from _colmap_sift_loop(images, opts, should_cancel)
     finally:
         pycolmap.logging.minloglevel = log_level
 
 
-def _colmap_sift_loop(images: list[tuple[str, Path]], opts: Any, max_keypoints: int,
-                      should_cancel: ShouldCancel | None) -> Iterator[tuple[str, Features, tuple[int, int]]]:
+def _colmap_sift_loop(images: list[tuple[str, Path]], opts: Any, should_cancel: ShouldCancel | None
+                      ) -> Iterator[tuple[str, Features, tuple[int, int]]]:
     """The body of :func:`_iter_colmap_sift`: stage, extract and read back a chunk of images at a time.
 
     COLMAP's extractor spreads the images of one call over its threads, so images go in chunks of one per core
@@ -420,20 +420,21 @@ def _colmap_sift_loop(images: list[tuple[str, Path]], opts: Any, max_keypoints: 
             pycolmap.extract_features(db_path, root / "images", image_names=staged_names,
                                       camera_mode=pycolmap.CameraMode.PER_IMAGE, extraction_options=opts,
                                       device=pycolmap.Device.cpu)
-            for (name, path), staged_name, size in zip(part, staged_names, sizes, strict=True):
-                yield name, _read_colmap_features(db_path, staged_name, Path(path), max_keypoints), size
+            with pycolmap.Database.open(db_path) as db:
+                feats = [_read_colmap_features(db, staged_name, Path(path))
+                         for (_, path), staged_name in zip(part, staged_names, strict=True)]
+            for (name, _), f, size in zip(part, feats, sizes, strict=True):
+                yield name, f, size
 
 
-def _read_colmap_features(db_path: Path, staged_name: str, source: Path, max_keypoints: int) -> Features:
-    """Keypoints (−0.5 px), L2-normalised float descriptors and scale-as-score of one image in a COLMAP database."""
-    import pycolmap
-
-    with pycolmap.Database.open(db_path) as db:
-        image = db.read_image_with_name(staged_name)
-        if image is None:
-            raise InputError(source, "COLMAP could not read this image")
-        kp = np.asarray(db.read_keypoints(image.image_id), dtype=np.float32)
-        desc = np.asarray(db.read_descriptors(image.image_id).data, dtype=np.float32)
+def _read_colmap_features(db: Any, staged_name: str, source: Path) -> Features:
+    """Keypoints (−0.5 px), L2-normalised float descriptors and scale-as-score of one image in an open COLMAP
+    database (``pycolmap.Database``)."""
+    image = db.read_image_with_name(staged_name)
+    if image is None:
+        raise InputError(source, "COLMAP could not read this image")
+    kp = np.asarray(db.read_keypoints(image.image_id), dtype=np.float32)
+    desc = np.asarray(db.read_descriptors(image.image_id).data, dtype=np.float32)
     if len(kp) == 0:
         return _empty_features()
     xy = kp[:, :2] - np.float32(0.5)
