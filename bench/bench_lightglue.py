@@ -31,6 +31,7 @@ from imc_core.data import DataRoot  # noqa: E402
 from imc_core.stages.features import FeaturesConfig, extract_features  # noqa: E402
 from imc_core.stages.matching import MatchingConfig, match_features, read_matches  # noqa: E402
 
+from bench._cmd import command_line  # noqa: E402
 from bench.bench_pipeline import device_name  # noqa: E402
 
 
@@ -112,7 +113,7 @@ def main() -> None:
             rows.append({"fp16": fp16, "batch_size": bs, "seconds": dt, "pairs_per_s": len(pairs) / dt,
                          "mean_matches": float(np.mean(counts))})
             print(rows[-1], flush=True)
-    head = (f"`.venv/bin/python bench/bench_lightglue.py {' '.join(sys.argv[1:])}`\n\n"
+    head = (f"`{command_line('bench_lightglue.py')}`\n\n"
             f"device: {device_name()}; dataset {name}: {len(images)} images, {len(pairs)} pairs, "
             f"ALIKED-n16 ≤{args.max_keypoints} kpts @ {args.resize} px (features {t_feat:.2f} s incl. model load)\n\n")
     table = "| fp16 | batch_size | seconds | pairs/s | mean matches |\n|---|---|---|---|---|\n" + "".join(

@@ -43,6 +43,7 @@ if "--cold-jit" in sys.argv:  # before numba is imported anywhere
 from imc_core import metric  # noqa: E402
 from imc_core.data import read_labels, read_thresholds  # noqa: E402
 from imc_core.metric import MetricConfig, register_cameras, score  # noqa: E402
+from bench._cmd import command_line  # noqa: E402
 from imc_core.submission import R_COLS, T_COLS, camera_centers  # noqa: E402
 
 SHARED = Path("/work/shared/imc25")
@@ -185,7 +186,7 @@ def main() -> None:
           "wall); speed-up (CPU) = official / our median process CPU time")
     print(f"load average during the run: {' '.join(open('/proc/loadavg').read().split()[:3])} "
           f"(the 2 cores are shared: compare wall times only at low load)")
-    print("command: " + " ".join([".venv/bin/python", "bench/bench_metric.py", *sys.argv[1:]]))
+    print("command: " + command_line("bench_metric.py"))
 
 
 if __name__ == "__main__":

@@ -38,6 +38,7 @@ from imc_core.data import DataRoot  # noqa: E402
 from imc_core.metric import score  # noqa: E402
 from imc_core.pipeline import run_pipeline  # noqa: E402
 from imc_core.runs import load_run  # noqa: E402
+from bench._cmd import command_line  # noqa: E402
 from imc_core.submission import OUTLIERS, pose_frame, write_pose_csv  # noqa: E402
 
 SHARED = REPO.parent / "shared" / "datasets"
@@ -173,7 +174,7 @@ def main() -> None:
                     print(rows[-1], flush=True)
     df = pd.DataFrame(rows)
     table = markdown_table(df)
-    cmd = "`.venv/bin/python bench/bench_pipeline.py " + " ".join(sys.argv[1:]) + "`"
+    cmd = f"`{command_line('bench_pipeline.py')}`"
     text = f"{cmd}\n\ndevice: {device}\n\n{table}\n"
     print(text)
     if args.out:

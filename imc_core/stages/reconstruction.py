@@ -96,9 +96,10 @@ class ReconstructionConfig:
     ba_local_num_images: int = 6  # incremental: images in each local bundle adjustment
     max_runtime_s: int = -1  # incremental: stop mapping after this many seconds, keeping the models so far (≤ 0: no limit)
     extract_colors: bool = True  # colour 3D points from the images (needs the image files; missing ones are skipped)
+    # refine_loss = "none" switches the whole final step off, refine_filter_max_reproj_error included
     refine_loss: str = "none"  # final bundle adjustment of every model: none | trivial | soft_l1 | huber | cauchy
     refine_loss_scale: float = 1.0  # its robust loss scale in pixels
-    refine_filter_max_reproj_error: float = 0.0  # then drop observations above this error (px) and adjust again; 0 = no
+    refine_filter_max_reproj_error: float = 0.0  # then drop observations above this error (px), adjust again; 0 = no
 
     def __post_init__(self) -> None:
         if self.mapper not in MAPPERS:
@@ -129,9 +130,6 @@ class ReconstructionConfig:
         if self.refine_filter_max_reproj_error < 0:
             raise ConfigError("reconstruction.refine_filter_max_reproj_error must be ≥ 0 (0 = off), "
                               f"got {self.refine_filter_max_reproj_error}")
-        if self.refine_filter_max_reproj_error > 0 and self.refine_loss == "none":
-            raise ConfigError("reconstruction.refine_filter_max_reproj_error needs a final bundle adjustment: "
-                              "set reconstruction.refine_loss (e.g. cauchy)")
         if not 0 < self.verify_confidence < 1:
             raise ConfigError(f"reconstruction.verify_confidence must be in (0, 1), got {self.verify_confidence}")
         if not 0 <= self.abs_pose_min_inlier_ratio <= 1:

@@ -1,0 +1,17 @@
+"""The command line a benchmark prints above its results, with the interpreter that really ran it."""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def command_line(script: str) -> str:
+    """``<python> bench/<script> <args>``: the project's ``.venv/bin/python`` when that ran it, else ``python3``
+    (e.g. the system interpreter of a GPU host)."""
+    exe = Path(sys.executable)
+    venv = REPO / ".venv"
+    python = ".venv/bin/python" if os.path.commonpath([exe.absolute(), venv]) == str(venv) else "python3"
+    return " ".join([python, f"bench/{script}", *sys.argv[1:]])
