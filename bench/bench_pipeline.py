@@ -99,6 +99,11 @@ def run_variant(root: Path, spec: str, tmp: Path, overrides: list[str] | None = 
     row["total_s"] = t.get("total")
     if run.status != "done":
         row["error"] = run.meta.get("error")
+    log = run.path / "log.txt"
+    warnings = [line.split("WARNING:", 1)[1].strip()[:90] for line in
+                (log.read_text().splitlines() if log.exists() else []) if "WARNING:" in line]
+    if warnings:  # e.g. a mapping cut by reconstruction.max_runtime_s: the row's score is then not the variant's
+        row["warnings"] = " / ".join(dict.fromkeys(warnings))
     return row
 
 
