@@ -75,7 +75,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, on_term)
     run_dir = run_pipeline(args.data_root, datasets=args.dataset or None, variant=args.variant,
                            overrides=args.set, out=args.out, progress=progress, use_cache=not args.no_cache,
-                           label=args.label, group=args.group, should_cancel=lambda: stop["requested"])
+                           label=args.label, group=args.group, should_cancel=lambda: stop["requested"],
+                           jobs=args.jobs)
     run = load_run(run_dir)
     if args.json:
         print(json.dumps({"run_dir": str(run_dir), "status": run.status, "error": run.meta.get("error"),
@@ -159,6 +160,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--no-cache", action="store_true", help="recompute every stage")
     s.add_argument("--label")
     s.add_argument("--group", help="group name tying repeated runs (seeds) of one experiment")
+    s.add_argument("--jobs", type=int, help="datasets reconstructed at once (default $IMC_JOBS, else one per core "
+                   "when deterministic, 1 otherwise); poses do not depend on it")
     s.add_argument("--quiet", action="store_true")
     s.add_argument("--verbose", action="store_true", help="also print COLMAP's own log lines")
     s.set_defaults(func=_cmd_run)

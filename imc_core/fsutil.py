@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -52,7 +53,13 @@ def stable_hash(obj: Any) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
+@functools.cache
 def _umask() -> int:
+    """The process umask, read once: reading it means setting it for a moment, which must not happen while other
+    threads (COLMAP writing a model in a reconstruction worker) create files."""
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+_umask()

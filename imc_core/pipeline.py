@@ -4,6 +4,10 @@
 pairs → features → matching → reconstruction, each stage cached (:mod:`imc_core.cache`) under a key made of its
 config, its inputs' keys and the dataset fingerprint; then all datasets' poses form ``submission.csv``, which is scored
 with the exact metric when ground truth exists.
+
+Datasets are independent once matched, so their reconstructions run in a small thread pool (``jobs``; pycolmap
+releases the GIL while it maps) while the main thread extracts and matches the next dataset. With the deterministic
+switch on every mapper uses one thread, so the poses do not depend on ``jobs``; only the wall time does.
 """
 
 from __future__ import annotations
@@ -12,9 +16,11 @@ import dataclasses
 import os
 import platform
 import shutil
+import threading
 import time
 import traceback
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -63,9 +69,15 @@ class _Reporter:
 
     def __init__(self, writer: RunWriter, progress: ProgressFn | None, should_cancel: Callable[[], bool] | None):
         self.writer, self.cb, self.cancel_cb = writer, progress, should_cancel
+        self._lock = threading.Lock()  # reconstructions report from worker threads
+        self._aborted = False
+
+    def abort(self) -> None:
+        """Make :meth:`cancelled` true from now on (the run is stopping: workers should too)."""
+        self._aborted = True
 
     def cancelled(self) -> bool:
-        return self.writer.cancel_requested() or bool(self.cancel_cb and self.cancel_cb())
+        return self._aborted or self.writer.cancel_requested() or bool(self.cancel_cb and self.cancel_cb())
 
     def check(self) -> None:
         if self.cancelled():
@@ -81,9 +93,37 @@ class _Reporter:
         return report
 
     def emit(self, key: str, done: int, total: int, message: str = "", **kw: Any) -> None:
-        self.writer.progress(key, done, total, message, **kw)
-        if self.cb:
-            self.cb(key, done, total, message)
+        with self._lock:
+            self.writer.progress(key, done, total, message, **kw)
+            if self.cb:
+                self.cb(key, done, total, message)
+
+
+def reconstruction_jobs(cfg: PipelineConfig, n_datasets: int, jobs: int | None = None) -> int:
+    """How many datasets reconstruct at once.
+
+    Args:
+        cfg: the run's config (``reconstruction.deterministic`` decides the automatic value).
+        n_datasets: datasets in the run.
+        jobs: requested value; ``None`` reads ``$IMC_JOBS``, else automatic: one per CPU core when the mapper is
+            deterministic (one thread each), 1 otherwise (COLMAP's own threads already use every core).
+
+    Returns:
+        A value in ``[1, max(1, n_datasets)]``.
+
+    Raises:
+        ImcError: ``jobs`` / ``$IMC_JOBS`` is not a positive integer.
+    """
+    if jobs is None and os.environ.get("IMC_JOBS"):
+        try:
+            jobs = int(os.environ["IMC_JOBS"])
+        except ValueError:
+            raise ImcError(f"IMC_JOBS must be a positive integer, got {os.environ['IMC_JOBS']!r}") from None
+    if jobs is None:
+        jobs = (os.cpu_count() or 1) if cfg.reconstruction.deterministic else 1
+    if jobs < 1:
+        raise ImcError(f"jobs must be ≥ 1, got {jobs}")
+    return max(1, min(jobs, n_datasets))
 
 
 def run_pipeline(
@@ -100,6 +140,7 @@ def run_pipeline(
     label: str | None = None,
     group: str | None = None,
     raise_errors: bool = False,
+    jobs: int | None = None,
 ) -> Path:
     """Run one pipeline variant on a data root and return the run directory.
 
@@ -115,6 +156,7 @@ def run_pipeline(
         use_cache: False recomputes every stage.
         label, group: free text stored in ``run.json`` (group ties repeated seeds of one experiment together).
         raise_errors: re-raise failures after recording them (the CLI prints them; the dashboard reads run.json).
+        jobs: datasets reconstructed at once (:func:`reconstruction_jobs`; default ``$IMC_JOBS`` or automatic).
 
     The run directory records status ``done``, ``failed`` (with a one-line error) or ``cancelled``; cached stage
     artifacts are never lost by a failure or cancellation.
@@ -142,21 +184,11 @@ def run_pipeline(
         names = datasets or (root.train_datasets() if split == "train" else root.test_datasets())
         if not names:
             raise ImcError(f"{data_root}: no datasets found under train/ or test/")
-        writer.write_meta(split=split, datasets=list(names))
-        results: list[DatasetResult] = []
-        artifacts: dict[str, dict[str, str]] = {}
-        for name in names:
-            rep.check()
-            ds = root.load_dataset(name, split)
-            for w in ds.warnings:
-                writer.log(f"[{name}] warning: {w}")
-            res = _run_dataset(ds, cfg, run_dir, writer, rep, use_cache)
-            results.append(res)
-            timings["datasets"][name] = res.timings
-            timings["cache"][name] = res.cache
-            writer.write_json("timings.json", timings)
-            artifacts[name] = res.artifacts
-            writer.write_json("artifacts.json", artifacts)
+        n_jobs = reconstruction_jobs(cfg, len(names), jobs)
+        writer.write_meta(split=split, datasets=list(names), jobs=n_jobs)
+        if n_jobs > 1:
+            writer.log(f"{len(names)} datasets, up to {n_jobs} reconstructions at once")
+        results = _run_datasets(root, split, names, cfg, run_dir, writer, rep, use_cache, n_jobs, timings)
         _write_outputs(root, split, names, results, run_dir, writer, rep, timings)
         timings["total"] = time.perf_counter() - t_start
         writer.write_json("timings.json", timings)
@@ -192,20 +224,64 @@ def _stage_conf(conf: Any, module: Any) -> dict[str, Any]:
     return d
 
 
-def _run_dataset(ds: Any, cfg: PipelineConfig, run_dir: Path, writer: RunWriter, rep: _Reporter,
-                 use_cache: bool) -> DatasetResult:
-    from .stages import features as features_mod
-    from .stages import matching as matching_mod
-    from .stages import reconstruction as reconstruction_mod
-    from .stages.features import extract_features
-    from .stages.matching import match_features
-    from .stages.pairs import make_pairs, write_pairs
-    from .stages.reconstruction import reconstruct
-    from .submission import read_pose_csv, write_pose_csv
+def _run_datasets(root: Any, split: str, names: list[str], cfg: PipelineConfig, run_dir: Path, writer: RunWriter,
+                  rep: _Reporter, use_cache: bool, n_jobs: int, timings: dict[str, Any]) -> list[DatasetResult]:
+    """Every dataset through the stages: pairs, features and matching here, reconstructions in ``n_jobs`` threads.
 
-    name = ds.name
-    timings: dict[str, float] = {}
-    cache: dict[str, str] = {}
+    On an error, the reconstructions already submitted (their matches are ready) still finish and are cached before
+    the error propagates, so that the re-run after the fix only redoes what failed. A cancellation (or Ctrl-C) stops
+    them at their next check instead.
+    """
+    artifacts: dict[str, dict[str, str]] = {}
+    futures: list[Future[DatasetResult]] = []
+    pool = ThreadPoolExecutor(max_workers=n_jobs, thread_name_prefix="imc-reconstruction")
+    try:
+        for name in names:
+            rep.check()
+            ds = root.load_dataset(name, split)
+            for w in ds.warnings:
+                writer.log(f"[{name}] warning: {w}")
+            matched = _match_dataset(ds, cfg, writer, rep, use_cache)
+            futures.append(pool.submit(_reconstruct_dataset, matched, cfg, run_dir, writer, rep, use_cache))
+        results = []
+        for name, fut in zip(names, futures, strict=False):
+            res = fut.result()
+            results.append(res)
+            timings["datasets"][name] = res.timings
+            timings["cache"][name] = res.cache
+            writer.write_json("timings.json", timings)
+            artifacts[name] = res.artifacts
+            writer.write_json("artifacts.json", artifacts)
+        return results
+    except BaseException as err:
+        if isinstance(err, Cancelled) or not isinstance(err, Exception):
+            rep.abort()
+            pool.shutdown(wait=True, cancel_futures=True)
+        else:
+            pending = sum(not f.done() for f in futures)
+            if pending:
+                writer.log(f"error: finishing {pending} reconstruction(s) already under way first (they get cached)")
+        raise
+    finally:
+        pool.shutdown(wait=True)
+
+
+@dataclass
+class _Matched:
+    """A dataset after pairs, features and matching: what its reconstruction needs."""
+
+    ds: Any
+    pairs: list[tuple[str, str]]
+    features: Artifact
+    matches: Artifact
+    keys: tuple[str, str]  # (features key, matching key)
+    timings: dict[str, float]
+    cache: dict[str, str]
+
+
+def _recorder(name: str, timings: dict[str, float], cache: dict[str, str], writer: RunWriter,
+              rep: _Reporter) -> Callable[[str, Artifact], None]:
+    """``record(stage, artifact)``: its time and cache status into the dicts, the progress and the log."""
 
     def record(stage: str, art: Artifact) -> None:
         timings[stage] = art.seconds
@@ -213,6 +289,21 @@ def _run_dataset(ds: Any, cfg: PipelineConfig, run_dir: Path, writer: RunWriter,
         rep.emit(f"{name}/{stage}", 1, 1, "cached" if art.hit else "done", cached=art.hit, seconds=art.seconds,
                  force=True)
         writer.log(f"[{name}] {stage}: {'cache hit' if art.hit else f'{art.seconds:.1f} s'} ({art.path.name})")
+
+    return record
+
+
+def _match_dataset(ds: Any, cfg: PipelineConfig, writer: RunWriter, rep: _Reporter, use_cache: bool) -> _Matched:
+    from .stages import features as features_mod
+    from .stages import matching as matching_mod
+    from .stages.features import extract_features
+    from .stages.matching import match_features
+    from .stages.pairs import make_pairs, write_pairs
+
+    name = ds.name
+    timings: dict[str, float] = {}
+    cache: dict[str, str] = {}
+    record = _recorder(name, timings, cache, writer, rep)
 
     # pairs
     t0 = time.perf_counter()
@@ -245,6 +336,20 @@ def _run_dataset(ds: Any, cfg: PipelineConfig, run_dir: Path, writer: RunWriter,
     matches = get_or_build("matching", name, mkey, build_matches, use_cache=use_cache,
                            meta={"conf": _stage_conf(cfg.matching, matching_mod), "inputs": [fkey, pairs_key], "dataset": name})
     record("matching", matches)
+    return _Matched(ds, pairs, feats, matches, (fkey, mkey), timings, cache)
+
+
+def _reconstruct_dataset(matched: _Matched, cfg: PipelineConfig, run_dir: Path, writer: RunWriter, rep: _Reporter,
+                         use_cache: bool) -> DatasetResult:
+    from .stages import reconstruction as reconstruction_mod
+    from .stages.reconstruction import reconstruct
+    from .submission import read_pose_csv, write_pose_csv
+
+    ds, pairs, feats, matches = matched.ds, matched.pairs, matched.features, matched.matches
+    fkey, mkey = matched.keys
+    name = ds.name
+    timings, cache = matched.timings, matched.cache
+    record = _recorder(name, timings, cache, writer, rep)
 
     # reconstruction (cached only when deterministic: otherwise every run is a fresh sample of mapper noise)
     rconf = _stage_conf(cfg.reconstruction, reconstruction_mod)
@@ -264,8 +369,7 @@ def _run_dataset(ds: Any, cfg: PipelineConfig, run_dir: Path, writer: RunWriter,
                        use_cache=use_cache and cfg.reconstruction.deterministic,
                        meta={"conf": rconf, "inputs": [mkey, fkey], "dataset": name})
     record("reconstruction", rec)
-    for line in (rec.path / "reconstruction.log").read_text().splitlines():
-        writer.log(f"[{name}] {line}")
+    writer.log_lines(f"[{name}] {line}" for line in (rec.path / "reconstruction.log").read_text().splitlines())
     models_src = rec.path / "models"
     if models_src.exists():
         dst = run_dir / "models" / name

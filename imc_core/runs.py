@@ -12,8 +12,10 @@ import json
 import os
 import secrets
 import shutil
+import threading
 import time
 import zipfile
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path, PurePosixPath
@@ -62,24 +64,36 @@ class RunWriter:
         self._meta: dict[str, Any] = {}
         self._progress: dict[str, Any] = {"stage": "", "done": 0, "total": 0, "message": "", "stages": {}}
         self._last_progress_write = 0.0
+        self._lock = threading.RLock()  # datasets reconstruct in worker threads (pipeline ``jobs``)
 
     # -- metadata / status
     def write_meta(self, **meta: Any) -> None:
-        self._meta.update(meta)
-        atomic_write_json(self.path / "run.json", self._meta)
+        with self._lock:
+            self._meta.update(meta)
+            atomic_write_json(self.path / "run.json", self._meta)
 
     def set_status(self, status: str, error: str | None = None) -> None:
         self.write_meta(status=status, error=error, finished=now_iso() if status != "running" else None)
 
     # -- logs
     def log(self, message: str) -> None:
-        line = f"[{_dt.datetime.now().strftime('%H:%M:%S')}] {message}\n"
-        with open(self.path / "log.txt", "a", encoding="utf-8") as f:
-            f.write(line)
+        self.log_lines([message])
+
+    def log_lines(self, messages: Iterable[str]) -> None:
+        """Append lines to ``log.txt`` as one block (another thread's lines do not land in between)."""
+        stamp = _dt.datetime.now().strftime('%H:%M:%S')
+        text = "".join(f"[{stamp}] {m}\n" for m in messages)
+        with self._lock, open(self.path / "log.txt", "a", encoding="utf-8") as f:
+            f.write(text)
 
     # -- progress
     def progress(self, stage: str, done: int, total: int, message: str = "", *, cached: bool | None = None,
                  seconds: float | None = None, force: bool = False) -> None:
+        with self._lock:
+            self._progress_locked(stage, done, total, message, cached, seconds, force)
+
+    def _progress_locked(self, stage: str, done: int, total: int, message: str, cached: bool | None,
+                         seconds: float | None, force: bool) -> None:
         st = self._progress["stages"].setdefault(stage, {"done": 0, "total": 0, "cached": False, "seconds": None})
         st["done"], st["total"] = done, total
         if cached is not None:
@@ -95,7 +109,8 @@ class RunWriter:
             atomic_write_json(self.path / "progress.json", self._progress)
 
     def write_json(self, name: str, obj: Any) -> None:
-        atomic_write_json(self.path / name, obj)
+        with self._lock:
+            atomic_write_json(self.path / name, obj)
 
     def write_text(self, name: str, text: str) -> None:
         atomic_write_text(self.path / name, text)

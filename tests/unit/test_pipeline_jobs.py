@@ -1,0 +1,40 @@
+"""How many datasets reconstruct at once (``imc_core.pipeline.reconstruction_jobs``)."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from imc_core.config import resolve_config
+from imc_core.errors import ImcError
+from imc_core.pipeline import reconstruction_jobs
+
+
+@pytest.fixture(autouse=True)
+def _no_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("IMC_JOBS", raising=False)
+
+
+def test_automatic_jobs_follow_the_cores_when_deterministic(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(os, "cpu_count", lambda: 16)
+    det = resolve_config("default")
+    free = resolve_config("default", ["reconstruction.deterministic=false"])
+    assert reconstruction_jobs(det, 13) == 13
+    assert reconstruction_jobs(det, 40) == 16
+    assert reconstruction_jobs(det, 1) == 1
+    assert reconstruction_jobs(free, 13) == 1  # COLMAP's own threads take the cores
+
+
+def test_explicit_and_environment_values(monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = resolve_config("default")
+    assert reconstruction_jobs(cfg, 5, 2) == 2
+    assert reconstruction_jobs(cfg, 2, 8) == 2
+    monkeypatch.setenv("IMC_JOBS", "3")
+    assert reconstruction_jobs(cfg, 5) == 3
+    assert reconstruction_jobs(cfg, 5, 1) == 1  # the argument wins over the environment
+    monkeypatch.setenv("IMC_JOBS", "many")
+    with pytest.raises(ImcError, match="IMC_JOBS"):
+        reconstruction_jobs(cfg, 5)
+    with pytest.raises(ImcError, match="jobs must be"):
+        reconstruction_jobs(cfg, 5, 0)
