@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import signal
 import sys
 from pathlib import Path
+from typing import TextIO
 
 from .errors import ImcError
 
@@ -53,15 +55,33 @@ def _cmd_synth(args: argparse.Namespace) -> int:
     return 0
 
 
+class ProgressLine:
+    """The ``run`` command's progress on stderr: one live line with every stage under way (a reconstruction can run
+    beside the next dataset's features), and a line of its own for each stage that finishes."""
+
+    def __init__(self, stream: TextIO | None = None, width: int | None = None) -> None:
+        self.stream = stream or sys.stderr
+        self.width = width or max(40, shutil.get_terminal_size((120, 24)).columns - 1)
+        self.active: dict[str, str] = {}
+
+    def __call__(self, stage: str, done: int, total: int, message: str) -> None:
+        if done >= total:
+            self.active.pop(stage, None)
+            self._write(f"{stage:40s} {done:5d}/{total:<5d} {message}", end="\n")
+        else:
+            self.active[stage] = f"{stage} {done}/{total} {message}".strip()
+        if self.active:
+            self._write(" | ".join(self.active.values()), end="")
+
+    def _write(self, text: str, end: str) -> None:
+        print("\r" + text[:self.width].ljust(self.width), end=end, file=self.stream, flush=True)
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     from .pipeline import run_pipeline
     from .runs import load_run
 
-    def progress(stage: str, done: int, total: int, message: str) -> None:
-        if not args.quiet and not args.json:
-            print(f"\r{stage:40s} {done:5d}/{total:<5d} {message[:60]:60s}", end="", file=sys.stderr, flush=True)
-            if done >= total:
-                print(file=sys.stderr)
+    progress = None if args.quiet or args.json else ProgressLine()
 
     if not args.verbose:
         import pycolmap

@@ -68,3 +68,22 @@ def test_variants_lists_each_with_status(capsys: pytest.CaptureFixture) -> None:
 def test_run_unknown_key_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     rc = main(["run", "--data-root", str(tmp_path), "--set", "features.nope=1", "--out", str(tmp_path / "r")])
     assert rc == 2 and "features.nope" in capsys.readouterr().err
+
+
+def test_progress_line_shows_concurrent_stages_and_finishes_each_on_its_own_line() -> None:
+    import io
+
+    from imc_core.cli import ProgressLine
+
+    out = io.StringIO()
+    show = ProgressLine(out, width=100)
+    show("a/reconstruction", 2, 10, "mapping")
+    show("b/features", 3, 20, "img.png")
+    show("a/reconstruction", 10, 10, "2 model(s)")
+    show("b/features", 20, 20, "done")
+    frames = [f.rstrip() for f in out.getvalue().split("\r") if f.strip()]
+    assert frames[1] == "a/reconstruction 2/10 mapping | b/features 3/20 img.png"
+    assert frames[2].startswith("a/reconstruction") and "10/10" in frames[2] and frames[2].endswith("2 model(s)")
+    assert frames[3] == "b/features 3/20 img.png"  # the live line goes on with what is still running
+    assert out.getvalue().endswith("done" + " " * (100 - len(frames[4])) + "\n")
+    assert all(len(f.rstrip("\n")) <= 100 for f in out.getvalue().split("\r"))
