@@ -55,6 +55,16 @@ def _cmd_synth(args: argparse.Namespace) -> int:
     return 0
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
+    return value
+
+
 class ProgressLine:
     """The ``run`` command's progress on stderr: one live line with every stage under way (a reconstruction can run
     beside the next dataset's features), and a line of its own for each stage that finishes."""
@@ -180,7 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--no-cache", action="store_true", help="recompute every stage")
     s.add_argument("--label")
     s.add_argument("--group", help="group name tying repeated runs (seeds) of one experiment")
-    s.add_argument("--jobs", type=int, help="datasets reconstructed at once (default $IMC_JOBS, else one per core "
+    s.add_argument("--jobs", type=_positive_int, help="datasets reconstructed at once (default $IMC_JOBS, else one per core "
                    "when deterministic, 1 otherwise); poses do not depend on it")
     s.add_argument("--quiet", action="store_true")
     s.add_argument("--verbose", action="store_true", help="also print COLMAP's own log lines")

@@ -70,6 +70,15 @@ def test_run_unknown_key_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture) 
     assert rc == 2 and "features.nope" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("jobs", ["0", "-2", "two"])
+def test_run_bad_jobs_exits_2_before_any_run_directory(jobs: str, tmp_path: Path,
+                                                       capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["run", "--data-root", str(tmp_path), "--jobs", jobs, "--out", str(tmp_path / "r")])
+    assert exc.value.code == 2 and "--jobs: must be a positive integer" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
+
+
 def test_progress_line_shows_concurrent_stages_and_finishes_each_on_its_own_line() -> None:
     import io
 
