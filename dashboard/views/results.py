@@ -115,6 +115,11 @@ def header(rv: state.RunView) -> None:
     st.markdown(" · ".join(bits))
     if meta.get("overrides"):
         st.caption("overrides: " + " ".join(f"`{o}`" for o in meta["overrides"]))
+    where = [f"data root `{meta['data_root']}`"] if meta.get("data_root") else []
+    where += [f"device {meta['device']}"] if meta.get("device") else []
+    where += [f"{meta['jobs']} datasets reconstructed at once"] if (meta.get("jobs") or 1) > 1 else []
+    if where:
+        st.caption(" · ".join(where))
     if rv.status == "failed":
         st.error(f"This run failed: {meta.get('error') or 'see the log'}")
     elif rv.status not in ("done",):

@@ -78,6 +78,8 @@ def test_results_score_and_image_table_filters(make_run: Callable[..., Path]) ->
     assert len(frame_with(at, "t2")) == 4
     at.selectbox(key="scene").select("s1").run()
     assert len(frame_with(at, "t2")) == 0  # s2_ images within scene s1
+    captions = " ".join(c.value for c in at.caption)
+    assert "data root" in captions and "device cpu" in captions  # which data and machine made this run
 
 
 def test_share_link_holds_the_view(make_run: Callable[..., Path], dash_env: DashEnv) -> None:
