@@ -3,7 +3,7 @@
 Usage:
     .venv/bin/python bench/bench_pipeline.py [--datasets ets toy_fb82 ...] [--variants default colmap_sift ...]
         [--set section.key=value] [--anchor] [--rerun-mapping] [--seeds N] [--synthetic] [--root-dir DIR]
-        [--out bench/results/pipeline.md]
+        [--jobs N] [--out bench/results/pipeline.md]
 
 A variant may carry its own overrides after colons: ``aliked_lightglue:matching.fp16=false:matching.batch_size=1``
 (applied after ``--set``). ``--root-dir`` is the folder holding the IMC-format data roots (default
@@ -81,14 +81,15 @@ def colmap_anchor(root: Path, tmp: Path) -> dict:
             "clusterness": res.clusterness, "total_s": seconds}
 
 
-def run_variant(root: Path, spec: str, tmp: Path, overrides: list[str] | None = None) -> dict:
+def run_variant(root: Path, spec: str, tmp: Path, overrides: list[str] | None = None,
+                jobs: int | None = None) -> dict:
     """Run ``spec`` (``variant[:section.key=value...]``) on ``root`` and return one table row."""
     import pycolmap
 
     pycolmap.logging.minloglevel = 2  # COLMAP's INFO lines would drown the table
     variant, *own = spec.split(":")
     run_dir = run_pipeline(root, variant=variant, overrides=[*(overrides or []), *own],
-                           out=tmp / f"run-{variant}-{time.time_ns()}")
+                           out=tmp / f"run-{variant}-{time.time_ns()}", jobs=jobs)
     run = load_run(run_dir)
     row = {"variant": spec, "status": run.status}
     if run.scores:
@@ -139,6 +140,8 @@ def main() -> None:
                     help="also run reconstruction.seed=1..N-1 and report mean ± std of the N scores")
     ap.add_argument("--synthetic", action="store_true", help="also the bundled data/synthetic benchmark")
     ap.add_argument("--root-dir", default=str(SHARED), help="folder of IMC-format data roots")
+    ap.add_argument("--jobs", type=int, default=None,
+                    help="datasets reconstructed at once (run_pipeline jobs; default $IMC_JOBS or automatic)")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
     base = Path(args.root_dir)
@@ -160,18 +163,18 @@ def main() -> None:
                 # every variant starts cold (variants sharing a feature config would otherwise reuse its features);
                 # its mapping re-run and extra seeds then share its cache
                 os.environ["IMC_CACHE_DIR"] = str(tmp / f"cache-{name}-{i}")
-                cold = run_variant(root, v, tmp, list(args.set))
+                cold = run_variant(root, v, tmp, list(args.set), args.jobs)
                 rows.append({"data": name, **cold})
                 print(rows[-1], flush=True)
                 if args.rerun_mapping:
-                    warm = run_variant(root, v, tmp, list(args.set) + ["reconstruction.min_model_size=4"])
+                    warm = run_variant(root, v, tmp, list(args.set) + ["reconstruction.min_model_size=4"], args.jobs)
                     rows.append({"data": name, **warm, "variant": f"{v} (mapping changed, warm)",
                                  "speedup": (cold["total_s"] or 0) / max(warm["total_s"] or 1e-9, 1e-9)})
                     print(rows[-1], flush=True)
                 if args.seeds > 1:  # seed 0 is the cold row; the others reuse its features and matches
                     scores = [cold.get("score", float("nan"))]
                     for seed in range(1, args.seeds):
-                        r = run_variant(root, v, tmp, list(args.set) + [f"reconstruction.seed={seed}"])
+                        r = run_variant(root, v, tmp, list(args.set) + [f"reconstruction.seed={seed}"], args.jobs)
                         scores.append(r.get("score", float("nan")))
                     arr = pd.Series(scores, dtype=float)
                     rows.append({"data": name, "variant": f"{v} (seeds 0–{args.seeds - 1})", "score": arr.mean(),

@@ -96,3 +96,13 @@ def test_progress_line_shows_concurrent_stages_and_finishes_each_on_its_own_line
     assert frames[3] == "b/features 3/20 img.png"  # the live line goes on with what is still running
     assert out.getvalue().endswith("done" + " " * (100 - len(frames[4])) + "\n")
     assert all(len(f.rstrip("\n")) <= 100 for f in out.getvalue().split("\r"))
+
+
+def test_piping_into_head_gives_no_traceback() -> None:
+    import subprocess
+    import sys
+
+    # `true` exits without reading: the pipe is closed long before Python has imported and writes
+    proc = subprocess.run(f"{sys.executable} -m imc_core variants | true", shell=True, capture_output=True,
+                          text=True, cwd=Path(__file__).resolve().parents[2])
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr and "BrokenPipe" not in proc.stderr, proc.stderr
