@@ -361,6 +361,10 @@ def tab_timings(rv: state.RunView) -> None:
         st.info("No timings.json in this run.")
         return
     state.show_figure("timings_bar", rv.timings, key="fig_timings")
+    jobs = rv.meta.get("jobs") or 1
+    if jobs > 1 and len(rv.timings.get("datasets") or {}) > 1:
+        st.caption(f"Up to {jobs} datasets were reconstructed at once, beside the next dataset's features and "
+                   "matching, so the bars add up to more than the run's wall time.")
     cache = rv.timings.get("cache") or {}
     if cache:
         st.markdown("**Cache**")

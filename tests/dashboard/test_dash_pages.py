@@ -254,3 +254,17 @@ def test_add_data_root(dash_env: DashEnv, tmp_path: Path) -> None:
     at.text_input(key="new_root").input(str(tmp_path / "missing"))
     at.button[0].click().run()
     assert any("data root not found" in e.value for e in at.error) and not at.exception
+
+
+def test_timings_tab_explains_parallel_reconstructions(make_run: Callable[..., Path]) -> None:
+    import json
+
+    run_dir = make_run("run-a")
+    meta = json.loads((run_dir / "run.json").read_text())
+    (run_dir / "run.json").write_text(json.dumps({**meta, "jobs": 2}))
+    stages = {"pairs": 0.1, "features": 1.2, "matching": 0.8, "reconstruction": 1.4}
+    (run_dir / "timings.json").write_text(json.dumps({"total": 4.0, "datasets": {"a": stages, "b": stages},
+                                                      "cache": {}}))
+    at = open_app("results", run="run-a", tab="Timings")
+    assert_clean(at)
+    assert any("2 datasets were reconstructed at once" in c.value for c in at.caption)
