@@ -43,8 +43,9 @@ if "--cold-jit" in sys.argv:  # before numba is imported anywhere
 from imc_core import metric  # noqa: E402
 from imc_core.data import read_labels, read_thresholds  # noqa: E402
 from imc_core.metric import MetricConfig, register_cameras, score  # noqa: E402
-from bench._cmd import command_line  # noqa: E402
 from imc_core.submission import R_COLS, T_COLS, camera_centers  # noqa: E402
+
+from bench._cmd import command_line  # noqa: E402
 
 SHARED = Path("/work/shared/imc25")
 OFFICIAL_SECONDS = {"heritage": 51.0, "two100": 264.0}

@@ -38,8 +38,9 @@ from imc_core.data import DataRoot  # noqa: E402
 from imc_core.metric import score  # noqa: E402
 from imc_core.pipeline import run_pipeline  # noqa: E402
 from imc_core.runs import load_run  # noqa: E402
-from bench._cmd import command_line  # noqa: E402
 from imc_core.submission import OUTLIERS, pose_frame, write_pose_csv  # noqa: E402
+
+from bench._cmd import command_line  # noqa: E402
 
 SHARED = REPO.parent / "shared" / "datasets"
 
@@ -100,9 +101,7 @@ def run_variant(root: Path, spec: str, tmp: Path, overrides: list[str] | None = 
     row["total_s"] = t.get("total")
     if run.status != "done":
         row["error"] = run.meta.get("error")
-    log = run.path / "log.txt"
-    warnings = [line.split("WARNING:", 1)[1].strip()[:90] for line in
-                (log.read_text().splitlines() if log.exists() else []) if "WARNING:" in line]
+    warnings = [line.split("WARNING:", 1)[1].strip()[:90] for line in run.log.splitlines() if "WARNING:" in line]
     if warnings:  # e.g. a mapping cut by reconstruction.max_runtime_s: the row's score is then not the variant's
         row["warnings"] = " / ".join(dict.fromkeys(warnings))
     return row

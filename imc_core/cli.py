@@ -191,8 +191,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--no-cache", action="store_true", help="recompute every stage")
     s.add_argument("--label")
     s.add_argument("--group", help="group name tying repeated runs (seeds) of one experiment")
-    s.add_argument("--jobs", type=_positive_int, help="datasets reconstructed at once (default $IMC_JOBS, else one per core "
-                   "when deterministic, 1 otherwise); poses do not depend on it")
+    s.add_argument("--jobs", type=_positive_int,
+                   help="datasets reconstructed at once (default $IMC_JOBS, else one per core when deterministic, "
+                   "1 otherwise); poses do not depend on it")
     s.add_argument("--quiet", action="store_true")
     s.add_argument("--verbose", action="store_true", help="also print COLMAP's own log lines")
     s.set_defaults(func=_cmd_run)

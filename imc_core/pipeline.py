@@ -244,7 +244,7 @@ def _run_datasets(root: Any, split: str, names: list[str], cfg: PipelineConfig, 
             matched = _match_dataset(ds, cfg, writer, rep, use_cache)
             futures.append(pool.submit(_reconstruct_dataset, matched, cfg, run_dir, writer, rep, use_cache))
         results = []
-        for name, fut in zip(names, futures, strict=False):
+        for name, fut in zip(names, futures, strict=True):
             res = fut.result()
             results.append(res)
             timings["datasets"][name] = res.timings
@@ -254,13 +254,12 @@ def _run_datasets(root: Any, split: str, names: list[str], cfg: PipelineConfig, 
             writer.write_json("artifacts.json", artifacts)
         return results
     except BaseException as err:
-        if isinstance(err, Cancelled) or not isinstance(err, Exception):
+        if isinstance(err, Cancelled) or not isinstance(err, Exception):  # cancel / Ctrl-C: stop the workers too
             rep.abort()
-            pool.shutdown(wait=True, cancel_futures=True)
-        else:
-            pending = sum(not f.done() for f in futures)
-            if pending:
-                writer.log(f"error: finishing {pending} reconstruction(s) already under way first (they get cached)")
+            for fut in futures:
+                fut.cancel()
+        elif pending := sum(not f.done() for f in futures):
+            writer.log(f"error: finishing {pending} reconstruction(s) already under way first (they get cached)")
         raise
     finally:
         pool.shutdown(wait=True)
@@ -274,7 +273,8 @@ class _Matched:
     pairs: list[tuple[str, str]]
     features: Artifact
     matches: Artifact
-    keys: tuple[str, str]  # (features key, matching key)
+    fkey: str  # features artifact key
+    mkey: str  # matching artifact key
     timings: dict[str, float]
     cache: dict[str, str]
 
@@ -336,7 +336,7 @@ def _match_dataset(ds: Any, cfg: PipelineConfig, writer: RunWriter, rep: _Report
     matches = get_or_build("matching", name, mkey, build_matches, use_cache=use_cache,
                            meta={"conf": _stage_conf(cfg.matching, matching_mod), "inputs": [fkey, pairs_key], "dataset": name})
     record("matching", matches)
-    return _Matched(ds, pairs, feats, matches, (fkey, mkey), timings, cache)
+    return _Matched(ds, pairs, feats, matches, fkey, mkey, timings, cache)
 
 
 def _reconstruct_dataset(matched: _Matched, cfg: PipelineConfig, run_dir: Path, writer: RunWriter, rep: _Reporter,
@@ -346,7 +346,7 @@ def _reconstruct_dataset(matched: _Matched, cfg: PipelineConfig, run_dir: Path, 
     from .submission import read_pose_csv, write_pose_csv
 
     ds, pairs, feats, matches = matched.ds, matched.pairs, matched.features, matched.matches
-    fkey, mkey = matched.keys
+    fkey, mkey = matched.fkey, matched.mkey
     name = ds.name
     timings, cache = matched.timings, matched.cache
     record = _recorder(name, timings, cache, writer, rep)

@@ -90,23 +90,19 @@ class RunWriter:
     def progress(self, stage: str, done: int, total: int, message: str = "", *, cached: bool | None = None,
                  seconds: float | None = None, force: bool = False) -> None:
         with self._lock:
-            self._progress_locked(stage, done, total, message, cached, seconds, force)
-
-    def _progress_locked(self, stage: str, done: int, total: int, message: str, cached: bool | None,
-                         seconds: float | None, force: bool) -> None:
-        st = self._progress["stages"].setdefault(stage, {"done": 0, "total": 0, "cached": False, "seconds": None})
-        st["done"], st["total"] = done, total
-        if cached is not None:
-            st["cached"] = cached
-        if seconds is not None:
-            st["seconds"] = seconds
-        if st.get("started") is None:
-            st["started"] = time.time()
-        self._progress.update(stage=stage, done=done, total=total, message=message, updated=time.time())
-        now = time.monotonic()
-        if force or done >= total or now - self._last_progress_write > 0.25:
-            self._last_progress_write = now
-            atomic_write_json(self.path / "progress.json", self._progress)
+            st = self._progress["stages"].setdefault(stage, {"done": 0, "total": 0, "cached": False, "seconds": None})
+            st["done"], st["total"] = done, total
+            if cached is not None:
+                st["cached"] = cached
+            if seconds is not None:
+                st["seconds"] = seconds
+            if st.get("started") is None:
+                st["started"] = time.time()
+            self._progress.update(stage=stage, done=done, total=total, message=message, updated=time.time())
+            now = time.monotonic()
+            if force or done >= total or now - self._last_progress_write > 0.25:
+                self._last_progress_write = now
+                atomic_write_json(self.path / "progress.json", self._progress)
 
     def write_json(self, name: str, obj: Any) -> None:
         with self._lock:
