@@ -50,6 +50,12 @@ def _safe(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
 
 
+def cached(stage: str, dataset: str, key: str, *, root: Path | None = None) -> Path | None:
+    """The finished artifact folder for ``key``, or ``None`` when the cache does not hold it (nothing is built)."""
+    final = (root or cache_root()) / stage / f"{_safe(dataset)}-{key}"
+    return final if (final / DONE).is_file() else None
+
+
 def get_or_build(
     stage: str,
     dataset: str,
@@ -76,7 +82,7 @@ def get_or_build(
     """
     parent = (root or cache_root()) / stage
     final = parent / f"{_safe(dataset)}-{key}"
-    if use_cache and (final / DONE).is_file():
+    if use_cache and cached(stage, dataset, key, root=root) is not None:
         return Artifact(stage, key, final, True, 0.0)
     parent.mkdir(parents=True, exist_ok=True)
     tmp = parent / f".tmp-{_safe(dataset)}-{key}-{uuid.uuid4().hex[:8]}"

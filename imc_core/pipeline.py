@@ -27,7 +27,7 @@ from typing import Any
 
 import pandas as pd
 
-from .cache import Artifact, artifact_key, get_or_build
+from .cache import Artifact, artifact_key, cached, get_or_build
 from .config import DEFAULT_VARIANT, PipelineConfig, dump_config, resolve_config, stable_hash
 from .errors import Cancelled, ImcError
 from .runs import RunWriter, new_run_dir, now_iso
@@ -354,19 +354,29 @@ def _reconstruct_dataset(matched: _Matched, cfg: PipelineConfig, run_dir: Path, 
     # reconstruction (cached only when deterministic: otherwise every run is a fresh sample of mapper noise)
     rconf = _stage_conf(cfg.reconstruction, reconstruction_mod)
     rkey = artifact_key("reconstruction", rconf, [mkey, fkey], ds.fingerprint)
+    cacheable = use_cache and cfg.reconstruction.deterministic
+    # its verified database has a key of its own: a change of a mapping key re-maps without re-verifying
+    dconf = {**reconstruction_mod.database_conf(cfg.reconstruction), "_stage_version": reconstruction_mod.VERSION}
+    dkey = artifact_key("database", dconf, [mkey, fkey], ds.fingerprint)
+    db_cached = cached("database", name, dkey) if cacheable else None
+    if db_cached is not None and not (db_cached / "database.db").is_file():
+        db_cached = None  # emptied by hand: verify again (build_rec replaces it)
 
     def build_rec(tmp: Path) -> None:
         res = reconstruct(ds.image_dir, ds.images, feats.path / "features.h5", matches.path / "matches.h5", pairs,
                           cfg.reconstruction, tmp, dataset=name, progress=rep.stage(name, "reconstruction"),
-                          should_cancel=rep.cancelled)
+                          should_cancel=rep.cancelled,
+                          database=db_cached / "database.db" if db_cached is not None else None)
+        if cfg.reconstruction.deterministic and db_cached is None and res.database_verified:
+            get_or_build("database", name, dkey, lambda d: shutil.copyfile(tmp / "database.db", d / "database.db"),
+                         meta={"conf": dconf, "inputs": [mkey, fkey], "dataset": name}, use_cache=False)
         poses = res.poses.copy()
         poses["dataset"] = name
         write_pose_csv(poses, tmp / "poses.csv")
         (tmp / "reconstruction.log").write_text("\n".join(res.log) + "\n")
         (tmp / "result.json").write_text(f'{{"ok": {str(res.ok).lower()}, "n_models": {res.n_models}}}\n')
 
-    rec = get_or_build("reconstruction", name, rkey, build_rec,
-                       use_cache=use_cache and cfg.reconstruction.deterministic,
+    rec = get_or_build("reconstruction", name, rkey, build_rec, use_cache=cacheable,
                        meta={"conf": rconf, "inputs": [mkey, fkey], "dataset": name})
     record("reconstruction", rec)
     writer.log_lines(f"[{name}] {line}" for line in (rec.path / "reconstruction.log").read_text().splitlines())

@@ -9,6 +9,8 @@ Flow of :func:`reconstruct` for one dataset:
    pair of ``pairs`` that has at least one match in ``matches.h5``.
 2. **Geometric verification** of exactly those pairs (``pycolmap.geometric_verification`` over the matched pairs,
    the 4.2.1 equivalent of ``verify_matches(db, pairs.txt)`` that also takes ``num_threads``), RANSAC seeded.
+   Steps 1–2 depend only on the inputs and :func:`database_conf`; given ``database=`` (a verified database of an
+   earlier call with the same of both, which the pipeline caches), they are skipped and that database is copied.
 3. **Mapping**: ``pycolmap.incremental_mapping`` (``mapper = "incremental"``, with registered-image progress and a
    ``CancellationToken`` tied to ``should_cancel``) or ``pycolmap.global_mapping`` (``mapper = "global"``, GLOMAP
    in COLMAP 4; no progress or cancellation inside it).
@@ -32,7 +34,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -148,6 +150,26 @@ class ReconstructionConfig:
 
 default_conf = ReconstructionConfig()
 
+#: keys that only the mapper and the final adjustment read: the database (import + verification) does not depend on
+#: them, so :func:`database_conf` leaves them out. A key not listed here counts for the database (safe by default).
+MAPPING_ONLY_KEYS = frozenset({
+    "mapper", "min_model_size", "max_num_models", "min_num_matches", "num_threads", "init_min_num_inliers",
+    "init_max_error", "init_num_trials", "abs_pose_min_num_inliers", "abs_pose_min_inlier_ratio", "abs_pose_max_error",
+    "filter_max_reproj_error", "max_model_overlap", "ba_refine_focal", "ba_refine_principal_point",
+    "ba_refine_extra_params", "ba_local_num_images", "max_runtime_s", "extract_colors", "refine_loss",
+    "refine_loss_scale", "refine_filter_max_reproj_error",
+})
+
+
+def database_conf(conf: ReconstructionConfig) -> dict[str, Any]:
+    """The part of ``conf`` that decides the verified database (cameras, keypoints, matches, two-view geometries).
+
+    Two deterministic calls of :func:`reconstruct` on the same inputs whose ``database_conf`` is equal write the same
+    database, so the second can take the first's with ``database=`` (``num_threads`` is left out because a
+    deterministic run verifies on one thread; a non-deterministic database is never reused).
+    """
+    return {k: v for k, v in asdict(conf).items() if k not in MAPPING_ONLY_KEYS}
+
 
 @dataclass
 class ReconstructionResult:
@@ -161,6 +183,8 @@ class ReconstructionResult:
             image resolved to another cluster may still appear in it).
         log: human-readable lines (pairs verified, models, registrations, resolutions, failures).
         ok: ``False`` when reconstruction failed; then every image is an outlier and ``log`` says why.
+        database_verified: ``True`` when ``out_dir/database.db`` holds a finished import and verification (also when
+            mapping failed afterwards), so that it can be passed as ``database=`` to a later call.
     """
 
     poses: pd.DataFrame
@@ -168,6 +192,7 @@ class ReconstructionResult:
     models: list[Path]
     log: list[str]
     ok: bool
+    database_verified: bool = False
 
 
 # ---------------------------------------------------------------------------------------------------- h5 inputs
@@ -636,9 +661,10 @@ def _collect(recs: list[pycolmap.Reconstruction], images: list[str], dataset: st
     return _poses_frame(images, dataset, scenes, poses), paths
 
 
-def _failed(images: list[str], dataset: str, log: list[str], reason: str) -> ReconstructionResult:
+def _failed(images: list[str], dataset: str, log: list[str], reason: str,
+            database_verified: bool = False) -> ReconstructionResult:
     log.append(f"FAILED: {reason}")
-    return ReconstructionResult(_poses_frame(images, dataset, {}, {}), 0, [], log, False)
+    return ReconstructionResult(_poses_frame(images, dataset, {}, {}), 0, [], log, False, database_verified)
 
 
 def _cleanup(out_dir: Path) -> None:
@@ -686,6 +712,21 @@ def _import_and_verify(db_path: Path, image_dir: Path, images: list[str], keypoi
     report(1, 3, f"verifying {len(matches)} pairs")
     with _step("geometric verification", log, token, should_cancel):
         _verify(db_path, conf, token)
+    _check_verified(db_path, conf, log)
+
+
+def _reuse_database(src: Path, db_path: Path, conf: ReconstructionConfig, report: ProgressFn, log: list[str]) -> None:
+    """Copy an earlier verified database instead of importing and verifying; same checks as after verification."""
+    if not src.is_file():
+        raise InputError(src, "the verified database to reuse does not exist")
+    report(1, 3, "verified database reused")
+    shutil.copyfile(src, db_path)
+    log.append(f"database import and geometric verification: reused ({src.parent.name})")
+    _check_verified(db_path, conf, log)
+
+
+def _check_verified(db_path: Path, conf: ReconstructionConfig, log: list[str]) -> None:
+    """Log how many matched pairs are verified; :class:`_StepFailed` when none is."""
     n_matched, n_verified = _db_stats(db_path)
     log.append(f"{n_verified} of {n_matched} matched pairs verified (≥ {conf.verify_min_num_inliers} inliers)")
     if n_verified == 0:
@@ -724,7 +765,8 @@ def _map(db_path: Path, image_dir: Path, out_dir: Path, n_images: int, conf: Rec
 
 def reconstruct(image_dir: Path, images: list[str], features_path: Path, matches_path: Path,
                 pairs: list[tuple[str, str]], conf: ReconstructionConfig, out_dir: Path, *, dataset: str = "",
-                progress: ProgressFn | None = None, should_cancel: CancelFn | None = None) -> ReconstructionResult:
+                progress: ProgressFn | None = None, should_cancel: CancelFn | None = None,
+                database: Path | None = None) -> ReconstructionResult:
     """Database import, geometric verification and mapping of one dataset; models become clusters.
 
     Args:
@@ -738,6 +780,9 @@ def reconstruct(image_dir: Path, images: list[str], features_path: Path, matches
         dataset: value of the pose frame's ``dataset`` column.
         progress: ``progress(done, total, message)``; during mapping ``done`` counts registered images.
         should_cancel: polled between steps, in mapper callbacks and by a watcher thread during pycolmap calls.
+        database: a ``database.db`` that an earlier deterministic call wrote (``database_verified``) for the same
+            images, features, matches, pairs and :func:`database_conf`: copied instead of import and verification.
+            The caller vouches that it matches; nothing here can tell.
 
     Returns:
         A :class:`ReconstructionResult` (``ok=False`` with all images outliers when reconstruction failed).
@@ -764,12 +809,17 @@ def reconstruct(image_dir: Path, images: list[str], features_path: Path, matches
     token = pycolmap.CancellationToken()
     out_dir.mkdir(parents=True, exist_ok=True)
     db_path = out_dir / "database.db"
+    verified = False
     try:
         if len(images) < 2 or not matches:
             raise _StepFailed("fewer than 2 images" if len(images) < 2 else "no pair has any match")
         (out_dir / "pairs.txt").write_text("".join(f"{a} {b}\n" for a, b in matches))
-        _import_and_verify(db_path, image_dir, images, keypoints, sizes, matches, conf, token, should_cancel,
-                           report, log)
+        if database is not None:
+            _reuse_database(Path(database), db_path, conf, report, log)
+        else:
+            _import_and_verify(db_path, image_dir, images, keypoints, sizes, matches, conf, token, should_cancel,
+                               report, log)
+        verified = True
         report(0, len(images), "mapping")
         recs = _map(db_path, image_dir, out_dir, len(images), conf, token, should_cancel, progress, log)
         if conf.refine_loss != "none":
@@ -779,12 +829,12 @@ def reconstruct(image_dir: Path, images: list[str], features_path: Path, matches
         shutil.rmtree(out_dir / "models", ignore_errors=True)
         poses, paths = _collect(recs, images, dataset, out_dir / "models", log)
     except _StepFailed as err:
-        return _failed(images, dataset, log, str(err))
+        return _failed(images, dataset, log, str(err), verified)
     except Cancelled:
         _cleanup(out_dir)
         raise
     report(len(images), len(images), f"{len(paths)} model(s)")
-    return ReconstructionResult(poses, len(paths), paths, log, True)
+    return ReconstructionResult(poses, len(paths), paths, log, True, verified)
 
 
 def pair_inliers(db_path: Path) -> dict[tuple[str, str], int]:

@@ -62,6 +62,35 @@ def test_mapping_change_reuses_features_and_matches(first_run: tuple[Path, Path]
         assert stages["features"] == "hit" and stages["matching"] == "miss"
 
 
+def test_mapping_change_reuses_the_verified_database(first_run: tuple[Path, Path], tiny_root: Path, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    run_dir, cache = first_run
+    monkeypatch.setenv("IMC_CACHE_DIR", str(cache))
+    change = FAST + ["reconstruction.abs_pose_min_num_inliers=20"]
+    reused = run_pipeline(tiny_root, variant="default", overrides=change, out=tmp_path / "reused", raise_errors=True)
+    assert "database import and geometric verification: reused" in load_run(reused).log
+    # the same config verified afresh (features and matches copied, no database) gives the same poses
+    fresh_cache = tmp_path / "fresh-cache"
+    for stage in ("features", "matching"):
+        shutil.copytree(cache / stage, fresh_cache / stage)
+    monkeypatch.setenv("IMC_CACHE_DIR", str(fresh_cache))
+    fresh = run_pipeline(tiny_root, variant="default", overrides=change, out=tmp_path / "fresh", raise_errors=True)
+    assert "reused" not in load_run(fresh).log and "geometric verification:" in load_run(fresh).log
+    assert_same_poses(reused, fresh)
+    # a verification key is part of the database's key
+    verify = run_pipeline(tiny_root, variant="default", overrides=change + ["reconstruction.verify_max_error=3"],
+                          out=tmp_path / "verify", raise_errors=True)
+    assert "reused" not in load_run(verify).log
+
+
+def assert_same_poses(run_a: Path, run_b: Path) -> None:
+    a = read_pose_csv(run_a / "submission.csv")
+    b = read_pose_csv(run_b / "submission.csv")
+    assert list(a["image"]) == list(b["image"]) and list(a["scene"]) == list(b["scene"])
+    cols = [c for c in a.columns if c.startswith("r") and c[1:].isdigit()] + ["tx", "ty", "tz"]
+    np.testing.assert_array_equal(a[cols].to_numpy(), b[cols].to_numpy())
+
+
 def test_deterministic_runs_give_identical_poses(first_run: tuple[Path, Path], tiny_root: Path, tmp_path: Path,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     run_dir, cache = first_run
@@ -69,11 +98,8 @@ def test_deterministic_runs_give_identical_poses(first_run: tuple[Path, Path], t
     # no cache for the reconstruction: the mapper really runs again
     again = run_pipeline(tiny_root, variant="default", overrides=FAST, out=tmp_path / "det", use_cache=False,
                          raise_errors=True)
-    a = read_pose_csv(run_dir / "submission.csv")
-    b = read_pose_csv(again / "submission.csv")
-    assert list(a["image"]) == list(b["image"]) and list(a["scene"]) == list(b["scene"])
-    cols = [c for c in a.columns if c.startswith("r") and c[1:].isdigit()] + ["tx", "ty", "tz"]
-    np.testing.assert_array_equal(a[cols].to_numpy(), b[cols].to_numpy())
+    assert "reused" not in load_run(again).log
+    assert_same_poses(run_dir, again)
 
 
 def test_no_matches_gives_all_outliers_not_a_crash(tiny_root: Path, isolated_dirs: dict, tmp_path: Path) -> None:

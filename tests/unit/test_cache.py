@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from imc_core.cache import DONE, artifact_key, clean_stale_temps, get_or_build
+from imc_core.cache import DONE, artifact_key, cached, clean_stale_temps, get_or_build
 from imc_core.errors import Cancelled
 
 
@@ -58,6 +58,15 @@ def test_folder_without_done_marker_is_rebuilt(tmp_path: Path) -> None:
     (torn / "features.h5").write_text("torn")
     art = get_or_build("features", "ds", "k", lambda d: (d / "features.h5").write_text("good"), root=tmp_path)
     assert not art.hit and (art.path / "features.h5").read_text() == "good"
+
+
+def test_cached_looks_up_without_building(tmp_path: Path) -> None:
+    assert cached("s", "ds", "k1", root=tmp_path) is None
+    art = get_or_build("s", "ds", "k1", lambda d: (d / "f").write_text("x"), root=tmp_path)
+    assert cached("s", "ds", "k1", root=tmp_path) == art.path
+    (art.path / DONE).unlink()  # unfinished: not an artifact
+    assert cached("s", "ds", "k1", root=tmp_path) is None
+    assert cached("s", "other", "k1", root=tmp_path) is None
 
 
 def test_clean_stale_temps(tmp_path: Path) -> None:

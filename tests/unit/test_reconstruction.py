@@ -252,6 +252,61 @@ def test_reconstruct_registers_all_images_with_exact_poses(tmp_path: Path, scene
     assert any("verified" in line for line in res.log)
 
 
+class _MappingKeysForbidden:
+    """A config proxy that fails on any key :data:`MAPPING_ONLY_KEYS` claims the database does not read."""
+
+    def __init__(self, conf: ReconstructionConfig) -> None:
+        self._conf = conf
+
+    def __getattr__(self, name: str) -> object:
+        assert name not in rc.MAPPING_ONLY_KEYS, f"the database step reads the mapping-only key {name!r}"
+        return getattr(self._conf, name)
+
+
+def test_database_conf_holds_every_key_the_database_reads(tmp_path: Path, scene_a: pycolmap.Reconstruction) -> None:
+    fields = set(ReconstructionConfig.__dataclass_fields__)
+    assert rc.MAPPING_ONLY_KEYS <= fields
+    conf = fast_conf(camera_mode="per_size")
+    assert set(rc.database_conf(conf)) == fields - rc.MAPPING_ONLY_KEYS
+    assert rc.database_conf(fast_conf(filter_max_reproj_error=1.5, refine_loss="cauchy")) == rc.database_conf(fast_conf())
+    assert rc.database_conf(fast_conf(seed=1)) != rc.database_conf(fast_conf(seed=2))  # RANSAC seed
+    # import + verification never read a mapping-only key (a new key used there must leave MAPPING_ONLY_KEYS)
+    names, features, matches, pairs = write_inputs(tmp_path, [("", scene_a)])
+    kps, sizes = rc._read_keypoints(features, names)
+    pair_matches = rc._load_pair_matches(matches, pairs, {n: len(k) for n, k in kps.items()})
+    log: list[str] = []
+    rc._import_and_verify(tmp_path / "database.db", tmp_path, names, kps, sizes, pair_matches,
+                          _MappingKeysForbidden(conf), pycolmap.CancellationToken(), None,  # type: ignore[arg-type]
+                          lambda d, t, m: None, log)
+    assert any("verified" in line for line in log)
+
+
+def test_reused_database_gives_the_same_poses_without_verifying(tmp_path: Path,
+                                                                 scene_a: pycolmap.Reconstruction) -> None:
+    names, features, matches, pairs = write_inputs(tmp_path, [("", scene_a)], noise_px=1.0)
+    first = reconstruct(tmp_path, names, features, matches, pairs, fast_conf(seed=3), tmp_path / "first")
+    assert first.ok and first.database_verified
+    # a mapping-only change: fresh import + verification vs the first call's database
+    conf = fast_conf(seed=3, abs_pose_min_num_inliers=15, refine_loss="cauchy")
+    fresh = reconstruct(tmp_path, names, features, matches, pairs, conf, tmp_path / "fresh")
+    reused = reconstruct(tmp_path, names, features, matches, pairs, conf, tmp_path / "reused",
+                         database=tmp_path / "first" / "database.db")
+    assert reused.ok and reused.database_verified
+    pd.testing.assert_frame_equal(fresh.poses, reused.poses, check_exact=True)
+    assert not any(line.startswith("geometric verification") for line in reused.log)
+    assert any("reused (first)" in line for line in reused.log)
+    assert (tmp_path / "first" / "database.db").is_file()  # copied, not moved
+    with pytest.raises(InputError, match="does not exist"):
+        reconstruct(tmp_path, names, features, matches, pairs, conf, tmp_path / "gone",
+                    database=tmp_path / "nowhere" / "database.db")
+
+
+def test_database_not_verified_when_nothing_to_verify(tmp_path: Path, scene_a: pycolmap.Reconstruction) -> None:
+    names, features, matches, _ = write_inputs(tmp_path, [("", scene_a)])
+    res = reconstruct(tmp_path, names, features, matches, [], fast_conf(), tmp_path / "out")
+    assert not res.ok and not res.database_verified
+
+
 @pytest.mark.parametrize("mapper", ["incremental", "global"])
 def test_deterministic_runs_are_identical(tmp_path: Path, scene_a: pycolmap.Reconstruction, mapper: str) -> None:
     # 1 px keypoint noise: RANSAC and BA outcomes depend on the seed (measured: with deterministic=False runs
