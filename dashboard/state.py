@@ -159,10 +159,12 @@ def current_root() -> Path | None:
 # ------------------------------------------------------------------------------------------------------ URL state
 
 
-def register_share(page: str, keys: tuple[str, ...] | list[str]) -> None:
-    """Declare which session keys describe the current view (used by :func:`share_link`)."""
+def register_share(page: str, keys: tuple[str, ...] | list[str], values: dict[str, str] | None = None) -> None:
+    """Declare which session keys describe the current view (used by :func:`share_link`); ``values`` replace the
+    session's value of a key in the link (the Results page shares the run's own data root, not the sidebar's)."""
     st.session_state["_share_page"] = page
     st.session_state["_share_keys"] = list(keys)
+    st.session_state["_share_values"] = dict(values or {})
 
 
 def share_query(page: str | None = None, keys: list[str] | None = None) -> str:
@@ -170,8 +172,9 @@ def share_query(page: str | None = None, keys: list[str] | None = None) -> str:
     page = page or st.session_state.get("_share_page") or ""
     keys = keys if keys is not None else ["root", *st.session_state.get("_share_keys", [])]
     items: list[tuple[str, str]] = [("page", page)] if page else []
+    values = st.session_state.get("_share_values", {})
     for k in dict.fromkeys(keys):
-        v = st.session_state.get(k)
+        v = values[k] if k in values else st.session_state.get(k)
         if v is None or v == "" or v == [] or (isinstance(v, str) and v.startswith("(") and v.endswith(")")):
             continue  # unset, or a placeholder option such as "(all scenes)"
         if isinstance(v, (list, tuple)):

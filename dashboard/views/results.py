@@ -436,6 +436,8 @@ def main() -> None:
     if not run_id:
         return
     rv = state.run_view(run_id)
+    if rv.meta.get("data_root"):  # the link opens the run's data root, whatever the sidebar shows now
+        state.register_share("results", ["run", "dataset", "scene", "tab"], values={"root": str(rv.data_root)})
     header(rv)
     headline(rv)
     downloads(rv)

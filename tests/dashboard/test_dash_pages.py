@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import io
+import json
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 from streamlit.testing.v1 import AppTest
@@ -90,6 +92,19 @@ def test_share_link_holds_the_view(make_run: Callable[..., Path], dash_env: Dash
     for part in ("page=results", "run=run-a", "scene=s1", "tab=Images", "dataset=ds1", "root="):
         assert part in share, share
     assert at.session_state["tab"] == "Images" and at.session_state["scene"] == "s1"
+
+
+def test_results_share_link_holds_the_runs_own_data_root(make_run: Callable[..., Path], dash_env: DashEnv,
+                                                          tmp_path: Path) -> None:
+    run_dir = make_run("run-a")
+    meta = json.loads((run_dir / "run.json").read_text())
+    other = tmp_path / "elsewhere"
+    (other / "train").mkdir(parents=True)
+    (run_dir / "run.json").write_text(json.dumps({**meta, "data_root": str(other)}))
+    at = open_app("results", run="run-a")
+    assert_clean(at)
+    share = share_text(at)
+    assert f"root={quote(str(other), safe='')}" in share and quote(str(dash_env.data_root), safe="") not in share
 
 
 @pytest.mark.parametrize("tab", ["Overview", "3D", "Clusters", "Pairs", "Loss", "Timings", "Log", "Descriptors"])
