@@ -27,6 +27,7 @@ PAGES: dict[str, tuple[str, str]] = {
     "results": ("views/results.py", "Results"),
     "compare": ("views/compare.py", "Compare"),
 }
+DEFAULT_PAGE = "datasets"
 ICONS = {"datasets": ":material/photo_library:", "run": ":material/play_circle:",
          "results": ":material/analytics:", "compare": ":material/compare_arrows:"}
 
@@ -60,11 +61,23 @@ def follow_page_param(pages: dict[str, st.Page], current: st.Page) -> None:
         st.switch_page(pages[wanted], query_params=params)
 
 
+def default_page_alias(name: str, page: st.Page) -> st.Page:
+    """A hidden page at ``/<name>`` that sends the visitor to ``page`` (the default page lives at ``/``, so a typed
+    ``/datasets`` would otherwise be "page not found"), keeping the query."""
+
+    def go() -> None:
+        st.switch_page(page, query_params={k: st.query_params.get_all(k) for k in st.query_params})
+
+    return st.Page(go, title=page.title, url_path=name, visibility="hidden")
+
+
 def main() -> None:
     st.set_page_config(page_title="imc-lab", page_icon=":material/view_in_ar:", layout="wide")
-    pages = {name: st.Page(file, title=title, url_path=name, icon=ICONS[name], default=(name == "datasets"))
+    # the default page is served at / but reserves its url_path: "index", so that the alias can take /datasets
+    pages = {name: st.Page(file, title=title, url_path="index" if name == DEFAULT_PAGE else name, icon=ICONS[name],
+                           default=(name == DEFAULT_PAGE))
              for name, (file, title) in PAGES.items()}
-    current = st.navigation(list(pages.values()))
+    current = st.navigation([*pages.values(), default_page_alias(DEFAULT_PAGE, pages[DEFAULT_PAGE])])
     follow_page_param(pages, current)
     root_picker()
     share = st.sidebar.container()

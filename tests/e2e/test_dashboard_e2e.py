@@ -301,6 +301,13 @@ def test_datasets_page_lists_bundled_data(page: Any, server: Server, artifacts: 
     scroll_to(page, page.locator('[data-testid="stMetric"]').first)
     readme_shot(page, "datasets.png", artifacts)
     full_shot(page, artifacts / "00_datasets.png")
+    # typed by hand, /datasets (the page lives at /) lands on it with its query, not on "page not found"
+    open_page(page, server, f"/datasets?dataset=train%2F{OTHER_DATASET}",
+              lambda p: p.get_by_text("Thumbnails per scene"))
+    expect(page.get_by_text("Page not found")).to_have_count(0)
+    assert "/datasets" not in page.url
+    expect(page.get_by_text(re.compile(rf"^[a-z]+ — \d+ images$")).first).to_be_visible()
+    assert f"dataset=train%2F{OTHER_DATASET}" in page.url
 
 
 def test_run_default_variant_to_score(run_a: LaunchedRun, run_b: LaunchedRun, page: Any, server: Server,
