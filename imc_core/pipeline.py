@@ -358,16 +358,16 @@ def _reconstruct_dataset(matched: _Matched, cfg: PipelineConfig, run_dir: Path, 
     # its verified database has a key of its own: a change of a mapping key re-maps without re-verifying
     dconf = {**reconstruction_mod.database_conf(cfg.reconstruction), "_stage_version": reconstruction_mod.VERSION}
     dkey = artifact_key("database", dconf, [mkey, fkey], ds.fingerprint)
-    db_cached = cached("database", name, dkey) if cacheable else None
-    if db_cached is not None and not (db_cached / "database.db").is_file():
-        db_cached = None  # emptied by hand: verify again (build_rec replaces it)
+    db_dir = cached("database", name, dkey) if cacheable else None
+    db_file = db_dir / "database.db" if db_dir is not None else None
+    if db_file is not None and not db_file.is_file():
+        db_file = None  # emptied by hand: verify again (build_rec replaces it)
 
     def build_rec(tmp: Path) -> None:
         res = reconstruct(ds.image_dir, ds.images, feats.path / "features.h5", matches.path / "matches.h5", pairs,
                           cfg.reconstruction, tmp, dataset=name, progress=rep.stage(name, "reconstruction"),
-                          should_cancel=rep.cancelled,
-                          database=db_cached / "database.db" if db_cached is not None else None)
-        if cfg.reconstruction.deterministic and db_cached is None and res.database_verified:
+                          should_cancel=rep.cancelled, database=db_file)
+        if cfg.reconstruction.deterministic and db_file is None and res.database_verified:
             get_or_build("database", name, dkey, lambda d: shutil.copyfile(tmp / "database.db", d / "database.db"),
                          meta={"conf": dconf, "inputs": [mkey, fkey], "dataset": name}, use_cache=False)
         poses = res.poses.copy()

@@ -14,6 +14,8 @@ import streamlit as st
 from dashboard import state
 from imc_core.errors import ImcError
 
+#: session keys that describe the page's view in a share link (besides the data root)
+SHARE_KEYS = ["run", "dataset", "scene", "tab"]
 TABS = ["Overview", "Images", "3D", "Clusters", "Pairs", "Loss", "Timings", "Log", "Descriptors"]
 ALL_SCENES = "(all scenes)"
 METRIC_THRESHOLDS = (2, 3, 4, 5)
@@ -420,7 +422,7 @@ def tab_descriptors(rv: state.RunView, dataset: str | None) -> None:
 
 def main() -> None:
     st.title("Results")
-    state.register_share("results", ["run", "dataset", "scene", "tab"])
+    state.register_share("results", SHARE_KEYS)
     df = state.runs_table()
     ids = [str(i) for i in df["id"]]
     wanted = state.qp_first("run")
@@ -437,7 +439,7 @@ def main() -> None:
         return
     rv = state.run_view(run_id)
     if rv.meta.get("data_root"):  # the link opens the run's data root, whatever the sidebar shows now
-        state.register_share("results", ["run", "dataset", "scene", "tab"], values={"root": str(rv.data_root)})
+        state.register_share("results", SHARE_KEYS, values={"root": str(rv.data_root)})
     header(rv)
     headline(rv)
     downloads(rv)
