@@ -96,6 +96,12 @@ class ReconstructionConfig:
     ba_refine_principal_point: bool = False  # bundle adjustment refines the principal point
     ba_refine_extra_params: bool = True  # bundle adjustment refines distortion parameters
     ba_local_num_images: int = 6  # incremental: images in each local bundle adjustment
+    # incremental: a global bundle adjustment runs when the registered images or the 3-D points grew by these ratios
+    # since the last one, then up to ba_global_max_refinements rounds of retriangulation + filtering + adjustment
+    ba_global_images_ratio: float = 1.1
+    ba_global_points_ratio: float = 1.1
+    ba_global_max_refinements: int = 5
+    ba_global_ignore_redundant_points: bool = False  # incremental: leave well-covered 3-D points out of global BA
     max_runtime_s: int = -1  # incremental: stop mapping after this many seconds, keeping the models so far (≤ 0: no limit)
     extract_colors: bool = True  # colour 3D points from the images (needs the image files; missing ones are skipped)
     # refine_loss = "none" switches the whole final step off, refine_filter_max_reproj_error included
@@ -118,12 +124,15 @@ class ReconstructionConfig:
             raise ConfigError(f"reconstruction.focal_prior must be > 0, got {self.focal_prior}")
         for key in ("min_model_size", "max_num_models", "min_num_matches", "verify_min_num_inliers",
                     "verify_max_num_trials", "init_min_num_inliers", "init_num_trials", "abs_pose_min_num_inliers",
-                    "ba_local_num_images"):
+                    "ba_local_num_images", "ba_global_max_refinements"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"reconstruction.{key} must be ≥ 1, got {getattr(self, key)}")
         for key in ("verify_max_error", "init_max_error", "abs_pose_max_error", "filter_max_reproj_error"):
             if not getattr(self, key) > 0:
                 raise ConfigError(f"reconstruction.{key} must be > 0, got {getattr(self, key)}")
+        for key in ("ba_global_images_ratio", "ba_global_points_ratio"):
+            if not getattr(self, key) >= 1:
+                raise ConfigError(f"reconstruction.{key} must be ≥ 1, got {getattr(self, key)}")
         if self.refine_loss not in REFINE_LOSSES:
             raise ConfigError(f"reconstruction.refine_loss must be one of {', '.join(REFINE_LOSSES)}, "
                               f"got {self.refine_loss!r}")
@@ -156,7 +165,8 @@ MAPPING_ONLY_KEYS = frozenset({
     "mapper", "min_model_size", "max_num_models", "min_num_matches", "num_threads", "init_min_num_inliers",
     "init_max_error", "init_num_trials", "abs_pose_min_num_inliers", "abs_pose_min_inlier_ratio", "abs_pose_max_error",
     "filter_max_reproj_error", "max_model_overlap", "ba_refine_focal", "ba_refine_principal_point",
-    "ba_refine_extra_params", "ba_local_num_images", "max_runtime_s", "extract_colors", "refine_loss",
+    "ba_refine_extra_params", "ba_local_num_images", "ba_global_images_ratio", "ba_global_points_ratio",
+    "ba_global_max_refinements", "ba_global_ignore_redundant_points", "max_runtime_s", "extract_colors", "refine_loss",
     "refine_loss_scale", "refine_filter_max_reproj_error",
 })
 
@@ -428,6 +438,10 @@ def incremental_options(conf: ReconstructionConfig) -> pycolmap.IncrementalPipel
     o.mapper.abs_pose_refine_focal_length = conf.ba_refine_focal
     o.mapper.filter_max_reproj_error = conf.filter_max_reproj_error
     o.mapper.ba_local_num_images = conf.ba_local_num_images
+    o.ba_global_frames_ratio = conf.ba_global_images_ratio  # one image = one frame here (no rigs)
+    o.ba_global_points_ratio = conf.ba_global_points_ratio
+    o.ba_global_max_refinements = conf.ba_global_max_refinements
+    o.mapper.ba_global_ignore_redundant_points3D = conf.ba_global_ignore_redundant_points
     if conf.deterministic:
         o.random_seed = conf.seed
         o.mapper.random_seed = conf.seed

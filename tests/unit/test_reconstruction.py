@@ -138,7 +138,8 @@ def scene_b() -> pycolmap.Reconstruction:
 @pytest.mark.parametrize("kw", [{"mapper": "glomap2"}, {"camera_model": "FISHEYE"}, {"verify": "none"},
                                 {"focal_prior": 0.0}, {"min_model_size": 0}, {"num_threads": 0},
                                 {"verify_confidence": 1.0}, {"seed": -1}, {"refine_loss": "l2"},
-                                {"refine_loss_scale": 0.0}, {"refine_filter_max_reproj_error": -1.0}])
+                                {"refine_loss_scale": 0.0}, {"refine_filter_max_reproj_error": -1.0},
+                                {"ba_global_images_ratio": 0.9}, {"ba_global_max_refinements": 0}])
 def test_config_rejects_bad_values(kw: dict[str, object]) -> None:
     with pytest.raises(ConfigError, match="reconstruction\\."):
         ReconstructionConfig(**kw)  # type: ignore[arg-type]
@@ -152,6 +153,18 @@ def test_threads_forced_to_one_when_deterministic() -> None:
     assert opts.get_mapper().random_seed == 7
     assert opts.max_runtime_seconds == -1
     assert rc.incremental_options(ReconstructionConfig(max_runtime_s=90)).max_runtime_seconds == 90
+
+
+def test_global_adjustment_keys_reach_the_mapper() -> None:
+    opts = rc.incremental_options(ReconstructionConfig(ba_global_images_ratio=1.4, ba_global_points_ratio=1.3,
+                                                       ba_global_max_refinements=2,
+                                                       ba_global_ignore_redundant_points=True))
+    assert (opts.ba_global_frames_ratio, opts.ba_global_points_ratio) == pytest.approx((1.4, 1.3))
+    assert opts.ba_global_max_refinements == 2
+    assert opts.get_mapper().ba_global_ignore_redundant_points3D
+    plain = rc.incremental_options(ReconstructionConfig())  # COLMAP's own defaults unless a variant says otherwise
+    assert (plain.ba_global_frames_ratio, plain.ba_global_max_refinements) == (pytest.approx(1.1), 5)
+    assert not plain.get_mapper().ba_global_ignore_redundant_points3D
 
 
 # ------------------------------------------------------------------------------------------------ resolution
