@@ -96,11 +96,9 @@ class ReconstructionConfig:
     ba_refine_principal_point: bool = False  # bundle adjustment refines the principal point
     ba_refine_extra_params: bool = True  # bundle adjustment refines distortion parameters
     ba_local_num_images: int = 6  # incremental: images in each local bundle adjustment
-    # incremental: a global bundle adjustment runs when the registered images or the 3-D points grew by these ratios
-    # since the last one, then up to ba_global_max_refinements rounds of retriangulation + filtering + adjustment
-    ba_global_images_ratio: float = 1.1
-    ba_global_points_ratio: float = 1.1
-    ba_global_max_refinements: int = 5
+    ba_global_images_ratio: float = 1.1  # incremental: global adjustment when the registered images grew by this ratio
+    ba_global_points_ratio: float = 1.1  # incremental: global adjustment also when the 3-D points grew by this ratio
+    ba_global_max_refinements: int = 5  # incremental: rounds of retriangulation + filtering + global adjustment
     ba_global_ignore_redundant_points: bool = False  # incremental: leave well-covered 3-D points out of global BA
     max_runtime_s: int = -1  # incremental: stop mapping after this many seconds, keeping the models so far (≤ 0: no limit)
     extract_colors: bool = True  # colour 3D points from the images (needs the image files; missing ones are skipped)
