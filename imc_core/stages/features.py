@@ -356,7 +356,11 @@ def _stage_colmap_image(path: Path, dst: Path) -> None:
     """Expose ``path`` to COLMAP as ``dst``: a symlink, or a decoded upright PNG when EXIF rotates the image.
 
     COLMAP does not apply EXIF orientation, the rest of imc-lab does; an image that EXIF rotates/flips is handed to
-    COLMAP already upright so that keypoints share one frame.
+    COLMAP already upright so that keypoints share one frame. A symlinked file is decoded once here (JPEGs at 1/8
+    scale, a few ms) because COLMAP takes a truncated file without an error and extracts from half an image.
+
+    Raises:
+        InputError: the file cannot be decoded (names the file, as for every other feature method).
     """
     from PIL import Image
 
@@ -365,8 +369,11 @@ def _stage_colmap_image(path: Path, dst: Path) -> None:
     try:
         with Image.open(path) as img:
             needs_decode = _orientation(img) != 1 or img.mode not in ("L", "RGB")
+            if not needs_decode:
+                img.draft(img.mode, (img.width // 8, img.height // 8))  # JPEG only; other formats ignore it
+                img.load()
     except Exception:
-        needs_decode = True
+        needs_decode = True  # load_image below decodes it again and raises InputError if it cannot
     if needs_decode:
         Image.fromarray(load_image(path)).save(dst.with_suffix(".png"))
     else:

@@ -157,6 +157,19 @@ def test_corrupt_image_is_input_error(images: dict[str, Path], tmp_path: Path) -
                          tmp_path / "f.h5")
 
 
+@pytest.mark.parametrize("suffix", [".png", ".jpg"])
+def test_truncated_image_is_input_error(images: dict[str, Path], tmp_path: Path, suffix: str) -> None:
+    """COLMAP itself extracts from a truncated file without an error: every SIFT path must stop and name it."""
+    full = tmp_path / f"full{suffix}"
+    Image.open(images["astro"]).save(full)
+    cut = tmp_path / f"cut_one{suffix}"
+    cut.write_bytes(full.read_bytes()[: full.stat().st_size // 2])
+    for method in ("sift", "colmap_sift"):
+        with pytest.raises(InputError, match=f"cut_one\\{suffix}.*(truncated|decode)"):
+            extract_features([("a", images["astro"]), ("cut", cut)], FeaturesConfig(method=method),
+                             tmp_path / f"{method}.h5")
+
+
 def test_read_features_errors(images: dict[str, Path], tmp_path: Path) -> None:
     out = extract_features([("a", images["blobs"])], FeaturesConfig(method="sift"), tmp_path / "f.h5")
     with pytest.raises(InputError, match="'nope'"):
