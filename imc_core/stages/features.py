@@ -352,8 +352,13 @@ def _colmap_options(conf: FeaturesConfig) -> Any:
     return opts
 
 
+#: formats (PIL's names) that COLMAP's own reader takes as they are; others (e.g. WebP) are handed over as PNG
+COLMAP_READS = frozenset({"JPEG", "MPO", "PNG", "TIFF", "BMP", "PPM"})
+
+
 def _stage_colmap_image(path: Path, dst: Path) -> None:
-    """Expose ``path`` to COLMAP as ``dst``: a symlink, or a decoded upright PNG when EXIF rotates the image.
+    """Expose ``path`` to COLMAP as ``dst``: a symlink, or a decoded upright PNG when EXIF rotates the image (or its
+    mode or format is one COLMAP would read differently or not at all).
 
     COLMAP does not apply EXIF orientation, the rest of imc-lab does; an image that EXIF rotates/flips is handed to
     COLMAP already upright so that keypoints share one frame. A symlinked file is decoded once here (JPEGs at 1/8
@@ -368,7 +373,8 @@ def _stage_colmap_image(path: Path, dst: Path) -> None:
 
     try:
         with Image.open(path) as img:
-            needs_decode = _orientation(img) != 1 or img.mode not in ("L", "RGB")
+            needs_decode = (_orientation(img) != 1 or img.mode not in ("L", "RGB")
+                            or img.format not in COLMAP_READS)
             if not needs_decode:
                 img.draft(img.mode, (img.width // 8, img.height // 8))  # JPEG only; other formats ignore it
                 img.load()

@@ -170,6 +170,17 @@ def test_truncated_image_is_input_error(images: dict[str, Path], tmp_path: Path,
                              tmp_path / f"{method}.h5")
 
 
+def test_colmap_sift_reads_what_pil_reads(images: dict[str, Path], tmp_path: Path) -> None:
+    """COLMAP cannot open WebP: such files are handed over decoded, so a lossless copy gives the PNG's features."""
+    webp = tmp_path / "astro.webp"
+    Image.open(images["astro"]).save(webp, lossless=True)
+    conf = FeaturesConfig(method="colmap_sift", max_keypoints=256)
+    got = read_features(extract_features([("w", webp)], conf, tmp_path / "w.h5"), "w")
+    ref = read_features(extract_features([("p", images["astro"])], conf, tmp_path / "p.h5"), "p")
+    assert len(got["keypoints"]) > 0
+    np.testing.assert_array_equal(got["keypoints"], ref["keypoints"])
+
+
 def test_read_features_errors(images: dict[str, Path], tmp_path: Path) -> None:
     out = extract_features([("a", images["blobs"])], FeaturesConfig(method="sift"), tmp_path / "f.h5")
     with pytest.raises(InputError, match="'nope'"):
