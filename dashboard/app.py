@@ -50,6 +50,11 @@ def root_picker() -> None:
     st.sidebar.caption("Add more data roots on the Datasets page.")
 
 
+def switch_keeping_query(page: st.Page, drop: tuple[str, ...] = ()) -> None:
+    """``st.switch_page`` to ``page`` with the current query (all values of each key) minus the keys in ``drop``."""
+    st.switch_page(page, query_params={k: st.query_params.get_all(k) for k in st.query_params if k not in drop})
+
+
 def follow_page_param(pages: dict[str, st.Page], current: st.Page) -> None:
     """Honour ``?page=<name>`` once per session (links that name the page in the query, not the path)."""
     if st.session_state.get("_page_param_followed"):
@@ -57,8 +62,7 @@ def follow_page_param(pages: dict[str, st.Page], current: st.Page) -> None:
     st.session_state["_page_param_followed"] = True
     wanted = state.qp_first("page")
     if wanted in pages and pages[wanted].title != current.title:
-        params = {k: st.query_params.get_all(k) for k in st.query_params if k != "page"}
-        st.switch_page(pages[wanted], query_params=params)
+        switch_keeping_query(pages[wanted], drop=("page",))
 
 
 def default_page_alias(name: str, page: st.Page) -> st.Page:
@@ -66,7 +70,7 @@ def default_page_alias(name: str, page: st.Page) -> st.Page:
     ``/datasets`` would otherwise be "page not found"), keeping the query."""
 
     def go() -> None:
-        st.switch_page(page, query_params={k: st.query_params.get_all(k) for k in st.query_params})
+        switch_keeping_query(page)
 
     return st.Page(go, title=page.title, url_path=name, visibility="hidden")
 
