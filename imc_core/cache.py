@@ -5,6 +5,10 @@ config, the keys of the artifacts it consumes and the dataset fingerprint. The f
 in the same parent and renamed into place once complete, with a ``DONE`` marker written last, so a killed run never
 leaves a torn artifact that a later run would read. Change a matching parameter and the features key is unchanged
 (reused); change a mapping parameter and both features and matches are reused.
+
+The ``DONE`` marker's modification time is the artifact's last use: a cache hit touches it. :func:`list_artifacts`
+and :func:`prune` (the ``cache`` CLI command) read it to report sizes and remove what no run needs any more; nothing
+here removes an artifact on its own.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from .fsutil import stable_hash
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DONE = "DONE"
+GRACE_S = 3600.0  # prune never removes an artifact built or used this recently (a run may be reading it)
 
 
 def cache_root() -> Path:
@@ -53,7 +58,18 @@ def _safe(name: str) -> str:
 def cached(stage: str, dataset: str, key: str, *, root: Path | None = None) -> Path | None:
     """The finished artifact folder for ``key``, or ``None`` when the cache does not hold it (nothing is built)."""
     final = (root or cache_root()) / stage / f"{_safe(dataset)}-{key}"
-    return final if (final / DONE).is_file() else None
+    if not (final / DONE).is_file():
+        return None
+    mark_used(final)
+    return final
+
+
+def mark_used(path: Path) -> None:
+    """Record a use of the finished artifact ``path``: its ``DONE`` marker's mtime becomes now."""
+    try:
+        os.utime(path / DONE)
+    except OSError:  # read-only or vanished cache: the age then stays the build time
+        pass
 
 
 def get_or_build(
@@ -107,13 +123,137 @@ def get_or_build(
     return Artifact(stage, key, final, False, seconds)
 
 
+def _latest_mtime(path: Path) -> float:
+    """Newest modification time of ``path`` and everything in it (a build in progress keeps writing)."""
+    latest = 0.0
+    for p in (path, *path.rglob("*")):
+        try:
+            latest = max(latest, p.stat().st_mtime)
+        except OSError:  # removed while walking
+            pass
+    return latest
+
+
 def clean_stale_temps(root: Path | None = None, older_than_s: float = 3600) -> int:
-    """Remove temporary folders left by killed runs; returns how many were removed."""
+    """Remove temporary folders left by killed runs (nothing written in them for ``older_than_s``); returns how
+    many were removed."""
     base = root or cache_root()
     n = 0
     now = time.time()
     for tmp in base.glob("*/.tmp-*"):
-        if now - tmp.stat().st_mtime > older_than_s:
+        if now - _latest_mtime(tmp) > older_than_s:
             shutil.rmtree(tmp, ignore_errors=True)
             n += 1
     return n
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# sizes and pruning
+
+
+@dataclass(frozen=True)
+class CacheEntry:
+    """One finished artifact as :func:`list_artifacts` finds it."""
+
+    stage: str
+    name: str  # folder name, ``<dataset>-<key>``
+    path: Path
+    size: int  # bytes of every file inside
+    last_used: float  # epoch seconds: built or last cache hit (the ``DONE`` marker's mtime)
+    dataset: str
+    inputs: tuple[str, ...]  # keys of the artifacts it was built from (from ``DONE``; empty when unknown)
+
+
+def _tree_size(path: Path) -> int:
+    total = 0
+    for f in path.rglob("*"):
+        try:
+            if f.is_file() and not f.is_symlink():
+                total += f.stat().st_size
+        except OSError:  # removed while walking
+            pass
+    return total
+
+
+def list_artifacts(root: Path | None = None) -> list[CacheEntry]:
+    """Every finished artifact under the cache root, by stage then folder name.
+
+    Folders without a ``DONE`` marker (temporaries of running or killed builds) and plain files (the dashboard's
+    thumbnails) are not artifacts and are not listed.
+    """
+    base = root or cache_root()
+    entries: list[CacheEntry] = []
+    if not base.is_dir():
+        return entries
+    for stage_dir in sorted(p for p in base.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        for d in sorted(p for p in stage_dir.iterdir() if p.is_dir() and not p.name.startswith(".")):
+            done = d / DONE
+            try:
+                last_used = done.stat().st_mtime
+            except OSError:
+                continue
+            try:
+                meta = json.loads(done.read_text())
+            except (OSError, ValueError):
+                meta = {}
+            meta = meta if isinstance(meta, dict) else {}
+            inputs = meta.get("inputs")
+            entries.append(CacheEntry(
+                stage=stage_dir.name, name=d.name, path=d, size=_tree_size(d), last_used=last_used,
+                dataset=str(meta.get("dataset") or d.name.rsplit("-", 1)[0]),
+                inputs=tuple(str(i) for i in inputs) if isinstance(inputs, list) else ()))
+    return entries
+
+
+def unreferenced(entries: list[CacheEntry], referenced: set[tuple[str, str]]) -> list[CacheEntry]:
+    """The entries no run needs: not named by any run (``(stage, folder name)`` pairs, e.g. from
+    :func:`imc_core.runs.referenced_artifacts`), except verified databases built from the same features and
+    matches as a named reconstruction (runs do not name them, but a re-run of a mapping change reads them)."""
+    named = [e for e in entries if (e.stage, e.name) in referenced]
+    rec_inputs = {e.inputs for e in named if e.stage == "reconstruction" and e.inputs}
+    return [e for e in entries if (e.stage, e.name) not in referenced
+            and not (e.stage == "database" and e.inputs in rec_inputs)]
+
+
+def remove_artifact(entry: CacheEntry) -> None:
+    """Remove one artifact: renamed away first (a reader never sees it half deleted), then deleted."""
+    trash = entry.path.parent / f".trash-{uuid.uuid4().hex[:8]}"
+    os.replace(entry.path, trash)
+    shutil.rmtree(trash, ignore_errors=True)
+
+
+def prune(root: Path | None = None, *, referenced: set[tuple[str, str]] | None = None,
+          older_than_s: float | None = None, stages: list[str] | None = None, grace_s: float = GRACE_S,
+          dry_run: bool = False, now: float | None = None) -> list[CacheEntry]:
+    """Remove artifacts that meet every given criterion; returns them (``dry_run``: only returns them).
+
+    Args:
+        root: cache root, default :func:`cache_root`.
+        referenced: when given, only artifacts no run needs (:func:`unreferenced`) go.
+        older_than_s: when given, only artifacts not built or used for that long go.
+        stages: when given, only artifacts of these stages go.
+        grace_s: artifacts built or used this recently always stay (a running pipeline may be reading them).
+        dry_run: remove nothing.
+        now: current time (epoch seconds), for tests.
+
+    At least one of ``referenced`` and ``older_than_s`` is required, so a bare call cannot empty the cache.
+    Leftovers of killed builds older than ``grace_s`` are cleared too (not returned).
+    """
+    if referenced is None and older_than_s is None:
+        raise ValueError("say what to prune: unreferenced artifacts, artifacts older than some age, or both")
+    base = root or cache_root()
+    now = time.time() if now is None else now
+    chosen = list_artifacts(base)
+    if stages is not None:
+        chosen = [e for e in chosen if e.stage in stages]
+    if referenced is not None:
+        chosen = unreferenced(chosen, referenced)
+    cutoff = now - max(grace_s, older_than_s or 0.0)
+    chosen = [e for e in chosen if e.last_used < cutoff]
+    if not dry_run:
+        for e in chosen:
+            remove_artifact(e)
+        clean_stale_temps(base, grace_s)
+        for trash in base.glob("*/.trash-*"):
+            shutil.rmtree(trash, ignore_errors=True)
+    return chosen

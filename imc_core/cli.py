@@ -1,4 +1,4 @@
-"""Command line: ``python -m imc_core {score,synth,run,variants,runs,export,import}``.
+"""Command line: ``python -m imc_core {score,synth,run,variants,runs,export,import,cache}``.
 
 Contracts (ARCHITECTURE.md): ``score --json`` prints one JSON object with full float precision; bad input exits
 non-zero with one line naming the file, row and problem.
@@ -157,6 +157,76 @@ def _cmd_import(args: argparse.Namespace) -> int:
     return 0
 
 
+def _mb(n: int) -> str:
+    return f"{n / 1024**2:,.1f} MB"
+
+
+def _when(ts: float) -> str:
+    import datetime as dt
+
+    return dt.datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M")
+
+
+def _nonnegative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be a number ≥ 0, got {text!r}")
+    return value
+
+
+def _cmd_cache(args: argparse.Namespace) -> int:
+    from .cache import cache_root, list_artifacts
+
+    root = Path(args.cache_dir) if args.cache_dir else cache_root()
+    if args.action == "prune":
+        return _cache_prune(args, root)
+    entries = list_artifacts(root)
+    stages: dict[str, list] = {}
+    for e in entries:
+        stages.setdefault(e.stage, []).append(e)
+    if args.json:
+        print(json.dumps({"root": str(root), "stages": {
+            st: {"artifacts": len(es), "bytes": sum(e.size for e in es),
+                 "last_used": max(e.last_used for e in es), "oldest_use": min(e.last_used for e in es)}
+            for st, es in stages.items()}, "bytes": sum(e.size for e in entries)}))
+        return 0
+    print(f"cache {root}")
+    if not entries:
+        print("no artifacts")
+        return 0
+    print(f"{'stage':16s} {'artifacts':>9s} {'size':>12s}  {'least recently used':19s}  {'last used':16s}")
+    for st, es in stages.items():
+        print(f"{st:16s} {len(es):9d} {_mb(sum(e.size for e in es)):>12s}  "
+              f"{_when(min(e.last_used for e in es)):19s}  {_when(max(e.last_used for e in es)):16s}")
+    print(f"{'total':16s} {len(entries):9d} {_mb(sum(e.size for e in entries)):>12s}")
+    return 0
+
+
+def _cache_prune(args: argparse.Namespace, root: Path) -> int:
+    from .cache import GRACE_S, prune
+    from .errors import ConfigError
+    from .runs import referenced_artifacts, runs_root
+
+    if not args.unused and args.older_than is None:
+        raise ConfigError("cache prune: say what to remove: --unused (no run needs it), --older-than DAYS "
+                          "(not used for that long), or both")
+    runs = Path(args.runs_dir) if args.runs_dir else runs_root()
+    referenced = referenced_artifacts(runs) if args.unused else None
+    gone = prune(root, referenced=referenced,
+                 older_than_s=None if args.older_than is None else args.older_than * 86400.0,
+                 stages=args.stage, grace_s=GRACE_S if args.grace_hours is None else args.grace_hours * 3600.0,
+                 dry_run=args.dry_run)
+    verb = "would remove" if args.dry_run else "removed"
+    for e in gone:
+        print(f"{verb} {e.stage}/{e.name}  {_mb(e.size)}  last used {_when(e.last_used)}")
+    print(f"{verb} {len(gone)} artifact(s), {_mb(sum(e.size for e in gone))}"
+          + (f" (runs read from {runs})" if args.unused else ""))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m imc_core", description="imc-lab: IMC-2025 multi-scene SfM workbench")
     sub = p.add_subparsers(dest="command", required=True)
@@ -214,6 +284,24 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("bundle")
     s.add_argument("--root")
     s.set_defaults(func=_cmd_import)
+
+    s = sub.add_parser("cache", help="stage artifacts: size per stage, or prune what no run needs",
+                       description="Without an action: artifacts, size and last use per stage. `prune` removes "
+                       "artifacts that meet every criterion given; artifacts built or used in the last hour (a "
+                       "running pipeline may read them) always stay.")
+    s.add_argument("action", nargs="?", choices=["list", "prune"], default="list")
+    s.add_argument("--cache-dir", help="cache root (default $IMC_CACHE_DIR or data/cache)")
+    s.add_argument("--json", action="store_true", help="list: print one JSON object")
+    s.add_argument("--unused", action="store_true",
+                   help="prune: only artifacts that no run directory names in its artifacts.json (verified "
+                   "databases stay with their reconstruction)")
+    s.add_argument("--older-than", type=_nonnegative_float, metavar="DAYS",
+                   help="prune: only artifacts not built or used for DAYS days")
+    s.add_argument("--stage", action="append", help="prune: only this stage (repeatable)")
+    s.add_argument("--runs-dir", help="prune --unused: runs that protect artifacts (default $IMC_RUNS_DIR)")
+    s.add_argument("--grace-hours", type=_nonnegative_float, help=argparse.SUPPRESS)
+    s.add_argument("--dry-run", action="store_true", help="prune: list what would go, remove nothing")
+    s.set_defaults(func=_cmd_cache)
     return p
 
 

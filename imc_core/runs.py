@@ -258,6 +258,33 @@ def list_runs(root: Path | None = None) -> pd.DataFrame:
     return df.sort_values("created", ascending=False, kind="stable").reset_index(drop=True)
 
 
+def referenced_artifacts(root: Path | None = None) -> set[tuple[str, str]]:
+    """``(stage, folder name)`` of every cache artifact a run under ``root`` names in its ``artifacts.json``.
+
+    Names rather than paths, so that runs imported from a teammate (their paths) or written under another
+    ``IMC_CACHE_DIR`` still protect the same content-addressed artifacts here.
+
+    Raises:
+        InputError: a run's ``artifacts.json`` cannot be read: what it needs is unknown, so nothing may be pruned.
+    """
+    root = root or runs_root()
+    found: set[tuple[str, str]] = set()
+    if not root.exists():
+        return found
+    for p in sorted(root.iterdir()):
+        f = p / "artifacts.json"
+        if not f.is_file():
+            continue
+        data = _read_json(f)
+        if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
+            raise InputError(f, "not a {dataset: {stage: path}} object; cannot tell which cache artifacts "
+                                "this run needs")
+        for stages in data.values():
+            for stage, path in stages.items():
+                found.add((str(stage), PurePosixPath(str(path).replace("\\", "/")).name))
+    return found
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # bundles
 

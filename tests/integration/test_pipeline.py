@@ -188,3 +188,26 @@ def test_run_records_artifacts_and_verified_inliers(first_run: tuple[Path, Path]
     assert {tuple(r) for r in inl.tolist()} <= {tuple(r) for r in m.tolist()}
     swapped = pair_inlier_matches(Path(stages["reconstruction"]) / "database.db", best["name1"], best["name0"])
     np.testing.assert_array_equal(swapped, inl[:, ::-1])
+
+
+def test_prune_unused_keeps_what_a_run_needs(first_run: tuple[Path, Path], tiny_root: Path, tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    from imc_core.cache import list_artifacts, prune
+    from imc_core.runs import referenced_artifacts
+
+    run_dir, cache = first_run
+    copy, runs = tmp_path / "cache", tmp_path / "runs"
+    shutil.copytree(cache, copy)  # other tests' runs left artifacts of their own in it
+    shutil.copytree(run_dir, runs / run_dir.name)
+    before = list_artifacts(copy)
+    gone = prune(copy, referenced=referenced_artifacts(runs), grace_s=0)
+    kept = list_artifacts(copy)
+    assert len(kept) + len(gone) == len(before)
+    assert {e.stage for e in kept} == {"features", "matching", "reconstruction", "database"}
+    monkeypatch.setenv("IMC_CACHE_DIR", str(copy))
+    again = run_pipeline(tiny_root, variant="default", overrides=FAST, out=tmp_path / "again", raise_errors=True)
+    assert all(s[stage] == "hit" for s in load_run(again).timings["cache"].values()
+               for stage in ("features", "matching", "reconstruction")), load_run(again).timings["cache"]
+    remap = run_pipeline(tiny_root, variant="default", overrides=FAST + ["reconstruction.ba_global_max_refinements=3"],
+                         out=tmp_path / "remap", raise_errors=True)
+    assert "database import and geometric verification: reused" in load_run(remap).log

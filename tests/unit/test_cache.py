@@ -1,13 +1,19 @@
-"""Content-addressed artifacts: keys, reuse, atomicity."""
+"""Content-addressed artifacts: keys, reuse, atomicity, sizes and pruning."""
 
 from __future__ import annotations
 
+import json
+import os
+import time
 from pathlib import Path
 
 import pytest
 
-from imc_core.cache import DONE, artifact_key, cached, clean_stale_temps, get_or_build
-from imc_core.errors import Cancelled
+from imc_core.cache import (DONE, artifact_key, cached, clean_stale_temps, get_or_build, list_artifacts, prune,
+                            unreferenced)
+from imc_core.cli import main
+from imc_core.errors import Cancelled, InputError
+from imc_core.runs import referenced_artifacts
 
 
 def test_key_depends_on_conf_inputs_and_fingerprint() -> None:
@@ -72,3 +78,141 @@ def test_cached_looks_up_without_building(tmp_path: Path) -> None:
 def test_clean_stale_temps(tmp_path: Path) -> None:
     (tmp_path / "features" / ".tmp-ds-k-1234").mkdir(parents=True)
     assert clean_stale_temps(tmp_path, older_than_s=-1) == 1
+
+
+def test_clean_stale_temps_spares_a_build_still_writing(tmp_path: Path) -> None:
+    tmp = tmp_path / "matching" / ".tmp-ds-k-1234"
+    tmp.mkdir(parents=True)
+    (tmp / "matches.h5.part").write_bytes(b"growing")
+    old = time.time() - 7200
+    os.utime(tmp, (old, old))  # the folder itself was created two hours ago; its file was written just now
+    assert clean_stale_temps(tmp_path, older_than_s=3600) == 0 and tmp.exists()
+    os.utime(tmp / "matches.h5.part", (old, old))
+    assert clean_stale_temps(tmp_path, older_than_s=3600) == 1 and not tmp.exists()
+
+
+def _age(path: Path, days: float) -> None:
+    """Make the artifact at ``path`` look last used ``days`` ago."""
+    t = time.time() - days * 86400
+    os.utime(path / DONE, (t, t))
+
+
+def _artifact(root: Path, stage: str, key: str, nbytes: int = 10, inputs: list[str] | None = None,
+              days_old: float = 0.0) -> Path:
+    art = get_or_build(stage, "ds", key, lambda d: (d / "data.bin").write_bytes(b"x" * nbytes), root=root,
+                       meta={"inputs": inputs or [], "dataset": "ds"})
+    _age(art.path, days_old)
+    return art.path
+
+
+def test_a_cache_hit_marks_the_artifact_used(tmp_path: Path) -> None:
+    path = _artifact(tmp_path, "features", "k", days_old=30)
+    assert time.time() - (path / DONE).stat().st_mtime > 29 * 86400
+    assert get_or_build("features", "ds", "k", lambda d: None, root=tmp_path).hit
+    assert time.time() - (path / DONE).stat().st_mtime < 60
+
+
+def test_list_artifacts_sizes_and_skips_what_is_not_an_artifact(tmp_path: Path) -> None:
+    _artifact(tmp_path, "features", "a", nbytes=1000)
+    _artifact(tmp_path, "matching", "b", nbytes=30, inputs=["a"])
+    (tmp_path / "features" / ".tmp-ds-c-1234").mkdir()  # a build in progress
+    (tmp_path / "features" / "ds-torn").mkdir()  # no DONE marker
+    (tmp_path / "thumbs").mkdir()
+    (tmp_path / "thumbs" / "x.jpg").write_bytes(b"jpg")
+    entries = list_artifacts(tmp_path)
+    assert [(e.stage, e.name, e.dataset, e.inputs) for e in entries] == [
+        ("features", "ds-a", "ds", ()), ("matching", "ds-b", "ds", ("a",))]
+    assert entries[0].size == 1000 + (tmp_path / "features" / "ds-a" / DONE).stat().st_size
+    assert list_artifacts(tmp_path / "missing") == []
+
+
+def test_prune_needs_a_criterion(tmp_path: Path) -> None:
+    _artifact(tmp_path, "features", "a", days_old=100)
+    with pytest.raises(ValueError, match="say what to prune"):
+        prune(tmp_path)
+    assert len(list_artifacts(tmp_path)) == 1
+
+
+def test_prune_by_age_keeps_recent_and_in_grace(tmp_path: Path) -> None:
+    old = _artifact(tmp_path, "features", "old", days_old=10)
+    mid = _artifact(tmp_path, "features", "mid", days_old=3)
+    new = _artifact(tmp_path, "features", "new")
+    gone = prune(tmp_path, older_than_s=7 * 86400, dry_run=True)
+    assert [e.name for e in gone] == ["ds-old"] and old.exists()  # dry run: nothing removed
+    gone = prune(tmp_path, older_than_s=7 * 86400)
+    assert [e.name for e in gone] == ["ds-old"] and not old.exists() and mid.exists() and new.exists()
+    # --older-than 0 still spares what was used within the grace period (a running pipeline may read it)
+    assert [e.name for e in prune(tmp_path, older_than_s=0)] == ["ds-mid"] and new.exists()
+    assert not list((tmp_path / "features").glob(".trash-*"))
+
+
+def test_prune_by_stage(tmp_path: Path) -> None:
+    _artifact(tmp_path, "features", "f", days_old=10)
+    _artifact(tmp_path, "matching", "m", days_old=10)
+    assert [e.stage for e in prune(tmp_path, older_than_s=86400, stages=["matching"])] == ["matching"]
+    assert [e.stage for e in list_artifacts(tmp_path)] == ["features"]
+
+
+def test_unreferenced_keeps_named_artifacts_and_their_verified_database(tmp_path: Path) -> None:
+    _artifact(tmp_path, "features", "f1", days_old=5)
+    _artifact(tmp_path, "matching", "m1", inputs=["f1"], days_old=5)
+    _artifact(tmp_path, "reconstruction", "r1", inputs=["m1", "f1"], days_old=5)
+    _artifact(tmp_path, "database", "d1", inputs=["m1", "f1"], days_old=5)
+    _artifact(tmp_path, "features", "f2", days_old=5)  # from a run that was deleted
+    _artifact(tmp_path, "database", "d2", inputs=["m2", "f2"], days_old=5)
+    referenced = {("features", "ds-f1"), ("matching", "ds-m1"), ("reconstruction", "ds-r1")}
+    assert [e.name for e in unreferenced(list_artifacts(tmp_path), referenced)] == ["ds-d2", "ds-f2"]
+    gone = prune(tmp_path, referenced=referenced)
+    assert sorted(e.name for e in gone) == ["ds-d2", "ds-f2"]
+    assert sorted(e.name for e in list_artifacts(tmp_path)) == ["ds-d1", "ds-f1", "ds-m1", "ds-r1"]
+    # both criteria: unreferenced AND old
+    _artifact(tmp_path, "features", "f3", days_old=1)
+    assert prune(tmp_path, referenced=referenced, older_than_s=2 * 86400) == []
+
+
+def _run_dir(runs: Path, name: str, artifacts: object) -> Path:
+    d = runs / name
+    d.mkdir(parents=True)
+    (d / "run.json").write_text("{}")
+    (d / "artifacts.json").write_text(json.dumps(artifacts))
+    return d
+
+
+def test_referenced_artifacts_reads_every_run_by_folder_name(tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+    _run_dir(runs, "a", {"ETs": {"features": "/elsewhere/cache/features/ETs-1", "matching": "C:\\c\\matching\\ETs-2"}})
+    _run_dir(runs, "b", {"ETs": {"features": "/work/cache/features/ETs-1"}, "k": {"reconstruction": "/x/k-3"}})
+    (runs / "no-artifacts").mkdir()
+    assert referenced_artifacts(runs) == {("features", "ETs-1"), ("matching", "ETs-2"), ("reconstruction", "k-3")}
+    assert referenced_artifacts(tmp_path / "none") == set()
+    bad = _run_dir(runs, "c", ["not", "a", "mapping"])
+    with pytest.raises(InputError, match="cannot tell which cache artifacts") as err:
+        referenced_artifacts(runs)
+    assert str(bad / "artifacts.json") in str(err.value)
+
+
+def test_cache_cli_lists_and_prunes(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    cache, runs = tmp_path / "cache", tmp_path / "runs"
+    kept = _artifact(cache, "features", "keep", nbytes=2 * 1024**2, days_old=3)
+    stale = _artifact(cache, "features", "stale", nbytes=1024**2, days_old=3)
+    _run_dir(runs, "r", {"ds": {"features": str(kept)}})
+    assert main(["cache", "--cache-dir", str(cache)]) == 0
+    out = capsys.readouterr().out
+    assert "features" in out and "3.0 MB" in out and "total" in out
+    assert main(["cache", "--cache-dir", str(cache), "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert listed["stages"]["features"]["artifacts"] == 2 and listed["bytes"] > 3 * 1024**2
+    assert main(["cache", "prune", "--cache-dir", str(cache)]) == 2  # no criterion: refuse, remove nothing
+    assert "say what to remove" in capsys.readouterr().err and stale.exists()
+    assert main(["cache", "prune", "--unused", "--cache-dir", str(cache), "--runs-dir", str(runs), "--dry-run"]) == 0
+    assert "would remove features/ds-stale" in capsys.readouterr().out and stale.exists()
+    assert main(["cache", "prune", "--unused", "--cache-dir", str(cache), "--runs-dir", str(runs)]) == 0
+    assert "removed 1 artifact(s), 1.0 MB" in capsys.readouterr().out
+    assert kept.exists() and not stale.exists()
+    _run_dir(runs, "broken", "{")  # a run whose needs are unknown: nothing may go
+    (runs / "broken" / "artifacts.json").write_text("{")
+    assert main(["cache", "prune", "--unused", "--cache-dir", str(cache), "--runs-dir", str(runs)]) == 2
+    assert "artifacts.json" in capsys.readouterr().err and kept.exists()
+    with pytest.raises(SystemExit) as exc:
+        main(["cache", "prune", "--older-than", "-1", "--cache-dir", str(cache)])
+    assert exc.value.code == 2 and "must be a number ≥ 0" in capsys.readouterr().err
