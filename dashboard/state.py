@@ -490,6 +490,21 @@ def root_labels(root: str | Path) -> pd.DataFrame | None:
     return _labels(str(p), _mtime(p / "train_labels.csv"))
 
 
+# ----------------------------------------------------------------------------------------------------------- cache
+
+
+@st.cache_data(ttl=60, show_spinner=False)
+def cache_summary() -> str:
+    """One line on the stage cache (artifacts, size, where), refreshed at most once a minute."""
+    from imc_core.cache import cache_root, list_artifacts
+
+    entries = list_artifacts()
+    size = sum(e.size for e in entries) / 1024**2
+    return (f"The stage cache holds {len(entries)} artifact{'' if len(entries) == 1 else 's'}, {size:,.1f} MB, in "
+            f"{cache_root()}. "
+            "`python -m imc_core cache prune --unused` frees what no run needs.")
+
+
 # ------------------------------------------------------------------------------------------------------ thumbnails
 
 

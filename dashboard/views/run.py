@@ -96,7 +96,10 @@ def launch_panel(root: Path) -> None:
     group = c2.text_input("Group", key="group", placeholder="auto when N > 1",
                           help="Runs of one group are aggregated (mean ± std) on the Compare page")
     label = c3.text_input("Label", key="label", placeholder="optional note")
-    use_cache = c4.checkbox("Use cache", value=True, key="use_cache")
+    use_cache = c4.checkbox("Use cache", value=True, key="use_cache",
+                            help="Reuse features, matches and verified databases computed before with the same "
+                            "settings; unchecked, every stage is recomputed (and replaces its cached artifact). "
+                            + state.cache_summary())
     st.markdown("**Overrides** (`--set`, only values that differ from the variant)")
     st.code(" ".join(f"--set {o}" for o in overrides) or "(none: the variant as it is)", language="bash")
     seed = int(values[SEED_KEY])

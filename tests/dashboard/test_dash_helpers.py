@@ -183,3 +183,14 @@ def test_roots_are_remembered(dash_env, tmp_path: Path) -> None:  # noqa: ANN001
     assert state.load_roots() == [str(dash_env.data_root)]
     dash_env.roots_file.write_text("{broken")
     assert state.load_roots() == [str(dash_env.data_root)]
+
+
+def test_cache_summary_counts_artifacts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from imc_core.cache import get_or_build
+
+    monkeypatch.setenv("IMC_CACHE_DIR", str(tmp_path))
+    state.cache_summary.clear()
+    get_or_build("features", "ds", "k", lambda d: (d / "f.h5").write_bytes(b"x" * 3 * 1024**2), root=tmp_path)
+    text = state.cache_summary()
+    assert "1 artifact, 3.0 MB" in text and str(tmp_path) in text and "cache prune --unused" in text
+    state.cache_summary.clear()
