@@ -100,6 +100,7 @@ class ReconstructionConfig:
     ba_global_points_ratio: float = 1.1  # incremental: global adjustment also when the 3-D points grew by this ratio
     ba_global_max_refinements: int = 5  # incremental: rounds of retriangulation + filtering + global adjustment
     ba_global_ignore_redundant_points: bool = False  # incremental: leave well-covered 3-D points out of global BA
+    tri_max_transitivity: int = 1  # incremental: correspondence-graph hops the triangulator follows to build tracks
     max_runtime_s: int = -1  # incremental: stop mapping after this many seconds, keeping the models so far (≤ 0: no limit)
     extract_colors: bool = True  # colour 3D points from the images (needs the image files; missing ones are skipped)
     # refine_loss = "none" switches the whole final step off, refine_filter_max_reproj_error included
@@ -122,7 +123,7 @@ class ReconstructionConfig:
             raise ConfigError(f"reconstruction.focal_prior must be > 0, got {self.focal_prior}")
         for key in ("min_model_size", "max_num_models", "min_num_matches", "verify_min_num_inliers",
                     "verify_max_num_trials", "init_min_num_inliers", "init_num_trials", "abs_pose_min_num_inliers",
-                    "ba_local_num_images", "ba_global_max_refinements"):
+                    "ba_local_num_images", "ba_global_max_refinements", "tri_max_transitivity"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"reconstruction.{key} must be ≥ 1, got {getattr(self, key)}")
         for key in ("verify_max_error", "init_max_error", "abs_pose_max_error", "filter_max_reproj_error"):
@@ -164,8 +165,8 @@ MAPPING_ONLY_KEYS = frozenset({
     "init_max_error", "init_num_trials", "abs_pose_min_num_inliers", "abs_pose_min_inlier_ratio", "abs_pose_max_error",
     "filter_max_reproj_error", "max_model_overlap", "ba_refine_focal", "ba_refine_principal_point",
     "ba_refine_extra_params", "ba_local_num_images", "ba_global_images_ratio", "ba_global_points_ratio",
-    "ba_global_max_refinements", "ba_global_ignore_redundant_points", "max_runtime_s", "extract_colors", "refine_loss",
-    "refine_loss_scale", "refine_filter_max_reproj_error",
+    "ba_global_max_refinements", "ba_global_ignore_redundant_points", "tri_max_transitivity", "max_runtime_s",
+    "extract_colors", "refine_loss", "refine_loss_scale", "refine_filter_max_reproj_error",
 })
 
 
@@ -440,6 +441,7 @@ def incremental_options(conf: ReconstructionConfig) -> pycolmap.IncrementalPipel
     o.ba_global_points_ratio = conf.ba_global_points_ratio
     o.ba_global_max_refinements = conf.ba_global_max_refinements
     o.mapper.ba_global_ignore_redundant_points3D = conf.ba_global_ignore_redundant_points
+    o.triangulation.max_transitivity = conf.tri_max_transitivity
     if conf.deterministic:
         o.random_seed = conf.seed
         o.mapper.random_seed = conf.seed

@@ -167,6 +167,15 @@ def test_global_adjustment_keys_reach_the_mapper() -> None:
     assert not plain.get_mapper().ba_global_ignore_redundant_points3D
 
 
+def test_triangulation_transitivity_reaches_the_triangulator() -> None:
+    assert rc.incremental_options(ReconstructionConfig(tri_max_transitivity=3)).triangulation.max_transitivity == 3
+    assert rc.incremental_options(ReconstructionConfig()).triangulation.max_transitivity == 1  # COLMAP's default
+    with pytest.raises(ConfigError, match="tri_max_transitivity must be ≥ 1"):
+        ReconstructionConfig(tri_max_transitivity=0)
+    # mapping-only: a change re-maps on the cached verified database
+    assert "tri_max_transitivity" not in rc.database_conf(ReconstructionConfig(tri_max_transitivity=3))
+
+
 # ------------------------------------------------------------------------------------------------ resolution
 
 
