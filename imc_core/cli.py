@@ -288,7 +288,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("cache", help="stage artifacts: size per stage, or prune what no run needs",
                        description="Without an action: artifacts, size and last use per stage. `prune` removes "
                        "artifacts that meet every criterion given; artifacts built or used in the last hour (a "
-                       "running pipeline may read them) always stay.")
+                       "running pipeline may read them; --grace-hours) stay.")
     s.add_argument("action", nargs="?", choices=["list", "prune"], default="list")
     s.add_argument("--cache-dir", help="cache root (default $IMC_CACHE_DIR or data/cache)")
     s.add_argument("--json", action="store_true", help="list: print one JSON object")
@@ -299,7 +299,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="prune: only artifacts not built or used for DAYS days")
     s.add_argument("--stage", action="append", help="prune: only this stage (repeatable)")
     s.add_argument("--runs-dir", help="prune --unused: runs that protect artifacts (default $IMC_RUNS_DIR)")
-    s.add_argument("--grace-hours", type=_nonnegative_float, help=argparse.SUPPRESS)
+    s.add_argument("--grace-hours", type=_nonnegative_float, metavar="H",
+                   help="prune: keep whatever was built or used in the last H hours (default 1; 0 only when no "
+                   "pipeline is running)")
     s.add_argument("--dry-run", action="store_true", help="prune: list what would go, remove nothing")
     s.set_defaults(func=_cmd_cache)
     return p

@@ -213,6 +213,12 @@ def test_cache_cli_lists_and_prunes(tmp_path: Path, capsys: pytest.CaptureFixtur
     (runs / "broken" / "artifacts.json").write_text("{")
     assert main(["cache", "prune", "--unused", "--cache-dir", str(cache), "--runs-dir", str(runs)]) == 2
     assert "artifacts.json" in capsys.readouterr().err and kept.exists()
+    fresh = _artifact(cache, "matching", "fresh")  # just built: the grace period keeps it unless told otherwise
+    assert main(["cache", "prune", "--older-than", "0", "--stage", "matching", "--cache-dir", str(cache)]) == 0
+    assert "removed 0 artifact(s)" in capsys.readouterr().out and fresh.exists()
+    assert main(["cache", "prune", "--older-than", "0", "--stage", "matching", "--grace-hours", "0",
+                 "--cache-dir", str(cache)]) == 0
+    assert "removed matching/ds-fresh" in capsys.readouterr().out and not fresh.exists()
     with pytest.raises(SystemExit) as exc:
         main(["cache", "prune", "--older-than", "-1", "--cache-dir", str(cache)])
     assert exc.value.code == 2 and "must be a number ≥ 0" in capsys.readouterr().err
