@@ -54,6 +54,7 @@ class MatchingConfig:
     max_distance: float = 0.7  # nn: max descriptor angle in radians (COLMAP default for SIFT)
     fp16: bool = False  # kornia mixed precision on CUDA; off: 5.5× slower than fp32 on an H200 (BENCHMARKS.md)
     batch_size: int = 8  # pairs per LightGlue batch on GPU (CPU: pairs run one at a time)
+    colmap_threads: int = 1  # colmap, CPU: 1 = one-thread calls side by side (repeatable); -1 = all cores (faster, not)
     device: str = "auto"  # auto | cuda | cpu
 
     def __post_init__(self) -> None:
@@ -65,6 +66,8 @@ class MatchingConfig:
             raise ConfigError(f"matching.ratio must be in (0, 1], got {self.ratio}")
         if self.batch_size < 1:
             raise ConfigError(f"matching.batch_size must be ≥ 1, got {self.batch_size}")
+        if self.colmap_threads == 0 or self.colmap_threads < -1:
+            raise ConfigError(f"matching.colmap_threads must be -1 (all cores) or ≥ 1, got {self.colmap_threads}")
 
 
 def names_to_pair(a: str, b: str) -> str:
@@ -441,9 +444,10 @@ def _match_colmap(pairs: list[Pair], features_path: Path, conf: MatchingConfig, 
     """COLMAP's own SIFT matcher (``pycolmap.match_image_pairs``, no verification) on our features.
 
     Same rules as ``nn`` (ratio, max angle, cross check) but COLMAP's implementation, which is several times faster
-    on CPU for 8k-keypoint SIFT. Needs 128-D SIFT descriptors. Scores are 1 (COLMAP reports none). On the CPU the
-    pairs go to single-threaded calls side by side (:func:`_colmap_workers`), so the matches do not depend on
-    thread timing.
+    on CPU for 8k-keypoint SIFT. Needs 128-D SIFT descriptors. Scores are 1 (COLMAP reports none). On the CPU with
+    ``colmap_threads = 1`` (the default) the pairs go to single-threaded calls side by side
+    (:func:`_colmap_workers`), so the matches do not depend on thread timing; otherwise one call uses that many
+    threads.
     """
     import shutil
     import tempfile
@@ -484,7 +488,8 @@ def _match_colmap(pairs: list[Pair], features_path: Path, conf: MatchingConfig, 
             # COLMAP's multi-threaded CPU matcher is not deterministic: about one call in fifty returned other matches
             # for one pair (17 instead of 104 on a synthetic dataset). One thread per call is, so the pairs are split
             # into blocks matched side by side, each by a single-threaded call on its own copy of the database.
-            chunks = [todo] if use_gpu else _pair_blocks(todo, _colmap_workers(len(todo)))
+            one_call = use_gpu or conf.colmap_threads != 1
+            chunks = [todo] if one_call else _pair_blocks(todo, _colmap_workers(len(todo)))
             dbs = [db_path] + [Path(td) / f"database{k}.db" for k in range(1, len(chunks))]
             for extra in dbs[1:]:
                 shutil.copyfile(db_path, extra)
@@ -497,7 +502,7 @@ def _match_colmap(pairs: list[Pair], features_path: Path, conf: MatchingConfig, 
                 opts.skip_geometric_verification = True
                 opts.use_gpu = use_gpu
                 if not use_gpu:
-                    opts.num_threads = 1
+                    opts.num_threads = conf.colmap_threads
                 opts.sift.max_ratio = conf.ratio
                 opts.sift.max_distance = conf.max_distance
                 opts.sift.cross_check = True

@@ -354,3 +354,10 @@ def test_colmap_matcher_blocks_single_threaded_and_same_matches(pair_dir: Path, 
         if results[1][p] is not None:
             np.testing.assert_array_equal(results[1][p][0], results[4][p][0])
     assert sum(r is not None for r in results[4].values()) >= 6  # the copies of one image match each other
+    # matching.colmap_threads = -1: one call on all cores (COLMAP's own threading: faster, not repeatable)
+    calls.clear()
+    match_features(pairs, feats, MatchingConfig(method="colmap", colmap_threads=-1), tmp_path / "all.h5",
+                   feature_method="sift")
+    assert calls == [(-1, len(pairs))]
+    with pytest.raises(ConfigError, match="colmap_threads"):
+        MatchingConfig(colmap_threads=0)
