@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import stat
 import time
 import uuid
 from collections.abc import Callable
@@ -123,15 +124,19 @@ def get_or_build(
     return Artifact(stage, key, final, False, seconds)
 
 
-def _latest_mtime(path: Path) -> float:
-    """Newest modification time of ``path`` and everything in it (a build in progress keeps writing)."""
-    latest = 0.0
+def _tree_stats(path: Path) -> tuple[int, float]:
+    """``(bytes of the files, newest modification time)`` of ``path`` and everything in it (symlinks not followed;
+    a build in progress keeps writing, so its newest time moves)."""
+    size, latest = 0, 0.0
     for p in (path, *path.rglob("*")):
         try:
-            latest = max(latest, p.stat().st_mtime)
+            st = p.lstat()
         except OSError:  # removed while walking
-            pass
-    return latest
+            continue
+        latest = max(latest, st.st_mtime)
+        if stat.S_ISREG(st.st_mode):
+            size += st.st_size
+    return size, latest
 
 
 def clean_stale_temps(root: Path | None = None, older_than_s: float = 3600) -> int:
@@ -141,7 +146,7 @@ def clean_stale_temps(root: Path | None = None, older_than_s: float = 3600) -> i
     n = 0
     now = time.time()
     for tmp in base.glob("*/.tmp-*"):
-        if now - _latest_mtime(tmp) > older_than_s:
+        if now - _tree_stats(tmp)[1] > older_than_s:
             shutil.rmtree(tmp, ignore_errors=True)
             n += 1
     return n
@@ -162,17 +167,6 @@ class CacheEntry:
     last_used: float  # epoch seconds: built or last cache hit (the ``DONE`` marker's mtime)
     dataset: str
     inputs: tuple[str, ...]  # keys of the artifacts it was built from (from ``DONE``; empty when unknown)
-
-
-def _tree_size(path: Path) -> int:
-    total = 0
-    for f in path.rglob("*"):
-        try:
-            if f.is_file() and not f.is_symlink():
-                total += f.stat().st_size
-        except OSError:  # removed while walking
-            pass
-    return total
 
 
 def list_artifacts(root: Path | None = None) -> list[CacheEntry]:
@@ -199,7 +193,7 @@ def list_artifacts(root: Path | None = None) -> list[CacheEntry]:
             meta = meta if isinstance(meta, dict) else {}
             inputs = meta.get("inputs")
             entries.append(CacheEntry(
-                stage=stage_dir.name, name=d.name, path=d, size=_tree_size(d), last_used=last_used,
+                stage=stage_dir.name, name=d.name, path=d, size=_tree_stats(d)[0], last_used=last_used,
                 dataset=str(meta.get("dataset") or d.name.rsplit("-", 1)[0]),
                 inputs=tuple(str(i) for i in inputs) if isinstance(inputs, list) else ()))
     return entries

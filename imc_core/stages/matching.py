@@ -430,13 +430,7 @@ def _pair_blocks(pairs: list[Pair], k: int) -> list[list[Pair]]:
     """``pairs`` in ``k`` contiguous blocks of near-equal size (neighbouring pairs share images: COLMAP's per-call
     descriptor cache stays useful)."""
     k = max(1, min(k, len(pairs)))
-    size, extra = divmod(len(pairs), k)
-    blocks, start = [], 0
-    for i in range(k):
-        end = start + size + (1 if i < extra else 0)
-        blocks.append(pairs[start:end])
-        start = end
-    return blocks
+    return [pairs[int(ix[0]):int(ix[-1]) + 1] for ix in np.array_split(np.arange(len(pairs)), k)]
 
 
 def _match_colmap(pairs: list[Pair], features_path: Path, conf: MatchingConfig, out_path: Path, *,
