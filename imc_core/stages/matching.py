@@ -54,7 +54,7 @@ class MatchingConfig:
     max_distance: float = 0.7  # nn: max descriptor angle in radians (COLMAP default for SIFT)
     fp16: bool = False  # kornia mixed precision on CUDA; off: 5.5× slower than fp32 on an H200 (BENCHMARKS.md)
     batch_size: int = 8  # pairs per LightGlue batch on GPU (CPU: pairs run one at a time)
-    colmap_threads: int = 1  # colmap, CPU: 1 = one-thread calls side by side (repeatable); -1 = all cores (faster, not)
+    colmap_threads: int = 1  # colmap on CPU: 1 = one thread (repeatable); -1 = all cores (~2× faster, not repeatable)
     device: str = "auto"  # auto | cuda | cpu
 
     def __post_init__(self) -> None:
@@ -415,37 +415,16 @@ def _colmap_uint8(desc: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(desc * 512.0), 0, 255).astype(np.uint8)
 
 
-#: pairs per single-threaded COLMAP matcher call, at least (fewer pairs are not worth another call's set-up)
-COLMAP_MIN_PAIRS_PER_WORKER = 16
-#: most COLMAP matcher calls side by side (each holds a copy of the database)
-COLMAP_MAX_WORKERS = 8
-
-
-def _colmap_workers(n_pairs: int) -> int:
-    """How many single-threaded COLMAP matcher calls run side by side for ``n_pairs`` pairs."""
-    return max(1, min(os.cpu_count() or 1, COLMAP_MAX_WORKERS, n_pairs // COLMAP_MIN_PAIRS_PER_WORKER))
-
-
-def _pair_blocks(pairs: list[Pair], k: int) -> list[list[Pair]]:
-    """``pairs`` in ``k`` contiguous blocks of near-equal size (neighbouring pairs share images: COLMAP's per-call
-    descriptor cache stays useful)."""
-    k = max(1, min(k, len(pairs)))
-    return [pairs[int(ix[0]):int(ix[-1]) + 1] for ix in np.array_split(np.arange(len(pairs)), k)]
-
-
 def _match_colmap(pairs: list[Pair], features_path: Path, conf: MatchingConfig, out_path: Path, *,
                   device: torch.device, progress: Progress | None, should_cancel: ShouldCancel | None) -> Path:
     """COLMAP's own SIFT matcher (``pycolmap.match_image_pairs``, no verification) on our features.
 
     Same rules as ``nn`` (ratio, max angle, cross check) but COLMAP's implementation, which is several times faster
-    on CPU for 8k-keypoint SIFT. Needs 128-D SIFT descriptors. Scores are 1 (COLMAP reports none). On the CPU with
-    ``colmap_threads = 1`` (the default) the pairs go to single-threaded calls side by side
-    (:func:`_colmap_workers`), so the matches do not depend on thread timing; otherwise one call uses that many
-    threads.
+    on CPU for 8k-keypoint SIFT. Needs 128-D SIFT descriptors. Scores are 1 (COLMAP reports none). On the CPU it
+    runs on ``colmap_threads`` threads: one by default, because with more (or with several calls at once) COLMAP
+    now and then returns other matches for a pair.
     """
-    import shutil
     import tempfile
-    from concurrent.futures import ThreadPoolExecutor
 
     import h5py
     import pycolmap
@@ -478,57 +457,36 @@ def _match_colmap(pairs: list[Pair], features_path: Path, conf: MatchingConfig, 
                     db.write_keypoints(ids[name], kp)
                     db.write_descriptors(ids[name], pycolmap.FeatureDescriptors(
                         pycolmap.FeatureExtractorType.SIFT, np.ascontiguousarray(_colmap_uint8(desc))))
-            use_gpu = colmap_uses_gpu(device)
-            # COLMAP's multi-threaded CPU matcher is not deterministic: about one call in fifty returned other matches
-            # for one pair (17 instead of 104 on a synthetic dataset). One thread per call is, so the pairs are split
-            # into blocks matched side by side, each by a single-threaded call on its own copy of the database.
-            one_call = use_gpu or conf.colmap_threads != 1
-            chunks = [todo] if one_call else _pair_blocks(todo, _colmap_workers(len(todo)))
-            dbs = [db_path] + [Path(td) / f"database{k}.db" for k in range(1, len(chunks))]
-            for extra in dbs[1:]:
-                shutil.copyfile(db_path, extra)
+            pairs_txt = Path(td) / "pairs.txt"
+            pairs_txt.write_text("".join(f"{a} {b}\n" for a, b in todo))
+            opts = pycolmap.FeatureMatchingOptions()
+            opts.skip_geometric_verification = True
+            opts.use_gpu = colmap_uses_gpu(device)
+            if not opts.use_gpu:
+                # COLMAP's multi-threaded CPU matcher is not deterministic (BENCHMARKS.md): one thread by default
+                opts.num_threads = conf.colmap_threads
+            opts.sift.max_ratio = conf.ratio
+            opts.sift.max_distance = conf.max_distance
+            opts.sift.cross_check = True
+            pairing = pycolmap.ImportedPairingOptions()
+            pairing.match_list_path = str(pairs_txt)
             token = pycolmap.CancellationToken()
-
-            def match_block(k: int) -> None:
-                pairs_txt = Path(td) / f"pairs{k}.txt"
-                pairs_txt.write_text("".join(f"{a} {b}\n" for a, b in chunks[k]))
-                opts = pycolmap.FeatureMatchingOptions()
-                opts.skip_geometric_verification = True
-                opts.use_gpu = use_gpu
-                if not use_gpu:
-                    opts.num_threads = conf.colmap_threads
-                opts.sift.max_ratio = conf.ratio
-                opts.sift.max_distance = conf.max_distance
-                opts.sift.cross_check = True
-                pairing = pycolmap.ImportedPairingOptions()
-                pairing.match_list_path = str(pairs_txt)
-                pycolmap.match_image_pairs(dbs[k], matching_options=opts, pairing_options=pairing,
-                                           device=pycolmap.Device.cuda if use_gpu else pycolmap.Device.cpu,
-                                           cancellation_token=token)
-
             if progress is not None:
-                progress(0, len(todo), f"COLMAP matcher, {len(chunks)} block(s)")
+                progress(0, len(todo), "COLMAP matcher")
             try:
                 with _cancel_watch(token, should_cancel):
-                    if len(chunks) == 1:
-                        match_block(0)
-                    else:
-                        with ThreadPoolExecutor(len(chunks), thread_name_prefix="colmap-match") as pool:
-                            list(pool.map(match_block, range(len(chunks))))
+                    pycolmap.match_image_pairs(db_path, matching_options=opts, pairing_options=pairing,
+                                               device=pycolmap.Device.cuda if opts.use_gpu else pycolmap.Device.cpu,
+                                               cancellation_token=token)
             except InterruptedError:
                 raise Cancelled("matching cancelled") from None
             if should_cancel is not None and should_cancel():
                 raise Cancelled("matching cancelled")
-            found: dict[Pair, np.ndarray] = {}
-            for k, chunk in enumerate(chunks):
-                with pycolmap.Database.open(dbs[k]) as db:
-                    for a, b in chunk:
-                        found[(a, b)] = np.asarray(db.read_matches(ids[a], ids[b]), dtype=np.int64).reshape(-1, 2)
-            with h5py.File(tmp, "w") as fout:
+            with pycolmap.Database.open(db_path) as db, h5py.File(tmp, "w") as fout:
                 fout.attrs["method"] = conf.method
                 fout.attrs["feature_method"] = "sift"
                 for done, (a, b) in enumerate(todo, 1):
-                    m = found[(a, b)]
+                    m = np.asarray(db.read_matches(ids[a], ids[b]), dtype=np.int64).reshape(-1, 2)
                     if len(m) >= max(conf.min_matches, 1):
                         _write_pair(fout, a, b, m, np.ones(len(m), np.float32))
                     if progress is not None and (done % 50 == 0 or done == len(todo)):
