@@ -324,17 +324,18 @@ def _match_dataset(ds: Any, cfg: PipelineConfig, writer: RunWriter, rep: _Report
         use_cache=use_cache, meta={"conf": _stage_conf(cfg.features, features_mod), "dataset": name})
     record("features", feats)
 
-    # matching
-    mkey = artifact_key("matching", _stage_conf(cfg.matching, matching_mod), [fkey, pairs_key], ds.fingerprint)
+    # matching (COLMAP's matcher threads resolved first: they decide whether the matches repeat)
+    mconf = matching_mod.resolve_threads(cfg.matching, cfg.reconstruction.deterministic)
+    mkey = artifact_key("matching", _stage_conf(mconf, matching_mod), [fkey, pairs_key], ds.fingerprint)
 
     def build_matches(tmp: Path) -> None:
         write_pairs(pairs, tmp / "pairs.txt")
-        match_features(pairs, feats.path / "features.h5", cfg.matching, tmp / "matches.h5",
+        match_features(pairs, feats.path / "features.h5", mconf, tmp / "matches.h5",
                        feature_method=cfg.features.method, progress=rep.stage(name, "matching"),
                        should_cancel=rep.cancelled)
 
     matches = get_or_build("matching", name, mkey, build_matches, use_cache=use_cache,
-                           meta={"conf": _stage_conf(cfg.matching, matching_mod), "inputs": [fkey, pairs_key], "dataset": name})
+                           meta={"conf": _stage_conf(mconf, matching_mod), "inputs": [fkey, pairs_key], "dataset": name})
     record("matching", matches)
     return _Matched(ds, pairs, feats, matches, fkey, mkey, timings, cache)
 

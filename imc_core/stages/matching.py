@@ -12,6 +12,7 @@ File attributes: ``method`` and ``feature_method``.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 from collections import OrderedDict
@@ -54,7 +55,7 @@ class MatchingConfig:
     max_distance: float = 0.7  # nn: max descriptor angle in radians (COLMAP default for SIFT)
     fp16: bool = False  # kornia mixed precision on CUDA; off: 5.5× slower than fp32 on an H200 (BENCHMARKS.md)
     batch_size: int = 8  # pairs per LightGlue batch on GPU (CPU: pairs run one at a time)
-    colmap_threads: int = 1  # colmap on CPU: 1 = one thread (repeatable); -1 = all cores (~2× faster, not repeatable)
+    colmap_threads: int = 0  # colmap on CPU: 1 = one thread (repeatable), -1 = all cores, 0 = 1 if deterministic else -1
     device: str = "auto"  # auto | cuda | cpu
 
     def __post_init__(self) -> None:
@@ -66,8 +67,18 @@ class MatchingConfig:
             raise ConfigError(f"matching.ratio must be in (0, 1], got {self.ratio}")
         if self.batch_size < 1:
             raise ConfigError(f"matching.batch_size must be ≥ 1, got {self.batch_size}")
-        if self.colmap_threads == 0 or self.colmap_threads < -1:
-            raise ConfigError(f"matching.colmap_threads must be -1 (all cores) or ≥ 1, got {self.colmap_threads}")
+        if self.colmap_threads < -1:
+            raise ConfigError("matching.colmap_threads must be 0 (auto), -1 (all cores) or ≥ 1, "
+                              f"got {self.colmap_threads}")
+
+
+def resolve_threads(conf: MatchingConfig, deterministic: bool) -> MatchingConfig:
+    """``conf`` with ``colmap_threads = 0`` (auto) made explicit: 1 for a deterministic run (COLMAP's
+    multi-threaded matcher is not repeatable), -1 (all cores) otherwise. The pipeline keys the cache on the result,
+    so repeatable and non-repeatable matches never share an artifact."""
+    if conf.colmap_threads != 0:
+        return conf
+    return dataclasses.replace(conf, colmap_threads=1 if deterministic else -1)
 
 
 def names_to_pair(a: str, b: str) -> str:
@@ -421,8 +432,8 @@ def _match_colmap(pairs: list[Pair], features_path: Path, conf: MatchingConfig, 
 
     Same rules as ``nn`` (ratio, max angle, cross check) but COLMAP's implementation, which is several times faster
     on CPU for 8k-keypoint SIFT. Needs 128-D SIFT descriptors. Scores are 1 (COLMAP reports none). On the CPU it
-    runs on ``colmap_threads`` threads: one by default, because with more (or with several calls at once) COLMAP
-    now and then returns other matches for a pair.
+    runs on ``colmap_threads`` threads (0, unresolved by :func:`resolve_threads`, means one), because with more (or
+    with several calls at once) COLMAP now and then returns other matches for a pair.
     """
     import tempfile
 
@@ -463,8 +474,8 @@ def _match_colmap(pairs: list[Pair], features_path: Path, conf: MatchingConfig, 
             opts.skip_geometric_verification = True
             opts.use_gpu = colmap_uses_gpu(device)
             if not opts.use_gpu:
-                # COLMAP's multi-threaded CPU matcher is not deterministic (BENCHMARKS.md): one thread by default
-                opts.num_threads = conf.colmap_threads
+                # COLMAP's multi-threaded CPU matcher is not deterministic (BENCHMARKS.md): one thread unless asked
+                opts.num_threads = conf.colmap_threads or 1
             opts.sift.max_ratio = conf.ratio
             opts.sift.max_distance = conf.max_distance
             opts.sift.cross_check = True

@@ -83,6 +83,25 @@ def test_mapping_change_reuses_the_verified_database(first_run: tuple[Path, Path
     assert "reused" not in load_run(verify).log
 
 
+def test_matcher_threads_follow_the_determinism_switch(first_run: tuple[Path, Path], tiny_root: Path,
+                                                        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``matching.colmap_threads = 0`` (auto): one thread in a deterministic run, all cores otherwise, and the two
+    never share a matching artifact."""
+    run_dir, cache = first_run
+    monkeypatch.setenv("IMC_CACHE_DIR", str(cache))
+
+    def matching_conf(run: Path) -> dict:
+        (stages,) = json.loads((run / "artifacts.json").read_text()).values()
+        return json.loads((Path(stages["matching"]) / "DONE").read_text())["conf"]
+
+    assert matching_conf(run_dir)["colmap_threads"] == 1
+    fast = run_pipeline(tiny_root, variant="default", overrides=FAST + ["reconstruction.deterministic=false"],
+                        out=tmp_path / "fast", raise_errors=True)
+    for stages in load_run(fast).timings["cache"].values():
+        assert stages["features"] == "hit" and stages["matching"] == "miss", stages
+    assert matching_conf(fast)["colmap_threads"] == -1
+
+
 def assert_same_poses(run_a: Path, run_b: Path) -> None:
     a = read_pose_csv(run_a / "submission.csv")
     b = read_pose_csv(run_b / "submission.csv")

