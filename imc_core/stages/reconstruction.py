@@ -107,6 +107,7 @@ class ReconstructionConfig:
     refine_loss: str = "none"  # final bundle adjustment of every model: none | trivial | soft_l1 | huber | cauchy
     refine_loss_scale: float = 1.0  # its robust loss scale in pixels
     refine_filter_max_reproj_error: float = 0.0  # then drop observations above this error (px), adjust again; 0 = no
+    refine_max_iterations: int = 50  # Ceres iterations per final adjustment (COLMAP's global adjustments: 50)
 
     def __post_init__(self) -> None:
         if self.mapper not in MAPPERS:
@@ -137,6 +138,8 @@ class ReconstructionConfig:
                               f"got {self.refine_loss!r}")
         if not self.refine_loss_scale > 0:
             raise ConfigError(f"reconstruction.refine_loss_scale must be > 0, got {self.refine_loss_scale}")
+        if self.refine_max_iterations < 1:
+            raise ConfigError(f"reconstruction.refine_max_iterations must be ≥ 1, got {self.refine_max_iterations}")
         if self.refine_filter_max_reproj_error < 0:
             raise ConfigError("reconstruction.refine_filter_max_reproj_error must be ≥ 0 (0 = off), "
                               f"got {self.refine_filter_max_reproj_error}")
@@ -166,7 +169,7 @@ MAPPING_ONLY_KEYS = frozenset({
     "filter_max_reproj_error", "max_model_overlap", "ba_refine_focal", "ba_refine_principal_point",
     "ba_refine_extra_params", "ba_local_num_images", "ba_global_images_ratio", "ba_global_points_ratio",
     "ba_global_max_refinements", "ba_global_ignore_redundant_points", "tri_max_transitivity", "max_runtime_s",
-    "extract_colors", "refine_loss", "refine_loss_scale", "refine_filter_max_reproj_error",
+    "extract_colors", "refine_loss", "refine_loss_scale", "refine_filter_max_reproj_error", "refine_max_iterations",
 })
 
 
@@ -556,6 +559,7 @@ def refine_models(recs: list[pycolmap.Reconstruction], conf: ReconstructionConfi
     opts.ceres.loss_function_type = getattr(pycolmap.LossFunctionType, conf.refine_loss.upper())
     opts.ceres.loss_function_scale = conf.refine_loss_scale
     opts.ceres.solver_options.num_threads = conf.threads
+    opts.ceres.solver_options.max_num_iterations = conf.refine_max_iterations
 
     def adjust(rec: pycolmap.Reconstruction) -> None:
         # pycolmap.bundle_adjustment gives the same result but prints COLMAP's log lines whatever minloglevel says

@@ -139,7 +139,8 @@ def scene_b() -> pycolmap.Reconstruction:
                                 {"focal_prior": 0.0}, {"min_model_size": 0}, {"num_threads": 0},
                                 {"verify_confidence": 1.0}, {"seed": -1}, {"refine_loss": "l2"},
                                 {"refine_loss_scale": 0.0}, {"refine_filter_max_reproj_error": -1.0},
-                                {"ba_global_images_ratio": 0.9}, {"ba_global_max_refinements": 0}])
+                                {"ba_global_images_ratio": 0.9}, {"ba_global_max_refinements": 0},
+                                {"refine_max_iterations": 0}])
 def test_config_rejects_bad_values(kw: dict[str, object]) -> None:
     with pytest.raises(ConfigError, match="reconstruction\\."):
         ReconstructionConfig(**kw)  # type: ignore[arg-type]
@@ -449,6 +450,30 @@ def test_final_robust_adjustment_resists_wrong_observations() -> None:
     assert e_filtered < 1e-6 < e_plain
     assert filtered.compute_mean_reprojection_error() < 1e-6 < plain.compute_mean_reprojection_error()
     assert _centre_error(untouched, gt) < 1e-9
+
+
+def test_final_adjustment_iterations_come_from_the_config(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``refine_max_iterations`` caps Ceres in every final adjustment (the default, 50, is COLMAP's for its global
+    adjustments); from moved 3-D points, one iteration leaves the model further from the truth than 50."""
+    seen = []
+    real = pycolmap.create_default_bundle_adjuster
+
+    def spy(opts: pycolmap.BundleAdjustmentOptions, *args: object) -> object:
+        seen.append(opts.ceres.solver_options.max_num_iterations)
+        return real(opts, *args)
+
+    monkeypatch.setattr(pycolmap, "create_default_bundle_adjuster", spy)
+    errors = {}
+    for n in (1, 50):
+        rec, rng = synth_scene(1), np.random.default_rng(1)
+        for point in rec.points3D.values():
+            point.xyz = point.xyz + rng.normal(0, 0.05, 3)
+        rec.update_point_3d_errors()
+        rc.refine_models([rec], fast_conf(refine_loss="cauchy", refine_max_iterations=n), [])
+        errors[n] = rec.compute_mean_reprojection_error()
+    assert seen == [1, 50]
+    assert ReconstructionConfig().refine_max_iterations == 50
+    assert errors[50] < errors[1]
 
 
 def test_final_adjustment_in_reconstruct_is_logged_and_deterministic(tmp_path: Path,
