@@ -107,14 +107,16 @@ def _cmd_run(args: argparse.Namespace) -> int:
     run_dir = run_pipeline(args.data_root, datasets=args.dataset or None, variant=args.variant,
                            overrides=args.set, out=args.out, progress=progress, use_cache=not args.no_cache,
                            label=args.label, group=args.group, should_cancel=lambda: stop["requested"],
-                           jobs=args.jobs)
+                           jobs=args.jobs, split=args.split)
     run = load_run(run_dir)
+    for warning in run.meta.get("warnings") or []:
+        print(f"warning: {warning}", file=sys.stderr)
     if args.json:
         print(json.dumps({"run_dir": str(run_dir), "status": run.status, "error": run.meta.get("error"),
-                          "scores": run.scores, "timings": run.timings}))
+                          "scores": run.scores if run.status == "done" else None, "timings": run.timings}))
     else:
         print(run_dir)
-        if run.scores:
+        if run.scores and run.status == "done":
             print(f"score {run.scores['score']:.4f}  mAA {run.scores['mAA']:.4f}  "
                   f"clusterness {run.scores['clusterness']:.4f}")
     if run.status != "done":
@@ -254,9 +256,11 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("run", help="run a pipeline variant and write a run directory")
     s.add_argument("--data-root", required=True)
     s.add_argument("--dataset", action="append", help="dataset name (repeatable; default all)")
+    s.add_argument("--split", choices=("auto", "train", "test"), default="auto",
+                   help="auto (default): train when DIR has train/ datasets, unless every --dataset is a test one")
     s.add_argument("--variant", default="default")
     s.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE")
-    s.add_argument("--out", help="run directory (default: new folder under $IMC_RUNS_DIR)")
+    s.add_argument("--out", help="run directory, new or empty (default: new folder under $IMC_RUNS_DIR)")
     s.add_argument("--json", action="store_true")
     s.add_argument("--no-cache", action="store_true", help="recompute every stage")
     s.add_argument("--label")

@@ -23,7 +23,7 @@ from typing import Any, get_type_hints
 from .errors import ConfigError
 from .fsutil import stable_hash
 from .stages.features import FeaturesConfig
-from .stages.matching import MatchingConfig
+from .stages.matching import MatchingConfig, check_features
 from .stages.pairs import PairsConfig
 from .stages.reconstruction import ReconstructionConfig
 
@@ -87,6 +87,9 @@ class PipelineConfig:
     matching: MatchingConfig = field(default_factory=MatchingConfig)
     reconstruction: ReconstructionConfig = field(default_factory=ReconstructionConfig)
 
+    def __post_init__(self) -> None:
+        check_features(self.matching.method, self.features.method)
+
     def to_dict(self) -> dict[str, dict[str, Any]]:
         return {name: dataclasses.asdict(getattr(self, name)) for name in SECTIONS}
 
@@ -112,7 +115,10 @@ class PipelineConfig:
                 kwargs[name] = section_cls(**typed)
             except ConfigError as err:
                 raise ConfigError(f"{source}: {err}") from None
-        return cls(**kwargs)
+        try:
+            return cls(**kwargs)
+        except ConfigError as err:
+            raise ConfigError(f"{source}: {err}") from None
 
     def section_hash(self, name: str) -> str:
         """Stable hash of one section (used in cache keys)."""
@@ -252,6 +258,43 @@ def merge(base: dict[str, dict[str, Any]], over: dict[str, dict[str, Any]]) -> d
     out = {k: dict(v) for k, v in base.items()}
     for section, values in over.items():
         out.setdefault(section, {}).update(values)
+    return out
+
+
+#: matching keys only one method reads
+_MATCHING_ONLY = {
+    "lightglue": ("filter_threshold", "depth_confidence", "width_confidence", "fp16", "batch_size"),
+    "nn colmap": ("ratio", "max_distance"),
+    "colmap": ("colmap_threads",),
+}
+
+
+def unused_settings(cfg: PipelineConfig) -> list[str]:
+    """Keys set away from their defaults that ``cfg`` never reads, each with the reason (for the run log).
+
+    A researcher who sets ``global_descriptors.models`` or ``pairs.k`` must not believe they took part: global
+    descriptors, fusion and the clustering threshold are read only by shortlisting or clustering methods that the
+    Retrieval work adds (``pairs.method`` and ``clustering.method`` have none yet), and some matching keys belong to
+    one matcher.
+    """
+    default = PipelineConfig()
+    changed = [f"{name}.{key}" for name in SECTIONS
+               for key, value in dataclasses.asdict(getattr(cfg, name)).items()
+               if value != getattr(getattr(default, name), key)]
+    out = []
+    if cfg.pairs.method == "exhaustive" and cfg.clustering.method == "none":
+        why = ("not read: no pairs or clustering method that uses global descriptors is implemented yet "
+               "(pairs.method = exhaustive, clustering.method = none)")
+        out += [f"{k} {why}" for k in changed if k.split(".")[0] in ("global_descriptors", "fusion")]
+    if cfg.clustering.method == "none":
+        out += [f"{k} not read by clustering.method = none" for k in changed if k == "clustering.threshold"]
+    if cfg.pairs.method == "exhaustive":
+        out += [f"{k} not read by pairs.method = exhaustive" for k in changed
+                if k in ("pairs.k", "pairs.min_pairs_per_image")]
+    for methods, keys in _MATCHING_ONLY.items():
+        if cfg.matching.method not in methods.split():
+            out += [f"{k} not read by matching.method = {cfg.matching.method}" for k in changed
+                    if k.startswith("matching.") and k.split(".", 1)[1] in keys]
     return out
 
 

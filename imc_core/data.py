@@ -414,6 +414,40 @@ class DataRoot:
         _check_split(split)
         return self.train_datasets() if split == "train" else self.test_datasets()
 
+    def select(self, datasets: list[str] | tuple[str, ...] | None = None, split: str = "auto") -> tuple[str, list[str]]:
+        """The split and dataset names a run covers, checked before anything runs.
+
+        Args:
+            datasets: names asked for (repeats dropped, order kept); empty or None: every dataset of the split.
+            split: ``train``, ``test`` or ``auto``: ``train`` when the root has training datasets, unless every
+                name asked for is a test dataset and not a training one (a Kaggle download has both).
+
+        Raises:
+            InputError: no dataset in the split, or a name the split does not have (the message lists the ones it
+                has, and says when the name is in the other split).
+        """
+        if split not in (*SPLITS, "auto"):
+            raise InputError(self.path, f"split must be train, test or auto, got {split!r}")
+        names = list(dict.fromkeys(datasets or []))
+        train, test = self.train_datasets(), self.test_datasets()
+        if split == "auto":
+            split = "test" if (names and not set(names) <= set(train) and set(names) <= set(test)) or not train \
+                else "train"
+        have = train if split == "train" else test
+        if not have:
+            where = "train/ or test/" if not (train or test) else f"{split}/" + (
+                " or sample_submission.csv" if split == "test" else "")
+            raise InputError(self.path, f"no datasets found under {where} (a data root holds train/<dataset>/ "
+                                        "image folders with train_labels.csv, or test/<dataset>/)")
+        for name in names:
+            if name not in have:
+                other = "test" if split == "train" else "train"
+                hint = f" (it is a {other} dataset: choose split {other})" if name in (test if other == "test"
+                                                                                          else train) else ""
+                raise InputError(self.path / split, f"no {split} dataset {name!r}{hint}; "
+                                                    f"{split} datasets: {', '.join(have)}")
+        return split, names or have
+
     def load_dataset(self, name: str, split: str = "train") -> Dataset:
         """Load one dataset: its images, labels, thresholds, warnings and fingerprint.
 

@@ -28,9 +28,9 @@ from typing import Any
 import pandas as pd
 
 from .cache import Artifact, artifact_key, cached, get_or_build
-from .config import DEFAULT_VARIANT, PipelineConfig, dump_config, resolve_config, stable_hash
-from .errors import Cancelled, ImcError
-from .runs import RunWriter, new_run_dir, now_iso
+from .config import DEFAULT_VARIANT, PipelineConfig, dump_config, resolve_config, stable_hash, unused_settings
+from .errors import Cancelled, ImcError, InputError
+from .runs import RunWriter, check_run_dir, new_run_dir, now_iso, record_failure, runs_root
 
 #: progress(stage, done, total, message)
 ProgressFn = Callable[[str, int, int, str], None]
@@ -141,6 +141,7 @@ def run_pipeline(
     group: str | None = None,
     raise_errors: bool = False,
     jobs: int | None = None,
+    split: str = "auto",
 ) -> Path:
     """Run one pipeline variant on a data root and return the run directory.
 
@@ -157,35 +158,50 @@ def run_pipeline(
         label, group: free text stored in ``run.json`` (group ties repeated seeds of one experiment together).
         raise_errors: re-raise failures after recording them (the CLI prints them; the dashboard reads run.json).
         jobs: datasets reconstructed at once (:func:`reconstruction_jobs`; default ``$IMC_JOBS`` or automatic).
+        split: ``train``, ``test`` or ``auto`` (:meth:`DataRoot.select <imc_core.data.DataRoot.select>`).
 
     The run directory records status ``done``, ``failed`` (with a one-line error) or ``cancelled``; cached stage
     artifacts are never lost by a failure or cancellation.
+
+    Raises:
+        ConfigError, InputError: before any folder is made, for a bad config, data root, dataset name or ``out``
+            (a folder holding another run, a file). In a folder a launcher prepared (:func:`runs.check_run_dir`)
+            the error is also recorded as a failed run.
     """
     from .data import DataRoot
 
-    cfg = config or resolve_config(variant, overrides)
-    run_dir = Path(out) if out else new_run_dir(variant)
-    writer = RunWriter(run_dir)
+    prepared = check_run_dir(out) if out else False
+    try:
+        cfg = config or resolve_config(variant, overrides)
+        root = DataRoot(Path(data_root))
+        split, names = root.select(datasets, split)
+    except ImcError as err:
+        if prepared:  # the launcher's folder says "running": it must learn why nothing ran
+            record_failure(Path(out), str(err))
+        raise
+    try:
+        run_dir = Path(out) if out else new_run_dir(variant)
+        writer = RunWriter(run_dir)
+    except OSError as err:
+        raise InputError(Path(out) if out else runs_root(), f"cannot create the run folder: {err.strerror or err}") \
+            from None
     rep = _Reporter(writer, progress, should_cancel)
     t_start = time.perf_counter()
     writer.write_meta(
         id=run_dir.name, created=now_iso(), status="running", variant=variant,
         data_root=str(Path(data_root).resolve()), pid=os.getpid(),
-        split=None, datasets=datasets or [], config_hash=cfg.hash(), device=_device_name(),
+        split=split, datasets=list(names), config_hash=cfg.hash(), device=_device_name(),
         deterministic=cfg.reconstruction.deterministic, seed=cfg.reconstruction.seed, overrides=list(overrides),
-        label=label, group=group, host=platform.node(), error=None,
+        label=label, group=group, host=platform.node(), error=None, warnings=unused_settings(cfg),
     )
     writer.write_text("config.toml", dump_config(cfg, {"variant": variant, "overrides": list(overrides)}))
-    writer.log(f"run {run_dir.name}: variant={variant} overrides={list(overrides)} data_root={data_root}")
+    writer.log(f"run {run_dir.name}: variant={variant} overrides={list(overrides)} data_root={data_root} "
+               f"split={split}")
+    writer.log_lines(f"WARNING: {w}" for w in unused_settings(cfg))
     timings: dict[str, Any] = {"total": 0.0, "datasets": {}, "cache": {}}
     try:
-        root = DataRoot(Path(data_root))
-        split = "train" if root.train_datasets() else "test"
-        names = datasets or (root.train_datasets() if split == "train" else root.test_datasets())
-        if not names:
-            raise ImcError(f"{data_root}: no datasets found under train/ or test/")
         n_jobs = reconstruction_jobs(cfg, len(names), jobs)
-        writer.write_meta(split=split, datasets=list(names), jobs=n_jobs)
+        writer.write_meta(jobs=n_jobs)
         if n_jobs > 1:
             writer.log(f"{len(names)} datasets, up to {n_jobs} reconstructions at once")
         results = _run_datasets(root, split, names, cfg, run_dir, writer, rep, use_cache, n_jobs, timings)
@@ -335,7 +351,8 @@ def _match_dataset(ds: Any, cfg: PipelineConfig, writer: RunWriter, rep: _Report
                        should_cancel=rep.cancelled)
 
     matches = get_or_build("matching", name, mkey, build_matches, use_cache=use_cache,
-                           meta={"conf": _stage_conf(mconf, matching_mod), "inputs": [fkey, pairs_key], "dataset": name})
+                           meta={"conf": _stage_conf(mconf, matching_mod), "inputs": [fkey, pairs_key],
+                                 "dataset": name})
     record("matching", matches)
     return _Matched(ds, pairs, feats, matches, fkey, mkey, timings, cache)
 

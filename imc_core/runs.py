@@ -51,6 +51,58 @@ def new_run_dir(variant: str, root: Path | None = None) -> Path:
     return path
 
 
+#: what a launcher (the dashboard) writes into a run folder before the pipeline starts in it
+LAUNCHER_FILES = frozenset({"run.json", "progress.json", "job.json", "job.log", "CANCEL"})
+
+
+def check_run_dir(path: str | Path) -> bool:
+    """Make sure ``path`` can take a new run, before anything is written there.
+
+    Accepted: a path that does not exist yet, an empty folder, or a folder a launcher prepared (only
+    :data:`LAUNCHER_FILES`, its ``run.json`` saying ``running``). A finished run is never overwritten: its old
+    scores would pass for the new run's.
+
+    Returns:
+        True for a prepared folder (a failure before the run starts is then recorded in its ``run.json``).
+
+    Raises:
+        InputError: ``path`` is a file, holds another run, or holds other files.
+    """
+    path = Path(path)
+    if not path.exists():
+        return False
+    if not path.is_dir():
+        raise InputError(path, "exists and is not a folder; the run needs a new folder")
+    entries = sorted(p.name for p in path.iterdir())
+    if not entries:
+        return False
+    try:
+        meta = _read_json(path / "run.json")
+    except InputError:
+        meta = {"status": "unreadable run.json"}
+    status = meta.get("status", "unknown") if isinstance(meta, dict) else None
+    if set(entries) <= LAUNCHER_FILES and status == "running":
+        return True
+    if status is not None:
+        raise InputError(path, f"already holds a run (status {status}); choose a new folder or remove this one")
+    raise InputError(path, f"is not empty ({', '.join(entries[:3])}{', …' if len(entries) > 3 else ''}); "
+                           "a run needs a new or empty folder")
+
+
+def record_failure(path: str | Path, error: str) -> None:
+    """Mark a prepared run folder (:func:`check_run_dir`) failed before its run started: ``run.json`` keeps the
+    launcher's fields and gets ``status`` ``failed``, the one-line ``error`` and ``finished``; ``log.txt`` says why."""
+    path = Path(path)
+    try:
+        meta = _read_json(path / "run.json")
+    except InputError:
+        meta = None
+    writer = RunWriter(path)
+    writer.write_meta(**(meta if isinstance(meta, dict) else {}))
+    writer.set_status("failed", error=error.splitlines()[0] if error else "failed")
+    writer.log(f"FAILED before the run started: {error}")
+
+
 def _slug(text: str) -> str:
     return "".join(c if c.isalnum() or c in "-_" else "-" for c in text)[:40] or "run"
 

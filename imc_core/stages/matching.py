@@ -345,12 +345,25 @@ def _batches(pairs: list[Pair], store: _FeatureStore, batch_size: int) -> Iterat
 # public API
 
 
+#: feature methods whose descriptors COLMAP's SIFT matcher can take (non-negative RootSIFT, 128-D)
+COLMAP_FEATURES = ("sift", "colmap_sift")
+
+
+def check_features(method: str, feature_method: str) -> None:
+    """Raise :class:`ConfigError` when matching ``method`` cannot match ``feature_method``'s descriptors: LightGlue
+    has weights for ALIKED and DISK only; COLMAP's matcher reads SIFT descriptors as uint8 (ALIKED's and DISK's are
+    128-D too, but signed: their negative half would be zeroed without a word). ``nn`` matches any descriptors."""
+    if method == "lightglue" and feature_method not in LIGHTGLUE_FEATURES:
+        raise ConfigError(f"matching.method='lightglue' needs aliked or disk features (features.method is "
+                          f"{feature_method!r}); use matching.method='nn' or 'colmap' for SIFT")
+    if method == "colmap" and feature_method not in COLMAP_FEATURES:
+        raise ConfigError(f"matching.method='colmap' needs SIFT features (features.method sift or colmap_sift, "
+                          f"got {feature_method!r}); use matching.method='lightglue' or 'nn' for {feature_method}")
+
+
 def _build_matcher(conf: MatchingConfig, feature_method: str, device: torch.device) -> BatchMatcher:
     if conf.method == "nn":
         return _build_nn(conf)
-    if feature_method not in LIGHTGLUE_FEATURES:
-        raise ConfigError(f"matching.method='lightglue' needs aliked or disk features (features.method is "
-                          f"{feature_method!r}); use matching.method='nn' for SIFT")
     return _build_lightglue(LIGHTGLUE_FEATURES[feature_method], conf, device)
 
 
@@ -378,7 +391,7 @@ def match_features(pairs: list[Pair], features_path: Path, conf: MatchingConfig,
     Raises:
         Cancelled: ``should_cancel()`` returned True.
         InputError: unreadable features file or a pair naming an image without features.
-        ConfigError: LightGlue requested for features it has no weights for; unavailable device.
+        ConfigError: a matcher that cannot take these features (:func:`check_features`); unavailable device.
         WeightsError: LightGlue weights missing.
     """
     import h5py
@@ -388,6 +401,7 @@ def match_features(pairs: list[Pair], features_path: Path, conf: MatchingConfig,
     features_path, out_path = Path(features_path), Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     device = resolve_device(conf.device)
+    check_features(conf.method, feature_method)
     if conf.method == "colmap":
         return _match_colmap(pairs, features_path, conf, out_path, device=device, progress=progress,
                              should_cancel=should_cancel)

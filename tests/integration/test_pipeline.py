@@ -169,6 +169,56 @@ def test_test_layout_writes_kaggle_submission(first_run: tuple[Path, Path], tiny
     assert json.loads((run_dir / "run.json").read_text())["split"] == "test"
 
 
+def test_kaggle_layout_runs_either_split(first_run: tuple[Path, Path], tiny_root: Path, tmp_path: Path,
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Kaggle download has train/ (with labels) and test/: auto takes train, ``split="test"`` the test split."""
+    monkeypatch.setenv("IMC_CACHE_DIR", str(first_run[1]))
+    root = tmp_path / "kaggle"
+    shutil.copytree(tiny_root, root)
+    shutil.copytree(tiny_root / "train", root / "test")
+    train = run_pipeline(root, overrides=FAST, out=tmp_path / "train", raise_errors=True)
+    assert load_run(train).meta["split"] == "train" and (train / "scores.json").is_file()
+    test = run_pipeline(root, overrides=FAST, out=tmp_path / "test", split="test", raise_errors=True)
+    assert load_run(test).meta["split"] == "test" and not (test / "scores.json").exists()
+    assert (test / "submission.csv").read_text().startswith("image_id,")
+
+
+def test_bad_input_makes_no_run_folder_and_never_reuses_one(first_run: tuple[Path, Path], tiny_root: Path,
+                                                             isolated_dirs: dict, tmp_path: Path) -> None:
+    from imc_core.errors import ConfigError, InputError
+    from imc_core.runs import RunWriter
+
+    with pytest.raises(InputError, match="no train dataset 'nope'"):
+        run_pipeline(tiny_root, datasets=["nope"], overrides=FAST)
+    with pytest.raises(InputError, match="data root not found"):
+        run_pipeline(tmp_path / "missing", overrides=FAST)
+    assert not isolated_dirs["runs"].exists()  # no failed run folders littering the history
+    done = first_run[0]
+    before = {p.name: p.stat().st_mtime_ns for p in done.iterdir()}
+    with pytest.raises(InputError, match="already holds a run"):
+        run_pipeline(tiny_root, overrides=FAST, out=done)
+    assert {p.name: p.stat().st_mtime_ns for p in done.iterdir()} == before
+    # a folder the dashboard prepared learns why its run never started
+    prepared = tmp_path / "prepared"
+    RunWriter(prepared).write_meta(id="prepared", status="running", launcher="dashboard")
+    with pytest.raises(ConfigError, match="clustering.method"):
+        run_pipeline(tiny_root, overrides=["clustering.method=kmeans"], out=prepared)
+    meta = load_run(prepared).meta
+    assert meta["status"] == "failed" and "clustering.method" in meta["error"]
+
+
+def test_settings_no_stage_reads_are_flagged(first_run: tuple[Path, Path], tiny_root: Path, tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """``pairs.k`` or ``global_descriptors.models`` set on an exhaustive run change nothing: the run says so."""
+    monkeypatch.setenv("IMC_CACHE_DIR", str(first_run[1]))
+    extra = ["pairs.k=5", 'global_descriptors.models=["facebook/dinov2-base"]']
+    run = load_run(run_pipeline(tiny_root, overrides=FAST + extra, out=tmp_path / "w", raise_errors=True))
+    warnings = run.meta["warnings"]
+    assert [w.split()[0] for w in warnings] == ["global_descriptors.models", "pairs.k"]
+    assert all(f"WARNING: {w}" in run.log for w in warnings)
+    assert load_run(first_run[0]).meta["warnings"] == []
+
+
 def test_cli_run_sigterm_ends_cancelled(tiny_root: Path, isolated_dirs: dict, tmp_path: Path) -> None:
     import os
     import signal

@@ -70,6 +70,30 @@ def test_run_unknown_key_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture) 
     assert rc == 2 and "features.nope" in capsys.readouterr().err
 
 
+def test_run_prints_warnings_and_no_scores_unless_done(tmp_path: Path, capsys: pytest.CaptureFixture,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    import imc_core.pipeline
+    from imc_core.runs import RunWriter
+
+    run_dir = tmp_path / "r"
+    w = RunWriter(run_dir)
+    w.write_meta(id="r", status="failed", error="boom", warnings=["pairs.k not read by pairs.method = exhaustive"])
+    w.write_json("scores.json", {"score": 70.0, "mAA": 50.0, "clusterness": 100.0, "datasets": {}})
+    seen = {}
+
+    def fake(data_root: str, **kw: object) -> Path:
+        seen.update(kw)
+        return run_dir
+
+    monkeypatch.setattr(imc_core.pipeline, "run_pipeline", fake)
+    assert main(["run", "--data-root", str(tmp_path), "--split", "test", "--quiet"]) == 1
+    out, err = capsys.readouterr()
+    assert seen["split"] == "test"
+    assert "score" not in out and "warning: pairs.k not read" in err and "run failed: boom" in err
+    assert main(["run", "--data-root", str(tmp_path), "--json"]) == 1
+    assert json.loads(capsys.readouterr().out)["scores"] is None
+
+
 @pytest.mark.parametrize("jobs", ["0", "-2", "two"])
 def test_run_bad_jobs_exits_2_before_any_run_directory(jobs: str, tmp_path: Path,
                                                        capsys: pytest.CaptureFixture) -> None:

@@ -255,6 +255,32 @@ def test_bad_root_and_split(tmp_path: Path) -> None:
         root.load_dataset("nope")
 
 
+def test_select_checks_split_and_names_up_front(tmp_path: Path) -> None:
+    """A Kaggle download has train/ and test/: the split follows the names asked for, or is chosen; an unknown
+    name lists what the split has and says when the other split has it; repeats are dropped."""
+    root_path = make_root(tmp_path)
+    touch_images(root_path / "test" / "t1", ["x.png"])
+    root = DataRoot(root_path)
+    assert root.select() == ("train", ["alpha", "beta"])
+    assert root.select(["beta", "alpha", "beta"]) == ("train", ["beta", "alpha"])
+    assert root.select(["t1"]) == ("test", ["t1"])  # auto: every name is a test dataset
+    assert root.select(split="test") == ("test", ["t1"])
+    with pytest.raises(InputError, match=r"no train dataset 't1' \(it is a test dataset: choose split test\); "
+                                         r"train datasets: alpha, beta"):
+        root.select(["t1"], split="train")
+    with pytest.raises(InputError, match=r"train.*no train dataset 'gamma'; train datasets: alpha, beta"):
+        root.select(["alpha", "gamma"])
+    with pytest.raises(InputError, match="split must be"):
+        root.select(split="val")
+    only_test = DataRoot(make_test_root(tmp_path, None))
+    assert only_test.select() == ("test", ["t1", "t2"])
+    with pytest.raises(InputError, match="no datasets found under train/"):
+        only_test.select(split="train")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InputError, match=r"no datasets found under train/ or test/ \(a data root holds"):
+        DataRoot(tmp_path / "empty").select()
+
+
 def test_bad_labels_surface_on_use(tmp_path: Path) -> None:
     root_path = make_root(tmp_path)
     (root_path / "train_labels.csv").write_text(HEADER + f"alpha,s1,a1.png,{EYE},0;0\n")

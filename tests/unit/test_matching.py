@@ -304,7 +304,24 @@ def test_colmap_matcher_rejects_non_sift(tmp_path: Path) -> None:
             g["scores"] = np.ones(5, np.float32)
             g["image_size"] = np.array([64, 64])
     with pytest.raises(ConfigError, match="128-D SIFT"):
-        match_features([(A, B)], fake, MatchingConfig(method="colmap"), tmp_path / "m.h5", feature_method="aliked")
+        match_features([(A, B)], fake, MatchingConfig(method="colmap"), tmp_path / "m.h5", feature_method="sift")
+
+
+@pytest.mark.parametrize("method, features", [("colmap", "aliked"), ("colmap", "disk"), ("lightglue", "sift"),
+                                              ("lightglue", "colmap_sift")])
+def test_matcher_refuses_features_it_cannot_match(method: str, features: str, tmp_path: Path) -> None:
+    """ALIKED's descriptors are 128-D like SIFT's but signed: COLMAP's uint8 matcher would zero half of them and
+    match garbage without a word (a user review saw 70 → 32 points). The pipeline config refuses the pair up front,
+    before any feature is extracted, and so does the stage."""
+    from imc_core.config import resolve_config
+
+    with pytest.raises(ConfigError, match=f"matching.method='{method}' needs"):
+        resolve_config("default", [f"features.method={features}", f"matching.method={method}"])
+    with pytest.raises(ConfigError, match=f"matching.method='{method}' needs"):
+        match_features([(A, B)], tmp_path / "unused.h5", MatchingConfig(method=method), tmp_path / "m.h5",
+                       feature_method=features)
+    for ok in ("nn",):  # mutual nearest neighbours match any descriptors
+        resolve_config("default", [f"features.method={features}", f"matching.method={ok}"])
 
 
 def test_colmap_matcher_threads(pair_dir: Path, tmp_path: Path,

@@ -9,7 +9,18 @@ from pathlib import Path
 import pytest
 
 from imc_core.errors import InputError
-from imc_core.runs import RunWriter, export_bundle, import_bundle, list_runs, load_run, new_run_dir, request_cancel
+from imc_core.runs import (
+    LAUNCHER_FILES,
+    RunWriter,
+    check_run_dir,
+    export_bundle,
+    import_bundle,
+    list_runs,
+    load_run,
+    new_run_dir,
+    record_failure,
+    request_cancel,
+)
 
 SUB = "dataset,scene,image,rotation_matrix,translation_vector\nds,cluster0,a.png,1;0;0;0;1;0;0;0;1,0;0;0\n"
 
@@ -40,6 +51,40 @@ def test_writer_and_loader(tmp_path: Path) -> None:
     assert run.progress["stages"]["ds/features"]["done"] == 1
     assert len(run.submission) == 1 and run.models("ds")[0].name == "0"
     assert run.mtime() > 0
+
+
+def test_check_run_dir_never_lets_a_run_write_over_another(tmp_path: Path) -> None:
+    """A reused --out folder would show the old run's scores as the new run's (a user review saw a failed run
+    listed with score 70): only a new or empty folder, or one the dashboard prepared, may take a run."""
+    assert check_run_dir(tmp_path / "new") is False and not (tmp_path / "new").exists()
+    (tmp_path / "empty").mkdir()
+    assert check_run_dir(tmp_path / "empty") is False
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(InputError, match="exists and is not a folder"):
+        check_run_dir(tmp_path / "file")
+    done = make_run(tmp_path / "runs")
+    with pytest.raises(InputError, match=r"already holds a run \(status done\)"):
+        check_run_dir(done)
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "notes.txt").write_text("mine")
+    with pytest.raises(InputError, match=r"is not empty \(notes.txt\)"):
+        check_run_dir(tmp_path / "other")
+    # what the dashboard's launcher writes before the pipeline starts
+    from dashboard.jobs import JOB_FILE, JOB_LOG
+
+    assert {JOB_FILE, JOB_LOG} <= LAUNCHER_FILES
+    prepared = tmp_path / "prepared"
+    RunWriter(prepared).write_meta(id="prepared", status="running", launcher="dashboard", label="mine")
+    RunWriter(prepared).progress("starting", 0, 1, "starting", force=True)
+    (prepared / JOB_FILE).write_text("{}")
+    (prepared / JOB_LOG).write_text("")
+    assert check_run_dir(prepared) is True
+    record_failure(prepared, "--set: bad value\nmore")
+    meta = json.loads((prepared / "run.json").read_text())
+    assert meta["status"] == "failed" and meta["error"] == "--set: bad value" and meta["label"] == "mine"
+    assert meta["finished"] and "bad value" in (prepared / "log.txt").read_text()
+    with pytest.raises(InputError, match=r"already holds a run \(status failed\)"):
+        check_run_dir(prepared)
 
 
 def test_list_runs_and_cancel_flag(tmp_path: Path) -> None:
