@@ -68,11 +68,14 @@ def _positive_int(text: str) -> int:
 
 class ProgressLine:
     """The ``run`` command's progress on stderr: one live line with every stage under way (a reconstruction can run
-    beside the next dataset's features), and a line of its own for each stage that finishes."""
+    beside the next dataset's features), and a line of its own for each stage that finishes. When the stream is not
+    a terminal (``live`` False by default then: a log file, a pipe) only the finished stages are written, as plain
+    lines without carriage returns."""
 
-    def __init__(self, stream: TextIO | None = None, width: int | None = None) -> None:
+    def __init__(self, stream: TextIO | None = None, width: int | None = None, live: bool | None = None) -> None:
         self.stream = stream or sys.stderr
         self.width = width or max(40, shutil.get_terminal_size((120, 24)).columns - 1)
+        self.live = live if live is not None else bool(getattr(self.stream, "isatty", lambda: False)())
         self.active: dict[str, str] = {}
 
     def __call__(self, stage: str, done: int, total: int, message: str) -> None:
@@ -81,11 +84,14 @@ class ProgressLine:
             self._write(f"{stage:40s} {done:5d}/{total:<5d} {message}", end="\n")
         else:
             self.active[stage] = f"{stage} {done}/{total} {message}".strip()
-        if self.active:
+        if self.active and self.live:
             self._write(" | ".join(self.active.values()), end="")
 
     def _write(self, text: str, end: str) -> None:
-        print("\r" + text[:self.width].ljust(self.width), end=end, file=self.stream, flush=True)
+        if self.live:
+            print("\r" + text[:self.width].ljust(self.width), end=end, file=self.stream, flush=True)
+        else:
+            print(text.rstrip(), end=end, file=self.stream, flush=True)
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -140,8 +146,9 @@ def _cmd_runs(args: argparse.Namespace) -> int:
     from .runs import list_runs
 
     df = list_runs(Path(args.root) if args.root else None)
-    cols = ["id", "status", "variant", "datasets", "score", "mAA", "clusterness", "seconds"]
-    print(df[cols].to_string(index=False) if len(df) else "no runs")
+    cols = ["id", "status", "variant", "datasets", "score", "mAA", "clusterness", "seconds", "seed", "group", "label"]
+    df = df.astype({"seed": "Int64"})[cols].astype(object).where(df[cols].notna(), "")
+    print(df.to_string(index=False) if len(df) else "no runs")
     return 0
 
 

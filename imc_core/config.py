@@ -15,6 +15,7 @@ Unknown sections or keys are an error (:class:`~imc_core.errors.ConfigError`), e
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -107,8 +108,10 @@ class PipelineConfig:
             known = {f.name for f in fields(section_cls)}
             bad = set(values) - known
             if bad:
-                raise ConfigError(f"{source}: unknown key(s) {sorted(f'{name}.{k}' for k in bad)}; "
-                                  f"known: {sorted(known)}")
+                close = [m for k in sorted(bad) for m in difflib.get_close_matches(k, known, n=1)]
+                hint = f" (did you mean {', '.join(f'{name}.{m}' for m in close)}?)" if close else ""
+                raise ConfigError(f"{source}: unknown key(s) {sorted(f'{name}.{k}' for k in bad)}{hint}; "
+                                  f"[{name}] has: {', '.join(sorted(known))}")
             hints = get_type_hints(section_cls)
             typed = {k: _coerce(v, hints[k], f"{name}.{k}", source) for k, v in values.items()}
             try:

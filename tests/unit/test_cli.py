@@ -109,7 +109,7 @@ def test_progress_line_shows_concurrent_stages_and_finishes_each_on_its_own_line
     from imc_core.cli import ProgressLine
 
     out = io.StringIO()
-    show = ProgressLine(out, width=100)
+    show = ProgressLine(out, width=100, live=True)
     show("a/reconstruction", 2, 10, "mapping")
     show("b/features", 3, 20, "img.png")
     show("a/reconstruction", 10, 10, "2 model(s)")
@@ -120,6 +120,19 @@ def test_progress_line_shows_concurrent_stages_and_finishes_each_on_its_own_line
     assert frames[3] == "b/features 3/20 img.png"  # the live line goes on with what is still running
     assert out.getvalue().endswith("done" + " " * (100 - len(frames[4])) + "\n")
     assert all(len(f.rstrip("\n")) <= 100 for f in out.getvalue().split("\r"))
+
+
+def test_progress_into_a_file_has_plain_lines_for_finished_stages() -> None:
+    import io
+
+    from imc_core.cli import ProgressLine
+
+    out = io.StringIO()  # not a terminal
+    show = ProgressLine(out, width=100)
+    show("a/features", 3, 20, "img.png")
+    show("a/features", 20, 20, "done")
+    assert "\r" not in out.getvalue()
+    assert out.getvalue().splitlines() == ["a/features" + " " * 30 + "    20/20    done"]
 
 
 def test_piping_into_head_gives_no_traceback() -> None:

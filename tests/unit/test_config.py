@@ -90,3 +90,25 @@ def test_dump_and_load_round_trip(tmp_path) -> None:
 def test_from_dict_rejects_unknown_section() -> None:
     with pytest.raises(ConfigError, match="unknown config section"):
         PipelineConfig.from_dict({"feature": {}})
+
+
+def test_unknown_key_suggests_the_close_one_and_lists_its_section() -> None:
+    with pytest.raises(ConfigError, match=r"unknown key\(s\) \['features.max_keypoint'\] \(did you mean "
+                                          r"features.max_keypoints\?\); \[features\] has: .*max_keypoints"):
+        resolve_config("default", ["features.max_keypoint=5"])
+    with pytest.raises(ConfigError) as err:
+        resolve_config("default", ["features.zzz=5"])
+    assert "did you mean" not in str(err.value)
+
+
+def test_unused_settings_name_what_no_stage_reads() -> None:
+    from imc_core.config import unused_settings
+
+    for name in list_variants():
+        assert unused_settings(resolve_config(name)) == [], name
+    cfg = resolve_config("default", ["fusion.pca_dim=7", "clustering.threshold=0.3", "pairs.min_pairs_per_image=2",
+                                     "matching.fp16=true", "matching.ratio=0.7"])
+    assert [w.split()[0] for w in unused_settings(cfg)] == [
+        "fusion.pca_dim", "clustering.threshold", "pairs.min_pairs_per_image", "matching.fp16"]
+    lg = resolve_config("aliked_lightglue", ["matching.ratio=0.7", "matching.colmap_threads=-1"])
+    assert [w.split()[0] for w in unused_settings(lg)] == ["matching.ratio", "matching.colmap_threads"]
