@@ -47,6 +47,8 @@ OUTLIERS = "outliers"
 GT_COLOR = "#4a6fa5"
 FAIL_COLOR = "#d73027"
 OUTLIER_COLOR = "#9e9e9e"
+#: error bins of the 3-D view, best to worst before the fail colour
+ERROR_SCALE = [[0.0, "#1a9850"], [0.5, "#d4a000"], [1.0, "#e66101"]]
 #: qualitative colours handed out in order to labels (scenes, clusters)
 LABEL_COLORS: list[str] = qualitative.Plotly + qualitative.D3 + qualitative.Set3
 PART_COLORS: dict[str, str] = {
@@ -63,10 +65,11 @@ PART_COLORS: dict[str, str] = {
 # --------------------------------------------------------------------------------------------------------------
 
 
-def _note(fig: go.Figure, text: str) -> go.Figure:
-    """Put a centred grey note on ``fig`` (used for empty inputs)."""
-    fig.add_annotation(text=text, showarrow=False, xref="paper", yref="paper", x=0.5, y=0.5,
-                       font={"size": 14, "color": "#777"})
+def _note(fig: go.Figure, text: str, *, top: bool = False) -> go.Figure:
+    """Put a grey note on ``fig``: centred (empty inputs), or at the top left above a drawn figure."""
+    where = {"x": 0.0, "y": 1.0, "xanchor": "left", "yanchor": "top"} if top else {"x": 0.5, "y": 0.5}
+    fig.add_annotation(text=text, showarrow=False, xref="paper", yref="paper", **where,
+                       font={"size": 12 if top else 14, "color": "#777"})
     return fig
 
 
@@ -220,6 +223,36 @@ def _similarity(alignment: Mapping[str, Any] | None) -> tuple[float, np.ndarray,
         raise InputError(None, f"alignment needs keys s, R (3x3), t (3): {exc}") from exc
 
 
+def near_points(points: np.ndarray, centers: np.ndarray, quantile: float = 0.98, max_factor: float = 4.0
+                ) -> np.ndarray:
+    """Mask of the 3-D points worth drawing around the cameras.
+
+    Points near infinity (low-parallax tracks) lie hundreds of scene sizes away; with ``aspectmode = "data"`` a few
+    of them shrink the cameras to a dot. Kept: points within ``min(q, max_factor · r)`` of the cameras' centroid,
+    with ``q`` the ``quantile`` of the points' distances and ``r`` the cameras' largest distance from it (at least
+    ``2 · r``, so the scene the cameras look at stays whole).
+
+    Args:
+        points: (P, 3).
+        centers: (C, 3) camera centres in the same frame.
+
+    Returns:
+        (P,) bool.
+    """
+    points = np.asarray(points, dtype=float).reshape(-1, 3)
+    centers = np.asarray(centers, dtype=float).reshape(-1, 3)
+    centers = centers[np.isfinite(centers).all(axis=1)]
+    if len(points) == 0 or len(centers) < 2:
+        return np.ones(len(points), dtype=bool)
+    mid = centers.mean(axis=0)
+    r = float(np.linalg.norm(centers - mid, axis=1).max())
+    d = np.linalg.norm(points - mid, axis=1)
+    if r <= 0:
+        return np.ones(len(points), dtype=bool)
+    limit = max(min(float(np.quantile(d, quantile)), max_factor * r), 2.0 * r)
+    return d <= limit
+
+
 def _auto_scale(centers: np.ndarray) -> float:
     """Frustum depth: 6 % of the bounding-box diagonal, capped at 0.8 × the median nearest-camera distance."""
     pts = centers[np.isfinite(centers).all(axis=1)]
@@ -250,7 +283,8 @@ def _error_bins(errors: np.ndarray, thresholds: Sequence[float]) -> tuple[np.nda
     """
     thr = [float(x) for x in thresholds]
     used = thr[2:] if len(thr) == 6 else thr
-    colors = sample_colorscale("RdYlGn", list(np.linspace(0.92, 0.3, len(used)))) + [FAIL_COLOR]
+    # green → amber → orange: every bin stays visible on a white background (RdYlGn's middle is near white)
+    colors = sample_colorscale(ERROR_SCALE, list(np.linspace(0.0, 1.0, len(used)))) + [FAIL_COLOR]
     names = [f"err < {used[0]:g} m"] + [f"{lo:g}–{hi:g} m" for lo, hi in zip(used[:-1], used[1:], strict=True)]
     names.append(f"fail (≥ {used[-1]:g} m or unregistered)" if used else "fail")
     idx = np.full(len(errors), len(used), dtype=int)
@@ -364,8 +398,10 @@ def camera_frustums(
             if finite.any():
                 marker = {"size": 4, "color": np.where(finite, err[idx_in], np.nanmax(err[idx_in])),
                           "colorscale": "RdYlGn_r", "showscale": True, "colorbar": {"title": {"text": "error (m)"}}}
+        # per-camera colours: the legend would show the first camera's; the bins' frustum traces name the colours
         fig.add_trace(go.Scatter3d(x=p_c[idx_in, 0], y=p_c[idx_in, 1], z=p_c[idx_in, 2], mode="markers",
                                    name="pred centres", marker=marker, text=hover,
+                                   showlegend=isinstance(marker["color"], str),
                                    hovertemplate="%{text}<extra>pred</extra>"))
         both = [i for i in idx_in if p_names[i] in gt_index]
         if both:
@@ -396,6 +432,10 @@ def camera_frustums(
         if sim is not None:
             s, ra, ta = sim
             pts = s * pts @ ra.T + ta
+        keep = near_points(pts, p_c if len(p_c) else g_c)
+        if (~keep).any():
+            notes.append(f"{int((~keep).sum())} far 3-D points not drawn")
+            pts = pts[keep]
         if len(pts):
             fig.add_trace(go.Scatter3d(x=pts[:, 0], y=pts[:, 1], z=pts[:, 2], mode="markers", name="points",
                                        hoverinfo="skip", marker={"size": 1.5, "color": "#555", "opacity": 0.5}))
@@ -407,7 +447,7 @@ def camera_frustums(
     if not fig.data:
         notes.append("no valid camera poses")
     if notes:
-        _note(fig, "; ".join(notes))
+        _note(fig, "; ".join(notes), top=bool(fig.data))
     return fig
 
 

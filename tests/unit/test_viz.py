@@ -321,3 +321,21 @@ def test_default_frustum_scale_follows_scene_extent(scene) -> None:
 
     assert pyramid_depth(viz.camera_frustums(big, None)) == pytest.approx(
         10 * pyramid_depth(viz.camera_frustums(gt, None)))
+
+
+def test_far_points_are_left_out_of_the_3d_view(scene) -> None:
+    """Points near infinity would shrink the cameras to a dot under aspectmode "data"."""
+    gt, pred, model = scene
+    rng = np.random.default_rng(0)
+    centres = viz.camera_centers(viz._poses(pred, "p")[1], viz._poses(pred, "p")[2])
+    near = centres.mean(0) + rng.normal(scale=0.5, size=(200, 3)) * np.ptp(centres, axis=0).max()
+    far = centres.mean(0) + np.array([[1e4, 0, 0], [0, -3e4, 0]])
+    keep = viz.near_points(np.vstack([near, far]), centres)
+    assert keep[:200].mean() > 0.95 and not keep[200:].any()
+    fig = viz.camera_frustums(gt, pred, alignment=model, thresholds=[0.005, 0.01, 0.02, 0.05, 0.1, 0.2],
+                              points=np.vstack([near, far]))
+    drawn = next(tr for tr in fig.data if tr.name == "points")
+    assert len(drawn.x) == int(keep.sum())
+    assert f"{int((~keep).sum())} far 3-D points not drawn" in fig.layout.annotations[0].text
+    # per-camera colours are named by the bins' traces, not by a legend entry of their own
+    assert next(tr for tr in fig.data if tr.name == "pred centres").showlegend is False
