@@ -475,7 +475,8 @@ def score_bars(scores: Mapping[str, Any], title: str = "Score per dataset") -> g
     for key, color in (("score", "#1f77b4"), ("mAA", "#2ca02c"), ("clusterness", "#9467bd")):
         vals = [float(datasets[n].get(key, np.nan)) for n in names]
         fig.add_trace(go.Bar(x=names, y=vals, name=key, marker_color=color,
-                             text=[f"{v:.1f}" if math.isfinite(v) else "" for v in vals], textposition="outside",
+                             text=[f"{v:.1f}" if math.isfinite(v) else "" for v in vals], textposition="auto",
+                             insidetextanchor="end",  # inside the bar's top: the overall line would cross it above
                              hovertemplate=f"%{{x}}<br>{key} %{{y:.2f}}%<extra></extra>"))
     overall = scores.get("score")
     if overall is not None and math.isfinite(float(overall)):
@@ -507,7 +508,7 @@ def scene_bars(scenes: pd.DataFrame, title: str = "Per-scene results") -> go.Fig
         pd.Series(["?"] * len(rows))
     warning = rows["warning"].astype(object).fillna("").astype(str) if "warning" in rows else pd.Series([""] * len(rows))
     custom = np.stack([cluster.to_numpy(), warning.to_numpy()], axis=1)
-    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.06, row_heights=[0.55, 0.45],
+    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.14, row_heights=[0.55, 0.45],
                         subplot_titles=("mAA (%)", "images"))
     maa = pd.to_numeric(rows["mAA"], errors="coerce") if "mAA" in rows else pd.Series(np.nan, index=rows.index)
     fig.add_trace(go.Bar(x=label, y=maa, name="mAA", marker_color="#2ca02c", customdata=custom,
@@ -630,9 +631,20 @@ def threshold_curve(per_image: pd.DataFrame, dataset: str, scene: str,
                                              "color": ["#ccc"] * skipped + ["#d62728"] * (len(thr) - skipped)},
                                      hovertemplate="threshold %{x:g} m<br>%{y:.1%} pass<extra></extra>"))
     # the metric fits one alignment per threshold; the per-image error is the one of the largest threshold
-    fig.update_xaxes(title_text="camera centre error (m), alignment of the largest threshold", type="log")
+    fig.update_xaxes(title_text="camera centre error, alignment of the largest threshold (log scale)", type="log")
+    ticks = sorted({float(t) for t in (thresholds if thresholds is not None else []) if float(t) > 0})
+    if ticks:  # the thresholds are the values worth reading; plotly's log minor ticks read "2, 5, 0.01, 2"
+        fig.update_xaxes(tickvals=ticks, ticktext=[length_label(t) for t in ticks], minor={"showgrid": False})
     fig.update_yaxes(title_text=f"fraction of {n} GT images", range=[0, 1.05], tickformat=".0%")
     return fig
+
+
+def length_label(metres: float) -> str:
+    """A length for an axis tick: ``0.002`` → ``"2 mm"``, ``0.25`` → ``"25 cm"``, ``3`` → ``"3 m"``."""
+    for unit, factor in (("m", 1.0), ("cm", 100.0), ("mm", 1000.0)):
+        if abs(metres) * factor >= 1 or unit == "mm":
+            return f"{metres * factor:.3g} {unit}"
+    return f"{metres:g} m"
 
 
 def embedding_scatter(coords: np.ndarray, labels_gt: Sequence[str] | None, labels_cluster: Sequence[str] | None,

@@ -196,6 +196,11 @@ def test_threshold_curve() -> None:
     assert curve.y[-1] == pytest.approx(4 / 5)  # 4 of 5 GT images of s1 have an error
     np.testing.assert_allclose(fig.data[1].y, [1 / 5, 2 / 5, 4 / 5, 4 / 5, 4 / 5, 4 / 5])
     assert fig.layout.xaxis.type == "log"
+    # the thresholds are the ticks, in readable units (plotly's own log ticks read "2, 5, 0.01, 2")
+    assert list(fig.layout.xaxis.tickvals) == [0.02, 0.03, 0.05, 0.08, 0.1, 0.2]
+    assert list(fig.layout.xaxis.ticktext) == ["2 cm", "3 cm", "5 cm", "8 cm", "10 cm", "20 cm"]
+    assert [viz.length_label(x) for x in (0.002, 0.0005, 0.015, 1.0, 3.5)] == ["2 mm", "0.5 mm", "1.5 cm", "1 m",
+                                                                              "3.5 m"]
     all_nan = per_image.assign(error=np.nan)
     assert _names(viz.threshold_curve(all_nan, "ds", "s1")) == []
     assert len(viz.threshold_curve(per_image, "ds", "missing").data) == 0
