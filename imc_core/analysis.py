@@ -12,7 +12,8 @@ Example:
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,14 +25,23 @@ from .errors import InputError
 __all__ = [
     "LOSS_PARTS",
     "METRIC_THRESHOLDS",
+    "SCORED_STATUSES",
+    "SEED_KEYS",
     "TO_DEC",
+    "CompareScope",
+    "compare_scope",
     "config_diff",
+    "default_pair",
     "flatten_config",
+    "group_config_spread",
     "loss_attribution",
     "noise_summary",
+    "overall_on",
     "pca_2d",
     "per_image_delta",
     "pooled_local_descriptors",
+    "scores_on",
+    "unscored_reason",
     "within_noise",
 ]
 
@@ -304,7 +314,7 @@ def _image_status(frame: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def per_image_delta(a: pd.DataFrame, b: pd.DataFrame) -> pd.DataFrame:
+def per_image_delta(a: pd.DataFrame, b: pd.DataFrame, datasets: Collection[str] | None = None) -> pd.DataFrame:
     """Compare the per-image tables of two runs (``a`` = reference, ``b`` = new run).
 
     An image is *registered* when it sits in the cluster associated with its GT scene with a finite pose, and
@@ -314,6 +324,9 @@ def per_image_delta(a: pd.DataFrame, b: pd.DataFrame) -> pd.DataFrame:
     Args:
         a: ``per_image.csv`` frame of the reference run.
         b: ``per_image.csv`` frame of the new run.
+        datasets: compare only the images of these datasets (the ones both runs scored on the same data, see
+            :func:`compare_scope`); None compares everything. Without it, a dataset only one run covers shows
+            every one of its images as ``lost`` or ``gained``.
 
     Returns:
         One row per image (outer join on ``dataset, scene, image``) with ``registered_a, registered_b,
@@ -323,6 +336,10 @@ def per_image_delta(a: pd.DataFrame, b: pd.DataFrame) -> pd.DataFrame:
         images first.
     """
     keys = ["dataset", "scene", "image"]
+    if datasets is not None:
+        keep = {str(d) for d in datasets}
+        a = a[a["dataset"].astype(str).isin(keep)] if "dataset" in a else a.iloc[0:0]
+        b = b[b["dataset"].astype(str).isin(keep)] if "dataset" in b else b.iloc[0:0]
     sa = _image_status(a).rename(columns={"registered": "registered_a", "passes": "passes_a", "error": "error_a"})
     sb = _image_status(b).rename(columns={"registered": "registered_b", "passes": "passes_b", "error": "error_b"})
     for frame in (sa, sb):
@@ -400,6 +417,221 @@ def config_diff(a: Mapping[str, Any], b: Mapping[str, Any]) -> pd.DataFrame:
         else:
             rows.append({"key": key, "a": fa[key], "b": None, "change": "removed"})
     return pd.DataFrame(rows, columns=["key", "a", "b", "change"], dtype=object)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# comparing runs: what can be compared
+# --------------------------------------------------------------------------------------------------------------
+
+#: ``run.json`` statuses whose ``scores.json`` may enter a comparison (a failed, cancelled or still running run may
+#: hold no scores, or stale ones from an earlier attempt).
+SCORED_STATUSES: tuple[str, ...] = ("done",)
+#: Config keys the runs of one group are expected to differ in (a group is repeated seeds of one experiment).
+#: ``config_hash`` covers the whole config, seed included, so it differs between seeds and cannot tell them apart.
+SEED_KEYS: tuple[str, ...] = ("reconstruction.seed",)
+
+
+def unscored_reason(status: str | None, scores: Mapping[str, Any] | None) -> str | None:
+    """Why a run cannot enter score aggregates, or None when it can.
+
+    Args:
+        status: ``run.json`` ``status`` (``done``, ``failed``, ``cancelled``, ``running``, ...).
+        scores: ``scores.json`` content, or None when the run has none.
+
+    Returns:
+        None for a finished run with a finite overall score; else a short reason such as ``"status failed"`` or
+        ``"no scores"``.
+    """
+    if str(status) not in SCORED_STATUSES:
+        return f"status {status}"
+    value = (scores or {}).get("score")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(float(value)):
+        return "no scores"
+    return None
+
+
+@dataclass
+class CompareScope:
+    """What the scored runs of a comparison have in common (see :func:`compare_scope`).
+
+    Attributes:
+        shared: ``(data_root, dataset)`` pairs every run has a score for, in first-seen order. A run has a single
+            data root, so when this is not empty all runs share one root.
+        roots: arm → distinct data roots of its runs.
+        runs: arm → number of runs.
+        left_out: ``(data_root, dataset)`` pairs not in every run → arm → how many of that arm's runs have it.
+    """
+
+    shared: list[tuple[str, str]]
+    roots: dict[str, list[str]]
+    runs: dict[str, int]
+    left_out: dict[tuple[str, str], dict[str, int]] = field(default_factory=dict)
+
+    @property
+    def shared_datasets(self) -> list[str]:
+        """Names of the shared datasets."""
+        return [d for _, d in self.shared]
+
+    @property
+    def complete(self) -> bool:
+        """True when every run covers the same datasets of the same data root (nothing is left out)."""
+        return not self.left_out
+
+    def messages(self) -> list[str]:
+        """Plain sentences naming what differs between the runs (empty when nothing does)."""
+        out: list[str] = []
+        all_roots = list(dict.fromkeys(r for roots in self.roots.values() for r in roots))
+        if len(all_roots) > 1:
+            parts = [f"{arm} → {', '.join(roots)}" for arm, roots in self.roots.items()]
+            out.append("Different data roots: " + "; ".join(parts) + ".")
+        if self.left_out:
+            groups: dict[tuple[str, tuple[tuple[str, int], ...]], list[str]] = {}
+            for (root, ds), have in self.left_out.items():
+                groups.setdefault((root, tuple(have.items())), []).append(ds)
+            items = []
+            for (root, have), names in groups.items():
+                where = ", ".join(f"{arm}" + (f" ({n}/{self.runs[arm]} runs)" if self.runs[arm] > 1 else "")
+                                  for arm, n in have)
+                items.append(", ".join(names) + (f" ({root})" if len(all_roots) > 1 else "") + f" only in {where}")
+            out.append("Datasets not scored by every run: " + "; ".join(items) + ".")
+        return out
+
+
+def compare_scope(arms: Mapping[str, Sequence[tuple[str, Iterable[str]]]]) -> CompareScope:
+    """The ``(data_root, dataset)`` pairs all runs of a comparison share, and what only some of them have.
+
+    Datasets are told apart by data root and name: two roots may hold different data under one dataset name
+    (two synthetic benchmarks), so only the same name in the same root counts as the same dataset.
+
+    Args:
+        arms: arm label → its scored runs, each as ``(data_root, dataset names)`` (the names of
+            ``scores.json["datasets"]``; normalise the roots first, e.g. resolved absolute paths).
+
+    Returns:
+        The :class:`CompareScope`; ``shared`` is empty when there is no run at all.
+    """
+    keys: list[set[tuple[str, str]]] = []
+    order: list[tuple[str, str]] = []
+    roots: dict[str, list[str]] = {}
+    runs: dict[str, int] = {}
+    per_arm: dict[str, list[set[tuple[str, str]]]] = {}
+    for arm, members in arms.items():
+        roots[arm] = []
+        per_arm[arm] = []
+        runs[arm] = len(members)
+        for root, names in members:
+            root = str(root)
+            if root not in roots[arm]:
+                roots[arm].append(root)
+            ks = [(root, str(d)) for d in names]
+            order += [k for k in ks if k not in order]
+            keys.append(set(ks))
+            per_arm[arm].append(set(ks))
+    common = set.intersection(*keys) if keys else set()
+    shared = [k for k in order if k in common]
+    left_out: dict[tuple[str, str], dict[str, int]] = {}
+    for k in order:
+        if k in common:
+            continue
+        left_out[k] = {arm: n for arm, sets in per_arm.items() if (n := sum(k in s for s in sets))}
+    return CompareScope(shared, {a: r for a, r in roots.items() if r}, runs, left_out)
+
+
+def overall_on(scores: Mapping[str, Any] | None, datasets: Sequence[str], metric: str = "score") -> float:
+    """A run's overall ``metric`` over some of its datasets, aggregated as the metric does (mean over datasets).
+
+    The official overall (:func:`imc_core.metric.score`) is ``100 * mean`` of the per-dataset fractions, i.e. the
+    mean of the per-dataset percentages of ``scores.json``; restricted to ``datasets`` it is the same mean over
+    those. When ``datasets`` are exactly the run's datasets, the run's own overall value is returned unchanged.
+
+    Args:
+        scores: ``scores.json`` content (percentages).
+        datasets: dataset names to average over.
+        metric: ``score``, ``mAA`` or ``clusterness``.
+
+    Returns:
+        The mean in percent; nan when ``datasets`` is empty or a dataset or value is missing.
+    """
+    if not scores or not datasets:
+        return float("nan")
+    per = scores.get("datasets") or {}
+    top = scores.get(metric)
+    if set(per) == set(datasets) and isinstance(top, (int, float)) and not isinstance(top, bool):
+        return float(top)
+    values = []
+    for d in datasets:
+        v = (per.get(d) or {}).get(metric)
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(float(v)):
+            return float("nan")
+        values.append(float(v))
+    return float(np.mean(values))
+
+
+def scores_on(scores: Mapping[str, Any] | None, datasets: Sequence[str]) -> dict[str, Any]:
+    """``scores.json`` content restricted to ``datasets``: their per-dataset entries and the overall score / mAA /
+    clusterness recomputed over them with :func:`overall_on` (unchanged when they are all of the run's datasets).
+
+    Returns:
+        ``{"score", "mAA", "clusterness", "datasets": {name: {...}}}``; empty dict for no scores.
+    """
+    if not scores:
+        return {}
+    per = scores.get("datasets") or {}
+    if set(per) == set(datasets):
+        return dict(scores)
+    out: dict[str, Any] = {m: overall_on(scores, datasets, m) for m in ("score", "mAA", "clusterness")}
+    out["datasets"] = {d: per[d] for d in datasets if d in per}
+    return out
+
+
+def group_config_spread(configs: Mapping[str, Mapping[str, Any]],
+                        ignore: Collection[str] = SEED_KEYS) -> pd.DataFrame:
+    """Config keys whose value differs between the runs of one group (beyond the seed it repeats over).
+
+    A group name reused for a different experiment would otherwise be averaged as if its runs were seeds.
+
+    Args:
+        configs: run id → parsed ``config.toml`` (the ``meta`` section, which records variant and overrides, is
+            ignored).
+        ignore: flattened keys expected to differ (the seed).
+
+    Returns:
+        Frame with column ``key`` then one column per run (its value, None when absent), one row per differing
+        key, sorted by key; empty (still with those columns) when all runs agree.
+    """
+    flat = {rid: flatten_config({k: v for k, v in cfg.items() if k != "meta"}) for rid, cfg in configs.items()}
+    ids = list(flat)
+    rows = []
+    for key in sorted({k for f in flat.values() for k in f} - set(ignore)):
+        values = [flat[r].get(key) for r in ids]
+        present = [key in flat[r] for r in ids]
+        if all(present) and all(_same(values[0], v) for v in values[1:]):
+            continue
+        rows.append({"key": key, **dict(zip(ids, values, strict=True))})
+    return pd.DataFrame(rows, columns=["key", *ids], dtype=object)
+
+
+def default_pair(arms: Mapping[str, Sequence[str]], reference: str | None = None) -> tuple[str, str] | None:
+    """Default runs (A, B) for a two-run view such as per-image gains and losses: one run of each side.
+
+    Args:
+        arms: arm label → ids of its usable runs (scored, with a per-image table), in display order.
+        reference: the reference arm (default: the first arm with a run).
+
+    Returns:
+        ``(a, b)``: the first run of the reference arm and the first run of the next arm that has one; two runs
+        of the reference arm when no other arm has any; None with fewer than two runs in all.
+    """
+    filled = {k: list(v) for k, v in arms.items() if v}
+    if reference not in filled:
+        reference = next(iter(filled), None)
+    if reference is None:
+        return None
+    a = filled[reference][0]
+    for label, ids in filled.items():
+        if label != reference:
+            return a, ids[0]
+    return (a, filled[reference][1]) if len(filled[reference]) > 1 else None
 
 
 # ------------------------------------------------------------------------------------------ appearance embedding

@@ -1,16 +1,29 @@
 """Compare page (two or more runs): headline / per-dataset / per-scene deltas with run-to-run noise awareness (runs of
-one group aggregated to mean ± std), config diff, per-image gains and losses, 3-D views side by side, bundle import."""
+one group aggregated to mean ± std), config diff, per-image gains and losses, 3-D views side by side, bundle import.
+
+Only comparable numbers are compared: runs without scores (failed, cancelled, running) are listed with their status
+but left out of every aggregate and never made the reference; a dataset counts as shared when every scored run has a
+score for it under the same data root, and the headline, the overall bar and the noise verdict are computed over the
+shared datasets only (a warning names the data roots and datasets that differ; nothing shared → no deltas). The
+decisions are pure functions of :mod:`imc_core.analysis` (``compare_scope``, ``overall_on``, ``group_config_spread``,
+``default_pair``); this module lays them out."""
 
 from __future__ import annotations
 
+import math
+import os
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 import streamlit as st
 
 from dashboard import state
 from imc_core.errors import ImcError
+
+if TYPE_CHECKING:
+    from imc_core.analysis import CompareScope
 
 
 def arms_of(views: list[state.RunView]) -> dict[str, list[state.RunView]]:
@@ -23,14 +36,55 @@ def arms_of(views: list[state.RunView]) -> dict[str, list[state.RunView]]:
     return arms
 
 
-def _scores(runs: list[state.RunView], dataset: str | None = None, metric: str = "score") -> list[float]:
+METRICS = ("score", "mAA", "clusterness")
+
+
+def run_root(rv: state.RunView) -> str:
+    """The run's data root as an absolute, normalised path (runs record what they were given, maybe relative)."""
+    return os.path.normpath(str(rv.data_root.resolve()))
+
+
+def unscored_reason(rv: state.RunView) -> str | None:
+    """Why a run stays out of the aggregates (``status failed``, ``no scores``), None when it enters them."""
+    from imc_core.analysis import unscored_reason as reason
+
+    return reason(rv.status, rv.scores)
+
+
+def scored_datasets(rv: state.RunView) -> list[str]:
+    return [str(d) for d in ((rv.scores or {}).get("datasets") or {})]
+
+
+def runs_overview(arms: dict[str, list[state.RunView]]) -> pd.DataFrame:
+    """One row per chosen run: side (arm), status, data root, datasets, score and whether it enters the aggregates."""
+    rows = []
+    for label, runs in arms.items():
+        for rv in runs:
+            reason = unscored_reason(rv)
+            score = (rv.scores or {}).get("score") if reason is None else None
+            rows.append({"run": rv.id, "side": label, "status": rv.status, "data root": run_root(rv),
+                         "datasets": ", ".join(scored_datasets(rv) or [str(d) for d in rv.datasets]),
+                         "score": float(score) if isinstance(score, (int, float)) else None,
+                         "aggregated": "yes" if reason is None else f"no ({reason})"})
+    return pd.DataFrame(rows)
+
+
+def _scores(runs: list[state.RunView], dataset: str | None = None, metric: str = "score",
+            shared: list[str] | None = None) -> list[float]:
+    """``metric`` of each run: of ``dataset``, else the overall over the ``shared`` datasets (mean over datasets,
+    as the metric aggregates), else the run's own overall. Runs without that value are skipped."""
+    from imc_core.analysis import overall_on
+
     out = []
     for rv in runs:
         s = rv.scores or {}
-        if dataset is not None:
-            s = (s.get("datasets") or {}).get(dataset) or {}
-        v = s.get(metric)
-        if isinstance(v, (int, float)):
+        if dataset is None and shared is not None:
+            v: object = overall_on(s, shared, metric)
+        else:
+            if dataset is not None:
+                s = (s.get("datasets") or {}).get(dataset) or {}
+            v = s.get(metric)
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(float(v)):
             out.append(float(v))
     return out
 
@@ -41,35 +95,56 @@ def _mean_std(values: list[float]) -> tuple[float, float]:
             float(ser.std(ddof=1)) if len(ser) > 1 else float("nan"))
 
 
-def headline_table(arms: dict[str, list[state.RunView]], dataset: str | None = None) -> pd.DataFrame:
-    """Per arm: runs, mean ± std of score / mAA / clusterness, Δscore vs the first arm and the noise verdict."""
+def _arm_row(label: str, runs: list[state.RunView], dataset: str | None,
+             shared: list[str] | None) -> dict[str, object]:
+    row: dict[str, object] = {"arm": label, "runs": len(runs)}
+    for metric in METRICS:
+        mean, std = _mean_std(_scores(runs, dataset, metric, shared))
+        row[metric] = mean
+        row[f"{metric} ± std"] = std
+    return row
+
+
+def headline_table(arms: dict[str, list[state.RunView]], dataset: str | None = None,
+                   shared: list[str] | None = None, deltas: bool = True) -> pd.DataFrame:
+    """Per arm: runs, mean ± std of score / mAA / clusterness, Δscore vs the first arm and the noise verdict.
+
+    ``arms`` hold scored runs only, reference first. Without ``dataset`` the overall values are taken over the
+    ``shared`` datasets (the ones every run scored) when given; ``deltas=False`` leaves out Δ and noise (runs
+    that share no dataset cannot be compared).
+    """
     ref = next(iter(arms.values()))
+    ref_scores = _scores(ref, dataset, "score", shared)
+    ref_mean, _ = _mean_std(ref_scores)
     rows = []
     for label, runs in arms.items():
-        row: dict[str, object] = {"arm": label, "runs": len(runs)}
-        for metric in ("score", "mAA", "clusterness"):
-            mean, std = _mean_std(_scores(runs, dataset, metric))
-            row[metric] = mean
-            row[f"{metric} ± std"] = std
-        ref_mean, _ = _mean_std(_scores(ref, dataset))
-        row["Δ score"] = row["score"] - ref_mean if runs is not ref else 0.0
-        row["noise"] = "reference" if runs is ref else state.noise_verdict(_scores(ref, dataset),
-                                                                            _scores(runs, dataset))
+        row = _arm_row(label, runs, dataset, shared)
+        if deltas:
+            mean, _ = _mean_std(_scores(runs, dataset, "score", shared))
+            row["Δ score"] = 0.0 if runs is ref else mean - ref_mean
+            row["noise"] = "reference" if runs is ref else state.noise_verdict(
+                ref_scores, _scores(runs, dataset, "score", shared))
         rows.append(row)
     return pd.DataFrame(rows)
 
 
-def per_dataset_table(arms: dict[str, list[state.RunView]]) -> pd.DataFrame:
-    """One row per (dataset, arm) with mean score, Δ vs reference and the noise verdict."""
-    datasets: list[str] = []
-    for runs in arms.values():
-        for rv in runs:
-            datasets += [d for d in ((rv.scores or {}).get("datasets") or {}) if d not in datasets]
+def per_dataset_table(arms: dict[str, list[state.RunView]], scope: CompareScope) -> pd.DataFrame:
+    """One row per (dataset, arm): mean score, Δ vs reference and the noise verdict on the datasets every run
+    scored; the datasets only some runs have follow with their values but no Δ (``noise``: not in every run)."""
     frames = []
-    for d in datasets:
+    for d in scope.shared_datasets:
         t = headline_table(arms, d)
         t.insert(0, "dataset", d)
         frames.append(t)
+    rows = []
+    for (root, d), have in scope.left_out.items():
+        for label in have:
+            runs = [rv for rv in arms[label] if run_root(rv) == root and d in scored_datasets(rv)]
+            row = {"dataset": d, **_arm_row(label, runs, d, None), "Δ score": float("nan"),
+                   "noise": "not in every run"}
+            rows.append(row)
+    if rows:
+        frames.append(pd.DataFrame(rows))
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
@@ -125,38 +200,73 @@ def _pipeline_config(config: dict[str, object]) -> dict[str, object]:
     return {k: v for k, v in config.items() if k != "meta"}
 
 
-def config_diff_section(arms: dict[str, list[state.RunView]]) -> None:
+def group_spreads(arms: dict[str, list[state.RunView]]) -> dict[str, pd.DataFrame]:
+    """Groups whose runs differ in config beyond the seed → the differing keys (one column per run)."""
+    from imc_core.analysis import group_config_spread
+
+    out = {}
+    for label, runs in arms.items():
+        if len(runs) > 1:
+            spread = group_config_spread({rv.id: rv.config for rv in runs})
+            if not spread.empty:
+                out[label] = spread
+    return out
+
+
+def config_diff_section(arms: dict[str, list[state.RunView]], spreads: dict[str, pd.DataFrame]) -> None:
     from imc_core.analysis import config_diff
 
     labels = list(arms)
     ref = arms[labels[0]][0]
     frames = []
     for label in labels[1:]:
-        d = config_diff(_pipeline_config(ref.config), _pipeline_config(arms[label][0].config))
+        other = arms[label][0]
+        d = config_diff(_pipeline_config(ref.config), _pipeline_config(other.config))
         d.insert(0, "vs", label)
         frames.append(d)
     diff = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     st.markdown(f"**Config diff** (reference: {labels[0]})")
+    used = [(runs[0].id if label == runs[0].id else f"{label}: {runs[0].id}")
+            + (f" (first of {len(runs)} runs)" if len(runs) > 1 else "") for label, runs in arms.items()]
+    st.caption("Configs compared: " + "; ".join(used) + ".")
     if diff.empty:
         st.caption("Identical configs.")
     else:
-        st.dataframe(diff.astype(str), hide_index=True, width="stretch")
+        st.dataframe(diff.astype(str), hide_index=True, width="stretch", key="config_diff")
+    for label, spread in spreads.items():
+        st.markdown(f"**{label}: configs differ inside the group** (the seed aside)")
+        st.dataframe(spread.astype(str), hide_index=True, width="stretch", key=f"spread_{label}")
 
 
-def per_image_section(views: list[state.RunView]) -> None:
-    from imc_core.analysis import per_image_delta
+def per_image_section(arms: dict[str, list[state.RunView]]) -> None:
+    """Gains and losses between two scored runs, one of each side by default, over the datasets both scored."""
+    from imc_core.analysis import compare_scope, default_pair, per_image_delta
 
     st.markdown("**Per-image gains and losses**")
-    ids = [rv.id for rv in views]
-    c1, c2, c3 = st.columns([2, 2, 1])
-    a = c1.selectbox("Run A (reference)", ids, index=0, key="delta_a")
-    b = c2.selectbox("Run B", ids, index=1, key="delta_b")
-    only = c3.checkbox("Changed only", value=True, key="delta_changed")
-    va, vb = (next(v for v in views if v.id == x) for x in (a, b))
-    if va.per_image is None or vb.per_image is None:
-        st.caption("Both runs need a per_image.csv.")
+    arm_of = {rv.id: label for label, runs in arms.items() for rv in runs if rv.per_image is not None}
+    views = {rv.id: rv for runs in arms.values() for rv in runs if rv.per_image is not None}
+    pair = default_pair({label: [rv.id for rv in runs if rv.id in views] for label, runs in arms.items()})
+    if pair is None:
+        st.caption("Needs two scored runs with a per_image.csv.")
         return
-    delta = per_image_delta(va.per_image, vb.per_image)
+    ids = list(views)
+    c1, c2, c3 = st.columns([2, 2, 1])
+
+    def name(run_id: str) -> str:
+        return run_id if arm_of[run_id] == run_id else f"{run_id} ({arm_of[run_id]})"
+
+    a = c1.selectbox("Run A (reference)", ids, index=ids.index(pair[0]), key="delta_a", format_func=name)
+    b = c2.selectbox("Run B", ids, index=ids.index(pair[1]), key="delta_b", format_func=name)
+    only = c3.checkbox("Changed only", value=True, key="delta_changed")
+    va, vb = views[a], views[b]
+    scope = compare_scope({a: [(run_root(va), scored_datasets(va))], b: [(run_root(vb), scored_datasets(vb))]})
+    if not scope.shared:
+        st.warning(" ".join(scope.messages()) + " These two runs share no dataset: no per-image gains or losses.")
+        return
+    if not scope.complete:
+        st.caption(f"Images of {', '.join(scope.shared_datasets)} only (the datasets both runs scored). "
+                   + " ".join(scope.messages()))
+    delta = per_image_delta(va.per_image, vb.per_image, datasets=scope.shared_datasets)
     counts = delta["pass_change"].value_counts()
     st.caption(" · ".join(f"{k}: {v}" for k, v in counts.items()))
     if only:
@@ -197,7 +307,13 @@ def side_by_side(views: list[state.RunView]) -> None:
                 state.cameras_3d(rv, dataset, scene, key=f"fig_3d_{rv.id}", compact=True)
 
 
+def _numbers(table: pd.DataFrame, text: tuple[str, ...]) -> dict[str, object]:
+    return {c: st.column_config.NumberColumn(format="%.2f") for c in table.columns if c not in text}
+
+
 def main() -> None:
+    from imc_core.analysis import compare_scope, scores_on
+
     st.title("Compare")
     state.register_share("compare", ["runs", "dataset", "scene"])
     with state.error_boundary("Import"):
@@ -214,29 +330,66 @@ def main() -> None:
     if len(views) < 2:
         st.info("Pick two or more runs. Runs of the same group (repeated seeds) are aggregated to mean ± std.")
         return
-    arms = arms_of(views)
-    head = drop_empty_spread(headline_table(arms))
+    all_arms = arms_of(views)
+    st.dataframe(runs_overview(all_arms), hide_index=True, width="stretch", key="runs_status",
+                 column_config={"score": st.column_config.NumberColumn(format="%.2f")})
+    excluded = [(rv.id, r) for rv in views if (r := unscored_reason(rv)) is not None]
+    arms = {k: kept for k, v in all_arms.items() if (kept := [rv for rv in v if unscored_reason(rv) is None])}
+    if excluded:
+        st.info("Left out of every score, delta and noise verdict (no usable scores): "
+                + ", ".join(f"{i} ({r})" for i, r in excluded) + ".")
+    if not arms:
+        st.warning("None of these runs has scores: nothing to compare.")
+        return
+    first, reference = next(iter(all_arms)), next(iter(arms))
+    if first != reference:
+        st.info(f"The first pick, {first}, has no scores: the reference is {reference}.")
+    scope = compare_scope({label: [(run_root(rv), scored_datasets(rv)) for rv in runs]
+                           for label, runs in arms.items()})
+    shared = scope.shared_datasets
+    notes = scope.messages()
+    if not shared:
+        st.warning("\n\n".join([*notes, "**No dataset is scored by every run: these runs cannot be compared**, "
+                                           "so no deltas or noise verdicts are shown."]))
+    elif notes:
+        st.warning("\n\n".join([*notes, f"Headline, overall bar and noise verdict use only the datasets every "
+                                           f"run scored: **{', '.join(shared)}**."]))
+    spreads = group_spreads(arms)
+    for label, spread in spreads.items():
+        keys = list(spread["key"])
+        st.warning(f"{label}: its runs differ in config beyond the seed ({', '.join(keys[:5])}"
+                   f"{', …' if len(keys) > 5 else ''}), so its mean ± std mixes different experiments. "
+                   "See the config diff below; compare those runs separately.")
+    head = drop_empty_spread(headline_table(arms, shared=shared or None, deltas=bool(shared)))
     st.dataframe(head, hide_index=True, width="stretch", key="headline",
-                 column_config={c: st.column_config.NumberColumn(format="%.2f") for c in head.columns
-                                if c not in ("arm", "runs", "noise")})
-    st.caption("noise: Welch t-test between repeated runs (groups); with repeats on one side only, "
-               "|Δ| ≤ 2·std of that side counts as within noise.")
-    state.show_figure("compare_bars", {k: [rv.scores for rv in v if rv.scores] for k, v in arms.items()},
-                      key="fig_compare")
-    per_ds = drop_empty_spread(per_dataset_table(arms))
+                 column_config=_numbers(head, ("arm", "runs", "noise")))
+    if not shared:
+        st.caption("Each arm's overall over its own datasets: not comparable.")
+    else:
+        over = "" if scope.complete else f" Overall = mean over {', '.join(shared)}, as the metric averages datasets."
+        st.caption("noise: Welch t-test between repeated runs (groups); with repeats on one side only, "
+                   "|Δ| ≤ 2·std of that side counts as within noise." + over)
+        bars = {k: [scores_on(rv.scores, shared) for rv in v] for k, v in arms.items()}
+        state.show_figure("compare_bars", bars, key="fig_compare",
+                          title=None if scope.complete else f"score on the shared datasets ({', '.join(shared)})")
+    per_ds = drop_empty_spread(per_dataset_table(arms, scope))
+    if not per_ds.empty and per_ds["Δ score"].isna().all():
+        per_ds = per_ds.drop(columns="Δ score")  # nothing shared: a column of blanks says nothing
     if not per_ds.empty:
         st.markdown("**Per dataset**")
         st.dataframe(per_ds, hide_index=True, width="stretch", key="per_dataset",
-                     column_config={c: st.column_config.NumberColumn(format="%.2f") for c in per_ds.columns
-                                    if c not in ("dataset", "arm", "runs", "noise")})
-        dataset = st.selectbox("Per-scene mAA of dataset", list(per_ds["dataset"].unique()), key="scene_dataset")
-        st.dataframe(per_scene_table(arms, dataset), hide_index=True, width="stretch", key="per_scene")
+                     column_config=_numbers(per_ds, ("dataset", "arm", "runs", "noise")))
+    if shared:
+        dataset = st.selectbox("Per-scene mAA of dataset", shared, key="scene_dataset")
+        scenes = per_scene_table(arms, dataset)
+        st.dataframe(scenes, hide_index=True, width="stretch", key="per_scene",
+                     column_config=_numbers(scenes, ("scene",)))
     with state.error_boundary("Config diff"):
-        config_diff_section(arms)
+        config_diff_section(arms, spreads)
     with state.error_boundary("Per-image delta"):
-        per_image_section(views)
+        per_image_section(arms)
     with state.error_boundary("3-D views"):
-        side_by_side(views)
+        side_by_side([rv for runs in arms.values() for rv in runs])
 
 
 with state.error_boundary("Compare"):

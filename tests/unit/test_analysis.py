@@ -208,3 +208,126 @@ def test_pca_2d_separates_two_appearance_groups() -> None:
     two = analysis.pca_2d(desc[:2])
     assert two.shape == (2, 2) and np.isfinite(two).all()  # fewer rows than PCA needs: centred coordinates
     assert np.isnan(analysis.pca_2d(np.full((3, 4), np.nan))).all()
+
+
+# ------------------------------------------------------------------------------------------ comparing runs
+
+
+def _three_dataset_case() -> tuple[pd.DataFrame, dict, pd.DataFrame]:
+    """GT of datasets d1..d3 (one scene of 6 cameras each) and a submission that is exact on d1, has one far
+    camera on d2 and a split cluster on d3, so the three datasets score differently."""
+    from scipy.spatial.transform import Rotation
+
+    from imc_core.submission import pose_frame
+
+    rng = np.random.default_rng(3)
+    ds, sc, im, Rs, ts = [], [], [], [], []
+    for d in ("d1", "d2", "d3"):
+        R = Rotation.random(6, random_state=int(rng.integers(1 << 30))).as_matrix()
+        c = rng.normal(size=(6, 3)) * 3
+        for i in range(6):
+            ds.append(d), sc.append("s"), im.append(f"{d}_{i}.png"), Rs.append(R[i]), ts.append(-R[i] @ c[i])
+    gt = pose_frame(ds, sc, im, np.stack(Rs), np.stack(ts))
+    th = {(d, "s"): np.array([0.01, 0.02, 0.05, 0.1, 0.2, 0.5]) for d in ("d1", "d2", "d3")}
+    sub = gt.copy()
+    sub["scene"] = ["c0"] * len(sub)
+    sub.loc[sub["image"].isin(["d3_4.png", "d3_5.png"]), "scene"] = "c1"
+    far = sub["image"] == "d2_0.png"
+    sub.loc[far, ["tx", "ty", "tz"]] = sub.loc[far, ["tx", "ty", "tz"]].to_numpy() + 50.0
+    return gt, th, sub
+
+
+def test_overall_on_a_subset_is_what_the_metric_gives_on_that_subset() -> None:
+    from imc_core.metric import score
+
+    gt, th, sub = _three_dataset_case()
+    full = score(gt, th, sub, details=False).to_json()
+    per = {d: v["score"] for d, v in full["datasets"].items()}
+    assert len(set(np.round(list(per.values()), 6))) == 3  # the datasets differ, so the subset matters
+    keep = ["d1", "d3"]
+    part = score(gt[gt["dataset"].isin(keep)].reset_index(drop=True), {k: v for k, v in th.items() if k[0] in keep},
+                 sub[sub["dataset"].isin(keep)].reset_index(drop=True), details=False).to_json()
+    for metric in ("score", "mAA", "clusterness"):
+        assert analysis.overall_on(full, keep, metric) == pytest.approx(part[metric], abs=1e-9)
+        assert analysis.overall_on(full, ["d3", "d2", "d1"], metric) == full[metric]  # all: the run's own value
+    assert analysis.overall_on(full, keep) != pytest.approx(full["score"])
+    assert np.isnan(analysis.overall_on(full, []))
+    assert np.isnan(analysis.overall_on(full, ["d1", "missing"]))
+    assert np.isnan(analysis.overall_on(None, ["d1"]))
+    restricted = analysis.scores_on(full, keep)
+    assert set(restricted["datasets"]) == set(keep) and restricted["score"] == pytest.approx(part["score"])
+    assert analysis.scores_on(full, ["d1", "d2", "d3"]) == full and analysis.scores_on(None, keep) == {}
+
+
+def test_compare_scope_different_data_roots_share_nothing() -> None:
+    scope = analysis.compare_scope({"ets-run": [("/data/ets", ["ETs"])],
+                                    "synth-run": [("/repo/data/synthetic", ["synth_boxes", "synth_rooms"])]})
+    assert scope.shared == [] and not scope.complete
+    text = " ".join(scope.messages())
+    assert "Different data roots" in text and "/data/ets" in text and "/repo/data/synthetic" in text
+    assert "ETs (/data/ets) only in ets-run" in text
+    assert "synth_boxes, synth_rooms (/repo/data/synthetic) only in synth-run" in text
+
+
+def test_compare_scope_same_dataset_name_under_two_roots_is_not_shared() -> None:
+    scope = analysis.compare_scope({"a": [("/r1", ["ds"])], "b": [("/r2", ["ds"])]})
+    assert scope.shared == [] and set(scope.left_out) == {("/r1", "ds"), ("/r2", "ds")}
+
+
+def test_compare_scope_subset_and_groups() -> None:
+    scope = analysis.compare_scope({
+        "group: all": [("/r", ["x", "y", "z"]), ("/r", ["x", "y", "z"])],
+        "group: part": [("/r", ["x", "y"]), ("/r", ["y", "x", "z"])],
+    })
+    assert scope.shared_datasets == ["x", "y"]
+    assert scope.left_out == {("/r", "z"): {"group: all": 2, "group: part": 1}}
+    assert scope.messages() == ["Datasets not scored by every run: z only in group: all (2/2 runs), "
+                                "group: part (1/2 runs)."]
+    same = analysis.compare_scope({"a": [("/r", ["x"])], "b": [("/r", ["x"])]})
+    assert same.complete and same.shared == [("/r", "x")] and same.messages() == []
+
+
+def test_unscored_reason() -> None:
+    ok = {"score": 61.0, "datasets": {}}
+    assert analysis.unscored_reason("done", ok) is None
+    assert analysis.unscored_reason("failed", ok) == "status failed"  # stale scores of an earlier attempt
+    assert analysis.unscored_reason("running", None) == "status running"
+    assert analysis.unscored_reason("cancelled", None) == "status cancelled"
+    assert analysis.unscored_reason("done", None) == "no scores"  # e.g. a test-split run
+    assert analysis.unscored_reason("done", {"score": float("nan")}) == "no scores"
+
+
+def test_group_config_spread_ignores_the_seed_but_flags_other_keys() -> None:
+    base = {"meta": {"variant": "default", "overrides": ["reconstruction.seed=0"]},
+            "features": {"max_keypoints": 4096}, "reconstruction": {"seed": 0}}
+    seed1 = {"meta": {"variant": "default", "overrides": ["reconstruction.seed=1"]},
+             "features": {"max_keypoints": 4096}, "reconstruction": {"seed": 1}}
+    assert analysis.group_config_spread({"r0": base, "r1": seed1}).empty
+    other = {"features": {"max_keypoints": 2048}, "reconstruction": {"seed": 2}, "matching": {"ratio": 0.8}}
+    out = analysis.group_config_spread({"r0": base, "r1": seed1, "r2": other})
+    assert list(out.columns) == ["key", "r0", "r1", "r2"]
+    assert out.to_dict("records") == [
+        {"key": "features.max_keypoints", "r0": 4096, "r1": 4096, "r2": 2048},
+        {"key": "matching.ratio", "r0": None, "r1": None, "r2": 0.8},
+    ]
+
+
+def test_default_pair_takes_one_run_of_each_side() -> None:
+    arms = {"group: base": ["base-0", "base-1", "base-2"], "group: new": ["new-0", "new-1"]}
+    assert analysis.default_pair(arms) == ("base-0", "new-0")  # not two seeds of the same group
+    assert analysis.default_pair(arms, "group: new") == ("new-0", "base-0")
+    assert analysis.default_pair({"failed": [], "a": ["a"], "b": ["b"]}) == ("a", "b")
+    assert analysis.default_pair({"g": ["g-0", "g-1"]}) == ("g-0", "g-1")
+    assert analysis.default_pair({"a": ["a"], "b": []}) is None
+
+
+def test_per_image_delta_only_over_given_datasets() -> None:
+    a = pd.DataFrame(_images("shared", "s", 3, "pass") + _images("only_a", "t", 4, "pass"))
+    b = pd.DataFrame(_images("shared", "s", 2, "pass") + _images("shared", "s", 1, "unreg", 2)
+                     + _images("only_b", "u", 5, "pass"))
+    everything = analysis.per_image_delta(a, b)
+    assert (everything["pass_change"] == "lost").sum() == 5 and (everything["pass_change"] == "gained").sum() == 5
+    out = analysis.per_image_delta(a, b, datasets=["shared"])
+    assert set(out["dataset"]) == {"shared"} and len(out) == 3
+    assert out["pass_change"].value_counts().to_dict() == {"lost": 1, "both": 2}
+    assert len(analysis.per_image_delta(a, b, datasets=[])) == 0

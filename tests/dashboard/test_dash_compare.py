@@ -1,0 +1,189 @@
+"""AppTest of the Compare page on runs that are not directly comparable: other data roots, dataset subsets,
+failed runs, groups (one run of each side by default) and groups whose runs differ in config."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from dashkit import APP, DATASET, errors_and_exceptions
+
+TIMEOUT = 30
+
+
+def open_compare(runs: list[str]) -> AppTest:
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
+    at.query_params["page"] = "compare"
+    at.query_params["runs"] = runs
+    return at.run()
+
+
+def no_errors(at: AppTest) -> None:
+    errors, exceptions = errors_and_exceptions(at)
+    assert not exceptions, exceptions
+    assert not errors, errors
+
+
+#: columns that tell the Compare page's tables apart (AppTest does not report a dataframe's key)
+TABLES = {"runs_status": ("aggregated",), "headline": ("arm", "-dataset"), "per_dataset": ("arm", "dataset"),
+          "per_scene": ("scene", "-image"), "delta_table": ("pass_change",), "config_diff": ("key", "vs"),
+          "spread": ("key", "-vs")}
+
+
+def _is(frame: pd.DataFrame, table: str) -> bool:
+    cols = set(frame.columns)
+    return all((c[1:] not in cols) if c.startswith("-") else (c in cols) for c in TABLES[table])
+
+
+def table_element(at: AppTest, table: str) -> Any:
+    for d in at.dataframe:
+        if _is(d.value, table):
+            return d
+    raise AssertionError(f"no {table} table")
+
+
+def frame_by_key(at: AppTest, table: str) -> pd.DataFrame:
+    return table_element(at, table).value
+
+
+def warnings(at: AppTest) -> str:
+    return "\n".join(w.value for w in at.warning)
+
+
+def _edit_json(path: Path, change: Callable[[Any], None]) -> None:
+    data = json.loads(path.read_text())
+    change(data)
+    path.write_text(json.dumps(data))
+
+
+def move_to(run: Path, root: Path, dataset: str) -> None:
+    """Make a fabricated run look like it ran on ``dataset`` of another data root."""
+    def meta(m: dict) -> None:
+        m["data_root"], m["datasets"] = str(root), [dataset]
+
+    def scores(s: dict) -> None:
+        s["datasets"] = {dataset: s["datasets"][DATASET]}
+
+    _edit_json(run / "run.json", meta)
+    _edit_json(run / "scores.json", scores)
+    for name in ("per_image.csv", "scenes.csv"):
+        frame = pd.read_csv(run / name)
+        frame["dataset"] = dataset
+        frame.to_csv(run / name, index=False)
+
+
+def add_dataset(run: Path, dataset: str, score: float) -> None:
+    """Give a fabricated run a second dataset (same images, all passing) scoring ``score``; overall = mean."""
+    def scores(s: dict) -> None:
+        s["datasets"][dataset] = {"score": score, "mAA": score, "clusterness": 100.0}
+        per = s["datasets"].values()
+        for m in ("score", "mAA", "clusterness"):
+            s[m] = sum(v[m] for v in per) / len(per)
+
+    def meta(m: dict) -> None:
+        m["datasets"] = [*m["datasets"], dataset]
+
+    _edit_json(run / "scores.json", scores)
+    _edit_json(run / "run.json", meta)
+    for name in ("per_image.csv", "scenes.csv"):
+        frame = pd.read_csv(run / name)
+        extra = frame[frame["dataset"] == DATASET].copy()
+        extra["dataset"] = dataset
+        pd.concat([frame, extra]).to_csv(run / name, index=False)
+
+
+def test_runs_on_different_data_shows_no_deltas(make_run: Callable[..., Path], tmp_path: Path) -> None:
+    make_run("ets-run", score=70.0)
+    move_to(make_run("synth-run", score=100.0), tmp_path / "synthetic", "synth_boxes")
+    at = open_compare(["ets-run", "synth-run"])
+    no_errors(at)
+    text = warnings(at)
+    assert "Different data roots" in text and str(tmp_path / "synthetic") in text
+    assert "synth_boxes" in text and f"{DATASET} (" in text and "cannot be compared" in text
+    head = frame_by_key(at, "headline")
+    assert "Δ score" not in head.columns and "noise" not in head.columns
+    per_ds = frame_by_key(at, "per_dataset")
+    assert "Δ score" not in per_ds.columns and set(per_ds["noise"]) == {"not in every run"}
+    assert not any(_is(d.value, "delta_table") for d in at.dataframe)  # no per-image gains / losses
+    assert "share no dataset" in text
+
+
+def test_subset_of_datasets_compares_on_the_shared_ones(make_run: Callable[..., Path]) -> None:
+    add_dataset(make_run("all", score=60.0), "ds2", 100.0)  # overall 80 over ds1 + ds2
+    make_run("part", score=62.0, failing=("s1_1.png",))  # ds1 only
+    at = open_compare(["all", "part"])
+    no_errors(at)
+    text = warnings(at)
+    assert "ds2 only in all" in text and "**ds1**" in text
+    head = frame_by_key(at, "headline").set_index("arm")
+    assert head.loc["all", "score"] == pytest.approx(60.0)  # ds1 only, not the run's own overall of 80
+    assert head.loc["part", "Δ score"] == pytest.approx(2.0)  # not 62 - 80
+    per_ds = frame_by_key(at, "per_dataset")
+    assert per_ds.loc[per_ds["dataset"] == "ds2", "noise"].tolist() == ["not in every run"]
+    delta = frame_by_key(at, "delta_table")
+    assert set(delta["dataset"]) == {DATASET}  # no ds2 image counted as lost
+    assert delta.set_index("image").loc["s1_1.png", "pass_change"] == "lost"
+    assert at.selectbox(key="scene_dataset").options == [DATASET]
+
+
+def test_failed_runs_are_listed_but_never_aggregated_nor_reference(make_run: Callable[..., Path]) -> None:
+    failed = make_run("broken", status="failed")
+    for name in ("scores.json", "per_image.csv", "scenes.csv"):
+        (failed / name).unlink()
+    make_run("stale", status="cancelled", score=99.0)  # scores.json left from an earlier attempt
+    for i, s in enumerate((60.0, 60.5)):
+        make_run(f"base-{i}", score=s, group="base", seed=i, failing=("s2_3.png",))
+    for i, s in enumerate((70.0, 70.5)):
+        make_run(f"new-{i}", score=s, group="new", seed=i, failing=("s1_1.png",))
+    at = open_compare(["broken", "base-0", "base-1", "stale", "new-0", "new-1"])
+    no_errors(at)
+    status = frame_by_key(at, "runs_status").set_index("run")
+    assert status.loc["broken", "status"] == "failed" and status.loc["broken", "aggregated"].startswith("no")
+    assert status.loc["stale", "aggregated"] == "no (status cancelled)"
+    assert status.loc["base-0", "aggregated"] == "yes"
+    infos = " ".join(i.value for i in at.info)
+    assert "broken (status failed)" in infos and "stale (status cancelled)" in infos
+    assert "the reference is group: base" in infos
+    head = frame_by_key(at, "headline").set_index("arm")
+    assert list(head.index) == ["group: base", "group: new"]  # no row for broken / stale
+    assert head.loc["group: base", "noise"] == "reference"
+    assert head.loc["group: new", "Δ score"] == pytest.approx(10.0)
+    # per-image: one run of each group by default, not two seeds of the reference group
+    assert at.selectbox(key="delta_a").value == "base-0" and at.selectbox(key="delta_b").value == "new-0"
+    changes = frame_by_key(at, "delta_table").set_index("image")["pass_change"]
+    assert changes.to_dict() == {"s1_1.png": "lost", "s2_3.png": "gained"}
+    captions = " ".join(c.value for c in at.caption)
+    assert "group: base: base-0 (first of 2 runs)" in captions
+    # per-scene means are shown rounded like the other tables
+    per_scene = table_element(at, "per_scene")
+    formats = {k: v.get("type_config", {}).get("format") for k, v in json.loads(per_scene.proto.columns).items()}
+    assert formats["group: base"] == "%.2f" and formats["Δ group: new"] == "%.2f"
+
+
+def test_group_with_mixed_configs_is_flagged(make_run: Callable[..., Path]) -> None:
+    make_run("g-0", group="g", seed=0)
+    make_run("g-1", group="g", seed=1, config_overrides={"features": {"max_keypoints": 999}})
+    make_run("h-0", group="h", seed=0)
+    make_run("h-1", group="h", seed=1)  # seeds differ: expected, not flagged
+    at = open_compare(["g-0", "g-1", "h-0", "h-1"])
+    no_errors(at)
+    text = warnings(at)
+    assert "group: g: its runs differ in config beyond the seed (features.max_keypoints)" in text
+    assert "group: h" not in text
+    spread = frame_by_key(at, "spread")
+    assert list(spread["key"]) == ["features.max_keypoints"] and list(spread["g-1"]) == ["999"]
+
+
+def test_comparable_runs_show_no_warning(make_run: Callable[..., Path]) -> None:
+    make_run("a", score=60.0)
+    make_run("b", score=62.0)
+    at = open_compare(["a", "b"])
+    no_errors(at)
+    assert not at.warning and not at.info
+    assert frame_by_key(at, "headline").set_index("arm").loc["b", "Δ score"] == pytest.approx(2.0)
