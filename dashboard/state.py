@@ -227,7 +227,9 @@ class RunView:
 
     @property
     def status(self) -> str:
-        return str(self.meta.get("status", "unknown"))
+        """``run.json``'s status, except that a ``running`` run whose process is gone reads ``stopped`` (or
+        ``cancelled``), as on the Run page's job list (:func:`live_status`)."""
+        return live_status(str(self.meta.get("status", "unknown")), self.path)
 
     @property
     def datasets(self) -> list[str]:
@@ -251,6 +253,18 @@ class RunView:
         if not p.is_absolute() and not p.is_dir():
             p = REPO_ROOT / p
         return p
+
+
+def live_status(status: str, run_dir: str | Path) -> str:
+    """A run's status as the job list shows it: ``run.json`` says ``running`` until the pipeline writes its result,
+    so a process that died (crash, kill, config error before the pipeline took over) would read ``running``
+    forever; :func:`dashboard.jobs.job_status` checks the process and says ``stopped`` / ``cancelled`` instead.
+    Other statuses are returned as they are (no file is read)."""
+    if status != "running":
+        return status
+    from dashboard.jobs import job_status
+
+    return job_status(Path(run_dir)).status
 
 
 def resolve_run_dir(run: str) -> Path:
@@ -338,11 +352,38 @@ def _runs_table(root: str, key: tuple[tuple[str, float], ...]) -> pd.DataFrame:
 
 
 def runs_table() -> pd.DataFrame:
-    """:func:`imc_core.runs.list_runs` of the runs root (cached on the runs' mtimes), plus unreadable run folders."""
+    """:func:`imc_core.runs.list_runs` of the runs root (cached on the runs' mtimes), plus unreadable run folders;
+    a ``running`` run whose process has ended shows :func:`live_status` (``stopped``), not ``running``."""
     from imc_core.runs import runs_root
 
     root = runs_root()
-    return _runs_table(str(root), _runs_key(root))
+    df = _runs_table(str(root), _runs_key(root))
+    running = df["status"].astype(str) == "running" if "status" in df else None
+    if running is not None and running.any():  # liveness is not in the cache key: checked on every call
+        df = df.copy()
+        df.loc[running, "status"] = [live_status("running", p) for p in df.loc[running, "path"]]
+    return df
+
+
+def blank_text_cells(df: pd.DataFrame) -> pd.DataFrame:
+    """A copy with None / nan in text columns shown as empty cells instead of Streamlit's "None" (text columns: of
+    object or string dtype, or empty ones, which CSV readers type as float). Numbers keep their nan (sorting stays
+    numeric; Streamlit draws a missing number as a grey "None" whatever the Styler says)."""
+    out = df.copy()
+    for c in out.columns:
+        col = out[c]
+        if col.dtype == object or pd.api.types.is_string_dtype(col) or (len(out) and col.isna().all()):
+            out[c] = out[c].map(lambda v: "" if v is None or (isinstance(v, float) and v != v) else v)
+    return out
+
+
+def history_frame(df: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    """The run history as shown: ``columns`` (those present), ``created`` as ``YYYY-MM-DD HH:MM:SS`` (no time zone),
+    blank text cells instead of None."""
+    out = blank_text_cells(df[[c for c in columns if c in df.columns]])
+    if "created" in out:
+        out["created"] = out["created"].astype(str).str.replace("T", " ", n=1).str.slice(0, 19)
+    return out
 
 
 # ------------------------------------------------------------------------------------------------------ 3-D views
@@ -540,37 +581,107 @@ def make_thumbnail(image: Path, size: int = 192, out_dir: Path | None = None) ->
 
             buf = io.BytesIO()
             im.save(buf, format="JPEG", quality=80)
-    except (OSError, UnidentifiedImageError) as err:
-        raise InputError(image, f"cannot read image: {err}") from None
+    except (OSError, UnidentifiedImageError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
+        # (PIL reports some broken PNG chunks as SyntaxError)
+        raise InputError(image, f"cannot read image: {err or type(err).__name__}") from None
     atomic_write_bytes(out, buf.getvalue())
     return out
 
 
-@st.cache_data(max_entries=4096, show_spinner=False)
-def _thumb(path: str, mtime: float, size: int) -> str | None:
+def image_problem(path: Path) -> str | None:
+    """None when ``path`` decodes as an image, else ``"missing"`` or ``"unreadable: <decoder's reason>"``.
+
+    JPEGs are decoded at reduced scale (``Image.draft``), so checking a whole dataset stays cheap; a truncated or
+    corrupt file still fails to decode.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    if not path.is_file():
+        return "missing"
     try:
-        return str(make_thumbnail(Path(path), size))
-    except (ImcError, OSError):
-        return None
+        with Image.open(path) as im:
+            im.draft("RGB", (128, 128))
+            im.load()
+    except (OSError, UnidentifiedImageError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
+        return f"unreadable: {_decode_reason(err, path)}"
+    return None
+
+
+def _decode_reason(err: BaseException | str, path: Path) -> str:
+    """A decoder's message without the file's path (the caption already names the image)."""
+    text = str(err).replace(f"'{path}'", "").replace(str(path), "").strip()
+    return text or (type(err).__name__ if isinstance(err, BaseException) else "cannot decode")
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def _image_problems(image_dir: str, names: tuple[str, ...], key: tuple[tuple[int, int], ...]) -> dict[str, str]:
+    out = {}
+    for name in names:
+        why = image_problem(Path(image_dir) / name)
+        if why:
+            out[name] = why
+    return out
+
+
+def image_problems(image_dir: Path, names: list[str]) -> dict[str, str]:
+    """``{image: "missing" | "unreadable: ..."}`` for the images of a folder that cannot be shown or used, cached
+    on every file's size and modification time (an image replaced in place is checked again)."""
+    key = []
+    for name in names:
+        try:
+            st_ = (image_dir / name).stat()
+            key.append((st_.st_size, st_.st_mtime_ns))
+        except OSError:
+            key.append((-1, -1))
+    return _image_problems(str(image_dir), tuple(names), tuple(key))
+
+
+@st.cache_data(max_entries=4096, show_spinner=False)
+def _thumb(path: str, mtime: float, size: int) -> tuple[str | None, str | None]:
+    return thumbnail_or_reason(Path(path), size)
+
+
+def thumbnail_or_reason(path: Path, size: int = 192, out_dir: Path | None = None) -> tuple[str | None, str | None]:
+    """``(thumbnail path, None)``, or ``(None, why)`` with why ``"missing"`` (no such file) or ``"unreadable: ..."``
+    (the file is there but cannot be decoded; the decoder's reason follows)."""
+    if not path.is_file():
+        return None, "missing"
+    try:
+        return str(make_thumbnail(path, size, out_dir)), None
+    except InputError as err:
+        reason = str(getattr(err, "problem", "") or err).splitlines()[0].removeprefix("cannot read image: ")
+        return None, f"unreadable: {_decode_reason(reason, path)}"
+    except (ImcError, OSError) as err:
+        return None, f"unreadable: {_decode_reason(err, path)}"
 
 
 def thumbnail(path: Path, size: int = 192) -> str | None:
     """Cached thumbnail path (None when the image is missing or unreadable)."""
-    return _thumb(str(path), _mtime(path), size)
+    return _thumb(str(path), _mtime(path), size)[0]
 
 
-def image_grid(items: list[tuple[Path, str]], columns: int = 6, size: int = 192) -> None:
-    """Thumbnails with captions in a grid; missing images are named, not drawn."""
+def image_grid(items: list[tuple[Path, str]], columns: int = 6, size: int = 192) -> dict[str, list[str]]:
+    """Thumbnails with captions in a grid; an image that cannot be shown is named with the reason instead.
+
+    Returns:
+        ``{"missing": [captions], "unreadable": [captions]}`` of the items not drawn.
+    """
+    problems: dict[str, list[str]] = {"missing": [], "unreadable": []}
     if not items:
-        return
+        return problems
     cols = st.columns(columns)
     for i, (path, caption) in enumerate(items):
         with cols[i % columns]:
-            thumb = thumbnail(path, size)
+            thumb, why = _thumb(str(path), _mtime(path), size)
             if thumb:
                 st.image(thumb, caption=caption, width="stretch")
-            else:
+            elif why == "missing":
+                problems["missing"].append(caption)
                 st.caption(f"{caption} (image not found)")
+            else:
+                problems["unreadable"].append(caption)
+                st.caption(f"{caption} ({why})")
+    return problems
 
 
 # ------------------------------------------------------------------------------------------------------ config widgets
@@ -586,7 +697,8 @@ class FieldSpec:
         kind: ``int``, ``float``, ``bool``, ``choice``, ``str`` or ``list``.
         default: the variant's value.
         choices: known values for ``choice`` (a closed list when the code documents it, else values seen in variants).
-        closed: True when ``choices`` come from the code (``# a | b | c``), so no other value makes sense.
+        closed: True when ``choices`` come from the code (:data:`CODE_CHOICES`, else a ``# a | b | c`` comment), so
+            no other value makes sense.
         help: the comment next to the field in the code.
     """
 
@@ -631,6 +743,57 @@ def comment_choices(comment: str) -> list[str]:
         if m:
             out.append(m.group(1))
     return out
+
+
+#: ``section.key`` → (module, attribute) of the tuple the code validates the key against; checked before the field
+#: comments, so a key whose comment lists no ``|`` alternatives (``clustering.method``: "none") still gets a dropdown.
+#: A literal tuple stands for a check written inline (``ClusteringConfig.__post_init__`` accepts only ``"none"``).
+CODE_CHOICES: dict[str, tuple[str, str] | tuple[str, ...]] = {
+    "global_descriptors.device": ("imc_core.device", "CHOICES"),
+    "clustering.method": ("none",),
+    "pairs.method": ("imc_core.stages.pairs", "METHODS"),
+    "features.method": ("imc_core.stages.features", "METHODS"),
+    "features.model": ("imc_core.stages.features", "ALIKED_MODELS"),
+    "features.device": ("imc_core.device", "CHOICES"),
+    "matching.method": ("imc_core.stages.matching", "METHODS"),
+    "matching.device": ("imc_core.device", "CHOICES"),
+    "reconstruction.mapper": ("imc_core.stages.reconstruction", "MAPPERS"),
+    "reconstruction.camera_model": ("imc_core.stages.reconstruction", "CAMERA_MODELS"),
+    "reconstruction.camera_mode": ("imc_core.stages.reconstruction", "CAMERA_MODES"),
+    "reconstruction.verify": ("imc_core.stages.reconstruction", "VERIFIERS"),
+    "reconstruction.refine_loss": ("imc_core.stages.reconstruction", "REFINE_LOSSES"),
+}
+
+
+def code_choices(key: str) -> list[str]:
+    """The closed set of values the code accepts for ``section.key`` (:data:`CODE_CHOICES`), ``[]`` when unknown.
+
+    A constant that went missing (renamed in :mod:`imc_core`) gives ``[]`` so the field falls back to its comment.
+    """
+    import importlib
+
+    entry = CODE_CHOICES.get(key)
+    if not entry:
+        return []
+    if len(entry) == 2 and entry[0].startswith("imc_core."):
+        try:
+            values = getattr(importlib.import_module(entry[0]), entry[1])
+        except (ImportError, AttributeError):
+            return []
+        return [str(v) for v in values]
+    return [str(v) for v in entry]
+
+
+def validate_config(variant: str, overrides: list[str]) -> str | None:
+    """The pipeline's own config validation, in process: None when ``variant`` + ``overrides`` resolve, else the
+    one-line :class:`~imc_core.errors.ConfigError` message (what ``python -m imc_core run`` would exit 2 with)."""
+    from imc_core.config import resolve_config
+
+    try:
+        resolve_config(variant, list(overrides))
+    except ImcError as err:
+        return str(err).splitlines()[0] if str(err) else type(err).__name__
+    return None
 
 
 def _variant_values() -> dict[str, set[str]]:
@@ -678,7 +841,7 @@ def config_fields(base: dict[str, dict[str, Any]]) -> list[FieldSpec]:
             elif typ is float:
                 kind, choices, closed = "float", [], False
             elif typ is str:
-                listed = metadata_choices or comment_choices(comment)
+                listed = metadata_choices or code_choices(f"{section}.{f.name}") or comment_choices(comment)
                 known = sorted(seen.get(f"{section}.{f.name}", set()) | {str(default)})
                 if listed:
                     choices = list(dict.fromkeys([*listed, *known]))

@@ -64,6 +64,28 @@ def dataset_table(summary: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def problem_counts(scenes: dict[str, list[str]], problems: dict[str, str]) -> pd.DataFrame:
+    """Per GT scene: how many of its images are missing and how many are unreadable (:func:`state.image_problems`)."""
+    rows = []
+    for scene, images in scenes.items():
+        why = [problems.get(n, "") for n in images]
+        rows.append({"scene": scene, "missing on disk": sum(w == "missing" for w in why),
+                     "unreadable": sum(w.startswith("unreadable") for w in why)})
+    return pd.DataFrame(rows, columns=["scene", "missing on disk", "unreadable"])
+
+
+def scenes_table(scenes: pd.DataFrame, counts: pd.DataFrame) -> pd.DataFrame:
+    """The summary rows of one dataset plus the ``unreadable`` count per scene (blank cells, not None)."""
+    out = scenes.drop(columns=["split"]).copy()
+    out["scene"] = out["scene"].fillna("").astype(str)
+    by_scene = dict(zip(counts["scene"].astype(str), counts["unreadable"], strict=True))
+    if len(out) == 1 and len(counts) == 1:  # no labels: one row for the whole dataset, whatever its name
+        by_scene = {out["scene"].iloc[0]: int(counts["unreadable"].iloc[0])}
+    out.insert(out.columns.get_loc("missing") + 1, "unreadable",
+               [int(by_scene.get(s, 0)) for s in out["scene"]])
+    return out
+
+
 def thumbnails(root: Path, dataset: str, split: str) -> None:
     """Thumbnail grid grouped by GT scene (or one group without labels)."""
     image_dir, scenes = state.dataset_scenes(root, dataset, split)
@@ -100,9 +122,19 @@ def main() -> None:
         return
     split, dataset = choice.split("/", 1)
     scenes = summary[(summary["split"] == split) & (summary["dataset"] == dataset)]
-    st.dataframe(scenes.drop(columns=["split"]), hide_index=True, width="stretch")
+    image_dir, by_scene = state.dataset_scenes(root, dataset, split)
+    problems = state.image_problems(image_dir, [n for names in by_scene.values() for n in names])
+    table = scenes_table(scenes, problem_counts(by_scene, problems))
+    st.dataframe(table, hide_index=True, width="stretch",
+                 column_config={"thresholds": st.column_config.TextColumn(width="large")})
     if int(scenes["missing"].sum()):
         st.warning(f"{int(scenes['missing'].sum())} labelled images are missing on disk.")
+    unreadable = {n: why for n, why in problems.items() if why.startswith("unreadable")}
+    if unreadable:
+        listed = "; ".join(f"{n} ({why.removeprefix('unreadable: ')})" for n, why in list(unreadable.items())[:10])
+        more = f" … and {len(unreadable) - 10} more" if len(unreadable) > 10 else ""
+        st.warning(f"{len(unreadable)} image{'s' if len(unreadable) > 1 else ''} cannot be decoded (the pipeline "
+                   f"stops on them): {listed}{more}")
     with state.error_boundary(f"Thumbnails of {dataset}"):
         thumbnails(root, dataset, split)
 

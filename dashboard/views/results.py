@@ -19,6 +19,14 @@ SHARE_KEYS = ["run", "dataset", "scene", "tab"]
 TABS = ["Overview", "Images", "3D", "Clusters", "Pairs", "Loss", "Timings", "Log", "Descriptors"]
 ALL_SCENES = "(all scenes)"
 METRIC_THRESHOLDS = (2, 3, 4, 5)
+#: How a run that ended without results ended, as a verb phrase.
+ENDED = {"failed": "failed", "stopped": "stopped", "cancelled": "was cancelled"}
+#: The per-image ``error`` of per_image.csv is measured under the alignment of the *largest* threshold (the metric's
+#: ``kmax``, t5), while each ``pass_k`` uses threshold k's own best alignment: the column says so.
+ERROR_COL = "error at t5's alignment (m)"
+ERROR_HELP = ("Camera-centre distance to ground truth after the similarity alignment found for the largest "
+              "threshold (t5). Each ✓/✗ column uses its own threshold's alignment, so an image can pass t2 with a "
+              "larger error than t2 here.")
 STATUS_FILTERS = {
     "all images": None,
     "unregistered (not in its scene's cluster or no pose)": "unregistered",
@@ -77,7 +85,7 @@ def filter_images(df: pd.DataFrame, status: str | None, text: str = "") -> pd.Da
 def registration_table(df: pd.DataFrame) -> pd.DataFrame:
     """Display frame: ✓/✗ per metric threshold, error, cluster vs GT scene, discounted cameras."""
     tick = {True: "✓", False: "✗"}
-    cols: dict[str, Any] = {"image": df["image"], "GT scene": df["scene"]}
+    cols: dict[str, Any] = {"image": df["image"], "status": df["status"], "GT scene": df["scene"]}
     for c, name in (("cluster", "cluster"), ("associated_cluster", "scene's cluster")):
         if c in df:
             cols[name] = df[c].fillna("").astype(str)
@@ -85,14 +93,27 @@ def registration_table(df: pd.DataFrame) -> pd.DataFrame:
     if "pose_valid" in df:
         cols["pose"] = _bool(df["pose_valid"]).map(tick)
     if "error" in df:
-        cols["error (m)"] = pd.to_numeric(df["error"], errors="coerce")
+        cols[ERROR_COL] = pd.to_numeric(df["error"], errors="coerce")
     for k in METRIC_THRESHOLDS:
         if f"pass_{k}" in df:
             cols[f"t{k}"] = _bool(df[f"pass_{k}"]).map(tick)
     if "discounted" in df:
         cols["discounted"] = _bool(df["discounted"]).map({True: "−3", False: ""})
-    cols["status"] = df["status"]
     return pd.DataFrame(cols)
+
+
+def image_columns() -> dict[str, Any]:
+    """Column widths (pixels) of :func:`registration_table`, summing to the page's width so nothing is cut off."""
+    text = st.column_config.TextColumn
+    config: dict[str, Any] = {"image": text(width=160), "status": text(width=95), "GT scene": text(width=90),
+                              "cluster": text(width=75), "scene's cluster": text(width=100),
+                              "in cluster": text(width=70), "pose": text(width=45),
+                              ERROR_COL: st.column_config.NumberColumn(format="%.4f", width=168, help=ERROR_HELP),
+                              "discounted": text(width=80, help="the metric subtracts 3 from each threshold's count "
+                                                                "of passing cameras; marked: the 3 passing cameras "
+                                                                "with the smallest error")}
+    config.update({f"t{k}": text(width=38) for k in METRIC_THRESHOLDS})
+    return config
 
 
 def _image_dir(rv: state.RunView, dataset: str) -> Path:
@@ -124,6 +145,9 @@ def header(rv: state.RunView) -> None:
         st.caption(" · ".join(where))
     if rv.status == "failed":
         st.error(f"This run failed: {meta.get('error') or 'see the log'}")
+    elif rv.status == "stopped":
+        message = (failure_summary(rv) or ("", ""))[0]
+        st.error(f"This run stopped: {message} (run.json still says running).")
     elif rv.status not in ("done",):
         st.info(f"This run is {rv.status}; results may be incomplete.")
 
@@ -131,7 +155,10 @@ def header(rv: state.RunView) -> None:
 def headline(rv: state.RunView) -> None:
     scores = rv.scores
     if not scores:
-        st.info("No scores.json in this run (no ground truth for its data, or it did not finish).")
+        if rv.status in ("failed", "stopped", "cancelled"):
+            st.caption(f"No scores: the run {ENDED[rv.status]}.")
+        else:
+            st.info("No scores.json in this run (no ground truth for its data, or it did not finish).")
         return
     c1, c2, c3, c4 = st.columns(4)
     c1.metric("Score", f"{scores.get('score', float('nan')):.2f}")
@@ -197,7 +224,66 @@ def _thresholds(rv: state.RunView, dataset: str, scene: str) -> list[float] | No
     return [float(x) for x in thr] if thr else None
 
 
+def scene_table(scenes: pd.DataFrame) -> pd.DataFrame:
+    """scenes.csv for display: the metric's ``warning`` right after ``mAA`` (not cut off at the far right), blank
+    cells instead of None/nan in text columns."""
+    df = scenes
+    first = [c for c in ("dataset", "scene", "n_images", "cluster", "cluster_size", "overlap", "mAA", "warning")
+             if c in df]
+    return state.blank_text_cells(df[first + [c for c in df.columns if c not in first]])
+
+
+def scene_columns(table: pd.DataFrame) -> dict[str, Any]:
+    """Column widths (pixels) for :func:`scene_table` so that every column fits the page, ``registered_k`` shown as
+    ``reg. tk`` (its header names what it counts)."""
+    text, number = st.column_config.TextColumn, st.column_config.NumberColumn
+    config: dict[str, Any] = {"dataset": text(width=80), "scene": text(width=110), "n_images": number(width=70),
+                              "cluster": text(width=80), "cluster_size": number(width=85),
+                              "overlap": number(width=65), "mAA": number(format="%.2f", width=65),
+                              "warning": text(width=160)}
+    for c in table.columns:
+        if str(c).startswith("registered_"):
+            k = str(c).removeprefix("registered_")
+            config[c] = number(f"reg. t{k}", width=55, help=f"GT images registered within threshold t{k}")
+    return config
+
+
+def failure_summary(rv: state.RunView, lines: int = 15) -> tuple[str, str] | None:
+    """``(message, log tail)`` for a run that ended without results (failed, stopped, cancelled), else None.
+
+    The message is run.json's ``error`` (or, for a process that died, what :func:`dashboard.jobs.job_status` says);
+    the tail is the last ``lines`` non-empty lines of log.txt, else of job.log (the process output).
+    """
+    status = rv.status
+    if status not in ("failed", "stopped", "cancelled"):
+        return None
+    from dashboard.jobs import job_status
+
+    error = rv.meta.get("error") or (job_status(Path(rv.path)).error if status == "stopped" else None)
+    message = str(error or ("cancelled on request" if status == "cancelled" else "no error was recorded"))
+    tail: list[str] = []
+    for text in (rv.log, _read_text(Path(rv.path) / "job.log")):
+        tail = [ln for ln in (text or "").splitlines() if ln.strip()][-lines:]
+        if tail:
+            break
+    return message, "\n".join(tail)
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(errors="replace")
+    except OSError:
+        return ""
+
+
 def tab_overview(rv: state.RunView, dataset: str | None, scene: str | None) -> None:
+    failure = failure_summary(rv)
+    if failure is not None:
+        _, tail = failure
+        where = "Its last log lines are below; the whole log is" if tail else "It wrote no log lines; look"
+        st.info(f"This run **{ENDED[rv.status]}** (the reason is above). {where} in the **Log** tab.")
+        if tail:
+            st.code(tail, language="text")
     if rv.scores:
         state.show_figure("score_bars", rv.scores, key="fig_scores")
         per_ds = pd.DataFrame.from_dict(rv.scores.get("datasets") or {}, orient="index")
@@ -206,7 +292,8 @@ def tab_overview(rv: state.RunView, dataset: str | None, scene: str | None) -> N
     if rv.scenes is not None and dataset:
         sc = rv.scenes[rv.scenes["dataset"].astype(str) == dataset]
         state.show_figure("scene_bars", sc, title=f"{dataset}: per-scene results", key="fig_scenes")
-        st.dataframe(sc, hide_index=True, width="stretch")
+        table = scene_table(sc)
+        st.dataframe(table, hide_index=True, width="stretch", column_config=scene_columns(table))
     s = _scene_or_first(rv, dataset, scene) if dataset else None
     if rv.per_image is not None and s:
         state.show_figure("threshold_curve", rv.per_image, dataset, s, thresholds=_thresholds(rv, dataset, s),
@@ -230,8 +317,12 @@ def tab_images(rv: state.RunView, dataset: str | None, scene: str | None) -> Non
         thr = _thresholds(rv, dataset, scene)
         if thr:
             st.caption("thresholds used by the metric: " + ", ".join(f"t{k} = {thr[k]:g} m" for k in METRIC_THRESHOLDS))
+    st.caption(f"✓/✗ per threshold: the metric aligns the cluster to the GT scene separately for each threshold "
+               f"and each column uses its own threshold's alignment. **{ERROR_COL}** is the camera-centre error "
+               "after the alignment of the largest threshold only, so a small threshold can show ✓ beside an error "
+               "above it (or ✗ below it).")
     st.dataframe(registration_table(shown), hide_index=True, width="stretch", key="image_table",
-                 column_config={"error (m)": st.column_config.NumberColumn(format="%.4f")})
+                 column_config=image_columns())
 
 
 def tab_3d(rv: state.RunView, dataset: str | None, scene: str | None) -> None:
@@ -345,6 +436,23 @@ def pair_viewer(rv: state.RunView, dataset: str, a: str, b: str) -> None:
     state.show_figure("pair_view", img0, img1, k0 * s0, k1 * s1, m, inliers, title=f"{a} ↔ {b}", key="fig_pair")
 
 
+#: What the Loss tab's parts mean (imc_core.analysis.loss_attribution): the discount is not a fixed cost.
+LOSS_CAPTION = (
+    "Gap to 100 split into score points lost to clusterness (impure clusters), unregistered images, inaccurate "
+    "poses, and the discount: the extra loss from the metric's −3 rule (each failing camera weighs 1/(m−3) instead "
+    "of 1/m in a scene of m images, and at a threshold that fewer than 4 cameras pass the scene scores 0). The "
+    "discount vanishes when every camera passes and can be negative (a small failing scene weighs less with m−3 "
+    "than with m); it also absorbs any difference between the reported mAA and its recount from the per-image "
+    "table (mAA_recomputed).")
+
+
+def _number_columns(df: pd.DataFrame, fmt: str) -> dict[str, Any]:
+    """Compact number columns (``width="small"``) for every numeric column of ``df``, so wide tables fit."""
+    return {c: st.column_config.NumberColumn(format=fmt if pd.api.types.is_float_dtype(df[c]) else None,
+                                             width="small")
+            for c in df.columns if pd.api.types.is_numeric_dtype(df[c]) and not pd.api.types.is_bool_dtype(df[c])}
+
+
 def tab_loss(rv: state.RunView) -> None:
     if not rv.scores or rv.per_image is None:
         st.info("Loss attribution needs scores.json and per_image.csv.")
@@ -352,10 +460,10 @@ def tab_loss(rv: state.RunView) -> None:
     from imc_core.analysis import loss_attribution
 
     att = loss_attribution(rv.scores, rv.scenes if rv.scenes is not None else pd.DataFrame(), rv.per_image)
-    st.caption("Gap to 100 split into score points lost to clusterness (impure clusters), unregistered images, "
-               "inaccurate poses, and the metric's unavoidable −3 discount.")
+    st.caption(LOSS_CAPTION)
     state.show_figure("loss_attribution_bar", att, key="fig_loss")
-    st.dataframe(att.round(3), width="stretch")
+    st.dataframe(att.round(3).rename_axis("dataset").reset_index(), hide_index=True, width="stretch",
+                 column_config=_number_columns(att, "%.3f"))
 
 
 def tab_timings(rv: state.RunView) -> None:

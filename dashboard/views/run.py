@@ -12,8 +12,8 @@ from dashboard import jobs, state
 
 SEED_KEY = "reconstruction.seed"
 DETERMINISTIC_KEY = "reconstruction.deterministic"
-HISTORY_COLS = ["id", "created", "status", "variant", "datasets", "score", "mAA", "clusterness", "seconds", "seed",
-                "group", "label"]
+HISTORY_COLS = ["id", "created", "status", "variant", "datasets", "score", "mAA", "clusterness", "label", "group",
+                "seed", "seconds"]
 
 
 def widget_key(variant: str, key: str) -> str:
@@ -41,7 +41,10 @@ def config_widget(spec: state.FieldSpec, variant: str) -> Any:
         text = st.text_input(label, value=", ".join(str(v) for v in (spec.default or [])), key=key,
                              help=(help_ or "") + " (comma-separated)")
         item = state.list_item_type(spec.section, spec.name)
-        return state.parse_list_text(text, item)
+        try:
+            return state.parse_list_text(text, item)
+        except ValueError:
+            return text  # left to the config validation, which names the key and the bad value
     return st.text_input(label, value=str(spec.default), key=key, help=help_)
 
 
@@ -102,11 +105,16 @@ def launch_panel(root: Path) -> None:
                             + state.cache_summary())
     st.markdown("**Overrides** (`--set`, only values that differ from the variant)")
     st.code(" ".join(f"--set {o}" for o in overrides) or "(none: the variant as it is)", language="bash")
+    problem = state.validate_config(variant, overrides)  # what the CLI would exit 2 with, before any run folder
+    if problem:
+        st.error(f"Invalid parameters, nothing launched: {problem}")
     seed = int(values[SEED_KEY])
     if repeats > 1:
         st.caption(f"Seeds {seed} … {seed + repeats - 1}"
                    + ("" if values[DETERMINISTIC_KEY] else " (non-deterministic: mapper noise is sampled too)"))
-    if st.button("Launch", type="primary", disabled=not datasets or bool(missing), key="launch"):
+    if st.button("Launch", type="primary", disabled=not datasets or bool(missing) or bool(problem), key="launch"):
+        if state.validate_config(variant, overrides):  # (the button is disabled then; never start a doomed job)
+            return
         chosen = list(datasets) if len(datasets) < len(names) else []  # [] = every dataset of the root
         spec = jobs.LaunchSpec(root, chosen, variant, list(overrides), group.strip() or None, label.strip() or None,
                                use_cache)
@@ -185,13 +193,19 @@ def history_panel() -> None:
     if df.empty:
         st.caption("No runs yet.")
         return
-    shown = df[[c for c in HISTORY_COLS if c in df.columns]]
+    shown = state.history_frame(df, HISTORY_COLS)
+    text, number = st.column_config.TextColumn, st.column_config.NumberColumn
+    # pixel widths that add up to the page's width, so the label column is not cut off at the right
     event = st.dataframe(shown, hide_index=True, width="stretch", on_select="rerun", selection_mode="single-row",
                          key="history",
-                         column_config={"score": st.column_config.NumberColumn(format="%.2f"),
-                                        "mAA": st.column_config.NumberColumn(format="%.2f"),
-                                        "clusterness": st.column_config.NumberColumn(format="%.2f"),
-                                        "seconds": st.column_config.NumberColumn(format="%.1f")})
+                         column_config={"id": text(width=195), "created": text(width=130), "status": text(width=70),
+                                        "variant": text(width=75), "datasets": text(width=80),
+                                        "score": number(format="%.2f", width=58),
+                                        "mAA": number(format="%.2f", width=58),
+                                        "clusterness": number("clust.", format="%.2f", width=58, help="clusterness"),
+                                        "label": text(width=110), "group": text(width=70),
+                                        "seed": number(width=45),
+                                        "seconds": number("s", format="%.1f", width=50, help="wall time (seconds)")})
     rows = event.selection.rows if event is not None else []
     if rows:
         run_id = str(shown.iloc[rows[0]]["id"])

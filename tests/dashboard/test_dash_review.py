@@ -1,0 +1,213 @@
+"""Fixes from the dashboard review: config validated before launch, closed keys as dropdowns, dead "running" runs
+shown as stopped, unreadable vs missing images, honest captions (Loss, Images), failed-run Overview, blank cells."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+from dashkit import APP, DATASET, DashEnv, errors_and_exceptions
+from streamlit.testing.v1 import AppTest
+
+from dashboard import jobs, state
+
+TIMEOUT = 30
+
+
+def open_app(page: str, **params: Any) -> AppTest:
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
+    at.query_params["page"] = page
+    for k, v in params.items():
+        at.query_params[k] = v
+    return at.run()
+
+
+def frame_with(at: AppTest, column: str) -> pd.DataFrame:
+    for d in at.dataframe:
+        if column in d.value.columns:
+            return d.value
+    raise AssertionError(f"no dataframe with column {column!r}")
+
+
+def dead_pid() -> int:
+    """The pid of a process that has exited (its command line can never name a run folder)."""
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def mark_running_with_dead_process(run_dir: Path) -> None:
+    meta = json.loads((run_dir / "run.json").read_text())
+    (run_dir / "run.json").write_text(json.dumps({**meta, "status": "running", "pid": None}))
+    (run_dir / jobs.JOB_FILE).write_text(json.dumps({"pid": dead_pid(), "command": ["x"]}))
+    (run_dir / jobs.JOB_LOG).write_text("Traceback ...\nSystemExit: boom at config validation\n")
+
+
+# ------------------------------------------------------------------------------------------------ H4: launch
+
+
+def test_invalid_parameters_show_the_error_and_launch_nothing(dash_env: DashEnv,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    started: list[jobs.LaunchSpec] = []
+    monkeypatch.setattr(jobs, "launch", lambda spec, runs_dir=None: started.append(spec) or dash_env.runs)
+    at = open_app("run")
+    assert not at.error and not at.button(key="launch").disabled
+    at.number_input(key="cfg.default.matching.ratio").set_value(2.0).run()
+    errors, exceptions = errors_and_exceptions(at)
+    assert not exceptions
+    assert any("nothing launched" in e and "matching.ratio must be in (0, 1]" in e for e in errors), errors
+    assert at.button(key="launch").disabled  # (AppTest, like a browser, cannot click it)
+    assert started == [] and list(dash_env.runs.iterdir()) == []
+    # a list field with a non-number is named by the validation instead of breaking the page
+    at.number_input(key="cfg.default.matching.ratio").set_value(0.8)
+    at.text_input(key="cfg.default.fusion.weights").input("1, abc").run()
+    errors, exceptions = errors_and_exceptions(at)
+    assert not exceptions and any("fusion.weights" in e for e in errors), errors
+    at.text_input(key="cfg.default.fusion.weights").input("1, 2").run()
+    assert not at.error and not at.button(key="launch").disabled
+
+
+def test_keys_with_a_closed_set_of_values_are_dropdowns(dash_env: DashEnv) -> None:
+    at = open_app("run")
+    expected = {"clustering.method": ["none"], "pairs.method": ["exhaustive"], "reconstruction.verify": ["colmap"],
+                "global_descriptors.device": ["auto", "cuda", "cpu"]}
+    for key, options in expected.items():
+        box = at.selectbox(key=f"cfg.default.{key}")  # KeyError when it is a text box
+        assert list(box.options) == options, key
+    assert not [t for t in at.text_input if t.key and t.key.startswith("cfg.") and not t.key.endswith(
+        ("global_descriptors.models", "fusion.weights"))]
+
+
+def test_code_choices_are_exactly_what_the_config_accepts() -> None:
+    from imc_core.config import resolve_config
+    from imc_core.errors import ConfigError
+
+    for key in state.CODE_CHOICES:
+        values = state.code_choices(key)
+        assert values, key
+        for v in values:  # each value passes the key's own check (a rule tying two keys may still object)
+            try:
+                resolve_config("default", [f"{key}={json.dumps(v)}"])
+            except ConfigError as err:
+                assert f"{key} must be" not in str(err), err
+        if not key.endswith(".device"):  # devices are checked when a stage resolves them, not in the config
+            context = ['features.method="aliked"', 'matching.method="lightglue"'] if key == "features.model" else []
+            with pytest.raises(ConfigError, match=key.replace(".", r"\.")):  # (model: checked for aliked only)
+                resolve_config("default", [*context, f'{key}="bogus"'])
+    assert state.validate_config("default", []) is None
+    assert "clustering.method" in (state.validate_config("default", ['clustering.method="kmeans"']) or "")
+
+
+# ------------------------------------------------------------------------------------------------ H4: status
+
+
+def test_dead_running_run_reads_stopped_in_history_and_results(make_run: Callable[..., Path]) -> None:
+    make_run("run-done", score=60.0)
+    run_dir = make_run("run-dead", score=10.0)
+    mark_running_with_dead_process(run_dir)
+    assert state.live_status("running", run_dir) == "stopped"
+    assert state.live_status("done", run_dir) == "done"
+    at = open_app("run")
+    history = frame_with(at, "score")
+    assert dict(zip(history["id"], history["status"], strict=True)) == {"run-done": "done", "run-dead": "stopped"}
+    at = open_app("results", run="run-dead")
+    assert not at.exception
+    assert any("status **stopped**" in m.value for m in at.markdown)
+    assert any("This run stopped" in e.value and "boom at config validation" in e.value for e in at.error)
+
+
+def test_history_frame_blanks_text_and_trims_created() -> None:
+    df = pd.DataFrame({"id": ["a", "b"], "created": ["2026-11-26T15:48:42+00:00", ""], "status": ["done", "failed"],
+                       "score": [None, 1.5], "group": [None, None], "label": [float("nan"), "note"],
+                       "variant": pd.Series(["x", None], dtype=object), "path": ["/x", "/y"]})
+    out = state.history_frame(df, ["id", "created", "status", "score", "group", "label", "variant"])
+    assert list(out.columns) == ["id", "created", "status", "score", "group", "label", "variant"]
+    assert list(out["created"]) == ["2026-11-26 15:48:42", ""]
+    assert list(out["group"]) == ["", ""] and list(out["label"]) == ["", "note"] and list(out["variant"]) == ["x", ""]
+    assert out["score"].isna().tolist() == [True, False]  # numbers stay numbers
+
+
+# ------------------------------------------------------------------------------------------------ M8: images
+
+
+def test_missing_and_unreadable_images_are_told_apart(tmp_path: Path) -> None:
+    from PIL import Image
+
+    good = tmp_path / "good.png"
+    Image.new("RGB", (40, 30), (1, 2, 3)).save(good)
+    truncated = tmp_path / "truncated.png"
+    truncated.write_bytes(good.read_bytes()[:60])
+    garbage = tmp_path / "garbage.jpg"
+    garbage.write_bytes(b"not an image at all")
+    assert state.image_problem(good) is None
+    assert state.image_problem(tmp_path / "nope.png") == "missing"
+    for bad in (truncated, garbage):
+        why = state.image_problem(bad)
+        assert why is not None and why.startswith("unreadable: ") and str(bad) not in why
+        thumb, reason = state.thumbnail_or_reason(bad, 32, tmp_path / "thumbs")
+        assert thumb is None and reason is not None and reason.startswith("unreadable: ") and str(bad) not in reason
+    assert state.thumbnail_or_reason(tmp_path / "nope.png", 32, tmp_path / "thumbs") == (None, "missing")
+    thumb, reason = state.thumbnail_or_reason(good, 32, tmp_path / "thumbs")
+    assert thumb and reason is None
+
+
+def test_datasets_page_counts_unreadable_images(dash_env: DashEnv) -> None:
+    (dash_env.data_root / "train" / DATASET / "s1_2.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
+    at = open_app("datasets")
+    assert not at.exception
+    table = frame_with(at, "unreadable")
+    assert dict(zip(table["scene"], table["unreadable"], strict=True)) == {"s1": 1, "s2": 0, "outliers": 0}
+    assert list(table["missing"]) == [0, 0, 0]
+    assert any("1 image cannot be decoded" in w.value and "s1_2.png" in w.value for w in at.warning)
+    assert any(c.value.startswith("s1_2.png (unreadable") for c in at.caption)
+    assert not any("image not found" in c.value for c in at.caption)
+
+
+# ------------------------------------------------------------------------------------------------ Results
+
+
+def test_loss_caption_does_not_call_the_discount_unavoidable(make_run: Callable[..., Path]) -> None:
+    make_run("run-a")
+    at = open_app("results", run="run-a", tab="Loss")
+    assert not at.exception
+    text = " ".join(c.value for c in at.caption)
+    assert "unavoidable" not in text and "vanishes when every camera passes" in text
+    assert "dataset" in frame_with(at, "discount").columns
+
+
+def test_images_tab_says_which_alignment_the_error_uses(make_run: Callable[..., Path]) -> None:
+    make_run("run-a")
+    at = open_app("results", run="run-a", tab="Images")
+    assert not at.exception
+    table = frame_with(at, "t2")
+    assert "error at t5's alignment (m)" in table.columns and "error (m)" not in table.columns
+    assert any("each column uses its own threshold's alignment" in c.value for c in at.caption)
+
+
+def test_failed_run_overview_shows_the_log_tail(make_run: Callable[..., Path]) -> None:
+    run_dir = make_run("run-f")
+    meta = json.loads((run_dir / "run.json").read_text())
+    (run_dir / "run.json").write_text(json.dumps({**meta, "status": "failed", "error": "/x.png: cannot decode"}))
+    for name in ("scores.json", "per_image.csv", "scenes.csv"):
+        (run_dir / name).unlink()
+    at = open_app("results", run="run-f", tab="Overview")
+    assert not at.exception
+    assert any("This run failed: /x.png: cannot decode" in e.value for e in at.error)
+    assert any("This run **failed**" in i.value and "Log" in i.value for i in at.info)
+    assert any("fabricated run for the dashboard tests" in c.value for c in at.code)
+
+
+def test_overview_scene_table_puts_the_warning_after_maa(make_run: Callable[..., Path]) -> None:
+    make_run("run-a")
+    at = open_app("results", run="run-a", tab="Overview")
+    assert not at.exception
+    table = frame_with(at, "warning")
+    cols = list(table.columns)
+    assert cols.index("warning") == cols.index("mAA") + 1
+    assert set(table["warning"]) == {""}
