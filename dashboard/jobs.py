@@ -15,6 +15,7 @@ This module never imports streamlit.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -52,6 +53,8 @@ class LaunchSpec:
         group: ties repeated runs (seeds) of one experiment together.
         label: free text stored in ``run.json``.
         use_cache: False adds ``--no-cache``.
+        split: ``train``, ``test`` or ``auto`` (``--split``; ``auto`` leaves the choice to the CLI: train when the
+            root has training datasets).
     """
 
     data_root: Path
@@ -61,6 +64,7 @@ class LaunchSpec:
     group: str | None = None
     label: str | None = None
     use_cache: bool = True
+    split: str = "auto"
 
 
 @dataclass
@@ -144,6 +148,8 @@ def build_command(spec: LaunchSpec, run_dir: Path) -> list[str]:
         cmd += ["--label", spec.label]
     if not spec.use_cache:
         cmd.append("--no-cache")
+    if spec.split and spec.split != "auto":
+        cmd += ["--split", spec.split]
     return cmd
 
 
@@ -161,6 +167,7 @@ def launch(spec: LaunchSpec, runs_dir: Path | None = None) -> Path:
     writer = RunWriter(run_dir)
     writer.write_meta(id=run_dir.name, created=now_iso(), status="running", variant=spec.variant,
                       data_root=str(spec.data_root), datasets=list(spec.datasets), overrides=list(spec.overrides),
+                      **({"split": spec.split} if spec.split != "auto" else {}),
                       group=spec.group, label=spec.label, launcher="dashboard", pid=None, error=None)
     writer.progress("starting", 0, 1, "starting the pipeline process", force=True)
     cmd = build_command(spec, run_dir)
@@ -194,8 +201,7 @@ def launch_repeats(spec: LaunchSpec, repeats: int = 1, seed: int | None = None,
         overrides = [o for o in spec.overrides if not (seed is not None and o.startswith("reconstruction.seed="))]
         if seed is not None:
             overrides.append(f"reconstruction.seed={int(seed) + i}")
-        one = LaunchSpec(spec.data_root, list(spec.datasets), spec.variant, overrides, group, spec.label,
-                         spec.use_cache)
+        one = dataclasses.replace(spec, datasets=list(spec.datasets), overrides=overrides, group=group)
         out.append(launch(one, runs_dir))
     return out
 

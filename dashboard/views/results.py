@@ -85,7 +85,7 @@ def filter_images(df: pd.DataFrame, status: str | None, text: str = "") -> pd.Da
 def registration_table(df: pd.DataFrame) -> pd.DataFrame:
     """Display frame: ✓/✗ per metric threshold, error, cluster vs GT scene, discounted cameras."""
     tick = {True: "✓", False: "✗"}
-    cols: dict[str, Any] = {"image": df["image"], "status": df["status"], "GT scene": df["scene"]}
+    cols: dict[str, Any] = {"image": df["image"], "GT scene": df["scene"], "status": df["status"]}
     for c, name in (("cluster", "cluster"), ("associated_cluster", "scene's cluster")):
         if c in df:
             cols[name] = df[c].fillna("").astype(str)
@@ -446,11 +446,27 @@ LOSS_CAPTION = (
     "table (mAA_recomputed).")
 
 
-def _number_columns(df: pd.DataFrame, fmt: str) -> dict[str, Any]:
-    """Compact number columns (``width="small"``) for every numeric column of ``df``, so wide tables fit."""
-    return {c: st.column_config.NumberColumn(format=fmt if pd.api.types.is_float_dtype(df[c]) else None,
-                                             width="small")
-            for c in df.columns if pd.api.types.is_numeric_dtype(df[c]) and not pd.api.types.is_bool_dtype(df[c])}
+#: Short headers (and their meaning) of loss_attribution's longer columns, so that none is cut off.
+LOSS_LABELS = {
+    "clusterness_score": ("clust. %", "clusterness of the dataset (percent)"),
+    "unregistered": ("unreg.", "score points lost to unregistered images"),
+    "inaccurate": ("inacc.", "score points lost to inaccurate poses"),
+    "mAA_recomputed": ("mAA recount", "mAA recounted from per_image.csv (percent)"),
+    "unregistered_slots": ("unreg. slots", "(image, threshold) slots failed by unregistered images"),
+    "inaccurate_slots": ("inacc. slots", "(image, threshold) slots failed by inaccurate poses"),
+}
+
+
+def _number_columns(df: pd.DataFrame, fmt: str, labels: dict[str, tuple[str, str]] | None = None) -> dict[str, Any]:
+    """Compact number columns (``width="small"``, ``fmt`` for floats) for every numeric column of ``df``, so wide
+    tables fit; ``labels`` gives some a shorter header and a tooltip (``{column: (header, help)}``)."""
+    out = {}
+    for c in df.columns:
+        if pd.api.types.is_numeric_dtype(df[c]) and not pd.api.types.is_bool_dtype(df[c]):
+            label, help_ = (labels or {}).get(c, (None, None))
+            out[c] = st.column_config.NumberColumn(label, format=fmt if pd.api.types.is_float_dtype(df[c]) else None,
+                                                   width="small", help=help_)
+    return out
 
 
 def tab_loss(rv: state.RunView) -> None:
@@ -463,7 +479,7 @@ def tab_loss(rv: state.RunView) -> None:
     st.caption(LOSS_CAPTION)
     state.show_figure("loss_attribution_bar", att, key="fig_loss")
     st.dataframe(att.round(3).rename_axis("dataset").reset_index(), hide_index=True, width="stretch",
-                 column_config=_number_columns(att, "%.3f"))
+                 column_config=_number_columns(att, "%.3f", LOSS_LABELS))
 
 
 def tab_timings(rv: state.RunView) -> None:

@@ -12,6 +12,8 @@ from dashboard import jobs, state
 
 SEED_KEY = "reconstruction.seed"
 DETERMINISTIC_KEY = "reconstruction.deterministic"
+#: Session key of the dataset picker per split.
+DATASETS_KEYS = {"train": "datasets", "test": "datasets_test"}
 HISTORY_COLS = ["id", "created", "status", "variant", "datasets", "score", "mAA", "clusterness", "label", "group",
                 "seed", "seconds"]
 
@@ -77,12 +79,21 @@ def launch_panel(root: Path) -> None:
     from imc_core.data import DataRoot
 
     dr = DataRoot(root)
-    split = "train" if dr.train_datasets() else "test"
-    names = dr.datasets(split)
-    if not names:
+    splits = [s for s, have in (("train", dr.train_datasets()), ("test", dr.test_datasets())) if have]
+    if not splits:
         st.warning(f"No datasets under {root}.")
         return
-    datasets = st.multiselect(f"Datasets ({split})", names, default=names, key="datasets")
+    split = splits[0]
+    if len(splits) > 1:  # a Kaggle download: train/ with labels and test/ without
+        split = st.radio("Split", splits, horizontal=True, key="split",
+                         help="train: datasets with ground truth (scored); test: images only (a submission, no "
+                              "score)")
+    names = dr.datasets(split)
+    # one picker per split (a widget of its own, so the browser never shows the other split's choice)
+    key = DATASETS_KEYS[split]
+    if not set(st.session_state.get(key) or []) <= set(names):
+        st.session_state.pop(key, None)  # another data root was picked in the sidebar: start from all of this one's
+    datasets = st.multiselect(f"Datasets ({split})", names, default=names, key=key)
     variants = list_variants()
     default_index = variants.index("default") if "default" in variants else 0
     variant = st.selectbox("Variant", variants, index=default_index, key="variant", bind="query-params")
@@ -117,7 +128,7 @@ def launch_panel(root: Path) -> None:
             return
         chosen = list(datasets) if len(datasets) < len(names) else []  # [] = every dataset of the root
         spec = jobs.LaunchSpec(root, chosen, variant, list(overrides), group.strip() or None, label.strip() or None,
-                               use_cache)
+                               use_cache, split)
         dirs = jobs.launch_repeats(spec, repeats, seed if repeats > 1 else None)
         st.session_state.setdefault("launched", [])
         st.session_state["launched"] = [str(d) for d in dirs] + st.session_state["launched"]

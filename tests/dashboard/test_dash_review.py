@@ -187,6 +187,7 @@ def test_images_tab_says_which_alignment_the_error_uses(make_run: Callable[..., 
     assert not at.exception
     table = frame_with(at, "t2")
     assert "error at t5's alignment (m)" in table.columns and "error (m)" not in table.columns
+    assert list(table.columns)[:3] == ["image", "GT scene", "status"]  # (the e2e test finds the table by them)
     assert any("each column uses its own threshold's alignment" in c.value for c in at.caption)
 
 
@@ -211,3 +212,43 @@ def test_overview_scene_table_puts_the_warning_after_maa(make_run: Callable[...,
     cols = list(table.columns)
     assert cols.index("warning") == cols.index("mAA") + 1
     assert set(table["warning"]) == {""}
+
+
+# ------------------------------------------------------------------------------------------------ split
+
+
+def test_build_command_passes_the_split(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    spec = jobs.LaunchSpec(tmp_path, ["a"], "default", ["x.y=1"], split="test")
+    cmd = jobs.build_command(spec, tmp_path / "run")
+    assert cmd[cmd.index("--split") + 1] == "test"
+    assert "--split" not in jobs.build_command(jobs.LaunchSpec(tmp_path), tmp_path / "run")  # auto: the CLI decides
+    launched: list[jobs.LaunchSpec] = []
+    monkeypatch.setattr(jobs, "launch", lambda s, runs_dir=None: launched.append(s) or tmp_path)
+    jobs.launch_repeats(spec, 2, seed=3)
+    assert [s.split for s in launched] == ["test", "test"] and [s.datasets for s in launched] == [["a"], ["a"]]
+
+
+def test_run_page_offers_the_split_when_the_root_has_both(dash_env: DashEnv,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    from PIL import Image
+
+    at = open_app("run")
+    assert not at.radio  # train only: nothing to choose
+    for name in ("tds", "tds2"):
+        (dash_env.data_root / "test" / name).mkdir(parents=True)
+        Image.new("RGB", (8, 8)).save(dash_env.data_root / "test" / name / "a.png")
+    started: list[jobs.LaunchSpec] = []
+    monkeypatch.setattr(jobs, "launch", lambda spec, runs_dir=None: started.append(spec) or dash_env.runs)
+    at = open_app("run")
+    assert list(at.radio(key="split").options) == ["train", "test"]
+    assert list(at.multiselect(key="datasets").options) == [DATASET]
+    at.radio(key="split").set_value("test").run()
+    assert not at.exception
+    picker = at.multiselect(key="datasets_test")
+    assert list(picker.options) == ["tds", "tds2"] and list(picker.value) == ["tds", "tds2"]
+    assert picker.label == "Datasets (test)"
+    picker.unselect("tds2").run()
+    at.button(key="launch").click().run()
+    assert [(s.split, s.datasets) for s in started] == [("test", ["tds"])]
+    at.radio(key="split").set_value("train").run()
+    assert list(at.multiselect(key="datasets").value) == [DATASET]
