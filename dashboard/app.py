@@ -81,7 +81,11 @@ def main() -> None:
     pages = {name: st.Page(file, title=title, url_path="index" if name == DEFAULT_PAGE else name, icon=ICONS[name],
                            default=(name == DEFAULT_PAGE))
              for name, (file, title) in PAGES.items()}
-    current = st.navigation([*pages.values(), default_page_alias(DEFAULT_PAGE, pages[DEFAULT_PAGE])])
+    alias = default_page_alias(DEFAULT_PAGE, pages[DEFAULT_PAGE])
+    current = st.navigation([*pages.values(), alias])
+    if current.url_path == alias.url_path:
+        # before the sidebar: once its root picker exists, `root` is bound to it and switch_page may not set it
+        switch_keeping_query(pages[DEFAULT_PAGE])
     follow_page_param(pages, current)
     root_picker()
     share = st.sidebar.container()

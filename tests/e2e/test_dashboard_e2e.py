@@ -20,6 +20,7 @@ import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote
 from typing import Any
 
 import pytest
@@ -290,7 +291,7 @@ def run_b(browser: Any, server: Server, run_a: LaunchedRun, artifacts: Path) -> 
 # ------------------------------------------------------------------------------------------------ flows
 
 
-def test_datasets_page_lists_bundled_data(page: Any, server: Server, artifacts: Path) -> None:
+def test_datasets_page_lists_bundled_data(page: Any, server: Server, artifacts: Path, tmp_path: Path) -> None:
     open_page(page, server, "/", lambda p: p.get_by_text("Thumbnails per scene"))
     rows = grid(page, "split", "dataset", "scenes")
     assert {r["dataset"] for r in rows} == {DATASET, OTHER_DATASET}
@@ -301,8 +302,11 @@ def test_datasets_page_lists_bundled_data(page: Any, server: Server, artifacts: 
     scroll_to(page, page.locator('[data-testid="stMetric"]').first)
     readme_shot(page, "datasets.png", artifacts)
     full_shot(page, artifacts / "00_datasets.png")
-    # typed by hand, /datasets (the page lives at /) lands on it with its query, not on "page not found"
-    open_page(page, server, f"/datasets?dataset=train%2F{OTHER_DATASET}",
+    # typed by hand, /datasets (the page lives at /) lands on it with its query, not on "page not found", and
+    # another root in that query (bound to the sidebar's picker) does not crash the redirect
+    shutil.copytree(REPO / "data" / "synthetic", tmp_path / "other")
+    root = quote(str(tmp_path / "other"), safe="")
+    open_page(page, server, f"/datasets?root={root}&dataset=train%2F{OTHER_DATASET}",
               lambda p: p.get_by_text("Thumbnails per scene"))
     expect(page.get_by_text("Page not found")).to_have_count(0)
     assert "/datasets" not in page.url
