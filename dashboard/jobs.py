@@ -27,10 +27,14 @@ from pathlib import Path
 from typing import Any
 
 from imc_core.fsutil import atomic_write_json
-from imc_core.runs import RunWriter, new_run_dir, now_iso, request_cancel, runs_root
+from imc_core.runs import RunWriter, new_run_dir, now_iso, record_failure, request_cancel, runs_root
 
 #: Command prefix of a job; tests replace it with a fake pipeline.
 BASE_COMMAND: list[str] = [sys.executable, "-m", "imc_core", "run"]
+#: The process that runs a queue of prepared run directories one after the other (:func:`launch_queue`).
+QUEUE_COMMAND: list[str] = [sys.executable, "-m", "dashboard.runqueue"]
+#: Seconds a queued run may wait for its queue process to record itself before it counts as stopped.
+QUEUE_START_S: float = 60.0
 #: Seconds between the CANCEL request and the SIGTERM fallback.
 CANCEL_GRACE_S: float = 10.0
 JOB_FILE = "job.json"
@@ -100,7 +104,7 @@ class Job:
     """State of one pipeline job as read from its run directory."""
 
     run_dir: Path
-    status: str  # running | cancelling | done | failed | cancelled | stopped | unknown
+    status: str  # queued | running | cancelling | done | failed | cancelled | stopped | unknown
     pid: int | None
     alive: bool
     stages: list[StageProgress]
@@ -118,7 +122,7 @@ class Job:
     @property
     def active(self) -> bool:
         """True while the process runs (also while a cancel request is pending)."""
-        return self.status in ("running", "cancelling")
+        return self.status in ("queued", "running", "cancelling")
 
 
 def format_seconds(s: float) -> str:
@@ -163,22 +167,59 @@ def launch(spec: LaunchSpec, runs_dir: Path | None = None) -> Path:
     Returns:
         The run directory (``run.json`` says ``running``; ``job.json`` has the pid and command).
     """
-    run_dir = new_run_dir(spec.variant, runs_dir or runs_root())
-    writer = RunWriter(run_dir)
-    writer.write_meta(id=run_dir.name, created=now_iso(), status="running", variant=spec.variant,
-                      data_root=str(spec.data_root), datasets=list(spec.datasets), overrides=list(spec.overrides),
-                      **({"split": spec.split} if spec.split != "auto" else {}),
-                      group=spec.group, label=spec.label, launcher="dashboard", pid=None, error=None)
-    writer.progress("starting", 0, 1, "starting the pipeline process", force=True)
+    run_dir = _prepare(spec, runs_dir, "running")
     cmd = build_command(spec, run_dir)
-    env = dict(os.environ)
-    env.setdefault("PYTHONUNBUFFERED", "1")
     with open(run_dir / JOB_LOG, "ab") as log:
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True, cwd=str(_repo_root()), env=env)
+                                start_new_session=True, cwd=str(_repo_root()), env=_job_env())
     _PROCS[str(run_dir)] = proc
     atomic_write_json(run_dir / JOB_FILE, {"pid": proc.pid, "command": cmd, "started": time.time()})
     return run_dir
+
+
+def _prepare(spec: LaunchSpec, runs_dir: Path | None, status: str) -> Path:
+    """A new run directory with the launcher's ``run.json`` (``status`` running or queued) and progress."""
+    run_dir = new_run_dir(spec.variant, runs_dir or runs_root())
+    writer = RunWriter(run_dir)
+    writer.write_meta(id=run_dir.name, created=now_iso(), status=status, variant=spec.variant,
+                      data_root=str(spec.data_root), datasets=list(spec.datasets), overrides=list(spec.overrides),
+                      **({"split": spec.split} if spec.split != "auto" else {}),
+                      group=spec.group, label=spec.label, launcher="dashboard", pid=None, error=None)
+    writer.progress("starting" if status == "running" else "queued", 0, 1,
+                    "starting the pipeline process" if status == "running" else "waiting for the runs before it",
+                    force=True)
+    return run_dir
+
+
+def _job_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    return env
+
+
+def launch_queue(specs: list[LaunchSpec], runs_dir: Path | None = None) -> list[Path]:
+    """Run ``specs`` one after the other in one background queue process (:mod:`dashboard.runqueue`).
+
+    Every run directory exists at once (``run.json`` says ``queued``, ``job.json`` holds its command), so the whole
+    queue shows in the job list and History; the queue starts each run when the one before it has ended. Runs side
+    by side would share the cores (each run's timings would mean nothing) and, with a cold cache, all compute the
+    same features.
+
+    Returns:
+        The run directories, in order.
+    """
+    dirs = []
+    for spec in specs:
+        run_dir = _prepare(spec, runs_dir, "queued")
+        atomic_write_json(run_dir / JOB_FILE, {"command": build_command(spec, run_dir), "queued": time.time()})
+        dirs.append(run_dir)
+    # the queue's own errors (it writes each run's output into that run's job.log) land in the first run's log
+    with open(dirs[0] / JOB_LOG, "ab") as log:
+        proc = subprocess.Popen([*QUEUE_COMMAND, *map(str, dirs)], stdin=subprocess.DEVNULL, stdout=log,
+                                stderr=subprocess.STDOUT, start_new_session=True, cwd=str(_repo_root()),
+                                env=_job_env())
+    _PROCS[f"queue:{dirs[0]}"] = proc
+    return dirs
 
 
 def launch_repeats(spec: LaunchSpec, repeats: int = 1, seed: int | None = None,
@@ -194,6 +235,15 @@ def launch_repeats(spec: LaunchSpec, repeats: int = 1, seed: int | None = None,
     Returns:
         The run directories, in seed order.
     """
+    specs = repeat_specs(spec, repeats, seed)
+    if len(specs) == 1:
+        return [launch(specs[0], runs_dir)]
+    return launch_queue(specs, runs_dir)
+
+
+def repeat_specs(spec: LaunchSpec, repeats: int = 1, seed: int | None = None) -> list[LaunchSpec]:
+    """The specs of :func:`launch_repeats`: seeds ``seed .. seed + repeats - 1`` (None: overrides kept as they
+    are), one group (made from the variant and the time when ``spec`` has none and ``repeats > 1``)."""
     repeats = max(1, int(repeats))
     group = spec.group or (f"{spec.variant}-{time.strftime('%Y%m%d-%H%M%S')}" if repeats > 1 else None)
     out = []
@@ -201,8 +251,7 @@ def launch_repeats(spec: LaunchSpec, repeats: int = 1, seed: int | None = None,
         overrides = [o for o in spec.overrides if not (seed is not None and o.startswith("reconstruction.seed="))]
         if seed is not None:
             overrides.append(f"reconstruction.seed={int(seed) + i}")
-        one = dataclasses.replace(spec, datasets=list(spec.datasets), overrides=overrides, group=group)
-        out.append(launch(one, runs_dir))
+        out.append(dataclasses.replace(spec, datasets=list(spec.datasets), overrides=overrides, group=group))
     return out
 
 
@@ -310,18 +359,36 @@ def job_status(run_dir: Path, now: float | None = None) -> Job:
     cancel = run_dir / "CANCEL"
     cancel_at = cancel.stat().st_mtime if cancel.exists() else None
     alive = raw == "running" and is_alive(pid, run_dir, markers)
+    error = meta.get("error")
     if raw == "running":
         if alive:
             status = "cancelling" if cancel_at is not None else "running"
         else:
             status = "cancelled" if cancel_at is not None else "stopped"
+    elif raw == "queued":
+        alive = _queue_alive(run_dir, now)
+        status = "queued" if alive else "stopped"
+        if not alive and not error:
+            error = "the queue process ended before this run started" + _log_tail_hint(run_dir)
     else:
         status = raw
-    error = meta.get("error")
     if status == "stopped" and not error:
         error = "the pipeline process ended without recording a result" + _log_tail_hint(run_dir)
     return Job(run_dir, status, pid, alive, stage_progress(progress, now), str(progress.get("stage", "")),
                str(progress.get("message", "")), str(meta.get("created", "")), cancel_at, error, meta)
+
+
+def _queue_alive(run_dir: Path, now: float | None = None) -> bool:
+    """Whether the queue process that owns a queued run still lives (it records its pid in ``job.json`` when it
+    starts; until then the run counts as waiting for :data:`QUEUE_START_S` seconds)."""
+    job = read_json(run_dir / JOB_FILE)
+    job = job if isinstance(job, dict) else {}
+    qpid = job.get("queue_pid")
+    if isinstance(qpid, int) and qpid > 0:
+        return is_alive(qpid, run_dir)  # its command line names every run directory of the queue
+    queued = job.get("queued")
+    now = time.time() if now is None else now
+    return isinstance(queued, (int, float)) and now - queued < QUEUE_START_S
 
 
 def _log_tail_hint(run_dir: Path) -> str:
@@ -333,7 +400,10 @@ def _log_tail_hint(run_dir: Path) -> str:
 
 
 def active_jobs(runs_dir: Path | None = None) -> list[Job]:
-    """Jobs whose ``run.json`` says ``running`` and whose process is alive, newest first."""
+    """Jobs whose ``run.json`` says ``running`` or ``queued`` and whose process (or queue) is alive, newest first."""
+    for key, proc in list(_PROCS.items()):  # reap finished queue processes started here
+        if key.startswith("queue:") and proc.poll() is not None:
+            del _PROCS[key]
     root = runs_dir or runs_root()
     jobs = []
     if root.is_dir():
@@ -341,7 +411,7 @@ def active_jobs(runs_dir: Path | None = None) -> list[Job]:
             if not p.is_dir() or p.name.startswith("."):
                 continue
             meta = read_json(p / "run.json")
-            if isinstance(meta, dict) and meta.get("status") == "running":
+            if isinstance(meta, dict) and meta.get("status") in ("running", "queued"):
                 job = job_status(p)
                 if job.active:
                     jobs.append(job)
@@ -352,8 +422,13 @@ def active_jobs(runs_dir: Path | None = None) -> list[Job]:
 
 
 def cancel(run_dir: Path) -> None:
-    """Ask the job to stop (writes ``CANCEL``; :func:`enforce_cancel` escalates after the grace period)."""
-    request_cancel(Path(run_dir))
+    """Ask the job to stop (writes ``CANCEL``; :func:`enforce_cancel` escalates after the grace period). A queued
+    run is marked cancelled at once: its queue skips it (and the pipeline would refuse its folder now)."""
+    run_dir = Path(run_dir)
+    request_cancel(run_dir)
+    meta = read_json(run_dir / "run.json")
+    if isinstance(meta, dict) and meta.get("status") == "queued":
+        record_failure(run_dir, "cancelled before it started", status="cancelled")
 
 
 def enforce_cancel(job: Job, grace_s: float | None = None, now: float | None = None) -> bool:

@@ -259,8 +259,9 @@ def live_status(status: str, run_dir: str | Path) -> str:
     """A run's status as the job list shows it: ``run.json`` says ``running`` until the pipeline writes its result,
     so a process that died (crash, kill, config error before the pipeline took over) would read ``running``
     forever; :func:`dashboard.jobs.job_status` checks the process and says ``stopped`` / ``cancelled`` instead.
-    Other statuses are returned as they are (no file is read)."""
-    if status != "running":
+    The same for ``queued`` runs whose queue process died. Other statuses are returned as they are (no file is
+    read)."""
+    if status not in ("running", "queued"):
         return status
     from dashboard.jobs import job_status
 

@@ -59,8 +59,8 @@ def check_run_dir(path: str | Path) -> bool:
     """Make sure ``path`` can take a new run, before anything is written there.
 
     Accepted: a path that does not exist yet, an empty folder, or a folder a launcher prepared (only
-    :data:`LAUNCHER_FILES`, its ``run.json`` saying ``running``). A finished run is never overwritten: its old
-    scores would pass for the new run's.
+    :data:`LAUNCHER_FILES`, its ``run.json`` saying ``running`` or ``queued``). A finished run is never overwritten:
+    its old scores would pass for the new run's.
 
     Returns:
         True for a prepared folder (a failure before the run starts is then recorded in its ``run.json``).
@@ -81,7 +81,7 @@ def check_run_dir(path: str | Path) -> bool:
     except InputError:
         meta = {"status": "unreadable run.json"}
     status = meta.get("status", "unknown") if isinstance(meta, dict) else None
-    if set(entries) <= LAUNCHER_FILES and status == "running":
+    if set(entries) <= LAUNCHER_FILES and status in ("running", "queued"):
         return True
     if status is not None:
         raise InputError(path, f"already holds a run (status {status}); choose a new folder or remove this one")
@@ -89,9 +89,10 @@ def check_run_dir(path: str | Path) -> bool:
                            "a run needs a new or empty folder")
 
 
-def record_failure(path: str | Path, error: str) -> None:
-    """Mark a prepared run folder (:func:`check_run_dir`) failed before its run started: ``run.json`` keeps the
-    launcher's fields and gets ``status`` ``failed``, the one-line ``error`` and ``finished``; ``log.txt`` says why."""
+def record_failure(path: str | Path, error: str, status: str = "failed") -> None:
+    """Mark a prepared run folder (:func:`check_run_dir`) ``failed`` (or ``cancelled``) before its run started:
+    ``run.json`` keeps the launcher's fields and gets ``status``, the one-line ``error`` and ``finished``;
+    ``log.txt`` says why."""
     path = Path(path)
     try:
         meta = _read_json(path / "run.json")
@@ -99,8 +100,8 @@ def record_failure(path: str | Path, error: str) -> None:
         meta = None
     writer = RunWriter(path)
     writer.write_meta(**(meta if isinstance(meta, dict) else {}))
-    writer.set_status("failed", error=error.splitlines()[0] if error else "failed")
-    writer.log(f"FAILED before the run started: {error}")
+    writer.set_status(status, error=error.splitlines()[0] if error else status)
+    writer.log(f"{status.upper()} before the run started: {error}")
 
 
 def _slug(text: str) -> str:

@@ -69,7 +69,7 @@ def test_stage_progress_eta_and_text() -> None:
     assert jobs.stage_progress(None) == []
 
 
-def test_build_command_and_repeats(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_build_command_and_repeats(tmp_path: Path) -> None:
     spec = jobs.LaunchSpec(tmp_path, ["a"], "default", ["features.max_keypoints=10", "reconstruction.seed=1"],
                            None, "note", False)
     cmd = jobs.build_command(spec, tmp_path / "RUN")
@@ -79,9 +79,7 @@ def test_build_command_and_repeats(tmp_path: Path, monkeypatch: pytest.MonkeyPat
         assert any(cmd[i: i + 2] == part for i in range(len(cmd)))
     assert "--no-cache" in cmd
 
-    launched: list[jobs.LaunchSpec] = []
-    monkeypatch.setattr(jobs, "launch", lambda s, runs_dir=None: launched.append(s) or tmp_path)
-    jobs.launch_repeats(spec, repeats=3, seed=7)
+    launched = jobs.repeat_specs(spec, repeats=3, seed=7)
     seeds = [[o for o in s.overrides if o.startswith("reconstruction.seed=")] for s in launched]
     assert seeds == [["reconstruction.seed=7"], ["reconstruction.seed=8"], ["reconstruction.seed=9"]]
     assert len({s.group for s in launched}) == 1 and launched[0].group

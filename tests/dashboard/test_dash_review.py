@@ -217,14 +217,12 @@ def test_overview_scene_table_puts_the_warning_after_maa(make_run: Callable[...,
 # ------------------------------------------------------------------------------------------------ split
 
 
-def test_build_command_passes_the_split(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_build_command_passes_the_split(tmp_path: Path) -> None:
     spec = jobs.LaunchSpec(tmp_path, ["a"], "default", ["x.y=1"], split="test")
     cmd = jobs.build_command(spec, tmp_path / "run")
     assert cmd[cmd.index("--split") + 1] == "test"
     assert "--split" not in jobs.build_command(jobs.LaunchSpec(tmp_path), tmp_path / "run")  # auto: the CLI decides
-    launched: list[jobs.LaunchSpec] = []
-    monkeypatch.setattr(jobs, "launch", lambda s, runs_dir=None: launched.append(s) or tmp_path)
-    jobs.launch_repeats(spec, 2, seed=3)
+    launched = jobs.repeat_specs(spec, 2, seed=3)
     assert [s.split for s in launched] == ["test", "test"] and [s.datasets for s in launched] == [["a"], ["a"]]
 
 

@@ -129,7 +129,7 @@ def test_cancel_writes_cancel_and_the_job_stops(dash_env: DashEnv, fake_pipeline
 
 def test_repeats_share_a_group_with_consecutive_seeds(dash_env: DashEnv, monkeypatch: pytest.MonkeyPatch) -> None:
     started: list[jobs.LaunchSpec] = []
-    monkeypatch.setattr(jobs, "launch", lambda spec, runs_dir=None: started.append(spec) or dash_env.runs)
+    monkeypatch.setattr(jobs, "launch_queue", lambda specs, runs_dir=None: started.extend(specs) or [dash_env.runs])
     at = run_page()
     at.number_input(key="cfg.default.reconstruction.seed").set_value(5)
     at.number_input(key="repeats").set_value(3)
@@ -137,3 +137,53 @@ def test_repeats_share_a_group_with_consecutive_seeds(dash_env: DashEnv, monkeyp
     assert [[o for o in s.overrides if "seed" in o] for s in started] == [
         ["reconstruction.seed=5"], ["reconstruction.seed=6"], ["reconstruction.seed=7"]]
     assert len({s.group for s in started}) == 1 and started[0].group
+
+
+def _wait_for(predicate: object, timeout: float = 60.0) -> None:
+    import time
+
+    end = time.time() + timeout
+    while not predicate():  # type: ignore[operator]
+        assert time.time() < end, "timed out"
+        time.sleep(0.05)
+
+
+@pytest.mark.timeout(180)
+def test_repeats_run_one_after_the_other_and_a_queued_one_can_be_cancelled(dash_env: DashEnv,
+                                                                           fake_pipeline: Path) -> None:
+    """Seeds side by side would share the cores (meaningless timings) and compute the same features cold: the
+    queue starts each run when the one before has ended; cancelling a waiting run takes it out at once."""
+    spec = jobs.LaunchSpec(dash_env.data_root, [], "default", [], "g")
+    dirs = jobs.launch_repeats(spec, 3, seed=0, runs_dir=dash_env.runs)
+    assert [json.loads((d / "run.json").read_text())["status"] for d in dirs] == ["queued"] * 3
+    _wait_for(lambda: (dirs[0] / "argv.json").exists())  # the fake of the first run has started
+    assert [jobs.job_status(d).status for d in dirs[1:]] == ["queued", "queued"]
+    assert {j.id for j in jobs.active_jobs(dash_env.runs)} >= {dirs[1].name, dirs[2].name}
+    assert not (dirs[1] / "argv.json").exists()
+    jobs.cancel(dirs[2])
+    assert jobs.job_status(dirs[2]).status == "cancelled"
+    with open(fake_pipeline, "w") as go:  # releases the first run
+        go.write("go")
+    _wait_for(lambda: (dirs[1] / "argv.json").exists())  # only now does the second start
+    assert json.loads((dirs[0] / "run.json").read_text())["status"] == "done"
+    with open(fake_pipeline, "w") as go:
+        go.write("go")
+    _wait_for(lambda: json.loads((dirs[1] / "run.json").read_text())["status"] == "done")
+    _wait_for(lambda: not jobs.active_jobs(dash_env.runs))
+    assert json.loads((dirs[2] / "run.json").read_text())["status"] == "cancelled"
+    assert not (dirs[2] / "argv.json").exists()  # never started
+    seeds = [json.loads((d / "argv.json").read_text()) for d in dirs[:2]]
+    assert [a[a.index("--set") + 1] for a in seeds] == ["reconstruction.seed=0", "reconstruction.seed=1"]
+
+
+def test_a_queue_that_died_leaves_its_runs_stopped(tmp_path: Path) -> None:
+    from imc_core.runs import RunWriter
+
+    run = tmp_path / "20260101-000000-x-abcd"
+    RunWriter(run).write_meta(id=run.name, status="queued", created="2026")
+    (run / jobs.JOB_FILE).write_text(json.dumps({"command": ["x"], "queued": 0, "queue_pid": 2**22 + 12345}))
+    job = jobs.job_status(run)
+    assert job.status == "stopped" and "queue process ended" in (job.error or "")
+    assert jobs.active_jobs(tmp_path) == []
+    (run / jobs.JOB_FILE).write_text(json.dumps({"command": ["x"], "queued": __import__("time").time()}))
+    assert jobs.job_status(run).status == "queued"  # its queue has not recorded itself yet

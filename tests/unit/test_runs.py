@@ -85,6 +85,12 @@ def test_check_run_dir_never_lets_a_run_write_over_another(tmp_path: Path) -> No
     assert meta["finished"] and "bad value" in (prepared / "log.txt").read_text()
     with pytest.raises(InputError, match=r"already holds a run \(status failed\)"):
         check_run_dir(prepared)
+    queued = tmp_path / "queued"  # a run the dashboard's queue starts later
+    RunWriter(queued).write_meta(id="queued", status="queued", launcher="dashboard")
+    assert check_run_dir(queued) is True
+    record_failure(queued, "cancelled before it started", status="cancelled")
+    with pytest.raises(InputError, match=r"already holds a run \(status cancelled\)"):
+        check_run_dir(queued)
 
 
 def test_list_runs_and_cancel_flag(tmp_path: Path) -> None:

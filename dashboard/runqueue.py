@@ -1,0 +1,62 @@
+"""Run prepared run directories one after the other: ``python -m dashboard.runqueue RUN_DIR [RUN_DIR ...]``.
+
+:func:`dashboard.jobs.launch_queue` prepares each directory (``run.json`` status ``queued``, ``job.json`` with the
+pipeline command) and starts this module in its own session, so the queue outlives Streamlit reruns and restarts.
+It records its pid in every ``job.json`` first (the job list tells a live queue from a dead one by it), then, for
+each directory in turn: skips it when it is no longer ``queued`` (cancelled meanwhile) or has a ``CANCEL`` request,
+else starts the command in a session of its own (so cancelling one run signals that run only), with its output in
+the directory's ``job.log``, records the run's pid and waits for it. A run that fails does not stop the queue.
+
+This module never imports streamlit.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from imc_core.fsutil import atomic_write_json
+from imc_core.runs import record_failure
+
+from dashboard.jobs import JOB_FILE, JOB_LOG, read_json
+
+
+def _job(run_dir: Path) -> dict:
+    job = read_json(run_dir / JOB_FILE)
+    return job if isinstance(job, dict) else {}
+
+
+def run_one(run_dir: Path) -> int | None:
+    """Start and wait for one prepared run; None when it was skipped (cancelled, or no command)."""
+    meta = read_json(run_dir / "run.json")
+    if not isinstance(meta, dict) or meta.get("status") != "queued":
+        return None  # cancelled from the dashboard (or taken over by someone else) while it waited
+    if (run_dir / "CANCEL").exists():
+        record_failure(run_dir, "cancelled before it started", status="cancelled")
+        return None
+    job = _job(run_dir)
+    cmd = job.get("command")
+    if not (isinstance(cmd, list) and cmd and all(isinstance(c, str) for c in cmd)):
+        record_failure(run_dir, f"{run_dir / JOB_FILE}: no command to run")
+        return None
+    with open(run_dir / JOB_LOG, "ab") as log:
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+    atomic_write_json(run_dir / JOB_FILE, {**job, "pid": proc.pid, "started": time.time()})
+    return proc.wait()
+
+
+def main(argv: list[str] | None = None) -> int:
+    dirs = [Path(a) for a in (sys.argv[1:] if argv is None else argv)]
+    for run_dir in dirs:
+        atomic_write_json(run_dir / JOB_FILE, {**_job(run_dir), "queue_pid": os.getpid()})
+    for run_dir in dirs:
+        run_one(run_dir)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
