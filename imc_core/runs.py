@@ -356,12 +356,24 @@ def export_bundle(run_dir: str | Path, out_zip: str | Path | None = None) -> Pat
     return out_zip
 
 
+def _same_results(a: Path, b: Path) -> bool:
+    """Whether two run folders hold the same config, submission and scores (byte for byte; run.json aside)."""
+    if not (a / "run.json").is_file():
+        return False
+    for name in ("config.toml", "submission.csv", "scores.json"):
+        fa, fb = a / name, b / name
+        if fa.exists() != fb.exists() or (fa.exists() and fa.read_bytes() != fb.read_bytes()):
+            return False
+    return True
+
+
 def import_bundle(zip_path: str | Path, root: Path | None = None) -> Path:
     """Validate and unpack a bundle made by :func:`export_bundle` into ``root`` (default runs root).
 
     Every member must sit inside one top folder (no absolute paths, no ``..``, no links), the required files must be
     there and parse, and the total size is bounded. An existing run with the same id is never overwritten: the
-    imported one gets a suffix.
+    imported one gets a suffix; when that run already holds the same results (the same bundle imported again), it
+    is returned and nothing is copied.
     """
     zip_path = Path(zip_path)
     root = root or runs_root()
@@ -413,6 +425,10 @@ def import_bundle(zip_path: str | Path, root: Path | None = None) -> Path:
             from .submission import read_pose_csv
 
             read_pose_csv(staging / "submission.csv")
+            for existing in [root / dest_name, *sorted(root.glob(f"{dest_name}-imported-*"))]:
+                if _same_results(existing, staging):
+                    shutil.rmtree(staging, ignore_errors=True)
+                    return existing
             if meta.get("status") == "running":
                 meta["status"] = "imported-incomplete"
             meta["imported_from"] = zip_path.name

@@ -116,8 +116,13 @@ def test_bundle_round_trip(tmp_path: Path) -> None:
     run = load_run(dest)
     assert run.scores["score"] == 50.0 and run.meta["imported_from"] == "b.zip"
     assert (dest / "models" / "ds" / "0" / "cameras.bin").exists()
-    dest2 = import_bundle(z, tmp_path / "theirs")  # same id again: never overwrites
-    assert dest2 != dest and dest.exists()
+    # the same bundle again: the run it already made, no silent duplicate
+    assert import_bundle(z, tmp_path / "theirs") == dest and len(list((tmp_path / "theirs").iterdir())) == 1
+    # another run under the same id: never overwrites, gets a suffix
+    (d / "scores.json").write_text(json.dumps({"score": 51.0, "mAA": 51.0, "clusterness": 100.0, "datasets": {}}))
+    dest2 = import_bundle(export_bundle(d, tmp_path / "b2.zip"), tmp_path / "theirs")
+    assert dest2 != dest and dest.exists() and load_run(dest2).scores["score"] == 51.0
+    assert import_bundle(tmp_path / "b2.zip", tmp_path / "theirs") == dest2
 
 
 def _zip(path: Path, members: dict[str, bytes]) -> Path:
