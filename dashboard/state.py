@@ -391,6 +391,18 @@ def history_frame(df: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
+def submission_summary(rv: RunView) -> pd.DataFrame | None:
+    """Per-dataset summary of a run's submission (:func:`imc_core.analysis.submission_summary`); None without
+    a readable submission.csv."""
+    from imc_core.analysis import submission_summary as summarize
+
+    try:
+        sub = _submission(rv.path, run_mtime(Path(rv.path)))
+    except InputError:
+        return None
+    return None if sub is None else summarize(sub)
+
+
 def _submission(path: str, mtime: float) -> pd.DataFrame | None:
     from imc_core.submission import read_pose_csv
 

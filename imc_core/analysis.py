@@ -637,6 +637,32 @@ def default_pair(arms: Mapping[str, Sequence[str]], reference: str | None = None
 # ------------------------------------------------------------------------------------------ appearance embedding
 
 
+def submission_summary(sub: pd.DataFrame) -> pd.DataFrame:
+    """What a submission holds per dataset, without ground truth (a test-split run): images, registered images
+    (finite pose), clusters and the largest one, outliers.
+
+    Args:
+        sub: pose frame of a submission (:func:`imc_core.submission.read_pose_csv`).
+
+    Returns:
+        One row per dataset, in file order: ``dataset, images, registered, clusters, largest_cluster, outliers``.
+    """
+    cols = ["dataset", "images", "registered", "clusters", "largest_cluster", "outliers"]
+    if sub is None or sub.empty:
+        return pd.DataFrame(columns=cols)
+    pose = [c for c in sub.columns if (c.startswith("r") and c[1:].isdigit()) or c in ("tx", "ty", "tz")]
+    finite = np.isfinite(sub[pose].to_numpy(dtype=float)).all(axis=1)
+    rows = []
+    for name, g in sub.assign(_ok=finite).groupby("dataset", sort=False):
+        scene = g["scene"].astype(str)
+        clustered = g[scene != "outliers"]
+        sizes = clustered.groupby("scene").size()
+        rows.append({"dataset": str(name), "images": len(g), "registered": int(g["_ok"].sum()),
+                     "clusters": int(len(sizes)), "largest_cluster": int(sizes.max()) if len(sizes) else 0,
+                     "outliers": int((scene == "outliers").sum())})
+    return pd.DataFrame(rows, columns=cols)
+
+
 def pooled_local_descriptors(features_path: str | Path, names: Sequence[str]) -> np.ndarray:
     """One appearance vector per image from its cached local features (a stand-in when a run has no global ones).
 

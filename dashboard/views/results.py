@@ -157,6 +157,9 @@ def headline(rv: state.RunView) -> None:
     if not scores:
         if rv.status in ("failed", "stopped", "cancelled"):
             st.caption(f"No scores: the run {ENDED[rv.status]}.")
+        elif rv.meta.get("split") == "test":
+            st.info("A test-split run: no ground truth, so no score. Its submission.csv (with image_id) is the file "
+                    "Kaggle takes; the Overview tab says what it holds.")
         else:
             st.info("No scores.json in this run (no ground truth for its data, or it did not finish).")
         return
@@ -284,6 +287,11 @@ def tab_overview(rv: state.RunView, dataset: str | None, scene: str | None) -> N
         st.info(f"This run **{ENDED[rv.status]}** (the reason is above). {where} in the **Log** tab.")
         if tail:
             st.code(tail, language="text")
+    if not rv.scores and failure is None:
+        summary = state.submission_summary(rv)
+        if summary is not None and not summary.empty:
+            st.markdown("**What the submission holds** (no ground truth to score it against)")
+            st.dataframe(summary, hide_index=True, width="stretch")
     if rv.scores:
         state.show_figure("score_bars", rv.scores, key="fig_scores")
         per_ds = pd.DataFrame.from_dict(rv.scores.get("datasets") or {}, orient="index")

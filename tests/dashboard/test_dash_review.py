@@ -250,3 +250,23 @@ def test_run_page_offers_the_split_when_the_root_has_both(dash_env: DashEnv,
     assert [(s.split, s.datasets) for s in started] == [("test", ["tds"])]
     at.radio(key="split").set_value("train").run()
     assert list(at.multiselect(key="datasets").value) == [DATASET]
+
+
+def test_a_test_split_run_says_what_its_submission_holds(make_run: Callable[..., Path], dash_env: DashEnv) -> None:
+    """No ground truth, no score: the headline says it is a Kaggle submission and the Overview counts what it
+    holds, instead of a blank page."""
+    run = make_run("test-run")
+    for name in ("scores.json", "per_image.csv", "scenes.csv", "alignments.json"):
+        (run / name).unlink()
+    meta = json.loads((run / "run.json").read_text())
+    (run / "run.json").write_text(json.dumps({**meta, "split": "test"}))
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
+    at.query_params["page"] = "results"
+    at.query_params["run"] = "test-run"
+    at.run()
+    assert not errors_and_exceptions(at)[1]
+    assert any("test-split run" in i.value for i in at.info)
+    summary = next(d.value for d in at.dataframe if "largest_cluster" in d.value.columns)
+    # 10 images: s1 (5) in cluster0, s2 (4) in cluster1 but s2_3 submitted as an outlier, one GT outlier
+    assert summary.to_dict("records") == [{"dataset": DATASET, "images": 10, "registered": 8, "clusters": 2,
+                                           "largest_cluster": 5, "outliers": 2}]

@@ -331,3 +331,20 @@ def test_per_image_delta_only_over_given_datasets() -> None:
     assert set(out["dataset"]) == {"shared"} and len(out) == 3
     assert out["pass_change"].value_counts().to_dict() == {"lost": 1, "both": 2}
     assert len(analysis.per_image_delta(a, b, datasets=[])) == 0
+
+
+def test_submission_summary_counts_without_ground_truth() -> None:
+    from imc_core.analysis import submission_summary
+
+    nan = [float("nan")] * 12
+    eye = [1.0, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0]
+    cols = [f"r{i}{j}" for i in range(3) for j in range(3)] + ["tx", "ty", "tz"]
+    rows = [("b", "cluster0", "x.png", eye), ("a", "cluster0", "p.png", eye), ("a", "cluster0", "q.png", eye),
+            ("a", "cluster1", "r.png", eye), ("a", "outliers", "s.png", nan), ("a", "cluster1", "t.png", nan)]
+    sub = pd.DataFrame([{"dataset": d, "scene": s, "image": i, **dict(zip(cols, v, strict=True))}
+                        for d, s, i, v in rows])
+    out = submission_summary(sub)
+    assert out.to_dict("records") == [
+        {"dataset": "b", "images": 1, "registered": 1, "clusters": 1, "largest_cluster": 1, "outliers": 0},
+        {"dataset": "a", "images": 5, "registered": 3, "clusters": 2, "largest_cluster": 2, "outliers": 1}]
+    assert list(submission_summary(sub.iloc[:0]).columns) == list(out.columns)
