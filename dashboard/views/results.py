@@ -131,6 +131,10 @@ def header(rv: state.RunView) -> None:
     bits = [f"status **{rv.status}**", f"variant **{meta.get('variant', '?')}**", f"created {meta.get('created', '?')}"]
     if meta.get("group"):
         bits.append(f"group **{meta['group']}**")
+    if meta.get("label"):
+        bits.append(f"label *{meta['label']}*")
+    if meta.get("split") == "test":
+        bits.append("test split")
     if meta.get("seed") is not None:
         bits.append(f"seed {meta['seed']}")
     if meta.get("imported_from"):
@@ -138,6 +142,8 @@ def header(rv: state.RunView) -> None:
     st.markdown(" · ".join(bits))
     if meta.get("overrides"):
         st.caption("overrides: " + " ".join(f"`{o}`" for o in meta["overrides"]))
+    for warning in meta.get("warnings") or []:  # settings that took no part (imc_core.config.unused_settings)
+        st.caption(f"⚠ {warning}")
     where = [f"data root `{meta['data_root']}`"] if meta.get("data_root") else []
     where += [f"device {meta['device']}"] if meta.get("device") else []
     where += [f"{meta['jobs']} datasets reconstructed at once"] if (meta.get("jobs") or 1) > 1 else []

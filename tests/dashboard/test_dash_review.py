@@ -270,3 +270,16 @@ def test_a_test_split_run_says_what_its_submission_holds(make_run: Callable[...,
     # 10 images: s1 (5) in cluster0, s2 (4) in cluster1 but s2_3 submitted as an outlier, one GT outlier
     assert summary.to_dict("records") == [{"dataset": DATASET, "images": 10, "registered": 8, "clusters": 2,
                                            "largest_cluster": 5, "outliers": 2}]
+
+
+def test_results_header_shows_label_and_unread_settings(make_run: Callable[..., Path]) -> None:
+    run = make_run("labelled")
+    meta = json.loads((run / "run.json").read_text())
+    (run / "run.json").write_text(json.dumps({**meta, "label": "try cauchy 0.5", "warnings": [
+        "pairs.k not read by pairs.method = exhaustive"]}))
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
+    at.query_params["page"] = "results"
+    at.query_params["run"] = "labelled"
+    at.run()
+    assert any("label *try cauchy 0.5*" in m.value for m in at.markdown)
+    assert any("pairs.k not read" in c.value for c in at.caption)
