@@ -281,16 +281,31 @@ def within_noise(a: Sequence[float], b: Sequence[float], alpha: float = 0.05) ->
         ``True`` (within noise), ``False`` (a real difference) or ``None`` when either side has fewer than two
         values (unknown).
     """
-    from scipy import stats
-
-    xa = np.asarray([x for x in a if x is not None and not math.isnan(float(x))], dtype=float)
-    xb = np.asarray([x for x in b if x is not None and not math.isnan(float(x))], dtype=float)
+    xa, xb = _finite(a), _finite(b)
     if xa.size < 2 or xb.size < 2:
         return None
     if np.ptp(xa) == 0 and np.ptp(xb) == 0:
         return bool(np.isclose(xa[0], xb[0], rtol=0.0, atol=1e-12))
-    p = stats.ttest_ind(xa, xb, equal_var=False).pvalue
-    return bool(p > alpha)
+    return bool(welch_p(xa, xb) > alpha)
+
+
+def welch_p(a: Sequence[float], b: Sequence[float]) -> float | None:
+    """Two-sided p-value of Welch's t-test between two sets of repeated scores (:func:`within_noise`'s test).
+
+    Returns:
+        The p-value, or None when either side has fewer than two values or both have zero spread (deterministic
+        runs: no noise to test against).
+    """
+    from scipy import stats
+
+    xa, xb = _finite(a), _finite(b)
+    if xa.size < 2 or xb.size < 2 or (np.ptp(xa) == 0 and np.ptp(xb) == 0):
+        return None
+    return float(stats.ttest_ind(xa, xb, equal_var=False).pvalue)
+
+
+def _finite(values: Sequence[float]) -> np.ndarray:
+    return np.asarray([x for x in values if x is not None and not math.isnan(float(x))], dtype=float)
 
 
 # --------------------------------------------------------------------------------------------------------------

@@ -113,6 +113,8 @@ def headline_table(arms: dict[str, list[state.RunView]], dataset: str | None = N
     ``shared`` datasets (the ones every run scored) when given; ``deltas=False`` leaves out Δ and noise (runs
     that share no dataset cannot be compared).
     """
+    from imc_core.analysis import welch_p
+
     ref = next(iter(arms.values()))
     ref_scores = _scores(ref, dataset, "score", shared)
     ref_mean, _ = _mean_std(ref_scores)
@@ -124,6 +126,8 @@ def headline_table(arms: dict[str, list[state.RunView]], dataset: str | None = N
             row["Δ score"] = 0.0 if runs is ref else mean - ref_mean
             row["noise"] = "reference" if runs is ref else state.noise_verdict(
                 ref_scores, _scores(runs, dataset, "score", shared))
+            p = None if runs is ref else welch_p(ref_scores, _scores(runs, dataset, "score", shared))
+            row["p (Welch)"] = p if p is not None else float("nan")
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -149,8 +153,9 @@ def per_dataset_table(arms: dict[str, list[state.RunView]], scope: CompareScope)
 
 
 def drop_empty_spread(table: pd.DataFrame) -> pd.DataFrame:
-    """Without the ``… ± std`` columns that have no value (no arm has repeats): a column of blanks says nothing."""
-    empty = [c for c in table.columns if str(c).endswith(" ± std") and table[c].isna().all()]
+    """Without the ``… ± std`` and p-value columns that have no value (no arm has repeats): a column of blanks says
+    nothing."""
+    empty = [c for c in table.columns if (str(c).endswith(" ± std") or c == "p (Welch)") and table[c].isna().all()]
     return table.drop(columns=empty)
 
 
@@ -181,8 +186,9 @@ def import_panel() -> None:
         if up.file_id in done:
             st.success(f"Imported as {done[up.file_id]}")
             return
-        from imc_core.runs import import_bundle
+        from imc_core.runs import import_bundle, runs_root
 
+        before = {p.name for p in runs_root().iterdir()} if runs_root().is_dir() else set()
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / Path(up.name).name
             path.write_bytes(up.getvalue())
@@ -191,8 +197,8 @@ def import_panel() -> None:
             except ImcError as err:
                 st.error(f"Import failed: {str(err).splitlines()[0]}")
                 return
-        done[up.file_id] = dest.name
-        st.success(f"Imported as {dest.name}")
+        done[up.file_id] = dest.name if dest.name not in before else f"{dest.name} (already here: nothing copied)"
+        st.success(f"Imported as {done[up.file_id]}")
 
 
 def _pipeline_config(config: dict[str, object]) -> dict[str, object]:
@@ -308,7 +314,8 @@ def side_by_side(views: list[state.RunView]) -> None:
 
 
 def _numbers(table: pd.DataFrame, text: tuple[str, ...]) -> dict[str, object]:
-    return {c: st.column_config.NumberColumn(format="%.2f") for c in table.columns if c not in text}
+    return {c: st.column_config.NumberColumn(format="%.3g" if c == "p (Welch)" else "%.2f")
+            for c in table.columns if c not in text}
 
 
 def main() -> None:
@@ -367,8 +374,8 @@ def main() -> None:
         st.caption("Each arm's overall over its own datasets: not comparable.")
     else:
         over = "" if scope.complete else f" Overall = mean over {', '.join(shared)}, as the metric averages datasets."
-        st.caption("noise: Welch t-test between repeated runs (groups); with repeats on one side only, "
-                   "|Δ| ≤ 2·std of that side counts as within noise." + over)
+        st.caption("noise: Welch t-test between repeated runs (groups), significant when p (Welch) ≤ 0.05; with "
+                   "repeats on one side only, |Δ| ≤ 2·std of that side counts as within noise." + over)
         bars = {k: [scores_on(rv.scores, shared) for rv in v] for k, v in arms.items()}
         state.show_figure("compare_bars", bars, key="fig_compare",
                           title=None if scope.complete else f"score on the shared datasets ({', '.join(shared)})")

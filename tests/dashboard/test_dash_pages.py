@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -189,6 +190,7 @@ def test_compare_deltas_and_noise_marker(make_run: Callable[..., Path]) -> None:
     assert head.loc["group: same", "noise"] == "≈ within noise"
     better = next(a for a in head.index if "better" in a)
     assert head.loc[better, "noise"] == "significant"
+    assert head.loc["group: same", "p (Welch)"] > 0.05 and pd.isna(head.loc["group: base", "p (Welch)"])
     assert head.loc[better, "Δ score"] == pytest.approx(75.0 - (60.0 + 60.4 + 59.8) / 3)
     assert head.loc["group: base", "score ± std"] == pytest.approx(0.3055, abs=1e-3)
     per_ds = frame_with(at, "dataset")
@@ -232,6 +234,10 @@ def test_good_bundle_is_imported(make_run: Callable[..., Path], dash_env: DashEn
 
     run = make_run("shared-run", score=70.0)
     data = export_bundle(run, tmp_path / "b.zip").read_bytes()
+    at = open_app("compare")
+    at.file_uploader(key="bundle").upload("b.zip", data, "application/zip").run()
+    assert any("shared-run (already here: nothing copied)" in s.value for s in at.success)  # the very same run
+    make_run("shared-run", score=71.0)  # a teammate's run of the same id, other results
     at = open_app("compare")
     at.file_uploader(key="bundle").upload("b.zip", data, "application/zip").run()
     assert_clean(at)

@@ -348,3 +348,16 @@ def test_submission_summary_counts_without_ground_truth() -> None:
         {"dataset": "b", "images": 1, "registered": 1, "clusters": 1, "largest_cluster": 1, "outliers": 0},
         {"dataset": "a", "images": 5, "registered": 3, "clusters": 2, "largest_cluster": 2, "outliers": 1}]
     assert list(submission_summary(sub.iloc[:0]).columns) == list(out.columns)
+
+
+def test_welch_p_is_scipys_and_needs_repeats() -> None:
+    from scipy import stats
+
+    from imc_core.analysis import welch_p, within_noise
+
+    a, b = [60.0, 60.5, 59.8], [61.0, 62.1, 61.4]
+    assert welch_p(a, b) == pytest.approx(stats.ttest_ind(a, b, equal_var=False).pvalue)
+    assert within_noise(a, b) is (welch_p(a, b) > 0.05)
+    assert welch_p([60.0], b) is None and welch_p([60.0, 60.0], [61.0, 61.0]) is None
+    assert welch_p([60.0, float("nan"), 60.4], [61.0, 61.5]) == pytest.approx(
+        stats.ttest_ind([60.0, 60.4], [61.0, 61.5], equal_var=False).pvalue)
