@@ -41,7 +41,9 @@ __all__ = [
     "per_image_delta",
     "pooled_local_descriptors",
     "scores_on",
+    "submission_summary",
     "unscored_reason",
+    "welch_p",
     "within_noise",
 ]
 
@@ -649,7 +651,9 @@ def default_pair(arms: Mapping[str, Sequence[str]], reference: str | None = None
     return (a, filled[reference][1]) if len(filled[reference]) > 1 else None
 
 
-# ------------------------------------------------------------------------------------------ appearance embedding
+# --------------------------------------------------------------------------------------------------------------
+# test-split runs
+# --------------------------------------------------------------------------------------------------------------
 
 
 def submission_summary(sub: pd.DataFrame) -> pd.DataFrame:
@@ -676,6 +680,9 @@ def submission_summary(sub: pd.DataFrame) -> pd.DataFrame:
                      "clusters": int(len(sizes)), "largest_cluster": int(sizes.max()) if len(sizes) else 0,
                      "outliers": int((scene == "outliers").sum())})
     return pd.DataFrame(rows, columns=cols)
+
+
+# ------------------------------------------------------------------------------------------ appearance embedding
 
 
 def pooled_local_descriptors(features_path: str | Path, names: Sequence[str]) -> np.ndarray:

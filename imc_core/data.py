@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import os
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -414,7 +415,7 @@ class DataRoot:
         _check_split(split)
         return self.train_datasets() if split == "train" else self.test_datasets()
 
-    def select(self, datasets: list[str] | tuple[str, ...] | None = None, split: str = "auto") -> tuple[str, list[str]]:
+    def select(self, datasets: Sequence[str] | None = None, split: str = "auto") -> tuple[str, list[str]]:
         """The split and dataset names a run covers, checked before anything runs.
 
         Args:
@@ -431,8 +432,8 @@ class DataRoot:
         names = list(dict.fromkeys(datasets or []))
         train, test = self.train_datasets(), self.test_datasets()
         if split == "auto":
-            split = "test" if (names and not set(names) <= set(train) and set(names) <= set(test)) or not train \
-                else "train"
+            only_test = bool(names) and not set(names) <= set(train) and set(names) <= set(test)
+            split = "test" if only_test or not train else "train"
         have = train if split == "train" else test
         if not have:
             where = "train/ or test/" if not (train or test) else f"{split}/" + (

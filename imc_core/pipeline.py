@@ -176,7 +176,7 @@ def run_pipeline(
         root = DataRoot(Path(data_root))
         split, names = root.select(datasets, split)
     except ImcError as err:
-        if prepared:  # the launcher's folder says "running": it must learn why nothing ran
+        if prepared:  # the launcher's folder says running/queued: it must learn why nothing ran
             record_failure(Path(out), str(err))
         raise
     try:
@@ -187,17 +187,18 @@ def run_pipeline(
             from None
     rep = _Reporter(writer, progress, should_cancel)
     t_start = time.perf_counter()
+    unread = unused_settings(cfg)
     writer.write_meta(
         id=run_dir.name, created=now_iso(), status="running", variant=variant,
         data_root=str(Path(data_root).resolve()), pid=os.getpid(),
         split=split, datasets=list(names), config_hash=cfg.hash(), device=_device_name(),
         deterministic=cfg.reconstruction.deterministic, seed=cfg.reconstruction.seed, overrides=list(overrides),
-        label=label, group=group, host=platform.node(), error=None, warnings=unused_settings(cfg),
+        label=label, group=group, host=platform.node(), error=None, warnings=unread,
     )
     writer.write_text("config.toml", dump_config(cfg, {"variant": variant, "overrides": list(overrides)}))
     writer.log(f"run {run_dir.name}: variant={variant} overrides={list(overrides)} data_root={data_root} "
                f"split={split}")
-    writer.log_lines(f"WARNING: {w}" for w in unused_settings(cfg))
+    writer.log_lines(f"WARNING: {w}" for w in unread)
     timings: dict[str, Any] = {"total": 0.0, "datasets": {}, "cache": {}}
     try:
         n_jobs = reconstruction_jobs(cfg, len(names), jobs)

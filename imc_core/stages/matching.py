@@ -55,7 +55,7 @@ class MatchingConfig:
     max_distance: float = 0.7  # nn: max descriptor angle in radians (COLMAP default for SIFT)
     fp16: bool = False  # kornia mixed precision on CUDA; off: 5.5× slower than fp32 on an H200 (BENCHMARKS.md)
     batch_size: int = 8  # pairs per LightGlue batch on GPU (CPU: pairs run one at a time)
-    colmap_threads: int = 0  # colmap on CPU: 1 = one thread (repeatable), -1 = all cores, 0 = 1 if deterministic else -1
+    colmap_threads: int = 0  # colmap (CPU) threads: 1 (repeatable), -1 = all cores, 0 = 1 if deterministic else -1
     device: str = "auto"  # auto | cuda | cpu
 
     def __post_init__(self) -> None:
