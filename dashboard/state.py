@@ -390,7 +390,6 @@ def history_frame(df: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
 # ------------------------------------------------------------------------------------------------------ 3-D views
 
 
-@st.cache_data(max_entries=16, show_spinner=False)
 def submission_summary(rv: RunView) -> pd.DataFrame | None:
     """Per-dataset summary of a run's submission (:func:`imc_core.analysis.submission_summary`); None without
     a readable submission.csv."""
@@ -403,6 +402,7 @@ def submission_summary(rv: RunView) -> pd.DataFrame | None:
     return None if sub is None else summarize(sub)
 
 
+@st.cache_data(max_entries=16, show_spinner=False)
 def _submission(path: str, mtime: float) -> pd.DataFrame | None:
     from imc_core.submission import read_pose_csv
 
