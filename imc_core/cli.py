@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import TextIO
 
-from .errors import ImcError
+from .errors import ConfigError, ImcError
 
 
 def _cmd_score(args: argparse.Namespace) -> int:
@@ -143,8 +143,19 @@ def _cmd_variants(args: argparse.Namespace) -> int:
 
 
 def _cmd_runs(args: argparse.Namespace) -> int:
-    from .runs import list_runs
+    from .runs import list_runs, remove_runs
 
+    if args.action == "rm":
+        if not (args.ids or args.status):
+            raise ConfigError("runs rm: name RUN_IDs and/or --status")
+        gone = remove_runs(args.ids, Path(args.root) if args.root else None, statuses=args.status,
+                           force=args.force, dry_run=args.dry_run)
+        for p in gone:
+            print(f"{'would remove' if args.dry_run else 'removed'} {p}")
+        print(f"{len(gone)} run(s){' (dry run)' if args.dry_run else ''}")
+        return 0
+    if args.ids:
+        raise ConfigError(f"runs: unexpected {' '.join(args.ids)} (did you mean `runs rm`?)")
     df = list_runs(Path(args.root) if args.root else None)
     cols = ["id", "status", "variant", "datasets", "score", "mAA", "clusterness", "seconds", "seed", "group", "label"]
     df = df.astype({"seed": "Int64"})[cols].astype(object).where(df[cols].notna(), "")
@@ -282,8 +293,16 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("variants", help="list pipeline variants")
     s.set_defaults(func=_cmd_variants)
 
-    s = sub.add_parser("runs", help="list run directories")
-    s.add_argument("--root")
+    s = sub.add_parser("runs", help="list run directories, or remove some",
+                       description="Without an action: every run with its scores. `rm` deletes the runs named and/or "
+                       "every run of a --status (cache artifacts stay: `cache prune --unused` frees them).")
+    s.add_argument("action", nargs="?", choices=["list", "rm"], default="list")
+    s.add_argument("ids", nargs="*", metavar="RUN_ID", help="rm: run folder names")
+    s.add_argument("--root", help="runs folder (default $IMC_RUNS_DIR or data/runs)")
+    s.add_argument("--status", action="append", default=[],
+                   help="rm: every run with this status (repeatable), e.g. failed, cancelled")
+    s.add_argument("--force", action="store_true", help="rm: also runs that say running/queued (dead ones only)")
+    s.add_argument("--dry-run", action="store_true", help="rm: list what would go, remove nothing")
     s.set_defaults(func=_cmd_runs)
 
     s = sub.add_parser("export", help="export a run as a zip bundle")

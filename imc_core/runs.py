@@ -171,6 +171,64 @@ class RunWriter:
         return (self.path / "CANCEL").exists()
 
 
+#: statuses of a run whose process may still write into its folder
+LIVE_STATUSES = ("running", "queued")
+
+
+def remove_runs(ids: Iterable[str] = (), root: Path | None = None, *, statuses: Iterable[str] = (),
+                force: bool = False, dry_run: bool = False) -> list[Path]:
+    """Delete run folders under ``root`` (default runs root): the runs named in ``ids`` and every run whose
+    ``run.json`` status is in ``statuses`` (e.g. ``failed``). Cache artifacts stay (``cache prune --unused`` then
+    frees those no remaining run needs).
+
+    Args:
+        ids: run folder names (plain names inside ``root``; no path).
+        statuses: statuses to delete in bulk.
+        force: also delete runs that say ``running`` or ``queued`` (a process may still be writing: only for runs
+            known to be dead).
+        dry_run: return what would go, delete nothing.
+
+    Returns:
+        The run folders deleted (or that would be).
+
+    Raises:
+        InputError: an id that is not a run folder under ``root``, or a live-looking run without ``force``
+            (nothing is deleted then).
+    """
+    root = Path(root or runs_root())
+    chosen: dict[Path, str] = {}
+    for run_id in ids:
+        path = root / run_id
+        if run_id in {"", ".", ".."} or Path(run_id).name != run_id or not (path / "run.json").is_file():
+            raise InputError(path, "no such run folder")
+        chosen[path] = run_id
+    wanted = set(statuses)
+    if wanted and root.is_dir():
+        for p in sorted(root.iterdir()):
+            meta = _read_json_quiet(p / "run.json")
+            if isinstance(meta, dict) and meta.get("status") in wanted:
+                chosen[p] = p.name
+    if not force:
+        for path in chosen:
+            meta = _read_json_quiet(path / "run.json")
+            status = meta.get("status") if isinstance(meta, dict) else None
+            if status in LIVE_STATUSES:
+                raise InputError(path, f"run is {status} (its process may still write there); cancel it first, or "
+                                       "force the removal if it is dead")
+    out = sorted(chosen)
+    if not dry_run:
+        for path in out:
+            shutil.rmtree(path)
+    return out
+
+
+def _read_json_quiet(path: Path) -> Any:
+    try:
+        return _read_json(path)
+    except InputError:
+        return None
+
+
 def request_cancel(run_dir: Path) -> None:
     """Ask a running pipeline to stop (it polls for this file between steps)."""
     (Path(run_dir) / "CANCEL").write_text(now_iso())

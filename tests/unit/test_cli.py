@@ -143,3 +143,16 @@ def test_piping_into_head_gives_no_traceback() -> None:
     proc = subprocess.run(f"{sys.executable} -m imc_core variants | true", shell=True, capture_output=True,
                           text=True, cwd=Path(__file__).resolve().parents[2])
     assert proc.returncode == 0 and "Traceback" not in proc.stderr and "BrokenPipe" not in proc.stderr, proc.stderr
+
+
+def test_runs_rm(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from imc_core.runs import RunWriter
+
+    for name, status in (("a", "done"), ("b", "failed"), ("c", "cancelled")):
+        RunWriter(tmp_path / name).write_meta(id=name, status=status, created=f"2026-01-01T00:00:0{len(name)}")
+    assert main(["runs", "rm", "--root", str(tmp_path), "--status", "failed", "--status", "cancelled"]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a"]
+    assert "2 run(s)" in capsys.readouterr().out
+    assert main(["runs", "rm", "--root", str(tmp_path)]) == 2  # nothing named: a clear error, nothing removed
+    assert main(["runs", "list", "a", "--root", str(tmp_path)]) == 2 and "runs rm" in capsys.readouterr().err
+    assert main(["runs", "rm", "a", "--root", str(tmp_path), "--dry-run"]) == 0 and (tmp_path / "a").exists()

@@ -158,3 +158,23 @@ def test_not_a_zip(tmp_path: Path) -> None:
     p.write_text("nope")
     with pytest.raises(InputError, match="not a valid zip"):
         import_bundle(p, tmp_path / "runs")
+
+
+def test_remove_runs_by_id_and_status_never_a_live_one(tmp_path: Path) -> None:
+    from imc_core.runs import remove_runs
+
+    root = tmp_path / "runs"
+    keep, bad = make_run(root, score=70.0), make_run(root, score=10.0)
+    RunWriter(bad).set_status("failed", error="x")
+    live = new_run_dir("v", root)
+    RunWriter(live).write_meta(id=live.name, status="running")
+    assert remove_runs(statuses=["failed"], root=root, dry_run=True) == [bad] and bad.exists()
+    assert remove_runs(statuses=["failed"], root=root) == [bad] and not bad.exists()
+    with pytest.raises(InputError, match="run is running"):
+        remove_runs([live.name, keep.name], root=root)
+    assert live.exists() and keep.exists()  # nothing goes when one is refused
+    for bad_id in ("..", "../x", "nope", ""):
+        with pytest.raises(InputError, match="no such run folder"):
+            remove_runs([bad_id], root=root)
+    assert remove_runs([live.name], root=root, force=True) == [live]
+    assert [p.name for p in root.iterdir()] == [keep.name]
