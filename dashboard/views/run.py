@@ -4,11 +4,14 @@ background jobs (optionally repeated over seeds), follow their progress live, ca
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import streamlit as st
 
 from dashboard import jobs, state
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 SEED_KEY = "reconstruction.seed"
 DETERMINISTIC_KEY = "reconstruction.deterministic"
@@ -223,6 +226,46 @@ def history_panel() -> None:
         # (root is a bound query parameter: it follows the session by itself and cannot be passed here)
         st.switch_page("views/results.py", query_params={"run": run_id})
     st.caption("Select a row to open the run in Results.")
+    remove_panel(df)
+
+
+def remove_panel(df: pd.DataFrame) -> None:
+    """Delete runs from the history (their folders; cache artifacts stay). Live runs are never offered."""
+    with st.expander("Remove runs"):
+        dead = df[~df["status"].astype(str).isin(("running", "queued", "cancelling"))]
+        ids = [str(i) for i in dead["id"]]
+        ended = [str(i) for i in dead.loc[dead["status"].astype(str).isin(("failed", "cancelled", "stopped")), "id"]]
+        chosen = st.multiselect("Runs to remove", ids, key="remove_runs",
+                                help="Running and queued runs are not listed: cancel them first")
+        if ended:
+            st.button(f"Select the {len(ended)} failed / cancelled / stopped run(s)", key="remove_ended",
+                      on_click=_select_runs, args=(ended,))
+        sure = st.checkbox("I understand the folders are deleted for good", key="remove_sure")
+        st.button(f"Remove {len(chosen)} run(s)", disabled=not (chosen and sure), key="remove_go",
+                  on_click=_remove_runs, args=(list(chosen),))
+        if st.session_state.get("_removed"):
+            message = st.session_state.pop("_removed")
+            (st.error if message.startswith("Nothing removed") else st.success)(message)
+
+
+def _select_runs(ids: list[str]) -> None:
+    st.session_state["remove_runs"] = sorted(set(st.session_state.get("remove_runs") or []) | set(ids))
+
+
+def _remove_runs(ids: list[str]) -> None:
+    from imc_core.errors import ImcError
+    from imc_core.runs import remove_runs
+
+    try:
+        # stopped runs say running in run.json: their process is gone (only dead runs are offered), so force is safe
+        gone = remove_runs(ids, force=True)
+    except ImcError as err:  # (a callback runs outside the page's error boundary)
+        st.session_state["_removed"] = f"Nothing removed: {str(err).splitlines()[0]}"
+        return
+    st.session_state["remove_runs"] = []
+    st.session_state["remove_sure"] = False
+    st.session_state["_removed"] = (f"Removed {len(gone)} run(s). Their cache artifacts stay until "
+                                    "`python -m imc_core cache prune --unused`.")
 
 
 def main() -> None:

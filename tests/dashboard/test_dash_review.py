@@ -283,3 +283,31 @@ def test_results_header_shows_label_and_unread_settings(make_run: Callable[..., 
     at.run()
     assert any("label *try cauchy 0.5*" in m.value for m in at.markdown)
     assert any("pairs.k not read" in c.value for c in at.caption)
+
+
+def test_history_removes_runs_but_never_a_live_one(make_run: Callable[..., Path], dash_env: DashEnv) -> None:
+    from imc_core.runs import RunWriter
+
+    make_run("keep", score=70.0)
+    make_run("bad", score=10.0, status="failed")
+    live = dash_env.runs / "live"
+    # a process whose command line names the package, as a pipeline's does
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)", "imc_core"])
+    RunWriter(live).write_meta(id="live", status="running", created="2026", pid=proc.pid)
+    try:
+        at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
+        at.query_params["page"] = "run"
+        at.run()
+        picker = at.multiselect(key="remove_runs")
+    finally:
+        proc.kill()
+        proc.wait()
+    assert "live" not in picker.options and {"keep", "bad"} <= set(picker.options)
+    at.button(key="remove_ended").click().run()
+    assert at.multiselect(key="remove_runs").value == ["bad"]
+    assert at.button(key="remove_go").disabled  # not without the confirmation
+    at.checkbox(key="remove_sure").check().run()
+    at.button(key="remove_go").click().run()
+    assert not errors_and_exceptions(at)[1]
+    assert not (dash_env.runs / "bad").exists() and (dash_env.runs / "keep").exists() and live.exists()
+    assert any("Removed 1 run(s)" in s.value for s in at.success)
