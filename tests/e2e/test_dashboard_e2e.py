@@ -502,13 +502,20 @@ def test_export_bundle_and_import_it(run_a: LaunchedRun, page: Any, server: Serv
     download.save_as(bundle)
     with zipfile.ZipFile(bundle) as zf:
         names = zf.namelist()
+        members = {n: zf.read(n) for n in names}
     assert f"{run_a.id}/run.json" in names and f"{run_a.id}/scores.json" in names
+    # a teammate's run: the same results under their own run id (the very same bundle would be recognised as the
+    # run already here, and nothing would be copied)
+    teammate = tmp_path / "teammate.zip"
+    with zipfile.ZipFile(teammate, "w") as zf:
+        for n, data in members.items():
+            zf.writestr(n.replace(f"{run_a.id}/", f"{run_a.id}-teammate/", 1), data)
 
     open_page(page, server, "/compare", lambda p: p.get_by_text("Import a teammate's run bundle"))
     before = run_ids(server)
     page.get_by_text("Import a teammate's run bundle").click()
-    page.locator(".st-key-bundle input[type='file']").set_input_files(str(bundle))
-    done = page.get_by_text(re.compile(rf"Imported as {re.escape(run_a.id)}-imported-\w+"))
+    page.locator(".st-key-bundle input[type='file']").set_input_files(str(teammate))
+    done = page.get_by_text(re.compile(rf"Imported as {re.escape(run_a.id)}-teammate$"))
     expect(done).to_be_visible(timeout=PAGE_TIMEOUT_MS)
     settle(page)
     imported = done.inner_text().removeprefix("Imported as ").strip()
