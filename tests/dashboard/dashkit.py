@@ -143,6 +143,29 @@ def write_run(env: DashEnv, name: str, *, score: float = 60.0, group: str | None
     return d
 
 
+#: seconds one AppTest script run may take
+TIMEOUT = 30
+
+
+def open_app(page: str, **params: Any) -> Any:
+    """Run the entry script with ``?page=...`` and other query parameters (what a shared link does)."""
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
+    at.query_params["page"] = page
+    for k, v in params.items():
+        at.query_params[k] = v
+    return at.run()
+
+
+def frame_with(at: Any, column: str) -> pd.DataFrame:
+    """The first st.dataframe whose frame has ``column``."""
+    for d in at.dataframe:
+        if column in d.value.columns:
+            return d.value
+    raise AssertionError(f"no dataframe with column {column!r}")
+
+
 def errors_and_exceptions(at: Any) -> tuple[list[str], list[str]]:
     """(st.error texts, exception messages) of an AppTest after a run."""
     return [e.value for e in at.error], [str(e.value) for e in at.exception]

@@ -7,25 +7,14 @@ import json
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 from urllib.parse import quote
 
 import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from dashkit import APP, DashEnv, errors_and_exceptions
+from dashkit import DashEnv, errors_and_exceptions, frame_with, open_app
 
-TIMEOUT = 30
-
-
-def open_app(page: str, **params: Any) -> AppTest:
-    """Run the entry script with ``?page=...`` and other query parameters (what a shared link does)."""
-    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
-    at.query_params["page"] = page
-    for k, v in params.items():
-        at.query_params[k] = v
-    return at.run()
 
 
 def assert_clean(at: AppTest) -> None:
@@ -33,13 +22,6 @@ def assert_clean(at: AppTest) -> None:
     assert not exceptions, exceptions
     assert not errors, errors
 
-
-def frame_with(at: AppTest, column: str) -> Any:
-    """The first st.dataframe whose frame has ``column``."""
-    for d in at.dataframe:
-        if column in d.value.columns:
-            return d.value
-    raise AssertionError(f"no dataframe with column {column!r}")
 
 
 def share_text(at: AppTest) -> str:

@@ -8,31 +8,14 @@ import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 import pytest
-from dashkit import APP, DATASET, DashEnv, errors_and_exceptions
-from streamlit.testing.v1 import AppTest
+from dashkit import DATASET, DashEnv, errors_and_exceptions, frame_with, open_app
 
 from dashboard import jobs, state
 
-TIMEOUT = 30
 
-
-def open_app(page: str, **params: Any) -> AppTest:
-    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
-    at.query_params["page"] = page
-    for k, v in params.items():
-        at.query_params[k] = v
-    return at.run()
-
-
-def frame_with(at: AppTest, column: str) -> pd.DataFrame:
-    for d in at.dataframe:
-        if column in d.value.columns:
-            return d.value
-    raise AssertionError(f"no dataframe with column {column!r}")
 
 
 def dead_pid() -> int:
@@ -260,10 +243,7 @@ def test_a_test_split_run_says_what_its_submission_holds(make_run: Callable[...,
         (run / name).unlink()
     meta = json.loads((run / "run.json").read_text())
     (run / "run.json").write_text(json.dumps({**meta, "split": "test"}))
-    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
-    at.query_params["page"] = "results"
-    at.query_params["run"] = "test-run"
-    at.run()
+    at = open_app("results", run="test-run")
     assert not errors_and_exceptions(at)[1]
     assert any("test-split run" in i.value for i in at.info)
     summary = next(d.value for d in at.dataframe if "largest_cluster" in d.value.columns)
@@ -277,10 +257,7 @@ def test_results_header_shows_label_and_unread_settings(make_run: Callable[..., 
     meta = json.loads((run / "run.json").read_text())
     (run / "run.json").write_text(json.dumps({**meta, "label": "try cauchy 0.5", "warnings": [
         "pairs.k not read by pairs.method = exhaustive"]}))
-    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
-    at.query_params["page"] = "results"
-    at.query_params["run"] = "labelled"
-    at.run()
+    at = open_app("results", run="labelled")
     assert any("label *try cauchy 0.5*" in m.value for m in at.markdown)
     assert any("pairs.k not read" in c.value for c in at.caption)
 
@@ -295,9 +272,7 @@ def test_history_removes_runs_but_never_a_live_one(make_run: Callable[..., Path]
     proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)", "imc_core"])
     RunWriter(live).write_meta(id="live", status="running", created="2026", pid=proc.pid)
     try:
-        at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
-        at.query_params["page"] = "run"
-        at.run()
+        at = open_app("run")
         picker = at.multiselect(key="remove_runs")
     finally:
         proc.kill()
