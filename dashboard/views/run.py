@@ -187,16 +187,22 @@ def jobs_body() -> None:
     if not active and not finished:
         st.caption("No job running.")
     before = set(st.session_state.get("_jobs_active", []))
-    st.session_state["_jobs_active"] = sorted(active_ids)
-    if before - active_ids:
-        st.rerun()  # a job finished: refresh the history (and stop polling when none is left)
+    now = _job_states(active)
+    st.session_state["_jobs_active"] = sorted(now)
+    if before - now:
+        st.rerun()  # a job finished or a queued one started: refresh the history (and stop polling when none is left)
+
+
+def _job_states(active: list[jobs.Job]) -> set[str]:
+    """``id:status`` of the active jobs: a queued run that starts changes it as much as a run that ends."""
+    return {f"{j.id}:{j.status}" for j in active}
 
 
 def jobs_panel() -> None:
     """Live job panel: a fragment re-run every second while a job is active, so the page never blocks."""
     st.subheader("Jobs")
     active = jobs.active_jobs()
-    st.session_state["_jobs_active"] = sorted(j.id for j in active)
+    st.session_state["_jobs_active"] = sorted(_job_states(active))
     st.fragment(jobs_body, run_every=1.0 if active else None)()
 
 
