@@ -21,6 +21,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, get_type_hints
 
+from .device import check_device_name
 from .errors import ConfigError
 from .fsutil import stable_hash
 from .stages.features import FeaturesConfig
@@ -39,6 +40,9 @@ class GlobalDescriptorsConfig:
     models: list[str] = field(default_factory=list)  # e.g. ["facebook/dinov2-base", "Salesforce/blip-itm-base-coco"]
     resize: int = 448  # short side fed to the backbones
     device: str = "auto"
+
+    def __post_init__(self) -> None:
+        check_device_name(self.device, "global_descriptors.device")
 
 
 @dataclass

@@ -14,6 +14,16 @@ ENV_VAR = "IMC_DEVICE"
 CHOICES = ("auto", "cuda", "cpu")
 
 
+def check_device_name(value: str, key: str) -> None:
+    """Raise :class:`ConfigError` unless ``value`` names a device :func:`resolve_device` understands (``auto``,
+    ``cpu``, ``cuda``, ``cuda:N``). Whether CUDA exists is checked when a stage runs: a config may be written on a
+    CPU machine for a GPU host."""
+    choice = (value or "").strip().lower()
+    if choice in CHOICES or (choice.startswith("cuda:") and choice[5:].isdigit()):
+        return
+    raise ConfigError(f"{key} must be one of {', '.join(CHOICES)} or cuda:N, got {value!r}")
+
+
 def resolve_device(pref: str = "auto") -> torch.device:
     """Turn a device preference into a ``torch.device``.
 

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..device import check_device_name
 from ..errors import Cancelled, ConfigError, InputError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -61,6 +62,7 @@ class FeaturesConfig:
     def __post_init__(self) -> None:
         if self.method not in METHODS:
             raise ConfigError(f"features.method must be one of {', '.join(METHODS)}, got {self.method!r}")
+        check_device_name(self.device, "features.device")
         if self.method == "aliked" and self.model not in ALIKED_MODELS:
             raise ConfigError(f"features.model must be one of {', '.join(ALIKED_MODELS)}, got {self.model!r}")
         if self.max_keypoints < 1:

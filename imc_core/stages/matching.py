@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..device import check_device_name
 from ..errors import Cancelled, ConfigError, InputError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -67,6 +68,7 @@ class MatchingConfig:
             raise ConfigError(f"matching.ratio must be in (0, 1], got {self.ratio}")
         if self.batch_size < 1:
             raise ConfigError(f"matching.batch_size must be ≥ 1, got {self.batch_size}")
+        check_device_name(self.device, "matching.device")
         if self.colmap_threads < -1:
             raise ConfigError("matching.colmap_threads must be 0 (auto), -1 (all cores) or ≥ 1, "
                               f"got {self.colmap_threads}")

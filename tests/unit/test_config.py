@@ -112,3 +112,13 @@ def test_unused_settings_name_what_no_stage_reads() -> None:
         "fusion.pca_dim", "clustering.threshold", "pairs.min_pairs_per_image", "matching.fp16"]
     lg = resolve_config("aliked_lightglue", ["matching.ratio=0.7", "matching.colmap_threads=-1"])
     assert [w.split()[0] for w in unused_settings(lg)] == ["matching.ratio", "matching.colmap_threads"]
+
+
+@pytest.mark.parametrize("key", ["features.device", "matching.device", "global_descriptors.device"])
+def test_device_names_are_checked_with_the_config(key: str) -> None:
+    """A typo fails at once, not after features were extracted; CUDA itself is only needed when a stage runs
+    (a config may be written on a CPU machine for a GPU host)."""
+    with pytest.raises(ConfigError, match=rf"{key} must be one of auto, cuda, cpu or cuda:N, got 'gpu'"):
+        resolve_config("default", [f"{key}=gpu"])
+    for ok in ("cuda:1", "CPU", "auto"):
+        resolve_config("default", [f"{key}={ok}"])
