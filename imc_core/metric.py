@@ -1656,6 +1656,7 @@ def _details(
     nG = len(g_rows)
     assoc = np.array([clusters[chosen[sc]] if sc != OUTLIERS else "" for sc in g_scene], dtype=object)
     err = np.full(nG, np.nan)
+    err_k = np.full((nG, r), np.nan)  # under each threshold's own alignment (what pass_k compares)
     passes = np.zeros((nG, r), dtype=bool)
     disc = np.zeros(nG, dtype=bool)
     pred = np.full((nG, 3), np.nan)
@@ -1677,6 +1678,7 @@ def _details(
                 sR = reg.scale[kmax] * reg.R[kmax]
                 pred[idx] = s_cent[idx] @ sR.T + reg.t[kmax]
             passes[idx] = reg.err < th[None, :]
+            err_k[idx] = np.where(reg.has_model[None, :], reg.err, np.nan)
             ok = idx[passes[idx, kmax]]
             if len(ok):
                 disc[ok[np.argsort(err[ok], kind="stable")[: config.to_dec]]] = True
@@ -1693,6 +1695,8 @@ def _details(
             "in_cluster": bool(assoc[i] != "" and assoc[i] != OUTLIERS and img_cluster[i] == assoc[i]),
             "pose_valid": bool(valid[i]), "error": err[i],
         }
+        for k in range(r):
+            row[f"error_{k}"] = err_k[i, k]
         for k in range(r):
             row[f"pass_{k}"] = bool(passes[i, k])
         row.update(discounted=bool(disc[i]), gt_cx=gc[i, 0], gt_cy=gc[i, 1], gt_cz=gc[i, 2],
@@ -1763,7 +1767,8 @@ def score(
     scene_cols = ["dataset", "scene", "n_images", "cluster", "cluster_size", "overlap", "mAA",
                   *[f"registered_{k}" for k in range(r)], "warning"]
     img_cols = ["dataset", "scene", "image", "cluster", "associated_cluster", "in_cluster", "pose_valid", "error",
-                *[f"pass_{k}" for k in range(r)], "discounted", "gt_cx", "gt_cy", "gt_cz",
+                *[f"error_{k}" for k in range(r)], *[f"pass_{k}" for k in range(r)], "discounted",
+                "gt_cx", "gt_cy", "gt_cz",
                 "pred_cx", "pred_cy", "pred_cz"]
     return ScoreResult(
         score=final[0],

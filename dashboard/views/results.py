@@ -13,6 +13,7 @@ import streamlit as st
 
 from dashboard import state
 from imc_core.errors import ImcError
+from imc_core.viz import length_label
 
 #: session keys that describe the page's view in a share link (besides the data root)
 SHARE_KEYS = ["run", "dataset", "scene", "tab"]
@@ -96,23 +97,32 @@ def registration_table(df: pd.DataFrame) -> pd.DataFrame:
         cols[ERROR_COL] = pd.to_numeric(df["error"], errors="coerce")
     for k in METRIC_THRESHOLDS:
         if f"pass_{k}" in df:
-            cols[f"t{k}"] = _bool(df[f"pass_{k}"]).map(tick)
+            ticks = _bool(df[f"pass_{k}"]).map(tick)
+            if f"error_{k}" in df:  # runs since 2026-11-26: the error this threshold's alignment gave
+                errs = pd.to_numeric(df[f"error_{k}"], errors="coerce")
+                ticks = ticks + errs.map(lambda e: f" {length_label(e)}" if e == e else "")
+            cols[f"t{k}"] = ticks
     if "discounted" in df:
         cols["discounted"] = _bool(df["discounted"]).map({True: "−3", False: ""})
     return pd.DataFrame(cols)
 
 
-def image_columns() -> dict[str, Any]:
-    """Column widths (pixels) of :func:`registration_table`, summing to the page's width so nothing is cut off."""
+def image_columns(with_errors: bool = False) -> dict[str, Any]:
+    """Column widths (pixels) of :func:`registration_table`, summing to the page's width so nothing is cut off
+    (``with_errors``: the threshold columns also hold each threshold's error, the others give them room)."""
     text = st.column_config.TextColumn
-    config: dict[str, Any] = {"image": text(width=160), "status": text(width=95), "GT scene": text(width=90),
-                              "cluster": text(width=75), "scene's cluster": text(width=100),
-                              "in cluster": text(width=70), "pose": text(width=45),
-                              ERROR_COL: st.column_config.NumberColumn(format="%.4f", width=168, help=ERROR_HELP),
-                              "discounted": text(width=80, help="the metric subtracts 3 from each threshold's count "
-                                                                "of passing cameras; marked: the 3 passing cameras "
-                                                                "with the smallest error")}
-    config.update({f"t{k}": text(width=38) for k in METRIC_THRESHOLDS})
+    w = dict(zip(("image", "status", "GT scene", "cluster", "scene's cluster", "in cluster", "pose", "error",
+                  "discounted", "t"),
+                 (125, 80, 70, 62, 85, 52, 40, 125, 70, 78) if with_errors else
+                 (160, 95, 90, 75, 100, 70, 45, 168, 80, 38), strict=True))
+    config: dict[str, Any] = {name: text(width=w[name]) for name in ("image", "status", "GT scene", "cluster",
+                                                                      "scene's cluster", "in cluster", "pose")}
+    config[ERROR_COL] = st.column_config.NumberColumn(format="%.4f", width=w["error"], help=ERROR_HELP)
+    config["discounted"] = text(width=w["discounted"], help="the metric subtracts 3 from each threshold's count of "
+                                "passing cameras; marked: the 3 passing cameras with the smallest error")
+    help_t = "✓ passes / ✗ fails this threshold" + ("; then the error this threshold's alignment gave"
+                                                     if with_errors else "")
+    config.update({f"t{k}": text(width=w["t"], help=help_t) for k in METRIC_THRESHOLDS})
     return config
 
 
@@ -331,12 +341,14 @@ def tab_images(rv: state.RunView, dataset: str | None, scene: str | None) -> Non
         thr = _thresholds(rv, dataset, scene)
         if thr:
             st.caption("thresholds used by the metric: " + ", ".join(f"t{k} = {thr[k]:g} m" for k in METRIC_THRESHOLDS))
-    st.caption(f"✓/✗ per threshold: the metric aligns the cluster to the GT scene separately for each threshold "
-               f"and each column uses its own threshold's alignment. **{ERROR_COL}** is the camera-centre error "
-               "after the alignment of the largest threshold only, so a small threshold can show ✓ beside an error "
-               "above it (or ✗ below it).")
+    with_errors = any(f"error_{k}" in df for k in METRIC_THRESHOLDS)
+    st.caption("✓/✗ per threshold: the metric aligns the cluster to the GT scene separately for each threshold "
+               "and each column uses its own threshold's alignment"
+               + (" (the error beside the tick is the one that alignment gave)" if with_errors else "")
+               + f". **{ERROR_COL}** is the camera-centre error after the alignment of the largest threshold only, "
+               "so a small threshold can show ✓ beside a larger error there (or ✗ beside a smaller one).")
     st.dataframe(registration_table(shown), hide_index=True, width="stretch", key="image_table",
-                 column_config=image_columns())
+                 column_config=image_columns(with_errors))
 
 
 def tab_3d(rv: state.RunView, dataset: str | None, scene: str | None) -> None:

@@ -9,6 +9,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from dashkit import DATASET, DashEnv, errors_and_exceptions, frame_with, open_app
@@ -286,3 +287,17 @@ def test_history_removes_runs_but_never_a_live_one(make_run: Callable[..., Path]
     assert not errors_and_exceptions(at)[1]
     assert not (dash_env.runs / "bad").exists() and (dash_env.runs / "keep").exists() and live.exists()
     assert any("Removed 1 run(s)" in s.value for s in at.success)
+
+
+def test_image_table_shows_each_thresholds_error(make_run: Callable[..., Path]) -> None:
+    """Runs since the metric writes ``error_k``: each threshold cell holds the tick and the error it was decided
+    on, so ✓ never sits beside a larger error without the reason in view."""
+    run = make_run("errs", failing=("s2_3.png",))
+    pi = pd.read_csv(run / "per_image.csv")
+    for k in range(6):
+        pi[f"error_{k}"] = np.where(pi["pass_0"].astype(bool), 0.0042, np.nan)
+    pi.to_csv(run / "per_image.csv", index=False)
+    at = open_app("results", run="errs", tab="Images", dataset=DATASET)
+    assert not errors_and_exceptions(at)[1]
+    table = frame_with(at, "t2")
+    assert set(table["t2"]) == {"✓ 4.2 mm", "✗"}

@@ -395,6 +395,23 @@ def test_details_false_same_totals(one_scene) -> None:
     assert len(a.per_image) == 10 and {"pred_cx", "gt_cz", "pass_5", "discounted"} <= set(a.per_image.columns)
 
 
+def test_per_image_errors_under_each_thresholds_alignment(one_scene) -> None:
+    """``error_k`` is the error ``pass_k`` was decided on (the metric aligns once per threshold); ``error`` is the
+    largest threshold's."""
+    gt, th, _ = one_scene
+    sub = submit(gt, dict.fromkeys(gt["image"], "c0"))
+    rng = np.random.default_rng(0)
+    for name in gt["image"][1:6]:
+        set_centre(sub, name, centre_of(sub, name) + rng.normal(0, 0.05, 3))
+    pi = score(gt, th, sub).per_image
+    thr = np.asarray(th[(DS, "A")], dtype=float)
+    errs = pi[[f"error_{k}" for k in range(len(thr))]].to_numpy(float)
+    passes = pi[[f"pass_{k}" for k in range(len(thr))]].to_numpy(bool)
+    np.testing.assert_array_equal(passes, np.nan_to_num(errs, nan=np.inf) < thr[None, :])
+    np.testing.assert_array_equal(pi["error"].to_numpy(float), errs[:, int(np.argmax(thr))])
+    assert passes.any() and not passes.all()  # the check is not vacuous
+
+
 # --------------------------------------------------------------------------------------------------- validation
 
 
