@@ -602,22 +602,11 @@ def make_thumbnail(image: Path, size: int = 192, out_dir: Path | None = None) ->
 
 
 def image_problem(path: Path) -> str | None:
-    """None when ``path`` decodes as an image, else ``"missing"`` or ``"unreadable: <decoder's reason>"``.
+    """None when ``path`` decodes as an image, else ``"missing"`` or ``"unreadable: <decoder's reason>"``
+    (:func:`imc_core.images.image_problem`, which the pipeline checks every image with before extracting)."""
+    from imc_core.images import image_problem as problem
 
-    JPEGs are decoded at reduced scale (``Image.draft``), so checking a whole dataset stays cheap; a truncated or
-    corrupt file still fails to decode.
-    """
-    from PIL import Image, UnidentifiedImageError
-
-    if not path.is_file():
-        return "missing"
-    try:
-        with Image.open(path) as im:
-            im.draft("RGB", (128, 128))
-            im.load()
-    except (OSError, UnidentifiedImageError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
-        return f"unreadable: {_decode_reason(err, path)}"
-    return None
+    return problem(path)
 
 
 def _decode_reason(err: BaseException | str, path: Path) -> str:

@@ -100,6 +100,37 @@ def load_image(path: str | Path) -> np.ndarray:
         raise InputError(path, f"cannot decode image: {err}") from None
 
 
+def image_problem(path: str | Path) -> str | None:
+    """None when ``path`` decodes as an image, else ``"missing"`` or ``"unreadable: <decoder's reason>"``.
+
+    JPEGs decode at reduced scale (``Image.draft``), so checking a whole dataset costs a fraction of extracting
+    features from it; a truncated or corrupt file still fails (the decoder reads every byte).
+    """
+    path = Path(path)
+    if not path.is_file():
+        return "missing"
+    try:
+        with Image.open(path) as img:
+            img.draft("RGB", (128, 128))
+            img.load()
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
+        reason = str(err).replace(f"'{path}'", "").replace(str(path), "").strip()
+        return f"unreadable: {reason or type(err).__name__}"
+    return None
+
+
+def check_images(paths: list[Path], limit: int = 5) -> None:
+    """Raise one :class:`InputError` naming every image of ``paths`` that is missing or cannot be decoded (the first
+    ``limit`` with their reasons, and how many more), so a dataset is fixed in one go rather than one file per run.
+    """
+    bad = [(p, why) for p in paths if (why := image_problem(p))]
+    if not bad:
+        return
+    shown = "; ".join(f"{p.name}: {why}" for p, why in bad[:limit])
+    more = f"; and {len(bad) - limit} more" if len(bad) > limit else ""
+    raise InputError(bad[0][0].parent, f"{len(bad)} of {len(paths)} images cannot be used ({shown}{more})")
+
+
 def _orientation(img: Image.Image) -> int:
     """EXIF orientation of an opened image (1 when absent or unreadable)."""
     try:

@@ -30,6 +30,7 @@ import pandas as pd
 from .cache import Artifact, artifact_key, cached, get_or_build
 from .config import DEFAULT_VARIANT, PipelineConfig, dump_config, resolve_config, stable_hash, unused_settings
 from .errors import Cancelled, ImcError, InputError
+from .images import check_images
 from .runs import RunWriter, check_run_dir, new_run_dir, now_iso, record_failure, runs_root
 
 #: progress(stage, done, total, message)
@@ -331,13 +332,17 @@ def _match_dataset(ds: Any, cfg: PipelineConfig, writer: RunWriter, rep: _Report
     rep.emit(f"{name}/pairs", 1, 1, f"{len(pairs)} pairs", force=True)
     writer.log(f"[{name}] {len(ds.images)} images, {len(pairs)} pairs ({cfg.pairs.method})")
 
-    # features
+    # features (every image checked first: a dataset with bad files fails at once, naming all of them)
     images = [(n, ds.image_dir / n) for n in ds.images]
     fkey = artifact_key("features", _stage_conf(cfg.features, features_mod), [], ds.fingerprint)
+
+    def build_features(tmp: Path) -> None:
+        check_images([p for _, p in images])
+        extract_features(images, cfg.features, tmp / "features.h5", progress=rep.stage(name, "features"),
+                         should_cancel=rep.cancelled)
+
     feats = get_or_build(
-        "features", name, fkey,
-        lambda tmp: extract_features(images, cfg.features, tmp / "features.h5",
-                                     progress=rep.stage(name, "features"), should_cancel=rep.cancelled),
+        "features", name, fkey, build_features,
         use_cache=use_cache, meta={"conf": _stage_conf(cfg.features, features_mod), "dataset": name})
     record("features", feats)
 

@@ -280,3 +280,17 @@ def test_prune_unused_keeps_what_a_run_needs(first_run: tuple[Path, Path], tiny_
     remap = run_pipeline(tiny_root, variant="default", overrides=FAST + ["reconstruction.ba_global_max_refinements=3"],
                          out=tmp_path / "remap", raise_errors=True)
     assert "database import and geometric verification: reused" in load_run(remap).log
+
+
+def test_bad_images_are_all_named_before_any_extraction(tiny_root: Path, isolated_dirs: dict, tmp_path: Path) -> None:
+    root = tmp_path / "damaged"
+    shutil.copytree(tiny_root, root)
+    (ds,) = [p for p in (root / "train").iterdir() if p.is_dir()]
+    victims = sorted(ds.glob("*.png"))[:2]
+    for v in victims:
+        v.write_bytes(v.read_bytes()[:200])  # truncated
+    run = load_run(run_pipeline(root, overrides=FAST, out=tmp_path / "run"))
+    assert run.status == "failed"
+    assert all(v.name in run.meta["error"] for v in victims) and "2 of" in run.meta["error"]
+    features = isolated_dirs["cache"] / "features"
+    assert not features.exists() or not any(features.iterdir())  # nothing extracted

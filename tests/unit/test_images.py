@@ -132,3 +132,28 @@ def test_exif_focal_absent(tmp_path: Path) -> None:
     assert exif_focal_px(tmp_path / "n.png") is None
     only_focal = _save_jpeg_with_exif(tmp_path / "o.jpg", _halves(), {}, {0x920A: 4.0})
     assert exif_focal_px(only_focal) is None  # focal in mm without a sensor width: unknown
+
+
+def test_check_images_names_every_bad_file_at_once(tmp_path: Path) -> None:
+    """A dataset with several bad files fails once, naming them all (not one file per run); truncated JPEGs and
+    PNGs are caught although JPEGs are decoded at reduced scale."""
+    from imc_core.images import check_images, image_problem
+
+    rng = np.random.default_rng(2)
+    good = []
+    for k, ext in enumerate(("jpg", "png", "jpg")):
+        Image.fromarray(rng.integers(0, 256, (256, 256, 3), dtype=np.uint8)).save(tmp_path / f"ok{k}.{ext}")
+        good.append(tmp_path / f"ok{k}.{ext}")
+    check_images(good)
+    for src, cut in (("ok0.jpg", "cut.jpg"), ("ok1.png", "cut.png")):
+        data = (tmp_path / src).read_bytes()
+        (tmp_path / cut).write_bytes(data[: len(data) // 2])
+    (tmp_path / "text.jpg").write_bytes(b"not an image")
+    bad = [tmp_path / n for n in ("cut.jpg", "cut.png", "text.jpg", "gone.png")]
+    assert image_problem(tmp_path / "gone.png") == "missing"
+    assert all(image_problem(p).startswith("unreadable") for p in bad[:3])
+    with pytest.raises(InputError, match=r"4 of 7 images cannot be used \(cut\.jpg: unreadable.*; cut\.png: "
+                                         r"unreadable.*; text\.jpg: unreadable.*; gone\.png: missing\)"):
+        check_images(good + bad)
+    with pytest.raises(InputError, match=r"; and 2 more\)"):
+        check_images(good + bad, limit=2)
