@@ -272,21 +272,24 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=_cmd_synth)
 
     s = sub.add_parser("run", help="run a pipeline variant and write a run directory")
-    s.add_argument("--data-root", required=True)
+    s.add_argument("--data-root", required=True, metavar="DIR",
+                   help="folder in the IMC-2025 layout: train/<dataset>/ (+ train_labels.csv, train_thresholds.csv) "
+                   "and/or test/<dataset>/ (+ sample_submission.csv)")
     s.add_argument("--dataset", action="append", help="dataset name (repeatable; default all)")
     s.add_argument("--split", choices=("auto", "train", "test"), default="auto",
                    help="auto (default): train when DIR has train/ datasets, unless every --dataset is a test one")
-    s.add_argument("--variant", default="default")
-    s.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE")
+    s.add_argument("--variant", default="default", help="a variant of `variants` (default: default)")
+    s.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="override one config key (repeatable), e.g. reconstruction.min_model_size=4")
     s.add_argument("--out", help="run directory, new or empty (default: new folder under $IMC_RUNS_DIR)")
-    s.add_argument("--json", action="store_true")
+    s.add_argument("--json", action="store_true", help="print one JSON object: run_dir, status, error, scores, timings")
     s.add_argument("--no-cache", action="store_true", help="recompute every stage")
-    s.add_argument("--label")
+    s.add_argument("--label", help="free text kept in run.json (shown in History, Results and `runs`)")
     s.add_argument("--group", help="group name tying repeated runs (seeds) of one experiment")
     s.add_argument("--jobs", type=_positive_int,
                    help="datasets reconstructed at once (default $IMC_JOBS, else one per core when deterministic, "
                    "1 otherwise); poses do not depend on it")
-    s.add_argument("--quiet", action="store_true")
+    s.add_argument("--quiet", action="store_true", help="no progress on stderr")
     s.add_argument("--verbose", action="store_true", help="also print COLMAP's own log lines")
     s.set_defaults(func=_cmd_run)
 
