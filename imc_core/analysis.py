@@ -40,6 +40,7 @@ __all__ = [
     "pca_2d",
     "per_image_delta",
     "pooled_local_descriptors",
+    "same_data_roots",
     "scores_on",
     "submission_summary",
     "unscored_reason",
@@ -512,6 +513,44 @@ class CompareScope:
                 items.append(", ".join(names) + (f" ({root})" if len(all_roots) > 1 else "") + f" only in {where}")
             out.append("Datasets not scored by every run: " + "; ".join(items) + ".")
         return out
+
+
+def same_data_roots(runs: Sequence[tuple[str, Mapping[str, str] | None]]) -> dict[str, str]:
+    """Data roots that hold the same ground truth, mapped onto one of them.
+
+    A teammate's bundle records the teammate's own path to the data, so a root differs even when the data does not.
+    Runs record one ground-truth hash per dataset (``run.json`` ``gt_hashes``); a root whose datasets all have the
+    hash that an earlier root has for them (at least one shared, none differing) is taken as that root.
+
+    Args:
+        runs: ``(data_root, {dataset: hash} or None)`` per run, in order (roots normalised as for
+            :func:`compare_scope`).
+
+    Returns:
+        ``{root: canonical root}`` for every root given (itself when nothing matches it).
+    """
+    known: dict[str, dict[str, str]] = {}
+    for root, hashes in runs:
+        if hashes:
+            known.setdefault(str(root), {}).update({str(k): str(v) for k, v in hashes.items()})
+    out: dict[str, str] = {}
+    canon: list[str] = []
+    for root, _ in runs:
+        root = str(root)
+        if root in out:
+            continue
+        mine = known.get(root, {})
+        target = root
+        for other in canon:
+            theirs = known.get(other, {})
+            shared = set(mine) & set(theirs)
+            if shared and all(mine[d] == theirs[d] for d in shared):
+                target = other
+                break
+        out[root] = target
+        if target == root:
+            canon.append(root)
+    return out
 
 
 def compare_scope(arms: Mapping[str, Sequence[tuple[str, Iterable[str]]]]) -> CompareScope:

@@ -456,6 +456,7 @@ def _write_outputs(root: Any, split: str, names: list[str], results: list[Datase
     write_pose_csv(sub, run_dir / "submission.csv", image_id=False)
     if not root.has_labels:
         return
+    from .data import ground_truth_hashes
     from .metric import score
 
     t0 = time.perf_counter()
@@ -464,6 +465,7 @@ def _write_outputs(root: Any, split: str, names: list[str], results: list[Datase
     thr = {k: v for k, v in root.thresholds.items() if k[0] in names}
     res = score(gt, thr, sub, submission_path=str(run_dir / "submission.csv"))
     writer.write_json("scores.json", res.to_json())
+    writer.write_meta(gt_hashes=ground_truth_hashes(gt, thr, names))  # Compare: same data in another folder
     writer.write_csv("scenes.csv", res.scenes)
     writer.write_csv("per_image.csv", res.per_image)
     writer.write_json("alignments.json", res.alignments)

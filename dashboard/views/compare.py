@@ -39,9 +39,34 @@ def arms_of(views: list[state.RunView]) -> dict[str, list[state.RunView]]:
 METRICS = ("score", "mAA", "clusterness")
 
 
-def run_root(rv: state.RunView) -> str:
+def raw_root(rv: state.RunView) -> str:
     """The run's data root as an absolute, normalised path (runs record what they were given, maybe relative)."""
     return os.path.normpath(str(rv.data_root.resolve()))
+
+
+def run_root(rv: state.RunView) -> str:
+    """The run's data root for comparisons: :func:`raw_root`, or the root of an earlier run that holds the same
+    ground truth (:func:`same_data_aliases`, e.g. a teammate's copy of the data)."""
+    raw = raw_root(rv)
+    return st.session_state.get(ALIASES_KEY, {}).get(raw, raw)
+
+
+#: session key of this render's {data root: canonical data root}
+ALIASES_KEY = "_compare_same_data"
+
+
+def same_data_aliases(views: list[state.RunView]) -> dict[str, str]:
+    """``{raw root: canonical root}`` over the runs compared (:func:`imc_core.analysis.same_data_roots`), stored
+    for :func:`run_root`; the roots that were merged are named on the page."""
+    from imc_core.analysis import same_data_roots
+
+    aliases = same_data_roots([(raw_root(rv), rv.meta.get("gt_hashes")) for rv in views])
+    st.session_state[ALIASES_KEY] = aliases
+    merged = {k: v for k, v in aliases.items() if k != v}
+    if merged:
+        st.caption("Same ground truth in another folder (e.g. a teammate's copy), compared as one data root: "
+                   + "; ".join(f"`{k}` = `{v}`" for k, v in merged.items()) + ".")
+    return aliases
 
 
 def unscored_reason(rv: state.RunView) -> str | None:
@@ -62,7 +87,7 @@ def runs_overview(arms: dict[str, list[state.RunView]]) -> pd.DataFrame:
         for rv in runs:
             reason = unscored_reason(rv)
             score = (rv.scores or {}).get("score") if reason is None else None
-            rows.append({"run": rv.id, "side": label, "status": rv.status, "data root": run_root(rv),
+            rows.append({"run": rv.id, "side": label, "status": rv.status, "data root": raw_root(rv),
                          "datasets": ", ".join(scored_datasets(rv) or [str(d) for d in rv.datasets]),
                          "score": float(score) if isinstance(score, (int, float)) else None,
                          "aggregated": "yes" if reason is None else f"no ({reason})"})
@@ -337,6 +362,7 @@ def main() -> None:
     if len(views) < 2:
         st.info("Pick two or more runs. Runs of the same group (repeated seeds) are aggregated to mean ± std.")
         return
+    same_data_aliases(views)
     all_arms = arms_of(views)
     st.dataframe(runs_overview(all_arms), hide_index=True, width="stretch", key="runs_status",
                  column_config={"score": st.column_config.NumberColumn(format="%.2f")})

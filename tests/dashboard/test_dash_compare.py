@@ -187,3 +187,22 @@ def test_comparable_runs_show_no_warning(make_run: Callable[..., Path]) -> None:
     no_errors(at)
     assert not at.warning and not at.info
     assert frame_by_key(at, "headline").set_index("arm").loc["b", "Δ score"] == pytest.approx(2.0)
+
+
+def test_a_copy_of_the_same_data_compares_as_one_root(make_run: Callable[..., Path], tmp_path: Path) -> None:
+    """A teammate's bundle records the teammate's path: with the same ground-truth hashes it is the same data."""
+    mine, theirs = make_run("mine", score=60.0), make_run("theirs", score=64.0)
+    copy = tmp_path / "teammate" / "data"
+    copy.mkdir(parents=True)
+    _edit_json(mine / "run.json", lambda m: m.update(gt_hashes={DATASET: "abc"}))
+    _edit_json(theirs / "run.json", lambda m: m.update(data_root=str(copy), gt_hashes={DATASET: "abc"}))
+    at = open_compare(["mine", "theirs"])
+    no_errors(at)
+    assert "Different data roots" not in warnings(at)
+    assert any("Same ground truth in another folder" in c.value and str(copy) in c.value for c in at.caption)
+    head = frame_by_key(at, "headline").set_index("arm")
+    assert head.loc["theirs", "Δ score"] == pytest.approx(4.0)
+    # other ground truth under the same dataset name: still two roots, nothing compared
+    _edit_json(theirs / "run.json", lambda m: m.update(gt_hashes={DATASET: "def"}))
+    at = open_compare(["mine", "theirs"])
+    assert "Different data roots" in warnings(at) and "cannot be compared" in warnings(at)

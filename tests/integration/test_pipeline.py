@@ -34,6 +34,9 @@ def test_default_variant_scores_well_on_synthetic(first_run: tuple[Path, Path]) 
     run = load_run(first_run[0])
     assert run.status == "done", run.log
     assert run.scores["score"] >= 80.0, run.log
+    # one ground-truth hash per scored dataset (Compare tells a copy of the same data by it)
+    assert set(run.meta["gt_hashes"]) == set(run.scores["datasets"]) and all(
+        len(h) == 64 for h in run.meta["gt_hashes"].values())
     for name in ("config.toml", "submission.csv", "scores.json", "per_image.csv", "scenes.csv", "timings.json",
                  "log.txt", "alignments.json"):
         assert (run.path / name).is_file(), name

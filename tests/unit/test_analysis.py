@@ -361,3 +361,29 @@ def test_welch_p_is_scipys_and_needs_repeats() -> None:
     assert welch_p([60.0], b) is None and welch_p([60.0, 60.0], [61.0, 61.0]) is None
     assert welch_p([60.0, float("nan"), 60.4], [61.0, 61.5]) == pytest.approx(
         stats.ttest_ind([60.0, 60.4], [61.0, 61.5], equal_var=False).pvalue)
+
+
+def test_same_data_roots_follow_the_ground_truth_hashes() -> None:
+    from imc_core.analysis import same_data_roots
+
+    runs = [("/a", {"d1": "x", "d2": "y"}), ("/b", {"d1": "x"}), ("/c", {"d1": "z"}), ("/d", None),
+            ("/e", {"d3": "w"}), ("/a", {"d2": "y"})]
+    assert same_data_roots(runs) == {"/a": "/a", "/b": "/a", "/c": "/c", "/d": "/d", "/e": "/e"}
+    assert same_data_roots([]) == {}
+
+
+def test_ground_truth_hashes_ignore_where_the_data_lies() -> None:
+    from imc_core.data import ground_truth_hashes
+
+    cols = [f"r{i}{j}" for i in range(3) for j in range(3)] + ["tx", "ty", "tz"]
+    eye = [1.0, 0, 0, 0, 1, 0, 0, 0, 1, 0.1, 0.2, 0.3]
+    labels = pd.DataFrame([{"dataset": d, "scene": "s", "image": i, **dict(zip(cols, eye, strict=True))}
+                           for d, i in (("a", "1.png"), ("a", "2.png"), ("b", "1.png"))])
+    thr = {("a", "s"): np.array([0.1] * 6), ("b", "s"): np.array([0.2] * 6)}
+    h = ground_truth_hashes(labels, thr, ["a", "b"])
+    assert h["a"] != h["b"]
+    assert ground_truth_hashes(labels.iloc[::-1], thr, ["a"]) == {"a": h["a"]}  # row order does not matter
+    moved = labels.copy()
+    moved.loc[0, "tx"] = 0.1000001
+    assert ground_truth_hashes(moved, thr, ["a"])["a"] != h["a"]
+    assert ground_truth_hashes(labels, {**thr, ("a", "s"): np.array([0.1] * 5 + [0.3])}, ["a"])["a"] != h["a"]
