@@ -81,13 +81,15 @@ def scored_datasets(rv: state.RunView) -> list[str]:
 
 
 def runs_overview(arms: dict[str, list[state.RunView]]) -> pd.DataFrame:
-    """One row per chosen run: side (arm), status, data root, datasets, score and whether it enters the aggregates."""
+    """One row per chosen run: side (arm), its label, status, data root, datasets, score and whether it enters the
+    aggregates."""
     rows = []
     for label, runs in arms.items():
         for rv in runs:
             reason = unscored_reason(rv)
             score = (rv.scores or {}).get("score") if reason is None else None
-            rows.append({"run": rv.id, "side": label, "status": rv.status, "data root": raw_root(rv),
+            rows.append({"run": rv.id, "side": label, "label": str(rv.meta.get("label") or ""), "status": rv.status,
+                         "data root": raw_root(rv),
                          "datasets": ", ".join(scored_datasets(rv) or [str(d) for d in rv.datasets]),
                          "score": float(score) if isinstance(score, (int, float)) else None,
                          "aggregated": "yes" if reason is None else f"no ({reason})"})

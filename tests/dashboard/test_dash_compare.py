@@ -195,9 +195,12 @@ def test_a_copy_of_the_same_data_compares_as_one_root(make_run: Callable[..., Pa
     copy = tmp_path / "teammate" / "data"
     copy.mkdir(parents=True)
     _edit_json(mine / "run.json", lambda m: m.update(gt_hashes={DATASET: "abc"}))
-    _edit_json(theirs / "run.json", lambda m: m.update(data_root=str(copy), gt_hashes={DATASET: "abc"}))
+    _edit_json(theirs / "run.json", lambda m: m.update(data_root=str(copy), gt_hashes={DATASET: "abc"},
+                                                      label="teammate's try"))
     at = open_compare(["mine", "theirs"])
     no_errors(at)
+    runs = frame_by_key(at, "runs_status").set_index("run")
+    assert runs.loc["theirs", "label"] == "teammate's try" and runs.loc["theirs", "data root"] == str(copy)
     assert "Different data roots" not in warnings(at)
     assert any("Same ground truth in another folder" in c.value and str(copy) in c.value for c in at.caption)
     head = frame_by_key(at, "headline").set_index("arm")
