@@ -247,7 +247,7 @@ def group_spreads(arms: dict[str, list[state.RunView]]) -> dict[str, pd.DataFram
 
 
 def config_diff_section(arms: dict[str, list[state.RunView]], spreads: dict[str, pd.DataFrame]) -> None:
-    from imc_core.analysis import config_diff
+    from imc_core.analysis import SEED_KEYS, config_diff
 
     labels = list(arms)
     ref = arms[labels[0]][0]
@@ -255,13 +255,17 @@ def config_diff_section(arms: dict[str, list[state.RunView]], spreads: dict[str,
     for label in labels[1:]:
         other = arms[label][0]
         d = config_diff(_pipeline_config(ref.config), _pipeline_config(other.config))
+        if len(arms[labels[0]]) > 1 or len(arms[label]) > 1:  # a group repeats over seeds: its seed says nothing
+            d = d[~d["key"].isin(SEED_KEYS)]
         d.insert(0, "vs", label)
         frames.append(d)
     diff = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     st.markdown(f"**Config diff** (reference: {labels[0]})")
     used = [(runs[0].id if label == runs[0].id else f"{label}: {runs[0].id}")
             + (f" (first of {len(runs)} runs)" if len(runs) > 1 else "") for label, runs in arms.items()]
-    st.caption("Configs compared: " + "; ".join(used) + ".")
+    st.caption("Configs compared: " + "; ".join(used) + "."
+               + (" The seed is left out: a group repeats over seeds." if any(len(r) > 1 for r in arms.values())
+                  else ""))
     if diff.empty:
         st.caption("Identical configs.")
     else:

@@ -209,3 +209,13 @@ def test_a_copy_of_the_same_data_compares_as_one_root(make_run: Callable[..., Pa
     _edit_json(theirs / "run.json", lambda m: m.update(gt_hashes={DATASET: "def"}))
     at = open_compare(["mine", "theirs"])
     assert "Different data roots" in warnings(at) and "cannot be compared" in warnings(at)
+
+
+def test_config_diff_between_groups_leaves_the_seed_out(make_run: Callable[..., Path]) -> None:
+    for i in range(2):
+        make_run(f"a-{i}", group="a", seed=i)
+        make_run(f"b-{i}", group="b", seed=5 + i)
+    at = open_compare(["a-0", "a-1", "b-0", "b-1"])
+    no_errors(at)
+    assert any("Identical configs." in c.value for c in at.caption)
+    assert any("The seed is left out" in c.value for c in at.caption)
