@@ -839,7 +839,8 @@ def compare_bars(runs: Mapping[str, Mapping[str, Any] | Sequence[Mapping[str, An
 
 
 def graph_layout(n: int, edges: np.ndarray, weights: np.ndarray | None = None,
-                 method: Literal["circular", "spring"] = "spring", iterations: int = 60) -> np.ndarray:
+                 method: Literal["circular", "spring"] = "spring", iterations: int = 60,
+                 groups: Sequence[str] | None = None) -> np.ndarray:
     """Deterministic 2-D node positions (no RNG): a circle, optionally relaxed by Fruchterman–Reingold.
 
     Args:
@@ -848,13 +849,20 @@ def graph_layout(n: int, edges: np.ndarray, weights: np.ndarray | None = None,
         weights: (E,) positive edge weights (attraction strength), default 1.
         method: ``circular`` or ``spring`` (starts from the circle).
         iterations: spring iterations.
+        groups: (n,) group of each node, nodes of a group consecutive: the circle leaves a gap of two node steps
+            between groups, so each group is an arc of its own.
 
     Returns:
         (n, 2) positions roughly in [-1, 1].
     """
     if n == 0:
         return np.zeros((0, 2))
-    ang = 2 * np.pi * np.arange(n) / n
+    steps = np.ones(n)
+    if groups is not None and len(groups) == n:
+        steps[1:] += 2.0 * np.array([groups[i] != groups[i - 1] for i in range(1, n)], dtype=float)
+    at = np.concatenate([[0.0], np.cumsum(steps[1:])])
+    total = at[-1] + (3.0 if groups is not None and len(set(groups)) > 1 else 1.0)
+    ang = 2 * np.pi * at / total
     pos = np.stack([np.cos(ang), np.sin(ang)], axis=1)
     edges = np.asarray(edges, dtype=int).reshape(-1, 2)
     if method == "circular" or n < 3 or len(edges) == 0:
@@ -881,7 +889,7 @@ def graph_layout(n: int, edges: np.ndarray, weights: np.ndarray | None = None,
 
 
 def match_graph(pairs: pd.DataFrame, groups: Mapping[str, str] | None = None,
-                layout: Literal["circular", "spring"] = "spring", title: str = "Match graph") -> go.Figure:
+                layout: Literal["circular", "spring"] = "circular", title: str = "Match graph") -> go.Figure:
     """Images as nodes, matched pairs as edges whose width grows with the number of inliers.
 
     Edges are drawn in four width classes (one line trace each). An invisible marker sits on every edge midpoint
@@ -890,8 +898,10 @@ def match_graph(pairs: pd.DataFrame, groups: Mapping[str, str] | None = None,
 
     Args:
         pairs: frame with ``name0, name1, n_matches, n_inliers`` (one row per pair).
-        groups: image name → group (GT scene or cluster) used to colour nodes and order the circle.
-        layout: ``spring`` (deterministic Fruchterman–Reingold) or ``circular``.
+        groups: image name → group (GT scene or cluster) used to colour nodes and order the circle (each group an
+            arc of its own: edges inside a scene are short chords, edges across scenes cross the circle).
+        layout: ``circular`` or ``spring`` (deterministic Fruchterman–Reingold: strongly matched scenes tend to
+            collapse into tight clumps).
         title: figure title.
 
     Returns:
@@ -913,7 +923,8 @@ def match_graph(pairs: pd.DataFrame, groups: Mapping[str, str] | None = None,
     edges = np.array([[index[a], index[b]] for a, b in zip(n0, n1, strict=True)], dtype=int)
     inl = pd.to_numeric(pairs["n_inliers"], errors="coerce").fillna(0).to_numpy(dtype=float)
     nm = pd.to_numeric(pairs["n_matches"], errors="coerce").fillna(0).to_numpy(dtype=float)
-    pos = graph_layout(len(nodes), edges, np.maximum(inl, 1.0), method=layout)
+    pos = graph_layout(len(nodes), edges, np.maximum(inl, 1.0), method=layout,
+                       groups=[groups.get(s, "") for s in nodes] if groups else None)
 
     fig = go.Figure(layout={"title": {"text": title}, "template": "plotly_white"})
     top = max(float(inl.max()), 1.0)

@@ -411,10 +411,14 @@ def tab_pairs(rv: state.RunView, dataset: str | None) -> None:
     if rv.per_image is not None:
         pi = rv.per_image[rv.per_image["dataset"].astype(str) == dataset]
         groups = dict(zip(pi["image"].astype(str), pi["scene"].astype(str), strict=True))
-    st.caption(f"{len(pairs)} matched pairs; edge width = COLMAP-verified inliers. Click an edge midpoint to open "
-               "the pair.")
+    c1, c2 = st.columns([3, 1])
+    c1.caption(f"{len(pairs)} matched pairs; edge width = COLMAP-verified inliers. Click an edge midpoint to open "
+               "the pair. On the circle each GT scene is an arc: chords across arcs are matches between scenes.")
+    layout = c2.radio("Layout", ["circle", "spring"], horizontal=True, key="graph_layout",
+                      help="circle: images grouped by GT scene; spring: a force layout (matched scenes clump)")
     event = state.show_figure("match_graph", pairs, groups, title=f"{dataset}: match graph", key="fig_graph",
-                              on_select="rerun", selection_mode="points")
+                              on_select="rerun", selection_mode="points",
+                              layout="circular" if layout == "circle" else "spring")
     picked = _picked_pair(event)
     top = pairs.sort_values("n_matches", ascending=False)
     options = [f"{r.name0} ↔ {r.name1} ({r.n_matches})" for r in top.itertuples()]
@@ -459,7 +463,11 @@ def pair_viewer(rv: state.RunView, dataset: str, a: str, b: str) -> None:
     if inliers is not None:
         st.caption(f"{int(inliers.sum())} of {len(m)} matches kept by COLMAP's geometric verification (green); "
                    "red: rejected")
-    state.show_figure("pair_view", img0, img1, k0 * s0, k1 * s1, m, inliers, title=f"{a} ↔ {b}", key="fig_pair")
+    most = max(1, len(m))
+    lines = st.slider("Match lines drawn (evenly subsampled, per class)", 1, most, min(most, 150), key="pair_lines",
+                      disabled=most <= 1, help="All matches count; fewer lines keep the images readable")
+    state.show_figure("pair_view", img0, img1, k0 * s0, k1 * s1, m, inliers, title=f"{a} ↔ {b}", key="fig_pair",
+                      max_lines=int(lines))
 
 
 #: What the Loss tab's parts mean (imc_core.analysis.loss_attribution): the discount is not a fixed cost.

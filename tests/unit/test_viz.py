@@ -289,6 +289,10 @@ def test_match_graph() -> None:
     np.testing.assert_array_equal(again.data[-1].x, fig.data[-1].x)  # deterministic layout
     circ = viz.graph_layout(4, np.array([[0, 1]]), method="circular")
     np.testing.assert_allclose(np.linalg.norm(circ, axis=1), 1.0)
+    # grouped: a gap of two node steps between groups (and after the last), one step inside a group
+    arcs = viz.graph_layout(4, np.array([[0, 1]]), method="circular", groups=["s1", "s1", "s2", "s2"])
+    ang = np.mod(np.arctan2(arcs[:, 1], arcs[:, 0]), 2 * np.pi) / (2 * np.pi) * 8  # steps 0, 1, (gap) 4, 5, (gap) 8
+    np.testing.assert_allclose(ang, [0, 1, 4, 5], atol=1e-9)
     assert len(viz.match_graph(pairs.iloc[:0]).data) == 0
     with pytest.raises(InputError):
         viz.match_graph(pairs.drop(columns=["n_inliers"]))
