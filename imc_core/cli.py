@@ -217,11 +217,13 @@ def _cmd_cache(args: argparse.Namespace) -> int:
     if not entries:
         print("no artifacts")
         return 0
-    print(f"{'stage':16s} {'artifacts':>9s} {'size':>12s}  {'least recently used':19s}  {'last used':16s}")
+    # each artifact's last use (built or read); per stage: the stalest one's and the freshest one's
+    print(f"{'stage':16s} {'artifacts':>9s} {'size':>12s}  {'oldest last use':16s}  {'newest last use':16s}")
     for st, es in stages.items():
         print(f"{st:16s} {len(es):9d} {_mb(sum(e.size for e in es)):>12s}  "
-              f"{_when(min(e.last_used for e in es)):19s}  {_when(max(e.last_used for e in es)):16s}")
+              f"{_when(min(e.last_used for e in es)):16s}  {_when(max(e.last_used for e in es)):16s}")
     print(f"{'total':16s} {len(entries):9d} {_mb(sum(e.size for e in entries)):>12s}")
+    print("(`cache prune --older-than DAYS` removes artifacts whose last use is older; `--unused` those no run names)")
     return 0
 
 
