@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from imc_core.fsutil import atomic_write_json
-from imc_core.runs import RunWriter, new_run_dir, now_iso, record_failure, request_cancel, runs_root
+from imc_core.runs import LIVE_STATUSES, RunWriter, new_run_dir, now_iso, record_failure, request_cancel, runs_root
 
 #: Command prefix of a job; tests replace it with a fake pipeline.
 BASE_COMMAND: list[str] = [sys.executable, "-m", "imc_core", "run"]
@@ -270,6 +270,12 @@ def read_json(path: Path) -> Any:
         return None
 
 
+def job_info(run_dir: Path) -> dict[str, Any]:
+    """``job.json`` of a launched run (command, pid, queue_pid, ...); ``{}`` when missing or unreadable."""
+    job = read_json(Path(run_dir) / JOB_FILE)
+    return job if isinstance(job, dict) else {}
+
+
 def job_pid(run_dir: Path, meta: dict[str, Any] | None = None) -> int | None:
     """The job's pid: ``run.json``'s ``pid`` when the pipeline records it, else ``job.json``'s."""
     for source in (meta or {}, read_json(run_dir / JOB_FILE) or {}):
@@ -381,8 +387,7 @@ def job_status(run_dir: Path, now: float | None = None) -> Job:
 def _queue_alive(run_dir: Path, now: float | None = None) -> bool:
     """Whether the queue process that owns a queued run still lives (it records its pid in ``job.json`` when it
     starts; until then the run counts as waiting for :data:`QUEUE_START_S` seconds)."""
-    job = read_json(run_dir / JOB_FILE)
-    job = job if isinstance(job, dict) else {}
+    job = job_info(run_dir)
     qpid = job.get("queue_pid")
     if isinstance(qpid, int) and qpid > 0:
         return is_alive(qpid, run_dir)  # its command line names every run directory of the queue
@@ -411,7 +416,7 @@ def active_jobs(runs_dir: Path | None = None) -> list[Job]:
             if not p.is_dir() or p.name.startswith("."):
                 continue
             meta = read_json(p / "run.json")
-            if isinstance(meta, dict) and meta.get("status") in ("running", "queued"):
+            if isinstance(meta, dict) and meta.get("status") in LIVE_STATUSES:
                 job = job_status(p)
                 if job.active:
                     jobs.append(job)

@@ -21,12 +21,7 @@ from pathlib import Path
 from imc_core.fsutil import atomic_write_json
 from imc_core.runs import record_failure
 
-from dashboard.jobs import JOB_FILE, JOB_LOG, read_json
-
-
-def _job(run_dir: Path) -> dict:
-    job = read_json(run_dir / JOB_FILE)
-    return job if isinstance(job, dict) else {}
+from dashboard.jobs import JOB_FILE, JOB_LOG, job_info, read_json
 
 
 def run_one(run_dir: Path) -> int | None:
@@ -37,7 +32,7 @@ def run_one(run_dir: Path) -> int | None:
     if (run_dir / "CANCEL").exists():
         record_failure(run_dir, "cancelled before it started", status="cancelled")
         return None
-    job = _job(run_dir)
+    job = job_info(run_dir)
     cmd = job.get("command")
     if not (isinstance(cmd, list) and cmd and all(isinstance(c, str) for c in cmd)):
         record_failure(run_dir, f"{run_dir / JOB_FILE}: no command to run")
@@ -52,7 +47,7 @@ def run_one(run_dir: Path) -> int | None:
 def main(argv: list[str] | None = None) -> int:
     dirs = [Path(a) for a in (sys.argv[1:] if argv is None else argv)]
     for run_dir in dirs:
-        atomic_write_json(run_dir / JOB_FILE, {**_job(run_dir), "queue_pid": os.getpid()})
+        atomic_write_json(run_dir / JOB_FILE, {**job_info(run_dir), "queue_pid": os.getpid()})
     for run_dir in dirs:
         run_one(run_dir)
     return 0

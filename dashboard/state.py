@@ -26,6 +26,7 @@ import pandas as pd
 import streamlit as st
 
 from imc_core.errors import ImcError, InputError
+from imc_core.images import decode_reason, image_problem  # (image_problem: the pipeline's own check, re-exported)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA_ROOT = REPO_ROOT / "data" / "synthetic"
@@ -261,7 +262,9 @@ def live_status(status: str, run_dir: str | Path) -> str:
     forever; :func:`dashboard.jobs.job_status` checks the process and says ``stopped`` / ``cancelled`` instead.
     The same for ``queued`` runs whose queue process died. Other statuses are returned as they are (no file is
     read)."""
-    if status not in ("running", "queued"):
+    from imc_core.runs import LIVE_STATUSES
+
+    if status not in LIVE_STATUSES:
         return status
     from dashboard.jobs import job_status
 
@@ -601,20 +604,6 @@ def make_thumbnail(image: Path, size: int = 192, out_dir: Path | None = None) ->
     return out
 
 
-def image_problem(path: Path) -> str | None:
-    """None when ``path`` decodes as an image, else ``"missing"`` or ``"unreadable: <decoder's reason>"``
-    (:func:`imc_core.images.image_problem`, which the pipeline checks every image with before extracting)."""
-    from imc_core.images import image_problem as problem
-
-    return problem(path)
-
-
-def _decode_reason(err: BaseException | str, path: Path) -> str:
-    """A decoder's message without the file's path (the caption already names the image)."""
-    text = str(err).replace(f"'{path}'", "").replace(str(path), "").strip()
-    return text or (type(err).__name__ if isinstance(err, BaseException) else "cannot decode")
-
-
 @st.cache_data(max_entries=64, show_spinner=False)
 def _image_problems(image_dir: str, names: tuple[str, ...], key: tuple[tuple[int, int], ...]) -> dict[str, str]:
     out = {}
@@ -652,9 +641,9 @@ def thumbnail_or_reason(path: Path, size: int = 192, out_dir: Path | None = None
         return str(make_thumbnail(path, size, out_dir)), None
     except InputError as err:
         reason = str(getattr(err, "problem", "") or err).splitlines()[0].removeprefix("cannot read image: ")
-        return None, f"unreadable: {_decode_reason(reason, path)}"
+        return None, f"unreadable: {decode_reason(reason, path)}"
     except (ImcError, OSError) as err:
-        return None, f"unreadable: {_decode_reason(err, path)}"
+        return None, f"unreadable: {decode_reason(err, path)}"
 
 
 def thumbnail(path: Path, size: int = 192) -> str | None:

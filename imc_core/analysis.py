@@ -708,8 +708,9 @@ def submission_summary(sub: pd.DataFrame) -> pd.DataFrame:
     cols = ["dataset", "images", "registered", "clusters", "largest_cluster", "outliers"]
     if sub is None or sub.empty:
         return pd.DataFrame(columns=cols)
-    pose = [c for c in sub.columns if (c.startswith("r") and c[1:].isdigit()) or c in ("tx", "ty", "tz")]
-    finite = np.isfinite(sub[pose].to_numpy(dtype=float)).all(axis=1)
+    from .submission import POSE_COLS
+
+    finite = np.isfinite(sub[POSE_COLS].to_numpy(dtype=float)).all(axis=1)
     rows = []
     for name, g in sub.assign(_ok=finite).groupby("dataset", sort=False):
         scene = g["scene"].astype(str)

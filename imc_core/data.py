@@ -281,11 +281,10 @@ def ground_truth_hashes(labels: pd.DataFrame, thresholds: dict[tuple[str, str], 
     (a teammate's copy of the data), so two runs' scores on that dataset can be compared.
     """
     out = {}
-    pose = [c for c in labels.columns if (c.startswith("r") and c[1:].isdigit()) or c in ("tx", "ty", "tz")]
     for name in datasets:
         rows = labels[labels["dataset"].astype(str) == name].sort_values(["scene", "image"], kind="stable")
         h = hashlib.sha256()
-        h.update(rows[["scene", "image", *pose]].to_csv(index=False, float_format="%.17g").encode())
+        h.update(rows[["scene", "image", *POSE_COLS]].to_csv(index=False, float_format="%.17g").encode())
         for (ds, scene), values in sorted(thresholds.items()):
             if ds == name:
                 h.update(f"{scene}\t{';'.join(f'{float(v):.17g}' for v in values)}\n".encode())

@@ -114,9 +114,14 @@ def image_problem(path: str | Path) -> str | None:
             img.draft("RGB", (128, 128))
             img.load()
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
-        reason = str(err).replace(f"'{path}'", "").replace(str(path), "").strip()
-        return f"unreadable: {reason or type(err).__name__}"
+        return f"unreadable: {decode_reason(err, path)}"
     return None
+
+
+def decode_reason(err: BaseException | str, path: str | Path) -> str:
+    """A decoder's message without the file's path (whoever shows it names the image already)."""
+    text = str(err).replace(f"'{path}'", "").replace(str(path), "").strip()
+    return text or (type(err).__name__ if isinstance(err, BaseException) else "cannot decode")
 
 
 def check_images(paths: list[Path], limit: int = 5) -> None:

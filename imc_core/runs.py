@@ -53,6 +53,8 @@ def new_run_dir(variant: str, root: Path | None = None) -> Path:
 
 #: what a launcher (the dashboard) writes into a run folder before the pipeline starts in it
 LAUNCHER_FILES = frozenset({"run.json", "progress.json", "job.json", "job.log", "CANCEL"})
+#: statuses of a run whose process may still write into its folder (queued: a launcher's queue will start it)
+LIVE_STATUSES = ("running", "queued")
 
 
 def check_run_dir(path: str | Path) -> bool:
@@ -76,12 +78,11 @@ def check_run_dir(path: str | Path) -> bool:
     entries = sorted(p.name for p in path.iterdir())
     if not entries:
         return False
-    try:
-        meta = _read_json(path / "run.json")
-    except InputError:
+    meta = _read_json_quiet(path / "run.json")
+    if meta is None and (path / "run.json").exists():
         meta = {"status": "unreadable run.json"}
     status = meta.get("status", "unknown") if isinstance(meta, dict) else None
-    if set(entries) <= LAUNCHER_FILES and status in ("running", "queued"):
+    if set(entries) <= LAUNCHER_FILES and status in LIVE_STATUSES:
         return True
     if status is not None:
         raise InputError(path, f"already holds a run (status {status}); choose a new folder or remove this one")
@@ -94,10 +95,7 @@ def record_failure(path: str | Path, error: str, status: str = "failed") -> None
     ``run.json`` keeps the launcher's fields and gets ``status``, the one-line ``error`` and ``finished``;
     ``log.txt`` says why."""
     path = Path(path)
-    try:
-        meta = _read_json(path / "run.json")
-    except InputError:
-        meta = None
+    meta = _read_json_quiet(path / "run.json")
     writer = RunWriter(path)
     writer.write_meta(**(meta if isinstance(meta, dict) else {}))
     writer.set_status(status, error=error.splitlines()[0] if error else status)
@@ -171,10 +169,6 @@ class RunWriter:
         return (self.path / "CANCEL").exists()
 
 
-#: statuses of a run whose process may still write into its folder
-LIVE_STATUSES = ("running", "queued")
-
-
 def remove_runs(ids: Iterable[str] = (), root: Path | None = None, *, statuses: Iterable[str] = (),
                 force: bool = False, dry_run: bool = False) -> list[Path]:
     """Delete run folders under ``root`` (default runs root): the runs named in ``ids`` and every run whose
@@ -222,13 +216,6 @@ def remove_runs(ids: Iterable[str] = (), root: Path | None = None, *, statuses: 
     return out
 
 
-def _read_json_quiet(path: Path) -> Any:
-    try:
-        return _read_json(path)
-    except InputError:
-        return None
-
-
 def request_cancel(run_dir: Path) -> None:
     """Ask a running pipeline to stop (it polls for this file between steps)."""
     (Path(run_dir) / "CANCEL").write_text(now_iso())
@@ -236,6 +223,14 @@ def request_cancel(run_dir: Path) -> None:
 
 # ---------------------------------------------------------------------------------------------------------------
 # reading
+
+
+def _read_json_quiet(path: Path) -> Any:
+    """:func:`_read_json`, with None for a file that cannot be read either."""
+    try:
+        return _read_json(path)
+    except InputError:
+        return None
 
 
 def _read_json(path: Path) -> Any:

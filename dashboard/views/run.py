@@ -126,9 +126,8 @@ def launch_panel(root: Path) -> None:
     if repeats > 1:
         st.caption(f"Seeds {seed} … {seed + repeats - 1}"
                    + ("" if values[DETERMINISTIC_KEY] else " (non-deterministic: mapper noise is sampled too)"))
+    # (this script run validated the config just above: the button cannot start a doomed job)
     if st.button("Launch", type="primary", disabled=not datasets or bool(missing) or bool(problem), key="launch"):
-        if state.validate_config(variant, overrides):  # (the button is disabled then; never start a doomed job)
-            return
         chosen = list(datasets) if len(datasets) < len(names) else []  # [] = every dataset of the root
         spec = jobs.LaunchSpec(root, chosen, variant, list(overrides), group.strip() or None, label.strip() or None,
                                use_cache, split)
@@ -237,8 +236,10 @@ def history_panel() -> None:
 
 def remove_panel(df: pd.DataFrame) -> None:
     """Delete runs from the history (their folders; cache artifacts stay). Live runs are never offered."""
+    from imc_core.runs import LIVE_STATUSES
+
     with st.expander("Remove runs"):
-        dead = df[~df["status"].astype(str).isin(("running", "queued", "cancelling"))]
+        dead = df[~df["status"].astype(str).isin((*LIVE_STATUSES, "cancelling"))]
         ids = [str(i) for i in dead["id"]]
         ended = [str(i) for i in dead.loc[dead["status"].astype(str).isin(("failed", "cancelled", "stopped")), "id"]]
         chosen = st.multiselect("Runs to remove", ids, key="remove_runs",
