@@ -290,7 +290,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--group", help="group name tying repeated runs (seeds) of one experiment")
     s.add_argument("--jobs", type=_positive_int,
                    help="datasets reconstructed at once (default $IMC_JOBS, else one per core when deterministic, "
-                   "1 otherwise); poses do not depend on it")
+                   "1 otherwise; the cores left map a dataset's match-graph components side by side); poses do not "
+                   "depend on it")
     s.add_argument("--quiet", action="store_true", help="no progress on stderr")
     s.add_argument("--verbose", action="store_true", help="also print COLMAP's own log lines")
     s.set_defaults(func=_cmd_run)

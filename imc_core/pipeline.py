@@ -127,6 +127,14 @@ def reconstruction_jobs(cfg: PipelineConfig, n_datasets: int, jobs: int | None =
     return max(1, min(jobs, n_datasets))
 
 
+def mapping_jobs(cfg: PipelineConfig, n_jobs: int) -> int:
+    """Match-graph components of one dataset mapped at once (``reconstruction.map_components``): the cores left per
+    reconstruction job when the mapper is deterministic (one thread each), else 1 (COLMAP's threads use them)."""
+    if not cfg.reconstruction.deterministic:
+        return 1
+    return max(1, (os.cpu_count() or 1) // max(1, n_jobs))
+
+
 def run_pipeline(
     data_root: str | Path,
     *,
@@ -253,6 +261,7 @@ def _run_datasets(root: Any, split: str, names: list[str], cfg: PipelineConfig, 
     artifacts: dict[str, dict[str, str]] = {}
     futures: list[Future[DatasetResult]] = []
     pool = ThreadPoolExecutor(max_workers=n_jobs, thread_name_prefix="imc-reconstruction")
+    map_jobs = mapping_jobs(cfg, n_jobs)
     try:
         for name in names:
             rep.check()
@@ -260,7 +269,8 @@ def _run_datasets(root: Any, split: str, names: list[str], cfg: PipelineConfig, 
             for w in ds.warnings:
                 writer.log(f"[{name}] warning: {w}")
             matched = _match_dataset(ds, cfg, writer, rep, use_cache)
-            futures.append(pool.submit(_reconstruct_dataset, matched, cfg, run_dir, writer, rep, use_cache))
+            futures.append(pool.submit(_reconstruct_dataset, matched, cfg, run_dir, writer, rep, use_cache,
+                                       map_jobs))
         results = []
         for name, fut in zip(names, futures, strict=True):
             res = fut.result()
@@ -364,7 +374,7 @@ def _match_dataset(ds: Any, cfg: PipelineConfig, writer: RunWriter, rep: _Report
 
 
 def _reconstruct_dataset(matched: _Matched, cfg: PipelineConfig, run_dir: Path, writer: RunWriter, rep: _Reporter,
-                         use_cache: bool) -> DatasetResult:
+                         use_cache: bool, map_jobs: int = 1) -> DatasetResult:
     from .stages import reconstruction as reconstruction_mod
     from .stages.reconstruction import reconstruct
     from .submission import read_pose_csv, write_pose_csv
@@ -390,7 +400,7 @@ def _reconstruct_dataset(matched: _Matched, cfg: PipelineConfig, run_dir: Path, 
     def build_rec(tmp: Path) -> None:
         res = reconstruct(ds.image_dir, ds.images, feats.path / "features.h5", matches.path / "matches.h5", pairs,
                           cfg.reconstruction, tmp, dataset=name, progress=rep.stage(name, "reconstruction"),
-                          should_cancel=rep.cancelled, database=db_file)
+                          should_cancel=rep.cancelled, database=db_file, map_jobs=map_jobs)
         if cfg.reconstruction.deterministic and db_file is None and res.database_verified:
             get_or_build("database", name, dkey, lambda d: shutil.copyfile(tmp / "database.db", d / "database.db"),
                          meta={"conf": dconf, "inputs": [mkey, fkey], "dataset": name}, use_cache=False)

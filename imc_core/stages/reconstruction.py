@@ -13,7 +13,11 @@ Flow of :func:`reconstruct` for one dataset:
    earlier call with the same of both, which the pipeline caches), they are skipped and that database is copied.
 3. **Mapping**: ``pycolmap.incremental_mapping`` (``mapper = "incremental"``, with registered-image progress and a
    ``CancellationToken`` tied to ``should_cancel``) or ``pycolmap.global_mapping`` (``mapper = "global"``, GLOMAP
-   in COLMAP 4; no progress or cancellation inside it).
+   in COLMAP 4; no progress or cancellation inside it). With ``map_components`` (incremental only) each connected
+   component of the verified match graph (pairs with ≥ ``min_num_matches`` inliers, the mapper's own view) that
+   has ≥ ``min_model_size`` images gets a mapper call of its own (``image_names``) when ``map_jobs > 1``, that many
+   at once: no model can span two components, so this only splits the work (multi-scene datasets map in parallel
+   while each mapper stays single-threaded and deterministic; the models are those of one whole-database call).
 4. **Clusters**: every model becomes a cluster ``cluster0, cluster1, …`` (most kept images first). COLMAP can
    register one image in several models; :func:`resolve_registrations` keeps it once (model where it has most 3D
    points, ties → larger model → lower model index) and the log says so. Unregistered images go to ``outliers``.
@@ -33,6 +37,7 @@ import shutil
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -92,6 +97,7 @@ class ReconstructionConfig:
     abs_pose_max_error: float = 12.0  # incremental: PnP RANSAC threshold in pixels
     filter_max_reproj_error: float = 4.0  # incremental: observations above this error (px) are filtered
     max_model_overlap: int = 20  # incremental: images a new model may share with earlier ones
+    map_components: bool = True  # incremental: map the match graph's components side by side when cores allow
     ba_refine_focal: bool = True  # bundle adjustment refines the focal length
     ba_refine_principal_point: bool = False  # bundle adjustment refines the principal point
     ba_refine_extra_params: bool = True  # bundle adjustment refines distortion parameters
@@ -166,7 +172,7 @@ default_conf = ReconstructionConfig()
 MAPPING_ONLY_KEYS = frozenset({
     "mapper", "min_model_size", "max_num_models", "min_num_matches", "num_threads", "init_min_num_inliers",
     "init_max_error", "init_num_trials", "abs_pose_min_num_inliers", "abs_pose_min_inlier_ratio", "abs_pose_max_error",
-    "filter_max_reproj_error", "max_model_overlap", "ba_refine_focal", "ba_refine_principal_point",
+    "filter_max_reproj_error", "max_model_overlap", "map_components", "ba_refine_focal", "ba_refine_principal_point",
     "ba_refine_extra_params", "ba_local_num_images", "ba_global_images_ratio", "ba_global_points_ratio",
     "ba_global_max_refinements", "ba_global_ignore_redundant_points", "tri_max_transitivity", "max_runtime_s",
     "extract_colors", "refine_loss", "refine_loss_scale", "refine_filter_max_reproj_error", "refine_max_iterations",
@@ -481,11 +487,13 @@ class _Registered:
 
     def __init__(self, total: int, progress: ProgressFn | None, poll: Callable[[], None]) -> None:
         self.total, self.count, self.progress, self.poll = total, 0, progress, poll
+        self.lock = threading.Lock()  # components map in parallel threads
 
     def _bump(self, n: int) -> None:
-        self.count = min(self.count + n, self.total)
-        if self.progress is not None:
-            self.progress(self.count, self.total, f"mapping: {self.count}/{self.total} images registered")
+        with self.lock:
+            self.count = min(self.count + n, self.total)
+            if self.progress is not None:
+                self.progress(self.count, self.total, f"mapping: {self.count}/{self.total} images registered")
         self.poll()
 
     def initial_pair(self) -> None:
@@ -520,20 +528,94 @@ def _cancel_watch(token: pycolmap.CancellationToken, should_cancel: CancelFn | N
 
 
 def _run_mapper(db_path: Path, image_dir: Path, sfm_dir: Path, conf: ReconstructionConfig,
-                token: pycolmap.CancellationToken, counter: _Registered) -> list[pycolmap.Reconstruction]:
-    """Run the configured mapper; models in the mapper's index order."""
+                token: pycolmap.CancellationToken, counter: _Registered,
+                image_names: list[str] | None = None) -> list[pycolmap.Reconstruction]:
+    """Run the configured mapper (incremental: on ``image_names`` only, when given); models in the mapper's order."""
     import pycolmap
 
     sfm_dir.mkdir(parents=True, exist_ok=True)
     if conf.deterministic:
-        pycolmap.set_random_seed(conf.seed)
+        pycolmap.set_random_seed(conf.seed)  # COLMAP's generator is per thread: seed the one that maps
     if conf.mapper == "global":
         recs = pycolmap.global_mapping(db_path, image_dir, sfm_dir, global_options(conf))
     else:
-        recs = pycolmap.incremental_mapping(db_path, image_dir, sfm_dir, incremental_options(conf),
+        options = incremental_options(conf)
+        if image_names is not None:
+            options.image_names = image_names
+        recs = pycolmap.incremental_mapping(db_path, image_dir, sfm_dir, options,
                                             initial_image_pair_callback=counter.initial_pair,
                                             next_image_callback=counter.next_image, cancellation_token=token)
     return [recs[k] for k in sorted(recs)]
+
+
+def match_graph_components(db_path: Path, min_num_matches: int, min_size: int = 1) -> list[list[str]]:
+    """Connected components of a verified database's match graph, as the incremental mapper sees it.
+
+    Args:
+        db_path: a verified ``database.db``.
+        min_num_matches: a pair links its images when it has at least this many verified inliers (the mapper
+            ignores the others: ``reconstruction.min_num_matches``).
+        min_size: components with fewer images are left out (no model can hold them: ``min_model_size``).
+
+    Returns:
+        The components' sorted image names, most images first (ties: first name); images without a linking pair
+        are in none.
+    """
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    links = [(a, b) for (a, b), n in pair_inliers(db_path).items() if a < b and n >= min_num_matches]
+    names = sorted({n for pair in links for n in pair})
+    index = {n: i for i, n in enumerate(names)}
+    rows, cols = [index[a] for a, _ in links], [index[b] for _, b in links]
+    _, labels = connected_components(coo_matrix((np.ones(len(links)), (rows, cols)), shape=(len(names),) * 2),
+                                     directed=False)
+    groups: dict[int, list[str]] = {}
+    for name, label in zip(names, labels, strict=True):
+        groups.setdefault(int(label), []).append(name)
+    return sorted((g for g in groups.values() if len(g) >= min_size), key=lambda g: (-len(g), g[0]))
+
+
+def _map_components(db_path: Path, image_dir: Path, sfm_dir: Path, conf: ReconstructionConfig,
+                    token: pycolmap.CancellationToken, counter: _Registered, map_jobs: int,
+                    log: list[str]) -> list[pycolmap.Reconstruction]:
+    """The incremental mapper once per match-graph component, ``map_jobs`` at a time, each on a copy of the database
+    (COLMAP fails to open one file from two threads at once: "No registered database factory succeeded"); models by
+    component, then in each call's order, at most ``max_num_models`` (the largest kept).
+
+    With one job or one component this is the whole-database call: split calls one after the other only cost more
+    (each loads the database). Split or not, a deterministic mapper gives the same models, because every seeded
+    estimator draws from a generator of its own (tested exactly; ETs, toy_fb82 and mini_imc25 gave the same scores
+    seed for seed), so the poses do not depend on ``map_jobs``.
+    """
+    groups = match_graph_components(db_path, conf.min_num_matches, conf.min_model_size) if map_jobs > 1 else []
+    if len(groups) <= 1:
+        return _run_mapper(db_path, image_dir, sfm_dir, conf, token, counter)
+    jobs = min(map_jobs, len(groups))
+    log.append(f"{len(groups)} components of ≥ {conf.min_model_size} images in the match graph "
+               f"({', '.join(str(len(g)) for g in groups)} images), mapped side by side, {jobs} at a time")
+
+    def run(k: int) -> list[pycolmap.Reconstruction]:
+        work = sfm_dir / str(k)
+        work.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(db_path, work / "database.db")
+        return _run_mapper(work / "database.db", image_dir, work / "sparse", conf, token, counter,
+                           image_names=groups[k])
+
+    with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="imc-mapper") as pool:
+        futures = [pool.submit(run, k) for k in range(len(groups))]
+        try:
+            parts = [f.result() for f in futures]
+        except BaseException:
+            token.cancel()  # one call failed or was interrupted: stop the others too
+            raise
+    recs = [r for part in parts for r in part]
+    if len(recs) > conf.max_num_models:
+        keep = sorted(sorted(range(len(recs)), key=lambda i: -recs[i].num_reg_images())[:conf.max_num_models])
+        log.append(f"{len(recs)} models over all components: the {conf.max_num_models} largest kept "
+                   "(reconstruction.max_num_models)")
+        recs = [recs[i] for i in keep]
+    return recs
 
 
 def refine_models(recs: list[pycolmap.Reconstruction], conf: ReconstructionConfig, log: list[str],
@@ -753,7 +835,7 @@ def _check_verified(db_path: Path, conf: ReconstructionConfig, log: list[str]) -
 
 def _map(db_path: Path, image_dir: Path, out_dir: Path, n_images: int, conf: ReconstructionConfig,
          token: pycolmap.CancellationToken, should_cancel: CancelFn | None, progress: ProgressFn | None,
-         log: list[str]) -> list[pycolmap.Reconstruction]:
+         log: list[str], map_jobs: int = 1) -> list[pycolmap.Reconstruction]:
     """Run the mapper in ``out_dir/sfm`` (removed afterwards); the non-empty models, in mapper order."""
 
     def poll() -> None:
@@ -769,7 +851,10 @@ def _map(db_path: Path, image_dir: Path, out_dir: Path, n_images: int, conf: Rec
     t0 = time.perf_counter()
     try:
         with _step(f"{conf.mapper} mapping", log, token, should_cancel):
-            recs = _run_mapper(db_path, image_dir, sfm_dir, conf, token, counter)
+            if conf.mapper == "incremental" and conf.map_components:
+                recs = _map_components(db_path, image_dir, sfm_dir, conf, token, counter, map_jobs, log)
+            else:
+                recs = _run_mapper(db_path, image_dir, sfm_dir, conf, token, counter)
     finally:
         shutil.rmtree(sfm_dir, ignore_errors=True)
     if conf.mapper == "incremental" and 0 < conf.max_runtime_s <= time.perf_counter() - t0:
@@ -784,7 +869,7 @@ def _map(db_path: Path, image_dir: Path, out_dir: Path, n_images: int, conf: Rec
 def reconstruct(image_dir: Path, images: list[str], features_path: Path, matches_path: Path,
                 pairs: list[tuple[str, str]], conf: ReconstructionConfig, out_dir: Path, *, dataset: str = "",
                 progress: ProgressFn | None = None, should_cancel: CancelFn | None = None,
-                database: Path | None = None) -> ReconstructionResult:
+                database: Path | None = None, map_jobs: int = 1) -> ReconstructionResult:
     """Database import, geometric verification and mapping of one dataset; models become clusters.
 
     Args:
@@ -801,6 +886,7 @@ def reconstruct(image_dir: Path, images: list[str], features_path: Path, matches
         database: a ``database.db`` that an earlier deterministic call wrote (``database_verified``) for the same
             images, features, matches, pairs and :func:`database_conf`: copied instead of import and verification.
             The caller vouches that it matches; nothing here can tell.
+        map_jobs: match-graph components mapped at once (``map_components``); the poses do not depend on it.
 
     Returns:
         A :class:`ReconstructionResult` (``ok=False`` with all images outliers when reconstruction failed).
@@ -839,7 +925,7 @@ def reconstruct(image_dir: Path, images: list[str], features_path: Path, matches
                                report, log)
         verified = True
         report(0, len(images), "mapping")
-        recs = _map(db_path, image_dir, out_dir, len(images), conf, token, should_cancel, progress, log)
+        recs = _map(db_path, image_dir, out_dir, len(images), conf, token, should_cancel, progress, log, map_jobs)
         if conf.refine_loss != "none":
             report(len(images), len(images), "final bundle adjustment")
             with _step("final bundle adjustment", log, token, should_cancel):

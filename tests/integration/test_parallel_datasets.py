@@ -72,3 +72,26 @@ def test_an_error_in_a_later_dataset_keeps_the_earlier_reconstruction(two_root: 
                                   out=tmp_path / "again", jobs=2, raise_errors=True))
     cache = again.timings["cache"][first]
     assert (cache["features"], cache["matching"], cache["reconstruction"]) == ("hit", "hit", "hit")
+
+
+def test_scenes_of_one_dataset_map_side_by_side_with_the_same_poses(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    from imc_core.synth import BUNDLED, generate
+
+    conf = replace(BUNDLED, seed=6, datasets=1, scenes_per_dataset=2, images_per_scene=6, outliers_per_dataset=1,
+                   width=384, height=288, roll_fraction=0.0)
+    root = generate(tmp_path / "root", conf)
+    monkeypatch.setattr("os.cpu_count", lambda: 2)  # one dataset, two cores: its components get both
+    runs = {}
+    for split in ("true", "false"):
+        monkeypatch.setenv("IMC_CACHE_DIR", str(tmp_path / f"cache-{split}"))
+        runs[split] = run_pipeline(root, variant="default", out=tmp_path / f"components-{split}", jobs=1,
+                                   overrides=[*FAST, f"reconstruction.map_components={split}"], raise_errors=True)
+    side, whole = load_run(runs["true"]), load_run(runs["false"])
+    assert "2 components of ≥ 3 images in the match graph (6, 6 images), mapped side by side, 2 at a time" in side.log
+    assert "mapped side by side" not in whole.log
+    assert side.scores["score"] >= 80.0, side.log
+    names1, poses1 = _poses(runs["true"])
+    names2, poses2 = _poses(runs["false"])
+    assert names1 == names2
+    np.testing.assert_array_equal(poses1, poses2)

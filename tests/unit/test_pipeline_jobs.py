@@ -38,3 +38,16 @@ def test_explicit_and_environment_values(monkeypatch: pytest.MonkeyPatch) -> Non
         reconstruction_jobs(cfg, 5)
     with pytest.raises(ImcError, match="jobs must be"):
         reconstruction_jobs(cfg, 5, 0)
+
+
+def test_mapping_jobs_share_the_cores_left_per_reconstruction(monkeypatch: pytest.MonkeyPatch) -> None:
+    from imc_core.pipeline import mapping_jobs
+
+    monkeypatch.setattr(os, "cpu_count", lambda: 16)
+    det = resolve_config("default")
+    assert mapping_jobs(det, 1) == 16  # one dataset: its match-graph components take every core
+    assert mapping_jobs(det, 2) == 8
+    assert mapping_jobs(det, 16) == 1
+    assert mapping_jobs(resolve_config("default", ["reconstruction.deterministic=false"]), 1) == 1
+    monkeypatch.setattr(os, "cpu_count", lambda: None)
+    assert mapping_jobs(det, 1) == 1

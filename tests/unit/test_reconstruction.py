@@ -356,6 +356,90 @@ def test_two_disconnected_scenes_become_two_clusters(tmp_path: Path, scene_a: py
         assert pycolmap.Reconstruction(path).num_reg_images() in (5, 6)
 
 
+def test_match_graph_components_follow_the_mappers_view(tmp_path: Path, scene_a: pycolmap.Reconstruction,
+                                                       scene_b: pycolmap.Reconstruction) -> None:
+    names, features, matches, pairs = write_inputs(tmp_path, [("a_", scene_a), ("b_", scene_b)])
+    lonely = "a_" + sorted(im.name for im in scene_a.images.values())[-1]
+    keep = [p for p in pairs if lonely not in p]  # one image without any pair: in no component
+    res = reconstruct(tmp_path, names, features, matches, keep, fast_conf(map_components=False), tmp_path / "out")
+    db = tmp_path / "out" / "database.db"
+    comps = rc.match_graph_components(db, 15)
+    assert res.ok and comps == [sorted(n for n in names if n.startswith("a_") and n != lonely),  # 5 images each:
+                                sorted(n for n in names if n.startswith("b_"))]  # ties go by the first name
+    assert rc.match_graph_components(db, 15, min_size=6) == []
+    assert rc.match_graph_components(db, 10**6) == []  # no pair has that many inliers: no link at all
+
+
+def test_components_mapped_in_parallel_give_the_poses_of_one_call(tmp_path: Path, scene_a: pycolmap.Reconstruction,
+                                                                  scene_b: pycolmap.Reconstruction) -> None:
+    # 1 px noise: outcomes depend on every random draw, so equal poses show that each component is seeded alike
+    names, features, matches, pairs = write_inputs(tmp_path, [("a_", scene_a), ("b_", scene_b)], noise_px=1.0)
+    conf = fast_conf(seed=5)
+    runs = {jobs: reconstruct(tmp_path, names, features, matches, pairs, conf, tmp_path / f"j{jobs}", map_jobs=jobs)
+            for jobs in (1, 2, 3)}
+    again = reconstruct(tmp_path, names, features, matches, pairs, conf, tmp_path / "again", map_jobs=2)
+    whole = reconstruct(tmp_path, names, features, matches, pairs, fast_conf(seed=5, map_components=False),
+                        tmp_path / "whole", map_jobs=2)
+    for res in (*runs.values(), again, whole):
+        assert res.ok and res.n_models == 2, res.log
+    for jobs in (2, 3):  # never more threads than components
+        assert "2 components of ≥ 3 images in the match graph (6, 5 images), mapped side by side, 2 at a time" \
+            in runs[jobs].log
+    assert not any("components" in line for line in runs[1].log + whole.log)  # one job: the whole-database call
+    pd.testing.assert_frame_equal(runs[1].poses, runs[2].poses, check_exact=True)
+    pd.testing.assert_frame_equal(runs[2].poses, runs[3].poses, check_exact=True)
+    pd.testing.assert_frame_equal(runs[2].poses, again.poses, check_exact=True)
+    pd.testing.assert_frame_equal(runs[2].poses, whole.poses, check_exact=True)
+    for cluster, rec, prefix in (("cluster0", scene_a, "a_"), ("cluster1", scene_b, "b_")):
+        assert_poses_match(runs[2].poses[runs[2].poses["scene"] == cluster], gt_poses(rec, prefix), tol=1e-2)
+    assert not (tmp_path / "j2" / "sfm").exists()  # the per-component databases went with the mapper's folder
+
+
+def test_model_cap_holds_over_all_components(tmp_path: Path, scene_a: pycolmap.Reconstruction,
+                                             scene_b: pycolmap.Reconstruction) -> None:
+    names, features, matches, pairs = write_inputs(tmp_path, [("a_", scene_a), ("b_", scene_b)])
+    res = reconstruct(tmp_path, names, features, matches, pairs, fast_conf(max_num_models=1), tmp_path / "out",
+                      map_jobs=2)
+    assert res.ok and res.n_models == 1, res.log
+    assert set(res.poses.loc[res.poses["image"].str.startswith("a_"), "scene"]) == {"cluster0"}  # the larger one
+    assert set(res.poses.loc[res.poses["image"].str.startswith("b_"), "scene"]) == {"outliers"}
+    assert "2 models over all components: the 1 largest kept (reconstruction.max_num_models)" in res.log
+
+
+def test_a_failing_component_fails_the_reconstruction(tmp_path: Path, scene_a: pycolmap.Reconstruction,
+                                                      scene_b: pycolmap.Reconstruction,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    names, features, matches, pairs = write_inputs(tmp_path, [("a_", scene_a), ("b_", scene_b)])
+    real = rc._run_mapper
+
+    def flaky(*args: object, image_names: list[str] | None = None, **kwargs: object) -> object:
+        if image_names and image_names[0].startswith("b_"):
+            raise RuntimeError("boom in b")
+        return real(*args, image_names=image_names, **kwargs)
+
+    monkeypatch.setattr(rc, "_run_mapper", flaky)
+    res = reconstruct(tmp_path, names, features, matches, pairs, fast_conf(), tmp_path / "out", map_jobs=2)
+    assert not res.ok and (res.poses["scene"] == "outliers").all()
+    assert res.log[-1].startswith("FAILED") and "boom in b" in res.log[-1]
+
+
+def test_cancellation_stops_every_component(tmp_path: Path, scene_a: pycolmap.Reconstruction,
+                                            scene_b: pycolmap.Reconstruction) -> None:
+    names, features, matches, pairs = write_inputs(tmp_path, [("a_", scene_a), ("b_", scene_b)])
+    registered: list[int] = []
+
+    def progress(done: int, total: int, message: str) -> None:
+        if message.startswith("mapping:"):
+            registered.append(done)
+
+    out = tmp_path / "out"
+    with pytest.raises(Cancelled):
+        reconstruct(tmp_path, names, features, matches, pairs, fast_conf(), out, progress=progress,
+                    should_cancel=lambda: len(registered) > 0, map_jobs=2)
+    assert registered and registered[-1] < len(names)
+    assert not (out / "database.db").exists() and not (out / "sfm").exists()
+
+
 def test_unmatched_image_is_an_outlier(tmp_path: Path, scene_a: pycolmap.Reconstruction) -> None:
     names, features, matches, pairs = write_inputs(tmp_path, [("", scene_a)])
     lonely = names[-1]
