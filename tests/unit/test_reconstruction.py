@@ -423,23 +423,6 @@ def test_a_failing_component_fails_the_reconstruction(tmp_path: Path, scene_a: p
     assert res.log[-1].startswith("FAILED") and "boom in b" in res.log[-1]
 
 
-def test_cancellation_stops_every_component(tmp_path: Path, scene_a: pycolmap.Reconstruction,
-                                            scene_b: pycolmap.Reconstruction) -> None:
-    names, features, matches, pairs = write_inputs(tmp_path, [("a_", scene_a), ("b_", scene_b)])
-    registered: list[int] = []
-
-    def progress(done: int, total: int, message: str) -> None:
-        if message.startswith("mapping:"):
-            registered.append(done)
-
-    out = tmp_path / "out"
-    with pytest.raises(Cancelled):
-        reconstruct(tmp_path, names, features, matches, pairs, fast_conf(), out, progress=progress,
-                    should_cancel=lambda: len(registered) > 0, map_jobs=2)
-    assert registered and registered[-1] < len(names)
-    assert not (out / "database.db").exists() and not (out / "sfm").exists()
-
-
 def test_unmatched_image_is_an_outlier(tmp_path: Path, scene_a: pycolmap.Reconstruction) -> None:
     names, features, matches, pairs = write_inputs(tmp_path, [("", scene_a)])
     lonely = names[-1]
@@ -571,8 +554,11 @@ def test_final_adjustment_in_reconstruct_is_logged_and_deterministic(tmp_path: P
     assert_poses_match(runs[0].poses, gt_poses(scene_a), tol=1e-2)
 
 
-def test_cancellation_during_mapping_raises_and_cleans_up(tmp_path: Path, scene_a: pycolmap.Reconstruction) -> None:
-    names, features, matches, pairs = write_inputs(tmp_path, [("", scene_a)])
+@pytest.mark.parametrize("components", [1, 2])  # 2: two scenes mapped side by side, both stopped
+def test_cancellation_during_mapping_raises_and_cleans_up(tmp_path: Path, scene_a: pycolmap.Reconstruction,
+                                                          scene_b: pycolmap.Reconstruction, components: int) -> None:
+    scenes = [("a_", scene_a), ("b_", scene_b)][:components]
+    names, features, matches, pairs = write_inputs(tmp_path, scenes)
     registered: list[int] = []
 
     def progress(done: int, total: int, message: str) -> None:
@@ -582,7 +568,7 @@ def test_cancellation_during_mapping_raises_and_cleans_up(tmp_path: Path, scene_
     out = tmp_path / "out"
     with pytest.raises(Cancelled):
         reconstruct(tmp_path, names, features, matches, pairs, fast_conf(), out, progress=progress,
-                    should_cancel=lambda: len(registered) > 0)
+                    should_cancel=lambda: len(registered) > 0, map_jobs=components)
     assert registered and registered[-1] < len(names)  # stopped inside the mapper, not after it
     assert not (out / "database.db").exists() and not (out / "models").exists() and not (out / "sfm").exists()
 
