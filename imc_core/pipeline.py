@@ -13,6 +13,7 @@ switch on every mapper uses one thread, so the poses do not depend on ``jobs``; 
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import platform
 import shutil
@@ -410,7 +411,12 @@ def _reconstruct_dataset(matched: _Matched, cfg: PipelineConfig, run_dir: Path, 
         (tmp / "reconstruction.log").write_text("\n".join(res.log) + "\n")
         (tmp / "result.json").write_text(f'{{"ok": {str(res.ok).lower()}, "n_models": {res.n_models}}}\n')
 
-    rec = get_or_build("reconstruction", name, rkey, build_rec, use_cache=cacheable,
+    reuse = cacheable
+    if reuse and (hit := cached("reconstruction", name, rkey)) is not None and not _reconstruction_ok(hit):
+        # a failure is cached like any result, but it may have been transient (pycolmap, memory): try again
+        writer.log(f"[{name}] reconstruction: the cached result ({hit.name}) had failed; mapping again")
+        reuse = False
+    rec = get_or_build("reconstruction", name, rkey, build_rec, use_cache=reuse,
                        meta={"conf": rconf, "inputs": [mkey, fkey], "dataset": name})
     record("reconstruction", rec)
     writer.log_lines(f"[{name}] {line}" for line in (rec.path / "reconstruction.log").read_text().splitlines())
@@ -422,9 +428,17 @@ def _reconstruct_dataset(matched: _Matched, cfg: PipelineConfig, run_dir: Path, 
         shutil.copytree(models_src, dst)
     stats = _pairs_stats(name, matches.path / "matches.h5", pairs, rec.path / "database.db")
     poses = read_pose_csv(rec.path / "poses.csv")
-    ok = '"ok": true' in (rec.path / "result.json").read_text()
+    ok = _reconstruction_ok(rec.path)
     artifacts = {"features": str(feats.path), "matching": str(matches.path), "reconstruction": str(rec.path)}
     return DatasetResult(name, poses, artifacts, timings, cache, stats, ok)
+
+
+def _reconstruction_ok(path: Path) -> bool:
+    """Whether the reconstruction artifact at ``path`` holds a successful result (its ``result.json``)."""
+    try:
+        return bool(json.loads((path / "result.json").read_text()).get("ok"))
+    except (OSError, ValueError):
+        return False
 
 
 def _pairs_stats(dataset: str, matches_path: Path, pairs: list[tuple[str, str]],

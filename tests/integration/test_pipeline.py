@@ -297,3 +297,31 @@ def test_bad_images_are_all_named_before_any_extraction(tiny_root: Path, isolate
     assert all(v.name in run.meta["error"] for v in victims) and "2 of" in run.meta["error"]
     features = isolated_dirs["cache"] / "features"
     assert not features.exists() or not any(features.iterdir())  # nothing extracted
+
+
+def test_a_cached_failed_reconstruction_is_mapped_again(first_run: tuple[Path, Path], tiny_root: Path,
+                                                        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A failure inside pycolmap may be transient: the next run tries again instead of reusing the failure."""
+    from imc_core.stages import reconstruction as rc
+
+    monkeypatch.setenv("IMC_CACHE_DIR", str(first_run[1]))
+    overrides = FAST + ["reconstruction.min_model_size=5"]  # a mapping key of its own: a fresh cache entry
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("transient pycolmap trouble")
+
+    with monkeypatch.context() as mp:
+        mp.setattr(rc, "_run_mapper", broken)
+        failed = load_run(run_pipeline(tiny_root, variant="default", overrides=overrides, out=tmp_path / "failed",
+                                       raise_errors=True))
+    assert failed.status == "done" and failed.scores["score"] == 0.0  # every image an outlier, the reason logged
+    assert "FAILED: incremental mapping: RuntimeError: transient pycolmap trouble" in failed.log
+    again = load_run(run_pipeline(tiny_root, variant="default", overrides=overrides, out=tmp_path / "again",
+                                  raise_errors=True))
+    assert "had failed; mapping again" in again.log
+    assert all(stages["reconstruction"] == "miss" for stages in again.timings["cache"].values())
+    assert again.scores["score"] >= 80.0, again.log
+    third = load_run(run_pipeline(tiny_root, variant="default", overrides=overrides, out=tmp_path / "third",
+                                  raise_errors=True))
+    assert all(stages["reconstruction"] == "hit" for stages in third.timings["cache"].values())  # success is kept
+    assert "had failed" not in third.log
