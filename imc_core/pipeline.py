@@ -409,7 +409,7 @@ def _reconstruct_dataset(matched: _Matched, cfg: PipelineConfig, run_dir: Path, 
         poses["dataset"] = name
         write_pose_csv(poses, tmp / "poses.csv")
         (tmp / "reconstruction.log").write_text("\n".join(res.log) + "\n")
-        (tmp / "result.json").write_text(f'{{"ok": {str(res.ok).lower()}, "n_models": {res.n_models}}}\n')
+        (tmp / "result.json").write_text(json.dumps({"ok": res.ok, "n_models": res.n_models}) + "\n")
 
     reuse = cacheable
     if reuse and (hit := cached("reconstruction", name, rkey)) is not None and not _reconstruction_ok(hit):

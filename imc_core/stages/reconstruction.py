@@ -583,12 +583,12 @@ def _map_components(db_path: Path, image_dir: Path, sfm_dir: Path, conf: Reconst
     (COLMAP fails to open one file from two threads at once: "No registered database factory succeeded"); models by
     component, then in each call's order, at most ``max_num_models`` (the largest kept).
 
-    With one job or one component this is the whole-database call: split calls one after the other only cost more
-    (each loads the database). Split or not, a deterministic mapper gives the same models, because every seeded
-    estimator draws from a generator of its own (tested exactly; ETs, toy_fb82 and mini_imc25 gave the same scores
-    seed for seed), so the poses do not depend on ``map_jobs``.
+    With one component this is the whole-database call. :func:`_map` calls it only with ``map_jobs > 1``: split calls
+    one after the other only cost more (each loads the database). Split or not, a deterministic mapper gives the same
+    models, because every seeded estimator draws from a generator of its own (tested exactly; ETs, toy_fb82 and
+    mini_imc25 gave the same scores seed for seed), so the poses do not depend on ``map_jobs``.
     """
-    groups = match_graph_components(db_path, conf.min_num_matches, conf.min_model_size) if map_jobs > 1 else []
+    groups = match_graph_components(db_path, conf.min_num_matches, conf.min_model_size)
     if len(groups) <= 1:
         return _run_mapper(db_path, image_dir, sfm_dir, conf, token, counter)
     jobs = min(map_jobs, len(groups))
@@ -851,7 +851,7 @@ def _map(db_path: Path, image_dir: Path, out_dir: Path, n_images: int, conf: Rec
     t0 = time.perf_counter()
     try:
         with _step(f"{conf.mapper} mapping", log, token, should_cancel):
-            if conf.mapper == "incremental" and conf.map_components:
+            if conf.mapper == "incremental" and conf.map_components and map_jobs > 1:
                 recs = _map_components(db_path, image_dir, sfm_dir, conf, token, counter, map_jobs, log)
             else:
                 recs = _run_mapper(db_path, image_dir, sfm_dir, conf, token, counter)
