@@ -24,6 +24,8 @@ from typing import Any, get_type_hints
 from .device import check_device_name
 from .errors import ConfigError
 from .fsutil import stable_hash
+from .stages import features as _features
+from .stages import matching as _matching
 from .stages.features import FeaturesConfig
 from .stages.matching import MatchingConfig, check_features
 from .stages.pairs import PairsConfig
@@ -97,6 +99,13 @@ class PipelineConfig:
 
     def to_dict(self) -> dict[str, dict[str, Any]]:
         return {name: dataclasses.asdict(getattr(self, name)) for name in SECTIONS}
+
+    def uses_torch(self) -> bool:
+        """Whether a stage of this config computes with torch, and so on a device: ALIKED or DISK features, LightGlue
+        or ``nn`` matching, global descriptors. COLMAP's SIFT and matcher (the default) do not: such a run never
+        imports torch, which takes over a second."""
+        return (self.features.method in _features.TORCH_METHODS or self.matching.method in _matching.TORCH_METHODS
+                or bool(self.global_descriptors.models))
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], *, source: str = "config") -> "PipelineConfig":

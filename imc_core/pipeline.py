@@ -52,7 +52,11 @@ class DatasetResult:
     ok: bool = True
 
 
-def _device_name() -> str:
+def _device_name(cfg: PipelineConfig) -> str:
+    """Where the run's torch stages compute (``run.json``'s ``device``): ``cuda (<GPU name>)`` or ``cpu``; ``cpu``
+    without importing torch when no stage uses it (:meth:`PipelineConfig.uses_torch`)."""
+    if not cfg.uses_torch():
+        return "cpu"
     try:
         from .device import resolve_device
 
@@ -201,7 +205,7 @@ def run_pipeline(
     writer.write_meta(
         id=run_dir.name, created=now_iso(), status="running", variant=variant,
         data_root=str(Path(data_root).resolve()), pid=os.getpid(),
-        split=split, datasets=list(names), config_hash=cfg.hash(), device=_device_name(),
+        split=split, datasets=list(names), config_hash=cfg.hash(), device=_device_name(cfg),
         deterministic=cfg.reconstruction.deterministic, seed=cfg.reconstruction.seed, overrides=list(overrides),
         label=label, group=group, host=platform.node(), error=None, warnings=unread,
     )

@@ -33,6 +33,8 @@ if TYPE_CHECKING:  # pragma: no cover
     import torch
 
 METHODS = ("aliked", "disk", "sift", "colmap_sift")
+#: the methods that run on torch (``features.device`` applies); both SIFTs run on the CPU without it
+TORCH_METHODS = frozenset({"aliked", "disk"})
 ALIKED_MODELS = ("aliked-n16", "aliked-n16rot", "aliked-n32", "aliked-t16")
 #: buffers that kornia's ALIKED derives itself and that the checkpoints therefore lack
 _ALIKED_DERIVED_BUFFERS = {"dkd.hw_grid"}

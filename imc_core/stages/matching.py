@@ -30,6 +30,8 @@ if TYPE_CHECKING:  # pragma: no cover
     import torch
 
 METHODS = ("lightglue", "nn", "colmap")
+#: the methods that run on torch (``matching.device`` applies); COLMAP's matcher does not
+TORCH_METHODS = frozenset({"lightglue", "nn"})
 #: feature methods LightGlue has weights for, and the kornia feature type of each
 LIGHTGLUE_FEATURES = {"aliked": "aliked", "disk": "disk"}
 #: images whose features stay in memory while matching (bounded memory: ~2 MB each at 4096×128 float32)

@@ -325,3 +325,22 @@ def test_a_cached_failed_reconstruction_is_mapped_again(first_run: tuple[Path, P
                                   raise_errors=True))
     assert all(stages["reconstruction"] == "hit" for stages in third.timings["cache"].values())  # success is kept
     assert "had failed" not in third.log
+
+
+def test_a_sift_run_never_imports_torch(first_run: tuple[Path, Path], tiny_root: Path, tmp_path: Path) -> None:
+    """The default (COLMAP's SIFT and matcher) needs no torch, whose import took 1.4 s of every run's start."""
+    import os
+    import subprocess
+    import sys
+
+    _, cache = first_run
+    out = tmp_path / "sift"
+    code = ("import sys\nfrom imc_core.pipeline import run_pipeline\n"
+            f"run_pipeline({str(tiny_root)!r}, overrides={FAST!r}, out={str(out)!r}, raise_errors=True)\n"
+            "print('torch imported' if 'torch' in sys.modules else 'no torch')\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                          cwd=Path(__file__).resolve().parents[2], env={**os.environ, "IMC_CACHE_DIR": str(cache)})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip().splitlines()[-1] == "no torch"
+    run = load_run(out)
+    assert run.status == "done" and run.meta["device"] == "cpu"

@@ -122,3 +122,16 @@ def test_device_names_are_checked_with_the_config(key: str) -> None:
         resolve_config("default", [f"{key}=gpu"])
     for ok in ("cuda:1", "CPU", "auto"):
         resolve_config("default", [f"{key}={ok}"])
+
+
+@pytest.mark.parametrize(("variant", "overrides", "expected"), [
+    ("default", [], False),
+    ("colmap_sift", [], False),
+    ("sift_nn", [], True),  # the nn matcher runs on torch
+    ("aliked_lightglue", [], True),
+    ("disk_lightglue", [], True),
+    ("default", ["matching.method=nn"], True),
+    ("default", ['global_descriptors.models=["facebook/dinov2-base"]'], True),
+])
+def test_uses_torch_names_the_configs_that_need_it(variant: str, overrides: list[str], expected: bool) -> None:
+    assert resolve_config(variant, overrides).uses_torch() is expected
