@@ -619,7 +619,7 @@ def _map_components(db_path: Path, image_dir: Path, sfm_dir: Path, conf: Reconst
 
 
 def refine_models(recs: list[pycolmap.Reconstruction], conf: ReconstructionConfig, log: list[str],
-                  should_cancel: CancelFn | None = None) -> None:
+                  should_cancel: CancelFn | None = None, jobs: int = 1) -> None:
     """Final bundle adjustment of every model, in place, with a robust loss (``reconstruction.refine_*``).
 
     The mapper's own global adjustments use a plain squared loss; one more adjustment under a robust loss (e.g.
@@ -628,6 +628,11 @@ def refine_models(recs: list[pycolmap.Reconstruction], conf: ReconstructionConfi
     model is adjusted once more. Same intrinsics switches as the mapper (``ba_refine_*``), gauge fixed by two
     cameras, one thread when deterministic (then the result repeats exactly). A model whose adjustment fails is kept
     as the mapper left it, with the reason in the log.
+
+    With ``jobs > 1`` and several models, ``jobs`` models are adjusted at once in threads. They go through
+    ``pycolmap.bundle_adjustment``, the one entry point that releases the GIL (``BundleAdjuster.solve`` holds it, so
+    threads on it took as long as one after the other). It is the same adjustment, so the poses are identical
+    (tested); COLMAP prints two INFO lines per call there whatever ``minloglevel`` says (the CLI filters them out).
     """
     import pycolmap
 
@@ -642,21 +647,26 @@ def refine_models(recs: list[pycolmap.Reconstruction], conf: ReconstructionConfi
     opts.ceres.loss_function_scale = conf.refine_loss_scale
     opts.ceres.solver_options.num_threads = conf.threads
     opts.ceres.solver_options.max_num_iterations = conf.refine_max_iterations
+    todo = [k for k, rec in enumerate(recs) if rec.num_reg_images() >= 2]
+    parallel = jobs > 1 and len(todo) > 1
 
     def adjust(rec: pycolmap.Reconstruction) -> None:
-        # pycolmap.bundle_adjustment gives the same result but prints COLMAP's log lines whatever minloglevel says
-        ba_conf = pycolmap.BundleAdjustmentConfig()
-        for image_id in rec.reg_image_ids():
-            ba_conf.add_image(image_id)
-        ba_conf.fix_gauge(pycolmap.BundleAdjustmentGauge.TWO_CAMS_FROM_WORLD)
-        pycolmap.create_default_bundle_adjuster(opts, ba_conf, rec).solve()
+        if parallel:
+            with _LOG_LEVEL.kept():
+                pycolmap.bundle_adjustment(rec, opts)  # all registered images, gauge fixed by two cameras
+        else:
+            # quiet, but holds the GIL
+            ba_conf = pycolmap.BundleAdjustmentConfig()
+            for image_id in rec.reg_image_ids():
+                ba_conf.add_image(image_id)
+            ba_conf.fix_gauge(pycolmap.BundleAdjustmentGauge.TWO_CAMS_FROM_WORLD)
+            pycolmap.create_default_bundle_adjuster(opts, ba_conf, rec).solve()
         rec.update_point_3d_errors()
 
-    for k, rec in enumerate(recs):
+    def refine(k: int) -> str:
         if should_cancel is not None and should_cancel():
             raise Cancelled("reconstruction cancelled")
-        if rec.num_reg_images() < 2:
-            continue
+        rec = recs[k]
         before = rec.compute_mean_reprojection_error()
         try:
             adjust(rec)
@@ -666,13 +676,51 @@ def refine_models(recs: list[pycolmap.Reconstruction], conf: ReconstructionConfi
                     conf.refine_filter_max_reproj_error, REFINE_MIN_TRI_ANGLE)
                 adjust(rec)
         except Exception as err:  # noqa: BLE001 - Ceres/pycolmap failure: keep the mapper's model
-            log.append(f"WARNING: final bundle adjustment of model {k} failed ({type(err).__name__}: {err}); "
-                       "kept as mapped")
-            continue
-        log.append(f"model {k} refined ({conf.refine_loss} loss, {conf.refine_loss_scale:g} px): mean reprojection "
-                   f"error {before:.3f} → {rec.compute_mean_reprojection_error():.3f} px"
-                   + (f", {dropped} observations above {conf.refine_filter_max_reproj_error:g} px removed"
-                      if conf.refine_filter_max_reproj_error > 0 else ""))
+            return (f"WARNING: final bundle adjustment of model {k} failed ({type(err).__name__}: {err}); "
+                    "kept as mapped")
+        return (f"model {k} refined ({conf.refine_loss} loss, {conf.refine_loss_scale:g} px): mean reprojection "
+                f"error {before:.3f} → {rec.compute_mean_reprojection_error():.3f} px"
+                + (f", {dropped} observations above {conf.refine_filter_max_reproj_error:g} px removed"
+                   if conf.refine_filter_max_reproj_error > 0 else ""))
+
+    if not parallel:
+        log.extend(refine(k) for k in todo)
+        return
+    with ThreadPoolExecutor(max_workers=min(jobs, len(todo)), thread_name_prefix="imc-refine") as pool:
+        lines = list(pool.map(refine, todo))
+    log.append(f"{len(todo)} models adjusted side by side, {min(jobs, len(todo))} at a time")
+    log.extend(lines)
+
+
+class _LogLevelKeeper:
+    """Keeps pycolmap's ``logging.minloglevel`` as the caller set it across calls that reset it, from any thread.
+
+    ``pycolmap.bundle_adjustment`` builds a COLMAP ``OptionManager``, which sets glog's process-wide level to 0; the
+    level from before the first of the calls under way is put back after each of them.
+    """
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.calls = 0
+        self.level = 0
+
+    @contextmanager
+    def kept(self) -> Iterator[None]:
+        import pycolmap
+
+        with self.lock:
+            if self.calls == 0:
+                self.level = pycolmap.logging.minloglevel
+            self.calls += 1
+        try:
+            yield
+        finally:
+            with self.lock:
+                self.calls -= 1
+                pycolmap.logging.minloglevel = self.level
+
+
+_LOG_LEVEL = _LogLevelKeeper()
 
 
 # ------------------------------------------------------------------------------------------------------ clusters
@@ -929,7 +977,7 @@ def reconstruct(image_dir: Path, images: list[str], features_path: Path, matches
         if conf.refine_loss != "none":
             report(len(images), len(images), "final bundle adjustment")
             with _step("final bundle adjustment", log, token, should_cancel):
-                refine_models(recs, conf, log, should_cancel)
+                refine_models(recs, conf, log, should_cancel, jobs=map_jobs)
         shutil.rmtree(out_dir / "models", ignore_errors=True)
         poses, paths = _collect(recs, images, dataset, out_dir / "models", log)
     except _StepFailed as err:

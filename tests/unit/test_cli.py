@@ -156,3 +156,46 @@ def test_runs_rm(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     assert main(["runs", "rm", "--root", str(tmp_path)]) == 2  # nothing named: a clear error, nothing removed
     assert main(["runs", "list", "a", "--root", str(tmp_path)]) == 2 and "runs rm" in capsys.readouterr().err
     assert main(["runs", "rm", "a", "--root", str(tmp_path), "--dry-run"]) == 0 and (tmp_path / "a").exists()
+
+
+GLOG = (b"I20261127 03:25:20.447185 140190974651264 bundle_adjustment.cc:46] === Global bundle adjustment ===\n"
+        b"W20261127 03:25:20.493426 140190974651264 timer.cc:90] Elapsed time: 0.001 [minutes]\n")
+
+
+def test_glog_lines_are_dropped_and_everything_else_passes_in_order() -> None:
+    from imc_core.cli import drop_glog_lines
+
+    stream = (b"\rETs/features 3/22" + b"\n" + GLOG + b"warning: kept\nE20261127 03:25:20.1 1 x.cc:1] an error\n"
+              + b"Index 2 is a line that starts with I\n" + b"\rETs/mapping 5/22")
+    for size in (1, 7, 64, len(stream)):  # however the pipe cuts it
+        out, tail = b"", b""
+        for i in range(0, len(stream), size):
+            chunk, tail = drop_glog_lines(stream[i:i + size], tail)
+            out += chunk
+        assert out + tail == (b"\rETs/features 3/22\nwarning: kept\nE20261127 03:25:20.1 1 x.cc:1] an error\n"
+                              b"Index 2 is a line that starts with I\n\rETs/mapping 5/22")
+    # a progress line is written at once; only what may still become a glog line waits for its newline
+    assert drop_glog_lines(b"\rETs/mapping 5/22", b"") == (b"\rETs/mapping 5/22", b"")
+    assert drop_glog_lines(b"I2026", b"") == (b"", b"I2026")
+    assert drop_glog_lines(b"Index", b"") == (b"Index", b"")
+
+
+def test_glog_lines_dropped_on_file_descriptor_2(capfd: pytest.CaptureFixture) -> None:
+    """What the pipeline's C++ side writes to fd 2, a real ``pycolmap.bundle_adjustment`` call included."""
+    import os
+
+    import pycolmap
+
+    from imc_core.cli import glog_lines_dropped
+
+    rec = pycolmap.synthesize_dataset(pycolmap.SyntheticDatasetOptions(num_frames_per_rig=3, num_points3D=50))
+    with glog_lines_dropped():
+        os.write(2, b"before\n" + GLOG)
+        opts = pycolmap.BundleAdjustmentOptions()
+        opts.print_summary = False
+        pycolmap.bundle_adjustment(rec, opts)  # prints two INFO lines whatever minloglevel says
+        os.write(2, b"between\n")
+        os.write(2, b"after")
+    os.write(2, b"\nrestored\n")
+    err = capfd.readouterr().err
+    assert err == "before\nbetween\nafter\nrestored\n"

@@ -543,6 +543,56 @@ def test_final_adjustment_iterations_come_from_the_config(monkeypatch: pytest.Mo
     assert errors[50] < errors[1]
 
 
+def _noisy_models(n: int) -> list[pycolmap.Reconstruction]:
+    """``n`` exact scenes with their 3-D points moved and a few observations shifted: work for the adjustment."""
+    recs = []
+    for seed in range(1, n + 1):
+        rec, rng = synth_scene(seed), np.random.default_rng(seed)
+        for point in rec.points3D.values():
+            point.xyz = point.xyz + rng.normal(0, 0.05, 3)
+        for image_id in rec.reg_image_ids():
+            for p in rec.images[image_id].points2D:
+                if p.has_point3D() and rng.random() < 0.03:
+                    p.xy = p.xy + np.array([20.0, -20.0])
+        rec.update_point_3d_errors()
+        recs.append(rec)
+    return recs
+
+
+@pytest.mark.parametrize("jobs", [2, 3])
+def test_models_adjusted_side_by_side_equal_one_after_the_other(jobs: int) -> None:
+    """With ``jobs > 1`` the final adjustment runs through ``pycolmap.bundle_adjustment`` in threads (it releases
+    the GIL): the same poses, points and log lines, bit for bit, and COLMAP's log level is put back."""
+    conf = fast_conf(refine_loss="cauchy", refine_filter_max_reproj_error=2.0)
+    one, side = _noisy_models(3), _noisy_models(3)
+    log_one: list[str] = []
+    log_side: list[str] = []
+    rc.refine_models(one, conf, log_one, jobs=1)
+    level = pycolmap.logging.minloglevel
+    pycolmap.logging.minloglevel = 2
+    try:
+        rc.refine_models(side, conf, log_side, jobs=jobs)
+        assert pycolmap.logging.minloglevel == 2  # COLMAP's OptionManager had set it to 0
+    finally:
+        pycolmap.logging.minloglevel = level
+    assert log_side[0] == f"3 models adjusted side by side, {jobs} at a time"
+    assert log_side[1:] == log_one and all(line.startswith("model ") for line in log_one)
+    for a, b in zip(one, side, strict=True):
+        assert a.reg_image_ids() == b.reg_image_ids() and a.num_points3D() == b.num_points3D()
+        for image_id in a.reg_image_ids():
+            np.testing.assert_array_equal(a.images[image_id].cam_from_world().matrix(),
+                                          b.images[image_id].cam_from_world().matrix())
+        for point_id, point in a.points3D.items():
+            np.testing.assert_array_equal(point.xyz, b.points3D[point_id].xyz)
+    assert a.compute_mean_reprojection_error() < 1.0
+
+
+def test_side_by_side_adjustment_stops_when_cancelled() -> None:
+    recs = _noisy_models(2)
+    with pytest.raises(Cancelled):
+        rc.refine_models(recs, fast_conf(refine_loss="cauchy"), [], should_cancel=lambda: True, jobs=2)
+
+
 def test_final_adjustment_in_reconstruct_is_logged_and_deterministic(tmp_path: Path,
                                                                     scene_a: pycolmap.Reconstruction) -> None:
     names, features, matches, pairs = write_inputs(tmp_path, [("", scene_a)], noise_px=1.0)
