@@ -629,10 +629,12 @@ def refine_models(recs: list[pycolmap.Reconstruction], conf: ReconstructionConfi
     cameras, one thread when deterministic (then the result repeats exactly). A model whose adjustment fails is kept
     as the mapper left it, with the reason in the log.
 
-    With ``jobs > 1`` and several models, ``jobs`` models are adjusted at once in threads. They go through
-    ``pycolmap.bundle_adjustment``, the one entry point that releases the GIL (``BundleAdjuster.solve`` holds it, so
-    threads on it took as long as one after the other). It is the same adjustment, so the poses are identical
-    (tested); COLMAP prints two INFO lines per call there whatever ``minloglevel`` says (the CLI filters them out).
+    With ``jobs > 1`` and several models, ``jobs`` models are adjusted at once in threads. Every adjustment goes
+    through ``pycolmap.bundle_adjustment``, the one entry point that releases the GIL (``BundleAdjuster.solve``
+    holds it, so threads on it took as long as one after the other, and it stalled whatever else ran beside it:
+    another dataset's reconstruction, the next dataset's features). It adjusts all registered images with the
+    gauge fixed by two cameras, like the adjuster, and gives the same poses bit for bit (tested). COLMAP prints two
+    INFO lines per call there whatever ``minloglevel`` says; the CLI filters them out (``cli.glog_lines_dropped``).
     """
     import pycolmap
 
@@ -651,16 +653,8 @@ def refine_models(recs: list[pycolmap.Reconstruction], conf: ReconstructionConfi
     parallel = jobs > 1 and len(todo) > 1
 
     def adjust(rec: pycolmap.Reconstruction) -> None:
-        if parallel:
-            with _LOG_LEVEL.kept():
-                pycolmap.bundle_adjustment(rec, opts)  # all registered images, gauge fixed by two cameras
-        else:
-            # quiet, but holds the GIL
-            ba_conf = pycolmap.BundleAdjustmentConfig()
-            for image_id in rec.reg_image_ids():
-                ba_conf.add_image(image_id)
-            ba_conf.fix_gauge(pycolmap.BundleAdjustmentGauge.TWO_CAMS_FROM_WORLD)
-            pycolmap.create_default_bundle_adjuster(opts, ba_conf, rec).solve()
+        with _LOG_LEVEL.kept():
+            pycolmap.bundle_adjustment(rec, opts)
         rec.update_point_3d_errors()
 
     def refine(k: int) -> str:

@@ -523,13 +523,13 @@ def test_final_adjustment_iterations_come_from_the_config(monkeypatch: pytest.Mo
     """``refine_max_iterations`` caps Ceres in every final adjustment (the default, 50, is COLMAP's for its global
     adjustments); from moved 3-D points, one iteration leaves the model further from the truth than 50."""
     seen = []
-    real = pycolmap.create_default_bundle_adjuster
+    real = pycolmap.bundle_adjustment
 
-    def spy(opts: pycolmap.BundleAdjustmentOptions, *args: object) -> object:
+    def spy(rec: pycolmap.Reconstruction, opts: pycolmap.BundleAdjustmentOptions) -> None:
         seen.append(opts.ceres.solver_options.max_num_iterations)
-        return real(opts, *args)
+        real(rec, opts)
 
-    monkeypatch.setattr(pycolmap, "create_default_bundle_adjuster", spy)
+    monkeypatch.setattr(pycolmap, "bundle_adjustment", spy)
     errors = {}
     for n in (1, 50):
         rec, rng = synth_scene(1), np.random.default_rng(1)
@@ -559,10 +559,41 @@ def _noisy_models(n: int) -> list[pycolmap.Reconstruction]:
     return recs
 
 
+def _assert_same_models(a_models: list[pycolmap.Reconstruction], b_models: list[pycolmap.Reconstruction]) -> None:
+    for a, b in zip(a_models, b_models, strict=True):
+        assert a.reg_image_ids() == b.reg_image_ids() and a.num_points3D() == b.num_points3D()
+        for image_id in a.reg_image_ids():
+            np.testing.assert_array_equal(a.images[image_id].cam_from_world().matrix(),
+                                          b.images[image_id].cam_from_world().matrix())
+        for point_id, point in a.points3D.items():
+            np.testing.assert_array_equal(point.xyz, b.points3D[point_id].xyz)
+
+
+def test_final_adjustment_is_the_bundle_adjusters() -> None:
+    """``pycolmap.bundle_adjustment`` (which releases the GIL) adjusts like ``BundleAdjuster.solve`` with every
+    registered image and the gauge fixed by two cameras (which holds it): the same models bit for bit."""
+    conf = fast_conf(refine_loss="cauchy", refine_filter_max_reproj_error=0)
+    ours, theirs = _noisy_models(2), _noisy_models(2)
+    rc.refine_models(ours, conf, [])
+    opts = pycolmap.BundleAdjustmentOptions()
+    opts.print_summary = False
+    opts.ceres.loss_function_type = pycolmap.LossFunctionType.CAUCHY
+    opts.ceres.loss_function_scale = conf.refine_loss_scale
+    opts.ceres.solver_options.num_threads = 1
+    opts.ceres.solver_options.max_num_iterations = conf.refine_max_iterations
+    for rec in theirs:
+        ba_conf = pycolmap.BundleAdjustmentConfig()
+        for image_id in rec.reg_image_ids():
+            ba_conf.add_image(image_id)
+        ba_conf.fix_gauge(pycolmap.BundleAdjustmentGauge.TWO_CAMS_FROM_WORLD)
+        pycolmap.create_default_bundle_adjuster(opts, ba_conf, rec).solve()
+    _assert_same_models(ours, theirs)
+
+
 @pytest.mark.parametrize("jobs", [2, 3])
 def test_models_adjusted_side_by_side_equal_one_after_the_other(jobs: int) -> None:
-    """With ``jobs > 1`` the final adjustment runs through ``pycolmap.bundle_adjustment`` in threads (it releases
-    the GIL): the same poses, points and log lines, bit for bit, and COLMAP's log level is put back."""
+    """With ``jobs > 1`` the models are adjusted in threads: the same poses, points and log lines, bit for bit, and
+    COLMAP's log level is put back (``pycolmap.bundle_adjustment`` resets it)."""
     conf = fast_conf(refine_loss="cauchy", refine_filter_max_reproj_error=2.0)
     one, side = _noisy_models(3), _noisy_models(3)
     log_one: list[str] = []
@@ -577,14 +608,8 @@ def test_models_adjusted_side_by_side_equal_one_after_the_other(jobs: int) -> No
         pycolmap.logging.minloglevel = level
     assert log_side[0] == f"3 models adjusted side by side, {jobs} at a time"
     assert log_side[1:] == log_one and all(line.startswith("model ") for line in log_one)
-    for a, b in zip(one, side, strict=True):
-        assert a.reg_image_ids() == b.reg_image_ids() and a.num_points3D() == b.num_points3D()
-        for image_id in a.reg_image_ids():
-            np.testing.assert_array_equal(a.images[image_id].cam_from_world().matrix(),
-                                          b.images[image_id].cam_from_world().matrix())
-        for point_id, point in a.points3D.items():
-            np.testing.assert_array_equal(point.xyz, b.points3D[point_id].xyz)
-    assert a.compute_mean_reprojection_error() < 1.0
+    _assert_same_models(one, side)
+    assert all(rec.compute_mean_reprojection_error() < 1.0 for rec in one)
 
 
 def test_side_by_side_adjustment_stops_when_cancelled() -> None:
