@@ -619,7 +619,8 @@ def _map_components(db_path: Path, image_dir: Path, sfm_dir: Path, conf: Reconst
 
 
 def refine_models(recs: list[pycolmap.Reconstruction], conf: ReconstructionConfig, log: list[str],
-                  should_cancel: CancelFn | None = None, jobs: int = 1) -> None:
+                  should_cancel: CancelFn | None = None, jobs: int = 1,
+                  token: pycolmap.CancellationToken | None = None) -> None:
     """Final bundle adjustment of every model, in place, with a robust loss (``reconstruction.refine_*``).
 
     The mapper's own global adjustments use a plain squared loss; one more adjustment under a robust loss (e.g.
@@ -635,6 +636,9 @@ def refine_models(recs: list[pycolmap.Reconstruction], conf: ReconstructionConfi
     another dataset's reconstruction, the next dataset's features). It adjusts all registered images with the
     gauge fixed by two cameras, like the adjuster, and gives the same poses bit for bit (tested). COLMAP prints two
     INFO lines per call there whatever ``minloglevel`` says; the CLI filters them out (``cli.glog_lines_dropped``).
+
+    ``should_cancel`` is polled before each model; a cancelled ``token`` stops an adjustment under way, and the
+    ``InterruptedError`` pycolmap raises then propagates (:func:`reconstruct` turns it into :class:`Cancelled`).
     """
     import pycolmap
 
@@ -654,7 +658,7 @@ def refine_models(recs: list[pycolmap.Reconstruction], conf: ReconstructionConfi
 
     def adjust(rec: pycolmap.Reconstruction) -> None:
         with _LOG_LEVEL.kept():
-            pycolmap.bundle_adjustment(rec, opts)
+            pycolmap.bundle_adjustment(rec, opts, token)
         rec.update_point_3d_errors()
 
     def refine(k: int) -> str:
@@ -669,6 +673,8 @@ def refine_models(recs: list[pycolmap.Reconstruction], conf: ReconstructionConfi
                 dropped = pycolmap.ObservationManager(rec).filter_all_points3D(
                     conf.refine_filter_max_reproj_error, REFINE_MIN_TRI_ANGLE)
                 adjust(rec)
+        except InterruptedError:  # the token was cancelled: the run stops, it is no failure of this model
+            raise
         except Exception as err:  # noqa: BLE001 - Ceres/pycolmap failure: keep the mapper's model
             return (f"WARNING: final bundle adjustment of model {k} failed ({type(err).__name__}: {err}); "
                     "kept as mapped")
@@ -971,7 +977,7 @@ def reconstruct(image_dir: Path, images: list[str], features_path: Path, matches
         if conf.refine_loss != "none":
             report(len(images), len(images), "final bundle adjustment")
             with _step("final bundle adjustment", log, token, should_cancel):
-                refine_models(recs, conf, log, should_cancel, jobs=map_jobs)
+                refine_models(recs, conf, log, should_cancel, jobs=map_jobs, token=token)
         shutil.rmtree(out_dir / "models", ignore_errors=True)
         poses, paths = _collect(recs, images, dataset, out_dir / "models", log)
     except _StepFailed as err:

@@ -525,9 +525,9 @@ def test_final_adjustment_iterations_come_from_the_config(monkeypatch: pytest.Mo
     seen = []
     real = pycolmap.bundle_adjustment
 
-    def spy(rec: pycolmap.Reconstruction, opts: pycolmap.BundleAdjustmentOptions) -> None:
+    def spy(rec: pycolmap.Reconstruction, opts: pycolmap.BundleAdjustmentOptions, *args: object) -> None:
         seen.append(opts.ceres.solver_options.max_num_iterations)
-        real(rec, opts)
+        real(rec, opts, *args)
 
     monkeypatch.setattr(pycolmap, "bundle_adjustment", spy)
     errors = {}
@@ -616,6 +616,29 @@ def test_side_by_side_adjustment_stops_when_cancelled() -> None:
     recs = _noisy_models(2)
     with pytest.raises(Cancelled):
         rc.refine_models(recs, fast_conf(refine_loss="cauchy"), [], should_cancel=lambda: True, jobs=2)
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_a_cancelled_token_stops_the_adjustment_under_way(jobs: int) -> None:
+    """pycolmap's answer to the token propagates: a cancelled run, not a model whose adjustment "failed"."""
+    token = pycolmap.CancellationToken()
+    token.cancel()
+    log: list[str] = []
+    with pytest.raises(InterruptedError):
+        rc.refine_models(_noisy_models(2), fast_conf(refine_loss="cauchy"), log, jobs=jobs, token=token)
+    assert not any("failed" in line for line in log)
+
+
+def test_cancellation_during_the_final_adjustment(tmp_path: Path, scene_a: pycolmap.Reconstruction) -> None:
+    names, features, matches, pairs = write_inputs(tmp_path, [("", scene_a)], noise_px=1.0)
+    stage: list[str] = []
+    out = tmp_path / "out"
+    with pytest.raises(Cancelled):
+        reconstruct(tmp_path, names, features, matches, pairs, fast_conf(refine_loss="cauchy"), out,
+                    progress=lambda done, total, message: stage.append(message),
+                    should_cancel=lambda: "final bundle adjustment" in stage)
+    assert stage[-1] == "final bundle adjustment"
+    assert not (out / "database.db").exists() and not (out / "models").exists()
 
 
 def test_final_adjustment_in_reconstruct_is_logged_and_deterministic(tmp_path: Path,
