@@ -9,13 +9,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import shutil
 import signal
 import sys
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import nullcontext
 from pathlib import Path
 from typing import TextIO
 
@@ -98,72 +95,6 @@ class ProgressLine:
             print(text.rstrip(), end=end, file=self.stream, flush=True)
 
 
-#: a glog INFO or WARNING line, e.g. ``I20261127 03:25:20.447185 140190974651264 bundle_adjustment.cc:46] ...``
-_GLOG_LINE = re.compile(rb"[IW]\d{8} \d\d:\d\d:\d\d\.\d+ +\d+ [^ \]]+:\d+\] ")
-
-
-def _may_become_glog_line(tail: bytes) -> bool:
-    """Whether an unfinished line may still turn out to be a glog line (then it waits for its newline)."""
-    if tail[:1] not in (b"I", b"W"):
-        return False
-    digits = tail[1:9]  # the date
-    if digits and not digits.isdigit():
-        return False
-    return len(digits) < 8 or len(tail) == 9 or tail[9:10] == b" "
-
-
-def drop_glog_lines(data: bytes, tail: bytes) -> tuple[bytes, bytes]:
-    """Filter a chunk of a stream: ``(what to write now, unfinished line kept back)`` after ``tail + data``.
-
-    glog's INFO and WARNING lines go (what ``minloglevel = 2`` hides); everything else passes, an unfinished line
-    (a progress line rewritten with carriage returns) at once unless it may still become a glog line.
-    """
-    *lines, rest = (tail + data).split(b"\n")
-    out = b"".join(line + b"\n" for line in lines if not _GLOG_LINE.match(line))
-    if rest and not _may_become_glog_line(rest):
-        out, rest = out + rest, b""
-    return out, rest
-
-
-@contextmanager
-def glog_lines_dropped() -> Iterator[None]:
-    """While inside, COLMAP's INFO and WARNING lines written to file descriptor 2 are dropped, whatever glog's level.
-
-    ``pycolmap.logging.minloglevel = 2`` hides them, except in ``pycolmap.bundle_adjustment`` (the final adjustment
-    of several models side by side), which resets the level itself and prints two lines per call. Everything else on
-    stderr passes through a pipe and a thread, unchanged and in order.
-    """
-    sys.stderr.flush()
-    try:
-        read_end, write_end = os.pipe()
-        saved = os.dup(2)
-    except OSError:  # no fd 2 or no pipes: nothing to filter
-        yield
-        return
-    os.dup2(write_end, 2)
-    os.close(write_end)
-
-    def pump() -> None:
-        tail = b""
-        while chunk := os.read(read_end, 65536):
-            out, tail = drop_glog_lines(chunk, tail)
-            if out:
-                os.write(saved, out)
-        if tail and not _GLOG_LINE.match(tail):
-            os.write(saved, tail)
-
-    thread = threading.Thread(target=pump, name="imc-stderr-filter", daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        sys.stderr.flush()
-        os.dup2(saved, 2)  # the pipe's last write end closes: the pump reads to the end and stops
-        thread.join(timeout=10)
-        os.close(read_end)
-        os.close(saved)
-
-
 def _cmd_run(args: argparse.Namespace) -> int:
     from .pipeline import run_pipeline
     from .runs import load_run
@@ -180,6 +111,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         stop["requested"] = True
 
     signal.signal(signal.SIGTERM, on_term)
+    from .glogfilter import glog_lines_dropped
+
     with glog_lines_dropped() if not args.verbose else nullcontext():
         run_dir = run_pipeline(args.data_root, datasets=args.dataset or None, variant=args.variant,
                                overrides=args.set, out=args.out, progress=progress, use_cache=not args.no_cache,

@@ -635,7 +635,7 @@ def refine_models(recs: list[pycolmap.Reconstruction], conf: ReconstructionConfi
     holds it, so threads on it took as long as one after the other, and it stalled whatever else ran beside it:
     another dataset's reconstruction, the next dataset's features). It adjusts all registered images with the
     gauge fixed by two cameras, like the adjuster, and gives the same poses bit for bit (tested). COLMAP prints two
-    INFO lines per call there whatever ``minloglevel`` says; the CLI filters them out (``cli.glog_lines_dropped``).
+    INFO lines per call there whatever ``minloglevel`` says; the CLI filters them out (:mod:`imc_core.glogfilter`).
 
     ``should_cancel`` is polled before each model; a cancelled ``token`` stops an adjustment under way, and the
     ``InterruptedError`` pycolmap raises then propagates (:func:`reconstruct` turns it into :class:`Cancelled`).

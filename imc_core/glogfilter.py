@@ -1,0 +1,106 @@
+"""Keep COLMAP's INFO and WARNING lines off a process's stderr, whatever glog's level says.
+
+``pycolmap.logging.minloglevel = 2`` hides them, except in ``pycolmap.bundle_adjustment`` (the final adjustment,
+which releases the GIL): it builds a COLMAP ``OptionManager`` that resets the level for the whole process and prints
+two INFO lines per call. :func:`glog_lines_dropped` puts a filter between file descriptor 2 and where it pointed:
+
+    with glog_lines_dropped():
+        run_pipeline(...)
+
+The filter is a child process (this file run as a script, standard library only, started with ``-S``), not a
+thread: when the parent dies (a failed COLMAP check aborts it), the child still reads what the parent wrote last,
+the reason included, passes it on and exits at the end of the pipe. It ignores SIGINT and SIGTERM, which reach a
+whole process group (Ctrl-C, the dashboard's cancel), so that it outlives the parent's own handling of them.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+#: a glog INFO or WARNING line, e.g. ``I20261127 03:25:20.447185 140190974651264 bundle_adjustment.cc:46] ...``
+GLOG_LINE = re.compile(rb"[IW]\d{8} \d\d:\d\d:\d\d\.\d+ +\d+ [^ \]]+:\d+\] ")
+
+
+def _may_become_glog_line(tail: bytes) -> bool:
+    """Whether an unfinished line may still turn out to be a glog line (then it waits for its newline)."""
+    if tail[:1] not in (b"I", b"W"):
+        return False
+    digits = tail[1:9]  # the date
+    if digits and not digits.isdigit():
+        return False
+    return len(digits) < 8 or len(tail) == 9 or tail[9:10] == b" "
+
+
+def drop_glog_lines(data: bytes, tail: bytes) -> tuple[bytes, bytes]:
+    """Filter a chunk of a stream: ``(what to write now, unfinished line kept back)`` after ``tail + data``.
+
+    glog's INFO and WARNING lines go (what ``minloglevel = 2`` hides); everything else passes, an unfinished line
+    (a progress line rewritten with carriage returns) at once unless it may still become a glog line.
+    """
+    *lines, rest = (tail + data).split(b"\n")
+    out = b"".join(line + b"\n" for line in lines if not GLOG_LINE.match(line))
+    if rest and not _may_become_glog_line(rest):
+        out, rest = out + rest, b""
+    return out, rest
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    while data:
+        data = data[os.write(fd, data):]
+
+
+def filter_stream(src: int = 0, dst: int = 2) -> None:
+    """Copy ``src`` to ``dst`` without glog's INFO and WARNING lines, until the end of ``src``."""
+    tail = b""
+    while chunk := os.read(src, 65536):
+        out, tail = drop_glog_lines(chunk, tail)
+        if out:
+            _write_all(dst, out)
+    if tail and not GLOG_LINE.match(tail):
+        _write_all(dst, tail)
+
+
+@contextmanager
+def glog_lines_dropped() -> Iterator[None]:
+    """While inside, glog's INFO and WARNING lines written to file descriptor 2 are dropped; everything else passes,
+    unchanged and in order (after a filter process: a few milliseconds late). Nothing is filtered when no child can
+    be started or file descriptor 2 is closed."""
+    sys.stderr.flush()
+    try:
+        child = subprocess.Popen([sys.executable, "-S", os.path.abspath(__file__)], stdin=subprocess.PIPE,
+                                 stdout=subprocess.DEVNULL, close_fds=True)
+    except OSError:
+        yield
+        return
+    assert child.stdin is not None
+    try:
+        saved = os.dup(2)
+        os.dup2(child.stdin.fileno(), 2)
+    except OSError:
+        child.stdin.close()
+        child.wait()
+        yield
+        return
+    child.stdin.close()  # fd 2 is now the pipe's only write end in this process
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)  # the pipe's last write end closes: the filter drains it and exits
+        os.close(saved)
+        try:
+            child.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            child.kill()
+
+
+if __name__ == "__main__":  # the filter process
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    filter_stream()

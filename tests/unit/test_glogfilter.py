@@ -1,0 +1,78 @@
+"""COLMAP's INFO and WARNING lines kept off stderr by a filter process (imc_core.glogfilter)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from imc_core.glogfilter import drop_glog_lines, glog_lines_dropped
+
+REPO = Path(__file__).resolve().parents[2]
+GLOG = (b"I20261127 03:25:20.447185 140190974651264 bundle_adjustment.cc:46] === Global bundle adjustment ===\n"
+        b"W20261127 03:25:20.493426 140190974651264 timer.cc:90] Elapsed time: 0.001 [minutes]\n")
+
+
+def test_glog_lines_are_dropped_and_everything_else_passes_in_order() -> None:
+    stream = (b"\rETs/features 3/22" + b"\n" + GLOG + b"warning: kept\nE20261127 03:25:20.1 1 x.cc:1] an error\n"
+              + b"Index 2 is a line that starts with I\n" + b"\rETs/mapping 5/22")
+    for size in (1, 7, 64, len(stream)):  # however the pipe cuts it
+        out, tail = b"", b""
+        for i in range(0, len(stream), size):
+            chunk, tail = drop_glog_lines(stream[i:i + size], tail)
+            out += chunk
+        assert out + tail == (b"\rETs/features 3/22\nwarning: kept\nE20261127 03:25:20.1 1 x.cc:1] an error\n"
+                              b"Index 2 is a line that starts with I\n\rETs/mapping 5/22")
+    # a progress line is written at once; only what may still become a glog line waits for its newline
+    assert drop_glog_lines(b"\rETs/mapping 5/22", b"") == (b"\rETs/mapping 5/22", b"")
+    assert drop_glog_lines(b"I2026", b"") == (b"", b"I2026")
+    assert drop_glog_lines(b"Index", b"") == (b"Index", b"")
+
+
+def test_glog_lines_dropped_on_file_descriptor_2(capfd: pytest.CaptureFixture) -> None:
+    """What the pipeline's C++ side writes to fd 2, a real ``pycolmap.bundle_adjustment`` call included."""
+    import pycolmap
+
+    rec = pycolmap.synthesize_dataset(pycolmap.SyntheticDatasetOptions(num_frames_per_rig=3, num_points3D=50))
+    with glog_lines_dropped():
+        os.write(2, b"before\n" + GLOG)
+        opts = pycolmap.BundleAdjustmentOptions()
+        opts.print_summary = False
+        pycolmap.bundle_adjustment(rec, opts)  # prints two INFO lines whatever minloglevel says
+        os.write(2, b"between\n")
+        os.write(2, b"after")
+    os.write(2, b"\nrestored\n")
+    assert capfd.readouterr().err == "before\nbetween\nafter\nrestored\n"
+
+
+def _child(body: str, **kw: object) -> subprocess.Popen[bytes]:
+    code = ("import os, signal, sys, time\nfrom imc_core.glogfilter import glog_lines_dropped\n"
+            f"with glog_lines_dropped():\n{body}")
+    return subprocess.Popen([sys.executable, "-c", code], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            **kw)
+
+
+def test_the_last_words_of_a_process_that_aborts_get_through() -> None:
+    """A failed COLMAP check aborts the process: the filter, a process of its own, still passes the reason on."""
+    proc = _child(f"    os.write(2, {GLOG!r} + b'F20261127 03:25:20.1 1 x.cc:1] Check failed: the reason\\n')\n"
+                  "    os.abort()\n")
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == -signal.SIGABRT
+    assert err == b"F20261127 03:25:20.1 1 x.cc:1] Check failed: the reason\n"
+
+
+def test_a_signal_to_the_process_group_leaves_the_filter_running() -> None:
+    """The dashboard cancels a job with SIGTERM to its process group: the job's own handling still gets printed."""
+    proc = _child("    stop = []\n    signal.signal(signal.SIGTERM, lambda *a: stop.append(1))\n"
+                  "    print('ready', flush=True)\n    while not stop:\n        time.sleep(0.01)\n"
+                  "    os.write(2, b'cancelled cleanly\\n')\n", start_new_session=True)
+    assert proc.stdout is not None and proc.stdout.readline() == b"ready\n"
+    time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0 and err == b"cancelled cleanly\n"
