@@ -38,6 +38,10 @@ def root_picker() -> None:
     wanted = state.qp_first("root")
     if wanted and wanted not in roots and Path(wanted).is_dir():
         roots.append(wanted)  # a shared link to a root this machine does not remember: show it, do not store it
+    if nxt := st.session_state.pop(state.NEXT_ROOT, None):  # the Results page opened a run on another root
+        if nxt not in roots:
+            roots.append(nxt)
+        st.session_state["root"] = nxt
     # no format_func: the URL holds the bound widget's formatted option, which must be the path itself
     st.sidebar.selectbox("Data root", roots, key="root", bind="query-params",
                          help="Folder in the IMC-2025 layout (train/, test/, CSVs)")

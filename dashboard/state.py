@@ -157,6 +157,23 @@ def current_root() -> Path | None:
     return Path(value) if value else None
 
 
+#: session key of a data root the sidebar picker takes at the next script run (:func:`follow_root`)
+NEXT_ROOT = "_root_next"
+
+
+def follow_root(root: Path, reason: str) -> None:
+    """Make the sidebar's data root ``root`` and run the script again, once per ``reason`` (e.g. a run id): the
+    picker is drawn before the page, so it can only take the value at the next run. Nothing happens when ``root``
+    is already picked or does not exist here (a teammate's run)."""
+    current = current_root()
+    if (not root.is_dir() or (current is not None and current.resolve() == root.resolve())
+            or st.session_state.get("_root_followed") == reason):
+        return
+    st.session_state["_root_followed"] = reason
+    st.session_state[NEXT_ROOT] = str(root)
+    st.rerun()
+
+
 # ------------------------------------------------------------------------------------------------------ URL state
 
 

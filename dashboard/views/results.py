@@ -596,7 +596,9 @@ def main() -> None:
     if not run_id:
         return
     rv = state.run_view(run_id)
-    if rv.meta.get("data_root"):  # the link opens the run's data root, whatever the sidebar shows now
+    if rv.meta.get("data_root"):
+        # the sidebar shows the data the run was made on (when it exists here), and so does the share link
+        state.follow_root(rv.data_root, reason=run_id)
         state.register_share("results", SHARE_KEYS, values={"root": str(rv.data_root)})
     header(rv)
     headline(rv)

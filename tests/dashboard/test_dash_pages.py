@@ -77,6 +77,12 @@ def test_share_link_holds_the_view(make_run: Callable[..., Path], dash_env: Dash
     assert at.session_state["tab"] == "Images" and at.session_state["scene"] == "s1"
 
 
+def state_roots() -> list[str]:
+    from dashboard import state
+
+    return state.load_roots()
+
+
 def test_results_share_link_holds_the_runs_own_data_root(make_run: Callable[..., Path], dash_env: DashEnv,
                                                           tmp_path: Path) -> None:
     run_dir = make_run("run-a")
@@ -88,6 +94,21 @@ def test_results_share_link_holds_the_runs_own_data_root(make_run: Callable[...,
     assert_clean(at)
     share = share_text(at)
     assert f"root={quote(str(other), safe='')}" in share and quote(str(dash_env.data_root), safe="") not in share
+    # the sidebar follows: it shows the run's data root, not the one picked before (and no stored root changes)
+    assert at.session_state["root"] == str(other)
+    assert str(other) in at.sidebar.selectbox[0].options
+    assert str(other) not in state_roots()
+
+
+def test_results_keep_the_sidebar_root_when_the_runs_root_is_missing_here(make_run: Callable[..., Path],
+                                                                     dash_env: DashEnv, tmp_path: Path) -> None:
+    """A teammate's run on a folder this machine lacks: the sidebar keeps its root; the header names the run's."""
+    run_dir = make_run("run-a")
+    meta = json.loads((run_dir / "run.json").read_text())
+    (run_dir / "run.json").write_text(json.dumps({**meta, "data_root": str(tmp_path / "not-here")}))
+    at = open_app("results", run="run-a")
+    assert_clean(at)
+    assert at.session_state["root"] == str(dash_env.data_root)
 
 
 @pytest.mark.parametrize("tab", ["Overview", "3D", "Clusters", "Pairs", "Loss", "Timings", "Log", "Descriptors"])
