@@ -564,6 +564,32 @@ def root_labels(root: str | Path) -> pd.DataFrame | None:
     return _labels(str(p), _mtime(p / "train_labels.csv"))
 
 
+def gt_hashes(rv: RunView) -> dict[str, str] | None:
+    """A run's ground-truth hash per scored dataset (``run.json`` ``gt_hashes``). Runs made before runs recorded
+    them get them from their data root when it is still here (its ground truth now); None when neither exists."""
+    if rv.meta.get("gt_hashes"):
+        return dict(rv.meta["gt_hashes"])
+    datasets = sorted(str(d) for d in ((rv.scores or {}).get("datasets") or {}))
+    labels = root_labels(rv.data_root) if datasets else None
+    if labels is None:
+        return None
+    root = Path(rv.data_root)
+    stamp = max(_mtime(root / "train_labels.csv"), _mtime(root / "train_thresholds.csv"))
+    return _root_gt_hashes(str(root), stamp, tuple(datasets))
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _root_gt_hashes(root: str, mtime: float, datasets: tuple[str, ...]) -> dict[str, str] | None:
+    from imc_core.data import DataRoot, ground_truth_hashes
+    from imc_core.errors import ImcError
+
+    try:
+        r = DataRoot(root)
+        return ground_truth_hashes(r.labels, r.thresholds or {}, list(datasets))
+    except (ImcError, OSError, ValueError):
+        return None
+
+
 # ----------------------------------------------------------------------------------------------------------- cache
 
 

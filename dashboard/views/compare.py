@@ -60,7 +60,7 @@ def same_data_aliases(views: list[state.RunView]) -> dict[str, str]:
     for :func:`run_root`; the roots that were merged are named on the page."""
     from imc_core.analysis import same_data_roots
 
-    aliases = same_data_roots([(raw_root(rv), rv.meta.get("gt_hashes")) for rv in views])
+    aliases = same_data_roots([(raw_root(rv), state.gt_hashes(rv)) for rv in views])
     st.session_state[ALIASES_KEY] = aliases
     merged = {k: v for k, v in aliases.items() if k != v}
     if merged:

@@ -211,6 +211,25 @@ def test_a_copy_of_the_same_data_compares_as_one_root(make_run: Callable[..., Pa
     assert "Different data roots" in warnings(at) and "cannot be compared" in warnings(at)
 
 
+def test_a_run_without_gt_hashes_gets_them_from_its_data_root(make_run: Callable[..., Path], tmp_path: Path) -> None:
+    """Runs made before ``gt_hashes`` existed: their data root, when it is here, gives the hashes."""
+    from imc_core.data import DataRoot, ground_truth_hashes
+
+    old, theirs = make_run("old", score=60.0), make_run("theirs", score=64.0)
+    root = DataRoot(json.loads((old / "run.json").read_text())["data_root"])
+    real = ground_truth_hashes(root.labels, root.thresholds, [DATASET])
+    copy = tmp_path / "teammate" / "data"
+    copy.mkdir(parents=True)
+    _edit_json(old / "run.json", lambda m: m.pop("gt_hashes", None))
+    _edit_json(theirs / "run.json", lambda m: m.update(data_root=str(copy), gt_hashes=real))
+    at = open_compare(["old", "theirs"])
+    no_errors(at)
+    assert "Different data roots" not in warnings(at)
+    assert frame_by_key(at, "headline").set_index("arm").loc["theirs", "Δ score"] == pytest.approx(4.0)
+    _edit_json(theirs / "run.json", lambda m: m.update(gt_hashes={DATASET: "other ground truth"}))
+    assert "Different data roots" in warnings(open_compare(["old", "theirs"]))
+
+
 def test_config_diff_between_groups_leaves_the_seed_out(make_run: Callable[..., Path]) -> None:
     for i in range(2):
         make_run(f"a-{i}", group="a", seed=i)
