@@ -59,13 +59,23 @@ def resolve_device(pref: str = "auto") -> torch.device:
     raise ConfigError(f"{source} must be one of {', '.join(CHOICES)} (or cuda:N), got {choice!r}")
 
 
-def colmap_uses_gpu(device: torch.device) -> bool:
-    """Whether a COLMAP step (SIFT matching) may run on ``device``'s GPU.
+def colmap_uses_gpu(pref: str = "auto") -> bool:
+    """Whether a COLMAP step (SIFT matching) runs on the GPU for device preference ``pref``.
 
-    Only when the torch device is CUDA *and* the installed pycolmap was built with CUDA: PyPI's pycolmap wheels are
+    Only when the device is CUDA *and* the installed pycolmap was built with CUDA: PyPI's pycolmap wheels are
     CPU-only, and asking them for the GPU fails with ``Cannot use GPU feature matching without CUDA`` (seen on an
-    H200 machine with torch's CUDA build beside the PyPI pycolmap).
+    H200 machine with torch's CUDA build beside the PyPI pycolmap). With such a pycolmap, ``auto`` and ``cpu`` are
+    answered without importing torch (over a second); an explicit ``cuda`` (here or in ``$IMC_DEVICE``) is still
+    checked, so that a missing GPU is an error as for the other stages.
+
+    Raises:
+        ConfigError: as :func:`resolve_device`.
     """
     import pycolmap
 
-    return device.type == "cuda" and bool(getattr(pycolmap, "has_cuda", False))
+    has_cuda = bool(getattr(pycolmap, "has_cuda", False))
+    choice = (pref or "auto").strip().lower()
+    if choice == "cpu" or (choice == "auto" and not has_cuda
+                           and os.environ.get(ENV_VAR, "").strip().lower() in ("", "auto", "cpu")):
+        return False
+    return resolve_device(pref).type == "cuda" and has_cuda

@@ -400,15 +400,15 @@ def match_features(pairs: list[Pair], features_path: Path, conf: MatchingConfig,
     """
     import h5py
 
-    from ..device import resolve_device
+    from ..device import colmap_uses_gpu, resolve_device
 
     features_path, out_path = Path(features_path), Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    device = resolve_device(conf.device)
     check_features(conf.method, feature_method)
-    if conf.method == "colmap":
-        return _match_colmap(pairs, features_path, conf, out_path, device=device, progress=progress,
-                             should_cancel=should_cancel)
+    if conf.method == "colmap":  # no torch: with PyPI's CPU-only pycolmap the device needs no torch either
+        return _match_colmap(pairs, features_path, conf, out_path, use_gpu=colmap_uses_gpu(conf.device),
+                             progress=progress, should_cancel=should_cancel)
+    device = resolve_device(conf.device)
     matcher = _build_matcher(conf, feature_method, device)
     todo = _unique_pairs(pairs)
     batch_size = conf.batch_size if (device.type == "cuda" and conf.method == "lightglue") else 1
@@ -445,7 +445,7 @@ def _colmap_uint8(desc: np.ndarray) -> np.ndarray:
 
 
 def _match_colmap(pairs: list[Pair], features_path: Path, conf: MatchingConfig, out_path: Path, *,
-                  device: torch.device, progress: Progress | None, should_cancel: ShouldCancel | None) -> Path:
+                  use_gpu: bool, progress: Progress | None, should_cancel: ShouldCancel | None) -> Path:
     """COLMAP's own SIFT matcher (``pycolmap.match_image_pairs``, no verification) on our features.
 
     Same rules as ``nn`` (ratio, max angle, cross check) but COLMAP's implementation, which is several times faster
@@ -458,7 +458,6 @@ def _match_colmap(pairs: list[Pair], features_path: Path, conf: MatchingConfig, 
     import h5py
     import pycolmap
 
-    from ..device import colmap_uses_gpu
     from .reconstruction import _cancel_watch
 
     todo = _unique_pairs(pairs)
@@ -490,7 +489,7 @@ def _match_colmap(pairs: list[Pair], features_path: Path, conf: MatchingConfig, 
             pairs_txt.write_text("".join(f"{a} {b}\n" for a, b in todo))
             opts = pycolmap.FeatureMatchingOptions()
             opts.skip_geometric_verification = True
-            opts.use_gpu = colmap_uses_gpu(device)
+            opts.use_gpu = use_gpu
             if not opts.use_gpu:
                 # COLMAP's multi-threaded CPU matcher is not deterministic (BENCHMARKS.md): one thread unless asked
                 opts.num_threads = conf.colmap_threads or 1

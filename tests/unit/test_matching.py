@@ -281,13 +281,34 @@ def test_colmap_matcher_on_a_cuda_machine_with_cpu_only_pycolmap(pair_dir: Path,
                                       feature_method="sift"), A, B)[0]
     monkeypatch.setattr(dev, "resolve_device", lambda pref="auto": torch.device("cuda"))
     monkeypatch.setattr(pycolmap, "has_cuda", False, raising=False)
-    assert not dev.colmap_uses_gpu(torch.device("cuda"))
+    assert not dev.colmap_uses_gpu("auto") and not dev.colmap_uses_gpu("cuda")
     gpu_box = read_matches(match_features([(A, B)], feats, MatchingConfig(method="colmap"), tmp_path / "gpu.h5",
                                           feature_method="sift"), A, B)[0]
     np.testing.assert_array_equal(gpu_box, cpu)
     monkeypatch.setattr(pycolmap, "has_cuda", True, raising=False)
-    assert dev.colmap_uses_gpu(torch.device("cuda"))
-    assert not dev.colmap_uses_gpu(torch.device("cpu"))
+    assert dev.colmap_uses_gpu("auto") and dev.colmap_uses_gpu("cuda")
+    assert not dev.colmap_uses_gpu("cpu")
+
+
+def test_colmap_device_needs_no_torch_with_a_cpu_pycolmap(monkeypatch: pytest.MonkeyPatch) -> None:
+    """PyPI's pycolmap has no CUDA: ``auto`` is the CPU without asking torch; ``cuda`` is still checked."""
+    import pycolmap
+
+    import imc_core.device as dev
+
+    asked: list[str] = []
+
+    def resolve(pref: str = "auto") -> object:
+        asked.append(pref)
+        return torch.device("cpu")
+
+    monkeypatch.setattr(dev, "resolve_device", resolve)
+    monkeypatch.setattr(pycolmap, "has_cuda", False, raising=False)
+    monkeypatch.delenv("IMC_DEVICE", raising=False)
+    assert not dev.colmap_uses_gpu("auto") and not dev.colmap_uses_gpu("cpu") and asked == []
+    assert not dev.colmap_uses_gpu("cuda") and asked == ["cuda"]
+    monkeypatch.setenv("IMC_DEVICE", "cuda")
+    assert not dev.colmap_uses_gpu("auto") and asked == ["cuda", "auto"]
 
 
 def test_colmap_matcher_rejects_non_sift(tmp_path: Path) -> None:
