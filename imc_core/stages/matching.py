@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..device import check_device_name
-from ..errors import Cancelled, ConfigError, InputError
+from ..errors import Cancelled, ConfigError, ImcError, InputError
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -444,6 +444,32 @@ def _colmap_uint8(desc: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(desc * 512.0), 0, 255).astype(np.uint8)
 
 
+#: fewest pairs per process for COLMAP's matcher in processes (starting one costs about half a second)
+MIN_PAIRS_PER_PROCESS = 50
+#: environment variable that caps those processes (default: one per CPU core)
+PROCESSES_ENV = "IMC_MATCH_PROCESSES"
+
+
+def colmap_match_processes(n_pairs: int, conf: MatchingConfig, use_gpu: bool) -> int:
+    """Processes for COLMAP's CPU matcher on ``n_pairs`` pairs: one per core (``$IMC_MATCH_PROCESSES`` caps it) when
+    it runs single-threaded, the repeatable way, with at least :data:`MIN_PAIRS_PER_PROCESS` pairs each; 1 on the
+    GPU or with COLMAP's own threads (``colmap_threads`` ≠ 1), which use the cores themselves.
+
+    Raises:
+        ConfigError: ``$IMC_MATCH_PROCESSES`` is not a positive integer.
+    """
+    if use_gpu or (conf.colmap_threads or 1) != 1:
+        return 1
+    cap = os.environ.get(PROCESSES_ENV, "").strip()
+    try:
+        n = int(cap) if cap else (os.cpu_count() or 1)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise ConfigError(f"{PROCESSES_ENV} must be a positive integer, got {cap!r}")
+    return max(1, min(n, n_pairs // MIN_PAIRS_PER_PROCESS))
+
+
 def _match_colmap(pairs: list[Pair], features_path: Path, conf: MatchingConfig, out_path: Path, *,
                   use_gpu: bool, progress: Progress | None, should_cancel: ShouldCancel | None) -> Path:
     """COLMAP's own SIFT matcher (``pycolmap.match_image_pairs``, no verification) on our features.
@@ -451,8 +477,50 @@ def _match_colmap(pairs: list[Pair], features_path: Path, conf: MatchingConfig, 
     Same rules as ``nn`` (ratio, max angle, cross check) but COLMAP's implementation, which is several times faster
     on CPU for 8k-keypoint SIFT. Needs 128-D SIFT descriptors. Scores are 1 (COLMAP reports none). On the CPU it
     runs on ``colmap_threads`` threads (0, unresolved by :func:`resolve_threads`, means one), because with more (or
-    with several calls at once) COLMAP now and then returns other matches for a pair.
+    with several calls at once in one process) COLMAP now and then returns other matches for a pair.
+
+    Single-threaded, the pairs are split over :func:`colmap_match_processes` processes, each a single-threaded call
+    on its own database: nothing is shared between processes, and a pair's matches do not depend on the other pairs
+    of a call, so the matches are those of one call (tested; ETs and toy_fb82 pair for pair, BENCHMARKS.md).
     """
+    todo = _unique_pairs(pairs)
+    names = sorted({n for pair in todo for n in pair})
+    tmp = out_path.with_name(f".{out_path.name}.part")
+    try:
+        _check_colmap_features(features_path, names)
+        n_proc = colmap_match_processes(len(todo), conf, use_gpu)
+        if n_proc > 1:
+            _colmap_in_processes(todo, features_path, conf, tmp, n_proc, progress, should_cancel)
+        else:
+            _colmap_call(todo, features_path, conf, tmp, use_gpu, progress, should_cancel)
+        os.replace(tmp, out_path)
+        return out_path
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _check_colmap_features(features_path: Path, names: list[str]) -> None:
+    """Every image has features, and they are 128-D (SIFT): the errors of :func:`_match_colmap`, raised up front."""
+    import h5py
+
+    try:
+        fin = h5py.File(features_path, "r")
+    except OSError as err:
+        raise InputError(features_path, f"cannot read features file: {err}") from None
+    with fin:
+        for name in names:
+            if name not in fin:
+                raise InputError(features_path, f"no features for image {name!r}")
+            shape = fin[name]["descriptors"].shape
+            if len(shape) != 2 or (shape[0] and shape[1] != 128):
+                raise ConfigError("matching.method='colmap' needs 128-D SIFT descriptors "
+                                  f"(features.method sift or colmap_sift), got shape {shape}")
+
+
+def _colmap_call(todo: list[Pair], features_path: Path, conf: MatchingConfig, dst: Path, use_gpu: bool,
+                 progress: Progress | None, should_cancel: ShouldCancel | None) -> None:
+    """One ``pycolmap.match_image_pairs`` call on a temporary database of the pairs' images; ``dst`` gets the
+    pairs with at least ``min_matches`` matches."""
     import tempfile
 
     import h5py
@@ -460,69 +528,138 @@ def _match_colmap(pairs: list[Pair], features_path: Path, conf: MatchingConfig, 
 
     from .reconstruction import _cancel_watch
 
-    todo = _unique_pairs(pairs)
     names = sorted({n for pair in todo for n in pair})
-    tmp = out_path.with_name(f".{out_path.name}.part")
-    try:
-        with tempfile.TemporaryDirectory(prefix="imc-colmap-match-") as td, h5py.File(features_path, "r") as fin:
-            db_path = Path(td) / "database.db"
-            ids: dict[str, int] = {}
-            with pycolmap.Database.open(db_path) as db:
-                for i, name in enumerate(names):
-                    if name not in fin:
-                        raise InputError(features_path, f"no features for image {name!r}")
-                    g = fin[name]
-                    desc = np.asarray(g["descriptors"][()], dtype=np.float32)
-                    if desc.ndim != 2 or (len(desc) and desc.shape[1] != 128):
-                        raise ConfigError("matching.method='colmap' needs 128-D SIFT descriptors "
-                                          f"(features.method sift or colmap_sift), got shape {desc.shape}")
-                    w, h = (int(v) for v in g["image_size"][()])
-                    cam = pycolmap.Camera.create_from_model_name(i + 1, "SIMPLE_PINHOLE", 1.2 * max(w, h), w, h)
-                    db.write_camera(cam, use_camera_id=True)
-                    ids[name] = db.write_image(pycolmap.Image(name=name, camera_id=i + 1, image_id=i + 1),
-                                               use_image_id=True)
-                    kp = np.asarray(g["keypoints"][()], dtype=np.float32).reshape(-1, 2) + np.float32(0.5)
-                    db.write_keypoints(ids[name], kp)
-                    db.write_descriptors(ids[name], pycolmap.FeatureDescriptors(
-                        pycolmap.FeatureExtractorType.SIFT, np.ascontiguousarray(_colmap_uint8(desc))))
-            pairs_txt = Path(td) / "pairs.txt"
-            pairs_txt.write_text("".join(f"{a} {b}\n" for a, b in todo))
-            opts = pycolmap.FeatureMatchingOptions()
-            opts.skip_geometric_verification = True
-            opts.use_gpu = use_gpu
-            if not opts.use_gpu:
-                # COLMAP's multi-threaded CPU matcher is not deterministic (BENCHMARKS.md): one thread unless asked
-                opts.num_threads = conf.colmap_threads or 1
-            opts.sift.max_ratio = conf.ratio
-            opts.sift.max_distance = conf.max_distance
-            opts.sift.cross_check = True
-            pairing = pycolmap.ImportedPairingOptions()
-            pairing.match_list_path = str(pairs_txt)
-            token = pycolmap.CancellationToken()
-            if progress is not None:
-                progress(0, len(todo), "COLMAP matcher")
+    with tempfile.TemporaryDirectory(prefix="imc-colmap-match-") as td, h5py.File(features_path, "r") as fin:
+        db_path = Path(td) / "database.db"
+        ids: dict[str, int] = {}
+        with pycolmap.Database.open(db_path) as db:
+            for i, name in enumerate(names):
+                g = fin[name]
+                desc = np.asarray(g["descriptors"][()], dtype=np.float32)
+                w, h = (int(v) for v in g["image_size"][()])
+                cam = pycolmap.Camera.create_from_model_name(i + 1, "SIMPLE_PINHOLE", 1.2 * max(w, h), w, h)
+                db.write_camera(cam, use_camera_id=True)
+                ids[name] = db.write_image(pycolmap.Image(name=name, camera_id=i + 1, image_id=i + 1),
+                                           use_image_id=True)
+                kp = np.asarray(g["keypoints"][()], dtype=np.float32).reshape(-1, 2) + np.float32(0.5)
+                db.write_keypoints(ids[name], kp)
+                db.write_descriptors(ids[name], pycolmap.FeatureDescriptors(
+                    pycolmap.FeatureExtractorType.SIFT, np.ascontiguousarray(_colmap_uint8(desc))))
+        pairs_txt = Path(td) / "pairs.txt"
+        pairs_txt.write_text("".join(f"{a} {b}\n" for a, b in todo))
+        opts = pycolmap.FeatureMatchingOptions()
+        opts.skip_geometric_verification = True
+        opts.use_gpu = use_gpu
+        if not opts.use_gpu:
+            # COLMAP's multi-threaded CPU matcher is not deterministic (BENCHMARKS.md): one thread unless asked
+            opts.num_threads = conf.colmap_threads or 1
+        opts.sift.max_ratio = conf.ratio
+        opts.sift.max_distance = conf.max_distance
+        opts.sift.cross_check = True
+        pairing = pycolmap.ImportedPairingOptions()
+        pairing.match_list_path = str(pairs_txt)
+        token = pycolmap.CancellationToken()
+        if progress is not None:
+            progress(0, len(todo), "COLMAP matcher")
+        try:
+            with _cancel_watch(token, should_cancel):
+                pycolmap.match_image_pairs(db_path, matching_options=opts, pairing_options=pairing,
+                                           device=pycolmap.Device.cuda if opts.use_gpu else pycolmap.Device.cpu,
+                                           cancellation_token=token)
+        except InterruptedError:
+            raise Cancelled("matching cancelled") from None
+        if should_cancel is not None and should_cancel():
+            raise Cancelled("matching cancelled")
+        with pycolmap.Database.open(db_path) as db, h5py.File(dst, "w") as fout:
+            fout.attrs["method"] = conf.method
+            fout.attrs["feature_method"] = "sift"
+            for done, (a, b) in enumerate(todo, 1):
+                m = np.asarray(db.read_matches(ids[a], ids[b]), dtype=np.int64).reshape(-1, 2)
+                if len(m) >= max(conf.min_matches, 1):
+                    _write_pair(fout, a, b, m, np.ones(len(m), np.float32))
+                if progress is not None and (done % 50 == 0 or done == len(todo)):
+                    progress(done, len(todo), f"{a} {b}")
+
+
+def _colmap_in_processes(todo: list[Pair], features_path: Path, conf: MatchingConfig, dst: Path, n_proc: int,
+                         progress: Progress | None, should_cancel: ShouldCancel | None) -> None:
+    """:func:`_colmap_call` on ``n_proc`` interleaved blocks of ``todo``, each in a process of its own; ``dst``
+    gets their pairs in ``todo`` order. A cancel stops the processes; a failed one fails the whole matching."""
+    import json
+    import subprocess
+    import sys
+    import tempfile
+    import time
+
+    import h5py
+    import pycolmap
+
+    blocks = [todo[k::n_proc] for k in range(n_proc)]
+    package_parent = str(Path(__file__).resolve().parents[2])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [package_parent,
+                                                                      os.environ.get("PYTHONPATH")]))}
+    if progress is not None:
+        progress(0, len(todo), f"COLMAP matcher in {n_proc} processes")
+    with tempfile.TemporaryDirectory(prefix="imc-colmap-match-") as td:
+        procs: list[subprocess.Popen[bytes]] = []
+        try:
+            for k, block in enumerate(blocks):
+                spec = Path(td) / f"block{k}.json"
+                spec.write_text(json.dumps({"pairs": block, "features": str(features_path),
+                                            "conf": dataclasses.asdict(conf), "out": str(Path(td) / f"block{k}.h5"),
+                                            "minloglevel": int(pycolmap.logging.minloglevel)}))
+                with open(Path(td) / f"block{k}.err", "wb") as err:
+                    procs.append(subprocess.Popen(
+                        [sys.executable, "-c", "from imc_core.stages.matching import _block_main; _block_main()",
+                         str(spec)], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err, env=env))
+            pending, done = set(range(n_proc)), 0
+            while pending:
+                if should_cancel is not None and should_cancel():
+                    raise Cancelled(f"matching cancelled after {done} of {len(todo)} pairs")
+                for k in sorted(pending):
+                    rc = procs[k].poll()
+                    if rc is None:
+                        continue
+                    pending.discard(k)
+                    if rc != 0:
+                        tail = (Path(td) / f"block{k}.err").read_text(errors="replace").strip().splitlines()[-3:]
+                        raise ImcError(f"COLMAP's matcher failed in worker process {k + 1} of {n_proc} "
+                                       f"(exit {rc}): {' | '.join(tail) or 'no message'}")
+                    done += len(blocks[k])
+                    if progress is not None:
+                        progress(done, len(todo), f"{k + 1} of {n_proc} blocks matched")
+                time.sleep(0.02)
+        finally:
+            for proc in procs:
+                if proc.poll() is None:
+                    proc.kill()
+                proc.wait()
+        with h5py.File(dst, "w") as fout:
+            fout.attrs["method"] = conf.method
+            fout.attrs["feature_method"] = "sift"
+            parts = [h5py.File(Path(td) / f"block{k}.h5", "r") for k in range(n_proc)]
             try:
-                with _cancel_watch(token, should_cancel):
-                    pycolmap.match_image_pairs(db_path, matching_options=opts, pairing_options=pairing,
-                                               device=pycolmap.Device.cuda if opts.use_gpu else pycolmap.Device.cpu,
-                                               cancellation_token=token)
-            except InterruptedError:
-                raise Cancelled("matching cancelled") from None
-            if should_cancel is not None and should_cancel():
-                raise Cancelled("matching cancelled")
-            with pycolmap.Database.open(db_path) as db, h5py.File(tmp, "w") as fout:
-                fout.attrs["method"] = conf.method
-                fout.attrs["feature_method"] = "sift"
-                for done, (a, b) in enumerate(todo, 1):
-                    m = np.asarray(db.read_matches(ids[a], ids[b]), dtype=np.int64).reshape(-1, 2)
-                    if len(m) >= max(conf.min_matches, 1):
-                        _write_pair(fout, a, b, m, np.ones(len(m), np.float32))
-                    if progress is not None and (done % 50 == 0 or done == len(todo)):
-                        progress(done, len(todo), f"{a} {b}")
-        os.replace(tmp, out_path)
-        return out_path
-    finally:
-        tmp.unlink(missing_ok=True)
+                for i, (a, b) in enumerate(todo):
+                    part, key = parts[i % n_proc], names_to_pair(a, b)
+                    if key in part:
+                        _write_pair(fout, a, b, part[key]["matches"][()], part[key]["scores"][()])
+            finally:
+                for part in parts:
+                    part.close()
+
+
+def _block_main() -> None:
+    """A worker process of :func:`_colmap_in_processes`: ``python -c ... SPEC.json``."""
+    import json
+    import sys
+
+    import pycolmap
+
+    spec = json.loads(Path(sys.argv[1]).read_text())
+    pycolmap.logging.minloglevel = spec["minloglevel"]
+    conf = MatchingConfig(**spec["conf"])
+    _colmap_call([(a, b) for a, b in spec["pairs"]], Path(spec["features"]), conf, Path(spec["out"]), False, None,
+                 None)
 
 
 def _write_pair(f: Any, a: str, b: str, matches: np.ndarray, scores: np.ndarray) -> None:

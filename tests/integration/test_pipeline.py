@@ -346,3 +346,70 @@ def test_a_sift_run_never_imports_torch(tiny_root: Path, tmp_path: Path) -> None
     run = load_run(out)
     assert run.status == "done" and run.meta["device"] == "cpu"
     assert set(run.timings["cache"][ds]["matching"] for ds in run.timings["cache"]) == {"miss"}
+
+
+def _tiny_features(first_run: tuple[Path, Path]) -> tuple[Path, Path, list[tuple[str, str]]]:
+    """The first run's features and matches artifacts, and every pair of its images."""
+    from itertools import combinations
+
+    import h5py
+
+    arts = json.loads((first_run[0] / "artifacts.json").read_text())
+    (stages,) = arts.values()
+    feats = Path(stages["features"]) / "features.h5"
+    with h5py.File(feats, "r") as f:
+        names = sorted(f.keys())
+    return feats, Path(stages["matching"]) / "matches.h5", list(combinations(names, 2))
+
+
+def _all_matches(path: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        return {f"{a}/{b}": (f[a][b]["matches"][()], f[a][b]["scores"][()]) for a in f for b in f[a]}
+
+
+@pytest.mark.parametrize("processes", [2, 3])
+def test_colmap_matcher_in_processes_gives_the_matches_of_one_call(first_run: tuple[Path, Path], tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch,
+                                                                   processes: int) -> None:
+    from imc_core.stages import matching
+
+    feats, _, pairs = _tiny_features(first_run)
+    conf = matching.MatchingConfig(method="colmap", colmap_threads=1)
+    monkeypatch.setenv(matching.PROCESSES_ENV, "1")
+    one = _all_matches(matching.match_features(pairs, feats, conf, tmp_path / "one.h5", feature_method="colmap_sift"))
+    monkeypatch.setattr(matching, "MIN_PAIRS_PER_PROCESS", 1)
+    monkeypatch.setenv(matching.PROCESSES_ENV, str(processes))
+    seen: list[str] = []
+    split = _all_matches(matching.match_features(pairs, feats, conf, tmp_path / "split.h5",
+                                                 feature_method="colmap_sift",
+                                                 progress=lambda done, total, msg: seen.append(msg)))
+    assert seen[0] == f"COLMAP matcher in {processes} processes" and seen[-1].endswith("blocks matched")
+    assert len(one) > 10 and one.keys() == split.keys()
+    for key, (m, s) in one.items():
+        np.testing.assert_array_equal(split[key][0], m)
+        np.testing.assert_array_equal(split[key][1], s)
+
+
+def test_colmap_matcher_processes_cancel_and_fail_cleanly(first_run: tuple[Path, Path], tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    import dataclasses
+
+    from imc_core.errors import ImcError
+    from imc_core.stages import matching
+
+    feats, _, pairs = _tiny_features(first_run)
+    conf = matching.MatchingConfig(method="colmap", colmap_threads=1)
+    monkeypatch.setattr(matching, "MIN_PAIRS_PER_PROCESS", 1)
+    monkeypatch.setenv(matching.PROCESSES_ENV, "2")
+    out = tmp_path / "m.h5"
+    with pytest.raises(Cancelled):
+        matching.match_features(pairs, feats, conf, out, feature_method="colmap_sift", should_cancel=lambda: True)
+    assert not out.exists() and not out.with_name(f".{out.name}.part").exists()
+    # a worker that fails (here: a config it cannot read) fails the matching with the worker's last words
+    real = dataclasses.asdict
+    monkeypatch.setattr(matching.dataclasses, "asdict", lambda c: {**real(c), "bogus": 1})
+    with pytest.raises(ImcError, match="worker process .* of 2 .*bogus"):
+        matching.match_features(pairs, feats, conf, out, feature_method="colmap_sift")
+    assert not out.exists()

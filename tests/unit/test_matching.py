@@ -382,3 +382,22 @@ def test_resolve_threads_follows_the_determinism_switch() -> None:
     for explicit in (1, 4, -1):  # an explicit choice stays, whatever the switch
         conf = MatchingConfig(method="colmap", colmap_threads=explicit)
         assert resolve_threads(conf, True) is conf and resolve_threads(conf, False) is conf
+
+
+def test_colmap_match_processes_follow_cores_threads_and_pairs(monkeypatch: pytest.MonkeyPatch) -> None:
+    from imc_core.stages import matching
+
+    monkeypatch.delenv(matching.PROCESSES_ENV, raising=False)
+    monkeypatch.setattr(matching.os, "cpu_count", lambda: 16)
+    one = MatchingConfig(method="colmap", colmap_threads=1)
+    assert matching.colmap_match_processes(10_000, one, use_gpu=False) == 16
+    assert matching.colmap_match_processes(120, one, use_gpu=False) == 2  # ≥ MIN_PAIRS_PER_PROCESS each
+    assert matching.colmap_match_processes(60, one, use_gpu=False) == 1
+    assert matching.colmap_match_processes(10_000, MatchingConfig(method="colmap"), use_gpu=False) == 16  # 0 = one
+    assert matching.colmap_match_processes(10_000, one, use_gpu=True) == 1
+    assert matching.colmap_match_processes(10_000, MatchingConfig(method="colmap", colmap_threads=-1), False) == 1
+    monkeypatch.setenv(matching.PROCESSES_ENV, "3")
+    assert matching.colmap_match_processes(10_000, one, use_gpu=False) == 3
+    monkeypatch.setenv(matching.PROCESSES_ENV, "many")
+    with pytest.raises(ConfigError, match="IMC_MATCH_PROCESSES"):
+        matching.colmap_match_processes(10_000, one, use_gpu=False)
