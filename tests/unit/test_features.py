@@ -223,3 +223,29 @@ def test_colmap_sift_dsp_and_affine_switches(images: dict[str, Path], tmp_path: 
                 and np.allclose(other["keypoints"], plain["keypoints"])
                 and np.allclose(other["descriptors"], plain["descriptors"]))
         assert not same, tag
+
+
+def test_colmap_sift_features_do_not_depend_on_the_chunk(images: dict[str, Path], tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """Images go to COLMAP's extractor several per call; each image's features are the same in any chunk."""
+    import h5py
+
+    from imc_core.stages import features as fmod
+
+    imgs = [(f"{k}{i}", p) for i in range(3) for k, p in images.items()]  # 9 images
+    conf = FeaturesConfig(method="colmap_sift", max_keypoints=256)
+    monkeypatch.setattr(fmod.os, "cpu_count", lambda: 1)
+    out = {}
+    for per_core in (1, 4, 64):
+        monkeypatch.setattr(fmod, "COLMAP_SIFT_IMAGES_PER_CORE", per_core)
+        seen: list[int] = []
+        out[per_core] = extract_features(imgs, conf, tmp_path / f"c{per_core}.h5",
+                                         progress=lambda done, total, name: seen.append(done))
+        assert seen[-1] == len(imgs)
+    with h5py.File(out[1]) as one:
+        for per_core in (4, 64):
+            with h5py.File(out[per_core]) as other:
+                assert sorted(one) == sorted(other)
+                for name in one:
+                    for key in one[name]:
+                        np.testing.assert_array_equal(one[name][key][()], other[name][key][()])
