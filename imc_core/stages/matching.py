@@ -621,6 +621,9 @@ def _colmap_in_processes(todo: list[Pair], features_path: Path, conf: MatchingCo
                     if rc is None:
                         continue
                     pending.discard(k)
+                    if rc != 0 and should_cancel is not None and should_cancel():
+                        # e.g. the dashboard's SIGTERM to the job's process group reached the workers too
+                        raise Cancelled(f"matching cancelled after {done} of {len(todo)} pairs")
                     if rc != 0:
                         tail = (Path(td) / f"block{k}.err").read_text(errors="replace").strip().splitlines()[-3:]
                         raise ImcError(f"COLMAP's matcher failed in worker process {k + 1} of {n_proc} "
