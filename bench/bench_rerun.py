@@ -22,10 +22,13 @@ import tempfile
 import time
 from pathlib import Path
 
+import pandas as pd
+
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench._cmd import command_line  # noqa: E402
+from bench.bench_pipeline import markdown_table  # noqa: E402
 
 SHARED = REPO.parent / "shared" / "datasets"
 FAR = 100_000  # s: max_runtime_s values start here, far above any mapping
@@ -80,10 +83,7 @@ def main() -> None:
                              "wall s, every run": " / ".join(f"{w:.2f}" for w in walls[code]),
                              "pipeline s, every run": " / ".join(f"{w:.2f}" for w in totals[code])})
                 print(rows[-1], flush=True)
-    head = "| " + " | ".join(rows[0]) + " |\n|" + "---|" * len(rows[0]) + "\n"
-    body = "".join("| " + " | ".join("" if v is None else f"{v:.2f}" if isinstance(v, float) else str(v)
-                                     for v in r.values()) + " |\n" for r in rows)
-    text = f"`{command_line('bench_rerun.py')}`\n\n{head}{body}"
+    text = f"`{command_line('bench_rerun.py')}`\n\n{markdown_table(pd.DataFrame(rows))}"
     print(text)
     if args.out:
         args.out.write_text(text)

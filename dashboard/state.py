@@ -570,10 +570,9 @@ def gt_hashes(rv: RunView) -> dict[str, str] | None:
     if rv.meta.get("gt_hashes"):
         return dict(rv.meta["gt_hashes"])
     datasets = sorted(str(d) for d in ((rv.scores or {}).get("datasets") or {}))
-    labels = root_labels(rv.data_root) if datasets else None
-    if labels is None:
-        return None
     root = Path(rv.data_root)
+    if not datasets or not (root / "train_labels.csv").is_file():
+        return None
     stamp = max(_mtime(root / "train_labels.csv"), _mtime(root / "train_thresholds.csv"))
     return _root_gt_hashes(str(root), stamp, tuple(datasets))
 

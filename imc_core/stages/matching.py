@@ -413,10 +413,7 @@ def match_features(pairs: list[Pair], features_path: Path, conf: MatchingConfig,
     todo = _unique_pairs(pairs)
     batch_size = conf.batch_size if (device.type == "cuda" and conf.method == "lightglue") else 1
     tmp = out_path.with_name(f".{out_path.name}.part")
-    try:
-        fin = h5py.File(features_path, "r")
-    except OSError as err:
-        raise InputError(features_path, f"cannot read features file: {err}") from None
+    fin = _open_features(features_path)
     try:
         with fin, h5py.File(tmp, "w") as fout:
             fout.attrs["method"] = conf.method
@@ -499,15 +496,19 @@ def _match_colmap(pairs: list[Pair], features_path: Path, conf: MatchingConfig, 
         tmp.unlink(missing_ok=True)
 
 
-def _check_colmap_features(features_path: Path, names: list[str]) -> None:
-    """Every image has features, and they are 128-D (SIFT): the errors of :func:`_match_colmap`, raised up front."""
+def _open_features(features_path: Path) -> Any:
+    """``features.h5`` opened for reading (an ``h5py.File``); :class:`InputError` naming it when it cannot be."""
     import h5py
 
     try:
-        fin = h5py.File(features_path, "r")
+        return h5py.File(features_path, "r")
     except OSError as err:
         raise InputError(features_path, f"cannot read features file: {err}") from None
-    with fin:
+
+
+def _check_colmap_features(features_path: Path, names: list[str]) -> None:
+    """Every image has features, and they are 128-D (SIFT): the errors of :func:`_match_colmap`, raised up front."""
+    with _open_features(features_path) as fin:
         for name in names:
             if name not in fin:
                 raise InputError(features_path, f"no features for image {name!r}")
@@ -621,10 +622,10 @@ def _colmap_in_processes(todo: list[Pair], features_path: Path, conf: MatchingCo
                     if rc is None:
                         continue
                     pending.discard(k)
-                    if rc != 0 and should_cancel is not None and should_cancel():
-                        # e.g. the dashboard's SIGTERM to the job's process group reached the workers too
-                        raise Cancelled(f"matching cancelled after {done} of {len(todo)} pairs")
                     if rc != 0:
+                        if should_cancel is not None and should_cancel():
+                            # e.g. the dashboard's SIGTERM to the job's process group reached the workers too
+                            raise Cancelled(f"matching cancelled after {done} of {len(todo)} pairs")
                         tail = (Path(td) / f"block{k}.err").read_text(errors="replace").strip().splitlines()[-3:]
                         raise ImcError(f"COLMAP's matcher failed in worker process {k + 1} of {n_proc} "
                                        f"(exit {rc}): {' | '.join(tail) or 'no message'}")
