@@ -312,7 +312,13 @@ def per_image_section(arms: dict[str, list[state.RunView]]) -> None:
     st.dataframe(delta, hide_index=True, width="stretch", key="delta_table")
 
 
+#: 3-D views in one row of the side-by-side section
+VIEWS_PER_ROW = 3
+
+
 def side_by_side(views: list[state.RunView]) -> None:
+    """GT vs aligned cameras of one scene for the runs picked in "Runs to draw" (the first three by default),
+    :data:`VIEWS_PER_ROW` to a row."""
     st.markdown("**3-D cameras side by side**")
     datasets: list[str] = []
     for rv in views:
@@ -336,12 +342,20 @@ def side_by_side(views: list[state.RunView]) -> None:
     scene = c2.selectbox("GT scene", scenes, key="scene", bind="query-params")
     if not st.toggle("Draw the 3-D views", value=False, key="show_3d"):
         return
-    shown = views[:3]
-    for col, rv in zip(st.columns(len(shown)), shown, strict=True):
-        with col:
-            st.caption(rv.id)
-            with state.error_boundary(rv.id):
-                state.cameras_3d(rv, dataset, scene, key=f"fig_3d_{rv.id}", compact=True)
+    ids = [rv.id for rv in views]
+    picked = [i for i in st.session_state.get("draw_runs", []) if i in ids]
+    if "draw_runs" not in st.session_state or picked != st.session_state["draw_runs"]:
+        st.session_state["draw_runs"] = picked or ids[:VIEWS_PER_ROW]  # runs no longer chosen drop out
+    drawn = st.multiselect("Runs to draw", ids, key="draw_runs",
+                           help=f"Any number; {VIEWS_PER_ROW} views per row (each is a full 3-D figure).")
+    shown = [rv for rv in views if rv.id in drawn]
+    for start in range(0, len(shown), VIEWS_PER_ROW):
+        row = shown[start:start + VIEWS_PER_ROW]
+        for col, rv in zip(st.columns(VIEWS_PER_ROW), row, strict=False):
+            with col:
+                st.caption(rv.id)
+                with state.error_boundary(rv.id):
+                    state.cameras_3d(rv, dataset, scene, key=f"fig_3d_{rv.id}", compact=True)
 
 
 def _numbers(table: pd.DataFrame, text: tuple[str, ...]) -> dict[str, object]:

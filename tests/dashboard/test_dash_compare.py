@@ -238,3 +238,30 @@ def test_config_diff_between_groups_leaves_the_seed_out(make_run: Callable[..., 
     no_errors(at)
     assert any("Identical configs." in c.value for c in at.caption)
     assert any("The seed is left out" in c.value for c in at.caption)
+
+
+def _camera_views(at: AppTest) -> list[str]:
+    """Titles of the 3-D camera figures on the page (the score bars are a plotly chart too)."""
+    figs = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+    return [f["layout"]["title"]["text"] for f in figs if any(t.get("type") == "scatter3d" for t in f["data"])]
+
+
+def test_any_number_of_runs_can_be_drawn_side_by_side(make_run: Callable[..., Path]) -> None:
+    ids = [f"r{i}" for i in range(5)]
+    for i, run_id in enumerate(ids):
+        make_run(run_id, score=60.0 + i)
+    at = open_compare(ids)
+    no_errors(at)
+    assert not _camera_views(at)  # nothing drawn until asked
+    at.toggle(key="show_3d").set_value(True).run()
+    no_errors(at)
+    assert at.multiselect(key="draw_runs").value == ids[:3]
+    assert len(_camera_views(at)) == 3
+    at.multiselect(key="draw_runs").set_value(ids).run()
+    no_errors(at)
+    assert len(_camera_views(at)) == 5  # two rows: three views, then two
+    assert [c.value for c in at.caption if c.value in ids] == ids
+    at.multiselect(key="runs").set_value(ids[2:]).run()  # runs left out of the comparison leave the picker too
+    no_errors(at)
+    assert at.multiselect(key="draw_runs").value == ids[2:]
+    assert len(_camera_views(at)) == 3
