@@ -251,7 +251,8 @@ def _stage_conf(conf: Any, module: Any) -> dict[str, Any]:
     artifact's meaning) is out."""
     d = _asdict(conf)
     d.pop("device", None)
-    d["_stage_version"] = getattr(module, "VERSION", 1)
+    d["_stage_version"] = module.stage_version(conf) if hasattr(module, "stage_version") \
+        else getattr(module, "VERSION", 1)
     return d
 
 

@@ -46,6 +46,13 @@ Features = dict[str, np.ndarray]
 
 #: bump when the stage's output changes for the same config: it is part of the cache key
 VERSION = 2
+#: per-method versions above :data:`VERSION` (``colmap_sift`` 3: COLMAP's own uint8 descriptors, not floats)
+METHOD_VERSIONS = {"colmap_sift": 3}
+
+
+def stage_version(conf: FeaturesConfig) -> int:
+    """The version in ``conf``'s cache key: a method's own format change invalidates only that method's caches."""
+    return METHOD_VERSIONS.get(conf.method, VERSION)
 
 @dataclass
 class FeaturesConfig:
@@ -119,6 +126,15 @@ def _l2_normalize(desc: np.ndarray) -> np.ndarray:
     desc = desc.astype(np.float32, copy=False)
     norm = np.linalg.norm(desc, axis=1, keepdims=True)
     return desc / np.maximum(norm, 1e-12)
+
+
+def as_unit_float(desc: np.ndarray) -> np.ndarray:
+    """Descriptors as stored (float32 unit rows, or COLMAP's uint8 RootSIFT) → ``(N, D)`` float32 unit rows.
+
+    COLMAP keeps its L1-root SIFT as ``uint8`` scaled to a norm of about 512; dividing by each row's norm gives the
+    float descriptor COLMAP itself matches with. Floats are returned as they are.
+    """
+    return _l2_normalize(desc) if desc.dtype == np.uint8 else desc.astype(np.float32, copy=False)
 
 
 def _empty_features(dim: int = 128) -> Features:
@@ -252,7 +268,9 @@ def _write_group(f: Any, name: str, feats: Features, size_wh: tuple[int, int]) -
         del f[name]
     g = f.create_group(name)
     g.create_dataset("keypoints", data=np.ascontiguousarray(feats["keypoints"], dtype=np.float32))
-    g.create_dataset("descriptors", data=np.ascontiguousarray(feats["descriptors"], dtype=np.float32))
+    desc = feats["descriptors"]  # COLMAP's uint8 SIFT stays uint8 (a quarter of the size), everything else float32
+    g.create_dataset("descriptors", data=np.ascontiguousarray(desc, dtype=np.uint8 if desc.dtype == np.uint8
+                                                              else np.float32))
     g.create_dataset("scores", data=np.ascontiguousarray(feats["scores"], dtype=np.float32))
     g.create_dataset("image_size", data=np.asarray(size_wh, dtype=np.int64))
 
@@ -452,22 +470,28 @@ def _colmap_sift_loop(images: list[tuple[str, Path]], opts: Any, should_cancel: 
 
 
 def _read_colmap_features(db: Any, staged_name: str, source: Path) -> Features:
-    """Keypoints (−0.5 px), L2-normalised float descriptors and scale-as-score of one image in an open COLMAP
-    database (``pycolmap.Database``)."""
+    """Keypoints (−0.5 px), COLMAP's own uint8 descriptors and scale-as-score of one image in an open COLMAP
+    database (``pycolmap.Database``).
+
+    The descriptors are kept as COLMAP stores them (uint8 L1-root SIFT, norm ≈ 512): a quarter of float32's size
+    in ``features.h5``, and COLMAP's matcher gets back exactly what its extractor gave. Readers turn them into unit
+    floats (:func:`as_unit_float`)."""
     image = db.read_image_with_name(staged_name)
     if image is None:
         raise InputError(source, "COLMAP could not read this image")
     kp = np.asarray(db.read_keypoints(image.image_id), dtype=np.float32)
-    desc = np.asarray(db.read_descriptors(image.image_id).data, dtype=np.float32)
+    desc = np.asarray(db.read_descriptors(image.image_id).data)
+    if desc.dtype != np.uint8:
+        raise InputError(source, f"COLMAP returned {desc.dtype} SIFT descriptors, expected uint8")
     if len(kp) == 0:
-        return _empty_features()
+        return {**_empty_features(), "descriptors": np.zeros((0, 128), np.uint8)}
     xy = kp[:, :2] - np.float32(0.5)
     # COLMAP stores no detector response; the affine frame's scale stands in as the "score". COLMAP already applied
     # max_num_features (= max_keypoints) before adding extra orientations, so its output is kept whole, exactly as
     # COLMAP's own pipeline would use it (cutting it back to max_keypoints cost 15 points on mini_imc25).
     a = kp[:, 2:6] if kp.shape[1] >= 6 else np.ones((len(kp), 4), np.float32)
     scale = np.sqrt(np.abs(a[:, 0] * a[:, 3] - a[:, 1] * a[:, 2])).astype(np.float32)
-    return {"keypoints": xy, "descriptors": _l2_normalize(desc), "scores": scale}
+    return {"keypoints": xy, "descriptors": desc, "scores": scale}
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -504,7 +528,7 @@ def read_features(path: str | Path, name: str) -> dict[str, np.ndarray]:
     if missing:
         raise InputError(path, f"features of {name!r} lack {', '.join(sorted(missing))}")
     out["keypoints"] = out["keypoints"].astype(np.float32, copy=False)
-    out["descriptors"] = out["descriptors"].astype(np.float32, copy=False)
+    out["descriptors"] = as_unit_float(out["descriptors"])
     out["scores"] = out["scores"].astype(np.float32, copy=False)
     out["image_size"] = out["image_size"].astype(np.int64, copy=False)
     return out

@@ -25,6 +25,7 @@ import numpy as np
 
 from ..device import check_device_name
 from ..errors import Cancelled, ConfigError, ImcError, InputError
+from .features import as_unit_float
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -120,7 +121,7 @@ class _FeatureStore:
         self._check(name)
         g = self.f[name]
         kp = np.asarray(g["keypoints"][()], dtype=np.float32).reshape(-1, 2)
-        desc = np.asarray(g["descriptors"][()], dtype=np.float32)
+        desc = as_unit_float(np.asarray(g["descriptors"][()]))
         if desc.ndim != 2 or len(desc) != len(kp):
             raise InputError(self.path, f"descriptors of {name!r} must be N×D with N = {len(kp)}, got {desc.shape}")
         size = np.asarray(g["image_size"][()], dtype=np.float32).reshape(-1)[:2]
@@ -536,7 +537,7 @@ def _colmap_call(todo: list[Pair], features_path: Path, conf: MatchingConfig, ds
         with pycolmap.Database.open(db_path) as db:
             for i, name in enumerate(names):
                 g = fin[name]
-                desc = np.asarray(g["descriptors"][()], dtype=np.float32)
+                desc = np.asarray(g["descriptors"][()])
                 w, h = (int(v) for v in g["image_size"][()])
                 cam = pycolmap.Camera.create_from_model_name(i + 1, "SIMPLE_PINHOLE", 1.2 * max(w, h), w, h)
                 db.write_camera(cam, use_camera_id=True)
@@ -545,7 +546,8 @@ def _colmap_call(todo: list[Pair], features_path: Path, conf: MatchingConfig, ds
                 kp = np.asarray(g["keypoints"][()], dtype=np.float32).reshape(-1, 2) + np.float32(0.5)
                 db.write_keypoints(ids[name], kp)
                 db.write_descriptors(ids[name], pycolmap.FeatureDescriptors(
-                    pycolmap.FeatureExtractorType.SIFT, np.ascontiguousarray(_colmap_uint8(desc))))
+                    pycolmap.FeatureExtractorType.SIFT, np.ascontiguousarray(
+                        desc if desc.dtype == np.uint8 else _colmap_uint8(desc.astype(np.float32, copy=False)))))
         pairs_txt = Path(td) / "pairs.txt"
         pairs_txt.write_text("".join(f"{a} {b}\n" for a, b in todo))
         opts = pycolmap.FeatureMatchingOptions()

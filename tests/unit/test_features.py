@@ -52,11 +52,12 @@ def images(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return {"astro": d / "astro.png", "astro_rot": d / "astro_rot.jpg", "blobs": d / "blobs.png"}
 
 
-def _check_layout(path: Path, name: str, size_wh: tuple[int, int], max_kp: int) -> dict[str, np.ndarray]:
+def _check_layout(path: Path, name: str, size_wh: tuple[int, int], max_kp: int,
+                  desc_dtype: type = np.float32) -> dict[str, np.ndarray]:
     with h5py.File(path, "r") as f:
         g = f[name]
         assert g["keypoints"].dtype == np.float32 and g["keypoints"].ndim == 2 and g["keypoints"].shape[1] == 2
-        assert g["descriptors"].dtype == np.float32 and g["descriptors"].shape == (g["keypoints"].shape[0], 128)
+        assert g["descriptors"].dtype == desc_dtype and g["descriptors"].shape == (g["keypoints"].shape[0], 128)
         assert g["scores"].dtype == np.float32 and g["scores"].shape == (g["keypoints"].shape[0],)
         assert tuple(g["image_size"][()]) == size_wh
     feats = read_features(path, name)
@@ -117,8 +118,41 @@ def test_sift_blob_centres_exact(method: str, resize: int, images: dict[str, Pat
 def test_sift_on_texture_and_exif_rotation(method: str, images: dict[str, Path], tmp_path: Path) -> None:
     conf = FeaturesConfig(method=method, max_keypoints=256, resize=128)
     out = extract_features([("a", images["astro"]), ("dir/rot.jpg", images["astro_rot"])], conf, tmp_path / "f.h5")
-    _check_layout(out, "a", (256, 192), 256)
-    _check_layout(out, "dir/rot.jpg", (192, 256), 256)  # EXIF orientation 6: upright frame is 192 wide
+    dtype = np.uint8 if method == "colmap_sift" else np.float32  # COLMAP's own descriptors are kept as they are
+    _check_layout(out, "a", (256, 192), 256, dtype)
+    _check_layout(out, "dir/rot.jpg", (192, 256), 256, dtype)  # EXIF orientation 6: upright frame is 192 wide
+
+
+def test_colmap_sift_descriptors_are_colmaps_own_bytes(images: dict[str, Path], tmp_path: Path) -> None:
+    """features.h5 keeps the uint8 descriptors COLMAP's extractor wrote, byte for byte; readers get unit floats."""
+    import pycolmap
+
+    from imc_core.stages.features import _colmap_options, as_unit_float
+
+    conf = FeaturesConfig(method="colmap_sift", max_keypoints=256, resize=128)
+    out = extract_features([("a", images["astro"])], conf, tmp_path / "f.h5")
+    pycolmap.extract_features(tmp_path / "db.db", images["astro"].parent, image_names=[images["astro"].name],
+                              camera_mode=pycolmap.CameraMode.PER_IMAGE, extraction_options=_colmap_options(conf),
+                              device=pycolmap.Device.cpu)
+    with pycolmap.Database.open(tmp_path / "db.db") as db:
+        theirs = np.asarray(db.read_descriptors(db.read_image_with_name(images["astro"].name).image_id).data)
+    with h5py.File(out, "r") as f:
+        ours = f["a"]["descriptors"][()]
+    assert ours.dtype == np.uint8 and len(ours) > 10
+    np.testing.assert_array_equal(ours, theirs)
+    floats = read_features(out, "a")["descriptors"]
+    assert floats.dtype == np.float32
+    np.testing.assert_allclose(floats, theirs / np.linalg.norm(theirs.astype(np.float64), axis=1, keepdims=True),
+                               rtol=1e-6)
+    np.testing.assert_array_equal(as_unit_float(floats), floats)  # floats pass through
+
+
+def test_only_colmap_sift_caches_get_a_new_version() -> None:
+    from imc_core.stages import features
+
+    assert features.stage_version(FeaturesConfig(method="colmap_sift")) == 3
+    for method in ("aliked", "disk", "sift"):
+        assert features.stage_version(FeaturesConfig(method=method)) == features.VERSION == 2
 
 
 def test_root_sift_switch(images: dict[str, Path], tmp_path: Path) -> None:

@@ -265,6 +265,31 @@ def test_colmap_matcher_agrees_with_nn(pair_dir: Path, tmp_path: Path) -> None:
     assert len(sa & sb) >= 0.9 * max(len(sa), len(sb))
 
 
+def test_matchers_read_colmap_uint8_descriptors_like_unit_floats(pair_dir: Path, tmp_path: Path) -> None:
+    """colmap_sift's features.h5 holds COLMAP's uint8 descriptors: a copy holding them as unit floats (the format
+    before) gives the same matches with COLMAP's matcher (it rounds the floats back to the same bytes) and with nn."""
+    from imc_core.stages.matching import _colmap_uint8
+
+    raw = _features(pair_dir, "colmap_sift")
+    floats = tmp_path / "floats.h5"
+    with h5py.File(raw, "r") as fin, h5py.File(floats, "w") as fout:
+        for name in (A, B):
+            fin.copy(fin[name], fout, name=name)
+            desc = fin[name]["descriptors"][()]
+            assert desc.dtype == np.uint8
+            del fout[name]["descriptors"]
+            unit = read_features(raw, name)["descriptors"]
+            np.testing.assert_array_equal(_colmap_uint8(unit), desc)  # the round trip is exact here
+            fout[name]["descriptors"] = unit
+    for method in ("colmap", "nn"):
+        got = [read_matches(match_features([(A, B)], f, MatchingConfig(method=method), tmp_path / f"{method}{k}.h5",
+                                           feature_method="colmap_sift"), A, B)
+               for k, f in enumerate((raw, floats))]
+        assert len(got[0][0]) >= 30, method
+        np.testing.assert_array_equal(got[0][0], got[1][0])
+        np.testing.assert_array_equal(got[0][1], got[1][1])
+
+
 def test_colmap_matcher_on_a_cuda_machine_with_cpu_only_pycolmap(pair_dir: Path, tmp_path: Path,
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     """torch sees CUDA but PyPI's pycolmap has none: COLMAP's matcher must stay on the CPU, not fail.
