@@ -12,6 +12,7 @@ import os
 import shutil
 import signal
 import sys
+import warnings
 from contextlib import nullcontext
 from pathlib import Path
 from typing import TextIO
@@ -347,8 +348,21 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _one_line_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                      file: TextIO | None = None, line: str | None = None) -> None:
+    """``warnings.showwarning`` for the CLI: ``warning: <message>`` as the run's own warnings print, without the
+    source file and line that Python's default adds (they name our code, not the user's problem)."""
+    print(f"warning: {message}", file=file or sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    with warnings.catch_warnings():  # restores the caller's showwarning (tests call main in-process)
+        warnings.showwarning = _one_line_warning
+        return _main(args)
+
+
+def _main(args: argparse.Namespace) -> int:
     try:
         rc = int(args.func(args) or 0)
         sys.stdout.flush()  # a closed pipe shows here, inside the try, not at interpreter exit

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from imc_core.cli import main
+from imc_core.errors import ConfigError
 
 LABELS = """dataset,scene,image,rotation_matrix,translation_vector
 ds,s1,a.png,1;0;0;0;1;0;0;0;1,0;0;0
@@ -157,3 +158,24 @@ def test_runs_rm(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     assert main(["runs", "list", "a", "--root", str(tmp_path)]) == 2 and "runs rm" in capsys.readouterr().err
     assert main(["runs", "rm", "a", "--root", str(tmp_path), "--dry-run"]) == 0 and (tmp_path / "a").exists()
 
+
+
+def test_library_warnings_print_as_one_line_without_source(tmp_path: Path, capsys: pytest.CaptureFixture,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """A data warning (images not in the labels) reads ``warning: …`` like the run's own, not Python's
+    ``file:line: UserWarning`` with a line of our code under it."""
+    import warnings
+
+    import imc_core.pipeline
+
+    def fake(data_root: str, **kw: object) -> Path:
+        warnings.warn("/data/train/ds: 1 image(s) not in train_labels.csv, ignored: x.png", UserWarning, stacklevel=1)
+        raise ConfigError("stop here")
+
+    before = warnings.showwarning
+    monkeypatch.setattr(imc_core.pipeline, "run_pipeline", fake)
+    assert main(["run", "--data-root", str(tmp_path), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "warning: /data/train/ds: 1 image(s) not in train_labels.csv, ignored: x.png\n" in err
+    assert "UserWarning" not in err and "warnings.warn" not in err
+    assert warnings.showwarning is before  # main leaves the process's warning display as it found it
