@@ -2,7 +2,8 @@
 
 Usage:
     .venv/bin/python bench/bench_refine.py --datasets ets toy_fb82 [--iterations 25 50 100] [--jobs 1 2]
-        [--repeats 5] [--root-dir ../shared/datasets] [--out bench/results/refine_iterations.md]
+        [--function-tolerance 0 1e-6] [--repeats 5] [--root-dir ../shared/datasets]
+        [--out bench/results/refine_iterations.md]
 
 Runs the default variant once per dataset with ``reconstruction.refine_loss=none`` (its models as the mapper left
 them, in a temporary run folder and cache), then applies :func:`imc_core.stages.reconstruction.refine_models` with
@@ -52,6 +53,8 @@ def main() -> None:
     ap.add_argument("--datasets", nargs="+", default=["ets"])
     ap.add_argument("--iterations", nargs="+", type=int, default=[25, 50, 100])
     ap.add_argument("--jobs", nargs="+", type=int, default=[1])
+    ap.add_argument("--function-tolerance", nargs="+", type=float, default=[0.0],
+                    help="reconstruction.refine_function_tolerance values, each at every iteration cap")
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--root-dir", default=str(REPO.parent / "shared" / "datasets"))
     ap.add_argument("--out")
@@ -62,30 +65,33 @@ def main() -> None:
     pycolmap.logging.minloglevel = 2
     conf = resolve_config("default").reconstruction
     lines = [f"`{command_line('bench_refine.py')}`", "", f"device: {device_name()}", "",
-             "| data | models | registered images | refine_max_iterations | jobs | median s | max centre change vs "
-             f"{max(args.iterations)}, 1 job (× model extent) |", "|---|---|---|---|---|---|---|"]
+             "| data | models | registered images | refine_max_iterations | refine_function_tolerance | jobs | median s "
+             f"| max centre change vs {max(args.iterations)}, tolerance {min(args.function_tolerance):g}, 1 job "
+             "(× model extent) |", "|---|---|---|---|---|---|---|---|"]
     with tempfile.TemporaryDirectory(prefix="imc-bench-refine-") as td:
         os.environ["IMC_CACHE_DIR"] = str(Path(td) / "cache")
         for name in args.datasets:
             run = run_pipeline(Path(args.root_dir) / name, overrides=["reconstruction.refine_loss=none"],
                                out=Path(td) / name, raise_errors=True)
             model_dirs = sorted(p for p in (run / "models").glob("*/*") if (p / "images.bin").is_file())
-            results: dict[tuple[int, int], tuple[float, list[np.ndarray]]] = {}
+            results: dict[tuple[int, float, int], tuple[float, list[np.ndarray]]] = {}
             for n in sorted(args.iterations):
-                c = dataclasses.replace(conf, refine_max_iterations=n)
-                for jobs in sorted(set(args.jobs) | {1}):
-                    times = []
-                    for _ in range(args.repeats):
-                        recs = [pycolmap.Reconstruction(d) for d in model_dirs]
-                        t0 = time.perf_counter()
-                        refine_models(recs, c, [], jobs=jobs)
-                        times.append(time.perf_counter() - t0)
-                    results[n, jobs] = (statistics.median(times), centres(recs))
-            ref = results[max(args.iterations), 1][1]
+                for tol in sorted(args.function_tolerance):
+                    c = dataclasses.replace(conf, refine_max_iterations=n, refine_function_tolerance=tol)
+                    for jobs in sorted(set(args.jobs) | {1}):
+                        times = []
+                        for _ in range(args.repeats):
+                            recs = [pycolmap.Reconstruction(d) for d in model_dirs]
+                            t0 = time.perf_counter()
+                            refine_models(recs, c, [], jobs=jobs)
+                            times.append(time.perf_counter() - t0)
+                        results[n, tol, jobs] = (statistics.median(times), centres(recs))
+            ref = results[max(args.iterations), min(args.function_tolerance), 1][1]
             n_reg = sum(len(c) for c in ref)
-            for (n, jobs), (sec, cen) in results.items():
+            for (n, tol, jobs), (sec, cen) in results.items():
                 change = relative_change(cen, ref)
-                lines.append(f"| {name} | {len(model_dirs)} | {n_reg} | {n} | {jobs} | {sec:.3f} | {change:.1e} |")
+                lines.append(f"| {name} | {len(model_dirs)} | {n_reg} | {n} | {tol:g} | {jobs} | {sec:.3f} "
+                             f"| {change:.1e} |")
                 print(lines[-1], flush=True)
     text = "\n".join(lines) + "\n"
     print(text)

@@ -50,6 +50,8 @@ class DatasetResult:
     cache: dict[str, str] = field(default_factory=dict)
     pairs_stats: pd.DataFrame | None = None
     ok: bool = True
+    #: seconds per step inside the reconstruction stage (a cache hit: those of the run that computed it)
+    reconstruction_steps: dict[str, float] = field(default_factory=dict)
 
 
 def _device_name(cfg: PipelineConfig) -> str:
@@ -283,6 +285,8 @@ def _run_datasets(root: Any, split: str, names: list[str], cfg: PipelineConfig, 
             results.append(res)
             timings["datasets"][name] = res.timings
             timings["cache"][name] = res.cache
+            if res.reconstruction_steps:
+                timings.setdefault("reconstruction_steps", {})[name] = res.reconstruction_steps
             writer.write_json("timings.json", timings)
             artifacts[name] = res.artifacts
             writer.write_json("artifacts.json", artifacts)
@@ -414,7 +418,8 @@ def _reconstruct_dataset(matched: _Matched, cfg: PipelineConfig, run_dir: Path, 
         poses["dataset"] = name
         write_pose_csv(poses, tmp / "poses.csv")
         (tmp / "reconstruction.log").write_text("\n".join(res.log) + "\n")
-        (tmp / "result.json").write_text(json.dumps({"ok": res.ok, "n_models": res.n_models}) + "\n")
+        (tmp / "result.json").write_text(json.dumps({"ok": res.ok, "n_models": res.n_models,
+                                                     "steps": res.steps}) + "\n")
 
     reuse = cacheable
     if reuse and (hit := cached("reconstruction", name, rkey)) is not None and not _reconstruction_ok(hit):
@@ -435,7 +440,16 @@ def _reconstruct_dataset(matched: _Matched, cfg: PipelineConfig, run_dir: Path, 
     poses = read_pose_csv(rec.path / "poses.csv")
     ok = _reconstruction_ok(rec.path)
     artifacts = {"features": str(feats.path), "matching": str(matches.path), "reconstruction": str(rec.path)}
-    return DatasetResult(name, poses, artifacts, timings, cache, stats, ok)
+    return DatasetResult(name, poses, artifacts, timings, cache, stats, ok, _reconstruction_steps(rec.path))
+
+
+def _reconstruction_steps(path: Path) -> dict[str, float]:
+    """Seconds per step of the reconstruction artifact at ``path`` (its ``result.json``; empty for older ones)."""
+    try:
+        steps = json.loads((path / "result.json").read_text()).get("steps") or {}
+        return {str(k): float(v) for k, v in steps.items()}
+    except (OSError, ValueError, TypeError, AttributeError):
+        return {}
 
 
 def _reconstruction_ok(path: Path) -> bool:

@@ -39,7 +39,7 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -114,6 +114,7 @@ class ReconstructionConfig:
     refine_loss_scale: float = 1.0  # its robust loss scale in pixels
     refine_filter_max_reproj_error: float = 0.0  # then drop observations above this error (px), adjust again; 0 = no
     refine_max_iterations: int = 50  # Ceres iterations per final adjustment (COLMAP's global adjustments: 50)
+    refine_function_tolerance: float = 0.0  # stop a final adjustment when the cost changes less (relative); 0 = never
 
     def __post_init__(self) -> None:
         if self.mapper not in MAPPERS:
@@ -144,6 +145,9 @@ class ReconstructionConfig:
                               f"got {self.refine_loss!r}")
         if not self.refine_loss_scale > 0:
             raise ConfigError(f"reconstruction.refine_loss_scale must be > 0, got {self.refine_loss_scale}")
+        if not 0 <= self.refine_function_tolerance < 1:
+            raise ConfigError("reconstruction.refine_function_tolerance must be in [0, 1), "
+                              f"got {self.refine_function_tolerance}")
         if self.refine_max_iterations < 1:
             raise ConfigError(f"reconstruction.refine_max_iterations must be ≥ 1, got {self.refine_max_iterations}")
         if self.refine_filter_max_reproj_error < 0:
@@ -176,6 +180,7 @@ MAPPING_ONLY_KEYS = frozenset({
     "ba_refine_extra_params", "ba_local_num_images", "ba_global_images_ratio", "ba_global_points_ratio",
     "ba_global_max_refinements", "ba_global_ignore_redundant_points", "tri_max_transitivity", "max_runtime_s",
     "extract_colors", "refine_loss", "refine_loss_scale", "refine_filter_max_reproj_error", "refine_max_iterations",
+    "refine_function_tolerance",
 })
 
 
@@ -203,6 +208,7 @@ class ReconstructionResult:
         ok: ``False`` when reconstruction failed; then every image is an outlier and ``log`` says why.
         database_verified: ``True`` when ``out_dir/database.db`` holds a finished import and verification (also when
             mapping failed afterwards), so that it can be passed as ``database=`` to a later call.
+        steps: seconds per step, in the order they ran (:data:`STEPS`; the steps reached before a failure).
     """
 
     poses: pd.DataFrame
@@ -211,6 +217,12 @@ class ReconstructionResult:
     log: list[str]
     ok: bool
     database_verified: bool = False
+    steps: dict[str, float] = field(default_factory=dict)
+
+
+#: the steps :attr:`ReconstructionResult.steps` can name, in run order (import and verification, or the reuse)
+STEPS = ("inputs read", "database import", "geometric verification", "verified database reused", "mapping",
+         "final bundle adjustment", "models written")
 
 
 # ---------------------------------------------------------------------------------------------------- h5 inputs
@@ -653,6 +665,7 @@ def refine_models(recs: list[pycolmap.Reconstruction], conf: ReconstructionConfi
     opts.ceres.loss_function_scale = conf.refine_loss_scale
     opts.ceres.solver_options.num_threads = conf.threads
     opts.ceres.solver_options.max_num_iterations = conf.refine_max_iterations
+    opts.ceres.solver_options.function_tolerance = conf.refine_function_tolerance
     todo = [k for k, rec in enumerate(recs) if rec.num_reg_images() >= 2]
     parallel = jobs > 1 and len(todo) > 1
 
@@ -831,6 +844,16 @@ class _StepFailed(Exception):
 
 
 @contextmanager
+def _timed(steps: dict[str, float], name: str) -> Iterator[None]:
+    """Add the seconds the block took to ``steps[name]`` (also when it raises)."""
+    t0 = time.perf_counter()
+    try:
+        yield
+    finally:
+        steps[name] = steps.get(name, 0.0) + time.perf_counter() - t0
+
+
+@contextmanager
 def _step(name: str, log: list[str], token: pycolmap.CancellationToken, should_cancel: CancelFn | None
           ) -> Iterator[None]:
     """Run one pycolmap step: watch for cancellation, map pycolmap errors to :class:`_StepFailed`, log seconds."""
@@ -852,13 +875,16 @@ def _step(name: str, log: list[str], token: pycolmap.CancellationToken, should_c
 def _import_and_verify(db_path: Path, image_dir: Path, images: list[str], keypoints: dict[str, np.ndarray],
                        sizes: dict[str, tuple[int, int]], matches: dict[tuple[str, str], np.ndarray],
                        conf: ReconstructionConfig, token: pycolmap.CancellationToken,
-                       should_cancel: CancelFn | None, report: ProgressFn, log: list[str]) -> None:
-    """Database import + geometric verification; raises :class:`_StepFailed` when no pair survives."""
+                       should_cancel: CancelFn | None, report: ProgressFn, log: list[str],
+                       steps: dict[str, float] | None = None) -> None:
+    """Database import + geometric verification (their seconds into ``steps``); raises :class:`_StepFailed` when no
+    pair survives."""
+    steps = {} if steps is None else steps
     report(0, 3, "building database")
-    with _step("database import", log, token, should_cancel):
+    with _timed(steps, "database import"), _step("database import", log, token, should_cancel):
         build_database(db_path, images, keypoints, sizes, matches, conf, image_dir)
     report(1, 3, f"verifying {len(matches)} pairs")
-    with _step("geometric verification", log, token, should_cancel):
+    with _timed(steps, "geometric verification"), _step("geometric verification", log, token, should_cancel):
         _verify(db_path, conf, token)
     _check_verified(db_path, conf, log)
 
@@ -951,8 +977,10 @@ def reconstruct(image_dir: Path, images: list[str], features_path: Path, matches
                       f"threads {conf.threads})"]
     if len(set(images)) != len(images):
         raise InputError(None, "duplicate image names in the reconstruction input")
-    keypoints, sizes = _read_keypoints(Path(features_path), images)
-    matches = _load_pair_matches(Path(matches_path), pairs, {n: len(k) for n, k in keypoints.items()})
+    steps: dict[str, float] = {}
+    with _timed(steps, "inputs read"):
+        keypoints, sizes = _read_keypoints(Path(features_path), images)
+        matches = _load_pair_matches(Path(matches_path), pairs, {n: len(k) for n, k in keypoints.items()})
     log.append(f"{len(matches)} of {len(pairs)} pairs have matches "
                f"({sum(len(m) for m in matches.values())} matches in total)")
     if should_cancel is not None and should_cancel():
@@ -967,26 +995,33 @@ def reconstruct(image_dir: Path, images: list[str], features_path: Path, matches
             raise _StepFailed("fewer than 2 images" if len(images) < 2 else "no pair has any match")
         (out_dir / "pairs.txt").write_text("".join(f"{a} {b}\n" for a, b in matches))
         if database is not None:
-            _reuse_database(Path(database), db_path, conf, report, log)
+            with _timed(steps, "verified database reused"):
+                _reuse_database(Path(database), db_path, conf, report, log)
         else:
             _import_and_verify(db_path, image_dir, images, keypoints, sizes, matches, conf, token, should_cancel,
-                               report, log)
+                               report, log, steps)
         verified = True
         report(0, len(images), "mapping")
-        recs = _map(db_path, image_dir, out_dir, len(images), conf, token, should_cancel, progress, log, map_jobs)
+        with _timed(steps, "mapping"):
+            recs = _map(db_path, image_dir, out_dir, len(images), conf, token, should_cancel, progress, log,
+                        map_jobs)
         if conf.refine_loss != "none":
             report(len(images), len(images), "final bundle adjustment")
-            with _step("final bundle adjustment", log, token, should_cancel):
+            with _timed(steps, "final bundle adjustment"), \
+                    _step("final bundle adjustment", log, token, should_cancel):
                 refine_models(recs, conf, log, should_cancel, jobs=map_jobs, token=token)
-        shutil.rmtree(out_dir / "models", ignore_errors=True)
-        poses, paths = _collect(recs, images, dataset, out_dir / "models", log)
+        with _timed(steps, "models written"):
+            shutil.rmtree(out_dir / "models", ignore_errors=True)
+            poses, paths = _collect(recs, images, dataset, out_dir / "models", log)
     except _StepFailed as err:
-        return _failed(images, dataset, log, str(err), verified)
+        failed = _failed(images, dataset, log, str(err), verified)
+        failed.steps = steps
+        return failed
     except Cancelled:
         _cleanup(out_dir)
         raise
     report(len(images), len(images), f"{len(paths)} model(s)")
-    return ReconstructionResult(poses, len(paths), paths, log, True, verified)
+    return ReconstructionResult(poses, len(paths), paths, log, True, verified, steps)
 
 
 def pair_inliers(db_path: Path) -> dict[tuple[str, str], int]:

@@ -72,6 +72,14 @@ def test_mapping_change_reuses_the_verified_database(first_run: tuple[Path, Path
     change = FAST + ["reconstruction.abs_pose_min_num_inliers=20"]
     reused = run_pipeline(tiny_root, variant="default", overrides=change, out=tmp_path / "reused", raise_errors=True)
     assert "database import and geometric verification: reused" in load_run(reused).log
+    steps = load_run(reused).timings["reconstruction_steps"]
+    assert set(steps) == set(load_run(reused).timings["datasets"])
+    for per in steps.values():
+        assert "verified database reused" in per and "geometric verification" not in per and per["mapping"] > 0
+    # a cache hit of the whole reconstruction shows the steps of the run that computed it
+    again = run_pipeline(tiny_root, variant="default", overrides=change, out=tmp_path / "again", raise_errors=True)
+    assert {s["reconstruction"] for s in load_run(again).timings["cache"].values()} == {"hit"}
+    assert load_run(again).timings["reconstruction_steps"] == steps
     # the same config verified afresh (features and matches copied, no database) gives the same poses
     fresh_cache = tmp_path / "fresh-cache"
     for stage in ("features", "matching"):
@@ -79,6 +87,7 @@ def test_mapping_change_reuses_the_verified_database(first_run: tuple[Path, Path
     monkeypatch.setenv("IMC_CACHE_DIR", str(fresh_cache))
     fresh = run_pipeline(tiny_root, variant="default", overrides=change, out=tmp_path / "fresh", raise_errors=True)
     assert "reused" not in load_run(fresh).log and "geometric verification:" in load_run(fresh).log
+    assert all("geometric verification" in per for per in load_run(fresh).timings["reconstruction_steps"].values())
     assert_same_poses(reused, fresh)
     # a verification key is part of the database's key
     verify = run_pipeline(tiny_root, variant="default", overrides=change + ["reconstruction.verify_max_error=3"],

@@ -140,7 +140,8 @@ def scene_b() -> pycolmap.Reconstruction:
                                 {"verify_confidence": 1.0}, {"seed": -1}, {"refine_loss": "l2"},
                                 {"refine_loss_scale": 0.0}, {"refine_filter_max_reproj_error": -1.0},
                                 {"ba_global_images_ratio": 0.9}, {"ba_global_max_refinements": 0},
-                                {"refine_max_iterations": 0}])
+                                {"refine_max_iterations": 0}, {"refine_function_tolerance": -1e-7},
+                                {"refine_function_tolerance": 1.0}])
 def test_config_rejects_bad_values(kw: dict[str, object]) -> None:
     with pytest.raises(ConfigError, match="reconstruction\\."):
         ReconstructionConfig(**kw)  # type: ignore[arg-type]
@@ -318,6 +319,13 @@ def test_reused_database_gives_the_same_poses_without_verifying(tmp_path: Path,
     pd.testing.assert_frame_equal(fresh.poses, reused.poses, check_exact=True)
     assert not any(line.startswith("geometric verification") for line in reused.log)
     assert any("reused (first)" in line for line in reused.log)
+    # the steps' seconds, in run order: import and verification, or the reuse
+    assert list(fresh.steps) == ["inputs read", "database import", "geometric verification", "mapping",
+                                 "final bundle adjustment", "models written"]
+    assert list(reused.steps) == ["inputs read", "verified database reused", "mapping", "final bundle adjustment",
+                                  "models written"]
+    assert set(fresh.steps) | set(reused.steps) <= set(rc.STEPS)
+    assert all(v >= 0 for v in fresh.steps.values()) and fresh.steps["mapping"] > 0
     assert (tmp_path / "first" / "database.db").is_file()  # copied, not moved
     with pytest.raises(InputError, match="does not exist"):
         reconstruct(tmp_path, names, features, matches, pairs, conf, tmp_path / "gone",
@@ -328,6 +336,7 @@ def test_database_not_verified_when_nothing_to_verify(tmp_path: Path, scene_a: p
     names, features, matches, _ = write_inputs(tmp_path, [("", scene_a)])
     res = reconstruct(tmp_path, names, features, matches, [], fast_conf(), tmp_path / "out")
     assert not res.ok and not res.database_verified
+    assert list(res.steps) == ["inputs read"]  # a failure keeps the steps it reached
 
 
 @pytest.mark.parametrize("mapper", ["incremental", "global"])
@@ -541,6 +550,29 @@ def test_final_adjustment_iterations_come_from_the_config(monkeypatch: pytest.Mo
     assert seen == [1, 50]
     assert ReconstructionConfig().refine_max_iterations == 50
     assert errors[50] < errors[1]
+
+
+def test_final_adjustment_function_tolerance_comes_from_the_config(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``refine_function_tolerance`` reaches Ceres (0, COLMAP's choice, never stops on the cost); a tolerance stops
+    the adjustment earlier, close to where the full run ends."""
+    seen = []
+    real = pycolmap.bundle_adjustment
+
+    def spy(rec: pycolmap.Reconstruction, opts: pycolmap.BundleAdjustmentOptions, *args: object) -> None:
+        seen.append(opts.ceres.solver_options.function_tolerance)
+        real(rec, opts, *args)
+
+    monkeypatch.setattr(pycolmap, "bundle_adjustment", spy)
+    models = {}
+    for tol in (0.0, 1e-7):
+        models[tol] = _noisy_models(1)
+        rc.refine_models(models[tol], fast_conf(refine_loss="cauchy", refine_filter_max_reproj_error=1.0,
+                                                refine_function_tolerance=tol), [])
+    assert seen == [0.0, 0.0, 1e-7, 1e-7]  # the adjustment, then again after the filter
+    full, early = models[0.0][0], models[1e-7][0]
+    for image_id in full.reg_image_ids():
+        np.testing.assert_allclose(early.images[image_id].projection_center(),
+                                   full.images[image_id].projection_center(), atol=1e-4)
 
 
 def _noisy_models(n: int) -> list[pycolmap.Reconstruction]:
