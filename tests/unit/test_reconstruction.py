@@ -528,17 +528,23 @@ def test_final_robust_adjustment_resists_wrong_observations() -> None:
     assert _centre_error(untouched, gt) < 1e-9
 
 
-def test_final_adjustment_iterations_come_from_the_config(monkeypatch: pytest.MonkeyPatch) -> None:
-    """``refine_max_iterations`` caps Ceres in every final adjustment (the default, 50, is COLMAP's for its global
-    adjustments); from moved 3-D points, one iteration leaves the model further from the truth than 50."""
-    seen = []
+def _spy_solver_option(monkeypatch: pytest.MonkeyPatch, option: str) -> list[object]:
+    """The Ceres solver ``option`` of every ``pycolmap.bundle_adjustment`` call from now on, in call order."""
+    seen: list[object] = []
     real = pycolmap.bundle_adjustment
 
     def spy(rec: pycolmap.Reconstruction, opts: pycolmap.BundleAdjustmentOptions, *args: object) -> None:
-        seen.append(opts.ceres.solver_options.max_num_iterations)
+        seen.append(getattr(opts.ceres.solver_options, option))
         real(rec, opts, *args)
 
     monkeypatch.setattr(pycolmap, "bundle_adjustment", spy)
+    return seen
+
+
+def test_final_adjustment_iterations_come_from_the_config(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``refine_max_iterations`` caps Ceres in every final adjustment (the default, 50, is COLMAP's for its global
+    adjustments); from moved 3-D points, one iteration leaves the model further from the truth than 50."""
+    seen = _spy_solver_option(monkeypatch, "max_num_iterations")
     errors = {}
     for n in (1, 50):
         rec, rng = synth_scene(1), np.random.default_rng(1)
@@ -555,14 +561,7 @@ def test_final_adjustment_iterations_come_from_the_config(monkeypatch: pytest.Mo
 def test_final_adjustment_function_tolerance_comes_from_the_config(monkeypatch: pytest.MonkeyPatch) -> None:
     """``refine_function_tolerance`` reaches Ceres (0, COLMAP's choice, never stops on the cost); a tolerance stops
     the adjustment earlier, close to where the full run ends."""
-    seen = []
-    real = pycolmap.bundle_adjustment
-
-    def spy(rec: pycolmap.Reconstruction, opts: pycolmap.BundleAdjustmentOptions, *args: object) -> None:
-        seen.append(opts.ceres.solver_options.function_tolerance)
-        real(rec, opts, *args)
-
-    monkeypatch.setattr(pycolmap, "bundle_adjustment", spy)
+    seen = _spy_solver_option(monkeypatch, "function_tolerance")
     models = {}
     for tol in (0.0, 1e-7):
         models[tol] = _noisy_models(1)
