@@ -106,6 +106,9 @@ class ReconstructionConfig:
     ba_global_points_ratio: float = 1.1  # incremental: global adjustment also when the 3-D points grew by this ratio
     ba_global_max_refinements: int = 5  # incremental: rounds of retriangulation + filtering + global adjustment
     ba_global_ignore_redundant_points: bool = False  # incremental: leave well-covered 3-D points out of global BA
+    # Ceres stops an adjustment when the cost changes by less than this (relative); 0 = COLMAP's, run every iteration
+    ba_local_function_tolerance: float = 0.0  # incremental: for each local bundle adjustment
+    ba_global_function_tolerance: float = 0.0  # incremental: for each global bundle adjustment
     tri_max_transitivity: int = 1  # incremental: correspondence-graph hops the triangulator follows to build tracks
     max_runtime_s: int = -1  # incremental: stop mapping after this many seconds, keeping the models so far (≤ 0: no limit)
     extract_colors: bool = True  # colour 3D points from the images (needs the image files; missing ones are skipped)
@@ -145,9 +148,9 @@ class ReconstructionConfig:
                               f"got {self.refine_loss!r}")
         if not self.refine_loss_scale > 0:
             raise ConfigError(f"reconstruction.refine_loss_scale must be > 0, got {self.refine_loss_scale}")
-        if not 0 <= self.refine_function_tolerance < 1:
-            raise ConfigError("reconstruction.refine_function_tolerance must be in [0, 1), "
-                              f"got {self.refine_function_tolerance}")
+        for key in ("ba_local_function_tolerance", "ba_global_function_tolerance", "refine_function_tolerance"):
+            if not 0 <= getattr(self, key) < 1:
+                raise ConfigError(f"reconstruction.{key} must be in [0, 1), got {getattr(self, key)}")
         if self.refine_max_iterations < 1:
             raise ConfigError(f"reconstruction.refine_max_iterations must be ≥ 1, got {self.refine_max_iterations}")
         if self.refine_filter_max_reproj_error < 0:
@@ -178,7 +181,8 @@ MAPPING_ONLY_KEYS = frozenset({
     "init_max_error", "init_num_trials", "abs_pose_min_num_inliers", "abs_pose_min_inlier_ratio", "abs_pose_max_error",
     "filter_max_reproj_error", "max_model_overlap", "map_components", "ba_refine_focal", "ba_refine_principal_point",
     "ba_refine_extra_params", "ba_local_num_images", "ba_global_images_ratio", "ba_global_points_ratio",
-    "ba_global_max_refinements", "ba_global_ignore_redundant_points", "tri_max_transitivity", "max_runtime_s",
+    "ba_global_max_refinements", "ba_global_ignore_redundant_points", "ba_local_function_tolerance",
+    "ba_global_function_tolerance", "tri_max_transitivity", "max_runtime_s",
     "extract_colors", "refine_loss", "refine_loss_scale", "refine_filter_max_reproj_error", "refine_max_iterations",
     "refine_function_tolerance",
 })
@@ -462,6 +466,8 @@ def incremental_options(conf: ReconstructionConfig) -> pycolmap.IncrementalPipel
     o.ba_global_points_ratio = conf.ba_global_points_ratio
     o.ba_global_max_refinements = conf.ba_global_max_refinements
     o.mapper.ba_global_ignore_redundant_points3D = conf.ba_global_ignore_redundant_points
+    o.ba_local_function_tolerance = conf.ba_local_function_tolerance
+    o.ba_global_function_tolerance = conf.ba_global_function_tolerance
     o.triangulation.max_transitivity = conf.tri_max_transitivity
     if conf.deterministic:
         o.random_seed = conf.seed

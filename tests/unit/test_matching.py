@@ -416,8 +416,10 @@ def test_colmap_match_processes_follow_cores_threads_and_pairs(monkeypatch: pyte
     monkeypatch.setattr(matching.os, "cpu_count", lambda: 16)
     one = MatchingConfig(method="colmap", colmap_threads=1)
     assert matching.colmap_match_processes(10_000, one, use_gpu=False) == 16
-    assert matching.colmap_match_processes(120, one, use_gpu=False) == 2  # ≥ MIN_PAIRS_PER_PROCESS each
-    assert matching.colmap_match_processes(60, one, use_gpu=False) == 1
+    least = matching.MIN_PAIRS_PER_PROCESS
+    assert matching.colmap_match_processes(231, one, use_gpu=False) == 16  # ETs' 231 pairs use a 16-core host
+    assert matching.colmap_match_processes(5 * least, one, use_gpu=False) == 5  # ≥ MIN_PAIRS_PER_PROCESS each
+    assert matching.colmap_match_processes(2 * least - 1, one, use_gpu=False) == 1
     assert matching.colmap_match_processes(10_000, MatchingConfig(method="colmap"), use_gpu=False) == 16  # 0 = one
     assert matching.colmap_match_processes(10_000, one, use_gpu=True) == 1
     assert matching.colmap_match_processes(10_000, MatchingConfig(method="colmap", colmap_threads=-1), False) == 1

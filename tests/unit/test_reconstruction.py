@@ -141,7 +141,8 @@ def scene_b() -> pycolmap.Reconstruction:
                                 {"refine_loss_scale": 0.0}, {"refine_filter_max_reproj_error": -1.0},
                                 {"ba_global_images_ratio": 0.9}, {"ba_global_max_refinements": 0},
                                 {"refine_max_iterations": 0}, {"refine_function_tolerance": -1e-7},
-                                {"refine_function_tolerance": 1.0}])
+                                {"refine_function_tolerance": 1.0}, {"ba_local_function_tolerance": -1e-7},
+                                {"ba_global_function_tolerance": 1.0}])
 def test_config_rejects_bad_values(kw: dict[str, object]) -> None:
     with pytest.raises(ConfigError, match="reconstruction\\."):
         ReconstructionConfig(**kw)  # type: ignore[arg-type]
@@ -167,6 +168,19 @@ def test_global_adjustment_keys_reach_the_mapper() -> None:
     plain = rc.incremental_options(ReconstructionConfig())  # COLMAP's own defaults unless a variant says otherwise
     assert (plain.ba_global_frames_ratio, plain.ba_global_max_refinements) == (pytest.approx(1.1), 5)
     assert not plain.get_mapper().ba_global_ignore_redundant_points3D
+
+
+def test_mapper_adjustment_tolerances_reach_ceres() -> None:
+    """The mapper's local and global adjustments stop at the configured relative cost change; 0 is COLMAP's own
+    choice (Ceres never stops on the cost)."""
+    opts = rc.incremental_options(ReconstructionConfig(ba_local_function_tolerance=2e-7,
+                                                       ba_global_function_tolerance=1e-7))
+    assert opts.get_local_bundle_adjustment().ceres.solver_options.function_tolerance == pytest.approx(2e-7)
+    assert opts.get_global_bundle_adjustment().ceres.solver_options.function_tolerance == pytest.approx(1e-7)
+    plain = rc.incremental_options(ReconstructionConfig())
+    assert plain.get_local_bundle_adjustment().ceres.solver_options.function_tolerance == 0
+    assert plain.get_global_bundle_adjustment().ceres.solver_options.function_tolerance == 0
+    assert {"ba_local_function_tolerance", "ba_global_function_tolerance"} <= rc.MAPPING_ONLY_KEYS
 
 
 def test_triangulation_transitivity_reaches_the_triangulator() -> None:
