@@ -860,19 +860,24 @@ def _timed(steps: dict[str, float], name: str) -> Iterator[None]:
 
 
 @contextmanager
-def _step(name: str, log: list[str], token: pycolmap.CancellationToken, should_cancel: CancelFn | None
-          ) -> Iterator[None]:
-    """Run one pycolmap step: watch for cancellation, map pycolmap errors to :class:`_StepFailed`, log seconds."""
+def _step(name: str, log: list[str], token: pycolmap.CancellationToken, should_cancel: CancelFn | None,
+          steps: dict[str, float] | None = None) -> Iterator[None]:
+    """Run one pycolmap step: watch for cancellation, map pycolmap errors to :class:`_StepFailed`, log seconds (and
+    add them to ``steps[name]`` when given, also when the step fails)."""
     t0 = time.perf_counter()
-    with _cancel_watch(token, should_cancel):
-        try:
-            yield
-        except InterruptedError:  # pycolmap's answer to a cancelled token
-            raise Cancelled("reconstruction cancelled") from None
-        except (Cancelled, InputError, _StepFailed):
-            raise
-        except Exception as err:  # pycolmap raises ValueError/RuntimeError on bad data or failed checks
-            raise _StepFailed(f"{name}: {type(err).__name__}: {err}") from err
+    try:
+        with _cancel_watch(token, should_cancel):
+            try:
+                yield
+            except InterruptedError:  # pycolmap's answer to a cancelled token
+                raise Cancelled("reconstruction cancelled") from None
+            except (Cancelled, InputError, _StepFailed):
+                raise
+            except Exception as err:  # pycolmap raises ValueError/RuntimeError on bad data or failed checks
+                raise _StepFailed(f"{name}: {type(err).__name__}: {err}") from err
+    finally:
+        if steps is not None:
+            steps[name] = steps.get(name, 0.0) + time.perf_counter() - t0
     if token.is_cancelled:
         raise Cancelled("reconstruction cancelled")
     log.append(f"{name}: {time.perf_counter() - t0:.2f} s")
@@ -887,10 +892,10 @@ def _import_and_verify(db_path: Path, image_dir: Path, images: list[str], keypoi
     pair survives."""
     steps = {} if steps is None else steps
     report(0, 3, "building database")
-    with _timed(steps, "database import"), _step("database import", log, token, should_cancel):
+    with _step("database import", log, token, should_cancel, steps):
         build_database(db_path, images, keypoints, sizes, matches, conf, image_dir)
     report(1, 3, f"verifying {len(matches)} pairs")
-    with _timed(steps, "geometric verification"), _step("geometric verification", log, token, should_cancel):
+    with _step("geometric verification", log, token, should_cancel, steps):
         _verify(db_path, conf, token)
     _check_verified(db_path, conf, log)
 
@@ -1013,8 +1018,7 @@ def reconstruct(image_dir: Path, images: list[str], features_path: Path, matches
                         map_jobs)
         if conf.refine_loss != "none":
             report(len(images), len(images), "final bundle adjustment")
-            with _timed(steps, "final bundle adjustment"), \
-                    _step("final bundle adjustment", log, token, should_cancel):
+            with _step("final bundle adjustment", log, token, should_cancel, steps):
                 refine_models(recs, conf, log, should_cancel, jobs=map_jobs, token=token)
         with _timed(steps, "models written"):
             shutil.rmtree(out_dir / "models", ignore_errors=True)
