@@ -442,8 +442,8 @@ def _colmap_uint8(desc: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(desc * 512.0), 0, 255).astype(np.uint8)
 
 
-#: fewest pairs per process for COLMAP's matcher in processes (starting one costs 0.2-0.5 s, a pair 25-50 ms on one
-#: core; with 50, ETs' 231 pairs used 4 of a 16-core host's cores and matched 5x slower than COLMAP's 16 threads)
+#: fewest pairs per process for COLMAP's matcher in processes (starting one costs 0.2-0.5 s, a pair 10-50 ms on one
+#: core; with 50, ETs' 231 pairs used only 4 of a 16-core host's cores: 3.15 s, 2.43 s with 12; BENCHMARKS.md §3)
 MIN_PAIRS_PER_PROCESS = 12
 #: environment variable that caps those processes (default: one per CPU core)
 PROCESSES_ENV = "IMC_MATCH_PROCESSES"

@@ -106,7 +106,8 @@ class ReconstructionConfig:
     ba_global_points_ratio: float = 1.1  # incremental: global adjustment also when the 3-D points grew by this ratio
     ba_global_max_refinements: int = 5  # incremental: rounds of retriangulation + filtering + global adjustment
     ba_global_ignore_redundant_points: bool = False  # incremental: leave well-covered 3-D points out of global BA
-    # Ceres stops an adjustment when the cost changes by less than this (relative); 0 = COLMAP's, run every iteration
+    # Ceres stops an adjustment when the cost changes by less than this (relative); 0 = COLMAP's: never on the cost
+    # (its gradient tolerance and iteration cap still stop it; 1e-7 changed neither scores nor time, BENCHMARKS.md)
     ba_local_function_tolerance: float = 0.0  # incremental: for each local bundle adjustment
     ba_global_function_tolerance: float = 0.0  # incremental: for each global bundle adjustment
     tri_max_transitivity: int = 1  # incremental: correspondence-graph hops the triangulator follows to build tracks
