@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# On a lent GPU host, with .gpu/ from bench/gpu/prepare.sh carried: the default against COLMAP's own pipeline (cold
+# and after a mapping change), then COLMAP's matcher in processes against its threads. Results go to $OUT (the device
+# tool's folder that comes back), else /tmp/imc-gpu-out. About 3 minutes with ets and toy_fb82.
+#
+#   bench/gpu/run.sh [bench_pipeline.py options, e.g. --variants default default:matching.colmap_threads=-1]
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+PY=${PYTHON:-python3}
+out=${OUT:-/tmp/imc-gpu-out}
+mkdir -p "$out"
+export PYTHONPATH="$PWD/.gpu/py${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1 GLOG_minloglevel=2
+if ! "$PY" -c "import pycolmap" 2>/dev/null; then
+    mkdir -p /tmp/imc-site && tar -xJf .gpu/pycolmap.tar.xz -C /tmp/imc-site || exit 1
+    export PYTHONPATH="/tmp/imc-site:$PYTHONPATH"
+fi
+command -v nvidia-smi >/dev/null && nvidia-smi -L
+roots=$(ls .gpu/roots)
+variants=("$@")
+[ ${#variants[@]} -eq 0 ] && variants=(--variants default)
+"$PY" bench/bench_pipeline.py --root-dir .gpu/roots --datasets $roots "${variants[@]}" --anchor --rerun-mapping \
+    --out "$out/pipeline_gpu_host.md" > "$out/pipeline.log" 2>&1 || tail -n 20 "$out/pipeline.log"
+cat "$out/pipeline_gpu_host.md" 2>/dev/null
+"$PY" bench/bench_colmap_matcher.py --root-dir .gpu/roots --datasets $roots --repeats 2 \
+    --out "$out/colmap_matcher_gpu_host.md" > "$out/matcher.log" 2>&1 || tail -n 20 "$out/matcher.log"
+cat "$out/colmap_matcher_gpu_host.md" 2>/dev/null
