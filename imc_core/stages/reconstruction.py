@@ -829,10 +829,11 @@ def _collect(recs: list[pycolmap.Reconstruction], images: list[str], dataset: st
     return _poses_frame(images, dataset, scenes, poses), paths
 
 
-def _failed(images: list[str], dataset: str, log: list[str], reason: str,
-            database_verified: bool = False) -> ReconstructionResult:
+def _failed(images: list[str], dataset: str, log: list[str], reason: str, database_verified: bool = False,
+            steps: dict[str, float] | None = None) -> ReconstructionResult:
     log.append(f"FAILED: {reason}")
-    return ReconstructionResult(_poses_frame(images, dataset, {}, {}), 0, [], log, False, database_verified)
+    return ReconstructionResult(_poses_frame(images, dataset, {}, {}), 0, [], log, False, database_verified,
+                                dict(steps or {}))
 
 
 def _cleanup(out_dir: Path) -> None:
@@ -866,19 +867,15 @@ def _step(name: str, log: list[str], token: pycolmap.CancellationToken, should_c
     """Run one pycolmap step: watch for cancellation, map pycolmap errors to :class:`_StepFailed`, log seconds (and
     add them to ``steps[name]`` when given, also when the step fails)."""
     t0 = time.perf_counter()
-    try:
-        with _cancel_watch(token, should_cancel):
-            try:
-                yield
-            except InterruptedError:  # pycolmap's answer to a cancelled token
-                raise Cancelled("reconstruction cancelled") from None
-            except (Cancelled, InputError, _StepFailed):
-                raise
-            except Exception as err:  # pycolmap raises ValueError/RuntimeError on bad data or failed checks
-                raise _StepFailed(f"{name}: {type(err).__name__}: {err}") from err
-    finally:
-        if steps is not None:
-            steps[name] = steps.get(name, 0.0) + time.perf_counter() - t0
+    with _timed({} if steps is None else steps, name), _cancel_watch(token, should_cancel):
+        try:
+            yield
+        except InterruptedError:  # pycolmap's answer to a cancelled token
+            raise Cancelled("reconstruction cancelled") from None
+        except (Cancelled, InputError, _StepFailed):
+            raise
+        except Exception as err:  # pycolmap raises ValueError/RuntimeError on bad data or failed checks
+            raise _StepFailed(f"{name}: {type(err).__name__}: {err}") from err
     if token.is_cancelled:
         raise Cancelled("reconstruction cancelled")
     log.append(f"{name}: {time.perf_counter() - t0:.2f} s")
@@ -891,7 +888,6 @@ def _import_and_verify(db_path: Path, image_dir: Path, images: list[str], keypoi
                        steps: dict[str, float] | None = None) -> None:
     """Database import + geometric verification (their seconds into ``steps``); raises :class:`_StepFailed` when no
     pair survives."""
-    steps = {} if steps is None else steps
     report(0, 3, "building database")
     with _step("database import", log, token, should_cancel, steps):
         build_database(db_path, images, keypoints, sizes, matches, conf, image_dir)
@@ -1025,9 +1021,7 @@ def reconstruct(image_dir: Path, images: list[str], features_path: Path, matches
             shutil.rmtree(out_dir / "models", ignore_errors=True)
             poses, paths = _collect(recs, images, dataset, out_dir / "models", log)
     except _StepFailed as err:
-        failed = _failed(images, dataset, log, str(err), verified)
-        failed.steps = steps
-        return failed
+        return _failed(images, dataset, log, str(err), verified, steps)
     except Cancelled:
         _cleanup(out_dir)
         raise
