@@ -8,7 +8,8 @@ Flow of :func:`reconstruct` for one dataset:
    centre is ``(0, 0)``; COLMAP puts it at ``(0.5, 0.5)``, see ``docs/formats.md``), and the raw matches of every
    pair of ``pairs`` that has at least one match in ``matches.h5``.
 2. **Geometric verification** of exactly those pairs (``pycolmap.geometric_verification`` over the matched pairs,
-   the 4.2.1 equivalent of ``verify_matches(db, pairs.txt)`` that also takes ``num_threads``), RANSAC seeded.
+   the 4.2.1 equivalent of ``verify_matches(db, pairs.txt)`` that also takes ``num_threads``), RANSAC seeded per
+   pair, on ``map_jobs`` threads when deterministic (the same database as on one thread).
    Steps 1–2 depend only on the inputs and :func:`database_conf`; given ``database=`` (a verified database of an
    earlier call with the same of both, which the pipeline caches), they are skipped and that database is copied.
 3. **Mapping**: ``pycolmap.incremental_mapping`` (``mapper = "incremental"``, with registered-image progress and a
@@ -23,7 +24,8 @@ Flow of :func:`reconstruct` for one dataset:
    points, ties → larger model → lower model index) and the log says so. Unregistered images go to ``outliers``.
 
 Determinism: with ``deterministic=True`` every random seed (global PRNG, RANSAC, mapper, triangulator) is ``seed``
-and all thread counts are 1, so two runs on the same inputs give identical poses.
+and every mapper and bundle adjustment runs on one thread (the verification's threads take their seed per pair), so
+two runs on the same inputs give identical poses.
 
 Failures inside this stage (no pair with matches, no model, an exception inside pycolmap) never raise: the result has
 ``ok=False``, every image is an outlier and the log says why. Broken inputs (missing h5 file or image group, match
@@ -33,6 +35,7 @@ indices out of range) raise :class:`~imc_core.errors.InputError`; cancellation r
 
 from __future__ import annotations
 
+import os
 import shutil
 import threading
 import time
@@ -81,7 +84,7 @@ class ReconstructionConfig:
     min_model_size: int = 3  # models with fewer registered images are dropped by the mapper
     max_num_models: int = 25  # incremental mapper: stop after this many models
     min_num_matches: int = 15  # mapper ignores verified pairs with fewer inlier matches
-    num_threads: int = -1  # -1 = all cores; forced to 1 when deterministic
+    num_threads: int = -1  # -1 = all cores; mapping and adjustments on 1 when deterministic (verification: see _verify)
     seed: int = 0  # random seed of RANSAC, mapper and triangulator (used when deterministic)
     deterministic: bool = True  # seeds + num_threads=1 → identical poses on repeat
     verify: str = "colmap"  # geometric verification: colmap (RANSAC E/F/H on the imported pairs)
@@ -169,7 +172,7 @@ class ReconstructionConfig:
 
     @property
     def threads(self) -> int:
-        """Thread count handed to pycolmap: 1 when deterministic, else ``num_threads``."""
+        """Thread count handed to pycolmap's mappers and adjustments: 1 when deterministic, else ``num_threads``."""
         return 1 if self.deterministic else self.num_threads
 
 
@@ -194,7 +197,8 @@ def database_conf(conf: ReconstructionConfig) -> dict[str, Any]:
 
     Two deterministic calls of :func:`reconstruct` on the same inputs whose ``database_conf`` is equal write the same
     database, so the second can take the first's with ``database=`` (``num_threads`` is left out because a
-    deterministic run verifies on one thread; a non-deterministic database is never reused).
+    deterministic run's verification does not depend on its threads, see :func:`_verify`; a non-deterministic
+    database is never reused).
     """
     return {k: v for k, v in asdict(conf).items() if k not in MAPPING_ONLY_KEYS}
 
@@ -408,8 +412,15 @@ def build_database(db_path: Path, images: list[str], keypoints: dict[str, np.nda
     return ids
 
 
-def _verify(db_path: Path, conf: ReconstructionConfig, token: pycolmap.CancellationToken) -> None:
-    """RANSAC-verify every matched pair of the database (the imported pairs), seeded when deterministic."""
+def _verify(db_path: Path, conf: ReconstructionConfig, token: pycolmap.CancellationToken, threads: int) -> None:
+    """RANSAC-verify every matched pair of the database (the imported pairs) on ``threads`` threads (-1 = all cores),
+    seeded when deterministic.
+
+    COLMAP's RANSAC takes its seed afresh for each pair (``ransac.random_seed``), so a pair's two-view geometry does
+    not depend on the thread that verifies it nor on the pairs before it: a deterministic run verifies on several
+    threads and writes the same database as on one (tested; ETs, toy_fb82 and strecha_mix pair for pair on 1-8
+    threads, BENCHMARKS.md).
+    """
     import pycolmap
 
     tvg = pycolmap.TwoViewGeometryOptions()
@@ -420,7 +431,7 @@ def _verify(db_path: Path, conf: ReconstructionConfig, token: pycolmap.Cancellat
     if conf.deterministic:
         tvg.ransac.random_seed = conf.seed
     verifier = pycolmap.GeometricVerifierOptions()
-    verifier.num_threads = conf.threads
+    verifier.num_threads = threads
     pycolmap.geometric_verification(db_path, verifier_options=verifier, two_view_geometry_options=tvg,
                                     cancellation_token=token)
 
@@ -885,15 +896,16 @@ def _import_and_verify(db_path: Path, image_dir: Path, images: list[str], keypoi
                        sizes: dict[str, tuple[int, int]], matches: dict[tuple[str, str], np.ndarray],
                        conf: ReconstructionConfig, token: pycolmap.CancellationToken,
                        should_cancel: CancelFn | None, report: ProgressFn, log: list[str],
-                       steps: dict[str, float] | None = None) -> None:
-    """Database import + geometric verification (their seconds into ``steps``); raises :class:`_StepFailed` when no
-    pair survives."""
+                       steps: dict[str, float] | None = None, threads: int = 1) -> None:
+    """Database import + geometric verification on ``threads`` threads (their seconds into ``steps``); raises
+    :class:`_StepFailed` when no pair survives."""
     report(0, 3, "building database")
     with _step("database import", log, token, should_cancel, steps):
         build_database(db_path, images, keypoints, sizes, matches, conf, image_dir)
-    report(1, 3, f"verifying {len(matches)} pairs")
+    n_threads = threads if threads > 0 else (os.cpu_count() or 1)
+    report(1, 3, f"verifying {len(matches)} pairs on {n_threads} thread{'s' * (n_threads > 1)}")
     with _step("geometric verification", log, token, should_cancel, steps):
-        _verify(db_path, conf, token)
+        _verify(db_path, conf, token, threads)
     _check_verified(db_path, conf, log)
 
 
@@ -968,7 +980,8 @@ def reconstruct(image_dir: Path, images: list[str], features_path: Path, matches
         database: a ``database.db`` that an earlier deterministic call wrote (``database_verified``) for the same
             images, features, matches, pairs and :func:`database_conf`: copied instead of import and verification.
             The caller vouches that it matches; nothing here can tell.
-        map_jobs: match-graph components mapped at once (``map_components``); the poses do not depend on it.
+        map_jobs: the cores this call may use when deterministic: match-graph components mapped at once
+            (``map_components``) and threads of the geometric verification; the poses do not depend on it.
 
     Returns:
         A :class:`ReconstructionResult` (``ok=False`` with all images outliers when reconstruction failed).
@@ -1007,7 +1020,7 @@ def reconstruct(image_dir: Path, images: list[str], features_path: Path, matches
                 _reuse_database(Path(database), db_path, conf, report, log)
         else:
             _import_and_verify(db_path, image_dir, images, keypoints, sizes, matches, conf, token, should_cancel,
-                               report, log, steps)
+                               report, log, steps, max(1, map_jobs) if conf.deterministic else conf.threads)
         verified = True
         report(0, len(images), "mapping")
         with _timed(steps, "mapping"):

@@ -346,6 +346,37 @@ def test_reused_database_gives_the_same_poses_without_verifying(tmp_path: Path,
                     database=tmp_path / "nowhere" / "database.db")
 
 
+def _verified_geometries(db_path: Path) -> dict[int, tuple[int, bytes, bytes, bytes, bytes]]:
+    """Every two-view geometry of a database, bit for bit: config, inlier matches, F, E, H."""
+    out = {}
+    with pycolmap.Database.open(db_path) as db:
+        for pair_id, g in zip(*db.read_two_view_geometries()):
+            out[pair_id] = (int(g.config), np.asarray(g.inlier_matches).tobytes(),
+                            *(np.asarray(m).tobytes() for m in (g.F, g.E, g.H)))
+    return out
+
+
+def test_verification_on_several_threads_writes_the_database_of_one(tmp_path: Path,
+                                                                     scene_a: pycolmap.Reconstruction) -> None:
+    names, features, matches, pairs = write_inputs(tmp_path, [("", scene_a)], noise_px=1.0)
+    kps, sizes = rc._read_keypoints(features, names)
+    pair_matches = rc._load_pair_matches(matches, pairs, {n: len(k) for n, k in kps.items()})
+
+    def verify(seed: int, threads: int) -> dict[int, tuple[int, bytes, bytes, bytes, bytes]]:
+        db = tmp_path / f"seed{seed}-threads{threads}.db"
+        rc._import_and_verify(db, tmp_path, names, kps, sizes, pair_matches, fast_conf(seed=seed),
+                              pycolmap.CancellationToken(), None, lambda d, t, m: None, [], threads=threads)
+        return _verified_geometries(db)
+
+    one = verify(3, 1)
+    assert len(one) == len(pairs)
+    # the data is seed-sensitive (1 px noise: RANSAC's samples move the estimated matrices) ...
+    assert verify(4, 1) != one
+    # ... yet each pair's RANSAC is seeded on its own, so neither the threads nor the order they take pairs in matter
+    for threads in (2, 4):
+        assert verify(3, threads) == one
+
+
 def test_database_not_verified_when_nothing_to_verify(tmp_path: Path, scene_a: pycolmap.Reconstruction) -> None:
     names, features, matches, _ = write_inputs(tmp_path, [("", scene_a)])
     res = reconstruct(tmp_path, names, features, matches, [], fast_conf(), tmp_path / "out")
