@@ -135,8 +135,9 @@ def reconstruction_jobs(cfg: PipelineConfig, n_datasets: int, jobs: int | None =
 
 
 def mapping_jobs(cfg: PipelineConfig, n_jobs: int) -> int:
-    """Match-graph components of one dataset mapped at once (``reconstruction.map_components``): the cores left per
-    reconstruction job when the mapper is deterministic (one thread each), else 1 (COLMAP's threads use them)."""
+    """Cores per reconstruction job when the mapper is deterministic: match-graph components of one dataset mapped at
+    once (``reconstruction.map_components``, one thread each) and threads that verify its pairs. Else 1: COLMAP's own
+    threads use the cores (``reconstruction.num_threads``, the verification's included)."""
     if not cfg.reconstruction.deterministic:
         return 1
     return max(1, (os.cpu_count() or 1) // max(1, n_jobs))
