@@ -15,3 +15,13 @@ def command_line(script: str) -> str:
     venv = REPO / ".venv"
     python = ".venv/bin/python" if os.path.commonpath([exe.absolute(), venv]) == str(venv) else "python3"
     return " ".join([python, f"bench/{script}", *sys.argv[1:]])
+
+
+def write_report(script: str, notes: list[str], table: str, out: Path | None) -> str:
+    """A benchmark's report: its command line, then ``notes`` (one paragraph each), then ``table``; printed, and
+    written to ``out`` when given. Returns the text."""
+    text = "\n\n".join([f"`{command_line(script)}`", *notes, table])
+    print("\n" + text)
+    if out:
+        out.write_text(text)
+    return text

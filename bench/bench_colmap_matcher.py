@@ -35,7 +35,7 @@ from imc_core.data import DataRoot  # noqa: E402
 from imc_core.stages import matching  # noqa: E402
 from imc_core.stages.features import extract_features  # noqa: E402
 
-from bench._cmd import command_line  # noqa: E402
+from bench._cmd import write_report  # noqa: E402
 from bench.bench_pipeline import markdown_table  # noqa: E402
 
 SHARED = REPO.parent / "shared" / "datasets"
@@ -94,11 +94,9 @@ def main() -> None:
                                  "every run": " / ".join(f"{t:.2f}" for t in times),
                                  "same matches as the first setting": same})
                     print(rows[-1], flush=True)
-    text = (f"`{command_line('bench_colmap_matcher.py')}`\n\n{os.cpu_count()} CPU cores, "
-            f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}\n\n{markdown_table(pd.DataFrame(rows))}")
-    print("\n" + text)
-    if args.out:
-        args.out.write_text(text)
+    write_report("bench_colmap_matcher.py",
+                 [f"{os.cpu_count()} CPU cores, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}"],
+                 markdown_table(pd.DataFrame(rows)), args.out)
 
 
 if __name__ == "__main__":

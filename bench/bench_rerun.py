@@ -27,7 +27,7 @@ import pandas as pd
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench._cmd import command_line  # noqa: E402
+from bench._cmd import write_report  # noqa: E402
 from bench.bench_pipeline import markdown_table  # noqa: E402
 
 SHARED = REPO.parent / "shared" / "datasets"
@@ -83,10 +83,7 @@ def main() -> None:
                              "wall s, every run": " / ".join(f"{w:.2f}" for w in walls[code]),
                              "pipeline s, every run": " / ".join(f"{w:.2f}" for w in totals[code])})
                 print(rows[-1], flush=True)
-    text = f"`{command_line('bench_rerun.py')}`\n\n{markdown_table(pd.DataFrame(rows))}"
-    print(text)
-    if args.out:
-        args.out.write_text(text)
+    write_report("bench_rerun.py", [], markdown_table(pd.DataFrame(rows)), args.out)
 
 
 def _describe(code: Path) -> str:

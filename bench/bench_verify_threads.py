@@ -32,7 +32,7 @@ sys.path.insert(0, str(REPO))
 from imc_core.config import load_config  # noqa: E402
 from imc_core.stages import reconstruction as rc  # noqa: E402
 
-from bench._cmd import command_line  # noqa: E402
+from bench._cmd import write_report  # noqa: E402
 from bench.bench_pipeline import markdown_table  # noqa: E402
 
 Geometries = dict[int, tuple[int, bytes, bytes, bytes, bytes]]
@@ -94,11 +94,8 @@ def main() -> None:
                                  "every run": " / ".join(f"{t:.2f}" for t in times),
                                  f"same geometries as {args.threads[0]} thread(s)": same})
                     print(rows[-1], flush=True)
-    text = (f"`{command_line('bench_verify_threads.py')}`\n\n{os.cpu_count()} CPU cores\n\n"
-            f"{markdown_table(pd.DataFrame(rows))}")
-    print("\n" + text)
-    if args.out:
-        args.out.write_text(text)
+    write_report("bench_verify_threads.py", [f"{os.cpu_count()} CPU cores"], markdown_table(pd.DataFrame(rows)),
+                 args.out)
 
 
 if __name__ == "__main__":
