@@ -418,8 +418,8 @@ def _verify(db_path: Path, conf: ReconstructionConfig, token: pycolmap.Cancellat
 
     COLMAP's RANSAC takes its seed afresh for each pair (``ransac.random_seed``), so a pair's two-view geometry does
     not depend on the thread that verifies it nor on the pairs before it: a deterministic run verifies on several
-    threads and writes the same database as on one (tested; ETs, toy_fb82 and strecha_mix pair for pair on 1-8
-    threads, BENCHMARKS.md).
+    threads and writes the same database as on one (unit test; ETs, toy_fb82 and strecha_mix bit for bit on 1-8
+    threads with ``bench/bench_verify_threads.py``, BENCHMARKS.md).
     """
     import pycolmap
 
