@@ -32,8 +32,18 @@ ICONS = {"datasets": ":material/photo_library:", "run": ":material/play_circle:"
          "results": ":material/analytics:", "compare": ":material/compare_arrows:"}
 
 
+#: session key of the ``?root=`` the picker last wrote to the URL (another value there comes from a link)
+URL_ROOT = "_root_from_url"
+
+
 def root_picker() -> None:
-    """Sidebar: pick a data root (bound to ``?root=``); the Datasets page adds new ones (``data/roots.json``)."""
+    """Sidebar: pick a data root (shown in ``?root=``); the Datasets page adds new ones (``data/roots.json``).
+
+    The picker is not bound to the URL: a bound widget keeps a value set from code (the Results page following a
+    run's root, the Datasets page adding one) out of the URL, and the page's next widget change puts it back on the
+    URL's root. Here the picked root is written to the URL on every run, and a ``?root=`` other than the one last
+    written (a shared link, a page switch or browser navigation that names another) sets the picker.
+    """
     roots = state.load_roots()
     wanted = state.qp_first("root")
     if wanted and wanted not in roots and Path(wanted).is_dir():
@@ -42,9 +52,16 @@ def root_picker() -> None:
         if nxt not in roots:
             roots.append(nxt)
         st.session_state["root"] = nxt
-    # no format_func: the URL holds the bound widget's formatted option, which must be the path itself
-    st.sidebar.selectbox("Data root", roots, key="root", bind="query-params",
-                         help="Folder in the IMC-2025 layout (train/, test/, CSVs)")
+    elif wanted in roots and wanted != st.session_state.get(URL_ROOT):
+        st.session_state["root"] = wanted
+    picked = st.session_state.get("root")
+    if picked not in roots:
+        if picked and Path(picked).is_dir():
+            roots.append(picked)  # picked earlier in this session (e.g. a run's root), not remembered
+        else:
+            st.session_state["root"] = roots[0]
+    st.sidebar.selectbox("Data root", roots, key="root", help="Folder in the IMC-2025 layout (train/, test/, CSVs)")
+    st.query_params["root"] = st.session_state[URL_ROOT] = st.session_state["root"]
     root = state.current_root()
     if root is not None and not root.is_dir():
         if root == state.default_root():

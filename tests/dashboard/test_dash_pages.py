@@ -98,6 +98,12 @@ def test_results_share_link_holds_the_runs_own_data_root(make_run: Callable[...,
     assert at.session_state["root"] == str(other)
     assert str(other) in at.sidebar.selectbox[0].options
     assert str(other) not in state_roots()
+    # ... and keeps it when the page's own widgets change: the URL names it too, not only the session (a root set
+    # from code on a widget bound to the URL never reached the URL, and the next tab change put the default back)
+    assert at.query_params["root"] in (str(other), [str(other)])
+    at.selectbox(key="scene").select_index(1).run()
+    assert_clean(at)
+    assert at.session_state["root"] == str(other) and at.query_params["root"] in (str(other), [str(other)])
 
 
 def test_results_keep_the_sidebar_root_when_the_runs_root_is_missing_here(make_run: Callable[..., Path],
