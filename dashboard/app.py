@@ -33,7 +33,7 @@ ICONS = {"datasets": ":material/photo_library:", "run": ":material/play_circle:"
 
 
 #: session key of the ``?root=`` the picker last wrote to the URL (another value there comes from a link)
-URL_ROOT = "_root_from_url"
+URL_ROOT = "_root_in_url"
 
 
 def root_picker() -> None:
@@ -105,7 +105,7 @@ def main() -> None:
     alias = default_page_alias(DEFAULT_PAGE, pages[DEFAULT_PAGE])
     current = st.navigation([*pages.values(), alias])
     if current.url_path == alias.url_path:
-        # before the sidebar: once its root picker exists, `root` is bound to it and switch_page may not set it
+        # before the sidebar and the page: once they draw their widgets, switch_page may not set the keys bound to them
         switch_keeping_query(pages[DEFAULT_PAGE])
     follow_page_param(pages, current)
     root_picker()

@@ -12,7 +12,7 @@ from imc_core.errors import ImcError
 
 
 def _add_root() -> None:
-    """Form callback (runs before the script, so it may still change the sidebar's bound ``root`` widget)."""
+    """Form callback (runs before the script, so it may still set the sidebar's ``root`` widget)."""
     new = str(st.session_state.get("new_root") or "").strip()
     if not new:
         return
