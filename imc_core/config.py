@@ -144,6 +144,11 @@ class PipelineConfig:
         return stable_hash(self.to_dict())
 
 
+#: the largest integer setting: every one reaches a C library as a 32-bit ``int`` (a seed above it made COLMAP's
+#: verification fail with a type error, and the dataset's images all outliers)
+INT32_MAX = 2**31 - 1
+
+
 def _coerce(value: Any, typ: Any, key: str, source: str) -> Any:
     """Check/convert a TOML or CLI value to the field's declared type."""
     origin = getattr(typ, "__origin__", None)
@@ -159,9 +164,12 @@ def _coerce(value: Any, typ: Any, key: str, source: str) -> Any:
         try:
             if isinstance(value, float) and not value.is_integer():
                 raise ValueError
-            return int(value)
-        except (TypeError, ValueError):
+            number = int(value)
+        except (TypeError, ValueError, OverflowError):
             raise ConfigError(f"{source}: {key} must be an integer, got {value!r}") from None
+        if not -INT32_MAX - 1 <= number <= INT32_MAX:  # they reach COLMAP, OpenCV and torch as C ints
+            raise ConfigError(f"{source}: {key} must be between {-INT32_MAX - 1} and {INT32_MAX}, got {number}")
+        return number
     if typ is float:
         try:
             if isinstance(value, bool):

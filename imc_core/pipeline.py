@@ -50,6 +50,8 @@ class DatasetResult:
     cache: dict[str, str] = field(default_factory=dict)
     pairs_stats: pd.DataFrame | None = None
     ok: bool = True
+    #: why the reconstruction failed (``ok`` false): every image is then an outlier
+    error: str | None = None
     #: seconds per step inside the reconstruction stage (a cache hit: those of the run that computed it)
     reconstruction_steps: dict[str, float] = field(default_factory=dict)
 
@@ -284,6 +286,9 @@ def _run_datasets(root: Any, split: str, names: list[str], cfg: PipelineConfig, 
         for name, fut in zip(names, futures, strict=True):
             res = fut.result()
             results.append(res)
+            if not res.ok:  # not an error of the run (the others still count), but never a silent score of 0
+                writer.add_warning(f"{name}: reconstruction failed, so every image counts as an outlier: "
+                                   f"{res.error or 'see the log'}")
             timings["datasets"][name] = res.timings
             timings["cache"][name] = res.cache
             if res.reconstruction_steps:
@@ -419,8 +424,8 @@ def _reconstruct_dataset(matched: _Matched, cfg: PipelineConfig, run_dir: Path, 
         poses["dataset"] = name
         write_pose_csv(poses, tmp / "poses.csv")
         (tmp / "reconstruction.log").write_text("\n".join(res.log) + "\n")
-        (tmp / "result.json").write_text(json.dumps({"ok": res.ok, "n_models": res.n_models,
-                                                     "steps": res.steps}) + "\n")
+        (tmp / "result.json").write_text(json.dumps({"ok": res.ok, "n_models": res.n_models, "steps": res.steps,
+                                                     "error": None if res.ok else res.error}) + "\n")
 
     reuse = cacheable
     if reuse and (hit := cached("reconstruction", name, rkey)) is not None and not _reconstruction_ok(hit):
@@ -441,7 +446,8 @@ def _reconstruct_dataset(matched: _Matched, cfg: PipelineConfig, run_dir: Path, 
     poses = read_pose_csv(rec.path / "poses.csv")
     ok = _reconstruction_ok(rec.path)
     artifacts = {"features": str(feats.path), "matching": str(matches.path), "reconstruction": str(rec.path)}
-    return DatasetResult(name, poses, artifacts, timings, cache, stats, ok, _reconstruction_steps(rec.path))
+    return DatasetResult(name, poses, artifacts, timings, cache, stats, ok,
+                         None if ok else _reconstruction_error(rec.path), _reconstruction_steps(rec.path))
 
 
 def _reconstruction_steps(path: Path) -> dict[str, float]:
@@ -451,6 +457,25 @@ def _reconstruction_steps(path: Path) -> dict[str, float]:
         return {str(k): float(v) for k, v in steps.items()}
     except (OSError, ValueError, TypeError, AttributeError):
         return {}
+
+
+def _reconstruction_error(path: Path) -> str | None:
+    """Why the failed reconstruction artifact at ``path`` failed: its ``result.json``, else its log's last
+    ``FAILED:`` line (artifacts cached before ``error`` was recorded); the first line, at most 300 characters."""
+    try:
+        error = json.loads((path / "result.json").read_text()).get("error")
+    except (OSError, ValueError, AttributeError):
+        error = None
+    if not error:
+        try:
+            lines = (path / "reconstruction.log").read_text().splitlines()
+        except OSError:
+            lines = []
+        error = next((ln.removeprefix("FAILED: ") for ln in reversed(lines) if ln.startswith("FAILED: ")), None)
+    if not error:
+        return None
+    first = str(error).splitlines()[0]
+    return first if len(first) <= 300 else first[:299] + "…"
 
 
 def _reconstruction_ok(path: Path) -> bool:

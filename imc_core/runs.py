@@ -123,6 +123,12 @@ class RunWriter:
             self._meta.update(meta)
             atomic_write_json(self.path / "run.json", self._meta)
 
+    def add_warning(self, warning: str) -> None:
+        """Append to ``run.json``'s ``warnings`` (shown by the CLI and the dashboard) and to the log."""
+        with self._lock:
+            self.write_meta(warnings=[*(self._meta.get("warnings") or []), warning])
+            self.log(f"WARNING: {warning}")
+
     def set_status(self, status: str, error: str | None = None) -> None:
         self.write_meta(status=status, error=error, finished=now_iso() if status != "running" else None)
 

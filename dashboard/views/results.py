@@ -152,7 +152,7 @@ def header(rv: state.RunView) -> None:
     st.markdown(" · ".join(bits))
     if meta.get("overrides"):
         st.caption("overrides: " + " ".join(f"`{o}`" for o in meta["overrides"]))
-    for warning in meta.get("warnings") or []:  # settings that took no part (imc_core.config.unused_settings)
+    for warning in meta.get("warnings") or []:  # settings that took no part, datasets whose reconstruction failed
         st.caption(f"⚠ {warning}")
     where = [f"data root `{meta['data_root']}`"] if meta.get("data_root") else []
     where += [f"device {meta['device']}"] if meta.get("device") else []

@@ -218,6 +218,7 @@ class ReconstructionResult:
         database_verified: ``True`` when ``out_dir/database.db`` holds a finished import and verification (also when
             mapping failed afterwards), so that it can be passed as ``database=`` to a later call.
         steps: seconds per step, in the order they ran (:data:`STEPS`; the steps reached before a failure).
+        error: why reconstruction failed (``ok=False``), the reason ``log`` ends with; ``None`` when it did not.
     """
 
     poses: pd.DataFrame
@@ -227,6 +228,7 @@ class ReconstructionResult:
     ok: bool
     database_verified: bool = False
     steps: dict[str, float] = field(default_factory=dict)
+    error: str | None = None
 
 
 #: the steps :attr:`ReconstructionResult.steps` can name, in run order (import and verification, or the reuse)
@@ -844,7 +846,7 @@ def _failed(images: list[str], dataset: str, log: list[str], reason: str, databa
             steps: dict[str, float] | None = None) -> ReconstructionResult:
     log.append(f"FAILED: {reason}")
     return ReconstructionResult(_poses_frame(images, dataset, {}, {}), 0, [], log, False, database_verified,
-                                dict(steps or {}))
+                                dict(steps or {}), reason)
 
 
 def _cleanup(out_dir: Path) -> None:

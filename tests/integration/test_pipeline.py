@@ -325,9 +325,14 @@ def test_a_cached_failed_reconstruction_is_mapped_again(first_run: tuple[Path, P
                                        raise_errors=True))
     assert failed.status == "done" and failed.scores["score"] == 0.0  # every image an outlier, the reason logged
     assert "FAILED: incremental mapping: RuntimeError: transient pycolmap trouble" in failed.log
+    # never a silent 0: each dataset's failure is a warning of the run (the CLI and the dashboard show them)
+    assert sorted(failed.meta["warnings"]) == sorted(
+        f"{ds}: reconstruction failed, so every image counts as an outlier: incremental mapping: RuntimeError: "
+        "transient pycolmap trouble" for ds in failed.scores["datasets"])
     again = load_run(run_pipeline(tiny_root, variant="default", overrides=overrides, out=tmp_path / "again",
                                   raise_errors=True))
     assert "had failed; mapping again" in again.log
+    assert again.meta["warnings"] == []
     assert all(stages["reconstruction"] == "miss" for stages in again.timings["cache"].values())
     assert again.scores["score"] >= 80.0, again.log
     third = load_run(run_pipeline(tiny_root, variant="default", overrides=overrides, out=tmp_path / "third",

@@ -56,11 +56,18 @@ def test_unquoted_string_override() -> None:
         ("features.max_keypoints=many", "integer"),
         ("features.max_keypoints", "section.key=value"),
         ("reconstruction.deterministic=maybe", "true/false"),
+        # every integer reaches a C library as a 32-bit int (this seed made COLMAP's verification fail)
+        ("reconstruction.seed=2147483648", "between -2147483648 and 2147483647, got 2147483648"),
+        ("features.max_keypoints=inf", "integer"),
     ],
 )
 def test_bad_overrides_are_clear_errors(item: str, fragment: str) -> None:
     with pytest.raises(ConfigError, match=fragment.replace(".", r"\.")):
         resolve_config("default", [item])
+
+
+def test_the_largest_32_bit_integer_is_accepted() -> None:
+    assert resolve_config("default", ["reconstruction.seed=2147483647"]).reconstruction.seed == 2**31 - 1
 
 
 def test_unknown_variant_lists_available() -> None:

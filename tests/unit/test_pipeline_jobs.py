@@ -51,3 +51,22 @@ def test_mapping_jobs_share_the_cores_left_per_reconstruction(monkeypatch: pytes
     assert mapping_jobs(resolve_config("default", ["reconstruction.deterministic=false"]), 1) == 1
     monkeypatch.setattr(os, "cpu_count", lambda: None)
     assert mapping_jobs(det, 1) == 1
+
+
+def test_a_failed_reconstructions_reason_comes_from_its_result_or_its_log(tmp_path) -> None:
+    """``run.json`` warns about each failed dataset with the reason: from ``result.json`` or, in an artifact cached
+    before it held one, from the log's last ``FAILED:`` line; one line, at most 300 characters."""
+    import json
+
+    from imc_core.pipeline import _reconstruction_error
+
+    art = tmp_path / "rec"
+    art.mkdir()
+    assert _reconstruction_error(art) is None  # nothing to read: the warning says "see the log"
+    (art / "reconstruction.log").write_text("5 images\nFAILED: fewer than 2 images\n")
+    (art / "result.json").write_text(json.dumps({"ok": False, "n_models": 0, "steps": {}}))
+    assert _reconstruction_error(art) == "fewer than 2 images"
+    (art / "result.json").write_text(json.dumps({"ok": False, "error": "geometric verification: TypeError: "
+                                                 + "x" * 400 + "\nsecond line"}))
+    error = _reconstruction_error(art)
+    assert error.startswith("geometric verification: TypeError: xxx") and len(error) == 300 and "\n" not in error
