@@ -45,6 +45,14 @@ Pair = tuple[str, str]
 
 #: bump when the stage's output changes for the same config: it is part of the cache key
 VERSION = 1
+#: per-method versions above :data:`VERSION` (``colmap`` 2: images whose names hold a space are matched)
+METHOD_VERSIONS = {"colmap": 2}
+
+
+def stage_version(conf: MatchingConfig) -> int:
+    """The version in ``conf``'s cache key: a method's own change invalidates only that method's caches."""
+    return METHOD_VERSIONS.get(conf.method, VERSION)
+
 
 @dataclass
 class MatchingConfig:
@@ -520,10 +528,19 @@ def _check_colmap_features(features_path: Path, names: list[str]) -> None:
                                   f"(features.method sift or colmap_sift), got shape {shape}")
 
 
+def _db_name(index: int) -> str:
+    """The name of image ``index`` in COLMAP's temporary matching database (no spaces, unlike users' file names)."""
+    return f"{index:06d}"
+
+
 def _colmap_call(todo: list[Pair], features_path: Path, conf: MatchingConfig, dst: Path, use_gpu: bool,
                  progress: Progress | None, should_cancel: ShouldCancel | None) -> None:
     """One ``pycolmap.match_image_pairs`` call on a temporary database of the pairs' images; ``dst`` gets the
-    pairs with at least ``min_matches`` matches."""
+    pairs with at least ``min_matches`` matches.
+
+    The database names the images by their index: COLMAP reads its pairs file with names split at spaces, so an
+    image named ``img 2.png`` matched nothing and became an outlier (same matches as with the real names otherwise).
+    """
     import tempfile
 
     import h5py
@@ -542,7 +559,7 @@ def _colmap_call(todo: list[Pair], features_path: Path, conf: MatchingConfig, ds
                 w, h = (int(v) for v in g["image_size"][()])
                 cam = pycolmap.Camera.create_from_model_name(i + 1, "SIMPLE_PINHOLE", 1.2 * max(w, h), w, h)
                 db.write_camera(cam, use_camera_id=True)
-                ids[name] = db.write_image(pycolmap.Image(name=name, camera_id=i + 1, image_id=i + 1),
+                ids[name] = db.write_image(pycolmap.Image(name=_db_name(i), camera_id=i + 1, image_id=i + 1),
                                            use_image_id=True)
                 kp = np.asarray(g["keypoints"][()], dtype=np.float32).reshape(-1, 2) + np.float32(0.5)
                 db.write_keypoints(ids[name], kp)
@@ -550,7 +567,7 @@ def _colmap_call(todo: list[Pair], features_path: Path, conf: MatchingConfig, ds
                     pycolmap.FeatureExtractorType.SIFT, np.ascontiguousarray(
                         desc if desc.dtype == np.uint8 else _colmap_uint8(desc.astype(np.float32, copy=False)))))
         pairs_txt = Path(td) / "pairs.txt"
-        pairs_txt.write_text("".join(f"{a} {b}\n" for a, b in todo))
+        pairs_txt.write_text("".join(f"{_db_name(ids[a] - 1)} {_db_name(ids[b] - 1)}\n" for a, b in todo))
         opts = pycolmap.FeatureMatchingOptions()
         opts.skip_geometric_verification = True
         opts.use_gpu = use_gpu

@@ -57,7 +57,8 @@ def write_pairs(pairs: list[tuple[str, str]], path: Path) -> Path:
 
 
 def read_pairs(path: Path) -> list[tuple[str, str]]:
-    """Read a ``pairs.txt`` written by :func:`write_pairs`."""
+    """Read a ``pairs.txt`` written by :func:`write_pairs` (its format cannot hold names with spaces; the pipeline
+    hands pairs on in memory and writes the file for people and hloc)."""
     out = []
     for line in Path(path).read_text().splitlines():
         if line.strip():

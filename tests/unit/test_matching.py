@@ -265,6 +265,25 @@ def test_colmap_matcher_agrees_with_nn(pair_dir: Path, tmp_path: Path) -> None:
     assert len(sa & sb) >= 0.9 * max(len(sa), len(sb))
 
 
+def test_colmap_matcher_matches_images_whose_names_hold_spaces(pair_dir: Path, tmp_path: Path) -> None:
+    """COLMAP splits its pairs file at spaces: ``img 2.png`` matched nothing (and became an outlier) until the
+    temporary database named images by index."""
+    import h5py
+
+    feats = _features(pair_dir, "sift")
+    spaced = tmp_path / "spaced.h5"
+    names = {A: "scene/a 1.png", B: "scene/b ü 2.png"}
+    with h5py.File(feats, "r") as fin, h5py.File(spaced, "w") as fout:
+        for old, new in names.items():
+            fin.copy(fin[old], fout, name=new)
+    plain = read_matches(match_features([(A, B)], feats, MatchingConfig(method="colmap"), tmp_path / "plain.h5",
+                                        feature_method="sift"), A, B)[0]
+    got = read_matches(match_features([(names[A], names[B])], spaced, MatchingConfig(method="colmap"),
+                                      tmp_path / "spaced_m.h5", feature_method="sift"), names[A], names[B])[0]
+    assert len(plain) >= 15
+    np.testing.assert_array_equal(got, plain)
+
+
 def test_matchers_read_colmap_uint8_descriptors_like_unit_floats(pair_dir: Path, tmp_path: Path) -> None:
     """colmap_sift's features.h5 holds COLMAP's uint8 descriptors: a copy holding them as unit floats (the format
     before) gives the same matches with COLMAP's matcher (it rounds the floats back to the same bytes) and with nn."""
