@@ -54,6 +54,7 @@ __all__ = [
     "write_labels",
     "read_thresholds",
     "write_thresholds",
+    "scenes_without_thresholds",
     "scan_images",
     "DataRoot",
     "Dataset",
@@ -219,6 +220,21 @@ def read_thresholds(path: str | Path) -> dict[tuple[str, str], np.ndarray]:
         out[key] = vals
         first_line[key] = line
     return out
+
+
+def scenes_without_thresholds(labels: pd.DataFrame, thresholds: dict[tuple[str, str], np.ndarray]
+                              ) -> list[tuple[str, str]]:
+    """``(dataset, scene)`` of every scene of ``labels`` (outliers aside) that ``thresholds`` lacks, in labels
+    order: the metric cannot score them."""
+    pairs = dict.fromkeys(zip(labels["dataset"].astype(str), labels["scene"].astype(str), strict=True))
+    return [(ds, sc) for ds, sc in pairs if sc != OUTLIERS and (ds, sc) not in thresholds]
+
+
+def missing_thresholds_error(path: str | Path, lacking: list[tuple[str, str]]) -> InputError:
+    """The :class:`InputError` for a thresholds file without the scenes ``lacking`` (non-empty)."""
+    ds, sc = lacking[0]
+    more = f" (and {len(lacking) - 1} more scene{'s' * (len(lacking) > 2)})" if len(lacking) > 1 else ""
+    return InputError(path, f"no thresholds for scene {sc!r} of dataset {ds!r}{more}")
 
 
 def write_thresholds(thresholds: dict[tuple[str, str], np.ndarray], path: str | Path) -> Path:
@@ -390,6 +406,24 @@ class DataRoot:
     @property
     def has_thresholds(self) -> bool:
         return self.thresholds_path.is_file()
+
+    def check_scorable(self, datasets: Sequence[str]) -> None:
+        """Check, before a run, that the train datasets ``datasets`` can be scored when the root has labels: the
+        labels and thresholds files parse and every labelled scene of theirs has thresholds. A root without labels
+        is not scored, and passes.
+
+        Raises:
+            InputError: naming the file (and line) at fault.
+        """
+        labels = self.labels
+        if labels is None:
+            return
+        if not self.has_thresholds:
+            raise InputError(self.thresholds_path, f"not found: the labels of {LABELS_FILE} are scored against the "
+                                                   "thresholds in this file (dataset,scene,thresholds)")
+        rows = labels[labels["dataset"].astype(str).isin(list(datasets))]
+        if lacking := scenes_without_thresholds(rows, self.thresholds or {}):
+            raise missing_thresholds_error(self.thresholds_path, lacking)
 
     @cached_property
     def labels(self) -> pd.DataFrame | None:

@@ -1805,11 +1805,13 @@ def score_files(
     Raises:
         InputError: any bad file (named, with the line when there is one).
     """
-    from .data import read_labels, read_thresholds
+    from .data import missing_thresholds_error, read_labels, read_thresholds, scenes_without_thresholds
     from .submission import read_pose_csv
 
     gt = read_labels(gt_csv)
     th = read_thresholds(thresholds_csv)
+    if lacking := scenes_without_thresholds(gt, th):  # named here, where the file is known
+        raise missing_thresholds_error(thresholds_csv, lacking)
     sub = read_pose_csv(submission_csv)
     with _warnings.catch_warnings():
         _warnings.simplefilter("ignore", RuntimeWarning)

@@ -194,6 +194,10 @@ def run_pipeline(
         cfg = config or resolve_config(variant, overrides)
         root = DataRoot(Path(data_root))
         split, names = root.select(datasets, split)
+        # images missing, label rows or thresholds that cannot be scored: found before any folder or work
+        loaded = {name: root.load_dataset(name, split) for name in names}
+        if split == "train":
+            root.check_scorable(names)
     except ImcError as err:
         if prepared:  # the launcher's folder says running/queued: it must learn why nothing ran
             record_failure(Path(out), str(err))
@@ -224,7 +228,7 @@ def run_pipeline(
         writer.write_meta(jobs=n_jobs)
         if n_jobs > 1:
             writer.log(f"{len(names)} datasets, up to {n_jobs} reconstructions at once")
-        results = _run_datasets(root, split, names, cfg, run_dir, writer, rep, use_cache, n_jobs, timings)
+        results = _run_datasets(loaded, cfg, run_dir, writer, rep, use_cache, n_jobs, timings)
         _write_outputs(root, split, names, results, run_dir, writer, rep, timings)
         timings["total"] = time.perf_counter() - t_start
         writer.write_json("timings.json", timings)
@@ -261,9 +265,10 @@ def _stage_conf(conf: Any, module: Any) -> dict[str, Any]:
     return d
 
 
-def _run_datasets(root: Any, split: str, names: list[str], cfg: PipelineConfig, run_dir: Path, writer: RunWriter,
-                  rep: _Reporter, use_cache: bool, n_jobs: int, timings: dict[str, Any]) -> list[DatasetResult]:
-    """Every dataset through the stages: pairs, features and matching here, reconstructions in ``n_jobs`` threads.
+def _run_datasets(loaded: dict[str, Any], cfg: PipelineConfig, run_dir: Path, writer: RunWriter, rep: _Reporter,
+                  use_cache: bool, n_jobs: int, timings: dict[str, Any]) -> list[DatasetResult]:
+    """Every dataset of ``loaded`` (name → :class:`~imc_core.data.Dataset`) through the stages: pairs, features and
+    matching here, reconstructions in ``n_jobs`` threads.
 
     On an error, the reconstructions already submitted (their matches are ready) still finish and are cached before
     the error propagates, so that the re-run after the fix only redoes what failed. A cancellation (or Ctrl-C) stops
@@ -274,9 +279,9 @@ def _run_datasets(root: Any, split: str, names: list[str], cfg: PipelineConfig, 
     pool = ThreadPoolExecutor(max_workers=n_jobs, thread_name_prefix="imc-reconstruction")
     map_jobs = mapping_jobs(cfg, n_jobs)
     try:
-        for name in names:
+        names = list(loaded)
+        for name, ds in loaded.items():
             rep.check()
-            ds = root.load_dataset(name, split)
             for w in ds.warnings:
                 writer.log(f"[{name}] warning: {w}")
             matched = _match_dataset(ds, cfg, writer, rep, use_cache)
@@ -524,6 +529,7 @@ def _write_outputs(root: Any, split: str, names: list[str], results: list[Datase
         return
     write_pose_csv(sub, run_dir / "submission.csv", image_id=False)
     if not root.has_labels:
+        writer.add_warning(f"not scored: {root.labels_path} not found (poses and clusters only)")
         return
     from .data import ground_truth_hashes
     from .metric import score

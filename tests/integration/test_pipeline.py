@@ -219,6 +219,49 @@ def test_bad_input_makes_no_run_folder_and_never_reuses_one(first_run: tuple[Pat
     assert meta["status"] == "failed" and "clustering.method" in meta["error"]
 
 
+def test_data_that_cannot_be_scored_fails_before_any_work(tiny_root: Path, isolated_dirs: dict,
+                                                          tmp_path: Path) -> None:
+    """Missing thresholds, a scene without thresholds or a labelled image missing on disk used to surface after
+    the whole pipeline (an AttributeError, an error naming ``<input>``): now exit-2 errors naming the file, before
+    any run folder; a root without labels runs and says it was not scored."""
+    from imc_core.errors import InputError
+
+    def copy(name: str) -> Path:
+        root = tmp_path / name
+        shutil.copytree(tiny_root, root)
+        return root
+
+    no_thresholds = copy("no_thresholds")
+    (no_thresholds / "train_thresholds.csv").unlink()
+    with pytest.raises(InputError, match=r"train_thresholds\.csv: not found: the labels"):
+        run_pipeline(no_thresholds, overrides=FAST)
+    one_scene_short = copy("one_scene_short")
+    thr = one_scene_short / "train_thresholds.csv"
+    lines = thr.read_text().splitlines()
+    thr.write_text("\n".join(lines[:-1]) + "\n")
+    ds, scene = lines[-1].split(",")[:2]
+    with pytest.raises(InputError, match=f"train_thresholds\\.csv: no thresholds for scene '{scene}' of dataset "
+                                         f"'{ds}'"):
+        run_pipeline(one_scene_short, overrides=FAST)
+    image_gone = copy("image_gone")
+    victim = next((image_gone / "train").rglob("*.png"))
+    victim.unlink()
+    with pytest.raises(InputError, match=f"train_labels\\.csv:[0-9]+: image not found: .*{victim.name}"):
+        run_pipeline(image_gone, overrides=FAST)
+    assert not isolated_dirs["runs"].exists()  # no failed run folders littering the history
+    cache = isolated_dirs["cache"]
+    assert not cache.exists() or not any(cache.rglob("DONE"))  # and no work done
+
+    unlabelled = copy("unlabelled")
+    (unlabelled / "train_labels.csv").unlink()
+    first = sorted(p.name for p in (unlabelled / "train").iterdir())[0]
+    run = load_run(run_pipeline(unlabelled, datasets=[first], overrides=FAST,
+                                out=tmp_path / "unlabelled_run", raise_errors=True))
+    assert run.status == "done" and not run.scores
+    assert run.meta["warnings"] == [f"not scored: {unlabelled / 'train_labels.csv'} not found (poses and clusters "
+                                    "only)"]
+
+
 def test_settings_no_stage_reads_are_flagged(first_run: tuple[Path, Path], tiny_root: Path, tmp_path: Path,
                                              monkeypatch: pytest.MonkeyPatch) -> None:
     """``pairs.k`` or ``global_descriptors.models`` set on an exhaustive run change nothing: the run says so."""

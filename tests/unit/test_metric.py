@@ -451,6 +451,10 @@ def test_score_files_roundtrip_and_errors(one_scene, tmp_path) -> None:
     with pytest.raises(InputError) as ei:
         score_files(g, t, s, details=False)
     assert ei.value.path == str(s) and ei.value.row == 12
+    write_thresholds({("other", "scene"): next(iter(th.values()))}, t)  # none for the labelled scene
+    with pytest.raises(InputError, match="no thresholds for scene") as ei:
+        score_files(g, t, s)
+    assert ei.value.path == str(t)  # the file at fault, not "<input>"
 
 
 # ------------------------------------------------------------------------------------- naive reference checks
