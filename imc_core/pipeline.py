@@ -28,7 +28,7 @@ from typing import Any
 
 import pandas as pd
 
-from .cache import Artifact, artifact_key, cached, get_or_build
+from .cache import Artifact, artifact_key, cached, get_or_build, h5_problem, sqlite_problem
 from .config import DEFAULT_VARIANT, PipelineConfig, dump_config, resolve_config, stable_hash, unused_settings
 from .errors import Cancelled, ImcError, InputError
 from .images import check_images
@@ -333,6 +333,9 @@ def _recorder(name: str, timings: dict[str, float], cache: dict[str, str], write
     """``record(stage, artifact)``: its time and cache status into the dicts, the progress and the log."""
 
     def record(stage: str, art: Artifact) -> None:
+        if art.rebuilt_because:
+            writer.add_warning(f"{name}: the cached {stage} artifact ({art.path.name}) was rebuilt: "
+                               f"{art.rebuilt_because}")
         timings[stage] = art.seconds
         cache[stage] = "hit" if art.hit else "miss"
         rep.emit(f"{name}/{stage}", 1, 1, "cached" if art.hit else "done", cached=art.hit, seconds=art.seconds,
@@ -374,7 +377,8 @@ def _match_dataset(ds: Any, cfg: PipelineConfig, writer: RunWriter, rep: _Report
 
     feats = get_or_build(
         "features", name, fkey, build_features,
-        use_cache=use_cache, meta={"conf": _stage_conf(cfg.features, features_mod), "dataset": name})
+        use_cache=use_cache, meta={"conf": _stage_conf(cfg.features, features_mod), "dataset": name},
+        check=lambda path: h5_problem(path / "features.h5"))
     record("features", feats)
 
     # matching (COLMAP's matcher threads resolved first: they decide whether the matches repeat)
@@ -389,7 +393,7 @@ def _match_dataset(ds: Any, cfg: PipelineConfig, writer: RunWriter, rep: _Report
 
     matches = get_or_build("matching", name, mkey, build_matches, use_cache=use_cache,
                            meta={"conf": _stage_conf(mconf, matching_mod), "inputs": [fkey, pairs_key],
-                                 "dataset": name})
+                                 "dataset": name}, check=lambda path: h5_problem(path / "matches.h5"))
     record("matching", matches)
     return _Matched(ds, pairs, feats, matches, fkey, mkey, timings, cache)
 
@@ -415,8 +419,10 @@ def _reconstruct_dataset(matched: _Matched, cfg: PipelineConfig, run_dir: Path, 
     dkey = artifact_key("database", dconf, [mkey, fkey], ds.fingerprint)
     db_dir = cached("database", name, dkey) if cacheable else None
     db_file = db_dir / "database.db" if db_dir is not None else None
-    if db_file is not None and not db_file.is_file():
-        db_file = None  # emptied by hand: verify again (build_rec replaces it)
+    if db_file is not None and (problem := sqlite_problem(db_file)) is not None:
+        # emptied by hand or damaged: verify again (build_rec replaces it)
+        writer.add_warning(f"{name}: the cached verified database ({db_dir.name}) is verified again: {problem}")
+        db_file = None
 
     def build_rec(tmp: Path) -> None:
         res = reconstruct(ds.image_dir, ds.images, feats.path / "features.h5", matches.path / "matches.h5", pairs,

@@ -384,6 +384,34 @@ def test_a_cached_failed_reconstruction_is_mapped_again(first_run: tuple[Path, P
     assert "had failed" not in third.log
 
 
+def test_a_damaged_cached_artifact_is_rebuilt_with_a_warning(first_run: tuple[Path, Path], tiny_root: Path,
+                                                             tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A cached file cut short after it was written (disk full, a copy) used to fail every run that read it, the
+    same way, until ``--no-cache``: now it is rebuilt in place, and the run says so."""
+    cache = tmp_path / "cache"
+    shutil.copytree(first_run[1], cache)
+    monkeypatch.setenv("IMC_CACHE_DIR", str(cache))
+    damaged = []
+    for stage, file in (("features", "features.h5"), ("matching", "matches.h5"), ("database", "database.db")):
+        path = next((cache / stage).glob(f"*/{file}"))
+        with open(path, "r+b") as f:
+            f.truncate(path.stat().st_size // 3)
+        damaged.append((stage, path.parent.name))
+    overrides = FAST + ["reconstruction.abs_pose_min_num_inliers=25"]  # a mapping change: reads all three
+    run = load_run(run_pipeline(tiny_root, variant="default", overrides=overrides, out=tmp_path / "r",
+                                raise_errors=True))
+    assert run.status == "done" and run.scores["score"] >= 80.0, run.log
+    warned = " | ".join(run.meta["warnings"])
+    for stage, folder in damaged:
+        assert folder in warned, (stage, warned)
+    assert "features.h5 cannot be read" in warned and "matches.h5 cannot be read" in warned
+    assert "verified again: database.db" in warned
+    again = load_run(run_pipeline(tiny_root, variant="default", overrides=overrides, out=tmp_path / "again",
+                                  raise_errors=True))
+    assert again.meta["warnings"] == []  # repaired for good
+    assert all(c["features"] == "hit" and c["matching"] == "hit" for c in again.timings["cache"].values())
+
+
 def test_a_sift_run_never_imports_torch(tiny_root: Path, tmp_path: Path) -> None:
     """The default (COLMAP's SIFT and matcher) needs no torch, whose import took 1.4 s of every run's start: a cold
     run in a fresh interpreter, every stage computed."""

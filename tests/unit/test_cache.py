@@ -25,6 +25,37 @@ def test_key_depends_on_conf_inputs_and_fingerprint() -> None:
     assert k != artifact_key("matching", {"a": 1}, ["x"], "fp")
 
 
+def test_an_unreadable_hit_is_rebuilt_in_place(tmp_path: Path) -> None:
+    import sqlite3
+
+    import h5py
+
+    from imc_core.cache import h5_problem, sqlite_problem
+
+    def build(d: Path) -> None:
+        with h5py.File(d / "x.h5", "w") as f:
+            f["a"] = list(range(5000))
+        with sqlite3.connect(d / "x.db") as con:
+            con.execute("CREATE TABLE t (v BLOB)")
+            con.executemany("INSERT INTO t VALUES (?)", [(b"x" * 4000,)] * 50)
+        con.close()
+
+    def check(d: Path) -> str | None:
+        return h5_problem(d / "x.h5") or sqlite_problem(d / "x.db")
+
+    a = get_or_build("matching", "ds", "k", build, root=tmp_path, check=check)
+    assert check(a.path) is None and get_or_build("matching", "ds", "k", build, root=tmp_path, check=check).hit
+    for name in ("x.h5", "x.db"):
+        original = (a.path / name).read_bytes()
+        (a.path / name).write_bytes(original[:len(original) // 3])
+        problem = check(a.path)
+        assert problem is not None and problem.startswith(name), problem
+        again = get_or_build("matching", "ds", "k", build, root=tmp_path, check=check)
+        assert not again.hit and again.rebuilt_because == problem and again.path == a.path
+        assert check(a.path) is None
+    assert get_or_build("matching", "ds", "k", build, root=tmp_path, check=check).rebuilt_because is None
+
+
 def test_build_once_then_hit(tmp_path: Path) -> None:
     calls = []
 
