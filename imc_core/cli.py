@@ -17,7 +17,7 @@ from contextlib import nullcontext
 from pathlib import Path
 from typing import TextIO
 
-from .errors import ConfigError, ImcError
+from .errors import ConfigError, ImcError, InputError
 
 
 def _cmd_score(args: argparse.Namespace) -> int:
@@ -161,6 +161,8 @@ def _cmd_runs(args: argparse.Namespace) -> int:
         return 0
     if args.ids:
         raise ConfigError(f"runs: unexpected {' '.join(args.ids)} (did you mean `runs rm`?)")
+    if args.root and not Path(args.root).exists():
+        raise InputError(Path(args.root), "runs folder not found")
     df = list_runs(Path(args.root) if args.root else None)
     cols = ["id", "status", "variant", "datasets", "score", "mAA", "clusterness", "seconds", "seed", "group", "label"]
     df = df.astype({"seed": "Int64"})[cols].astype(object).where(df[cols].notna(), "")

@@ -349,6 +349,8 @@ def list_runs(root: Path | None = None) -> pd.DataFrame:
     root = root or runs_root()
     rows = []
     if root.exists():
+        if not root.is_dir():
+            raise InputError(root, "the runs folder is not a folder")
         for p in root.iterdir():
             if not (p / "run.json").is_file():
                 continue
@@ -377,12 +379,15 @@ def referenced_artifacts(root: Path | None = None) -> set[tuple[str, str]]:
     ``IMC_CACHE_DIR`` still protect the same content-addressed artifacts here.
 
     Raises:
-        InputError: a run's ``artifacts.json`` cannot be read: what it needs is unknown, so nothing may be pruned.
+        InputError: ``root`` is not a folder (a mistyped ``--runs-dir`` or ``IMC_RUNS_DIR`` would make every
+            artifact look unused), or a run's ``artifacts.json`` cannot be read: what it needs is unknown, so
+            nothing may be pruned.
     """
     root = root or runs_root()
     found: set[tuple[str, str]] = set()
-    if not root.exists():
-        return found
+    if not root.is_dir():
+        raise InputError(root, f"runs folder {'not found' if not root.exists() else 'is not a folder'}: cannot "
+                               "tell which cache artifacts the runs need (set --runs-dir or IMC_RUNS_DIR)")
     for p in sorted(root.iterdir()):
         f = p / "artifacts.json"
         if not f.is_file():

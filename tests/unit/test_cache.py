@@ -215,7 +215,14 @@ def test_referenced_artifacts_reads_every_run_by_folder_name(tmp_path: Path) -> 
     _run_dir(runs, "b", {"ETs": {"features": "/work/cache/features/ETs-1"}, "k": {"reconstruction": "/x/k-3"}})
     (runs / "no-artifacts").mkdir()
     assert referenced_artifacts(runs) == {("features", "ETs-1"), ("matching", "ETs-2"), ("reconstruction", "k-3")}
-    assert referenced_artifacts(tmp_path / "none") == set()
+    # a mistyped runs folder must not make every artifact look unused to `cache prune --unused`
+    with pytest.raises(InputError, match="runs folder not found"):
+        referenced_artifacts(tmp_path / "none")
+    (tmp_path / "a_file").write_text("x")
+    with pytest.raises(InputError, match="runs folder is not a folder"):
+        referenced_artifacts(tmp_path / "a_file")
+    assert main(["cache", "prune", "--unused", "--dry-run", "--cache-dir", str(tmp_path / "c"),
+                 "--runs-dir", str(tmp_path / "typo")]) == 2
     bad = _run_dir(runs, "c", ["not", "a", "mapping"])
     with pytest.raises(InputError, match="cannot tell which cache artifacts") as err:
         referenced_artifacts(runs)

@@ -179,3 +179,15 @@ def test_library_warnings_print_as_one_line_without_source(tmp_path: Path, capsy
     assert "warning: /data/train/ds: 1 image(s) not in train_labels.csv, ignored: x.png\n" in err
     assert "UserWarning" not in err and "warnings.warn" not in err
     assert warnings.showwarning is before  # main leaves the process's warning display as it found it
+
+
+def test_runs_with_a_runs_folder_that_is_missing_or_a_file(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """`runs --root` mistyped, or a file: one line and exit 2, not "no runs" or a NotADirectoryError traceback."""
+    assert main(["runs", "--root", str(tmp_path / "typo")]) == 2
+    assert "runs folder not found" in capsys.readouterr().err
+    (tmp_path / "f").write_text("x")
+    assert main(["runs", "--root", str(tmp_path / "f")]) == 2
+    assert "is not a folder" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    assert main(["runs", "--root", str(tmp_path / "empty")]) == 0
+    assert "no runs" in capsys.readouterr().out
