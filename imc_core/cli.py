@@ -131,7 +131,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
             print(f"score {run.scores['score']:.4f}  mAA {run.scores['mAA']:.4f}  "
                   f"clusterness {run.scores['clusterness']:.4f}")
     if run.status != "done":
-        print(f"run {run.status}: {run.meta.get('error') or ''} (see {run_dir / 'log.txt'})", file=sys.stderr)
+        error = run.meta.get("error")
+        print(f"run {run.status}{f': {error}' if error else ''} (see {run_dir / 'log.txt'})", file=sys.stderr)
         return 1
     return 0
 
@@ -376,6 +377,7 @@ def _main(args: argparse.Namespace) -> int:
         print(f"error: {err.filename}: file not found", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
+        print("interrupted (Ctrl-C); cached stage artifacts are kept", file=sys.stderr)
         return 130
     except BrokenPipeError:  # `... | head`: the reader left; no traceback, and none at exit either
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

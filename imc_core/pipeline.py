@@ -239,6 +239,10 @@ def run_pipeline(
         writer.set_status("cancelled")
         if raise_errors:
             raise
+    except KeyboardInterrupt:  # Ctrl-C: the run must not read "running" for ever
+        writer.log("interrupted (Ctrl-C); cached stage artifacts are kept")
+        writer.set_status("cancelled", error="interrupted (Ctrl-C)")
+        raise
     except Exception as err:
         msg = str(err) if isinstance(err, ImcError) else f"{type(err).__name__}: {err}"
         writer.log(f"FAILED: {msg}\n{traceback.format_exc()}")

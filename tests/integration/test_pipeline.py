@@ -294,6 +294,28 @@ def test_cli_run_sigterm_ends_cancelled(tiny_root: Path, isolated_dirs: dict, tm
     assert meta["status"] == "cancelled" and rc == 1
 
 
+def test_cli_run_ctrl_c_ends_cancelled(tiny_root: Path, isolated_dirs: dict, tmp_path: Path) -> None:
+    """Ctrl-C (SIGINT) left the run saying "running" for ever (``runs rm`` then refused it)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "int"
+    proc = subprocess.Popen([sys.executable, "-m", "imc_core", "run", "--data-root", str(tiny_root), "--out", str(out),
+                             "--no-cache", "--quiet", "--set", "features.max_keypoints=2048"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=dict(os.environ))
+    deadline = time.monotonic() + 120
+    while not (out / "progress.json").exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    meta = json.loads((out / "run.json").read_text())
+    assert meta["status"] == "cancelled" and meta["error"] == "interrupted (Ctrl-C)" and proc.returncode == 130
+    assert "interrupted (Ctrl-C); cached stage artifacts are kept" in err and "Traceback" not in err
+
+
 def test_run_records_artifacts_and_verified_inliers(first_run: tuple[Path, Path]) -> None:
     from imc_core.stages.matching import read_matches
     from imc_core.stages.reconstruction import pair_inlier_matches
