@@ -62,7 +62,10 @@ __all__ = [
     "fingerprint_files",
 ]
 
-IMAGE_EXTS: tuple[str, ...] = (".jpg", ".jpeg", ".png")
+#: what a folder scan takes as images (any case); IMC's own data is PNG and JPEG, and every stage reads the others too
+#: (COLMAP gets them decoded to PNG). A test folder's .webp or .tif used to be skipped without a word, so the
+#: submission lacked their rows.
+IMAGE_EXTS: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp")
 """Image file extensions, matched case-insensitively."""
 LABELS_FILE = "train_labels.csv"
 THRESHOLDS_FILE = "train_thresholds.csv"

@@ -61,10 +61,11 @@ def make_root(tmp_path: Path) -> Path:
 
 
 def test_scan_images_case_insensitive_sorted(tmp_path: Path) -> None:
-    touch_images(tmp_path, ["b.JPG", "a.png", "C.Jpeg", "d.PNG", "notes.txt", ".hidden.png", "e.tif"])
+    touch_images(tmp_path, ["b.JPG", "a.png", "C.Jpeg", "d.PNG", "notes.txt", ".hidden.png", "e.tif", "f.WebP",
+                            "g.tiff", "h.bmp", "i.gif"])
     (tmp_path / "sub.png").mkdir()
-    assert scan_images(tmp_path) == ["C.Jpeg", "a.png", "b.JPG", "d.PNG"]
-    assert IMAGE_EXTS == (".jpg", ".jpeg", ".png")
+    assert scan_images(tmp_path) == ["C.Jpeg", "a.png", "b.JPG", "d.PNG", "e.tif", "f.WebP", "g.tiff", "h.bmp"]
+    assert IMAGE_EXTS == (".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp")
 
 
 def test_scan_images_missing_folder(tmp_path: Path) -> None:
