@@ -29,6 +29,8 @@ from .fsutil import stable_hash
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DONE = "DONE"
 GRACE_S = 3600.0  # prune never removes an artifact built or used this recently (a run may be reading it)
+#: the stages the pipeline caches (first folder level); ``cache prune --stage`` also takes any folder found there
+STAGES = ("features", "matching", "database", "reconstruction")
 
 
 def cache_root() -> Path:

@@ -15,7 +15,7 @@ import sys
 import warnings
 from contextlib import nullcontext
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from .errors import ConfigError, ImcError, InputError
 
@@ -114,14 +114,22 @@ def _cmd_run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, on_term)
     from .glogfilter import glog_lines_dropped
 
-    with glog_lines_dropped() if not args.verbose else nullcontext():
+    shown: set[str] = set()  # warnings printed as they happened (the data's, when loaded) are not repeated
+
+    def show(message: Warning | str, *args: Any, **kwargs: Any) -> None:
+        shown.add(str(message))
+        _one_line_warning(message, *args, **kwargs)
+
+    with glog_lines_dropped() if not args.verbose else nullcontext(), warnings.catch_warnings():
+        warnings.showwarning = show
         run_dir = run_pipeline(args.data_root, datasets=args.dataset or None, variant=args.variant,
                                overrides=args.set, out=args.out, progress=progress, use_cache=not args.no_cache,
                                label=args.label, group=args.group, should_cancel=lambda: stop["requested"],
                                jobs=args.jobs, split=args.split)
     run = load_run(run_dir)
     for warning in run.meta.get("warnings") or []:
-        print(f"warning: {warning}", file=sys.stderr)
+        if warning not in shown:
+            print(f"warning: {warning}", file=sys.stderr)
     if args.json:
         print(json.dumps({"run_dir": str(run_dir), "status": run.status, "error": run.meta.get("error"),
                           "scores": run.scores if run.status == "done" else None, "timings": run.timings}))
@@ -236,13 +244,18 @@ def _cmd_cache(args: argparse.Namespace) -> int:
 
 
 def _cache_prune(args: argparse.Namespace, root: Path) -> int:
-    from .cache import GRACE_S, prune
+    from .cache import GRACE_S, STAGES, prune
     from .errors import ConfigError
     from .runs import referenced_artifacts, runs_root
 
     if not args.unused and args.older_than is None:
         raise ConfigError("cache prune: say what to remove: --unused (no run needs it), --older-than DAYS "
                           "(not used for that long), or both")
+    if args.stage:
+        known = sorted({*STAGES, *(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))}
+                       if root.is_dir() else STAGES)
+        if unknown := [s for s in args.stage if s not in known]:
+            raise ConfigError(f"cache prune: no stage {unknown[0]!r}; stages: {', '.join(known)}")
     runs = Path(args.runs_dir) if args.runs_dir else runs_root()
     referenced = referenced_artifacts(runs) if args.unused else None
     gone = prune(root, referenced=referenced,

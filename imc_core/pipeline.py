@@ -286,8 +286,8 @@ def _run_datasets(loaded: dict[str, Any], cfg: PipelineConfig, run_dir: Path, wr
         names = list(loaded)
         for name, ds in loaded.items():
             rep.check()
-            for w in ds.warnings:
-                writer.log(f"[{name}] warning: {w}")
+            for w in ds.warnings:  # e.g. images on disk that the labels do not name: kept with the run
+                writer.add_warning(w)
             matched = _match_dataset(ds, cfg, writer, rep, use_cache)
             futures.append(pool.submit(_reconstruct_dataset, matched, cfg, run_dir, writer, rep, use_cache,
                                        map_jobs))

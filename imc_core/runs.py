@@ -411,12 +411,20 @@ def export_bundle(run_dir: str | Path, out_zip: str | Path | None = None) -> Pat
     run_dir = Path(run_dir)
     load_run(run_dir)
     out_zip = Path(out_zip) if out_zip else run_dir.parent / f"{run_dir.name}.zip"
+    if out_zip.is_dir():
+        raise InputError(out_zip, "is a folder: name the bundle file (e.g. run.zip)")
     tmp = out_zip.with_name(f".{out_zip.name}.tmp")
-    with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
-        for f in sorted(run_dir.rglob("*")):
-            if f.is_file() and f.name not in {"CANCEL"} and not f.name.startswith("."):
-                zf.write(f, f"{run_dir.name}/{f.relative_to(run_dir).as_posix()}")
-    os.replace(tmp, out_zip)
+    try:
+        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+            for f in sorted(run_dir.rglob("*")):
+                if f.is_file() and f.name not in {"CANCEL"} and not f.name.startswith("."):
+                    zf.write(f, f"{run_dir.name}/{f.relative_to(run_dir).as_posix()}")
+        os.replace(tmp, out_zip)
+    except OSError as err:  # name the bundle asked for, not the temporary file beside it
+        if tmp.parent.is_dir():
+            tmp.unlink(missing_ok=True)
+        where = "its folder does not exist" if not out_zip.parent.is_dir() else (err.strerror or str(err))
+        raise InputError(out_zip, f"cannot write the bundle: {where}") from None
     return out_zip
 
 

@@ -223,6 +223,10 @@ def test_referenced_artifacts_reads_every_run_by_folder_name(tmp_path: Path) -> 
         referenced_artifacts(tmp_path / "a_file")
     assert main(["cache", "prune", "--unused", "--dry-run", "--cache-dir", str(tmp_path / "c"),
                  "--runs-dir", str(tmp_path / "typo")]) == 2
+    # a mistyped stage pruned nothing and said nothing
+    assert main(["cache", "prune", "--older-than", "0", "--stage", "featres", "--cache-dir", str(tmp_path / "c")]) == 2
+    assert main(["cache", "prune", "--older-than", "0", "--stage", "features", "--cache-dir", str(tmp_path / "c"),
+                 "--dry-run"]) == 0
     bad = _run_dir(runs, "c", ["not", "a", "mapping"])
     with pytest.raises(InputError, match="cannot tell which cache artifacts") as err:
         referenced_artifacts(runs)

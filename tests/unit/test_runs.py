@@ -125,6 +125,17 @@ def test_bundle_round_trip(tmp_path: Path) -> None:
     assert import_bundle(tmp_path / "b2.zip", tmp_path / "theirs") == dest2
 
 
+def test_export_to_a_place_it_cannot_write_names_that_place(tmp_path: Path) -> None:
+    """It named the temporary file beside the bundle (``.b.zip.tmp: file not found``)."""
+    d = make_run(tmp_path / "mine")
+    with pytest.raises(InputError, match="cannot write the bundle: its folder does not exist") as err:
+        export_bundle(d, tmp_path / "nowhere" / "b.zip")
+    assert err.value.path == str(tmp_path / "nowhere" / "b.zip")
+    with pytest.raises(InputError, match="is a folder"):
+        export_bundle(d, tmp_path)
+    assert not any(p.name.endswith(".tmp") for p in tmp_path.rglob("*"))
+
+
 def _zip(path: Path, members: dict[str, bytes]) -> Path:
     with zipfile.ZipFile(path, "w") as zf:
         for name, data in members.items():
