@@ -241,7 +241,7 @@ def test_data_that_cannot_be_scored_fails_before_any_work(tiny_root: Path, isola
     thr.write_text("\n".join(lines[:-1]) + "\n")
     ds, scene = lines[-1].split(",")[:2]
     with pytest.raises(InputError, match=f"train_thresholds\\.csv: no thresholds for scene '{scene}' of dataset "
-                                         f"'{ds}'"):
+                                         f"'{ds}'"), pytest.warns(UserWarning, match="no thresholds for"):
         run_pipeline(one_scene_short, overrides=FAST)
     image_gone = copy("image_gone")
     victim = next((image_gone / "train").rglob("*.png"))
