@@ -410,6 +410,12 @@ class DataRoot:
     def has_thresholds(self) -> bool:
         return self.thresholds_path.is_file()
 
+    def labelled_datasets_without_folder(self) -> list[str]:
+        """Datasets that ``train_labels.csv`` names but ``train/`` has no folder for (a copy left out?), sorted."""
+        if self.labels is None:
+            return []
+        return sorted(set(self.labels["dataset"].astype(str)) - set(self.train_datasets()))
+
     def check_scorable(self, datasets: Sequence[str]) -> None:
         """Check, before a run, that the train datasets ``datasets`` can be scored when the root has labels: the
         labels and thresholds files parse and every labelled scene of theirs has thresholds. A root without labels

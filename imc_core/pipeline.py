@@ -210,18 +210,21 @@ def run_pipeline(
             from None
     rep = _Reporter(writer, progress, should_cancel)
     t_start = time.perf_counter()
-    unread = unused_settings(cfg)
+    warns = unused_settings(cfg)
+    if split == "train" and not datasets and (absent := root.labelled_datasets_without_folder()):
+        warns.append(f"{root.labels_path} labels {len(absent)} dataset(s) that train/ has no folder for, not run: "
+                      f"{', '.join(absent[:5])}{' …' if len(absent) > 5 else ''}")
     writer.write_meta(
         id=run_dir.name, created=now_iso(), status="running", variant=variant,
         data_root=str(Path(data_root).resolve()), pid=os.getpid(),
         split=split, datasets=list(names), config_hash=cfg.hash(), device=_device_name(cfg),
         deterministic=cfg.reconstruction.deterministic, seed=cfg.reconstruction.seed, overrides=list(overrides),
-        label=label, group=group, host=platform.node(), error=None, warnings=unread,
+        label=label, group=group, host=platform.node(), error=None, warnings=warns,
     )
     writer.write_text("config.toml", dump_config(cfg, {"variant": variant, "overrides": list(overrides)}))
     writer.log(f"run {run_dir.name}: variant={variant} overrides={list(overrides)} data_root={data_root} "
                f"split={split}")
-    writer.log_lines(f"WARNING: {w}" for w in unread)
+    writer.log_lines(f"WARNING: {w}" for w in warns)
     timings: dict[str, Any] = {"total": 0.0, "datasets": {}, "cache": {}}
     try:
         n_jobs = reconstruction_jobs(cfg, len(names), jobs)

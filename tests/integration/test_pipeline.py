@@ -262,6 +262,19 @@ def test_data_that_cannot_be_scored_fails_before_any_work(tiny_root: Path, isola
                                     "only)"]
 
 
+def test_labels_of_a_dataset_without_a_folder_are_a_warning(first_run: tuple[Path, Path], tiny_root: Path,
+                                                            tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("IMC_CACHE_DIR", str(first_run[1]))
+    root = tmp_path / "root"
+    shutil.copytree(tiny_root, root)
+    labels = root / "train_labels.csv"
+    header, first_row = labels.read_text().splitlines()[:2]
+    labels.write_text(labels.read_text() + "left_behind," + first_row.split(",", 1)[1] + "\n")
+    run = load_run(run_pipeline(root, overrides=FAST, out=tmp_path / "r", raise_errors=True))
+    assert run.status == "done" and run.meta["warnings"] == [
+        f"{labels} labels 1 dataset(s) that train/ has no folder for, not run: left_behind"]
+
+
 def test_settings_no_stage_reads_are_flagged(first_run: tuple[Path, Path], tiny_root: Path, tmp_path: Path,
                                              monkeypatch: pytest.MonkeyPatch) -> None:
     """``pairs.k`` or ``global_descriptors.models`` set on an exhaustive run change nothing: the run says so."""
