@@ -152,8 +152,8 @@ def header(rv: state.RunView) -> None:
     st.markdown(" · ".join(bits))
     if meta.get("overrides"):
         st.caption("overrides: " + " ".join(f"`{o}`" for o in meta["overrides"]))
-    for warning in meta.get("warnings") or []:  # settings that took no part, datasets whose reconstruction failed
-        st.caption(f"⚠ {warning}")
+    if warnings := meta.get("warnings") or []:  # settings that took no part, failed datasets, rebuilt cache, data
+        st.warning("\n".join(f"- {w}" for w in warnings) if len(warnings) > 1 else warnings[0], icon="⚠️")
     where = [f"data root `{meta['data_root']}`"] if meta.get("data_root") else []
     where += [f"device {meta['device']}"] if meta.get("device") else []
     where += [f"{meta['jobs']} datasets reconstructed at once"] if (meta.get("jobs") or 1) > 1 else []

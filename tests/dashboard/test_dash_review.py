@@ -260,7 +260,14 @@ def test_results_header_shows_label_and_unread_settings(make_run: Callable[..., 
         "pairs.k not read by pairs.method = exhaustive"]}))
     at = open_app("results", run="labelled")
     assert any("label *try cauchy 0.5*" in m.value for m in at.markdown)
-    assert any("pairs.k not read" in c.value for c in at.caption)
+    assert [w.value for w in at.warning] == ["pairs.k not read by pairs.method = exhaustive"]
+    # several: one box, a list (a dataset whose reconstruction failed must not read as a quiet caption)
+    (run / "run.json").write_text(json.dumps({**meta, "warnings": [
+        "pairs.k not read by pairs.method = exhaustive", "ETs: reconstruction failed, so every image counts as an "
+        "outlier: fewer than 2 images"]}))
+    at = open_app("results", run="labelled")
+    assert [w.value for w in at.warning] == ["- pairs.k not read by pairs.method = exhaustive\n- ETs: reconstruction "
+                                             "failed, so every image counts as an outlier: fewer than 2 images"]
 
 
 def test_history_removes_runs_but_never_a_live_one(make_run: Callable[..., Path], dash_env: DashEnv) -> None:
