@@ -31,8 +31,8 @@ ERROR_HELP = ("Camera-centre distance to ground truth after the similarity align
 STATUS_FILTERS = {
     "all images": None,
     "unregistered (not in its scene's cluster or no pose)": "unregistered",
-    "inaccurate (registered, fails a threshold)": "inaccurate",
-    "failing every threshold": "failing",
+    "inaccurate (registered, passes some thresholds, not all)": "inaccurate",
+    "failing (registered, passes no threshold)": "failing",
     "passing every threshold": "passing",
     "GT outliers": "outliers",
 }
@@ -70,13 +70,10 @@ def image_status(per_image: pd.DataFrame) -> pd.DataFrame:
 
 
 def filter_images(df: pd.DataFrame, status: str | None, text: str = "") -> pd.DataFrame:
-    """Rows matching a status filter (see :data:`STATUS_FILTERS`) and an image-name substring."""
+    """Rows matching a status filter (see :data:`STATUS_FILTERS`: the statuses the counts above the table use) and
+    an image-name substring."""
     out = df
-    if status == "failing":
-        out = out[(out["passes"] == 0) & (out["status"] != "outliers")]
-    elif status == "inaccurate":
-        out = out[out["registered"] & (out["passes"] < len(METRIC_THRESHOLDS)) & (out["status"] != "outliers")]
-    elif status is not None:
+    if status is not None:
         out = out[out["status"] == status]
     if text:
         out = out[out["image"].astype(str).str.contains(text, case=False, regex=False)]
@@ -100,7 +97,9 @@ def registration_table(df: pd.DataFrame) -> pd.DataFrame:
             ticks = _bool(df[f"pass_{k}"]).map(tick)
             if f"error_{k}" in df:  # runs since 2026-11-26: the error this threshold's alignment gave
                 errs = pd.to_numeric(df[f"error_{k}"], errors="coerce")
-                ticks = ticks + errs.map(lambda e: f" {length_label(e)}" if e == e else "")
+                # element-wise, not ticks + errs.map(...): an empty selection gives float columns that cannot add
+                ticks = pd.Series([t + (f" {length_label(e)}" if e == e else "") for t, e in zip(ticks, errs)],
+                                  index=df.index, dtype=object)
             cols[f"t{k}"] = ticks
     if "discounted" in df:
         cols["discounted"] = _bool(df["discounted"]).map({True: "−3", False: ""})

@@ -175,6 +175,35 @@ def test_images_tab_says_which_alignment_the_error_uses(make_run: Callable[..., 
     assert any("each column uses its own threshold's alignment" in c.value for c in at.caption)
 
 
+def test_images_tab_filters_that_match_nothing_and_agree_with_the_counts(make_run: Callable[..., Path]) -> None:
+    """With per-threshold errors (every real run since 2026-11-26) a filter matching nothing crashed the tab
+    (adding float and str columns), and "inaccurate" also listed the images counted as "failing"."""
+    run = make_run("run-e", failing=("s2_3.png",))
+    per_image = pd.read_csv(run / "per_image.csv")
+    for k in range(6):
+        per_image[f"error_{k}"] = per_image["error"]
+    bad = per_image["image"] == "s1_1.png"  # registered, fails every threshold
+    per_image.loc[bad, [f"pass_{k}" for k in range(6)]] = False
+    per_image.loc[bad, "error"] = 9.0
+    half = per_image["image"] == "s1_2.png"  # registered, passes the small thresholds only
+    per_image.loc[half, [f"pass_{k}" for k in range(4, 6)]] = False
+    per_image.to_csv(run / "per_image.csv", index=False)
+    at = open_app("results", run="run-e", tab="Images")
+    assert not at.exception
+    counts = next(c.value for c in at.caption if " of 10 images" in c.value)
+    assert "inaccurate: 1" in counts and "failing: 1" in counts
+    shown = {}
+    for label in ("inaccurate (registered, passes some thresholds, not all)",
+                  "failing (registered, passes no threshold)"):
+        at.selectbox(key="image_filter").select(label).run()
+        assert not at.exception
+        shown[label.split()[0]] = sorted(frame_with(at, "t2")["image"])
+    assert shown == {"inaccurate": ["s1_2.png"], "failing": ["s1_1.png"]}
+    at.text_input(key="image_search").input("zzz").run()
+    assert errors_and_exceptions(at) == ([], [])
+    assert frame_with(at, "t2").empty
+
+
 def test_failed_run_overview_shows_the_log_tail(make_run: Callable[..., Path]) -> None:
     run_dir = make_run("run-f")
     meta = json.loads((run_dir / "run.json").read_text())
