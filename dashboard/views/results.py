@@ -3,6 +3,7 @@ cameras, GT-scene × cluster matrix, match graph + pair viewer, loss attribution
 
 from __future__ import annotations
 
+import re
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -266,11 +267,16 @@ def scene_columns(table: pd.DataFrame) -> dict[str, Any]:
     return config
 
 
+#: a line of a run's log.txt as :class:`imc_core.runs.RunWriter` writes it (other lines continue one, e.g. a traceback)
+LOG_ENTRY = re.compile(r"\[\d\d:\d\d:\d\d\] ")
+
+
 def failure_summary(rv: state.RunView, lines: int = 15) -> tuple[str, str] | None:
     """``(message, log tail)`` for a run that ended without results (failed, stopped, cancelled), else None.
 
     The message is run.json's ``error`` (or, for a process that died, what :func:`dashboard.jobs.job_status` says);
-    the tail is the last ``lines`` non-empty lines of log.txt, else of job.log (the process output).
+    the tail is the last ``lines`` entries of log.txt (its time-stamped lines: the traceback under a FAILED line
+    is for the Log tab), else the last non-empty lines of job.log (the process output).
     """
     status = rv.status
     if status not in ("failed", "stopped", "cancelled"):
@@ -279,11 +285,9 @@ def failure_summary(rv: state.RunView, lines: int = 15) -> tuple[str, str] | Non
 
     error = rv.meta.get("error") or (job_status(Path(rv.path)).error if status == "stopped" else None)
     message = str(error or ("cancelled on request" if status == "cancelled" else "no error was recorded"))
-    tail: list[str] = []
-    for text in (rv.log, _read_text(Path(rv.path) / "job.log")):
-        tail = [ln for ln in (text or "").splitlines() if ln.strip()][-lines:]
-        if tail:
-            break
+    tail = [ln for ln in (rv.log or "").splitlines() if LOG_ENTRY.match(ln)][-lines:]
+    if not tail:
+        tail = [ln for ln in _read_text(Path(rv.path) / "job.log").splitlines() if ln.strip()][-lines:]
     return message, "\n".join(tail)
 
 
@@ -297,9 +301,10 @@ def _read_text(path: Path) -> str:
 def tab_overview(rv: state.RunView, dataset: str | None, scene: str | None) -> None:
     failure = failure_summary(rv)
     if failure is not None:
-        _, tail = failure
+        message, tail = failure
         where = "Its last log lines are below; the whole log is" if tail else "It wrote no log lines; look"
-        st.info(f"This run **{ENDED[rv.status]}** (the reason is above). {where} in the **Log** tab.")
+        why = f"({message})" if rv.status == "cancelled" else "(the reason is above)"
+        st.info(f"This run **{ENDED[rv.status]}** {why}. {where} in the **Log** tab.")
         if tail:
             st.code(tail, language="text")
     if not rv.scores and failure is None:

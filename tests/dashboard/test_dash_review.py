@@ -215,6 +215,12 @@ def test_failed_run_overview_shows_the_log_tail(make_run: Callable[..., Path]) -
     assert any("This run failed: /x.png: cannot decode" in e.value for e in at.error)
     assert any("This run **failed**" in i.value and "Log" in i.value for i in at.info)
     assert any("fabricated run for the dashboard tests" in c.value for c in at.code)
+    # the traceback under the FAILED line belongs to the Log tab, not to the Overview's summary
+    with open(run_dir / "log.txt", "a") as f:
+        f.write("[10:00:01] FAILED: /x.png: cannot decode\nTraceback (most recent call last):\n  File \"x.py\"\n")
+    at = open_app("results", run="run-f", tab="Overview")
+    tail = next(c.value for c in at.code if "fabricated run" in c.value)
+    assert tail.splitlines()[-1] == "[10:00:01] FAILED: /x.png: cannot decode" and "Traceback" not in tail
 
 
 def test_overview_scene_table_puts_the_warning_after_maa(make_run: Callable[..., Path]) -> None:
