@@ -405,7 +405,10 @@ def _log_tail_hint(run_dir: Path) -> str:
 
 
 def active_jobs(runs_dir: Path | None = None) -> list[Job]:
-    """Jobs whose ``run.json`` says ``running`` or ``queued`` and whose process (or queue) is alive, newest first."""
+    """Jobs whose ``run.json`` says ``running`` or ``queued`` and whose process (or queue) is alive: running (and
+    cancelling) ones first, then queued ones, each by run id (the launch time). Not by ``created``: a queued run's
+    changes when it starts, and the list reordered under the pointer (a Cancel meant for a queued job hit the
+    running one)."""
     for key, proc in list(_PROCS.items()):  # reap finished queue processes started here
         if key.startswith("queue:") and proc.poll() is not None:
             del _PROCS[key]
@@ -420,7 +423,7 @@ def active_jobs(runs_dir: Path | None = None) -> list[Job]:
                 job = job_status(p)
                 if job.active:
                     jobs.append(job)
-    return sorted(jobs, key=lambda j: j.created, reverse=True)
+    return sorted(jobs, key=lambda j: (j.status == "queued", j.id))
 
 
 # ------------------------------------------------------------------------------------------------------ cancel

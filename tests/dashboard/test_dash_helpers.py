@@ -192,3 +192,23 @@ def test_cache_summary_counts_artifacts(tmp_path: Path, monkeypatch: pytest.Monk
     text = state.cache_summary()
     assert "1 artifact, 3.0 MB" in text and str(tmp_path) in text and "cache prune --unused" in text
     state.cache_summary.clear()
+
+
+def test_active_jobs_keep_their_order_as_they_change(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Running jobs first, then queued ones, each by run id: ``created`` changes when a queued run starts, and the
+    list reordered under the pointer (a Cancel meant for a queued job cancelled the running one)."""
+    from imc_core.runs import RunWriter
+
+    statuses = {"20261127-112958-default-98b9": "queued", "20261127-112958-default-729e": "running",
+                "20261127-112958-default-db13": "queued"}
+    created = {"20261127-112958-default-98b9": "2026-11-27T11:29:58", "20261127-112958-default-729e":
+               "2026-11-27T11:30:40", "20261127-112958-default-db13": "2026-11-27T11:29:58"}
+    for name, status in statuses.items():
+        RunWriter(tmp_path / name).write_meta(id=name, status=status, created=created[name])
+    monkeypatch.setattr(jobs, "job_status", lambda p: jobs.Job(Path(p), statuses[Path(p).name], None, True, [], "",
+                                                                 "", created[Path(p).name], None, None, {}))
+    order = [j.id for j in jobs.active_jobs(tmp_path)]
+    assert order == ["20261127-112958-default-729e", "20261127-112958-default-98b9", "20261127-112958-default-db13"]
+    statuses["20261127-112958-default-98b9"] = "running"  # the queue starts the next one
+    created["20261127-112958-default-98b9"] = "2026-11-27T11:31:00"
+    assert [j.id for j in jobs.active_jobs(tmp_path)][-1] == "20261127-112958-default-db13"
