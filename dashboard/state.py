@@ -242,6 +242,9 @@ class RunView:
     log: str
     has_submission: bool
     models: dict[str, list[str]] = field(default_factory=dict)
+    #: files of the run that could not be read (``name: why``); their parts are None and the tabs that need them say
+    #: they have nothing, while the rest of the run still shows
+    problems: list[str] = field(default_factory=list)
 
     @property
     def status(self) -> str:
@@ -319,18 +322,52 @@ def run_mtime(path: Path) -> float:
     return max(times, default=0.0)
 
 
+#: columns without which a run's table is unusable (every tab selects rows by dataset)
+_REQUIRED_COLUMNS = {"per_image": ("dataset", "scene", "image"), "scenes": ("dataset", "scene"),
+                     "pairs_stats": ("dataset", "name0", "name1")}
+#: keys without which scores.json is unusable
+_REQUIRED_SCORES = ("score", "mAA", "clusterness")
+
+
+def _run_part(run: Any, name: str, problems: list[str]) -> Any:
+    """``run.<name>``, or None with the reason in ``problems`` when its file cannot be read or lacks what the
+    pages need (a damaged per_image.csv made every tab fail with a KeyError, a damaged scores.json the whole page)."""
+    file = {"config": "config.toml", "per_image": "per_image.csv", "scenes": "scenes.csv",
+            "pairs_stats": "pairs_stats.csv"}.get(name, f"{name}.json")
+    try:
+        value = getattr(run, name)
+    except ImcError as err:
+        problems.append(str(err).splitlines()[0])
+        return None
+    except (ValueError, OSError) as err:  # config.toml: tomllib's errors
+        problems.append(f"{Path(run.path) / file}: cannot be read ({err})")
+        return None
+    if isinstance(value, pd.DataFrame):
+        if missing := [c for c in _REQUIRED_COLUMNS.get(name, ()) if c not in value.columns]:
+            problems.append(f"{Path(run.path) / file}: no column {', '.join(missing)}")
+            return None
+    elif value is not None and (not isinstance(value, dict) or (
+            name == "scores" and any(k not in value for k in _REQUIRED_SCORES))):
+        problems.append(f"{Path(run.path) / file}: not the object the dashboard expects")
+        return None
+    return value
+
+
 @st.cache_data(max_entries=64, show_spinner=False)
 def _load_run_view(path: str, mtime: float) -> RunView:
     from imc_core.runs import load_run
 
     run = load_run(path)
+    problems: list[str] = []
+    parts = {name: _run_part(run, name, problems) for name in ("config", "scores", "scenes", "per_image",
+                                                               "alignments", "timings", "pairs_stats")}
     models = {}
     base = Path(path) / "models"
     if base.is_dir():
         models = {d.name: [m.name for m in run.models(d.name)] for d in sorted(base.iterdir()) if d.is_dir()}
-    return RunView(run.id, str(run.path), dict(run.meta), dict(run.config), run.scores, run.scenes, run.per_image,
-                   run.alignments, run.timings, run.pairs_stats, run.log, (run.path / "submission.csv").exists(),
-                   models)
+    return RunView(run.id, str(run.path), dict(run.meta), dict(parts["config"] or {}), parts["scores"],
+                   parts["scenes"], parts["per_image"], parts["alignments"], parts["timings"], parts["pairs_stats"],
+                   run.log, (run.path / "submission.csv").exists(), models, problems)
 
 
 def run_view(run: str) -> RunView:

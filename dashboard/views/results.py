@@ -152,6 +152,9 @@ def header(rv: state.RunView) -> None:
     st.markdown(" · ".join(bits))
     if meta.get("overrides"):
         st.caption("overrides: " + " ".join(f"`{o}`" for o in meta["overrides"]))
+    if rv.problems:
+        st.warning("Some files of this run cannot be read, so the tabs that need them show nothing:\n"
+                   + "\n".join(f"- {p}" for p in rv.problems), icon="⚠️")
     if warnings := meta.get("warnings") or []:  # settings that took no part, failed datasets, rebuilt cache, data
         st.warning("\n".join(f"- {w}" for w in warnings) if len(warnings) > 1 else warnings[0], icon="⚠️")
     where = [f"data root `{meta['data_root']}`"] if meta.get("data_root") else []

@@ -204,6 +204,21 @@ def test_images_tab_filters_that_match_nothing_and_agree_with_the_counts(make_ru
     assert frame_with(at, "t2").empty
 
 
+@pytest.mark.parametrize("damage", ["per_image.csv", "scores.json", "config.toml"])
+def test_a_damaged_run_file_empties_only_what_needs_it(make_run: Callable[..., Path], damage: str) -> None:
+    """A damaged per_image.csv made every tab fail with a KeyError; a damaged scores.json replaced the whole page."""
+    run = make_run("run-d")
+    (run / damage).write_text({"per_image.csv": "garbage\n1\n", "scores.json": "{not json",
+                               "config.toml": "= broken"}[damage])
+    for tab in ("Overview", "Images", "3D", "Clusters", "Pairs", "Loss", "Timings", "Log"):
+        at = open_app("results", run="run-d", tab=tab)
+        assert errors_and_exceptions(at) == ([], []), (tab, errors_and_exceptions(at))
+        warned = " ".join(w.value for w in at.warning)
+        assert "cannot be read" in warned and damage in warned, (tab, warned)
+    log = next(c.value for c in open_app("results", run="run-d", tab="Log").code if "fabricated" in c.value)
+    assert "fabricated run for the dashboard tests" in log  # what can be read still shows
+
+
 def test_failed_run_overview_shows_the_log_tail(make_run: Callable[..., Path]) -> None:
     run_dir = make_run("run-f")
     meta = json.loads((run_dir / "run.json").read_text())
