@@ -274,6 +274,18 @@ def scene_columns(table: pd.DataFrame) -> dict[str, Any]:
 LOG_ENTRY = re.compile(r"\[\d\d:\d\d:\d\d\] ")
 
 
+def absent(rv: state.RunView, file: str, otherwise: str) -> str:
+    """Why a tab has nothing to show when ``file`` is missing from the run: unreadable (the warning above names
+    it), the run ended before writing it, or ``otherwise`` (e.g. no ground truth)."""
+    if any(f"/{file}:" in p for p in rv.problems):
+        return f"{file} cannot be read (the warning above says why)."
+    if rv.status in ENDED:
+        return f"The run {ENDED[rv.status]} before it wrote {file}; the Log tab shows how far it got."
+    if rv.status != "done":
+        return f"The run is {rv.status}; {file} is written when it finishes."
+    return otherwise
+
+
 def failure_summary(rv: state.RunView, lines: int = 15) -> tuple[str, str] | None:
     """``(message, log tail)`` for a run that ended without results (failed, stopped, cancelled), else None.
 
@@ -333,7 +345,8 @@ def tab_overview(rv: state.RunView, dataset: str | None, scene: str | None) -> N
 
 def tab_images(rv: state.RunView, dataset: str | None, scene: str | None) -> None:
     if rv.per_image is None or dataset is None:
-        st.info("No per-image table in this run (it is written when ground truth exists).")
+        st.info(absent(rv, "per_image.csv", "No per-image table in this run (it is written when ground truth "
+                                            "exists)."))
         return
     df = image_status(rv.per_image[rv.per_image["dataset"].astype(str) == dataset])
     if scene:
@@ -363,7 +376,7 @@ def tab_3d(rv: state.RunView, dataset: str | None, scene: str | None) -> None:
         return
     s = _scene_or_first(rv, dataset, scene)
     if s is None:
-        st.info("No GT scenes for this dataset in the run.")
+        st.info(absent(rv, "scenes.csv", "No GT scenes for this dataset in the run."))
         return
     with_points = st.checkbox("Show 3-D points (COLMAP model)", key="pts")
     if scene:
@@ -389,7 +402,7 @@ def _gt_scenes(rv: state.RunView, dataset: str) -> list[str]:
 
 def tab_clusters(rv: state.RunView, dataset: str | None) -> None:
     if rv.per_image is None or dataset is None:
-        st.info("No per-image table in this run.")
+        st.info(absent(rv, "per_image.csv", "No per-image table in this run."))
         return
     state.show_figure("cluster_matrix", rv.per_image, dataset, key="fig_clusters")
     df = rv.per_image[rv.per_image["dataset"].astype(str) == dataset]
@@ -408,7 +421,7 @@ def tab_clusters(rv: state.RunView, dataset: str | None) -> None:
 
 def tab_pairs(rv: state.RunView, dataset: str | None) -> None:
     if rv.pairs_stats is None or dataset is None:
-        st.info("No pairs_stats.csv in this run, so there is no match graph.")
+        st.info(absent(rv, "pairs_stats.csv", "No pairs_stats.csv in this run, so there is no match graph."))
         return
     pairs = rv.pairs_stats[rv.pairs_stats["dataset"].astype(str) == dataset].copy()
     if "n_inliers" not in pairs:
@@ -542,7 +555,7 @@ def reconstruction_steps_table(timings: dict) -> pd.DataFrame:
 
 def tab_timings(rv: state.RunView) -> None:
     if not rv.timings:
-        st.info("No timings.json in this run.")
+        st.info(absent(rv, "timings.json", "No timings.json in this run."))
         return
     state.show_figure("timings_bar", rv.timings, key="fig_timings")
     jobs = rv.meta.get("jobs") or 1
@@ -587,11 +600,15 @@ def tab_descriptors(rv: state.RunView, dataset: str | None) -> None:
                    "here could be separated by appearance before matching; scenes that overlap need geometry.")
     features = state.run_artifacts(rv.path, dataset).get("features")
     if features is None or not (features / "features.h5").is_file():
-        st.info("This run's cached local features are no longer in the cache (cleared, or the run was imported "
-                "from a bundle), so there is nothing to project. Re-run the variant to rebuild them.")
+        if features is None and rv.status != "done":  # artifacts.json gets a dataset once it is reconstructed
+            st.info(absent(rv, "artifacts.json", "") + " Without it the run's cached features cannot be found.")
+        else:
+            st.info("This run's cached local features are no longer in the cache (cleared, or the run was imported "
+                    "from a bundle), so there is nothing to project. Re-run the variant to rebuild them.")
         return
     if rv.per_image is None:
-        st.info("No per-image table in this run, so images cannot be coloured by GT scene and cluster.")
+        st.info(absent(rv, "per_image.csv", "No per-image table in this run, so images cannot be coloured by GT "
+                                            "scene and cluster."))
         return
     pi = rv.per_image[rv.per_image["dataset"].astype(str) == dataset]
     names = pi["image"].astype(str).tolist()

@@ -217,6 +217,23 @@ def test_a_damaged_run_file_empties_only_what_needs_it(make_run: Callable[..., P
         assert "cannot be read" in warned and damage in warned, (tab, warned)
     log = next(c.value for c in open_app("results", run="run-d", tab="Log").code if "fabricated" in c.value)
     assert "fabricated run for the dashboard tests" in log  # what can be read still shows
+    if damage == "per_image.csv":  # the empty tabs say why, not "it is written when ground truth exists"
+        infos = [i.value for i in open_app("results", run="run-d", tab="Images").info]
+        assert "per_image.csv cannot be read (the warning above says why)." in infos, infos
+
+
+def test_tabs_of_a_run_that_ended_early_say_so(make_run: Callable[..., Path]) -> None:
+    run = make_run("run-c", status="cancelled")
+    for name in ("scores.json", "per_image.csv", "scenes.csv", "timings.json"):
+        (run / name).unlink()
+    at = open_app("results", run="run-c", tab="Images")
+    assert errors_and_exceptions(at) == ([], [])
+    infos = " ".join(i.value for i in at.info)
+    assert "The run was cancelled before it wrote per_image.csv" in infos and "ground truth exists" not in infos
+    infos = " ".join(i.value for i in open_app("results", run="run-c", tab="Timings").info)
+    assert "The run was cancelled before it wrote timings.json" in infos
+    infos = " ".join(i.value for i in open_app("results", run="run-c", tab="Overview").info)
+    assert "This run **was cancelled** (cancelled on request)" in infos and "the reason is above" not in infos
 
 
 def test_failed_run_overview_shows_the_log_tail(make_run: Callable[..., Path]) -> None:
