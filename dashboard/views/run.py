@@ -21,6 +21,32 @@ HISTORY_COLS = ["id", "created", "status", "variant", "datasets", "score", "mAA"
                 "seed", "seconds"]
 
 
+#: Session key holding the launch form's values while another page shows: Streamlit drops the state of widgets a
+#: page does not draw, so without it a visit to Results reset every edit (and Launch ran the plain variant).
+FORM_KEY = "_run_form"
+#: Launch-form widgets kept across pages (besides every config widget, ``cfg.*``); the variant lives in the URL.
+FORM_WIDGETS = ("split", "datasets", "datasets_test", "repeats", "group", "label", "use_cache")
+
+
+def restore_form() -> None:
+    """Put the launch form's values back after a visit to another page (before its widgets are drawn)."""
+    for key, value in (st.session_state.get(FORM_KEY) or {}).items():
+        if key not in st.session_state:
+            st.session_state[key] = value
+
+
+def remember_form() -> None:
+    """Keep the launch form's current values (after its widgets are drawn) for :func:`restore_form`."""
+    st.session_state[FORM_KEY] = {k: st.session_state[k] for k in list(st.session_state)
+                                  if isinstance(k, str) and (k.startswith("cfg.") or k in FORM_WIDGETS)}
+
+
+def initial(key: str, name: str, value: Any) -> dict[str, Any]:
+    """``{name: value}`` for a widget's default, or ``{}`` when the session already holds its value: passing both
+    makes Streamlit print a warning on the page (and the session's value wins anyway)."""
+    return {} if key in st.session_state else {name: value}
+
+
 def widget_key(variant: str, key: str) -> str:
     """Session key of a config widget (per variant, so switching variant shows that variant's values)."""
     return f"cfg.{variant}.{key}"
@@ -32,25 +58,27 @@ def config_widget(spec: state.FieldSpec, variant: str) -> Any:
     label = spec.name
     help_ = spec.help or None
     if spec.kind == "bool":
-        return st.checkbox(label, value=bool(spec.default), key=key, help=help_)
+        return st.checkbox(label, **initial(key, "value", bool(spec.default)), key=key, help=help_)
     if spec.kind == "int":
-        return int(st.number_input(label, value=int(spec.default), step=1, key=key, help=help_))
+        return int(st.number_input(label, **initial(key, "value", int(spec.default)), step=1, key=key, help=help_))
     if spec.kind == "float":
-        return float(st.number_input(label, value=float(spec.default), format="%.6g", key=key, help=help_))
+        return float(st.number_input(label, **initial(key, "value", float(spec.default)), format="%.6g", key=key,
+                                     help=help_))
     if spec.kind == "choice":
         options = list(spec.choices)
         index = options.index(str(spec.default)) if str(spec.default) in options else None
-        value = st.selectbox(label, options, index=index, key=key, help=help_, accept_new_options=not spec.closed)
+        value = st.selectbox(label, options, **initial(key, "index", index), key=key, help=help_,
+                             accept_new_options=not spec.closed)
         return spec.default if value is None else value
     if spec.kind == "list":
-        text = st.text_input(label, value=", ".join(str(v) for v in (spec.default or [])), key=key,
-                             help=(help_ or "") + " (comma-separated)")
+        text = st.text_input(label, **initial(key, "value", ", ".join(str(v) for v in (spec.default or []))),
+                             key=key, help=(help_ or "") + " (comma-separated)")
         item = state.list_item_type(spec.section, spec.name)
         try:
             return state.parse_list_text(text, item)
         except ValueError:
             return text  # left to the config validation, which names the key and the bad value
-    return st.text_input(label, value=str(spec.default), key=key, help=help_)
+    return st.text_input(label, **initial(key, "value", str(spec.default)), key=key, help=help_)
 
 
 def parameter_widgets(variant: str, base: dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -96,7 +124,7 @@ def launch_panel(root: Path) -> None:
     key = DATASETS_KEYS[split]
     if not set(st.session_state.get(key) or []) <= set(names):
         st.session_state.pop(key, None)  # another data root was picked in the sidebar: start from all of this one's
-    datasets = st.multiselect(f"Datasets ({split})", names, default=names, key=key)
+    datasets = st.multiselect(f"Datasets ({split})", names, **initial(key, "default", names), key=key)
     variants = list_variants()
     default_index = variants.index("default") if "default" in variants else 0
     variant = st.selectbox("Variant", variants, index=default_index, key="variant", bind="query-params")
@@ -108,12 +136,13 @@ def launch_panel(root: Path) -> None:
     overrides = state.overrides_from_values(base, values)
     st.session_state["run_overrides"] = overrides
     c1, c2, c3, c4 = st.columns([1, 2, 2, 1])
-    repeats = int(c1.number_input("Repeat N times", min_value=1, max_value=50, value=1, step=1, key="repeats",
+    repeats = int(c1.number_input("Repeat N times", min_value=1, max_value=50, **initial("repeats", "value", 1),
+                                  step=1, key="repeats",
                                   help="N runs with seeds s … s+N−1 sharing one group (run-to-run noise)"))
     group = c2.text_input("Group", key="group", placeholder="auto when N > 1",
                           help="Runs of one group are aggregated (mean ± std) on the Compare page")
     label = c3.text_input("Label", key="label", placeholder="optional note")
-    use_cache = c4.checkbox("Use cache", value=True, key="use_cache",
+    use_cache = c4.checkbox("Use cache", **initial("use_cache", "value", True), key="use_cache",
                             help="Reuse features, matches and verified databases computed before with the same "
                             "settings; unchecked, every stage is recomputed (and replaces its cached artifact). "
                             + state.cache_summary())
@@ -283,7 +312,9 @@ def main() -> None:
         st.info("Pick an existing data root in the sidebar (the bundled one is made by `make data`).")
     else:
         with state.error_boundary("Run setup"):
+            restore_form()
             launch_panel(root)
+            remember_form()
     with state.error_boundary("Jobs"):
         jobs_panel()
     with state.error_boundary("History"):

@@ -187,3 +187,4 @@ def test_a_queue_that_died_leaves_its_runs_stopped(tmp_path: Path) -> None:
     assert jobs.active_jobs(tmp_path) == []
     (run / jobs.JOB_FILE).write_text(json.dumps({"command": ["x"], "queued": __import__("time").time()}))
     assert jobs.job_status(run).status == "queued"  # its queue has not recorded itself yet
+

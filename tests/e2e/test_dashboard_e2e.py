@@ -314,6 +314,27 @@ def test_datasets_page_lists_bundled_data(page: Any, server: Server, artifacts: 
     assert f"dataset=train%2F{OTHER_DATASET}" in page.url
 
 
+def test_run_page_keeps_its_edits_across_pages(page: Any, server: Server) -> None:
+    """Streamlit drops the state of widgets a page does not draw: a look at Datasets or Results reset every edit
+    of the launch form (Launch then ran the plain variant). Only a browser shows it; AppTest keeps the state."""
+    open_page(page, server, "/run", lambda p: p.get_by_role("button", name="Launch"))
+    edits = {".st-key-cfg-default-reconstruction-seed input": "7", ".st-key-repeats input": "4",
+             ".st-key-group input": "mygroup"}
+    for selector, value in edits.items():
+        page.locator(selector).fill(value)
+        page.locator(selector).press("Enter")
+        settle(page)
+    expect(page.get_by_text("--set reconstruction.seed=7")).to_be_visible()
+    for name in ("Datasets", "Results", "Run"):
+        page.locator('[data-testid="stSidebarNav"] a', has_text=name).click()
+        settle(page)
+    expect(page.get_by_role("button", name="Launch")).to_be_visible(timeout=PAGE_TIMEOUT_MS)
+    assert_clean(page)
+    for selector, value in edits.items():
+        expect(page.locator(selector)).to_have_value(value)
+    expect(page.get_by_text("--set reconstruction.seed=7")).to_be_visible()
+
+
 def test_run_default_variant_to_score(run_a: LaunchedRun, run_b: LaunchedRun, page: Any, server: Server,
                                       artifacts: Path) -> None:
     """Flow 1: Launch from the Run page, live progress, the history shows the score."""
