@@ -345,7 +345,7 @@ def load_run(path: str | Path) -> Run:
 
 def list_runs(root: Path | None = None) -> pd.DataFrame:
     """One row per run under ``root`` (newest first): id, created, status, variant, datasets, score, mAA,
-    clusterness, seconds, seed, config_hash, path. Unreadable folders are skipped."""
+    clusterness, seconds, seed, config_hash, path, data_root. Unreadable folders are skipped."""
     root = root or runs_root()
     rows = []
     if root.exists():
@@ -365,9 +365,10 @@ def list_runs(root: Path | None = None) -> pd.DataFrame:
                 "score": scores.get("score"), "mAA": scores.get("mAA"), "clusterness": scores.get("clusterness"),
                 "seconds": timings.get("total"), "seed": meta.get("seed"), "group": meta.get("group"),
                 "config_hash": meta.get("config_hash", ""), "label": meta.get("label", ""), "path": str(p),
+                "data_root": meta.get("data_root", ""),
             })
     cols = ["id", "created", "status", "variant", "datasets", "score", "mAA", "clusterness", "seconds", "seed",
-            "group", "config_hash", "label", "path"]
+            "group", "config_hash", "label", "path", "data_root"]
     df = pd.DataFrame(rows, columns=cols)
     return df.sort_values("created", ascending=False, kind="stable").reset_index(drop=True)
 

@@ -628,6 +628,33 @@ def tab_descriptors(rv: state.RunView, dataset: str | None) -> None:
                       title=f"{dataset}: appearance (pooled local descriptors, PCA)", key="fig_desc")
 
 
+#: session key of the run Results showed last (kept while other pages show; the run picker's own state is not)
+LAST_RUN = "_results_last_run"
+#: session key of the ``?run=`` the picker last wrote to the URL (another value there comes from a link or from
+#: browser navigation). The picker is not bound to the URL, as the sidebar's root picker is not: a bound picker
+#: emptied itself on Back to a history entry written before it had put the run in the URL, whatever the session
+#: held, and refused a value set from code.
+URL_RUN = "_run_in_url"
+
+
+def default_run(runs: pd.DataFrame, root: Path | None) -> str:
+    """The run Results opens with when none is asked for: the newest on the sidebar's data root, else the newest
+    (taking the newest overall switched a user's data root to another run's on a mere look at Results)."""
+    if root is not None and "data_root" in runs:
+        here = [str(i) for i, r in zip(runs["id"], runs["data_root"], strict=True)
+                if isinstance(r, str) and r and _same_path(r, root)]
+        if here:
+            return here[0]
+    return str(runs["id"].iloc[0])
+
+
+def _same_path(a: str, b: Path) -> bool:
+    try:
+        return Path(a).resolve() == b.resolve()
+    except OSError:
+        return False
+
+
 def main() -> None:
     st.title("Results")
     state.register_share("results", SHARE_KEYS)
@@ -639,12 +666,16 @@ def main() -> None:
     if not ids:
         st.info("No runs yet: launch one on the Run page or import a bundle on the Compare page.")
         return
-    if not st.session_state.get("run") and not wanted:
-        st.session_state["run"] = ids[0]
-    # no format_func: a bound widget keeps its formatted option in the URL, and the run id must be what is shared
-    run_id = st.selectbox("Run", ids, index=None, key="run", bind="query-params", placeholder="pick a run")
+    if wanted and wanted != st.session_state.get(URL_RUN):  # a link, a page switch or Back/Forward naming a run
+        st.session_state["run"] = wanted
+    elif st.session_state.get("run") not in ids:  # a first visit, or back from a page that dropped the picker
+        remembered = st.session_state.get(LAST_RUN)
+        st.session_state["run"] = remembered if remembered in ids else default_run(df, state.current_root())
+    # no format_func: the run id is what the URL and the share link hold
+    run_id = st.selectbox("Run", ids, index=None, key="run", placeholder="pick a run")
     if not run_id:
         return
+    st.query_params["run"] = st.session_state[URL_RUN] = st.session_state[LAST_RUN] = run_id
     rv = state.run_view(run_id)
     if rv.meta.get("data_root"):
         # the sidebar shows the data the run was made on (when it exists here), and so does the share link

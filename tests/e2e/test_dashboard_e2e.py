@@ -511,6 +511,29 @@ def test_shared_urls_restore_the_view(run_a: LaunchedRun, run_b: LaunchedRun, pa
         ctx.close()
 
 
+def test_browser_back_returns_to_the_run_shown(run_a: LaunchedRun, run_b: LaunchedRun, page: Any,
+                                               server: Server) -> None:
+    """Back to Results from other pages showed an empty run picker (the bound picker emptied itself on a history
+    entry without ``?run=``), and a reload then opened another run."""
+    open_page(page, server, f"/results?run={run_b.id}", lambda p: p.get_by_role("tab", name="Loss"))
+    page.get_by_role("tab", name="Loss").click()
+    settle(page)
+    for name in ("Compare", "Datasets"):
+        page.locator('[data-testid="stSidebarNav"] a', has_text=name).click()
+        settle(page)
+    for _ in range(8):  # Streamlit may leave two history entries per page switch
+        page.go_back()
+        settle(page)
+        if "/results" in page.evaluate("location.href"):
+            break
+    assert "/results" in page.evaluate("location.href")
+    expect(page.locator(".st-key-run input[role='combobox']")).to_have_value(run_b.id, timeout=PAGE_TIMEOUT_MS)
+    assert f"run={run_b.id}" in page.evaluate("location.href")
+    assert_clean(page)
+    page.reload()
+    expect(page.locator(".st-key-run input[role='combobox']")).to_have_value(run_b.id, timeout=PAGE_TIMEOUT_MS)
+
+
 def test_export_bundle_and_import_it(run_a: LaunchedRun, page: Any, server: Server, artifacts: Path,
                                      tmp_path: Path) -> None:
     """Flow 5: Export bundle (download) on Results, import it through the Compare page's uploader."""
