@@ -409,6 +409,24 @@ def _runs_table(root: str, key: tuple[tuple[str, float], ...]) -> pd.DataFrame:
     return df
 
 
+def default_run(runs: pd.DataFrame, root: Path | None) -> str:
+    """The run Results opens with when none is asked for: the newest on the sidebar's data root, else the newest
+    (taking the newest overall switched a user's data root to another run's on a mere look at Results)."""
+    if root is not None and "data_root" in runs:
+        here = [str(i) for i, r in zip(runs["id"], runs["data_root"], strict=True)
+                if isinstance(r, str) and r and _same_path(r, root)]
+        if here:
+            return here[0]
+    return str(runs["id"].iloc[0])
+
+
+def _same_path(a: str, b: Path) -> bool:
+    try:
+        return Path(a).resolve() == b.resolve()
+    except OSError:
+        return False
+
+
 def runs_table() -> pd.DataFrame:
     """:func:`imc_core.runs.list_runs` of the runs root (cached on the runs' mtimes), plus unreadable run folders;
     a ``running`` run whose process has ended shows :func:`live_status` (``stopped``), not ``running``."""

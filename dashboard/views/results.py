@@ -637,24 +637,6 @@ LAST_RUN = "_results_last_run"
 URL_RUN = "_run_in_url"
 
 
-def default_run(runs: pd.DataFrame, root: Path | None) -> str:
-    """The run Results opens with when none is asked for: the newest on the sidebar's data root, else the newest
-    (taking the newest overall switched a user's data root to another run's on a mere look at Results)."""
-    if root is not None and "data_root" in runs:
-        here = [str(i) for i, r in zip(runs["id"], runs["data_root"], strict=True)
-                if isinstance(r, str) and r and _same_path(r, root)]
-        if here:
-            return here[0]
-    return str(runs["id"].iloc[0])
-
-
-def _same_path(a: str, b: Path) -> bool:
-    try:
-        return Path(a).resolve() == b.resolve()
-    except OSError:
-        return False
-
-
 def main() -> None:
     st.title("Results")
     state.register_share("results", SHARE_KEYS)
@@ -670,7 +652,7 @@ def main() -> None:
         st.session_state["run"] = wanted
     elif st.session_state.get("run") not in ids:  # a first visit, or back from a page that dropped the picker
         remembered = st.session_state.get(LAST_RUN)
-        st.session_state["run"] = remembered if remembered in ids else default_run(df, state.current_root())
+        st.session_state["run"] = remembered if remembered in ids else state.default_run(df, state.current_root())
     # no format_func: the run id is what the URL and the share link hold
     run_id = st.selectbox("Run", ids, index=None, key="run", placeholder="pick a run")
     if not run_id:

@@ -379,12 +379,10 @@ def test_image_table_shows_each_thresholds_error(make_run: Callable[..., Path]) 
 
 def test_results_opens_the_newest_run_of_the_sidebars_data_root(tmp_path: Path) -> None:
     """Opening Results without a run took the newest run of any root and switched the sidebar to its root."""
-    from dashboard.views.results import default_run
-
     here, there = tmp_path / "here", tmp_path / "there"
     here.mkdir()
     there.mkdir()
     runs = pd.DataFrame({"id": ["r3", "r2", "r1"], "data_root": [str(there), str(here / "."), str(here)]})
-    assert default_run(runs, here) == "r2"
-    assert default_run(runs, tmp_path / "elsewhere") == "r3"  # none on the root: the newest of all
-    assert default_run(runs, None) == "r3"
+    assert state.default_run(runs, here) == "r2"
+    assert state.default_run(runs, tmp_path / "elsewhere") == "r3"  # none on the root: the newest of all
+    assert state.default_run(runs, None) == "r3"
