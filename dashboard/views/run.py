@@ -155,6 +155,9 @@ def launch_panel(root: Path) -> None:
     if repeats > 1:
         st.caption(f"Seeds {seed} … {seed + repeats - 1}"
                    + ("" if values[DETERMINISTIC_KEY] else " (non-deterministic: mapper noise is sampled too)"))
+    if busy := [j for j in jobs.active_jobs() if j.status != "queued"]:
+        st.caption(f"⏱ {len(busy)} job(s) already running: a run launched now shares the cores with them, so its "
+                   "timings are not comparable (Repeat N times runs its runs one after another).")
     # (this script run validated the config just above: the button cannot start a doomed job)
     if st.button("Launch", type="primary", disabled=not datasets or bool(missing) or bool(problem), key="launch"):
         chosen = list(datasets) if len(datasets) < len(names) else []  # [] = every dataset of the root

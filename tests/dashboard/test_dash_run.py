@@ -113,10 +113,13 @@ def test_launch_shows_progress_and_finishes(dash_env: DashEnv, fake_pipeline: Pa
 @pytest.mark.timeout(120)
 def test_cancel_writes_cancel_and_the_job_stops(dash_env: DashEnv, fake_pipeline: Path) -> None:
     at = run_page()
+    assert not any("already running" in c.value for c in at.caption)
     at.button(key="launch").click().run()
     (run_dir,) = [p for p in dash_env.runs.iterdir() if p.is_dir()]
     with open(fake_pipeline, "w") as go:
         at.run()
+        # another Launch now would share the cores: the page says so (separate launches run at once)
+        assert any("1 job(s) already running" in c.value for c in at.caption)
         at.button(key=f"cancel::{run_dir.name}").click().run()
         assert (run_dir / "CANCEL").exists()
         assert any("Cancel requested" in c.value for c in at.caption)
