@@ -209,9 +209,10 @@ def import_panel() -> None:
         up = st.file_uploader("Bundle (.zip made by Export bundle)", type=["zip"], key="bundle")
         if up is None:
             return
-        done: dict[str, str] = st.session_state.setdefault("_imported", {})
+        done: dict[str, tuple[str, str]] = st.session_state.setdefault("_imported", {})  # upload → (kind, text)
         if up.file_id in done:
-            st.success(f"Imported as {done[up.file_id]}")
+            kind, text = done[up.file_id]
+            (st.info if kind == "info" else st.success)(text)
             return
         from imc_core.runs import import_bundle, runs_root
 
@@ -221,11 +222,13 @@ def import_panel() -> None:
             path.write_bytes(up.getvalue())
             try:
                 dest = import_bundle(path)
-            except ImcError as err:
-                st.error(f"Import failed: {str(err).splitlines()[0]}")
+            except ImcError as err:  # it names the temporary copy: name the upload instead
+                st.error(f"Import failed: {str(err).splitlines()[0].replace(str(path), up.name)}")
                 return
-        done[up.file_id] = dest.name if dest.name not in before else f"{dest.name} (already here: nothing copied)"
-        st.success(f"Imported as {done[up.file_id]}")
+        done[up.file_id] = (("info", f"Not imported: this bundle's run is already here as {dest.name}")
+                            if dest.name in before else ("success", f"Imported as {dest.name}"))
+        kind, text = done[up.file_id]
+        (st.info if kind == "info" else st.success)(text)
 
 
 def _pipeline_config(config: dict[str, object]) -> dict[str, object]:

@@ -17,8 +17,10 @@ def _add_root() -> None:
     if not new:
         return
     try:
+        known = set(state.load_roots())
         st.session_state["root"] = state.add_root(new)
-        st.session_state["_root_msg"] = ("success", f"Added data root {st.session_state['root']}")
+        st.session_state["_root_msg"] = ("success", f"Added data root {st.session_state['root']}") if (
+            st.session_state["root"] not in known) else ("info", f"{st.session_state['root']} is already a data root")
     except ImcError as err:
         st.session_state["_root_msg"] = ("error", f"Add data root: {str(err).splitlines()[0]}")
 
@@ -44,6 +46,8 @@ def roots_panel() -> None:
             st.error(text)
         elif kind == "success":
             st.success(text)
+        elif kind == "info":
+            st.info(text)
         for r in state.load_roots():
             c1, c2 = st.columns([6, 1])
             exists = "" if Path(r).is_dir() else " — missing"

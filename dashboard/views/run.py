@@ -187,7 +187,7 @@ def render_job(job: jobs.Job) -> None:
         else:
             hits = sum(s.cached for s in job.stages)
             score = (jobs.read_json(job.run_dir / "scores.json") or {}).get("score")
-            bits = [f"{len(job.stages)} stages, {hits} from cache"]
+            bits = [f"{len(job.stages)} stage{'s' * (len(job.stages) != 1)}, {hits} from cache"]
             if isinstance(score, (int, float)):
                 bits.insert(0, f"score {score:.2f}")
             st.caption(" · ".join(bits))

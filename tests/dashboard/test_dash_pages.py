@@ -227,6 +227,7 @@ def test_bad_bundle_is_rejected_and_nothing_written(make_run: Callable[..., Path
     at.file_uploader(key="bundle").upload("evil.zip", b"this is not a zip file", "application/zip").run()
     errors, exceptions = errors_and_exceptions(at)
     assert not exceptions and any("Import failed" in e and "not a valid zip" in e for e in errors)
+    assert any(e.startswith("Import failed: evil.zip: ") for e in errors), errors  # the upload, not a temp path
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as zf:
         zf.writestr("x/../../escape.txt", "boom")
@@ -245,7 +246,9 @@ def test_good_bundle_is_imported(make_run: Callable[..., Path], dash_env: DashEn
     data = export_bundle(run, tmp_path / "b.zip").read_bytes()
     at = open_app("compare")
     at.file_uploader(key="bundle").upload("b.zip", data, "application/zip").run()
-    assert any("shared-run (already here: nothing copied)" in s.value for s in at.success)  # the very same run
+    # the very same run: said so, not "Imported"
+    assert "Not imported: this bundle's run is already here as shared-run" in [i.value for i in at.info]
+    assert not at.success
     make_run("shared-run", score=71.0)  # a teammate's run of the same id, other results
     at = open_app("compare")
     at.file_uploader(key="bundle").upload("b.zip", data, "application/zip").run()
@@ -278,6 +281,11 @@ def test_add_data_root(dash_env: DashEnv, tmp_path: Path) -> None:
     assert_clean(at)
     assert str(other) in dash_env.roots_file.read_text()
     assert at.session_state["root"] == str(other)
+    assert any(f"Added data root {other}" in m.value for m in at.success)
+    at.text_input(key="new_root").input(str(other))
+    at.button[0].click().run()  # again: not "Added"
+    assert [i.value for i in at.info if "already a data root" in i.value] == [f"{other} is already a data root"]
+    assert not any("Added data root" in m.value for m in at.success)
     at.button(key=f"forget::{other}").click().run()
     assert str(other) not in dash_env.roots_file.read_text() and at.session_state["root"] == str(dash_env.data_root)
     at = open_app("datasets")
