@@ -301,7 +301,8 @@ def per_image_section(arms: dict[str, list[state.RunView]]) -> None:
     va, vb = views[a], views[b]
     scope = compare_scope({a: [(run_root(va), scored_datasets(va))], b: [(run_root(vb), scored_datasets(vb))]})
     if not scope.shared:
-        st.warning(" ".join(scope.messages()) + " These two runs share no dataset: no per-image gains or losses.")
+        # (the why, e.g. other data roots, is in the warning at the top of the page: not said twice)
+        st.info(f"{a} and {b} share no scored dataset: no per-image gains or losses.")
         return
     if not scope.complete:
         st.caption(f"Images of {', '.join(scope.shared_datasets)} only (the datasets both runs scored). "

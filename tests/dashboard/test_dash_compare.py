@@ -111,7 +111,9 @@ def test_runs_on_different_data_shows_no_deltas(make_run: Callable[..., Path], t
     per_ds = frame_by_key(at, "per_dataset")
     assert "Δ score" not in per_ds.columns and set(per_ds["noise"]) == {"not in every run"}
     assert not any(_is(d.value, "delta_table") for d in at.dataframe)  # no per-image gains / losses
-    assert "share no dataset" in text
+    infos = " ".join(i.value for i in at.info)
+    assert "ets-run and synth-run share no scored dataset: no per-image gains or losses." in infos
+    assert text.count("Different data roots") == 1  # said once, at the top
 
 
 def test_subset_of_datasets_compares_on_the_shared_ones(make_run: Callable[..., Path]) -> None:
