@@ -172,10 +172,19 @@ def _cmd_runs(args: argparse.Namespace) -> int:
         raise ConfigError(f"runs: unexpected {' '.join(args.ids)} (did you mean `runs rm`?)")
     if args.root and not Path(args.root).exists():
         raise InputError(Path(args.root), "runs folder not found")
-    df = list_runs(Path(args.root) if args.root else None)
+    from .runs import runs_root
+
+    root = Path(args.root) if args.root else runs_root()
+    df = list_runs(root)
     cols = ["id", "status", "variant", "datasets", "score", "mAA", "clusterness", "seconds", "seed", "group", "label"]
-    df = df.astype({"seed": "Int64"})[cols].astype(object).where(df[cols].notna(), "")
-    print(df.to_string(index=False) if len(df) else "no runs")
+    listed = set(df["id"])
+    print(df.astype({"seed": "Int64"})[cols].astype(object).where(df[cols].notna(), "").to_string(index=False)
+          if len(df) else "no runs")
+    unreadable = sorted(p.name for p in root.iterdir() if (p / "run.json").is_file() and p.name not in listed) \
+        if root.is_dir() else []
+    if unreadable:  # damaged files: left out above, and said so (`runs rm ID` removes them)
+        print(f"warning: {len(unreadable)} run folder(s) could not be read: {', '.join(unreadable)}",
+              file=sys.stderr)
     return 0
 
 

@@ -191,3 +191,7 @@ def test_runs_with_a_runs_folder_that_is_missing_or_a_file(tmp_path: Path, capsy
     (tmp_path / "empty").mkdir()
     assert main(["runs", "--root", str(tmp_path / "empty")]) == 0
     assert "no runs" in capsys.readouterr().out
+    (tmp_path / "empty" / "broken").mkdir()
+    (tmp_path / "empty" / "broken" / "run.json").write_text("{not json")
+    assert main(["runs", "--root", str(tmp_path / "empty")]) == 0
+    assert "1 run folder(s) could not be read: broken" in capsys.readouterr().err
