@@ -157,7 +157,7 @@ def _cmd_variants(args: argparse.Namespace) -> int:
 
 
 def _cmd_runs(args: argparse.Namespace) -> int:
-    from .runs import list_runs, remove_runs
+    from .runs import list_runs, remove_runs, runs_root
 
     if args.action == "rm":
         if not (args.ids or args.status):
@@ -172,8 +172,6 @@ def _cmd_runs(args: argparse.Namespace) -> int:
         raise ConfigError(f"runs: unexpected {' '.join(args.ids)} (did you mean `runs rm`?)")
     if args.root and not Path(args.root).exists():
         raise InputError(Path(args.root), "runs folder not found")
-    from .runs import runs_root
-
     root = Path(args.root) if args.root else runs_root()
     df = list_runs(root)
     cols = ["id", "status", "variant", "datasets", "score", "mAA", "clusterness", "seconds", "seed", "group", "label"]
@@ -399,7 +397,8 @@ def _main(args: argparse.Namespace) -> int:
         print(f"error: {err.filename}: file not found", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("interrupted (Ctrl-C); cached stage artifacts are kept", file=sys.stderr)
+        kept = "; cached stage artifacts are kept" if args.command == "run" else ""
+        print(f"interrupted (Ctrl-C){kept}", file=sys.stderr)
         return 130
     except BrokenPipeError:  # `... | head`: the reader left; no traceback, and none at exit either
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
