@@ -426,9 +426,15 @@ def test_a_damaged_cached_artifact_is_rebuilt_with_a_warning(first_run: tuple[Pa
     cache = tmp_path / "cache"
     shutil.copytree(first_run[1], cache)
     monkeypatch.setenv("IMC_CACHE_DIR", str(cache))
+    # the artifacts this run reads (the shared cache holds others, from other tests' settings)
+    ds, used = next(iter(json.loads((first_run[0] / "artifacts.json").read_text()).items()))
+    folders = {stage: Path(used[stage]).name for stage in ("features", "matching")}
+    keys = [folders[stage].removeprefix(f"{ds}-") for stage in ("matching", "features")]
+    folders["database"] = next(p.parent.name for p in (cache / "database").glob(f"{ds}-*/DONE")
+                               if json.loads(p.read_text()).get("inputs") == keys)
     damaged = []
     for stage, file in (("features", "features.h5"), ("matching", "matches.h5"), ("database", "database.db")):
-        path = next((cache / stage).glob(f"*/{file}"))
+        path = cache / stage / folders[stage] / file
         with open(path, "r+b") as f:
             f.truncate(path.stat().st_size // 3)
         damaged.append((stage, path.parent.name))
