@@ -201,9 +201,9 @@ def launch_queue(specs: list[LaunchSpec], runs_dir: Path | None = None) -> list[
     """Run ``specs`` one after the other in one background queue process (:mod:`dashboard.runqueue`).
 
     Every run directory exists at once (``run.json`` says ``queued``, ``job.json`` holds its command), so the whole
-    queue shows in the job list and History; the queue starts each run when the one before it has ended. Runs side
-    by side would share the cores (each run's timings would mean nothing) and, with a cold cache, all compute the
-    same features.
+    queue shows in the job list and History; the queue starts each run when the one before it, and any other job
+    started meanwhile, has ended. Runs side by side would share the cores (each run's timings would mean nothing)
+    and, with a cold cache, all compute the same features.
 
     Returns:
         The run directories, in order.
@@ -223,7 +223,7 @@ def launch_queue(specs: list[LaunchSpec], runs_dir: Path | None = None) -> list[
 
 
 def launch_repeats(spec: LaunchSpec, repeats: int = 1, seed: int | None = None,
-                   runs_dir: Path | None = None) -> list[Path]:
+                   runs_dir: Path | None = None, wait: bool = False) -> list[Path]:
     """Launch ``repeats`` runs with seeds ``seed .. seed + repeats - 1`` sharing one group (noise awareness).
 
     Args:
@@ -231,14 +231,21 @@ def launch_repeats(spec: LaunchSpec, repeats: int = 1, seed: int | None = None,
         repeats: how many runs.
         seed: first ``reconstruction.seed`` (None keeps the spec's overrides as they are, even when repeating).
         runs_dir: parent folder of run directories.
+        wait: queue even a single run, so that it starts when the jobs running now have ended (a queue always
+            waits for them).
 
     Returns:
         The run directories, in seed order.
     """
     specs = repeat_specs(spec, repeats, seed)
-    if len(specs) == 1:
+    if len(specs) == 1 and not wait:
         return [launch(specs[0], runs_dir)]
     return launch_queue(specs, runs_dir)
+
+
+def started_jobs(runs_dir: Path | None = None) -> list[Job]:
+    """Active jobs whose pipeline process has started (``job.json`` records when), queued ones that wait aside."""
+    return [j for j in active_jobs(runs_dir) if "started" in job_info(j.run_dir)]
 
 
 def repeat_specs(spec: LaunchSpec, repeats: int = 1, seed: int | None = None) -> list[LaunchSpec]:

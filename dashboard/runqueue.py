@@ -3,7 +3,8 @@
 :func:`dashboard.jobs.launch_queue` prepares each directory (``run.json`` status ``queued``, ``job.json`` with the
 pipeline command) and starts this module in its own session, so the queue outlives Streamlit reruns and restarts.
 It records its pid in every ``job.json`` first (the job list tells a live queue from a dead one by it), then, for
-each directory in turn: skips it when it is no longer ``queued`` (cancelled meanwhile) or has a ``CANCEL`` request,
+each directory in turn: waits while another job runs in the same runs folder (a run launched on its own, another
+queue's), skips it when it is no longer ``queued`` (cancelled meanwhile) or has a ``CANCEL`` request,
 else starts the command in a session of its own (so cancelling one run signals that run only), with its output in
 the directory's ``job.log``, records the run's pid and waits for it. A run that fails does not stop the queue.
 
@@ -21,7 +22,7 @@ from pathlib import Path
 from imc_core.fsutil import atomic_write_json
 from imc_core.runs import record_failure
 
-from dashboard.jobs import JOB_FILE, JOB_LOG, job_info, read_json
+from dashboard.jobs import JOB_FILE, JOB_LOG, job_info, read_json, started_jobs
 
 
 def run_one(run_dir: Path) -> int | None:
@@ -44,11 +45,24 @@ def run_one(run_dir: Path) -> int | None:
     return proc.wait()
 
 
+def wait_for_turn(run_dir: Path, poll_s: float = 1.0) -> None:
+    """Wait while a job of another queue, or one launched on its own, runs in ``run_dir``'s runs folder (it would
+    share the cores); stop waiting as soon as ``run_dir`` is cancelled."""
+    while True:
+        meta = read_json(run_dir / "run.json")
+        if not isinstance(meta, dict) or meta.get("status") != "queued" or (run_dir / "CANCEL").exists():
+            return
+        if not [j for j in started_jobs(run_dir.parent) if j.run_dir != run_dir]:
+            return
+        time.sleep(poll_s)
+
+
 def main(argv: list[str] | None = None) -> int:
     dirs = [Path(a) for a in (sys.argv[1:] if argv is None else argv)]
     for run_dir in dirs:
         atomic_write_json(run_dir / JOB_FILE, {**job_info(run_dir), "queue_pid": os.getpid()})
     for run_dir in dirs:
+        wait_for_turn(run_dir)
         run_one(run_dir)
     return 0
 

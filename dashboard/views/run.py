@@ -155,15 +155,16 @@ def launch_panel(root: Path) -> None:
     if repeats > 1:
         st.caption(f"Seeds {seed} … {seed + repeats - 1}"
                    + ("" if values[DETERMINISTIC_KEY] else " (non-deterministic: mapper noise is sampled too)"))
-    if busy := [j for j in jobs.active_jobs() if j.status != "queued"]:
-        st.caption(f"⏱ {len(busy)} job(s) already running: a run launched now shares the cores with them, so its "
-                   "timings are not comparable (Repeat N times runs its runs one after another).")
+    busy = jobs.started_jobs()
+    if busy:
+        st.caption(f"⏱ {len(busy)} job(s) running: runs launched now wait for them (queued), so that their timings "
+                   "stay comparable.")
     # (this script run validated the config just above: the button cannot start a doomed job)
     if st.button("Launch", type="primary", disabled=not datasets or bool(missing) or bool(problem), key="launch"):
         chosen = list(datasets) if len(datasets) < len(names) else []  # [] = every dataset of the root
         spec = jobs.LaunchSpec(root, chosen, variant, list(overrides), group.strip() or None, label.strip() or None,
                                use_cache, split)
-        dirs = jobs.launch_repeats(spec, repeats, seed if repeats > 1 else None)
+        dirs = jobs.launch_repeats(spec, repeats, seed if repeats > 1 else None, wait=bool(busy))
         st.session_state.setdefault("launched", [])
         st.session_state["launched"] = [str(d) for d in dirs] + st.session_state["launched"]
         st.toast(f"Started {len(dirs)} run(s): {', '.join(d.name for d in dirs)}")

@@ -113,13 +113,13 @@ def test_launch_shows_progress_and_finishes(dash_env: DashEnv, fake_pipeline: Pa
 @pytest.mark.timeout(120)
 def test_cancel_writes_cancel_and_the_job_stops(dash_env: DashEnv, fake_pipeline: Path) -> None:
     at = run_page()
-    assert not any("already running" in c.value for c in at.caption)
+    assert not any("job(s) running" in c.value for c in at.caption)
     at.button(key="launch").click().run()
     (run_dir,) = [p for p in dash_env.runs.iterdir() if p.is_dir()]
     with open(fake_pipeline, "w") as go:
         at.run()
-        # another Launch now would share the cores: the page says so (separate launches run at once)
-        assert any("1 job(s) already running" in c.value for c in at.caption)
+        # another Launch now waits for it: the page says so
+        assert any("1 job(s) running: runs launched now wait for them" in c.value for c in at.caption)
         at.button(key=f"cancel::{run_dir.name}").click().run()
         assert (run_dir / "CANCEL").exists()
         assert any("Cancel requested" in c.value for c in at.caption)
@@ -177,6 +177,29 @@ def test_repeats_run_one_after_the_other_and_a_queued_one_can_be_cancelled(dash_
     assert not (dirs[2] / "argv.json").exists()  # never started
     seeds = [json.loads((d / "argv.json").read_text()) for d in dirs[:2]]
     assert [a[a.index("--set") + 1] for a in seeds] == ["reconstruction.seed=0", "reconstruction.seed=1"]
+
+
+@pytest.mark.timeout(180)
+def test_a_run_launched_while_another_runs_waits_for_it(dash_env: DashEnv, fake_pipeline: Path) -> None:
+    """Separate launches ran at once and shared the cores (a run alone took 8.5 s, three together 23–25 s each):
+    a launch while a job runs is queued, and its queue starts it when that job has ended."""
+    spec = jobs.LaunchSpec(dash_env.data_root, [], "default", [], None)
+    (first,) = jobs.launch_repeats(spec, runs_dir=dash_env.runs)
+    _wait_for(lambda: (first / "argv.json").exists())
+    assert [j.id for j in jobs.started_jobs(dash_env.runs)] == [first.name]
+    (second,) = jobs.launch_repeats(spec, runs_dir=dash_env.runs, wait=True)
+    assert jobs.job_status(second).status == "queued"
+    import time
+
+    time.sleep(2.5)  # the queue polls every second: it must still be waiting
+    assert not (second / "argv.json").exists()
+    with open(fake_pipeline, "w") as go:  # releases the first run
+        go.write("go")
+    _wait_for(lambda: (second / "argv.json").exists())  # only now does the second start
+    assert json.loads((first / "run.json").read_text())["status"] == "done"
+    with open(fake_pipeline, "w") as go:
+        go.write("go")
+    _wait_for(lambda: not jobs.active_jobs(dash_env.runs))
 
 
 def test_a_queue_that_died_leaves_its_runs_stopped(tmp_path: Path) -> None:
