@@ -157,8 +157,8 @@ def launch_panel(root: Path) -> None:
                    + ("" if values[DETERMINISTIC_KEY] else " (non-deterministic: mapper noise is sampled too)"))
     busy = jobs.started_jobs()
     if busy:
-        st.caption(f":material/schedule: {len(busy)} job(s) running: runs launched now wait for them (queued), so that their timings "
-                   "stay comparable.")
+        st.caption(f":material/schedule: {len(busy)} job(s) running: runs launched now wait for them (queued), so "
+                   "that their timings stay comparable.")
     # (this script run validated the config just above: the button cannot start a doomed job)
     if st.button("Launch", type="primary", disabled=not datasets or bool(missing) or bool(problem), key="launch"):
         chosen = list(datasets) if len(datasets) < len(names) else []  # [] = every dataset of the root
