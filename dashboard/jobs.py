@@ -244,8 +244,9 @@ def launch_repeats(spec: LaunchSpec, repeats: int = 1, seed: int | None = None,
 
 
 def started_jobs(runs_dir: Path | None = None) -> list[Job]:
-    """Active jobs whose pipeline process has started (``job.json`` records when), queued ones that wait aside."""
-    return [j for j in active_jobs(runs_dir) if "started" in job_info(j.run_dir)]
+    """Active jobs whose pipeline process has started (it says running, or ``job.json`` records when it started; a
+    CLI run has no ``job.json``), queued ones that wait aside."""
+    return [j for j in active_jobs(runs_dir) if j.status != "queued" or "started" in job_info(j.run_dir)]
 
 
 def repeat_specs(spec: LaunchSpec, repeats: int = 1, seed: int | None = None) -> list[LaunchSpec]:

@@ -212,3 +212,21 @@ def test_active_jobs_keep_their_order_as_they_change(tmp_path: Path, monkeypatch
     statuses["20261127-112958-default-98b9"] = "running"  # the queue starts the next one
     created["20261127-112958-default-98b9"] = "2026-11-27T11:31:00"
     assert [j.id for j in jobs.active_jobs(tmp_path)][-1] == "20261127-112958-default-db13"
+
+
+def test_a_cli_run_counts_as_started(tmp_path: Path) -> None:
+    """A queue waits for every running pipeline, one started from the command line too (it has no job.json)."""
+    from imc_core.runs import RunWriter
+
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "imc_core"])
+    try:
+        cli = tmp_path / "20261127-000000-default-cli0"
+        RunWriter(cli).write_meta(id=cli.name, status="running", created="2026", pid=proc.pid)
+        queued = tmp_path / "20261127-000001-default-q000"
+        RunWriter(queued).write_meta(id=queued.name, status="queued", created="2026")
+        (queued / jobs.JOB_FILE).write_text(json.dumps({"command": ["x"], "queued": __import__("time").time()}))
+        assert [j.id for j in jobs.active_jobs(tmp_path)] == [cli.name, queued.name]
+        assert [j.id for j in jobs.started_jobs(tmp_path)] == [cli.name]
+    finally:
+        proc.kill()
+        proc.wait()
