@@ -8,6 +8,7 @@ pairs_stats.csv), so Results / Compare can be tested without running the pipelin
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -173,3 +174,12 @@ def errors_and_exceptions(at: Any) -> tuple[list[str], list[str]]:
 
 def read_json(path: Path) -> Any:
     return json.loads(path.read_text())
+
+
+def started(proc: Any, text: str, timeout: float = 20.0) -> None:
+    """Wait until ``proc`` runs its own command (``text`` in its command line): right after the fork, /proc shows
+    the parent's, and a liveness check that reads it then fails (seen once on a loaded machine)."""
+    end = time.monotonic() + timeout
+    while text not in Path(f"/proc/{proc.pid}/cmdline").read_bytes().decode(errors="replace"):
+        assert time.monotonic() < end, "the child never showed its command line"
+        time.sleep(0.01)

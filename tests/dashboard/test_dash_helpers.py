@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from dashboard import jobs, state
+from dashkit import started
 from imc_core.errors import InputError
 
 
@@ -101,6 +102,7 @@ def test_job_status_of_dead_and_live_processes(tmp_path: Path) -> None:
     proc = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()", run.name],
                             stdin=subprocess.PIPE, start_new_session=True)
     try:
+        started(proc, run.name)
         (run / jobs.JOB_FILE).write_text(json.dumps({"pid": proc.pid}))
         job = jobs.job_status(run)
         assert job.alive and job.status == "cancelling"
@@ -220,6 +222,7 @@ def test_a_cli_run_counts_as_started(tmp_path: Path) -> None:
 
     proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "imc_core"])
     try:
+        started(proc, "imc_core")
         cli = tmp_path / "20261127-000000-default-cli0"
         RunWriter(cli).write_meta(id=cli.name, status="running", created="2026", pid=proc.pid)
         queued = tmp_path / "20261127-000001-default-q000"

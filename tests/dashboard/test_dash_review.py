@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from dashkit import DATASET, DashEnv, errors_and_exceptions, frame_with, open_app
+from dashkit import DATASET, DashEnv, errors_and_exceptions, frame_with, open_app, started
 
 from dashboard import jobs, state
 
@@ -345,6 +345,7 @@ def test_history_removes_runs_but_never_a_live_one(make_run: Callable[..., Path]
     live = dash_env.runs / "live"
     # a process whose command line names the package, as a pipeline's does
     proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)", "imc_core"])
+    started(proc, "imc_core")
     RunWriter(live).write_meta(id="live", status="running", created="2026", pid=proc.pid)
     try:
         at = open_app("run")
