@@ -336,11 +336,8 @@ def _run_part(run: Any, name: str, problems: list[str]) -> Any:
             "pairs_stats": "pairs_stats.csv"}.get(name, f"{name}.json")
     try:
         value = getattr(run, name)
-    except ImcError as err:
+    except ImcError as err:  # a file that does not parse (imc_core.runs names it)
         problems.append(str(err).splitlines()[0])
-        return None
-    except (ValueError, OSError) as err:  # config.toml: tomllib's errors
-        problems.append(f"{Path(run.path) / file}: cannot be read ({err})")
         return None
     if isinstance(value, pd.DataFrame):
         if missing := [c for c in _REQUIRED_COLUMNS.get(name, ()) if c not in value.columns]:

@@ -567,8 +567,7 @@ class DataRoot:
             thresholds = None
             if self.thresholds is not None:
                 thresholds = {sc: v.copy() for (ds, sc), v in self.thresholds.items() if ds == name}
-                gt_scenes = [s for s in dict.fromkeys(rows["scene"].tolist()) if s != OUTLIERS]
-                lacking = [s for s in gt_scenes if s not in thresholds]
+                lacking = [sc for _, sc in scenes_without_thresholds(rows, self.thresholds)]
                 if lacking:
                     _warn(msgs, f"{self.thresholds_path}: no thresholds for {name}/{', '.join(lacking)}")
         return Dataset(

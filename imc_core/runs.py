@@ -284,7 +284,10 @@ class Run:
         import tomllib
 
         p = self.path / "config.toml"
-        return tomllib.loads(p.read_text()) if p.exists() else {}
+        try:
+            return tomllib.loads(p.read_text()) if p.exists() else {}
+        except (tomllib.TOMLDecodeError, OSError, UnicodeDecodeError) as err:
+            raise InputError(p, f"cannot read TOML: {err}") from None
 
     @cached_property
     def scores(self) -> dict[str, Any] | None:

@@ -81,7 +81,7 @@ class ReconstructionConfig:
     camera_model: str = "SIMPLE_RADIAL"  # SIMPLE_RADIAL | SIMPLE_PINHOLE | PINHOLE | RADIAL | OPENCV, one per image
     camera_mode: str = "per_image"  # per_image (one camera each) | per_size (images of equal size and EXIF focal share one)
     focal_prior: float = 1.2  # focal = EXIF focal when present, else focal_prior * max(W, H)
-    # (with 1000, ETs keeps its models of 10 and 9 images)
+    # COLMAP lowers a min_model_size too large for the dataset: with 1000, ETs keeps its models of 10 and 9 images
     min_model_size: int = 3  # the mapper drops models with fewer registered images (COLMAP lowers too large a value)
     max_num_models: int = 25  # incremental mapper: stop after this many models
     min_num_matches: int = 15  # mapper ignores verified pairs with fewer inlier matches
