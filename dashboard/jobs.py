@@ -16,7 +16,6 @@ This module never imports streamlit.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import signal
 import subprocess
@@ -27,18 +26,15 @@ from pathlib import Path
 from typing import Any
 
 from imc_core.fsutil import atomic_write_json
+from imc_core.liveness import JOB_FILE, JOB_LOG, job_info, process_alive, read_json, run_state
 from imc_core.runs import LIVE_STATUSES, RunWriter, new_run_dir, now_iso, record_failure, request_cancel, runs_root
 
 #: Command prefix of a job; tests replace it with a fake pipeline.
 BASE_COMMAND: list[str] = [sys.executable, "-m", "imc_core", "run"]
 #: The process that runs a queue of prepared run directories one after the other (:func:`launch_queue`).
 QUEUE_COMMAND: list[str] = [sys.executable, "-m", "dashboard.runqueue"]
-#: Seconds a queued run may wait for its queue process to record itself before it counts as stopped.
-QUEUE_START_S: float = 60.0
 #: Seconds between the CANCEL request and the SIGTERM fallback.
 CANCEL_GRACE_S: float = 10.0
-JOB_FILE = "job.json"
-JOB_LOG = "job.log"
 FINAL_STATUSES = ("done", "failed", "cancelled")
 
 #: Processes started by this Python process (polled so they never linger as zombies).
@@ -270,56 +266,13 @@ def _repo_root() -> Path:
 # ---------------------------------------------------------------------------------------------------- liveness
 
 
-def read_json(path: Path) -> Any:
-    """JSON content of ``path`` or None when missing or torn/unreadable (never raises)."""
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-
-
-def job_info(run_dir: Path) -> dict[str, Any]:
-    """``job.json`` of a launched run (command, pid, queue_pid, ...); ``{}`` when missing or unreadable."""
-    job = read_json(Path(run_dir) / JOB_FILE)
-    return job if isinstance(job, dict) else {}
-
-
-def job_pid(run_dir: Path, meta: dict[str, Any] | None = None) -> int | None:
-    """The job's pid: ``run.json``'s ``pid`` when the pipeline records it, else ``job.json``'s."""
-    for source in (meta or {}, read_json(run_dir / JOB_FILE) or {}):
-        pid = source.get("pid") if isinstance(source, dict) else None
-        if isinstance(pid, int) and pid > 0:
-            return pid
-    return None
-
-
 def is_alive(pid: int | None, run_dir: Path, markers: tuple[str, ...] = ()) -> bool:
-    """Whether the job process of ``run_dir`` is still running.
-
-    A process started here is polled (which also reaps it). Otherwise ``/proc/<pid>`` must exist, not be a zombie and
-    have the run directory's name (or one of ``markers``) in its command line, so a recycled pid is never mistaken
-    for the job.
-    """
+    """Whether the job process of ``run_dir`` is still running: a process started here is polled (which also reaps
+    it); any other is checked by :func:`imc_core.liveness.process_alive`."""
     proc = _PROCS.get(str(run_dir))
     if proc is not None:
         return proc.poll() is None
-    if pid is None:
-        return False
-    proc_dir = Path(f"/proc/{pid}")
-    if Path("/proc/self").exists():
-        try:
-            stat = (proc_dir / "stat").read_text()
-            if stat[stat.rfind(")") + 2:].startswith("Z"):
-                return False
-            cmdline = (proc_dir / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            return False
-        return any(m in cmdline for m in (run_dir.name, *markers))
-    try:  # no /proc (macOS): best effort
-        os.kill(pid, 0)
-    except (ProcessLookupError, PermissionError):
-        return False
-    return True
+    return process_alive(pid, run_dir, markers)
 
 
 def wait(run_dir: Path, timeout: float | None = None) -> int | None:
@@ -366,50 +319,10 @@ def job_status(run_dir: Path, now: float | None = None) -> Job:
     meta = meta if isinstance(meta, dict) else {}
     progress = read_json(run_dir / "progress.json")
     progress = progress if isinstance(progress, dict) else {}
-    pid = job_pid(run_dir, meta)
-    # a pid the pipeline recorded itself (CLI runs without --out): its command line names the package, not the dir
-    markers = ("imc_core",) if isinstance(meta.get("pid"), int) else ()
-    raw = str(meta.get("status", "unknown"))
-    cancel = run_dir / "CANCEL"
-    cancel_at = cancel.stat().st_mtime if cancel.exists() else None
-    alive = raw == "running" and is_alive(pid, run_dir, markers)
-    error = meta.get("error")
-    if raw == "running":
-        if alive:
-            status = "cancelling" if cancel_at is not None else "running"
-        else:
-            status = "cancelled" if cancel_at is not None else "stopped"
-    elif raw == "queued":
-        alive = _queue_alive(run_dir, now)
-        status = "queued" if alive else "stopped"
-        if not alive and not error:
-            error = "the queue process ended before this run started" + _log_tail_hint(run_dir)
-    else:
-        status = raw
-    if status == "stopped" and not error:
-        error = "the pipeline process ended without recording a result" + _log_tail_hint(run_dir)
-    return Job(run_dir, status, pid, alive, stage_progress(progress, now), str(progress.get("stage", "")),
-               str(progress.get("message", "")), str(meta.get("created", "")), cancel_at, error, meta)
-
-
-def _queue_alive(run_dir: Path, now: float | None = None) -> bool:
-    """Whether the queue process that owns a queued run still lives (it records its pid in ``job.json`` when it
-    starts; until then the run counts as waiting for :data:`QUEUE_START_S` seconds)."""
-    job = job_info(run_dir)
-    qpid = job.get("queue_pid")
-    if isinstance(qpid, int) and qpid > 0:
-        return is_alive(qpid, run_dir)  # its command line names every run directory of the queue
-    queued = job.get("queued")
-    now = time.time() if now is None else now
-    return isinstance(queued, (int, float)) and now - queued < QUEUE_START_S
-
-
-def _log_tail_hint(run_dir: Path) -> str:
-    p = run_dir / JOB_LOG
-    if not p.exists():
-        return ""
-    lines = [ln for ln in p.read_text(errors="replace").splitlines() if ln.strip()]
-    return f" (last output: {lines[-1][:200]})" if lines else ""
+    state = run_state(run_dir, meta, now, alive=is_alive)
+    return Job(run_dir, state.status, state.pid, state.alive, stage_progress(progress, now),
+               str(progress.get("stage", "")), str(progress.get("message", "")), str(meta.get("created", "")),
+               state.cancel_requested_at, state.error, meta)
 
 
 def active_jobs(runs_dir: Path | None = None) -> list[Job]:

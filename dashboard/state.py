@@ -426,15 +426,15 @@ def _same_path(a: str, b: Path) -> bool:
 
 def runs_table() -> pd.DataFrame:
     """:func:`imc_core.runs.list_runs` of the runs root (cached on the runs' mtimes), plus unreadable run folders;
-    a ``running`` run whose process has ended shows :func:`live_status` (``stopped``), not ``running``."""
-    from imc_core.runs import runs_root
+    a live run whose process has ended since the table was cached shows :func:`live_status` (``stopped``)."""
+    from imc_core.runs import LIVE_STATUSES, runs_root
 
     root = runs_root()
     df = _runs_table(str(root), _runs_key(root))
-    running = df["status"].astype(str) == "running" if "status" in df else None
-    if running is not None and running.any():  # liveness is not in the cache key: checked on every call
+    live = df["status"].astype(str).isin((*LIVE_STATUSES, "cancelling")) if "status" in df else None
+    if live is not None and live.any():  # liveness is not in the cache key: checked on every call
         df = df.copy()
-        df.loc[running, "status"] = [live_status("running", p) for p in df.loc[running, "path"]]
+        df.loc[live, "status"] = [live_status("running", p) for p in df.loc[live, "path"]]
     return df
 
 

@@ -26,6 +26,7 @@ import pandas as pd
 from .cache import REPO_ROOT
 from .errors import InputError
 from .fsutil import atomic_write_json, atomic_write_text
+from .liveness import run_state
 
 RUN_FILES = ("run.json", "config.toml", "submission.csv", "scores.json", "scenes.csv", "per_image.csv",
              "alignments.json", "timings.json", "log.txt", "progress.json", "pairs_stats.csv")
@@ -183,17 +184,17 @@ def remove_runs(ids: Iterable[str] = (), root: Path | None = None, *, statuses: 
 
     Args:
         ids: run folder names (plain names inside ``root``; no path).
-        statuses: statuses to delete in bulk.
-        force: also delete runs that say ``running`` or ``queued`` (a process may still be writing: only for runs
-            known to be dead).
+        statuses: statuses to delete in bulk, as :func:`list_runs` shows them (``stopped``: a run that says
+            running or queued in ``run.json`` but whose process has ended, :mod:`imc_core.liveness`).
+        force: also delete runs whose process still runs (or that cannot be checked: recorded on another host).
         dry_run: return what would go, delete nothing.
 
     Returns:
         The run folders deleted (or that would be).
 
     Raises:
-        InputError: an id that is not a run folder under ``root``, or a live-looking run without ``force``
-            (nothing is deleted then).
+        InputError: an id that is not a run folder under ``root``, or a live run without ``force`` (nothing is
+            deleted then).
     """
     root = Path(root or runs_root())
     chosen: dict[Path, str] = {}
@@ -206,15 +207,15 @@ def remove_runs(ids: Iterable[str] = (), root: Path | None = None, *, statuses: 
     if wanted and root.is_dir():
         for p in sorted(root.iterdir()):
             meta = _read_json_quiet(p / "run.json")
-            if isinstance(meta, dict) and meta.get("status") in wanted:
+            if isinstance(meta, dict) and _status(p, meta) in wanted:
                 chosen[p] = p.name
     if not force:
         for path in chosen:
             meta = _read_json_quiet(path / "run.json")
-            status = meta.get("status") if isinstance(meta, dict) else None
-            if status in LIVE_STATUSES:
-                raise InputError(path, f"run is {status} (its process may still write there); cancel it first, or "
-                                       "force the removal if it is dead")
+            status = run_state(path, meta).status if isinstance(meta, dict) else None
+            if status in (*LIVE_STATUSES, "cancelling"):
+                raise InputError(path, f"run is {status} (its process still runs); cancel it first, or force the "
+                                       "removal")
     out = sorted(chosen)
     if not dry_run:
         for path in out:
@@ -348,7 +349,9 @@ def load_run(path: str | Path) -> Run:
 
 def list_runs(root: Path | None = None) -> pd.DataFrame:
     """One row per run under ``root`` (newest first): id, created, status, variant, datasets, score, mAA,
-    clusterness, seconds, seed, config_hash, path, data_root. Unreadable folders are skipped."""
+    clusterness, seconds, seed, config_hash, path, data_root. Unreadable folders are skipped. A run that says
+    running or queued is checked against its process (:func:`imc_core.liveness.run_state`): ``stopped`` when it has
+    ended without recording a result."""
     root = root or runs_root()
     rows = []
     if root.exists():
@@ -363,7 +366,7 @@ def list_runs(root: Path | None = None) -> pd.DataFrame:
             except InputError:
                 continue
             rows.append({
-                "id": p.name, "created": meta.get("created", ""), "status": meta.get("status", ""),
+                "id": p.name, "created": meta.get("created", ""), "status": _status(p, meta),
                 "variant": meta.get("variant", ""), "datasets": ",".join(meta.get("datasets", [])),
                 "score": scores.get("score"), "mAA": scores.get("mAA"), "clusterness": scores.get("clusterness"),
                 "seconds": timings.get("total"), "seed": meta.get("seed"), "group": meta.get("group"),
@@ -374,6 +377,12 @@ def list_runs(root: Path | None = None) -> pd.DataFrame:
             "group", "config_hash", "label", "path", "data_root"]
     df = pd.DataFrame(rows, columns=cols)
     return df.sort_values("created", ascending=False, kind="stable").reset_index(drop=True)
+
+
+def _status(path: Path, meta: dict[str, Any]) -> str:
+    """``run.json``'s status, checked against the process for a run that says running or queued."""
+    status = str(meta.get("status", ""))
+    return run_state(path, meta).status if status in LIVE_STATUSES else status
 
 
 def referenced_artifacts(root: Path | None = None) -> set[tuple[str, str]]:

@@ -178,7 +178,8 @@ def test_remove_runs_by_id_and_status_never_a_live_one(tmp_path: Path) -> None:
     keep, bad = make_run(root, score=70.0), make_run(root, score=10.0)
     RunWriter(bad).set_status("failed", error="x")
     live = new_run_dir("v", root)
-    RunWriter(live).write_meta(id=live.name, status="running")
+    # a run of another host cannot be checked, so it counts as live (tests/unit/test_liveness.py: real processes)
+    RunWriter(live).write_meta(id=live.name, status="running", host="another-machine")
     assert remove_runs(statuses=["failed"], root=root, dry_run=True) == [bad] and bad.exists()
     assert remove_runs(statuses=["failed"], root=root) == [bad] and not bad.exists()
     with pytest.raises(InputError, match="run is running"):

@@ -1,0 +1,167 @@
+"""Whether a run that says ``running`` or ``queued`` still has a process behind it.
+
+``run.json`` says ``running`` from the moment a pipeline (or a launcher, for the folder it prepares) starts until the
+pipeline records its end. A process killed with SIGKILL, or a machine that rebooted, never records it, so the word
+alone would say ``running`` for ever. The pipeline records its pid in ``run.json``; a launcher records the pid of
+the process it started (and, for a queue, the queue's own pid) in ``job.json``. This module checks those processes:
+the CLI's ``runs`` and ``runs rm`` use it as the dashboard does.
+
+A pid is trusted only when ``/proc/<pid>`` exists, is not a zombie and has the run folder's name (or one of the
+given markers) in its command line, so a recycled pid is never taken for the job. A run recorded on another host
+(``run.json``'s ``host``, e.g. a runs folder on a shared disk) cannot be checked and keeps its word.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+JOB_FILE = "job.json"
+JOB_LOG = "job.log"
+#: Seconds a queued run may wait for its queue process to record itself before it counts as stopped.
+QUEUE_START_S: float = 60.0
+
+#: ``alive(pid, run_dir, markers) -> bool``; the dashboard passes one that first polls the processes it started.
+AliveCheck = Callable[[int | None, Path, tuple[str, ...]], bool]
+
+
+def read_json(path: Path) -> Any:
+    """JSON content of ``path`` or None when missing or torn/unreadable (never raises)."""
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def job_info(run_dir: Path) -> dict[str, Any]:
+    """``job.json`` of a launched run (command, pid, queue_pid, ...); ``{}`` when missing or unreadable."""
+    job = read_json(Path(run_dir) / JOB_FILE)
+    return job if isinstance(job, dict) else {}
+
+
+def job_pid(run_dir: Path, meta: dict[str, Any] | None = None) -> int | None:
+    """The job's pid: ``run.json``'s ``pid`` when the pipeline records it, else ``job.json``'s."""
+    for source in (meta or {}, job_info(run_dir)):
+        pid = source.get("pid")
+        if isinstance(pid, int) and not isinstance(pid, bool) and pid > 0:
+            return pid
+    return None
+
+
+def process_alive(pid: int | None, run_dir: Path, markers: tuple[str, ...] = ()) -> bool:
+    """Whether process ``pid`` runs and is the job of ``run_dir`` (its command line names the folder or a marker).
+
+    Without ``/proc`` (macOS) only the pid's existence is checked.
+    """
+    if pid is None:
+        return False
+    proc_dir = Path(f"/proc/{pid}")
+    if Path("/proc/self").exists():
+        try:
+            stat = (proc_dir / "stat").read_text()
+            if stat[stat.rfind(")") + 2:].startswith("Z"):
+                return False
+            cmdline = (proc_dir / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            return False
+        return any(m in cmdline for m in (Path(run_dir).name, *markers))
+    try:
+        os.kill(pid, 0)
+    except (ProcessLookupError, PermissionError):
+        return False
+    return True
+
+
+@dataclass(frozen=True)
+class RunState:
+    """What a run folder's process is doing.
+
+    Attributes:
+        status: ``run.json``'s status, except that a ``running`` run without a live process is ``stopped`` (or
+            ``cancelled`` when a cancel was requested), a ``running`` one with a pending cancel ``cancelling``, and a
+            ``queued`` one whose queue process is gone ``stopped``.
+        alive: whether its process (or its queue) is alive.
+        pid: the job's pid, when recorded.
+        error: ``run.json``'s error, or why a ``stopped`` run stopped (with the last line of ``job.log``).
+        cancel_requested_at: modification time of the ``CANCEL`` file, when there is one.
+    """
+
+    status: str
+    alive: bool
+    pid: int | None
+    error: str | None
+    cancel_requested_at: float | None
+
+
+def run_state(run_dir: Path, meta: dict[str, Any] | None = None, now: float | None = None,
+              alive: AliveCheck = process_alive) -> RunState:
+    """The :class:`RunState` of ``run_dir`` (never raises on torn or missing files).
+
+    Args:
+        run_dir: the run folder.
+        meta: its ``run.json`` when already read.
+        now: current time (``time.time()``), for tests.
+        alive: the process check (default :func:`process_alive`).
+    """
+    run_dir = Path(run_dir)
+    if meta is None:
+        meta = read_json(run_dir / "run.json")
+    meta = meta if isinstance(meta, dict) else {}
+    pid = job_pid(run_dir, meta)
+    raw = str(meta.get("status", "unknown"))
+    cancel = run_dir / "CANCEL"
+    try:
+        cancel_at: float | None = cancel.stat().st_mtime
+    except OSError:
+        cancel_at = None
+    error = meta.get("error")
+    error = str(error) if error else None
+    host = meta.get("host")
+    if raw in ("running", "queued") and isinstance(host, str) and host and host != platform.node():
+        return RunState(raw, True, pid, error, cancel_at)  # another machine's process: cannot tell
+    is_alive = False
+    if raw == "running":
+        # a pid the pipeline recorded itself (CLI runs without --out): its command line names the package, not the dir
+        markers = ("imc_core",) if isinstance(meta.get("pid"), int) else ()
+        is_alive = alive(pid, run_dir, markers)
+        if is_alive:
+            status = "cancelling" if cancel_at is not None else "running"
+        else:
+            status = "cancelled" if cancel_at is not None else "stopped"
+    elif raw == "queued":
+        is_alive = _queue_alive(run_dir, now, alive)
+        status = "queued" if is_alive else "stopped"
+        if not is_alive and not error:
+            error = "the queue process ended before this run started" + _log_tail_hint(run_dir)
+    else:
+        status = raw
+    if status == "stopped" and not error:
+        error = "the pipeline process ended without recording a result" + _log_tail_hint(run_dir)
+    return RunState(status, is_alive, pid, error, cancel_at)
+
+
+def _queue_alive(run_dir: Path, now: float | None, alive: AliveCheck) -> bool:
+    """Whether the queue process that owns a queued run still lives (it records its pid in ``job.json`` when it
+    starts; until then the run counts as waiting for :data:`QUEUE_START_S` seconds)."""
+    job = job_info(run_dir)
+    qpid = job.get("queue_pid")
+    if isinstance(qpid, int) and qpid > 0:
+        return alive(qpid, run_dir, ())  # its command line names every run directory of the queue
+    queued = job.get("queued")
+    now = time.time() if now is None else now
+    return isinstance(queued, (int, float)) and now - queued < QUEUE_START_S
+
+
+def _log_tail_hint(run_dir: Path) -> str:
+    try:
+        text = (run_dir / JOB_LOG).read_text(errors="replace")
+    except OSError:
+        return ""
+    lines = [ln for ln in text.splitlines() if ln.strip()]
+    return f" (last output: {lines[-1][:200]})" if lines else ""
