@@ -195,3 +195,12 @@ def test_runs_with_a_runs_folder_that_is_missing_or_a_file(tmp_path: Path, capsy
     (tmp_path / "empty" / "broken" / "run.json").write_text("{not json")
     assert main(["runs", "--root", str(tmp_path / "empty")]) == 0
     assert "1 run folder(s) could not be read: broken" in capsys.readouterr().err
+
+
+def test_the_cli_runs_from_any_folder(tmp_path: Path) -> None:
+    """`make` installs the checkout in editable mode: the module and the `imc-lab` command work outside it."""
+    env = {k: v for k, v in __import__("os").environ.items() if k != "PYTHONPATH"}
+    for cmd in ([sys.executable, "-m", "imc_core", "variants"], [str(Path(sys.executable).with_name("imc-lab")),
+                                                                  "variants"]):
+        proc = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, env=env)
+        assert proc.returncode == 0 and proc.stdout.startswith("aliked_lightglue"), proc.stderr
