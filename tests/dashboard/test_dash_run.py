@@ -214,3 +214,25 @@ def test_a_queue_that_died_leaves_its_runs_stopped(tmp_path: Path) -> None:
     (run / jobs.JOB_FILE).write_text(json.dumps({"command": ["x"], "queued": __import__("time").time()}))
     assert jobs.job_status(run).status == "queued"  # its queue has not recorded itself yet
 
+
+
+
+@pytest.mark.timeout(180)
+def test_a_queue_checks_and_starts_under_the_runs_folder_lock(dash_env: DashEnv, fake_pipeline: Path) -> None:
+    """Two queues that found no job running at the same instant both started theirs (the check polls every
+    second): the check and the start are one step under a lock on the runs folder, which another queue holds
+    until its run has recorded that it started."""
+    from dashboard import runqueue
+
+    spec = jobs.LaunchSpec(dash_env.data_root, [], "default", [], None)
+    with runqueue.turn_lock(dash_env.runs):  # as another queue between its check and its start
+        (run,) = jobs.launch_queue([spec], dash_env.runs)
+        import time
+
+        time.sleep(2.5)
+        assert not (run / "argv.json").exists() and jobs.job_status(run).status == "queued"
+    _wait_for(lambda: (run / "argv.json").exists())
+    with open(fake_pipeline, "w") as go:
+        go.write("go")
+    _wait_for(lambda: not jobs.active_jobs(dash_env.runs))
+    assert json.loads((run / "run.json").read_text())["status"] == "done"
