@@ -266,13 +266,13 @@ def _repo_root() -> Path:
 # ---------------------------------------------------------------------------------------------------- liveness
 
 
-def is_alive(pid: int | None, run_dir: Path, markers: tuple[str, ...] = ()) -> bool:
+def is_alive(pid: int | None, run_dir: Path, markers: tuple[str, ...] = (), started: int | None = None) -> bool:
     """Whether the job process of ``run_dir`` is still running: a process started here is polled (which also reaps
     it); any other is checked by :func:`imc_core.liveness.process_alive`."""
     proc = _PROCS.get(str(run_dir))
     if proc is not None:
         return proc.poll() is None
-    return process_alive(pid, run_dir, markers)
+    return process_alive(pid, run_dir, markers, started)
 
 
 def wait(run_dir: Path, timeout: float | None = None) -> int | None:

@@ -6,8 +6,9 @@ alone would say ``running`` for ever. The pipeline records its pid in ``run.json
 the process it started (and, for a queue, the queue's own pid) in ``job.json``. This module checks those processes:
 the CLI's ``runs`` and ``runs rm`` use it as the dashboard does.
 
-A pid is trusted only when ``/proc/<pid>`` exists, is not a zombie and has the run folder's name (or one of the
-given markers) in its command line, so a recycled pid is never taken for the job. A run recorded on another host
+A pid is trusted only when ``/proc/<pid>`` exists, is not a zombie and is the same process: the pipeline records
+its start time beside its pid (``pid_start``); a launcher's pid must have the run folder's name in its command line.
+So a recycled pid is never taken for the job. A run recorded on another host
 (``run.json``'s ``host``, e.g. a runs folder on a shared disk) cannot be checked and keeps its word.
 """
 
@@ -27,8 +28,9 @@ JOB_LOG = "job.log"
 #: Seconds a queued run may wait for its queue process to record itself before it counts as stopped.
 QUEUE_START_S: float = 60.0
 
-#: ``alive(pid, run_dir, markers) -> bool``; the dashboard passes one that first polls the processes it started.
-AliveCheck = Callable[[int | None, Path, tuple[str, ...]], bool]
+#: ``alive(pid, run_dir, markers, started) -> bool``; the dashboard passes one that first polls the processes it
+#: started.
+AliveCheck = Callable[[int | None, Path, tuple[str, ...], int | None], bool]
 
 
 def read_json(path: Path) -> Any:
@@ -54,8 +56,29 @@ def job_pid(run_dir: Path, meta: dict[str, Any] | None = None) -> int | None:
     return None
 
 
-def process_alive(pid: int | None, run_dir: Path, markers: tuple[str, ...] = ()) -> bool:
-    """Whether process ``pid`` runs and is the job of ``run_dir`` (its command line names the folder or a marker).
+def _stat_fields(pid: int) -> list[str] | None:
+    """``/proc/<pid>/stat`` after the command name (field 3, the state, first); None when unreadable."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat[stat.rfind(")") + 2:].split()
+
+
+def process_start(pid: int) -> int | None:
+    """When process ``pid`` started (clock ticks since boot, ``/proc/<pid>/stat`` field 22); with the pid it names
+    one process for good, whatever its command line (the CLI, the ``imc-lab`` script, a notebook calling
+    :func:`imc_core.run_pipeline`). None without ``/proc``."""
+    fields = _stat_fields(pid)
+    try:
+        return int(fields[19]) if fields else None
+    except (IndexError, ValueError):
+        return None
+
+
+def process_alive(pid: int | None, run_dir: Path, markers: tuple[str, ...] = (), started: int | None = None) -> bool:
+    """Whether process ``pid`` runs and is the job of ``run_dir``: it started at ``started`` (:func:`process_start`)
+    when that is known, else its command line names the folder or one of ``markers``.
 
     Without ``/proc`` (macOS) only the pid's existence is checked.
     """
@@ -63,10 +86,12 @@ def process_alive(pid: int | None, run_dir: Path, markers: tuple[str, ...] = ())
         return False
     proc_dir = Path(f"/proc/{pid}")
     if Path("/proc/self").exists():
+        fields = _stat_fields(pid)
+        if not fields or fields[0].startswith("Z"):
+            return False
+        if started is not None:
+            return process_start(pid) == started
         try:
-            stat = (proc_dir / "stat").read_text()
-            if stat[stat.rfind(")") + 2:].startswith("Z"):
-                return False
             cmdline = (proc_dir / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
         except OSError:
             return False
@@ -127,9 +152,13 @@ def run_state(run_dir: Path, meta: dict[str, Any] | None = None, now: float | No
         return RunState(raw, True, pid, error, cancel_at)  # another machine's process: cannot tell
     is_alive = False
     if raw == "running":
-        # a pid the pipeline recorded itself (CLI runs without --out): its command line names the package, not the dir
-        markers = ("imc_core",) if isinstance(meta.get("pid"), int) else ()
-        is_alive = alive(pid, run_dir, markers)
+        # the pipeline records its pid with its start time (run.json's pid_start); a launcher's pid (job.json, until
+        # the pipeline writes run.json) is checked by its command line, which names the run folder; runs recorded
+        # before pid_start existed, by the package's name in it
+        started = meta.get("pid_start") if meta.get("pid") == pid else None
+        started = started if isinstance(started, int) and not isinstance(started, bool) else None
+        markers = ("imc_core", "imc-lab") if meta.get("pid") == pid and started is None else ()
+        is_alive = alive(pid, run_dir, markers, started)
         if is_alive:
             status = "cancelling" if cancel_at is not None else "running"
         else:
@@ -152,7 +181,7 @@ def _queue_alive(run_dir: Path, now: float | None, alive: AliveCheck) -> bool:
     job = job_info(run_dir)
     qpid = job.get("queue_pid")
     if isinstance(qpid, int) and qpid > 0:
-        return alive(qpid, run_dir, ())  # its command line names every run directory of the queue
+        return alive(qpid, run_dir, (), None)  # its command line names every run directory of the queue
     queued = job.get("queued")
     now = time.time() if now is None else now
     return isinstance(queued, (int, float)) and now - queued < QUEUE_START_S

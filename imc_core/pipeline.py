@@ -32,6 +32,7 @@ from .cache import Artifact, artifact_key, cached, get_or_build, h5_problem, sql
 from .config import DEFAULT_VARIANT, PipelineConfig, dump_config, resolve_config, stable_hash, unused_settings
 from .errors import Cancelled, ImcError, InputError
 from .images import check_images
+from .liveness import process_start
 from .runs import RunWriter, check_run_dir, new_run_dir, now_iso, record_failure, runs_root
 
 #: progress(stage, done, total, message)
@@ -216,7 +217,7 @@ def run_pipeline(
                       f"{', '.join(absent[:5])}{' …' if len(absent) > 5 else ''}")
     writer.write_meta(
         id=run_dir.name, created=now_iso(), status="running", variant=variant,
-        data_root=str(Path(data_root).resolve()), pid=os.getpid(),
+        data_root=str(Path(data_root).resolve()), pid=os.getpid(), pid_start=process_start(os.getpid()),
         split=split, datasets=list(names), config_hash=cfg.hash(), device=_device_name(cfg),
         deterministic=cfg.reconstruction.deterministic, seed=cfg.reconstruction.seed, overrides=list(overrides),
         label=label, group=group, host=platform.node(), error=None, warnings=warns,

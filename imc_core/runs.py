@@ -214,8 +214,8 @@ def remove_runs(ids: Iterable[str] = (), root: Path | None = None, *, statuses: 
             meta = _read_json_quiet(path / "run.json")
             status = run_state(path, meta).status if isinstance(meta, dict) else None
             if status in (*LIVE_STATUSES, "cancelling"):
-                raise InputError(path, f"run is {status} (its process still runs); cancel it first, or force the "
-                                       "removal")
+                raise InputError(path, f"run is {status} (its process still runs); stop it first (Ctrl-C where it "
+                                       "runs, or Cancel in the dashboard), or force the removal")
     out = sorted(chosen)
     if not dry_run:
         for path in out:

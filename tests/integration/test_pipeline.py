@@ -160,6 +160,23 @@ def test_cancel_keeps_status_and_cache(tiny_root: Path, isolated_dirs: dict, tmp
                      raise_errors=True)
 
 
+def test_a_run_lists_as_running_while_it_runs(tiny_root: Path, isolated_dirs: dict) -> None:
+    """The pipeline records its pid with the process's start time, so `runs` knows it live whatever the command line
+    (here pytest's, as for a notebook or the `imc-lab` script: it names neither the run folder nor the package)."""
+    from imc_core.runs import list_runs
+
+    seen: list[str] = []
+
+    def look() -> bool:
+        seen.extend(list_runs(isolated_dirs["runs"])["status"])
+        return False
+
+    run_dir = run_pipeline(tiny_root, variant="default", overrides=FAST, should_cancel=look)
+    assert seen and set(seen) == {"running"}
+    assert list_runs(isolated_dirs["runs"])["status"].tolist() == ["done"]
+    assert json.loads((run_dir / "run.json").read_text())["pid_start"] > 0
+
+
 def test_bad_config_fails_cleanly(tiny_root: Path, isolated_dirs: dict, tmp_path: Path) -> None:
     from imc_core.errors import ConfigError
 

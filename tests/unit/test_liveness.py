@@ -13,7 +13,7 @@ import pytest
 
 from imc_core.cli import main
 from imc_core.errors import InputError
-from imc_core.liveness import JOB_FILE, JOB_LOG, run_state
+from imc_core.liveness import JOB_FILE, JOB_LOG, process_start, run_state
 from imc_core.runs import RunWriter, list_runs, new_run_dir, remove_runs
 
 
@@ -102,3 +102,20 @@ def test_queued_runs_follow_their_queue(tmp_path: Path) -> None:
     assert state.status == "stopped" and "queue process ended" in (state.error or "")
     (run / JOB_FILE).write_text(json.dumps({"command": ["x"], "queued": 1000.0, "queue_pid": 2**22 + 12345}))
     assert run_state(run, now=1010.0).status == "stopped"  # the queue recorded itself and is gone
+
+
+def test_the_pipeline_is_known_by_its_pid_and_start_time(tmp_path: Path) -> None:
+    run = new_run_dir("v", tmp_path)
+    proc = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
+    try:
+        _wait_for_cmdline(proc, "stdin.read")
+        start = process_start(proc.pid)
+        assert isinstance(start, int) and start > 0
+        # its command line names neither the run folder nor the package (a notebook, the imc-lab script)
+        writer = RunWriter(run)
+        writer.write_meta(id=run.name, status="running", pid=proc.pid, pid_start=start)
+        assert run_state(run).status == "running"
+        writer.write_meta(pid_start=start + 1)  # the same pid, another process: a recycled pid
+        assert run_state(run).status == "stopped"
+    finally:
+        _kill(proc)
