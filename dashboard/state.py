@@ -32,7 +32,6 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA_ROOT = REPO_ROOT / "data" / "synthetic"
 #: URL query keys that describe a view (``page`` is the st.navigation url path).
 SHARE_KEYS = ("root", "run", "runs", "dataset", "scene", "tab")
-_RUN_ID_RE = re.compile(r"^[A-Za-z0-9._-]+$")
 
 
 # ------------------------------------------------------------------------------------------------------ errors
@@ -301,7 +300,7 @@ def resolve_run_dir(run: str) -> Path:
 
     p = Path(run)
     if not p.is_absolute():
-        if not _RUN_ID_RE.match(run) or run in {".", ".."}:
+        if Path(run).name != run or run in {"", ".", ".."} or "\\" in run:  # a plain folder name
             raise InputError(None, f"invalid run id {run!r}")
         p = runs_root() / run
     if not p.is_dir():

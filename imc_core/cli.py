@@ -187,16 +187,25 @@ def _cmd_runs(args: argparse.Namespace) -> int:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from .runs import export_bundle
+    from .runs import export_bundle, runs_root
 
-    print(export_bundle(args.run_dir, args.out))
+    run_dir = Path(args.run_dir)
+    by_id = runs_root() / args.run_dir.rstrip("/")
+    if not run_dir.exists() and Path(args.run_dir).name == args.run_dir.rstrip("/") and by_id.is_dir():
+        run_dir = by_id  # a run id as `runs` lists it
+    print(export_bundle(run_dir, args.out))
     return 0
 
 
 def _cmd_import(args: argparse.Namespace) -> int:
-    from .runs import import_bundle
+    from .runs import import_bundle, runs_root
 
-    print(import_bundle(args.bundle, Path(args.root) if args.root else None))
+    root = Path(args.root) if args.root else runs_root()
+    before = {p.name for p in root.iterdir()} if root.is_dir() else set()
+    dest = import_bundle(args.bundle, root)
+    if dest.name in before:
+        print(f"not imported: this bundle's run is already here as {dest.name}", file=sys.stderr)
+    print(dest)
     return 0
 
 
@@ -341,8 +350,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=_cmd_runs)
 
     s = sub.add_parser("export", help="export a run as a zip bundle")
-    s.add_argument("run_dir")
-    s.add_argument("--out")
+    s.add_argument("run_dir", help="run folder, or a run id of the runs folder ($IMC_RUNS_DIR)")
+    s.add_argument("--out", help="bundle file (default RUN_DIR.zip beside the run folder)")
     s.set_defaults(func=_cmd_export)
 
     s = sub.add_parser("import", help="import a run bundle")

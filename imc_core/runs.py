@@ -15,6 +15,7 @@ import shutil
 import threading
 import time
 import zipfile
+import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -30,7 +31,13 @@ from .liveness import run_state
 
 RUN_FILES = ("run.json", "config.toml", "submission.csv", "scores.json", "scenes.csv", "per_image.csv",
              "alignments.json", "timings.json", "log.txt", "progress.json", "pairs_stats.csv")
-BUNDLE_REQUIRED = ("run.json", "config.toml", "submission.csv")
+BUNDLE_REQUIRED = ("run.json", "config.toml")
+#: ``run.json`` fields an imported bundle must type correctly when it has them (every reader relies on these)
+META_TYPES: dict[str, tuple[type, ...]] = {
+    "id": (str,), "created": (str,), "status": (str,), "variant": (str,), "data_root": (str,), "split": (str,),
+    "datasets": (list,), "overrides": (list,), "seed": (int, type(None)), "label": (str, type(None)),
+    "group": (str, type(None)), "error": (str, type(None)), "warnings": (list, type(None)),
+}
 BUNDLE_MAX_BYTES = 512 * 1024**2
 
 
@@ -104,7 +111,8 @@ def record_failure(path: str | Path, error: str, status: str = "failed") -> None
 
 
 def _slug(text: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_" else "-" for c in text)[:40] or "run"
+    """A folder name of ASCII letters, digits, ``-`` and ``_`` (what a URL's ``?run=`` carries as it is)."""
+    return "".join(c if (c.isascii() and c.isalnum()) or c in "-_" else "-" for c in text)[:40] or "run"
 
 
 class RunWriter:
@@ -199,6 +207,7 @@ def remove_runs(ids: Iterable[str] = (), root: Path | None = None, *, statuses: 
     root = Path(root or runs_root())
     chosen: dict[Path, str] = {}
     for run_id in ids:
+        run_id = run_id.rstrip("/")  # a shell's completion of the folder name
         path = root / run_id
         if run_id in {"", ".", ".."} or Path(run_id).name != run_id or not (path / "run.json").is_file():
             raise InputError(path, "no such run folder")
@@ -365,18 +374,40 @@ def list_runs(root: Path | None = None) -> pd.DataFrame:
                 meta, scores, timings = run.meta, run.scores or {}, run.timings or {}
             except InputError:
                 continue
+            if not isinstance(meta, dict):
+                continue
+            scores = scores if isinstance(scores, dict) else {}
+            timings = timings if isinstance(timings, dict) else {}
+            datasets = meta.get("datasets")
             rows.append({
-                "id": p.name, "created": meta.get("created", ""), "status": _status(p, meta),
-                "variant": meta.get("variant", ""), "datasets": ",".join(meta.get("datasets", [])),
-                "score": scores.get("score"), "mAA": scores.get("mAA"), "clusterness": scores.get("clusterness"),
-                "seconds": timings.get("total"), "seed": meta.get("seed"), "group": meta.get("group"),
-                "config_hash": meta.get("config_hash", ""), "label": meta.get("label", ""), "path": str(p),
-                "data_root": meta.get("data_root", ""),
+                "id": p.name, "created": _text(meta.get("created")), "status": _status(p, meta),
+                "variant": _text(meta.get("variant")),
+                "datasets": ",".join(map(str, datasets)) if isinstance(datasets, list) else _text(datasets),
+                "score": _number(scores.get("score")), "mAA": _number(scores.get("mAA")),
+                "clusterness": _number(scores.get("clusterness")), "seconds": _number(timings.get("total")),
+                "seed": meta.get("seed") if _is_int(meta.get("seed")) else None, "group": _text(meta.get("group")) or None,
+                "config_hash": _text(meta.get("config_hash")), "label": _text(meta.get("label")), "path": str(p),
+                "data_root": _text(meta.get("data_root")),
             })
     cols = ["id", "created", "status", "variant", "datasets", "score", "mAA", "clusterness", "seconds", "seed",
             "group", "config_hash", "label", "path", "data_root"]
     df = pd.DataFrame(rows, columns=cols)
-    return df.sort_values("created", ascending=False, kind="stable").reset_index(drop=True)
+    # by the moment each run was made: run.json's ISO times carry their UTC offset (a teammate's may differ)
+    when = pd.to_datetime(df["created"], errors="coerce", utc=True, format="ISO8601")
+    order = when.sort_values(ascending=False, kind="stable", na_position="last").index
+    return df.loc[order].reset_index(drop=True)
+
+
+def _text(value: Any) -> str:
+    return "" if value is None else str(value)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
 def _status(path: Path, meta: dict[str, Any]) -> str:
@@ -452,11 +483,44 @@ def _same_results(a: Path, b: Path) -> bool:
     return True
 
 
+def _check_bundle(staging: Path) -> dict[str, Any]:
+    """Validate an unpacked bundle; returns its ``run.json``. Raises InputError naming the file at fault."""
+    import tomllib
+
+    from .submission import read_pose_csv
+
+    meta = _read_json(staging / "run.json")
+    if not isinstance(meta, dict):
+        raise InputError(staging / "run.json", "not a JSON object")
+    for key, types in META_TYPES.items():
+        if key in meta and (not isinstance(meta[key], types) or isinstance(meta[key], bool)):
+            want = " or ".join("null" if t is type(None) else t.__name__ for t in types)
+            raise InputError(staging / "run.json", f"{key!r} must be {want}, not {meta[key]!r}"[:200])
+    if any(not isinstance(d, str) for d in meta.get("datasets") or []):
+        raise InputError(staging / "run.json", "'datasets' must be a list of names")
+    try:
+        tomllib.loads((staging / "config.toml").read_text())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
+        raise InputError(staging / "config.toml", f"cannot read TOML: {err}") from None
+    scores = _read_json(staging / "scores.json")
+    if scores is not None and not (isinstance(scores, dict) and _number(scores.get("score")) is not None):
+        raise InputError(staging / "scores.json", "has no numeric 'score'")
+    sub = staging / "submission.csv"
+    if sub.is_file():
+        read_pose_csv(sub)
+    elif meta.get("status") not in ("failed", "cancelled"):  # a run that ended early wrote none
+        raise InputError(staging, f"not a run bundle: missing submission.csv (status {meta.get('status')!r})")
+    return meta
+
+
 def import_bundle(zip_path: str | Path, root: Path | None = None) -> Path:
     """Validate and unpack a bundle made by :func:`export_bundle` into ``root`` (default runs root).
 
     Every member must sit inside one top folder (no absolute paths, no ``..``, no links), the required files must be
-    there and parse, and the total size is bounded. An existing run with the same id is never overwritten: the
+    there and parse (``run.json`` an object whose known fields have their types, ``config.toml`` TOML,
+    ``scores.json`` a numeric score, ``submission.csv`` poses; a failed or cancelled run may lack the submission),
+    and the total size is bounded. A damaged member is an InputError naming the bundle and the member. A run that
+    says running or queued becomes ``imported-incomplete`` (its process was the teammate's). An existing run with the same id is never overwritten: the
     imported one gets a suffix; when that run already holds the same results (the same bundle imported again), it
     is returned and nothing is copied.
     """
@@ -500,21 +564,21 @@ def import_bundle(zip_path: str | Path, root: Path | None = None) -> Path:
             for info in names:
                 rel = PurePosixPath(info.filename).relative_to(top)
                 target = staging.joinpath(*rel.parts)
-                target.parent.mkdir(parents=True, exist_ok=True)
-                with zf.open(info) as src, open(target, "wb") as dst:
-                    shutil.copyfileobj(src, dst)
-            run = load_run(staging)  # run.json parses
-            meta = dict(run.meta)
-            if run.scores is not None and not isinstance(run.scores.get("score"), (int, float)):
-                raise InputError(zip_path, "scores.json has no numeric 'score'")
-            from .submission import read_pose_csv
-
-            read_pose_csv(staging / "submission.csv")
+                try:
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    with zf.open(info) as src, open(target, "wb") as dst:
+                        shutil.copyfileobj(src, dst)
+                except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as err:
+                    raise InputError(zip_path, f"damaged bundle: cannot unpack {info.filename}: {err}") from None
+            try:  # what it reads names the staging folder: name the bundle's member instead
+                meta = _check_bundle(staging)
+            except InputError as err:
+                raise InputError(zip_path, str(err).replace(str(staging), top)) from None
             for existing in [root / dest_name, *sorted(root.glob(f"{dest_name}-imported-*"))]:
                 if _same_results(existing, staging):
                     shutil.rmtree(staging, ignore_errors=True)
                     return existing
-            if meta.get("status") == "running":
+            if meta.get("status") in LIVE_STATUSES:  # its process ran on the teammate's machine
                 meta["status"] = "imported-incomplete"
             meta["imported_from"] = zip_path.name
             meta["imported"] = now_iso()

@@ -249,14 +249,25 @@ def group_spreads(arms: dict[str, list[state.RunView]]) -> dict[str, pd.DataFram
     return out
 
 
+def _config_unreadable(rv: state.RunView) -> bool:
+    return any(Path(p.split(":", 1)[0]).name == "config.toml" for p in rv.problems)
+
+
 def config_diff_section(arms: dict[str, list[state.RunView]], spreads: dict[str, pd.DataFrame]) -> None:
     from imc_core.analysis import SEED_KEYS, config_diff
 
     labels = list(arms)
     ref = arms[labels[0]][0]
+    unreadable = [rv.id for rv in (arms[label][0] for label in labels) if _config_unreadable(rv)]
+    if unreadable:  # an unreadable config would read as every key removed
+        st.warning(f"Config diff leaves out {', '.join(unreadable)}: its config.toml cannot be read.")
+    if ref.id in unreadable:
+        return
     frames = []
     for label in labels[1:]:
         other = arms[label][0]
+        if other.id in unreadable:
+            continue
         d = config_diff(_pipeline_config(ref.config), _pipeline_config(other.config))
         if len(arms[labels[0]]) > 1 or len(arms[label]) > 1:  # a group repeats over seeds: its seed says nothing
             d = d[~d["key"].isin(SEED_KEYS)]
@@ -367,6 +378,20 @@ def _numbers(table: pd.DataFrame, text: tuple[str, ...]) -> dict[str, object]:
             for c in table.columns if c not in text}
 
 
+def absent_from_link(chosen: list[str], ids: list[str]) -> None:
+    """Say which runs a link named that this runs folder does not have (a teammate's link before their bundle is
+    imported), until the user picks other runs or imports them."""
+    from imc_core.runs import runs_root
+
+    absent, kept = st.session_state.get("_compare_absent") or ([], [])
+    still = [r for r in absent if r not in ids]
+    if not still or list(chosen) != kept:
+        st.session_state.pop("_compare_absent", None)
+        return
+    st.warning(f"The link names {len(still)} run(s) that {runs_root()} does not hold: {', '.join(still)}. Import "
+               "their bundles (\"Import a teammate's run bundle\" above), then pick them.")
+
+
 def main() -> None:
     from imc_core.analysis import compare_scope, scores_on
 
@@ -376,13 +401,20 @@ def main() -> None:
         import_panel()
     df = state.runs_table()
     ids = [str(i) for i in df["id"]]
+    asked = list(dict.fromkeys(str(r) for r in st.query_params.get_all("runs")))
+    if absent := [r for r in asked if r not in ids]:  # the picker drops them from the URL on this very run
+        st.session_state["_compare_absent"] = (absent, [r for r in asked if r in ids])
     chosen = st.multiselect("Runs (the first is the reference)", ids, key="runs", bind="query-params")
+    absent_from_link(chosen, ids)
     views: list[state.RunView] = []
     for run_id in chosen:
         try:
             views.append(state.run_view(run_id))
         except ImcError as err:
             st.error(f"{run_id}: {str(err).splitlines()[0]}")
+    for rv in views:
+        if rv.problems:  # Results names them too; here they explain blanks and left-out runs
+            st.warning(f"{rv.id}: file(s) that cannot be read: " + "; ".join(rv.problems))
     if len(views) < 2:
         st.info("Pick two or more runs. Runs of the same group (repeated seeds) are aggregated to mean ± std.")
         return

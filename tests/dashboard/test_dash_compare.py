@@ -267,3 +267,29 @@ def test_any_number_of_runs_can_be_drawn_side_by_side(make_run: Callable[..., Pa
     no_errors(at)
     assert at.multiselect(key="draw_runs").value == ids[2:]
     assert len(_camera_views(at)) == 3
+
+
+def test_a_link_naming_runs_that_are_not_here_says_so(make_run: Callable[..., Path]) -> None:
+    """The picker silently dropped them, and the reference became another run."""
+    make_run("a", score=60.0)
+    make_run("b", score=62.0)
+    at = open_compare(["ghost-run", "a", "b"])
+    no_errors(at)
+    assert "does not hold: ghost-run. Import their bundles" in warnings(at)
+    assert at.multiselect(key="runs").value == ["a", "b"]
+    at.run()  # still said on the next rerun (the URL no longer has it)
+    assert "ghost-run" in warnings(at)
+    at.multiselect(key="runs").set_value(["b", "a"]).run()  # the user moved on
+    assert "ghost-run" not in warnings(at)
+
+
+def test_an_unreadable_config_is_named_not_diffed(make_run: Callable[..., Path]) -> None:
+    """Its config read as {} and the diff listed every key of the other run as removed."""
+    make_run("a", score=60.0)
+    (make_run("b", score=62.0) / "config.toml").write_text("[features\nbroken")
+    at = open_compare(["a", "b"])
+    assert not errors_and_exceptions(at)[1]
+    text = warnings(at)
+    assert "b: file(s) that cannot be read" in text and "cannot read TOML" in text
+    assert "Config diff leaves out b" in text
+    assert not any(_is(d.value, "config_diff") for d in at.dataframe)

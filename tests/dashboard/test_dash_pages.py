@@ -184,6 +184,16 @@ def test_broken_run_dir_gives_a_readable_error(make_run: Callable[..., Path], da
     assert not exceptions and any("invalid run id" in e for e in errors)
 
 
+def test_a_run_named_with_spaces_or_other_letters_opens(make_run: Callable[..., Path]) -> None:
+    """`run --out "exp 1 (baseline)"` is a valid run folder: the pickers listed it, Results refused it."""
+    for name in ("exp 1 (baseline)", "résumé-日本"):
+        make_run(name, score=61.0)
+        at = open_app("results", run=name)
+        errors, exceptions = errors_and_exceptions(at)
+        assert not exceptions and not errors, errors
+        assert any(m.value == "61.00" for m in at.metric)
+
+
 def test_compare_deltas_and_noise_marker(make_run: Callable[..., Path]) -> None:
     for i, s in enumerate((60.0, 60.4, 59.8)):
         make_run(f"base-{i}", score=s, group="base", seed=i)

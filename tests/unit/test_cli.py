@@ -157,6 +157,27 @@ def test_runs_rm(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     assert main(["runs", "rm", "--root", str(tmp_path)]) == 2  # nothing named: a clear error, nothing removed
     assert main(["runs", "list", "a", "--root", str(tmp_path)]) == 2 and "runs rm" in capsys.readouterr().err
     assert main(["runs", "rm", "a", "--root", str(tmp_path), "--dry-run"]) == 0 and (tmp_path / "a").exists()
+    assert main(["runs", "rm", "a/", "--root", str(tmp_path)]) == 0 and not (tmp_path / "a").exists()  # completed
+
+
+def test_export_takes_a_run_id_and_import_says_when_the_run_is_here(tmp_path: Path, capsys: pytest.CaptureFixture,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """`export ID` (as `runs` lists it) said "ID/run.json: not a run directory"; importing a bundle whose run is
+    already here printed its path as if imported."""
+    from test_runs import make_run
+
+    monkeypatch.setenv("IMC_RUNS_DIR", str(tmp_path / "runs"))
+    monkeypatch.chdir(tmp_path)
+    run = make_run(tmp_path / "runs")
+    assert main(["export", run.name, "--out", str(tmp_path / "b.zip")]) == 0
+    assert capsys.readouterr().out.strip() == str(tmp_path / "b.zip")
+    assert main(["import", str(tmp_path / "b.zip"), "--root", str(tmp_path / "theirs")]) == 0
+    out, err = capsys.readouterr()
+    assert out.strip().endswith(run.name) and not err
+    assert main(["import", str(tmp_path / "b.zip"), "--root", str(tmp_path / "theirs")]) == 0
+    out, err = capsys.readouterr()
+    assert f"already here as {run.name}" in err
+    assert main(["export", "nope"]) == 2
 
 
 

@@ -6,6 +6,7 @@ import json
 import zipfile
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from imc_core.errors import InputError
@@ -190,3 +191,93 @@ def test_remove_runs_by_id_and_status_never_a_live_one(tmp_path: Path) -> None:
             remove_runs([bad_id], root=root)
     assert remove_runs([live.name], root=root, force=True) == [live]
     assert [p.name for p in root.iterdir()] == [keep.name]
+
+
+def _bundle_of(tmp_path: Path, change: object = None, name: str = "b.zip", drop: tuple[str, ...] = ()) -> Path:
+    """A bundle of a normal run, with ``change(meta)`` applied to its run.json and ``drop`` files left out."""
+    d = make_run(tmp_path / f"src-{name}")
+    meta = json.loads((d / "run.json").read_text())
+    if callable(change):
+        change(meta)
+    (d / "run.json").write_text(json.dumps(meta))
+    for f in drop:
+        (d / f).unlink()
+    return export_bundle(d, tmp_path / name)
+
+
+@pytest.mark.parametrize("field, value", [("created", 12345), ("seed", "abc"), ("seed", 1.5), ("seed", True),
+                                          ("datasets", "synth_boxes"), ("datasets", [1, 2]), ("status", None)])
+def test_a_bundle_with_a_wrongly_typed_field_is_refused(tmp_path: Path, field: str, value: object) -> None:
+    """One such run broke History, Results and Compare (created: int) or `runs` (seed: 'abc')."""
+    z = _bundle_of(tmp_path, lambda m: m.__setitem__(field, value))
+    with pytest.raises(InputError, match=f"run.json: '{field}' must be") as err:
+        import_bundle(z, tmp_path / "runs")
+    assert err.value.path == str(z) and ".import-" not in str(err.value)
+
+
+def test_list_runs_tolerates_wrongly_typed_fields_and_orders_by_time(tmp_path: Path) -> None:
+    """A run.json edited by hand must not break the listing; a teammate's time zone must not reorder it."""
+    root = tmp_path / "runs"
+    a, b, c = make_run(root, "a"), make_run(root, "b"), make_run(root, "c")
+    for d, created in ((a, "2026-11-27T13:00:00+00:00"), (b, "2026-11-27T21:00:00+09:00"), (c, 12345)):
+        meta = json.loads((d / "run.json").read_text())
+        meta.update(created=created, seed="abc" if d is c else 3, datasets="ds" if d is c else ["ds"])
+        (d / "run.json").write_text(json.dumps(meta))
+    df = list_runs(root)
+    assert df["variant"].tolist() == ["a", "b", "c"]  # 13:00 UTC, then 12:00 UTC, then no time
+    assert df["seed"].tolist()[:2] == [3, 3] and pd.isna(df["seed"].iloc[2]) and df["datasets"].tolist() == ["ds"] * 3
+
+
+def test_a_damaged_bundle_is_one_error_naming_it(tmp_path: Path) -> None:
+    z = _bundle_of(tmp_path)
+    data = bytearray(z.read_bytes())
+    with zipfile.ZipFile(z) as zf:
+        info = zf.getinfo(next(n for n in zf.namelist() if n.endswith("config.toml")))
+    start = info.header_offset + 30 + len(info.filename)  # the member's data, after its local header
+    data[start:start + 8] = b"\xff" * 8
+    bad = tmp_path / "bad.zip"
+    bad.write_bytes(bytes(data))
+    with pytest.raises(InputError, match="damaged bundle: cannot unpack .*config.toml") as err:
+        import_bundle(bad, tmp_path / "runs")
+    assert err.value.path == str(bad)
+    assert not [p for p in (tmp_path / "runs").iterdir()]
+
+
+@pytest.mark.parametrize("members, fragment", [
+    ({"r/run.json": b"[1, 2]"}, "r/run.json: not a JSON object"),
+    ({"r/run.json": b"null"}, "r/run.json: not a JSON object"),
+    ({"r/scores.json": b"[1, 2]"}, "r/scores.json: has no numeric 'score'"),
+    ({"r/config.toml": b"[features\n"}, "r/config.toml: cannot read TOML"),
+    ({"r/submission.csv": b"garbage\n1\n"}, "r/submission.csv"),
+])
+def test_bad_files_in_a_bundle_are_named_by_member(tmp_path: Path, members: dict, fragment: str) -> None:
+    """Errors named the deleted staging folder (``.import-32e3cb0a/submission.csv``) or were tracebacks."""
+    base = {"r/run.json": json.dumps({"status": "done"}).encode(), "r/config.toml": b"",
+            "r/submission.csv": SUB.encode(), "r/scores.json": json.dumps({"score": 1.0}).encode()}
+    z = _zip(tmp_path / "bad.zip", {**base, **members})
+    with pytest.raises(InputError) as err:
+        import_bundle(z, tmp_path / "runs")
+    assert fragment in str(err.value) and ".import-" not in str(err.value) and err.value.path == str(z)
+
+
+def test_a_failed_or_cancelled_run_travels_without_a_submission(tmp_path: Path) -> None:
+    z = _bundle_of(tmp_path, lambda m: m.__setitem__("status", "cancelled"), drop=("submission.csv",))
+    assert load_run(import_bundle(z, tmp_path / "runs")).status == "cancelled"
+    z = _bundle_of(tmp_path, name="done.zip", drop=("submission.csv",))
+    with pytest.raises(InputError, match="missing submission.csv"):
+        import_bundle(z, tmp_path / "runs")
+
+
+@pytest.mark.parametrize("status", ["running", "queued"])
+def test_a_live_status_is_imported_as_incomplete(tmp_path: Path, status: str) -> None:
+    """A queued one showed as a job here, with a Cancel that overwrote the teammate's results."""
+    z = _bundle_of(tmp_path, lambda m: m.update(status=status, host="teammate-laptop"))
+    assert load_run(import_bundle(z, tmp_path / "runs")).status == "imported-incomplete"
+
+
+def test_a_bundle_with_a_non_ascii_top_folder_gets_a_plain_id(tmp_path: Path) -> None:
+    """The dashboard opens runs by plain ids; the imported folder's name must survive a URL."""
+    z = _zip(tmp_path / "u.zip", {"résultat 日本/run.json": json.dumps({"status": "done"}).encode(),
+                                  "résultat 日本/config.toml": b"", "résultat 日本/submission.csv": SUB.encode()})
+    dest = import_bundle(z, tmp_path / "runs")
+    assert dest.name.isascii() and " " not in dest.name
