@@ -12,6 +12,7 @@ import hashlib
 import inspect
 import json
 import os
+import datetime as _dt
 import re
 import traceback
 from collections.abc import Callable, Iterator
@@ -450,11 +451,14 @@ def blank_text_cells(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def history_frame(df: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
-    """The run history as shown: ``columns`` (those present), ``created`` as ``YYYY-MM-DD HH:MM:SS`` (no time zone),
+    """The run history as shown: ``columns`` (those present), ``created`` as ``YYYY-MM-DD HH:MM:SS`` in this machine's time zone,
     blank text cells instead of None."""
     out = blank_text_cells(df[[c for c in columns if c in df.columns]])
     if "created" in out:
-        out["created"] = out["created"].astype(str).str.replace("T", " ", n=1).str.slice(0, 19)
+        # in this machine's time zone: a teammate's run records its own UTC offset
+        when = pd.to_datetime(out["created"], errors="coerce", utc=True, format="ISO8601")
+        local = when.dt.tz_convert(_dt.datetime.now().astimezone().tzinfo).dt.strftime("%Y-%m-%d %H:%M:%S")
+        out["created"] = local.where(when.notna(), out["created"].astype(str).str.slice(0, 19))
     return out
 
 

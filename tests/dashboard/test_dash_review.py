@@ -106,15 +106,24 @@ def test_dead_running_run_reads_stopped_in_history_and_results(make_run: Callabl
     assert any("This run stopped" in e.value and "boom at config validation" in e.value for e in at.error)
 
 
-def test_history_frame_blanks_text_and_trims_created() -> None:
-    df = pd.DataFrame({"id": ["a", "b"], "created": ["2026-11-26T15:48:42+00:00", ""], "status": ["done", "failed"],
-                       "score": [None, 1.5], "group": [None, None], "label": [float("nan"), "note"],
-                       "variant": pd.Series(["x", None], dtype=object), "path": ["/x", "/y"]})
+def test_history_frame_blanks_text_and_trims_created(monkeypatch: pytest.MonkeyPatch) -> None:
+    import time
+
+    monkeypatch.setenv("TZ", "UTC")
+    time.tzset()
+    df = pd.DataFrame({"id": ["a", "b", "c"], "created": ["2026-11-26T15:48:42+00:00", "", "2026-11-26T21:00:00+09:00"],
+                       "status": ["done", "failed", "done"], "score": [None, 1.5, 2.0], "group": [None, None, None],
+                       "label": [float("nan"), "note", ""], "variant": pd.Series(["x", None, "y"], dtype=object),
+                       "path": ["/x", "/y", "/z"]})
     out = state.history_frame(df, ["id", "created", "status", "score", "group", "label", "variant"])
     assert list(out.columns) == ["id", "created", "status", "score", "group", "label", "variant"]
-    assert list(out["created"]) == ["2026-11-26 15:48:42", ""]
-    assert list(out["group"]) == ["", ""] and list(out["label"]) == ["", "note"] and list(out["variant"]) == ["x", ""]
-    assert out["score"].isna().tolist() == [True, False]  # numbers stay numbers
+    # a teammate's run in Tokyo: shown in this machine's time, not with its offset dropped
+    assert list(out["created"]) == ["2026-11-26 15:48:42", "", "2026-11-26 12:00:00"]
+    assert list(out["group"]) == ["", "", ""] and list(out["label"]) == ["", "note", ""]
+    assert list(out["variant"]) == ["x", "", "y"]
+    assert out["score"].isna().tolist() == [True, False, False]  # numbers stay numbers
+    monkeypatch.delenv("TZ")
+    time.tzset()
 
 
 # ------------------------------------------------------------------------------------------------ M8: images
