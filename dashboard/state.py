@@ -451,8 +451,8 @@ def blank_text_cells(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def history_frame(df: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
-    """The run history as shown: ``columns`` (those present), ``created`` as ``YYYY-MM-DD HH:MM:SS`` in this machine's time zone,
-    blank text cells instead of None."""
+    """The run history as shown: ``columns`` (those present), ``created`` as ``YYYY-MM-DD HH:MM:SS`` in this machine's
+    time zone, blank text cells instead of None."""
     out = blank_text_cells(df[[c for c in columns if c in df.columns]])
     if "created" in out:
         # in this machine's time zone: a teammate's run records its own UTC offset

@@ -548,6 +548,14 @@ def _write_outputs(root: Any, split: str, names: list[str], results: list[Datase
     from .data import ground_truth_hashes
     from .metric import score
 
+    labelled = set(root.labels["dataset"].astype(str))
+    if unlabelled := [n for n in names if n not in labelled]:  # scored as 0 they would read as a failed pipeline
+        writer.add_warning(f"not scored: {root.labels_path} has no rows for {len(unlabelled)} dataset(s) "
+                           f"({', '.join(unlabelled)}); their poses and clusters are in submission.csv only")
+        names = [n for n in names if n in labelled]
+        if not names:
+            return
+        sub = sub[sub["dataset"].astype(str).isin(names)].reset_index(drop=True)
     t0 = time.perf_counter()
     rep.emit("scoring", 0, 1, "scoring")
     gt = root.labels[root.labels["dataset"].isin(names)].reset_index(drop=True)

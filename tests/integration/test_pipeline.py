@@ -279,6 +279,23 @@ def test_data_that_cannot_be_scored_fails_before_any_work(tiny_root: Path, isola
                                     "only)"]
 
 
+def test_a_dataset_the_labels_do_not_name_is_not_scored(tiny_root: Path, isolated_dirs: dict,
+                                                        tmp_path: Path) -> None:
+    """It was scored 0.00 (score, mAA and clusterness) beside the labelled ones, as if the pipeline had failed."""
+    root = tmp_path / "root"
+    shutil.copytree(tiny_root, root)
+    labelled = sorted(p.name for p in (root / "train").iterdir())[0]
+    shutil.copytree(root / "train" / labelled, root / "train" / "extra")
+    with pytest.warns(UserWarning, match="no rows for dataset 'extra'"):
+        run = load_run(run_pipeline(root, datasets=["extra"], overrides=FAST, raise_errors=True))
+    assert run.status == "done" and run.scores is None and run.submission is not None
+    assert any(w.startswith("not scored: ") and "(extra)" in w for w in run.meta["warnings"])
+    with pytest.warns(UserWarning, match="no rows for dataset 'extra'"):
+        both = load_run(run_pipeline(root, datasets=[labelled, "extra"], overrides=FAST, raise_errors=True))
+    assert list(both.scores["datasets"]) == [labelled] and both.scores["score"] > 0
+    assert set(both.submission["dataset"]) == {labelled, "extra"}
+
+
 def test_labels_of_a_dataset_without_a_folder_are_a_warning(first_run: tuple[Path, Path], tiny_root: Path,
                                                             tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("IMC_CACHE_DIR", str(first_run[1]))
