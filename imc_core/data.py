@@ -183,10 +183,14 @@ def read_thresholds(path: str | Path) -> dict[tuple[str, str], np.ndarray]:
         )
     except FileNotFoundError:
         raise InputError(p, "file not found") from None
+    except IsADirectoryError:
+        raise InputError(p, "is a directory, expected a CSV file") from None
     except pd.errors.EmptyDataError:
         raise InputError(p, "empty file (expected a header line)") from None
     except pd.errors.ParserError as err:
         raise InputError(p, f"malformed CSV: {str(err).split('C error: ')[-1].strip()}") from None
+    except UnicodeDecodeError as err:
+        raise InputError(p, f"not UTF-8 text ({err.reason})") from None
     raw.columns = [str(c).strip() for c in raw.columns]
     missing = [c for c in ("dataset", "scene", "thresholds") if c not in raw.columns]
     if missing:
@@ -403,12 +407,12 @@ class DataRoot:
 
     @property
     def has_labels(self) -> bool:
-        """True when ``train_labels.csv`` exists."""
-        return self.labels_path.is_file()
+        """True when ``train_labels.csv`` exists (a folder of that name too: reading it then says what is wrong)."""
+        return self.labels_path.exists()
 
     @property
     def has_thresholds(self) -> bool:
-        return self.thresholds_path.is_file()
+        return self.thresholds_path.exists()
 
     def labelled_datasets_without_folder(self) -> list[str]:
         """Datasets that ``train_labels.csv`` names but ``train/`` has no folder for (a copy left out?), sorted."""

@@ -167,6 +167,28 @@ def test_thresholds_missing_column(tmp_path: Path) -> None:
         read_thresholds(p)
 
 
+def test_thresholds_not_utf8_or_a_folder(tmp_path: Path) -> None:
+    """Both were tracebacks (UnicodeDecodeError, IsADirectoryError) in the CLI and the dashboard."""
+    p = tmp_path / "thr.csv"
+    p.write_bytes("dataset,scene,thresholds\nd,caf\u00e9,0;0;1;2;3;4\n".encode("latin-1"))
+    with pytest.raises(InputError, match=r"thr\.csv: not UTF-8 text"):
+        read_thresholds(p)
+    with pytest.raises(InputError, match="is a directory, expected a CSV file"):
+        read_thresholds(tmp_path)
+
+
+def test_labels_or_thresholds_that_are_folders_are_named(tmp_path: Path) -> None:
+    """A folder named train_labels.csv made the run say "not scored: not found"."""
+    root = make_root(tmp_path)
+    for name in ("train_labels.csv", "train_thresholds.csv"):
+        (root / name).rename(root / f"{name}.bak")
+        (root / name).mkdir()
+    data = DataRoot(root)
+    assert data.has_labels and data.has_thresholds
+    with pytest.raises(InputError, match="train_labels.csv: is a directory"):
+        _ = data.labels
+
+
 # --------------------------------------------------------------------------------------------------------- train
 
 
