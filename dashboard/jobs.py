@@ -138,14 +138,15 @@ def build_command(spec: LaunchSpec, run_dir: Path) -> list[str]:
     """The argv of a job (``BASE_COMMAND`` + CLI arguments of ``python -m imc_core run``)."""
     cmd = [*BASE_COMMAND, "--data-root", str(spec.data_root), "--variant", spec.variant, "--out", str(run_dir),
            "--quiet"]
-    for name in spec.datasets:
-        cmd += ["--dataset", name]
+    # free text as --opt=value: a value that starts with "-" (a label "--fast", a dataset folder "-neg") would
+    # otherwise read as an option and the job would die on argparse's error
+    cmd += [f"--dataset={name}" for name in spec.datasets]
     for item in spec.overrides:
         cmd += ["--set", item]
     if spec.group:
-        cmd += ["--group", spec.group]
+        cmd.append(f"--group={spec.group}")
     if spec.label:
-        cmd += ["--label", spec.label]
+        cmd.append(f"--label={spec.label}")
     if not spec.use_cache:
         cmd.append("--no-cache")
     if spec.split and spec.split != "auto":

@@ -75,10 +75,17 @@ def test_build_command_and_repeats(tmp_path: Path) -> None:
                            None, "note", False)
     cmd = jobs.build_command(spec, tmp_path / "RUN")
     assert cmd[: len(jobs.BASE_COMMAND)] == jobs.BASE_COMMAND
-    for part in (["--out", str(tmp_path / "RUN")], ["--dataset", "a"], ["--set", "features.max_keypoints=10"],
-                 ["--label", "note"]):
-        assert any(cmd[i: i + 2] == part for i in range(len(cmd)))
+    for part in (["--out", str(tmp_path / "RUN")], ["--dataset=a"], ["--set", "features.max_keypoints=10"],
+                 ["--label=note"]):
+        assert any(cmd[i: i + len(part)] == part for i in range(len(cmd)))
     assert "--no-cache" in cmd
+
+    # the CLI reads back what the dashboard wrote, values that start with "-" included (they failed the job)
+    from imc_core.cli import build_parser
+
+    odd = jobs.LaunchSpec(tmp_path, ["-neg", "b"], "default", [], "-g", "--fast")
+    args = build_parser().parse_args(jobs.build_command(odd, tmp_path / "RUN")[len(jobs.BASE_COMMAND) - 1:])
+    assert (args.dataset, args.group, args.label, args.out) == (["-neg", "b"], "-g", "--fast", str(tmp_path / "RUN"))
 
     launched = jobs.repeat_specs(spec, repeats=3, seed=7)
     seeds = [[o for o in s.overrides if o.startswith("reconstruction.seed=")] for s in launched]
