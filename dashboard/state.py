@@ -680,6 +680,7 @@ def make_thumbnail(image: Path, size: int = 192, out_dir: Path | None = None) ->
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     from imc_core.fsutil import atomic_write_bytes
+    from imc_core.images import rgb_array
 
     st_ = image.stat()
     key = hashlib.sha1(f"{image.resolve()}|{st_.st_size}|{st_.st_mtime_ns}|{size}".encode()).hexdigest()[:20]
@@ -688,7 +689,10 @@ def make_thumbnail(image: Path, size: int = 192, out_dir: Path | None = None) ->
         return out
     try:
         with Image.open(image) as im:
-            im = ImageOps.exif_transpose(im).convert("RGB")
+            im.draft("RGB", (size * 2, size * 2))  # JPEGs decode at a reduced scale
+            im = ImageOps.exif_transpose(im)
+            # imc_core's conversion: 16-bit and float images are scaled (PIL's convert("RGB") clips them to white)
+            im = Image.fromarray(rgb_array(im))
             im.thumbnail((size, size))
             import io
 
@@ -1154,16 +1158,26 @@ def inlier_mask(run_dir: str | Path, dataset: str, a: str, b: str, matches: Any)
 
 
 def load_image_small(path: Path, max_side: int = 640) -> tuple[Any, float]:
-    """RGB uint8 array of an image shrunk to ``max_side`` and the scale applied (keypoints × scale)."""
+    """RGB uint8 array of an image shrunk to ``max_side`` and the scale applied (keypoints × scale).
+
+    Decoded by :func:`imc_core.images.load_image`, as the features were: upright (EXIF orientation applied, the frame
+    of the keypoints), 16-bit and float images scaled, not clipped.
+
+    Raises:
+        InputError: the image is missing or cannot be decoded.
+    """
     import numpy as np
     from PIL import Image
 
-    with Image.open(path) as im:
-        im = im.convert("RGB")
-        scale = min(1.0, max_side / max(im.size))
-        if scale < 1.0:
-            im = im.resize((max(1, round(im.width * scale)), max(1, round(im.height * scale))))
-        return np.asarray(im), scale
+    from imc_core.images import load_image
+
+    arr = load_image(path)
+    h, w = arr.shape[:2]
+    scale = min(1.0, max_side / max(h, w))
+    if scale < 1.0:
+        small = Image.fromarray(arr).resize((max(1, round(w * scale)), max(1, round(h * scale))))
+        arr = np.asarray(small)
+    return arr, scale
 
 
 # ------------------------------------------------------------------------------------------------------ noise

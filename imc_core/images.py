@@ -62,8 +62,10 @@ def _to_uint8(arr: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(a * scale), 0, 255).astype(np.uint8)
 
 
-def _pil_to_rgb(img: Image.Image) -> np.ndarray:
-    """Convert a decoded PIL image of any mode to ``(H, W, 3)`` uint8 RGB (alpha dropped, 16-bit scaled)."""
+def rgb_array(img: Image.Image) -> np.ndarray:
+    """Convert a decoded PIL image of any mode to ``(H, W, 3)`` uint8 RGB (alpha dropped, 16-bit and float scaled,
+    where PIL's own ``convert("RGB")`` clips them). EXIF orientation is the caller's (:func:`load_image` applies
+    it)."""
     if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
         gray = _to_uint8(np.asarray(img))
         return np.repeat(gray[..., None], 3, axis=2)
@@ -95,7 +97,7 @@ def load_image(path: str | Path) -> np.ndarray:
         with Image.open(path) as img:
             img.load()
             img = ImageOps.exif_transpose(img) or img
-            return np.ascontiguousarray(_pil_to_rgb(img))
+            return np.ascontiguousarray(rgb_array(img))
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
         raise InputError(path, f"cannot decode image: {err}") from None
 

@@ -476,9 +476,11 @@ def pair_viewer(rv: state.RunView, dataset: str, a: str, b: str) -> None:
         image_dir = _image_dir(rv, dataset)
         img0, s0 = state.load_image_small(image_dir / a)
         img1, s1 = state.load_image_small(image_dir / b)
-    except (ImcError, OSError) as err:
-        reason = getattr(err, "problem", None) or str(err).splitlines()[0]
-        st.info(f"Graph only: {reason}")
+    except ImcError as err:  # names the file: an artifact, or an image not on this machine
+        st.info(f"Graph only: {str(err).splitlines()[0]}")
+        return
+    except OSError as err:
+        st.info(f"Graph only: cannot read {err.filename or 'a file'} ({err.strerror or err})")
         return
     if inliers is not None:
         st.caption(f"{int(inliers.sum())} of {len(m)} matches kept by COLMAP's geometric verification (green); "

@@ -139,6 +139,34 @@ def test_thumbnail_is_written_once(tmp_path: Path) -> None:
         state.make_thumbnail(bad, 64, tmp_path / "thumbs")
 
 
+def test_thumbnails_and_the_pair_viewer_decode_as_the_pipeline_does(tmp_path: Path) -> None:
+    """16-bit PNGs came out white and float TIFFs black (PIL's convert clips them); the pair viewer drew an
+    EXIF-rotated JPEG sideways under keypoints that are in the upright frame."""
+    import numpy as np
+    from PIL import Image
+
+    from imc_core.images import load_image
+
+    ramp = (np.arange(64 * 48, dtype=np.uint16).reshape(48, 64) * 20).astype(np.uint16)  # up to ~61,000
+    png16 = tmp_path / "a16.png"
+    Image.fromarray(ramp).save(png16)
+    tif = tmp_path / "f.tif"
+    Image.fromarray(ramp.astype(np.float32) / 65535.0, mode="F").save(tif)
+    for path in (png16, tif):
+        with Image.open(state.make_thumbnail(path, 32, tmp_path / "thumbs")) as im:
+            pixels = np.asarray(im.convert("L"), dtype=float)
+        assert 40 < pixels.mean() < 215 and pixels.std() > 20, (path.name, pixels.mean())  # a ramp, not flat
+
+    jpg = tmp_path / "rot.jpg"
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored rotated: shown after a 90° turn
+    Image.new("RGB", (80, 40), (200, 30, 30)).save(jpg, exif=exif)
+    small, scale = state.load_image_small(jpg, max_side=20)
+    assert load_image(jpg).shape == (80, 40, 3) and small.shape == (20, 10, 3) and scale == 0.25
+    with pytest.raises(InputError, match="image file not found"):
+        state.load_image_small(tmp_path / "gone.png")
+
+
 def test_read_pair_both_orders(tmp_path: Path) -> None:
     import h5py
 
