@@ -474,13 +474,15 @@ def pair_viewer(rv: state.RunView, dataset: str, a: str, b: str) -> None:
         k0, k1, m = state.read_pair(feats, matches, a, b)
         inliers = state.inlier_mask(rv.path, dataset, a, b, m)
         image_dir = _image_dir(rv, dataset)
+    except (ImcError, OSError) as err:
+        reason = getattr(err, "problem", None) or str(err).splitlines()[0]
+        st.info(f"Graph only: {reason}")
+        return
+    try:
         img0, s0 = state.load_image_small(image_dir / a)
         img1, s1 = state.load_image_small(image_dir / b)
-    except ImcError as err:  # names the file: an artifact, or an image not on this machine
+    except ImcError as err:  # it names the image (e.g. a teammate's data root that is not on this machine)
         st.info(f"Graph only: {str(err).splitlines()[0]}")
-        return
-    except OSError as err:
-        st.info(f"Graph only: cannot read {err.filename or 'a file'} ({err.strerror or err})")
         return
     if inliers is not None:
         st.caption(f"{int(inliers.sum())} of {len(m)} matches kept by COLMAP's geometric verification (green); "
