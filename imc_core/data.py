@@ -681,6 +681,10 @@ def summarize(root: str | Path | DataRoot) -> pd.DataFrame:
     def on_disk(folder: Path) -> set[str]:
         return set(scan_images(folder)) if folder.is_dir() else set()
 
+    def on_disk_as(folder: Path, name: str, present: set[str]) -> bool:
+        # a labelled name in a sub-folder or with another extension is there for the pipeline (it opens the name)
+        return name in present or (folder / name).is_file()
+
     train_names = set(dr.train_datasets())
     if labels is not None:
         train_names.update(labels["dataset"].unique().tolist())
@@ -693,7 +697,7 @@ def summarize(root: str | Path | DataRoot) -> pd.DataFrame:
             continue
         for sc, imgs in sub.groupby("scene", sort=False)["image"]:
             names = imgs.tolist()
-            missing = sum(1 for n in names if n not in present)
+            missing = sum(1 for n in names if not on_disk_as(folder, n, present))
             rows.append(("train", ds, str(sc), len(names), missing, thr_text(ds, str(sc))))
 
     sample = dr.sample_submission
@@ -704,7 +708,7 @@ def summarize(root: str | Path | DataRoot) -> pd.DataFrame:
             if not folder.is_dir() and (dr.path / "train" / ds).is_dir():
                 folder = dr.path / "train" / ds
             present = on_disk(folder)
-            rows.append(("test", ds, "", len(names), sum(1 for n in names if n not in present), ""))
+            rows.append(("test", ds, "", len(names), sum(1 for n in names if not on_disk_as(folder, n, present)), ""))
         else:
             rows.append(("test", ds, "", len(on_disk(folder)), 0, ""))
 

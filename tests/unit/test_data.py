@@ -403,6 +403,22 @@ def test_summarize(tmp_path: Path) -> None:
     assert summarize(DataRoot(root_path)).equals(df)
 
 
+def test_summarize_counts_labelled_images_the_pipeline_opens(tmp_path: Path) -> None:
+    """Labelled names in a sub-folder or with an extension the folder scan skips are there (the pipeline opens the
+    name): they were counted missing while their thumbnails showed."""
+    root_path = make_root(tmp_path)
+    beta = root_path / "train" / "beta"
+    (beta / "sub").mkdir()
+    (beta / "b1.jpg").rename(beta / "sub" / "b1.jpg")
+    (beta / "b2.jpg").rename(beta / "b2.gif")
+    labels = root_path / "train_labels.csv"
+    labels.write_text(labels.read_text().replace("beta,x,b1.jpg", "beta,x,sub/b1.jpg").replace("b2.jpg", "b2.gif"))
+    df = summarize(root_path)
+    assert df.loc[df.dataset == "beta", ["images", "missing"]].values.tolist() == [[2, 0]]
+    (beta / "b2.gif").unlink()
+    assert summarize(root_path).loc[lambda d: d.dataset == "beta", "missing"].item() == 1
+
+
 # ------------------------------------------------------------------------------------------------------ real data
 
 SHARED = Path(os.environ.get("IMC_SHARED_DATASETS", Path(__file__).resolve().parents[3] / "shared" / "datasets"))
