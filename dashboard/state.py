@@ -575,9 +575,16 @@ def _summary(root: str, key: tuple[float, ...]) -> pd.DataFrame:
 
 
 def root_summary(root: Path) -> pd.DataFrame:
-    """:func:`imc_core.data.summarize` cached on the root's label files and folders' mtimes."""
-    key = tuple(_mtime(p) for p in (root, root / "train", root / "test", root / "train_labels.csv",
-                                    root / "train_thresholds.csv", root / "sample_submission.csv"))
+    """:func:`imc_core.data.summarize` cached on the mtimes of the root's label files and folders, each dataset
+    folder's included (an image added or removed there changes the counts)."""
+    folders = [root, root / "train", root / "test"]
+    for split in folders[1:]:
+        try:
+            folders += sorted(p for p in split.iterdir() if p.is_dir())
+        except OSError:
+            pass
+    key = tuple(_mtime(p) for p in (*folders, root / "train_labels.csv", root / "train_thresholds.csv",
+                                    root / "sample_submission.csv"))
     return _summary(str(root), key)
 
 

@@ -268,3 +268,20 @@ def test_a_cli_run_counts_as_started(tmp_path: Path) -> None:
     finally:
         proc.kill()
         proc.wait()
+
+
+def test_the_datasets_summary_follows_images_added_or_removed(tmp_path: Path) -> None:
+    """The cache key held the root's and train/'s mtimes only: a removed image stayed counted as present."""
+    from PIL import Image
+
+    root = tmp_path / "root"
+    (root / "train" / "ds").mkdir(parents=True)
+    for name in ("a.png", "b.png"):
+        Image.new("RGB", (8, 8)).save(root / "train" / "ds" / name)
+    eye = "1;0;0;0;1;0;0;0;1"
+    (root / "train_labels.csv").write_text("dataset,scene,image,rotation_matrix,translation_vector\n"
+                                           f"ds,s,a.png,{eye},0;0;0\nds,s,b.png,{eye},1;0;0\n")
+    (root / "train_thresholds.csv").write_text("dataset,scene,thresholds\nds,s,0;0;1;2;3;4\n")
+    assert state.root_summary(root)["missing"].tolist() == [0]
+    (root / "train" / "ds" / "b.png").unlink()
+    assert state.root_summary(root)["missing"].tolist() == [1]
