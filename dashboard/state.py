@@ -135,10 +135,9 @@ def add_root(path: str) -> str:
     from imc_core.data import DataRoot
 
     p = Path(path).expanduser()
-    if not p.is_absolute():
-        p = (REPO_ROOT / p).resolve()
+    p = (p if p.is_absolute() else REPO_ROOT / p).resolve()  # one entry per folder, however it was typed
     root = DataRoot(p)
-    if not root.train_datasets() and not root.test_datasets():
+    if not root.train_datasets() and not root.test_datasets(strict=False):
         raise InputError(p, "no datasets found (expected train/<dataset>/ or test/<dataset>/ folders)")
     roots = load_roots()
     if str(p) not in roots:

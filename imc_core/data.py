@@ -467,10 +467,23 @@ class DataRoot:
         """Dataset folders under ``train/``, sorted."""
         return self._subdirs("train")
 
-    def test_datasets(self) -> list[str]:
-        """Datasets of ``sample_submission.csv`` and folders under ``test/``, sorted."""
+    def test_datasets(self, strict: bool = True) -> list[str]:
+        """Datasets of ``sample_submission.csv`` and folders under ``test/``, sorted.
+
+        Args:
+            strict: False: a sample submission that cannot be read counts as absent (the folders under ``test/``
+                are listed), so that it does not block work on ``train/``; test work reads it and fails then.
+
+        Raises:
+            InputError: (strict) ``sample_submission.csv`` cannot be read.
+        """
         names = set(self._subdirs("test"))
-        sub = self.sample_submission
+        try:
+            sub = self.sample_submission
+        except InputError:
+            if strict:
+                raise
+            sub = None
         if sub is not None:
             names.update(sub["dataset"].unique().tolist())
         return sorted(names)
@@ -495,10 +508,12 @@ class DataRoot:
         if split not in (*SPLITS, "auto"):
             raise InputError(self.path, f"split must be train, test or auto, got {split!r}")
         names = list(dict.fromkeys(datasets or []))
-        train, test = self.train_datasets(), self.test_datasets()
+        train, test = self.train_datasets(), self.test_datasets(strict=False)
         if split == "auto":
             only_test = bool(names) and not set(names) <= set(train) and set(names) <= set(test)
             split = "test" if only_test or not train else "train"
+        if split == "test":  # only test work needs the sample submission: a broken one must not block train work
+            test = self.test_datasets()
         have = train if split == "train" else test
         if not have:
             where = "train/ or test/" if not (train or test) else f"{split}/" + (
@@ -664,10 +679,11 @@ def summarize(root: str | Path | DataRoot) -> pd.DataFrame:
     Columns: ``split``, ``dataset``, ``scene`` (GT scene; ``""`` for a dataset without labels, e.g. every test
     dataset), ``images`` (labelled or listed images, or images on disk without labels), ``missing`` (labelled or
     listed images not on disk), ``thresholds`` (the six values ``;``-joined, ``""`` when none). Cheap: no image is
-    opened and no fingerprint is computed.
+    opened and no fingerprint is computed. ``df.attrs["problems"]``: a sample submission that cannot be read (the
+    test rows then come from the folders under ``test/``; train work does not need it).
 
     Raises:
-        InputError: a labels / thresholds / sample-submission file is malformed.
+        InputError: a labels / thresholds file is malformed.
     """
     dr = root if isinstance(root, DataRoot) else DataRoot(root)
     rows: list[tuple] = []
@@ -700,8 +716,13 @@ def summarize(root: str | Path | DataRoot) -> pd.DataFrame:
             missing = sum(1 for n in names if not on_disk_as(folder, n, present))
             rows.append(("train", ds, str(sc), len(names), missing, thr_text(ds, str(sc))))
 
-    sample = dr.sample_submission
-    for ds in dr.test_datasets():
+    try:
+        sample = dr.sample_submission
+    except InputError as err:  # train work goes on without it; the test rows come from test/ and say why
+        sample, sample_problem = None, str(err).splitlines()[0]
+    else:
+        sample_problem = ""
+    for ds in dr.test_datasets(strict=False):
         folder = dr.path / "test" / ds
         if sample is not None and (sample["dataset"] == ds).any():
             names = sample.loc[sample["dataset"] == ds, "image"].tolist()
@@ -712,5 +733,6 @@ def summarize(root: str | Path | DataRoot) -> pd.DataFrame:
         else:
             rows.append(("test", ds, "", len(on_disk(folder)), 0, ""))
 
-    df = pd.DataFrame(rows, columns=SUMMARY_COLS)
-    return df.astype({"images": "int64", "missing": "int64"})
+    df = pd.DataFrame(rows, columns=SUMMARY_COLS).astype({"images": "int64", "missing": "int64"})
+    df.attrs["problems"] = [sample_problem] if sample_problem else []
+    return df

@@ -111,6 +111,8 @@ def main() -> None:
         st.info("Pick an existing data root in the sidebar (the bundled one is made by `make data`).")
         return
     summary = state.root_summary(root)
+    for problem in summary.attrs.get("problems", []):
+        st.warning(f"{problem} (test datasets are listed from test/ instead; train work does not need this file)")
     if summary.empty:
         st.warning(f"No datasets under {root} (expected train/<dataset>/ or test/<dataset>/).")
         return

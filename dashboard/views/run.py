@@ -110,7 +110,7 @@ def launch_panel(root: Path) -> None:
     from imc_core.data import DataRoot
 
     dr = DataRoot(root)
-    splits = [s for s, have in (("train", dr.train_datasets()), ("test", dr.test_datasets())) if have]
+    splits = [s for s, have in (("train", dr.train_datasets()), ("test", dr.test_datasets(strict=False))) if have]
     if not splits:
         st.warning(f"No datasets under {root}.")
         return

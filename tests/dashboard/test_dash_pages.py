@@ -279,6 +279,19 @@ def test_datasets_page_counts_and_thumbnails(dash_env: DashEnv) -> None:
     assert "dataset=train%2Fds1" in share_text(at) or "dataset=train/ds1" in share_text(at)
 
 
+def test_a_broken_sample_submission_does_not_block_train_work(dash_env: DashEnv) -> None:
+    """It is optional and only test mode reads it: it blanked the Datasets page and hid the Run page's Launch."""
+    (dash_env.data_root / "sample_submission.csv").write_text("image_id,dataset,scene,image\nx,ds1,a,b.png\n")
+    at = open_app("datasets")
+    assert_clean(at)
+    assert {m.label: m.value for m in at.metric}["Images"] == "10"
+    assert any("sample_submission.csv:1: missing column(s)" in w.value and "train work does not need" in w.value
+               for w in at.warning)
+    at = open_app("run")
+    assert_clean(at)
+    assert at.button(key="launch")
+
+
 def test_add_data_root(dash_env: DashEnv, tmp_path: Path) -> None:
     from PIL import Image
 
@@ -296,6 +309,9 @@ def test_add_data_root(dash_env: DashEnv, tmp_path: Path) -> None:
     at.button[0].click().run()  # again: not "Added"
     assert [i.value for i in at.info if "already a data root" in i.value] == [f"{other} is already a data root"]
     assert not any("Added data root" in m.value for m in at.success)
+    at.text_input(key="new_root").input(str(other.parent / ".." / other.parent.name / other.name))
+    at.button[0].click().run()  # the same folder typed another way: not a second entry
+    assert json.loads(dash_env.roots_file.read_text()).count(str(other)) == 1
     at.button(key=f"forget::{other}").click().run()
     assert str(other) not in dash_env.roots_file.read_text() and at.session_state["root"] == str(dash_env.data_root)
     at = open_app("datasets")

@@ -336,6 +336,21 @@ def test_test_split_scans_folders_without_sample(tmp_path: Path) -> None:
     assert ds.image_dir == root.path / "test" / "t1"
 
 
+def test_a_broken_sample_submission_blocks_test_work_only(tmp_path: Path) -> None:
+    """It is optional and only test work reads it: `run --split train` failed on it."""
+    root_path = make_root(tmp_path)
+    touch_images(root_path / "test" / "t", ["1.png"])
+    (root_path / "sample_submission.csv").write_text("image_id,dataset,scene,image\nx,t,a,1.png\n")
+    root = DataRoot(root_path)
+    assert root.select() == ("train", ["alpha", "beta"]) and root.select(split="train")[0] == "train"
+    assert root.test_datasets(strict=False) == ["t"]
+    with pytest.raises(InputError, match=r"sample_submission\.csv:1: missing column\(s\) translation_vector"):
+        root.select(split="test")
+    df = summarize(root_path)
+    assert df.loc[df.split == "test", ["dataset", "images"]].values.tolist() == [["t", 1]]
+    assert len(df.attrs["problems"]) == 1 and "translation_vector" in df.attrs["problems"][0]
+
+
 def test_test_split_uses_sample_submission(tmp_path: Path) -> None:
     rows = ["id_c,t1,cluster0,c.jpeg", "id_a,t1,cluster0,a.jpg", "t2_y.png_public,t2,cluster0,y.png"]
     root = DataRoot(make_test_root(tmp_path, rows))
