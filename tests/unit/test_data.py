@@ -344,7 +344,8 @@ def test_a_broken_sample_submission_blocks_test_work_only(tmp_path: Path) -> Non
     root = DataRoot(root_path)
     assert root.select() == ("train", ["alpha", "beta"]) and root.select(split="train")[0] == "train"
     assert root.test_datasets(strict=False) == ["t"]
-    with pytest.raises(InputError, match=r"sample_submission\.csv:1: missing column\(s\) rotation_matrix, translation_vector"):
+    with pytest.raises(InputError, match=r"sample_submission\.csv:1: missing column\(s\) rotation_matrix, "
+                                         r"translation_vector"):
         root.select(split="test")
     df = summarize(root_path)
     assert df.loc[df.split == "test", ["dataset", "images"]].values.tolist() == [["t", 1]]
