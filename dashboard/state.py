@@ -598,7 +598,14 @@ def _mtime(p: Path) -> float:
 def _dataset_scenes(root: str, name: str, split: str, key: tuple[float, ...]) -> tuple[str, dict[str, list[str]]]:
     from imc_core.data import DataRoot
 
-    ds = DataRoot(root).load_dataset(name, split)
+    dr = DataRoot(root)
+    labels = dr.labels if split == "train" else None
+    if labels is not None and (rows := labels[labels["dataset"] == name]).shape[0]:
+        # straight from the labels: a labelled image missing on disk is shown as such (load_dataset refuses it,
+        # as the pipeline must, and the whole dataset vanished behind that one error)
+        scenes = {str(sc): imgs.tolist() for sc, imgs in rows.groupby("scene", sort=False)["image"]}
+        return str(dr.path / "train" / name), scenes
+    ds = dr.load_dataset(name, split)
     scenes = ds.scenes() or {"(no labels)": list(ds.images)}
     return str(ds.image_dir), scenes
 

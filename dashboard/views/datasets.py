@@ -134,7 +134,9 @@ def main() -> None:
     st.dataframe(table, hide_index=True, width="stretch",
                  column_config={"thresholds": st.column_config.TextColumn(width="large")})
     if int(scenes["missing"].sum()):
-        st.warning(f"{int(scenes['missing'].sum())} labelled images are missing on disk.")
+        n = int(scenes["missing"].sum())
+        st.warning(f"{n} labelled image{' is' if n == 1 else 's are'} missing on disk: a run of this dataset stops "
+                   "on the first one (the labels file names its row).")
     unreadable = {n: why for n, why in problems.items() if why.startswith("unreadable")}
     if unreadable:
         listed = "; ".join(f"{n} ({why.removeprefix('unreadable: ')})" for n, why in list(unreadable.items())[:10])

@@ -162,6 +162,17 @@ def test_datasets_page_counts_unreadable_images(dash_env: DashEnv) -> None:
     assert not any("image not found" in c.value for c in at.caption)
 
 
+def test_datasets_page_shows_a_dataset_with_a_labelled_image_missing(dash_env: DashEnv) -> None:
+    """One missing image hid the scene table and every thumbnail behind load_dataset's error."""
+    (dash_env.data_root / "train" / DATASET / "s1_2.png").unlink()
+    at = open_app("datasets")
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    table = frame_with(at, "unreadable")
+    assert dict(zip(table["scene"], table["missing"], strict=True)) == {"s1": 1, "s2": 0, "outliers": 0}
+    assert any("1 labelled image is missing on disk" in w.value for w in at.warning)
+    assert [c.value for c in at.caption if "image not found" in c.value] == ["s1_2.png (image not found)"]
+
+
 # ------------------------------------------------------------------------------------------------ Results
 
 
