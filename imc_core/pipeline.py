@@ -20,6 +20,7 @@ import shutil
 import threading
 import time
 import traceback
+import warnings
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -581,7 +582,9 @@ def _with_test_image_ids(root: Any, names: list[str], sub: pd.DataFrame) -> pd.D
 
     ids = {}
     for name in names:
-        ds = root.load_dataset(name, "test")
+        with warnings.catch_warnings():  # said once already, when the dataset was loaded for the run
+            warnings.simplefilter("ignore")
+            ds = root.load_dataset(name, "test")
         if getattr(ds, "image_ids", None):
             ids.update({(name, img): iid for img, iid in zip(ds.images, ds.image_ids)})
     sub = sub.copy()

@@ -197,6 +197,14 @@ def test_test_layout_writes_kaggle_submission(first_run: tuple[Path, Path], tiny
     assert not (run_dir / "scores.json").exists()
     assert json.loads((run_dir / "run.json").read_text())["split"] == "test"
 
+    # a data warning (an image the sample submission does not list) is said once, not once more at the end
+    ds = sub[1].split(",")[1]
+    (root / "sample_submission.csv").write_text("\n".join(ln for ln in sub if ln.split(",")[3] != first[3]) + "\n")
+    with pytest.warns(UserWarning) as said:
+        run_pipeline(root, overrides=FAST, out=tmp_path / "t2", raise_errors=True)
+    assert [str(w.message) for w in said].count(f"{root / 'test' / ds}: 1 image(s) not in sample_submission.csv, "
+                                                 f"ignored: {first[3]}") == 1
+
 
 def test_kaggle_layout_runs_either_split(first_run: tuple[Path, Path], tiny_root: Path, tmp_path: Path,
                                         monkeypatch: pytest.MonkeyPatch) -> None:
