@@ -378,6 +378,10 @@ def tab_3d(rv: state.RunView, dataset: str | None, scene: str | None) -> None:
     if s is None:
         st.info(absent(rv, "scenes.csv", "No GT scenes for this dataset in the run."))
         return
+    if state.root_labels(rv.data_root) is None:  # said once, not once per scene
+        st.info(f"Ground-truth poses are not available here (data root {rv.meta.get('data_root')!r} is missing), "
+                "so cameras cannot be drawn.")
+        return
     with_points = st.checkbox("Show 3-D points (COLMAP model)", key="pts")
     if scene:
         state.cameras_3d(rv, dataset, s, key="fig_3d", with_points=with_points)

@@ -115,6 +115,10 @@ def test_results_keep_the_sidebar_root_when_the_runs_root_is_missing_here(make_r
     at = open_app("results", run="run-a")
     assert_clean(at)
     assert at.session_state["root"] == str(dash_env.data_root)
+    at = open_app("results", run="run-a", tab="3D")  # all scenes: said once, not once per scene
+    assert [i.value for i in at.info if "not available here" in i.value] == [
+        f"Ground-truth poses are not available here (data root {str(tmp_path / 'not-here')!r} is missing), so "
+        "cameras cannot be drawn."]
 
 
 @pytest.mark.parametrize("tab", ["Overview", "3D", "Clusters", "Pairs", "Loss", "Timings", "Log", "Descriptors"])
