@@ -4,9 +4,10 @@
 pipeline command) and starts this module in its own session, so the queue outlives Streamlit reruns and restarts.
 It records its pid in every ``job.json`` first (the job list tells a live queue from a dead one by it), then, for
 each directory in turn: waits while another job runs in the same runs folder (a run launched on its own, another
-queue's; the check and the start hold the folder's lock, :func:`turn_lock`), skips it when it is no longer ``queued`` (cancelled meanwhile) or has a ``CANCEL`` request,
-else starts the command in a session of its own (so cancelling one run signals that run only), with its output in
-the directory's ``job.log``, records the run's pid and waits for it. A run that fails does not stop the queue.
+queue's; the check and the start hold the folder's lock, :func:`turn_lock`), skips it when it is no longer
+``queued`` (cancelled meanwhile) or has a ``CANCEL`` request, else starts the command in a session of its own (so
+cancelling one run signals that run only), with its output in the directory's ``job.log``, records the run's pid
+and waits for it. A run that fails does not stop the queue.
 
 This module never imports streamlit.
 """

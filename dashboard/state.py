@@ -8,11 +8,11 @@ thumbnail files) is a plain function so it can be unit-tested and later moved in
 from __future__ import annotations
 
 import dataclasses
+import datetime as _dt
 import hashlib
 import inspect
 import json
 import os
-import datetime as _dt
 import re
 import traceback
 from collections.abc import Callable, Iterator

@@ -345,7 +345,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--status", action="append", default=[],
                    help="rm: every run with this status as `runs` lists it (repeatable), e.g. failed, "
                    "cancelled, stopped (its process ended without recording a result)")
-    s.add_argument("--force", action="store_true", help="rm: also runs whose process still runs, or that ran on another host")
+    s.add_argument("--force", action="store_true",
+                   help="rm: also runs whose process still runs, or that ran on another host")
     s.add_argument("--dry-run", action="store_true", help="rm: list what would go, remove nothing")
     s.set_defaults(func=_cmd_runs)
 

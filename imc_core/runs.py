@@ -385,7 +385,8 @@ def list_runs(root: Path | None = None) -> pd.DataFrame:
                 "datasets": ",".join(map(str, datasets)) if isinstance(datasets, list) else _text(datasets),
                 "score": _number(scores.get("score")), "mAA": _number(scores.get("mAA")),
                 "clusterness": _number(scores.get("clusterness")), "seconds": _number(timings.get("total")),
-                "seed": meta.get("seed") if _is_int(meta.get("seed")) else None, "group": _text(meta.get("group")) or None,
+                "seed": meta.get("seed") if _is_int(meta.get("seed")) else None,
+                "group": _text(meta.get("group")) or None,
                 "config_hash": _text(meta.get("config_hash")), "label": _text(meta.get("label")), "path": str(p),
                 "data_root": _text(meta.get("data_root")),
             })
@@ -520,9 +521,9 @@ def import_bundle(zip_path: str | Path, root: Path | None = None) -> Path:
     there and parse (``run.json`` an object whose known fields have their types, ``config.toml`` TOML,
     ``scores.json`` a numeric score, ``submission.csv`` poses; a failed or cancelled run may lack the submission),
     and the total size is bounded. A damaged member is an InputError naming the bundle and the member. A run that
-    says running or queued becomes ``imported-incomplete`` (its process was the teammate's). An existing run with the same id is never overwritten: the
-    imported one gets a suffix; when that run already holds the same results (the same bundle imported again), it
-    is returned and nothing is copied.
+    says running or queued becomes ``imported-incomplete`` (its process was the teammate's). An existing run with
+    the same id is never overwritten: the imported one gets a suffix; when that run already holds the same results
+    (the same bundle imported again), it is returned and nothing is copied.
     """
     zip_path = Path(zip_path)
     root = root or runs_root()
