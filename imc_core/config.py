@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -174,9 +175,12 @@ def _coerce(value: Any, typ: Any, key: str, source: str) -> Any:
         try:
             if isinstance(value, bool):
                 raise ValueError
-            return float(value)
+            number = float(value)
         except (TypeError, ValueError):
             raise ConfigError(f"{source}: {key} must be a number, got {value!r}") from None
+        if not math.isfinite(number):  # nan passes every range check, inf most; COLMAP then fails mid-run
+            raise ConfigError(f"{source}: {key} must be a finite number, got {value!r}")
+        return number
     if typ is str:
         if not isinstance(value, str):
             raise ConfigError(f"{source}: {key} must be a string, got {value!r}")

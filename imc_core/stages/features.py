@@ -78,6 +78,8 @@ class FeaturesConfig:
             raise ConfigError(f"features.max_keypoints must be ≥ 1, got {self.max_keypoints}")
         if self.resize < 0:
             raise ConfigError(f"features.resize must be ≥ 0 (0 = original size), got {self.resize}")
+        if self.detection_threshold < 0:
+            raise ConfigError(f"features.detection_threshold must be ≥ 0, got {self.detection_threshold}")
 
 
 # --------------------------------------------------------------------------------------------------------------

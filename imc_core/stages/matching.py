@@ -77,6 +77,10 @@ class MatchingConfig:
             raise ConfigError(f"matching.min_matches must be ≥ 0, got {self.min_matches}")
         if not 0.0 < self.ratio <= 1.0:
             raise ConfigError(f"matching.ratio must be in (0, 1], got {self.ratio}")
+        if not 0.0 < self.max_distance:
+            raise ConfigError(f"matching.max_distance must be > 0 (radians), got {self.max_distance}")
+        if not 0.0 <= self.filter_threshold <= 1.0:
+            raise ConfigError(f"matching.filter_threshold must be in [0, 1], got {self.filter_threshold}")
         if self.batch_size < 1:
             raise ConfigError(f"matching.batch_size must be ≥ 1, got {self.batch_size}")
         check_device_name(self.device, "matching.device")

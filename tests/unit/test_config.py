@@ -59,6 +59,13 @@ def test_unquoted_string_override() -> None:
         # every integer reaches a C library as a 32-bit int (this seed made COLMAP's verification fail)
         ("reconstruction.seed=2147483648", "between -2147483648 and 2147483647, got 2147483648"),
         ("features.max_keypoints=inf", "integer"),
+        # nan passes every range check and inf most: COLMAP's matcher then failed mid-run on a Check()
+        ("matching.max_distance=nan", "matching.max_distance must be a finite number, got nan"),
+        ("reconstruction.focal_prior=inf", "must be a finite number"),
+        ("reconstruction.refine_filter_max_reproj_error=-inf", "must be a finite number"),
+        ("matching.max_distance=-0.1", "matching.max_distance must be > 0"),
+        ("matching.filter_threshold=1.5", "matching.filter_threshold must be in \\[0, 1\\]"),
+        ("features.detection_threshold=-1", "features.detection_threshold must be ≥ 0"),
     ],
 )
 def test_bad_overrides_are_clear_errors(item: str, fragment: str) -> None:
