@@ -3,6 +3,7 @@ background jobs (optionally repeated over seeds), follow their progress live, ca
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -28,23 +29,38 @@ FORM_KEY = "_run_form"
 FORM_WIDGETS = ("split", "datasets", "datasets_test", "repeats", "group", "label", "use_cache")
 
 
-def restore_form() -> None:
-    """Put the launch form's values back after a visit to another page (before its widgets are drawn)."""
-    for key, value in (st.session_state.get(FORM_KEY) or {}).items():
-        if key not in st.session_state:
-            st.session_state[key] = value
-
-
 def remember_form() -> None:
-    """Keep the launch form's current values (after its widgets are drawn) for :func:`restore_form`."""
-    st.session_state[FORM_KEY] = {k: st.session_state[k] for k in list(st.session_state)
-                                  if isinstance(k, str) and (k.startswith("cfg.") or k in FORM_WIDGETS)}
+    """Keep the launch form's values (after its widgets are drawn) for :func:`initial`: the values of the widgets
+    drawn now replace their saved ones; those of widgets not drawn now (another variant's, the other split's) stay.
+    """
+    saved = dict(st.session_state.get(FORM_KEY) or {})
+    saved.update({k: st.session_state[k] for k in list(st.session_state)
+                  if isinstance(k, str) and (k.startswith("cfg.") or k in FORM_WIDGETS)})
+    st.session_state[FORM_KEY] = saved
 
 
-def initial(key: str, name: str, value: Any) -> dict[str, Any]:
-    """``{name: value}`` for a widget's default, or ``{}`` when the session already holds its value: passing both
-    makes Streamlit print a warning on the page (and the session's value wins anyway)."""
-    return {} if key in st.session_state else {name: value}
+def initial(key: str, name: str, value: Any, saved: Callable[[Any], Any] | None = None) -> dict[str, Any]:
+    """The default argument of a widget: ``{}`` while the session holds its value (passing both makes Streamlit
+    warn on the page, and the session's value wins anyway); else the value :func:`remember_form` saved before a
+    visit to another page or a switch of variant/split (through ``saved``, e.g. an option → its index; None =
+    unusable), else ``{name: value}``.
+
+    The saved value goes in as the widget's default, never into ``st.session_state`` ahead of the widget: a widget
+    that first appears in a later run with a key set that way is drawn with its type's zero (0, unticked, first
+    option) while the server keeps the other value, until the first edit sends the zeros.
+    """
+    if key in st.session_state:
+        return {}
+    form = st.session_state.get(FORM_KEY) or {}
+    if key in form:
+        restored = form[key] if saved is None else saved(form[key])
+        if restored is not None:
+            return {name: restored}
+    return {name: value}
+
+
+def _index(options: list[str], value: Any) -> int | None:
+    return options.index(value) if value in options else None
 
 
 def widget_key(variant: str, key: str) -> str:
@@ -67,8 +83,8 @@ def config_widget(spec: state.FieldSpec, variant: str) -> Any:
     if spec.kind == "choice":
         options = list(spec.choices)
         index = options.index(str(spec.default)) if str(spec.default) in options else None
-        value = st.selectbox(label, options, **initial(key, "index", index), key=key, help=help_,
-                             accept_new_options=not spec.closed)
+        value = st.selectbox(label, options, **initial(key, "index", index, lambda v: _index(options, v)), key=key,
+                             help=help_, accept_new_options=not spec.closed)
         return spec.default if value is None else value
     if spec.kind == "list":
         text = st.text_input(label, **initial(key, "value", ", ".join(str(v) for v in (spec.default or []))),
@@ -117,6 +133,7 @@ def launch_panel(root: Path) -> None:
     split = splits[0]
     if len(splits) > 1:  # a Kaggle download: train/ with labels and test/ without
         split = st.radio("Split", splits, horizontal=True, key="split",
+                         **initial("split", "index", 0, lambda v: _index(splits, v)),
                          help="train: datasets with ground truth (scored); test: images only (a submission, no "
                               "score)")
     names = dr.datasets(split)
@@ -124,7 +141,8 @@ def launch_panel(root: Path) -> None:
     key = DATASETS_KEYS[split]
     if not set(st.session_state.get(key) or []) <= set(names):
         st.session_state.pop(key, None)  # another data root was picked in the sidebar: start from all of this one's
-    datasets = st.multiselect(f"Datasets ({split})", names, **initial(key, "default", names), key=key)
+    datasets = st.multiselect(f"Datasets ({split})", names, key=key, **initial(
+        key, "default", names, lambda v: [n for n in v if n in names] or None))  # (another root's names: all)
     variants = list_variants()
     default_index = variants.index("default") if "default" in variants else 0
     variant = st.selectbox("Variant", variants, index=default_index, key="variant", bind="query-params")
@@ -139,9 +157,9 @@ def launch_panel(root: Path) -> None:
     repeats = int(c1.number_input("Repeat N times", min_value=1, max_value=50, **initial("repeats", "value", 1),
                                   step=1, key="repeats",
                                   help="N runs with seeds s … s+N−1 sharing one group (run-to-run noise)"))
-    group = c2.text_input("Group", key="group", placeholder="auto when N > 1",
+    group = c2.text_input("Group", key="group", placeholder="auto when N > 1", **initial("group", "value", ""),
                           help="Runs of one group are aggregated (mean ± std) on the Compare page")
-    label = c3.text_input("Label", key="label", placeholder="optional note")
+    label = c3.text_input("Label", key="label", placeholder="optional note", **initial("label", "value", ""))
     use_cache = c4.checkbox("Use cache", **initial("use_cache", "value", True), key="use_cache",
                             help="Reuse features, matches and verified databases computed before with the same "
                             "settings; unchecked, every stage is recomputed (and replaces its cached artifact). "
@@ -316,7 +334,6 @@ def main() -> None:
         st.info("Pick an existing data root in the sidebar (the bundled one is made by `make data`).")
     else:
         with state.error_boundary("Run setup"):
-            restore_form()
             launch_panel(root)
             remember_form()
     with state.error_boundary("Jobs"):

@@ -335,6 +335,42 @@ def test_run_page_keeps_its_edits_across_pages(page: Any, server: Server) -> Non
     expect(page.get_by_text("--set reconstruction.seed=7")).to_be_visible()
 
 
+def test_run_page_switches_variant_after_another_page(page: Any, server: Server) -> None:
+    """The saved form was put back into the session before the widgets: another variant's widgets, drawn later,
+    showed zeros (features.method aliked, max_keypoints 0, ...) and the first edit launched them. Their saved
+    values are now the widgets' defaults."""
+    from imc_core.config import resolve_config
+
+    default = resolve_config("default")
+    open_page(page, server, "/run?variant=sift_nn", lambda p: p.get_by_role("button", name="Launch"))
+    page.locator(".st-key-cfg-sift_nn-reconstruction-seed input").fill("3")
+    page.locator(".st-key-cfg-sift_nn-reconstruction-seed input").press("Enter")
+    settle(page)
+    for name in ("Results", "Run"):
+        page.locator('[data-testid="stSidebarNav"] a', has_text=name).click()
+        settle(page)
+    expect(page.get_by_role("button", name="Launch")).to_be_visible(timeout=PAGE_TIMEOUT_MS)
+    variant = page.locator(".st-key-variant input[role='combobox']")
+    variant.click()
+    page.get_by_role("option", name="default", exact=True).click()
+    settle(page)
+    assert_clean(page)
+    expect(page.locator(".st-key-cfg-default-features-max_keypoints input")).to_have_value(
+        str(default.features.max_keypoints))
+    expect(page.locator(".st-key-cfg-default-features-method input[role='combobox']")).to_have_value(
+        default.features.method)
+    expect(page.get_by_text("(none: the variant as it is)")).to_be_visible()
+    page.locator(".st-key-label input").fill("note")  # the first edit sent the zeros
+    page.locator(".st-key-label input").press("Enter")
+    settle(page)
+    expect(page.get_by_text("(none: the variant as it is)")).to_be_visible()
+    variant.click()  # and back: sift_nn's own edit is still there
+    page.get_by_role("option", name="sift_nn", exact=True).click()
+    settle(page)
+    expect(page.locator(".st-key-cfg-sift_nn-reconstruction-seed input")).to_have_value("3")
+    expect(page.get_by_text("--set reconstruction.seed=3")).to_be_visible()
+
+
 def test_run_default_variant_to_score(run_a: LaunchedRun, run_b: LaunchedRun, page: Any, server: Server,
                                       artifacts: Path) -> None:
     """Flow 1: Launch from the Run page, live progress, the history shows the score."""
