@@ -283,10 +283,10 @@ def prune(root: Path | None = None, *, referenced: set[tuple[str, str]] | None =
     base = root or cache_root()
     now = time.time() if now is None else now
     chosen = list_artifacts(base)
-    if stages is not None:
-        chosen = [e for e in chosen if e.stage in stages]
-    if referenced is not None:
+    if referenced is not None:  # over every stage: a database is kept for the reconstructions built from it
         chosen = unreferenced(chosen, referenced)
+    if stages is not None:  # only narrows what may go
+        chosen = [e for e in chosen if e.stage in stages]
     cutoff = now - max(grace_s, older_than_s or 0.0)
     chosen = [e for e in chosen if e.last_used < cutoff]
     if not dry_run:

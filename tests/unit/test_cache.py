@@ -199,6 +199,9 @@ def test_unreferenced_keeps_named_artifacts_and_their_verified_database(tmp_path
     # both criteria: unreferenced AND old
     _artifact(tmp_path, "features", "f3", days_old=1)
     assert prune(tmp_path, referenced=referenced, older_than_s=2 * 86400) == []
+    # --stage only narrows what may go: d1 stays for r1 (filtered first, the reconstructions went unseen and every
+    # verified database looked unused)
+    assert prune(tmp_path, referenced=referenced, stages=["database"], dry_run=True) == []
 
 
 def _run_dir(runs: Path, name: str, artifacts: object) -> Path:
