@@ -297,6 +297,22 @@ _MATCHING_ONLY = {
 }
 
 
+#: features keys read only by some extractors (``device``: only the torch ones; COLMAP's SIFT runs on the CPU here)
+_FEATURES_ONLY = {
+    "aliked": ("model", "detection_threshold"),
+    "aliked disk": ("device",),
+    "sift": ("root_sift",),
+    "colmap_sift": ("sift_dsp", "sift_affine"),
+}
+#: reconstruction keys of the incremental mapper only (``pycolmap.global_mapping`` reads none of them)
+_INCREMENTAL_ONLY = ("init_min_num_inliers", "init_max_error", "init_num_trials", "abs_pose_min_num_inliers",
+                     "abs_pose_min_inlier_ratio", "abs_pose_max_error", "filter_max_reproj_error",
+                     "max_model_overlap", "map_components", "ba_local_num_images", "ba_global_images_ratio",
+                     "ba_global_points_ratio", "ba_global_max_refinements", "ba_global_ignore_redundant_points",
+                     "ba_local_function_tolerance", "ba_global_function_tolerance", "tri_max_transitivity",
+                     "max_runtime_s")
+
+
 def unused_settings(cfg: PipelineConfig) -> list[str]:
     """Keys set away from their defaults that ``cfg`` never reads, each with the reason (for the run log).
 
@@ -323,6 +339,16 @@ def unused_settings(cfg: PipelineConfig) -> list[str]:
         if cfg.matching.method not in methods.split():
             out += [f"{k} not read by matching.method = {cfg.matching.method}" for k in changed
                     if k.startswith("matching.") and k.split(".", 1)[1] in keys]
+    for methods, keys in _FEATURES_ONLY.items():
+        if cfg.features.method not in methods.split():
+            out += [f"{k} not read by features.method = {cfg.features.method}" for k in changed
+                    if k.startswith("features.") and k.split(".", 1)[1] in keys]
+    if cfg.reconstruction.mapper != "incremental":
+        out += [f"{k} not read by reconstruction.mapper = {cfg.reconstruction.mapper}" for k in changed
+                if k.startswith("reconstruction.") and k.split(".", 1)[1] in _INCREMENTAL_ONLY]
+    if cfg.reconstruction.refine_loss == "none":
+        out += [f"{k} not read: reconstruction.refine_loss = none switches the final adjustment off" for k in changed
+                if k.startswith("reconstruction.refine_") and k != "reconstruction.refine_loss"]
     return out
 
 

@@ -31,10 +31,12 @@ import pandas as pd
 
 from .cache import Artifact, artifact_key, cached, get_or_build, h5_problem, sqlite_problem
 from .config import DEFAULT_VARIANT, PipelineConfig, dump_config, resolve_config, stable_hash, unused_settings
-from .errors import Cancelled, ImcError, InputError
+from .errors import Cancelled, ConfigError, ImcError, InputError
 from .images import check_images
 from .liveness import process_start
 from .runs import RunWriter, check_run_dir, new_run_dir, now_iso, record_failure, runs_root
+from .stages.features import TORCH_METHODS as _TORCH_FEATURES
+from .stages.matching import TORCH_METHODS as _TORCH_MATCHERS
 
 #: progress(stage, done, total, message)
 ProgressFn = Callable[[str, int, int, str], None]
@@ -111,6 +113,26 @@ class _Reporter:
                 self.cb(key, done, total, message)
 
 
+def check_devices(cfg: PipelineConfig) -> None:
+    """Check, before any work, that the devices the config's torch stages ask for exist here (``cuda`` on a machine
+    without CUDA failed after the features were extracted, or passed unnoticed while the stage was cached).
+
+    Raises:
+        ConfigError: naming the key, e.g. ``matching.device='cuda' but CUDA is not available here``.
+    """
+    keys = [("features", cfg.features.device, cfg.features.method in _TORCH_FEATURES),
+            ("matching", cfg.matching.device, cfg.matching.method in _TORCH_MATCHERS),
+            ("global_descriptors", cfg.global_descriptors.device, bool(cfg.global_descriptors.models))]
+    for section, device, used in keys:
+        if used and device.strip().lower() != "auto":  # auto falls back to the CPU; $IMC_DEVICE is read then
+            from .device import resolve_device
+
+            try:
+                resolve_device(device)
+            except ConfigError as err:
+                raise ConfigError(f"{section}.{str(err)}") from None
+
+
 def reconstruction_jobs(cfg: PipelineConfig, n_datasets: int, jobs: int | None = None) -> int:
     """How many datasets reconstruct at once.
 
@@ -124,17 +146,19 @@ def reconstruction_jobs(cfg: PipelineConfig, n_datasets: int, jobs: int | None =
         A value in ``[1, max(1, n_datasets)]``.
 
     Raises:
-        ImcError: ``jobs`` / ``$IMC_JOBS`` is not a positive integer.
+        ConfigError: ``jobs`` / ``$IMC_JOBS`` is not a positive integer.
     """
+    source = "jobs"
     if jobs is None and os.environ.get("IMC_JOBS"):
+        source = "$IMC_JOBS"
         try:
             jobs = int(os.environ["IMC_JOBS"])
         except ValueError:
-            raise ImcError(f"IMC_JOBS must be a positive integer, got {os.environ['IMC_JOBS']!r}") from None
+            raise ConfigError(f"IMC_JOBS must be a positive integer, got {os.environ['IMC_JOBS']!r}") from None
     if jobs is None:
         jobs = (os.cpu_count() or 1) if cfg.reconstruction.deterministic else 1
     if jobs < 1:
-        raise ImcError(f"jobs must be ≥ 1, got {jobs}")
+        raise ConfigError(f"{source} must be ≥ 1, got {jobs}")
     return max(1, min(jobs, n_datasets))
 
 
@@ -200,6 +224,8 @@ def run_pipeline(
         loaded = {name: root.load_dataset(name, split) for name in names}
         if split == "train":
             root.check_scorable(names)
+        n_jobs = reconstruction_jobs(cfg, len(names), jobs)
+        check_devices(cfg)
     except ImcError as err:
         if prepared:  # the launcher's folder says running/queued: it must learn why nothing ran
             record_failure(Path(out), str(err))
@@ -229,7 +255,6 @@ def run_pipeline(
     writer.log_lines(f"WARNING: {w}" for w in warns)
     timings: dict[str, Any] = {"total": 0.0, "datasets": {}, "cache": {}}
     try:
-        n_jobs = reconstruction_jobs(cfg, len(names), jobs)
         writer.write_meta(jobs=n_jobs)
         if n_jobs > 1:
             writer.log(f"{len(names)} datasets, up to {n_jobs} reconstructions at once")

@@ -160,6 +160,29 @@ def test_cancel_keeps_status_and_cache(tiny_root: Path, isolated_dirs: dict, tmp
                      raise_errors=True)
 
 
+def test_devices_and_jobs_are_checked_before_any_run_folder(tiny_root: Path, isolated_dirs: dict,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """`matching.device=cuda` without CUDA failed after the features were built (or passed while the matches were
+    cached); a bad $IMC_JOBS left a failed run folder. Both are now config errors naming the setting."""
+    import torch
+
+    from imc_core.cli import main
+    from imc_core.errors import ConfigError
+
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match=r"^matching\.device='cuda' but CUDA is not available here"):
+            run_pipeline(tiny_root, overrides=[*FAST, "matching.method=nn", "matching.device=cuda"])
+        # a device of a stage this config does not run is not needed (it is reported as not read instead)
+        assert run_pipeline(tiny_root, overrides=[*FAST, "features.device=cuda"]).is_dir()
+        shutil.rmtree(isolated_dirs["runs"])
+    monkeypatch.setenv("IMC_JOBS", "abc")
+    with pytest.raises(ConfigError, match="IMC_JOBS must be a positive integer, got 'abc'"):
+        run_pipeline(tiny_root, overrides=FAST)
+    monkeypatch.setenv("IMC_JOBS", "0")
+    assert main(["run", "--data-root", str(tiny_root), "--quiet"]) == 2
+    assert not isolated_dirs["runs"].exists()
+
+
 def test_a_run_lists_as_running_while_it_runs(tiny_root: Path, isolated_dirs: dict) -> None:
     """The pipeline records its pid with the process's start time, so `runs` knows it live whatever the command line
     (here pytest's, as for a notebook or the `imc-lab` script: it names neither the run folder nor the package)."""

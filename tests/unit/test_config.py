@@ -126,6 +126,15 @@ def test_unused_settings_name_what_no_stage_reads() -> None:
         "fusion.pca_dim", "clustering.threshold", "pairs.min_pairs_per_image", "matching.fp16"]
     lg = resolve_config("aliked_lightglue", ["matching.ratio=0.7", "matching.colmap_threads=-1"])
     assert [w.split()[0] for w in unused_settings(lg)] == ["matching.ratio", "matching.colmap_threads"]
+    # extractor-only keys, incremental-only keys under the global mapper, the final adjustment's when it is off
+    sift = resolve_config("default", ["features.root_sift=false", "features.detection_threshold=0.5",
+                                      "features.device=cpu", "features.sift_dsp=true"])
+    assert [w.split()[0] for w in unused_settings(sift)] == [
+        "features.detection_threshold", "features.device", "features.root_sift"]
+    glob = resolve_config("global_mapper", ["reconstruction.init_min_num_inliers=50", "reconstruction.min_model_size=4"])
+    assert unused_settings(glob) == ["reconstruction.init_min_num_inliers not read by reconstruction.mapper = global"]
+    plain = resolve_config("sift_nn", ["reconstruction.refine_loss=none", "reconstruction.refine_loss_scale=2"])
+    assert [w.split()[0] for w in unused_settings(plain)] == ["reconstruction.refine_loss_scale"]
 
 
 @pytest.mark.parametrize("key", ["features.device", "matching.device", "global_descriptors.device"])
