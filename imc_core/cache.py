@@ -123,8 +123,8 @@ def get_or_build(
                                            indent=1, default=str))
         if final.exists():
             if use_cache and (final / DONE).is_file():  # another process finished first: keep theirs
-                shutil.rmtree(tmp, ignore_errors=True)
-                return Artifact(stage, key, final, True, 0.0)
+                shutil.rmtree(tmp, ignore_errors=True)  # (this run did the work all the same: not a hit)
+                return Artifact(stage, key, final, False, seconds)
             trash = parent / f".trash-{uuid.uuid4().hex[:8]}"
             os.replace(final, trash)
             shutil.rmtree(trash, ignore_errors=True)

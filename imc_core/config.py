@@ -156,6 +156,8 @@ def _coerce(value: Any, typ: Any, key: str, source: str) -> Any:
     if typ is bool:
         if isinstance(value, bool):
             return value
+        if isinstance(value, int) and value in (0, 1):  # `--set key=1` arrives as a TOML integer
+            return bool(value)
         if isinstance(value, str) and value.lower() in {"true", "false", "1", "0", "yes", "no"}:
             return value.lower() in {"true", "1", "yes"}
         raise ConfigError(f"{source}: {key} must be true/false, got {value!r}")
@@ -243,9 +245,12 @@ def list_variants() -> list[str]:
     return sorted(p.stem for p in VARIANTS_DIR.glob("*.toml"))
 
 
-def load_variant(name: str) -> Variant:
-    """Load ``imc_core/variants/<name>.toml`` (or a path to a TOML file)."""
+def load_variant(name: str, _chain: tuple[Path, ...] = ()) -> Variant:
+    """Load ``imc_core/variants/<name>.toml`` (or a path to a TOML file), after the variants it ``extends``."""
     path = Path(name) if name.endswith(".toml") else VARIANTS_DIR / f"{name}.toml"
+    if path.resolve() in _chain:
+        cycle = " → ".join(str(p) for p in (*_chain, path.resolve()))
+        raise ConfigError(f"{path}: variants extend each other in a cycle: {cycle}")
     if not path.exists():
         raise ConfigError(f"unknown variant {name!r}; available: {', '.join(list_variants())}")
     try:
@@ -258,7 +263,7 @@ def load_variant(name: str) -> Variant:
     if parent:
         if parent == path.stem:
             raise ConfigError(f"{path}: a variant cannot extend itself")
-        base = load_variant(str(parent))
+        base = load_variant(str(parent), (*_chain, path.resolve()))
         data = merge(base.overrides, data)
         requires = sorted(set(base.requires) | set(requires))
     variant = Variant(path.stem, description, requires, data, path)

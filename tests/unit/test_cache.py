@@ -267,3 +267,19 @@ def test_cache_cli_lists_and_prunes(tmp_path: Path, capsys: pytest.CaptureFixtur
     with pytest.raises(SystemExit) as exc:
         main(["cache", "prune", "--older-than", "-1", "--cache-dir", str(cache)])
     assert exc.value.code == 2 and "must be a number ≥ 0" in capsys.readouterr().err
+
+
+def test_a_build_another_process_finished_first_is_not_a_hit(tmp_path: Path) -> None:
+    """Two runs of one config at once: the slower one kept the other's artifact and said "cache hit, 0.0 s" for
+    the work it did."""
+    key = artifact_key("features", {"x": 1}, [], "fp")
+
+    def build(folder: Path) -> None:
+        (folder / "mine.txt").write_text("mine")
+        other = get_or_build("features", "ds", key, lambda f: (f / "theirs.txt").write_text("theirs"), root=tmp_path)
+        assert not other.hit  # the other process, finishing while this one builds
+        time.sleep(0.05)
+
+    art = get_or_build("features", "ds", key, build, root=tmp_path)
+    assert not art.hit and art.seconds >= 0.05
+    assert [p.name for p in art.path.iterdir() if p.name != DONE] == ["theirs.txt"]  # theirs is kept

@@ -35,6 +35,22 @@ def test_extends_merges_parent_overrides() -> None:
     assert cfg.matching.method == "lightglue"
 
 
+def test_variants_that_extend_each_other_in_a_cycle_are_an_error(tmp_path) -> None:
+    """It was a RecursionError traceback."""
+    (tmp_path / "a.toml").write_text(f'extends = "{tmp_path / "b.toml"}"\n')
+    (tmp_path / "b.toml").write_text(f'extends = "{tmp_path / "a.toml"}"\n')
+    with pytest.raises(ConfigError, match="variants extend each other in a cycle: .*a.toml → .*b.toml → .*a.toml"):
+        load_variant(str(tmp_path / "a.toml"))
+
+
+def test_booleans_take_1_and_0_as_the_cli_gives_them() -> None:
+    """`--set key=1` parses as a TOML integer: it was refused while "yes" and "True" were taken."""
+    assert resolve_config("default", ["reconstruction.deterministic=0"]).reconstruction.deterministic is False
+    assert resolve_config("default", ["reconstruction.deterministic=1"]).reconstruction.deterministic is True
+    with pytest.raises(ConfigError, match="must be true/false, got 2"):
+        resolve_config("default", ["reconstruction.deterministic=2"])
+
+
 def test_overrides_are_typed() -> None:
     cfg = resolve_config("aliked_lightglue", ["features.max_keypoints=1024", "matching.min_matches=30",
                                               "reconstruction.deterministic=false", "matching.filter_threshold=0.2"])
