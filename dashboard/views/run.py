@@ -3,6 +3,7 @@ background jobs (optionally repeated over seeds), follow their progress live, ca
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -165,7 +166,9 @@ def launch_panel(root: Path) -> None:
                             "settings; unchecked, every stage is recomputed (and replaces its cached artifact). "
                             + state.cache_summary())
     st.markdown("**Overrides** (`--set`, only values that differ from the variant)")
-    st.code(" ".join(f"--set {o}" for o in overrides) or "(none: the variant as it is)", language="bash")
+    # quoted for a shell: the preview is meant to be pasted after `python -m imc_core run` (a list's ", " split it)
+    st.code(" ".join(f"--set {shlex.quote(o)}" for o in overrides) or "(none: the variant as it is)",
+            language="bash")
     problem = state.validate_config(variant, overrides)  # what the CLI would exit 2 with, before any run folder
     if problem:
         st.error(f"Invalid parameters, nothing launched: {problem}")

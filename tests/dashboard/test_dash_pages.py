@@ -135,6 +135,10 @@ def test_results_tabs_render(make_run: Callable[..., Path], tab: str) -> None:
         assert "Misplaced images** (1)" in text
     if tab == "3D":
         assert "cluster1" in text
+        assert "coloured by their error under it" in text  # why a colour and a threshold's ✓ can disagree
+        at = open_app("results", run="run-a", tab=tab, scene="outliers")
+        assert_clean(at)
+        assert any("Outliers have no ground-truth pose" in i.value for i in at.info)
 
 
 def test_descriptors_tab_projects_the_runs_cached_features(make_run: Callable[..., Path], dash_env: DashEnv) -> None:

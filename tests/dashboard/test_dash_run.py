@@ -79,6 +79,14 @@ def test_widgets_build_the_set_list(dash_env: DashEnv) -> None:
         "matching.min_matches=42", "reconstruction.deterministic=false", 'reconstruction.mapper="global"',
         "reconstruction.verify_max_error=2.5"])
     assert any("--set matching.min_matches=42" in c.value for c in at.code)
+    # the preview pastes into a shell as it is: quoted where a value has quotes or spaces
+    preview = next(c.value for c in at.code if "--set" in c.value)
+    import shlex
+
+    from imc_core.cli import build_parser
+
+    args = build_parser().parse_args(["run", "--data-root", "x", *shlex.split(preview)])
+    assert sorted(args.set) == sorted(at.session_state["run_overrides"])
     at.number_input(key="cfg.default.matching.min_matches").set_value(15).run()  # back to the variant's value
     assert "matching.min_matches=42" not in at.session_state["run_overrides"]
     # every section of the typed config has its expander
