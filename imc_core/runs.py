@@ -281,8 +281,10 @@ class Run:
     @cached_property
     def meta(self) -> dict[str, Any]:
         meta = _read_json(self.path / "run.json")
-        if meta is None:
+        if meta is None and not (self.path / "run.json").is_file():
             raise InputError(self.path / "run.json", "not a run directory (run.json missing)")
+        if not isinstance(meta, dict):  # e.g. `null`: it said "run.json missing" of a file that is there
+            raise InputError(self.path / "run.json", "not a JSON object")
         return meta
 
     @property

@@ -108,6 +108,9 @@ def test_list_runs_and_cancel_flag(tmp_path: Path) -> None:
 def test_load_run_rejects_non_run(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="run.json"):
         load_run(tmp_path)
+    (tmp_path / "run.json").write_text("null")
+    with pytest.raises(InputError, match=r"run\.json: not a JSON object"):
+        load_run(tmp_path)
 
 
 def test_bundle_round_trip(tmp_path: Path) -> None:
