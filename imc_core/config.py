@@ -318,43 +318,51 @@ _INCREMENTAL_ONLY = ("init_min_num_inliers", "init_max_error", "init_num_trials"
                      "max_runtime_s")
 
 
-def unused_settings(cfg: PipelineConfig) -> list[str]:
-    """Keys set away from their defaults that ``cfg`` never reads, each with the reason (for the run log).
+def unread_keys(cfg: PipelineConfig) -> dict[str, str]:
+    """Every ``section.key`` that ``cfg``'s methods never read, whatever its value, with the reason.
 
-    A researcher who sets ``global_descriptors.models`` or ``pairs.k`` must not believe they took part: global
-    descriptors, fusion and the clustering threshold are read only by shortlisting or clustering methods that the
-    Retrieval work adds (``pairs.method`` and ``clustering.method`` have none yet), and some matching keys belong to
-    one matcher.
+    Global descriptors, fusion and the clustering threshold are read only by shortlisting or clustering methods that
+    the Retrieval work adds (``pairs.method`` and ``clustering.method`` have none yet); some keys belong to one
+    extractor, one matcher or the incremental mapper; the final adjustment's keys are not read while it is off.
     """
+    sections = {name: list(dataclasses.asdict(getattr(cfg, name))) for name in SECTIONS}
+    out: dict[str, str] = {}
+
+    def add(section: str, keys: Any, why: str) -> None:
+        out.update({f"{section}.{k}": why for k in sections[section] if k in keys})
+
+    if cfg.pairs.method == "exhaustive" and cfg.clustering.method == "none":
+        why = ("not read: no pairs or clustering method that uses global descriptors is implemented yet "
+               "(pairs.method = exhaustive, clustering.method = none)")
+        add("global_descriptors", sections["global_descriptors"], why)
+        add("fusion", sections["fusion"], why)
+    if cfg.clustering.method == "none":
+        add("clustering", ("threshold",), "not read by clustering.method = none")
+    if cfg.pairs.method == "exhaustive":
+        add("pairs", ("k", "min_pairs_per_image"), "not read by pairs.method = exhaustive")
+    for methods, keys in _MATCHING_ONLY.items():
+        if cfg.matching.method not in methods.split():
+            add("matching", keys, f"not read by matching.method = {cfg.matching.method}")
+    for methods, keys in _FEATURES_ONLY.items():
+        if cfg.features.method not in methods.split():
+            add("features", keys, f"not read by features.method = {cfg.features.method}")
+    if cfg.reconstruction.mapper != "incremental":
+        add("reconstruction", _INCREMENTAL_ONLY, f"not read by reconstruction.mapper = {cfg.reconstruction.mapper}")
+    if cfg.reconstruction.refine_loss == "none":
+        add("reconstruction", [k for k in sections["reconstruction"] if k.startswith("refine_") and k != "refine_loss"],
+            "not read: reconstruction.refine_loss = none switches the final adjustment off")
+    return out
+
+
+def unused_settings(cfg: PipelineConfig) -> list[str]:
+    """Keys set away from their defaults that ``cfg`` never reads (:func:`unread_keys`), each with the reason (for
+    the run log): a researcher who sets ``pairs.k`` or ``features.root_sift`` must not believe they took part."""
     default = PipelineConfig()
     changed = [f"{name}.{key}" for name in SECTIONS
                for key, value in dataclasses.asdict(getattr(cfg, name)).items()
                if value != getattr(getattr(default, name), key)]
-    out = []
-    if cfg.pairs.method == "exhaustive" and cfg.clustering.method == "none":
-        why = ("not read: no pairs or clustering method that uses global descriptors is implemented yet "
-               "(pairs.method = exhaustive, clustering.method = none)")
-        out += [f"{k} {why}" for k in changed if k.split(".")[0] in ("global_descriptors", "fusion")]
-    if cfg.clustering.method == "none":
-        out += [f"{k} not read by clustering.method = none" for k in changed if k == "clustering.threshold"]
-    if cfg.pairs.method == "exhaustive":
-        out += [f"{k} not read by pairs.method = exhaustive" for k in changed
-                if k in ("pairs.k", "pairs.min_pairs_per_image")]
-    for methods, keys in _MATCHING_ONLY.items():
-        if cfg.matching.method not in methods.split():
-            out += [f"{k} not read by matching.method = {cfg.matching.method}" for k in changed
-                    if k.startswith("matching.") and k.split(".", 1)[1] in keys]
-    for methods, keys in _FEATURES_ONLY.items():
-        if cfg.features.method not in methods.split():
-            out += [f"{k} not read by features.method = {cfg.features.method}" for k in changed
-                    if k.startswith("features.") and k.split(".", 1)[1] in keys]
-    if cfg.reconstruction.mapper != "incremental":
-        out += [f"{k} not read by reconstruction.mapper = {cfg.reconstruction.mapper}" for k in changed
-                if k.startswith("reconstruction.") and k.split(".", 1)[1] in _INCREMENTAL_ONLY]
-    if cfg.reconstruction.refine_loss == "none":
-        out += [f"{k} not read: reconstruction.refine_loss = none switches the final adjustment off" for k in changed
-                if k.startswith("reconstruction.refine_") and k != "reconstruction.refine_loss"]
-    return out
+    unread = unread_keys(cfg)
+    return [f"{k} {unread[k]}" for k in changed if k in unread]
 
 
 def resolve_config(variant: str = DEFAULT_VARIANT, overrides: list[str] | tuple[str, ...] = ()) -> PipelineConfig:

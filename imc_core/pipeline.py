@@ -30,7 +30,8 @@ from typing import Any
 import pandas as pd
 
 from .cache import Artifact, artifact_key, cached, get_or_build, h5_problem, sqlite_problem
-from .config import DEFAULT_VARIANT, PipelineConfig, dump_config, resolve_config, stable_hash, unused_settings
+from .config import (DEFAULT_VARIANT, PipelineConfig, dump_config, resolve_config, stable_hash, unread_keys,
+                     unused_settings)
 from .errors import Cancelled, ConfigError, ImcError, InputError
 from .images import check_images
 from .liveness import process_start
@@ -289,10 +290,16 @@ def _asdict(obj: Any) -> dict[str, Any]:
     return dataclasses.asdict(obj)
 
 
-def _stage_conf(conf: Any, module: Any) -> dict[str, Any]:
+def _stage_conf(conf: Any, module: Any, cfg: PipelineConfig | None = None, section: str = "") -> dict[str, Any]:
     """Config dict used in a cache key: the stage code's ``VERSION`` is in, ``device`` (which does not change the
-    artifact's meaning) is out."""
+    artifact's meaning) is out, and a key ``cfg`` never reads (:func:`~imc_core.config.unread_keys`, e.g.
+    ``features.root_sift`` with COLMAP's SIFT) enters as its default: setting it does not rebuild the stage."""
     d = _asdict(conf)
+    if cfg is not None:
+        defaults = _asdict(type(conf)())
+        for key in unread_keys(cfg):
+            if key.startswith(f"{section}.") and key.split(".", 1)[1] in d:
+                d[key.split(".", 1)[1]] = defaults[key.split(".", 1)[1]]
     d.pop("device", None)
     d["_stage_version"] = module.stage_version(conf) if hasattr(module, "stage_version") \
         else getattr(module, "VERSION", 1)
@@ -402,7 +409,8 @@ def _match_dataset(ds: Any, cfg: PipelineConfig, writer: RunWriter, rep: _Report
 
     # features (every image checked first: a dataset with bad files fails at once, naming all of them)
     images = [(n, ds.image_dir / n) for n in ds.images]
-    fkey = artifact_key("features", _stage_conf(cfg.features, features_mod), [], ds.fingerprint)
+    fconf = _stage_conf(cfg.features, features_mod, cfg, "features")
+    fkey = artifact_key("features", fconf, [], ds.fingerprint)
 
     def build_features(tmp: Path) -> None:
         check_images([p for _, p in images])
@@ -411,13 +419,14 @@ def _match_dataset(ds: Any, cfg: PipelineConfig, writer: RunWriter, rep: _Report
 
     feats = get_or_build(
         "features", name, fkey, build_features,
-        use_cache=use_cache, meta={"conf": _stage_conf(cfg.features, features_mod), "dataset": name},
+        use_cache=use_cache, meta={"conf": fconf, "dataset": name},
         check=lambda path: h5_problem(path / "features.h5"))
     record("features", feats)
 
     # matching (COLMAP's matcher threads resolved first: they decide whether the matches repeat)
     mconf = matching_mod.resolve_threads(cfg.matching, cfg.reconstruction.deterministic)
-    mkey = artifact_key("matching", _stage_conf(mconf, matching_mod), [fkey, pairs_key], ds.fingerprint)
+    mkey_conf = _stage_conf(mconf, matching_mod, cfg, "matching")
+    mkey = artifact_key("matching", mkey_conf, [fkey, pairs_key], ds.fingerprint)
 
     def build_matches(tmp: Path) -> None:
         write_pairs(pairs, tmp / "pairs.txt")
@@ -426,7 +435,7 @@ def _match_dataset(ds: Any, cfg: PipelineConfig, writer: RunWriter, rep: _Report
                        should_cancel=rep.cancelled)
 
     matches = get_or_build("matching", name, mkey, build_matches, use_cache=use_cache,
-                           meta={"conf": _stage_conf(mconf, matching_mod), "inputs": [fkey, pairs_key],
+                           meta={"conf": mkey_conf, "inputs": [fkey, pairs_key],
                                  "dataset": name}, check=lambda path: h5_problem(path / "matches.h5"))
     record("matching", matches)
     return _Matched(ds, pairs, feats, matches, fkey, mkey, timings, cache)
@@ -445,7 +454,7 @@ def _reconstruct_dataset(matched: _Matched, cfg: PipelineConfig, run_dir: Path, 
     record = _recorder(name, timings, cache, writer, rep)
 
     # reconstruction (cached only when deterministic: otherwise every run is a fresh sample of mapper noise)
-    rconf = _stage_conf(cfg.reconstruction, reconstruction_mod)
+    rconf = _stage_conf(cfg.reconstruction, reconstruction_mod, cfg, "reconstruction")
     rkey = artifact_key("reconstruction", rconf, [mkey, fkey], ds.fingerprint)
     cacheable = use_cache and cfg.reconstruction.deterministic
     # its verified database has a key of its own: a change of a mapping key re-maps without re-verifying

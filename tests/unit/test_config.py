@@ -146,7 +146,7 @@ def test_unused_settings_name_what_no_stage_reads() -> None:
     sift = resolve_config("default", ["features.root_sift=false", "features.detection_threshold=0.5",
                                       "features.device=cpu", "features.sift_dsp=true"])
     assert [w.split()[0] for w in unused_settings(sift)] == [
-        "features.detection_threshold", "features.device", "features.root_sift"]
+        "features.detection_threshold", "features.root_sift", "features.device"]
     glob = resolve_config("global_mapper", ["reconstruction.init_min_num_inliers=50", "reconstruction.min_model_size=4"])
     assert unused_settings(glob) == ["reconstruction.init_min_num_inliers not read by reconstruction.mapper = global"]
     plain = resolve_config("sift_nn", ["reconstruction.refine_loss=none", "reconstruction.refine_loss_scale=2"])
