@@ -275,6 +275,14 @@ class RunView:
         return p
 
 
+def run_progress(run_dir: str | Path) -> dict[str, Any] | None:
+    """``progress.json`` of a run (None when missing or unreadable)."""
+    from imc_core.liveness import read_json
+
+    progress = read_json(Path(run_dir) / "progress.json")
+    return progress if isinstance(progress, dict) else None
+
+
 def live_status(status: str, run_dir: str | Path) -> str:
     """A run's status as the job list shows it: ``run.json`` says ``running`` until the pipeline writes its result,
     so a process that died (crash, kill, config error before the pipeline took over) would read ``running``

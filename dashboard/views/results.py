@@ -568,7 +568,38 @@ def reconstruction_steps_table(timings: dict) -> pd.DataFrame:
     return frame[["dataset", *known, *other, "cache"]]
 
 
+def stages_reached(progress: dict[str, Any] | None) -> pd.DataFrame:
+    """Per stage of ``progress.json``: done / total and seconds; a stage that never finished gets the time from its
+    start to the run's last progress (what a cancelled or failed run spent there)."""
+    rows = []
+    stages = (progress or {}).get("stages") if isinstance(progress, dict) else None
+    updated = (progress or {}).get("updated")
+    for name, st_ in (stages or {}).items():
+        if not isinstance(st_, dict):
+            continue
+        done, total, seconds = st_.get("done") or 0, st_.get("total") or 0, st_.get("seconds")
+        started = st_.get("started")
+        finished = bool(st_.get("cached")) or (total and done >= total)
+        if not isinstance(seconds, (int, float)) and not finished and isinstance(started, (int, float)) \
+                and isinstance(updated, (int, float)):
+            seconds = max(0.0, updated - started)
+        rows.append({"stage": str(name), "done": f"{done}/{total}", "seconds": seconds,
+                     "state": "cache hit" if st_.get("cached") else ("finished" if finished else "stopped here")})
+    return pd.DataFrame(rows, columns=["stage", "done", "seconds", "state"])
+
+
 def tab_timings(rv: state.RunView) -> None:
+    if not (rv.timings or {}).get("datasets") and rv.status in ("cancelled", "failed", "stopped"):
+        # no dataset finished: its stage times were never written; the progress file says how far each got
+        reached = stages_reached(state.run_progress(rv.path))
+        if not reached.empty:
+            st.markdown(f"**How far the run got** (it {rv.status} before a dataset finished)")
+            st.dataframe(reached, hide_index=True, width="stretch", key="stages_reached",
+                         column_config={"seconds": st.column_config.NumberColumn(format="%.1f")})
+            total = (rv.timings or {}).get("total")
+            if isinstance(total, (int, float)):
+                st.caption(f"The run took {total:.1f} s in all.")
+            return
     if not rv.timings:
         st.info(absent(rv, "timings.json", "No timings.json in this run."))
         return

@@ -192,6 +192,23 @@ def test_broken_run_dir_gives_a_readable_error(make_run: Callable[..., Path], da
     assert not exceptions and any("invalid run id" in e for e in errors)
 
 
+def test_a_cancelled_runs_timings_say_how_far_it_got(make_run: Callable[..., Path]) -> None:
+    """Cancelled during its first dataset's features: the Timings tab said "no timings" and nothing else."""
+    run_dir = make_run("run-c", status="cancelled")
+    (run_dir / "timings.json").write_text(json.dumps({"total": 7.9, "datasets": {}, "cache": {}}))
+    (run_dir / "progress.json").write_text(json.dumps({
+        "stage": "ds1/features", "done": 4, "total": 10, "updated": 1000.0, "stages": {
+            "ds1/pairs": {"done": 1, "total": 1, "cached": False, "seconds": 0.01, "started": 992.0},
+            "ds1/features": {"done": 4, "total": 10, "cached": False, "seconds": None, "started": 992.5}}}))
+    at = open_app("results", run="run-c", tab="Timings")
+    assert_clean(at)
+    table = frame_with(at, "state")
+    assert table.to_dict("records") == [
+        {"stage": "ds1/pairs", "done": "1/1", "seconds": 0.01, "state": "finished"},
+        {"stage": "ds1/features", "done": "4/10", "seconds": 7.5, "state": "stopped here"}]
+    assert any("cancelled before a dataset finished" in m.value for m in at.markdown)
+
+
 def test_a_run_named_with_spaces_or_other_letters_opens(make_run: Callable[..., Path]) -> None:
     """`run --out "exp 1 (baseline)"` is a valid run folder: the pickers listed it, Results refused it."""
     for name in ("exp 1 (baseline)", "résumé-日本"):
