@@ -251,6 +251,11 @@ class RunView:
         ``cancelled``), as on the Run page's job list (:func:`live_status`)."""
         return live_status(str(self.meta.get("status", "unknown")), self.path)
 
+    def unreadable(self, file: str) -> bool:
+        """Whether the run's ``file`` (e.g. ``config.toml``) is among :attr:`problems`."""
+        # each problem reads "<path>[:<line>]: <why>"
+        return any(Path(p.split(": ", 1)[0]).name.split(":")[0] == file for p in self.problems)
+
     @property
     def datasets(self) -> list[str]:
         names = list(self.meta.get("datasets") or [])

@@ -27,7 +27,7 @@ import pandas as pd
 from .cache import REPO_ROOT
 from .errors import InputError
 from .fsutil import atomic_write_json, atomic_write_text
-from .liveness import run_state
+from .liveness import read_json, run_state
 
 RUN_FILES = ("run.json", "config.toml", "submission.csv", "scores.json", "scenes.csv", "per_image.csv",
              "alignments.json", "timings.json", "log.txt", "progress.json", "pairs_stats.csv")
@@ -86,7 +86,7 @@ def check_run_dir(path: str | Path) -> bool:
     entries = sorted(p.name for p in path.iterdir())
     if not entries:
         return False
-    meta = _read_json_quiet(path / "run.json")
+    meta = read_json(path / "run.json")
     if meta is None and (path / "run.json").exists():
         meta = {"status": "unreadable run.json"}
     status = meta.get("status", "unknown") if isinstance(meta, dict) else None
@@ -103,7 +103,7 @@ def record_failure(path: str | Path, error: str, status: str = "failed") -> None
     ``run.json`` keeps the launcher's fields and gets ``status``, the one-line ``error`` and ``finished``;
     ``log.txt`` says why."""
     path = Path(path)
-    meta = _read_json_quiet(path / "run.json")
+    meta = read_json(path / "run.json")
     writer = RunWriter(path)
     writer.write_meta(**(meta if isinstance(meta, dict) else {}))
     writer.set_status(status, error=error.splitlines()[0] if error else status)
@@ -215,12 +215,12 @@ def remove_runs(ids: Iterable[str] = (), root: Path | None = None, *, statuses: 
     wanted = set(statuses)
     if wanted and root.is_dir():
         for p in sorted(root.iterdir()):
-            meta = _read_json_quiet(p / "run.json")
+            meta = read_json(p / "run.json")
             if isinstance(meta, dict) and _status(p, meta) in wanted:
                 chosen[p] = p.name
     if not force:
         for path in chosen:
-            meta = _read_json_quiet(path / "run.json")
+            meta = read_json(path / "run.json")
             status = run_state(path, meta).status if isinstance(meta, dict) else None
             if status in (*LIVE_STATUSES, "cancelling"):
                 raise InputError(path, f"run is {status} (its process still runs); stop it first (Ctrl-C where it "
@@ -241,20 +241,17 @@ def request_cancel(run_dir: Path) -> None:
 # reading
 
 
-def _read_json_quiet(path: Path) -> Any:
-    """:func:`_read_json`, with None for a file that cannot be read either."""
-    try:
-        return _read_json(path)
-    except InputError:
-        return None
-
-
 def _read_json(path: Path) -> Any:
+    """JSON content of ``path``; None when missing (:func:`imc_core.liveness.read_json`: None when unreadable too).
+
+    Raises:
+        InputError: the file cannot be read or is not JSON (not UTF-8 included).
+    """
     try:
         return json.loads(path.read_text())
     except FileNotFoundError:
         return None
-    except (json.JSONDecodeError, OSError) as err:
+    except (ValueError, OSError) as err:
         raise InputError(path, f"cannot read JSON: {err}") from None
 
 

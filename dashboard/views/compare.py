@@ -249,16 +249,12 @@ def group_spreads(arms: dict[str, list[state.RunView]]) -> dict[str, pd.DataFram
     return out
 
 
-def _config_unreadable(rv: state.RunView) -> bool:
-    return any(Path(p.split(":", 1)[0]).name == "config.toml" for p in rv.problems)
-
-
 def config_diff_section(arms: dict[str, list[state.RunView]], spreads: dict[str, pd.DataFrame]) -> None:
     from imc_core.analysis import SEED_KEYS, config_diff
 
     labels = list(arms)
     ref = arms[labels[0]][0]
-    unreadable = [rv.id for rv in (arms[label][0] for label in labels) if _config_unreadable(rv)]
+    unreadable = [rv.id for rv in (arms[label][0] for label in labels) if rv.unreadable("config.toml")]
     if unreadable:  # an unreadable config would read as every key removed
         st.warning(f"Config diff leaves out {', '.join(unreadable)}: its config.toml cannot be read.")
     if ref.id in unreadable:

@@ -277,7 +277,7 @@ LOG_ENTRY = re.compile(r"\[\d\d:\d\d:\d\d\] ")
 def absent(rv: state.RunView, file: str, otherwise: str) -> str:
     """Why a tab has nothing to show when ``file`` is missing from the run: unreadable (the warning above names
     it), the run ended before writing it, or ``otherwise`` (e.g. no ground truth)."""
-    if any(f"/{file}:" in p for p in rv.problems):
+    if rv.unreadable(file):
         return f"{file} cannot be read (the warning above says why)."
     if rv.status in ENDED:
         return f"The run {ENDED[rv.status]} before it wrote {file}; the Log tab shows how far it got."
