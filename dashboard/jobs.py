@@ -77,6 +77,8 @@ class StageProgress:
     cached: bool
     seconds: float | None
     eta_s: float | None
+    #: seconds since the stage started (``now`` minus its start), when it recorded one
+    elapsed_s: float | None = None
 
     @property
     def fraction(self) -> float:
@@ -304,12 +306,11 @@ def stage_progress(progress: dict[str, Any] | None, now: float | None = None) ->
             continue
         done, total = int(st.get("done") or 0), int(st.get("total") or 0)
         started = st.get("started")
-        eta = None
-        if isinstance(started, (int, float)) and 0 < done < total:
-            eta = (now - started) / done * (total - done)
+        elapsed = max(0.0, now - started) if isinstance(started, (int, float)) else None
+        eta = elapsed / done * (total - done) if elapsed is not None and 0 < done < total else None
         seconds = st.get("seconds")
         rows.append(StageProgress(str(name), done, total, bool(st.get("cached")),
-                                  float(seconds) if isinstance(seconds, (int, float)) else None, eta))
+                                  float(seconds) if isinstance(seconds, (int, float)) else None, eta, elapsed))
     return rows
 
 

@@ -571,20 +571,15 @@ def reconstruction_steps_table(timings: dict) -> pd.DataFrame:
 def stages_reached(progress: dict[str, Any] | None) -> pd.DataFrame:
     """Per stage of ``progress.json``: done / total and seconds; a stage that never finished gets the time from its
     start to the run's last progress (what a cancelled or failed run spent there)."""
-    rows = []
-    stages = (progress or {}).get("stages") if isinstance(progress, dict) else None
+    from dashboard.jobs import stage_progress
+
     updated = (progress or {}).get("updated")
-    for name, st_ in (stages or {}).items():
-        if not isinstance(st_, dict):
-            continue
-        done, total, seconds = st_.get("done") or 0, st_.get("total") or 0, st_.get("seconds")
-        started = st_.get("started")
-        finished = bool(st_.get("cached")) or (total and done >= total)
-        if not isinstance(seconds, (int, float)) and not finished and isinstance(started, (int, float)) \
-                and isinstance(updated, (int, float)):
-            seconds = max(0.0, updated - started)
-        rows.append({"stage": str(name), "done": f"{done}/{total}", "seconds": seconds,
-                     "state": "cache hit" if st_.get("cached") else ("finished" if finished else "stopped here")})
+    rows = []
+    for sp in stage_progress(progress, now=updated if isinstance(updated, (int, float)) else None):
+        finished = sp.cached or 0 < sp.total <= sp.done
+        seconds = sp.seconds if sp.seconds is not None or finished else sp.elapsed_s
+        rows.append({"stage": sp.name, "done": f"{sp.done}/{sp.total}", "seconds": seconds,
+                     "state": "cache hit" if sp.cached else ("finished" if finished else "stopped here")})
     return pd.DataFrame(rows, columns=["stage", "done", "seconds", "state"])
 
 
