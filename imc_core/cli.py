@@ -198,12 +198,10 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 
 def _cmd_import(args: argparse.Namespace) -> int:
-    from .runs import import_bundle, runs_root
+    from .runs import import_run
 
-    root = Path(args.root) if args.root else runs_root()
-    before = {p.name for p in root.iterdir()} if root.is_dir() else set()
-    dest = import_bundle(args.bundle, root)
-    if dest.name in before:
+    dest, new = import_run(args.bundle, Path(args.root) if args.root else None)
+    if not new:
         print(f"not imported: this bundle's run is already here as {dest.name}", file=sys.stderr)
     print(dest)
     return 0

@@ -514,7 +514,13 @@ def _check_bundle(staging: Path) -> dict[str, Any]:
 
 
 def import_bundle(zip_path: str | Path, root: Path | None = None) -> Path:
-    """Validate and unpack a bundle made by :func:`export_bundle` into ``root`` (default runs root).
+    """The run folder of a bundle after :func:`import_run` (imported now, or already here)."""
+    return import_run(zip_path, root)[0]
+
+
+def import_run(zip_path: str | Path, root: Path | None = None) -> tuple[Path, bool]:
+    """Validate and unpack a bundle made by :func:`export_bundle` into ``root`` (default runs root); returns the
+    run folder and whether it was imported now (False: the bundle's run was already here).
 
     Every member must sit inside one top folder (no absolute paths, no ``..``, no links), the required files must be
     there and parse (``run.json`` an object whose known fields have their types, ``config.toml`` TOML,
@@ -577,7 +583,7 @@ def import_bundle(zip_path: str | Path, root: Path | None = None) -> Path:
             for existing in [root / dest_name, *sorted(root.glob(f"{dest_name}-imported-*"))]:
                 if _same_results(existing, staging):
                     shutil.rmtree(staging, ignore_errors=True)
-                    return existing
+                    return existing, False
             if meta.get("status") in LIVE_STATUSES:  # its process ran on the teammate's machine
                 meta["status"] = "imported-incomplete"
             meta["imported_from"] = zip_path.name
@@ -587,4 +593,4 @@ def import_bundle(zip_path: str | Path, root: Path | None = None) -> Path:
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
-    return dest
+    return dest, True

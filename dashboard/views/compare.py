@@ -204,7 +204,7 @@ def per_scene_table(arms: dict[str, list[state.RunView]], dataset: str) -> pd.Da
 
 
 def import_panel() -> None:
-    """Import a teammate's bundle (validated by imc_core.runs.import_bundle; nothing written outside its folder)."""
+    """Import a teammate's bundle (validated by imc_core.runs.import_run; nothing written outside its folder)."""
     with st.expander("Import a teammate's run bundle"):
         up = st.file_uploader("Bundle (.zip made by Export bundle)", type=["zip"], key="bundle")
         if up is None:
@@ -214,19 +214,18 @@ def import_panel() -> None:
             kind, text = done[up.file_id]
             (st.info if kind == "info" else st.success)(text)
             return
-        from imc_core.runs import import_bundle, runs_root
+        from imc_core.runs import import_run
 
-        before = {p.name for p in runs_root().iterdir()} if runs_root().is_dir() else set()
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / Path(up.name).name
             path.write_bytes(up.getvalue())
             try:
-                dest = import_bundle(path)
+                dest, new = import_run(path)
             except ImcError as err:  # it names the temporary copy: name the upload instead
                 st.error(f"Import failed: {str(err).splitlines()[0].replace(str(path), up.name)}")
                 return
-        done[up.file_id] = (("info", f"Not imported: this bundle's run is already here as {dest.name}")
-                            if dest.name in before else ("success", f"Imported as {dest.name}"))
+        done[up.file_id] = (("success", f"Imported as {dest.name}") if new
+                            else ("info", f"Not imported: this bundle's run is already here as {dest.name}"))
         kind, text = done[up.file_id]
         (st.info if kind == "info" else st.success)(text)
 
