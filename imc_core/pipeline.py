@@ -290,16 +290,17 @@ def _asdict(obj: Any) -> dict[str, Any]:
     return dataclasses.asdict(obj)
 
 
-def _stage_conf(conf: Any, module: Any, cfg: PipelineConfig | None = None, section: str = "") -> dict[str, Any]:
-    """Config dict used in a cache key: the stage code's ``VERSION`` is in, ``device`` (which does not change the
-    artifact's meaning) is out, and a key ``cfg`` never reads (:func:`~imc_core.config.unread_keys`, e.g.
-    ``features.root_sift`` with COLMAP's SIFT) enters as its default: setting it does not rebuild the stage."""
+def _stage_conf(conf: Any, module: Any, cfg: PipelineConfig, section: str) -> dict[str, Any]:
+    """Config dict (``conf``: ``cfg``'s ``section``, as the stage runs it) used in a cache key: the stage code's
+    ``VERSION`` is in, ``device`` (which does not change the artifact's meaning) is out, and a key ``cfg`` never
+    reads (:func:`~imc_core.config.unread_keys`, e.g. ``features.root_sift`` with COLMAP's SIFT) enters as its
+    default: setting it does not rebuild the stage."""
     d = _asdict(conf)
-    if cfg is not None:
-        defaults = _asdict(type(conf)())
-        for key in unread_keys(cfg):
-            if key.startswith(f"{section}.") and key.split(".", 1)[1] in d:
-                d[key.split(".", 1)[1]] = defaults[key.split(".", 1)[1]]
+    defaults = _asdict(type(conf)())
+    for key in unread_keys(cfg):
+        sec, name = key.split(".", 1)
+        if sec == section:
+            d[name] = defaults[name]
     d.pop("device", None)
     d["_stage_version"] = module.stage_version(conf) if hasattr(module, "stage_version") \
         else getattr(module, "VERSION", 1)
