@@ -399,20 +399,8 @@ def _runs_table(root: str, key: tuple[tuple[str, float], ...]) -> pd.DataFrame:
     from imc_core.runs import list_runs
 
     df = list_runs(Path(root))
-    known = set(df["id"])
-    extra = []
-    for name, _ in key:  # run folders list_runs skipped because a file does not parse
-        p = Path(root) / name
-        if name not in known and (p / "run.json").is_file():
-            try:
-                from imc_core.runs import load_run
-
-                _ = load_run(p).scores
-                problem = "unreadable"
-            except ImcError as err:
-                problem = str(err).splitlines()[0]
-            extra.append({"id": name, "status": "unreadable", "label": problem, "path": str(p),
-                          "created": ""})
+    extra = [{"id": name, "status": "unreadable", "label": problem, "path": str(Path(root) / name), "created": ""}
+             for name, problem in df.attrs["unreadable"].items()]  # run folders whose files do not parse
     if extra:
         df = pd.concat([df, pd.DataFrame(extra)], ignore_index=True)
     return df

@@ -175,11 +175,9 @@ def _cmd_runs(args: argparse.Namespace) -> int:
     root = Path(args.root) if args.root else runs_root()
     df = list_runs(root)
     cols = ["id", "status", "variant", "datasets", "score", "mAA", "clusterness", "seconds", "seed", "group", "label"]
-    listed = set(df["id"])
     print(df.astype({"seed": "Int64"})[cols].astype(object).where(df[cols].notna(), "").to_string(index=False)
           if len(df) else "no runs")
-    unreadable = sorted(p.name for p in root.iterdir() if (p / "run.json").is_file() and p.name not in listed) \
-        if root.is_dir() else []
+    unreadable = list(df.attrs["unreadable"])
     if unreadable:  # damaged files: left out above, and said so (`runs rm ID` removes them)
         print(f"warning: {len(unreadable)} run folder(s) could not be read: {', '.join(unreadable)}",
               file=sys.stderr)

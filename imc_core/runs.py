@@ -357,11 +357,13 @@ def load_run(path: str | Path) -> Run:
 
 def list_runs(root: Path | None = None) -> pd.DataFrame:
     """One row per run under ``root`` (newest first): id, created, status, variant, datasets, score, mAA,
-    clusterness, seconds, seed, config_hash, path, data_root. Unreadable folders are skipped. A run that says
+    clusterness, seconds, seed, config_hash, path, data_root. Folders whose run.json, scores.json or timings.json
+    cannot be read are left out and named in ``df.attrs["unreadable"]`` (name → why). A run that says
     running or queued is checked against its process (:func:`imc_core.liveness.run_state`): ``stopped`` when it has
     ended without recording a result."""
     root = root or runs_root()
     rows = []
+    unreadable: dict[str, str] = {}
     if root.exists():
         if not root.is_dir():
             raise InputError(root, "the runs folder is not a folder")
@@ -371,9 +373,8 @@ def list_runs(root: Path | None = None) -> pd.DataFrame:
             try:
                 run = load_run(p)
                 meta, scores, timings = run.meta, run.scores or {}, run.timings or {}
-            except InputError:
-                continue
-            if not isinstance(meta, dict):
+            except InputError as err:
+                unreadable[p.name] = str(err).splitlines()[0]
                 continue
             scores = scores if isinstance(scores, dict) else {}
             timings = timings if isinstance(timings, dict) else {}
@@ -395,7 +396,9 @@ def list_runs(root: Path | None = None) -> pd.DataFrame:
     # by the moment each run was made: run.json's ISO times carry their UTC offset (a teammate's may differ)
     when = pd.to_datetime(df["created"], errors="coerce", utc=True, format="ISO8601")
     order = when.sort_values(ascending=False, kind="stable", na_position="last").index
-    return df.loc[order].reset_index(drop=True)
+    df = df.loc[order].reset_index(drop=True)
+    df.attrs["unreadable"] = dict(sorted(unreadable.items()))
+    return df
 
 
 def _text(value: Any) -> str:
