@@ -20,7 +20,6 @@ import shutil
 import threading
 import time
 import traceback
-import warnings
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -260,7 +259,7 @@ def run_pipeline(
         if n_jobs > 1:
             writer.log(f"{len(names)} datasets, up to {n_jobs} reconstructions at once")
         results = _run_datasets(loaded, cfg, run_dir, writer, rep, use_cache, n_jobs, timings)
-        _write_outputs(root, split, names, results, run_dir, writer, rep, timings)
+        _write_outputs(root, split, loaded, results, run_dir, writer, rep, timings)
         timings["total"] = time.perf_counter() - t_start
         writer.write_json("timings.json", timings)
         writer.set_status("done")
@@ -564,16 +563,17 @@ def _pairs_stats(dataset: str, matches_path: Path, pairs: list[tuple[str, str]],
     return pd.DataFrame(rows, columns=["dataset", "name0", "name1", "n_matches", "n_inliers"])
 
 
-def _write_outputs(root: Any, split: str, names: list[str], results: list[DatasetResult], run_dir: Path,
+def _write_outputs(root: Any, split: str, loaded: dict[str, Any], results: list[DatasetResult], run_dir: Path,
                    writer: RunWriter, rep: _Reporter, timings: dict[str, Any]) -> None:
     from .submission import write_pose_csv
 
+    names = list(loaded)
     sub = pd.concat([r.poses for r in results], ignore_index=True)
     stats = [r.pairs_stats for r in results if r.pairs_stats is not None]
     if stats:
         writer.write_csv("pairs_stats.csv", pd.concat(stats, ignore_index=True))
     if split == "test":
-        sub = _with_test_image_ids(root, names, sub)
+        sub = _with_test_image_ids(loaded, sub)
         write_pose_csv(sub, run_dir / "submission.csv", image_id=True)
         writer.log(f"wrote Kaggle submission with {len(sub)} rows")
         return
@@ -611,15 +611,13 @@ def _write_outputs(root: Any, split: str, names: list[str], results: list[Datase
         writer.log(f"  {ds}: score {d.score:.4f} mAA {d.mAA:.4f} clusterness {d.clusterness:.4f}")
 
 
-def _with_test_image_ids(root: Any, names: list[str], sub: pd.DataFrame) -> pd.DataFrame:
-    """Attach Kaggle image_ids (from sample_submission when present) in test mode."""
+def _with_test_image_ids(loaded: dict[str, Any], sub: pd.DataFrame) -> pd.DataFrame:
+    """Attach Kaggle image_ids in test mode: those of the sample submission the datasets were ``loaded`` from
+    (name → :class:`~imc_core.data.Dataset`), else made from the names."""
     from .submission import kaggle_image_id
 
     ids = {}
-    for name in names:
-        with warnings.catch_warnings():  # said once already, when the dataset was loaded for the run
-            warnings.simplefilter("ignore")
-            ds = root.load_dataset(name, "test")
+    for name, ds in loaded.items():
         if getattr(ds, "image_ids", None):
             ids.update({(name, img): iid for img, iid in zip(ds.images, ds.image_ids)})
     sub = sub.copy()
