@@ -39,6 +39,7 @@ from .submission import (
     POSE_COLS,
     ROTATION_TOL,
     read_pose_csv,
+    read_text_csv,
     rotation_errors,
     row_line,
     write_pose_csv,
@@ -177,20 +178,7 @@ def read_thresholds(path: str | Path) -> dict[tuple[str, str], np.ndarray]:
             numbers, a number that does not parse, is not finite or is negative (file + line named).
     """
     p = str(path)
-    try:
-        raw = pd.read_csv(
-            path, dtype=str, keep_default_na=False, na_filter=False, skip_blank_lines=False, encoding="utf-8-sig"
-        )
-    except FileNotFoundError:
-        raise InputError(p, "file not found") from None
-    except IsADirectoryError:
-        raise InputError(p, "is a directory, expected a CSV file") from None
-    except pd.errors.EmptyDataError:
-        raise InputError(p, "empty file (expected a header line)") from None
-    except pd.errors.ParserError as err:
-        raise InputError(p, f"malformed CSV: {str(err).split('C error: ')[-1].strip()}") from None
-    except UnicodeDecodeError as err:
-        raise InputError(p, f"not UTF-8 text ({err.reason})") from None
+    raw = read_text_csv(path)
     raw.columns = [str(c).strip() for c in raw.columns]
     missing = [c for c in ("dataset", "scene", "thresholds") if c not in raw.columns]
     if missing:

@@ -123,6 +123,32 @@ def _parse_numbers(
     return arr.reshape(n, count)
 
 
+def read_text_csv(path: str | Path) -> pd.DataFrame:
+    """Every cell of a CSV as text (no NaN conversion, blank lines kept so that positions map to file lines; a UTF-8
+    BOM is dropped): the one way the labels, thresholds and submission files are opened.
+
+    Raises:
+        InputError: missing, a folder, empty, not UTF-8, or a row that does not parse (its line named).
+    """
+    p = str(path)
+    try:
+        return pd.read_csv(path, dtype=str, keep_default_na=False, na_filter=False, skip_blank_lines=False,
+                           encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise InputError(p, "file not found") from None
+    except IsADirectoryError:
+        raise InputError(p, "is a directory, expected a CSV file") from None
+    except pd.errors.EmptyDataError:
+        raise InputError(p, "empty file (expected a header line)") from None
+    except pd.errors.ParserError as err:
+        m = _PARSER_LINE.search(str(err))
+        row = int(m.group(1)) if m else None
+        msg = str(err).split("C error: ")[-1].strip()
+        raise InputError(p, f"malformed CSV row: {msg}", row) from None
+    except UnicodeDecodeError as err:
+        raise InputError(p, f"not UTF-8 text ({err.reason})") from None
+
+
 def read_pose_csv(path: str | Path, *, require_image_id: bool = False) -> pd.DataFrame:
     """Read an IMC-2025 labels or submission CSV into a pose frame.
 
@@ -139,28 +165,7 @@ def read_pose_csv(path: str | Path, *, require_image_id: bool = False) -> pd.Dat
             number that does not parse. The message names the file and the 1-based line (header = line 1).
     """
     p = str(path)
-    try:
-        raw = pd.read_csv(
-            path,
-            dtype=str,
-            keep_default_na=False,
-            na_filter=False,
-            skip_blank_lines=False,
-            encoding="utf-8-sig",
-        )
-    except FileNotFoundError:
-        raise InputError(p, "file not found") from None
-    except IsADirectoryError:
-        raise InputError(p, "is a directory, expected a CSV file") from None
-    except pd.errors.EmptyDataError:
-        raise InputError(p, "empty file (expected a header line)") from None
-    except pd.errors.ParserError as err:
-        m = _PARSER_LINE.search(str(err))
-        row = int(m.group(1)) if m else None
-        msg = str(err).split("C error: ")[-1].strip()
-        raise InputError(p, f"malformed CSV row: {msg}", row) from None
-    except UnicodeDecodeError as err:
-        raise InputError(p, f"not UTF-8 text ({err.reason})") from None
+    raw = read_text_csv(path)
 
     raw.columns = [str(c).strip() for c in raw.columns]
     missing = [c for c in CSV_COLS if c not in raw.columns]
