@@ -23,7 +23,7 @@ from .errors import ConfigError, ImcError, InputError
 def _cmd_score(args: argparse.Namespace) -> int:
     from .metric import score_files
 
-    res = score_files(args.gt, args.thresholds, args.submission, details=args.details)
+    res = score_files(args.gt, args.thresholds, args.submission, details=args.details, datasets=args.dataset)
     if args.json:
         print(json.dumps(res.to_json()))
     else:
@@ -292,6 +292,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--submission", required=True, help="submission.csv")
     s.add_argument("--json", action="store_true", help="print one JSON object")
     s.add_argument("--details", action="store_true", help="per-scene table (text mode)")
+    s.add_argument("--dataset", action="append", metavar="NAME",
+                   help="score only this dataset of the labels (repeatable; default: all of them, each of which "
+                        "the submission must hold)")
     s.set_defaults(func=_cmd_score)
 
     s = sub.add_parser("synth", help="generate the synthetic multi-scene benchmark")

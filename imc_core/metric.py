@@ -75,7 +75,7 @@ from __future__ import annotations
 
 import math
 import warnings as _warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -1789,6 +1789,7 @@ def score_files(
     *,
     details: bool = True,
     config: MetricConfig = DEFAULT_CONFIG,
+    datasets: Sequence[str] | None = None,
 ) -> ScoreResult:
     """Read the three IMC-2025 CSVs and :func:`score` them.
 
@@ -1798,6 +1799,9 @@ def score_files(
         submission_csv: the submission.
         details: see :func:`score`.
         config: see :func:`score`.
+        datasets: score only these datasets of the labels (a run of some datasets against the full labels file);
+            the submission's rows of other datasets are ignored, as the official metric ignores datasets the
+            labels lack. ``None``: every dataset of the labels, each of which the submission must hold.
 
     Returns:
         The :class:`ScoreResult`.
@@ -1809,6 +1813,12 @@ def score_files(
     from .submission import read_pose_csv
 
     gt = read_labels(gt_csv)
+    if datasets is not None:
+        names = set(gt["dataset"].astype(str))
+        if unknown := [d for d in dict.fromkeys(datasets) if d not in names]:
+            raise InputError(gt_csv, f"no dataset {', '.join(map(repr, unknown))} in the labels (they hold "
+                                     f"{', '.join(sorted(names))})")
+        gt = gt[gt["dataset"].astype(str).isin(set(datasets))].reset_index(drop=True)
     th = read_thresholds(thresholds_csv)
     if lacking := scenes_without_thresholds(gt, th):  # named here, where the file is known
         raise missing_thresholds_error(thresholds_csv, lacking)

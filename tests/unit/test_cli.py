@@ -58,6 +58,25 @@ def test_score_missing_file(files: dict[str, Path], tmp_path: Path, capsys: pyte
     assert rc == 2 and "nope.csv" in capsys.readouterr().err
 
 
+def test_score_some_datasets_of_the_labels(files: dict[str, Path], tmp_path: Path,
+                                           capsys: pytest.CaptureFixture) -> None:
+    """A run of one dataset scored against a labels file of two: refused without --dataset, scored with it (the
+    same numbers as that dataset's share of a full submission); an unknown name is one line naming the labels."""
+    two = LABELS + LABELS.replace("\nds,", "\nds2,").split("\n", 1)[1]
+    (gt := tmp_path / "labels2.csv").write_text(two)
+    (thr := tmp_path / "thr2.csv").write_text(THRESHOLDS + THRESHOLDS.split("\n", 1)[1].replace("ds,", "ds2,"))
+    base = ["score", "--gt", str(gt), "--thresholds", str(thr), "--json"]
+    assert main([*base, "--submission", str(files["gt"])]) == 2  # ds2 missing from the one-dataset submission
+    assert "dataset 'ds2' of the ground truth is not in the submission" in capsys.readouterr().err
+    assert main([*base, "--submission", str(files["gt"]), "--dataset", "ds"]) == 0
+    one = json.loads(capsys.readouterr().out)
+    assert set(one["datasets"]) == {"ds"} and one["score"] == 100.0
+    assert main([*base, "--submission", str(gt), "--dataset", "ds"]) == 0  # rows of other datasets ignored
+    assert json.loads(capsys.readouterr().out) == one
+    assert main([*base, "--submission", str(gt), "--dataset", "ds", "--dataset", "nope"]) == 2
+    assert capsys.readouterr().err.strip() == f"error: {gt}: no dataset 'nope' in the labels (they hold ds, ds2)"
+
+
 def test_variants_lists_each_with_status(capsys: pytest.CaptureFixture) -> None:
     assert main(["variants"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
