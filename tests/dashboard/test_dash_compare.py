@@ -128,6 +128,9 @@ def test_subset_of_datasets_compares_on_the_shared_ones(make_run: Callable[..., 
     assert head.loc["part", "Δ score"] == pytest.approx(2.0)  # not 62 - 80
     per_ds = frame_by_key(at, "per_dataset")
     assert per_ds.loc[per_ds["dataset"] == "ds2", "noise"].tolist() == ["not in every run"]
+    assert per_ds.loc[per_ds["dataset"] == "ds2", "Δ score"].isna().all()
+    # cells without a value read "—", not Streamlit's grey "None"
+    assert {table_element(at, t).proto.placeholder for t in ("headline", "per_dataset")} == {"—"}
     delta = frame_by_key(at, "delta_table")
     assert set(delta["dataset"]) == {DATASET}  # no ds2 image counted as lost
     assert delta.set_index("image").loc["s1_1.png", "pass_change"] == "lost"
