@@ -60,6 +60,40 @@ def initial(key: str, name: str, value: Any, saved: Callable[[Any], Any] | None 
     return {name: value}
 
 
+#: Session key holding the ``?set=`` values of the link last applied to the parameter widgets.
+URL_SET = "_run_url_set"
+
+
+def apply_link_overrides(variant: str, base: dict[str, dict[str, Any]]) -> None:
+    """A shared link's ``?set=section.key=value`` (repeatable, as the share link writes them) become the variant's
+    parameter values, once per link: the keys it names take its values, every other key the variant's own (a link
+    reproduces the config it was made from). A value the config refuses is named in a warning and nothing is
+    applied."""
+    from imc_core.config import resolve_config
+    from imc_core.errors import ImcError
+
+    wanted = st.query_params.get_all("set")
+    if not wanted or wanted == st.session_state.get(URL_SET):
+        return
+    st.session_state[URL_SET] = wanted
+    try:
+        cfg = resolve_config(variant, wanted)
+    except ImcError as err:
+        st.warning(f"The link's parameters were not applied: {err}")
+        return
+    specs = {s.key: s for s in state.config_fields(base)}
+    named = {item.split("=", 1)[0].strip() for item in wanted}
+    form = dict(st.session_state.get(FORM_KEY) or {})
+    for key, spec in specs.items():
+        wkey = widget_key(variant, key)
+        st.session_state.pop(wkey, None)  # (drawn below with the default :func:`initial` gives)
+        form.pop(wkey, None)
+        if key in named:
+            value = getattr(getattr(cfg, spec.section), spec.name)
+            form[wkey] = ", ".join(str(v) for v in value) if spec.kind == "list" else value
+    st.session_state[FORM_KEY] = form
+
+
 def _index(options: list[str], value: Any) -> int | None:
     return options.index(value) if value in options else None
 
@@ -151,9 +185,11 @@ def launch_panel(root: Path) -> None:
     st.caption(description)
     if missing:
         st.warning("This variant cannot run here: " + "; ".join(missing))
+    apply_link_overrides(variant, base)
     values = parameter_widgets(variant, base)
     overrides = state.overrides_from_values(base, values)
     st.session_state["run_overrides"] = overrides
+    state.register_share("run", ["variant", "set"], values={"set": overrides})  # the link carries the edits
     c1, c2, c3, c4 = st.columns([1, 2, 2, 1])
     repeats = int(c1.number_input("Repeat N times", min_value=1, max_value=50, **initial("repeats", "value", 1),
                                   step=1, key="repeats",

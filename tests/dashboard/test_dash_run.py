@@ -93,6 +93,40 @@ def test_widgets_build_the_set_list(dash_env: DashEnv) -> None:
     assert {e.label for e in at.expander} >= {"features", "matching", "pairs", "reconstruction", "fusion"}
 
 
+def test_share_link_carries_the_parameter_edits(dash_env: DashEnv) -> None:
+    """The Run page's share link names the edited parameters (``set=`` per override), and opening such a link
+    sets them on the parameter widgets, the rest at the variant's values; a bad value in a link is named."""
+    from urllib.parse import parse_qs
+
+    at = run_page()
+    at.number_input(key="cfg.default.matching.min_matches").set_value(42)
+    at.selectbox(key="cfg.default.reconstruction.mapper").select("global").run()
+    overrides = sorted(at.session_state["run_overrides"])
+    link = next(c.value for c in at.sidebar.code)
+    query = parse_qs(link.split("?", 1)[1])
+    assert sorted(query["set"]) == overrides == ["matching.min_matches=42", 'reconstruction.mapper="global"']
+    assert query["page"] == ["run"] and query["variant"] == ["default"]
+
+    opened = AppTest.from_file(str(APP), default_timeout=30)
+    for k, v in query.items():
+        opened.query_params[k] = v
+    opened.session_state["cfg.default.matching.ratio"] = 0.5  # an edit of the visitor's own: the link resets it
+    opened.run()
+    assert not errors_and_exceptions(opened)[1]
+    assert opened.number_input(key="cfg.default.matching.min_matches").value == 42
+    assert opened.selectbox(key="cfg.default.reconstruction.mapper").value == "global"
+    assert sorted(opened.session_state["run_overrides"]) == overrides
+    opened.number_input(key="cfg.default.matching.min_matches").set_value(50).run()  # applied once, then editable
+    assert "matching.min_matches=50" in opened.session_state["run_overrides"]
+
+    bad = AppTest.from_file(str(APP), default_timeout=30)
+    bad.query_params["page"], bad.query_params["set"] = "run", ["matching.min_matches=zero"]
+    bad.run()
+    assert any("The link's parameters were not applied" in w.value and "matching.min_matches" in w.value
+               for w in bad.warning)
+    assert bad.session_state["run_overrides"] == []
+
+
 @pytest.mark.timeout(120)
 def test_launch_shows_progress_and_finishes(dash_env: DashEnv, fake_pipeline: Path) -> None:
     at = run_page()
