@@ -184,17 +184,22 @@ def _tree_stats(path: Path) -> tuple[int, float]:
     return size, latest
 
 
-def clean_stale_temps(root: Path | None = None, older_than_s: float = 3600) -> int:
-    """Remove temporary folders left by killed runs (nothing written in them for ``older_than_s``); returns how
-    many were removed."""
+def clean_stale_temps(root: Path | None = None, older_than_s: float = 3600, stages: list[str] | None = None) -> int:
+    """Remove temporary folders left by killed runs (nothing written in them for ``older_than_s``), of ``stages``
+    only when given; returns how many were removed."""
     base = root or cache_root()
     n = 0
     now = time.time()
-    for tmp in base.glob("*/.tmp-*"):
+    for tmp in _in_stages(base, ".tmp-*", stages):
         if now - _tree_stats(tmp)[1] > older_than_s:
             shutil.rmtree(tmp, ignore_errors=True)
             n += 1
     return n
+
+
+def _in_stages(base: Path, pattern: str, stages: list[str] | None) -> list[Path]:
+    """Entries matching ``pattern`` in every stage folder of ``base``, or in those of ``stages`` when given."""
+    return [p for p in base.glob(f"*/{pattern}") if stages is None or p.parent.name in stages]
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -292,7 +297,7 @@ def prune(root: Path | None = None, *, referenced: set[tuple[str, str]] | None =
     if not dry_run:
         for e in chosen:
             remove_artifact(e)
-        clean_stale_temps(base, grace_s)
-        for trash in base.glob("*/.trash-*"):
+        clean_stale_temps(base, grace_s, stages)
+        for trash in _in_stages(base, ".trash-*", stages):
             shutil.rmtree(trash, ignore_errors=True)
     return chosen

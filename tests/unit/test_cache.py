@@ -182,6 +182,14 @@ def test_prune_by_stage(tmp_path: Path) -> None:
     _artifact(tmp_path, "matching", "m", days_old=10)
     assert [e.stage for e in prune(tmp_path, older_than_s=86400, stages=["matching"])] == ["matching"]
     assert [e.stage for e in list_artifacts(tmp_path)] == ["features"]
+    # a killed build's leftovers go with their own stage only
+    for stage in ("features", "matching"):
+        (tmp_path / stage / ".tmp-ds-x-1").mkdir()
+    old = time.time() - 7200
+    os.utime(tmp_path / "features" / ".tmp-ds-x-1", (old, old))
+    os.utime(tmp_path / "matching" / ".tmp-ds-x-1", (old, old))
+    prune(tmp_path, older_than_s=86400, stages=["matching"])
+    assert (tmp_path / "features" / ".tmp-ds-x-1").exists() and not (tmp_path / "matching" / ".tmp-ds-x-1").exists()
 
 
 def test_unreferenced_keeps_named_artifacts_and_their_verified_database(tmp_path: Path) -> None:
