@@ -164,6 +164,8 @@ class RunWriter:
                 st["seconds"] = seconds
             if st.get("started") is None:
                 st["started"] = time.time()
+            if done > 0 and st.get("first_at") is None:  # the first items carry the stage's set-up (model loads)
+                st["first_at"], st["first_done"] = time.time(), done
             self._progress.update(stage=stage, done=done, total=total, message=message, updated=time.time())
             now = time.monotonic()
             if force or done >= total or now - self._last_progress_write > 0.25:

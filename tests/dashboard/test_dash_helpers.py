@@ -68,6 +68,11 @@ def test_stage_progress_eta_and_text() -> None:
     assert "5/20" in feats.text() and "ETA 30 s" in feats.text()
     assert match.text().endswith("cache hit")
     assert jobs.stage_progress(None) == []
+    # the first item took 8 s of set-up (a model load), the next four 2 s: the pace since the first one counts
+    prog["stages"]["ds/features"].update(first_at=108.0, first_done=1)
+    assert jobs.stage_progress(prog, now=110.0)[0].eta_s == pytest.approx(7.5)  # 15 left at 0.5 s each
+    prog["stages"]["ds/features"]["done"] = 1  # nothing since the first: the whole elapsed time again
+    assert jobs.stage_progress(prog, now=110.0)[0].eta_s == pytest.approx(190.0)
 
 
 def test_build_command_and_repeats(tmp_path: Path) -> None:

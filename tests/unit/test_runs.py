@@ -284,3 +284,14 @@ def test_a_bundle_with_a_non_ascii_top_folder_gets_a_plain_id(tmp_path: Path) ->
                                   "résultat 日本/config.toml": b"", "résultat 日本/submission.csv": SUB.encode()})
     dest = import_bundle(z, tmp_path / "runs")
     assert dest.name.isascii() and " " not in dest.name
+
+
+def test_progress_records_when_the_first_items_were_done(tmp_path: Path) -> None:
+    w = RunWriter(tmp_path / "run")
+    w.progress("ds/features", 0, 10, force=True)
+    assert "first_at" not in json.loads((tmp_path / "run" / "progress.json").read_text())["stages"]["ds/features"]
+    w.progress("ds/features", 2, 10, force=True)
+    w.progress("ds/features", 3, 10, force=True)
+    st = json.loads((tmp_path / "run" / "progress.json").read_text())["stages"]["ds/features"]
+    assert st["first_done"] == 2 and st["started"] <= st["first_at"]
+
