@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import base64
+import io
+
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 import pytest
+from PIL import Image
 
 from imc_core import viz
 from imc_core.errors import InputError
@@ -308,7 +312,10 @@ def test_pair_view() -> None:
     assert [tr.type for tr in fig.data] == ["image", "image", "scatter", "scatter"]
     assert _names(fig)[2:] == ["inliers (2)", "outliers (1)"]
     assert fig.data[1].x0 == 40
-    assert np.asarray(fig.data[1].z).shape == (25, 20, 3)
+    assert fig.data[1].z is None and fig.data[1].source.startswith("data:image/jpeg;base64,")
+    with Image.open(io.BytesIO(base64.b64decode(fig.data[1].source.split(",", 1)[1]))) as im:
+        assert im.size == (20, 25) and im.mode == "RGB"
+    assert list(fig.layout.yaxis.range) == [24.5, -0.5]  # the taller image, top row up
     # first inlier line goes from (1, 2) to (2 + 40, 2)
     assert list(fig.data[2].x[:2]) == [1.0, 42.0] and list(fig.data[2].y[:2]) == [2.0, 2.0]
     none = viz.pair_view(img0, img0, k0, k1, np.zeros((0, 2), int), np.zeros(0, bool))
