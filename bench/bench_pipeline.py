@@ -3,7 +3,7 @@
 Usage:
     .venv/bin/python bench/bench_pipeline.py [--datasets ets toy_fb82 ...] [--variants default colmap_sift ...]
         [--set section.key=value] [--anchor] [--rerun-mapping] [--seeds N] [--synthetic] [--root-dir DIR]
-        [--jobs N] [--out bench/results/pipeline.md]
+        [--jobs N] [--shared-cache] [--out bench/results/pipeline.md]
 
 A variant may carry its own overrides after colons: ``aliked_lightglue:matching.fp16=false:matching.batch_size=1``
 (applied after ``--set``). ``--root-dir`` is the folder holding the IMC-format data roots (default
@@ -13,7 +13,9 @@ Prints (and writes) a markdown table: score, mAA, clusterness, seconds per stage
 COLMAP 4.2.1's default SIFT pipeline natively (extract_features, match_exhaustive, incremental_mapping with
 num_threads=1), scored with our metric, in the same process for a same-machine time ratio. ``--rerun-mapping``
 re-runs each variant with only a mapping parameter changed and reports the warm/cold speed-up. Every variant row
-starts from an empty stage cache of its own (``$IMC_CACHE_DIR`` is ignored), so the rows' times are cold times.
+starts from an empty stage cache of its own (``$IMC_CACHE_DIR`` is ignored), so the rows' times are cold times;
+with ``--shared-cache`` a dataset's variants share one, so a variant that differs from an earlier one only in mapping
+keys reuses its features and matches (a sweep of mapping settings; its times are then warm times).
 
 torch is imported (and CUDA started) before anything is timed, so the first row does not pay for it; the metric's
 numba kernels compile (or load from their disk cache) in the anchor's untimed scoring when ``--anchor`` is given.
@@ -141,6 +143,9 @@ def main() -> None:
     ap.add_argument("--root-dir", default=str(SHARED), help="folder of IMC-format data roots")
     ap.add_argument("--jobs", type=int, default=None,
                     help="datasets reconstructed at once (run_pipeline jobs; default $IMC_JOBS or automatic)")
+    ap.add_argument("--shared-cache", action="store_true",
+                    help="the variants of a dataset share one stage cache: a variant that changes only mapping keys "
+                         "reuses the features and matches of the one before it (its times are then warm times)")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
     base = Path(args.root_dir)
@@ -161,7 +166,7 @@ def main() -> None:
             for i, v in enumerate(args.variants):
                 # every variant starts cold (variants sharing a feature config would otherwise reuse its features);
                 # its mapping re-run and extra seeds then share its cache
-                os.environ["IMC_CACHE_DIR"] = str(tmp / f"cache-{name}-{i}")
+                os.environ["IMC_CACHE_DIR"] = str(tmp / (f"cache-{name}" if args.shared_cache else f"cache-{name}-{i}"))
                 cold = run_variant(root, v, tmp, list(args.set), args.jobs)
                 rows.append({"data": name, **cold})
                 print(rows[-1], flush=True)

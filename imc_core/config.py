@@ -315,7 +315,7 @@ _INCREMENTAL_ONLY = ("init_min_num_inliers", "init_max_error", "init_num_trials"
                      "max_model_overlap", "map_components", "ba_local_num_images", "ba_global_images_ratio",
                      "ba_global_points_ratio", "ba_global_max_refinements", "ba_global_ignore_redundant_points",
                      "ba_local_function_tolerance", "ba_global_function_tolerance", "tri_max_transitivity",
-                     "max_runtime_s")
+                     "structure_less_fallback", "max_runtime_s")
 
 
 def unread_keys(cfg: PipelineConfig) -> dict[str, str]:

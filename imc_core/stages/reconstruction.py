@@ -115,6 +115,9 @@ class ReconstructionConfig:
     ba_local_function_tolerance: float = 0.0  # incremental: for each local bundle adjustment
     ba_global_function_tolerance: float = 0.0  # incremental: for each global bundle adjustment
     tri_max_transitivity: int = 1  # incremental: correspondence-graph hops the triangulator follows to build tracks
+    # COLMAP 4 tries an image that PnP cannot register once more from its 2-D matches alone (Zheng and Wu); each such
+    # try took about 10 s on learned matches (BENCHMARKS.md, "Learned variants map slowly")
+    structure_less_fallback: bool = True  # incremental: register images from 2-D matches when PnP fails (COLMAP's)
     max_runtime_s: int = -1  # incremental: stop mapping after this many seconds, keeping the models so far (≤ 0: no limit)
     extract_colors: bool = True  # colour 3D points from the images (needs the image files; missing ones are skipped)
     # refine_loss = "none" switches the whole final step off, refine_filter_max_reproj_error included
@@ -187,7 +190,7 @@ MAPPING_ONLY_KEYS = frozenset({
     "filter_max_reproj_error", "max_model_overlap", "map_components", "ba_refine_focal", "ba_refine_principal_point",
     "ba_refine_extra_params", "ba_local_num_images", "ba_global_images_ratio", "ba_global_points_ratio",
     "ba_global_max_refinements", "ba_global_ignore_redundant_points", "ba_local_function_tolerance",
-    "ba_global_function_tolerance", "tri_max_transitivity", "max_runtime_s",
+    "ba_global_function_tolerance", "tri_max_transitivity", "structure_less_fallback", "max_runtime_s",
     "extract_colors", "refine_loss", "refine_loss_scale", "refine_filter_max_reproj_error", "refine_max_iterations",
     "refine_function_tolerance",
 })
@@ -464,6 +467,7 @@ def incremental_options(conf: ReconstructionConfig) -> pycolmap.IncrementalPipel
     o.max_model_overlap = conf.max_model_overlap
     o.init_num_trials = conf.init_num_trials
     o.max_runtime_seconds = conf.max_runtime_s
+    o.structure_less_registration_fallback = conf.structure_less_fallback
     o.num_threads = conf.threads
     o.extract_colors = conf.extract_colors
     o.ba_refine_focal_length = conf.ba_refine_focal

@@ -192,6 +192,23 @@ def test_triangulation_transitivity_reaches_the_triangulator() -> None:
     assert "tri_max_transitivity" not in rc.database_conf(ReconstructionConfig(tri_max_transitivity=3))
 
 
+def test_structure_less_fallback_reaches_the_mapper() -> None:
+    """COLMAP's structure-less registration stays on by default; a variant can switch it off, which re-maps on the
+    cached verified database, and the global mapper does not read it."""
+    import dataclasses
+
+    from imc_core.config import resolve_config, unread_keys
+
+    assert rc.incremental_options(ReconstructionConfig()).structure_less_registration_fallback is True
+    off = ReconstructionConfig(structure_less_fallback=False)
+    assert rc.incremental_options(off).structure_less_registration_fallback is False
+    assert "structure_less_fallback" not in rc.database_conf(off)
+    cfg = resolve_config("default", ["reconstruction.mapper=global"])
+    assert "reconstruction.structure_less_fallback" in unread_keys(cfg)
+    assert "reconstruction.structure_less_fallback" not in unread_keys(dataclasses.replace(
+        cfg, reconstruction=dataclasses.replace(cfg.reconstruction, mapper="incremental")))
+
+
 # ------------------------------------------------------------------------------------------------ resolution
 
 
