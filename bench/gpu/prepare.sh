@@ -3,8 +3,9 @@
 # host's Python 3.12, unpacked and packed with xz to fit the 64 MiB transfer), tomli-w, and the data roots named
 # (default: ets toy_fb82, from ../shared/datasets). .gpu/ is kept out of git through .git/info/exclude.
 # With --learned, also what the learned stages need there (bench/bench_gpu_repro.py): the kornia and kornia_rs wheels
-# and fp16 copies of the ALIKED-n16 and its LightGlue weights (xz-packed; the fp32 originals do not fit the transfer).
-# ets alone with --learned comes to about 58 MiB.
+# and fp16 copies of the ALIKED-n16, ALIKED-n16rot and their LightGlue weights (xz-packed; the fp32 originals do not
+# fit the transfer).
+# ets alone with --learned comes to about 60 MB.
 #
 #   bench/gpu/prepare.sh [--learned] [ROOT ...]   then, on the device: carry [".gpu"], command "bench/gpu/run.sh"
 set -euo pipefail
@@ -41,7 +42,7 @@ def half(x):
     if isinstance(x, dict):
         return {k: half(v) for k, v in x.items()}
     return x.half() if torch.is_tensor(x) and x.is_floating_point() else x
-for name in ("aliked-n16.pth", "aliked_lightglue.pth"):
+for name in ("aliked-n16.pth", "aliked-n16rot.pth", "aliked_lightglue.pth"):
     torch.save(half(torch.load(src / name, map_location="cpu", weights_only=True)), f".gpu/weights/{name}")
 PY
     xz -9 -T0 .gpu/weights/*.pth
