@@ -60,22 +60,19 @@ def initial(key: str, name: str, value: Any, saved: Callable[[Any], Any] | None 
     return {name: value}
 
 
-#: Session key holding the ``?set=`` values of the link last applied to the parameter widgets.
-URL_SET = "_run_url_set"
-
-
 def apply_link_overrides(variant: str, base: dict[str, dict[str, Any]]) -> None:
     """A shared link's ``?set=section.key=value`` (repeatable, as the share link writes them) become the variant's
-    parameter values, once per link: the keys it names take its values, every other key the variant's own (a link
-    reproduces the config it was made from). A value the config refuses is named in a warning and nothing is
-    applied."""
+    parameter values: the keys it names take its values, every other key the variant's own (a link reproduces the
+    config it was made from). The ``set`` values then leave the address bar, so that later edits are not shown
+    beside stale ones (the sidebar's link carries the current ones). A value the config refuses is named in a
+    warning and nothing is applied."""
     from imc_core.config import resolve_config
     from imc_core.errors import ImcError
 
     wanted = st.query_params.get_all("set")
-    if not wanted or wanted == st.session_state.get(URL_SET):
+    if not wanted:
         return
-    st.session_state[URL_SET] = wanted
+    del st.query_params["set"]
     try:
         cfg = resolve_config(variant, wanted)
     except ImcError as err:

@@ -116,6 +116,7 @@ def test_share_link_carries_the_parameter_edits(dash_env: DashEnv) -> None:
     assert opened.number_input(key="cfg.default.matching.min_matches").value == 42
     assert opened.selectbox(key="cfg.default.reconstruction.mapper").value == "global"
     assert sorted(opened.session_state["run_overrides"]) == overrides
+    assert "set" not in opened.query_params  # applied, then out of the address bar (the share link has them)
     opened.number_input(key="cfg.default.matching.min_matches").set_value(50).run()  # applied once, then editable
     assert "matching.min_matches=50" in opened.session_state["run_overrides"]
 
