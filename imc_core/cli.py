@@ -388,8 +388,21 @@ def _one_line_warning(message: Warning | str, category: type[Warning], filename:
     print(f"warning: {message}", file=file or sys.stderr)
 
 
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
+    """Parse a command line. ``runs rm`` takes its run ids before or after options (``runs rm --dry-run ID``):
+    argparse leaves positionals that follow an option of a subcommand with two positionals unparsed."""
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if args.command == "runs":
+        args.ids = [*args.ids, *(e for e in extra if not e.startswith("-"))]
+        extra = [e for e in extra if e.startswith("-")]
+    if extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse(argv)
     with warnings.catch_warnings():  # restores the caller's showwarning (tests call main in-process)
         warnings.showwarning = _one_line_warning
         return _main(args)

@@ -176,6 +176,13 @@ def test_runs_rm(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     assert main(["runs", "rm", "--root", str(tmp_path)]) == 2  # nothing named: a clear error, nothing removed
     assert main(["runs", "list", "a", "--root", str(tmp_path)]) == 2 and "runs rm" in capsys.readouterr().err
     assert main(["runs", "rm", "a", "--root", str(tmp_path), "--dry-run"]) == 0 and (tmp_path / "a").exists()
+    # ids after options too (argparse left them unparsed: "unrecognized arguments: a"); unknown options still fail
+    capsys.readouterr()
+    assert main(["runs", "rm", "--dry-run", "--root", str(tmp_path), "a"]) == 0 and (tmp_path / "a").exists()
+    assert "1 run(s)" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["runs", "rm", "--root", str(tmp_path), "a", "--nope"])
+    assert "unrecognized arguments: --nope" in capsys.readouterr().err and (tmp_path / "a").exists()
     assert main(["runs", "rm", "a/", "--root", str(tmp_path)]) == 0 and not (tmp_path / "a").exists()  # completed
 
 
