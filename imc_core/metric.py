@@ -1813,16 +1813,24 @@ def score_files(
     from .submission import read_pose_csv
 
     gt = read_labels(gt_csv)
+    left_out: set[str] = set()
     if datasets is not None:
         names = set(gt["dataset"].astype(str))
         if unknown := [d for d in dict.fromkeys(datasets) if d not in names]:
             raise InputError(gt_csv, f"no dataset {', '.join(map(repr, unknown))} in the labels (they hold "
                                      f"{', '.join(sorted(names))})")
-        gt = gt[gt["dataset"].astype(str).isin(set(datasets))].reset_index(drop=True)
+        left_out = names - set(datasets)
+        gt = gt[~gt["dataset"].astype(str).isin(left_out)].reset_index(drop=True)
     th = read_thresholds(thresholds_csv)
     if lacking := scenes_without_thresholds(gt, th):  # named here, where the file is known
         raise missing_thresholds_error(thresholds_csv, lacking)
     sub = read_pose_csv(submission_csv)
+    if left_out:  # not "submitted dataset(s) not in the ground truth": they are, and were not asked for
+        keep = ~sub["dataset"].astype(str).isin(left_out).to_numpy()
+        lines = np.asarray([_line(sub, i) for i in range(len(sub))])  # errors name the rows' own file lines
+        attrs = dict(sub.attrs)
+        sub = sub[keep].reset_index(drop=True)
+        sub.attrs = {**attrs, "lines": lines[keep]}
     with _warnings.catch_warnings():
         _warnings.simplefilter("ignore", RuntimeWarning)
         return score(gt, th, sub, details=details, submission_path=str(submission_csv), config=config)

@@ -72,7 +72,12 @@ def test_score_some_datasets_of_the_labels(files: dict[str, Path], tmp_path: Pat
     one = json.loads(capsys.readouterr().out)
     assert set(one["datasets"]) == {"ds"} and one["score"] == 100.0
     assert main([*base, "--submission", str(gt), "--dataset", "ds"]) == 0  # rows of other datasets ignored
-    assert json.loads(capsys.readouterr().out) == one
+    out = capsys.readouterr()
+    assert json.loads(out.out) == one and "not in the ground truth" not in out.err  # (ds2 is; it was not asked for)
+    # errors in the rows scored still name their own line of the file
+    (sub := tmp_path / "sub.csv").write_text(two + "ds,s1,c.png,1;0;0;0;1;0;0;0;1,0;1;0\n")  # line 14: c.png again
+    assert main([*base, "--submission", str(sub), "--dataset", "ds"]) == 2
+    assert f"{sub}:14:" in capsys.readouterr().err
     assert main([*base, "--submission", str(gt), "--dataset", "ds", "--dataset", "nope"]) == 2
     assert capsys.readouterr().err.strip() == f"error: {gt}: no dataset 'nope' in the labels (they hold ds, ds2)"
 
