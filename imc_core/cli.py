@@ -229,6 +229,10 @@ def _cmd_cache(args: argparse.Namespace) -> int:
     from .cache import cache_root, list_artifacts
 
     root = Path(args.cache_dir) if args.cache_dir else cache_root()
+    if root.exists() and not root.is_dir():
+        raise InputError(root, "the cache folder is not a folder")
+    if args.cache_dir and not root.exists():  # (the default one is missing until a first run: an empty cache)
+        raise InputError(root, "cache folder not found")
     if args.action == "prune":
         return _cache_prune(args, root)
     entries = list_artifacts(root)

@@ -232,6 +232,7 @@ def test_referenced_artifacts_reads_every_run_by_folder_name(tmp_path: Path) -> 
     (tmp_path / "a_file").write_text("x")
     with pytest.raises(InputError, match="runs folder is not a folder"):
         referenced_artifacts(tmp_path / "a_file")
+    (tmp_path / "c").mkdir()
     assert main(["cache", "prune", "--unused", "--dry-run", "--cache-dir", str(tmp_path / "c"),
                  "--runs-dir", str(tmp_path / "typo")]) == 2
     # a mistyped stage pruned nothing and said nothing
@@ -249,6 +250,12 @@ def test_cache_cli_lists_and_prunes(tmp_path: Path, capsys: pytest.CaptureFixtur
     kept = _artifact(cache, "features", "keep", nbytes=2 * 1024**2, days_old=3)
     stale = _artifact(cache, "features", "stale", nbytes=1024**2, days_old=3)
     _run_dir(runs, "r", {"ds": {"features": str(kept)}})
+    # a mistyped cache folder said "no artifacts" (or "would remove 0"); the default one may not exist yet
+    for typo, problem in ((tmp_path / "cahce", "cache folder not found"),
+                          (runs / "r" / "run.json", "the cache folder is not a folder")):
+        for cmd in (["cache"], ["cache", "prune", "--older-than", "0", "--dry-run"]):
+            assert main([*cmd, "--cache-dir", str(typo)]) == 2
+            assert capsys.readouterr().err.strip() == f"error: {typo}: {problem}"
     assert main(["cache", "--cache-dir", str(cache)]) == 0
     out = capsys.readouterr().out
     assert "features" in out and "3.0 MB" in out and "total" in out
