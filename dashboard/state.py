@@ -176,6 +176,10 @@ def follow_root(root: Path, reason: str) -> None:
 # ------------------------------------------------------------------------------------------------------ URL state
 
 
+#: what tables show in a cell without a value (Streamlit's own placeholder is a grey "None", which reads like a value)
+NO_VALUE = "—"
+
+
 def register_share(page: str, keys: tuple[str, ...] | list[str], values: dict[str, str] | None = None) -> None:
     """Declare which session keys describe the current view (used by :func:`share_link`); ``values`` replace the
     session's value of a key in the link (the Results page shares the run's own data root, not the sidebar's)."""

@@ -37,9 +37,6 @@ def arms_of(views: list[state.RunView]) -> dict[str, list[state.RunView]]:
 
 
 METRICS = ("score", "mAA", "clusterness")
-#: what the numeric tables show where a cell has no value (an arm of one run has no ± std or p; Streamlit's own
-#: placeholder is a grey "None")
-NO_VALUE = "—"
 
 
 def raw_root(rv: state.RunView) -> str:
@@ -448,7 +445,7 @@ def main() -> None:
                    f"{', …' if len(keys) > 5 else ''}), so its mean ± std mixes different experiments. "
                    "See the config diff below; compare those runs separately.")
     head = drop_empty_spread(headline_table(arms, shared=shared or None, deltas=bool(shared)))
-    st.dataframe(head, hide_index=True, width="stretch", key="headline", placeholder=NO_VALUE,
+    st.dataframe(head, hide_index=True, width="stretch", key="headline", placeholder=state.NO_VALUE,
                  column_config=_numbers(head, ("arm", "runs", "noise")))
     if not shared:
         st.caption("Each arm's overall over its own datasets: not comparable.")
@@ -464,12 +461,12 @@ def main() -> None:
         per_ds = per_ds.drop(columns="Δ score")  # nothing shared: a column of blanks says nothing
     if not per_ds.empty:
         st.markdown("**Per dataset**")
-        st.dataframe(per_ds, hide_index=True, width="stretch", key="per_dataset", placeholder=NO_VALUE,
+        st.dataframe(per_ds, hide_index=True, width="stretch", key="per_dataset", placeholder=state.NO_VALUE,
                      column_config=_numbers(per_ds, ("dataset", "arm", "runs", "noise")))
     if shared:
         dataset = st.selectbox("Per-scene mAA of dataset", shared, key="scene_dataset")
         scenes = per_scene_table(arms, dataset)
-        st.dataframe(scenes, hide_index=True, width="stretch", key="per_scene", placeholder=NO_VALUE,
+        st.dataframe(scenes, hide_index=True, width="stretch", key="per_scene", placeholder=state.NO_VALUE,
                      column_config=_numbers(scenes, ("scene",)))
     with state.error_boundary("Config diff"):
         config_diff_section(arms, spreads)

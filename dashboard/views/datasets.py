@@ -121,7 +121,7 @@ def main() -> None:
     c1.metric("Datasets", len(table))
     c2.metric("Scenes", int(table["scenes"].sum()))
     c3.metric("Images", int(table["images"].sum()))
-    st.dataframe(table, hide_index=True, width="stretch")
+    st.dataframe(table, hide_index=True, placeholder=state.NO_VALUE, width="stretch")
     names = [f"{r.split}/{r.dataset}" for r in table.itertuples(index=False)]
     choice = st.selectbox("Dataset", names, key="dataset", bind="query-params")
     if not choice:
@@ -131,7 +131,7 @@ def main() -> None:
     image_dir, by_scene = state.dataset_scenes(root, dataset, split)
     problems = state.image_problems(image_dir, [n for names in by_scene.values() for n in names])
     table = scenes_table(scenes, problem_counts(by_scene, problems))
-    st.dataframe(table, hide_index=True, width="stretch",
+    st.dataframe(table, hide_index=True, placeholder=state.NO_VALUE, width="stretch",
                  column_config={"thresholds": st.column_config.TextColumn(width="large")})
     if int(scenes["missing"].sum()):
         n = int(scenes["missing"].sum())

@@ -326,17 +326,19 @@ def tab_overview(rv: state.RunView, dataset: str | None, scene: str | None) -> N
         summary = state.submission_summary(rv)
         if summary is not None and not summary.empty:
             st.markdown("**What the submission holds** (no ground truth to score it against)")
-            st.dataframe(summary, hide_index=True, width="stretch")
+            st.dataframe(summary, hide_index=True, placeholder=state.NO_VALUE, width="stretch")
     if rv.scores:
         state.show_figure("score_bars", rv.scores, key="fig_scores")
         per_ds = pd.DataFrame.from_dict(rv.scores.get("datasets") or {}, orient="index")
         if not per_ds.empty:
-            st.dataframe(per_ds.rename_axis("dataset").reset_index(), hide_index=True, width="stretch")
+            st.dataframe(per_ds.rename_axis("dataset").reset_index(), hide_index=True, placeholder=state.NO_VALUE,
+                         width="stretch")
     if rv.scenes is not None and dataset:
         sc = rv.scenes[rv.scenes["dataset"].astype(str) == dataset]
         state.show_figure("scene_bars", sc, title=f"{dataset}: per-scene results", key="fig_scenes")
         table = scene_table(sc)
-        st.dataframe(table, hide_index=True, width="stretch", column_config=scene_columns(table))
+        st.dataframe(table, hide_index=True, placeholder=state.NO_VALUE, width="stretch",
+                     column_config=scene_columns(table))
     s = _scene_or_first(rv, dataset, scene) if dataset else None
     if rv.per_image is not None and s:
         state.show_figure("threshold_curve", rv.per_image, dataset, s, thresholds=_thresholds(rv, dataset, s),
@@ -367,8 +369,8 @@ def tab_images(rv: state.RunView, dataset: str | None, scene: str | None) -> Non
                + (" (the error beside the tick is the one that alignment gave)" if with_errors else "")
                + f". **{ERROR_COL}** is the camera-centre error after the alignment of the largest threshold only, "
                "so a small threshold can show ✓ beside a larger error there (or ✗ beside a smaller one).")
-    st.dataframe(registration_table(shown), hide_index=True, width="stretch", key="image_table",
-                 column_config=image_columns(with_errors))
+    st.dataframe(registration_table(shown), hide_index=True, placeholder=state.NO_VALUE, width="stretch",
+                 key="image_table", column_config=image_columns(with_errors))
 
 
 def tab_3d(rv: state.RunView, dataset: str | None, scene: str | None) -> None:
@@ -547,8 +549,8 @@ def tab_loss(rv: state.RunView) -> None:
     att = loss_attribution(rv.scores, rv.scenes if rv.scenes is not None else pd.DataFrame(), rv.per_image)
     st.caption(LOSS_CAPTION)
     state.show_figure("loss_attribution_bar", att, key="fig_loss")
-    st.dataframe(att.round(3).rename_axis("dataset").reset_index(), hide_index=True, width="stretch",
-                 column_config=_number_columns(att, "%.3f", LOSS_LABELS))
+    st.dataframe(att.round(3).rename_axis("dataset").reset_index(), hide_index=True, placeholder=state.NO_VALUE,
+                 width="stretch", column_config=_number_columns(att, "%.3f", LOSS_LABELS))
 
 
 def reconstruction_steps_table(timings: dict) -> pd.DataFrame:
@@ -589,7 +591,7 @@ def tab_timings(rv: state.RunView) -> None:
         reached = stages_reached(state.run_progress(rv.path))
         if not reached.empty:
             st.markdown(f"**How far the run got** (it {rv.status} before a dataset finished)")
-            st.dataframe(reached, hide_index=True, width="stretch", key="stages_reached",
+            st.dataframe(reached, hide_index=True, placeholder=state.NO_VALUE, width="stretch", key="stages_reached",
                          column_config={"seconds": st.column_config.NumberColumn(format="%.1f")})
             total = (rv.timings or {}).get("total")
             if isinstance(total, (int, float)):
@@ -607,7 +609,7 @@ def tab_timings(rv: state.RunView) -> None:
     steps = reconstruction_steps_table(rv.timings)
     if not steps.empty:
         st.markdown("**Inside the reconstruction** (seconds)")
-        st.dataframe(steps, hide_index=True, width="stretch", key="reconstruction_steps",
+        st.dataframe(steps, hide_index=True, placeholder=state.NO_VALUE, width="stretch", key="reconstruction_steps",
                      column_config={c: st.column_config.NumberColumn(format="%.2f") for c in steps.columns
                                     if c not in ("dataset", "cache")})
         st.caption("A re-run after a change of a mapping key reuses the verified database and redoes the mapping "
@@ -615,7 +617,8 @@ def tab_timings(rv: state.RunView) -> None:
                    "reconstruction. Components mapped side by side overlap, so a step's seconds are wall time.")
     if cache:
         st.markdown("**Cache**")
-        st.dataframe(pd.DataFrame(cache).T.rename_axis("dataset").reset_index(), hide_index=True, width="stretch")
+        st.dataframe(pd.DataFrame(cache).T.rename_axis("dataset").reset_index(), hide_index=True,
+                     placeholder=state.NO_VALUE, width="stretch")
 
 
 def tab_log(rv: state.RunView) -> None:

@@ -302,8 +302,8 @@ def history_panel() -> None:
     shown = state.history_frame(df, HISTORY_COLS)
     text, number = st.column_config.TextColumn, st.column_config.NumberColumn
     # pixel widths that add up to the page's width, so the label column is not cut off at the right
-    event = st.dataframe(shown, hide_index=True, width="stretch", on_select="rerun", selection_mode="single-row",
-                         key="history",
+    event = st.dataframe(shown, hide_index=True, placeholder=state.NO_VALUE, width="stretch", on_select="rerun",
+                         selection_mode="single-row", key="history",
                          column_config={"id": text(width=195), "created": text(width=130), "status": text(width=70),
                                         "variant": text(width=75), "datasets": text(width=80),
                                         "score": number(format="%.2f", width=58),

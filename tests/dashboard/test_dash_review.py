@@ -396,6 +396,8 @@ def test_image_table_shows_each_thresholds_error(make_run: Callable[..., Path]) 
     assert not errors_and_exceptions(at)[1]
     table = frame_with(at, "t2")
     assert set(table["t2"]) == {"✓ 4.2 mm", "✗"}
+    # cells without a value (the failing image's errors) read "—", not Streamlit's grey "None", in every table
+    assert {d.proto.placeholder for d in at.dataframe} == {"—"}
 
 
 def test_results_opens_the_newest_run_of_the_sidebars_data_root(tmp_path: Path) -> None:
