@@ -425,7 +425,7 @@ def tab_clusters(rv: state.RunView, dataset: str | None) -> None:
     misplaced = df[(~gt_out & ~in_cl & (cluster != "outliers")) | (gt_out & (cluster != "outliers"))]
     st.markdown(f"**Misplaced images** ({len(misplaced)}): in a cluster other than their GT scene's")
     if misplaced.empty:
-        st.caption("None.")
+        st.caption("No image sits in another scene's cluster.")
         return
     image_dir = _image_dir(rv, dataset)
     items = [(image_dir / str(r.image), f"{r.image}: {r.scene} → {r.cluster}") for r in misplaced.head(36).itertuples()]

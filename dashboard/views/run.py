@@ -65,7 +65,7 @@ def apply_link_overrides(variant: str, base: dict[str, dict[str, Any]]) -> None:
     parameter values: the keys it names take its values, every other key the variant's own (a link reproduces the
     config it was made from). The ``set`` values then leave the address bar, so that later edits are not shown
     beside stale ones (the sidebar's link carries the current ones). A value the config refuses is named in a
-    warning and nothing is applied."""
+    warning and left out; the others are applied."""
     from imc_core.config import resolve_config
     from imc_core.errors import ImcError
 
@@ -73,11 +73,19 @@ def apply_link_overrides(variant: str, base: dict[str, dict[str, Any]]) -> None:
     if not wanted:
         return
     del st.query_params["set"]
+    refused = []
+    for item in list(wanted):
+        try:
+            resolve_config(variant, [item])
+        except ImcError as err:
+            refused.append(str(err).splitlines()[0])
+            wanted.remove(item)
     try:
         cfg = resolve_config(variant, wanted)
-    except ImcError as err:
-        st.warning(f"The link's parameters were not applied: {err}")
-        return
+    except ImcError as err:  # each value passed alone, not together
+        refused, wanted, cfg = [str(err).splitlines()[0]], [], resolve_config(variant)
+    if refused:
+        st.warning("Left out of the link's parameters: " + "; ".join(refused))
     specs = {s.key: s for s in state.config_fields(base)}
     named = {item.split("=", 1)[0].strip() for item in wanted}
     form = dict(st.session_state.get(FORM_KEY) or {})
