@@ -390,7 +390,7 @@ def tab_3d(rv: state.RunView, dataset: str | None, scene: str | None) -> None:
         return
     with_points = st.checkbox("Show 3-D points (COLMAP model)", key="pts")
     st.caption("Predicted cameras are placed by the metric's best similarity for the **largest** threshold and "
-               "coloured by their error under it. Each threshold has its own alignment (Images tab, t1 … t5), so a "
+               "coloured by their error under it. Each threshold has its own alignment (Images tab, t2 … t5), so a "
                "camera can pass a threshold its colour here says it misses, or fail one it seems to meet.")
     if scene:
         state.cameras_3d(rv, dataset, s, key="fig_3d", with_points=with_points)
