@@ -157,11 +157,13 @@ def _cmd_variants(args: argparse.Namespace) -> int:
 
 
 def _cmd_runs(args: argparse.Namespace) -> int:
-    from .runs import list_runs, remove_runs, runs_root
+    from .runs import RUN_STATUSES, list_runs, remove_runs, runs_root
 
     if args.action == "rm":
         if not (args.ids or args.status):
             raise ConfigError("runs rm: name RUN_IDs and/or --status")
+        if unknown := [x for x in args.status if x not in RUN_STATUSES]:  # (it matched no run, and said "0 run(s)")
+            raise ConfigError(f"runs rm: unknown --status {', '.join(unknown)} (statuses: {', '.join(RUN_STATUSES)})")
         gone = remove_runs(args.ids, Path(args.root) if args.root else None, statuses=args.status,
                            force=args.force, dry_run=args.dry_run)
         for p in gone:

@@ -63,6 +63,8 @@ def new_run_dir(variant: str, root: Path | None = None) -> Path:
 LAUNCHER_FILES = frozenset({"run.json", "progress.json", "job.json", "job.log", "CANCEL"})
 #: statuses of a run whose process may still write into its folder (queued: a launcher's queue will start it)
 LIVE_STATUSES = ("running", "queued")
+#: every status :func:`list_runs` shows (``stopped`` and ``cancelling`` from :mod:`imc_core.liveness`)
+RUN_STATUSES = ("done", "failed", "cancelled", *LIVE_STATUSES, "cancelling", "stopped", "imported-incomplete")
 
 
 def check_run_dir(path: str | Path) -> bool:

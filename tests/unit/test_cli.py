@@ -179,6 +179,8 @@ def test_runs_rm(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a"]
     assert "2 run(s)" in capsys.readouterr().out
     assert main(["runs", "rm", "--root", str(tmp_path)]) == 2  # nothing named: a clear error, nothing removed
+    assert main(["runs", "rm", "--root", str(tmp_path), "--status", "faild", "--dry-run"]) == 2
+    assert "unknown --status faild (statuses: done, failed," in capsys.readouterr().err
     assert main(["runs", "list", "a", "--root", str(tmp_path)]) == 2 and "runs rm" in capsys.readouterr().err
     assert main(["runs", "rm", "a", "--root", str(tmp_path), "--dry-run"]) == 0 and (tmp_path / "a").exists()
     # ids after options too (argparse left them unparsed: "unrecognized arguments: a"); unknown options still fail
