@@ -177,13 +177,24 @@ def _cmd_runs(args: argparse.Namespace) -> int:
     root = Path(args.root) if args.root else runs_root()
     df = list_runs(root)
     cols = ["id", "status", "variant", "datasets", "score", "mAA", "clusterness", "seconds", "seed", "group", "label"]
-    print(df.astype({"seed": "Int64"})[cols].astype(object).where(df[cols].notna(), "").to_string(index=False)
-          if len(df) else "no runs")
+    shown = df.astype({"seed": "Int64"})[cols].astype(object).where(df[cols].notna(), "")
+    for c, digits in (("score", 4), ("mAA", 4), ("clusterness", 4), ("seconds", 1)):  # as `run` prints them
+        shown[c] = [_decimals(v, digits) for v in shown[c]]
+    print(shown.to_string(index=False) if len(df) else "no runs")
     unreadable = list(df.attrs["unreadable"])
     if unreadable:  # damaged files: left out above, and said so (`runs rm ID` removes them)
         print(f"warning: {len(unreadable)} run folder(s) could not be read: {', '.join(unreadable)}",
               file=sys.stderr)
     return 0
+
+
+def _decimals(value: object, digits: int) -> str:
+    """A number with ``digits`` decimals (``runs`` showed 73.170732 where ``run`` prints 73.1707); anything else as
+    it is."""
+    try:
+        return "" if value == "" else f"{float(value):.{digits}f}"  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return str(value)
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
@@ -237,6 +248,10 @@ def _cmd_cache(args: argparse.Namespace) -> int:
         raise InputError(root, "cache folder not found")
     if args.action == "prune":
         return _cache_prune(args, root)
+    given = [f"--{k.replace('_', '-')}" for k in ("unused", "older_than", "stage", "runs_dir", "grace_hours", "dry_run")
+             if getattr(args, k) not in (None, False)]
+    if given:  # (they were ignored: a listing that looked like a filtered one)
+        raise ConfigError(f"cache: {', '.join(given)} only with `cache prune`")
     entries = list_artifacts(root)
     stages: dict[str, list] = {}
     for e in entries:

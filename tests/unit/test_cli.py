@@ -251,6 +251,28 @@ def test_runs_with_a_runs_folder_that_is_missing_or_a_file(tmp_path: Path, capsy
     assert "1 run folder(s) could not be read: broken" in capsys.readouterr().err
 
 
+def test_runs_prints_scores_as_run_does(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """`runs` showed 73.170732 where `run` prints 73.1707."""
+    from imc_core.runs import RunWriter
+
+    w = RunWriter(tmp_path / "r1")
+    w.write_meta(id="r1", status="done", created="2026-01-01T00:00:00", variant="default", seed=0,
+                 seconds=12.345)
+    w.write_json("scores.json", {"score": 73.17073170731707, "mAA": 53.84615384615385, "clusterness": 100.0,
+                                 "datasets": {}})
+    assert main(["runs", "--root", str(tmp_path)]) == 0
+    row = capsys.readouterr().out.splitlines()[1].split()
+    assert row[:2] == ["r1", "done"] and ["73.1707", "53.8462", "100.0000"] == [v for v in row if "." in v][:3]
+
+
+def test_cache_listing_refuses_prune_options(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """`cache --unused` listed every artifact, as if filtered."""
+    (tmp_path / "c").mkdir()
+    assert main(["cache", "--cache-dir", str(tmp_path / "c"), "--unused", "--stage", "features"]) == 2
+    assert capsys.readouterr().err.strip() == "error: cache: --unused, --stage only with `cache prune`"
+    assert main(["cache", "--cache-dir", str(tmp_path / "c")]) == 0
+
+
 def test_the_cli_runs_from_any_folder(tmp_path: Path) -> None:
     """`make` installs the checkout in editable mode: the module and the `imc-lab` command work outside it."""
     env = {k: v for k, v in __import__("os").environ.items() if k != "PYTHONPATH"}
