@@ -1810,7 +1810,7 @@ def score_files(
         InputError: any bad file (named, with the line when there is one).
     """
     from .data import missing_thresholds_error, read_labels, read_thresholds, scenes_without_thresholds
-    from .submission import read_pose_csv
+    from .submission import read_pose_csv, take_rows
 
     gt = read_labels(gt_csv)
     left_out: set[str] = set()
@@ -1826,11 +1826,7 @@ def score_files(
         raise missing_thresholds_error(thresholds_csv, lacking)
     sub = read_pose_csv(submission_csv)
     if left_out:  # not "submitted dataset(s) not in the ground truth": they are, and were not asked for
-        keep = ~sub["dataset"].astype(str).isin(left_out).to_numpy()
-        lines = np.asarray([_line(sub, i) for i in range(len(sub))])  # errors name the rows' own file lines
-        attrs = dict(sub.attrs)
-        sub = sub[keep].reset_index(drop=True)
-        sub.attrs = {**attrs, "lines": lines[keep]}
+        sub = take_rows(sub, ~sub["dataset"].astype(str).isin(left_out).to_numpy())
     with _warnings.catch_warnings():
         _warnings.simplefilter("ignore", RuntimeWarning)
         return score(gt, th, sub, details=details, submission_path=str(submission_csv), config=config)

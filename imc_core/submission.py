@@ -93,6 +93,16 @@ def row_line(df: pd.DataFrame, pos: int) -> int:
     return _line_of(df, pos)
 
 
+def take_rows(df: pd.DataFrame, keep: np.ndarray) -> pd.DataFrame:
+    """The rows of ``df`` where the ``(N,)`` bool ``keep`` holds, renumbered from 0, each still naming its own file
+    line (:func:`row_line`)."""
+    lines = df.attrs.get("lines")
+    lines = np.asarray(lines) if lines is not None and len(lines) == len(df) else np.arange(len(df)) + 2
+    out = df[keep].reset_index(drop=True)
+    out.attrs = {**df.attrs, "lines": lines[keep].tolist()}
+    return out
+
+
 def _parse_numbers(
     col: pd.Series, count: int, what: str, path: str, lines: np.ndarray
 ) -> np.ndarray:

@@ -73,17 +73,20 @@ def apply_link_overrides(variant: str, base: dict[str, dict[str, Any]]) -> None:
     if not wanted:
         return
     del st.query_params["set"]
-    refused = []
-    for item in list(wanted):
+
+    def problem(items: list[str]) -> str | None:
         try:
-            resolve_config(variant, [item])
+            resolve_config(variant, items)
         except ImcError as err:
-            refused.append(str(err).splitlines()[0])
-            wanted.remove(item)
-    try:
-        cfg = resolve_config(variant, wanted)
-    except ImcError as err:  # each value passed alone, not together
-        refused, wanted, cfg = [str(err).splitlines()[0]], [], resolve_config(variant)
+            return str(err).splitlines()[0]
+        return None
+
+    alone = {item: problem([item]) for item in wanted}
+    refused = [p for p in alone.values() if p]
+    wanted = [item for item, p in alone.items() if not p]
+    if together := problem(wanted):  # each value passes alone, not with the others
+        refused, wanted = [together], []
+    cfg = resolve_config(variant, wanted)
     if refused:
         st.warning("Left out of the link's parameters: " + "; ".join(refused))
     specs = {s.key: s for s in state.config_fields(base)}
