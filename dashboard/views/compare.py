@@ -452,7 +452,8 @@ def main() -> None:
     else:
         over = "" if scope.complete else f" Overall = mean over {', '.join(shared)}, as the metric averages datasets."
         st.caption("noise: Welch t-test between repeated runs (groups), significant when p (Welch) ≤ 0.05; with "
-                   "repeats on one side only, |Δ| ≤ 2·std of that side counts as within noise." + over)
+                   "repeats on one side only, |Δ| ≤ 2·std of that side counts as within noise. Repeats that all scored the "
+                   "same measure no noise (seeds often agree on small datasets): add seeds." + over)
         bars = {k: [scores_on(rv.scores, shared) for rv in v] for k, v in arms.items()}
         state.show_figure("compare_bars", bars, key="fig_compare",
                           title=None if scope.complete else f"score on the shared datasets ({', '.join(shared)})")

@@ -205,6 +205,11 @@ def test_noise_verdict() -> None:
     assert state.noise_verdict([60.0, 61.0], [60.8]) == "≈ within noise"  # |Δ| ≤ 2 std of the repeated side
     assert state.noise_verdict([60.0, 60.2], [75.0]) == "significant"
     assert state.noise_verdict([60.0], [61.0]) == "unknown (needs repeats)"
+    # repeats that all scored the same measure no noise: a different value is not called significant
+    assert state.noise_verdict([74.7, 74.7], [76.19]) == state.NO_SPREAD
+    assert state.noise_verdict([74.7, 74.7], [70.0, 70.0]) == state.NO_SPREAD
+    assert state.noise_verdict([74.7, 74.7], [74.7]) == "≈ within noise"
+    assert state.noise_verdict([74.7, 74.7], [70.0, 70.1, 69.9]) == "significant"  # one side has spread: Welch decides
 
 
 def test_roots_are_remembered(dash_env, tmp_path: Path) -> None:  # noqa: ANN001
