@@ -209,11 +209,24 @@ def downloads(rv: state.RunView) -> None:
                        key="dl_bundle", help="config, submission, scores, per-image table, logs and COLMAP models")
 
 
-def dataset_scene_pickers(rv: state.RunView) -> tuple[str | None, str | None]:
-    """Dataset and GT scene selectors (bound to ``?dataset=`` and ``?scene=``)."""
+def unknown_link_value(key: str, options: list[str]) -> str | None:
+    """A ``?key=`` value of the address bar that is none of ``options`` and did not come from this session's own
+    widget (a link, or a typo in the address bar), as ``key “value”``; None otherwise. Streamlit drops such a value
+    and shows the default without a word, so the page names it."""
+    asked = state.qp_first(key)
+    if asked is None or asked in options or asked == st.session_state.get(key):
+        return None
+    return f"{key} “{asked}”"
+
+
+def dataset_scene_pickers(rv: state.RunView, left_out: list[str]) -> tuple[str | None, str | None]:
+    """Dataset and GT scene selectors (bound to ``?dataset=`` and ``?scene=``); link values that are not in the run
+    are appended to ``left_out``."""
     datasets = rv.datasets
     if not datasets:
         return None, None
+    if bad := unknown_link_value("dataset", datasets):
+        left_out.append(bad)
     if st.session_state.get("dataset") not in datasets:
         st.session_state["dataset"] = datasets[0]
     c1, c2 = st.columns(2)
@@ -224,6 +237,8 @@ def dataset_scene_pickers(rv: state.RunView) -> tuple[str | None, str | None]:
             scenes += [str(s) for s in frame.loc[frame["dataset"].astype(str) == dataset, "scene"].unique()
                        if str(s) not in scenes]
     options = [ALL_SCENES, *scenes]
+    if bad := unknown_link_value("scene", options):
+        left_out.append(bad)
     if st.session_state.get("scene") not in options:
         st.session_state["scene"] = ALL_SCENES
     scene = c2.selectbox("GT scene", options, key="scene", bind="query-params")
@@ -710,7 +725,14 @@ def main() -> None:
     header(rv)
     headline(rv)
     downloads(rv)
-    dataset, scene = dataset_scene_pickers(rv)
+    left_out: list[str] = []
+    dataset, scene = dataset_scene_pickers(rv, left_out)
+    if bad := unknown_link_value("tab", TABS):
+        left_out.append(bad)
+    if left_out:
+        shown = [dataset or "", scene or ALL_SCENES, st.session_state.get("tab") or TABS[0]]
+        st.warning(f"Not in this run, so left out of the link: {', '.join(left_out)}. Showing "
+                   f"{' · '.join(x for x in shown if x)} instead.")
     tabs = st.tabs(TABS, key="tab", bind="query-params")
     renderers = {
         "Overview": lambda: tab_overview(rv, dataset, scene),

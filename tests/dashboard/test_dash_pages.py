@@ -77,6 +77,24 @@ def test_share_link_holds_the_view(make_run: Callable[..., Path], dash_env: Dash
     assert at.session_state["tab"] == "Images" and at.session_state["scene"] == "s1"
 
 
+def test_results_name_link_values_that_are_not_in_the_run(make_run: Callable[..., Path]) -> None:
+    """A link with a dataset, scene or tab the run lacks shows the defaults and says which values it left out (it
+    fell back without a word)."""
+    make_run("run-a")
+    at = open_app("results", run="run-a", dataset="typo", scene="nope", tab="Graphs")
+    assert_clean(at)
+    assert [w.value for w in at.warning] == [
+        "Not in this run, so left out of the link: dataset “typo”, scene “nope”, tab “Graphs”. Showing ds1 · "
+        "(all scenes) · Overview instead."]
+    assert at.session_state["dataset"] == "ds1" and at.session_state["tab"] == "Overview"
+    at.selectbox(key="scene").select("s1").run()  # the page's own changes say nothing
+    assert_clean(at)
+    assert not at.warning
+    good = open_app("results", run="run-a", dataset="ds1", scene="s2", tab="Images")
+    assert_clean(good)
+    assert not good.warning
+
+
 def state_roots() -> list[str]:
     from dashboard import state
 
