@@ -19,6 +19,8 @@ SEED_KEY = "reconstruction.seed"
 DETERMINISTIC_KEY = "reconstruction.deterministic"
 #: Session key of the dataset picker per split.
 DATASETS_KEYS = {"train": "datasets", "test": "datasets_test"}
+#: Most runs one launch may repeat.
+MAX_REPEATS = 50
 HISTORY_COLS = ["id", "created", "status", "variant", "datasets", "score", "mAA", "clusterness", "label", "group",
                 "seed", "seconds"]
 
@@ -60,18 +62,85 @@ def initial(key: str, name: str, value: Any, saved: Callable[[Any], Any] | None 
     return {name: value}
 
 
-def apply_link_overrides(variant: str, base: dict[str, dict[str, Any]]) -> None:
+#: Launch-form fields a Run-page link carries (besides ``variant`` and ``set``), each only when not its default.
+LINK_FORM = ("split", "datasets", "repeats", "group", "label", "cache")
+CACHE_WORDS = {"off": False, "false": False, "0": False, "on": True, "true": True, "1": True}
+
+
+def apply_link_form(splits: list[str], names_of: Callable[[str], list[str]]) -> list[str]:
+    """A shared Run link's launch fields (``?split=test&datasets=a&datasets=b&repeats=4&group=..&label=..&cache=off``)
+    become the form's values, once; then they leave the address bar, as ``set`` does. A link that carries any
+    Run-page value (these or ``set``) describes the whole form, so the fields it does not name take their defaults
+    (train split, every dataset, one run, no group or label, cache on). Values that do not fit this data root or
+    the widget (an unknown dataset, repeats 0) are left out and returned (one line each).
+
+    Args:
+        splits: the splits this data root has, the default first.
+        names_of: split → its dataset names.
+    """
+    keys = [k for k in LINK_FORM if k in st.query_params]
+    if not keys and "set" not in st.query_params:
+        return []
+    got = {k: st.query_params.get_all(k) for k in keys}
+    for k in keys:
+        del st.query_params[k]
+    form = dict(st.session_state.get(FORM_KEY) or {})
+    for k in FORM_WIDGETS:  # (drawn below with the default :func:`initial` gives)
+        st.session_state.pop(k, None)
+        form.pop(k, None)
+    refused: list[str] = []
+    split = splits[0]
+    if "split" in got:
+        if got["split"][0] in splits:
+            split = form["split"] = got["split"][0]
+        else:
+            refused.append(f"split “{got['split'][0]}” (this data root has {', '.join(splits)})")
+    if "datasets" in got:
+        names = names_of(split)
+        if unknown := [n for n in got["datasets"] if n not in names]:
+            refused.append(f"dataset(s) {', '.join(f'“{n}”' for n in unknown)} (not in this data root's {split} "
+                           "split)")
+        if known := [n for n in got["datasets"] if n in names]:
+            form[DATASETS_KEYS[split]] = known
+    if "repeats" in got:
+        text = got["repeats"][0]
+        if text.isdigit() and 1 <= int(text) <= MAX_REPEATS:
+            form["repeats"] = int(text)
+        else:
+            refused.append(f"repeats “{text}” (a whole number from 1 to {MAX_REPEATS})")
+    for k in ("group", "label"):
+        if k in got:
+            form[k] = got[k][0]
+    if "cache" in got:
+        if got["cache"][0].lower() in CACHE_WORDS:
+            form["use_cache"] = CACHE_WORDS[got["cache"][0].lower()]
+        else:
+            refused.append(f"cache “{got['cache'][0]}” (on or off)")
+    st.session_state[FORM_KEY] = form
+    return refused
+
+
+def link_form_values(split: str, default_split: str, chosen: list[str], repeats: int, group: str, label: str,
+                     use_cache: bool) -> dict[str, Any]:
+    """What a Run link carries of the launch form (None = the default, left out of the link): see
+    :func:`apply_link_form`. ``chosen`` is the dataset selection ([] = every dataset)."""
+    return {"split": split if split != default_split else None, "datasets": chosen or None,
+            "repeats": str(repeats) if repeats > 1 else None, "group": group.strip() or None,
+            "label": label.strip() or None, "cache": None if use_cache else "off"}
+
+
+def apply_link_overrides(variant: str, base: dict[str, dict[str, Any]]) -> list[str]:
     """A shared link's ``?set=section.key=value`` (repeatable, as the share link writes them) become the variant's
     parameter values: the keys it names take its values, every other key the variant's own (a link reproduces the
     config it was made from). The ``set`` values then leave the address bar, so that later edits are not shown
-    beside stale ones (the sidebar's link carries the current ones). A value the config refuses is named in a
-    warning and left out; the others are applied."""
+    beside stale ones (the sidebar's link carries the current ones). A value the config refuses is left out and
+    returned (why, one line each); the others are applied."""
     from imc_core.config import resolve_config
     from imc_core.errors import ImcError
 
     wanted = st.query_params.get_all("set")
     if not wanted:
-        return
+        return []
     del st.query_params["set"]
 
     def problem(items: list[str]) -> str | None:
@@ -87,8 +156,6 @@ def apply_link_overrides(variant: str, base: dict[str, dict[str, Any]]) -> None:
     if together := problem(wanted):  # each value passes alone, not with the others
         refused, wanted = [together], []
     cfg = resolve_config(variant, wanted)
-    if refused:
-        st.warning("Left out of the link's parameters: " + "; ".join(refused))
     specs = {s.key: s for s in state.config_fields(base)}
     named = {item.split("=", 1)[0].strip() for item in wanted}
     form = dict(st.session_state.get(FORM_KEY) or {})
@@ -100,6 +167,7 @@ def apply_link_overrides(variant: str, base: dict[str, dict[str, Any]]) -> None:
             value = getattr(getattr(cfg, spec.section), spec.name)
             form[wkey] = ", ".join(str(v) for v in value) if spec.kind == "list" else value
     st.session_state[FORM_KEY] = form
+    return refused
 
 
 def _index(options: list[str], value: Any) -> int | None:
@@ -173,6 +241,7 @@ def launch_panel(root: Path) -> None:
     if not splits:
         st.warning(f"No datasets under {root}.")
         return
+    refused = apply_link_form(splits, dr.datasets)
     split = splits[0]
     if len(splits) > 1:  # a Kaggle download: train/ with labels and test/ without
         split = st.radio("Split", splits, horizontal=True, key="split",
@@ -193,13 +262,15 @@ def launch_panel(root: Path) -> None:
     st.caption(description)
     if missing:
         st.warning("This variant cannot run here: " + "; ".join(missing))
-    apply_link_overrides(variant, base)
+    refused += apply_link_overrides(variant, base)
+    if refused:
+        st.warning("Left out of the link's parameters: " + "; ".join(refused))
     values = parameter_widgets(variant, base)
     overrides = state.overrides_from_values(base, values)
     st.session_state["run_overrides"] = overrides
-    state.register_share("run", ["variant", "set"], values={"set": overrides})  # the link carries the edits
     c1, c2, c3, c4 = st.columns([1, 2, 2, 1])
-    repeats = int(c1.number_input("Repeat N times", min_value=1, max_value=50, **initial("repeats", "value", 1),
+    repeats = int(c1.number_input("Repeat N times", min_value=1, max_value=MAX_REPEATS,
+                                  **initial("repeats", "value", 1),
                                   step=1, key="repeats",
                                   help="N runs with seeds s … s+N−1 sharing one group (run-to-run noise)"))
     group = c2.text_input("Group", key="group", placeholder="auto when N > 1", **initial("group", "value", ""),
@@ -209,6 +280,10 @@ def launch_panel(root: Path) -> None:
                             help="Reuse features, matches and verified databases computed before with the same "
                             "settings; unchecked, every stage is recomputed (and replaces its cached artifact). "
                             + state.cache_summary())
+    chosen = list(datasets) if len(datasets) < len(names) else []  # [] = every dataset of the root
+    # the link carries the edits and the launch fields, so that a teammate opens the same launch
+    state.register_share("run", ["variant", "set", *LINK_FORM], values={
+        "set": overrides, **link_form_values(split, splits[0], chosen, repeats, group, label, use_cache)})
     st.markdown("**Overrides** (`--set`, only values that differ from the variant)")
     # quoted for a shell: the preview is meant to be pasted after `python -m imc_core run` (a list's ", " split it)
     st.code(" ".join(f"--set {shlex.quote(o)}" for o in overrides) or "(none: the variant as it is)",
@@ -226,7 +301,6 @@ def launch_panel(root: Path) -> None:
                    "that their timings stay comparable.")
     # (this script run validated the config just above: the button cannot start a doomed job)
     if st.button("Launch", type="primary", disabled=not datasets or bool(missing) or bool(problem), key="launch"):
-        chosen = list(datasets) if len(datasets) < len(names) else []  # [] = every dataset of the root
         spec = jobs.LaunchSpec(root, chosen, variant, list(overrides), group.strip() or None, label.strip() or None,
                                use_cache, split)
         dirs = jobs.launch_repeats(spec, repeats, seed if repeats > 1 else None, wait=bool(busy))

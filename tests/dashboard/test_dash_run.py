@@ -129,6 +129,64 @@ def test_share_link_carries_the_parameter_edits(dash_env: DashEnv) -> None:
     assert bad.session_state["run_overrides"] == ["matching.ratio=0.7"]
 
 
+def test_share_link_carries_the_launch_fields(dash_env: DashEnv) -> None:
+    """The Run link also carries the split, the dataset subset, repeats, group, label and an unticked cache; opening
+    it fills the form once (then the values leave the address bar); fields a link does not name take their defaults;
+    values that do not fit are named."""
+    import shutil
+    from urllib.parse import parse_qs
+
+    train = dash_env.data_root / "train"
+    shutil.copytree(train / "ds1", train / "ds2")
+    shutil.copytree(train / "ds1", dash_env.data_root / "test" / "t1")
+    shutil.copytree(train / "ds1", dash_env.data_root / "test" / "t2")
+    at = run_page()
+    assert not errors_and_exceptions(at)[1]
+    assert "repeats=" not in next(c.value for c in at.sidebar.code)  # defaults stay out of the link
+    at.radio(key="split").set_value("test").run()
+    at.multiselect(key="datasets_test").set_value(["t2"])
+    at.number_input(key="repeats").set_value(3)
+    at.text_input(key="group").input("sweep-a")
+    at.text_input(key="label").input("ratio test")
+    at.checkbox(key="use_cache").uncheck()
+    at.number_input(key="cfg.default.matching.min_matches").set_value(42)
+    at.run()
+    assert not errors_and_exceptions(at)[1]
+    query = parse_qs(next(c.value for c in at.sidebar.code).split("?", 1)[1])
+    assert {k: query[k] for k in ("split", "datasets", "repeats", "group", "label", "cache")} == {
+        "split": ["test"], "datasets": ["t2"], "repeats": ["3"], "group": ["sweep-a"], "label": ["ratio test"],
+        "cache": ["off"]}
+
+    opened = AppTest.from_file(str(APP), default_timeout=30)
+    opened.query_params["page"] = "run"
+    for k, v in query.items():
+        opened.query_params[k] = v
+    opened.run()
+    assert not errors_and_exceptions(opened)[1]
+    assert opened.radio(key="split").value == "test"
+    assert opened.multiselect(key="datasets_test").value == ["t2"]
+    assert opened.number_input(key="repeats").value == 3
+    assert opened.text_input(key="group").value == "sweep-a" and opened.text_input(key="label").value == "ratio test"
+    assert opened.checkbox(key="use_cache").value is False
+    assert opened.session_state["run_overrides"] == ["matching.min_matches=42"]
+    assert not {"split", "datasets", "repeats", "group", "label", "cache", "set"} & set(opened.query_params)
+    opened.number_input(key="repeats").set_value(2).run()  # applied once, then editable
+    assert opened.number_input(key="repeats").value == 2
+
+    bad = AppTest.from_file(str(APP), default_timeout=30)
+    bad.query_params["page"] = "run"
+    bad.query_params["datasets"] = ["nope", "ds2"]
+    bad.query_params["repeats"] = "0"
+    bad.query_params["cache"] = "maybe"
+    bad.session_state["label"] = "the visitor's own"  # a link describes the whole form: unnamed fields reset
+    bad.run()
+    assert not errors_and_exceptions(bad)[1]
+    (warning,) = [w.value for w in bad.warning if w.value.startswith("Left out of the link's parameters: ")]
+    assert "“nope”" in warning and "repeats “0”" in warning and "cache “maybe”" in warning and "ds2" not in warning
+    assert bad.multiselect(key="datasets").value == ["ds2"] and bad.number_input(key="repeats").value == 1
+    assert bad.checkbox(key="use_cache").value is True and bad.text_input(key="label").value == ""
+
+
 @pytest.mark.timeout(120)
 def test_launch_shows_progress_and_finishes(dash_env: DashEnv, fake_pipeline: Path) -> None:
     at = run_page()
