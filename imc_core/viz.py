@@ -285,8 +285,10 @@ def _error_bins(errors: np.ndarray, thresholds: Sequence[float]) -> tuple[np.nda
     used = thr[2:] if len(thr) == 6 else thr
     # green → amber → orange: every bin stays visible on a white background (RdYlGn's middle is near white)
     colors = sample_colorscale(ERROR_SCALE, list(np.linspace(0.0, 1.0, len(used)))) + [FAIL_COLOR]
-    names = [f"err < {used[0]:g} m"] + [f"{lo:g}–{hi:g} m" for lo, hi in zip(used[:-1], used[1:], strict=True)]
-    names.append(f"fail (≥ {used[-1]:g} m or unregistered)" if used else "fail")
+    # lengths in the unit that reads best (3.01 cm, not 0.03014 m; the Images tab's ticks say mm/cm the same way)
+    names = [f"err < {length_label(used[0])}"] + [
+        f"{length_label(lo)} – {length_label(hi)}" for lo, hi in zip(used[:-1], used[1:], strict=True)]
+    names.append(f"fail (≥ {length_label(used[-1])} or unregistered)" if used else "fail")
     idx = np.full(len(errors), len(used), dtype=int)
     for k in range(len(used) - 1, -1, -1):
         idx[np.nan_to_num(errors, nan=np.inf) < used[k]] = k

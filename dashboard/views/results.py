@@ -347,7 +347,9 @@ def tab_overview(rv: state.RunView, dataset: str | None, scene: str | None) -> N
         per_ds = pd.DataFrame.from_dict(rv.scores.get("datasets") or {}, orient="index")
         if not per_ds.empty:
             st.dataframe(per_ds.rename_axis("dataset").reset_index(), hide_index=True, placeholder=state.NO_VALUE,
-                         width="stretch")
+                         width="stretch", column_config={  # two decimals, as the headline (not 70 beside 53.8462)
+                             c: st.column_config.NumberColumn(format="%.2f") for c in per_ds.columns
+                             if pd.api.types.is_float_dtype(per_ds[c])})
     if rv.scenes is not None and dataset:
         sc = rv.scenes[rv.scenes["dataset"].astype(str) == dataset]
         state.show_figure("scene_bars", sc, title=f"{dataset}: per-scene results", key="fig_scenes")
@@ -407,11 +409,11 @@ def tab_3d(rv: state.RunView, dataset: str | None, scene: str | None) -> None:
     st.caption("Predicted cameras are placed by the metric's best similarity for the **largest** threshold and "
                "coloured by their error under it. Each threshold has its own alignment (Images tab, t2 … t5), so a "
                "camera can pass a threshold its colour here says it misses, or fail one it seems to meet.")
-    if scene:
+    scenes = _gt_scenes(rv, dataset)
+    if scene or len(scenes) <= 1:  # (one GT scene: drawn full size, not in half the page)
         state.cameras_3d(rv, dataset, s, key="fig_3d", with_points=with_points)
         return
     # all scenes: each GT scene has its own metric frame, so one view per scene, side by side
-    scenes = _gt_scenes(rv, dataset)
     st.caption(f"All {len(scenes)} GT scenes of {dataset}, each in its own frame (pick one above to enlarge it).")
     cols = st.columns(2)
     for i, name in enumerate(scenes):

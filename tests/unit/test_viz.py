@@ -88,7 +88,7 @@ def test_exact_similarity_lands_prediction_on_gt(scene) -> None:
     pr_c = next(tr for tr in fig.data if tr.name == "pred centres")
     np.testing.assert_allclose(np.c_[pr_c.x, pr_c.y, pr_c.z], np.c_[gt_c.x, gt_c.y, gt_c.z], atol=1e-9)
     # all errors ~0 -> only the best bin, nothing unregistered
-    assert _names(fig) == ["GT cameras", "GT centres", "pred: err < 0.02 m", "pred centres", "GT–pred offsets"]
+    assert _names(fig) == ["GT cameras", "GT centres", "pred: err < 2 cm", "pred centres", "GT–pred offsets"]
     # aligned orientation equals the GT orientation too
     r_new, _ = viz.apply_similarity(viz._poses(pred, "p")[1], viz._poses(pred, "p")[2], model["s"],
                                     np.array(model["R"]), np.array(model["t"]))
@@ -101,8 +101,8 @@ def test_alignment_entry_uses_last_model_and_errors_colour_bins(scene) -> None:
     errors = pd.Series([0.01, 0.03, 0.07, 0.15, 0.5, np.nan], index=gt["image"])
     fig = viz.camera_frustums(gt, pred, alignment=entry, errors=errors, thresholds=entry["thresholds"])
     bins = [n for n in _names(fig) if n.startswith("pred: ")]
-    assert bins == ["pred: err < 0.02 m", "pred: 0.02–0.05 m", "pred: 0.05–0.1 m", "pred: 0.1–0.2 m",
-                    "pred: fail (≥ 0.2 m or unregistered)"]
+    assert bins == ["pred: err < 2 cm", "pred: 2 cm – 5 cm", "pred: 5 cm – 10 cm", "pred: 10 cm – 20 cm",
+                    "pred: fail (≥ 20 cm or unregistered)"]
     marker_colors = next(tr for tr in fig.data if tr.name == "pred centres").marker.color
     assert marker_colors[4] == marker_colors[5] == viz.FAIL_COLOR
 
