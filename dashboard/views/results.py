@@ -617,7 +617,15 @@ def tab_timings(rv: state.RunView) -> None:
     if not rv.timings:
         st.info(absent(rv, "timings.json", "No timings.json in this run."))
         return
-    state.show_figure("timings_bar", rv.timings, key="fig_timings")
+    if fully_cached(rv.timings):
+        total = rv.timings.get("total")
+        took = f"its {total:.1f} s" if isinstance(total, (int, float)) else "its time"
+        st.info(f"Every stage of this run came from the cache, so {took} went to reading cached artifacts, scoring "
+                "and writing the run: there are no stage times to chart."
+                + (" The steps below are those of the run that computed the reconstruction."
+                   if rv.timings.get("reconstruction_steps") else ""))
+    else:
+        state.show_figure("timings_bar", rv.timings, key="fig_timings")
     jobs = rv.meta.get("jobs") or 1
     if jobs > 1 and len(rv.timings.get("datasets") or {}) > 1:
         st.caption(f"Up to {jobs} datasets were reconstructed at once, beside the next dataset's features and "
@@ -636,6 +644,23 @@ def tab_timings(rv: state.RunView) -> None:
         st.markdown("**Cache**")
         st.dataframe(pd.DataFrame(cache).T.rename_axis("dataset").reset_index(), hide_index=True,
                      placeholder=state.NO_VALUE, width="stretch")
+
+
+def fully_cached(timings: dict[str, Any], below_s: float = 0.05) -> bool:
+    """Whether every stage of every dataset was a cache hit or took under ``below_s`` (exhaustive pairs are
+    computed in microseconds), with at least one hit: such a run's stage bars are all zero."""
+    per_ds = timings.get("datasets") or {}
+    cache = timings.get("cache") or {}
+    hits = 0
+    for name, stages in per_ds.items():
+        if not isinstance(stages, dict):
+            return False
+        for stage, seconds in stages.items():
+            hit = (cache.get(name) or {}).get(stage) == "hit"
+            hits += hit
+            if not hit and not (isinstance(seconds, (int, float)) and seconds < below_s):
+                return False
+    return hits > 0
 
 
 def tab_log(rv: state.RunView) -> None:

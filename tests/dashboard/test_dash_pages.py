@@ -377,6 +377,24 @@ def test_timings_tab_explains_parallel_reconstructions(make_run: Callable[..., P
     assert any("2 datasets were reconstructed at once" in c.value for c in at.caption)
 
 
+def test_timings_tab_of_a_fully_cached_run_says_so(make_run: Callable[..., Path]) -> None:
+    """Every stage a cache hit: the chart showed microsecond bars under a title with the run's wall time."""
+    run_dir = make_run("run-a")
+    cached = {"pairs": 8.8e-05, "features": 0.0, "matching": 0.0, "reconstruction": 0.0}
+    hits = {"pairs": "computed", "features": "hit", "matching": "hit", "reconstruction": "hit"}
+    (run_dir / "timings.json").write_text(json.dumps({"total": 0.17, "datasets": {"a": cached},
+                                                      "cache": {"a": hits}}))
+    at = open_app("results", run="run-a", tab="Timings")
+    assert_clean(at)
+    assert any(i.value.startswith("Every stage of this run came from the cache, so its 0.2 s") for i in at.info)
+    assert not at.get("plotly_chart")
+    (run_dir / "timings.json").write_text(json.dumps({"total": 1.4, "cache": {"a": {**hits, "reconstruction": "miss"}},
+                                                      "datasets": {"a": {**cached, "reconstruction": 1.2}}}))
+    at = open_app("results", run="run-a", tab="Timings")  # a re-run that mapped again: charted
+    assert_clean(at)
+    assert not any("came from the cache" in i.value for i in at.info) and at.get("plotly_chart")
+
+
 def test_timings_tab_breaks_the_reconstruction_into_its_steps(make_run: Callable[..., Path]) -> None:
     run_dir = make_run("run-a")
     stages = {"pairs": 0.1, "features": 0.0, "matching": 0.0, "reconstruction": 1.4}
