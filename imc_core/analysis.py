@@ -12,6 +12,7 @@ Example:
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -304,7 +305,9 @@ def welch_p(a: Sequence[float], b: Sequence[float]) -> float | None:
     xa, xb = _finite(a), _finite(b)
     if xa.size < 2 or xb.size < 2 or (np.ptp(xa) == 0 and np.ptp(xb) == 0):
         return None
-    return float(stats.ttest_ind(xa, xb, equal_var=False).pvalue)
+    with warnings.catch_warnings():  # one side's repeats all equal (common with seeds): scipy warns, the test holds
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return float(stats.ttest_ind(xa, xb, equal_var=False).pvalue)
 
 
 def _finite(values: Sequence[float]) -> np.ndarray:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -15,6 +15,9 @@ import streamlit as st
 from dashboard import state
 from imc_core.errors import ImcError
 from imc_core.viz import length_label
+
+if TYPE_CHECKING:
+    from pandas.io.formats.style import Styler
 
 #: session keys that describe the page's view in a share link (besides the data root)
 SHARE_KEYS = ["run", "dataset", "scene", "tab"]
@@ -81,9 +84,15 @@ def filter_images(df: pd.DataFrame, status: str | None, text: str = "") -> pd.Da
     return out
 
 
-def registration_table(df: pd.DataFrame) -> pd.DataFrame:
-    """Display frame: ✓/✗ per metric threshold, error, cluster vs GT scene, discounted cameras."""
+def registration_table(df: pd.DataFrame) -> pd.DataFrame | Styler:
+    """Display frame: ✓/✗ per metric threshold, error, cluster vs GT scene, discounted cameras.
+
+    With each threshold's error (runs since 2026-11-26) a ``t{k}`` column holds that error in metres (inf where
+    there is none) and a Styler shows it as ``✓ 2.7 mm`` / ``✗ 12 mm`` / ``✗``, so that sorting a column sorts by
+    error (as text, "✓ 12 mm" came before "✓ 2.7 mm"). Older runs' columns hold the ticks alone.
+    """
     tick = {True: "✓", False: "✗"}
+    shown: dict[str, pd.Series] = {}  # t column → pass flags, for the Styler
     cols: dict[str, Any] = {"image": df["image"], "GT scene": df["scene"], "status": df["status"]}
     for c, name in (("cluster", "cluster"), ("associated_cluster", "scene's cluster")):
         if c in df:
@@ -95,16 +104,24 @@ def registration_table(df: pd.DataFrame) -> pd.DataFrame:
         cols[ERROR_COL] = pd.to_numeric(df["error"], errors="coerce")
     for k in METRIC_THRESHOLDS:
         if f"pass_{k}" in df:
-            ticks = _bool(df[f"pass_{k}"]).map(tick)
             if f"error_{k}" in df:  # runs since 2026-11-26: the error this threshold's alignment gave
-                errs = pd.to_numeric(df[f"error_{k}"], errors="coerce")
-                # element-wise, not ticks + errs.map(...): an empty selection gives float columns that cannot add
-                ticks = pd.Series([t + (f" {length_label(e)}" if e == e else "") for t, e in zip(ticks, errs)],
-                                  index=df.index, dtype=object)
-            cols[f"t{k}"] = ticks
+                cols[f"t{k}"] = pd.to_numeric(df[f"error_{k}"], errors="coerce").fillna(np.inf).astype(float)
+                shown[f"t{k}"] = _bool(df[f"pass_{k}"])
+            else:
+                cols[f"t{k}"] = _bool(df[f"pass_{k}"]).map(tick)
     if "discounted" in df:
         cols["discounted"] = _bool(df["discounted"]).map({True: "−3", False: ""})
-    return pd.DataFrame(cols)
+    table = pd.DataFrame(cols)
+    if not shown or table.empty:
+        return table
+    styler = table.style
+    for col, passed in shown.items():
+        for flag, mark in ((True, "✓"), (False, "✗")):
+            rows = passed.index[passed.to_numpy() == flag]
+            if len(rows):
+                styler = styler.format(lambda e, m=mark: f"{m} {length_label(e)}" if np.isfinite(e) else m,
+                                       subset=(rows, [col]))
+    return styler
 
 
 def image_columns(with_errors: bool = False) -> dict[str, Any]:
@@ -122,7 +139,9 @@ def image_columns(with_errors: bool = False) -> dict[str, Any]:
                                 "passing cameras; marked: the 3 passing cameras with the smallest error")
     help_t = "✓ passes / ✗ fails this threshold" + ("; then the error this threshold's alignment gave"
                                                      if with_errors else "")
-    config.update({f"t{k}": text(width=w["t"], help=help_t) for k in METRIC_THRESHOLDS})
+    # (with errors the columns hold numbers, drawn as ticks by the Styler: a text column would sort them as text)
+    column = st.column_config.Column if with_errors else text
+    config.update({f"t{k}": column(width=w["t"], help=help_t) for k in METRIC_THRESHOLDS})
     return config
 
 

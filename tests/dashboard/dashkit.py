@@ -167,6 +167,18 @@ def frame_with(at: Any, column: str) -> pd.DataFrame:
     raise AssertionError(f"no dataframe with column {column!r}")
 
 
+def shown_frame_with(at: Any, column: str) -> pd.DataFrame:
+    """The first st.dataframe with ``column``, as the browser shows it: a Styler's display values where the page
+    passed one (``frame_with`` gives the numbers underneath, which sorting uses)."""
+    from streamlit import dataframe_util
+
+    for d in at.dataframe:
+        if column in d.value.columns:
+            shown = d.proto.arrow_data.styler.display_values
+            return dataframe_util.convert_arrow_bytes_to_pandas_df(shown) if shown else d.value
+    raise AssertionError(f"no dataframe with column {column!r}")
+
+
 def errors_and_exceptions(at: Any) -> tuple[list[str], list[str]]:
     """(st.error texts, exception messages) of an AppTest after a run."""
     return [e.value for e in at.error], [str(e.value) for e in at.exception]

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from dashkit import DATASET, DashEnv, errors_and_exceptions, frame_with, open_app, started
+from dashkit import DATASET, DashEnv, errors_and_exceptions, frame_with, open_app, shown_frame_with, started
 
 from dashboard import jobs, state
 
@@ -391,11 +391,18 @@ def test_image_table_shows_each_thresholds_error(make_run: Callable[..., Path]) 
     pi = pd.read_csv(run / "per_image.csv")
     for k in range(6):
         pi[f"error_{k}"] = np.where(pi["pass_0"].astype(bool), 0.0042, np.nan)
+    pi.loc[pi["image"] == "s1_1.png", "error_2"] = 0.012  # still passing t2 (the fabricated pass flags say so)
     pi.to_csv(run / "per_image.csv", index=False)
     at = open_app("results", run="errs", tab="Images", dataset=DATASET)
     assert not errors_and_exceptions(at)[1]
-    table = frame_with(at, "t2")
-    assert set(table["t2"]) == {"✓ 4.2 mm", "✗"}
+    shown = shown_frame_with(at, "t2").set_index("image")
+    assert set(shown["t2"]) == {"✓ 4.2 mm", "✓ 1.2 cm", "✗"}
+    assert shown.loc["s2_3.png", "t2"] == "✗" and shown.loc["s1_1.png", "t2"] == "✓ 1.2 cm"
+    # underneath, the errors themselves: sorting the column sorts by error (as text "✓ 1.2 cm" < "✓ 4.2 mm")
+    numbers = frame_with(at, "t2").set_index("image")["t2"]
+    assert numbers["s1_1.png"] == pytest.approx(0.012) and numbers["s2_3.png"] == np.inf
+    finite = numbers[np.isfinite(numbers)].sort_values()
+    assert finite.index[-1] == "s1_1.png" and np.isinf(numbers["s2_3.png"])
     # cells without a value (the failing image's errors) read "—", not Streamlit's grey "None", in every table
     assert {d.proto.placeholder for d in at.dataframe} == {"—"}
 
