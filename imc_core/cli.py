@@ -23,7 +23,8 @@ from .errors import ConfigError, ImcError, InputError
 def _cmd_score(args: argparse.Namespace) -> int:
     from .metric import score_files
 
-    res = score_files(args.gt, args.thresholds, args.submission, details=args.details, datasets=args.dataset)
+    res = score_files(args.gt, args.thresholds, args.submission, details=args.details, datasets=args.dataset,
+                      convention=args.convention_check)
     if args.json:
         print(json.dumps(res.to_json()))
     else:
@@ -32,6 +33,10 @@ def _cmd_score(args: argparse.Namespace) -> int:
             print(f"  {name:30s} score {d.score:8.4f}  mAA {d.mAA:8.4f}  clusterness {d.clusterness:8.4f}")
         if args.details:
             print(res.scenes.to_string(index=False))
+            if res.convention is not None:
+                print("pose convention (the poses read three ways; clusterness is the same for all):")
+                for row in res.convention.itertuples():
+                    print(f"  {row.reading:20s} mAA {row.mAA:8.4f}  score {row.score:8.4f}  ({row.meaning})")
     for w in res.warnings:
         print(f"warning: {w}", file=sys.stderr)
     return 0
@@ -316,6 +321,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--dataset", action="append", metavar="NAME",
                    help="score only this dataset of the labels (repeatable; default: all of them, each of which "
                         "the submission must hold)")
+    s.add_argument("--no-convention-check", dest="convention_check", action="store_false",
+                   help="skip the pose-convention check (by default the poses are also scored read as camera→world "
+                        "and with transposed rotations, and a warning says when one of those scores clearly "
+                        "better; --details prints all three)")
     s.set_defaults(func=_cmd_score)
 
     s = sub.add_parser("synth", help="generate the synthetic multi-scene benchmark")

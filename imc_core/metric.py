@@ -154,6 +154,8 @@ class ScoreResult:
         per_image: one row per GT image (empty when ``details=False``).
         alignments: ``{dataset: {scene: {"cluster", "thresholds", "models"}}}`` (empty when ``details=False``).
         warnings: human-readable notes on quirks met while scoring.
+        convention: the submission scored under each reading of its poses (:mod:`imc_core.convention`: ``reading,
+            meaning, mAA, score``), when :func:`score_files` was asked to check; else None.
     """
 
     score: float
@@ -164,6 +166,7 @@ class ScoreResult:
     per_image: pd.DataFrame
     alignments: dict[str, Any]
     warnings: list[str] = field(default_factory=list)
+    convention: pd.DataFrame | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The ``score --json`` object: ``{"score", "mAA", "clusterness", "datasets": {name: {...}}}``."""
@@ -1790,6 +1793,7 @@ def score_files(
     details: bool = True,
     config: MetricConfig = DEFAULT_CONFIG,
     datasets: Sequence[str] | None = None,
+    convention: bool = False,
 ) -> ScoreResult:
     """Read the three IMC-2025 CSVs and :func:`score` them.
 
@@ -1802,6 +1806,9 @@ def score_files(
         datasets: score only these datasets of the labels (a run of some datasets against the full labels file);
             the submission's rows of other datasets are ignored, as the official metric ignores datasets the
             labels lack. ``None``: every dataset of the labels, each of which the submission must hold.
+        convention: also score the poses read as camera→world and with transposed rotations
+            (:func:`imc_core.convention.convention_check`): the table goes to ``convention``, and a warning joins
+            ``warnings`` when another reading scores clearly better than the file as written.
 
     Returns:
         The :class:`ScoreResult`.
@@ -1829,4 +1836,12 @@ def score_files(
         sub = take_rows(sub, ~sub["dataset"].astype(str).isin(left_out).to_numpy())
     with _warnings.catch_warnings():
         _warnings.simplefilter("ignore", RuntimeWarning)
-        return score(gt, th, sub, details=details, submission_path=str(submission_csv), config=config)
+        res = score(gt, th, sub, details=details, submission_path=str(submission_csv), config=config)
+    if convention:
+        from .convention import convention_check
+
+        check = convention_check(gt, th, sub)
+        res.convention = check.table
+        if note := check.warning():
+            res.warnings.append(note)
+    return res

@@ -280,3 +280,32 @@ def test_the_cli_runs_from_any_folder(tmp_path: Path) -> None:
                                                                   "variants"]):
         proc = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, env=env)
         assert proc.returncode == 0 and proc.stdout.startswith("aliked_lightglue"), proc.stderr
+
+
+def test_score_names_camera_to_world_poses(files: dict[str, Path], tmp_path: Path,
+                                          capsys: pytest.CaptureFixture) -> None:
+    """A submission written camera→world scores low without any error: `score` says which convention it looks
+    like on stderr (the --json object keeps its schema), and --details prints the three readings."""
+    import numpy as np
+    from scipy.spatial.transform import Rotation
+
+    from imc_core.submission import pose_frame, world_to_cam, write_pose_csv
+
+    R_c2w = Rotation.random(8, random_state=1).as_matrix()
+    centre = np.random.default_rng(0).normal(size=(8, 3)) * 3
+    names = [f"i{k}.png" for k in range(8)]
+    gt = write_pose_csv(pose_frame("ds", "s1", names, *world_to_cam(R_c2w, centre)), tmp_path / "labels.csv")
+    sub = pose_frame("ds", "s1", names, R_c2w, centre)  # the slip: camera→world poses written as they are
+    wrong = write_pose_csv(sub, tmp_path / "c2w.csv")
+    base = ["score", "--gt", str(gt), "--thresholds", str(files["thr"]), "--submission", str(wrong)]
+    assert main([*base, "--json"]) == 0
+    out, err = capsys.readouterr()
+    assert set(json.loads(out)) == {"score", "mAA", "clusterness", "datasets"}
+    assert "warning: these poses look camera→world" in err and "100.00" in err
+    assert main([*base, "--details"]) == 0
+    out = capsys.readouterr().out
+    assert "pose convention" in out and "camera→world" in out and "transposed rotation" in out
+    assert main([*base, "--no-convention-check"]) == 0
+    assert "camera→world" not in capsys.readouterr().err
+    assert main(["score", "--gt", str(gt), "--thresholds", str(files["thr"]), "--submission", str(gt)]) == 0
+    assert "look" not in capsys.readouterr().err  # the right convention: nothing said
