@@ -45,6 +45,8 @@ def root_picker() -> None:
     written (a shared link, a page switch or browser navigation that names another) sets the picker.
     """
     roots = state.load_roots()
+    if problem := state.roots_problem():
+        st.sidebar.error(f"Remembered data roots not shown: {problem}")
     wanted = state.qp_first("root")
     if wanted and wanted not in roots and Path(wanted).is_dir():
         roots.append(wanted)  # a shared link to a root this machine does not remember: show it, do not store it

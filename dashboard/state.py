@@ -106,22 +106,57 @@ def default_root() -> Path:
     return Path(os.environ.get("IMC_DEFAULT_ROOT") or DEFAULT_DATA_ROOT)
 
 
+def saved_roots() -> list[str]:
+    """The data roots remembered in :func:`roots_file` (none while it does not exist).
+
+    Raises:
+        InputError: the file cannot be read, is not JSON, or is not a list of folder paths (named, so that the
+            user can fix it: the roots it lists are not shown meanwhile, and it is never overwritten).
+    """
+    path = roots_file()
+    if not path.exists():
+        return []
+    try:
+        extra = json.loads(path.read_text())
+    except OSError as err:
+        raise InputError(path, f"cannot be read ({err.strerror or err})") from None
+    except ValueError as err:
+        raise InputError(path, f"not valid JSON ({err}); fix it, or delete it to start a new list") from None
+    if not isinstance(extra, list) or not all(isinstance(r, str) for r in extra):
+        raise InputError(path, "expected a JSON list of folder paths, e.g. [\"/data/imc25\"]")
+    return extra
+
+
+def roots_problem() -> str | None:
+    """Why the remembered data roots cannot be read (one line), or None."""
+    try:
+        saved_roots()
+    except InputError as err:
+        return str(err)
+    return None
+
+
 def load_roots() -> list[str]:
-    """Known data roots: the default one first, then the remembered ones (missing file or bad JSON → none)."""
+    """Known data roots: the default one first, then the remembered ones (none while their file is unreadable:
+    :func:`roots_problem` says why)."""
     roots = [str(default_root())]
     try:
-        extra = json.loads(roots_file().read_text())
-    except (OSError, ValueError):
+        extra = saved_roots()
+    except InputError:
         extra = []
-    if isinstance(extra, list):
-        roots += [str(r) for r in extra if isinstance(r, str) and str(r) not in roots]
+    roots += [r for r in extra if r not in roots]
     return roots
 
 
 def save_roots(roots: list[str]) -> None:
-    """Remember the extra roots (the default root is not stored)."""
+    """Remember the extra roots (the default root is not stored).
+
+    Raises:
+        InputError: the file exists but cannot be read: writing would lose the roots it lists.
+    """
     from imc_core.fsutil import atomic_write_json
 
+    saved_roots()
     keep = [r for r in dict.fromkeys(roots) if r != str(default_root())]
     atomic_write_json(roots_file(), keep)
 

@@ -27,7 +27,11 @@ def _add_root() -> None:
 
 def _forget_root(path: str) -> None:
     """Button callback: forget a remembered root (the sidebar falls back to the default one)."""
-    state.remove_root(path)
+    try:
+        state.remove_root(path)
+    except ImcError as err:
+        st.session_state["_root_msg"] = ("error", f"Forget data root: {str(err).splitlines()[0]}")
+        return
     if st.session_state.get("root") == path:
         st.session_state["root"] = str(state.default_root())
 

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from dashboard import jobs, state
-from dashkit import started
+from dashkit import open_app, started
 from imc_core.errors import InputError
 
 
@@ -228,6 +228,37 @@ def test_roots_are_remembered(dash_env, tmp_path: Path) -> None:  # noqa: ANN001
     assert state.load_roots() == [str(dash_env.data_root)]
     dash_env.roots_file.write_text("{broken")
     assert state.load_roots() == [str(dash_env.data_root)]
+
+
+def test_an_unreadable_roots_file_is_named_and_never_overwritten(dash_env, tmp_path: Path) -> None:  # noqa: ANN001
+    """A roots.json with a syntax error was read as empty, and the next Add replaced it: the roots it listed were
+    lost for good."""
+    kept = tmp_path / "kept"
+    (kept / "train" / "x").mkdir(parents=True)
+    text = json.dumps([str(kept)])[:-1] + ", ]"  # a trailing comma: not JSON
+    dash_env.roots_file.write_text(text)
+    assert state.load_roots() == [str(dash_env.data_root)]
+    problem = state.roots_problem()
+    assert problem is not None and problem.startswith(f"{dash_env.roots_file}: not valid JSON")
+    other = tmp_path / "other"
+    (other / "train" / "y").mkdir(parents=True)
+    with pytest.raises(InputError, match="not valid JSON"):
+        state.add_root(str(other))
+    with pytest.raises(InputError, match="not valid JSON"):
+        state.remove_root(str(kept))
+    assert dash_env.roots_file.read_text() == text
+    dash_env.roots_file.write_text('{"roots": []}')
+    assert "expected a JSON list of folder paths" in (state.roots_problem() or "")
+    dash_env.roots_file.write_text(json.dumps([str(kept)]))
+    assert state.roots_problem() is None and state.load_roots() == [str(dash_env.data_root), str(kept)]
+    # the page names it (sidebar) and a refused Add says why
+    dash_env.roots_file.write_text(text)
+    at = open_app("datasets")
+    assert any("Remembered data roots not shown" in e.value and "roots.json" in e.value for e in at.sidebar.error)
+    at.text_input(key="new_root").input(str(other))
+    at.button[0].click().run()
+    assert any("Add data root" in e.value and "not valid JSON" in e.value for e in at.error) and not at.exception
+    assert dash_env.roots_file.read_text() == text
 
 
 def test_cache_summary_counts_artifacts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
