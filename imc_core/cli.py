@@ -209,7 +209,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
     by_id = runs_root() / args.run_dir.rstrip("/")
     if not run_dir.exists() and Path(args.run_dir).name == args.run_dir.rstrip("/") and by_id.is_dir():
         run_dir = by_id  # a run id as `runs` lists it
-    print(export_bundle(run_dir, args.out))
+    print(export_bundle(run_dir, args.out, overwrite=args.force))
     return 0
 
 
@@ -382,6 +382,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("export", help="export a run as a zip bundle")
     s.add_argument("run_dir", help="run folder, or a run id of the runs folder ($IMC_RUNS_DIR)")
     s.add_argument("--out", help="bundle file (default RUN_DIR.zip beside the run folder)")
+    s.add_argument("--force", action="store_true", help="replace the bundle file when it exists")
     s.set_defaults(func=_cmd_export)
 
     s = sub.add_parser("import", help="import a run bundle")

@@ -457,13 +457,21 @@ def referenced_artifacts(root: Path | None = None) -> set[tuple[str, str]]:
 # bundles
 
 
-def export_bundle(run_dir: str | Path, out_zip: str | Path | None = None) -> Path:
-    """Zip a run (config, submission, scores, per-image table, logs, COLMAP models, previews) for a teammate."""
+def export_bundle(run_dir: str | Path, out_zip: str | Path | None = None, *, overwrite: bool = False) -> Path:
+    """Zip a run (config, submission, scores, per-image table, logs, COLMAP models, previews) for a teammate.
+
+    Args:
+        run_dir: the run folder.
+        out_zip: the bundle file (default ``RUN_DIR.zip`` beside the run folder).
+        overwrite: replace an existing file there (by default that is an error: it may be another run's bundle).
+    """
     run_dir = Path(run_dir)
     load_run(run_dir)
     out_zip = Path(out_zip) if out_zip else run_dir.parent / f"{run_dir.name}.zip"
     if out_zip.is_dir():
         raise InputError(out_zip, "is a folder: name the bundle file (e.g. run.zip)")
+    if out_zip.exists() and not overwrite:
+        raise InputError(out_zip, "already exists: name another file, or replace it with --force")
     tmp = out_zip.with_name(f".{out_zip.name}.tmp")
     try:
         with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:

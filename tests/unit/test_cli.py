@@ -211,6 +211,10 @@ def test_export_takes_a_run_id_and_import_says_when_the_run_is_here(tmp_path: Pa
     out, err = capsys.readouterr()
     assert f"already here as {run.name}" in err
     assert main(["export", "nope"]) == 2
+    capsys.readouterr()
+    assert main(["export", run.name, "--out", str(tmp_path / "b.zip")]) == 2  # the file is there: not replaced
+    assert "b.zip: already exists" in capsys.readouterr().err
+    assert main(["export", run.name, "--out", str(tmp_path / "b.zip"), "--force"]) == 0
 
 
 

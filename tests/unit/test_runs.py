@@ -140,6 +140,17 @@ def test_export_to_a_place_it_cannot_write_names_that_place(tmp_path: Path) -> N
     assert not any(p.name.endswith(".tmp") for p in tmp_path.rglob("*"))
 
 
+def test_export_never_replaces_a_file_unasked(tmp_path: Path) -> None:
+    """`export B --out b1.zip` replaced run A's bundle there without a word."""
+    a, b = make_run(tmp_path / "a"), make_run(tmp_path / "b")
+    z = export_bundle(a, tmp_path / "b1.zip")
+    before = z.read_bytes()
+    with pytest.raises(InputError, match="already exists: name another file, or replace it with --force") as err:
+        export_bundle(b, z)
+    assert err.value.path == str(z) and z.read_bytes() == before
+    assert export_bundle(b, z, overwrite=True) == z and z.read_bytes() != before
+
+
 def _zip(path: Path, members: dict[str, bytes]) -> Path:
     with zipfile.ZipFile(path, "w") as zf:
         for name, data in members.items():
