@@ -941,6 +941,31 @@ def validate_config(variant: str, overrides: list[str]) -> str | None:
     return None
 
 
+def data_problem(root: Path, datasets: list[str], split: str) -> str | None:
+    """What ``python -m imc_core run`` would exit 2 with for this data before any run folder (a missing image, a
+    label row or thresholds that cannot score it: :meth:`imc_core.data.DataRoot.load_for_run`), one line; None when
+    it can run. ``datasets`` [] = every dataset of the split."""
+    from imc_core.data import DataRoot
+
+    try:
+        DataRoot(root).load_for_run(datasets or None, split)
+    except ImcError as err:
+        return str(err).splitlines()[0] if str(err) else type(err).__name__
+    return None
+
+
+def scoring_problem(root: Path, dataset: str) -> str | None:
+    """Why the labels and thresholds of ``root`` cannot score the train dataset ``dataset`` (a run refuses it:
+    :meth:`imc_core.data.DataRoot.check_scorable`), one line; None when they can, or when the root has no labels."""
+    from imc_core.data import DataRoot
+
+    try:
+        DataRoot(root).check_scorable([dataset])
+    except ImcError as err:
+        return str(err).splitlines()[0]
+    return None
+
+
 def _variant_values() -> dict[str, set[str]]:
     """``section.key`` → string values set by any variant file."""
     from imc_core.config import list_variants, load_variant

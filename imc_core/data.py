@@ -517,6 +517,23 @@ class DataRoot:
                                                     f"{split} datasets: {', '.join(have)}")
         return split, names or have
 
+    def load_for_run(self, datasets: Sequence[str] | None = None, split: str = "auto"
+                     ) -> tuple[str, dict[str, Dataset]]:
+        """What a run reads, checked as ``run`` checks it before any run folder or work: the split and datasets
+        (:meth:`select`), on the train split the labels and thresholds able to score them
+        (:meth:`check_scorable`), and every dataset loaded (:meth:`load_dataset`: images present).
+
+        Returns:
+            The split and ``{name: Dataset}`` in run order.
+
+        Raises:
+            InputError: naming the file (and line) at fault.
+        """
+        split, names = self.select(datasets, split)
+        if split == "train":  # first: loading would also warn about the scenes without thresholds it refuses
+            self.check_scorable(names)
+        return split, {name: self.load_dataset(name, split) for name in names}
+
     def load_dataset(self, name: str, split: str = "train") -> Dataset:
         """Load one dataset: its images, labels, thresholds, warnings and fingerprint.
 

@@ -219,11 +219,9 @@ def run_pipeline(
     try:
         cfg = config or resolve_config(variant, overrides)
         root = DataRoot(Path(data_root))
-        split, names = root.select(datasets, split)
         # images missing, label rows or thresholds that cannot be scored: found before any folder or work
-        loaded = {name: root.load_dataset(name, split) for name in names}
-        if split == "train":
-            root.check_scorable(names)
+        split, loaded = root.load_for_run(datasets, split)
+        names = list(loaded)
         n_jobs = reconstruction_jobs(cfg, len(names), jobs)
         check_devices(cfg)
     except ImcError as err:

@@ -137,6 +137,8 @@ def main() -> None:
     table = scenes_table(scenes, problem_counts(by_scene, problems))
     st.dataframe(table, hide_index=True, placeholder=state.NO_VALUE, width="stretch",
                  column_config={"thresholds": st.column_config.TextColumn(width="large")})
+    if split == "train" and (refused := state.scoring_problem(root, dataset)):
+        st.warning(f"A run of this dataset is refused until this is fixed: {refused}")
     if int(scenes["missing"].sum()):
         n = int(scenes["missing"].sum())
         st.warning(f"{n} labelled image{' is' if n == 1 else 's are'} missing on disk: a run of this dataset stops "

@@ -301,6 +301,10 @@ def launch_panel(root: Path) -> None:
                    "that their timings stay comparable.")
     # (this script run validated the config just above: the button cannot start a doomed job)
     if st.button("Launch", type="primary", disabled=not datasets or bool(missing) or bool(problem), key="launch"):
+        # the data as the pipeline checks it before any run folder: a refused launch leaves no failed run behind
+        if bad := state.data_problem(root, chosen, split):
+            st.error(f"Nothing launched: {bad}")
+            return
         spec = jobs.LaunchSpec(root, chosen, variant, list(overrides), group.strip() or None, label.strip() or None,
                                use_cache, split)
         dirs = jobs.launch_repeats(spec, repeats, seed if repeats > 1 else None, wait=bool(busy))

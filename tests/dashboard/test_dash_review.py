@@ -173,6 +173,21 @@ def test_datasets_page_shows_a_dataset_with_a_labelled_image_missing(dash_env: D
     assert [c.value for c in at.caption if "image not found" in c.value] == ["s1_2.png (image not found)"]
 
 
+def test_datasets_page_says_when_a_run_of_the_dataset_is_refused(dash_env: DashEnv) -> None:
+    """A scene without thresholds: the page showed an empty cell and nothing else, while `run` refuses the
+    dataset."""
+    thresholds = dash_env.data_root / "train_thresholds.csv"
+    thresholds.write_text("\n".join(thresholds.read_text().splitlines()[:2]) + "\n")  # s2 left out
+    at = open_app("datasets")
+    assert not at.exception
+    (refused,) = [w.value for w in at.warning if "A run of this dataset is refused" in w.value]
+    assert str(thresholds) in refused and "s2" in refused
+    thresholds.unlink()
+    at = open_app("datasets")
+    assert any("A run of this dataset is refused" in w.value and "train_thresholds.csv" in w.value
+               for w in at.warning)
+
+
 # ------------------------------------------------------------------------------------------------ Results
 
 

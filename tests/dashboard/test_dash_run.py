@@ -187,6 +187,29 @@ def test_share_link_carries_the_launch_fields(dash_env: DashEnv) -> None:
     assert bad.checkbox(key="use_cache").value is True and bad.text_input(key="label").value == ""
 
 
+def test_launch_refuses_data_the_pipeline_would_refuse(dash_env: DashEnv, fake_pipeline: Path) -> None:
+    """Labels the CLI refuses with exit 2 before any run folder: Launch started a run that failed at once and
+    stayed in the history. Now nothing is launched and the file and row are named."""
+    labels = dash_env.data_root / "train_labels.csv"
+    good = labels.read_text()
+    lines = good.splitlines()
+    lines[3] = lines[3].rsplit(",", 1)[0] + ",1.0;abc;2"
+    labels.write_text("\n".join(lines) + "\n")
+    at = run_page()
+    at.button(key="launch").click().run()
+    assert not errors_and_exceptions(at)[1]
+    assert [e.value for e in at.error] == [f"Nothing launched: {labels}:4: translation_vector: cannot parse number "
+                                           "'abc'"]
+    assert not [p for p in dash_env.runs.iterdir() if p.is_dir()]
+    thresholds = dash_env.data_root / "train_thresholds.csv"
+    labels.write_text(good)
+    thresholds.write_text(thresholds.read_text().splitlines()[0] + "\n" + thresholds.read_text().splitlines()[1]
+                          + "\n")  # scene s2 has no thresholds
+    at.button(key="launch").click().run()
+    assert len(at.error) == 1 and "Nothing launched" in at.error[0].value and "s2" in at.error[0].value
+    assert not [p for p in dash_env.runs.iterdir() if p.is_dir()]
+
+
 @pytest.mark.timeout(120)
 def test_launch_shows_progress_and_finishes(dash_env: DashEnv, fake_pipeline: Path) -> None:
     at = run_page()
