@@ -513,6 +513,9 @@ def _check_bundle(staging: Path) -> dict[str, Any]:
             raise InputError(staging / "run.json", f"{key!r} must be {want}, not {meta[key]!r}"[:200])
     if any(not isinstance(d, str) for d in meta.get("datasets") or []):
         raise InputError(staging / "run.json", "'datasets' must be a list of names")
+    if meta.get("status") not in RUN_STATUSES:  # (the pages and `runs rm --status` know these only)
+        raise InputError(staging / "run.json", f"'status' must be one of {', '.join(RUN_STATUSES)}, not "
+                                               f"{meta.get('status')!r}"[:300])
     try:
         tomllib.loads((staging / "config.toml").read_text())
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
@@ -559,8 +562,11 @@ def import_run(zip_path: str | Path, root: Path | None = None) -> tuple[Path, bo
         total = 0
         for info in names:
             pp = PurePosixPath(info.filename)
-            if pp.is_absolute() or ".." in pp.parts or "\\" in info.filename or len(pp.parts) < 2:
+            if pp.is_absolute() or ".." in pp.parts or "\\" in info.filename:
                 raise InputError(zip_path, f"unsafe path in bundle: {info.filename!r}")
+            if len(pp.parts) < 2:
+                raise InputError(zip_path, f"not a run bundle: {info.filename!r} sits outside a run folder (a bundle "
+                                           "holds one run folder, as export and Export bundle write it)")
             if (info.external_attr >> 16) & 0o170000 == 0o120000:
                 raise InputError(zip_path, f"symbolic link in bundle: {info.filename!r}")
             tops.add(pp.parts[0])
@@ -574,10 +580,6 @@ def import_run(zip_path: str | Path, root: Path | None = None) -> tuple[Path, bo
         missing = [f for f in BUNDLE_REQUIRED if f not in members]
         if missing:
             raise InputError(zip_path, f"not a run bundle: missing {', '.join(missing)}")
-        dest_name = _slug(top)
-        dest = root / dest_name
-        while dest.exists():
-            dest = root / f"{dest_name}-imported-{secrets.token_hex(2)}"
         root.mkdir(parents=True, exist_ok=True)
         staging = root / f".import-{secrets.token_hex(4)}"
         staging.mkdir()
@@ -595,12 +597,18 @@ def import_run(zip_path: str | Path, root: Path | None = None) -> tuple[Path, bo
                 meta = _check_bundle(staging)
             except InputError as err:
                 raise InputError(zip_path, str(err).replace(str(staging), top)) from None
+            # named by the id its run.json holds (a renamed folder made a second copy of a run already here)
+            dest_name = _slug(meta["id"]) if isinstance(meta.get("id"), str) and _slug(meta["id"]) else _slug(top)
             for existing in [root / dest_name, *sorted(root.glob(f"{dest_name}-imported-*"))]:
                 if _same_results(existing, staging):
                     shutil.rmtree(staging, ignore_errors=True)
                     return existing, False
             if meta.get("status") in LIVE_STATUSES:  # its process ran on the teammate's machine
                 meta["status"] = "imported-incomplete"
+            dest = root / dest_name
+            while dest.exists():
+                dest = root / f"{dest_name}-imported-{secrets.token_hex(2)}"
+            meta["id"] = dest.name  # the folder's name, as for every run
             meta["imported_from"] = zip_path.name
             meta["imported"] = now_iso()
             atomic_write_json(staging / "run.json", meta)

@@ -16,6 +16,7 @@ from imc_core.runs import (
     check_run_dir,
     export_bundle,
     import_bundle,
+    import_run,
     list_runs,
     load_run,
     new_run_dir,
@@ -164,7 +165,13 @@ def _zip(path: Path, members: dict[str, bytes]) -> Path:
         ({"r/../../evil.txt": b"x", "r/run.json": b"{}"}, "unsafe path"),
         ({"/abs/run.json": b"{}"}, "unsafe path"),
         ({"a/run.json": b"{}", "b/run.json": b"{}"}, "exactly one run folder"),
-        ({"r/run.json": b"{}", "r/config.toml": b""}, "missing submission.csv"),
+        ({"r/run.json": b'{"status": "done"}', "r/config.toml": b""}, "missing submission.csv"),
+        ({"r/run.json": b"{}", "r/config.toml": b"", "r/submission.csv": SUB.encode()},
+         "'status' must be one of done, failed"),
+        ({"r/run.json": b'{"status": "weird"}', "r/config.toml": b"", "r/submission.csv": SUB.encode()},
+         "not 'weird'"),
+        ({"train_labels.csv": b"x", "r/run.json": b"{}"}, "not a run bundle: 'train_labels.csv' sits outside a run "
+                                                          "folder"),
         ({"r/run.json": b"{not json", "r/config.toml": b"", "r/submission.csv": SUB.encode()}, "cannot read JSON"),
         ({"r/run.json": json.dumps({"status": "done"}).encode(), "r/config.toml": b"",
           "r/submission.csv": b"dataset,scene\nx,y\n"}, "submission.csv"),
@@ -177,6 +184,22 @@ def test_bad_bundles_are_rejected_without_writing(tmp_path: Path, members: dict,
         import_bundle(z, root)
     assert not any(p for p in root.glob("*") if not p.name.startswith(".")) if root.exists() else True
     assert not (tmp_path / "evil.txt").exists()
+
+
+def test_a_bundle_whose_folder_was_renamed_is_the_run_its_run_json_names(tmp_path: Path) -> None:
+    """A renamed top folder made a second copy of a run already here (the duplicate check looked at the folder
+    name only); the imported run is named by its run.json id."""
+    d = make_run(tmp_path / "mine")
+    z = export_bundle(d, tmp_path / "b.zip")
+    renamed = _zip(tmp_path / "renamed.zip", {
+        f"mismatch/{m.filename.split('/', 1)[1]}": zipfile.ZipFile(z).read(m) for m in zipfile.ZipFile(z).infolist()
+        if not m.is_dir()})
+    theirs = tmp_path / "theirs"
+    dest = import_bundle(z, theirs)
+    assert import_run(renamed, theirs) == (dest, False)
+    assert [p.name for p in theirs.iterdir()] == [d.name]
+    other = import_bundle(renamed, tmp_path / "fresh")
+    assert other.name == d.name and load_run(other).meta["id"] == d.name
 
 
 def test_not_a_zip(tmp_path: Path) -> None:
