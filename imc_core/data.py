@@ -38,6 +38,7 @@ from .submission import (
     OUTLIERS,
     POSE_COLS,
     ROTATION_TOL,
+    header_line,
     read_pose_csv,
     read_text_csv,
     rotation_errors,
@@ -182,7 +183,7 @@ def read_thresholds(path: str | Path) -> dict[tuple[str, str], np.ndarray]:
     raw.columns = [str(c).strip() for c in raw.columns]
     missing = [c for c in ("dataset", "scene", "thresholds") if c not in raw.columns]
     if missing:
-        raise InputError(p, f"missing column(s) {', '.join(missing)}; header is {','.join(raw.columns)}", 1)
+        raise InputError(p, f"missing column(s) {', '.join(missing)}; header is {header_line(path)!r}", 1)
     out: dict[tuple[str, str], np.ndarray] = {}
     first_line: dict[tuple[str, str], int] = {}
     for pos, (ds, sc, th) in enumerate(

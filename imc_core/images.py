@@ -111,6 +111,8 @@ def image_problem(path: str | Path) -> str | None:
     path = Path(path)
     if not path.is_file():
         return "missing"
+    if path.stat().st_size == 0:  # (PIL says "cannot identify image file")
+        return "unreadable: empty file (0 bytes)"
     try:
         with Image.open(path) as img:
             img.draft("RGB", (128, 128))

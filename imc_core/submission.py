@@ -159,6 +159,32 @@ def read_text_csv(path: str | Path) -> pd.DataFrame:
         raise InputError(p, f"not UTF-8 text ({err.reason})") from None
 
 
+def header_line(path: str | Path, limit: int = 200) -> str:
+    """The file's first line as text (a UTF-8 BOM and the line break dropped), cut at ``limit`` characters."""
+    with open(path, encoding="utf-8-sig", errors="replace") as f:
+        line = f.readline().rstrip("\r\n")
+    return line if len(line) <= limit else line[:limit] + "…"
+
+
+def _check_field_counts(raw: pd.DataFrame, path: str | Path, lines: np.ndarray) -> None:
+    """A row with fewer fields than the header reaches pandas as empty trailing cells, and the number parser then
+    said "must have 9 numbers, got 0": name the row's field count instead (the csv module reads that line again).
+    """
+    import csv
+
+    empty = np.zeros(len(raw), dtype=bool)
+    for c in ("rotation_matrix", "translation_vector"):
+        empty |= (raw[c] == "").to_numpy()
+    if not empty.any():
+        return
+    wanted = {int(n) for n in lines[empty]}
+    with open(path, encoding="utf-8-sig", errors="replace", newline="") as f:
+        for number, fields in enumerate(csv.reader(f), start=1):
+            if number in wanted and len(fields) < len(raw.columns):
+                raise InputError(str(path), f"row has {len(fields)} field(s), expected {len(raw.columns)} "
+                                            f"({','.join(raw.columns)})", number)
+
+
 def read_pose_csv(path: str | Path, *, require_image_id: bool = False) -> pd.DataFrame:
     """Read an IMC-2025 labels or submission CSV into a pose frame.
 
@@ -181,10 +207,8 @@ def read_pose_csv(path: str | Path, *, require_image_id: bool = False) -> pd.Dat
     missing = [c for c in CSV_COLS if c not in raw.columns]
     if require_image_id and "image_id" not in raw.columns:
         missing.insert(0, "image_id")
-    if missing:
-        raise InputError(
-            p, f"missing column(s) {', '.join(missing)}; header is {','.join(raw.columns)}", 1
-        )
+    if missing:  # the header as the file has it (pandas names an empty header cell "Unnamed: 1")
+        raise InputError(p, f"missing column(s) {', '.join(missing)}; header is {header_line(path)!r}", 1)
 
     has_id = "image_id" in raw.columns
     lines = np.arange(2, len(raw) + 2)
@@ -197,6 +221,7 @@ def read_pose_csv(path: str | Path, *, require_image_id: bool = False) -> pd.Dat
             raw = raw.loc[~blank].reset_index(drop=True)
             lines = lines[~blank]
 
+    _check_field_counts(raw, path, lines)
     out: dict[str, object] = {}
     if has_id:
         out["image_id"] = raw["image_id"].astype(str)

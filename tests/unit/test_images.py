@@ -151,6 +151,8 @@ def test_check_images_names_every_bad_file_at_once(tmp_path: Path) -> None:
     (tmp_path / "text.jpg").write_bytes(b"not an image")
     bad = [tmp_path / n for n in ("cut.jpg", "cut.png", "text.jpg", "gone.png")]
     assert image_problem(tmp_path / "gone.png") == "missing"
+    (tmp_path / "empty.png").write_bytes(b"")
+    assert image_problem(tmp_path / "empty.png") == "unreadable: empty file (0 bytes)"
     assert all(image_problem(p).startswith("unreadable") for p in bad[:3])
     with pytest.raises(InputError, match=r"4 of 7 images cannot be used \(cut\.jpg: unreadable.*; cut\.png: "
                                          r"unreadable.*; text\.jpg: unreadable.*; gone\.png: missing\)"):

@@ -179,6 +179,10 @@ def test_empty_header_only_and_missing_file(tmp_path: Path) -> None:
         (HEADER + f"d,s,a,{EYE},0;0;0\nd,s,b,{EYE},0;abc;0\n", 3, "cannot parse number 'abc'"),
         (HEADER + f"d,s,a,1;0;0;0;1;0;0;0;,0;0;0\n", 2, "cannot parse number ''"),
         (HEADER + f"d,s,a,{EYE},0;0;0\nd,s,b,{EYE},0;0;0,extra\n", 3, "malformed CSV row"),
+        # a short row: its field count, not "rotation_matrix must have 9 numbers, got 0"
+        (HEADER + f"d,s,a,{EYE},0;0;0\nd,s,b\n", 3, "row has 3 field(s), expected 5 (dataset,scene,image,"),
+        # the header as written, not pandas' "Unnamed: 1" for its empty cells
+        ("garbage,,,\n1,2,3,4\n", 1, "header is 'garbage,,,'"),
     ],
 )
 def test_read_errors_name_file_and_line(tmp_path: Path, text: str, line: int, fragment: str) -> None:
