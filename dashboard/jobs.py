@@ -27,7 +27,8 @@ from typing import Any
 
 from imc_core.fsutil import atomic_write_json
 from imc_core.liveness import JOB_FILE, JOB_LOG, job_info, process_alive, read_json, run_state
-from imc_core.runs import LIVE_STATUSES, RunWriter, new_run_dir, now_iso, record_failure, request_cancel, runs_root
+from imc_core.runs import (LIVE_STATUSES, RunWriter, meta_seed, new_run_dir, now_iso, record_failure, request_cancel,
+                           runs_root)
 
 #: Command prefix of a job; tests replace it with a fake pipeline.
 BASE_COMMAND: list[str] = [sys.executable, "-m", "imc_core", "run"]
@@ -335,9 +336,9 @@ def job_status(run_dir: Path, now: float | None = None) -> Job:
 
 def active_jobs(runs_dir: Path | None = None) -> list[Job]:
     """Jobs whose ``run.json`` says ``running`` or ``queued`` and whose process (or queue) is alive: running (and
-    cancelling) ones first, then queued ones, each by run id (the launch time). Not by ``created``: a queued run's
-    changes when it starts, and the list reordered under the pointer (a Cancel meant for a queued job hit the
-    running one)."""
+    cancelling) ones first, then queued ones, each by launch time (the run id's first part), then seed (the queue's
+    order). Not by ``created``: a queued run's changes when it starts, and the list reordered under the pointer (a
+    Cancel meant for a queued job hit the running one)."""
     for key, proc in list(_PROCS.items()):  # reap finished queue processes started here
         if key.startswith("queue:") and proc.poll() is not None:
             del _PROCS[key]
@@ -352,7 +353,14 @@ def active_jobs(runs_dir: Path | None = None) -> list[Job]:
                 job = job_status(p)
                 if job.active:
                     jobs.append(job)
-    return sorted(jobs, key=lambda j: (j.status == "queued", j.id))
+    return sorted(jobs, key=lambda j: (j.status == "queued", j.id[:15], _seed(j.meta), j.id))
+
+
+def _seed(meta: dict[str, Any]) -> int:
+    """A run's seed for ordering (-1 when unknown): a repeated launch's runs share the launch second in their ids,
+    whose random suffix put seed 2 before seed 1."""
+    seed = meta_seed(meta)
+    return -1 if seed is None else seed
 
 
 # ------------------------------------------------------------------------------------------------------ cancel

@@ -389,7 +389,7 @@ def list_runs(root: Path | None = None) -> pd.DataFrame:
                 "datasets": ",".join(map(str, datasets)) if isinstance(datasets, list) else _text(datasets),
                 "score": _number(scores.get("score")), "mAA": _number(scores.get("mAA")),
                 "clusterness": _number(scores.get("clusterness")), "seconds": _number(timings.get("total")),
-                "seed": meta.get("seed") if _is_int(meta.get("seed")) else None,
+                "seed": meta_seed(meta),
                 "group": _text(meta.get("group")) or None,
                 "config_hash": _text(meta.get("config_hash")), "label": _text(meta.get("label")), "path": str(p),
                 "data_root": _text(meta.get("data_root")),
@@ -399,10 +399,24 @@ def list_runs(root: Path | None = None) -> pd.DataFrame:
     df = pd.DataFrame(rows, columns=cols)
     # by the moment each run was made: run.json's ISO times carry their UTC offset (a teammate's may differ)
     when = pd.to_datetime(df["created"], errors="coerce", utc=True, format="ISO8601")
-    order = when.sort_values(ascending=False, kind="stable", na_position="last").index
+    # (ties: the runs of one repeated launch made in one second, by seed, not by their ids' random suffix)
+    keys = pd.DataFrame({"when": when, "seed": pd.to_numeric(df["seed"], errors="coerce"), "id": df["id"]})
+    order = keys.sort_values(["when", "seed", "id"], ascending=False, kind="stable", na_position="last").index
     df = df.loc[order].reset_index(drop=True)
     df.attrs["unreadable"] = dict(sorted(unreadable.items()))
     return df
+
+
+def meta_seed(meta: dict[str, Any]) -> int | None:
+    """The mapper seed of a run: its ``run.json`` ``seed``, or while it has not started (queued, or cancelled
+    before it started) the ``reconstruction.seed=`` override its launcher recorded; None when neither says."""
+    if _is_int(meta.get("seed")):
+        return int(meta["seed"])
+    for item in meta.get("overrides") or []:
+        if isinstance(item, str) and item.replace(" ", "").startswith("reconstruction.seed="):
+            value = item.split("=", 1)[1].strip()
+            return int(value) if value.lstrip("-").isdigit() else None
+    return None
 
 
 def _text(value: Any) -> str:

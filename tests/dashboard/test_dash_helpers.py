@@ -292,6 +292,23 @@ def test_active_jobs_keep_their_order_as_they_change(tmp_path: Path, monkeypatch
     assert [j.id for j in jobs.active_jobs(tmp_path)][-1] == "20261127-112958-default-db13"
 
 
+def test_a_repeated_launch_lists_its_runs_in_seed_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The runs of one "repeat 3 times" share the launch second in their ids, and the random suffix listed seed 0,
+    seed 2, seed 1; the queue runs them by seed, and so do the job list and the history."""
+    from imc_core.runs import RunWriter, list_runs
+
+    suffixes = {"f00d": 0, "0a11": 2, "7b7b": 1}
+    for suffix, seed in suffixes.items():
+        name = f"20261127-173049-default-{suffix}"
+        RunWriter(tmp_path / name).write_meta(id=name, status="queued", created="2026-11-27T17:30:49+00:00",
+                                              overrides=["matching.ratio=0.8", f"reconstruction.seed={seed}"])
+    monkeypatch.setattr(jobs, "job_status", lambda p: jobs.Job(Path(p), "queued", None, True, [], "", "", "", None,
+                                                                 None, json.loads((Path(p) / "run.json").read_text())))
+    assert [suffixes[j.id[-4:]] for j in jobs.active_jobs(tmp_path)] == [0, 1, 2]
+    history = list_runs(tmp_path)
+    assert history["seed"].tolist() == [2, 1, 0]  # newest first, as the history reads; the seed a queued run will use
+
+
 def test_a_cli_run_counts_as_started(tmp_path: Path) -> None:
     """A queue waits for every running pipeline, one started from the command line too (it has no job.json)."""
     from imc_core.runs import RunWriter
