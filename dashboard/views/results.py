@@ -255,6 +255,8 @@ def dataset_scene_pickers(rv: state.RunView, left_out: list[str]) -> tuple[str |
         if frame is not None and "scene" in frame and "dataset" in frame:
             scenes += [str(s) for s in frame.loc[frame["dataset"].astype(str) == dataset, "scene"].unique()
                        if str(s) not in scenes]
+    if not scenes:  # a test-split run (no ground truth): no scene to pick
+        return dataset, None
     options = [ALL_SCENES, *scenes]
     if bad := unknown_link_value("scene", options):
         left_out.append(bad)

@@ -95,6 +95,20 @@ def test_results_name_link_values_that_are_not_in_the_run(make_run: Callable[...
     assert not good.warning
 
 
+def test_results_of_a_test_split_run(make_run: Callable[..., Path]) -> None:
+    """A test-split run has no ground truth: the page says what its submission holds, and offers no GT scene
+    picker (it offered "(all scenes)" and nothing else)."""
+    run_dir = make_run("run-t")
+    for name in ("scores.json", "scenes.csv", "per_image.csv", "alignments.json"):
+        (run_dir / name).unlink(missing_ok=True)
+    meta = json.loads((run_dir / "run.json").read_text())
+    (run_dir / "run.json").write_text(json.dumps({**meta, "split": "test"}))
+    at = open_app("results", run="run-t")
+    assert_clean(at)
+    assert any("What the submission holds" in m.value for m in at.markdown)
+    assert [s.label for s in at.selectbox if s.label in ("Dataset", "GT scene")] == ["Dataset"]
+
+
 def state_roots() -> list[str]:
     from dashboard import state
 
