@@ -532,8 +532,12 @@ def pair_viewer(rv: state.RunView, dataset: str, a: str, b: str) -> None:
     try:
         img0, s0 = state.load_image_small(image_dir / a)
         img1, s1 = state.load_image_small(image_dir / b)
-    except ImcError as err:  # it names the image (e.g. a teammate's data root that is not on this machine)
-        st.info(f"Graph only: {str(err).splitlines()[0]}")
+    except ImcError as err:  # it names the image
+        if not rv.data_root.is_dir():  # a teammate's run: say why every image is missing, once
+            st.info(f"Graph only: the run's data root {rv.data_root} is not on this machine, so its images cannot "
+                    "be drawn.")
+        else:
+            st.info(f"Graph only: {str(err).splitlines()[0]}")
         return
     if inliers is not None:
         st.caption(f"{int(inliers.sum())} of {len(m)} matches kept by COLMAP's geometric verification (green); "

@@ -109,6 +109,27 @@ def test_results_of_a_test_split_run(make_run: Callable[..., Path]) -> None:
     assert [s.label for s in at.selectbox if s.label in ("Dataset", "GT scene")] == ["Dataset"]
 
 
+def test_pairs_tab_says_when_the_runs_data_root_is_not_here(make_run: Callable[..., Path], tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """A teammate's run whose features are cached here but whose data root is not: the pair viewer said "image
+    file not found" for one image, not why."""
+    import numpy as np
+
+    from dashboard import state
+
+    run_dir = make_run("run-a")
+    meta = json.loads((run_dir / "run.json").read_text())
+    (run_dir / "run.json").write_text(json.dumps({**meta, "data_root": str(tmp_path / "alice" / "data")}))
+    monkeypatch.setattr(state, "find_match_artifacts", lambda *a, **k: (tmp_path / "f.h5", tmp_path / "m.h5"))
+    monkeypatch.setattr(state, "read_pair", lambda *a: (np.zeros((1, 2)), np.zeros((1, 2)), np.zeros((1, 2), int)))
+    monkeypatch.setattr(state, "inlier_mask", lambda *a: None)
+    at = open_app("results", run="run-a", tab="Pairs")
+    assert_clean(at)
+    assert [i.value for i in at.info if i.value.startswith("Graph only")] == [
+        f"Graph only: the run's data root {tmp_path / 'alice' / 'data'} is not on this machine, so its images "
+        "cannot be drawn."]
+
+
 def state_roots() -> list[str]:
     from dashboard import state
 
