@@ -1,4 +1,4 @@
-"""Command line: ``python -m imc_core {score,synth,run,variants,runs,export,import,cache}``.
+"""Command line: ``python -m imc_core {score,synth,run,variants,runs,export,add-submission,import,cache}``.
 
 Contracts (ARCHITECTURE.md): ``score --json`` prints one JSON object with full float precision; bad input exits
 non-zero with one line naming the file, row and problem.
@@ -213,6 +213,19 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_add_submission(args: argparse.Namespace) -> int:
+    from .ingest import submission_run
+    from .runs import load_run
+
+    run = load_run(submission_run(args.submission, args.data_root, label=args.label, group=args.group))
+    for warning in run.meta.get("warnings") or []:
+        print(f"warning: {warning}", file=sys.stderr)
+    print(run.path)
+    scores = run.scores or {}
+    print(f"score {scores['score']:.4f}  mAA {scores['mAA']:.4f}  clusterness {scores['clusterness']:.4f}")
+    return 0
+
+
 def _cmd_import(args: argparse.Namespace) -> int:
     from .runs import import_run
 
@@ -384,6 +397,18 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", help="bundle file (default RUN_DIR.zip beside the run folder)")
     s.add_argument("--force", action="store_true", help="replace the bundle file when it exists")
     s.set_defaults(func=_cmd_export)
+
+    s = sub.add_parser("add-submission", help="score a submission made outside imc-lab and keep it as a run",
+                       description="Score SUBMISSION.csv (from a Kaggle notebook or another pipeline) against the "
+                                   "data root's labels and write it as a run directory, so the dashboard shows and "
+                                   "compares it like imc-lab's own runs; its pose convention is checked on the way.")
+    s.add_argument("submission", help="submission.csv ([image_id,]dataset,scene,image,rotation_matrix,"
+                                      "translation_vector)")
+    s.add_argument("--data-root", required=True, help="data root whose train_labels.csv / train_thresholds.csv "
+                                                      "score it")
+    s.add_argument("--label", help="the run's label (default: the file's name)")
+    s.add_argument("--group", help="the run's group")
+    s.set_defaults(func=_cmd_add_submission)
 
     s = sub.add_parser("import", help="import a run bundle")
     s.add_argument("bundle")

@@ -203,6 +203,44 @@ def per_scene_table(arms: dict[str, list[state.RunView]], dataset: str) -> pd.Da
     return table.rename_axis("scene").reset_index()
 
 
+def submission_panel() -> None:
+    """Score a submission made outside imc-lab (:func:`imc_core.ingest.submission_run`) against the sidebar's data
+    root and keep it as a run, so it reads and compares like imc-lab's own."""
+    root = state.current_root()
+    with st.expander("Score a submission made outside imc-lab (a Kaggle notebook, another pipeline)"):
+        if root is None or not root.is_dir():
+            st.info("Pick an existing data root in the sidebar: its labels score the submission.")
+            return
+        st.caption(f"Scored against the labels of the sidebar's data root ({root}) and kept as a run: Results and "
+                   "this page then show it like any other. Its pose convention is checked on the way: a file "
+                   "written camera→world, or with transposed rotations, is named.")
+        label = st.text_input("Label", key="outside_label", placeholder="default: the file's name")
+        up = st.file_uploader("submission.csv", type=["csv"], key="outside_submission")
+        if up is None:
+            return
+        done: dict[str, str] = st.session_state.setdefault("_scored_outside", {})  # upload → run id
+        if up.file_id not in done:
+            from imc_core.ingest import submission_run
+
+            with tempfile.TemporaryDirectory() as tmp:
+                path = Path(tmp) / Path(up.name).name
+                path.write_bytes(up.getvalue())
+                try:
+                    run_dir = submission_run(path, root, label=label.strip() or None, name=up.name)
+                except ImcError as err:  # it names the temporary copy: name the upload instead
+                    st.error(f"Not scored: {str(err).splitlines()[0].replace(str(path), up.name)}")
+                    return
+            done[up.file_id] = run_dir.name
+        rv = state.run_view(done[up.file_id])
+        scores = rv.scores or {}
+        st.success(f"Scored as {rv.id}: score {scores.get('score', float('nan')):.2f} · mAA "
+                   f"{scores.get('mAA', float('nan')):.2f} · clusterness {scores.get('clusterness', float('nan')):.2f}")
+        for warning in rv.meta.get("warnings") or []:
+            st.warning(warning)
+        st.page_link("views/results.py", label="Open in Results", icon=":material/analytics:",
+                     query_params={"run": rv.id})
+
+
 def import_panel() -> None:
     """Import a teammate's bundle (validated by imc_core.runs.import_run; nothing written outside its folder)."""
     with st.expander("Import a teammate's run bundle"):
@@ -394,6 +432,8 @@ def main() -> None:
     state.register_share("compare", ["runs", "dataset", "scene"])
     with state.error_boundary("Import"):
         import_panel()
+    with state.error_boundary("Score a submission"):
+        submission_panel()
     df = state.runs_table()
     ids = [str(i) for i in df["id"]]
     asked = list(dict.fromkeys(str(r) for r in st.query_params.get_all("runs")))

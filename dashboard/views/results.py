@@ -168,6 +168,8 @@ def header(rv: state.RunView) -> None:
         bits.append(f"seed {meta['seed']}")
     if meta.get("imported_from"):
         bits.append(f"imported from {meta['imported_from']}")
+    if meta.get("source"):  # `add-submission`: a submission made outside imc-lab
+        bits.append(f"scored from `{meta['source']}`, made outside imc-lab")
     st.markdown(" · ".join(bits))
     if meta.get("overrides"):
         st.caption("overrides: " + " ".join(f"`{o}`" for o in meta["overrides"]))

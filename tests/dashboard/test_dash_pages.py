@@ -327,6 +327,36 @@ def test_bad_bundle_is_rejected_and_nothing_written(make_run: Callable[..., Path
     assert not (dash_env.runs.parent / "escape.txt").exists()
 
 
+def test_an_outside_submission_is_scored_as_a_run(dash_env: DashEnv) -> None:
+    """Compare page: a submission.csv made elsewhere is scored against the sidebar's data root and kept as a run;
+    written camera→world, it is named; a bad file names the upload and writes nothing."""
+    from imc_core.submission import R_COLS, T_COLS, cam_to_world, read_pose_csv, rotations, translations, write_pose_csv
+
+    sub = read_pose_csv(dash_env.data_root / "train_labels.csv")
+    R_c2w, c = cam_to_world(rotations(sub), translations(sub))
+    sub[R_COLS], sub[T_COLS] = R_c2w.reshape(-1, 9), c  # the slip: camera→world poses written as they are
+    path = write_pose_csv(sub, dash_env.runs.parent / "c2w.csv")
+    at = open_app("compare")
+    at.text_input(key="outside_label").input("kaggle v3")
+    at.file_uploader(key="outside_submission").upload("my_sub.csv", path.read_bytes(), "text/csv").run()
+    assert_clean(at)
+    (run_dir,) = [p for p in dash_env.runs.iterdir() if p.is_dir()]
+    scores = json.loads((run_dir / "scores.json").read_text())
+    assert [m.value for m in at.success] == [f"Scored as {run_dir.name}: score {scores['score']:.2f} · mAA "
+                                             f"{scores['mAA']:.2f} · clusterness {scores['clusterness']:.2f}"]
+    assert any(w.value.startswith("these poses look camera→world") for w in at.warning)
+    meta = json.loads((run_dir / "run.json").read_text())
+    assert meta["label"] == "kaggle v3" and meta["source"] == "my_sub.csv" and meta["variant"] == "submission"
+    results = open_app("results", run=run_dir.name)
+    assert_clean(results)
+    assert "scored from `my_sub.csv`, made outside imc-lab" in " ".join(m.value for m in results.markdown)
+    bad = open_app("compare")
+    bad.file_uploader(key="outside_submission").upload("broken.csv", b"dataset,scene\nx,y\n", "text/csv").run()
+    errors, exceptions = errors_and_exceptions(bad)
+    assert not exceptions and errors and errors[0].startswith("Not scored: broken.csv:1: missing column(s)")
+    assert [p for p in dash_env.runs.iterdir() if p.is_dir()] == [run_dir]
+
+
 def test_good_bundle_is_imported(make_run: Callable[..., Path], dash_env: DashEnv, tmp_path: Path) -> None:
     from imc_core.runs import export_bundle
 

@@ -1,0 +1,109 @@
+"""A submission made outside imc-lab (a Kaggle notebook, another pipeline) turned into a scored run directory.
+
+The run holds what a pipeline run holds once scored (``submission.csv``, ``scores.json``, ``scenes.csv``,
+``per_image.csv``, ``alignments.json``, ``timings.json``, ``log.txt``; see ``docs/formats.md``), so the dashboard's
+Results and Compare pages read it like any other: loss attribution, per-image registration, 3-D cameras against
+the ground truth, side by side with imc-lab's own runs. Its ``config.toml`` holds only a ``[meta]`` table (the
+file it came from): no imc-lab stage made it. The pose convention is checked on the way in
+(:mod:`imc_core.convention`): a submission that looks camera→world gets a warning on the run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from pathlib import Path
+
+from .errors import InputError
+
+__all__ = ["SUBMISSION_VARIANT", "submission_run"]
+
+SUBMISSION_VARIANT = "submission"
+"""The ``variant`` of a run made from an outside submission."""
+
+
+def submission_run(submission_csv: str | Path, data_root: str | Path, *, label: str | None = None,
+                   group: str | None = None, runs_dir: Path | None = None, name: str | None = None) -> Path:
+    """Score an outside ``submission.csv`` against the labels of ``data_root`` and record it as a run.
+
+    Args:
+        submission_csv: the submission (``[image_id,]dataset,scene,image,rotation_matrix,translation_vector``).
+        data_root: the IMC-2025 data root whose ``train_labels.csv`` / ``train_thresholds.csv`` score it; the
+            submission's datasets that the labels lack are left out (named in the run's warnings).
+        label: the run's label (default: the file's name).
+        group: the run's group.
+        runs_dir: parent folder of run directories (default ``$IMC_RUNS_DIR``).
+        name: the file name to record (an upload's own name, when ``submission_csv`` is a temporary copy).
+
+    Returns:
+        The run directory (status ``done``).
+
+    Raises:
+        InputError: the data root has no labels, no dataset of the submission is labelled, or a file is bad (named,
+            with its line); nothing is written then.
+    """
+    from .convention import convention_check
+    from .data import DataRoot, ground_truth_hashes
+    from .metric import score
+    from .runs import RunWriter, new_run_dir, now_iso, runs_root
+    from .submission import read_pose_csv, take_rows, write_pose_csv
+
+    import tomli_w
+
+    t0 = time.perf_counter()
+    submission_csv = Path(submission_csv)
+    shown = name or str(submission_csv)  # in errors
+    source = name or submission_csv.name  # in the run
+    root = DataRoot(Path(data_root))
+    if not root.has_labels:
+        raise InputError(root.labels_path, "not found: a submission is scored against the data root's labels")
+    sub = read_pose_csv(submission_csv)
+    labels = root.labels
+    labelled = set(labels["dataset"].astype(str))
+    submitted = list(dict.fromkeys(sub["dataset"].astype(str)))
+    names = [d for d in submitted if d in labelled]
+    if not names:
+        have = sorted(labelled)
+        raise InputError(shown, f"none of its datasets ({', '.join(submitted[:5]) or 'none'}) is in "
+                                f"{root.labels_path} ({', '.join(have[:5])}{' …' if len(have) > 5 else ''})")
+    root.check_scorable(names)
+    warnings = []
+    if unlabelled := [d for d in submitted if d not in labelled]:
+        warnings.append(f"not scored: {root.labels_path} has no rows for {len(unlabelled)} dataset(s) of the "
+                        f"submission ({', '.join(unlabelled)})")
+        sub = take_rows(sub, sub["dataset"].astype(str).isin(names).to_numpy())
+    gt = labels[labels["dataset"].astype(str).isin(names)].reset_index(drop=True)
+    thr = {k: v for k, v in (root.thresholds or {}).items() if k[0] in names}
+    res = score(gt, thr, sub, submission_path=shown)
+    check = convention_check(gt, thr, sub)
+    if note := check.warning():
+        warnings.append(note)
+    seconds = time.perf_counter() - t0
+
+    run_dir = new_run_dir(SUBMISSION_VARIANT, runs_dir or runs_root())
+    writer = RunWriter(run_dir)
+    digest = hashlib.sha256(submission_csv.read_bytes()).hexdigest()
+    writer.write_meta(id=run_dir.name, created=now_iso(), status="running", variant=SUBMISSION_VARIANT,
+                      data_root=str(root.path.resolve()), split="train", datasets=names, label=label or source,
+                      group=group, source=source, source_sha256=digest, error=None, warnings=warnings,
+                      gt_hashes=ground_truth_hashes(gt, thr, names))
+    writer.write_text("config.toml", "# scored from a submission made outside imc-lab: no stage of it ran\n"
+                      + tomli_w.dumps({"meta": {"variant": SUBMISSION_VARIANT, "source": source,
+                                                "source_sha256": digest}}))
+    write_pose_csv(sub, run_dir / "submission.csv")
+    writer.write_json("scores.json", res.to_json())
+    writer.write_csv("scenes.csv", res.scenes)
+    writer.write_csv("per_image.csv", res.per_image)
+    writer.write_json("alignments.json", res.alignments)
+    writer.write_json("timings.json", {"total": seconds, "datasets": {}, "cache": {}, "scoring": seconds})
+    writer.log(f"submission {source} (sha256 {digest[:12]}…) scored against {root.labels_path}")
+    writer.log_lines(f"WARNING: {w}" for w in warnings)
+    writer.log_lines(f"metric warning: {w}" for w in res.warnings)
+    writer.log(f"score {res.score:.4f} (mAA {res.mAA:.4f}, clusterness {res.clusterness:.4f})")
+    for ds, d in res.datasets.items():
+        writer.log(f"  {ds}: score {d.score:.4f} mAA {d.mAA:.4f} clusterness {d.clusterness:.4f}")
+    writer.log_lines(f"pose convention, read as {row.reading}: mAA {row.mAA:.4f}"
+                     for row in check.table.itertuples())
+    writer.set_status("done")
+    return run_dir
+

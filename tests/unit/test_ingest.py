@@ -1,0 +1,88 @@
+"""An outside submission becomes a scored run: files, convention warning, refusals that write nothing."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from test_metric import TH, make_gt, submit
+
+from imc_core.cli import main
+from imc_core.errors import InputError
+from imc_core.ingest import SUBMISSION_VARIANT, submission_run
+from imc_core.runs import list_runs, load_run
+from imc_core.submission import R_COLS, T_COLS, cam_to_world, rotations, translations, write_pose_csv
+
+
+@pytest.fixture()
+def root(tmp_path: Path) -> tuple[Path, object]:
+    """A data root with labels and thresholds (no images: scoring needs none) and a correct submission."""
+    gt, th, _ = make_gt(np.random.default_rng(5), {"s1": 10, "s2": 8}, outliers=2)
+    data = tmp_path / "data"
+    (data / "train" / "ds").mkdir(parents=True)
+    write_pose_csv(gt, data / "train_labels.csv")
+    thr = ";".join(map(str, TH))
+    (data / "train_thresholds.csv").write_text(f"dataset,scene,thresholds\nds,s1,{thr}\nds,s2,{thr}\n")
+    sub = submit(gt, dict(zip(gt["image"], gt["scene"], strict=True)))
+    return data, sub
+
+
+def test_a_submission_becomes_a_scored_run(root, tmp_path: Path) -> None:
+    data, sub = root
+    runs = tmp_path / "runs"
+    path = write_pose_csv(sub, tmp_path / "mine.csv")
+    run = load_run(submission_run(path, data, runs_dir=runs))
+    assert run.status == "done" and run.meta["variant"] == SUBMISSION_VARIANT and run.meta["label"] == "mine.csv"
+    assert run.scores["score"] == pytest.approx(100.0) and run.meta["datasets"] == ["ds"]
+    assert not run.meta["warnings"] and run.meta["data_root"] == str(data.resolve())
+    assert len(run.per_image) == len(sub) and set(run.alignments) == {"ds"}
+    assert tomllib.loads((run.path / "config.toml").read_text())["meta"]["source"] == "mine.csv"
+    assert "pose convention, read as camera→world" in run.log
+    assert list_runs(runs)["variant"].tolist() == [SUBMISSION_VARIANT]
+
+
+def test_camera_to_world_is_named_and_unlabelled_datasets_are_left_out(root, tmp_path: Path) -> None:
+    data, sub = root
+    wrong = sub.copy()
+    R_c2w, c = cam_to_world(rotations(sub), translations(sub))
+    wrong[R_COLS], wrong[T_COLS] = R_c2w.reshape(-1, 9), c
+    extra = wrong.iloc[:3].copy()
+    extra["dataset"] = "elsewhere"
+    path = write_pose_csv(pd.concat([wrong, extra], ignore_index=True), tmp_path / "c2w.csv")
+    run = load_run(submission_run(path, data, label="theirs", runs_dir=tmp_path / "runs", name="upload.csv"))
+    warnings = run.meta["warnings"]
+    assert any(w.startswith("these poses look camera→world") for w in warnings)
+    assert any("no rows for 1 dataset(s) of the submission (elsewhere)" in w for w in warnings)
+    assert run.meta["label"] == "theirs" and run.meta["source"] == "upload.csv"
+    assert run.scores["mAA"] < 50 and set(run.submission["dataset"]) == {"ds"}
+
+
+def test_refusals_write_no_run(root, tmp_path: Path) -> None:
+    data, sub = root
+    runs = tmp_path / "runs"
+    short = write_pose_csv(sub.iloc[:-4], tmp_path / "short.csv")  # GT images missing from it
+    with pytest.raises(InputError, match="short.csv"):
+        submission_run(short, data, runs_dir=runs)
+    other = sub.copy()
+    other["dataset"] = "nope"
+    with pytest.raises(InputError, match=r"none of its datasets \(nope\) is in .*train_labels.csv \(ds\)"):
+        submission_run(write_pose_csv(other, tmp_path / "other.csv"), data, runs_dir=runs)
+    (data / "train_labels.csv").unlink()
+    with pytest.raises(InputError, match="train_labels.csv: not found"):
+        submission_run(short, data, runs_dir=runs)
+    assert not runs.exists() or not any(runs.iterdir())
+
+
+def test_cli_add_submission(root, tmp_path: Path, capsys: pytest.CaptureFixture,
+                            monkeypatch: pytest.MonkeyPatch) -> None:
+    data, sub = root
+    monkeypatch.setenv("IMC_RUNS_DIR", str(tmp_path / "runs"))
+    path = write_pose_csv(sub, tmp_path / "mine.csv")
+    assert main(["add-submission", str(path), "--data-root", str(data), "--label", "kaggle v3"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert load_run(out[0]).meta["label"] == "kaggle v3" and out[1].startswith("score 100.0000")
+    assert main(["add-submission", str(tmp_path / "gone.csv"), "--data-root", str(data)]) == 2
+    assert "gone.csv: file not found" in capsys.readouterr().err
