@@ -21,6 +21,7 @@ import streamlit as st
 
 from dashboard import state
 from imc_core.errors import ImcError
+from imc_core.ingest import SUBMISSION_VARIANT
 
 if TYPE_CHECKING:
     from imc_core.analysis import CompareScope
@@ -294,12 +295,17 @@ def config_diff_section(arms: dict[str, list[state.RunView]], spreads: dict[str,
     unreadable = [rv.id for rv in (arms[label][0] for label in labels) if rv.unreadable("config.toml")]
     if unreadable:  # an unreadable config would read as every key removed
         st.warning(f"Config diff leaves out {', '.join(unreadable)}: its config.toml cannot be read.")
-    if ref.id in unreadable:
+    # a submission made outside imc-lab has no pipeline config: its diff would list every key as removed
+    outside = [rv.id for rv in (arms[label][0] for label in labels) if rv.meta.get("variant") == SUBMISSION_VARIANT]
+    if outside:
+        st.caption(f"Config diff leaves out {', '.join(outside)}: scored from a submission made outside imc-lab, "
+                   "so no config of imc-lab's made it.")
+    if ref.id in unreadable or ref.id in outside:
         return
     frames = []
     for label in labels[1:]:
         other = arms[label][0]
-        if other.id in unreadable:
+        if other.id in unreadable or other.id in outside:
             continue
         d = config_diff(_pipeline_config(ref.config), _pipeline_config(other.config))
         if len(arms[labels[0]]) > 1 or len(arms[label]) > 1:  # a group repeats over seeds: its seed says nothing
@@ -316,10 +322,15 @@ def config_diff_section(arms: dict[str, list[state.RunView]], spreads: dict[str,
     if diff.empty:
         st.caption("Identical configs.")
     else:
-        st.dataframe(diff.astype(str), hide_index=True, width="stretch", key="config_diff")
+        st.dataframe(_as_text(diff), hide_index=True, width="stretch", key="config_diff")
     for label, spread in spreads.items():
         st.markdown(f"**{label}: configs differ inside the group** (the seed aside)")
-        st.dataframe(spread.astype(str), hide_index=True, width="stretch", key=f"spread_{label}")
+        st.dataframe(_as_text(spread), hide_index=True, width="stretch", key=f"spread_{label}")
+
+
+def _as_text(table: pd.DataFrame) -> pd.DataFrame:
+    """Config values as text, a missing one as "—" (``astype(str)`` wrote "None", read as a value)."""
+    return table.map(lambda v: state.NO_VALUE if v is None or (isinstance(v, float) and v != v) else str(v))
 
 
 def per_image_section(arms: dict[str, list[state.RunView]]) -> None:

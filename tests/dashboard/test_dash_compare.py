@@ -296,3 +296,24 @@ def test_an_unreadable_config_is_named_not_diffed(make_run: Callable[..., Path])
     assert "b: file(s) that cannot be read" in text and "cannot read TOML" in text
     assert "Config diff leaves out b" in text
     assert not any(_is(d.value, "config_diff") for d in at.dataframe)
+
+
+def test_an_outside_submission_is_left_out_of_the_config_diff(make_run: Callable[..., Path]) -> None:
+    """A run of `add-submission` has no pipeline config: its diff listed every key as removed, each value "None"."""
+    import tomli_w
+
+    make_run("a", score=60.0)
+    b = make_run("b", score=62.0, config_overrides={"matching": {"min_matches": 40}})
+    with open(b / "config.toml", "a") as f:
+        f.write("\n[extra]\nonly_in_b = 1\n")  # a key run a lacks: its cell there reads "—"
+    c = make_run("c", score=61.0)
+    meta = json.loads((c / "run.json").read_text())
+    (c / "run.json").write_text(json.dumps({**meta, "variant": "submission", "source": "mine.csv"}))
+    (c / "config.toml").write_text(tomli_w.dumps({"meta": {"variant": "submission", "source": "mine.csv"}}))
+    at = open_compare(["a", "b", "c"])
+    no_errors(at)
+    assert any(x.value.startswith("Config diff leaves out c: scored from a submission made outside imc-lab")
+               for x in at.caption)
+    (diff,) = [d.value for d in at.dataframe if _is(d.value, "config_diff")]
+    assert set(diff["vs"]) == {"b"} and "None" not in set(diff.to_numpy().ravel())
+    assert diff.set_index("key").loc["extra.only_in_b", "a"] == "—"
