@@ -14,6 +14,7 @@ import streamlit as st
 
 from dashboard import state
 from imc_core.errors import ImcError
+from imc_core.ingest import SUBMISSION_VARIANT
 from imc_core.viz import length_label
 
 if TYPE_CHECKING:
@@ -23,6 +24,8 @@ if TYPE_CHECKING:
 SHARE_KEYS = ["run", "dataset", "scene", "tab"]
 TABS = ["Overview", "Images", "3D", "Clusters", "Pairs", "Loss", "Timings", "Log", "Descriptors"]
 ALL_SCENES = "(all scenes)"
+#: tabs that show what imc-lab's stages made (absent from a run of an outside submission) → what they show
+STAGE_TABS = {"Pairs": "matches", "Timings": "stage times", "Descriptors": "image features"}
 METRIC_THRESHOLDS = (2, 3, 4, 5)
 #: How a run that ended without results ended, as a verb phrase.
 ENDED = {"failed": "failed", "stopped": "stopped", "cancelled": "was cancelled"}
@@ -803,6 +806,11 @@ def main() -> None:
         if tab.open is False:
             continue  # lazy: only the selected tab is computed
         with tab, state.error_boundary(name):
+            if name in STAGE_TABS and rv.meta.get("variant") == SUBMISSION_VARIANT:
+                st.info(f"This run was scored from a submission made outside imc-lab "
+                        f"(`{rv.meta.get('source') or 'submission.csv'}`): no stage of imc-lab ran, so there are no "
+                        f"{STAGE_TABS[name]} to show.")
+                continue
             renderers[name]()
 
 

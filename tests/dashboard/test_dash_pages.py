@@ -350,6 +350,10 @@ def test_an_outside_submission_is_scored_as_a_run(dash_env: DashEnv) -> None:
     results = open_app("results", run=run_dir.name)
     assert_clean(results)
     assert "scored from `my_sub.csv`, made outside imc-lab" in " ".join(m.value for m in results.markdown)
+    for tab in ("Pairs", "Timings", "Descriptors"):  # not "no pairs_stats.csv" or "no longer in the cache"
+        view = open_app("results", run=run_dir.name, tab=tab)
+        assert_clean(view)
+        assert [i.value for i in view.info if "outside imc-lab" in i.value], tab
     bad = open_app("compare")
     bad.file_uploader(key="outside_submission").upload("broken.csv", b"dataset,scene\nx,y\n", "text/csv").run()
     errors, exceptions = errors_and_exceptions(bad)
