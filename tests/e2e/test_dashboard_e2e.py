@@ -310,7 +310,7 @@ def test_datasets_page_lists_bundled_data(page: Any, server: Server, artifacts: 
               lambda p: p.get_by_text("Thumbnails per scene"))
     expect(page.get_by_text("Page not found")).to_have_count(0)
     assert "/datasets" not in page.url
-    expect(page.get_by_text(re.compile(rf"^[a-z]+ — \d+ images$")).first).to_be_visible()
+    expect(page.get_by_text(re.compile(r"^[a-z]+ — \d+ images$")).first).to_be_visible()
     assert f"dataset=train%2F{OTHER_DATASET}" in page.url
 
 

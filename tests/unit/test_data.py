@@ -105,7 +105,7 @@ def test_same_image_name_in_two_datasets_is_fine(tmp_path: Path) -> None:
             3,
             "rotation of d/y.png is not orthonormal",
         ),
-        ([f"d,s,x.png,1;0;0;0;1;0;0;0;-1,0;0;0"], 2, "is a reflection"),
+        (["d,s,x.png,1;0;0;0;1;0;0;0;-1,0;0;0"], 2, "is a reflection"),
         ([f"d,s,x.png,{EYE},0;0;0", f"d,s,y.png,{NAN9},{NAN3}"], 3, "has a nan pose; only scene 'outliers'"),
         ([f"d,outliers,x.png,{EYE},0;nan;0"], 2, "partly non-finite (ty = nan)"),
         ([f"d,,x.png,{EYE},0;0;0"], 2, "empty scene name"),

@@ -177,7 +177,7 @@ def test_empty_header_only_and_missing_file(tmp_path: Path) -> None:
         (HEADER + f"d,s,a,{EYE},0;0\n", 2, "translation_vector must have 3 ';'-separated numbers, got 2"),
         (HEADER + f"d,s,a,{EYE},\n", 2, "translation_vector must have 3 ';'-separated numbers, got 0"),
         (HEADER + f"d,s,a,{EYE},0;0;0\nd,s,b,{EYE},0;abc;0\n", 3, "cannot parse number 'abc'"),
-        (HEADER + f"d,s,a,1;0;0;0;1;0;0;0;,0;0;0\n", 2, "cannot parse number ''"),
+        (HEADER + "d,s,a,1;0;0;0;1;0;0;0;,0;0;0\n", 2, "cannot parse number ''"),
         (HEADER + f"d,s,a,{EYE},0;0;0\nd,s,b,{EYE},0;0;0,extra\n", 3, "malformed CSV row"),
         # a short row: its field count, not "rotation_matrix must have 9 numbers, got 0"
         (HEADER + f"d,s,a,{EYE},0;0;0\nd,s,b\n", 3, "row has 3 field(s), expected 5 (dataset,scene,image,"),
@@ -305,7 +305,7 @@ def test_validate_path_override_and_in_memory_rows() -> None:
 
 
 def test_validate_rotations(tmp_path: Path) -> None:
-    rows = [GOOD[0], f"d,c0,b.png,1;0;0;0;1;0;0;0;1.01,1;0;0", GOOD[2]]
+    rows = [GOOD[0], "d,c0,b.png,1;0;0;0;1;0;0;0;1.01,1;0;0", GOOD[2]]
     sub = _sub_file(tmp_path, rows)
     validate_submission(sub, EXP)  # off by default
     with pytest.raises(InputError, match=r"sub\.csv:3: rotation of d/b\.png is not orthonormal"):
@@ -314,7 +314,7 @@ def test_validate_rotations(tmp_path: Path) -> None:
         warnings.simplefilter("always")
         validate_submission(sub, EXP, check_rotations="warn")
     assert any("not orthonormal" in str(x.message) for x in w)
-    refl = _sub_file(tmp_path, [GOOD[0], f"d,c0,b.png,1;0;0;0;1;0;0;0;-1,1;0;0", GOOD[2]])
+    refl = _sub_file(tmp_path, [GOOD[0], "d,c0,b.png,1;0;0;0;1;0;0;0;-1,1;0;0", GOOD[2]])
     with pytest.raises(InputError, match="reflection"):
         validate_submission(refl, EXP, check_rotations=True)
 
