@@ -212,9 +212,9 @@ def loss_attribution(scores: Mapping[str, Any], scenes: pd.DataFrame, per_image:
         pi = per_image[per_image["dataset"].astype(str) == name] if len(per_image) else per_image
         sc = scenes[scenes["dataset"].astype(str) == name] if len(scenes) else scenes
         if len(pi) and "scene" in pi:
-            maa_re, maa_raw, n, n_unreg, n_inacc = _recomputed_maa(pi)
+            maa_re, _, n, n_unreg, n_inacc = _recomputed_maa(pi)
         else:
-            maa_re, maa_raw, n, n_unreg, n_inacc = 0.0, 0.0, 0, 0, 0
+            maa_re, n, n_unreg, n_inacc = 0.0, 0, 0, 0
         given = ds_scores.get(name, {})
         maa = float(given["mAA"]) / 100.0 if "mAA" in given else maa_re
         c_scenes = _clusterness_from_scenes(sc) if len(sc) and "scene" in sc else None
