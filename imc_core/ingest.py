@@ -42,7 +42,7 @@ def submission_run(submission_csv: str | Path, data_root: str | Path, *, label: 
         InputError: the data root has no labels, no dataset of the submission is labelled, or a file is bad (named,
             with its line); nothing is written then.
     """
-    from .convention import convention_check
+    from .convention import convention_check, low_datasets
     from .data import DataRoot, ground_truth_hashes
     from .metric import score
     from .runs import RunWriter, new_run_dir, now_iso, runs_root
@@ -75,8 +75,8 @@ def submission_run(submission_csv: str | Path, data_root: str | Path, *, label: 
     gt = labels[labels["dataset"].astype(str).isin(names)].reset_index(drop=True)
     thr = {k: v for k, v in (root.thresholds or {}).items() if k[0] in names}
     res = score(gt, thr, sub, submission_path=shown)
-    check = convention_check(gt, thr, sub)
-    if note := check.warning():
+    check = convention_check(gt, thr, sub, low) if (low := low_datasets(res)) else None
+    if check is not None and (note := check.warning()):
         warnings.append(note)
     seconds = time.perf_counter() - t0
 
@@ -102,8 +102,9 @@ def submission_run(submission_csv: str | Path, data_root: str | Path, *, label: 
     writer.log(f"score {res.score:.4f} (mAA {res.mAA:.4f}, clusterness {res.clusterness:.4f})")
     for ds, d in res.datasets.items():
         writer.log(f"  {ds}: score {d.score:.4f} mAA {d.mAA:.4f} clusterness {d.clusterness:.4f}")
-    writer.log_lines(f"pose convention, read as {row.reading}: mAA {row.mAA:.4f}"
-                     for row in check.table.itertuples())
+    if check is not None:
+        writer.log_lines(f"pose convention of {', '.join(check.datasets)}, read as {row.reading}: mAA {row.mAA:.4f}"
+                         for row in check.table.itertuples())
     writer.set_status("done")
     return run_dir
 

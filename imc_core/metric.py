@@ -154,8 +154,9 @@ class ScoreResult:
         per_image: one row per GT image (empty when ``details=False``).
         alignments: ``{dataset: {scene: {"cluster", "thresholds", "models"}}}`` (empty when ``details=False``).
         warnings: human-readable notes on quirks met while scoring.
-        convention: the submission scored under each reading of its poses (:mod:`imc_core.convention`: ``reading,
-            meaning, mAA, score``), when :func:`score_files` was asked to check; else None.
+        convention: the submission's low datasets scored under each reading of their poses
+            (:mod:`imc_core.convention`: ``reading, meaning, mAA, score``), when :func:`score_files` was asked to
+            check and a dataset is below :data:`imc_core.convention.LOW_MAA` mAA; else None.
     """
 
     score: float
@@ -1806,9 +1807,10 @@ def score_files(
         datasets: score only these datasets of the labels (a run of some datasets against the full labels file);
             the submission's rows of other datasets are ignored, as the official metric ignores datasets the
             labels lack. ``None``: every dataset of the labels, each of which the submission must hold.
-        convention: also score the poses read as camera→world and with transposed rotations
-            (:func:`imc_core.convention.convention_check`): the table goes to ``convention``, and a warning joins
-            ``warnings`` when another reading scores clearly better than the file as written.
+        convention: also score the poses of the datasets below :data:`imc_core.convention.LOW_MAA` mAA read as
+            camera→world and with transposed rotations (:func:`imc_core.convention.convention_check`): the table
+            goes to ``convention`` (None when every dataset reaches it), and a warning joins ``warnings`` when
+            another reading scores clearly better than the file as written.
 
     Returns:
         The :class:`ScoreResult`.
@@ -1816,6 +1818,7 @@ def score_files(
     Raises:
         InputError: any bad file (named, with the line when there is one).
     """
+    from .convention import convention_check, low_datasets
     from .data import missing_thresholds_error, read_labels, read_thresholds, scenes_without_thresholds
     from .submission import read_pose_csv, take_rows
 
@@ -1837,10 +1840,8 @@ def score_files(
     with _warnings.catch_warnings():
         _warnings.simplefilter("ignore", RuntimeWarning)
         res = score(gt, th, sub, details=details, submission_path=str(submission_csv), config=config)
-    if convention:
-        from .convention import convention_check
-
-        check = convention_check(gt, th, sub)
+    if convention and (low := low_datasets(res)):
+        check = convention_check(gt, th, sub, low)
         res.convention = check.table
         if note := check.warning():
             res.warnings.append(note)

@@ -63,3 +63,25 @@ def test_transposed_rotations_are_named(case) -> None:
     assert check.best == "transposed rotation"
     assert "written with each R transposed" in (check.warning() or "")
     assert check.warning(margin=1000.0) is None  # the margin is what decides
+
+
+def test_only_low_datasets_are_re_read(case, tmp_path) -> None:
+    """Re-reading costs up to three scorings: a dataset that reaches LOW_MAA as written is written right."""
+    from imc_core.convention import LOW_MAA, low_datasets
+    from imc_core.metric import score_files
+    from imc_core.submission import cam_to_world, write_pose_csv
+
+    gt, th, sub = case
+    assert low_datasets(score(gt, th, sub)) == [] and LOW_MAA == 50.0
+    labels = write_pose_csv(gt, tmp_path / "labels.csv")
+    (tmp_path / "thr.csv").write_text("dataset,scene,thresholds\n" + "".join(
+        f"{d},{s},{';'.join(map(str, v))}\n" for (d, s), v in th.items()))
+    good = score_files(labels, tmp_path / "thr.csv", write_pose_csv(sub, tmp_path / "good.csv"), convention=True)
+    assert good.convention is None and not good.warnings
+    wrong = sub.copy()
+    R_c2w, c = cam_to_world(rotations(sub), translations(sub))
+    wrong[[f"r{i}{j}" for i in range(3) for j in range(3)]] = R_c2w.reshape(-1, 9)
+    wrong[["tx", "ty", "tz"]] = c
+    bad = score_files(labels, tmp_path / "thr.csv", write_pose_csv(wrong, tmp_path / "bad.csv"), convention=True)
+    assert low_datasets(bad) == ["ds"] and list(bad.convention["reading"]) == list(READINGS)
+    assert any(w.startswith("these poses look camera→world (t holding the camera centre) in ds:") for w in bad.warnings)
