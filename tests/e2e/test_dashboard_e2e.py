@@ -589,6 +589,8 @@ def test_export_bundle_and_import_it(run_a: LaunchedRun, page: Any, server: Serv
     teammate = tmp_path / "teammate.zip"
     with zipfile.ZipFile(teammate, "w") as zf:
         for n, data in members.items():
+            if n == f"{run_a.id}/run.json":  # the run is named by its run.json id, not by its folder
+                data = json.dumps({**json.loads(data), "id": f"{run_a.id}-teammate"}).encode()
             zf.writestr(n.replace(f"{run_a.id}/", f"{run_a.id}-teammate/", 1), data)
 
     open_page(page, server, "/compare", lambda p: p.get_by_text("Import a teammate's run bundle"))
