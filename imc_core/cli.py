@@ -34,10 +34,9 @@ def _cmd_score(args: argparse.Namespace) -> int:
         if args.details:
             print(res.scenes.to_string(index=False))
             if res.convention is not None:
-                print("pose convention (the datasets below 50 mAA read three ways; clusterness is the same for "
-                      "all):")
+                print("pose convention (each dataset below 50 mAA read four ways; clusterness is the same for all):")
                 for row in res.convention.itertuples():
-                    print(f"  {row.reading:20s} mAA {row.mAA:8.4f}  score {row.score:8.4f}  ({row.meaning})")
+                    print(f"  {row.dataset:30s} {row.reading:20s} mAA {row.mAA:8.4f}  ({row.meaning})")
             elif args.convention_check:
                 print("pose convention: not re-read, every dataset reaches 50 mAA as written")
     for w in res.warnings:

@@ -347,7 +347,9 @@ def test_an_outside_submission_is_scored_as_a_run(dash_env: DashEnv, monkeypatch
     scores = json.loads((run_dir / "scores.json").read_text())
     assert [m.value for m in at.success] == [f"Scored as {run_dir.name}: score {scores['score']:.2f} · mAA "
                                              f"{scores['mAA']:.2f} · clusterness {scores['clusterness']:.2f}"]
-    assert any(w.value.startswith("these poses look camera→world") for w in at.warning)
+    # (with the bar raised above 100 for this tiny scene, no reading can make the claim firm)
+    assert any(w.value.startswith("some poses of ds1 may be camera→world") for w in at.warning), \
+        [w.value for w in at.warning]
     meta = json.loads((run_dir / "run.json").read_text())
     assert meta["label"] == "kaggle v3" and meta["source"] == "my_sub.csv" and meta["variant"] == "submission"
     results = open_app("results", run=run_dir.name)

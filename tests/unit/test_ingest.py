@@ -58,7 +58,7 @@ def test_camera_to_world_is_named_and_unlabelled_datasets_are_left_out(root, tmp
     assert any("no rows for 1 dataset(s) of the submission (elsewhere)" in w for w in warnings)
     assert run.meta["label"] == "theirs" and run.meta["source"] == "upload.csv"
     assert run.scores["mAA"] < 50 and set(run.submission["dataset"]) == {"ds"}
-    assert "pose convention of ds, read as camera→world: mAA 100.0000" in run.log
+    assert "pose convention: ds read as camera→world: mAA 100.0000" in run.log
 
 
 def test_refusals_write_no_run(root, tmp_path: Path) -> None:
