@@ -219,7 +219,11 @@ def _cmd_add_submission(args: argparse.Namespace) -> int:
     from .ingest import submission_run
     from .runs import load_run
 
-    run = load_run(submission_run(args.submission, args.data_root, label=args.label, group=args.group))
+    run_dir, new = submission_run(args.submission, args.data_root, label=args.label, group=args.group)
+    run = load_run(run_dir)
+    if not new:
+        print(f"not added: this file was already added on this data root as {run.id} (label {run.meta.get('label')!r})",
+              file=sys.stderr)
     for warning in run.meta.get("warnings") or []:
         print(f"warning: {warning}", file=sys.stderr)
     print(run.path)

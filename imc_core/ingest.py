@@ -23,8 +23,11 @@ SUBMISSION_VARIANT = "submission"
 
 
 def submission_run(submission_csv: str | Path, data_root: str | Path, *, label: str | None = None,
-                   group: str | None = None, runs_dir: Path | None = None, name: str | None = None) -> Path:
-    """Score an outside ``submission.csv`` against the labels of ``data_root`` and record it as a run.
+                   group: str | None = None, runs_dir: Path | None = None, name: str | None = None
+                   ) -> tuple[Path, bool]:
+    """Score an outside ``submission.csv`` against the labels of ``data_root`` and record it as a run, unless that
+    file (the same bytes) was already added on the same data root: one submission added twice would read as two
+    seeds whose scores agree, and make any difference look significant.
 
     Args:
         submission_csv: the submission (``[image_id,]dataset,scene,image,rotation_matrix,translation_vector``).
@@ -36,7 +39,7 @@ def submission_run(submission_csv: str | Path, data_root: str | Path, *, label: 
         name: the file name to record (an upload's own name, when ``submission_csv`` is a temporary copy).
 
     Returns:
-        The run directory (status ``done``).
+        The run directory (status ``done``) and whether it was made now (False: the run already made from it).
 
     Raises:
         InputError: the data root has no labels, no dataset of the submission is labelled, or a file is bad (named,
@@ -55,6 +58,14 @@ def submission_run(submission_csv: str | Path, data_root: str | Path, *, label: 
     shown = name or str(submission_csv)  # in errors
     source = name or submission_csv.name  # in the run
     root = DataRoot(Path(data_root))
+    runs_dir = runs_dir or runs_root()
+    try:
+        digest = hashlib.sha256(submission_csv.read_bytes()).hexdigest()
+    except OSError as err:
+        raise InputError(shown, "file not found" if isinstance(err, FileNotFoundError) else
+                         f"cannot be read ({err.strerror or err})") from None
+    if (same := _added_before(runs_dir, digest, root.path.resolve())) is not None:
+        return same, False
     if not root.has_labels:
         raise InputError(root.labels_path, "not found: a submission is scored against the data root's labels")
     sub = read_pose_csv(submission_csv)
@@ -80,9 +91,8 @@ def submission_run(submission_csv: str | Path, data_root: str | Path, *, label: 
         warnings.append(note)
     seconds = time.perf_counter() - t0
 
-    run_dir = new_run_dir(SUBMISSION_VARIANT, runs_dir or runs_root())
+    run_dir = new_run_dir(SUBMISSION_VARIANT, runs_dir)
     writer = RunWriter(run_dir)
-    digest = hashlib.sha256(submission_csv.read_bytes()).hexdigest()
     writer.write_meta(id=run_dir.name, created=now_iso(), status="running", variant=SUBMISSION_VARIANT,
                       data_root=str(root.path.resolve()), split="train", datasets=names, label=label or source,
                       group=group, source=source, source_sha256=digest, error=None, warnings=warnings,
@@ -106,5 +116,19 @@ def submission_run(submission_csv: str | Path, data_root: str | Path, *, label: 
         writer.log_lines(f"pose convention: {row.dataset} read as {row.reading}: mAA {row.mAA:.4f}"
                          for row in check.table.itertuples())
     writer.set_status("done")
-    return run_dir
+    return run_dir, True
+
+
+def _added_before(runs_dir: Path, digest: str, data_root: Path) -> Path | None:
+    """The run an earlier :func:`submission_run` made from the same bytes on the same data root, if any."""
+    from .liveness import read_json
+
+    if not runs_dir.is_dir():
+        return None
+    for run_dir in sorted(runs_dir.iterdir()):
+        meta = read_json(run_dir / "run.json") if run_dir.is_dir() else None
+        if (isinstance(meta, dict) and meta.get("variant") == SUBMISSION_VARIANT and meta.get("status") == "done"
+                and meta.get("source_sha256") == digest and meta.get("data_root") == str(data_root)):
+            return run_dir
+    return None
 

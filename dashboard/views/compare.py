@@ -212,14 +212,23 @@ def submission_panel() -> None:
         if root is None or not root.is_dir():
             st.info("Pick an existing data root in the sidebar: its labels score the submission.")
             return
+        from imc_core.data import DataRoot
+
+        if not DataRoot(root).has_labels:
+            st.info(f"The sidebar's data root ({root}) has no labels (train_labels.csv) to score a submission "
+                    "against: pick one that has.")
+            return
         st.caption(f"Scored against the labels of the sidebar's data root ({root}) and kept as a run: Results and "
                    "this page then show it like any other. Its pose convention is checked on the way: a file "
                    "written camera→world, or with transposed rotations, is named.")
-        label = st.text_input("Label", key="outside_label", placeholder="default: the file's name")
+        c1, c2 = st.columns(2)
+        label = c1.text_input("Label", key="outside_label", placeholder="default: the file's name")
+        group = c2.text_input("Group", key="outside_group", placeholder="optional",
+                              help="Runs of one group are aggregated (mean ± std) on this page")
         up = st.file_uploader("submission.csv", type=["csv"], key="outside_submission")
         if up is None:
             return
-        done: dict[str, str] = st.session_state.setdefault("_scored_outside", {})  # upload → run id
+        done: dict[str, tuple[str, bool]] = st.session_state.setdefault("_scored_outside", {})  # upload → run
         if up.file_id not in done:
             from imc_core.ingest import submission_run
 
@@ -227,15 +236,21 @@ def submission_panel() -> None:
                 path = Path(tmp) / Path(up.name).name
                 path.write_bytes(up.getvalue())
                 try:
-                    run_dir = submission_run(path, root, label=label.strip() or None, name=up.name)
+                    run_dir, new = submission_run(path, root, label=label.strip() or None,
+                                                  group=group.strip() or None, name=up.name)
                 except ImcError as err:  # it names the temporary copy: name the upload instead
                     st.error(f"Not scored: {str(err).splitlines()[0].replace(str(path), up.name)}")
                     return
-            done[up.file_id] = run_dir.name
-        rv = state.run_view(done[up.file_id])
+            done[up.file_id] = (run_dir.name, new)
+        run_id, new = done[up.file_id]
+        rv = state.run_view(run_id)
         scores = rv.scores or {}
-        st.success(f"Scored as {rv.id}: score {scores.get('score', float('nan')):.2f} · mAA "
-                   f"{scores.get('mAA', float('nan')):.2f} · clusterness {scores.get('clusterness', float('nan')):.2f}")
+        numbers = (f"score {scores.get('score', float('nan')):.2f} · mAA {scores.get('mAA', float('nan')):.2f} · "
+                   f"clusterness {scores.get('clusterness', float('nan')):.2f}")
+        if new:
+            st.success(f"Scored as {rv.id}: {numbers}")
+        else:  # the same bytes again would count as a second seed of one submission
+            st.info(f"Not added again: this file was already scored on this data root as {rv.id} ({numbers}).")
         for warning in rv.meta.get("warnings") or []:
             st.warning(warning)
         st.page_link("views/results.py", label="Open in Results", icon=":material/analytics:",

@@ -359,6 +359,10 @@ def test_an_outside_submission_is_scored_as_a_run(dash_env: DashEnv, monkeypatch
         view = open_app("results", run=run_dir.name, tab=tab)
         assert_clean(view)
         assert [i.value for i in view.info if "outside imc-lab" in i.value], tab
+    again = open_app("compare")  # the same bytes, another session: not a second run of one submission
+    again.file_uploader(key="outside_submission").upload("copy.csv", path.read_bytes(), "text/csv").run()
+    assert any(i.value.startswith(f"Not added again: this file was already scored on this data root as {run_dir.name}")
+               for i in again.info)
     bad = open_app("compare")
     bad.file_uploader(key="outside_submission").upload("broken.csv", b"dataset,scene\nx,y\n", "text/csv").run()
     errors, exceptions = errors_and_exceptions(bad)

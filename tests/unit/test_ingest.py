@@ -34,7 +34,9 @@ def test_a_submission_becomes_a_scored_run(root, tmp_path: Path) -> None:
     data, sub = root
     runs = tmp_path / "runs"
     path = write_pose_csv(sub, tmp_path / "mine.csv")
-    run = load_run(submission_run(path, data, runs_dir=runs))
+    made, new = submission_run(path, data, runs_dir=runs)
+    run = load_run(made)
+    assert new
     assert run.status == "done" and run.meta["variant"] == SUBMISSION_VARIANT and run.meta["label"] == "mine.csv"
     assert run.scores["score"] == pytest.approx(100.0) and run.meta["datasets"] == ["ds"]
     assert not run.meta["warnings"] and run.meta["data_root"] == str(data.resolve())
@@ -42,6 +44,11 @@ def test_a_submission_becomes_a_scored_run(root, tmp_path: Path) -> None:
     assert tomllib.loads((run.path / "config.toml").read_text())["meta"]["source"] == "mine.csv"
     assert "pose convention" not in run.log  # every dataset reaches 50 mAA as written: not re-read
     assert list_runs(runs)["variant"].tolist() == [SUBMISSION_VARIANT]
+    # the same bytes again: the run already made, not a second "seed" of one submission
+    assert submission_run(path, data, label="again", group="g", runs_dir=runs) == (made, False)
+    assert len(list_runs(runs)) == 1 and load_run(made).meta["label"] == "mine.csv"
+    other = write_pose_csv(sub.iloc[::-1], tmp_path / "reordered.csv")  # other bytes: a run of its own
+    assert submission_run(other, data, runs_dir=runs)[1] and len(list_runs(runs)) == 2
 
 
 def test_camera_to_world_is_named_and_unlabelled_datasets_are_left_out(root, tmp_path: Path) -> None:
@@ -52,7 +59,7 @@ def test_camera_to_world_is_named_and_unlabelled_datasets_are_left_out(root, tmp
     extra = wrong.iloc[:3].copy()
     extra["dataset"] = "elsewhere"
     path = write_pose_csv(pd.concat([wrong, extra], ignore_index=True), tmp_path / "c2w.csv")
-    run = load_run(submission_run(path, data, label="theirs", runs_dir=tmp_path / "runs", name="upload.csv"))
+    run = load_run(submission_run(path, data, label="theirs", runs_dir=tmp_path / "runs", name="upload.csv")[0])
     warnings = run.meta["warnings"]
     assert any(w.startswith("these poses look camera→world") for w in warnings)
     assert any("no rows for 1 dataset(s) of the submission (elsewhere)" in w for w in warnings)
@@ -84,6 +91,11 @@ def test_cli_add_submission(root, tmp_path: Path, capsys: pytest.CaptureFixture,
     path = write_pose_csv(sub, tmp_path / "mine.csv")
     assert main(["add-submission", str(path), "--data-root", str(data), "--label", "kaggle v3"]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert load_run(out[0]).meta["label"] == "kaggle v3" and out[1].startswith("score 100.0000")
+    first = out[0]
+    assert load_run(first).meta["label"] == "kaggle v3" and out[1].startswith("score 100.0000")
     assert main(["add-submission", str(tmp_path / "gone.csv"), "--data-root", str(data)]) == 2
     assert "gone.csv: file not found" in capsys.readouterr().err
+    assert main(["add-submission", str(path), "--data-root", str(data)]) == 0
+    out, err = capsys.readouterr()
+    assert out.splitlines()[0] == first and f"not added: this file was already added on this data root as " \
+        f"{Path(first).name} (label 'kaggle v3')" in err
