@@ -329,12 +329,15 @@ def config_diff_section(arms: dict[str, list[state.RunView]], spreads: dict[str,
         frames.append(d)
     diff = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     st.markdown(f"**Config diff** (reference: {labels[0]})")
+    compared = {label: runs for label, runs in arms.items() if runs[0].id not in unreadable + outside}
     used = [(runs[0].id if label == runs[0].id else f"{label}: {runs[0].id}")
-            + (f" (first of {len(runs)} runs)" if len(runs) > 1 else "") for label, runs in arms.items()]
+            + (f" (first of {len(runs)} runs)" if len(runs) > 1 else "") for label, runs in compared.items()]
     st.caption("Configs compared: " + "; ".join(used) + "."
-               + (" The seed is left out: a group repeats over seeds." if any(len(r) > 1 for r in arms.values())
+               + (" The seed is left out: a group repeats over seeds." if any(len(r) > 1 for r in compared.values())
                   else ""))
-    if diff.empty:
+    if len(compared) < 2:
+        st.caption("Only one imc-lab config: nothing to diff.")
+    elif diff.empty:
         st.caption("Identical configs.")
     else:
         st.dataframe(_as_text(diff), hide_index=True, width="stretch", key="config_diff")

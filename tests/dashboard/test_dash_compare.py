@@ -317,3 +317,8 @@ def test_an_outside_submission_is_left_out_of_the_config_diff(make_run: Callable
     (diff,) = [d.value for d in at.dataframe if _is(d.value, "config_diff")]
     assert set(diff["vs"]) == {"b"} and "None" not in set(diff.to_numpy().ravel())
     assert diff.set_index("key").loc["extra.only_in_b", "a"] == "—"
+    assert any(x.value == "Configs compared: a; b." for x in at.caption)  # not c, which has no config
+    two = open_compare(["a", "c"])
+    no_errors(two)
+    assert any(x.value == "Only one imc-lab config: nothing to diff." for x in two.caption)
+    assert not any(x.value == "Identical configs." for x in two.caption)
