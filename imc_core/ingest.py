@@ -80,8 +80,8 @@ def submission_run(submission_csv: str | Path, data_root: str | Path, *, label: 
     root.check_scorable(names)
     warnings = []
     if unlabelled := [d for d in submitted if d not in labelled]:
-        warnings.append(f"not scored: {root.labels_path} has no rows for {len(unlabelled)} dataset(s) of the "
-                        f"submission ({', '.join(unlabelled)})")
+        warnings.append(f"left out of the score: {root.labels_path} has no rows for {len(unlabelled)} dataset(s) "
+                        f"of the submission ({', '.join(unlabelled)})")
         sub = take_rows(sub, sub["dataset"].astype(str).isin(names).to_numpy())
     gt = labels[labels["dataset"].astype(str).isin(names)].reset_index(drop=True)
     thr = {k: v for k, v in (root.thresholds or {}).items() if k[0] in names}

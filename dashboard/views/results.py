@@ -211,7 +211,8 @@ def headline(rv: state.RunView) -> None:
     c2.metric("mAA", f"{scores.get('mAA', float('nan')):.2f}")
     c3.metric("Clusterness", f"{scores.get('clusterness', float('nan')):.2f}")
     total = (rv.timings or {}).get("total")
-    c4.metric("Time", f"{total:.1f} s" if isinstance(total, (int, float)) else "—")
+    outside = rv.meta.get("variant") == SUBMISSION_VARIANT  # its only time is the scoring's, not a pipeline's
+    c4.metric("Time", f"{total:.1f} s" if isinstance(total, (int, float)) and not outside else "—")
 
 
 def downloads(rv: state.RunView) -> None:
@@ -431,7 +432,9 @@ def tab_3d(rv: state.RunView, dataset: str | None, scene: str | None) -> None:
         st.info("Outliers have no ground-truth pose, so there are no cameras to draw: the Clusters tab shows where "
                 "they went.")
         return
-    with_points = st.checkbox("Show 3-D points (COLMAP model)", key="pts")
+    # (an outside submission's run has no COLMAP model to take points from)
+    with_points = (rv.meta.get("variant") != SUBMISSION_VARIANT
+                   and st.checkbox("Show 3-D points (COLMAP model)", key="pts"))
     st.caption("Predicted cameras are placed by the metric's best similarity for the **largest** threshold and "
                "coloured by their error under it. Each threshold has its own alignment (Images tab, t2 … t5), so a "
                "camera can pass a threshold its colour here says it misses, or fail one it seems to meet.")

@@ -355,6 +355,10 @@ def test_an_outside_submission_is_scored_as_a_run(dash_env: DashEnv, monkeypatch
     results = open_app("results", run=run_dir.name)
     assert_clean(results)
     assert "scored from `my_sub.csv`, made outside imc-lab" in " ".join(m.value for m in results.markdown)
+    assert {m.label: m.value for m in results.metric}["Time"] == "—"  # its 0.1 s of scoring is no pipeline's time
+    three_d = open_app("results", run=run_dir.name, tab="3D")
+    assert_clean(three_d)
+    assert not [c for c in three_d.checkbox if "3-D points" in c.label]  # no COLMAP model to take points from
     for tab in ("Pairs", "Timings", "Descriptors"):  # not "no pairs_stats.csv" or "no longer in the cache"
         view = open_app("results", run=run_dir.name, tab=tab)
         assert_clean(view)

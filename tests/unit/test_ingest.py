@@ -62,7 +62,8 @@ def test_camera_to_world_is_named_and_unlabelled_datasets_are_left_out(root, tmp
     run = load_run(submission_run(path, data, label="theirs", runs_dir=tmp_path / "runs", name="upload.csv")[0])
     warnings = run.meta["warnings"]
     assert any(w.startswith("these poses look camera→world") for w in warnings)
-    assert any("no rows for 1 dataset(s) of the submission (elsewhere)" in w for w in warnings)
+    assert any(w.startswith("left out of the score: ") and "no rows for 1 dataset(s) of the submission (elsewhere)"
+               in w for w in warnings)
     assert run.meta["label"] == "theirs" and run.meta["source"] == "upload.csv"
     assert run.scores["mAA"] < 50 and set(run.submission["dataset"]) == {"ds"}
     assert "pose convention: ds read as camera→world: mAA 100.0000" in run.log
