@@ -327,7 +327,8 @@ def test_bad_bundle_is_rejected_and_nothing_written(make_run: Callable[..., Path
     assert not (dash_env.runs.parent / "escape.txt").exists()
 
 
-def test_an_outside_submission_is_scored_as_a_run(dash_env: DashEnv, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_outside_submission_is_scored_as_a_run(dash_env: DashEnv, make_run: Callable[..., Path],
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     """Compare page: a submission.csv made elsewhere is scored against the sidebar's data root and kept as a run;
     written camera→world, it is named; a bad file names the upload and writes nothing."""
     import imc_core.convention
@@ -363,6 +364,10 @@ def test_an_outside_submission_is_scored_as_a_run(dash_env: DashEnv, monkeypatch
         view = open_app("results", run=run_dir.name, tab=tab)
         assert_clean(view)
         assert [i.value for i in view.info if "outside imc-lab" in i.value], tab
+    make_run("pipeline")
+    side = open_app("compare", runs=["pipeline", run_dir.name])  # the slip explains the Δ beside it
+    assert_clean(side)
+    assert any(w.value.startswith(f"{run_dir.name}: some poses of ds1 may be camera→world") for w in side.warning)
     again = open_app("compare")  # the same bytes, another session: not a second run of one submission
     again.file_uploader(key="outside_submission").upload("copy.csv", path.read_bytes(), "text/csv").run()
     assert any(i.value.startswith(f"Not added again: this file was already scored on this data root as {run_dir.name}")
@@ -371,7 +376,7 @@ def test_an_outside_submission_is_scored_as_a_run(dash_env: DashEnv, monkeypatch
     bad.file_uploader(key="outside_submission").upload("broken.csv", b"dataset,scene\nx,y\n", "text/csv").run()
     errors, exceptions = errors_and_exceptions(bad)
     assert not exceptions and errors and errors[0].startswith("Not scored: broken.csv:1: missing column(s)")
-    assert [p for p in dash_env.runs.iterdir() if p.is_dir()] == [run_dir]
+    assert sorted(p.name for p in dash_env.runs.iterdir() if p.is_dir()) == sorted([run_dir.name, "pipeline"])
 
 
 def test_good_bundle_is_imported(make_run: Callable[..., Path], dash_env: DashEnv, tmp_path: Path) -> None:
