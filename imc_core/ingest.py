@@ -45,13 +45,13 @@ def submission_run(submission_csv: str | Path, data_root: str | Path, *, label: 
         InputError: the data root has no labels, no dataset of the submission is labelled, or a file is bad (named,
             with its line); nothing is written then.
     """
+    import tomli_w
+
     from .convention import convention_check, low_datasets
     from .data import DataRoot, ground_truth_hashes
     from .metric import score
     from .runs import RunWriter, new_run_dir, now_iso, runs_root
     from .submission import read_pose_csv, take_rows, write_pose_csv
-
-    import tomli_w
 
     t0 = time.perf_counter()
     submission_csv = Path(submission_csv)
