@@ -481,7 +481,7 @@ def main() -> None:
             st.warning(f"{rv.id}: file(s) that cannot be read: " + "; ".join(rv.problems))
         if rv.meta.get("variant") == SUBMISSION_VARIANT:  # a convention slip explains a large Δ at a glance
             for warning in rv.meta.get("warnings") or []:
-                if "poses look" in warning or "poses of" in warning:
+                if warning.startswith(("these poses look", "some poses may be")):
                     st.warning(f"{rv.id}: {warning}")
     if len(views) < 2:
         st.info("Pick two or more runs. Runs of the same group (repeated seeds) are aggregated to mean ± std.")

@@ -72,16 +72,16 @@ def negated(sub: pd.DataFrame) -> pd.DataFrame:
 
 
 @pytest.mark.parametrize("slip, reading, text", [
-    (as_c2w, "camera→world", "these poses look camera→world (t holding the camera centre) in ds:"),
-    (transposed, "transposed rotation", "these poses look written with each R transposed (column-major) in ds:"),
-    (negated, "negated translation", "these poses look written with t = R·c (the sign of t flipped) in ds:"),
+    (as_c2w, "camera→world", "these poses look camera→world (t holding the camera centre) in ds ("),
+    (transposed, "transposed rotation", "these poses look written with each R transposed (column-major) in ds ("),
+    (negated, "negated translation", "these poses look written with t = R·c (the sign of t flipped) in ds ("),
 ])
 def test_each_slip_is_named(case, slip, reading: str, text: str) -> None:
     gt, th, sub = case
     check = convention_check(gt, th, slip(sub))
     ((dataset, best, written, better),) = check.findings()
     assert (dataset, best) == (DS, reading) and written < 50 and better == pytest.approx(100.0)
-    assert (check.warning() or "").startswith(text) and f"as written mAA {written:.2f} there, read so 100.00" in \
+    assert (check.warning() or "").startswith(text) and f"(mAA {written:.2f} as written, 100.00 read so)" in \
         check.warning()
     assert check.warning(margin=1000.0) is None  # the margin is what decides
 
@@ -105,12 +105,17 @@ def test_half_a_dataset_written_camera_to_world_gets_no_firm_claim(case) -> None
     half[::2] = True
     check = convention_check(gt, th, as_c2w(sub, half))
     for dataset, _, written, better in check.findings():
-        assert better < LOW_MAA and f"some poses of {dataset} may be camera→world" in check.warning()
+        assert better < LOW_MAA and "some poses may be camera→world (t holding the camera centre) in " \
+            f"{dataset} (mAA {written:.2f} as written, {better:.2f} read so)" in check.warning()
     assert "these poses look" not in (check.warning() or "")
 
 
-def test_score_files_re_reads_only_low_datasets(case, tmp_path) -> None:
+def test_score_files_re_reads_only_low_or_small_datasets(case, tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import imc_core.convention
+
     gt, th, sub = case
+    assert low_datasets(score(gt, th, sub)) == [DS]  # 21 images: small, re-read whatever its mAA
+    monkeypatch.setattr(imc_core.convention, "SMALL_DATASET", 0)  # as if every dataset were large
     gt2, th2, sub2 = second_dataset(gt, th, sub, "good")
     sub2.loc[sub2["dataset"] == DS] = as_c2w(sub2[sub2["dataset"] == DS])
     labels = write_pose_csv(gt2, tmp_path / "labels.csv")
@@ -120,5 +125,5 @@ def test_score_files_re_reads_only_low_datasets(case, tmp_path) -> None:
     assert good.convention is None and not good.warnings
     bad = score_files(labels, tmp_path / "thr.csv", write_pose_csv(sub2, tmp_path / "bad.csv"), convention=True)
     assert set(bad.convention["dataset"]) == {DS}  # "good" reaches 100 as written: not re-read
-    assert any(w.startswith("these poses look camera→world (t holding the camera centre) in ds:")
+    assert any(w.startswith("these poses look camera→world (t holding the camera centre) in ds (mAA ")
                for w in bad.warnings)

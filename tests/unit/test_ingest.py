@@ -42,7 +42,7 @@ def test_a_submission_becomes_a_scored_run(root, tmp_path: Path) -> None:
     assert not run.meta["warnings"] and run.meta["data_root"] == str(data.resolve())
     assert len(run.per_image) == len(sub) and set(run.alignments) == {"ds"}
     assert tomllib.loads((run.path / "config.toml").read_text())["meta"]["source"] == "mine.csv"
-    assert "pose convention" not in run.log  # every dataset reaches 50 mAA as written: not re-read
+    assert "pose convention: ds, camera→world: mAA 0.0000" in run.log  # small: re-read, and written right
     assert list_runs(runs)["variant"].tolist() == [SUBMISSION_VARIANT]
     # the same bytes again: the run already made, not a second "seed" of one submission
     assert submission_run(path, data, label="again", group="g", runs_dir=runs) == (made, False)
@@ -66,7 +66,7 @@ def test_camera_to_world_is_named_and_unlabelled_datasets_are_left_out(root, tmp
                in w for w in warnings)
     assert run.meta["label"] == "theirs" and run.meta["source"] == "upload.csv"
     assert run.scores["mAA"] < 50 and set(run.submission["dataset"]) == {"ds"}
-    assert "pose convention: ds read as camera→world: mAA 100.0000" in run.log
+    assert "pose convention: ds, camera→world: mAA 100.0000" in run.log
 
 
 def test_refusals_write_no_run(root, tmp_path: Path) -> None:
