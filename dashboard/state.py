@@ -290,6 +290,14 @@ class RunView:
         ``cancelled``), as on the Run page's job list (:func:`live_status`)."""
         return live_status(str(self.meta.get("status", "unknown")), self.path)
 
+    @property
+    def outside(self) -> bool:
+        """Whether the run was scored from a submission made outside imc-lab (``add-submission``): no stage of
+        imc-lab made it, so it has no config, stage times, matches or COLMAP model."""
+        from imc_core.ingest import SUBMISSION_VARIANT
+
+        return self.meta.get("variant") == SUBMISSION_VARIANT
+
     def unreadable(self, file: str) -> bool:
         """Whether the run's ``file`` (e.g. ``config.toml``) is among :attr:`problems`."""
         # each problem reads "<path>[:<line>]: <why>"

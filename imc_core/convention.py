@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from .submission import R_COLS, T_COLS, rotations, translations
+from .submission import R_COLS, T_COLS, rotations, translations, world_to_cam
 
 if TYPE_CHECKING:
     from .metric import ScoreResult
@@ -77,12 +77,14 @@ def reread(submission: pd.DataFrame, reading: str) -> pd.DataFrame:
     if reading == "as written":
         return out
     R, t = rotations(submission), translations(submission)
-    if reading == "negated translation":
-        out[T_COLS] = -t
-        return out
-    Rt = np.swapaxes(R, -1, -2)
-    out[R_COLS] = Rt.reshape(-1, 9)
-    out[T_COLS] = -np.einsum("nij,nj->ni", Rt, t) if reading == "camera→world" else t
+    if reading == "camera→world":  # the file holds (R_c2w, c)
+        R, t = world_to_cam(R, t)
+    elif reading == "transposed rotation":
+        R = np.swapaxes(R, -1, -2)
+    else:  # negated translation
+        t = -t
+    out[R_COLS] = R.reshape(-1, 9)
+    out[T_COLS] = t
     return out
 
 

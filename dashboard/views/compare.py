@@ -21,7 +21,6 @@ import streamlit as st
 
 from dashboard import state
 from imc_core.errors import ImcError
-from imc_core.ingest import SUBMISSION_VARIANT
 
 if TYPE_CHECKING:
     from imc_core.analysis import CompareScope
@@ -220,7 +219,7 @@ def submission_panel() -> None:
             return
         st.caption(f"Scored against the labels of the sidebar's data root ({root}) and kept as a run: Results and "
                    "this page then show it like any other. Its pose convention is checked on the way: a file "
-                   "written camera→world, or with transposed rotations, is named.")
+                   "written camera→world, with transposed rotations or with t's sign flipped is named.")
         c1, c2 = st.columns(2)
         label = c1.text_input("Label", key="outside_label", placeholder="default: the file's name")
         group = c2.text_input("Group", key="outside_group", placeholder="optional",
@@ -311,7 +310,7 @@ def config_diff_section(arms: dict[str, list[state.RunView]], spreads: dict[str,
     if unreadable:  # an unreadable config would read as every key removed
         st.warning(f"Config diff leaves out {', '.join(unreadable)}: its config.toml cannot be read.")
     # a submission made outside imc-lab has no pipeline config: its diff would list every key as removed
-    outside = [rv.id for rv in (arms[label][0] for label in labels) if rv.meta.get("variant") == SUBMISSION_VARIANT]
+    outside = [rv.id for rv in (arms[label][0] for label in labels) if rv.outside]
     if outside:
         st.caption(f"Config diff leaves out {', '.join(outside)}: scored from a submission made outside imc-lab, "
                    "so no config of imc-lab's made it.")
@@ -479,7 +478,7 @@ def main() -> None:
     for rv in views:
         if rv.problems:  # Results names them too; here they explain blanks and left-out runs
             st.warning(f"{rv.id}: file(s) that cannot be read: " + "; ".join(rv.problems))
-        if rv.meta.get("variant") == SUBMISSION_VARIANT:  # a convention slip explains a large Δ at a glance
+        if rv.outside:  # a convention slip explains a large Δ at a glance
             for warning in rv.meta.get("warnings") or []:
                 if warning.startswith(("these poses look", "some poses may be")):
                     st.warning(f"{rv.id}: {warning}")

@@ -14,7 +14,6 @@ import streamlit as st
 
 from dashboard import state
 from imc_core.errors import ImcError
-from imc_core.ingest import SUBMISSION_VARIANT
 from imc_core.viz import length_label
 
 if TYPE_CHECKING:
@@ -211,8 +210,8 @@ def headline(rv: state.RunView) -> None:
     c2.metric("mAA", f"{scores.get('mAA', float('nan')):.2f}")
     c3.metric("Clusterness", f"{scores.get('clusterness', float('nan')):.2f}")
     total = (rv.timings or {}).get("total")
-    outside = rv.meta.get("variant") == SUBMISSION_VARIANT  # its only time is the scoring's, not a pipeline's
-    c4.metric("Time", f"{total:.1f} s" if isinstance(total, (int, float)) and not outside else "—")
+    # (an outside submission's only time is the scoring's, not a pipeline's)
+    c4.metric("Time", f"{total:.1f} s" if isinstance(total, (int, float)) and not rv.outside else "—")
 
 
 def downloads(rv: state.RunView) -> None:
@@ -433,8 +432,7 @@ def tab_3d(rv: state.RunView, dataset: str | None, scene: str | None) -> None:
                 "they went.")
         return
     # (an outside submission's run has no COLMAP model to take points from)
-    with_points = (rv.meta.get("variant") != SUBMISSION_VARIANT
-                   and st.checkbox("Show 3-D points (COLMAP model)", key="pts"))
+    with_points = not rv.outside and st.checkbox("Show 3-D points (COLMAP model)", key="pts")
     st.caption("Predicted cameras are placed by the metric's best similarity for the **largest** threshold and "
                "coloured by their error under it. Each threshold has its own alignment (Images tab, t2 … t5), so a "
                "camera can pass a threshold its colour here says it misses, or fail one it seems to meet.")
@@ -809,7 +807,7 @@ def main() -> None:
         if tab.open is False:
             continue  # lazy: only the selected tab is computed
         with tab, state.error_boundary(name):
-            if name in STAGE_TABS and rv.meta.get("variant") == SUBMISSION_VARIANT:
+            if name in STAGE_TABS and rv.outside:
                 st.info(f"This run was scored from a submission made outside imc-lab "
                         f"(`{rv.meta.get('source') or 'submission.csv'}`): no stage of imc-lab ran, so there are no "
                         f"{STAGE_TABS[name]} to show.")
