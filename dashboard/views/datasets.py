@@ -32,8 +32,23 @@ def _forget_root(path: str) -> None:
     except ImcError as err:
         st.session_state["_root_msg"] = ("error", f"Forget data root: {str(err).splitlines()[0]}")
         return
-    if st.session_state.get("root") == path:
+    was_active = st.session_state.get("root") == path
+    if was_active:
         st.session_state["root"] = str(state.default_root())
+    st.session_state["_root_msg"] = ("forgot", path)
+    st.session_state["_forgot_active"] = was_active
+
+
+def _undo_forget(path: str) -> None:
+    """Button callback: remember a root just forgotten again (active again if it was)."""
+    try:
+        back = state.add_root(path)
+    except ImcError as err:
+        st.session_state["_root_msg"] = ("error", f"Undo: {str(err).splitlines()[0]}")
+        return
+    if st.session_state.pop("_forgot_active", False):
+        st.session_state["root"] = back
+    st.session_state["_root_msg"] = ("success", f"Data root {back} is back")
 
 
 def roots_panel() -> None:
@@ -52,6 +67,10 @@ def roots_panel() -> None:
             st.success(text)
         elif kind == "info":
             st.info(text)
+        elif kind == "forgot":
+            c1, c2 = st.columns([6, 1], vertical_alignment="center")
+            c1.info(f"Forgot data root `{text}` (nothing on disk was touched).")
+            c2.button("Undo", key="forget_undo", on_click=_undo_forget, args=(text,))
         for r in state.load_roots():
             c1, c2 = st.columns([6, 1])
             exists = "" if Path(r).is_dir() else " — missing"

@@ -86,6 +86,15 @@ def filter_images(df: pd.DataFrame, status: str | None, text: str = "") -> pd.Da
     return out
 
 
+def image_rows_csv(shown: pd.DataFrame) -> bytes:
+    """The rows of the Images table as per_image.csv wrote them, with their ``status`` and ``passes``: ``pass_k``
+    as True/False and each error in metres, empty where there is none (the table's own download writes its
+    threshold columns as bare metres, inf for a camera without an error, and drops the ticks)."""
+    first = [c for c in ("dataset", "scene", "image", "status", "passes") if c in shown]
+    rest = [c for c in shown.columns if c not in first and c != "registered"]
+    return shown[first + rest].to_csv(index=False).encode()
+
+
 def registration_table(df: pd.DataFrame) -> pd.DataFrame | Styler:
     """Display frame: ✓/✗ per metric threshold, error, cluster vs GT scene, discounted cameras.
 
@@ -414,6 +423,14 @@ def tab_images(rv: state.RunView, dataset: str | None, scene: str | None) -> Non
                "so a small threshold can show ✓ beside a larger error there (or ✗ beside a smaller one).")
     st.dataframe(registration_table(shown), hide_index=True, placeholder=state.NO_VALUE, width="stretch",
                  key="image_table", column_config=image_columns(with_errors))
+    if shown.empty:
+        return
+    where = "-".join(str(p) for p in (rv.id, dataset, scene) if p)
+    rows = "this row" if len(shown) == 1 else f"these {len(shown)} rows"
+    st.download_button(f"Download {rows} (CSV)", data=image_rows_csv(shown),
+                       file_name=f"{where}-images.csv", mime="text/csv", key="image_csv",
+                       help="per_image.csv's columns for the rows above, with their status: pass_k as True/False "
+                            "and each error in metres (empty where there is none)")
 
 
 def tab_3d(rv: state.RunView, dataset: str | None, scene: str | None) -> None:

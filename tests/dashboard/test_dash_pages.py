@@ -440,6 +440,16 @@ def test_add_data_root(dash_env: DashEnv, tmp_path: Path) -> None:
     assert json.loads(dash_env.roots_file.read_text()).count(str(other)) == 1
     at.button(key=f"forget::{other}").click().run()
     assert str(other) not in dash_env.roots_file.read_text() and at.session_state["root"] == str(dash_env.data_root)
+    # forgetting touches nothing on disk and can be undone at once (one click, no confirmation, was final)
+    assert [i.value for i in at.info if "Forgot" in i.value] == [
+        f"Forgot data root `{other}` (nothing on disk was touched)."]
+    at.button(key="forget_undo").click().run()
+    assert_clean(at)
+    assert str(other) in dash_env.roots_file.read_text() and at.session_state["root"] == str(other)
+    assert any(f"Data root {other} is back" in m.value for m in at.success)
+    assert not any("Forgot" in i.value for i in at.info)
+    at.button(key=f"forget::{other}").click().run()
+    assert str(other) not in dash_env.roots_file.read_text()
     at = open_app("datasets")
     at.text_input(key="new_root").input(str(tmp_path / "missing"))
     at.button[0].click().run()

@@ -3,6 +3,7 @@ shown as stopped, unreadable vs missing images, honest captions (Loss, Images), 
 
 from __future__ import annotations
 
+import io
 import json
 import subprocess
 import sys
@@ -420,6 +421,35 @@ def test_image_table_shows_each_thresholds_error(make_run: Callable[..., Path]) 
     assert finite.index[-1] == "s1_1.png" and np.isinf(numbers["s2_3.png"])
     # cells without a value (the failing image's errors) read "—", not Streamlit's grey "None", in every table
     assert {d.proto.placeholder for d in at.dataframe} == {"—"}
+
+
+def test_image_rows_download_keeps_ticks_and_errors(make_run: Callable[..., Path]) -> None:
+    """The table's own CSV download writes the threshold columns as bare metres (inf without an error) and drops
+    the ticks: a download button gives the shown rows as per_image.csv wrote them, with their status."""
+    from dashboard.views.results import image_rows_csv
+
+    run = make_run("errs", failing=("s2_3.png",))
+    pi = pd.read_csv(run / "per_image.csv")
+    pi["error_2"] = np.where(pi["pass_0"].astype(bool), 0.0042, np.nan)
+    pi.to_csv(run / "per_image.csv", index=False)
+    at = open_app("results", run="errs", tab="Images", dataset=DATASET)
+    assert not errors_and_exceptions(at)[1]
+    [button] = [b for b in at.get("download_button") if "rows (CSV)" in b.proto.label]
+    assert button.proto.label == "Download these 10 rows (CSV)"
+    at.selectbox(key="image_filter").select("unregistered (not in its scene's cluster or no pose)").run()
+    [button] = [b for b in at.get("download_button") if "row (CSV)" in b.proto.label]
+    assert button.proto.label == "Download this row (CSV)"
+    at.text_input(key="image_search").input("no such image").run()
+    assert not [b for b in at.get("download_button") if "(CSV)" in b.proto.label]  # nothing to download
+
+    from dashboard.views.results import filter_images, image_status
+
+    shown = filter_images(image_status(pi), None)
+    back = pd.read_csv(io.BytesIO(image_rows_csv(shown))).set_index("image")
+    assert list(back.columns[:4]) == ["dataset", "scene", "status", "passes"]
+    assert back.loc["s2_3.png", "status"] == "unregistered" and np.isnan(back.loc["s2_3.png", "error_2"])
+    assert back.loc["s1_1.png", "error_2"] == pytest.approx(0.0042) and back["pass_2"].dtype == bool
+    assert "registered" not in back and len(back) == 10
 
 
 def test_results_opens_the_newest_run_of_the_sidebars_data_root(tmp_path: Path) -> None:
