@@ -827,7 +827,10 @@ def compare_bars(runs: Mapping[str, Mapping[str, Any] | Sequence[Mapping[str, An
             stds.append(float(np.std(vals, ddof=1)) if len(vals) > 1 else 0.0)
             counts.append(len(vals))
         error = {"type": "data", "array": stds, "visible": True} if len(score_list) > 1 else None
+        # each bar's value written on it: a run scoring 0 draws no bar, and it should not read as missing data
+        text = [f"{m:.1f}" if np.isfinite(m) else "" for m in means]
         fig.add_trace(go.Bar(x=x, y=means, name=label, error_y=error, customdata=np.stack([stds, counts], axis=1),
+                             text=text, textposition="outside", cliponaxis=False,
                              hovertemplate=f"{label}<br>%{{x}}: %{{y:.2f}} ± %{{customdata[0]:.2f}}"
                                            " (n=%{customdata[1]})<extra></extra>"))
     fig.update_xaxes(title_text="dataset")

@@ -464,7 +464,11 @@ def main() -> None:
         submission_panel()
     df = state.runs_table()
     ids = [str(i) for i in df["id"]]
-    asked = list(dict.fromkeys(str(r) for r in st.query_params.get_all("runs")))
+    raw = [str(r) for r in st.query_params.get_all("runs")]
+    # a hand-written link may list the runs with commas (the page writes runs=a&runs=b)
+    asked = list(dict.fromkeys(p.strip() for r in raw for p in r.split(",") if p.strip()))
+    if asked != raw:  # the picker would drop "a,b" as an unknown run: give it the runs themselves
+        st.session_state["runs"] = [r for r in asked if r in ids]
     if absent := [r for r in asked if r not in ids]:  # the picker drops them from the URL on this very run
         st.session_state["_compare_absent"] = (absent, [r for r in asked if r in ids])
     chosen = st.multiselect("Runs (the first is the reference)", ids, key="runs", bind="query-params")

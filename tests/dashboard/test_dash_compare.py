@@ -286,6 +286,17 @@ def test_a_link_naming_runs_that_are_not_here_says_so(make_run: Callable[..., Pa
     assert "ghost-run" not in warnings(at)
 
 
+def test_a_hand_written_link_may_list_runs_with_commas(make_run: Callable[..., Path]) -> None:
+    """``runs=a,b`` (the page writes runs=a&runs=b) was read as one unknown run named "a,b"."""
+    make_run("a", score=60.0)
+    make_run("b", score=62.0)
+    at = open_compare(["b, a", "ghost-run"])
+    no_errors(at)
+    assert at.multiselect(key="runs").value == ["b", "a"]
+    assert "does not hold: ghost-run." in warnings(at)
+    assert "b, a" not in warnings(at)
+
+
 def test_an_unreadable_config_is_named_not_diffed(make_run: Callable[..., Path]) -> None:
     """Its config read as {} and the diff listed every key of the other run as removed."""
     make_run("a", score=60.0)

@@ -275,6 +275,14 @@ def test_compare_bars_error_bars_only_with_seeds() -> None:
     assert len(viz.compare_bars({}).data) == 0
 
 
+def test_compare_bars_write_each_value_so_a_zero_is_seen() -> None:
+    """A run scoring 0 drew no bar at all, which read as a run without that dataset."""
+    zero = {"score": 0.0, "datasets": {"a": {"score": 0.0}}}
+    fig = viz.compare_bars({"base": SCORES, "slip": zero})
+    assert list(fig.data[1].text) == ["0.0", "", "0.0"]  # b: not in that run, so no label either
+    assert list(fig.data[0].text) == [f"{v:.1f}" for v in fig.data[0].y]
+
+
 # ---------------------------------------------------------------------------------------------------- matching
 
 
