@@ -169,20 +169,32 @@ def add_root(path: str) -> str:
     """
     from imc_core.data import DataRoot
 
+    path = path.removeprefix("file://")  # pasted from a file manager or a browser's address bar
     p = Path(path).expanduser()
     p = (p if p.is_absolute() else REPO_ROOT / p).resolve()  # one entry per folder, however it was typed
     root = DataRoot(p)
     if not root.train_datasets() and not root.test_datasets(strict=False):
-        raise InputError(p, "no datasets found (expected train/<dataset>/ or test/<dataset>/ folders)")
+        raise InputError(p, "no datasets found (expected train/<dataset>/ or test/<dataset>/ folders)"
+                         + root.parent_hint())
     roots = load_roots()
     if str(p) not in roots:
         save_roots([*roots, str(p)])
     return str(p)
 
 
-def remove_root(path: str) -> None:
-    """Forget a remembered data root (the default one cannot be removed)."""
-    save_roots([r for r in load_roots() if r != path])
+def remove_root(path: str) -> int:
+    """Forget a remembered data root (the default one cannot be removed); returns where it stood in
+    :func:`load_roots`, for :func:`restore_root`."""
+    roots = load_roots()
+    save_roots([r for r in roots if r != path])
+    return roots.index(path) if path in roots else len(roots)
+
+
+def restore_root(path: str, index: int) -> None:
+    """Remember a root just forgotten again, at its old place and without checking its folder again (an undo
+    gives back what was removed, even a root whose datasets have gone since)."""
+    roots = [r for r in load_roots() if r != path]
+    save_roots([*roots[:index], path, *roots[index:]])
 
 
 def current_root() -> Path | None:

@@ -403,6 +403,15 @@ class DataRoot:
     def has_thresholds(self) -> bool:
         return self.thresholds_path.exists()
 
+    def parent_hint(self) -> str:
+        """``"; … add its parent, P"`` when this folder is the ``train/`` or ``test/`` folder of a data root (a
+        common slip), else ``""``: appended to the messages that find no datasets or no labels here."""
+        p = self.path.resolve()
+        if p.name in ("train", "test") and ((p.parent / LABELS_FILE).exists() or (p.parent / "train").is_dir()
+                                            or (p.parent / "test").is_dir()):
+            return f"; {p.name}/ is a split folder of a data root: use its parent, {p.parent}"
+        return ""
+
     def labelled_datasets_without_folder(self) -> list[str]:
         """Datasets that ``train_labels.csv`` names but ``train/`` has no folder for (a copy left out?), sorted."""
         if self.labels is None:
@@ -508,7 +517,8 @@ class DataRoot:
             where = "train/ or test/" if not (train or test) else f"{split}/" + (
                 " or sample_submission.csv" if split == "test" else "")
             raise InputError(self.path, f"no datasets found under {where} (a data root holds train/<dataset>/ "
-                                        "image folders with train_labels.csv, or test/<dataset>/)")
+                                        "image folders with train_labels.csv, or test/<dataset>/)"
+                                        + self.parent_hint())
         for name in names:
             if name not in have:
                 other = "test" if split == "train" else "train"

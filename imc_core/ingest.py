@@ -67,7 +67,8 @@ def submission_run(submission_csv: str | Path, data_root: str | Path, *, label: 
     if (same := _added_before(runs_dir, digest, root.path.resolve())) is not None:
         return same, False
     if not root.has_labels:
-        raise InputError(root.labels_path, "not found: a submission is scored against the data root's labels")
+        raise InputError(root.labels_path, "not found: a submission is scored against the data root's labels"
+                                           + root.parent_hint())
     sub = read_pose_csv(submission_csv)
     labels = root.labels
     labelled = set(labels["dataset"].astype(str))

@@ -28,7 +28,7 @@ def _add_root() -> None:
 def _forget_root(path: str) -> None:
     """Button callback: forget a remembered root (the sidebar falls back to the default one)."""
     try:
-        state.remove_root(path)
+        index = state.remove_root(path)
     except ImcError as err:
         st.session_state["_root_msg"] = ("error", f"Forget data root: {str(err).splitlines()[0]}")
         return
@@ -36,19 +36,20 @@ def _forget_root(path: str) -> None:
     if was_active:
         st.session_state["root"] = str(state.default_root())
     st.session_state["_root_msg"] = ("forgot", path)
-    st.session_state["_forgot_active"] = was_active
+    st.session_state["_forgot"] = (index, was_active)
 
 
 def _undo_forget(path: str) -> None:
-    """Button callback: remember a root just forgotten again (active again if it was)."""
+    """Button callback: remember a root just forgotten again, where it was (active again if it was)."""
+    index, was_active = st.session_state.pop("_forgot", (len(state.load_roots()), False))
     try:
-        back = state.add_root(path)
+        state.restore_root(path, index)
     except ImcError as err:
         st.session_state["_root_msg"] = ("error", f"Undo: {str(err).splitlines()[0]}")
         return
-    if st.session_state.pop("_forgot_active", False):
-        st.session_state["root"] = back
-    st.session_state["_root_msg"] = ("success", f"Data root {back} is back")
+    if was_active:
+        st.session_state["root"] = path
+    st.session_state["_root_msg"] = ("success", f"Data root {path} is back")
 
 
 def roots_panel() -> None:

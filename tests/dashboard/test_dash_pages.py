@@ -456,6 +456,45 @@ def test_add_data_root(dash_env: DashEnv, tmp_path: Path) -> None:
     assert any("data root not found" in e.value for e in at.error) and not at.exception
 
 
+def test_undo_forget_gives_back_exactly_what_was_removed(dash_env: DashEnv, tmp_path: Path) -> None:
+    """Undo re-checked the folder (a root whose datasets had gone was lost for good) and put it back last."""
+    import shutil
+
+    from PIL import Image
+
+    roots = []
+    for name in ("one", "two", "three"):
+        (tmp_path / name / "train" / "x").mkdir(parents=True)
+        Image.new("RGB", (8, 8)).save(tmp_path / name / "train" / "x" / "a.png")
+        roots.append(str(tmp_path / name))
+    dash_env.roots_file.write_text(json.dumps(roots))
+    at = open_app("datasets")
+    shutil.rmtree(tmp_path / "one" / "train")  # its datasets went away since it was added
+    at.button(key=f"forget::{roots[0]}").click().run()
+    assert json.loads(dash_env.roots_file.read_text()) == roots[1:]
+    at.button(key="forget_undo").click().run()
+    assert_clean(at)
+    assert json.loads(dash_env.roots_file.read_text()) == roots  # at its old place, unchecked
+    assert any(f"Data root {roots[0]} is back" in m.value for m in at.success)
+
+
+def test_add_data_root_names_the_usual_slips(dash_env: DashEnv, tmp_path: Path) -> None:
+    """A split folder given as the root, and a file:// address pasted from a browser."""
+    from PIL import Image
+
+    (tmp_path / "imc" / "train" / "x").mkdir(parents=True)
+    Image.new("RGB", (8, 8)).save(tmp_path / "imc" / "train" / "x" / "a.png")
+    at = open_app("datasets")
+    at.text_input(key="new_root").input(str(tmp_path / "imc" / "train"))
+    at.button[0].click().run()
+    assert any(f"train/ is a split folder of a data root: use its parent, {tmp_path / 'imc'}" in e.value
+               for e in at.error)
+    at.text_input(key="new_root").input(f"file://{tmp_path / 'imc'}")
+    at.button[0].click().run()
+    assert_clean(at)
+    assert at.session_state["root"] == str(tmp_path / "imc")
+
+
 def test_timings_tab_explains_parallel_reconstructions(make_run: Callable[..., Path]) -> None:
     import json
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -302,6 +303,11 @@ def test_select_checks_split_and_names_up_front(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     with pytest.raises(InputError, match=r"no datasets found under train/ or test/ \(a data root holds"):
         DataRoot(tmp_path / "empty").select()
+    # the train/ folder given as the root: the message names the parent (it said only "no datasets found")
+    with pytest.raises(InputError, match=r"train/ is a split folder of a data root: use its parent, "
+                                         + re.escape(str(root_path.resolve()))):
+        DataRoot(root_path / "train").select()
+    assert DataRoot(tmp_path / "empty").parent_hint() == ""
 
 
 def test_bad_labels_surface_on_use(tmp_path: Path) -> None:
