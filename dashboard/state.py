@@ -226,6 +226,14 @@ def follow_root(root: Path, reason: str) -> None:
 #: what tables show in a cell without a value (Streamlit's own placeholder is a grey "None", which reads like a value)
 NO_VALUE = "—"
 
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|~<>$:])")
+
+
+def md(text: object) -> str:
+    """``text`` (a run's label, a group, a file name: anything a user typed) escaped for ``st.markdown``, so that
+    ``*``, ``_``, ``[x](y)``, ``$…$`` and ``:red[…]`` show as typed instead of as emphasis, links, maths or colour."""
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", str(text))
+
 
 def register_share(page: str, keys: tuple[str, ...] | list[str], values: dict[str, str] | None = None) -> None:
     """Declare which session keys describe the current view (used by :func:`share_link`); ``values`` replace the

@@ -327,9 +327,9 @@ def config_diff_section(arms: dict[str, list[state.RunView]], spreads: dict[str,
         d.insert(0, "vs", label)
         frames.append(d)
     diff = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
-    st.markdown(f"**Config diff** (reference: {labels[0]})")
+    st.markdown(f"**Config diff** (reference: {state.md(labels[0])})")
     compared = {label: runs for label, runs in arms.items() if runs[0].id not in unreadable + outside}
-    used = [(runs[0].id if label == runs[0].id else f"{label}: {runs[0].id}")
+    used = [(runs[0].id if label == runs[0].id else f"{state.md(label)}: {runs[0].id}")
             + (f" (first of {len(runs)} runs)" if len(runs) > 1 else "") for label, runs in compared.items()]
     st.caption("Configs compared: " + "; ".join(used) + "."
                + (" The seed is left out: a group repeats over seeds." if any(len(r) > 1 for r in compared.values())
@@ -341,7 +341,7 @@ def config_diff_section(arms: dict[str, list[state.RunView]], spreads: dict[str,
     else:
         st.dataframe(_as_text(diff), hide_index=True, width="stretch", key="config_diff")
     for label, spread in spreads.items():
-        st.markdown(f"**{label}: configs differ inside the group** (the seed aside)")
+        st.markdown(f"**{state.md(label)}: configs differ inside the group** (the seed aside)")
         st.dataframe(_as_text(spread), hide_index=True, width="stretch", key=f"spread_{label}")
 
 
@@ -517,7 +517,7 @@ def main() -> None:
     spreads = group_spreads(arms)
     for label, spread in spreads.items():
         keys = list(spread["key"])
-        st.warning(f"{label}: its runs differ in config beyond the seed ({', '.join(keys[:5])}"
+        st.warning(f"{state.md(label)}: its runs differ in config beyond the seed ({', '.join(keys[:5])}"
                    f"{', …' if len(keys) > 5 else ''}), so its mean ± std mixes different experiments. "
                    "See the config diff below; compare those runs separately.")
     head = drop_empty_spread(headline_table(arms, shared=shared or None, deltas=bool(shared)))

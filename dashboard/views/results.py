@@ -170,17 +170,17 @@ def header(rv: state.RunView) -> None:
     meta = rv.meta
     bits = [f"status **{rv.status}**", f"variant **{meta.get('variant', '?')}**", f"created {meta.get('created', '?')}"]
     if meta.get("group"):
-        bits.append(f"group **{meta['group']}**")
+        bits.append(f"group **{state.md(meta['group'])}**")
     if meta.get("label"):
-        bits.append(f"label *{meta['label']}*")
+        bits.append(f"label *{state.md(meta['label'])}*")
     if meta.get("split") == "test":
         bits.append("test split")
     if meta.get("seed") is not None:
         bits.append(f"seed {meta['seed']}")
     if meta.get("imported_from"):
-        bits.append(f"imported from {meta['imported_from']}")
+        bits.append(f"imported from {state.md(meta['imported_from'])}")
     if meta.get("source"):  # `add-submission`: a submission made outside imc-lab
-        bits.append(f"scored from `{meta['source']}`, made outside imc-lab")
+        bits.append(f"scored from {state.md(meta['source'])}, made outside imc-lab")
     st.markdown(" · ".join(bits))
     if meta.get("overrides"):
         st.caption("overrides: " + " ".join(f"`{o}`" for o in meta["overrides"]))

@@ -321,7 +321,7 @@ def render_job(job: jobs.Job) -> None:
         if meta.get("variant"):
             head += f" · {meta['variant']}"
         if meta.get("group"):
-            head += f" · group {meta['group']}"
+            head += f" · group {state.md(meta['group'])}"
         st.markdown(head)
         if job.active:
             for stage in job.stages:

@@ -164,7 +164,7 @@ def test_failed_runs_are_listed_but_never_aggregated_nor_reference(make_run: Cal
     changes = frame_by_key(at, "delta_table").set_index("image")["pass_change"]
     assert changes.to_dict() == {"s1_1.png": "lost", "s2_3.png": "gained"}
     captions = " ".join(c.value for c in at.caption)
-    assert "group: base: base-0 (first of 2 runs)" in captions
+    assert r"group\: base: base-0 (first of 2 runs)" in captions
     # per-scene means are shown rounded like the other tables
     per_scene = table_element(at, "per_scene")
     formats = {k: v.get("type_config", {}).get("format") for k, v in json.loads(per_scene.proto.columns).items()}
@@ -179,7 +179,7 @@ def test_group_with_mixed_configs_is_flagged(make_run: Callable[..., Path]) -> N
     at = open_compare(["g-0", "g-1", "h-0", "h-1"])
     no_errors(at)
     text = warnings(at)
-    assert "group: g: its runs differ in config beyond the seed (features.max_keypoints)" in text
+    assert r"group\: g: its runs differ in config beyond the seed (features.max_keypoints)" in text
     assert "group: h" not in text
     spread = frame_by_key(at, "spread")
     assert list(spread["key"]) == ["features.max_keypoints"] and list(spread["g-1"]) == ["999"]

@@ -351,7 +351,7 @@ def test_an_outside_submission_is_scored_as_a_run(dash_env: DashEnv, make_run: C
     assert meta["label"] == "kaggle v3" and meta["source"] == "my_sub.csv" and meta["variant"] == "submission"
     results = open_app("results", run=run_dir.name)
     assert_clean(results)
-    assert "scored from `my_sub.csv`, made outside imc-lab" in " ".join(m.value for m in results.markdown)
+    assert r"scored from my\_sub\.csv, made outside imc-lab" in " ".join(m.value for m in results.markdown)
     assert {m.label: m.value for m in results.metric}["Time"] == "—"  # its 0.1 s of scoring is no pipeline's time
     three_d = open_app("results", run=run_dir.name, tab="3D")
     assert_clean(three_d)

@@ -362,7 +362,7 @@ def test_results_header_shows_label_and_unread_settings(make_run: Callable[..., 
     (run / "run.json").write_text(json.dumps({**meta, "label": "try cauchy 0.5", "warnings": [
         "pairs.k not read by pairs.method = exhaustive"]}))
     at = open_app("results", run="labelled")
-    assert any("label *try cauchy 0.5*" in m.value for m in at.markdown)
+    assert any("label *try cauchy 0\\.5*" in m.value for m in at.markdown)
     assert [w.value for w in at.warning] == ["pairs.k not read by pairs.method = exhaustive"]
     # several: one box, a list (a dataset whose reconstruction failed must not read as a quiet caption)
     (run / "run.json").write_text(json.dumps({**meta, "warnings": [
@@ -371,6 +371,13 @@ def test_results_header_shows_label_and_unread_settings(make_run: Callable[..., 
     at = open_app("results", run="labelled")
     assert [w.value for w in at.warning] == ["- pairs.k not read by pairs.method = exhaustive\n- ETs: reconstruction "
                                              "failed, so every image counts as an outlier: fewer than 2 images"]
+    # a label is shown as typed: it was read as Markdown (emphasis, links, $…$ maths)
+    (run / "run.json").write_text(json.dumps({**meta, "label": "v2 **bold** [x](https://e.com) cost $5 vs $10",
+                                              "group": "g_1"}))
+    at = open_app("results", run="labelled")
+    [head] = [m.value for m in at.markdown if "label *" in m.value]
+    assert (r"label *v2 \*\*bold\*\* \[x\]\(https\://e\.com\) cost \$5 vs \$10*" in head
+            and r"group **g\_1**" in head)
 
 
 def test_history_removes_runs_but_never_a_live_one(make_run: Callable[..., Path], dash_env: DashEnv) -> None:
