@@ -69,7 +69,7 @@ def submission_run(submission_csv: str | Path, data_root: str | Path, *, label: 
     if not root.has_labels:
         raise InputError(root.labels_path, "not found: a submission is scored against the data root's labels"
                                            + root.parent_hint())
-    sub = read_pose_csv(submission_csv)
+    sub = read_pose_csv(submission_csv, require_rows=True)
     labels = root.labels
     labelled = set(labels["dataset"].astype(str))
     submitted = list(dict.fromkeys(sub["dataset"].astype(str)))

@@ -1834,7 +1834,7 @@ def score_files(
     th = read_thresholds(thresholds_csv)
     if lacking := scenes_without_thresholds(gt, th):  # named here, where the file is known
         raise missing_thresholds_error(thresholds_csv, lacking)
-    sub = read_pose_csv(submission_csv)
+    sub = read_pose_csv(submission_csv, require_rows=True)
     if left_out:  # not "submitted dataset(s) not in the ground truth": they are, and were not asked for
         sub = take_rows(sub, ~sub["dataset"].astype(str).isin(left_out).to_numpy())
     with _warnings.catch_warnings():

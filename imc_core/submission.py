@@ -72,6 +72,7 @@ ROTATION_TOL = 1e-3
 """Tolerance on ``‖RᵀR − I‖_F`` for a matrix to count as a rotation."""
 
 _PARSER_LINE = re.compile(r"line (\d+)")
+_PARSER_QUOTE = re.compile(r"EOF inside string starting at row (\d+)")
 
 
 # --------------------------------------------------------------------------------------------------------- reading
@@ -151,10 +152,12 @@ def read_text_csv(path: str | Path) -> pd.DataFrame:
     except pd.errors.EmptyDataError:
         raise InputError(p, "empty file (expected a header line)") from None
     except pd.errors.ParserError as err:
-        m = _PARSER_LINE.search(str(err))
-        row = int(m.group(1)) if m else None
         msg = str(err).split("C error: ")[-1].strip()
-        raise InputError(p, f"malformed CSV row: {msg}", row) from None
+        if m := _PARSER_QUOTE.search(msg):  # pandas counts these rows from 0 at the header: the file's line is +1
+            raise InputError(p, "malformed CSV row: a quoted field opened here is never closed (the file ends "
+                                "inside it)", int(m.group(1)) + 1) from None
+        m = _PARSER_LINE.search(msg)
+        raise InputError(p, f"malformed CSV row: {msg}", int(m.group(1)) if m else None) from None
     except UnicodeDecodeError as err:
         raise InputError(p, f"not UTF-8 text ({err.reason})") from None
 
@@ -185,12 +188,14 @@ def _check_field_counts(raw: pd.DataFrame, path: str | Path, lines: np.ndarray) 
                                             f"({','.join(raw.columns)})", number)
 
 
-def read_pose_csv(path: str | Path, *, require_image_id: bool = False) -> pd.DataFrame:
+def read_pose_csv(path: str | Path, *, require_image_id: bool = False, require_rows: bool = False) -> pd.DataFrame:
     """Read an IMC-2025 labels or submission CSV into a pose frame.
 
     Args:
         path: the CSV (``[image_id,]dataset,scene,image,rotation_matrix,translation_vector``).
         require_image_id: raise when the file has no ``image_id`` column (Kaggle test submissions).
+        require_rows: raise when the file has no pose rows (a submission to score: its header alone would be
+            scored as "no dataset of the ground truth").
 
     Returns:
         The pose frame: ``[image_id,] dataset, scene, image`` (str), ``r00 … r22, tx, ty, tz`` (float64), in file
@@ -221,6 +226,8 @@ def read_pose_csv(path: str | Path, *, require_image_id: bool = False) -> pd.Dat
             raw = raw.loc[~blank].reset_index(drop=True)
             lines = lines[~blank]
 
+    if require_rows and not len(raw):
+        raise InputError(p, "no data rows: the file holds its header line and nothing else")
     _check_field_counts(raw, path, lines)
     out: dict[str, object] = {}
     if has_id:

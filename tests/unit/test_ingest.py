@@ -13,6 +13,7 @@ from test_metric import TH, make_gt, submit
 from imc_core.cli import main
 from imc_core.errors import InputError
 from imc_core.ingest import SUBMISSION_VARIANT, submission_run
+from imc_core.metric import score_files
 from imc_core.runs import list_runs, load_run
 from imc_core.submission import R_COLS, T_COLS, cam_to_world, rotations, translations, write_pose_csv
 
@@ -79,9 +80,18 @@ def test_refusals_write_no_run(root, tmp_path: Path) -> None:
     other["dataset"] = "nope"
     with pytest.raises(InputError, match=r"none of its datasets \(nope\) is in .*train_labels.csv \(ds\)"):
         submission_run(write_pose_csv(other, tmp_path / "other.csv"), data, runs_dir=runs)
+    # a header and nothing else: said so (it read "none of its datasets (none) is in …")
+    header = write_pose_csv(sub.iloc[:0], tmp_path / "header.csv")
+    with pytest.raises(InputError, match=r"header.csv: no data rows: the file holds its header line and nothing"):
+        submission_run(header, data, runs_dir=runs)
+    with pytest.raises(InputError, match=r"header.csv: no data rows"):
+        score_files(data / "train_labels.csv", data / "train_thresholds.csv", header)
     (data / "train_labels.csv").unlink()
     with pytest.raises(InputError, match="train_labels.csv: not found"):
         submission_run(short, data, runs_dir=runs)
+    with pytest.raises(InputError, match=r"train_labels.csv: not found: .*; train/ is a split folder of a data "
+                                         r"root: use its parent"):
+        submission_run(short, data / "train", runs_dir=runs)
     assert not runs.exists() or not any(runs.iterdir())
 
 

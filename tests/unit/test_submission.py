@@ -179,6 +179,9 @@ def test_empty_header_only_and_missing_file(tmp_path: Path) -> None:
         (HEADER + f"d,s,a,{EYE},0;0;0\nd,s,b,{EYE},0;abc;0\n", 3, "cannot parse number 'abc'"),
         (HEADER + "d,s,a,1;0;0;0;1;0;0;0;,0;0;0\n", 2, "cannot parse number ''"),
         (HEADER + f"d,s,a,{EYE},0;0;0\nd,s,b,{EYE},0;0;0,extra\n", 3, "malformed CSV row"),
+        # a quote never closed: the line it opens on (pandas counts from 0 at the header, so it said one less)
+        (HEADER + f"d,s,a,{EYE},0;0;0\nd,s,\"b,{EYE},0;0;0\nd,s,c,{EYE},0;0;0\n", 3,
+         "a quoted field opened here is never closed"),
         # a short row: its field count, not "rotation_matrix must have 9 numbers, got 0"
         (HEADER + f"d,s,a,{EYE},0;0;0\nd,s,b\n", 3, "row has 3 field(s), expected 5 (dataset,scene,image,"),
         # the header as written, not pandas' "Unnamed: 1" for its empty cells
