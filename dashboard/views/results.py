@@ -88,11 +88,23 @@ def filter_images(df: pd.DataFrame, status: str | None, text: str = "") -> pd.Da
 
 def image_rows_csv(shown: pd.DataFrame) -> bytes:
     """The rows of the Images table as per_image.csv wrote them, with their ``status`` and ``passes``: ``pass_k``
-    as True/False and each error in metres, empty where there is none (the table's own download writes its
-    threshold columns as bare metres, inf for a camera without an error, and drops the ticks)."""
+    as True/False and each error in metres, empty where there is none, for the metric's thresholds t2 … t5 (the
+    table's own download writes its threshold columns as bare metres, inf for a camera without an error, and drops
+    the ticks)."""
     first = [c for c in ("dataset", "scene", "image", "status", "passes") if c in shown]
-    rest = [c for c in shown.columns if c not in first and c != "registered"]
+    # pass_k / error_k of the thresholds the metric does not use (t0, t1) are left out: ``passes`` and ``status``
+    # count t2 … t5, as the page does, and a filter on every pass_* column must agree with them
+    unused = {f"{c}_{k}" for c in ("pass", "error") for k in range(6) if k not in METRIC_THRESHOLDS}
+    rest = [c for c in shown.columns if c not in first and c != "registered" and c not in unused]
     return shown[first + rest].to_csv(index=False).encode()
+
+
+def image_csv_name(run_id: str, dataset: str, scene: str | None, status: str | None, search: str) -> str:
+    """File name of :func:`image_rows_csv`: the view in it, so downloads of other filters or searches do not
+    overwrite each other (``run-ds-scene-failing-name_abc-images.csv``)."""
+    search = re.sub(r"_+", "_", re.sub(r"[^\w.]+", "_", search.strip()))[:40].strip("_.")
+    parts = (run_id, dataset, scene, status, f"name_{search}" if search else None)
+    return "-".join(str(p) for p in parts if p) + "-images.csv"
 
 
 def registration_table(df: pd.DataFrame) -> pd.DataFrame | Styler:
@@ -425,10 +437,10 @@ def tab_images(rv: state.RunView, dataset: str | None, scene: str | None) -> Non
                  key="image_table", column_config=image_columns(with_errors))
     if shown.empty:
         return
-    where = "-".join(str(p) for p in (rv.id, dataset, scene) if p)
     rows = "this row" if len(shown) == 1 else f"these {len(shown)} rows"
     st.download_button(f"Download {rows} (CSV)", data=image_rows_csv(shown),
-                       file_name=f"{where}-images.csv", mime="text/csv", key="image_csv",
+                       file_name=image_csv_name(rv.id, dataset, scene, STATUS_FILTERS[label], text),
+                       mime="text/csv", key="image_csv",
                        help="per_image.csv's columns for the rows above, with their status: pass_k as True/False "
                             "and each error in metres (empty where there is none)")
 

@@ -457,6 +457,16 @@ def test_image_rows_download_keeps_ticks_and_errors(make_run: Callable[..., Path
     assert back.loc["s2_3.png", "status"] == "unregistered" and np.isnan(back.loc["s2_3.png", "error_2"])
     assert back.loc["s1_1.png", "error_2"] == pytest.approx(0.0042) and back["pass_2"].dtype == bool
     assert "registered" not in back and len(back) == 10
+    # only the thresholds the metric uses: "passing" rows pass every pass_* column of the file
+    assert not {"pass_0", "pass_1", "error_0", "error_1"} & set(back.columns)
+    passing = back[back["status"] == "passing"]
+    assert len(passing) and passing.filter(like="pass_").all(axis=None)
+
+    from dashboard.views.results import image_csv_name
+
+    # the view is in the file name, so downloads of two filters do not land on one name
+    assert image_csv_name("r1", "ds1", None, None, "") == "r1-ds1-images.csv"
+    assert image_csv_name("r1", "ds1", "s2", "failing", " s2_/x y ") == "r1-ds1-s2-failing-name_s2_x_y-images.csv"
 
 
 def test_results_opens_the_newest_run_of_the_sidebars_data_root(tmp_path: Path) -> None:
