@@ -23,6 +23,9 @@ from .errors import ConfigError, ImcError, InputError
 def _cmd_score(args: argparse.Namespace) -> int:
     from .metric import score_files
 
+    if args.json and args.details:  # (--details was ignored: the object keeps the schema of ARCHITECTURE.md)
+        raise ConfigError("score: --details prints tables, --json one object of fixed schema: use one of them "
+                          "(warnings go to stderr either way)")
     res = score_files(args.gt, args.thresholds, args.submission, details=args.details, datasets=args.dataset,
                       convention=args.convention_check)
     if args.json:
@@ -337,7 +340,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--thresholds", required=True, help="train_thresholds.csv")
     s.add_argument("--submission", required=True, help="submission.csv")
     s.add_argument("--json", action="store_true", help="print one JSON object")
-    s.add_argument("--details", action="store_true", help="per-scene table (text mode)")
+    s.add_argument("--details", action="store_true", help="per-scene table and the pose-convention readings (text mode, not with --json)")
     s.add_argument("--dataset", action="append", metavar="NAME",
                    help="score only this dataset of the labels (repeatable; default: all of them, each of which "
                         "the submission must hold)")
@@ -371,7 +374,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                    help="override one config key (repeatable), e.g. reconstruction.min_model_size=4")
     s.add_argument("--out", help="run directory, new or empty (default: new folder under $IMC_RUNS_DIR)")
-    s.add_argument("--json", action="store_true", help="print one JSON object: run_dir, status, error, scores, timings")
+    s.add_argument("--json", action="store_true",
+                   help="print one JSON object: run_dir, status, error, scores, timings (also when the run is "
+                        "refused before it starts: run_dir null, status \"refused\", exit code 2)")
     s.add_argument("--no-cache", action="store_true", help="recompute every stage")
     s.add_argument("--label", help="free text kept in run.json (shown in History, Results and `runs`)")
     s.add_argument("--group", help="group name tying repeated runs (seeds) of one experiment")
@@ -478,7 +483,11 @@ def _main(args: argparse.Namespace) -> int:
         sys.stdout.flush()  # a closed pipe shows here, inside the try, not at interpreter exit
         return rc
     except ImcError as err:
-        print(f"error: {str(err).splitlines()[0] if str(err) else type(err).__name__}", file=sys.stderr)
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        if args.command == "run" and getattr(args, "json", False):  # a script reading stdout gets its one object
+            print(json.dumps({"run_dir": None, "status": "refused", "error": reason, "scores": None,
+                              "timings": None}))
+        print(f"error: {reason}", file=sys.stderr)
         return 2
     except FileNotFoundError as err:
         print(f"error: {err.filename}: file not found", file=sys.stderr)

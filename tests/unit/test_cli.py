@@ -118,6 +118,14 @@ def test_run_prints_warnings_and_no_scores_unless_done(tmp_path: Path, capsys: p
     assert main(["run", "--data-root", str(tmp_path), "--json"]) == 1
     assert json.loads(capsys.readouterr().out)["scores"] is None
 
+    # refused before it starts (a data root that is not there): still one JSON object on stdout, and exit 2
+    monkeypatch.undo()
+    assert main(["run", "--data-root", str(tmp_path / "nope"), "--json"]) == 2
+    out, err = capsys.readouterr()
+    refused = json.loads(out)
+    assert refused["run_dir"] is None and refused["status"] == "refused" and "data root not found" in refused["error"]
+    assert "error: " in err and "data root not found" in err
+
 
 @pytest.mark.parametrize("jobs", ["0", "-2", "two"])
 def test_run_bad_jobs_exits_2_before_any_run_directory(jobs: str, tmp_path: Path,
@@ -309,6 +317,10 @@ def test_score_names_camera_to_world_poses(files: dict[str, Path], tmp_path: Pat
     assert main([*base, "--details"]) == 0
     out = capsys.readouterr().out
     assert "pose convention" in out and "camera→world" in out and "transposed rotation" in out
+    # --json with --details: said (the tables were silently dropped), before any scoring
+    assert main([*base, "--json", "--details"]) == 2
+    out, err = capsys.readouterr()
+    assert not out and "--details prints tables, --json one object of fixed schema: use one of them" in err
     assert main([*base, "--no-convention-check"]) == 0
     assert "camera→world" not in capsys.readouterr().err
     assert main(["score", "--gt", str(gt), "--thresholds", str(files["thr"]), "--submission", str(gt),
