@@ -30,7 +30,7 @@ METRIC_THRESHOLDS = (2, 3, 4, 5)
 ENDED = {"failed": "failed", "stopped": "stopped", "cancelled": "was cancelled"}
 #: The per-image ``error`` of per_image.csv is measured under the alignment of the *largest* threshold (the metric's
 #: ``kmax``, t5), while each ``pass_k`` uses threshold k's own best alignment: the column says so.
-ERROR_COL = "error at t5's alignment (m)"
+ERROR_COL = "t5-aligned error (m)"
 ERROR_HELP = ("Camera-centre distance to ground truth after the similarity alignment found for the largest "
               "threshold (t5). Each ✓/✗ column uses its own threshold's alignment, so an image can pass t2 with a "
               "larger error than t2 here.")
@@ -148,13 +148,14 @@ def registration_table(df: pd.DataFrame) -> pd.DataFrame | Styler:
 
 
 def image_columns(with_errors: bool = False) -> dict[str, Any]:
-    """Column widths (pixels) of :func:`registration_table`, summing to the page's width so nothing is cut off
-    (``with_errors``: the threshold columns also hold each threshold's error, the others give them room)."""
+    """Column widths (pixels) of :func:`registration_table`: each as wide as its header and its longest usual
+    value ("unregistered", "✓ 8.16 mm"), so nothing is cut off; on a narrow window the table scrolls sideways
+    (``with_errors``: the threshold columns also hold each threshold's error)."""
     text = st.column_config.TextColumn
     w = dict(zip(("image", "status", "GT scene", "cluster", "scene's cluster", "in cluster", "pose", "error",
                   "discounted", "t"),
-                 (125, 80, 70, 62, 85, 52, 40, 125, 70, 78) if with_errors else
-                 (160, 95, 90, 75, 100, 70, 45, 168, 80, 38), strict=True))
+                 (120, 95, 78, 68, 112, 80, 48, 145, 84, 82) if with_errors else
+                 (120, 95, 78, 68, 112, 80, 48, 145, 84, 40), strict=True))
     config: dict[str, Any] = {name: text(width=w[name]) for name in ("image", "status", "GT scene", "cluster",
                                                                       "scene's cluster", "in cluster", "pose")}
     config[ERROR_COL] = st.column_config.NumberColumn(format="%.4f", width=w["error"], help=ERROR_HELP)

@@ -390,11 +390,12 @@ def history_panel() -> None:
         return
     shown = state.history_frame(df, HISTORY_COLS)
     text, number = st.column_config.TextColumn, st.column_config.NumberColumn
-    # pixel widths that add up to the page's width, so the label column is not cut off at the right
+    # pixel widths: a run id whole ("…-submission-9979"), the rest as narrow as their values allow; a narrow window
+    # scrolls the table sideways
     event = st.dataframe(shown, hide_index=True, placeholder=state.NO_VALUE, width="stretch", on_select="rerun",
                          selection_mode="single-row", key="history",
-                         column_config={"id": text(width=195), "created": text(width=130), "status": text(width=70),
-                                        "variant": text(width=75), "datasets": text(width=80),
+                         column_config={"id": text(width=225), "created": text(width=130), "status": text(width=70),
+                                        "variant": text(width=88), "datasets": text(width=110),
                                         "score": number(format="%.2f", width=58),
                                         "mAA": number(format="%.2f", width=58),
                                         "clusterness": number("clust.", format="%.2f", width=58, help="clusterness"),
