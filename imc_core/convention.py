@@ -33,7 +33,7 @@ from .submission import R_COLS, T_COLS, rotations, translations, world_to_cam
 if TYPE_CHECKING:
     from .metric import ScoreResult
 
-__all__ = ["READINGS", "ConventionCheck", "convention_check", "low_datasets", "reread"]
+__all__ = ["READINGS", "WARNING_STARTS", "ConventionCheck", "convention_check", "low_datasets", "reread"]
 
 READINGS: dict[str, str] = {
     "as written": "world→camera R (row-major) and t, as IMC-2025 and COLMAP's cam_from_world",
@@ -49,6 +49,9 @@ LOOKS: dict[str, str] = {
     "transposed rotation": "written with each R transposed (column-major)",
     "negated translation": "written with t = R·c (the sign of t flipped)",
 }
+
+#: how each warning of :meth:`ConventionCheck.warning` starts (the dashboard shows these beside a run)
+WARNING_STARTS = ("these poses look", "some poses may be", "the poses of scene")
 
 LOW_MAA = 50.0
 """Datasets larger than :data:`SMALL_DATASET` whose mAA as written reaches this (percent) are not re-read: a wrong
@@ -95,9 +98,13 @@ class ConventionCheck:
     Attributes:
         table: one row per (dataset, reading), readings in :data:`READINGS` order: ``dataset``, ``reading``,
             ``meaning``, ``mAA`` (percent; clusterness is the same under every reading).
+        scenes: one row per (dataset, GT scene, reading): ``dataset``, ``scene``, ``reading``, ``mAA``. A scene's
+            mAA depends on its own cluster's poses only, so a dataset of which one scene was written another way
+            shows there, while the dataset as a whole reads best as written.
     """
 
     table: pd.DataFrame
+    scenes: pd.DataFrame | None = None
 
     @property
     def datasets(self) -> list[str]:
@@ -115,12 +122,31 @@ class ConventionCheck:
                 out.append((str(dataset), best, float(mAA["as written"]), float(mAA[best])))
         return out
 
+    def scene_findings(self, margin: float = MARGIN) -> list[tuple[str, str, str, float, float]]:
+        """``(dataset, scene, reading, mAA as written, mAA read so)`` for each GT scene of a dataset without a
+        finding of its own (:meth:`findings`) whose best reading beats the file as written by more than ``margin``
+        points and reaches :data:`LOW_MAA`: one scene written another way (a scene that a wrong reading merely
+        lifts from 0 to 20 is left out, since a few cameras can align by chance)."""
+        if self.scenes is None or self.scenes.empty:
+            return []
+        whole = {d for d, *_ in self.findings(margin)}
+        out = []
+        for (dataset, scene), rows in self.scenes.groupby(["dataset", "scene"], sort=False):
+            if dataset in whole:
+                continue
+            mAA = rows.set_index("reading")["mAA"]
+            best = str(mAA.index[int(np.argmax(mAA.to_numpy()))])
+            if best != "as written" and mAA[best] - mAA["as written"] > margin and mAA[best] >= LOW_MAA:
+                out.append((str(dataset), str(scene), best, float(mAA["as written"]), float(mAA[best])))
+        return out
+
     def warning(self, margin: float = MARGIN) -> str | None:
         """One line naming each dataset that another reading scores clearly better, else None. Firm ("these poses
         look camera→world") when that reading reaches :data:`LOW_MAA`; else only "some poses may be" (e.g. half
-        of a dataset's rows written camera→world: converting all of them would break the others)."""
-        found = self.findings(margin)
-        if not found:
+        of a dataset's rows written camera→world: converting all of them would break the others). Then the
+        scenes of :meth:`scene_findings` ("the poses of scene s in d look …")."""
+        found, scenes = self.findings(margin), self.scene_findings(margin)
+        if not found and not scenes:
             return None
         groups: dict[tuple[str, bool], list[str]] = {}  # (reading, firm) → "dataset (numbers)"
         for dataset, reading, written, better in found:
@@ -128,6 +154,8 @@ class ConventionCheck:
                 f"{dataset} (mAA {written:.2f} as written, {better:.2f} read so)")
         parts = [f"{'these poses look' if firm else 'some poses may be'} {LOOKS[reading]} in {', '.join(where)}"
                  for (reading, firm), where in groups.items()]
+        parts += [f"the poses of scene {scene} of {dataset} look {LOOKS[reading]} (mAA {written:.2f} as written, "
+                  f"{better:.2f} read so)" for dataset, scene, reading, written, better in scenes]
         return ("; ".join(parts) + ". IMC-2025 wants world→camera poses, x_cam = R·x_world + t, R row-major and "
                 "t = −R·c for a camera centre c.")
 
@@ -169,7 +197,7 @@ def convention_check(gt: pd.DataFrame, thresholds: dict[tuple[str, str], np.ndar
 
     names = list(dict.fromkeys(gt["dataset"].astype(str))) if datasets is None else list(datasets)
     gt_ds, sub_ds = gt["dataset"].astype(str), submission["dataset"].astype(str)
-    rows = []
+    rows, scene_rows = [], []
     for name in names:
         g = gt[gt_ds == name].reset_index(drop=True)
         th = {k: v for k, v in thresholds.items() if k[0] == name}
@@ -179,4 +207,7 @@ def convention_check(gt: pd.DataFrame, thresholds: dict[tuple[str, str], np.ndar
                 warnings.simplefilter("ignore", RuntimeWarning)
                 res = score(g, th, reread(sub, reading), details=False)
             rows.append({"dataset": name, "reading": reading, "meaning": meaning, "mAA": res.datasets[name].mAA})
-    return ConventionCheck(pd.DataFrame(rows, columns=["dataset", "reading", "meaning", "mAA"]))
+            scene_rows += [{"dataset": name, "scene": str(sc), "reading": reading, "mAA": float(m)}
+                           for sc, m in zip(res.scenes["scene"], res.scenes["mAA"], strict=True)]
+    return ConventionCheck(pd.DataFrame(rows, columns=["dataset", "reading", "meaning", "mAA"]),
+                           pd.DataFrame(scene_rows, columns=["dataset", "scene", "reading", "mAA"]))

@@ -20,6 +20,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import state
+from imc_core.convention import WARNING_STARTS
 from imc_core.errors import ImcError
 
 if TYPE_CHECKING:
@@ -484,7 +485,7 @@ def main() -> None:
             st.warning(f"{rv.id}: file(s) that cannot be read: " + "; ".join(rv.problems))
         if rv.outside:  # a convention slip explains a large Δ at a glance
             for warning in rv.meta.get("warnings") or []:
-                if warning.startswith(("these poses look", "some poses may be")):
+                if warning.startswith(WARNING_STARTS):
                     st.warning(f"{rv.id}: {warning}")
     if len(views) < 2:
         st.info("Pick two or more runs. Runs of the same group (repeated seeds) are aggregated to mean ± std.")

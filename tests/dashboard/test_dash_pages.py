@@ -364,6 +364,11 @@ def test_an_outside_submission_is_scored_as_a_run(dash_env: DashEnv, make_run: C
     side = open_app("compare", runs=["pipeline", run_dir.name])  # the slip explains the Δ beside it
     assert_clean(side)
     assert any(w.value.startswith(f"{run_dir.name}: these poses look camera→world") for w in side.warning)
+    scene_note = "the poses of scene s2 of ds1 look camera→world (t holding the camera centre) (mAA 0.00 …)"
+    (run_dir / "run.json").write_text(json.dumps({**meta, "warnings": [scene_note, "some other note"]}))
+    side = open_app("compare", runs=["pipeline", run_dir.name])  # one scene written so: shown there too
+    assert [w.value for w in side.warning if run_dir.name in w.value] == [f"{run_dir.name}: {scene_note}"]
+    (run_dir / "run.json").write_text(json.dumps(meta))
     again = open_app("compare")  # the same bytes, another session: not a second run of one submission
     again.file_uploader(key="outside_submission").upload("copy.csv", path.read_bytes(), "text/csv").run()
     assert any(i.value.startswith(f"Not added again: this file was already scored on this data root as {run_dir.name}")

@@ -327,3 +327,6 @@ def test_score_names_camera_to_world_poses(files: dict[str, Path], tmp_path: Pat
                  "--details"]) == 0
     out, err = capsys.readouterr()
     assert "look" not in err and "pose convention (each small dataset" in out  # re-read, nothing to say
+    assert main(["score", "--gt", str(gt), "--thresholds", str(files["thr"]), "--submission", str(gt),
+                 "--details", "--convention-check-all"]) == 0
+    assert "pose convention (every dataset read four ways" in capsys.readouterr().out

@@ -110,6 +110,23 @@ def test_half_a_dataset_written_camera_to_world_gets_no_firm_claim(case) -> None
     assert "these poses look" not in (check.warning() or "")
 
 
+def test_one_scene_written_camera_to_world_is_named(case) -> None:
+    """Read whole, such a dataset scores best as written (its other scenes drop under any other reading), so it drew
+    no warning at all; each scene's mAA depends on its own poses only, and names it."""
+    gt, th, sub = case
+    check = convention_check(gt, th, as_c2w(sub, (sub["scene"] == "s2").to_numpy()))
+    assert check.findings() == []
+    [(dataset, scene, reading, written, better)] = check.scene_findings()
+    assert (dataset, scene, reading) == (DS, "s2", "camera→world") and better == 100.0 and written < 50
+    assert check.warning().startswith(f"the poses of scene s2 of {DS} look camera→world (t holding the camera "
+                                      f"centre) (mAA {written:.2f} as written, 100.00 read so). IMC-2025 wants")
+    assert set(check.scenes["reading"]) == set(READINGS) and set(check.scenes["scene"]) == {"s1", "s2"}
+    # a whole dataset written so is named once, as a dataset, not again scene by scene
+    whole = convention_check(gt, th, as_c2w(sub))
+    assert whole.findings() and whole.scene_findings() == []
+    assert convention_check(gt, th, sub).scene_findings() == []
+
+
 def test_score_files_re_reads_only_low_or_small_datasets(case, tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
     import imc_core.convention
 
@@ -127,3 +144,15 @@ def test_score_files_re_reads_only_low_or_small_datasets(case, tmp_path, monkeyp
     assert set(bad.convention["dataset"]) == {DS}  # "good" reaches 100 as written: not re-read
     assert any(w.startswith("these poses look camera→world (t holding the camera centre) in ds (mAA ")
                for w in bad.warnings)
+    # one scene of the large "good" written so: its dataset stays above 50 mAA, so only convention_all re-reads it
+    one = sub2.copy()
+    rows = ((one["dataset"] == "good") & (one["scene"] == "s2")).to_numpy()
+    one.loc[rows] = as_c2w(gt2[rows])
+    one.loc[one["dataset"] == DS] = gt2[gt2["dataset"] == DS].to_numpy()
+    path = write_pose_csv(one, tmp_path / "one_scene.csv")
+    assert score_files(labels, tmp_path / "thr.csv", path, details=False).datasets["good"].mAA >= LOW_MAA
+    quiet = score_files(labels, tmp_path / "thr.csv", path, convention=True)
+    assert not any("s2 of good" in w for w in quiet.warnings)
+    every = score_files(labels, tmp_path / "thr.csv", path, convention=True, convention_all=True)
+    assert set(every.convention["dataset"]) == {DS, "good"}
+    assert any(w.startswith("the poses of scene s2 of good look camera→world") for w in every.warnings), every.warnings
