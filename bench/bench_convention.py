@@ -7,8 +7,8 @@ finding (a dataset, :meth:`~imc_core.convention.ConventionCheck.findings`, or on
 :meth:`~imc_core.convention.ConventionCheck.scene_findings`) is a false alarm; the script lists them and counts
 them. With ``--slips``, each GT scene in turn (noise of ``--slip-sigma``, seed 0) is also written camera→world, the
 usual slip, and the script counts the scenes ``score`` names (as a scene, or through its whole dataset; a dataset
-of more than 60 images that reaches 50 mAA as written is not re-read, unless ``--all``, as
-``score --convention-check-all``). Prints
+is re-read when it is small, under 50 mAA, or holds a posed and clustered scene under 50 mAA, as ``score`` does;
+``--all`` re-reads every dataset). Prints
 markdown tables and the command line.
 
 Run: ``.venv/bin/python bench/bench_convention.py [--root-dir ../shared/datasets] [--sigmas 0.5 1 2 5] [--seeds 3]
@@ -26,7 +26,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from imc_core.convention import convention_check, low_datasets  # noqa: E402
+from imc_core.convention import convention_check, low_datasets, posed_scenes  # noqa: E402
 from imc_core.data import read_thresholds  # noqa: E402
 from imc_core.metric import score  # noqa: E402
 from imc_core.submission import R_COLS, T_COLS, cam_to_world, read_pose_csv, rotations, translations, world_to_cam  # noqa: E402,E501
@@ -52,7 +52,7 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--slips", action="store_true", help="also write each scene camera→world in turn")
     ap.add_argument("--slip-sigma", type=float, default=0.1, help="noise of the --slips submissions")
-    ap.add_argument("--all", action="store_true", help="--slips: re-read every dataset (score --convention-check-all)")
+    ap.add_argument("--all", action="store_true", help="--slips: re-read every dataset, whatever its score")
     args = ap.parse_args()
     warnings.simplefilter("ignore", RuntimeWarning)
     rows, alarms, slips = [], [], []
@@ -82,8 +82,9 @@ def main() -> None:
                 R_c2w, c = cam_to_world(rotations(base), translations(base))
                 sub.loc[rows_of, R_COLS], sub.loc[rows_of, T_COLS] = R_c2w.reshape(-1, 9)[rows_of], c[rows_of]
                 # as `score` does it: the dataset is re-read only when low or small (low_datasets)
-                if not args.all and str(dataset) not in low_datasets(score(gt, th, sub, details=False)):
-                    named = "not re-read (over 60 images, 50 mAA or more as written)"
+                low = low_datasets(score(gt, th, sub, details=False), posed=posed_scenes(gt, sub))
+                if not args.all and str(dataset) not in low:
+                    named = "not re-read"
                 else:
                     check = convention_check(gt, th, sub, [str(dataset)])
                     named = ("as its dataset" if check.findings() else

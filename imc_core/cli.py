@@ -27,7 +27,7 @@ def _cmd_score(args: argparse.Namespace) -> int:
         raise ConfigError("score: --details prints tables, --json one object of fixed schema: use one of them "
                           "(warnings go to stderr either way)")
     res = score_files(args.gt, args.thresholds, args.submission, details=args.details, datasets=args.dataset,
-                      convention=args.convention_check, convention_all=args.convention_all)
+                      convention=args.convention_check)
     if args.json:
         print(json.dumps(res.to_json()))
     else:
@@ -37,8 +37,8 @@ def _cmd_score(args: argparse.Namespace) -> int:
         if args.details:
             print(res.scenes.to_string(index=False))
             if res.convention is not None:
-                which = "every dataset" if args.convention_all else "each small dataset, or below 50 mAA,"
-                print(f"pose convention ({which} read four ways; clusterness is the same for all):")
+                print("pose convention (each dataset that is small, below 50 mAA or holds a clustered scene below 50 "
+                      "mAA, read four ways; clusterness is the same for all):")
                 for row in res.convention.itertuples():
                     print(f"  {row.dataset:30s} {row.reading:20s} mAA {row.mAA:8.4f}  ({row.meaning})")
             elif args.convention_check:
@@ -349,9 +349,6 @@ def build_parser() -> argparse.ArgumentParser:
                         "also scored with its poses read as camera→world, with transposed rotations and with t's "
                         "sign flipped, and a warning names the datasets one of those scores clearly better; "
                         "--details prints every reading)")
-    s.add_argument("--convention-check-all", dest="convention_all", action="store_true",
-                   help="re-read every dataset, also those of more than 60 images at or above 50 mAA, where one "
-                        "scene written another way can hide (slower: about 3x on the IMC-2025 training set)")
     s.set_defaults(func=_cmd_score)
 
     s = sub.add_parser("synth", help="generate the synthetic multi-scene benchmark")

@@ -33,7 +33,8 @@ from .submission import R_COLS, T_COLS, rotations, translations, world_to_cam
 if TYPE_CHECKING:
     from .metric import ScoreResult
 
-__all__ = ["READINGS", "WARNING_STARTS", "ConventionCheck", "convention_check", "low_datasets", "reread"]
+__all__ = ["READINGS", "WARNING_STARTS", "ConventionCheck", "convention_check", "low_datasets", "posed_scenes",
+           "reread"]
 
 READINGS: dict[str, str] = {
     "as written": "world→camera R (row-major) and t, as IMC-2025 and COLMAP's cam_from_world",
@@ -167,14 +168,36 @@ mAA: any three cameras align, and the metric's −3 rule is generous with eight 
 little (the metric's work grows with the cube of a scene's size)."""
 
 
-def low_datasets(result: ScoreResult, below: float | None = None) -> list[str]:
+def posed_scenes(gt: pd.DataFrame, submission: pd.DataFrame) -> set[tuple[str, str]]:
+    """``(dataset, scene)`` of the GT scenes at least half of whose images the submission gives a finite pose."""
+    from .submission import camera_centers
+
+    posed = pd.Series(np.isfinite(camera_centers(submission)).all(axis=1),
+                      index=pd.MultiIndex.from_arrays([submission["dataset"].astype(str),
+                                                       submission["image"].astype(str)]))
+    posed = posed[~posed.index.duplicated()]
+    keys = pd.MultiIndex.from_arrays([gt["dataset"].astype(str), gt["image"].astype(str)])
+    has = pd.Series(posed.reindex(keys, fill_value=False).to_numpy(), index=gt.index)
+    frac = has.groupby([gt["dataset"].astype(str), gt["scene"].astype(str)]).mean()
+    return {(str(d), str(s)) for (d, s), f in frac.items() if f >= 0.5 and s != "outliers"}
+
+
+def low_datasets(result: ScoreResult, below: float | None = None,
+                 posed: set[tuple[str, str]] | None = None) -> list[str]:
     """The datasets of a scored submission worth re-reading: those whose mAA as written is under ``below`` percent
-    (default :data:`LOW_MAA`), and the small ones (:data:`SMALL_DATASET`) whatever their mAA."""
+    (default :data:`LOW_MAA`), the small ones (:data:`SMALL_DATASET`) whatever their mAA, and, given ``posed``
+    (:func:`posed_scenes`), those with a *posed but misplaced* scene: at least half of its images posed and in its
+    cluster, yet under ``below`` (one scene written another way looks so; a scene the pipeline failed to register
+    does not, and costs no re-reading)."""
     below = LOW_MAA if below is None else below
     small = SMALL_DATASET  # (read when called: tests set it)
-    sizes = result.scenes.groupby(result.scenes["dataset"].astype(str))["n_images"].sum() \
-        if len(result.scenes) else pd.Series(dtype=float)
-    return [name for name, d in result.datasets.items() if d.mAA < below or sizes.get(name, small + 1) <= small]
+    sc = result.scenes
+    sizes = sc.groupby(sc["dataset"].astype(str))["n_images"].sum() if len(sc) else pd.Series(dtype=float)
+    misplaced = {str(r.dataset) for r in sc.itertuples()
+                 if (str(r.dataset), str(r.scene)) in (posed or set()) and r.overlap * 2 >= r.n_images
+                 and r.mAA < below}
+    return [name for name, d in result.datasets.items()
+            if d.mAA < below or sizes.get(name, small + 1) <= small or name in misplaced]
 
 
 def convention_check(gt: pd.DataFrame, thresholds: dict[tuple[str, str], np.ndarray],

@@ -1795,7 +1795,6 @@ def score_files(
     config: MetricConfig = DEFAULT_CONFIG,
     datasets: Sequence[str] | None = None,
     convention: bool = False,
-    convention_all: bool = False,
 ) -> ScoreResult:
     """Read the three IMC-2025 CSVs and :func:`score` them.
 
@@ -1812,8 +1811,6 @@ def score_files(
             camera→world and with transposed rotations (:func:`imc_core.convention.convention_check`): the table
             goes to ``convention`` (None when every dataset reaches it), and a warning joins ``warnings`` when
             another reading scores clearly better than the file as written, or one scene reads better so.
-        convention_all: with ``convention``, re-read every dataset, the large ones at or above ``LOW_MAA`` too (one
-            scene written another way can hide in such a dataset; about 3× the time on the IMC-2025 training set).
 
     Returns:
         The :class:`ScoreResult`.
@@ -1821,7 +1818,7 @@ def score_files(
     Raises:
         InputError: any bad file (named, with the line when there is one).
     """
-    from .convention import convention_check, low_datasets
+    from .convention import convention_check, low_datasets, posed_scenes
     from .data import missing_thresholds_error, read_labels, read_thresholds, scenes_without_thresholds
     from .submission import read_pose_csv, take_rows
 
@@ -1843,7 +1840,7 @@ def score_files(
     with _warnings.catch_warnings():
         _warnings.simplefilter("ignore", RuntimeWarning)
         res = score(gt, th, sub, details=details, submission_path=str(submission_csv), config=config)
-    if convention and (low := list(res.datasets) if convention_all else low_datasets(res)):
+    if convention and (low := low_datasets(res, posed=posed_scenes(gt, sub))):
         check = convention_check(gt, th, sub, low)
         res.convention = check.table
         if note := check.warning():

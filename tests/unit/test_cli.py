@@ -326,7 +326,4 @@ def test_score_names_camera_to_world_poses(files: dict[str, Path], tmp_path: Pat
     assert main(["score", "--gt", str(gt), "--thresholds", str(files["thr"]), "--submission", str(gt),
                  "--details"]) == 0
     out, err = capsys.readouterr()
-    assert "look" not in err and "pose convention (each small dataset" in out  # re-read, nothing to say
-    assert main(["score", "--gt", str(gt), "--thresholds", str(files["thr"]), "--submission", str(gt),
-                 "--details", "--convention-check-all"]) == 0
-    assert "pose convention (every dataset read four ways" in capsys.readouterr().out
+    assert "look" not in err and "pose convention (each dataset that is small" in out  # re-read, nothing to say

@@ -8,9 +8,10 @@ import pandas as pd
 import pytest
 from test_metric import DS, make_gt, submit
 
-from imc_core.convention import LOW_MAA, READINGS, convention_check, low_datasets, reread
+from imc_core.convention import LOW_MAA, READINGS, convention_check, low_datasets, posed_scenes, reread
 from imc_core.metric import score, score_files
-from imc_core.submission import R_COLS, T_COLS, cam_to_world, camera_centers, rotations, translations, write_pose_csv
+from imc_core.submission import (R_COLS, T_COLS, cam_to_world, camera_centers, read_pose_csv, rotations, translations,
+                                 write_pose_csv)
 
 
 @pytest.fixture()
@@ -144,15 +145,23 @@ def test_score_files_re_reads_only_low_or_small_datasets(case, tmp_path, monkeyp
     assert set(bad.convention["dataset"]) == {DS}  # "good" reaches 100 as written: not re-read
     assert any(w.startswith("these poses look camera→world (t holding the camera centre) in ds (mAA ")
                for w in bad.warnings)
-    # one scene of the large "good" written so: its dataset stays above 50 mAA, so only convention_all re-reads it
+    # one scene of the large "good" written so: its dataset stays above 50 mAA, but that scene is clustered and
+    # scores under 50, so the dataset is re-read and the scene named (it said nothing); the labels themselves are not
     one = sub2.copy()
     rows = ((one["dataset"] == "good") & (one["scene"] == "s2")).to_numpy()
     one.loc[rows] = as_c2w(gt2[rows])
     one.loc[one["dataset"] == DS] = gt2[gt2["dataset"] == DS].to_numpy()
     path = write_pose_csv(one, tmp_path / "one_scene.csv")
-    assert score_files(labels, tmp_path / "thr.csv", path, details=False).datasets["good"].mAA >= LOW_MAA
-    quiet = score_files(labels, tmp_path / "thr.csv", path, convention=True)
-    assert not any("s2 of good" in w for w in quiet.warnings)
-    every = score_files(labels, tmp_path / "thr.csv", path, convention=True, convention_all=True)
-    assert set(every.convention["dataset"]) == {DS, "good"}
-    assert any(w.startswith("the poses of scene s2 of good look camera→world") for w in every.warnings), every.warnings
+    as_written = score_files(labels, tmp_path / "thr.csv", path, details=False)
+    posed = posed_scenes(gt2, read_pose_csv(path))
+    assert ("good", "s2") in posed and ("good", "s1") in posed
+    assert as_written.datasets["good"].mAA >= LOW_MAA and low_datasets(as_written, posed=posed) == ["good"]
+    assert low_datasets(as_written) == []  # (without the poses: no scene is known to be posed)
+    named = score_files(labels, tmp_path / "thr.csv", path, convention=True)
+    assert any(w.startswith("the poses of scene s2 of good look camera→world") for w in named.warnings), named.warnings
+    unregistered = one.copy()
+    unregistered.loc[rows, R_COLS + T_COLS] = np.nan  # a scene the pipeline failed on: no reason to re-read
+    path = write_pose_csv(unregistered, tmp_path / "failed_scene.csv")
+    posed = posed_scenes(gt2, read_pose_csv(path))
+    assert ("good", "s2") not in posed
+    assert low_datasets(score_files(labels, tmp_path / "thr.csv", path, details=False), posed=posed) == []
