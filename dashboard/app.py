@@ -34,6 +34,8 @@ ICONS = {"datasets": ":material/photo_library:", "run": ":material/play_circle:"
 
 #: session key of the ``?root=`` the picker last wrote to the URL (another value there comes from a link)
 URL_ROOT = "_root_in_url"
+#: session key of ``(root named by a link but missing here, root shown instead)``, said until another root is picked
+LINK_ROOT_MISSING = "_link_root_missing"
 
 
 def root_picker() -> None:
@@ -50,6 +52,10 @@ def root_picker() -> None:
     wanted = state.qp_first("root")
     if wanted and wanted not in roots and Path(wanted).is_dir():
         roots.append(wanted)  # a shared link to a root this machine does not remember: show it, do not store it
+    elif wanted and wanted not in roots and wanted != st.session_state.get(URL_ROOT):
+        # a link to a root that is not on this machine: the picker keeps another one, which must be said (a launch
+        # from a teammate's Run link would otherwise run on other data without a word)
+        st.session_state[LINK_ROOT_MISSING] = (wanted, None)
     if nxt := st.session_state.pop(state.NEXT_ROOT, None):  # the Results page opened a run on another root
         if nxt not in roots:
             roots.append(nxt)
@@ -64,6 +70,17 @@ def root_picker() -> None:
             st.session_state["root"] = roots[0]
     st.sidebar.selectbox("Data root", roots, key="root", help="Folder in the IMC-2025 layout (train/, test/, CSVs)")
     st.query_params["root"] = st.session_state[URL_ROOT] = st.session_state["root"]
+    if missing := st.session_state.get(LINK_ROOT_MISSING):
+        linked, shown = missing
+        if shown is None:
+            st.session_state[LINK_ROOT_MISSING] = (linked, st.session_state["root"])
+        elif shown != st.session_state["root"]:  # the user picked another root: said enough
+            del st.session_state[LINK_ROOT_MISSING]
+            missing = None
+    if missing:
+        st.warning(f"This link's data root `{missing[0]}` is not on this machine, so the page shows "
+                   f"`{st.session_state['root']}` instead: copy the data here and add it on the Datasets page before "
+                   "you launch or compare anything from this link.", icon="⚠️")
     root = state.current_root()
     if root is not None and not root.is_dir():
         if root == state.default_root():

@@ -13,7 +13,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from dashkit import APP, DashEnv, errors_and_exceptions
+from dashkit import APP, DashEnv, errors_and_exceptions, open_app
 from streamlit.testing.v1 import AppTest
 
 from dashboard import jobs
@@ -361,3 +361,18 @@ def test_a_queue_checks_and_starts_under_the_runs_folder_lock(dash_env: DashEnv,
         go.write("go")
     _wait_for(lambda: not jobs.active_jobs(dash_env.runs))
     assert json.loads((run / "run.json").read_text())["status"] == "done"
+
+
+def test_a_link_to_a_data_root_missing_here_says_so(dash_env: DashEnv, tmp_path: Path) -> None:
+    """A teammate's Run link named a root this machine lacks: the form filled in on another root without a word,
+    and Launch would have run on other data."""
+    gone = str(tmp_path / "teammates" / "imc25")
+    at = open_app("run", root=gone, variant="default", label="teammate")
+    assert not at.exception
+    [warning] = [w.value for w in at.warning if "not on this machine" in w.value]
+    assert warning.startswith(f"This link's data root `{gone}` is not on this machine, so the page shows "
+                              f"`{dash_env.data_root}` instead")
+    at.run()  # still said on the page's own reruns (the address bar now names the root shown)
+    assert any("not on this machine" in w.value for w in at.warning)
+    fine = open_app("run", root=str(dash_env.data_root), variant="default")
+    assert not any("not on this machine" in w.value for w in fine.warning)
