@@ -37,6 +37,40 @@ def arms_of(views: list[state.RunView]) -> dict[str, list[state.RunView]]:
     return arms
 
 
+def repeated_seeds(arms: dict[str, list[state.RunView]]) -> tuple[dict[str, list[state.RunView]],
+                                                                   list[tuple[str, int, list[str]]]]:
+    """Each group with one run per seed: runs of a group with the same seed and the same config under a
+    deterministic mapper give the same poses (a second launch of a seed, often all from the cache), so a second
+    one is not a second measurement; counting it made the group look larger and its spread smaller. The first
+    picked is kept.
+
+    Returns:
+        The arms without those runs, and ``(arm, seed, [kept id, dropped ids…])`` for each seed run twice.
+    """
+    from imc_core.runs import meta_seed
+
+    out, repeats = {}, []
+    for label, runs in arms.items():
+        kept: list[state.RunView] = []
+        by_seed: dict[int, list[state.RunView]] = {}
+        for rv in runs:
+            seed = meta_seed(rv.meta)
+            same = by_seed.get(seed, []) if seed is not None and len(runs) > 1 else []
+            twin = next((k for k in same if k.config == rv.config and rv.meta.get("deterministic", True)
+                         and k.meta.get("deterministic", True) and not rv.outside), None)
+            if twin is None:
+                kept.append(rv)
+                by_seed.setdefault(seed, []).append(rv)  # (None: no seed known, never a twin)
+            else:
+                entry = next((e for e in repeats if e[0] == label and e[1] == seed and e[2][0] == twin.id), None)
+                if entry is None:
+                    repeats.append((label, int(seed), [twin.id, rv.id]))
+                else:
+                    entry[2].append(rv.id)
+        out[label] = kept
+    return out, repeats
+
+
 METRICS = ("score", "mAA", "clusterness")
 
 
@@ -81,13 +115,13 @@ def scored_datasets(rv: state.RunView) -> list[str]:
     return [str(d) for d in ((rv.scores or {}).get("datasets") or {})]
 
 
-def runs_overview(arms: dict[str, list[state.RunView]]) -> pd.DataFrame:
+def runs_overview(arms: dict[str, list[state.RunView]], left_out: dict[str, str] | None = None) -> pd.DataFrame:
     """One row per chosen run: side (arm), its label, status, data root, datasets, score and whether it enters the
-    aggregates."""
+    aggregates (``left_out``: run id → why not, beside :func:`unscored_reason`)."""
     rows = []
     for label, runs in arms.items():
         for rv in runs:
-            reason = unscored_reason(rv)
+            reason = unscored_reason(rv) or (left_out or {}).get(rv.id)
             score = (rv.scores or {}).get("score") if reason is None else None
             rows.append({"run": rv.id, "side": label, "label": str(rv.meta.get("label") or ""), "status": rv.status,
                          "data root": raw_root(rv),
@@ -491,8 +525,14 @@ def main() -> None:
         st.info("Pick two or more runs. Runs of the same group (repeated seeds) are aggregated to mean ± std.")
         return
     same_data_aliases(views)
-    all_arms = arms_of(views)
-    st.dataframe(runs_overview(all_arms), hide_index=True, width="stretch", key="runs_status",
+    grouped = arms_of(views)
+    all_arms, twice = repeated_seeds(grouped)
+    for label, seed, (kept, *dropped) in twice:
+        st.warning(f"{state.md(label)}: seed {seed} was run {1 + len(dropped)} times with one config and a "
+                   f"deterministic mapper ({kept}, {', '.join(dropped)}): the same measurement, counted once "
+                   f"({kept}).")
+    again = {d: f"seed {seed} again, as {kept}" for _, seed, (kept, *dropped) in twice for d in dropped}
+    st.dataframe(runs_overview(grouped, again), hide_index=True, width="stretch", key="runs_status",
                  column_config={"score": st.column_config.NumberColumn(format="%.2f")})
     excluded = [(rv.id, r) for rv in views if (r := unscored_reason(rv)) is not None]
     arms = {k: kept for k, v in all_arms.items() if (kept := [rv for rv in v if unscored_reason(rv) is None])}

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from dashkit import APP, DATASET, errors_and_exceptions
+from dashkit import APP, DATASET, errors_and_exceptions, frame_with
 
 TIMEOUT = 30
 
@@ -295,6 +295,35 @@ def test_a_hand_written_link_may_list_runs_with_commas(make_run: Callable[..., P
     assert at.multiselect(key="runs").value == ["b", "a"]
     assert "does not hold: ghost-run." in warnings(at)
     assert "b, a" not in warnings(at)
+
+
+def test_a_seed_run_twice_in_a_group_counts_once(make_run: Callable[..., Path]) -> None:
+    """A second launch of seed 3 in a group (a cache hit, same poses) counted as a third repeat: "runs 3", a
+    smaller std and a stronger noise verdict."""
+    for i, s in enumerate((60.0, 64.0)):
+        make_run(f"a-{i}", score=s, group="a", seed=i)
+    make_run("b-3", score=70.0, group="b", seed=3)
+    make_run("b-4", score=74.0, group="b", seed=4)
+    make_run("b-3again", score=70.0, group="b", seed=3)
+    make_run("b-5other", score=90.0, group="b", seed=5, config_overrides={"features": {"max_keypoints": 999}})
+    at = open_compare(["a-0", "a-1", "b-3", "b-4", "b-3again"])
+    no_errors(at)
+    assert [w for w in warnings(at).split("\n") if "seed 3" in w] == [
+        r"group\: b: seed 3 was run 2 times with one config and a deterministic mapper (b-3, b-3again): the same "
+        "measurement, counted once (b-3)."]
+    head = frame_with(at, "noise").set_index("arm")
+    assert head.loc["group: b", "runs"] == 2 and head.loc["group: b", "score"] == pytest.approx(72.0)
+    status = frame_with(at, "aggregated").set_index("run")
+    assert status.loc["b-3again", "aggregated"] == "no (seed 3 again, as b-3)"
+    # another config under the same seed is another experiment: kept (and the mixed group is flagged as before)
+    from dashboard import state
+    from dashboard.views.compare import repeated_seeds
+
+    views = [state.run_view(r) for r in ("b-3", "b-3again")]
+    twin_cfg = state.run_view("b-5other")
+    twin_cfg.meta["seed"] = 3
+    arms, twice = repeated_seeds({"group: b": [*views, twin_cfg]})
+    assert [rv.id for rv in arms["group: b"]] == ["b-3", "b-5other"] and twice == [("group: b", 3, ["b-3", "b-3again"])]
 
 
 def test_an_unreadable_config_is_named_not_diffed(make_run: Callable[..., Path]) -> None:
