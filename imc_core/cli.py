@@ -317,8 +317,15 @@ def _cache_prune(args: argparse.Namespace, root: Path) -> int:
                        if root.is_dir() else STAGES)
         if unknown := [s for s in args.stage if s not in known]:
             raise ConfigError(f"cache prune: no stage {unknown[0]!r}; stages: {', '.join(known)}")
-    runs = Path(args.runs_dir) if args.runs_dir else runs_root()
-    referenced = referenced_artifacts(runs) if args.unused else None
+    folders = [Path(d) for d in args.runs_dir] if args.runs_dir else [runs_root()]
+    referenced: set[tuple[str, str]] | None = None
+    if args.unused:
+        referenced = set().union(*(referenced_artifacts(f) for f in folders))
+        if not referenced:  # (a wrong IMC_RUNS_DIR, or runs kept elsewhere: every artifact would look unused)
+            raise ConfigError(f"cache prune --unused: no run in {', '.join(map(str, folders))} names a cache "
+                              "artifact, so every artifact would count as unused; name the folders (or run folders) "
+                              "that hold your runs with --runs-dir (repeatable), or prune with --older-than DAYS")
+    runs = ", ".join(map(str, folders))
     gone = prune(root, referenced=referenced,
                  older_than_s=None if args.older_than is None else args.older_than * 86400.0,
                  stages=args.stage, grace_s=GRACE_S if args.grace_hours is None else args.grace_hours * 3600.0,
@@ -441,7 +448,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--older-than", type=_nonnegative_float, metavar="DAYS",
                    help="prune: only artifacts not built or used for DAYS days")
     s.add_argument("--stage", action="append", help="prune: only this stage (repeatable)")
-    s.add_argument("--runs-dir", help="prune --unused: runs that protect artifacts (default $IMC_RUNS_DIR)")
+    s.add_argument("--runs-dir", action="append",
+                   help="prune --unused: a folder of runs, or one run folder (`run --out`), whose runs protect the "
+                        "artifacts they name (repeatable; default $IMC_RUNS_DIR)")
     s.add_argument("--grace-hours", type=_nonnegative_float, metavar="H",
                    help="prune: keep whatever was built or used in the last H hours (default 1; 0 only when no "
                    "pipeline is running)")

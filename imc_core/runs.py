@@ -438,7 +438,8 @@ def _status(path: Path, meta: dict[str, Any]) -> str:
 
 
 def referenced_artifacts(root: Path | None = None) -> set[tuple[str, str]]:
-    """``(stage, folder name)`` of every cache artifact a run under ``root`` names in its ``artifacts.json``.
+    """``(stage, folder name)`` of every cache artifact a run under ``root`` names in its ``artifacts.json`` (or
+    the run ``root`` itself, when it is one: a run written with ``run --out``).
 
     Names rather than paths, so that runs imported from a teammate (their paths) or written under another
     ``IMC_CACHE_DIR`` still protect the same content-addressed artifacts here.
@@ -453,7 +454,7 @@ def referenced_artifacts(root: Path | None = None) -> set[tuple[str, str]]:
     if not root.is_dir():
         raise InputError(root, f"runs folder {'not found' if not root.exists() else 'is not a folder'}: cannot "
                                "tell which cache artifacts the runs need (set --runs-dir or IMC_RUNS_DIR)")
-    for p in sorted(root.iterdir()):
+    for p in [root] if (root / "artifacts.json").is_file() else sorted(root.iterdir()):
         f = p / "artifacts.json"
         if not f.is_file():
             continue

@@ -264,6 +264,17 @@ def test_cache_cli_lists_and_prunes(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert listed["stages"]["features"]["artifacts"] == 2 and listed["bytes"] > 3 * 1024**2
     assert main(["cache", "prune", "--cache-dir", str(cache)]) == 2  # no criterion: refuse, remove nothing
     assert "say what to remove" in capsys.readouterr().err and stale.exists()
+    # an empty runs folder (a wrong IMC_RUNS_DIR) made every artifact "unused": refused, even as a dry run
+    (tmp_path / "empty_runs").mkdir()
+    for dry in ([], ["--dry-run"]):
+        assert main(["cache", "prune", "--unused", "--cache-dir", str(cache), "--runs-dir",
+                     str(tmp_path / "empty_runs"), *dry]) == 2
+        assert "no run in " in capsys.readouterr().err and stale.exists() and kept.exists()
+    # a run written elsewhere (`run --out`) protects its artifacts when named, beside a runs folder
+    _run_dir(tmp_path / "elsewhere", "solo", {"ds": {"features": str(stale)}})
+    assert main(["cache", "prune", "--unused", "--cache-dir", str(cache), "--runs-dir", str(runs), "--runs-dir",
+                 str(tmp_path / "elsewhere" / "solo"), "--dry-run"]) == 0
+    assert "would remove 0 artifact(s)" in capsys.readouterr().out
     assert main(["cache", "prune", "--unused", "--cache-dir", str(cache), "--runs-dir", str(runs), "--dry-run"]) == 0
     assert "would remove features/ds-stale" in capsys.readouterr().out and stale.exists()
     assert main(["cache", "prune", "--unused", "--cache-dir", str(cache), "--runs-dir", str(runs)]) == 0
