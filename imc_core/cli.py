@@ -213,7 +213,9 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
     run_dir = Path(args.run_dir)
     by_id = runs_root() / args.run_dir.rstrip("/")
-    if not run_dir.exists() and Path(args.run_dir).name == args.run_dir.rstrip("/") and by_id.is_dir():
+    if not run_dir.exists() and Path(args.run_dir).name == args.run_dir.rstrip("/"):
+        if not by_id.is_dir():  # (it said "nope/run.json: not a run directory")
+            raise InputError(args.run_dir, f"no such run folder here, and no run of that id in {runs_root()}")
         run_dir = by_id  # a run id as `runs` lists it
     print(export_bundle(run_dir, args.out, overwrite=args.force))
     return 0

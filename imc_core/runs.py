@@ -109,7 +109,8 @@ def record_failure(path: str | Path, error: str, status: str = "failed") -> None
     writer = RunWriter(path)
     writer.write_meta(**(meta if isinstance(meta, dict) else {}))
     writer.set_status(status, error=error.splitlines()[0] if error else status)
-    writer.log(f"{status.upper()} before the run started: {error}")
+    writer.log(f"{status.upper()} before the run started: {error}" if "before it started" not in error
+               else f"{status.upper()}: {error}")
 
 
 def _slug(text: str) -> str:
@@ -565,10 +566,12 @@ def import_run(zip_path: str | Path, root: Path | None = None) -> tuple[Path, bo
     """
     zip_path = Path(zip_path)
     root = root or runs_root()
+    if not zip_path.exists():
+        raise InputError(zip_path, "file not found")
     try:
         zf = zipfile.ZipFile(zip_path)
     except (zipfile.BadZipFile, OSError) as err:
-        raise InputError(zip_path, f"not a valid zip bundle: {err}") from None
+        raise InputError(zip_path, f"not a valid zip bundle: {getattr(err, 'strerror', None) or err}") from None
     with zf:
         names = [i for i in zf.infolist() if not i.is_dir()]
         if not names:
@@ -595,6 +598,7 @@ def import_run(zip_path: str | Path, root: Path | None = None) -> tuple[Path, bo
         missing = [f for f in BUNDLE_REQUIRED if f not in members]
         if missing:
             raise InputError(zip_path, f"not a run bundle: missing {', '.join(missing)}")
+        made_root = not root.exists()  # removed again if nothing lands in it
         root.mkdir(parents=True, exist_ok=True)
         staging = root / f".import-{secrets.token_hex(4)}"
         staging.mkdir()
@@ -630,5 +634,7 @@ def import_run(zip_path: str | Path, root: Path | None = None) -> tuple[Path, bo
             os.replace(staging, dest)
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
+            if made_root and not any(root.iterdir()):  # (a failed import left an empty --root folder behind)
+                root.rmdir()
             raise
     return dest, True

@@ -219,7 +219,20 @@ def test_export_takes_a_run_id_and_import_says_when_the_run_is_here(tmp_path: Pa
     out, err = capsys.readouterr()
     assert f"already here as {run.name}" in err
     assert main(["export", "nope"]) == 2
-    capsys.readouterr()
+    assert capsys.readouterr().err.strip() == (f"error: nope: no such run folder here, and no run of that id in "
+                                               f"{tmp_path / 'runs'}")
+    # a bundle that is not there; a failed import leaves no empty --root folder behind
+    assert main(["import", str(tmp_path / "gone.zip"), "--root", str(tmp_path / "new_root")]) == 2
+    assert capsys.readouterr().err.strip() == f"error: {tmp_path / 'gone.zip'}: file not found"
+    import zipfile
+
+    from imc_core.runs import BUNDLE_REQUIRED
+
+    with zipfile.ZipFile(tmp_path / "odd.zip", "w") as zf:  # every file there, run.json not JSON: found unpacked
+        for name in BUNDLE_REQUIRED:
+            zf.writestr(f"x/{name}", "{ not json")
+    assert main(["import", str(tmp_path / "odd.zip"), "--root", str(tmp_path / "new_root")]) == 2
+    assert "odd.zip" in capsys.readouterr().err and not (tmp_path / "new_root").exists()
     assert main(["export", run.name, "--out", str(tmp_path / "b.zip")]) == 2  # the file is there: not replaced
     assert "b.zip: already exists" in capsys.readouterr().err
     assert main(["export", run.name, "--out", str(tmp_path / "b.zip"), "--force"]) == 0

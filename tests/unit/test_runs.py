@@ -91,6 +91,7 @@ def test_check_run_dir_never_lets_a_run_write_over_another(tmp_path: Path) -> No
     RunWriter(queued).write_meta(id="queued", status="queued", launcher="dashboard")
     assert check_run_dir(queued) is True
     record_failure(queued, "cancelled before it started", status="cancelled")
+    assert (queued / "log.txt").read_text().strip().endswith("CANCELLED: cancelled before it started")  # said once
     with pytest.raises(InputError, match=r"already holds a run \(status cancelled\)"):
         check_run_dir(queued)
 
@@ -277,7 +278,7 @@ def test_a_damaged_bundle_is_one_error_naming_it(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="damaged bundle: cannot unpack .*config.toml") as err:
         import_bundle(bad, tmp_path / "runs")
     assert err.value.path == str(bad)
-    assert not [p for p in (tmp_path / "runs").iterdir()]
+    assert not (tmp_path / "runs").exists()  # no staging folder left, nor the runs folder the import made
 
 
 @pytest.mark.parametrize("members, fragment", [
