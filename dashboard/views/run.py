@@ -326,8 +326,9 @@ def render_job(job: jobs.Job) -> None:
         if job.active:
             for stage in job.stages:
                 st.progress(stage.fraction, text=stage.text())
-            if job.message:
-                st.caption(job.message)
+            if job.message:  # which stage says it: with datasets reconstructed at once, the last one to speak
+                st.caption(f"{job.stage} · {job.message}" if job.stage and job.stage not in job.message
+                           else job.message)
         else:
             hits = sum(s.cached for s in job.stages)
             score = (jobs.read_json(job.run_dir / "scores.json") or {}).get("score")

@@ -222,6 +222,8 @@ def test_launch_shows_progress_and_finishes(dash_env: DashEnv, fake_pipeline: Pa
         bars = {p.proto.text: p.value for p in at.get("progress")}
         assert any("ds1/features: 3/10" in t and "ETA" in t for t in bars), bars
         assert any(t.startswith("ds1/pairs: 1/1") for t in bars)
+        # the last message names the stage that said it (datasets reconstructed at once interleave theirs)
+        assert "ds1/features · extracting features" in [c.value for c in at.caption]
         assert any(run_dir.name in m.value and "running" in m.value for m in at.markdown)
         assert any(b.label == "Cancel" for b in at.button)
         go.write("go")
