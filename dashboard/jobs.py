@@ -373,7 +373,7 @@ def cancel(run_dir: Path) -> None:
     request_cancel(run_dir)
     meta = read_json(run_dir / "run.json")
     if isinstance(meta, dict) and meta.get("status") == "queued":
-        record_failure(run_dir, "cancelled before it started", status="cancelled")
+        record_failure(run_dir, "cancelled by the user while queued", status="cancelled")
 
 
 def enforce_cancel(job: Job, grace_s: float | None = None, now: float | None = None) -> bool:

@@ -51,7 +51,7 @@ def start_one(run_dir: Path) -> subprocess.Popen[bytes] | None:
     if not isinstance(meta, dict) or meta.get("status") != "queued":
         return None  # cancelled from the dashboard (or taken over by someone else) while it waited
     if (run_dir / "CANCEL").exists():
-        record_failure(run_dir, "cancelled before it started", status="cancelled")
+        record_failure(run_dir, "cancelled by the user while queued", status="cancelled")
         return None
     job = job_info(run_dir)
     cmd = job.get("command")

@@ -230,8 +230,8 @@ _MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|~<>$:])")
 
 
 def md(text: object) -> str:
-    """``text`` (a run's label, a group, a file name: anything a user typed) escaped for ``st.markdown``, so that
-    ``*``, ``_``, ``[x](y)``, ``$…$`` and ``:red[…]`` show as typed instead of as emphasis, links, maths or colour."""
+    """``text`` (a run's label, a group, a file name: anything a user typed) escaped for ``st.markdown``, so
+    that ``*``, ``_``, ``[x](y)``, ``$…$`` and ``:red[…]`` show as typed, not as emphasis, links, maths or colour."""
     return _MARKDOWN_SPECIAL.sub(r"\\\1", str(text))
 
 

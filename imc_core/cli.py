@@ -349,7 +349,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--thresholds", required=True, help="train_thresholds.csv")
     s.add_argument("--submission", required=True, help="submission.csv")
     s.add_argument("--json", action="store_true", help="print one JSON object")
-    s.add_argument("--details", action="store_true", help="per-scene table and the pose-convention readings (text mode, not with --json)")
+    s.add_argument("--details", action="store_true",
+                   help="per-scene table and the pose-convention readings (text mode, not with --json)")
     s.add_argument("--dataset", action="append", metavar="NAME",
                    help="score only this dataset of the labels (repeatable; default: all of them, each of which "
                         "the submission must hold)")

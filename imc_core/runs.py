@@ -109,8 +109,7 @@ def record_failure(path: str | Path, error: str, status: str = "failed") -> None
     writer = RunWriter(path)
     writer.write_meta(**(meta if isinstance(meta, dict) else {}))
     writer.set_status(status, error=error.splitlines()[0] if error else status)
-    writer.log(f"{status.upper()} before the run started: {error}" if "before it started" not in error
-               else f"{status.upper()}: {error}")
+    writer.log(f"{status.upper()} before the run started: {error}")
 
 
 def _slug(text: str) -> str:

@@ -49,26 +49,25 @@ def repeated_seeds(arms: dict[str, list[state.RunView]]) -> tuple[dict[str, list
     """
     from imc_core.runs import meta_seed
 
-    out, repeats = {}, []
+    out: dict[str, list[state.RunView]] = {}
+    dropped: dict[tuple[str, int, str], list[str]] = {}  # (arm, seed, kept id) → ids counted once with it
     for label, runs in arms.items():
         kept: list[state.RunView] = []
         by_seed: dict[int, list[state.RunView]] = {}
         for rv in runs:
             seed = meta_seed(rv.meta)
-            same = by_seed.get(seed, []) if seed is not None and len(runs) > 1 else []
-            twin = next((k for k in same if k.config == rv.config and rv.meta.get("deterministic", True)
-                         and k.meta.get("deterministic", True) and not rv.outside), None)
+            twin = None
+            if seed is not None and not rv.outside and rv.meta.get("deterministic", True):
+                twin = next((k for k in by_seed.get(seed, [])
+                             if k.config == rv.config and k.meta.get("deterministic", True)), None)
             if twin is None:
                 kept.append(rv)
-                by_seed.setdefault(seed, []).append(rv)  # (None: no seed known, never a twin)
+                if seed is not None:
+                    by_seed.setdefault(seed, []).append(rv)
             else:
-                entry = next((e for e in repeats if e[0] == label and e[1] == seed and e[2][0] == twin.id), None)
-                if entry is None:
-                    repeats.append((label, int(seed), [twin.id, rv.id]))
-                else:
-                    entry[2].append(rv.id)
+                dropped.setdefault((label, seed, twin.id), []).append(rv.id)
         out[label] = kept
-    return out, repeats
+    return out, [(label, seed, [kept_id, *ids]) for (label, seed, kept_id), ids in dropped.items()]
 
 
 METRICS = ("score", "mAA", "clusterness")

@@ -90,8 +90,9 @@ def test_check_run_dir_never_lets_a_run_write_over_another(tmp_path: Path) -> No
     queued = tmp_path / "queued"  # a run the dashboard's queue starts later
     RunWriter(queued).write_meta(id="queued", status="queued", launcher="dashboard")
     assert check_run_dir(queued) is True
-    record_failure(queued, "cancelled before it started", status="cancelled")
-    assert (queued / "log.txt").read_text().strip().endswith("CANCELLED: cancelled before it started")  # said once
+    record_failure(queued, "cancelled by the user while queued", status="cancelled")
+    assert (queued / "log.txt").read_text().strip().endswith(
+        "CANCELLED before the run started: cancelled by the user while queued")  # (it said "before it started" twice)
     with pytest.raises(InputError, match=r"already holds a run \(status cancelled\)"):
         check_run_dir(queued)
 
