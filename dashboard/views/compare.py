@@ -120,8 +120,9 @@ def runs_overview(arms: dict[str, list[state.RunView]], left_out: dict[str, str]
     rows = []
     for label, runs in arms.items():
         for rv in runs:
-            reason = unscored_reason(rv) or (left_out or {}).get(rv.id)
-            score = (rv.scores or {}).get("score") if reason is None else None
+            unscored = unscored_reason(rv)
+            reason = unscored or (left_out or {}).get(rv.id)
+            score = (rv.scores or {}).get("score") if unscored is None else None  # (a seed again has its score)
             rows.append({"run": rv.id, "side": label, "label": str(rv.meta.get("label") or ""), "status": rv.status,
                          "data root": raw_root(rv),
                          "datasets": ", ".join(scored_datasets(rv) or [str(d) for d in rv.datasets]),
@@ -532,6 +533,7 @@ def main() -> None:
                    f"({kept}).")
     again = {d: f"seed {seed} again, as {kept}" for _, seed, (kept, *dropped) in twice for d in dropped}
     st.dataframe(runs_overview(grouped, again), hide_index=True, width="stretch", key="runs_status",
+                 placeholder=state.NO_VALUE,
                  column_config={"score": st.column_config.NumberColumn(format="%.2f")})
     excluded = [(rv.id, r) for rv in views if (r := unscored_reason(rv)) is not None]
     arms = {k: kept for k, v in all_arms.items() if (kept := [rv for rv in v if unscored_reason(rv) is None])}

@@ -315,6 +315,7 @@ def test_a_seed_run_twice_in_a_group_counts_once(make_run: Callable[..., Path]) 
     assert head.loc["group: b", "runs"] == 2 and head.loc["group: b", "score"] == pytest.approx(72.0)
     status = frame_with(at, "aggregated").set_index("run")
     assert status.loc["b-3again", "aggregated"] == "no (seed 3 again, as b-3)"
+    assert status.loc["b-3again", "score"] == pytest.approx(70.0)  # its score is real: shown, not blank
     # another config under the same seed is another experiment: kept (and the mixed group is flagged as before)
     from dashboard import state
     from dashboard.views.compare import repeated_seeds
