@@ -602,12 +602,19 @@ def cameras_3d(rv: RunView, dataset: str, scene: str, key: str, with_points: boo
                compact: bool = False) -> None:
     """GT frustums vs the associated cluster's cameras aligned into the GT frame (viz.camera_frustums)."""
     labels = root_labels(rv.data_root)
-    if labels is None:
-        st.info(f"Ground-truth poses are not available here (data root {rv.meta.get('data_root')!r} is missing), "
-                "so cameras cannot be drawn.")
+    entry = ((rv.alignments or {}).get(dataset) or {}).get(scene)
+    if labels is None:  # e.g. a teammate's bundle: the run's own per_image.csv still holds both centres
+        rows = None if rv.per_image is None else rv.per_image[
+            (rv.per_image["dataset"].astype(str) == dataset) & (rv.per_image["scene"].astype(str) == scene)]
+        if rows is None or "gt_cx" not in rows:
+            st.info(f"Ground-truth poses are not available here (data root {rv.meta.get('data_root')!r} is "
+                    "missing), so cameras cannot be drawn.")
+            return
+        st.caption(f"GT scene **{md(scene)}** ↔ cluster **{md((entry or {}).get('cluster') or 'none')}**")
+        show_figure("camera_centres", rows, thresholds=(entry or {}).get("thresholds"), title=f"{dataset} / {scene}",
+                    key=key, post=_legend_below if compact else fit_3d_view)
         return
     gt = labels[(labels["dataset"].astype(str) == dataset) & (labels["scene"].astype(str) == scene)]
-    entry = ((rv.alignments or {}).get(dataset) or {}).get(scene)
     sub = _submission(rv.path, run_mtime(Path(rv.path)))
     pred = None
     cluster = (entry or {}).get("cluster") or ""

@@ -453,6 +453,65 @@ def camera_frustums(
     return fig
 
 
+def camera_centres(rows: pd.DataFrame, thresholds: Sequence[float] | None = None,
+                   title: str = "Camera centres: ground truth vs prediction") -> go.Figure:
+    """Camera centres of one GT scene from a run's ``per_image.csv`` alone: for a run whose data root (and so its
+    GT orientations) is not on this machine, e.g. a teammate's imported bundle.
+
+    Args:
+        rows: the scene's ``per_image.csv`` rows: ``image``, ``gt_cx … gt_cz``, ``pred_cx … pred_cz`` (the
+            prediction aligned by the metric's similarity for the largest threshold, nan where there is none) and
+            ``error`` (metres).
+        thresholds: the scene's six thresholds in metres (colour bins as :func:`camera_frustums`); ``None``: one
+            colour.
+        title: figure title.
+
+    Returns:
+        Figure with Scatter3d traces ``GT centres``, ``pred: <bin>`` (one per non-empty bin), ``GT–pred offsets``
+        and ``not registered`` (each only when it has something to draw), ``scene.aspectmode = "data"``.
+    """
+    fig = go.Figure(layout={"title": {"text": title}, "template": "plotly_white"})
+    need = ["image", *(f"{w}_c{a}" for w in ("gt", "pred") for a in "xyz")]
+    if rows is None or not set(need) <= set(rows.columns):
+        return _note(fig, "no camera centres in this run's per_image.csv")
+    names = rows["image"].astype(str).to_numpy()
+    g = rows[["gt_cx", "gt_cy", "gt_cz"]].apply(pd.to_numeric, errors="coerce").to_numpy(float)
+    p = rows[["pred_cx", "pred_cy", "pred_cz"]].apply(pd.to_numeric, errors="coerce").to_numpy(float)
+    err = pd.to_numeric(rows["error"], errors="coerce").to_numpy(float) if "error" in rows else \
+        np.linalg.norm(p - g, axis=1)
+    has_g, has_p = np.isfinite(g).all(axis=1), np.isfinite(p).all(axis=1)
+    if has_g.any():
+        fig.add_trace(go.Scatter3d(x=g[has_g, 0], y=g[has_g, 1], z=g[has_g, 2], mode="markers", name="GT centres",
+                                   marker={"size": 4, "color": GT_COLOR}, text=names[has_g],
+                                   hovertemplate="%{text}<br>GT<extra></extra>"))
+    shown = np.flatnonzero(has_p)
+    bins, bin_names, bin_colors = (_error_bins(err[shown], thresholds) if thresholds is not None
+                                   else (np.zeros(len(shown), int), ["pred centres"], ["#e66101"]))
+    for k, (bname, bcolor) in enumerate(zip(bin_names, bin_colors, strict=True)):
+        sel = shown[bins == k]
+        if len(sel):
+            fig.add_trace(go.Scatter3d(
+                x=p[sel, 0], y=p[sel, 1], z=p[sel, 2], mode="markers", name=f"pred: {bname}",
+                marker={"size": 5, "color": bcolor, "symbol": "diamond"},
+                text=[f"{names[i]}<br>error {err[i]:.4g} m" for i in sel], hovertemplate="%{text}<extra></extra>"))
+    both = np.flatnonzero(has_g & has_p)
+    if len(both):
+        xs, ys, zs = _polyline(np.stack([g[both], p[both]], axis=1))
+        fig.add_trace(go.Scatter3d(x=xs, y=ys, z=zs, mode="lines", name="GT–pred offsets", hoverinfo="skip",
+                                   line={"color": "#888", "width": 1}))
+    missing = np.flatnonzero(has_g & ~has_p)
+    if len(missing):
+        fig.add_trace(go.Scatter3d(x=g[missing, 0], y=g[missing, 1], z=g[missing, 2], mode="markers",
+                                   name="not registered", marker={"size": 5, "color": FAIL_COLOR, "symbol": "x"},
+                                   text=names[missing], hovertemplate="%{text}<br>not registered<extra></extra>"))
+    fig.update_layout(scene={"aspectmode": "data", "xaxis": {"title": {"text": "x"}},
+                             "yaxis": {"title": {"text": "y"}}, "zaxis": {"title": {"text": "z"}}},
+                      legend={"itemsizing": "constant"}, margin={"l": 0, "r": 0, "t": 40, "b": 0},
+                      uirevision="cameras")
+    return _note(fig, "centres only (the run's per_image.csv): orientations need the data root's labels",
+                 top=bool(fig.data)) if fig.data else _note(fig, "no valid camera centres")
+
+
 # --------------------------------------------------------------------------------------------------------------
 # score charts
 # --------------------------------------------------------------------------------------------------------------

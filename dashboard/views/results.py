@@ -453,16 +453,21 @@ def tab_3d(rv: state.RunView, dataset: str | None, scene: str | None) -> None:
     if s is None:
         st.info(absent(rv, "scenes.csv", "No GT scenes for this dataset in the run."))
         return
-    if state.root_labels(rv.data_root) is None:  # said once, not once per scene
+    no_labels = state.root_labels(rv.data_root) is None
+    if no_labels:  # said once, not once per scene
+        centres = rv.per_image is not None and "gt_cx" in rv.per_image
         st.info(f"Ground-truth poses are not available here (data root {rv.meta.get('data_root')!r} is missing), "
-                "so cameras cannot be drawn.")
-        return
+                + ("so only camera centres are drawn, from the run's per_image.csv: the predicted ones placed by the "
+                   "metric's similarity, without orientations or 3-D points." if centres
+                   else "so cameras cannot be drawn."))
+        if not centres:
+            return
     if s == "outliers":
         st.info("Outliers have no ground-truth pose, so there are no cameras to draw: the Clusters tab shows where "
                 "they went.")
         return
     # (an outside submission's run has no COLMAP model to take points from)
-    with_points = not rv.outside and st.checkbox("Show 3-D points (COLMAP model)", key="pts")
+    with_points = not rv.outside and not no_labels and st.checkbox("Show 3-D points (COLMAP model)", key="pts")
     st.caption("Predicted cameras are placed by the metric's best similarity for the **largest** threshold and "
                "coloured by their error under it. Each threshold has its own alignment (Images tab, t2 … t5), so a "
                "camera can pass a threshold its colour here says it misses, or fail one it seems to meet.")

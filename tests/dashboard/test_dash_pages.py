@@ -171,7 +171,19 @@ def test_results_keep_the_sidebar_root_when_the_runs_root_is_missing_here(make_r
     at = open_app("results", run="run-a", tab="3D")  # all scenes: said once, not once per scene
     assert [i.value for i in at.info if "not available here" in i.value] == [
         f"Ground-truth poses are not available here (data root {str(tmp_path / 'not-here')!r} is missing), so "
-        "cameras cannot be drawn."]
+        "only camera centres are drawn, from the run's per_image.csv: the predicted ones placed by the metric's "
+        "similarity, without orientations or 3-D points."]
+    # the centres (a teammate's bundle drew nothing at all)
+    figs = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+    assert len(figs) == 2 and all("GT centres" in {t.get("name") for t in f["data"]} for f in figs)
+    assert not [c for c in at.checkbox if "3-D points" in c.label]
+    pi = pd.read_csv(run_dir / "per_image.csv")  # an older run without the centres: nothing to draw, said once
+    pi.drop(columns=[c for c in pi.columns if c.startswith(("gt_c", "pred_c"))]).to_csv(run_dir / "per_image.csv",
+                                                                                      index=False)
+    at = open_app("results", run="run-a", tab="3D")
+    assert [i.value for i in at.info if "not available here" in i.value] == [
+        f"Ground-truth poses are not available here (data root {str(tmp_path / 'not-here')!r} is missing), so "
+        "cameras cannot be drawn."] and not at.get("plotly_chart")
 
 
 @pytest.mark.parametrize("tab", ["Overview", "3D", "Clusters", "Pairs", "Loss", "Timings", "Log", "Descriptors"])

@@ -363,3 +363,20 @@ def test_far_points_are_left_out_of_the_3d_view(scene) -> None:
     assert f"{int((~keep).sum())} far 3-D points not drawn" in fig.layout.annotations[0].text
     # per-camera colours are named by the bins' traces, not by a legend entry of their own
     assert next(tr for tr in fig.data if tr.name == "pred centres").showlegend is False
+
+
+def test_camera_centres_from_per_image_rows() -> None:
+    """Without the data root's labels: GT and aligned predicted centres from per_image.csv, binned by error."""
+    rows = pd.DataFrame({"image": ["a", "b", "c"], "gt_cx": [0.0, 1.0, 2.0], "gt_cy": 0.0, "gt_cz": 0.0,
+                         "pred_cx": [0.001, 1.2, np.nan], "pred_cy": 0.0, "pred_cz": 0.0,
+                         "error": [0.001, 0.2, np.nan]})
+    th = [0.005, 0.01, 0.02, 0.05, 0.1, 0.5]
+    fig = viz.camera_centres(rows, th)
+    names = [t.name for t in fig.data]
+    assert names[0] == "GT centres" and list(fig.data[0].x) == [0.0, 1.0, 2.0]
+    preds = {t.name: list(t.x) for t in fig.data if t.name.startswith("pred: ")}
+    assert preds == {"pred: err < 2 cm": [0.001], "pred: 10 cm – 50 cm": [1.2]}  # 0.2 m: between t4 and t5
+    assert [list(t.x) for t in fig.data if t.name == "not registered"] == [[2.0]]
+    assert "GT–pred offsets" in names and fig.layout.scene.aspectmode == "data"
+    assert "centres only" in fig.layout.annotations[0].text
+    assert viz.camera_centres(rows.drop(columns=["gt_cx"])).layout.annotations[0].text.startswith("no camera")
