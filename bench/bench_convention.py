@@ -26,7 +26,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from imc_core.convention import convention_check, low_datasets, posed_scenes  # noqa: E402
+from imc_core.convention import check_scored, convention_check  # noqa: E402
 from imc_core.data import read_thresholds  # noqa: E402
 from imc_core.metric import score  # noqa: E402
 from imc_core.submission import R_COLS, T_COLS, cam_to_world, read_pose_csv, rotations, translations, world_to_cam  # noqa: E402,E501
@@ -73,22 +73,23 @@ def main() -> None:
             rows.append((root.name, gt["dataset"].nunique(), scenes, sigma, args.seeds, n_ds, n_sc))
         if args.slips:
             base = noisy(gt, th, args.slip_sigma, 0)
+            R_c2w, c = cam_to_world(rotations(base), translations(base))
             for (dataset, scene), idx in base.groupby(["dataset", "scene"]).groups.items():
                 if scene == "outliers":
                     continue
                 rows_of = np.zeros(len(base), bool)
                 rows_of[np.asarray(idx)] = True
                 sub = base.copy()
-                R_c2w, c = cam_to_world(rotations(base), translations(base))
                 sub.loc[rows_of, R_COLS], sub.loc[rows_of, T_COLS] = R_c2w.reshape(-1, 9)[rows_of], c[rows_of]
                 # as `score` does it: the dataset is re-read only when low or small (low_datasets)
-                low = low_datasets(score(gt, th, sub, details=False), posed=posed_scenes(gt, sub))
-                if not args.all and str(dataset) not in low:
+                check = (convention_check(gt, th, sub, [str(dataset)]) if args.all
+                         else check_scored(gt, th, sub, score(gt, th, sub, details=False)))
+                if check is None or str(dataset) not in check.datasets:
                     named = "not re-read"
                 else:
-                    check = convention_check(gt, th, sub, [str(dataset)])
-                    named = ("as its dataset" if check.findings() else
-                             "as a scene" if any(s == scene for _, s, *_ in check.scene_findings()) else "not named")
+                    named = ("as its dataset" if any(d == dataset for d, *_ in check.findings()) else
+                             "as a scene" if any((d, s) == (dataset, scene) for d, s, *_ in check.scene_findings())
+                             else "not named")
                 slips.append((root.name, str(dataset), str(scene), int(rows_of.sum()), named))
     print(f"`.venv/bin/python bench/bench_convention.py {' '.join(sys.argv[1:])}`".replace(" `", "`"))
     print()

@@ -311,6 +311,19 @@ class RunView:
         return live_status(str(self.meta.get("status", "unknown")), self.path)
 
     @property
+    def has_centres(self) -> bool:
+        """Whether ``per_image.csv`` holds the GT and aligned predicted camera centres (runs since 2026-11-26): the
+        3-D view draws them when the data root, and so the GT orientations, is not on this machine."""
+        return self.per_image is not None and "gt_cx" in self.per_image
+
+    def no_gt_note(self) -> str:
+        """What the 3-D view says when the run's data root (its GT poses) is not on this machine."""
+        return (f"Ground-truth poses are not available here (data root {self.meta.get('data_root')!r} is missing), "
+                + ("so only camera centres are drawn, from the run's per_image.csv: the predicted ones placed by the "
+                   "metric's similarity, without orientations or 3-D points." if self.has_centres
+                   else "so cameras cannot be drawn."))
+
+    @property
     def outside(self) -> bool:
         """Whether the run was scored from a submission made outside imc-lab (``add-submission``): no stage of
         imc-lab made it, so it has no config, stage times, matches or COLMAP model."""
@@ -604,12 +617,11 @@ def cameras_3d(rv: RunView, dataset: str, scene: str, key: str, with_points: boo
     labels = root_labels(rv.data_root)
     entry = ((rv.alignments or {}).get(dataset) or {}).get(scene)
     if labels is None:  # e.g. a teammate's bundle: the run's own per_image.csv still holds both centres
-        rows = None if rv.per_image is None else rv.per_image[
-            (rv.per_image["dataset"].astype(str) == dataset) & (rv.per_image["scene"].astype(str) == scene)]
-        if rows is None or "gt_cx" not in rows:
-            st.info(f"Ground-truth poses are not available here (data root {rv.meta.get('data_root')!r} is "
-                    "missing), so cameras cannot be drawn.")
+        if not rv.has_centres:
+            st.info(rv.no_gt_note())
             return
+        rows = rv.per_image[(rv.per_image["dataset"].astype(str) == dataset)
+                            & (rv.per_image["scene"].astype(str) == scene)]
         st.caption(f"GT scene **{md(scene)}** ↔ cluster **{md((entry or {}).get('cluster') or 'none')}**")
         show_figure("camera_centres", rows, thresholds=(entry or {}).get("thresholds"), title=f"{dataset} / {scene}",
                     key=key, post=_legend_below if compact else fit_3d_view)

@@ -355,10 +355,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="score only this dataset of the labels (repeatable; default: all of them, each of which "
                         "the submission must hold)")
     s.add_argument("--no-convention-check", dest="convention_check", action="store_false",
-                   help="skip the pose-convention check (by default each small dataset, or one below 50 mAA, is "
-                        "also scored with its poses read as camera→world, with transposed rotations and with t's "
-                        "sign flipped, and a warning names the datasets one of those scores clearly better; "
-                        "--details prints every reading)")
+                   help="skip the pose-convention check (by default each dataset that is small, below 50 mAA or "
+                        "holds a posed, clustered scene below 50 mAA is also scored with its poses read as "
+                        "camera→world, with transposed rotations and with t's sign flipped, and a warning names the "
+                        "datasets, or single scenes, one of those scores clearly better; --details prints every "
+                        "reading)")
     s.set_defaults(func=_cmd_score)
 
     s = sub.add_parser("synth", help="generate the synthetic multi-scene benchmark")

@@ -33,8 +33,8 @@ from .submission import R_COLS, T_COLS, rotations, translations, world_to_cam
 if TYPE_CHECKING:
     from .metric import ScoreResult
 
-__all__ = ["READINGS", "WARNING_STARTS", "ConventionCheck", "convention_check", "low_datasets", "posed_scenes",
-           "reread"]
+__all__ = ["READINGS", "WARNING_STARTS", "ConventionCheck", "check_scored", "convention_check", "low_datasets",
+           "posed_scenes", "reread"]
 
 READINGS: dict[str, str] = {
     "as written": "world→camera R (row-major) and t, as IMC-2025 and COLMAP's cam_from_world",
@@ -117,10 +117,8 @@ class ConventionCheck:
         written by more than ``margin`` points (datasets where no reading does are left out)."""
         out = []
         for dataset, rows in self.table.groupby("dataset", sort=False):
-            mAA = rows.set_index("reading")["mAA"]
-            best = str(mAA.index[int(np.argmax(mAA.to_numpy()))])  # ("as written" first: it wins ties)
-            if best != "as written" and mAA[best] - mAA["as written"] > margin:
-                out.append((str(dataset), best, float(mAA["as written"]), float(mAA[best])))
+            if (won := _better_reading(rows, margin)) is not None:
+                out.append((str(dataset), *won))
         return out
 
     def scene_findings(self, margin: float = MARGIN) -> list[tuple[str, str, str, float, float]]:
@@ -133,12 +131,8 @@ class ConventionCheck:
         whole = {d for d, *_ in self.findings(margin)}
         out = []
         for (dataset, scene), rows in self.scenes.groupby(["dataset", "scene"], sort=False):
-            if dataset in whole:
-                continue
-            mAA = rows.set_index("reading")["mAA"]
-            best = str(mAA.index[int(np.argmax(mAA.to_numpy()))])
-            if best != "as written" and mAA[best] - mAA["as written"] > margin and mAA[best] >= LOW_MAA:
-                out.append((str(dataset), str(scene), best, float(mAA["as written"]), float(mAA[best])))
+            if dataset not in whole and (won := _better_reading(rows, margin)) is not None and won[2] >= LOW_MAA:
+                out.append((str(dataset), str(scene), *won))
         return out
 
     def warning(self, margin: float = MARGIN) -> str | None:
@@ -159,6 +153,16 @@ class ConventionCheck:
                   f"{better:.2f} read so)" for dataset, scene, reading, written, better in scenes]
         return ("; ".join(parts) + ". IMC-2025 wants world→camera poses, x_cam = R·x_world + t, R row-major and "
                 "t = −R·c for a camera centre c.")
+
+
+def _better_reading(rows: pd.DataFrame, margin: float) -> tuple[str, float, float] | None:
+    """``(reading, mAA as written, mAA read so)`` when the best of ``rows``' readings (``reading``, ``mAA``) beats
+    the file as written by more than ``margin`` points, else None ("as written" comes first: it wins ties)."""
+    mAA = rows.set_index("reading")["mAA"]
+    best = str(mAA.index[int(np.argmax(mAA.to_numpy()))])
+    if best == "as written" or mAA[best] - mAA["as written"] <= margin:
+        return None
+    return best, float(mAA["as written"]), float(mAA[best])
 
 
 SMALL_DATASET = 60
@@ -234,3 +238,12 @@ def convention_check(gt: pd.DataFrame, thresholds: dict[tuple[str, str], np.ndar
                            for sc, m in zip(res.scenes["scene"], res.scenes["mAA"], strict=True)]
     return ConventionCheck(pd.DataFrame(rows, columns=["dataset", "reading", "meaning", "mAA"]),
                            pd.DataFrame(scene_rows, columns=["dataset", "scene", "reading", "mAA"]))
+
+
+def check_scored(gt: pd.DataFrame, thresholds: dict[tuple[str, str], np.ndarray], submission: pd.DataFrame,
+                 result: ScoreResult) -> ConventionCheck | None:
+    """The check as ``score`` and ``add-submission`` run it, after scoring ``submission`` as written (``result``):
+    only the datasets :func:`low_datasets` names (with :func:`posed_scenes`) are re-read; None when there are
+    none."""
+    low = low_datasets(result, posed=posed_scenes(gt, submission))
+    return convention_check(gt, thresholds, submission, low) if low else None

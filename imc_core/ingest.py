@@ -47,7 +47,7 @@ def submission_run(submission_csv: str | Path, data_root: str | Path, *, label: 
     """
     import tomli_w
 
-    from .convention import convention_check, low_datasets, posed_scenes
+    from .convention import check_scored
     from .data import DataRoot, ground_truth_hashes
     from .metric import score
     from .runs import RunWriter, new_run_dir, now_iso, runs_root
@@ -87,8 +87,7 @@ def submission_run(submission_csv: str | Path, data_root: str | Path, *, label: 
     gt = labels[labels["dataset"].astype(str).isin(names)].reset_index(drop=True)
     thr = {k: v for k, v in (root.thresholds or {}).items() if k[0] in names}
     res = score(gt, thr, sub, submission_path=shown)
-    low = low_datasets(res, posed=posed_scenes(gt, sub))
-    check = convention_check(gt, thr, sub, low) if low else None
+    check = check_scored(gt, thr, sub, res)
     if check is not None and (note := check.warning()):
         warnings.append(note)
     seconds = time.perf_counter() - t0

@@ -1818,7 +1818,7 @@ def score_files(
     Raises:
         InputError: any bad file (named, with the line when there is one).
     """
-    from .convention import convention_check, low_datasets, posed_scenes
+    from .convention import check_scored
     from .data import missing_thresholds_error, read_labels, read_thresholds, scenes_without_thresholds
     from .submission import read_pose_csv, take_rows
 
@@ -1840,8 +1840,7 @@ def score_files(
     with _warnings.catch_warnings():
         _warnings.simplefilter("ignore", RuntimeWarning)
         res = score(gt, th, sub, details=details, submission_path=str(submission_csv), config=config)
-    if convention and (low := low_datasets(res, posed=posed_scenes(gt, sub))):
-        check = convention_check(gt, th, sub, low)
+    if convention and (check := check_scored(gt, th, sub, res)) is not None:
         res.convention = check.table
         if note := check.warning():
             res.warnings.append(note)

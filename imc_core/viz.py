@@ -295,6 +295,15 @@ def _error_bins(errors: np.ndarray, thresholds: Sequence[float]) -> tuple[np.nda
     return idx, names, colors
 
 
+def _camera_layout(fig: go.Figure) -> None:
+    """The layout of the 3-D camera views: true proportions, x/y/z axes, and the user's camera kept across
+    redraws (``uirevision``)."""
+    fig.update_layout(scene={"aspectmode": "data", "xaxis": {"title": {"text": "x"}},
+                             "yaxis": {"title": {"text": "y"}}, "zaxis": {"title": {"text": "z"}}},
+                      legend={"itemsizing": "constant"}, margin={"l": 0, "r": 0, "t": 40, "b": 0},
+                      uirevision="cameras")
+
+
 def camera_frustums(
     gt: pd.DataFrame | None,
     pred: pd.DataFrame | None = None,
@@ -442,10 +451,7 @@ def camera_frustums(
             fig.add_trace(go.Scatter3d(x=pts[:, 0], y=pts[:, 1], z=pts[:, 2], mode="markers", name="points",
                                        hoverinfo="skip", marker={"size": 1.5, "color": "#555", "opacity": 0.5}))
 
-    fig.update_layout(scene={"aspectmode": "data", "xaxis": {"title": {"text": "x"}},
-                             "yaxis": {"title": {"text": "y"}}, "zaxis": {"title": {"text": "z"}}},
-                      legend={"itemsizing": "constant"}, margin={"l": 0, "r": 0, "t": 40, "b": 0},
-                      uirevision="cameras")
+    _camera_layout(fig)
     if not fig.data:
         notes.append("no valid camera poses")
     if notes:
@@ -504,10 +510,7 @@ def camera_centres(rows: pd.DataFrame, thresholds: Sequence[float] | None = None
         fig.add_trace(go.Scatter3d(x=g[missing, 0], y=g[missing, 1], z=g[missing, 2], mode="markers",
                                    name="not registered", marker={"size": 5, "color": FAIL_COLOR, "symbol": "x"},
                                    text=names[missing], hovertemplate="%{text}<br>not registered<extra></extra>"))
-    fig.update_layout(scene={"aspectmode": "data", "xaxis": {"title": {"text": "x"}},
-                             "yaxis": {"title": {"text": "y"}}, "zaxis": {"title": {"text": "z"}}},
-                      legend={"itemsizing": "constant"}, margin={"l": 0, "r": 0, "t": 40, "b": 0},
-                      uirevision="cameras")
+    _camera_layout(fig)
     return _note(fig, "centres only (the run's per_image.csv): orientations need the data root's labels",
                  top=bool(fig.data)) if fig.data else _note(fig, "no valid camera centres")
 

@@ -455,12 +455,8 @@ def tab_3d(rv: state.RunView, dataset: str | None, scene: str | None) -> None:
         return
     no_labels = state.root_labels(rv.data_root) is None
     if no_labels:  # said once, not once per scene
-        centres = rv.per_image is not None and "gt_cx" in rv.per_image
-        st.info(f"Ground-truth poses are not available here (data root {rv.meta.get('data_root')!r} is missing), "
-                + ("so only camera centres are drawn, from the run's per_image.csv: the predicted ones placed by the "
-                   "metric's similarity, without orientations or 3-D points." if centres
-                   else "so cameras cannot be drawn."))
-        if not centres:
+        st.info(rv.no_gt_note())
+        if not rv.has_centres:
             return
     if s == "outliers":
         st.info("Outliers have no ground-truth pose, so there are no cameras to draw: the Clusters tab shows where "
