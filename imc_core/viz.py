@@ -866,8 +866,8 @@ def compare_bars(runs: Mapping[str, Mapping[str, Any] | Sequence[Mapping[str, An
         title: figure title.
 
     Returns:
-        Figure with one Bar trace per run over datasets plus ``overall``; ``error_y`` is set (sample std) on
-        runs with several score dicts.
+        Figure with one Bar trace per run over datasets plus ``overall``; ``error_y`` is set (sample std, cut
+        at 0 and 100) on runs with several score dicts.
     """
     title = title or f"{metric} per dataset"
     runs_l = {k: ([v] if isinstance(v, Mapping) else list(v)) for k, v in runs.items()}
@@ -888,7 +888,11 @@ def compare_bars(runs: Mapping[str, Mapping[str, Any] | Sequence[Mapping[str, An
             means.append(float(np.mean(vals)) if vals else np.nan)
             stds.append(float(np.std(vals, ddof=1)) if len(vals) > 1 else 0.0)
             counts.append(len(vals))
-        error = {"type": "data", "array": stds, "visible": True} if len(score_list) > 1 else None
+        # the bar stops at the scale's ends (a score lies in [0, 100]); the hover gives the whole std
+        up = [min(sd, 100.0 - m) if np.isfinite(m) else 0.0 for sd, m in zip(stds, means, strict=True)]
+        down = [min(sd, m) if np.isfinite(m) else 0.0 for sd, m in zip(stds, means, strict=True)]
+        error = ({"type": "data", "symmetric": False, "array": up, "arrayminus": down, "visible": True}
+                 if len(score_list) > 1 else None)
         # each bar's value written on it: a run scoring 0 draws no bar, and it should not read as missing data
         text = [f"{m:.1f}" if np.isfinite(m) else "" for m in means]
         fig.add_trace(go.Bar(x=x, y=means, name=label, error_y=error, customdata=np.stack([stds, counts], axis=1),

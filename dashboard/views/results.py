@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from dashboard import state
+from dashboard import jobs, jobview, state
 from imc_core.errors import ImcError
 from imc_core.viz import length_label
 
@@ -28,6 +28,8 @@ STAGE_TABS = {"Pairs": "matches", "Timings": "stage times", "Descriptors": "imag
 METRIC_THRESHOLDS = (2, 3, 4, 5)
 #: How a run that ended without results ended, as a verb phrase.
 ENDED = {"failed": "failed", "stopped": "stopped", "cancelled": "was cancelled"}
+#: statuses of a run whose process is still at work: Results follows its progress instead of showing a score
+ACTIVE = ("queued", "running", "cancelling")
 #: The per-image ``error`` of per_image.csv is measured under the alignment of the *largest* threshold (the metric's
 #: ``kmax``, t5), while each ``pass_k`` uses threshold k's own best alignment: the column says so.
 ERROR_COL = "t5-aligned error (m)"
@@ -212,7 +214,7 @@ def header(rv: state.RunView) -> None:
     elif rv.status == "stopped":
         message = (failure_summary(rv) or ("", ""))[0]
         st.error(f"This run stopped: {message} (run.json still says running).")
-    elif rv.status not in ("done",):
+    elif rv.status not in ("done", *ACTIVE):  # (a live run's progress follows the header)
         st.info(f"This run is {rv.status}; results may be incomplete.")
 
 
@@ -812,10 +814,18 @@ def main() -> None:
         state.follow_root(rv.data_root, reason=run_id)
         state.register_share("results", SHARE_KEYS, values={"root": str(rv.data_root)})
     header(rv)
-    headline(rv)
-    downloads(rv)
+    live = rv.status in ACTIVE and jobs.job_status(Path(rv.path)).active
+    if live:  # its progress, live; the page reruns with the results when it ends
+        jobview.follow(Path(rv.path))
+        st.caption("The score and the downloads appear here when the run has finished; the Log tab shows it so far.")
+    else:
+        headline(rv)
+        downloads(rv)
     left_out: list[str] = []
     dataset, scene = dataset_scene_pickers(rv, left_out)
+    asked_tab = state.qp_first("tab")
+    if asked_tab and asked_tab not in TABS and (same := [t for t in TABS if t.lower() == asked_tab.strip().lower()]):
+        st.query_params["tab"] = st.session_state["tab"] = same[0]  # a hand-typed ``?tab=images`` or ``3d``
     if bad := unknown_link_value("tab", TABS):
         left_out.append(bad)
     if left_out:

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import streamlit as st
 
-from dashboard import jobs, state
+from dashboard import jobs, jobview, state
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -313,53 +313,17 @@ def launch_panel(root: Path) -> None:
         st.toast(f"Started {len(dirs)} run(s): {', '.join(d.name for d in dirs)}")
 
 
-def render_job(job: jobs.Job) -> None:
-    """One job: status line, per-stage progress bars with counts / ETA / cache hits, Cancel or Open button."""
-    with st.container(border=True):
-        meta = job.meta
-        head = f"**{job.id}** · {job.status}"
-        if meta.get("variant"):
-            head += f" · {meta['variant']}"
-        if meta.get("group"):
-            head += f" · group {state.md(meta['group'])}"
-        st.markdown(head)
-        if job.active:
-            for stage in job.stages:
-                st.progress(stage.fraction, text=stage.text())
-            if job.message:  # which stage says it: with datasets reconstructed at once, the last one to speak
-                st.caption(f"{job.stage} · {job.message}" if job.stage and job.stage not in job.message
-                           else job.message)
-        else:
-            hits = sum(s.cached for s in job.stages)
-            score = (jobs.read_json(job.run_dir / "scores.json") or {}).get("score")
-            bits = [f"{len(job.stages)} stage{'s' * (len(job.stages) != 1)}, {hits} from cache"]
-            if isinstance(score, (int, float)):
-                bits.insert(0, f"score {score:.2f}")
-            st.caption(" · ".join(bits))
-        if job.error and not job.active:
-            st.error(job.error)
-        if job.active:
-            if job.status == "cancelling":
-                st.caption("Cancel requested; the job stops at its next check (forced after "
-                           f"{jobs.CANCEL_GRACE_S:.0f} s).")
-            else:
-                st.button("Cancel", key=f"cancel::{job.id}", on_click=jobs.cancel, args=(job.run_dir,))
-        elif job.status in ("done", "failed", "cancelled"):
-            st.page_link("views/results.py", label="Open in Results", icon=":material/analytics:",
-                         query_params={"run": job.id})
-
-
 def jobs_body() -> None:
     """Active jobs (all of them, found from run dirs) and the jobs this session launched that have finished."""
     active = jobs.active_jobs()
     for job in active:
         jobs.enforce_cancel(job)
-        render_job(job)
+        jobview.render_job(job)
     active_ids = {j.id for j in active}
     finished = [jobs.job_status(Path(p)) for p in st.session_state.get("launched", [])
                 if Path(p).name not in active_ids and Path(p).is_dir()]
     for job in finished[:6]:
-        render_job(job)
+        jobview.render_job(job)
     if not active and not finished:
         st.caption("No job running.")
     before = set(st.session_state.get("_jobs_active", []))

@@ -95,6 +95,16 @@ def test_results_name_link_values_that_are_not_in_the_run(make_run: Callable[...
     assert not good.warning
 
 
+def test_results_tab_link_ignores_case(make_run: Callable[..., Path]) -> None:
+    """``?tab=images`` typed by hand opened the Overview with a warning; tab names match whatever their case."""
+    make_run("run-a")
+    at = open_app("results", run="run-a", tab="images")
+    assert_clean(at)
+    assert not at.warning and at.session_state["tab"] == "Images"
+    assert "tab=Images" in share_text(at)
+    assert open_app("results", run="run-a", tab="3d").session_state["tab"] == "3D"
+
+
 def test_results_of_a_test_split_run(make_run: Callable[..., Path]) -> None:
     """A test-split run has no ground truth: the page says what its submission holds, and offers no GT scene
     picker (it offered "(all scenes)" and nothing else)."""

@@ -478,3 +478,34 @@ def test_results_opens_the_newest_run_of_the_sidebars_data_root(tmp_path: Path) 
     assert state.default_run(runs, here) == "r2"
     assert state.default_run(runs, tmp_path / "elsewhere") == "r3"  # none on the root: the newest of all
     assert state.default_run(runs, None) == "r3"
+
+
+def test_results_of_a_live_run_follow_its_progress(make_run: Callable[..., Path]) -> None:
+    """A run still at work shows its stages' progress and a Cancel button on Results, not "No scores.json" and an
+    Export of half a run; once it has ended, the same page shows its score and downloads."""
+    from imc_core.runs import RunWriter
+
+    run = make_run("going", score=70.0)
+    meta = json.loads((run / "run.json").read_text())
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)", "imc_core"])
+    started(proc, "imc_core")
+    writer = RunWriter(run)
+    writer.write_meta(**{**meta, "status": "running", "pid": proc.pid})
+    writer.progress(f"{DATASET}/features", 3, 10, "extracting features", force=True)
+    try:
+        at = open_app("results", run="going")
+    finally:
+        proc.kill()
+        proc.wait()
+    assert not errors_and_exceptions(at)[1]
+    [bar] = [p.proto.text for p in at.get("progress")]
+    assert bar.startswith(f"{DATASET}/features: 3/10")
+    assert at.button(key="cancel::going") is not None
+    assert not at.get("download_button") and not at.metric
+    assert any("appear here when the run has finished" in c.value for c in at.caption)
+    assert not any("No scores.json" in i.value for i in at.info)
+
+    writer.write_meta(status="done", pid=None)
+    at = open_app("results", run="going")
+    assert [m.value for m in at.metric][0] == "70.00" and len(at.get("download_button")) == 2
+    assert not at.get("progress")

@@ -283,6 +283,20 @@ def test_compare_bars_write_each_value_so_a_zero_is_seen() -> None:
     assert list(fig.data[0].text) == [f"{v:.1f}" for v in fig.data[0].y]
 
 
+def test_compare_bars_error_bars_stop_at_0_and_100() -> None:
+    """Seeds scoring 100, 100 and 70 drew a bar up to 107; the hover still gives the whole std."""
+    runs = [{"score": v, "datasets": {"a": {"score": v}}} for v in (100.0, 100.0, 70.0)]
+    low = [{"score": v, "datasets": {"a": {"score": v}}} for v in (0.0, 0.0, 30.0)]
+    fig = viz.compare_bars({"high": runs, "low": low})
+    sd = np.std([100, 100, 70], ddof=1)
+    high_err, low_err = fig.data[0].error_y, fig.data[1].error_y
+    np.testing.assert_allclose(high_err.array, [10.0, 10.0])  # up to 100 from the mean 90
+    np.testing.assert_allclose(high_err.arrayminus, [sd, sd])
+    np.testing.assert_allclose(low_err.arrayminus, [10.0, 10.0])  # down to 0 from the mean 10
+    np.testing.assert_allclose(low_err.array, [sd, sd])
+    np.testing.assert_allclose([c[0] for c in fig.data[0].customdata], [sd, sd])
+
+
 # ---------------------------------------------------------------------------------------------------- matching
 
 
