@@ -817,7 +817,7 @@ def main() -> None:
     live = rv.status in ACTIVE and jobs.job_status(Path(rv.path)).active
     if live:  # its progress, live; the page reruns with the results when it ends
         jobview.follow(Path(rv.path))
-        st.caption("The score and the downloads appear here when the run has finished; the Log tab shows it so far.")
+        st.caption("The score and the downloads appear here when the run has finished.")
     else:
         headline(rv)
         downloads(rv)
@@ -848,6 +848,10 @@ def main() -> None:
         if tab.open is False:
             continue  # lazy: only the selected tab is computed
         with tab, state.error_boundary(name):
+            if live and name != "Log":
+                st.info(f"This run is still {rv.status}: its {name} tab fills in when it has finished (the page "
+                        "reloads by itself then). The Log tab shows its log as of this page's load.")
+                continue
             if name in STAGE_TABS and rv.outside:
                 st.info(f"This run was scored from a submission made outside imc-lab "
                         f"(`{rv.meta.get('source') or 'submission.csv'}`): no stage of imc-lab ran, so there are no "

@@ -504,6 +504,7 @@ def test_results_of_a_live_run_follow_its_progress(make_run: Callable[..., Path]
     assert not at.get("download_button") and not at.metric
     assert any("appear here when the run has finished" in c.value for c in at.caption)
     assert not any("No scores.json" in i.value for i in at.info)
+    assert any("its Overview tab fills in when it has finished" in i.value for i in at.info)
 
     writer.write_meta(status="done", pid=None)
     at = open_app("results", run="going")
