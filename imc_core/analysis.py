@@ -6,7 +6,7 @@ Inputs follow ``docs/formats.md``: ``scores.json`` (percentages), ``scenes.csv``
 
 Example:
     >>> parts = loss_attribution(scores, scenes, per_image)
-    >>> parts.loc["total", ["gap", "clusterness", "unregistered", "inaccurate", "discount"]]
+    >>> parts.loc["total", ["gap", "clusterness", "misclustered", "unregistered", "inaccurate", "discount"]]
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ __all__ = [
     "flatten_config",
     "group_config_spread",
     "loss_attribution",
+    "misclustered",
     "noise_summary",
     "overall_on",
     "pca_2d",
@@ -54,7 +55,7 @@ METRIC_THRESHOLDS: tuple[int, ...] = (2, 3, 4, 5)
 #: The metric's ``to_dec``: cameras subtracted per scene from numerator and denominator of mAA.
 TO_DEC: int = 3
 #: Names of the loss parts returned by :func:`loss_attribution`, in display order.
-LOSS_PARTS: tuple[str, ...] = ("clusterness", "unregistered", "inaccurate", "discount")
+LOSS_PARTS: tuple[str, ...] = ("clusterness", "misclustered", "unregistered", "inaccurate", "discount")
 
 OUTLIERS = "outliers"
 
@@ -94,20 +95,20 @@ def _pass_matrix(per_image: pd.DataFrame) -> np.ndarray:
                      for c in cols], axis=1)
 
 
-def _recomputed_maa(per_image_ds: pd.DataFrame) -> tuple[float, float, int, int, int]:
+def _recomputed_maa(per_image_ds: pd.DataFrame) -> tuple[float, float, int, int, int, int]:
     """mAA of one dataset from its per-image table, as the metric computes it, plus the discount-free variant.
 
     Args:
         per_image_ds: per-image rows of one dataset (GT ``outliers`` rows are ignored).
 
     Returns:
-        ``(maa, maa_raw, n_images, n_unregistered_slots, n_inaccurate_slots)``: fractions and (image, threshold)
-        slot counts over the four thresholds the metric uses.
+        ``(maa, maa_raw, n_images, n_misclustered_slots, n_unregistered_slots, n_inaccurate_slots)``: fractions
+        and (image, threshold) slot counts over the four thresholds the metric uses (:func:`misclustered`).
     """
     rows = per_image_ds[per_image_ds["scene"].astype(str) != OUTLIERS]
     n_thr = len(METRIC_THRESHOLDS)
     if len(rows) == 0:
-        return 0.0, 0.0, 0, 0, 0
+        return 0.0, 0.0, 0, 0, 0, 0
     passes = _pass_matrix(rows)
     registered = _registered(rows).to_numpy()
     num = 0.0
@@ -122,9 +123,11 @@ def _recomputed_maa(per_image_ds: pd.DataFrame) -> tuple[float, float, int, int,
     n = len(rows)
     maa_raw = float(passes.sum()) / (n_thr * n)
     failing = ~passes
-    n_unreg = int((failing & ~registered[:, None]).sum())
+    elsewhere = misclustered(rows).to_numpy()
+    n_miscl = int((failing & elsewhere[:, None]).sum())
+    n_unreg = int((failing & ~registered[:, None] & ~elsewhere[:, None]).sum())
     n_inacc = int((failing & registered[:, None]).sum())
-    return maa, maa_raw, n, n_unreg, n_inacc
+    return maa, maa_raw, n, n_miscl, n_unreg, n_inacc
 
 
 def _registered(per_image: pd.DataFrame) -> pd.Series:
@@ -134,6 +137,17 @@ def _registered(per_image: pd.DataFrame) -> pd.Series:
         if col in per_image:
             ok &= _as_bool(per_image[col])
     return ok
+
+
+def misclustered(per_image: pd.DataFrame) -> pd.Series:
+    """True where the image has a finite pose but sits in another cluster than the one associated with its GT
+    scene (not in ``outliers``): the mapping placed it, the clustering put it elsewhere. Such an image fails every
+    threshold of its scene, as an unregistered one does, but the loss is the clustering's."""
+    if not {"in_cluster", "pose_valid", "cluster"} <= set(per_image.columns):
+        return pd.Series(False, index=per_image.index)
+    cluster = per_image["cluster"].fillna("").astype(str).str.strip()
+    placed = (cluster != "") & (cluster != OUTLIERS) & (cluster.str.lower() != "nan")
+    return _as_bool(per_image["pose_valid"]) & ~_as_bool(per_image["in_cluster"]) & placed
 
 
 def _clusterness_from_scenes(scenes_ds: pd.DataFrame) -> float | None:
@@ -175,7 +189,9 @@ def loss_attribution(scores: Mapping[str, Any], scenes: pd.DataFrame, per_image:
       ``1 - mAA = (1 - mAA_raw) + (mAA_raw - mAA)``, where ``1 - mAA_raw`` is shared by failing slots, each worth
       ``1 / (L · Σ m_s)``:
 
-      - **unregistered**: the GT image is not in the cluster associated with its scene, or its pose is nan;
+      - **misclustered**: the GT image has a finite pose but sits in another cluster than the one associated
+        with its scene (a clustering loss, though clusterness does not see it: it only measures cluster purity);
+      - **unregistered**: the GT image has no pose, or sits in ``outliers``;
       - **inaccurate**: registered in the right cluster but the aligned camera centre misses the threshold;
       - **discount**: ``mAA_raw - mAA``, the extra loss from the ``-3`` rule (each failure weighs ``1/(m-3)``
         instead of ``1/m``; a scene with fewer than 4 passing cameras scores 0). It vanishes when all pass and
@@ -184,8 +200,8 @@ def loss_attribution(scores: Mapping[str, Any], scenes: pd.DataFrame, per_image:
 
     * The score gap ``1 - H(mAA, C)`` is split between clusterness and mAA by the two-player Shapley value
       (average of "fix clusterness first" and "fix mAA first": ``H`` is not additive, so the order matters and
-      averaging removes that arbitrariness); the mAA share is split over unregistered / inaccurate / discount in
-      proportion to the mAA losses above. So the four parts sum to the gap exactly (up to float rounding), and
+      averaging removes that arbitrariness); the mAA share is split over misclustered / unregistered / inaccurate
+      / discount in proportion to the mAA losses above. So the four parts sum to the gap exactly (up to float rounding), and
       the ``clusterness`` part is the whole gap for a run that only loses clusterness.
 
     The ``total`` row averages the dataset rows, as the overall score averages dataset scores.
@@ -198,9 +214,9 @@ def loss_attribution(scores: Mapping[str, Any], scenes: pd.DataFrame, per_image:
 
     Returns:
         Frame indexed by dataset name plus ``"total"``, columns ``score, mAA, clusterness_score, gap`` then the
-        parts ``clusterness, unregistered, inaccurate, discount`` (score points, percent), then
-        ``mAA_recomputed`` (percent, from ``per_image``), ``n_images``, ``unregistered_slots``,
-        ``inaccurate_slots``.
+        parts ``clusterness, misclustered, unregistered, inaccurate, discount`` (score points, percent), then
+        ``mAA_recomputed`` (percent, from ``per_image``), ``n_images``, ``misclustered_slots``,
+        ``unregistered_slots``, ``inaccurate_slots``.
     """
     ds_scores: Mapping[str, Mapping[str, float]] = dict(scores.get("datasets", {}) or {})
     names: list[str] = list(ds_scores)
@@ -212,34 +228,35 @@ def loss_attribution(scores: Mapping[str, Any], scenes: pd.DataFrame, per_image:
         pi = per_image[per_image["dataset"].astype(str) == name] if len(per_image) else per_image
         sc = scenes[scenes["dataset"].astype(str) == name] if len(scenes) else scenes
         if len(pi) and "scene" in pi:
-            maa_re, _, n, n_unreg, n_inacc = _recomputed_maa(pi)
+            maa_re, _, n, n_miscl, n_unreg, n_inacc = _recomputed_maa(pi)
         else:
-            maa_re, n, n_unreg, n_inacc = 0.0, 0, 0, 0
+            maa_re, n, n_miscl, n_unreg, n_inacc = 0.0, 0, 0, 0, 0
         given = ds_scores.get(name, {})
         maa = float(given["mAA"]) / 100.0 if "mAA" in given else maa_re
         c_scenes = _clusterness_from_scenes(sc) if len(sc) and "scene" in sc else None
         clus = float(given["clusterness"]) / 100.0 if "clusterness" in given else (c_scenes or 0.0)
         score = float(given["score"]) / 100.0 if "score" in given else _harmonic(maa, clus)
         slots = len(METRIC_THRESHOLDS) * n
+        miscl = n_miscl / slots if slots else 0.0
         unreg = n_unreg / slots if slots else 0.0
         inacc = n_inacc / slots if slots else 0.0
         # the discount absorbs any difference between the reported mAA and the per-image recount
-        discount = (1.0 - maa) - unreg - inacc
-        parts = _split_gap(maa, clus, {"unregistered": unreg, "inaccurate": inacc, "discount": discount})
+        discount = (1.0 - maa) - miscl - unreg - inacc
+        parts = _split_gap(maa, clus, {"misclustered": miscl, "unregistered": unreg, "inaccurate": inacc,
+                                       "discount": discount})
         gap = 100.0 - 100.0 * score
         pts = {k: 100.0 * v for k, v in parts.items()}
         # make the sum exact in the reported score's own rounding (differences are ~1e-13)
-        pts["discount"] = gap - pts["clusterness"] - pts["unregistered"] - pts["inaccurate"]
+        pts["discount"] = gap - sum(pts[k] for k in LOSS_PARTS if k != "discount")
         rows.append({"dataset": name, "score": 100.0 * score, "mAA": 100.0 * maa, "clusterness_score": 100.0 * clus,
                      "gap": gap, **pts, "mAA_recomputed": 100.0 * maa_re, "n_images": n,
-                     "unregistered_slots": n_unreg, "inaccurate_slots": n_inacc})
-    cols = ["score", "mAA", "clusterness_score", "gap", *LOSS_PARTS, "mAA_recomputed", "n_images",
-            "unregistered_slots", "inaccurate_slots"]
+                     "misclustered_slots": n_miscl, "unregistered_slots": n_unreg, "inaccurate_slots": n_inacc})
+    counts = ["n_images", "misclustered_slots", "unregistered_slots", "inaccurate_slots"]
+    cols = ["score", "mAA", "clusterness_score", "gap", *LOSS_PARTS, "mAA_recomputed", *counts]
     out = pd.DataFrame(rows, columns=["dataset", *cols]).set_index("dataset")
     if len(out):
         total = out[cols].mean(numeric_only=True)
-        total[["n_images", "unregistered_slots", "inaccurate_slots"]] = out[
-            ["n_images", "unregistered_slots", "inaccurate_slots"]].sum()
+        total[counts] = out[counts].sum()
         out.loc["total"] = total
     else:
         out.loc["total"] = [0.0] * len(cols)

@@ -54,6 +54,7 @@ LABEL_COLORS: list[str] = qualitative.Plotly + qualitative.D3 + qualitative.Set3
 PART_COLORS: dict[str, str] = {
     "score": "#bdbdbd",
     "clusterness": "#7b3294",
+    "misclustered": "#c2a5cf",
     "unregistered": "#d7191c",
     "inaccurate": "#fdae61",
     "discount": "#2c7bb6",
@@ -673,12 +674,20 @@ def threshold_curve(per_image: pd.DataFrame, dataset: str, scene: str,
     order = np.argsort(err, kind="stable")
     finite = order[np.isfinite(err[order])]
     fig = go.Figure(layout={"title": {"text": title}, "template": "plotly_white"})
+    positive = [float(t) for t in (thresholds if thresholds is not None else []) if float(t) > 0]
+    # the log axis starts two decades below the smallest threshold: a camera copied from the ground truth (error
+    # 1e-12 m) would otherwise squeeze every threshold into the right edge
+    floor = min(positive) / 100.0 if positive else 1e-5
     if len(finite):
         xs = err[finite]
         ys = np.arange(1, len(finite) + 1) / n
-        fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines+markers", line_shape="hv", name="registered within error",
-                                 marker={"size": 4}, text=names[finite],
-                                 hovertemplate="%{text}<br>error %{x:.4g} m<br>%{y:.1%} within<extra></extra>"))
+        fig.add_trace(go.Scatter(x=np.maximum(xs, floor), y=ys, mode="lines+markers", line_shape="hv",
+                                 name="registered within error", marker={"size": 4}, text=names[finite],
+                                 customdata=xs,
+                                 hovertemplate="%{text}<br>error %{customdata:.4g} m<br>%{y:.1%} within"
+                                               "<extra></extra>"))
+        if (xs < floor).any():
+            _note(fig, f"errors below {length_label(floor)} drawn at {length_label(floor)}", top=True)
     else:
         _note(fig, "no registered image has an error")
     if thresholds is not None and len(thresholds):
@@ -704,7 +713,11 @@ def threshold_curve(per_image: pd.DataFrame, dataset: str, scene: str,
 
 
 def length_label(metres: float) -> str:
-    """A length for an axis tick: ``0.002`` → ``"2 mm"``, ``0.25`` → ``"25 cm"``, ``3`` → ``"3 m"``."""
+    """A length for an axis tick: ``0.002`` → ``"2 mm"``, ``0.25`` → ``"25 cm"``, ``3`` → ``"3 m"``; below a
+    hundredth of a millimetre ``"< 0.01 mm"`` (a pose copied from the ground truth errs by 1e-12 m, and
+    ``"1.89e-09 mm"`` does not fit a table cell)."""
+    if 0 < abs(metres) < 1e-5:
+        return "< 0.01 mm"
     for unit, factor in (("m", 1.0), ("cm", 100.0), ("mm", 1000.0)):
         if abs(metres) * factor >= 1 or unit == "mm":
             return f"{metres * factor:.3g} {unit}"
@@ -789,7 +802,8 @@ def loss_attribution_bar(attribution: pd.DataFrame | Mapping[str, Mapping[str, f
 
     Returns:
         Figure with one Bar trace (``orientation="h"``) per part present: ``score``, ``clusterness``,
-        ``unregistered``, ``inaccurate``, ``discount`` (and any other numeric part of a mapping), stacked.
+        ``misclustered``, ``unregistered``, ``inaccurate``, ``discount`` (and any other numeric part of a mapping),
+        stacked.
     """
     if isinstance(attribution, pd.DataFrame):
         frame = attribution.copy()
@@ -797,7 +811,7 @@ def loss_attribution_bar(attribution: pd.DataFrame | Mapping[str, Mapping[str, f
         frame = pd.DataFrame.from_dict({k: dict(v) for k, v in attribution.items()}, orient="index")
     if len(frame) == 0:
         return _empty(title, "nothing to attribute")
-    known = ["score", "clusterness", "unregistered", "inaccurate", "discount"]
+    known = ["score", "clusterness", "misclustered", "unregistered", "inaccurate", "discount"]
     if isinstance(attribution, pd.DataFrame):
         parts = [p for p in known if p in frame.columns]
     else:

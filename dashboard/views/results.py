@@ -13,6 +13,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import jobs, jobview, state
+from imc_core.analysis import misclustered
 from imc_core.errors import ImcError
 from imc_core.viz import length_label
 
@@ -38,9 +39,10 @@ ERROR_HELP = ("Camera-centre distance to ground truth after the similarity align
               "larger error than t2 here.")
 STATUS_FILTERS = {
     "all images": None,
-    "unregistered (not in its scene's cluster or no pose)": "unregistered",
-    "inaccurate (registered, passes some thresholds, not all)": "inaccurate",
-    "failing (registered, passes no threshold)": "failing",
+    "in another cluster (a pose, but not in its scene's cluster)": "misclustered",
+    "unregistered (no pose, or in outliers)": "unregistered",
+    "partly passing (in its scene's cluster, passes some thresholds)": "partial",
+    "failing (in its scene's cluster, passes no threshold)": "failing",
     "passing every threshold": "passing",
     "GT outliers": "outliers",
 }
@@ -57,7 +59,9 @@ def _bool(col: pd.Series) -> pd.Series:
 
 
 def image_status(per_image: pd.DataFrame) -> pd.DataFrame:
-    """Adds ``registered``, ``passes`` (of the 4 metric thresholds) and ``status`` to a per-image frame."""
+    """Adds ``registered``, ``passes`` (of the 4 metric thresholds) and ``status`` to a per-image frame: GT
+    ``outliers``, ``misclustered`` (a pose, in another cluster than its scene's), ``unregistered`` (no pose, or in
+    ``outliers``), then by passes ``passing`` (all four), ``partial`` or ``failing`` (none)."""
     df = per_image.copy()
     reg = pd.Series(True, index=df.index)
     for col in ("in_cluster", "pose_valid"):
@@ -70,9 +74,10 @@ def image_status(per_image: pd.DataFrame) -> pd.DataFrame:
     df["registered"] = reg
     df["passes"] = passes
     outl = df["scene"].astype(str) == "outliers" if "scene" in df else pd.Series(False, index=df.index)
-    status = np.where(outl, "outliers", np.where(~reg, "unregistered",
-                                                 np.where(passes == len(METRIC_THRESHOLDS), "passing",
-                                                          np.where(passes == 0, "failing", "inaccurate"))))
+    elsewhere = misclustered(df).to_numpy()
+    by_passes = np.where(passes == len(METRIC_THRESHOLDS), "passing", np.where(passes == 0, "failing", "partial"))
+    status = np.where(outl, "outliers", np.where(elsewhere, "misclustered",
+                                                 np.where(~reg, "unregistered", by_passes)))
     df["status"] = status
     return df
 
@@ -312,12 +317,15 @@ def _thresholds(rv: state.RunView, dataset: str, scene: str) -> list[float] | No
 
 
 def scene_table(scenes: pd.DataFrame) -> pd.DataFrame:
-    """scenes.csv for display: the metric's ``warning`` right after ``mAA`` (not cut off at the far right), blank
-    cells instead of None/nan in text columns."""
+    """scenes.csv for display: after ``mAA`` the counts of the four thresholds it is computed from (t2 … t5; t0 and
+    t1, which the metric skips, are left out: beside the mAA they read as a contradiction of it), then the
+    metric's ``warning`` (not cut off at the far right); blank cells instead of None/nan in text columns."""
     df = scenes
-    first = [c for c in ("dataset", "scene", "n_images", "cluster", "cluster_size", "overlap", "mAA", "warning")
-             if c in df]
-    return state.blank_text_cells(df[first + [c for c in df.columns if c not in first]])
+    used = [f"registered_{k}" for k in METRIC_THRESHOLDS]
+    first = [c for c in ("dataset", "scene", "n_images", "cluster", "cluster_size", "overlap", "mAA", *used,
+                         "warning") if c in df]
+    skipped = {f"registered_{k}" for k in range(6)} - set(used)
+    return state.blank_text_cells(df[first + [c for c in df.columns if c not in first and c not in skipped]])
 
 
 def scene_columns(table: pd.DataFrame) -> dict[str, Any]:
@@ -331,7 +339,8 @@ def scene_columns(table: pd.DataFrame) -> dict[str, Any]:
     for c in table.columns:
         if str(c).startswith("registered_"):
             k = str(c).removeprefix("registered_")
-            config[c] = number(f"reg. t{k}", width=55, help=f"GT images registered within threshold t{k}")
+            config[c] = number(f"reg. t{k}", width=55, help=f"GT images registered within threshold t{k} (the "
+                               "metric's mAA counts t2 … t5, less 3 cameras each)")
     return config
 
 
@@ -590,20 +599,24 @@ def pair_viewer(rv: state.RunView, dataset: str, a: str, b: str) -> None:
 
 #: What the Loss tab's parts mean (imc_core.analysis.loss_attribution): the discount is not a fixed cost.
 LOSS_CAPTION = (
-    "Gap to 100 split into score points lost to clusterness (impure clusters), unregistered images, inaccurate "
-    "poses, and the discount: the extra loss from the metric's −3 rule (each failing camera weighs 1/(m−3) instead "
-    "of 1/m in a scene of m images, and at a threshold that fewer than 4 cameras pass the scene scores 0). The "
-    "discount vanishes when every camera passes and can be negative (a small failing scene weighs less with m−3 "
-    "than with m); it also absorbs any difference between the reported mAA and its recount from the per-image "
+    "Gap to 100 split into score points lost to clusterness (impure clusters), misclustered images (a pose, but in "
+    "another cluster than their scene's: also a clustering loss), unregistered images (no pose, or in outliers), "
+    "inaccurate poses (in the right cluster, missing thresholds), and the discount: the extra loss from the "
+    "metric's −3 rule (each failing camera weighs 1/(m−3) instead of 1/m in a scene of m images, and at a "
+    "threshold that fewer than 4 cameras pass the scene scores 0). The discount vanishes when every camera passes "
+    "and can be negative (a small failing scene weighs less with m−3 than with m); it also absorbs any difference "
+    "between the reported mAA and its recount from the per-image "
     "table (mAA_recomputed).")
 
 
 #: Short headers (and their meaning) of loss_attribution's longer columns, so that none is cut off.
 LOSS_LABELS = {
     "clusterness_score": ("clust. %", "clusterness of the dataset (percent)"),
-    "unregistered": ("unreg.", "score points lost to unregistered images"),
+    "misclustered": ("miscl.", "score points lost to images posed in another cluster than their scene's"),
+    "unregistered": ("unreg.", "score points lost to unregistered images (no pose, or in outliers)"),
     "inaccurate": ("inacc.", "score points lost to inaccurate poses"),
     "mAA_recomputed": ("mAA recount", "mAA recounted from per_image.csv (percent)"),
+    "misclustered_slots": ("miscl. slots", "(image, threshold) slots failed by misclustered images"),
     "unregistered_slots": ("unreg. slots", "(image, threshold) slots failed by unregistered images"),
     "inaccurate_slots": ("inacc. slots", "(image, threshold) slots failed by inaccurate poses"),
 }

@@ -86,6 +86,30 @@ def test_mixed_run_hand_computed_and_sums_to_gap() -> None:
     assert row["discount"] == pytest.approx(100 * phi_m * (maa_raw - maa) / loss)
 
 
+def test_an_image_posed_in_another_cluster_is_misclustered_not_unregistered() -> None:
+    """The GT with one image moved to the other scene's cluster, every pose exact: its loss was split 40 % to
+    clusterness and 60 % to "unregistered" images, though nothing failed to register."""
+    rows = _images("a", "s1", 10, "pass") + _images("a", "s2", 8, "pass")
+    moved = {**rows[0], "cluster": "c_s2", "in_cluster": False, "error": np.nan,
+             **{f"pass_{t}": False for t in range(6)}}
+    per_image = pd.DataFrame([moved, *rows[1:], *_images("a", "s2", 1, "unreg", 8)])
+    stray = {**rows[1], "image": "stray.png", "cluster": "outliers", "in_cluster": False,  # posed, put in outliers
+             **{f"pass_{t}": False for t in range(6)}}
+    per_image = pd.concat([per_image, pd.DataFrame([stray])], ignore_index=True)
+    assert list(analysis.misclustered(per_image)) == [True] + [False] * (len(per_image) - 1)
+    scenes = _scenes(per_image)
+    scenes.loc[scenes["scene"] == "s2", "cluster_size"] += 1  # the moved image sits in s2's cluster
+    maa = (4 * (9 - 3) + 4 * (8 - 3)) / (4 * (11 - 3 + 9 - 3))  # s1: 9 of 11 pass (stray counts), s2: 8 of 9
+    clus = (9 + 8) / (9 + 9)
+    score = 100 * _h(maa, clus)
+    scores = {"datasets": {"a": {"score": score, "mAA": 100 * maa, "clusterness": 100 * clus}}}
+    row = analysis.loss_attribution(scores, scenes, per_image).loc["a"]
+    assert row["mAA_recomputed"] == pytest.approx(100 * maa)
+    assert (row["misclustered_slots"], row["unregistered_slots"], row["inaccurate_slots"]) == (4, 8, 0)
+    assert row["misclustered"] == pytest.approx(row["unregistered"] / 2)  # 4 slots against 8
+    assert row[list(LOSS_PARTS)].sum() == pytest.approx(100 - score, abs=1e-10)
+
+
 def test_total_row_averages_datasets_and_missing_scores_are_recomputed() -> None:
     per_image = pd.DataFrame(_images("a", "s1", 10, "pass") + _images("b", "t1", 6, "pass")
                              + _images("b", "t1", 4, "unreg", 6))
