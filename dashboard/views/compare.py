@@ -28,11 +28,13 @@ if TYPE_CHECKING:
 
 
 def arms_of(views: list[state.RunView]) -> dict[str, list[state.RunView]]:
-    """Group runs into arms: runs sharing ``group`` form one arm (``group: <name>``), others stand alone."""
+    """Group runs into arms: runs sharing ``group`` form one arm (``group: <name>``), others stand alone, named by
+    their run id (which names the variant), after their label when they have one (``label (run id)``: a chart
+    legend of bare ids of outside submissions says nothing)."""
     arms: dict[str, list[state.RunView]] = {}
     for rv in views:
-        group = rv.meta.get("group")
-        label = f"group: {group}" if group else rv.id  # run ids already name the variant
+        group, text = rv.meta.get("group"), str(rv.meta.get("label") or "").strip()
+        label = f"group: {group}" if group else f"{text} ({rv.id})" if text else rv.id
         arms.setdefault(label, []).append(rv)
     return arms
 
@@ -400,7 +402,8 @@ def per_image_section(arms: dict[str, list[state.RunView]]) -> None:
     c1, c2, c3 = st.columns([2, 2, 1])
 
     def name(run_id: str) -> str:
-        return run_id if arm_of[run_id] == run_id else f"{run_id} ({arm_of[run_id]})"
+        arm = arm_of[run_id]
+        return arm if arm == run_id or arm.endswith(f"({run_id})") else f"{run_id} ({arm})"
 
     a = c1.selectbox("Run A (reference)", ids, index=ids.index(pair[0]), key="delta_a", format_func=name)
     b = c2.selectbox("Run B", ids, index=ids.index(pair[1]), key="delta_b", format_func=name)
@@ -415,12 +418,22 @@ def per_image_section(arms: dict[str, list[state.RunView]]) -> None:
         st.caption(f"Images of {', '.join(scope.shared_datasets)} only (the datasets both runs scored). "
                    + " ".join(scope.messages()))
     delta = per_image_delta(va.per_image, vb.per_image, datasets=scope.shared_datasets)
-    counts = delta["pass_change"].value_counts()
-    st.caption(" · ".join(f"{k}: {v}" for k, v in counts.items()))
+    st.caption(delta_summary(delta))
     if only:
         delta = delta[(delta["pass_change"].isin(["gained", "lost"])) | (delta["registered_change"].isin(
             ["gained", "lost"])) | (delta["pass_delta"] != 0)]
     st.dataframe(delta, hide_index=True, width="stretch", key="delta_table")
+
+
+def delta_summary(delta: pd.DataFrame) -> str:
+    """One line over :func:`imc_core.analysis.per_image_delta`: images passing at least one threshold in both runs,
+    in neither, gained, lost; then how many pass more or fewer thresholds (a camera going from 3 passes to 1 is
+    "both" above, and the table below lists it)."""
+    counts = delta["pass_change"].value_counts()
+    order = [k for k in ("gained", "lost", "both", "neither") if k in counts]
+    more, fewer = int((delta["pass_delta"] > 0).sum()), int((delta["pass_delta"] < 0).sum())
+    return ("images passing some threshold: " + " · ".join(f"{k}: {counts[k]}" for k in order)
+            + f"; thresholds passed: more for {more}, fewer for {fewer}")
 
 
 #: 3-D views in one row of the side-by-side section

@@ -115,7 +115,8 @@ def image_csv_name(run_id: str, dataset: str, scene: str | None, status: str | N
 
 
 def registration_table(df: pd.DataFrame) -> pd.DataFrame | Styler:
-    """Display frame: ✓/✗ per metric threshold, error, cluster vs GT scene, discounted cameras.
+    """Display frame: image, GT scene, status, ✓/✗ per metric threshold, error, cluster vs GT scene, discounted
+    cameras.
 
     With each threshold's error (runs since 2026-11-26) a ``t{k}`` column holds that error in metres (inf where
     there is none) and a Styler shows it as ``✓ 2.7 mm`` / ``✗ 12 mm`` / ``✗``, so that sorting a column sorts by
@@ -124,14 +125,7 @@ def registration_table(df: pd.DataFrame) -> pd.DataFrame | Styler:
     tick = {True: "✓", False: "✗"}
     shown: dict[str, pd.Series] = {}  # t column → pass flags, for the Styler
     cols: dict[str, Any] = {"image": df["image"], "GT scene": df["scene"], "status": df["status"]}
-    for c, name in (("cluster", "cluster"), ("associated_cluster", "scene's cluster")):
-        if c in df:
-            cols[name] = df[c].fillna("").astype(str)
-    cols["in cluster"] = df["registered"].map(tick) if "in_cluster" not in df else _bool(df["in_cluster"]).map(tick)
-    if "pose_valid" in df:
-        cols["pose"] = _bool(df["pose_valid"]).map(tick)
-    if "error" in df:
-        cols[ERROR_COL] = pd.to_numeric(df["error"], errors="coerce")
+    # the four ticks the score is made of come first, so that a window of 1,400 px shows them without scrolling
     for k in METRIC_THRESHOLDS:
         if f"pass_{k}" in df:
             if f"error_{k}" in df:  # runs since 2026-11-26: the error this threshold's alignment gave
@@ -139,6 +133,14 @@ def registration_table(df: pd.DataFrame) -> pd.DataFrame | Styler:
                 shown[f"t{k}"] = _bool(df[f"pass_{k}"])
             else:
                 cols[f"t{k}"] = _bool(df[f"pass_{k}"]).map(tick)
+    if "error" in df:
+        cols[ERROR_COL] = pd.to_numeric(df["error"], errors="coerce")
+    for c, name in (("cluster", "cluster"), ("associated_cluster", "scene's cluster")):
+        if c in df:
+            cols[name] = df[c].fillna("").astype(str)
+    cols["in cluster"] = df["registered"].map(tick) if "in_cluster" not in df else _bool(df["in_cluster"]).map(tick)
+    if "pose_valid" in df:
+        cols["pose"] = _bool(df["pose_valid"]).map(tick)
     if "discounted" in df:
         cols["discounted"] = _bool(df["discounted"]).map({True: "−3", False: ""})
     table = pd.DataFrame(cols)

@@ -209,7 +209,7 @@ def test_a_copy_of_the_same_data_compares_as_one_root(make_run: Callable[..., Pa
     assert "Different data roots" not in warnings(at)
     assert any("Same ground truth in another folder" in c.value and str(copy) in c.value for c in at.caption)
     head = frame_by_key(at, "headline").set_index("arm")
-    assert head.loc["theirs", "Δ score"] == pytest.approx(4.0)
+    assert head.loc["teammate's try (theirs)", "Δ score"] == pytest.approx(4.0)  # a lone run: label (run id)
     # other ground truth under the same dataset name: still two roots, nothing compared
     _edit_json(theirs / "run.json", lambda m: m.update(gt_hashes={DATASET: "def"}))
     at = open_compare(["mine", "theirs"])
@@ -363,3 +363,23 @@ def test_an_outside_submission_is_left_out_of_the_config_diff(make_run: Callable
     no_errors(two)
     assert any(x.value == "Only one imc-lab config: nothing to diff." for x in two.caption)
     assert not any(x.value == "Identical configs." for x in two.caption)
+
+
+def test_lone_runs_are_named_by_their_label_and_pass_changes_are_counted(make_run: Callable[..., Path]) -> None:
+    """Outside submissions showed as bare run ids in the arms and the chart legend, though they had labels; the
+    per-image line counted only images passing some threshold, not one whose passes went from 4 to 1."""
+    import pandas as pd
+
+    base, moved = make_run("base", score=60.0), make_run("moved", score=55.0)
+    _edit_json(moved / "run.json", lambda m: m.update(label="perturbed"))
+    pi = pd.read_csv(moved / "per_image.csv")
+    pi.loc[pi["image"] == "s1_1.png", [f"pass_{k}" for k in (3, 4, 5)]] = False
+    pi.to_csv(moved / "per_image.csv", index=False)
+    at = open_compare(["base", "moved"])
+    no_errors(at)
+    assert list(frame_by_key(at, "headline")["arm"]) == ["base", "perturbed (moved)"]
+    legends = [[t.get("name") for t in json.loads(c.proto.spec)["data"]] for c in at.get("plotly_chart")]
+    assert ["base", "perturbed (moved)"] in legends  # the score bars
+    line = next(c.value for c in at.caption if c.value.startswith("images passing some threshold"))
+    assert "both: 8 · neither: 2" in line and "thresholds passed: more for 0, fewer for 1" in line
+    assert at.selectbox(key="delta_b").format_func("moved") == "perturbed (moved)"
