@@ -82,13 +82,32 @@ SPLITS: tuple[str, ...] = ("train", "test")
 # ---------------------------------------------------------------------------------------------------------- labels
 
 
+def check_image_names(df: pd.DataFrame, path: str | Path) -> None:
+    """Refuse an ``image`` that leads out of its dataset's folder: an absolute path (``/data/x.png``,
+    ``C:\\x.png``) or one with a ``..`` part (``../other/x.png``). Such a name would read a file of another
+    dataset, or of no dataset, and put it in the submission. A name in a sub-folder (``sub/x.png``) stays inside
+    and is allowed.
+
+    Raises:
+        InputError: naming ``path`` and the line of the first such row.
+    """
+    names = df["image"].astype(str).str.strip()
+    absolute = names.str.match(r"^([/\\]|[A-Za-z]:[/\\])")
+    upward = names.str.split(r"[/\\]", regex=True).map(lambda parts: ".." in parts)
+    bad = np.flatnonzero((absolute | upward).to_numpy())
+    if bad.size:
+        i = int(bad[0])
+        raise InputError(path, f"image name {names.iloc[i]!r} leads out of its dataset's folder: an image is named "
+                               "by its path inside that folder", row_line(df, i))
+
+
 def read_labels(path: str | Path) -> pd.DataFrame:
     """Read and validate an IMC-2025 ``train_labels.csv`` into a pose frame (see :mod:`imc_core.submission`).
 
     Checks, each an :class:`InputError` naming the file and the 1-based line (header = line 1):
 
     * the CSV itself (columns, 9 + 3 numbers, numbers that parse; see :func:`~imc_core.submission.read_pose_csv`);
-    * empty dataset / scene / image names;
+    * empty dataset / scene / image names, and image names that lead out of the dataset's folder (:func:`check_image_names`);
     * the same image twice within a dataset;
     * a pose with some numbers non-finite and others not;
     * a nan pose outside scene ``outliers`` (only GT outliers are unposed);
@@ -103,6 +122,7 @@ def read_labels(path: str | Path) -> pd.DataFrame:
         empty = np.flatnonzero(df[col].str.strip().eq("").to_numpy())
         if empty.size:
             raise InputError(p, f"empty {col} name", row_line(df, int(empty[0])))
+    check_image_names(df, p)
 
     ds = df["dataset"].to_numpy(dtype=object)
     im = df["image"].to_numpy(dtype=object)
@@ -451,7 +471,9 @@ class DataRoot:
         """The sample submission as a pose frame (with ``image_id``), ``None`` when absent."""
         if not self.sample_submission_path.is_file():
             return None
-        return read_pose_csv(self.sample_submission_path)
+        sub = read_pose_csv(self.sample_submission_path)
+        check_image_names(sub, self.sample_submission_path)
+        return sub
 
     # datasets
     def _subdirs(self, split: str) -> list[str]:
@@ -466,7 +488,9 @@ class DataRoot:
         return self._subdirs("train")
 
     def test_datasets(self, strict: bool = True) -> list[str]:
-        """Datasets of ``sample_submission.csv`` and folders under ``test/``, sorted.
+        """The test datasets, sorted: those of ``sample_submission.csv`` when it has rows (a Kaggle submission
+        holds the sample's rows and no others, so a folder under ``test/`` that it does not name is left out:
+        :meth:`test_folders_without_sample_rows`), else the folders under ``test/``.
 
         Args:
             strict: False: a sample submission that cannot be read counts as absent (the folders under ``test/``
@@ -475,16 +499,25 @@ class DataRoot:
         Raises:
             InputError: (strict) ``sample_submission.csv`` cannot be read.
         """
-        names = set(self._subdirs("test"))
         try:
             sub = self.sample_submission
         except InputError:
             if strict:
                 raise
             sub = None
-        if sub is not None:
-            names.update(sub["dataset"].unique().tolist())
-        return sorted(names)
+        if sub is not None and len(sub):
+            return sorted(set(sub["dataset"].astype(str)))
+        return self._subdirs("test")
+
+    def test_folders_without_sample_rows(self) -> list[str]:
+        """Folders under ``test/`` that a ``sample_submission.csv`` with rows does not name (not run), sorted."""
+        try:
+            sub = self.sample_submission
+        except InputError:
+            return []
+        if sub is None or not len(sub):
+            return []
+        return sorted(set(self._subdirs("test")) - set(sub["dataset"].astype(str)))
 
     def datasets(self, split: str = "train") -> list[str]:
         """:meth:`train_datasets` or :meth:`test_datasets`."""
@@ -520,6 +553,11 @@ class DataRoot:
                                         "image folders with train_labels.csv, or test/<dataset>/)"
                                         + self.parent_hint())
         for name in names:
+            if split == "test" and name in self.test_folders_without_sample_rows():
+                raise InputError(self.sample_submission_path, f"no rows for dataset {name!r}, so test/{name}/ is not "
+                                                              "run: a Kaggle submission holds the sample's rows and no "
+                                                              "others (add its rows, or remove the file to submit "
+                                                              "every folder under test/)")
             if name not in have:
                 other = "test" if split == "train" else "train"
                 hint = f" (it is a {other} dataset: choose split {other})" if name in (test if other == "test"
@@ -635,6 +673,9 @@ class DataRoot:
             if not images:
                 raise InputError(image_dir, f"no images ({', '.join(IMAGE_EXTS)}) in this folder")
             image_ids = None
+            if sub is not None and not len(sub):
+                _warn(msgs, f"{self.sample_submission_path}: no data rows (its header alone), so every image of "
+                            f"{image_dir} is submitted, with image_ids made up as <dataset>_<image>_public")
         else:
             images = rows["image"].tolist()
             image_ids = rows["image_id"].tolist() if "image_id" in rows.columns else None

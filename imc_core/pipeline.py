@@ -240,6 +240,10 @@ def run_pipeline(
     if split == "train" and not datasets and (absent := root.labelled_datasets_without_folder()):
         warns.append(f"{root.labels_path} labels {len(absent)} dataset(s) that train/ has no folder for, not run: "
                       f"{', '.join(absent[:5])}{' …' if len(absent) > 5 else ''}")
+    if split == "test" and not datasets and (left := root.test_folders_without_sample_rows()):
+        warns.append(f"{root.sample_submission_path} has no rows for {len(left)} folder(s) under test/, not run "
+                     f"(a Kaggle submission holds the sample's rows and no others): "
+                     f"{', '.join(left[:5])}{' …' if len(left) > 5 else ''}")
     writer.write_meta(
         id=run_dir.name, created=now_iso(), status="running", variant=variant,
         data_root=str(Path(data_root).resolve()), pid=os.getpid(), pid_start=process_start(os.getpid()),

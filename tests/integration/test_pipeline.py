@@ -242,6 +242,17 @@ def test_test_layout_writes_kaggle_submission(first_run: tuple[Path, Path], tiny
     assert [str(w.message) for w in said].count(f"{root / 'test' / ds}: 1 image(s) not in sample_submission.csv, "
                                                  f"ignored: {first[3]}") == 1
 
+    # a folder under test/ that the sample has no rows for is not run (its images went into the submission under
+    # made-up image_ids), and the run says so
+    shutil.copytree(root / "test" / ds, root / "test" / "extra")
+    with pytest.warns(UserWarning):  # (the image left out above, again)
+        run_dir = run_pipeline(root, overrides=FAST, out=tmp_path / "t3", raise_errors=True)
+    assert {ln.split(",")[1] for ln in (run_dir / "submission.csv").read_text().splitlines()[1:]} == {ds}
+    warnings = json.loads((run_dir / "run.json").read_text())["warnings"]
+    assert [w for w in warnings if "folder(s) under test/" in w] == [
+        f"{root / 'sample_submission.csv'} has no rows for 1 folder(s) under test/, not run (a Kaggle submission "
+        "holds the sample's rows and no others): extra"]
+
 
 def test_kaggle_layout_runs_either_split(first_run: tuple[Path, Path], tiny_root: Path, tmp_path: Path,
                                         monkeypatch: pytest.MonkeyPatch) -> None:

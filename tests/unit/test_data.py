@@ -387,9 +387,37 @@ def test_sample_submission_missing_image(tmp_path: Path) -> None:
 def test_sample_submission_lists_dataset_without_folder(tmp_path: Path) -> None:
     root_path = make_test_root(tmp_path, ["i1,hidden,c,a.jpg"])
     root = DataRoot(root_path)
-    assert root.test_datasets() == ["hidden", "t1", "t2"]
+    assert root.test_datasets() == ["hidden"]  # (t1 and t2 have no rows: see the next test)
     with pytest.raises(InputError, match=r"sample_submission\.csv:2: image not found"):
         root.load_dataset("hidden", "test")
+
+
+def test_a_test_folder_the_sample_does_not_name_is_not_submitted(tmp_path: Path) -> None:
+    """Its images went into the Kaggle submission under made-up image_ids, without a word (one image missing from
+    the sample is left out with a warning): the submission must hold the sample's rows and no others."""
+    root = DataRoot(make_test_root(tmp_path, ["i1,t1,c,a.jpg"]))
+    assert root.test_datasets() == ["t1"] and root.test_folders_without_sample_rows() == ["t2"]
+    assert root.select(split="test") == ("test", ["t1"])
+    with pytest.raises(InputError, match=r"sample_submission\.csv: no rows for dataset 't2', so test/t2/ is not run"):
+        root.select(["t2"], split="test")
+    # a sample with its header alone is no list of rows: every folder, with a warning on the made-up ids
+    empty = DataRoot(make_test_root(tmp_path / "e", []))
+    assert empty.test_datasets() == ["t1", "t2"] and empty.test_folders_without_sample_rows() == []
+    with pytest.warns(UserWarning, match=r"no data rows \(its header alone\), so every image of .*t1 is submitted"):
+        assert empty.load_dataset("t1", "test").image_ids is None
+
+
+@pytest.mark.parametrize("name", ["../other/x.png", "/abs/x.png", "a/../../x.png", "C:\\x.png"])
+def test_an_image_name_leading_out_of_its_folder_is_refused(tmp_path: Path, name: str) -> None:
+    """``../other/x.png`` in the labels or the sample read a file outside the dataset and submitted it."""
+    root_path = make_root(tmp_path)
+    labels = root_path / "train_labels.csv"
+    labels.write_text(labels.read_text() + f"alpha,outliers,{name},{NAN9},{NAN3}\n")
+    with pytest.raises(InputError, match=r"train_labels\.csv:\d+: image name .* leads out of its dataset's folder"):
+        DataRoot(root_path).load_dataset("alpha")
+    test_root = make_test_root(tmp_path / "t", [f"i1,t1,c,{name}"])
+    with pytest.raises(InputError, match=r"sample_submission\.csv:2: image name .* leads out"):
+        DataRoot(test_root).select(split="test")
 
 
 def test_sample_submission_images_read_from_train_when_no_test_folder(tmp_path: Path) -> None:
