@@ -277,7 +277,8 @@ def run_pipeline(
         raise
     except Exception as err:
         msg = str(err) if isinstance(err, ImcError) else f"{type(err).__name__}: {err}"
-        writer.log(f"FAILED: {msg}\n{traceback.format_exc()}")
+        # an input or config error names its file and problem: the traceback is for the bugs
+        writer.log(f"FAILED: {msg}" if isinstance(err, ImcError) else f"FAILED: {msg}\n{traceback.format_exc()}")
         writer.set_status("failed", error=msg.splitlines()[0] if msg else type(err).__name__)
         if raise_errors:
             raise
@@ -321,8 +322,21 @@ def _run_datasets(loaded: dict[str, Any], cfg: PipelineConfig, run_dir: Path, wr
     futures: list[Future[DatasetResult]] = []
     pool = ThreadPoolExecutor(max_workers=n_jobs, thread_name_prefix="imc-reconstruction")
     map_jobs = mapping_jobs(cfg, n_jobs)
+    names = list(loaded)
+
+    def record(name: str, res: DatasetResult) -> None:
+        if not res.ok:  # not an error of the run (the others still count), but never a silent score of 0
+            writer.add_warning(f"{name}: reconstruction failed, so every image counts as an outlier: "
+                               f"{res.error or 'see the log'}")
+        timings["datasets"][name] = res.timings
+        timings["cache"][name] = res.cache
+        if res.reconstruction_steps:
+            timings.setdefault("reconstruction_steps", {})[name] = res.reconstruction_steps
+        writer.write_json("timings.json", timings)
+        artifacts[name] = res.artifacts
+        writer.write_json("artifacts.json", artifacts)
+
     try:
-        names = list(loaded)
         for name, ds in loaded.items():
             rep.check()
             for w in ds.warnings:  # e.g. images on disk that the labels do not name: kept with the run
@@ -332,26 +346,22 @@ def _run_datasets(loaded: dict[str, Any], cfg: PipelineConfig, run_dir: Path, wr
                                        map_jobs))
         results = []
         for name, fut in zip(names, futures, strict=True):
-            res = fut.result()
-            results.append(res)
-            if not res.ok:  # not an error of the run (the others still count), but never a silent score of 0
-                writer.add_warning(f"{name}: reconstruction failed, so every image counts as an outlier: "
-                                   f"{res.error or 'see the log'}")
-            timings["datasets"][name] = res.timings
-            timings["cache"][name] = res.cache
-            if res.reconstruction_steps:
-                timings.setdefault("reconstruction_steps", {})[name] = res.reconstruction_steps
-            writer.write_json("timings.json", timings)
-            artifacts[name] = res.artifacts
-            writer.write_json("artifacts.json", artifacts)
+            results.append(fut.result())
+            record(name, results[-1])
         return results
     except BaseException as err:
         if isinstance(err, Cancelled) or not isinstance(err, Exception):  # cancel / Ctrl-C: stop the workers too
             rep.abort()
             for fut in futures:
                 fut.cancel()
-        elif pending := sum(not f.done() for f in futures):
-            writer.log(f"error: finishing {pending} reconstruction(s) already under way first (they get cached)")
+        else:
+            if pending := sum(not f.done() for f in futures):
+                writer.log(f"error: finishing {pending} reconstruction(s) already under way first (they get cached)")
+            pool.shutdown(wait=True)
+            # the datasets that did finish keep their stage times and cache status in the failed run's timings
+            for name, fut in zip(names, futures, strict=False):
+                if name not in timings["datasets"] and not fut.cancelled() and fut.exception() is None:
+                    record(name, fut.result())
         raise
     finally:
         pool.shutdown(wait=True)

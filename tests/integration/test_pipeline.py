@@ -478,6 +478,30 @@ def test_bad_images_are_all_named_before_any_extraction(tiny_root: Path, isolate
     assert not features.exists() or not any(features.iterdir())  # nothing extracted
 
 
+def test_a_failed_run_keeps_the_times_of_the_datasets_it_finished(first_run: tuple[Path, Path], tiny_root: Path,
+                                                                  tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run whose second dataset holds a broken image wrote ``{"datasets": {}}`` though the first one was done (and
+    cached), and its log ended on a traceback for what is a plain input error."""
+    import pandas as pd
+
+    monkeypatch.setenv("IMC_CACHE_DIR", str(first_run[1]))
+    root = tmp_path / "two"
+    shutil.copytree(tiny_root, root)
+    (good,) = [p.name for p in (root / "train").iterdir() if p.is_dir()]
+    shutil.copytree(root / "train" / good, root / "train" / "zbad")
+    for name in ("train_labels.csv", "train_thresholds.csv"):
+        table = pd.read_csv(root / name, dtype=str, keep_default_na=False)
+        table = pd.concat([table, table[table["dataset"] == good].assign(dataset="zbad")])
+        table.to_csv(root / name, index=False)
+    victim = sorted((root / "train" / "zbad").glob("*.png"))[0]
+    victim.write_bytes(victim.read_bytes()[:200])
+    run = load_run(run_pipeline(root, overrides=FAST, out=tmp_path / "run"))
+    assert run.status == "failed" and victim.name in run.meta["error"]
+    assert list(run.timings["datasets"]) == [good] and run.timings["cache"][good]["features"] == "hit"
+    assert f"FAILED: {run.meta['error']}" in run.log and "Traceback" not in run.log
+
+
 def test_a_cached_failed_reconstruction_is_mapped_again(first_run: tuple[Path, Path], tiny_root: Path,
                                                         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A failure inside pycolmap may be transient: the next run tries again instead of reusing the failure."""
