@@ -27,9 +27,12 @@ def render_job(job: jobs.Job, open_link: bool = True) -> None:
                 st.caption(f"{job.stage} · {job.message}" if job.stage and job.stage not in job.message
                            else job.message)
         else:
-            hits = sum(s.cached for s in job.stages)
+            # the pair list is made anew each run (never cached): counting it read "4 stages, 3 from cache" for a
+            # run that took everything it could from the cache
+            cachable = [s for s in job.stages if not s.name.endswith("/pairs")]
+            hits = sum(s.cached for s in cachable)
             score = (jobs.read_json(job.run_dir / "scores.json") or {}).get("score")
-            bits = [f"{len(job.stages)} stage{'s' * (len(job.stages) != 1)}, {hits} from cache"]
+            bits = [f"{len(cachable)} stage{'s' * (len(cachable) != 1)}, {hits} from cache"]
             if isinstance(score, (int, float)):
                 bits.insert(0, f"score {score:.2f}")
             st.caption(" · ".join(bits))

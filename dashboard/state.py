@@ -12,6 +12,7 @@ import datetime as _dt
 import hashlib
 import inspect
 import json
+import math
 import os
 import re
 import traceback
@@ -530,6 +531,15 @@ def blank_text_cells(df: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def short_root(path: object) -> str:
+    """A data root as a history table shows it: its last two folders (``datasets/ets``), empty when unknown."""
+    text = "" if path is None or (isinstance(path, float) and math.isnan(path)) else str(path).strip()
+    if not text:
+        return ""
+    parts = Path(text).parts
+    return "/".join(parts[-2:]) if len(parts) > 2 else text
+
+
 def history_frame(df: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
     """The run history as shown: ``columns`` (those present), ``created`` as ``YYYY-MM-DD HH:MM:SS`` in this machine's
     time zone, blank text cells instead of None."""
@@ -842,9 +852,9 @@ def thumbnail_or_reason(path: Path, size: int = 192, out_dir: Path | None = None
         return str(make_thumbnail(path, size, out_dir)), None
     except InputError as err:
         reason = str(getattr(err, "problem", "") or err).splitlines()[0].removeprefix("cannot read image: ")
-        return None, f"unreadable: {decode_reason(reason, path)}"
+        return None, image_problem(path) or f"unreadable: {decode_reason(reason, path)}"  # the checks' own words
     except (ImcError, OSError) as err:
-        return None, f"unreadable: {decode_reason(err, path)}"
+        return None, image_problem(path) or f"unreadable: {decode_reason(err, path)}"
 
 
 def thumbnail(path: Path, size: int = 192) -> str | None:

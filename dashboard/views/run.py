@@ -21,8 +21,8 @@ DETERMINISTIC_KEY = "reconstruction.deterministic"
 DATASETS_KEYS = {"train": "datasets", "test": "datasets_test"}
 #: Most runs one launch may repeat.
 MAX_REPEATS = 50
-HISTORY_COLS = ["id", "created", "status", "variant", "datasets", "score", "mAA", "clusterness", "label", "group",
-                "seed", "seconds"]
+HISTORY_COLS = ["id", "created", "status", "variant", "data root", "datasets", "score", "mAA", "clusterness", "label",
+                "group", "seed", "seconds"]
 
 
 #: Session key holding the launch form's values while another page shows: Streamlit drops the state of widgets a
@@ -353,6 +353,9 @@ def history_panel() -> None:
     if df.empty:
         st.caption("No runs yet.")
         return
+    # which data the run was made on: runs of every data root are listed, and ETs · default · 71.60 on a copy of
+    # the data read the same as on the original
+    df = df.assign(**{"data root": df["data_root"].map(state.short_root) if "data_root" in df else ""})
     shown = state.history_frame(df, HISTORY_COLS)
     text, number = st.column_config.TextColumn, st.column_config.NumberColumn
     # pixel widths: a run id whole ("…-submission-9979"), the rest as narrow as their values allow; a narrow window
@@ -361,6 +364,7 @@ def history_panel() -> None:
                          selection_mode="single-row", key="history",
                          column_config={"id": text(width=225), "created": text(width=130), "status": text(width=70),
                                         "variant": text(width=88), "datasets": text(width=110),
+                                        "data root": text(width=120, help="the data root's last two folders"),
                                         "score": number(format="%.2f", width=58),
                                         "mAA": number(format="%.2f", width=58),
                                         "clusterness": number("clust.", format="%.2f", width=58, help="clusterness"),

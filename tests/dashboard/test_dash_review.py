@@ -101,6 +101,10 @@ def test_dead_running_run_reads_stopped_in_history_and_results(make_run: Callabl
     at = open_app("run")
     history = frame_with(at, "score")
     assert dict(zip(history["id"], history["status"], strict=True)) == {"run-done": "done", "run-dead": "stopped"}
+    # which data each run was made on (runs of every root are listed; copies of one dataset read alike)
+    root = json.loads((run_dir / "run.json").read_text())["data_root"]
+    assert set(history["data root"]) == {"/".join(Path(root).parts[-2:])}
+    assert state.short_root(None) == "" and state.short_root(float("nan")) == "" and state.short_root("/d") == "/d"
     at = open_app("results", run="run-dead")
     assert not at.exception
     assert any("status **stopped**" in m.value for m in at.markdown)
@@ -139,13 +143,16 @@ def test_missing_and_unreadable_images_are_told_apart(tmp_path: Path) -> None:
     truncated.write_bytes(good.read_bytes()[:60])
     garbage = tmp_path / "garbage.jpg"
     garbage.write_bytes(b"not an image at all")
+    empty = tmp_path / "zero.png"
+    empty.write_bytes(b"")
     assert state.image_problem(good) is None
     assert state.image_problem(tmp_path / "nope.png") == "missing"
-    for bad in (truncated, garbage):
+    for bad in (truncated, garbage, empty):
         why = state.image_problem(bad)
         assert why is not None and why.startswith("unreadable: ") and str(bad) not in why
         thumb, reason = state.thumbnail_or_reason(bad, 32, tmp_path / "thumbs")
-        assert thumb is None and reason is not None and reason.startswith("unreadable: ") and str(bad) not in reason
+        assert thumb is None and reason == why  # the thumbnail's caption and the page's warning say the same
+    assert state.image_problem(empty) == "unreadable: empty file (0 bytes)"
     assert state.thumbnail_or_reason(tmp_path / "nope.png", 32, tmp_path / "thumbs") == (None, "missing")
     thumb, reason = state.thumbnail_or_reason(good, 32, tmp_path / "thumbs")
     assert thumb and reason is None

@@ -233,6 +233,8 @@ def test_launch_shows_progress_and_finishes(dash_env: DashEnv, fake_pipeline: Pa
     at.run()
     assert not errors_and_exceptions(at)[1]
     assert any(run_dir.name in m.value and "done" in m.value for m in at.markdown)
+    # the pair list, made anew every run, is no stage the cache could have given ("2 stages, 0 from cache")
+    assert "score 42.50 · 1 stage, 0 from cache" in [c.value for c in at.caption]
     history = next(d.value for d in at.dataframe if "score" in d.value.columns)
     assert list(history["score"]) == [42.5] and list(history["status"]) == ["done"]
 
