@@ -34,6 +34,7 @@ __all__ = [
     "config_diff",
     "default_pair",
     "flatten_config",
+    "image_statuses",
     "group_config_spread",
     "loss_attribution",
     "misclustered",
@@ -148,6 +149,22 @@ def misclustered(per_image: pd.DataFrame) -> pd.Series:
     cluster = per_image["cluster"].fillna("").astype(str).str.strip()
     placed = (cluster != "") & (cluster != OUTLIERS) & (cluster.str.lower() != "nan")
     return _as_bool(per_image["pose_valid"]) & ~_as_bool(per_image["in_cluster"]) & placed
+
+
+def image_statuses(per_image: pd.DataFrame) -> pd.Series:
+    """Each image's status in the score, as the Images tab and Compare name it: ``outliers`` (a GT outlier),
+    ``misclustered`` (a pose, in another cluster than its scene's: :func:`misclustered`), ``unregistered`` (no
+    pose, or in ``outliers``), then by the metric's four thresholds ``passing`` (all), ``partial`` or ``failing``
+    (none)."""
+    if len(per_image) == 0:
+        return pd.Series([], index=per_image.index, dtype=object)
+    passes = _pass_matrix(per_image).sum(axis=1)
+    outl = (per_image["scene"].astype(str) == OUTLIERS).to_numpy() if "scene" in per_image else False
+    by_passes = np.where(passes == len(METRIC_THRESHOLDS), "passing", np.where(passes == 0, "failing", "partial"))
+    status = np.where(outl, "outliers", np.where(misclustered(per_image).to_numpy(), "misclustered",
+                                                 np.where(~_registered(per_image).to_numpy(), "unregistered",
+                                                          by_passes)))
+    return pd.Series(status, index=per_image.index, dtype=object)
 
 
 def _clusterness_from_scenes(scenes_ds: pd.DataFrame) -> float | None:
@@ -349,6 +366,7 @@ def _image_status(frame: pd.DataFrame) -> pd.DataFrame:
     out["registered"] = _registered(frame).to_numpy() if len(frame) else np.zeros(0, bool)
     out["passes"] = _pass_matrix(frame).sum(axis=1) if len(frame) else np.zeros(0, int)
     out["error"] = pd.to_numeric(frame["error"], errors="coerce") if "error" in frame else np.nan
+    out["status"] = image_statuses(frame).to_numpy() if len(frame) else np.zeros(0, object)
     return out
 
 
@@ -367,7 +385,8 @@ def per_image_delta(a: pd.DataFrame, b: pd.DataFrame, datasets: Collection[str] 
             every one of its images as ``lost`` or ``gained``.
 
     Returns:
-        One row per image (outer join on ``dataset, scene, image``) with ``registered_a, registered_b,
+        One row per image (outer join on ``dataset, scene, image``) with ``status_a, status_b``
+        (:func:`image_statuses`, ``absent`` where a run lacks the image), ``registered_a, registered_b,
         registered_change, passes_a, passes_b`` (thresholds passed, 0..4), ``pass_delta`` (b - a),
         ``pass_change``, ``error_a, error_b, error_delta`` (b - a, metres; nan when either is nan). The change
         columns are ``gained`` (only in b), ``lost`` (only in a), ``both`` or ``neither``. Sorted with changed
@@ -378,8 +397,10 @@ def per_image_delta(a: pd.DataFrame, b: pd.DataFrame, datasets: Collection[str] 
         keep = {str(d) for d in datasets}
         a = a[a["dataset"].astype(str).isin(keep)] if "dataset" in a else a.iloc[0:0]
         b = b[b["dataset"].astype(str).isin(keep)] if "dataset" in b else b.iloc[0:0]
-    sa = _image_status(a).rename(columns={"registered": "registered_a", "passes": "passes_a", "error": "error_a"})
-    sb = _image_status(b).rename(columns={"registered": "registered_b", "passes": "passes_b", "error": "error_b"})
+    sa = _image_status(a).rename(columns={"registered": "registered_a", "passes": "passes_a", "error": "error_a",
+                                          "status": "status_a"})
+    sb = _image_status(b).rename(columns={"registered": "registered_b", "passes": "passes_b", "error": "error_b",
+                                          "status": "status_b"})
     for frame in (sa, sb):
         for k in keys:
             if k not in frame:
@@ -396,8 +417,10 @@ def per_image_delta(a: pd.DataFrame, b: pd.DataFrame, datasets: Collection[str] 
     order = {"lost": 0, "gained": 1, "both": 2, "neither": 3}
     rank = m["pass_change"].map(order) * 4 + m["registered_change"].map(order)
     m = m.assign(_rank=rank, _abs=-m["pass_delta"].abs()).sort_values(["_rank", "_abs"], kind="stable")
-    cols = [*keys, "registered_a", "registered_b", "registered_change", "passes_a", "passes_b", "pass_delta",
-            "pass_change", "error_a", "error_b", "error_delta"]
+    for col in ("status_a", "status_b"):  # an image one run does not have
+        m[col] = m[col].fillna("absent")
+    cols = [*keys, "status_a", "status_b", "registered_a", "registered_b", "registered_change", "passes_a",
+            "passes_b", "pass_delta", "pass_change", "error_a", "error_b", "error_delta"]
     return m[cols].reset_index(drop=True)
 
 

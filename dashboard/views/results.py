@@ -13,7 +13,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import jobs, jobview, state
-from imc_core.analysis import misclustered
+from imc_core.analysis import image_statuses
 from imc_core.errors import ImcError
 from imc_core.viz import length_label
 
@@ -59,9 +59,8 @@ def _bool(col: pd.Series) -> pd.Series:
 
 
 def image_status(per_image: pd.DataFrame) -> pd.DataFrame:
-    """Adds ``registered``, ``passes`` (of the 4 metric thresholds) and ``status`` to a per-image frame: GT
-    ``outliers``, ``misclustered`` (a pose, in another cluster than its scene's), ``unregistered`` (no pose, or in
-    ``outliers``), then by passes ``passing`` (all four), ``partial`` or ``failing`` (none)."""
+    """Adds ``registered``, ``passes`` (of the 4 metric thresholds) and ``status``
+    (:func:`imc_core.analysis.image_statuses`) to a per-image frame."""
     df = per_image.copy()
     reg = pd.Series(True, index=df.index)
     for col in ("in_cluster", "pose_valid"):
@@ -73,12 +72,7 @@ def image_status(per_image: pd.DataFrame) -> pd.DataFrame:
             passes += _bool(df[f"pass_{k}"]).to_numpy().astype(int)
     df["registered"] = reg
     df["passes"] = passes
-    outl = df["scene"].astype(str) == "outliers" if "scene" in df else pd.Series(False, index=df.index)
-    elsewhere = misclustered(df).to_numpy()
-    by_passes = np.where(passes == len(METRIC_THRESHOLDS), "passing", np.where(passes == 0, "failing", "partial"))
-    status = np.where(outl, "outliers", np.where(elsewhere, "misclustered",
-                                                 np.where(~reg, "unregistered", by_passes)))
-    df["status"] = status
+    df["status"] = image_statuses(df).to_numpy() if len(df) else np.zeros(0, object)
     return df
 
 

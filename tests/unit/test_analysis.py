@@ -171,6 +171,11 @@ def test_per_image_delta_categories() -> None:
     assert out.loc["s_5.png", "pass_change"] == "gained"
     assert np.isnan(out.loc["s_5.png", "error_a"])
     assert list(out.index[:1]) == ["s_1.png"]  # lost images come first
+    # each side's status, as the Images tab names it: why an image was lost, not only that it was
+    assert out.loc["s_1.png", ["status_a", "status_b"]].tolist() == ["passing", "unregistered"]
+    assert out.loc["s_3.png", "status_a"] == "failing" and out.loc["s_4.png", "status_b"] == "absent"
+    b.loc[b["image"] == "s_1.png", ["cluster", "pose_valid"]] = ["c_other", True]  # posed, in another cluster
+    assert analysis.per_image_delta(a, b).set_index("image").loc["s_1.png", "status_b"] == "misclustered"
 
 
 def test_config_diff() -> None:
