@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import signal
 import sys
@@ -53,20 +54,26 @@ def _cmd_synth(args: argparse.Namespace) -> int:
 
     from .synth import BUNDLED, generate
 
-    conf = replace(BUNDLED, seed=args.seed)
-    for key in ("datasets", "outliers_per_dataset", "width", "height"):
-        val = getattr(args, key)
-        if val is not None:
-            conf = replace(conf, **{key: val})
-    if args.scenes is not None:
-        conf = replace(conf, scenes_per_dataset=args.scenes)
-    if args.images is not None:
-        conf = replace(conf, images_per_scene=args.images)
-    if args.roll is not None:
-        conf = replace(conf, roll_fraction=args.roll)
-    out = generate(Path(args.out), conf)
-    print(out)
+    given = {"datasets": args.datasets, "scenes_per_dataset": args.scenes, "images_per_scene": args.images,
+             "outliers_per_dataset": args.outliers_per_dataset, "width": args.width, "height": args.height,
+             "roll_fraction": args.roll}
+    try:
+        conf = replace(BUNDLED, seed=args.seed, **{k: v for k, v in given.items() if v is not None})
+    except ConfigError as err:  # the config's field names are not what was typed: name the flag
+        text = str(err)
+        for field, flag in SYNTH_FLAGS.items():
+            if text.startswith(f"synth.{field} must "):
+                why = text.removeprefix(f"synth.{field} must ").rsplit(", got", 1)[0]
+                why = re.sub(r"satisfy (\d+) <= min <= max", r"be at least \1", why)
+                raise ConfigError(f"synth {flag} {given[field]}: must {why}") from None
+        raise
+    print(generate(Path(args.out), conf))
     return 0
+
+
+#: `synth` flag of each config field a message may name
+SYNTH_FLAGS = {"datasets": "--datasets", "scenes_per_dataset": "--scenes", "images_per_scene": "--images",
+               "outliers_per_dataset": "--outliers", "roll_fraction": "--roll"}
 
 
 def _positive_int(text: str) -> int:
@@ -170,11 +177,12 @@ def _cmd_variants(args: argparse.Namespace) -> int:
 def _cmd_runs(args: argparse.Namespace) -> int:
     from .runs import RUN_STATUSES, list_runs, remove_runs, runs_root
 
+    if unknown := [x for x in args.status if x not in RUN_STATUSES]:  # (it matched no run, and said "0 run(s)")
+        raise ConfigError(f"runs{' rm' if args.action == 'rm' else ''}: unknown --status {', '.join(unknown)} "
+                          f"(statuses: {', '.join(RUN_STATUSES)})")
     if args.action == "rm":
         if not (args.ids or args.status):
             raise ConfigError("runs rm: name RUN_IDs and/or --status")
-        if unknown := [x for x in args.status if x not in RUN_STATUSES]:  # (it matched no run, and said "0 run(s)")
-            raise ConfigError(f"runs rm: unknown --status {', '.join(unknown)} (statuses: {', '.join(RUN_STATUSES)})")
         gone = remove_runs(args.ids, Path(args.root) if args.root else None, statuses=args.status,
                            force=args.force, dry_run=args.dry_run)
         for p in gone:
@@ -187,11 +195,14 @@ def _cmd_runs(args: argparse.Namespace) -> int:
         raise InputError(Path(args.root), "runs folder not found")
     root = Path(args.root) if args.root else runs_root()
     df = list_runs(root)
+    if args.status:  # (it listed every run, without a word)
+        df = df[df["status"].isin(args.status)]
     cols = ["id", "status", "variant", "datasets", "score", "mAA", "clusterness", "seconds", "seed", "group", "label"]
     shown = df.astype({"seed": "Int64"})[cols].astype(object).where(df[cols].notna(), "")
     for c, digits in (("score", 4), ("mAA", 4), ("clusterness", 4), ("seconds", 1)):  # as `run` prints them
         shown[c] = [_decimals(v, digits) for v in shown[c]]
-    print(shown.to_string(index=False) if len(df) else "no runs")
+    print(shown.to_string(index=False) if len(df) else
+          f"no runs{' with status ' + ' or '.join(args.status) if args.status else ''}")
     unreadable = list(df.attrs["unreadable"])
     if unreadable:  # damaged files: left out above, and said so (`runs rm ID` removes them)
         print(f"warning: {len(unreadable)} run folder(s) could not be read: {', '.join(unreadable)}",
@@ -363,14 +374,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=_cmd_score)
 
     s = sub.add_parser("synth", help="generate the synthetic multi-scene benchmark")
-    s.add_argument("--out", required=True)
-    s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--datasets", type=int)
+    s.add_argument("--out", required=True, metavar="DIR", help="data root to write (train/, labels, thresholds); "
+                   "files of an earlier generation there are replaced")
+    s.add_argument("--seed", type=int, default=0, help="random seed: the same seed gives the same bytes (default 0)")
+    s.add_argument("--datasets", type=int, help="number of datasets, 1..8 (default: the bundled benchmark's)")
     s.add_argument("--scenes", type=int, help="scenes per dataset")
-    s.add_argument("--images", type=int, help="images per scene")
-    s.add_argument("--outliers", dest="outliers_per_dataset", type=int, help="outlier images per dataset")
-    s.add_argument("--width", type=int)
-    s.add_argument("--height", type=int)
+    s.add_argument("--images", type=int, help="images per scene (at least 2)")
+    s.add_argument("--outliers", dest="outliers_per_dataset", type=int, metavar="N", help="outlier images per dataset")
+    s.add_argument("--width", type=int, help="image width in pixels (at least 16)")
+    s.add_argument("--height", type=int, help="image height in pixels (at least 16)")
     s.add_argument("--roll", type=float, help="fraction of views rolled by 90/180 degrees")
     s.set_defaults(func=_cmd_synth)
 
@@ -409,8 +421,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("ids", nargs="*", metavar="RUN_ID", help="rm: run folder names")
     s.add_argument("--root", help="runs folder (default $IMC_RUNS_DIR or data/runs)")
     s.add_argument("--status", action="append", default=[],
-                   help="rm: every run with this status as `runs` lists it (repeatable), e.g. failed, "
-                   "cancelled, stopped (its process ended without recording a result)")
+                   help="only the runs with this status as `runs` lists it (repeatable), e.g. failed, "
+                   "cancelled, stopped (its process ended without recording a result); rm: removes every one")
     s.add_argument("--force", action="store_true",
                    help="rm: also runs whose process still runs, or that ran on another host")
     s.add_argument("--dry-run", action="store_true", help="rm: list what would go, remove nothing")
@@ -435,8 +447,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=_cmd_add_submission)
 
     s = sub.add_parser("import", help="import a run bundle")
-    s.add_argument("bundle")
-    s.add_argument("--root")
+    s.add_argument("bundle", help="a .zip made by `export` (a teammate's run); every file is checked before any "
+                   "is written")
+    s.add_argument("--root", metavar="DIR", help="runs folder to import into (default $IMC_RUNS_DIR or data/runs)")
     s.set_defaults(func=_cmd_import)
 
     s = sub.add_parser("cache", help="stage artifacts: size per stage, or prune what no run needs",

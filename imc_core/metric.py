@@ -1472,7 +1472,9 @@ def _validate(gt: pd.DataFrame, sub: pd.DataFrame, gt_path: str | None, sub_path
             i = int(gdup[d[0]])
             raise InputError(gt_path, f"image {g_im[i]!r} found twice in GT dataset {ds!r}", _line(gt, i))
         if ds not in sub_sets:
-            raise InputError(sub_path, f"dataset {ds!r} of the ground truth is not in the submission")
+            other = sorted(map(str, sub_sets - set(g_ds.tolist())))  # a misspelt name is the likely cause
+            hint = f" (it has {', '.join(map(repr, other[:5]))}, not in the ground truth)" if other else ""
+            raise InputError(sub_path, f"dataset {ds!r} of the ground truth is not in the submission{hint}")
         rows = np.flatnonzero(s_ds == ds)
         bad = rows[~known[rows]]
         dup = np.intersect1d(sdup, rows)
@@ -1494,6 +1496,28 @@ def _validate(gt: pd.DataFrame, sub: pd.DataFrame, gt_path: str | None, sub_path
     extra = sorted(sub_sets - set(g_ds.tolist()))
     if extra:
         notes.append(f"submitted dataset(s) not in the ground truth ignored: {', '.join(map(str, extra))}")
+    notes += _odd_rows(sub, sub_path)
+    return notes
+
+
+def _odd_rows(sub: pd.DataFrame, path: str | None) -> list[str]:
+    """Warnings on submission rows the metric scores without a word: a pose whose 12 numbers are neither all
+    finite nor all ``nan`` (``inf``, or a few ``nan``: such a camera never registers, like an unregistered one), and
+    an empty scene (cluster) name. Each names how many rows and the first one's line."""
+    where = f"{path}: " if path else ""
+    notes = []
+    poses = sub[[*_R_COLS, *_T_COLS]].to_numpy(dtype=np.float64)
+    odd = np.flatnonzero(~np.isfinite(poses).all(axis=1) & ~np.isnan(poses).all(axis=1))
+    if odd.size:
+        i = int(odd[0])
+        notes.append(f"{where}{odd.size} row(s) with a pose neither all finite nor all nan (inf, or some nan), "
+                     f"scored as unregistered, e.g. {sub['dataset'].iloc[i]}/{sub['image'].iloc[i]} on line "
+                     f"{_line(sub, i)} (an unregistered image writes nan for all 12 numbers)")
+    empty = np.flatnonzero(sub["scene"].astype(str).str.strip().eq("").to_numpy())
+    if empty.size:
+        i = int(empty[0])
+        notes.append(f"{where}{empty.size} row(s) with an empty scene (cluster) name, counted in a cluster named "
+                     f"'', e.g. {sub['dataset'].iloc[i]}/{sub['image'].iloc[i]} on line {_line(sub, i)}")
     return notes
 
 

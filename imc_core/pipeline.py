@@ -114,8 +114,9 @@ class _Reporter:
 
 
 def check_devices(cfg: PipelineConfig) -> None:
-    """Check, before any work, that the devices the config's torch stages ask for exist here (``cuda`` on a machine
-    without CUDA failed after the features were extracted, or passed unnoticed while the stage was cached).
+    """Check, before any work, that ``$IMC_DEVICE`` and the devices the config's torch stages ask for exist here
+    (``cuda`` on a machine without CUDA failed after the features were extracted, or passed unnoticed while the
+    stage was cached).
 
     Raises:
         ConfigError: naming the key, e.g. ``matching.device='cuda' but CUDA is not available here``.
@@ -123,10 +124,14 @@ def check_devices(cfg: PipelineConfig) -> None:
     keys = [("features", cfg.features.device, cfg.features.method in _TORCH_FEATURES),
             ("matching", cfg.matching.device, cfg.matching.method in _TORCH_MATCHERS),
             ("global_descriptors", cfg.global_descriptors.device, bool(cfg.global_descriptors.models))]
-    for section, device, used in keys:
-        if used and device.strip().lower() != "auto":  # auto falls back to the CPU; $IMC_DEVICE is read then
-            from .device import resolve_device
+    from .device import ENV_VAR, resolve_device
 
+    if os.environ.get(ENV_VAR, "").strip().lower() not in ("", "auto", "cpu"):
+        # every stage's "auto" reads it, COLMAP's too: a typo, or CUDA where there is none, failed only after the
+        # run folder was made
+        resolve_device("auto")
+    for section, device, used in keys:
+        if used and device.strip().lower() != "auto":  # auto falls back to the CPU ($IMC_DEVICE checked above)
             try:
                 resolve_device(device)
             except ConfigError as err:

@@ -538,6 +538,15 @@ def _check_bundle(staging: Path) -> dict[str, Any]:
     scores = _read_json(staging / "scores.json")
     if scores is not None and not (isinstance(scores, dict) and _number(scores.get("score")) is not None):
         raise InputError(staging / "scores.json", "has no numeric 'score'")
+    for name in ("timings.json", "alignments.json", "artifacts.json", "progress.json"):  # optional, objects
+        if (content := _read_json(staging / name)) is not None and not isinstance(content, dict):
+            raise InputError(staging / name, "not a JSON object")
+    for name in ("per_image.csv", "scenes.csv", "pairs_stats.csv"):  # optional tables the pages read
+        try:
+            _read_csv(staging / name)
+        except InputError:
+            if (staging / name).read_text(errors="replace").strip():  # (an empty table is a table)
+                raise
     sub = staging / "submission.csv"
     if sub.is_file():
         read_pose_csv(sub)
@@ -557,7 +566,8 @@ def import_run(zip_path: str | Path, root: Path | None = None) -> tuple[Path, bo
 
     Every member must sit inside one top folder (no absolute paths, no ``..``, no links), the required files must be
     there and parse (``run.json`` an object whose known fields have their types, ``config.toml`` TOML,
-    ``scores.json`` a numeric score, ``submission.csv`` poses; a failed or cancelled run may lack the submission),
+    ``scores.json`` a numeric score, ``submission.csv`` poses; a failed or cancelled run may lack the submission;
+    the other JSON files objects and the other tables CSV, where present),
     and the total size is bounded. A damaged member is an InputError naming the bundle and the member. A run that
     says running or queued becomes ``imported-incomplete`` (its process was the teammate's). An existing run with
     the same id is never overwritten: the imported one gets a suffix; when that run already holds the same results

@@ -189,6 +189,14 @@ def test_devices_and_jobs_are_checked_before_any_run_folder(tiny_root: Path, iso
         # a device of a stage this config does not run is not needed (it is reported as not read instead)
         assert run_pipeline(tiny_root, overrides=[*FAST, "features.device=cuda"]).is_dir()
         shutil.rmtree(isolated_dirs["runs"])
+        # $IMC_DEVICE is read by every stage's "auto", COLMAP's too: it left a failed run folder
+        monkeypatch.setenv("IMC_DEVICE", "cuda")
+        with pytest.raises(ConfigError, match=r"^\$IMC_DEVICE='cuda' but CUDA is not available here"):
+            run_pipeline(tiny_root, overrides=FAST)
+        monkeypatch.setenv("IMC_DEVICE", "gpu")
+        assert main(["run", "--data-root", str(tiny_root), "--quiet"]) == 2
+        assert not isolated_dirs["runs"].exists()
+        monkeypatch.delenv("IMC_DEVICE")
     monkeypatch.setenv("IMC_JOBS", "abc")
     with pytest.raises(ConfigError, match="IMC_JOBS must be a positive integer, got 'abc'"):
         run_pipeline(tiny_root, overrides=FAST)

@@ -340,3 +340,32 @@ def test_score_names_camera_to_world_poses(files: dict[str, Path], tmp_path: Pat
                  "--details"]) == 0
     out, err = capsys.readouterr()
     assert "look" not in err and "pose convention (each dataset that is small" in out  # re-read, nothing to say
+
+
+def test_runs_lists_only_the_status_asked_for(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """`runs --status failed` listed every run, exit 0, without a word (the option was read by `rm` only)."""
+    from imc_core.runs import RunWriter
+
+    for name, status in (("a", "done"), ("b", "failed"), ("c", "cancelled")):
+        RunWriter(tmp_path / name).write_meta(id=name, status=status, created=f"2026-01-01T00:00:0{len(name)}")
+    assert main(["runs", "--root", str(tmp_path), "--status", "failed", "--status", "cancelled"]) == 0
+    listed = [line.split()[0] for line in capsys.readouterr().out.splitlines()[1:]]
+    assert sorted(listed) == ["b", "c"]
+    assert main(["runs", "--root", str(tmp_path), "--status", "stopped"]) == 0
+    assert capsys.readouterr().out.strip() == "no runs with status stopped"
+    assert main(["runs", "--root", str(tmp_path), "--status", "faild"]) == 2
+    assert "runs: unknown --status faild" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--images", "0"], "synth --images 0: must be at least 2"),
+    (["--scenes", "0"], "synth --scenes 0: must be at least 1"),
+    (["--roll", "2"], "synth --roll 2.0: must be in [0, 1]"),
+    (["--outliers", "-1"], "synth --outliers -1: must be at least 0"),
+])
+def test_synth_errors_name_the_flag(tmp_path: Path, capsys: pytest.CaptureFixture, args: list[str],
+                                    message: str) -> None:
+    """They named the config's fields ("synth.images_per_scene must satisfy 2 <= min <= max, got 0")."""
+    assert main(["synth", "--out", str(tmp_path / "s"), *args]) == 2
+    assert capsys.readouterr().err.strip() == f"error: {message}"
+    assert not (tmp_path / "s").exists()

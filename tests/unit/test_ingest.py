@@ -110,3 +110,18 @@ def test_cli_add_submission(root, tmp_path: Path, capsys: pytest.CaptureFixture,
     out, err = capsys.readouterr()
     assert out.splitlines()[0] == first and f"not added: this file was already added on this data root as " \
         f"{Path(first).name} (label 'kaggle v3')" in err
+
+
+def test_a_labelled_dataset_the_submission_lacks_is_named(root, tmp_path: Path) -> None:
+    """`score` refuses a submission without a labelled dataset; `add-submission` scored it on the rest without a
+    word, so its overall score read as one of the whole data root."""
+    data, sub = root
+    labels = pd.read_csv(data / "train_labels.csv", dtype=str)
+    other = labels.assign(dataset="other")
+    pd.concat([labels, other]).to_csv(data / "train_labels.csv", index=False)
+    (data / "train_thresholds.csv").write_text((data / "train_thresholds.csv").read_text()
+                                               + "".join(f"other,{s},{';'.join(map(str, TH))}\n" for s in ("s1", "s2")))
+    run = load_run(submission_run(write_pose_csv(sub, tmp_path / "ds_only.csv"), data, runs_dir=tmp_path / "r")[0])
+    assert run.meta["warnings"] == ["scored on 1 of the data root's 2 labelled datasets: the submission has no rows "
+                                    "for other"]
+    assert run.meta["datasets"] == ["ds"] and run.scores["score"] == pytest.approx(100.0)

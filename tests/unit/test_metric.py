@@ -429,7 +429,8 @@ def test_errors_duplicate_missing_unknown(one_scene, tmp_path) -> None:
     assert ei.value.row == 6 and str(ei.value).startswith("sub.csv:6:")
     other = sub.copy()
     other["dataset"] = "other"
-    with pytest.raises(InputError, match="dataset 'ds' of the ground truth is not in the submission"):
+    with pytest.raises(InputError, match="dataset 'ds' of the ground truth is not in the submission \\(it has "
+                                         "'other', not in the ground truth\\)"):  # (a misspelt name: the clue)
         score(gt, th, other)
     with pytest.raises(InputError, match="no thresholds"):
         score(gt, {}, sub)
@@ -596,3 +597,19 @@ def test_numba_path_exact_data_and_zero_threshold() -> None:
     np.testing.assert_array_equal(fast.n_inliers, exact.n_inliers)
     np.testing.assert_array_equal(fast.err, exact.err)
     assert fast.n_inliers[0] == 0 and (fast.n_inliers[1:] == 12).all()
+
+
+def test_odd_submission_rows_are_named_not_scored_silently() -> None:
+    """An ``inf`` or partly ``nan`` pose and an empty cluster name were scored without a word."""
+    gt, th, _ = make_gt(np.random.default_rng(5), {"s1": 10, "s2": 8}, outliers=2)
+    sub = submit(gt, dict(zip(gt["image"], gt["scene"], strict=True)))
+    assert not score(gt, th, sub).warnings
+    sub.loc[sub.index[sub["scene"] == "s1"][0], "scene"] = ""
+    sub.loc[sub.index[sub["scene"] == "s2"][:2], "tx"] = np.inf
+    res = score(gt, th, sub, submission_path="mine.csv")
+    assert res.warnings == [
+        "mine.csv: 2 row(s) with a pose neither all finite nor all nan (inf, or some nan), scored as unregistered, "
+        "e.g. ds/s2_000.png on line 12 (an unregistered image writes nan for all 12 numbers)",
+        "mine.csv: 1 row(s) with an empty scene (cluster) name, counted in a cluster named '', e.g. ds/s1_000.png "
+        "on line 2"]
+    assert res.per_image.set_index("image").loc["s2_000.png", "pose_valid"] == False  # noqa: E712

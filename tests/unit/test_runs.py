@@ -288,6 +288,10 @@ def test_a_damaged_bundle_is_one_error_naming_it(tmp_path: Path) -> None:
     ({"r/scores.json": b"[1, 2]"}, "r/scores.json: has no numeric 'score'"),
     ({"r/config.toml": b"[features\n"}, "r/config.toml: cannot read TOML"),
     ({"r/submission.csv": b"garbage\n1\n"}, "r/submission.csv"),
+    # the other files the pages read (a bundle with timings.json "nope" was imported)
+    ({"r/timings.json": b"nope"}, "r/timings.json: cannot read JSON"),
+    ({"r/alignments.json": b"[1]"}, "r/alignments.json: not a JSON object"),
+    ({"r/per_image.csv": b'a,b\n"1,2\n'}, "r/per_image.csv: cannot read CSV"),
 ])
 def test_bad_files_in_a_bundle_are_named_by_member(tmp_path: Path, members: dict, fragment: str) -> None:
     """Errors named the deleted staging folder (``.import-32e3cb0a/submission.csv``) or were tracebacks."""
