@@ -118,6 +118,12 @@ def _parse_numbers(
     if bad.size:
         i = int(bad[0])
         got = 0 if values[i].strip() == "" else int(seps[i]) + 1
+        for tok in values[i].split(";") if got else []:  # "0.95|0.30;…": the token is the problem, not the count
+            try:
+                float(tok)
+            except ValueError:
+                raise InputError(path, f"{what}: cannot parse number {tok.strip()!r} (it must have {count} "
+                                       f"';'-separated numbers)", int(lines[i])) from None
         raise InputError(path, f"{what} must have {count} ';'-separated numbers, got {got}", int(lines[i]))
     flat = ";".join(values).split(";")
     try:
