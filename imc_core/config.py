@@ -189,11 +189,19 @@ def _coerce(value: Any, typ: Any, key: str, source: str) -> Any:
         return value
     if origin is list:
         (item_type,) = typ.__args__
+        kind = {int: "integers", float: "numbers", str: "names", bool: "true/false values"}.get(item_type, "values")
         if isinstance(value, str):
             value = [v.strip() for v in value.split(",") if v.strip()]
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):  # `--set key=1.0`: a list of one
+            value = [value]
         if not isinstance(value, list):
-            raise ConfigError(f"{source}: {key} must be a list, got {value!r}")
-        return [_coerce(v, item_type, key, source) for v in value]
+            raise ConfigError(f"{source}: {key} must be a list of {kind} (on the command line: a,b,c), got "
+                              f"{value!r}")
+        try:
+            return [_coerce(v, item_type, key, source) for v in value]
+        except ConfigError:  # "weights must be a number, got 'abc'" for a list: say what the list holds
+            raise ConfigError(f"{source}: {key} must be a list of {kind} (on the command line: a,b,c), got "
+                              f"{value!r}") from None
     return value
 
 

@@ -82,11 +82,19 @@ def test_unquoted_string_override() -> None:
         ("matching.max_distance=-0.1", "matching.max_distance must be > 0"),
         ("matching.filter_threshold=1.5", "matching.filter_threshold must be in \\[0, 1\\]"),
         ("features.detection_threshold=-1", "features.detection_threshold must be ≥ 0"),
+        # a list: what it holds and how to write it ("must be a number, got 'abc'" named no list)
+        ("fusion.weights=abc", "fusion.weights must be a list of numbers \\(on the command line: a,b,c\\)"),
+        ("fusion.weights=1,x", "must be a list of numbers \\(on the command line: a,b,c\\), got \\['1', 'x'\\]"),
     ],
 )
 def test_bad_overrides_are_clear_errors(item: str, fragment: str) -> None:
     with pytest.raises(ConfigError, match=fragment.replace(".", r"\.")):
         resolve_config("default", [item])
+
+
+def test_a_number_given_to_a_list_is_a_list_of_one() -> None:
+    assert resolve_config("default", ["fusion.weights=1.0"]).fusion.weights == [1.0]
+    assert resolve_config("default", ["fusion.weights=1.0,0.5"]).fusion.weights == [1.0, 0.5]
 
 
 def test_the_largest_32_bit_integer_is_accepted() -> None:
