@@ -498,6 +498,16 @@ def default_run(runs: pd.DataFrame, root: Path | None) -> str:
     return str(runs["id"].iloc[0])
 
 
+def made_on(runs: pd.DataFrame, run_id: str, root: Path | None) -> bool:
+    """Whether run ``run_id`` of ``runs`` was made on data root ``root`` (True without a root to compare, or when the
+    run records none, as an outside bundle may not)."""
+    if root is None or "data_root" not in runs:
+        return True
+    where = runs.loc[runs["id"].astype(str) == str(run_id), "data_root"]
+    recorded = str(where.iloc[0]) if len(where) and isinstance(where.iloc[0], str) else ""
+    return not recorded or _same_path(recorded, root)
+
+
 def _same_path(a: str, b: Path) -> bool:
     try:
         return Path(a).resolve() == b.resolve()

@@ -810,8 +810,11 @@ def main() -> None:
     if wanted and wanted != st.session_state.get(URL_RUN):  # a link, a page switch or Back/Forward naming a run
         st.session_state["run"] = wanted
     elif st.session_state.get("run") not in ids:  # a first visit, or back from a page that dropped the picker
-        remembered = st.session_state.get(LAST_RUN)
-        st.session_state["run"] = remembered if remembered in ids else state.default_run(df, state.current_root())
+        # the run shown last, unless the sidebar has moved to another data root since: then the newest run there
+        # (the old run took the sidebar back to its own root, and hid the run just launched on the new one)
+        remembered, root = st.session_state.get(LAST_RUN), state.current_root()
+        st.session_state["run"] = (remembered if remembered in ids and state.made_on(df, remembered, root)
+                                   else state.default_run(df, root))
     # no format_func: the run id is what the URL and the share link hold
     run_id = st.selectbox("Run", ids, index=None, key="run", placeholder="pick a run")
     if not run_id:

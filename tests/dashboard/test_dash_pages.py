@@ -579,3 +579,32 @@ def test_timings_tab_breaks_the_reconstruction_into_its_steps(make_run: Callable
     at = open_app("results", run="run-a", tab="Timings")
     assert_clean(at)
     assert not any("mapping" in d.value.columns for d in at.dataframe)
+
+
+def test_results_does_not_take_the_sidebar_back_to_an_old_runs_root(make_run: Callable[..., Path],
+                                                                      dash_env: DashEnv, tmp_path: Path) -> None:
+    """Results reopened the run shown last, on another data root, though the sidebar had moved on: the sidebar
+    flipped back to that root and the run just launched on the new one was hidden. It now opens the newest run of
+    the sidebar's root."""
+    from dashboard import state
+
+    old = make_run("old-elsewhere")
+    meta = json.loads((old / "run.json").read_text())
+    other = tmp_path / "elsewhere"
+    (other / "train").mkdir(parents=True)
+    (old / "run.json").write_text(json.dumps({**meta, "data_root": str(other)}))
+    make_run("new-here")
+    at = open_app("results", run="old-elsewhere")
+    assert_clean(at)
+    assert at.session_state["root"] == str(other)
+    # another page showed (the picker's state is dropped) and the sidebar moved back to the bundled root
+    at.switch_page("views/run.py").run()
+    at.query_params.pop("run", None)
+    at.query_params["root"] = str(dash_env.data_root)
+    at.session_state["root"] = str(dash_env.data_root)
+    at.switch_page("views/results.py").run()
+    assert_clean(at)
+    assert at.session_state["run"] == "new-here" and at.session_state["root"] == str(dash_env.data_root)
+    runs = state.runs_table()
+    assert state.made_on(runs, "new-here", dash_env.data_root) and not state.made_on(runs, "old-elsewhere",
+                                                                                       dash_env.data_root)
