@@ -252,7 +252,9 @@ def launch_panel(root: Path) -> None:
     # one picker per split (a widget of its own, so the browser never shows the other split's choice)
     key = DATASETS_KEYS[split]
     if not set(st.session_state.get(key) or []) <= set(names):
-        st.session_state.pop(key, None)  # another data root was picked in the sidebar: start from all of this one's
+        # another data root was picked in the sidebar: start from all of this one's. Set, not dropped: the widget
+        # is on screen, and without its state the browser kept the old root's chips (the launch ran the new one's)
+        st.session_state[key] = list(names)
     datasets = st.multiselect(f"Datasets ({split})", names, key=key, **initial(
         key, "default", names, lambda v: [n for n in v if n in names] or None))  # (another root's names: all)
     variants = list_variants()

@@ -335,6 +335,24 @@ def test_run_page_keeps_its_edits_across_pages(page: Any, server: Server) -> Non
     expect(page.get_by_text("--set reconstruction.seed=7")).to_be_visible()
 
 
+def test_run_page_datasets_follow_the_sidebar_root(page: Any, server: Server, synthetic_data: Path,
+                                                   tmp_path: Path) -> None:
+    """Another data root picked in the sidebar on the Run page left the old root's dataset chips on screen, while
+    Launch ran the new root's datasets. Only a browser shows it: the server's state was right."""
+    from PIL import Image
+
+    other = tmp_path / "other"
+    (other / "train" / "lonely").mkdir(parents=True)
+    Image.new("RGB", (64, 48), (90, 120, 30)).save(other / "train" / "lonely" / "a.png")
+    open_page(page, server, f"/run?root={quote(str(other), safe='')}",
+              lambda p: p.get_by_role("button", name="Launch"))
+    expect(page.locator(".st-key-datasets [data-tag] [title='lonely']")).to_be_visible()
+    select_option(page, "root", str(synthetic_data))
+    expect(page.locator(f".st-key-datasets [data-tag] [title='{DATASET}']")).to_be_visible()
+    expect(page.locator(".st-key-datasets [data-tag] [title='lonely']")).to_have_count(0)
+    assert_clean(page)
+
+
 def test_run_page_switches_variant_after_another_page(page: Any, server: Server) -> None:
     """The saved form was put back into the session before the widgets: another variant's widgets, drawn later,
     showed zeros (features.method aliked, max_keypoints 0, ...) and the first edit launched them. Their saved
