@@ -399,14 +399,28 @@ def per_image_section(arms: dict[str, list[state.RunView]]) -> None:
         st.caption("Needs two scored runs with a per_image.csv.")
         return
     ids = list(views)
+    # the pair: the one a shared link names, else one run of the reference side and one of the other. Re-chosen
+    # whenever the runs compared change (the pickers kept the pair made among the first runs added: two seeds of
+    # one group, while the groups compared were others)
+    linked = (state.qp_first("delta_a"), state.qp_first("delta_b"))
+    first = linked if linked[0] in ids and linked[1] in ids and linked[0] != linked[1] else pair
+    signature = "\n".join(ids)
+    if (st.session_state.get(DELTA_RUNS) != signature
+            or not {st.session_state.get("delta_a"), st.session_state.get("delta_b")} <= set(ids)):
+        st.session_state[DELTA_RUNS] = signature
+        if "delta_a" in st.session_state:  # on screen: set, since a dropped state leaves the browser's pick
+            st.session_state["delta_a"], st.session_state["delta_b"] = first
     c1, c2, c3 = st.columns([2, 2, 1])
 
     def name(run_id: str) -> str:
         arm = arm_of[run_id]
         return arm if arm == run_id or arm.endswith(f"({run_id})") else f"{run_id} ({arm})"
 
-    a = c1.selectbox("Run A (reference)", ids, index=ids.index(pair[0]), key="delta_a", format_func=name)
-    b = c2.selectbox("Run B", ids, index=ids.index(pair[1]), key="delta_b", format_func=name)
+    drawn = "delta_a" in st.session_state  # (a value set before a widget first shows is drawn as its first option)
+    a = c1.selectbox("Run A (reference)", ids, key="delta_a", format_func=name,
+                     **({} if drawn else {"index": ids.index(first[0])}))
+    b = c2.selectbox("Run B", ids, key="delta_b", format_func=name,
+                     **({} if drawn else {"index": ids.index(first[1])}))
     only = c3.checkbox("Changed only", value=True, key="delta_changed")
     va, vb = views[a], views[b]
     scope = compare_scope({a: [(run_root(va), scored_datasets(va))], b: [(run_root(vb), scored_datasets(vb))]})
@@ -435,6 +449,9 @@ def delta_summary(delta: pd.DataFrame) -> str:
     return ("images passing some threshold: " + " · ".join(f"{k}: {counts[k]}" for k in order)
             + f"; thresholds passed: more for {more}, fewer for {fewer}")
 
+
+#: session key of the runs the per-image pair was chosen among
+DELTA_RUNS = "_delta_runs"
 
 #: 3-D views in one row of the side-by-side section
 VIEWS_PER_ROW = 3
@@ -505,7 +522,7 @@ def main() -> None:
     from imc_core.analysis import compare_scope, scores_on
 
     st.title("Compare")
-    state.register_share("compare", ["runs", "dataset", "scene"])
+    state.register_share("compare", ["runs", "dataset", "scene", "delta_a", "delta_b"])
     with state.error_boundary("Import"):
         import_panel()
     with state.error_boundary("Score a submission"):

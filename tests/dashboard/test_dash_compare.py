@@ -383,3 +383,27 @@ def test_lone_runs_are_named_by_their_label_and_pass_changes_are_counted(make_ru
     line = next(c.value for c in at.caption if c.value.startswith("images passing some threshold"))
     assert "both: 8 · neither: 2" in line and "thresholds passed: more for 0, fewer for 1" in line
     assert at.selectbox(key="delta_b").format_func("moved") == "perturbed (moved)"
+
+
+def test_the_per_image_pair_follows_the_runs_compared_and_the_link(make_run: Callable[..., Path]) -> None:
+    """Runs added one at a time: the pickers kept the pair chosen among the first ones (two seeds of one group),
+    and the share link held no pair, so a teammate saw another one."""
+    for i, s in enumerate((60.0, 60.5)):
+        make_run(f"base-{i}", score=s, group="base", seed=i, failing=("s2_3.png",))
+        make_run(f"new-{i}", score=s + 10, group="new", seed=i, failing=("s1_1.png",))
+    at = open_compare(["base-0", "base-1"])
+    no_errors(at)
+    assert (at.selectbox(key="delta_a").value, at.selectbox(key="delta_b").value) == ("base-0", "base-1")
+    at.multiselect(key="runs").select("new-0").select("new-1").run()
+    no_errors(at)
+    assert (at.selectbox(key="delta_a").value, at.selectbox(key="delta_b").value) == ("base-0", "new-0")
+    at.selectbox(key="delta_b").select("new-1").run()  # a pick of one's own stays while the runs stay
+    assert at.selectbox(key="delta_b").value == "new-1"
+    share = "\n".join(c.value for c in at.sidebar.code)
+    assert "delta_a=base-0" in share and "delta_b=new-1" in share
+    linked = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
+    linked.query_params.update(page="compare", runs=["base-0", "base-1", "new-0", "new-1"], delta_a="base-1",
+                               delta_b="new-1")
+    linked.run()
+    no_errors(linked)
+    assert (linked.selectbox(key="delta_a").value, linked.selectbox(key="delta_b").value) == ("base-1", "new-1")
