@@ -35,6 +35,10 @@ def render_job(job: jobs.Job, open_link: bool = True) -> None:
             bits = [f"{len(cachable)} stage{'s' * (len(cachable) != 1)}, {hits} from cache"]
             if isinstance(score, (int, float)):
                 bits.insert(0, f"score {score:.2f}")
+            unfinished = [s for s in job.stages if s.total > 0 and s.done < s.total and not s.cached]
+            if job.status != "done" and unfinished:  # (a cancelled run's stage count read as a complete run's)
+                where = unfinished[-1]
+                bits.insert(0, f"{job.status} during {where.name} ({where.done}/{where.total})")
             st.caption(" · ".join(bits))
         if job.error and not job.active:
             st.error(job.error)

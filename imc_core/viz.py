@@ -660,7 +660,8 @@ def threshold_curve(per_image: pd.DataFrame, dataset: str, scene: str,
 
     Returns:
         Figure with a Scatter trace ``registered within error`` (step curve over all GT images of the scene,
-        log x) and, with thresholds and pass columns, a Scatter trace ``metric (pass_k)``.
+        log x) and, with thresholds and pass columns, the pass fractions at the thresholds the metric scores
+        (``metric: t2…t5 (pass_k)``) and, in grey, at the two it skips.
     """
     title = title or f"{dataset} / {scene}: registered vs threshold"
     if len(per_image) == 0:
@@ -699,10 +700,17 @@ def threshold_curve(per_image: pd.DataFrame, dataset: str, scene: str,
         cols = [f"pass_{k}" for k in range(len(thr))]
         if all(c in rows for c in cols):
             frac = [float(_as_bool(rows[c]).mean()) for c in cols]
-            fig.add_trace(go.Scatter(x=thr, y=frac, mode="markers", name="metric (pass_k)",
-                                     marker={"size": 10, "symbol": "diamond",
-                                             "color": ["#ccc"] * skipped + ["#d62728"] * (len(thr) - skipped)},
+            # two traces, so that the legend's marker is the colour of the points it names
+            used = f"metric: t{skipped}…t{len(thr) - 1} (pass_k)" if skipped else "metric (pass_k)"
+            fig.add_trace(go.Scatter(x=thr[skipped:], y=frac[skipped:], mode="markers", name=used,
+                                     marker={"size": 10, "symbol": "diamond", "color": "#d62728"},
                                      hovertemplate="threshold %{x:g} m<br>%{y:.1%} pass<extra></extra>"))
+            if skipped:
+                fig.add_trace(go.Scatter(x=thr[:skipped], y=frac[:skipped], mode="markers",
+                                         name=f"t0…t{skipped - 1}, not scored by the metric",
+                                         marker={"size": 10, "symbol": "diamond", "color": "#ccc"},
+                                         hovertemplate="threshold %{x:g} m (not scored)<br>%{y:.1%} pass"
+                                                       "<extra></extra>"))
     # the metric fits one alignment per threshold; the per-image error is the one of the largest threshold
     fig.update_xaxes(title_text="camera centre error, alignment of the largest threshold (log scale)", type="log")
     ticks = sorted({float(t) for t in (thresholds if thresholds is not None else []) if float(t) > 0})

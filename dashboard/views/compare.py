@@ -500,8 +500,23 @@ def side_by_side(views: list[state.RunView]) -> None:
 
 
 def _numbers(table: pd.DataFrame, text: tuple[str, ...]) -> dict[str, object]:
-    return {c: st.column_config.NumberColumn(format="%.3g" if c == "p (Welch)" else "%.2f")
-            for c in table.columns if c not in text}
+    """Column settings: numbers compact (two decimals, p in 3 digits), the noise verdict wide enough for its words
+    ("≈ within noise" was cut at 1,400 px)."""
+    out: dict[str, object] = {c: st.column_config.NumberColumn(format="%.3g" if c == "p (Welch)" else "%.2f",
+                                                               width=80 if "±" in c or c == "p (Welch)" else 70)
+                              for c in table.columns if c not in text}
+    if "noise" in table:
+        out["noise"] = st.column_config.TextColumn(width=170)
+    if "runs" in table:
+        out["runs"] = st.column_config.NumberColumn(width=45)
+    return out
+
+
+def verdict_first(table: pd.DataFrame) -> pd.DataFrame:
+    """The columns that answer "did it help?" first (score, Δ score, noise, p), then the spreads and the other
+    metrics: at 1,400 px the verdict sat past the right edge."""
+    first = [c for c in ("dataset", "arm", "runs", "score", "Δ score", "noise", "p (Welch)") if c in table]
+    return table[first + [c for c in table.columns if c not in first]]
 
 
 def absent_from_link(chosen: list[str], ids: list[str]) -> None:
@@ -592,7 +607,7 @@ def main() -> None:
         st.warning(f"{state.md(label)}: its runs differ in config beyond the seed ({', '.join(keys[:5])}"
                    f"{', …' if len(keys) > 5 else ''}), so its mean ± std mixes different experiments. "
                    "See the config diff below; compare those runs separately.")
-    head = drop_empty_spread(headline_table(arms, shared=shared or None, deltas=bool(shared)))
+    head = verdict_first(drop_empty_spread(headline_table(arms, shared=shared or None, deltas=bool(shared))))
     st.dataframe(head, hide_index=True, width="stretch", key="headline", placeholder=state.NO_VALUE,
                  column_config=_numbers(head, ("arm", "runs", "noise")))
     if not shared:
@@ -605,7 +620,7 @@ def main() -> None:
         bars = {k: [scores_on(rv.scores, shared) for rv in v] for k, v in arms.items()}
         state.show_figure("compare_bars", bars, key="fig_compare",
                           title=None if scope.complete else f"score on the shared datasets ({', '.join(shared)})")
-    per_ds = drop_empty_spread(per_dataset_table(arms, scope))
+    per_ds = verdict_first(drop_empty_spread(per_dataset_table(arms, scope)))
     if not per_ds.empty and per_ds["Δ score"].isna().all():
         per_ds = per_ds.drop(columns="Δ score")  # nothing shared: a column of blanks says nothing
     if not per_ds.empty:

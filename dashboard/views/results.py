@@ -636,7 +636,13 @@ def tab_loss(rv: state.RunView) -> None:
         return
     from imc_core.analysis import loss_attribution
 
+    from imc_core.convention import WARNING_STARTS
+
     att = loss_attribution(rv.scores, rv.scenes if rv.scenes is not None else pd.DataFrame(), rv.per_image)
+    # poses written in another convention read as inaccurate (or unregistered) here: say so beside the parts
+    for note in [w for w in rv.meta.get("warnings") or [] if str(w).startswith(WARNING_STARTS)]:
+        st.warning(f"The pose-convention check: {note}. Poses written another way count below as inaccurate (and "
+                   "their discount); read so, those points would not be lost.", icon="⚠️")
     st.caption(LOSS_CAPTION)
     state.show_figure("loss_attribution_bar", att, key="fig_loss")
     st.dataframe(att.round(3).rename_axis("dataset").reset_index(), hide_index=True, placeholder=state.NO_VALUE,

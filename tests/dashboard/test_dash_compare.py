@@ -407,3 +407,4 @@ def test_the_per_image_pair_follows_the_runs_compared_and_the_link(make_run: Cal
     linked.run()
     no_errors(linked)
     assert (linked.selectbox(key="delta_a").value, linked.selectbox(key="delta_b").value) == ("base-1", "new-1")
+

@@ -206,6 +206,20 @@ def test_loss_caption_does_not_call_the_discount_unavoidable(make_run: Callable[
     text = " ".join(c.value for c in at.caption)
     assert "unavoidable" not in text and "vanishes when every camera passes" in text
     assert "dataset" in frame_with(at, "discount").columns
+    assert not [w for w in at.warning if "pose-convention" in w.value]
+
+
+def test_loss_tab_repeats_the_pose_convention_warning(make_run: Callable[..., Path]) -> None:
+    """A submission written camera→world loses its points as "inaccurate" there; the warning saying why was only
+    in the header above the tabs."""
+    run = make_run("c2w")
+    meta = json.loads((run / "run.json").read_text())
+    note = "these poses look camera→world (t holding the camera centre) in ds1 (mAA 0.00 as written, 90.00 read so)"
+    (run / "run.json").write_text(json.dumps({**meta, "warnings": [note]}))
+    at = open_app("results", run="c2w", tab="Loss")
+    assert not at.exception
+    [shown] = [w.value for w in at.warning if "pose-convention" in w.value]
+    assert note in shown and "count below as inaccurate" in shown
 
 
 def test_images_tab_says_which_alignment_the_error_uses(make_run: Callable[..., Path]) -> None:

@@ -257,6 +257,8 @@ def test_cancel_writes_cancel_and_the_job_stops(dash_env: DashEnv, fake_pipeline
     at.run()
     assert json.loads((run_dir / "run.json").read_text())["status"] == "cancelled"
     assert any(run_dir.name in m.value and "cancelled" in m.value for m in at.markdown)
+    # where it stopped: "1 stage, 0 from cache" alone read as a run that had finished
+    assert "cancelled during ds1/features (3/10) · 1 stage, 0 from cache" in [c.value for c in at.caption]
 
 
 def test_repeats_share_a_group_with_consecutive_seeds(dash_env: DashEnv, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -208,10 +208,12 @@ def test_cluster_matrix_counts_and_order() -> None:
 def test_threshold_curve() -> None:
     per_image = _per_image()
     fig = viz.threshold_curve(per_image, "ds", "s1", thresholds=[0.02, 0.03, 0.05, 0.08, 0.1, 0.2])
-    assert _names(fig) == ["registered within error", "metric (pass_k)"]
+    # the thresholds the metric scores and the two it skips, each trace in the colour its legend shows
+    assert _names(fig) == ["registered within error", "metric: t2…t5 (pass_k)", "t0…t1, not scored by the metric"]
     curve = fig.data[0]
     assert curve.y[-1] == pytest.approx(4 / 5)  # 4 of 5 GT images of s1 have an error
-    np.testing.assert_allclose(fig.data[1].y, [1 / 5, 2 / 5, 4 / 5, 4 / 5, 4 / 5, 4 / 5])
+    np.testing.assert_allclose([*fig.data[2].y, *fig.data[1].y], [1 / 5, 2 / 5, 4 / 5, 4 / 5, 4 / 5, 4 / 5])
+    assert (fig.data[1].marker.color, fig.data[2].marker.color) == ("#d62728", "#ccc")
     assert fig.layout.xaxis.type == "log"
     # the thresholds are the ticks, in readable units (plotly's own log ticks read "2, 5, 0.01, 2")
     assert list(fig.layout.xaxis.tickvals) == [0.02, 0.03, 0.05, 0.08, 0.1, 0.2]
