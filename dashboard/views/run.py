@@ -369,7 +369,7 @@ def history_panel() -> None:
                                         "data root": text(width=120, help="the data root's last two folders"),
                                         "score": number(format="%.2f", width=58),
                                         "mAA": number(format="%.2f", width=58),
-                                        "clusterness": number("clust.", format="%.2f", width=58, help="clusterness"),
+                                        "clusterness": number("clust.", format="%.2f", width=66, help="clusterness"),
                                         "label": text(width=110), "group": text(width=70),
                                         "seed": number(width=45),
                                         "seconds": number("s", format="%.1f", width=50, help="wall time (seconds)")})

@@ -155,7 +155,10 @@ def test_failed_runs_are_listed_but_never_aggregated_nor_reference(make_run: Cal
     infos = " ".join(i.value for i in at.info)
     assert "broken (status failed)" in infos and "stale (status cancelled)" in infos
     assert "the reference is group: base" in infos
-    head = frame_by_key(at, "headline").set_index("arm")
+    head = frame_by_key(at, "headline")
+    # what answers "did it help?" first: at 1,400 px the verdict sat past the right edge
+    assert list(head.columns[:6]) == ["arm", "runs", "score", "Δ score", "noise", "p (Welch)"]
+    head = head.set_index("arm")
     assert list(head.index) == ["group: base", "group: new"]  # no row for broken / stale
     assert head.loc["group: base", "noise"] == "reference"
     assert head.loc["group: new", "Δ score"] == pytest.approx(10.0)
@@ -407,4 +410,3 @@ def test_the_per_image_pair_follows_the_runs_compared_and_the_link(make_run: Cal
     linked.run()
     no_errors(linked)
     assert (linked.selectbox(key="delta_a").value, linked.selectbox(key="delta_b").value) == ("base-1", "new-1")
-
