@@ -619,14 +619,16 @@ LOSS_LABELS = {
 
 
 def _number_columns(df: pd.DataFrame, fmt: str, labels: dict[str, tuple[str, str]] | None = None) -> dict[str, Any]:
-    """Compact number columns (``width="small"``, ``fmt`` for floats) for every numeric column of ``df``, so wide
-    tables fit; ``labels`` gives some a shorter header and a tooltip (``{column: (header, help)}``)."""
+    """Compact number columns (each as wide as its header, ``fmt`` for floats) for every numeric column of ``df``,
+    so wide tables fit and no header is cut ("mAA recour…"); ``labels`` gives some a shorter header and a tooltip
+    (``{column: (header, help)}``)."""
     out = {}
     for c in df.columns:
         if pd.api.types.is_numeric_dtype(df[c]) and not pd.api.types.is_bool_dtype(df[c]):
             label, help_ = (labels or {}).get(c, (None, None))
+            width = max(64, 7 * len(label or str(c)) + 34)  # (pixels: the header, its sort arrow and padding)
             out[c] = st.column_config.NumberColumn(label, format=fmt if pd.api.types.is_float_dtype(df[c]) else None,
-                                                   width="small", help=help_)
+                                                   width=width, help=help_)
     return out
 
 
