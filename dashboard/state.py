@@ -1008,6 +1008,38 @@ def validate_config(variant: str, overrides: list[str]) -> str | None:
     return None
 
 
+def group_conflict(group: str, variant: str, overrides: list[str]) -> tuple[str, list[str]] | None:
+    """When ``group`` already holds runs of another config than ``variant`` + ``overrides`` (the seed aside):
+    ``(the newest such run's id, the keys that differ)``; None when it holds none, or only runs of this config. A
+    group name left in the form after a parameter change put two experiments in one mean ± std."""
+    import tomllib
+
+    from imc_core.analysis import group_config_spread
+    from imc_core.config import dump_config, resolve_config
+
+    group = group.strip()
+    df = runs_table()
+    if not group or df.empty or "group" not in df:
+        return None
+    members = df[df["group"].astype(str) == group]
+    if members.empty:
+        return None
+    try:
+        mine = tomllib.loads(dump_config(resolve_config(variant, list(overrides))))
+    except ImcError:
+        return None  # (the page says why the config is invalid)
+    for run_id, path in zip(members["id"], members["path"], strict=True):
+        try:
+            theirs = tomllib.loads((Path(path) / "config.toml").read_text())
+        except (OSError, ValueError):
+            continue
+        if theirs.get("meta", {}).get("variant") == "submission":
+            continue
+        spread = group_config_spread({"new": mine, str(run_id): theirs})
+        return (str(run_id), list(spread["key"])) if len(spread) else None
+    return None
+
+
 def data_problem(root: Path, datasets: list[str], split: str) -> str | None:
     """What ``python -m imc_core run`` would exit 2 with for this data before any run folder (a missing image, a
     label row or thresholds that cannot score it: :meth:`imc_core.data.DataRoot.load_for_run`), one line; None when

@@ -293,6 +293,12 @@ def launch_panel(root: Path) -> None:
     problem = state.validate_config(variant, overrides)  # what the CLI would exit 2 with, before any run folder
     if problem:
         st.error(f"Invalid parameters, nothing launched: {problem}")
+    elif conflict := state.group_conflict(group, variant, overrides):
+        other, keys = conflict
+        st.warning(f"Group **{state.md(group.strip())}** already holds runs of another config ({other} differs in "
+                   f"{', '.join(f'`{k}`' for k in keys[:4])}{' …' if len(keys) > 4 else ''}): Compare would "
+                   "average them as seeds of one experiment. Name a new group, unless that is what you mean.",
+                   icon="⚠️")
     seed = int(values[SEED_KEY])
     if repeats > 1:
         st.caption(f"Seeds {seed} … {seed + repeats - 1}"

@@ -382,3 +382,24 @@ def test_a_link_to_a_data_root_missing_here_says_so(dash_env: DashEnv, tmp_path:
     assert any("not on this machine" in w.value for w in at.warning)
     fine = open_app("run", root=str(dash_env.data_root), variant="default")
     assert not any("not on this machine" in w.value for w in fine.warning)
+
+
+def test_a_group_holding_another_config_is_named_before_launch(dash_env: DashEnv) -> None:
+    """The group stayed in the form after a parameter change: the next launch put another experiment into the
+    seed group, and Compare averaged both. The page now says so before Launch."""
+    from dashkit import write_run
+
+    from imc_core.config import dump_config, resolve_config
+
+    run = write_run(dash_env, "seed-3", group="g", seed=3)
+    (run / "config.toml").write_text(dump_config(resolve_config("default", ["reconstruction.seed=3"]),
+                                                 {"variant": "default"}))
+    at = run_page()
+    at.text_input(key="group").input("g").run()
+    assert not errors_and_exceptions(at)[1]
+    assert not [w for w in at.warning if "already holds runs of another config" in w.value]  # the seed aside
+    at.number_input(key="cfg.default.matching.min_matches").set_value(33).run()
+    [warning] = [w.value for w in at.warning if "already holds runs of another config" in w.value]
+    assert "seed-3 differs in `matching.min_matches`" in warning
+    at.text_input(key="group").input("g2").run()
+    assert not [w for w in at.warning if "already holds runs of another config" in w.value]
