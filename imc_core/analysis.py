@@ -34,8 +34,8 @@ __all__ = [
     "config_diff",
     "default_pair",
     "flatten_config",
-    "image_statuses",
     "group_config_spread",
+    "image_statuses",
     "loss_attribution",
     "misclustered",
     "noise_summary",
@@ -218,8 +218,8 @@ def loss_attribution(scores: Mapping[str, Any], scenes: pd.DataFrame, per_image:
     * The score gap ``1 - H(mAA, C)`` is split between clusterness and mAA by the two-player Shapley value
       (average of "fix clusterness first" and "fix mAA first": ``H`` is not additive, so the order matters and
       averaging removes that arbitrariness); the mAA share is split over misclustered / unregistered / inaccurate
-      / discount in proportion to the mAA losses above. So the four parts sum to the gap exactly (up to float rounding), and
-      the ``clusterness`` part is the whole gap for a run that only loses clusterness.
+      / discount in proportion to the mAA losses above. So the five parts sum to the gap exactly (up to float
+      rounding), and the ``clusterness`` part is the whole gap for a run that only loses clusterness.
 
     The ``total`` row averages the dataset rows, as the overall score averages dataset scores.
 

@@ -107,7 +107,8 @@ def read_labels(path: str | Path) -> pd.DataFrame:
     Checks, each an :class:`InputError` naming the file and the 1-based line (header = line 1):
 
     * the CSV itself (columns, 9 + 3 numbers, numbers that parse; see :func:`~imc_core.submission.read_pose_csv`);
-    * empty dataset / scene / image names, and image names that lead out of the dataset's folder (:func:`check_image_names`);
+    * empty dataset / scene / image names, and image names that lead out of the dataset's folder
+      (:func:`check_image_names`);
     * the same image twice within a dataset;
     * a pose with some numbers non-finite and others not;
     * a nan pose outside scene ``outliers`` (only GT outliers are unposed);

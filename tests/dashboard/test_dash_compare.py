@@ -371,9 +371,8 @@ def test_an_outside_submission_is_left_out_of_the_config_diff(make_run: Callable
 def test_lone_runs_are_named_by_their_label_and_pass_changes_are_counted(make_run: Callable[..., Path]) -> None:
     """Outside submissions showed as bare run ids in the arms and the chart legend, though they had labels; the
     per-image line counted only images passing some threshold, not one whose passes went from 4 to 1."""
-    import pandas as pd
-
-    base, moved = make_run("base", score=60.0), make_run("moved", score=55.0)
+    make_run("base", score=60.0)
+    moved = make_run("moved", score=55.0)
     _edit_json(moved / "run.json", lambda m: m.update(label="perturbed"))
     pi = pd.read_csv(moved / "per_image.csv")
     pi.loc[pi["image"] == "s1_1.png", [f"pass_{k}" for k in (3, 4, 5)]] = False
