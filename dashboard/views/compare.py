@@ -533,6 +533,34 @@ def absent_from_link(chosen: list[str], ids: list[str]) -> None:
                "their bundles (\"Import a teammate's run bundle\" above), then pick them.")
 
 
+def group_runs(runs: pd.DataFrame) -> dict[str, list[str]]:
+    """Group name → its runs' ids (newest first, as the runs table lists them), for groups of two or more runs."""
+    if runs.empty or "group" not in runs:
+        return {}
+    named = runs[runs["group"].notna() & (runs["group"].astype(str).str.strip() != "")]
+    out = {str(g): [str(i) for i in frame["id"]] for g, frame in named.groupby(named["group"].astype(str), sort=True)}
+    return {g: ids for g, ids in out.items() if len(ids) > 1}
+
+
+def _add_group(members: list[str]) -> None:
+    chosen = list(st.session_state.get("runs") or [])
+    st.session_state["runs"] = chosen + [r for r in members if r not in chosen]
+
+
+def group_adder(runs: pd.DataFrame) -> None:
+    """A picker of the groups (seeds of one experiment) whose button adds all their runs at once: the run picker
+    lists bare ids, and picking a group's seeds one by one needed the History beside."""
+    groups = group_runs(runs)
+    if not groups:
+        return
+    c1, c2 = st.columns([3, 1], vertical_alignment="bottom")
+    group = c1.selectbox("Add every run of a group", list(groups), index=None, key="add_group",
+                         placeholder="a group (repeated seeds)",
+                         format_func=lambda g: f"{g} ({len(groups[g])} runs)")
+    c2.button("Add", key="add_group_go", disabled=group is None, on_click=_add_group,
+              args=(groups.get(group or "", []),))
+
+
 def main() -> None:
     from imc_core.analysis import compare_scope, scores_on
 
@@ -552,6 +580,7 @@ def main() -> None:
     if absent := [r for r in asked if r not in ids]:  # the picker drops them from the URL on this very run
         st.session_state["_compare_absent"] = (absent, [r for r in asked if r in ids])
     chosen = st.multiselect("Runs (the first is the reference)", ids, key="runs", bind="query-params")
+    group_adder(df)
     absent_from_link(chosen, ids)
     views: list[state.RunView] = []
     for run_id in chosen:

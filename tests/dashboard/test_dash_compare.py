@@ -409,3 +409,20 @@ def test_the_per_image_pair_follows_the_runs_compared_and_the_link(make_run: Cal
     linked.run()
     no_errors(linked)
     assert (linked.selectbox(key="delta_a").value, linked.selectbox(key="delta_b").value) == ("base-1", "new-1")
+
+
+def test_a_whole_group_is_added_at_once(make_run: Callable[..., Path]) -> None:
+    """The run picker lists bare ids: picking a group's seeds one by one needed the History beside."""
+    make_run("lone", score=50.0)
+    for i in range(3):
+        make_run(f"g-{i}", score=60.0 + i, group="def3", seed=i)
+    at = open_compare(["lone"])
+    no_errors(at)
+    picker = at.selectbox(key="add_group")
+    assert picker.options == ["def3 (3 runs)"]
+    picker.select_index(0).run()
+    at.button(key="add_group_go").click().run()
+    no_errors(at)
+    chosen = at.multiselect(key="runs").value
+    assert chosen[0] == "lone" and sorted(chosen[1:]) == ["g-0", "g-1", "g-2"]  # the reference stays first
+    assert "group: def3" in list(frame_by_key(at, "headline")["arm"])
