@@ -421,6 +421,40 @@ def open_results(page: Any, server: Server, run: LaunchedRun) -> None:
     expect(page.locator(".st-key-run input[role='combobox']")).to_have_value(run.id)
 
 
+def test_results_of_a_running_run_fill_in_by_themselves(run_b: LaunchedRun, page: Any, server: Server,
+                                                        artifacts: Path) -> None:
+    """Results of a run still at work said "No scores.json" and offered an Export of half a run, and stayed so
+    until reloaded by hand. It now shows the run's progress, then its score once it ends, without a reload."""
+    open_page(page, server, "/run", lambda p: p.get_by_role("button", name="Launch"))
+    page.get_by_role("button", name=f"Remove {OTHER_DATASET}").click()
+    settle(page)
+    page.locator(".st-key-use_cache label").click()  # every stage again: long enough to watch it run
+    settle(page)
+    expect(page.locator(".st-key-use_cache input")).not_to_be_checked()
+    before = run_ids(server)
+    page.get_by_role("button", name="Launch").click()
+    new: set[str] = set()
+    for _ in range(200):
+        new = run_ids(server) - before
+        if new:
+            break
+        page.wait_for_timeout(100)
+    assert len(new) == 1, f"expected one new run directory, got {sorted(new)}"
+    run_id = new.pop()
+    page.goto(f"{server.url}/results?run={run_id}")
+    expect(page.get_by_text("The score and the downloads appear here when the run has finished")).to_be_visible(
+        timeout=PAGE_TIMEOUT_MS)
+    expect(page.get_by_role("button", name="Export bundle (.zip)")).to_have_count(0)
+    url = page.url
+    score = page.locator('[data-testid="stMetric"]', has_text="Score")
+    expect(score).to_be_visible(timeout=RUN_TIMEOUT_MS)  # the page reloaded itself when the run ended
+    assert page.url == url
+    expect(page.get_by_role("button", name="Export bundle (.zip)")).to_be_visible()
+    scores = json.loads((server.runs / run_id / "scores.json").read_text())
+    expect(score).to_contain_text(f"{scores['score']:.2f}")
+    assert_clean(page)
+
+
 def test_results_headline_3d_and_images(run_a: LaunchedRun, page: Any, server: Server, artifacts: Path) -> None:
     """Flow 2: Results for the run: headline scores and charts, 3-D cameras (Plotly scene), per-image table."""
     open_results(page, server, run_a)
