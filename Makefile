@@ -33,9 +33,9 @@ browser:
 	@command -v chromium >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq chromium >/dev/null; }
 
 # main command: the dashboard on the bundled data, bound to localhost (HOST=0.0.0.0 to share on a LAN deliberately)
+# PYTHONPATH: Streamlit watches the modules under it, so an edit of imc_core/ is picked up at the next rerun
+# (without it only dashboard/ is watched, and a page could import a name the loaded imc_core lacks)
 run: data
-	# PYTHONPATH: Streamlit watches the modules under it, so an edit of imc_core/ is picked up at the next rerun
-	# (without it only dashboard/ is watched, and a page could import a name the loaded imc_core lacks)
 	PYTHONPATH=$(CURDIR) $(VENV)/bin/streamlit run dashboard/app.py --server.address $(HOST) --server.port $(PORT) \
 		--server.headless true --browser.gatherUsageStats false
 
