@@ -155,18 +155,27 @@ def sqlite_problem(path: Path) -> str | None:
 
     if not path.is_file():
         return f"{path.name} is missing"
+    if path.stat().st_size == 0:  # (SQLite opens it as a new, empty database: every pair then "failed" to verify)
+        return f"{path.name} is empty"
     try:
-        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        # immutable: no lock, no -shm or -wal file made beside it (a read-only cache read "readonly database")
+        con = sqlite3.connect(f"file:{path}?mode=ro&immutable=1", uri=True)
         try:
-            con.execute("SELECT name FROM sqlite_master").fetchall()
+            tables = {row[0] for row in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
             (pages,) = con.execute("PRAGMA page_count").fetchone()
             (page_size,) = con.execute("PRAGMA page_size").fetchone()
         finally:
             con.close()
     except sqlite3.Error as err:
         return f"{path.name} cannot be read ({err})"
+    if missing := sorted(COLMAP_TABLES - tables):
+        return f"{path.name} is no COLMAP database (no table {', '.join(missing)})"
     size = path.stat().st_size
     return None if size >= pages * page_size else f"{path.name} is cut short ({size} of {pages * page_size} bytes)"
+
+
+#: tables every COLMAP database holds (:func:`sqlite_problem`)
+COLMAP_TABLES = frozenset({"cameras", "images", "keypoints", "matches", "two_view_geometries"})
 
 
 def _tree_stats(path: Path) -> tuple[int, float]:

@@ -504,7 +504,8 @@ def _reconstruct_dataset(matched: _Matched, cfg: PipelineConfig, run_dir: Path, 
         writer.log(f"[{name}] reconstruction: the cached result ({hit.name}) had failed; mapping again")
         reuse = False
     rec = get_or_build("reconstruction", name, rkey, build_rec, use_cache=reuse,
-                       meta={"conf": rconf, "inputs": [mkey, fkey], "dataset": name})
+                       meta={"conf": rconf, "inputs": [mkey, fkey], "dataset": name},
+                       check=lambda path: reconstruction_problem(path, ds.images))
     record("reconstruction", rec)
     writer.log_lines(f"[{name}] {line}" for line in (rec.path / "reconstruction.log").read_text().splitlines())
     models_src = rec.path / "models"
@@ -547,6 +548,39 @@ def _reconstruction_error(path: Path) -> str | None:
         return None
     first = str(error).splitlines()[0]
     return first if len(first) <= 300 else first[:299] + "…"
+
+
+def reconstruction_problem(path: Path, images: list[str]) -> str | None:
+    """``None`` when the cached reconstruction artifact at ``path`` can be used, else what is wrong with it (a
+    ``check`` for :func:`~imc_core.cache.get_or_build`): its result, log and poses (one row per image) must read,
+    and a successful one's verified database and COLMAP models too. A file removed or cut short failed every later
+    run (a missing log, poses short of images blamed on the run's own submission) or, worse, passed: the pair
+    inliers read 0 from a damaged database, a truncated images.bin was copied into the run."""
+    from .submission import read_pose_csv
+
+    try:
+        result = json.loads((path / "result.json").read_text())
+        (path / "reconstruction.log").read_text()
+        poses = read_pose_csv(path / "poses.csv")
+    except (OSError, ValueError, ImcError) as err:
+        return str(err).splitlines()[0] if str(err) else type(err).__name__
+    if sorted(poses["image"].astype(str)) != sorted(images):
+        return f"poses.csv holds {len(poses)} of the dataset's {len(images)} images"
+    if not (isinstance(result, dict) and result.get("ok")):
+        return None  # a failure: mapped again anyway (the caller checks it before)
+    if (problem := sqlite_problem(path / "database.db")) is not None:
+        return problem
+    models = sorted(p for p in (path / "models").glob("*") if p.is_dir()) if (path / "models").is_dir() else []
+    if len(models) != int(result.get("n_models") or 0):
+        return f"models/ holds {len(models)} of its {result.get('n_models')} model(s)"
+    import pycolmap
+
+    for model in models:
+        try:
+            pycolmap.Reconstruction(str(model))
+        except Exception as err:  # pycolmap raises its own types for a file cut short
+            return f"models/{model.name} cannot be read ({str(err).splitlines()[0] if str(err) else err})"
+    return None
 
 
 def _reconstruction_ok(path: Path) -> bool:

@@ -8,6 +8,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from imc_core.errors import Cancelled
@@ -508,6 +509,37 @@ def test_a_failed_run_keeps_the_times_of_the_datasets_it_finished(first_run: tup
     assert run.status == "failed" and victim.name in run.meta["error"]
     assert list(run.timings["datasets"]) == [good] and run.timings["cache"][good]["features"] == "hit"
     assert f"FAILED: {run.meta['error']}" in run.log and "Traceback" not in run.log
+
+
+@pytest.mark.parametrize("damage", ["log removed", "poses cut", "database emptied", "images.bin cut",
+                                    "models removed"])
+def test_a_damaged_cached_reconstruction_is_rebuilt(first_run: tuple[Path, Path], tiny_root: Path, tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch, damage: str) -> None:
+    """A file of the cached reconstruction removed or cut short failed every later run (a missing log; poses
+    short of images blamed on the run's own submission) or passed unseen (inliers read 0 from a damaged database,
+    a truncated images.bin copied into the run). It is now rebuilt, and the run says why."""
+    cache = tmp_path / "cache"
+    shutil.copytree(first_run[1], cache)
+    monkeypatch.setenv("IMC_CACHE_DIR", str(cache))
+    (art,) = [p for p in (cache / "reconstruction").iterdir() if not p.name.startswith(".")]
+    if damage == "log removed":
+        (art / "reconstruction.log").unlink()
+    elif damage == "poses cut":
+        lines = (art / "poses.csv").read_text().splitlines()
+        (art / "poses.csv").write_text("\n".join(lines[:5]) + "\n")
+    elif damage == "database emptied":
+        (art / "database.db").write_bytes(b"")
+    elif damage == "images.bin cut":
+        images_bin = sorted((art / "models").glob("*/images.bin"))[0]
+        images_bin.write_bytes(images_bin.read_bytes()[:100])
+    else:
+        shutil.rmtree(art / "models")
+    run = load_run(run_pipeline(tiny_root, variant="default", overrides=FAST, out=tmp_path / "run", raise_errors=True))
+    first = load_run(first_run[0])
+    assert run.status == "done" and run.scores["score"] == pytest.approx(first.scores["score"])
+    [warning] = [w for w in run.meta["warnings"] if "was rebuilt" in w]
+    assert "the cached reconstruction artifact" in warning
+    assert (run.path / "models").is_dir() and pd.read_csv(run.path / "pairs_stats.csv")["n_inliers"].sum() > 0
 
 
 def test_a_cached_failed_reconstruction_is_mapped_again(first_run: tuple[Path, Path], tiny_root: Path,

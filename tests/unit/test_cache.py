@@ -35,9 +35,11 @@ def test_an_unreadable_hit_is_rebuilt_in_place(tmp_path: Path) -> None:
     def build(d: Path) -> None:
         with h5py.File(d / "x.h5", "w") as f:
             f["a"] = list(range(5000))
-        with sqlite3.connect(d / "x.db") as con:
-            con.execute("CREATE TABLE t (v BLOB)")
-            con.executemany("INSERT INTO t VALUES (?)", [(b"x" * 4000,)] * 50)
+        with sqlite3.connect(d / "x.db") as con:  # (the tables of a COLMAP database)
+            for table in ("cameras", "images", "keypoints", "two_view_geometries"):
+                con.execute(f"CREATE TABLE {table} (v BLOB)")
+            con.execute("CREATE TABLE matches (v BLOB)")
+            con.executemany("INSERT INTO matches VALUES (?)", [(b"x" * 4000,)] * 50)
         con.close()
 
     def check(d: Path) -> str | None:
@@ -54,6 +56,16 @@ def test_an_unreadable_hit_is_rebuilt_in_place(tmp_path: Path) -> None:
         assert not again.hit and again.rebuilt_because == problem and again.path == a.path
         assert check(a.path) is None
     assert get_or_build("matching", "ds", "k", build, root=tmp_path, check=check).rebuilt_because is None
+    # emptied: SQLite opens a 0-byte file as a new database, and every pair then "failed" verification
+    (a.path / "x.db").write_bytes(b"")
+    assert check(a.path) == "x.db is empty"
+    other = tmp_path / "other.db"
+    with sqlite3.connect(other) as con:
+        con.execute("CREATE TABLE t (v BLOB)")
+    con.close()
+    assert sqlite_problem(other) == "other.db is no COLMAP database (no table cameras, images, keypoints, matches, " \
+                                    "two_view_geometries)"
+    assert not list(tmp_path.glob("other.db-*"))  # read without a -shm or -wal file beside it
 
 
 def test_build_once_then_hit(tmp_path: Path) -> None:
