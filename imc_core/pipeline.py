@@ -28,7 +28,7 @@ from typing import Any
 
 import pandas as pd
 
-from .cache import Artifact, artifact_key, cached, get_or_build, h5_problem, sqlite_problem
+from .cache import Artifact, artifact_key, cache_root, cached, get_or_build, h5_problem, sqlite_problem
 from .config import (DEFAULT_VARIANT, PipelineConfig, dump_config, resolve_config, stable_hash, unread_keys,
                      unused_settings)
 from .errors import Cancelled, ConfigError, ImcError, InputError
@@ -229,6 +229,8 @@ def run_pipeline(
         names = list(loaded)
         n_jobs = reconstruction_jobs(cfg, len(names), jobs)
         check_devices(cfg)
+        if (cache := cache_root()).exists() and not cache.is_dir():  # (a run folder was made, then the run failed)
+            raise InputError(cache, "the cache folder ($IMC_CACHE_DIR) is not a folder")
     except ImcError as err:
         if prepared:  # the launcher's folder says running/queued: it must learn why nothing ran
             record_failure(Path(out), str(err))

@@ -182,7 +182,7 @@ def test_devices_and_jobs_are_checked_before_any_run_folder(tiny_root: Path, iso
     import torch
 
     from imc_core.cli import main
-    from imc_core.errors import ConfigError
+    from imc_core.errors import ConfigError, InputError
 
     if not torch.cuda.is_available():
         with pytest.raises(ConfigError, match=r"^matching\.device='cuda' but CUDA is not available here"):
@@ -203,6 +203,14 @@ def test_devices_and_jobs_are_checked_before_any_run_folder(tiny_root: Path, iso
         run_pipeline(tiny_root, overrides=FAST)
     monkeypatch.setenv("IMC_JOBS", "0")
     assert main(["run", "--data-root", str(tiny_root), "--quiet"]) == 2
+    assert not isolated_dirs["runs"].exists()
+    monkeypatch.delenv("IMC_JOBS")
+    # a cache "folder" that is a file: NotADirectoryError after the run folder was made
+    not_a_folder = isolated_dirs["runs"].parent / "cache-file"
+    not_a_folder.write_text("not a folder")
+    monkeypatch.setenv("IMC_CACHE_DIR", str(not_a_folder))
+    with pytest.raises(InputError, match=r"the cache folder \(\$IMC_CACHE_DIR\) is not a folder"):
+        run_pipeline(tiny_root, overrides=FAST)
     assert not isolated_dirs["runs"].exists()
 
 
