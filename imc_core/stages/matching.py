@@ -553,7 +553,10 @@ def _colmap_call(todo: list[Pair], features_path: Path, conf: MatchingConfig, ds
     from .reconstruction import _cancel_watch
 
     names = sorted({n for pair in todo for n in pair})
-    with tempfile.TemporaryDirectory(prefix="imc-colmap-match-") as td, h5py.File(features_path, "r") as fin:
+    # beside ``dst`` (the cache's temporary folder of the artifact being built): a run killed or cancelled leaves
+    # nothing in /tmp, and the cache's clean-up of stale temporary folders takes what a kill -9 left
+    with tempfile.TemporaryDirectory(prefix="imc-colmap-match-", dir=dst.parent) as td, \
+            h5py.File(features_path, "r") as fin:
         db_path = Path(td) / "database.db"
         ids: dict[str, int] = {}
         with pycolmap.Database.open(db_path) as db:
@@ -625,14 +628,15 @@ def _colmap_in_processes(todo: list[Pair], features_path: Path, conf: MatchingCo
                                                                       os.environ.get("PYTHONPATH")]))}
     if progress is not None:
         progress(0, len(todo), f"COLMAP matcher in {n_proc} processes")
-    with tempfile.TemporaryDirectory(prefix="imc-colmap-match-") as td:
+    with tempfile.TemporaryDirectory(prefix="imc-colmap-match-", dir=dst.parent) as td:  # (see _colmap_call)
         procs: list[subprocess.Popen[bytes]] = []
         try:
             for k, block in enumerate(blocks):
                 spec = Path(td) / f"block{k}.json"
                 spec.write_text(json.dumps({"pairs": block, "features": str(features_path),
                                             "conf": dataclasses.asdict(conf), "out": str(Path(td) / f"block{k}.h5"),
-                                            "minloglevel": int(pycolmap.logging.minloglevel)}))
+                                            "minloglevel": int(pycolmap.logging.minloglevel),
+                                            "parent": os.getpid()}))
                 with open(Path(td) / f"block{k}.err", "wb") as err:
                     procs.append(subprocess.Popen(
                         [sys.executable, "-c", "from imc_core.stages.matching import _block_main; _block_main()",
@@ -684,10 +688,28 @@ def _block_main() -> None:
     import pycolmap
 
     spec = json.loads(Path(sys.argv[1]).read_text())
+    _die_with_parent(spec.get("parent"))
     pycolmap.logging.minloglevel = spec["minloglevel"]
     conf = MatchingConfig(**spec["conf"])
     _colmap_call([(a, b) for a, b in spec["pairs"]], Path(spec["features"]), conf, Path(spec["out"]), False, None,
                  None)
+
+
+def _die_with_parent(parent: int | None) -> None:
+    """Have the kernel end this worker when its parent ends (Linux's ``PR_SET_PDEATHSIG``): a run killed with
+    ``kill -9`` left its matcher workers running to the end, orphaned. Elsewhere, or without libc, nothing."""
+    import ctypes
+    import signal
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL))  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if parent is not None and os.getppid() != parent:  # the parent ended before the call above
+        os._exit(1)
 
 
 def _write_pair(f: Any, a: str, b: str, matches: np.ndarray, scores: np.ndarray) -> None:
