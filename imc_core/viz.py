@@ -289,7 +289,8 @@ def _error_bins(errors: np.ndarray, thresholds: Sequence[float]) -> tuple[np.nda
     # lengths in the unit that reads best (3.01 cm, not 0.03014 m; the Images tab's ticks say mm/cm the same way)
     names = [f"err < {length_label(used[0])}"] + [
         f"{length_label(lo)} – {length_label(hi)}" for lo, hi in zip(used[:-1], used[1:], strict=True)]
-    names.append(f"fail (≥ {length_label(used[-1])} or unregistered)" if used else "fail")
+    # (a camera without an error is posed but outside its scene's cluster; an unregistered one has its own ✕)
+    names.append(f"fail (≥ {length_label(used[-1])} or in another cluster)" if used else "fail")
     idx = np.full(len(errors), len(used), dtype=int)
     for k in range(len(used) - 1, -1, -1):
         idx[np.nan_to_num(errors, nan=np.inf) < used[k]] = k
@@ -854,7 +855,8 @@ def timings_bar(timings: Mapping[str, Any], title: str = "Time per stage") -> go
         title: figure title (the total is appended when known).
 
     Returns:
-        Figure with one Bar trace per stage (in first-seen order), stacked; hover shows cache hits.
+        Figure with one Bar trace per stage (in first-seen order), stacked; hover shows cache hits, and each
+        dataset's axis label names the stages taken from the cache (they take no time, so no bar shows them).
     """
     per_ds = timings.get("datasets") if isinstance(timings.get("datasets"), Mapping) else timings
     per_ds = {k: v for k, v in per_ds.items() if isinstance(v, Mapping)}
@@ -873,7 +875,11 @@ def timings_bar(timings: Mapping[str, Any], title: str = "Time per stage") -> go
         fig.add_trace(go.Bar(x=names, y=secs, name=stage, customdata=status,
                              hovertemplate=f"%{{x}}<br>{stage}: %{{y:.2f}} s<br>cache %{{customdata}}"
                                            "<extra></extra>"))
-    fig.update_xaxes(title_text="dataset")
+    # a stage from the cache takes no time, so no bar shows it: each dataset's label names them
+    hits = {d: [st for st in stages if isinstance(cache.get(d), Mapping) and cache[d].get(st) == "hit"]
+            for d in names}
+    fig.update_xaxes(title_text="dataset", tickmode="array", tickvals=names,
+                     ticktext=[f"{d}<br>cache: {', '.join(hits[d])}" if hits[d] else d for d in names])
     fig.update_yaxes(title_text="seconds")
     return fig
 

@@ -102,7 +102,7 @@ def test_alignment_entry_uses_last_model_and_errors_colour_bins(scene) -> None:
     fig = viz.camera_frustums(gt, pred, alignment=entry, errors=errors, thresholds=entry["thresholds"])
     bins = [n for n in _names(fig) if n.startswith("pred: ")]
     assert bins == ["pred: err < 2 cm", "pred: 2 cm – 5 cm", "pred: 5 cm – 10 cm", "pred: 10 cm – 20 cm",
-                    "pred: fail (≥ 20 cm or unregistered)"]
+                    "pred: fail (≥ 20 cm or in another cluster)"]
     marker_colors = next(tr for tr in fig.data if tr.name == "pred centres").marker.color
     assert marker_colors[4] == marker_colors[5] == viz.FAIL_COLOR
 
@@ -275,6 +275,8 @@ def test_timings_bar() -> None:
     assert fig.layout.barmode == "stack"
     assert list(fig.data[2].y) == [0.0, 2.0]
     assert list(fig.data[0].customdata) == ["hit", ""]
+    # a cached stage draws no bar (0 s): the dataset's label names it
+    assert list(fig.layout.xaxis.ticktext) == ["a<br>cache: features", "b"]
     assert "12.5" in fig.layout.title.text
     assert len(viz.timings_bar({"datasets": {}}).data) == 0
 
