@@ -34,7 +34,8 @@ from .config import (DEFAULT_VARIANT, PipelineConfig, dump_config, resolve_confi
 from .errors import Cancelled, ConfigError, ImcError, InputError
 from .images import check_images
 from .liveness import process_start
-from .runs import RunWriter, check_run_dir, new_run_dir, now_iso, record_failure, runs_root
+from .runs import (RunWriter, check_run_dir, claim_run_dir, new_run_dir, now_iso, record_failure,
+                   release_run_dir, runs_root)
 from .stages.features import TORCH_METHODS as _TORCH_FEATURES
 from .stages.matching import TORCH_METHODS as _TORCH_MATCHERS
 
@@ -237,6 +238,7 @@ def run_pipeline(
         raise
     try:
         run_dir = Path(out) if out else new_run_dir(variant)
+        claim_run_dir(run_dir)
         writer = RunWriter(run_dir)
     except OSError as err:
         raise InputError(Path(out) if out else runs_root(), f"cannot create the run folder: {err.strerror or err}") \
@@ -292,6 +294,7 @@ def run_pipeline(
     finally:
         timings["total"] = time.perf_counter() - t_start
         writer.write_json("timings.json", timings)
+        release_run_dir(run_dir)
     return run_dir
 
 

@@ -88,6 +88,8 @@ def check_run_dir(path: str | Path) -> bool:
     entries = sorted(p.name for p in path.iterdir())
     if not entries:
         return False
+    if CLAIM_FILE in entries:  # (see claim_run_dir)
+        raise InputError(path, "another run is being written to this folder; choose a new folder")
     meta = read_json(path / "run.json")
     if meta is None and (path / "run.json").exists():
         meta = {"status": "unreadable run.json"}
@@ -98,6 +100,33 @@ def check_run_dir(path: str | Path) -> bool:
         raise InputError(path, f"already holds a run (status {status}); choose a new folder or remove this one")
     raise InputError(path, f"is not empty ({', '.join(entries[:3])}{', …' if len(entries) > 3 else ''}); "
                            "a run needs a new or empty folder")
+
+
+#: made with O_EXCL by the process that writes a run folder, removed when it is done (dotted: never exported)
+CLAIM_FILE = ".claimed"
+
+
+def claim_run_dir(path: Path) -> None:
+    """Make ``path`` this process's run folder: two runs started at once with one ``--out`` both passed
+    :func:`check_run_dir`, then wrote into it together (one printed its score over the other's results).
+
+    Raises:
+        InputError: another process has claimed it.
+    """
+    path.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path / CLAIM_FILE, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+    except FileExistsError:
+        raise InputError(path, "another run is being written to this folder; choose a new folder") from None
+    try:
+        os.write(fd, str(os.getpid()).encode())
+    finally:
+        os.close(fd)
+
+
+def release_run_dir(path: Path) -> None:
+    """Undo :func:`claim_run_dir` once the run has ended."""
+    (path / CLAIM_FILE).unlink(missing_ok=True)
 
 
 def record_failure(path: str | Path, error: str, status: str = "failed") -> None:

@@ -550,6 +550,23 @@ def test_a_damaged_cached_reconstruction_is_rebuilt(first_run: tuple[Path, Path]
     assert (run.path / "models").is_dir() and pd.read_csv(run.path / "pairs_stats.csv")["n_inliers"].sum() > 0
 
 
+def test_two_runs_into_one_folder_at_once_are_refused(first_run: tuple[Path, Path], tiny_root: Path,
+                                                       tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two runs started together with one --out both passed the empty-folder check and wrote into it together:
+    one printed its score over the other's results. The folder is now claimed by the first."""
+    from imc_core.errors import InputError
+    from imc_core.runs import CLAIM_FILE, claim_run_dir
+
+    monkeypatch.setenv("IMC_CACHE_DIR", str(first_run[1]))
+    out = tmp_path / "out"
+    claim_run_dir(out)  # the other run, between its check and its first file
+    with pytest.raises(InputError, match="another run is being written to this folder"):
+        run_pipeline(tiny_root, overrides=FAST, out=out)
+    assert [p.name for p in out.iterdir()] == [CLAIM_FILE]  # its files untouched
+    done = run_pipeline(tiny_root, overrides=FAST, out=tmp_path / "mine", raise_errors=True)
+    assert not (done / CLAIM_FILE).exists()  # released at the end
+
+
 def test_a_cached_failed_reconstruction_is_mapped_again(first_run: tuple[Path, Path], tiny_root: Path,
                                                         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A failure inside pycolmap may be transient: the next run tries again instead of reusing the failure."""
