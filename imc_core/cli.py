@@ -13,6 +13,7 @@ import re
 import shutil
 import signal
 import sys
+import time
 import warnings
 from contextlib import nullcontext
 from pathlib import Path
@@ -317,6 +318,28 @@ def _cmd_cache(args: argparse.Namespace) -> int:
     return 0
 
 
+def _live_runs_started(folders: list[Path]) -> float | None:
+    """When the oldest run of ``folders`` that is still at work (running, queued or cancelling, its process alive)
+    started, as epoch seconds; None when none is."""
+    import datetime as dt
+
+    from .runs import list_runs
+
+    starts = []
+    for folder in folders:
+        if not folder.is_dir():
+            continue
+        df = list_runs(folder)
+        if df.empty:
+            continue
+        for created in df.loc[df["status"].isin(["running", "queued", "cancelling"]), "created"]:
+            try:
+                starts.append(dt.datetime.fromisoformat(str(created)).timestamp())
+            except ValueError:
+                starts.append(time.time() - 86400.0)  # (unreadable: a day back)
+    return min(starts) if starts else None
+
+
 def _cache_prune(args: argparse.Namespace, root: Path) -> int:
     from .cache import GRACE_S, STAGES, prune
     from .errors import ConfigError
@@ -339,10 +362,15 @@ def _cache_prune(args: argparse.Namespace, root: Path) -> int:
                               "artifact, so every artifact would count as unused; name the folders (or run folders) "
                               "that hold your runs with --runs-dir (repeatable), or prune with --older-than DAYS")
     runs = ", ".join(map(str, folders))
+    grace = GRACE_S if args.grace_hours is None else args.grace_hours * 3600.0
+    if (started := _live_runs_started(folders)) is not None and time.time() - started + 60.0 > grace:
+        # what a run still at work has built or is building is newer than its start: a short grace removed it
+        grace = time.time() - started + 60.0
+        print(f"note: a run is still at work (since {_when(started)}): what the cache got since then stays",
+              file=sys.stderr)
     gone = prune(root, referenced=referenced,
                  older_than_s=None if args.older_than is None else args.older_than * 86400.0,
-                 stages=args.stage, grace_s=GRACE_S if args.grace_hours is None else args.grace_hours * 3600.0,
-                 dry_run=args.dry_run)
+                 stages=args.stage, grace_s=grace, dry_run=args.dry_run)
     verb = "would remove" if args.dry_run else "removed"
     for e in gone:
         print(f"{verb} {e.stage}/{e.name}  {_mb(e.size)}  last used {_when(e.last_used)}")

@@ -6,6 +6,7 @@ import json
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -321,3 +322,42 @@ def test_a_build_another_process_finished_first_is_not_a_hit(tmp_path: Path) -> 
     art = get_or_build("features", "ds", key, build, root=tmp_path)
     assert not art.hit and art.seconds >= 0.05
     assert [p.name for p in art.path.iterdir() if p.name != DONE] == ["theirs.txt"]  # theirs is kept
+
+
+def test_prune_keeps_what_a_run_still_at_work_built(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """`cache prune --unused --grace-hours 0` during a run removed the matches it had just built and its
+    reconstruction's temporary folder: the run failed. What the cache got since a live run started now stays."""
+    import datetime as dt
+    import subprocess
+    import sys
+
+    from imc_core.runs import RunWriter
+
+    cache, runs = tmp_path / "cache", tmp_path / "runs"
+    kept = _artifact(cache, "features", "keep", days_old=3)
+    _run_dir(runs, "done", {"ds": {"features": str(kept)}})
+    new = _artifact(cache, "matching", "new", days_old=0.5 / 24)  # built 30 min ago by the live run
+    building = cache / "reconstruction" / ".tmp-ds-x-1"
+    building.mkdir(parents=True)
+    old = _artifact(cache, "features", "old", days_old=3)  # before it: unused, goes
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "imc_core"])
+    try:
+        started = (dt.datetime.now(dt.timezone.utc) - dt.timedelta(hours=1)).isoformat()
+        RunWriter(runs / "live").write_meta(id="live", status="running", created=started, pid=proc.pid)
+        _wait_cmdline(proc, "imc_core")
+        assert main(["cache", "prune", "--unused", "--grace-hours", "0", "--cache-dir", str(cache),
+                     "--runs-dir", str(runs)]) == 0
+    finally:
+        proc.kill()
+        proc.wait()
+    captured = capsys.readouterr()
+    assert "a run is still at work" in captured.err
+    assert new.exists() and building.exists() and kept.exists() and not old.exists()
+
+
+def _wait_cmdline(proc: Any, text: str) -> None:
+    """Wait until ``proc`` shows its own command line (right after the fork /proc shows the parent's)."""
+    deadline = time.monotonic() + 20
+    while text not in Path(f"/proc/{proc.pid}/cmdline").read_bytes().decode(errors="replace"):
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
