@@ -452,7 +452,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="only the runs with this status as `runs` lists it (repeatable), e.g. failed, "
                    "cancelled, stopped (its process ended without recording a result); rm: removes every one")
     s.add_argument("--force", action="store_true",
-                   help="rm: also runs whose process still runs, or that ran on another host")
+                   help="rm: also runs whose process still runs (stopped first: SIGTERM, then SIGKILL after 10 s), "
+                        "or that ran on another host")
     s.add_argument("--dry-run", action="store_true", help="rm: list what would go, remove nothing")
     s.set_defaults(func=_cmd_runs)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import os
+import platform
 import secrets
 import shutil
 import threading
@@ -261,8 +262,34 @@ def remove_runs(ids: Iterable[str] = (), root: Path | None = None, *, statuses: 
     out = sorted(chosen)
     if not dry_run:
         for path in out:
+            if force:
+                _stop_process(path)
             shutil.rmtree(path)
     return out
+
+
+def _stop_process(path: Path, grace_s: float = 10.0) -> None:
+    """End the process of a run still at work on this machine (SIGTERM, then SIGKILL after ``grace_s``) before its
+    folder goes: left running, it made the folder again and finished as a run without its config.toml."""
+    import signal
+
+    meta = read_json(path / "run.json")
+    state = run_state(path, meta if isinstance(meta, dict) else None)
+    host = meta.get("host") if isinstance(meta, dict) else None
+    if not state.alive or state.pid is None or (isinstance(host, str) and host and host != platform.node()):
+        return
+    try:
+        os.kill(state.pid, signal.SIGTERM)
+    except OSError:
+        return
+    end = time.monotonic() + grace_s
+    while time.monotonic() < end and run_state(path).alive:
+        time.sleep(0.1)
+    if run_state(path).alive:
+        try:
+            os.kill(state.pid, signal.SIGKILL)
+        except OSError:
+            pass
 
 
 def request_cancel(run_dir: Path) -> None:

@@ -369,3 +369,32 @@ def test_synth_errors_name_the_flag(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert main(["synth", "--out", str(tmp_path / "s"), *args]) == 2
     assert capsys.readouterr().err.strip() == f"error: {message}"
     assert not (tmp_path / "s").exists()
+
+
+def test_runs_rm_force_stops_a_live_run_first(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """`runs rm --force` of a run still at work removed its folder while its process went on: the process made
+    the folder again and finished, and the run came back as "done" without its config.toml."""
+    import platform
+    import subprocess
+    import sys
+    import time
+
+    from imc_core.runs import RunWriter
+
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "imc_core"])
+    try:
+        deadline = time.monotonic() + 20
+        while "imc_core" not in Path(f"/proc/{proc.pid}/cmdline").read_bytes().decode(errors="replace"):
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        RunWriter(tmp_path / "live").write_meta(id="live", status="running", created="2026-01-01T00:00:00",
+                                                pid=proc.pid, host=platform.node())
+        assert main(["runs", "rm", "live", "--root", str(tmp_path)]) == 2  # not without --force
+        assert proc.poll() is None and (tmp_path / "live").exists()
+        capsys.readouterr()
+        assert main(["runs", "rm", "live", "--root", str(tmp_path), "--force"]) == 0
+        assert proc.wait(timeout=15) is not None and not (tmp_path / "live").exists()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
