@@ -529,7 +529,9 @@ def test_a_damaged_cached_reconstruction_is_rebuilt(first_run: tuple[Path, Path]
     cache = tmp_path / "cache"
     shutil.copytree(first_run[1], cache)
     monkeypatch.setenv("IMC_CACHE_DIR", str(cache))
-    (art,) = [p for p in (cache / "reconstruction").iterdir() if not p.name.startswith(".")]
+    # the artifact the first run used (other tests add their own to that cache)
+    (used,) = json.loads((first_run[0] / "artifacts.json").read_text()).values()
+    art = cache / "reconstruction" / Path(used["reconstruction"]).name
     if damage == "log removed":
         (art / "reconstruction.log").unlink()
     elif damage == "poses cut":
