@@ -197,6 +197,20 @@ def run_ids(server: Server) -> set[str]:
     return {p.name for p in server.runs.iterdir() if p.is_dir() and not p.name.startswith(".")}
 
 
+def click_launch(page: Any, server: Server) -> str:
+    """Click the Run page's Launch and return the id of the run folder it made."""
+    before = run_ids(server)
+    page.get_by_role("button", name="Launch").click()
+    new: set[str] = set()
+    for _ in range(200):  # the run directory is created before the job process starts
+        new = run_ids(server) - before
+        if new:
+            break
+        page.wait_for_timeout(100)
+    assert len(new) == 1, f"expected one new run directory, got {sorted(new)}"
+    return new.pop()
+
+
 def launch_from_run_page(page: Any, server: Server, mapping: tuple[str, str] | None = None,
                          progress_shot: Path | None = None) -> LaunchedRun:
     """Run page: keep one dataset, optionally change a mapping parameter, Launch, follow the job to its score.
@@ -222,16 +236,7 @@ def launch_from_run_page(page: Any, server: Server, mapping: tuple[str, str] | N
         expect(page.get_by_text(f"--set reconstruction.{key}={value}")).to_be_visible()
     else:
         expect(page.get_by_text("(none: the variant as it is)")).to_be_visible()
-    before = run_ids(server)
-    page.get_by_role("button", name="Launch").click()
-    new: set[str] = set()
-    for _ in range(200):  # the run directory is created before the job process starts
-        new = run_ids(server) - before
-        if new:
-            break
-        page.wait_for_timeout(100)
-    assert len(new) == 1, f"expected one new run directory, got {sorted(new)}"
-    run_id = new.pop()
+    run_id = click_launch(page, server)
     job = page.get_by_text(re.compile(rf"{re.escape(run_id)} · (running|done)"))
     expect(job.first).to_be_visible(timeout=PAGE_TIMEOUT_MS)
     saw_progress = False
@@ -431,16 +436,7 @@ def test_results_of_a_running_run_fill_in_by_themselves(run_b: LaunchedRun, page
     page.locator(".st-key-use_cache label").click()  # every stage again: long enough to watch it run
     settle(page)
     expect(page.locator(".st-key-use_cache input")).not_to_be_checked()
-    before = run_ids(server)
-    page.get_by_role("button", name="Launch").click()
-    new: set[str] = set()
-    for _ in range(200):
-        new = run_ids(server) - before
-        if new:
-            break
-        page.wait_for_timeout(100)
-    assert len(new) == 1, f"expected one new run directory, got {sorted(new)}"
-    run_id = new.pop()
+    run_id = click_launch(page, server)
     page.goto(f"{server.url}/results?run={run_id}")
     expect(page.get_by_text("The score and the downloads appear here when the run has finished")).to_be_visible(
         timeout=PAGE_TIMEOUT_MS)
