@@ -319,7 +319,8 @@ def extract_features(images: list[tuple[str, Path]], conf: FeaturesConfig, out_p
         with h5py.File(tmp, "w") as f:
             f.attrs["method"] = conf.method
             f.attrs["model"] = conf.model if conf.method == "aliked" else conf.method
-            for done, (name, feats, size) in enumerate(_iter_features(images, conf, should_cancel), start=1):
+            for done, (name, feats, size) in enumerate(_iter_features(images, conf, should_cancel, out_path.parent),
+                                                       start=1):
                 _write_group(f, name, feats, size)
                 if progress is not None:
                     progress(done, len(images), name)
@@ -329,11 +330,12 @@ def extract_features(images: list[tuple[str, Path]], conf: FeaturesConfig, out_p
         tmp.unlink(missing_ok=True)
 
 
-def _iter_features(images: list[tuple[str, Path]], conf: FeaturesConfig,
-                   should_cancel: ShouldCancel | None) -> Iterator[tuple[str, Features, tuple[int, int]]]:
-    """Yield ``(name, features in original pixels, (W, H))`` per image, checking cancellation before each."""
+def _iter_features(images: list[tuple[str, Path]], conf: FeaturesConfig, should_cancel: ShouldCancel | None,
+                   workdir: Path | None = None) -> Iterator[tuple[str, Features, tuple[int, int]]]:
+    """Yield ``(name, features in original pixels, (W, H))`` per image, checking cancellation before each
+    (``workdir``: where COLMAP's temporary database goes, default the system's temporary folder)."""
     if conf.method == "colmap_sift":
-        yield from _iter_colmap_sift(images, conf, should_cancel)
+        yield from _iter_colmap_sift(images, conf, should_cancel, workdir)
         return
     from ..images import load_image
 
@@ -415,8 +417,8 @@ COLMAP_SIFT_IMAGES_PER_CORE = 4
 COLMAP_SIFT_MAX_CHUNK = 64
 
 
-def _iter_colmap_sift(images: list[tuple[str, Path]], conf: FeaturesConfig,
-                      should_cancel: ShouldCancel | None) -> Iterator[tuple[str, Features, tuple[int, int]]]:
+def _iter_colmap_sift(images: list[tuple[str, Path]], conf: FeaturesConfig, should_cancel: ShouldCancel | None,
+                      workdir: Path | None = None) -> Iterator[tuple[str, Features, tuple[int, int]]]:
     """COLMAP's SIFT, a chunk of images per call, into a temporary database; keypoints shifted by −0.5 px.
 
     COLMAP resizes to ``max_image_size`` itself and returns keypoints in original pixels with the top-left pixel
@@ -428,13 +430,13 @@ def _iter_colmap_sift(images: list[tuple[str, Path]], conf: FeaturesConfig,
     log_level = pycolmap.logging.minloglevel
     pycolmap.logging.minloglevel = max(log_level, 1)  # COLMAP's per-image INFO lines are noise here
     try:
-        yield from _colmap_sift_loop(images, opts, should_cancel)
+        yield from _colmap_sift_loop(images, opts, should_cancel, workdir)
     finally:
         pycolmap.logging.minloglevel = log_level
 
 
-def _colmap_sift_loop(images: list[tuple[str, Path]], opts: Any, should_cancel: ShouldCancel | None
-                      ) -> Iterator[tuple[str, Features, tuple[int, int]]]:
+def _colmap_sift_loop(images: list[tuple[str, Path]], opts: Any, should_cancel: ShouldCancel | None,
+                      workdir: Path | None = None) -> Iterator[tuple[str, Features, tuple[int, int]]]:
     """The body of :func:`_iter_colmap_sift`: stage, extract and read back a chunk of images at a time.
 
     COLMAP's extractor spreads the images of one call over its threads, so images go in chunks of
@@ -447,7 +449,9 @@ def _colmap_sift_loop(images: list[tuple[str, Path]], opts: Any, should_cancel: 
     from ..images import image_size
 
     chunk = max(1, min(COLMAP_SIFT_MAX_CHUNK, COLMAP_SIFT_IMAGES_PER_CORE * (os.cpu_count() or 1)))
-    with tempfile.TemporaryDirectory(prefix="imc-colmap-sift-") as tmpdir:
+    # beside the features file being written (in the cache, the artifact's temporary folder): a run killed with
+    # kill -9 left it in /tmp, out of reach of the cache's clean-up of stale temporary folders
+    with tempfile.TemporaryDirectory(prefix="imc-colmap-sift-", dir=workdir) as tmpdir:
         root = Path(tmpdir)
         (root / "images").mkdir()
         db_path = root / "database.db"

@@ -179,6 +179,23 @@ def test_progress_and_cancel(images: dict[str, Path], tmp_path: Path) -> None:
     assert not (tmp_path / "c.h5").exists() and not list(tmp_path.glob(".c.h5*"))
 
 
+def test_colmap_sift_works_beside_its_output(images: dict[str, Path], tmp_path: Path) -> None:
+    """COLMAP's temporary database went to /tmp, where a run killed with kill -9 left it (3.5 MB), out of reach of
+    the cache's clean-up; it now lies beside the features file being written (the artifact's temporary folder)."""
+    work = tmp_path / "artifact-tmp"
+    work.mkdir()
+    seen: list[list[str]] = []
+
+    def look() -> bool:  # polled inside the extraction, with its temporary folder open
+        seen.append(sorted(p.name for p in work.iterdir() if p.name.startswith("imc-colmap-sift-")))
+        return False
+
+    conf = FeaturesConfig(method="colmap_sift", max_keypoints=64, resize=128)
+    extract_features([("a", images["astro"])], conf, work / "features.h5", should_cancel=look)
+    assert seen and all(len(names) == 1 for names in seen)
+    assert sorted(p.name for p in work.iterdir()) == ["features.h5"]  # and gone afterwards
+
+
 def test_corrupt_image_is_input_error(images: dict[str, Path], tmp_path: Path) -> None:
     bad = tmp_path / "bad_one.jpg"
     bad.write_bytes(b"garbage")
