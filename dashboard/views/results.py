@@ -150,15 +150,24 @@ def registration_table(df: pd.DataFrame) -> pd.DataFrame | Styler:
     return styler
 
 
-def image_columns(with_errors: bool = False) -> dict[str, Any]:
+def image_columns(with_errors: bool = False, rows: pd.DataFrame | None = None) -> dict[str, Any]:
     """Column widths (pixels) of :func:`registration_table`: each as wide as its header and its longest usual
     value ("unregistered", "✓ 8.16 mm"), so nothing is cut off; on a narrow window the table scrolls sideways
-    (``with_errors``: the threshold columns also hold each threshold's error)."""
+    (``with_errors``: the threshold columns also hold each threshold's error). The image and GT scene columns fit
+    the longest name of ``rows`` (per_image.csv rows), up to 320 px ("another_et_another_et…" could not be told
+    apart, even at 1920 px)."""
     text = st.column_config.TextColumn
+
+    def fit(column: str, least: int) -> int:
+        if rows is None or not len(rows) or column not in rows:
+            return least
+        return max(least, min(320, 7 * int(rows[column].astype(str).str.len().max()) + 24))
+
+    image, scene = fit("image", 120), fit("scene", 78)
     w = dict(zip(("image", "status", "GT scene", "cluster", "scene's cluster", "in cluster", "pose", "error",
                   "discounted", "t"),
-                 (120, 95, 78, 68, 112, 80, 48, 145, 84, 82) if with_errors else
-                 (120, 95, 78, 68, 112, 80, 48, 145, 84, 40), strict=True))
+                 (image, 95, scene, 68, 112, 80, 48, 145, 84, 82) if with_errors else
+                 (image, 95, scene, 68, 112, 80, 48, 145, 84, 40), strict=True))
     config: dict[str, Any] = {name: text(width=w[name]) for name in ("image", "status", "GT scene", "cluster",
                                                                       "scene's cluster", "in cluster", "pose")}
     config[ERROR_COL] = st.column_config.NumberColumn(format="%.4f", width=w["error"], help=ERROR_HELP)
@@ -442,7 +451,8 @@ def tab_images(rv: state.RunView, dataset: str | None, scene: str | None) -> Non
                + f". **{ERROR_COL}** is the camera-centre error after the alignment of the largest threshold only, "
                "so a small threshold can show ✓ beside a larger error there (or ✗ beside a smaller one).")
     st.dataframe(registration_table(shown), hide_index=True, placeholder=state.NO_VALUE, width="stretch",
-                 key="image_table", column_config=image_columns(with_errors))
+                 key="image_table", column_config=image_columns(  # (one width for every scene and filter)
+                     with_errors, rv.per_image[rv.per_image["dataset"].astype(str) == dataset]))
     if shown.empty:
         return
     rows = "this row" if len(shown) == 1 else f"these {len(shown)} rows"

@@ -553,3 +553,20 @@ def test_images_tab_names_an_image_posed_in_another_cluster(make_run: Callable[.
     at = open_app("results", run="moved", tab="Loss")
     loss = frame_with(at, "misclustered").set_index("dataset")
     assert loss.loc[DATASET, "misclustered_slots"] == 4 and loss.loc[DATASET, "unregistered_slots"] == 4
+
+
+def test_images_table_fits_long_image_names(make_run: Callable[..., Path]) -> None:
+    """The image column was 120 px: "another_et_another_et…" rows could not be told apart, even at 1920 px."""
+    run = make_run("long-names")
+    pi = pd.read_csv(run / "per_image.csv")
+    long_name = "another_et_another_et_image_0001.png"
+    pi.loc[pi["image"] == "s1_1.png", "image"] = long_name
+    pi.to_csv(run / "per_image.csv", index=False)
+    at = open_app("results", run="long-names", tab="Images", dataset=DATASET)
+    assert not errors_and_exceptions(at)[1]
+    [table] = [d for d in at.dataframe if "t2" in d.value.columns]
+    widths = {k: v.get("width") for k, v in json.loads(table.proto.columns).items()}
+    assert widths["image"] == 7 * len(long_name) + 24 and widths["GT scene"] == 7 * len("outliers") + 24
+    short = open_app("results", run="long-names", tab="Images", dataset=DATASET, scene="s2")  # one width for all
+    [table] = [d for d in short.dataframe if "t2" in d.value.columns]
+    assert json.loads(table.proto.columns)["image"]["width"] == 7 * len(long_name) + 24
