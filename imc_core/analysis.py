@@ -36,6 +36,7 @@ __all__ = [
     "flatten_config",
     "group_config_spread",
     "image_statuses",
+    "image_summary",
     "loss_attribution",
     "misclustered",
     "noise_summary",
@@ -359,8 +360,10 @@ def _change(in_a: pd.Series, in_b: pd.Series) -> pd.Series:
     return pd.Series(out, index=in_a.index, dtype=object)
 
 
-def _image_status(frame: pd.DataFrame) -> pd.DataFrame:
-    """Per-image registered flag, number of metric thresholds passed and error of one run."""
+def image_summary(frame: pd.DataFrame) -> pd.DataFrame:
+    """Per image of one run's per_image.csv: its keys (``dataset, scene, image``), ``registered`` (in its scene's
+    cluster with a finite pose), ``passes`` (of the four thresholds the metric uses), ``error`` and ``status``
+    (:func:`image_statuses`); what the Images tab and Compare's per-image table show."""
     keys = [c for c in ("dataset", "scene", "image") if c in frame]
     out = frame[keys].copy()
     out["registered"] = _registered(frame).to_numpy() if len(frame) else np.zeros(0, bool)
@@ -397,9 +400,9 @@ def per_image_delta(a: pd.DataFrame, b: pd.DataFrame, datasets: Collection[str] 
         keep = {str(d) for d in datasets}
         a = a[a["dataset"].astype(str).isin(keep)] if "dataset" in a else a.iloc[0:0]
         b = b[b["dataset"].astype(str).isin(keep)] if "dataset" in b else b.iloc[0:0]
-    sa = _image_status(a).rename(columns={"registered": "registered_a", "passes": "passes_a", "error": "error_a",
+    sa = image_summary(a).rename(columns={"registered": "registered_a", "passes": "passes_a", "error": "error_a",
                                           "status": "status_a"})
-    sb = _image_status(b).rename(columns={"registered": "registered_b", "passes": "passes_b", "error": "error_b",
+    sb = image_summary(b).rename(columns={"registered": "registered_b", "passes": "passes_b", "error": "error_b",
                                           "status": "status_b"})
     for frame in (sa, sb):
         for k in keys:

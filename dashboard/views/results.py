@@ -13,7 +13,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import jobs, jobview, state
-from imc_core.analysis import image_statuses
+from imc_core.analysis import image_summary
 from imc_core.errors import ImcError
 from imc_core.viz import length_label
 
@@ -59,20 +59,12 @@ def _bool(col: pd.Series) -> pd.Series:
 
 
 def image_status(per_image: pd.DataFrame) -> pd.DataFrame:
-    """Adds ``registered``, ``passes`` (of the 4 metric thresholds) and ``status``
-    (:func:`imc_core.analysis.image_statuses`) to a per-image frame."""
+    """Adds ``registered``, ``passes`` (of the 4 metric thresholds) and ``status`` to a per-image frame
+    (:func:`imc_core.analysis.image_summary`, as Compare's per-image table counts them)."""
     df = per_image.copy()
-    reg = pd.Series(True, index=df.index)
-    for col in ("in_cluster", "pose_valid"):
-        if col in df:
-            reg &= _bool(df[col])
-    passes = np.zeros(len(df), dtype=int)
-    for k in METRIC_THRESHOLDS:
-        if f"pass_{k}" in df:
-            passes += _bool(df[f"pass_{k}"]).to_numpy().astype(int)
-    df["registered"] = reg
-    df["passes"] = passes
-    df["status"] = image_statuses(df).to_numpy() if len(df) else np.zeros(0, object)
+    summary = image_summary(df)
+    for col in ("registered", "passes", "status"):
+        df[col] = summary[col].to_numpy()
     return df
 
 
