@@ -13,6 +13,7 @@ here removes an artifact on its own.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -24,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .errors import ImcError
 from .fsutil import stable_hash
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -31,6 +33,10 @@ DONE = "DONE"
 GRACE_S = 3600.0  # prune never removes an artifact built or used this recently (a run may be reading it)
 #: the stages the pipeline caches (first folder level); ``cache prune --stage`` also takes any folder found there
 STAGES = ("features", "matching", "database", "reconstruction")
+
+
+class CacheError(ImcError, OSError):
+    """The cache folder cannot take a new artifact (not writable, disk full); the message names the folder."""
 
 
 def cache_root() -> Path:
@@ -112,9 +118,14 @@ def get_or_build(
         if check is None or (problem := check(final)) is None:
             return Artifact(stage, key, final, True, 0.0)
         use_cache = False  # replace the unreadable copy
-    parent.mkdir(parents=True, exist_ok=True)
     tmp = parent / f".tmp-{_safe(dataset)}-{key}-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir()
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        tmp.mkdir()
+    except OSError as e:  # read-only copy of a cache, a folder of another user, a full disk
+        raise CacheError(f"cannot write the {stage} artifact of {dataset} in the cache folder {parent}: "
+                         f"{e.strerror or e}. Make it writable, or point IMC_CACHE_DIR at a writable folder "
+                         "(what the cache already holds is read from where it is)") from e
     t0 = time.perf_counter()
     try:
         build(tmp)
@@ -129,8 +140,12 @@ def get_or_build(
             os.replace(final, trash)
             shutil.rmtree(trash, ignore_errors=True)
         os.replace(tmp, final)
-    except BaseException:
+    except BaseException as e:
         shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise CacheError(f"the disk that holds the cache folder {parent} is full while writing the {stage} "
+                             f"artifact of {dataset} ({e}); free space, run `python -m imc_core cache prune`, or "
+                             "point IMC_CACHE_DIR at another disk") from e
         raise
     return Artifact(stage, key, final, False, seconds, problem)
 

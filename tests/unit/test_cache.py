@@ -102,6 +102,51 @@ def test_failed_build_leaves_no_artifact_and_keeps_old(tmp_path: Path) -> None:
     assert not (tmp_path / "matching" / "ds-other").exists()
 
 
+def test_unwritable_cache_is_a_clear_error_and_its_artifacts_still_read(tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+
+    from imc_core.cache import CacheError
+
+    get_or_build("features", "ds", "k", lambda d: (d / "f").write_text("kept"), root=tmp_path)
+    real_mkdir = Path.mkdir
+
+    def refuse(self: Path, *a, **k) -> None:  # what a read-only copy of the cache does (tests run as root)
+        if tmp_path in self.parents or self == tmp_path:
+            raise PermissionError(errno.EACCES, "Permission denied", str(self))
+        real_mkdir(self, *a, **k)
+
+    monkeypatch.setattr(Path, "mkdir", refuse)
+    art = get_or_build("features", "ds", "k", lambda d: None, root=tmp_path)
+    assert art.hit and (art.path / "f").read_text() == "kept"
+    with pytest.raises(CacheError) as err:
+        get_or_build("matching", "ds", "k2", lambda d: None, root=tmp_path)
+    msg = str(err.value)
+    assert str(tmp_path / "matching") in msg and "Permission denied" in msg and "IMC_CACHE_DIR" in msg
+    assert "matching artifact of ds" in msg
+
+
+def test_full_disk_during_a_build_is_a_clear_error_and_keeps_the_old_artifact(tmp_path: Path) -> None:
+    import errno
+
+    from imc_core.cache import CacheError
+
+    get_or_build("matching", "ds", "k", lambda d: (d / "m").write_text("old"), root=tmp_path)
+
+    def full(d: Path) -> None:
+        (d / "m").write_text("half")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with pytest.raises(CacheError, match="is full while writing the matching artifact of ds.*cache prune"):
+        get_or_build("matching", "ds", "k", full, root=tmp_path, use_cache=False)
+    assert not list((tmp_path / "matching").glob(".tmp-*"))
+    assert (tmp_path / "matching" / "ds-k" / "m").read_text() == "old"
+    with pytest.raises(OSError) as other:  # an OSError that is not about space (an unreadable image) is left as is
+        get_or_build("matching", "ds", "k3", lambda d: (_ for _ in ()).throw(
+            PermissionError(errno.EACCES, "Permission denied", "img.jpg")), root=tmp_path)
+    assert not isinstance(other.value, CacheError)
+
+
 def test_folder_without_done_marker_is_rebuilt(tmp_path: Path) -> None:
     torn = tmp_path / "features" / "ds-k"
     torn.mkdir(parents=True)
