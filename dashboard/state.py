@@ -770,12 +770,15 @@ def _root_gt_hashes(root: str, mtime: float, datasets: tuple[str, ...]) -> dict[
 @st.cache_data(ttl=60, show_spinner=False)
 def cache_summary() -> str:
     """One line on the stage cache (artifacts, size, where), refreshed at most once a minute."""
-    from imc_core.cache import cache_root, list_artifacts
+    from imc_core.cache import cache_root, list_artifacts, list_leftovers
 
     entries = list_artifacts()
     size = sum(e.size for e in entries) / 1024**2
-    return (f"The stage cache holds {len(entries)} artifact{'' if len(entries) == 1 else 's'}, {size:,.1f} MB, in "
-            f"{cache_root()}. "
+    temps = list_leftovers() if cache_root().is_dir() else []
+    temp = (f" (and {len(temps)} temporary folder{'' if len(temps) == 1 else 's'}, "
+            f"{sum(t.size for t in temps) / 1024**2:,.1f} MB: builds at work or left by killed runs)") if temps else ""
+    return (f"The stage cache holds {len(entries)} artifact{'' if len(entries) == 1 else 's'}, {size:,.1f} MB{temp}, "
+            f"in {cache_root()}. "
             "`python -m imc_core cache prune --unused` frees what no run needs.")
 
 

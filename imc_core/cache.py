@@ -208,6 +208,24 @@ def _tree_stats(path: Path) -> tuple[int, float]:
     return size, latest
 
 
+@dataclass(frozen=True)
+class Leftover:
+    """A temporary folder in the cache: a build in progress or one a killed run left (``.tmp-*``), or an artifact
+    being removed (``.trash-*``)."""
+
+    path: Path
+    size: int  # bytes of every file inside
+    last_write: float  # epoch seconds of the newest file in it (a build in progress keeps moving it)
+
+
+def list_leftovers(root: Path | None = None, stages: list[str] | None = None) -> list[Leftover]:
+    """The temporary folders under the cache root (of ``stages`` only when given); they are not artifacts, but they
+    take disk space until a run finishes or :func:`prune` clears those older than its grace."""
+    base = root or cache_root()
+    return [Leftover(p, *_tree_stats(p)) for p in sorted(_in_stages(base, ".tmp-*", stages)
+                                                          + _in_stages(base, ".trash-*", stages)) if p.is_dir()]
+
+
 def clean_stale_temps(root: Path | None = None, older_than_s: float = 3600, stages: list[str] | None = None) -> int:
     """Remove temporary folders left by killed runs (nothing written in them for ``older_than_s``), of ``stages``
     only when given; returns how many were removed."""

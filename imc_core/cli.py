@@ -281,7 +281,7 @@ def _nonnegative_float(text: str) -> float:
 
 
 def _cmd_cache(args: argparse.Namespace) -> int:
-    from .cache import cache_root, list_artifacts
+    from .cache import cache_root, list_artifacts, list_leftovers
 
     root = Path(args.cache_dir) if args.cache_dir else cache_root()
     if root.exists() and not root.is_dir():
@@ -295,6 +295,7 @@ def _cmd_cache(args: argparse.Namespace) -> int:
     if given:  # (they were ignored: a listing that looked like a filtered one)
         raise ConfigError(f"cache: {', '.join(given)} only with `cache prune`")
     entries = list_artifacts(root)
+    leftovers = list_leftovers(root) if root.is_dir() else []
     stages: dict[str, list] = {}
     for e in entries:
         stages.setdefault(e.stage, []).append(e)
@@ -302,11 +303,17 @@ def _cmd_cache(args: argparse.Namespace) -> int:
         print(json.dumps({"root": str(root), "stages": {
             st: {"artifacts": len(es), "bytes": sum(e.size for e in es),
                  "last_used": max(e.last_used for e in es), "oldest_use": min(e.last_used for e in es)}
-            for st, es in stages.items()}, "bytes": sum(e.size for e in entries)}))
+            for st, es in stages.items()}, "bytes": sum(e.size for e in entries),
+            "temporary": {"folders": len(leftovers), "bytes": sum(t.size for t in leftovers)}}))
         return 0
     print(f"cache {root}")
+    temp_line = (f"{len(leftovers)} temporary folder(s), {_mb(sum(t.size for t in leftovers))}, newest write "
+                 f"{_when(max(t.last_write for t in leftovers))}: builds at work or left by killed runs "
+                 "(`cache prune` clears those untouched for an hour)") if leftovers else None
     if not entries:
         print("no artifacts")
+        if temp_line:
+            print(temp_line)
         return 0
     # each artifact's last use (built or read); per stage: the stalest one's and the freshest one's
     print(f"{'stage':16s} {'artifacts':>9s} {'size':>12s}  {'oldest last use':16s}  {'newest last use':16s}")
@@ -314,6 +321,8 @@ def _cmd_cache(args: argparse.Namespace) -> int:
         print(f"{st:16s} {len(es):9d} {_mb(sum(e.size for e in es)):>12s}  "
               f"{_when(min(e.last_used for e in es)):16s}  {_when(max(e.last_used for e in es)):16s}")
     print(f"{'total':16s} {len(entries):9d} {_mb(sum(e.size for e in entries)):>12s}")
+    if temp_line:
+        print(temp_line)
     print("(`cache prune --older-than DAYS` removes artifacts whose last use is older; `--unused` those no run names)")
     return 0
 
@@ -341,7 +350,7 @@ def _live_runs_started(folders: list[Path]) -> float | None:
 
 
 def _cache_prune(args: argparse.Namespace, root: Path) -> int:
-    from .cache import GRACE_S, STAGES, prune
+    from .cache import GRACE_S, STAGES, list_leftovers, prune
     from .errors import ConfigError
     from .runs import referenced_artifacts, runs_root
 
@@ -368,6 +377,9 @@ def _cache_prune(args: argparse.Namespace, root: Path) -> int:
         grace = time.time() - started + 60.0
         print(f"note: a run is still at work (since {_when(started)}): what the cache got since then stays",
               file=sys.stderr)
+    now = time.time()
+    stale = [t for t in (list_leftovers(root, args.stage) if root.is_dir() else [])
+             if t.path.name.startswith(".trash-") or now - t.last_write > grace]  # what prune clears besides
     gone = prune(root, referenced=referenced,
                  older_than_s=None if args.older_than is None else args.older_than * 86400.0,
                  stages=args.stage, grace_s=grace, dry_run=args.dry_run)
@@ -376,6 +388,9 @@ def _cache_prune(args: argparse.Namespace, root: Path) -> int:
         print(f"{verb} {e.stage}/{e.name}  {_mb(e.size)}  last used {_when(e.last_used)}")
     print(f"{verb} {len(gone)} artifact(s), {_mb(sum(e.size for e in gone))}"
           + (f" (runs read from {runs})" if args.unused else ""))
+    if stale:
+        print(f"{'would clear' if args.dry_run else 'cleared'} {len(stale)} temporary folder(s) left by killed runs, "
+              f"{_mb(sum(t.size for t in stale))}")
     return 0
 
 

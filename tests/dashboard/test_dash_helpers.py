@@ -268,7 +268,11 @@ def test_cache_summary_counts_artifacts(tmp_path: Path, monkeypatch: pytest.Monk
     state.cache_summary.clear()
     get_or_build("features", "ds", "k", lambda d: (d / "f.h5").write_bytes(b"x" * 3 * 1024**2), root=tmp_path)
     text = state.cache_summary()
-    assert "1 artifact, 3.0 MB" in text and str(tmp_path) in text and "cache prune --unused" in text
+    assert "1 artifact, 3.0 MB, in" in text and str(tmp_path) in text and "cache prune --unused" in text
+    (tmp_path / "features" / ".tmp-ds-k2-1234abcd").mkdir()
+    (tmp_path / "features" / ".tmp-ds-k2-1234abcd" / "f.h5").write_bytes(b"x" * 1024**2)
+    state.cache_summary.clear()
+    assert "1 artifact, 3.0 MB (and 1 temporary folder, 1.0 MB: builds at work" in state.cache_summary()
     state.cache_summary.clear()
 
 

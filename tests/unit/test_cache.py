@@ -353,6 +353,35 @@ def test_cache_cli_lists_and_prunes(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert exc.value.code == 2 and "must be a number ≥ 0" in capsys.readouterr().err
 
 
+def test_cache_listing_counts_temporary_folders_and_prune_says_it_cleared_them(
+        tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """A run killed mid-build left a .tmp-* folder of features: `cache` said "no artifacts" while it held the
+    disk, and `cache prune` cleared it without a word."""
+    cache = tmp_path / "cache"
+    left = cache / "features" / ".tmp-ds-0123456789abcdef-1a2b3c4d"
+    left.mkdir(parents=True)
+    (left / "features.h5").write_bytes(b"x" * 2 * 1024**2)
+    old = time.time() - 2 * 3600
+    for p in (left / "features.h5", left):
+        os.utime(p, (old, old))
+    assert main(["cache", "--cache-dir", str(cache)]) == 0
+    out = capsys.readouterr().out
+    assert "no artifacts" in out and "1 temporary folder(s), 2.0 MB" in out
+    assert main(["cache", "--cache-dir", str(cache), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["temporary"] == {"folders": 1, "bytes": 2 * 1024**2}
+    building = _artifact(cache, "matching", "keep").parent / ".tmp-ds-fedcba9876543210-00000000"  # a build at work
+    building.mkdir()
+    (building / "matches.h5").write_bytes(b"y" * 1024)
+    assert main(["cache", "prune", "--older-than", "30", "--cache-dir", str(cache), "--dry-run"]) == 0
+    assert "would clear 1 temporary folder(s) left by killed runs, 2.0 MB" in capsys.readouterr().out
+    assert left.exists()
+    assert main(["cache", "prune", "--older-than", "30", "--cache-dir", str(cache)]) == 0
+    assert "cleared 1 temporary folder(s) left by killed runs, 2.0 MB" in capsys.readouterr().out
+    assert not left.exists() and building.exists()
+    assert main(["cache", "--cache-dir", str(cache)]) == 0
+    assert "1 temporary folder(s), 0.0 MB" in capsys.readouterr().out
+
+
 def test_a_build_another_process_finished_first_is_not_a_hit(tmp_path: Path) -> None:
     """Two runs of one config at once: the slower one kept the other's artifact and said "cache hit, 0.0 s" for
     the work it did."""
