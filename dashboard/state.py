@@ -1358,39 +1358,3 @@ def load_image_small(path: Path, max_side: int = 640) -> tuple[Any, float]:
         small = Image.fromarray(arr).resize((max(1, round(w * scale)), max(1, round(h * scale))))
         arr = np.asarray(small)
     return arr, scale
-
-
-# ------------------------------------------------------------------------------------------------------ noise
-
-
-NO_SPREAD = "differs; noise unknown (repeats all equal)"
-"""Verdict when the repeats measuring the noise all scored the same: no noise estimate, so no significance."""
-
-
-def noise_verdict(a: list[float], b: list[float]) -> str:
-    """How a difference between two sets of repeated scores compares with run-to-run noise.
-
-    Uses :func:`imc_core.analysis.within_noise` (Welch t-test) when both sides have ≥ 2 runs. When only one side has
-    repeats, the single value is compared with that side's spread: within noise when ``|Δmean| ≤ 2·std``. When the
-    repeats that would measure the noise all gave the same score (two seeds often do on small datasets), there is no
-    spread to test against: a different mean is reported as such, not as significant.
-
-    Returns:
-        ``"≈ within noise"``, ``"significant"``, ``NO_SPREAD`` or ``"unknown (needs repeats)"``.
-    """
-    from imc_core.analysis import within_noise
-
-    xa = [float(x) for x in a if x is not None and x == x]
-    xb = [float(x) for x in b if x is not None and x == x]
-    repeated = [x for x in (xa, xb) if len(x) >= 2]
-    if not xa or not xb or not repeated:
-        return "unknown (needs repeats)"
-    if all(max(x) == min(x) for x in repeated):
-        same = abs(sum(xa) / len(xa) - sum(xb) / len(xb)) <= 1e-12
-        return "≈ within noise" if same else NO_SPREAD
-    verdict = within_noise(xa, xb)
-    if verdict is None:
-        many, one = (xa, xb) if len(xa) >= 2 else (xb, xa)
-        spread = float(pd.Series(many).std(ddof=1))
-        verdict = abs(sum(many) / len(many) - one[0]) <= 2.0 * spread
-    return "≈ within noise" if verdict else "significant"

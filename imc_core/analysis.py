@@ -30,6 +30,8 @@ __all__ = [
     "SEED_KEYS",
     "TO_DEC",
     "CompareScope",
+    "RepeatComparison",
+    "compare_repeats",
     "compare_scope",
     "config_diff",
     "default_pair",
@@ -304,41 +306,158 @@ def noise_summary(score_lists: Mapping[str, Sequence[float]]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["variant", "mean", "std", "n", "min", "max"]).set_index("variant")
 
 
-def within_noise(a: Sequence[float], b: Sequence[float], alpha: float = 0.05) -> bool | None:
-    """Whether two sets of repeated scores are indistinguishable from run-to-run noise.
+SIGNIFICANTLY_BETTER = "significantly better"
+SIGNIFICANTLY_WORSE = "significantly worse"
+NOT_SIGNIFICANT = "not significant"
+SAME_SCORES = "same scores"
+NO_SPREAD = "differs; noise unknown (repeats all equal)"
+SAME_SHIFT = "differs by the same at every seed; noise unknown"
+NEEDS_REPEATS = "unknown (needs repeats)"
+#: every verdict :func:`compare_repeats` gives
+VERDICTS = (SIGNIFICANTLY_BETTER, SIGNIFICANTLY_WORSE, NOT_SIGNIFICANT, SAME_SCORES, NO_SPREAD, SAME_SHIFT,
+            NEEDS_REPEATS)
 
-    Uses Welch's two-sample t-test (unequal variances, :func:`scipy.stats.ttest_ind` with ``equal_var=False``):
-    the difference is within noise when ``p > alpha``. When both samples have zero spread (deterministic runs)
-    there is no noise, so they are within noise only if their means are equal.
+
+@dataclass(frozen=True)
+class RepeatComparison:
+    """How the repeated scores of an arm B compare with those of a reference arm A (:func:`compare_repeats`)."""
+
+    verdict: str  # one of VERDICTS
+    test: str  # "paired t", "Welch t", "one run vs repeats", or "" when no test could be made
+    n_a: int  # scores of A that entered (finite ones)
+    n_b: int
+    delta: float  # mean of B − mean of A (nan when a side has no score)
+    p: float | None  # two-sided p-value of the test, None without one
+    low: float | None  # the (1 − alpha) interval of delta, None without a test
+    high: float | None
+
+
+def _flat(x: np.ndarray) -> bool:
+    """No spread: every value equal up to float rounding (an overall recomputed as a mean of percentages differs
+    from the metric's own in the last digit, which a test would take for a measured, tiny noise)."""
+    return bool(np.ptp(x) <= 1e-9 * max(1.0, float(np.max(np.abs(x)))))
+
+
+def _paired(a: Sequence[float], b: Sequence[float], seeds_a: Sequence[int | None] | None,
+            seeds_b: Sequence[int | None] | None) -> tuple[np.ndarray, np.ndarray] | None:
+    """``(a, b)`` ordered seed by seed when both arms ran the same set of distinct seeds (each with a finite score),
+    at least two; else None."""
+    if seeds_a is None or seeds_b is None or len(seeds_a) != len(a) or len(seeds_b) != len(b):
+        return None
+    ka = {s: float(v) for s, v in zip(seeds_a, a, strict=True) if v is not None and math.isfinite(float(v))}
+    kb = {s: float(v) for s, v in zip(seeds_b, b, strict=True) if v is not None and math.isfinite(float(v))}
+    kept_a = [s for s, v in zip(seeds_a, a, strict=True) if v is not None and math.isfinite(float(v))]
+    kept_b = [s for s, v in zip(seeds_b, b, strict=True) if v is not None and math.isfinite(float(v))]
+    if (None in ka or len(ka) != len(kept_a) or len(kb) != len(kept_b) or set(ka) != set(kb) or len(ka) < 2):
+        return None
+    order = sorted(ka)
+    return np.array([ka[s] for s in order]), np.array([kb[s] for s in order])
+
+
+def compare_repeats(a: Sequence[float], b: Sequence[float], seeds_a: Sequence[int | None] | None = None,
+                    seeds_b: Sequence[int | None] | None = None, alpha: float = 0.05) -> RepeatComparison:
+    """Whether arm B's scores differ from reference arm A's by more than run-to-run noise.
+
+    The test follows the design:
+
+    * both arms ran the same seeds (``seeds_a`` / ``seeds_b`` given, the same set of distinct seeds, at least two):
+      a **paired** t-test on the per-seed differences (:func:`scipy.stats.ttest_rel`). With the features and
+      matches shared through the cache, one seed's two runs move together (r ≈ 0.97 on ETs), so the pairing
+      removes most of the noise; it is valid whatever that correlation is.
+    * both arms repeated otherwise: **Welch's** two-sample t-test (:func:`scipy.stats.ttest_ind`,
+      ``equal_var=False``).
+    * one run against an arm of n repeats: the run is compared with the arm's **prediction interval**,
+      t = (x − mean) / (s·√(1 + 1/n)) with n − 1 degrees of freedom (a bare |Δ| ≤ 2·s rule called a run of the
+      same distribution significant 35 % of the time with n = 2).
+
+    Repeats that all scored the same (up to float rounding) measure no noise: then equal means are
+    :data:`SAME_SCORES`, different ones :data:`NO_SPREAD` (or :data:`SAME_SHIFT` for paired seeds), never
+    significant. A p above ``alpha`` is :data:`NOT_SIGNIFICANT`, which is not "the same": the interval says how
+    large a difference the repeats can rule out.
 
     Args:
-        a: scores of variant A (at least 2 for an answer).
-        b: scores of variant B (at least 2 for an answer).
-        alpha: significance level.
+        a: the reference arm's scores (nan / None are left out).
+        b: the other arm's scores.
+        seeds_a: the mapper seed of each of ``a``'s runs (None where unknown), for pairing.
+        seeds_b: the same for ``b``.
+        alpha: significance level; the interval is the (1 − alpha) one.
 
     Returns:
-        ``True`` (within noise), ``False`` (a real difference) or ``None`` when either side has fewer than two
-        values (unknown).
+        A :class:`RepeatComparison`; ``delta`` is mean(b) − mean(a).
+    """
+    from scipy import stats
+
+    xa, xb = _finite(a), _finite(b)
+    na, nb = int(xa.size), int(xb.size)
+    if na == 0 or nb == 0:
+        return RepeatComparison(NEEDS_REPEATS, "", na, nb, float("nan"), None, None, None)
+    delta = float(xb.mean() - xa.mean())
+    tol = 1e-9 * max(1.0, float(np.max(np.abs(np.concatenate([xa, xb])))))
+
+    def judged(test: str, p: float, low: float, high: float) -> RepeatComparison:
+        verdict = NOT_SIGNIFICANT if not p <= alpha else SIGNIFICANTLY_BETTER if delta > 0 else SIGNIFICANTLY_WORSE
+        return RepeatComparison(verdict, test, na, nb, delta, float(p), float(low), float(high))
+
+    def untestable(shift: str) -> RepeatComparison:
+        return RepeatComparison(SAME_SCORES if abs(delta) <= tol else shift, "", na, nb, delta, None, None, None)
+
+    paired = _paired(a, b, seeds_a, seeds_b)
+    with warnings.catch_warnings():  # (scipy warns about near-constant samples; the checks above handle them)
+        warnings.simplefilter("ignore", RuntimeWarning)
+        if paired is not None:
+            pa, pb = paired
+            if _flat(pb - pa):
+                return untestable(SAME_SHIFT)
+            res = stats.ttest_rel(pb, pa)
+            ci = res.confidence_interval(1.0 - alpha)
+            return judged("paired t", res.pvalue, ci.low, ci.high)
+        if na >= 2 and nb >= 2:
+            if _flat(xa) and _flat(xb):
+                return untestable(NO_SPREAD)
+            res = stats.ttest_ind(xb, xa, equal_var=False)
+            ci = res.confidence_interval(1.0 - alpha)
+            return judged("Welch t", res.pvalue, ci.low, ci.high)
+        if na == 1 and nb == 1:
+            return RepeatComparison(NEEDS_REPEATS, "", na, nb, delta, None, None, None)
+        many = xa if na >= 2 else xb
+        if _flat(many):
+            return untestable(NO_SPREAD)
+        n = many.size
+        scale = float(many.std(ddof=1)) * math.sqrt(1.0 + 1.0 / n)
+        t = abs(delta) / scale
+        p = 2.0 * float(stats.t.sf(t, n - 1))
+        half = float(stats.t.ppf(1.0 - alpha / 2.0, n - 1)) * scale
+        return judged("one run vs repeats", p, delta - half, delta + half)
+
+
+def within_noise(a: Sequence[float], b: Sequence[float], alpha: float = 0.05) -> bool | None:
+    """Whether two sets of repeated scores are indistinguishable from run-to-run noise (Welch's t-test through
+    :func:`compare_repeats`, no pairing): the difference is within noise when ``p > alpha``.
+
+    Returns:
+        ``True`` (within noise, or the same scores), ``False`` (a significant difference) or ``None`` (unknown:
+        a side has fewer than two values, or no spread to test a different mean against).
     """
     xa, xb = _finite(a), _finite(b)
     if xa.size < 2 or xb.size < 2:
         return None
-    if np.ptp(xa) == 0 and np.ptp(xb) == 0:
-        return bool(np.isclose(xa[0], xb[0], rtol=0.0, atol=1e-12))
-    return bool(welch_p(xa, xb) > alpha)
+    verdict = compare_repeats(xa, xb, alpha=alpha).verdict
+    if verdict in (NOT_SIGNIFICANT, SAME_SCORES):
+        return True
+    return False if verdict in (SIGNIFICANTLY_BETTER, SIGNIFICANTLY_WORSE) else None
 
 
 def welch_p(a: Sequence[float], b: Sequence[float]) -> float | None:
     """Two-sided p-value of Welch's t-test between two sets of repeated scores (:func:`within_noise`'s test).
 
     Returns:
-        The p-value, or None when either side has fewer than two values or both have zero spread (deterministic
-        runs: no noise to test against).
+        The p-value, or None when either side has fewer than two values or both have no spread (up to float
+        rounding: deterministic runs, no noise to test against).
     """
     from scipy import stats
 
     xa, xb = _finite(a), _finite(b)
-    if xa.size < 2 or xb.size < 2 or (np.ptp(xa) == 0 and np.ptp(xb) == 0):
+    if xa.size < 2 or xb.size < 2 or (_flat(xa) and _flat(xb)):
         return None
     with warnings.catch_warnings():  # one side's repeats all equal (common with seeds): scipy warns, the test holds
         warnings.simplefilter("ignore", RuntimeWarning)

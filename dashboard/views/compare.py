@@ -133,11 +133,13 @@ def runs_overview(arms: dict[str, list[state.RunView]], left_out: dict[str, str]
     return pd.DataFrame(rows)
 
 
-def _scores(runs: list[state.RunView], dataset: str | None = None, metric: str = "score",
-            shared: list[str] | None = None) -> list[float]:
-    """``metric`` of each run: of ``dataset``, else the overall over the ``shared`` datasets (mean over datasets,
-    as the metric aggregates), else the run's own overall. Runs without that value are skipped."""
+def _scored(runs: list[state.RunView], dataset: str | None = None, metric: str = "score",
+            shared: list[str] | None = None) -> list[tuple[float, int | None]]:
+    """``(metric, mapper seed)`` of each run that has the value: of ``dataset``, else the overall over the
+    ``shared`` datasets (mean over datasets, as the metric aggregates), else the run's own overall. Runs without
+    that value are skipped."""
     from imc_core.analysis import overall_on
+    from imc_core.runs import meta_seed
 
     out = []
     for rv in runs:
@@ -149,8 +151,14 @@ def _scores(runs: list[state.RunView], dataset: str | None = None, metric: str =
                 s = (s.get("datasets") or {}).get(dataset) or {}
             v = s.get(metric)
         if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(float(v)):
-            out.append(float(v))
+            out.append((float(v), None if rv.outside else meta_seed(rv.meta)))
     return out
+
+
+def _scores(runs: list[state.RunView], dataset: str | None = None, metric: str = "score",
+            shared: list[str] | None = None) -> list[float]:
+    """The values of :func:`_scored`."""
+    return [v for v, _ in _scored(runs, dataset, metric, shared)]
 
 
 def _mean_std(values: list[float]) -> tuple[float, float]:
@@ -161,7 +169,8 @@ def _mean_std(values: list[float]) -> tuple[float, float]:
 
 def _arm_row(label: str, runs: list[state.RunView], dataset: str | None,
              shared: list[str] | None) -> dict[str, object]:
-    row: dict[str, object] = {"arm": label, "runs": len(runs)}
+    """``runs`` counts the runs whose score entered the means (a run without this dataset's score is left out)."""
+    row: dict[str, object] = {"arm": label, "runs": len(_scores(runs, dataset, "score", shared))}
     for metric in METRICS:
         mean, std = _mean_std(_scores(runs, dataset, metric, shared))
         row[metric] = mean
@@ -169,35 +178,44 @@ def _arm_row(label: str, runs: list[state.RunView], dataset: str | None,
     return row
 
 
+def _interval(low: float | None, high: float | None) -> str | None:
+    return None if low is None or high is None else f"{low:+.2f} … {high:+.2f}"
+
+
 def headline_table(arms: dict[str, list[state.RunView]], dataset: str | None = None,
                    shared: list[str] | None = None, deltas: bool = True) -> pd.DataFrame:
-    """Per arm: runs, mean ± std of score / mAA / clusterness, Δscore vs the first arm and the noise verdict.
+    """Per arm: runs, mean ± std of score / mAA / clusterness, and against the first arm: Δ score, the verdict of
+    :func:`imc_core.analysis.compare_repeats` (paired by seed when both arms ran the same seeds), its p, the 95 %
+    interval of Δ and the test used.
 
     ``arms`` hold scored runs only, reference first. Without ``dataset`` the overall values are taken over the
-    ``shared`` datasets (the ones every run scored) when given; ``deltas=False`` leaves out Δ and noise (runs
+    ``shared`` datasets (the ones every run scored) when given; ``deltas=False`` leaves out Δ and the verdict (runs
     that share no dataset cannot be compared).
     """
-    from imc_core.analysis import welch_p
+    from imc_core.analysis import compare_repeats
 
     ref = next(iter(arms.values()))
-    ref_scores = _scores(ref, dataset, "score", shared)
-    ref_mean, _ = _mean_std(ref_scores)
+    ref_values = _scored(ref, dataset, "score", shared)
     rows = []
     for label, runs in arms.items():
         row = _arm_row(label, runs, dataset, shared)
         if deltas:
-            mean, _ = _mean_std(_scores(runs, dataset, "score", shared))
-            row["Δ score"] = 0.0 if runs is ref else mean - ref_mean
-            row["noise"] = "reference" if runs is ref else state.noise_verdict(
-                ref_scores, _scores(runs, dataset, "score", shared))
-            p = None if runs is ref else welch_p(ref_scores, _scores(runs, dataset, "score", shared))
-            row["p (Welch)"] = p if p is not None else float("nan")
+            if runs is ref:
+                row.update({"Δ score": 0.0, "verdict": "reference", "p": float("nan"), "95% CI of Δ": None,
+                            "test": None})
+            else:
+                values = _scored(runs, dataset, "score", shared)
+                c = compare_repeats([v for v, _ in ref_values], [v for v, _ in values],
+                                    [s for _, s in ref_values], [s for _, s in values])
+                row.update({"Δ score": c.delta, "verdict": c.verdict, "p": c.p if c.p is not None else float("nan"),
+                            "95% CI of Δ": _interval(c.low, c.high),
+                            "test": f"{c.test}, {c.n_a} seeds" if c.test == "paired t" else c.test or None})
         rows.append(row)
     return pd.DataFrame(rows)
 
 
 def per_dataset_table(arms: dict[str, list[state.RunView]], scope: CompareScope) -> pd.DataFrame:
-    """One row per (dataset, arm): mean score, Δ vs reference and the noise verdict on the datasets every run
+    """One row per (dataset, arm): mean score, Δ vs reference and the verdict on the datasets every run
     scored; the datasets only some runs have follow with their values but no Δ (``noise``: not in every run)."""
     frames = []
     for d in scope.shared_datasets:
@@ -209,7 +227,7 @@ def per_dataset_table(arms: dict[str, list[state.RunView]], scope: CompareScope)
         for label in have:
             runs = [rv for rv in arms[label] if run_root(rv) == root and d in scored_datasets(rv)]
             row = {"dataset": d, **_arm_row(label, runs, d, None), "Δ score": float("nan"),
-                   "noise": "not in every run"}
+                   "verdict": "not in every run"}
             rows.append(row)
     if rows:
         frames.append(pd.DataFrame(rows))
@@ -219,7 +237,8 @@ def per_dataset_table(arms: dict[str, list[state.RunView]], scope: CompareScope)
 def drop_empty_spread(table: pd.DataFrame) -> pd.DataFrame:
     """Without the ``… ± std`` and p-value columns that have no value (no arm has repeats): a column of blanks says
     nothing."""
-    empty = [c for c in table.columns if (str(c).endswith(" ± std") or c == "p (Welch)") and table[c].isna().all()]
+    empty = [c for c in table.columns if (str(c).endswith(" ± std") or c in ("p", "95% CI of Δ", "test"))
+             and table[c].isna().all()]
     return table.drop(columns=empty)
 
 
@@ -500,22 +519,25 @@ def side_by_side(views: list[state.RunView]) -> None:
 
 
 def _numbers(table: pd.DataFrame, text: tuple[str, ...]) -> dict[str, object]:
-    """Column settings: numbers compact (two decimals, p in 3 digits), the noise verdict wide enough for its words
+    """Column settings: numbers compact (two decimals, p in 3 digits), the verdict wide enough for its words
     ("≈ within noise" was cut at 1,400 px)."""
-    out: dict[str, object] = {c: st.column_config.NumberColumn(format="%.3g" if c == "p (Welch)" else "%.2f",
-                                                               width=80 if "±" in c or c == "p (Welch)" else 70)
-                              for c in table.columns if c not in text}
-    if "noise" in table:
-        out["noise"] = st.column_config.TextColumn(width=170)
+    words = {*text, "verdict", "95% CI of Δ", "test"}
+    out: dict[str, object] = {c: st.column_config.NumberColumn(format="%.3g" if c == "p" else "%.2f",
+                                                               width=80 if "±" in c or c == "p" else 70)
+                              for c in table.columns if c not in words}
+    for col, width in (("verdict", 190), ("95% CI of Δ", 120), ("test", 130)):
+        if col in table:
+            out[col] = st.column_config.TextColumn(width=width)
     if "runs" in table:
         out["runs"] = st.column_config.NumberColumn(width=45)
     return out
 
 
 def verdict_first(table: pd.DataFrame) -> pd.DataFrame:
-    """The columns that answer "did it help?" first (score, Δ score, noise, p), then the spreads and the other
+    """The columns that answer "did it help?" first (score, Δ score, verdict, p, interval), then the spreads and the other
     metrics: at 1,400 px the verdict sat past the right edge."""
-    first = [c for c in ("dataset", "arm", "runs", "score", "Δ score", "noise", "p (Welch)") if c in table]
+    first = [c for c in ("dataset", "arm", "runs", "score", "Δ score", "verdict", "p", "95% CI of Δ", "test")
+             if c in table]
     return table[first + [c for c in table.columns if c not in first]]
 
 
@@ -638,14 +660,18 @@ def main() -> None:
                    "See the config diff below; compare those runs separately.")
     head = verdict_first(drop_empty_spread(headline_table(arms, shared=shared or None, deltas=bool(shared))))
     st.dataframe(head, hide_index=True, width="stretch", key="headline", placeholder=state.NO_VALUE,
-                 column_config=_numbers(head, ("arm", "runs", "noise")))
+                 column_config=_numbers(head, ("arm", "runs")))
     if not shared:
         st.caption("Each arm's overall over its own datasets: not comparable.")
     else:
         over = "" if scope.complete else f" Overall = mean over {', '.join(shared)}, as the metric averages datasets."
-        st.caption("noise: Welch t-test between repeated runs (groups), significant when p (Welch) ≤ 0.05; with "
-                   "repeats on one side only, |Δ| ≤ 2·std of that side counts as within noise. Repeats that all scored the "
-                   "same measure no noise (seeds often agree on small datasets): add seeds." + over)
+        st.caption("verdict: against the reference, significant when p ≤ 0.05. Arms that ran the same seeds are "
+                   "compared seed by seed (paired t-test: with features and matches from the cache, one seed's runs "
+                   "move together, so pairing sees smaller changes); other repeats by Welch's t-test; one run "
+                   "against repeats by the repeats' prediction interval. \"not significant\" is not \"the same\": "
+                   "the 95% CI of Δ says how large a change these runs cannot rule out. Every row is its own test, "
+                   "so about one row in twenty reads significant by chance. Repeats that all scored the same measure "
+                   "no noise (seeds often agree on small datasets): add seeds." + over)
         bars = {k: [scores_on(rv.scores, shared) for rv in v] for k, v in arms.items()}
         state.show_figure("compare_bars", bars, key="fig_compare",
                           title=None if scope.complete else f"score on the shared datasets ({', '.join(shared)})")
@@ -655,7 +681,7 @@ def main() -> None:
     if not per_ds.empty:
         st.markdown("**Per dataset**")
         st.dataframe(per_ds, hide_index=True, width="stretch", key="per_dataset", placeholder=state.NO_VALUE,
-                     column_config=_numbers(per_ds, ("dataset", "arm", "runs", "noise")))
+                     column_config=_numbers(per_ds, ("dataset", "arm", "runs")))
     if shared:
         dataset = st.selectbox("Per-scene mAA of dataset", shared, key="scene_dataset")
         scenes = per_scene_table(arms, dataset)

@@ -107,9 +107,9 @@ def test_runs_on_different_data_shows_no_deltas(make_run: Callable[..., Path], t
     assert "Different data roots" in text and str(tmp_path / "synthetic") in text
     assert "synth_boxes" in text and f"{DATASET} (" in text and "cannot be compared" in text
     head = frame_by_key(at, "headline")
-    assert "Δ score" not in head.columns and "noise" not in head.columns
+    assert "Δ score" not in head.columns and "verdict" not in head.columns
     per_ds = frame_by_key(at, "per_dataset")
-    assert "Δ score" not in per_ds.columns and set(per_ds["noise"]) == {"not in every run"}
+    assert "Δ score" not in per_ds.columns and set(per_ds["verdict"]) == {"not in every run"}
     assert not any(_is(d.value, "delta_table") for d in at.dataframe)  # no per-image gains / losses
     infos = " ".join(i.value for i in at.info)
     assert "ets-run and synth-run share no scored dataset: no per-image gains or losses." in infos
@@ -127,7 +127,7 @@ def test_subset_of_datasets_compares_on_the_shared_ones(make_run: Callable[..., 
     assert head.loc["all", "score"] == pytest.approx(60.0)  # ds1 only, not the run's own overall of 80
     assert head.loc["part", "Δ score"] == pytest.approx(2.0)  # not 62 - 80
     per_ds = frame_by_key(at, "per_dataset")
-    assert per_ds.loc[per_ds["dataset"] == "ds2", "noise"].tolist() == ["not in every run"]
+    assert per_ds.loc[per_ds["dataset"] == "ds2", "verdict"].tolist() == ["not in every run"]
     assert per_ds.loc[per_ds["dataset"] == "ds2", "Δ score"].isna().all()
     # cells without a value read "—", not Streamlit's grey "None"
     assert {table_element(at, t).proto.placeholder for t in ("headline", "per_dataset")} == {"—"}
@@ -157,10 +157,12 @@ def test_failed_runs_are_listed_but_never_aggregated_nor_reference(make_run: Cal
     assert "the reference is group: base" in infos
     head = frame_by_key(at, "headline")
     # what answers "did it help?" first: at 1,400 px the verdict sat past the right edge
-    assert list(head.columns[:6]) == ["arm", "runs", "score", "Δ score", "noise", "p (Welch)"]
+    # (seeds 0 and 1 on both sides, each 10 points up: no spread of the differences, so no p, interval or test)
+    assert list(head.columns[:6]) == ["arm", "runs", "score", "Δ score", "verdict", "score ± std"]
     head = head.set_index("arm")
     assert list(head.index) == ["group: base", "group: new"]  # no row for broken / stale
-    assert head.loc["group: base", "noise"] == "reference"
+    assert head.loc["group: base", "verdict"] == "reference"
+    assert head.loc["group: new", "verdict"] == "differs by the same at every seed; noise unknown"
     assert head.loc["group: new", "Δ score"] == pytest.approx(10.0)
     # per-image: one run of each group by default, not two seeds of the reference group
     assert at.selectbox(key="delta_a").value == "base-0" and at.selectbox(key="delta_b").value == "new-0"
@@ -314,7 +316,7 @@ def test_a_seed_run_twice_in_a_group_counts_once(make_run: Callable[..., Path]) 
     assert [w for w in warnings(at).split("\n") if "seed 3" in w] == [
         r"group\: b: seed 3 was run 2 times with one config and a deterministic mapper (b-3, b-3again): the same "
         "measurement, counted once (b-3)."]
-    head = frame_with(at, "noise").set_index("arm")
+    head = frame_with(at, "verdict").set_index("arm")
     assert head.loc["group: b", "runs"] == 2 and head.loc["group: b", "score"] == pytest.approx(72.0)
     status = frame_with(at, "aggregated").set_index("run")
     assert status.loc["b-3again", "aggregated"] == "no (seed 3 again, as b-3)"

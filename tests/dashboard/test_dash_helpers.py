@@ -199,19 +199,6 @@ def test_match_artifacts_missing_cache_is_explained(dash_env) -> None:  # noqa: 
         state.find_match_artifacts({}, dash_env.data_root / "nope", "ds1")
 
 
-def test_noise_verdict() -> None:
-    assert state.noise_verdict([60.0, 60.5, 59.8], [60.2, 60.4, 60.1]) == "≈ within noise"
-    assert state.noise_verdict([60.0, 60.1, 59.9], [70.0, 70.2, 69.9]) == "significant"
-    assert state.noise_verdict([60.0, 61.0], [60.8]) == "≈ within noise"  # |Δ| ≤ 2 std of the repeated side
-    assert state.noise_verdict([60.0, 60.2], [75.0]) == "significant"
-    assert state.noise_verdict([60.0], [61.0]) == "unknown (needs repeats)"
-    # repeats that all scored the same measure no noise: a different value is not called significant
-    assert state.noise_verdict([74.7, 74.7], [76.19]) == state.NO_SPREAD
-    assert state.noise_verdict([74.7, 74.7], [70.0, 70.0]) == state.NO_SPREAD
-    assert state.noise_verdict([74.7, 74.7], [74.7]) == "≈ within noise"
-    assert state.noise_verdict([74.7, 74.7], [70.0, 70.1, 69.9]) == "significant"  # one side has spread: Welch decides
-
-
 def test_roots_are_remembered(dash_env, tmp_path: Path) -> None:  # noqa: ANN001
     assert state.load_roots() == [str(dash_env.data_root)]
     with pytest.raises(InputError):

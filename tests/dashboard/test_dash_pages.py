@@ -305,11 +305,14 @@ def test_compare_deltas_and_noise_marker(make_run: Callable[..., Path]) -> None:
     assert_clean(at)
     head = frame_with(at, "arm").set_index("arm")
     assert list(head["runs"]) == [3, 3, 1]
-    assert head.loc["group: base", "noise"] == "reference"
-    assert head.loc["group: same", "noise"] == "≈ within noise"
+    assert head.loc["group: base", "verdict"] == "reference"
+    assert head.loc["group: same", "verdict"] == "not significant"
+    assert head.loc["group: same", "test"] == "paired t, 3 seeds"  # both groups ran seeds 0–2
     better = next(a for a in head.index if "better" in a)
-    assert head.loc[better, "noise"] == "significant"
-    assert head.loc["group: same", "p (Welch)"] > 0.05 and pd.isna(head.loc["group: base", "p (Welch)"])
+    assert head.loc[better, "verdict"] == "significantly better" and head.loc[better, "test"] == "one run vs repeats"
+    assert head.loc["group: same", "p"] > 0.05 and pd.isna(head.loc["group: base", "p"])
+    low, high = (float(x) for x in head.loc["group: same", "95% CI of Δ"].split(" … "))
+    assert low < head.loc["group: same", "Δ score"] < high
     assert head.loc[better, "Δ score"] == pytest.approx(75.0 - (60.0 + 60.4 + 59.8) / 3)
     assert head.loc["group: base", "score ± std"] == pytest.approx(0.3055, abs=1e-3)
     per_ds = frame_with(at, "dataset")

@@ -532,7 +532,7 @@ def test_compare_two_runs_shows_deltas(run_a: LaunchedRun, run_b: LaunchedRun, p
     assert set(head) == {run_a.id, run_b.id}
     assert float(head[run_a.id]["Δ score"]) == 0.0
     assert float(head[run_b.id]["Δ score"]) == pytest.approx(run_b.score - run_a.score, abs=1e-6)
-    assert head[run_a.id]["noise"] == "reference"
+    assert head[run_a.id]["verdict"] == "reference"
     per_ds = grid(page, "dataset", "arm")
     assert {r["dataset"] for r in per_ds} == {DATASET}
     expect(page.locator(".st-key-fig_compare .js-plotly-plot")).to_be_visible(timeout=PAGE_TIMEOUT_MS)
