@@ -243,19 +243,37 @@ def drop_empty_spread(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def per_scene_table(arms: dict[str, list[state.RunView]], dataset: str) -> pd.DataFrame:
-    """Scene × arm mean mAA (from scenes.csv) and the Δ of every arm vs the reference."""
-    cols = {}
+    """Scene × arm mean mAA (from scenes.csv), and for every arm against the reference its Δ and, when an arm has
+    repeats, the verdict of :func:`imc_core.analysis.compare_repeats` on that scene's mAA (paired by seed when both
+    arms ran the same seeds): which scene moved, and whether that is more than noise."""
+    from imc_core.analysis import NEEDS_REPEATS, compare_repeats
+    from imc_core.runs import meta_seed
+
+    values: dict[str, dict[str, list[tuple[float, int | None]]]] = {}  # arm → scene → (mAA, seed) per run
     for label, runs in arms.items():
-        frames = [rv.scenes[rv.scenes["dataset"].astype(str) == dataset] for rv in runs if rv.scenes is not None]
-        if frames:
-            cat = pd.concat(frames)
-            cols[label] = pd.to_numeric(cat["mAA"], errors="coerce").groupby(cat["scene"].astype(str)).mean()
-    if not cols:
+        for rv in runs:
+            if rv.scenes is None:
+                continue
+            rows = rv.scenes[rv.scenes["dataset"].astype(str) == dataset]
+            for scene, maa in zip(rows["scene"].astype(str), pd.to_numeric(rows["mAA"], errors="coerce"),
+                                  strict=True):
+                if math.isfinite(maa):
+                    seed = None if rv.outside else meta_seed(rv.meta)
+                    values.setdefault(label, {}).setdefault(scene, []).append((float(maa), seed))
+    if not values:
         return pd.DataFrame()
-    table = pd.DataFrame(cols)
+    table = pd.DataFrame({label: {scene: sum(v for v, _ in vs) / len(vs) for scene, vs in by_scene.items()}
+                          for label, by_scene in values.items()})
     ref = table.columns[0]
     for label in table.columns[1:]:
         table[f"Δ {label}"] = table[label] - table[ref]
+        verdicts = {}
+        for scene in table.index:
+            a, b = values[ref].get(scene, []), values[label].get(scene, [])
+            verdicts[scene] = compare_repeats([v for v, _ in a], [v for v, _ in b], [s for _, s in a],
+                                              [s for _, s in b]).verdict
+        if set(verdicts.values()) != {NEEDS_REPEATS}:
+            table[f"verdict {label}"] = pd.Series(verdicts)
     return table.rename_axis("scene").reset_index()
 
 
@@ -686,7 +704,8 @@ def main() -> None:
         dataset = st.selectbox("Per-scene mAA of dataset", shared, key="scene_dataset")
         scenes = per_scene_table(arms, dataset)
         st.dataframe(scenes, hide_index=True, width="stretch", key="per_scene", placeholder=state.NO_VALUE,
-                     column_config=_numbers(scenes, ("scene",)))
+                     column_config=_numbers(scenes, ("scene", *(c for c in scenes.columns
+                                                                  if str(c).startswith("verdict ")))))
     with state.error_boundary("Config diff"):
         config_diff_section(arms, spreads)
     with state.error_boundary("Per-image delta"):

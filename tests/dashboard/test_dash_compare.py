@@ -428,3 +428,22 @@ def test_a_whole_group_is_added_at_once(make_run: Callable[..., Path]) -> None:
     chosen = at.multiselect(key="runs").value
     assert chosen[0] == "lone" and sorted(chosen[1:]) == ["g-0", "g-1", "g-2"]  # the reference stays first
     assert "group: def3" in list(frame_by_key(at, "headline")["arm"])
+
+
+def test_per_scene_table_says_which_scene_moved_beyond_noise(make_run: Callable[..., Path]) -> None:
+    """The per-scene table gave Δ without any noise estimate: a researcher could not tell which scene's change was
+    real. With repeats, each scene gets the verdict on its own mAA (paired by seed here: seeds 0–2 on both sides)."""
+    for i, (a, b) in enumerate(((60.0, 62.0), (60.4, 62.5), (59.8, 61.7))):
+        make_run(f"base-{i}", score=a, group="base", seed=i)
+        make_run(f"new-{i}", score=b, group="new", seed=i, config_overrides={"features": {"max_keypoints": 999}})
+    at = open_compare([*(f"base-{i}" for i in range(3)), *(f"new-{i}" for i in range(3))])
+    no_errors(at)
+    scenes = frame_by_key(at, "per_scene").set_index("scene")
+    assert list(scenes.columns) == ["group: base", "group: new", "Δ group: new", "verdict group: new"]
+    assert scenes["Δ group: new"].to_list() == pytest.approx([2.0, 2.0])
+    assert set(scenes["verdict group: new"]) == {"significantly better"}
+    make_run("one", score=60.0)
+    make_run("two", score=61.0)
+    at = open_compare(["one", "two"])  # single runs: no verdict to give, no column of "unknown"
+    no_errors(at)
+    assert list(frame_by_key(at, "per_scene").columns) == ["scene", "one", "two", "Δ two"]
