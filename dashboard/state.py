@@ -596,7 +596,7 @@ def _model_points(model_dir: str, max_points: int = 20000) -> np.ndarray:
     return xyz
 
 
-def fit_3d_view(fig: Any, height: int = 600) -> None:
+def fit_3d_view(fig: Any, height: int = 600, distance: float = 1.0) -> None:
     """Keep a 3-D figure's true proportions but fit the whole scene in view.
 
     Plotly's ``aspectmode="data"`` scales the axes so that their ratios' product is 1: an elongated scene gets an
@@ -607,6 +607,8 @@ def fit_3d_view(fig: Any, height: int = 600) -> None:
     Args:
         fig: a ``plotly.graph_objects.Figure`` with ``scatter3d`` traces (changed in place).
         height: figure height in pixels.
+        distance: the camera's distance as a multiple of Plotly's default eye (1.25, 1.25, 1.25); small views need
+            more, or the box's near corner, its tick labels and axis titles fall outside the frame.
     """
     ranges = []
     for axis in ("x", "y", "z"):
@@ -616,6 +618,9 @@ def fit_3d_view(fig: Any, height: int = 600) -> None:
         flat = flat[np.isfinite(flat)]
         ranges.append(float(flat.max() - flat.min()) if flat.size else 0.0)
     fig.update_layout(height=height)
+    if distance != 1.0:
+        eye = 1.25 * distance
+        fig.update_layout(scene_camera={"eye": {"x": eye, "y": eye, "z": eye}})
     longest = max(ranges)
     if longest > 0:
         rel = np.maximum(np.asarray(ranges) / longest, 0.05)  # a flat axis keeps a visible thickness
@@ -626,7 +631,7 @@ def fit_3d_view(fig: Any, height: int = 600) -> None:
 
 def _legend_below(fig: Any) -> None:
     """Compact layout for side-by-side 3-D views: legend under the plot instead of beside it."""
-    fit_3d_view(fig, height=520)
+    fit_3d_view(fig, height=600, distance=1.3)
     fig.update_layout(legend=dict(orientation="h", yanchor="top", y=-0.02, xanchor="left", x=0),
                       margin=dict(l=0, r=0, t=40, b=0))
 

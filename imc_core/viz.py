@@ -47,6 +47,11 @@ OUTLIERS = "outliers"
 GT_COLOR = "#4a6fa5"
 FAIL_COLOR = "#d73027"
 OUTLIER_COLOR = "#9e9e9e"
+#: lines, grids and de-emphasised marks in mid grey, which reads on Streamlit's light and dark themes alike (a
+#: dark grey vanished on the dark page, a light one outshone the marks it was meant to sit behind)
+NEUTRAL_LINE = "rgba(128,128,128,0.9)"
+NEUTRAL_GRID = "rgba(128,128,128,0.3)"
+SKIPPED_GREY = "rgba(128,128,128,0.4)"
 #: error bins of the 3-D view, best to worst before the fail colour
 ERROR_SCALE = [[0.0, "#1a9850"], [0.5, "#d4a000"], [1.0, "#e66101"]]
 #: qualitative colours handed out in order to labels (scenes, clusters)
@@ -70,7 +75,7 @@ def _note(fig: go.Figure, text: str, *, top: bool = False) -> go.Figure:
     """Put a grey note on ``fig``: centred (empty inputs), or at the top left above a drawn figure."""
     where = {"x": 0.0, "y": 1.0, "xanchor": "left", "yanchor": "top"} if top else {"x": 0.5, "y": 0.5}
     fig.add_annotation(text=text, showarrow=False, xref="paper", yref="paper", **where,
-                       font={"size": 12 if top else 14, "color": "#777"})
+                       font={"size": 12 if top else 14, "color": NEUTRAL_LINE})
     return fig
 
 
@@ -300,8 +305,10 @@ def _error_bins(errors: np.ndarray, thresholds: Sequence[float]) -> tuple[np.nda
 def _camera_layout(fig: go.Figure) -> None:
     """The layout of the 3-D camera views: true proportions, x/y/z axes, and the user's camera kept across
     redraws (``uirevision``)."""
-    fig.update_layout(scene={"aspectmode": "data", "xaxis": {"title": {"text": "x"}},
-                             "yaxis": {"title": {"text": "y"}}, "zaxis": {"title": {"text": "z"}}},
+    # no white walls and mid-grey grids: Streamlit's dark theme recolours a 2-D chart's background, not a 3-D box's
+    axis = {"showbackground": False, "gridcolor": NEUTRAL_GRID, "zerolinecolor": NEUTRAL_LINE}
+    fig.update_layout(scene={"aspectmode": "data", "xaxis": {"title": {"text": "x"}, **axis},
+                             "yaxis": {"title": {"text": "y"}, **axis}, "zaxis": {"title": {"text": "z"}, **axis}},
                       legend={"itemsizing": "constant"}, margin={"l": 0, "r": 0, "t": 40, "b": 0},
                       uirevision="cameras")
 
@@ -544,9 +551,14 @@ def score_bars(scores: Mapping[str, Any], title: str = "Score per dataset") -> g
                              text=[f"{v:.1f}" if math.isfinite(v) else "" for v in vals], textposition="auto",
                              insidetextanchor="end",  # inside the bar's top: the overall line would cross it above
                              hovertemplate=f"%{{x}}<br>{key} %{{y:.2f}}%<extra></extra>"))
+    for name in names:  # a failed dataset's bars have no height: its slot looked like a gap in the chart
+        vals = [float(datasets[name].get(key, np.nan)) for key in ("score", "mAA", "clusterness")]
+        if all(not math.isfinite(v) or v == 0.0 for v in vals):
+            fig.add_annotation(x=name, y=0, yanchor="bottom", showarrow=False, text="0: nothing scored",
+                               font={"color": FAIL_COLOR})
     overall = scores.get("score")
     if overall is not None and math.isfinite(float(overall)):
-        fig.add_hline(y=float(overall), line_dash="dash", line_color="#333",
+        fig.add_hline(y=float(overall), line_dash="dash", line_color=NEUTRAL_LINE,
                       annotation_text=f"overall {float(overall):.2f}", annotation_position="top left")
     fig.update_yaxes(title_text="percent", range=[0, 110])
     fig.update_xaxes(title_text="dataset")
@@ -697,7 +709,7 @@ def threshold_curve(per_image: pd.DataFrame, dataset: str, scene: str,
         skipped = 2 if len(thr) == 6 else 0
         for k, t in enumerate(thr):
             if t > 0:
-                fig.add_vline(x=t, line_dash="dot", line_color="#ccc" if k < skipped else "#777")
+                fig.add_vline(x=t, line_dash="dot", line_color=SKIPPED_GREY if k < skipped else NEUTRAL_LINE)
         cols = [f"pass_{k}" for k in range(len(thr))]
         if all(c in rows for c in cols):
             frac = [float(_as_bool(rows[c]).mean()) for c in cols]
@@ -706,10 +718,11 @@ def threshold_curve(per_image: pd.DataFrame, dataset: str, scene: str,
             fig.add_trace(go.Scatter(x=thr[skipped:], y=frac[skipped:], mode="markers", name=used,
                                      marker={"size": 10, "symbol": "diamond", "color": "#d62728"},
                                      hovertemplate="threshold %{x:g} m<br>%{y:.1%} pass<extra></extra>"))
-            if skipped:
-                fig.add_trace(go.Scatter(x=thr[:skipped], y=frac[:skipped], mode="markers",
+            drawn = [k for k in range(skipped) if thr[k] > 0]  # (a threshold of 0 has no place on a log axis)
+            if drawn:
+                fig.add_trace(go.Scatter(x=[thr[k] for k in drawn], y=[frac[k] for k in drawn], mode="markers",
                                          name=f"t0…t{skipped - 1}, not scored by the metric",
-                                         marker={"size": 10, "symbol": "diamond", "color": "#ccc"},
+                                         marker={"size": 10, "symbol": "diamond", "color": SKIPPED_GREY},
                                          hovertemplate="threshold %{x:g} m (not scored)<br>%{y:.1%} pass"
                                                        "<extra></extra>"))
     # the metric fits one alignment per threshold; the per-image error is the one of the largest threshold
@@ -1037,7 +1050,8 @@ def match_graph(pairs: pd.DataFrame, groups: Mapping[str, str] | None = None,
         xs, ys = ends[..., 0].ravel(), ends[..., 1].ravel()
         label = f"edges {lo:.0f}–{hi:.0f} inliers" if math.isfinite(hi) else f"edges ≥ {lo:.0f} inliers"
         fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", name=label, hoverinfo="skip",
-                                 line={"width": 0.5 + 1.5 * k, "color": "rgba(80,80,80,%.2f)" % (0.25 + 0.2 * k)}))
+                                 line={"width": 0.5 + 1.5 * k,  # mid grey: seen on a light and a dark page
+                                       "color": "rgba(128,128,128,%.2f)" % (0.45 + 0.18 * k)}))
     mid = 0.5 * (pos[edges[:, 0]] + pos[edges[:, 1]])
     custom = np.stack([n0, n1, nm.astype(int).astype(str), inl.astype(int).astype(str)], axis=1)
     fig.add_trace(go.Scatter(x=mid[:, 0], y=mid[:, 1], mode="markers", name="edge midpoints", showlegend=False,
@@ -1056,7 +1070,9 @@ def match_graph(pairs: pd.DataFrame, groups: Mapping[str, str] | None = None,
                                  hovertemplate="%{text}<br>" + group + "<extra></extra>"))
     fig.update_xaxes(visible=False)
     fig.update_yaxes(visible=False, scaleanchor="x", scaleratio=1)
-    fig.update_layout(clickmode="event+select", dragmode="select", hovermode="closest")
+    # a taller frame and thin margins: at Plotly's default 450 px the circle was a fifth of the page's width
+    fig.update_layout(clickmode="event+select", dragmode="select", hovermode="closest", height=620,
+                      margin={"l": 10, "r": 10, "t": 50, "b": 10})
     return fig
 
 

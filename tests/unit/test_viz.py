@@ -149,6 +149,24 @@ def test_score_bars() -> None:
     assert list(fig.data[1].y) == [50.0, 40.0]
     assert fig.layout.shapes[0].y0 == 50.0
     assert len(viz.score_bars({"score": 0.0, "datasets": {}}).data) == 0
+    # a dataset whose reconstruction failed scores 0 everywhere: its slot says so instead of looking empty
+    failed = viz.score_bars({"score": 25.0, "datasets": {"a": {"score": 50.0, "mAA": 40.0, "clusterness": 60.0},
+                                                         "stairs": {"score": 0.0, "mAA": 0.0, "clusterness": 0.0}}})
+    assert [(a.x, a.text) for a in failed.layout.annotations if "scored" in a.text] == [("stairs", "0: nothing scored")]
+
+
+def test_lines_and_3d_boxes_read_on_a_dark_page() -> None:
+    """Streamlit's dark theme recolours a 2-D chart's background but not a 3-D box's walls (bright white) nor
+    lines drawn in fixed dark or light greys (match-graph edges vanished, skipped thresholds outshone scored ones)."""
+    gt = _frame(["a.png"], _rot("z", 90)[None], np.array([[1.0, 2.0, 3.0]]))
+    scene = viz.camera_frustums(gt, None, scale=1.0).layout.scene
+    for axis in (scene.xaxis, scene.yaxis, scene.zaxis):
+        assert axis.showbackground is False and axis.gridcolor == viz.NEUTRAL_GRID
+    pairs = pd.DataFrame({"name0": ["a", "a"], "name1": ["b", "c"], "n_matches": [100, 50], "n_inliers": [90, 5]})
+    edges = [tr.line.color for tr in viz.match_graph(pairs).data if tr.name.startswith("edges")]
+    assert edges and all(c.startswith("rgba(128,128,128,") and float(c[:-1].rsplit(",", 1)[1]) >= 0.45
+                         for c in edges)
+    assert viz.score_bars(SCORES).layout.shapes[0].line.color == viz.NEUTRAL_LINE
 
 
 def test_scene_bars_skips_outliers_and_handles_empty() -> None:
@@ -213,7 +231,7 @@ def test_threshold_curve() -> None:
     curve = fig.data[0]
     assert curve.y[-1] == pytest.approx(4 / 5)  # 4 of 5 GT images of s1 have an error
     np.testing.assert_allclose([*fig.data[2].y, *fig.data[1].y], [1 / 5, 2 / 5, 4 / 5, 4 / 5, 4 / 5, 4 / 5])
-    assert (fig.data[1].marker.color, fig.data[2].marker.color) == ("#d62728", "#ccc")
+    assert (fig.data[1].marker.color, fig.data[2].marker.color) == ("#d62728", viz.SKIPPED_GREY)
     assert fig.layout.xaxis.type == "log"
     # the thresholds are the ticks, in readable units (plotly's own log ticks read "2, 5, 0.01, 2")
     assert list(fig.layout.xaxis.tickvals) == [0.02, 0.03, 0.05, 0.08, 0.1, 0.2]
@@ -222,6 +240,10 @@ def test_threshold_curve() -> None:
                                                                               "3.5 m"]
     all_nan = per_image.assign(error=np.nan)
     assert _names(viz.threshold_curve(all_nan, "ds", "s1")) == []
+    # mini_imc25's bike scene has t0 = t1 = 0: no place on a log axis, so no legend entry without a marker
+    zero = viz.threshold_curve(per_image, "ds", "s1", thresholds=[0.0, 0.0, 0.05, 0.08, 0.1, 0.2])
+    assert _names(zero) == ["registered within error", "metric: t2…t5 (pass_k)"]
+    assert len(zero.layout.shapes) == 4
     assert len(viz.threshold_curve(per_image, "ds", "missing").data) == 0
 
 
