@@ -936,8 +936,11 @@ def compare_bars(runs: Mapping[str, Mapping[str, Any] | Sequence[Mapping[str, An
                  if len(score_list) > 1 else None)
         # each bar's value written on it: a run scoring 0 draws no bar, and it should not read as missing data
         text = [f"{m:.1f}" if np.isfinite(m) else "" for m in means]
+        # above the bar, except where an error bar would stand on it: then half-way down the bar (a short bar
+        # keeps it above, with its whisker)
+        where = [("inside" if error is not None and np.isfinite(m) and m >= 15.0 else "outside") for m in means]
         fig.add_trace(go.Bar(x=x, y=means, name=label, error_y=error, customdata=np.stack([stds, counts], axis=1),
-                             text=text, textposition="outside", cliponaxis=False,
+                             text=text, textposition=where, insidetextanchor="middle", cliponaxis=False,
                              hovertemplate=f"{label}<br>%{{x}}: %{{y:.2f}} ± %{{customdata[0]:.2f}}"
                                            " (n=%{customdata[1]})<extra></extra>"))
     fig.update_xaxes(title_text="dataset")

@@ -473,7 +473,30 @@ def per_image_section(arms: dict[str, list[state.RunView]]) -> None:
     if only:
         delta = delta[(delta["pass_change"].isin(["gained", "lost"])) | (delta["registered_change"].isin(
             ["gained", "lost"])) | (delta["pass_delta"] != 0)]
-    st.dataframe(delta, hide_index=True, width="stretch", key="delta_table")
+    st.dataframe(delta[[c for c in DELTA_ORDER if c in delta] + [c for c in delta if c not in DELTA_ORDER]],
+                 hide_index=True, width="stretch", key="delta_table", placeholder=state.NO_VALUE,
+                 column_config=DELTA_COLUMNS)
+
+
+#: the per-image table's columns, what changed first: at 1,280 px three checkbox columns (registered in A, in B,
+#: change) took the place of the passes and errors, which were off screen
+DELTA_ORDER = ("dataset", "scene", "image", "status_a", "status_b", "passes_a", "passes_b", "pass_delta", "error_a",
+               "error_b", "error_delta", "pass_change", "registered_change", "registered_a", "registered_b")
+_HELP_ERROR = "camera centre error under the alignment of the largest threshold, metres"
+DELTA_COLUMNS = {
+    "status_a": st.column_config.TextColumn("status A"), "status_b": st.column_config.TextColumn("status B"),
+    "passes_a": st.column_config.NumberColumn("passes A", width=70, help="thresholds t0…t5 passed in run A"),
+    "passes_b": st.column_config.NumberColumn("passes B", width=70, help="thresholds t0…t5 passed in run B"),
+    "pass_delta": st.column_config.NumberColumn("Δ passes", format="%+d", width=70),
+    "error_a": st.column_config.NumberColumn("error A (m)", format="%.4f", help=_HELP_ERROR),
+    "error_b": st.column_config.NumberColumn("error B (m)", format="%.4f", help=_HELP_ERROR),
+    "error_delta": st.column_config.NumberColumn("Δ error (m)", format="%+.4f", help="B − A"),
+    "pass_change": st.column_config.TextColumn(
+        "passes any", help="passing at least one threshold: gained (only in B), lost (only in A), both, neither"),
+    "registered_change": st.column_config.TextColumn("registered", help="gained, lost, both or neither"),
+    "registered_a": st.column_config.CheckboxColumn("reg. A", width=55),
+    "registered_b": st.column_config.CheckboxColumn("reg. B", width=55),
+}
 
 
 def delta_summary(delta: pd.DataFrame) -> str:

@@ -15,7 +15,7 @@ import streamlit as st
 from dashboard import jobs, jobview, state
 from imc_core.analysis import image_summary
 from imc_core.errors import ImcError
-from imc_core.viz import length_label
+from imc_core.viz import OUTLIERS, length_label
 
 if TYPE_CHECKING:
     from pandas.io.formats.style import Styler
@@ -109,24 +109,32 @@ def registration_table(df: pd.DataFrame) -> pd.DataFrame | Styler:
     error (as text, "✓ 12 mm" came before "✓ 2.7 mm"). Older runs' columns hold the ticks alone.
     """
     tick = {True: "✓", False: "✗"}
+    # GT outliers have no pose to pass or fail: blank, not ✗ (they read as failures although the run put them in
+    # "outliers", as it should)
+    gt_outlier = (df["scene"].astype(str) == OUTLIERS).to_numpy()
+
+    def ticks(flags: pd.Series) -> pd.Series:
+        return flags.map(tick).where(~gt_outlier, "")
+
     shown: dict[str, pd.Series] = {}  # t column → pass flags, for the Styler
     cols: dict[str, Any] = {"image": df["image"], "GT scene": df["scene"], "status": df["status"]}
     # the four ticks the score is made of come first, so that a window of 1,400 px shows them without scrolling
     for k in METRIC_THRESHOLDS:
         if f"pass_{k}" in df:
             if f"error_{k}" in df:  # runs since 2026-11-26: the error this threshold's alignment gave
-                cols[f"t{k}"] = pd.to_numeric(df[f"error_{k}"], errors="coerce").fillna(np.inf).astype(float)
+                err = pd.to_numeric(df[f"error_{k}"], errors="coerce").fillna(np.inf).astype(float)
+                cols[f"t{k}"] = err.where(~gt_outlier, np.nan)  # (sorts after every image that has a pose)
                 shown[f"t{k}"] = _bool(df[f"pass_{k}"])
             else:
-                cols[f"t{k}"] = _bool(df[f"pass_{k}"]).map(tick)
+                cols[f"t{k}"] = ticks(_bool(df[f"pass_{k}"]))
     if "error" in df:
         cols[ERROR_COL] = pd.to_numeric(df["error"], errors="coerce")
     for c, name in (("cluster", "cluster"), ("associated_cluster", "scene's cluster")):
         if c in df:
             cols[name] = df[c].fillna("").astype(str)
-    cols["in cluster"] = df["registered"].map(tick) if "in_cluster" not in df else _bool(df["in_cluster"]).map(tick)
+    cols["in cluster"] = ticks(_bool(df["registered"]) if "in_cluster" not in df else _bool(df["in_cluster"]))
     if "pose_valid" in df:
-        cols["pose"] = _bool(df["pose_valid"]).map(tick)
+        cols["pose"] = ticks(_bool(df["pose_valid"]))
     if "discounted" in df:
         cols["discounted"] = _bool(df["discounted"]).map({True: "−3", False: ""})
     table = pd.DataFrame(cols)
@@ -134,8 +142,9 @@ def registration_table(df: pd.DataFrame) -> pd.DataFrame | Styler:
         return table
     styler = table.style
     for col, passed in shown.items():
+        styler = styler.format(lambda e: "", subset=(table.index[gt_outlier], [col]))
         for flag, mark in ((True, "✓"), (False, "✗")):
-            rows = passed.index[passed.to_numpy() == flag]
+            rows = passed.index[(passed.to_numpy() == flag) & ~gt_outlier]
             if len(rows):
                 styler = styler.format(lambda e, m=mark: f"{m} {length_label(e)}" if np.isfinite(e) else m,
                                        subset=(rows, [col]))
@@ -442,7 +451,9 @@ def tab_images(rv: state.RunView, dataset: str | None, scene: str | None) -> Non
                + (" (the error beside the tick is the one that alignment gave)" if with_errors else "")
                + f". **{ERROR_COL}** is the camera-centre error after the alignment of the largest threshold only, "
                "so a small threshold can show ✓ beside a larger error there (or ✗ beside a smaller one).")
+    # up to 25 rows without an inner scroll bar (the default showed 10 of ETs' 22 above an empty page)
     st.dataframe(registration_table(shown), hide_index=True, placeholder=state.NO_VALUE, width="stretch",
+                 height=38 + 35 * min(max(len(shown), 1), 25),
                  key="image_table", column_config=image_columns(  # (one width for every scene and filter)
                      with_errors, rv.per_image[rv.per_image["dataset"].astype(str) == dataset]))
     if shown.empty:

@@ -570,3 +570,28 @@ def test_images_table_fits_long_image_names(make_run: Callable[..., Path]) -> No
     short = open_app("results", run="long-names", tab="Images", dataset=DATASET, scene="s2")  # one width for all
     [table] = [d for d in short.dataframe if "t2" in d.value.columns]
     assert json.loads(table.proto.columns)["image"]["width"] == 7 * len(long_name) + 24
+
+
+def test_images_table_leaves_gt_outliers_blank(make_run: Callable[..., Path]) -> None:
+    """GT outliers showed ✗ under t2…t5, in cluster and pose, so images the run rightly left out read as
+    failures."""
+    run = make_run("with-outliers", failing=("s1_1.png",))
+    at = open_app("results", run="with-outliers", tab="Images", dataset=DATASET)
+    assert not errors_and_exceptions(at)[1]
+    [table] = [d.value for d in at.dataframe if "t2" in d.value.columns]
+    table = table.set_index("image")
+    outliers = table[table["GT scene"] == "outliers"]
+    assert len(outliers) and set(outliers["t2"]) == set(outliers["t5"]) == {""}
+    assert set(outliers["in cluster"]) == {""} and set(outliers["pose"]) == {""}
+    assert table.loc["s1_1.png", ["t2", "in cluster", "pose"]].to_list() == ["✗"] * 3  # a lost image keeps its ✗
+    # runs with each threshold's error: the t columns hold numbers (drawn by a Styler); a GT outlier's is blank
+    pi = pd.read_csv(run / "per_image.csv")
+    for k in range(6):
+        pi[f"error_{k}"] = pi["error"]
+    pi.to_csv(run / "per_image.csv", index=False)
+    at = open_app("results", run="with-outliers", tab="Images", dataset=DATASET)
+    assert not errors_and_exceptions(at)[1]
+    [table] = [d.value for d in at.dataframe if "t2" in d.value.columns]
+    table = table.set_index("image")
+    assert table.loc[table["GT scene"] == "outliers", ["t2", "t5"]].isna().all().all()
+    assert np.isinf(table.loc["s1_1.png", "t2"]) and table.loc["s1_2.png", "t2"] == 0.0

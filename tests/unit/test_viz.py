@@ -334,6 +334,9 @@ def test_compare_bars_error_bars_stop_at_0_and_100() -> None:
     np.testing.assert_allclose(low_err.arrayminus, [10.0, 10.0])  # down to 0 from the mean 10
     np.testing.assert_allclose(low_err.array, [sd, sd])
     np.testing.assert_allclose([c[0] for c in fig.data[0].customdata], [sd, sd])
+    # the value is not written where the whisker stands (above the bar) but inside it; a short bar keeps it above
+    assert list(fig.data[0].textposition) == ["inside", "inside"] and list(fig.data[1].textposition) == ["outside"] * 2
+    assert list(viz.compare_bars({"one": runs[0]}).data[0].textposition) == ["outside", "outside"]
 
 
 # ---------------------------------------------------------------------------------------------------- matching
