@@ -444,7 +444,7 @@ def test_image_table_shows_each_thresholds_error(make_run: Callable[..., Path]) 
     at = open_app("results", run="errs", tab="Images", dataset=DATASET)
     assert not errors_and_exceptions(at)[1]
     shown = shown_frame_with(at, "t2").set_index("image")
-    assert set(shown["t2"]) == {"✓ 4.2 mm", "✓ 1.2 cm", "✗"}
+    assert set(shown["t2"]) == {"✓ 4.2 mm", "✓ 1.2 cm", "✗", ""}  # (blank: the GT outlier)
     assert shown.loc["s2_3.png", "t2"] == "✗" and shown.loc["s1_1.png", "t2"] == "✓ 1.2 cm"
     # underneath, the errors themselves: sorting the column sorts by error (as text "✓ 1.2 cm" < "✓ 4.2 mm")
     numbers = frame_with(at, "t2").set_index("image")["t2"]
