@@ -660,8 +660,8 @@ def tab_loss(rv: state.RunView) -> None:
                    "their discount); read so, those points would not be lost.", icon="⚠️")
     st.caption(LOSS_CAPTION)
     state.show_figure("loss_attribution_bar", att, key="fig_loss")
-    st.dataframe(att.round(3).rename_axis("dataset").reset_index(), hide_index=True, placeholder=state.NO_VALUE,
-                 width="stretch", column_config=_number_columns(att, "%.3f", LOSS_LABELS))
+    st.dataframe(att.round(2).rename_axis("dataset").reset_index(), hide_index=True, placeholder=state.NO_VALUE,
+                 width="stretch", column_config=_number_columns(att, "%.2f", LOSS_LABELS))
 
 
 def reconstruction_steps_table(timings: dict) -> pd.DataFrame:
