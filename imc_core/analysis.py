@@ -338,17 +338,22 @@ def _flat(x: np.ndarray) -> bool:
     return bool(np.ptp(x) <= 1e-9 * max(1.0, float(np.max(np.abs(x)))))
 
 
+def _by_seed(values: Sequence[float], seeds: Sequence[int | None]) -> dict[int, float] | None:
+    """Seed → finite score, or None when a kept run's seed is unknown or repeats (no one-to-one match)."""
+    kept = [(seed, float(v)) for seed, v in zip(seeds, values, strict=True)
+            if v is not None and math.isfinite(float(v))]
+    named = [seed for seed, _ in kept]
+    return None if None in named or len(set(named)) != len(named) else dict(kept)  # type: ignore[arg-type]
+
+
 def _paired(a: Sequence[float], b: Sequence[float], seeds_a: Sequence[int | None] | None,
             seeds_b: Sequence[int | None] | None) -> tuple[np.ndarray, np.ndarray] | None:
     """``(a, b)`` ordered seed by seed when both arms ran the same set of distinct seeds (each with a finite score),
     at least two; else None."""
     if seeds_a is None or seeds_b is None or len(seeds_a) != len(a) or len(seeds_b) != len(b):
         return None
-    ka = {s: float(v) for s, v in zip(seeds_a, a, strict=True) if v is not None and math.isfinite(float(v))}
-    kb = {s: float(v) for s, v in zip(seeds_b, b, strict=True) if v is not None and math.isfinite(float(v))}
-    kept_a = [s for s, v in zip(seeds_a, a, strict=True) if v is not None and math.isfinite(float(v))]
-    kept_b = [s for s, v in zip(seeds_b, b, strict=True) if v is not None and math.isfinite(float(v))]
-    if (None in ka or len(ka) != len(kept_a) or len(kb) != len(kept_b) or set(ka) != set(kb) or len(ka) < 2):
+    ka, kb = _by_seed(a, seeds_a), _by_seed(b, seeds_b)
+    if ka is None or kb is None or set(ka) != set(kb) or len(ka) < 2:
         return None
     order = sorted(ka)
     return np.array([ka[s] for s in order]), np.array([kb[s] for s in order])
