@@ -305,7 +305,10 @@ def submission_panel() -> None:
         if up.file_id not in done:
             from imc_core.ingest import submission_run
 
-            with tempfile.TemporaryDirectory() as tmp:
+            # (a perturbed full IMC-2025 submission takes 20–45 s on 2 cores: the page greyed out without a word)
+            with tempfile.TemporaryDirectory() as tmp, st.spinner(
+                    f"Scoring {up.name} against {root} (the whole metric, then the pose-convention check: a "
+                    "large submission can take a minute)…", show_time=True):
                 path = Path(tmp) / Path(up.name).name
                 path.write_bytes(up.getvalue())
                 try:
@@ -517,10 +520,13 @@ DELTA_RUNS = "_delta_runs"
 VIEWS_PER_ROW = 3
 
 
-def side_by_side(views: list[state.RunView]) -> None:
-    """GT vs aligned cameras of one scene for the runs picked in "Runs to draw" (the first three by default),
-    :data:`VIEWS_PER_ROW` to a row."""
+def side_by_side(arms: dict[str, list[state.RunView]]) -> None:
+    """GT vs aligned cameras of one scene for the runs picked in "Runs to draw" (by default the first run of each
+    arm, up to :data:`VIEWS_PER_ROW`: the first three runs were often three seeds of the reference group, and the
+    run compared with them was not drawn), :data:`VIEWS_PER_ROW` to a row."""
     st.markdown("**3-D cameras side by side**")
+    views = [rv for runs in arms.values() for rv in runs]
+    arm_of = {rv.id: label for label, runs in arms.items() for rv in runs}
     datasets: list[str] = []
     for rv in views:
         datasets += [d for d in rv.datasets if d not in datasets]
@@ -546,7 +552,8 @@ def side_by_side(views: list[state.RunView]) -> None:
     ids = [rv.id for rv in views]
     picked = [i for i in st.session_state.get("draw_runs", []) if i in ids]
     if "draw_runs" not in st.session_state or picked != st.session_state["draw_runs"]:
-        st.session_state["draw_runs"] = picked or ids[:VIEWS_PER_ROW]  # runs no longer chosen drop out
+        first_of_each = [runs[0].id for runs in arms.values() if runs]
+        st.session_state["draw_runs"] = picked or first_of_each[:VIEWS_PER_ROW]  # runs no longer chosen drop out
     drawn = st.multiselect("Runs to draw", ids, key="draw_runs",
                            help=f"Any number; {VIEWS_PER_ROW} views per row (each is a full 3-D figure).")
     shown = [rv for rv in views if rv.id in drawn]
@@ -554,7 +561,8 @@ def side_by_side(views: list[state.RunView]) -> None:
         row = shown[start:start + VIEWS_PER_ROW]
         for col, rv in zip(st.columns(VIEWS_PER_ROW), row, strict=False):
             with col:
-                st.caption(rv.id)
+                arm = arm_of[rv.id]
+                st.caption(rv.id if arm == rv.id or arm.endswith(f"({rv.id})") else f"{rv.id} ({state.md(arm)})")
                 with state.error_boundary(rv.id):
                     state.cameras_3d(rv, dataset, scene, key=f"fig_3d_{rv.id}", compact=True)
 
@@ -734,7 +742,7 @@ def main() -> None:
     with state.error_boundary("Per-image delta"):
         per_image_section(arms)
     with state.error_boundary("3-D views"):
-        side_by_side([rv for runs in arms.values() for rv in runs])
+        side_by_side(arms)
 
 
 with state.error_boundary("Compare"):

@@ -508,6 +508,19 @@ def _gt_scenes(rv: state.RunView, dataset: str) -> list[str]:
     return [n for n in dict.fromkeys(names) if n != "outliers"]
 
 
+def shared_clusters(scenes: pd.DataFrame | None, dataset: str) -> dict[str, list[str]]:
+    """Clusters the metric associated with more than one GT scene of ``dataset`` (scenes.csv's ``cluster``): two
+    scenes merged into one cluster. ``{cluster: [scenes]}``, in file order."""
+    if scenes is None or not {"dataset", "scene", "cluster"} <= set(scenes.columns):
+        return {}
+    rows = scenes[(scenes["dataset"].astype(str) == dataset) & (scenes["scene"].astype(str) != OUTLIERS)]
+    out: dict[str, list[str]] = {}
+    for scene, name in zip(rows["scene"].astype(str), rows["cluster"], strict=True):
+        if isinstance(name, str) and name and name != OUTLIERS:
+            out.setdefault(name, []).append(scene)
+    return {k: v for k, v in out.items() if len(v) > 1}
+
+
 def tab_clusters(rv: state.RunView, dataset: str | None) -> None:
     if rv.per_image is None or dataset is None:
         st.info(absent(rv, "per_image.csv", "No per-image table in this run."))
@@ -517,6 +530,13 @@ def tab_clusters(rv: state.RunView, dataset: str | None) -> None:
     gt_out = df["scene"].astype(str) == "outliers"
     in_cl = _bool(df["in_cluster"]) if "in_cluster" in df else pd.Series(True, index=df.index)
     cluster = df["cluster"].fillna("outliers").astype(str) if "cluster" in df else pd.Series("", index=df.index)
+    for name, scenes in shared_clusters(rv.scenes, dataset).items():
+        held = cluster[cluster == name].groupby(df["scene"].astype(str)).size()
+        st.warning(f"**Scenes merged**: cluster {state.md(name)} is the cluster of GT scenes "
+                   f"{', '.join(state.md(s) for s in scenes)} (it holds "
+                   + ", ".join(f"{int(held.get(s, 0))} images of {state.md(s)}" for s in scenes)
+                   + "). The metric scores each of those scenes on it, so none of their images counts as misplaced "
+                   "below, but its images of the other scenes lower each one's clusterness.")
     misplaced = df[(~gt_out & ~in_cl & (cluster != "outliers")) | (gt_out & (cluster != "outliers"))]
     st.markdown(f"**Misplaced images** ({len(misplaced)}): in a cluster other than their GT scene's")
     if misplaced.empty:
@@ -656,8 +676,8 @@ def tab_loss(rv: state.RunView) -> None:
     att = loss_attribution(rv.scores, rv.scenes if rv.scenes is not None else pd.DataFrame(), rv.per_image)
     # poses written in another convention read as inaccurate (or unregistered) here: say so beside the parts
     for note in [w for w in rv.meta.get("warnings") or [] if str(w).startswith(WARNING_STARTS)]:
-        st.warning(f"The pose-convention check: {note}. Poses written another way count below as inaccurate (and "
-                   "their discount); read so, those points would not be lost.", icon="⚠️")
+        st.warning(f"The pose-convention check: {str(note).rstrip('.')}. Poses written another way count below as "
+                   "inaccurate (and their discount); read so, those points would not be lost.", icon="⚠️")
     st.caption(LOSS_CAPTION)
     state.show_figure("loss_attribution_bar", att, key="fig_loss")
     st.dataframe(att.round(2).rename_axis("dataset").reset_index(), hide_index=True, placeholder=state.NO_VALUE,

@@ -447,3 +447,16 @@ def test_per_scene_table_says_which_scene_moved_beyond_noise(make_run: Callable[
     at = open_compare(["one", "two"])  # single runs: no verdict to give, no column of "unknown"
     no_errors(at)
     assert list(frame_by_key(at, "per_scene").columns) == ["scene", "one", "two", "Δ two"]
+
+
+def test_side_by_side_draws_one_run_of_each_arm_by_default(make_run: Callable[..., Path]) -> None:
+    """The first three runs were drawn: three seeds of the reference group, and not the run compared with them."""
+    for i in range(3):
+        make_run(f"base-{i}", score=60.0 + i, group="base", seed=i)
+    make_run("new", score=70.0)
+    at = open_compare(["base-0", "base-1", "base-2", "new"])
+    at.toggle(key="show_3d").set_value(True).run()
+    no_errors(at)
+    assert at.multiselect(key="draw_runs").value == ["base-0", "new"]
+    assert len(_camera_views(at)) == 2
+    assert r"base-0 (group\: base)" in [c.value for c in at.caption]

@@ -220,6 +220,11 @@ def test_loss_tab_repeats_the_pose_convention_warning(make_run: Callable[..., Pa
     assert not at.exception
     [shown] = [w.value for w in at.warning if "pose-convention" in w.value]
     assert note in shown and "count below as inaccurate" in shown
+    # a note that ends a sentence of its own ("… for a camera centre c.") is not followed by a second full stop
+    (run / "run.json").write_text(json.dumps({**meta, "warnings": [note + " for a camera centre c."]}))
+    at = open_app("results", run="c2w", tab="Loss")
+    [shown] = [w.value for w in at.warning if "pose-convention" in w.value]
+    assert "centre c. Poses written" in shown and ".." not in shown
 
 
 def test_images_tab_says_which_alignment_the_error_uses(make_run: Callable[..., Path]) -> None:
@@ -595,3 +600,24 @@ def test_images_table_leaves_gt_outliers_blank(make_run: Callable[..., Path]) ->
     table = table.set_index("image")
     assert table.loc[table["GT scene"] == "outliers", ["t2", "t5"]].isna().all().all()
     assert np.isinf(table.loc["s1_1.png", "t2"]) and table.loc["s1_2.png", "t2"] == 0.0
+
+
+def test_clusters_tab_names_scenes_merged_into_one_cluster(make_run: Callable[..., Path]) -> None:
+    """Two scenes in one cluster: the metric associates that cluster with both, so no image counted as misplaced
+    and the tab said "No image sits in another scene's cluster" beside a matrix with both scenes in one column."""
+    run = make_run("merged")
+    pi = pd.read_csv(run / "per_image.csv")
+    pi.loc[pi["cluster"] == "cluster1", "cluster"] = "cluster0"
+    pi.loc[pi["associated_cluster"] == "cluster1", "associated_cluster"] = "cluster0"
+    pi.to_csv(run / "per_image.csv", index=False)
+    scenes = pd.read_csv(run / "scenes.csv")
+    scenes["cluster"] = "cluster0"
+    scenes.to_csv(run / "scenes.csv", index=False)
+    at = open_app("results", run="merged", tab="Clusters", dataset=DATASET)
+    assert not errors_and_exceptions(at)[1]
+    [merged] = [w.value for w in at.warning if "Scenes merged" in w.value]
+    assert "cluster0 is the cluster of GT scenes s1, s2" in merged
+    held = pi[pi["cluster"] == "cluster0"].groupby("scene").size()
+    assert f"{held['s1']} images of s1, {held['s2']} images of s2" in merged and held["s2"] >= 3
+    at = open_app("results", run=make_run("apart").name, tab="Clusters", dataset=DATASET)
+    assert not [w for w in at.warning if "Scenes merged" in w.value]
