@@ -260,20 +260,21 @@ def near_points(points: np.ndarray, centers: np.ndarray, quantile: float = 0.98,
 
 
 def _auto_scale(centers: np.ndarray) -> float:
-    """Frustum depth: 6 % of the bounding-box diagonal, capped at 0.8 × the median nearest-camera distance."""
+    """Frustum depth: 0.8 × the median nearest-camera distance, kept between 1 % and 6 % of the extent (the
+    diagonal of the box holding the central 96 % of the cameras on each axis, so a few cameras far off do not
+    inflate it). At 200 cameras 6 % of the extent was several times their spacing: the pyramids merged into one
+    mass; cameras nearly on top of each other (a video) still get pyramids of 1 %."""
     pts = centers[np.isfinite(centers).all(axis=1)]
     if len(pts) < 2:
         return 1.0
-    diag = float(np.linalg.norm(pts.max(axis=0) - pts.min(axis=0)))
+    lo, hi = np.percentile(pts, [2.0, 98.0], axis=0)
+    diag = float(np.linalg.norm(hi - lo)) or float(np.linalg.norm(pts.max(axis=0) - pts.min(axis=0)))
     if diag <= 0:
         return 1.0
     from scipy.spatial import cKDTree
 
-    scale = 0.06 * diag
     nn = float(np.median(cKDTree(pts).query(pts, k=2)[0][:, 1]))
-    if nn > 0.02 * diag:  # ignore near-duplicate cameras, they would make every pyramid tiny
-        scale = min(scale, 0.8 * nn)
-    return scale
+    return float(np.clip(0.8 * nn, 0.01 * diag, 0.06 * diag))
 
 
 def _error_bins(errors: np.ndarray, thresholds: Sequence[float]) -> tuple[np.ndarray, list[str], list[str]]:

@@ -436,3 +436,19 @@ def test_camera_centres_from_per_image_rows() -> None:
     assert "GT–pred offsets" in names and fig.layout.scene.aspectmode == "data"
     assert "centres only" in fig.layout.annotations[0].text
     assert viz.camera_centres(rows.drop(columns=["gt_cx"])).layout.annotations[0].text.startswith("no camera")
+
+
+def test_frustum_size_follows_the_camera_spacing() -> None:
+    """At 200 cameras the pyramids (6 % of the extent) were several times the cameras' spacing and merged into one
+    mass; a few cameras far off inflated them further."""
+    rng = np.random.default_rng(0)
+    few = rng.uniform(0, 10, size=(8, 3))
+    assert viz._auto_scale(few) == pytest.approx(0.06 * np.linalg.norm(np.ptp(np.percentile(few, [2, 98], axis=0),
+                                                                               axis=0)), rel=0.5)
+    grid = np.stack(np.meshgrid(np.arange(20.0), np.arange(10.0), [0.0]), axis=-1).reshape(-1, 3)  # 200, 1 m apart
+    scale = viz._auto_scale(grid)
+    assert scale == pytest.approx(0.8)  # 0.8 × the spacing, not 6 % of the extent (1.2 m) …
+    far = np.vstack([grid, [[0.0, 0.0, -600.0], [5.0, 5.0, 900.0]]])
+    assert viz._auto_scale(far) == pytest.approx(scale)  # … and two cameras far off change nothing
+    video = np.stack([np.linspace(0, 10, 200), np.zeros(200), np.zeros(200)], axis=1)  # 5 cm apart on 10 m
+    assert viz._auto_scale(video) == pytest.approx(0.1, rel=0.05)  # 1 % of the extent: still visible
