@@ -202,6 +202,7 @@ def _cmd_runs(args: argparse.Namespace) -> int:
     shown = df.astype({"seed": "Int64"})[cols].astype(object).where(df[cols].notna(), "")
     for c, digits in (("score", 4), ("mAA", 4), ("clusterness", 4), ("seconds", 1)):  # as `run` prints them
         shown[c] = [_decimals(v, digits) for v in shown[c]]
+    shown["datasets"] = [_few(str(v)) for v in shown["datasets"]]
     print(shown.to_string(index=False) if len(df) else
           f"no runs{' with status ' + ' or '.join(args.status) if args.status else ''}")
     unreadable = list(df.attrs["unreadable"])
@@ -209,6 +210,21 @@ def _cmd_runs(args: argparse.Namespace) -> int:
         print(f"warning: {len(unreadable)} run folder(s) could not be read: {', '.join(unreadable)}",
               file=sys.stderr)
     return 0
+
+
+def _few(names: str, width: int = 40) -> str:
+    """A comma-separated list cut to what fits ``width`` characters, then ``+N more`` (a run of the 13 IMC-2025
+    training datasets made every line of `runs` 330 characters wide)."""
+    items = [x for x in names.split(",") if x]
+    if len(names) <= width or len(items) <= 1:
+        return names
+    kept: list[str] = []
+    for item in items:
+        if len(",".join([*kept, item])) > width - 10:
+            break
+        kept.append(item)
+    kept = kept or items[:1]
+    return f"{','.join(kept)} +{len(items) - len(kept)} more"
 
 
 def _decimals(value: object, digits: int) -> str:

@@ -398,3 +398,13 @@ def test_runs_rm_force_stops_a_live_run_first(tmp_path: Path, capsys: pytest.Cap
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_runs_listing_cuts_a_long_dataset_list() -> None:
+    """A run of the 13 IMC-2025 training datasets made every line of `runs` 330 characters wide."""
+    from imc_core.cli import _few
+
+    assert _few("ETs") == "ETs" and _few("ETs,kermits") == "ETs,kermits"
+    many = ",".join(f"dataset_{k:02d}" for k in range(13))
+    assert _few(many) == "dataset_00,dataset_01 +11 more" and len(_few(many)) <= 40
+    assert _few("a_very_long_dataset_name_that_alone_is_wider,b") == "a_very_long_dataset_name_that_alone_is_wider +1 more"
