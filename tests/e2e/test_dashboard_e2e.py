@@ -400,7 +400,7 @@ def test_run_default_variant_to_score(run_a: LaunchedRun, run_b: LaunchedRun, pa
     assert run_a.saw_progress, "no live progress bar was shown while the pipeline ran"
     assert 0.0 <= run_a.score <= 100.0
     open_page(page, server, "/run", lambda p: p.get_by_role("heading", name="History"))
-    rows = {r["id"]: r for r in grid(page, "id", "created", "status")}
+    rows = {r["id"]: r for r in grid(page, "id", "label", "score")}
     for run in (run_a, run_b):
         assert run.id in rows, f"{run.id} not in the history: {sorted(rows)}"
         assert rows[run.id]["status"] == "done"
@@ -412,7 +412,7 @@ def test_run_default_variant_to_score(run_a: LaunchedRun, run_b: LaunchedRun, pa
 def open_results(page: Any, server: Server, run: LaunchedRun) -> None:
     """Results of ``run`` reached from the Run page's history (select the row)."""
     open_page(page, server, "/run", lambda p: p.get_by_role("heading", name="History"))
-    ids = [r["id"] for r in grid(page, "id", "created", "status")]
+    ids = [r["id"] for r in grid(page, "id", "label", "score")]
     row = ids.index(run.id)
     # the grid is a canvas: click the row's selection checkbox (first column) at its cell's box
     grid_canvas = page.locator(".st-key-history [data-testid='data-grid-canvas']")
