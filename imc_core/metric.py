@@ -115,6 +115,8 @@ class MetricConfig:
             numba missing, uses the NumPy implementation of the same path (same results, slower).
         numba_min_cameras: below this many cameras in a (scene, cluster) pair the NumPy path is used: it is fast
             there, and a small submission then never pays numba's import (≈0.6 s per process).
+        threads: threads walking one (scene, cluster) pair's triplets on the numba path; 0 = every core this
+            process may use. A pair with fewer than 50,000 triplets per thread uses fewer (same result either way).
     """
 
     skip_top_thresholds: int = 2
@@ -123,6 +125,7 @@ class MetricConfig:
     prefilter: bool = True
     numba: bool = True
     numba_min_cameras: int = 40
+    threads: int = 0
 
 
 DEFAULT_CONFIG = MetricConfig()
@@ -794,10 +797,10 @@ def _k_sets(  # pragma: no cover - numba
 
 
 def _k_triplets(E, G, F, th, th2, D, st, Ut, Hk, Hu, floor, smin, Sm, So, Su, Sl):  # pragma: no cover - numba
-    """Walk the triplets ``i < j < k`` from the position in ``st`` (``i, j, k, index``): fast Horn model, errors,
-    threshold bands; triplets with an error near a threshold (or a degenerate fit) are queued in ``Ut`` for the exact
-    fit, the others' inlier sets are processed at once. Returns when done (``st[7] = 1``), when ``Ut`` is full or
-    when the survivor buffer may overflow."""
+    """Walk the triplets ``i < j < k`` from the position in ``st`` (``i, j, k, index``) up to the first triplet
+    whose ``i`` is ``st[8]``: fast Horn model, errors, threshold bands; triplets with an error near a threshold (or a
+    degenerate fit) are queued in ``Ut`` for the exact fit, the others' inlier sets are processed at once. Returns
+    when done (``st[7] = 1``), when ``Ut`` is full or when the survivor buffer may overflow."""
     n = E.shape[1]
     r = th.shape[0]
     W = Hk.shape[1]
@@ -815,9 +818,10 @@ def _k_triplets(E, G, F, th, th2, D, st, Ut, Hk, Hu, floor, smin, Sm, So, Su, Sl
     e2 = np.zeros(n)
     M3 = np.zeros(17)
     i, j, k, t = st[0], st[1], st[2], st[3]
+    iend = min(st[8], n - 2)
     ucap = Ut.shape[0]
     scap = Sm.shape[0]
-    while i < n - 2:
+    while i < iend:
         while j < n - 1:
             for x in range(17):
                 Mij[x] = F[i, x] + F[j, x]
@@ -921,6 +925,28 @@ def _survivors_keep(Su: np.ndarray, Sl: np.ndarray, floor: np.ndarray, smin: np.
     return ((Su > floor[None]) | ((Su == floor[None]) & (Sl[:, None] <= smin[None]))).any(axis=1)
 
 
+def _first_index_ranges(n: int, parts: int) -> list[tuple[int, int, int]]:
+    """Split the triplets ``i < j < k`` of ``n`` cameras, in official order, into at most ``parts`` runs of whole
+    first indices with about as many triplets each: ``(i_start, i_end, index of the first triplet)``."""
+    per_i = np.array([(n - 1 - i) * (n - 2 - i) // 2 for i in range(max(n - 2, 0))], dtype=np.int64)
+    starts = np.concatenate([[0], np.cumsum(per_i)])
+    total = int(starts[-1])
+    cuts = sorted({0, *(int(np.searchsorted(starts, total * b / parts)) for b in range(1, parts)), len(per_i)})
+    return [(a, b, int(starts[a])) for a, b in zip(cuts, cuts[1:], strict=False) if b > a]
+
+
+def _metric_threads(config: MetricConfig, n_triplets: int) -> int:
+    """Threads for one registration: ``config.threads`` (0: every core), fewer when there are too few triplets to
+    share (below :data:`TRIPLETS_PER_THREAD` each, a thread costs more than it saves)."""
+    import os
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(config.threads or cores, n_triplets // TRIPLETS_PER_THREAD))
+
+
+TRIPLETS_PER_THREAD = 50_000
+
+
 def _register_numba(
     ev: np.ndarray, gt: np.ndarray, th: np.ndarray, config: MetricConfig, state: tuple[np.ndarray, ...],
     K: dict[str, Any],
@@ -929,7 +955,41 @@ def _register_numba(
 
     Exact numbers come from the NumPy functions: official-order Horn for triplets whose inlier sets are uncertain,
     SVD refits for the inlier sets that survive the bounds (:func:`_select_exact`).
+
+    A large scene's triplets are split into runs of whole first indices walked in threads (the kernels release the
+    GIL), each with a best-model state of its own; the states are then merged with the official rule, largest
+    (count, −SSE, −official position). Each candidate carries its official position, and its count and SSE depend on
+    its inlier set only, so the result is the same bit for bit whatever the number of threads (tested).
     """
+    n = ev.shape[0]
+    n_triplets = n * (n - 1) * (n - 2) // 6
+    threads = _metric_threads(config, n_triplets)
+    if threads == 1:
+        _walk_triplets(ev, gt, th, config, state, K, 0, max(n - 2, 0), 0, config.chunk_bytes)
+        return
+    ranges = _first_index_ranges(n, 2 * threads)  # (more runs than threads: the last ones even out the wait)
+    states = [tuple(np.copy(a) for a in state) for _ in ranges]
+    budget = max(config.chunk_bytes // threads, 4 * 2**20)
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="imc-metric") as pool:
+        list(pool.map(lambda a: _walk_triplets(ev, gt, th, config, states[a[0]], K, *a[1], budget),
+                      enumerate(ranges)))
+    best_cnt, best_sse, best_ord = state[0], state[1], state[2]
+    for part in states:  # the official choice over every run's best
+        for k in range(len(th)):
+            c, sj, oj = int(part[0][k]), float(part[1][k]), int(part[2][k])
+            if c > best_cnt[k] or (c == best_cnt[k] and (sj < best_sse[k] or (sj == best_sse[k] and oj < best_ord[k]))):
+                for mine, theirs in zip(state, part, strict=True):
+                    mine[k] = theirs[k]
+
+
+def _walk_triplets(
+    ev: np.ndarray, gt: np.ndarray, th: np.ndarray, config: MetricConfig, state: tuple[np.ndarray, ...],
+    K: dict[str, Any], i_start: int, i_end: int, t_start: int, budget: int,
+) -> None:
+    """:func:`_register_numba` over the triplets whose first index is in ``[i_start, i_end)`` (the first of them is
+    triplet ``t_start`` in official order), with buffers sized by ``budget`` bytes."""
     n, r = ev.shape[0], len(th)
     th2 = th**2
     feats_phi = _fast_features(ev, gt)
@@ -939,7 +999,6 @@ def _register_numba(
     E = np.ascontiguousarray((ev - ev.mean(axis=0)).T)  # (3, n)
     G = np.ascontiguousarray((gt - gt.mean(axis=0)).T)
     W = (n + 63) // 64
-    budget = config.chunk_bytes
     hcap = 1 << max(6, int(math.log2(max(64, budget // (4 * (8 * W + 1))))))
     scap = max(4 * r, budget // (16 * (8 * W + 8 * r + 16)))
     ucap = max(8, budget // (16 * 8 * n * 8))
@@ -952,7 +1011,8 @@ def _register_numba(
     Ut = np.zeros((ucap, 4), np.int64)
     floor = np.zeros(r, np.int64)  # the official initial best: 0 inliers, SSE inf
     smin = np.full(r, np.inf)
-    st = np.array([0, 1, 2, 0, 0, 0, 0, 0], np.int64)  # i, j, k, triplet index, #queued, #survivors, #hashed, done
+    # i, j, k, triplet index, #queued, #survivors, #hashed, done, first i not walked
+    st = np.array([i_start, i_start + 1, i_start + 2, t_start, 0, 0, 0, 0, i_end], np.int64)
 
     def flush(force: bool) -> None:
         s = int(st[5])

@@ -613,3 +613,46 @@ def test_odd_submission_rows_are_named_not_scored_silently() -> None:
         "mine.csv: 1 row(s) with an empty scene (cluster) name, counted in a cluster named '', e.g. ds/s1_000.png "
         "on line 2"]
     assert res.per_image.set_index("image").loc["s2_000.png", "pose_valid"] == False  # noqa: E712
+
+
+def test_triplet_runs_cover_every_triplet_once_in_official_order() -> None:
+    from imc_core.metric import _first_index_ranges
+
+    for n, parts in ((3, 2), (10, 3), (57, 4), (200, 4)):
+        ranges = _first_index_ranges(n, parts)
+        assert len(ranges) <= parts and ranges[0][0] == 0 and ranges[-1][1] == n - 2
+        assert all(a[1] == b[0] for a, b in zip(ranges, ranges[1:]))  # contiguous, in order
+        official = list(itertools.combinations(range(n), 3))
+        for i_start, i_end, t_start in ranges:  # each run starts at its first triplet's official position
+            assert official[t_start][0] == i_start
+        counts = [sum(1 for t in official if a <= t[0] < b) for a, b, _ in ranges]
+        assert sum(counts) == len(official)
+        if n >= 57:
+            assert max(counts) < 1.6 * len(official) / len(ranges)  # about as many triplets each
+
+
+@pytest.mark.parametrize("case", range(4))
+def test_threads_give_the_same_registration_bit_for_bit(case: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A scene's triplets walked in threads, each run with its own best model, merged by the official rule: the
+    same result as one walk whatever the number of threads (ties included)."""
+    pytest.importorskip("numba")
+    from imc_core import metric
+
+    monkeypatch.setattr(metric, "TRIPLETS_PER_THREAD", 500)  # (a real scene needs 50,000 per thread)
+    rng = np.random.default_rng(100 + case)
+    n = 45 + 10 * case
+    gt = rng.normal(size=(n, 3)) * 5
+    ev = gt * 1.7 + rng.normal(size=(n, 3)) * (0.02, 0.2, 0.5, 0.05)[case]
+    if case == 1:
+        ev[:8] = rng.normal(size=(8, 3)) * 10  # gross errors
+    if case == 3:
+        ev, gt = ev.round(1), gt.round(1)  # exact ties between inlier sets of different triplets
+    th = np.array([0.01, 0.02, 0.05, 0.1, 0.2, 0.5])
+    one = register_cameras(ev, gt, th, config=MetricConfig(threads=1))
+    assert metric._metric_threads(MetricConfig(threads=3), n * (n - 1) * (n - 2) // 6) == 3
+    for threads in (2, 3, 7):
+        many = register_cameras(ev, gt, th, config=MetricConfig(threads=threads))
+        for field in ("err", "n_inliers", "sse", "scale", "R", "t", "has_model"):
+            np.testing.assert_array_equal(getattr(many, field), getattr(one, field), err_msg=f"{threads}: {field}")
+    exact = register_cameras(ev, gt, th, config=MetricConfig(prefilter=False))  # and the reference path agrees
+    np.testing.assert_array_equal(one.n_inliers, exact.n_inliers)
