@@ -210,19 +210,25 @@ def loss_attribution(scores: Mapping[str, Any], scenes: pd.DataFrame, per_image:
       ``1 / (L · Σ m_s)``:
 
       - **misclustered**: the GT image has a finite pose but sits in another cluster than the one associated
-        with its scene (a clustering loss, though clusterness does not see it: it only measures cluster purity);
+        with its scene (a clustering loss: its scene misses it here, and when the cluster it sits in is another
+        scene's, that scene's clusterness counts it too);
       - **unregistered**: the GT image has no pose, or sits in ``outliers``;
       - **inaccurate**: registered in the right cluster but the aligned camera centre misses the threshold;
-      - **discount**: ``mAA_raw - mAA``, the extra loss from the ``-3`` rule (each failure weighs ``1/(m-3)``
-        instead of ``1/m``; a scene with fewer than 4 passing cameras scores 0). It vanishes when all pass and
-        can be negative (a small scene that fails weighs less with ``m - 3`` than with ``m``). It also absorbs
-        any difference between the reported mAA and the recount from ``per_image`` (see ``mAA_recomputed``).
+      - **discount**: ``mAA_raw - mAA``, the extra loss from the ``-3`` rule (slots weigh ``1/(L·Σ(m_s-3))``
+        instead of ``1/(L·Σm_s)``, and a (scene, threshold) that at most 3 cameras pass adds 0). It vanishes when
+        all pass, and it is negative when the failures concentrate in some scenes (or a scene has fewer than 3
+        images): a scene that fails wholly loses its 3 discounted slots from the denominator, so another part can
+        then exceed the gap. It also absorbs any difference between the reported mAA and the recount from
+        ``per_image`` (``mAA_recomputed``): the metric's mAA above 100 % (the ``outliers`` cluster first in the
+        file) lands there whole.
 
     * The score gap ``1 - H(mAA, C)`` is split between clusterness and mAA by the two-player Shapley value
       (average of "fix clusterness first" and "fix mAA first": ``H`` is not additive, so the order matters and
       averaging removes that arbitrariness); the mAA share is split over misclustered / unregistered / inaccurate
       / discount in proportion to the mAA losses above. So the five parts sum to the gap exactly (up to float
-      rounding), and the ``clusterness`` part is the whole gap for a run that only loses clusterness.
+      rounding), and the ``clusterness`` part is the whole gap for a run that only loses clusterness. Clusterness
+      also drops when no cluster overlaps a scene (all its images unregistered): the metric then charges the first
+      cluster's size to that scene, so an unclustered scene costs clusterness points too.
 
     The ``total`` row averages the dataset rows, as the overall score averages dataset scores.
 

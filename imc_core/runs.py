@@ -315,11 +315,22 @@ def _read_json(path: Path) -> Any:
         raise InputError(path, f"cannot read JSON: {err}") from None
 
 
+#: columns of a run's tables that hold names (datasets, scenes, images, clusters): read as written, so that a cluster
+#: named "NA" or "None" stays that name (pandas read it as missing, and its images turned from misclustered into
+#: unregistered in the Loss and Images tabs); only an empty cell is missing there
+NAME_COLUMNS = ("dataset", "scene", "image", "cluster", "associated_cluster", "name0", "name1", "warning")
+_MISSING = ["", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN", "<NA>", "N/A",
+            "NA", "NULL", "NaN", "None", "n/a", "nan", "null"]  # pandas' defaults, for the other columns
+
+
 def _read_csv(path: Path) -> pd.DataFrame | None:
     if not path.exists():
         return None
     try:
-        return pd.read_csv(path, keep_default_na=True)
+        columns = list(pd.read_csv(path, nrows=0).columns)
+        names = [c for c in columns if c in NAME_COLUMNS]
+        return pd.read_csv(path, keep_default_na=False, dtype={c: str for c in names},
+                           na_values={c: ([""] if c in names else _MISSING) for c in columns})
     except Exception as err:  # pandas raises several types
         raise InputError(path, f"cannot read CSV: {err}") from None
 

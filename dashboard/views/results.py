@@ -173,7 +173,9 @@ def image_columns(with_errors: bool = False, rows: pd.DataFrame | None = None) -
                                                                       "scene's cluster", "in cluster", "pose")}
     config[ERROR_COL] = st.column_config.NumberColumn(format="%.4f", width=w["error"], help=ERROR_HELP)
     config["discounted"] = text(width=w["discounted"], help="the metric subtracts 3 from each threshold's count of "
-                                "passing cameras; marked: the 3 passing cameras with the smallest error")
+                                "passing cameras (a count, no camera in particular); marked, to show the size of "
+                                "that discount: the 3 cameras with the smallest error under the largest "
+                                "threshold's alignment")
     help_t = "✓ passes / ✗ fails this threshold" + ("; then the error this threshold's alignment gave"
                                                      if with_errors else "")
     # (with errors the columns hold numbers, drawn as ticks by the Styler: a text column would sort them as text)
@@ -631,11 +633,12 @@ LOSS_CAPTION = (
     "Gap to 100 split into score points lost to clusterness (impure clusters), misclustered images (a pose, but in "
     "another cluster than their scene's: also a clustering loss), unregistered images (no pose, or in outliers), "
     "inaccurate poses (in the right cluster, missing thresholds), and the discount: the extra loss from the "
-    "metric's −3 rule (each failing camera weighs 1/(m−3) instead of 1/m in a scene of m images, and at a "
-    "threshold that fewer than 4 cameras pass the scene scores 0). The discount vanishes when every camera passes "
-    "and can be negative (a small failing scene weighs less with m−3 than with m); it also absorbs any difference "
-    "between the reported mAA and its recount from the per-image "
-    "table (mAA_recomputed).")
+    "metric's −3 rule (a failing slot weighs 1/Σ(m−3) instead of 1/Σm over the scenes' m images, and a threshold "
+    "that at most 3 of a scene's cameras pass adds nothing). The discount vanishes when every camera passes and is "
+    "negative when failures concentrate in some scenes (a scene that fails wholly drops its −3 from the "
+    "denominator): another part can then exceed the gap. It also absorbs any difference between the reported mAA "
+    "and its recount from the per-image table (mAA_recomputed). Clusterness also drops when a whole scene is left "
+    "unclustered: the metric then charges the first cluster's size to it.")
 
 
 #: Short headers (and their meaning) of loss_attribution's longer columns, so that none is cut off.
@@ -679,6 +682,13 @@ def tab_loss(rv: state.RunView) -> None:
         st.warning(f"The pose-convention check: {str(note).rstrip('.')}. Poses written another way count below as "
                    "inaccurate (and their discount); read so, those points would not be lost.", icon="⚠️")
     st.caption(LOSS_CAPTION)
+    for name, row in att.drop(index="total", errors="ignore").iterrows():
+        if abs(float(row["mAA"]) - float(row["mAA_recomputed"])) > 0.01:  # (NaN compares false: no recount, no note)
+            st.warning(f"{state.md(name)}: the metric's mAA ({row['mAA']:.2f}) differs from its recount from the "
+                       f"per-image table ({row['mAA_recomputed']:.2f}), which the official metric does when the "
+                       "'outliers' cluster comes first in the file (its scenes count 0 images but still subtract 3, "
+                       "so mAA can exceed 100). The difference sits in **discount**: this dataset's split does not "
+                       "say where its points went.", icon="⚠️")
     state.show_figure("loss_attribution_bar", att, key="fig_loss")
     st.dataframe(att.round(2).rename_axis("dataset").reset_index(), hide_index=True, placeholder=state.NO_VALUE,
                  width="stretch", column_config=_number_columns(att, "%.2f", LOSS_LABELS))

@@ -621,3 +621,24 @@ def test_clusters_tab_names_scenes_merged_into_one_cluster(make_run: Callable[..
     assert f"{held['s1']} images of s1, {held['s2']} images of s2" in merged and held["s2"] >= 3
     at = open_app("results", run=make_run("apart").name, tab="Clusters", dataset=DATASET)
     assert not [w for w in at.warning if "Scenes merged" in w.value]
+
+
+def test_loss_tab_flags_a_dataset_whose_mAA_is_not_its_recount(make_run: Callable[..., Path]) -> None:
+    """The official metric's mAA above 100 % (the 'outliers' cluster first in the file) put the whole gap into
+    'discount' and showed 0 for images sent to outliers: the split is not meaningful there, and now says so."""
+    from imc_core.analysis import loss_attribution
+
+    run = make_run("quirk", score=60.0)
+    scores = json.loads((run / "scores.json").read_text())
+    recount = loss_attribution(scores, pd.read_csv(run / "scenes.csv"), pd.read_csv(run / "per_image.csv")).loc[
+        DATASET, "mAA_recomputed"]
+    scores["datasets"][DATASET]["mAA"] = float(recount)  # (the fixture's numbers are made up: make them agree)
+    (run / "scores.json").write_text(json.dumps(scores))
+    at = open_app("results", run="quirk", tab="Loss")
+    assert not [w for w in at.warning if "differs from its recount" in w.value]
+    scores["datasets"][DATASET]["mAA"] = 130.0
+    (run / "scores.json").write_text(json.dumps(scores))
+    at = open_app("results", run="quirk", tab="Loss")
+    assert not errors_and_exceptions(at)[1]
+    [note] = [w.value for w in at.warning if "differs from its recount" in w.value]
+    assert note.startswith(f"{DATASET}: the metric's mAA (130.00)") and "**discount**" in note

@@ -335,3 +335,21 @@ def test_progress_records_when_the_first_items_were_done(tmp_path: Path) -> None
     st = json.loads((tmp_path / "run" / "progress.json").read_text())["stages"]["ds/features"]
     assert st["first_done"] == 2 and st["started"] <= st["first_at"]
 
+
+
+def test_cluster_names_pandas_would_read_as_missing_stay_names(tmp_path: Path) -> None:
+    """A cluster named "NA" (or "None", "null") read back as missing, so its images turned from misclustered into
+    unregistered in the Loss and Images tabs; the numbers' own missing values still read as missing."""
+    from imc_core.analysis import image_statuses
+
+    d = make_run(tmp_path)
+    rows = []
+    for k, (cluster, assoc) in enumerate((("NA", "c0"), ("None", "c0"), ("c0", "c0"), ("", "c0"))):
+        rows.append({"dataset": "ds", "scene": "s1", "image": f"{k}.png", "cluster": cluster,
+                     "associated_cluster": assoc, "in_cluster": cluster == "c0", "pose_valid": cluster != "",
+                     "error": "NA" if cluster != "c0" else 0.0, **{f"pass_{t}": cluster == "c0" for t in range(6)}})
+    pd.DataFrame(rows).to_csv(d / "per_image.csv", index=False)
+    pi = load_run(d).per_image
+    assert pi["cluster"].tolist()[:3] == ["NA", "None", "c0"] and pd.isna(pi["cluster"].iloc[3])
+    assert pi["error"].isna().tolist() == [True, True, False, True]
+    assert image_statuses(pi).tolist() == ["misclustered", "misclustered", "passing", "unregistered"]
