@@ -128,9 +128,21 @@ def _recomputed_maa(per_image_ds: pd.DataFrame) -> tuple[float, float, int, int,
     maa_raw = float(passes.sum()) / (n_thr * n)
     failing = ~passes
     elsewhere = misclustered(rows).to_numpy()
-    n_miscl = int((failing & elsewhere[:, None]).sum())
-    n_unreg = int((failing & ~registered[:, None] & ~elsewhere[:, None]).sum())
-    n_inacc = int((failing & registered[:, None]).sum())
+    lonely = unaligned(rows).to_numpy()
+    to_miscl = elsewhere.copy()
+    to_unreg = ~registered & ~elsewhere
+    to_inacc = registered & ~lonely
+    # an unaligned image fails for want of its scene's other cameras in its cluster: the loss is theirs, charged to
+    # what kept most of them away (other clusters, or no pose); nothing of a scene of fewer than 3 images can be
+    # aligned, which is the −3 rule's doing: no part counts those slots, so they stay in the discount
+    for _, idx in rows.groupby(rows["scene"].astype(str), sort=False).indices.items():
+        if len(idx) >= 3:
+            away, unposed = int(elsewhere[idx].sum()), int(to_unreg[idx].sum())
+            target = to_miscl if away > 0 and away >= unposed else to_unreg
+            target[idx] |= lonely[idx]
+    n_miscl = int((failing & to_miscl[:, None]).sum())
+    n_unreg = int((failing & to_unreg[:, None]).sum())
+    n_inacc = int((failing & to_inacc[:, None]).sum())
     return maa, maa_raw, n, n_miscl, n_unreg, n_inacc
 
 
@@ -154,11 +166,26 @@ def misclustered(per_image: pd.DataFrame) -> pd.Series:
     return _as_bool(per_image["pose_valid"]) & ~_as_bool(per_image["in_cluster"]) & placed
 
 
+def unaligned(per_image: pd.DataFrame) -> pd.Series:
+    """True where the image is registered (a pose, in its scene's cluster) but fewer than 3 images of its scene are:
+    the metric fits a similarity to triplets, so it aligns nothing there and the image fails every threshold however
+    exact its pose. Its loss is not its pose's but the rest of its scene's (in other clusters, or without a
+    pose)."""
+    if not len(per_image) or "scene" not in per_image:
+        return pd.Series(False, index=per_image.index)
+    registered = _registered(per_image)
+    keys = [per_image["dataset"].astype(str)] if "dataset" in per_image else []
+    together = registered.groupby([*keys, per_image["scene"].astype(str)]).transform("sum")
+    outl = per_image["scene"].astype(str) == OUTLIERS
+    return registered & (together < 3) & ~outl
+
+
 def image_statuses(per_image: pd.DataFrame) -> pd.Series:
     """Each image's status in the score, as the Images tab and Compare name it: ``outliers`` (a GT outlier),
     ``misclustered`` (a pose, in another cluster than its scene's: :func:`misclustered`), ``unregistered`` (no
-    pose, or in ``outliers``), then by the metric's four thresholds ``passing`` (all), ``partial`` or ``failing``
-    (none)."""
+    pose, or in ``outliers``), ``unaligned`` (in its scene's cluster with fewer than 3 of its scene's images, so
+    the metric aligns nothing: :func:`unaligned`), then by the metric's four thresholds ``passing`` (all),
+    ``partial`` or ``failing`` (none)."""
     if len(per_image) == 0:
         return pd.Series([], index=per_image.index, dtype=object)
     passes = _pass_matrix(per_image).sum(axis=1)
@@ -166,7 +193,8 @@ def image_statuses(per_image: pd.DataFrame) -> pd.Series:
     by_passes = np.where(passes == len(METRIC_THRESHOLDS), "passing", np.where(passes == 0, "failing", "partial"))
     status = np.where(outl, "outliers", np.where(misclustered(per_image).to_numpy(), "misclustered",
                                                  np.where(~_registered(per_image).to_numpy(), "unregistered",
-                                                          by_passes)))
+                                                          np.where(unaligned(per_image).to_numpy(), "unaligned",
+                                                                   by_passes))))
     return pd.Series(status, index=per_image.index, dtype=object)
 
 
@@ -214,6 +242,11 @@ def loss_attribution(scores: Mapping[str, Any], scenes: pd.DataFrame, per_image:
         scene's, that scene's clusterness counts it too);
       - **unregistered**: the GT image has no pose, or sits in ``outliers``;
       - **inaccurate**: registered in the right cluster but the aligned camera centre misses the threshold;
+      - an image registered in the right cluster with fewer than 3 of its scene's images there cannot be aligned
+        (:func:`unaligned`): its slots go to misclustered when more of the scene's other images sit in other
+        clusters than have no pose, else to unregistered (exact poses of a scene split over clusters are a
+        clustering loss, not inaccurate ones); in a scene of fewer than 3 images nothing can be aligned, and
+        those slots stay in the discount;
       - **discount**: ``mAA_raw - mAA``, the extra loss from the ``-3`` rule (slots weigh ``1/(L·Σ(m_s-3))``
         instead of ``1/(L·Σm_s)``, and a (scene, threshold) that at most 3 cameras pass adds 0). It vanishes when
         all pass, and it is negative when the failures concentrate in some scenes (or a scene has fewer than 3

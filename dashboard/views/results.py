@@ -41,6 +41,7 @@ STATUS_FILTERS = {
     "all images": None,
     "in another cluster (a pose, but not in its scene's cluster)": "misclustered",
     "unregistered (no pose, or in outliers)": "unregistered",
+    "unaligned (in its scene's cluster with fewer than 3 of its scene's images: nothing to align)": "unaligned",
     "partly passing (in its scene's cluster, passes some thresholds)": "partial",
     "failing (in its scene's cluster, passes no threshold)": "failing",
     "passing every threshold": "passing",
@@ -632,7 +633,9 @@ def pair_viewer(rv: state.RunView, dataset: str, a: str, b: str) -> None:
 LOSS_CAPTION = (
     "Gap to 100 split into score points lost to clusterness (impure clusters), misclustered images (a pose, but in "
     "another cluster than their scene's: also a clustering loss), unregistered images (no pose, or in outliers), "
-    "inaccurate poses (in the right cluster, missing thresholds), and the discount: the extra loss from the "
+    "inaccurate poses (in the right cluster, missing thresholds; an image whose cluster holds fewer than 3 of its "
+    "scene's images cannot be aligned, and counts under what kept the others away: misclustered or unregistered), "
+    "and the discount: the extra loss from the "
     "metric's −3 rule (a failing slot weighs 1/Σ(m−3) instead of 1/Σm over the scenes' m images, and a threshold "
     "that at most 3 of a scene's cameras pass adds nothing). The discount vanishes when every camera passes and is "
     "negative when failures concentrate in some scenes (a scene that fails wholly drops its −3 from the "

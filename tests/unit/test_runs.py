@@ -352,4 +352,5 @@ def test_cluster_names_pandas_would_read_as_missing_stay_names(tmp_path: Path) -
     pi = load_run(d).per_image
     assert pi["cluster"].tolist()[:3] == ["NA", "None", "c0"] and pd.isna(pi["cluster"].iloc[3])
     assert pi["error"].isna().tolist() == [True, True, False, True]
-    assert image_statuses(pi).tolist() == ["misclustered", "misclustered", "passing", "unregistered"]
+    # (the one image in its cluster is alone there: too few to align)
+    assert image_statuses(pi).tolist() == ["misclustered", "misclustered", "unaligned", "unregistered"]
