@@ -1833,6 +1833,12 @@ def score(
     real_gt = gt["scene"].astype(str).to_numpy(dtype=object) != OUTLIERS
     if not np.isfinite(g_c[real_gt]).all():
         notes.append("some GT centres outside 'outliers' are not finite: those cameras never register")
+    scored = set(zip(gt["dataset"].astype(str), gt["scene"].astype(str), strict=True))
+    for (ds, sc), values in thresholds.items():  # (the official file has 0 for two thresholds the metric skips)
+        zero = [k for k, v in enumerate(np.atleast_1d(values)) if k >= config.skip_top_thresholds and v <= 0]
+        if zero and (ds, sc) in scored:
+            notes.append(f"thresholds of {ds}/{sc}: {', '.join(f't{k}' for k in zero)} = 0, which no camera can pass "
+                         "(a camera passes when its error is below the threshold): even exact poses fail there")
 
     datasets: dict[str, DatasetScore] = {}
     frac: list[tuple[float, float, float]] = []  # exact fractions: the official takes 100 * mean of these

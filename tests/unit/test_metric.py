@@ -656,3 +656,16 @@ def test_threads_give_the_same_registration_bit_for_bit(case: int, monkeypatch: 
             np.testing.assert_array_equal(getattr(many, field), getattr(one, field), err_msg=f"{threads}: {field}")
     exact = register_cameras(ev, gt, th, config=MetricConfig(prefilter=False))  # and the reference path agrees
     np.testing.assert_array_equal(one.n_inliers, exact.n_inliers)
+
+
+def test_a_scored_threshold_of_zero_is_named() -> None:
+    """A threshold of 0 among the four the metric scores fails every camera, exact ones too, without a word (the
+    official file's zeros sit in the two skipped thresholds: those stay quiet)."""
+    gt, th, _ = make_gt(np.random.default_rng(5), {"s1": 10, "s2": 8}, outliers=2)
+    sub = submit(gt, dict(zip(gt["image"], gt["scene"], strict=True)))
+    th = {k: np.array([0.0, 0.0, *np.asarray(v)[2:]]) for k, v in th.items()}
+    assert not score(gt, th, sub).warnings
+    th[("ds", "s2")] = np.array([0.0, 0.0, 0.0, *np.asarray(th[("ds", "s2")])[3:]])
+    res = score(gt, th, sub)
+    assert res.warnings == ["thresholds of ds/s2: t2 = 0, which no camera can pass (a camera passes when its error "
+                            "is below the threshold): even exact poses fail there"]
