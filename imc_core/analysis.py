@@ -185,16 +185,21 @@ def image_statuses(per_image: pd.DataFrame) -> pd.Series:
     ``misclustered`` (a pose, in another cluster than its scene's: :func:`misclustered`), ``unregistered`` (no
     pose, or in ``outliers``), ``unaligned`` (in its scene's cluster with fewer than 3 of its scene's images, so
     the metric aligns nothing: :func:`unaligned`), then by the metric's four thresholds ``passing`` (all),
-    ``partial`` or ``failing`` (none)."""
+    ``partial`` or ``failing`` (none). A GT outlier the run put in a cluster is ``clustered outlier``: it costs
+    that cluster's clusterness."""
     if len(per_image) == 0:
         return pd.Series([], index=per_image.index, dtype=object)
     passes = _pass_matrix(per_image).sum(axis=1)
     outl = (per_image["scene"].astype(str) == OUTLIERS).to_numpy() if "scene" in per_image else False
     by_passes = np.where(passes == len(METRIC_THRESHOLDS), "passing", np.where(passes == 0, "failing", "partial"))
-    status = np.where(outl, "outliers", np.where(misclustered(per_image).to_numpy(), "misclustered",
-                                                 np.where(~_registered(per_image).to_numpy(), "unregistered",
-                                                          np.where(unaligned(per_image).to_numpy(), "unaligned",
-                                                                   by_passes))))
+    cluster = (per_image["cluster"].fillna("").astype(str).str.strip() if "cluster" in per_image
+               else pd.Series("", index=per_image.index))
+    in_a_cluster = ((cluster != "") & (cluster != OUTLIERS)).to_numpy()
+    outl = np.broadcast_to(outl, in_a_cluster.shape)
+    status = np.select([outl & in_a_cluster, outl, misclustered(per_image).to_numpy(),
+                        ~_registered(per_image).to_numpy(), unaligned(per_image).to_numpy()],
+                       ["clustered outlier", "outliers", "misclustered", "unregistered", "unaligned"],
+                       default=by_passes)
     return pd.Series(status, index=per_image.index, dtype=object)
 
 

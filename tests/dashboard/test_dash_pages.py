@@ -56,7 +56,7 @@ def test_results_score_and_image_table_filters(make_run: Callable[..., Path]) ->
     at.selectbox(key="image_filter").select("unregistered (no pose, or in outliers)").run()
     table = frame_with(at, "t2")
     assert sorted(table["image"]) == ["s1_4.png", "s2_3.png"]
-    at.selectbox(key="image_filter").select("GT outliers").run()
+    at.selectbox(key="image_filter").select("GT outliers left out, as they should be").run()
     assert list(frame_with(at, "t2")["image"]) == ["out_0.png"]
     at.selectbox(key="image_filter").select("all images").run()
     at.text_input(key="image_search").input("s2_").run()

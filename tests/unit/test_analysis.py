@@ -536,3 +536,15 @@ def test_exact_poses_of_a_scene_split_over_clusters_are_a_clustering_loss() -> N
     # three of s1 together can be aligned: exact, they pass, and nothing is unaligned
     att, status = _scored_attribution(["a", "a", "a", "b", "b", "c", "c", "d"])
     assert "unaligned" not in set(status) and att["inaccurate"] == pytest.approx(0.0, abs=1e-9)
+
+
+def test_a_gt_outlier_put_in_a_cluster_has_a_status_of_its_own() -> None:
+    """GT outliers kept the status "outliers" wherever the run put them: the Images tab could not show which ones
+    cost clusterness."""
+    rows = _images("a", "s1", 4, "pass")
+    for k, cluster in enumerate(("outliers", "c_s1", "", "NA")):
+        rows.append({"dataset": "a", "scene": "outliers", "image": f"o{k}.png", "cluster": cluster,
+                     "associated_cluster": "", "in_cluster": False, "pose_valid": cluster != "outliers",
+                     "error": np.nan, **{f"pass_{t}": False for t in range(6)}, "discounted": False})
+    status = analysis.image_statuses(pd.DataFrame(rows))
+    assert status.tolist() == ["passing"] * 4 + ["outliers", "clustered outlier", "outliers", "clustered outlier"]
