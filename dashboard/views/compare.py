@@ -216,7 +216,7 @@ def headline_table(arms: dict[str, list[state.RunView]], dataset: str | None = N
 
 def per_dataset_table(arms: dict[str, list[state.RunView]], scope: CompareScope) -> pd.DataFrame:
     """One row per (dataset, arm): mean score, Δ vs reference and the verdict on the datasets every run
-    scored; the datasets only some runs have follow with their values but no Δ (``noise``: not in every run)."""
+    scored; the datasets only some runs have follow with their values but no Δ (``verdict``: not in every run)."""
     frames = []
     for d in scope.shared_datasets:
         t = headline_table(arms, d)
