@@ -277,6 +277,19 @@ def per_scene_table(arms: dict[str, list[state.RunView]], dataset: str) -> pd.Da
     return table.rename_axis("scene").reset_index()
 
 
+def per_scene_columns(scenes: pd.DataFrame) -> dict[str, object]:
+    """Column settings of :func:`per_scene_table`: its headers are arm labels ("label (run id)"), cut to "ets 512kp
+    (20261128-0257…" at 70 px, so each column is as wide as its header, up to 260 px (the verdicts as text)."""
+    out: dict[str, object] = {}
+    for c in scenes.columns:
+        width = min(260, max(70, 7 * len(str(c)) + 24))
+        if c == "scene":
+            continue
+        out[c] = (st.column_config.TextColumn(width=width) if str(c).startswith("verdict ")
+                  else st.column_config.NumberColumn(format="%.2f", width=width))
+    return out
+
+
 def submission_panel() -> None:
     """Score a submission made outside imc-lab (:func:`imc_core.ingest.submission_run`) against the sidebar's data
     root and keep it as a run, so it reads and compares like imc-lab's own."""
@@ -735,8 +748,7 @@ def main() -> None:
         dataset = st.selectbox("Per-scene mAA of dataset", shared, key="scene_dataset")
         scenes = per_scene_table(arms, dataset)
         st.dataframe(scenes, hide_index=True, width="stretch", key="per_scene", placeholder=state.NO_VALUE,
-                     column_config=_numbers(scenes, ("scene", *(c for c in scenes.columns
-                                                                  if str(c).startswith("verdict ")))))
+                     column_config=per_scene_columns(scenes))
     with state.error_boundary("Config diff"):
         config_diff_section(arms, spreads)
     with state.error_boundary("Per-image delta"):

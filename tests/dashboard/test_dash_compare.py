@@ -460,3 +460,16 @@ def test_side_by_side_draws_one_run_of_each_arm_by_default(make_run: Callable[..
     assert at.multiselect(key="draw_runs").value == ["base-0", "new"]
     assert len(_camera_views(at)) == 2
     assert r"base-0 (group\: base)" in [c.value for c in at.caption]
+
+
+def test_per_scene_headers_are_not_cut() -> None:
+    """Arm labels embed the run id: at 70 px the per-scene headers read "ets 512kp (20261128-0257…"."""
+    from dashboard.views.compare import per_scene_columns
+
+    arm = "ets 512kp (20261128-025731-default-a1b2)"
+    table = pd.DataFrame({"scene": ["s1"], "group: base": [50.0], arm: [52.0], f"Δ {arm}": [2.0],
+                          f"verdict {arm}": ["not significant"]})
+    cols = per_scene_columns(table)
+    assert "scene" not in cols and cols["group: base"]["width"] == 7 * len("group: base") + 24
+    assert cols[arm]["width"] == min(260, 7 * len(arm) + 24) > 200 and cols[f"verdict {arm}"]["width"] == 260
+    assert cols[arm]["type_config"]["format"] == "%.2f"
