@@ -161,9 +161,15 @@ def misclustered(per_image: pd.DataFrame) -> pd.Series:
     threshold of its scene, as an unregistered one does, but the loss is the clustering's."""
     if not {"in_cluster", "pose_valid", "cluster"} <= set(per_image.columns):
         return pd.Series(False, index=per_image.index)
+    return _as_bool(per_image["pose_valid"]) & ~_as_bool(per_image["in_cluster"]) & _placed(per_image)
+
+
+def _placed(per_image: pd.DataFrame) -> pd.Series:
+    """True where the run put the image in a cluster (a cluster name, not ``outliers``)."""
+    if "cluster" not in per_image:
+        return pd.Series(False, index=per_image.index)
     cluster = per_image["cluster"].fillna("").astype(str).str.strip()
-    placed = (cluster != "") & (cluster != OUTLIERS) & (cluster.str.lower() != "nan")
-    return _as_bool(per_image["pose_valid"]) & ~_as_bool(per_image["in_cluster"]) & placed
+    return (cluster != "") & (cluster != OUTLIERS) & (cluster.str.lower() != "nan")
 
 
 def unaligned(per_image: pd.DataFrame) -> pd.Series:
@@ -192,9 +198,7 @@ def image_statuses(per_image: pd.DataFrame) -> pd.Series:
     passes = _pass_matrix(per_image).sum(axis=1)
     outl = (per_image["scene"].astype(str) == OUTLIERS).to_numpy() if "scene" in per_image else False
     by_passes = np.where(passes == len(METRIC_THRESHOLDS), "passing", np.where(passes == 0, "failing", "partial"))
-    cluster = (per_image["cluster"].fillna("").astype(str).str.strip() if "cluster" in per_image
-               else pd.Series("", index=per_image.index))
-    in_a_cluster = ((cluster != "") & (cluster != OUTLIERS)).to_numpy()
+    in_a_cluster = _placed(per_image).to_numpy()
     outl = np.broadcast_to(outl, in_a_cluster.shape)
     status = np.select([outl & in_a_cluster, outl, misclustered(per_image).to_numpy(),
                         ~_registered(per_image).to_numpy(), unaligned(per_image).to_numpy()],

@@ -226,17 +226,22 @@ def list_leftovers(root: Path | None = None, stages: list[str] | None = None) ->
                                                           + _in_stages(base, ".trash-*", stages)) if p.is_dir()]
 
 
+def stale_leftovers(root: Path | None = None, older_than_s: float = 3600,
+                    stages: list[str] | None = None) -> list[Leftover]:
+    """The leftovers :func:`prune` clears: temporary folders nothing was written in for ``older_than_s`` (a build
+    still writing keeps its folder) and every ``.trash-*`` folder (a removal cut short)."""
+    now = time.time()
+    return [t for t in list_leftovers(root, stages)
+            if t.path.name.startswith(".trash-") or now - t.last_write > older_than_s]
+
+
 def clean_stale_temps(root: Path | None = None, older_than_s: float = 3600, stages: list[str] | None = None) -> int:
     """Remove temporary folders left by killed runs (nothing written in them for ``older_than_s``), of ``stages``
     only when given; returns how many were removed."""
-    base = root or cache_root()
-    n = 0
-    now = time.time()
-    for tmp in _in_stages(base, ".tmp-*", stages):
-        if now - _tree_stats(tmp)[1] > older_than_s:
-            shutil.rmtree(tmp, ignore_errors=True)
-            n += 1
-    return n
+    stale = [t for t in stale_leftovers(root, older_than_s, stages) if t.path.name.startswith(".tmp-")]
+    for t in stale:
+        shutil.rmtree(t.path, ignore_errors=True)
+    return len(stale)
 
 
 def _in_stages(base: Path, pattern: str, stages: list[str] | None) -> list[Path]:
@@ -339,7 +344,6 @@ def prune(root: Path | None = None, *, referenced: set[tuple[str, str]] | None =
     if not dry_run:
         for e in chosen:
             remove_artifact(e)
-        clean_stale_temps(base, grace_s, stages)
-        for trash in _in_stages(base, ".trash-*", stages):
-            shutil.rmtree(trash, ignore_errors=True)
+        for leftover in stale_leftovers(base, grace_s, stages):
+            shutil.rmtree(leftover.path, ignore_errors=True)
     return chosen

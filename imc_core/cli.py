@@ -366,7 +366,7 @@ def _live_runs_started(folders: list[Path]) -> float | None:
 
 
 def _cache_prune(args: argparse.Namespace, root: Path) -> int:
-    from .cache import GRACE_S, STAGES, list_leftovers, prune
+    from .cache import GRACE_S, STAGES, prune, stale_leftovers
     from .errors import ConfigError
     from .runs import referenced_artifacts, runs_root
 
@@ -393,9 +393,7 @@ def _cache_prune(args: argparse.Namespace, root: Path) -> int:
         grace = time.time() - started + 60.0
         print(f"note: a run is still at work (since {_when(started)}): what the cache got since then stays",
               file=sys.stderr)
-    now = time.time()
-    stale = [t for t in (list_leftovers(root, args.stage) if root.is_dir() else [])
-             if t.path.name.startswith(".trash-") or now - t.last_write > grace]  # what prune clears besides
+    stale = stale_leftovers(root, grace, args.stage) if root.is_dir() else []  # what prune clears besides
     gone = prune(root, referenced=referenced,
                  older_than_s=None if args.older_than is None else args.older_than * 86400.0,
                  stages=args.stage, grace_s=grace, dry_run=args.dry_run)

@@ -74,6 +74,7 @@ uncertain triplets, buffer of surviving sets). Without numba the same path runs 
 from __future__ import annotations
 
 import math
+import os
 import warnings as _warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -938,8 +939,6 @@ def _first_index_ranges(n: int, parts: int) -> list[tuple[int, int, int]]:
 def _metric_threads(config: MetricConfig, n_triplets: int) -> int:
     """Threads for one registration: ``config.threads`` (0: every core), fewer when there are too few triplets to
     share (below :data:`TRIPLETS_PER_THREAD` each, a thread costs more than it saves)."""
-    import os
-
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     return max(1, min(config.threads or cores, n_triplets // TRIPLETS_PER_THREAD))
 
@@ -975,13 +974,19 @@ def _register_numba(
     with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="imc-metric") as pool:
         list(pool.map(lambda a: _walk_triplets(ev, gt, th, config, states[a[0]], K, *a[1], budget),
                       enumerate(ranges)))
-    best_cnt, best_sse, best_ord = state[0], state[1], state[2]
     for part in states:  # the official choice over every run's best
         for k in range(len(th)):
-            c, sj, oj = int(part[0][k]), float(part[1][k]), int(part[2][k])
-            if c > best_cnt[k] or (c == best_cnt[k] and (sj < best_sse[k] or (sj == best_sse[k] and oj < best_ord[k]))):
+            if _beats(int(part[0][k]), float(part[1][k]), int(part[2][k]), state, k):
                 for mine, theirs in zip(state, part, strict=True):
                     mine[k] = theirs[k]
+
+
+def _beats(count: int, sse: float, order: int, state: tuple[np.ndarray, ...], k: int) -> bool:
+    """Whether a model with ``(count, sse, official position)`` replaces threshold ``k``'s best in ``state``: the
+    official rule, largest count, then smallest SSE, then first in official order."""
+    best_cnt, best_sse, best_ord = state[0], state[1], state[2]
+    return count > best_cnt[k] or (count == best_cnt[k] and (sse < best_sse[k] or (sse == best_sse[k]
+                                                                                   and order < best_ord[k])))
 
 
 def _walk_triplets(
@@ -1077,7 +1082,7 @@ def _select_exact(
         for k in range(len(th2)):
             j = np.lexsort((od, sse, -cnt[:, k]))[0]  # max count, then min SSE, then first in official order
             c, sj, oj = int(cnt[j, k]), float(sse[j]), int(od[j])
-            if c > best_cnt[k] or (c == best_cnt[k] and (sj < best_sse[k] or (sj == best_sse[k] and oj < best_ord[k]))):
+            if _beats(c, sj, oj, state, k):
                 best_cnt[k], best_sse[k], best_ord[k] = c, sj, oj
                 best_sR[k], best_t[k], best_s[k], best_e2[k] = sR[j], t[j], s[j], e2[j]
                 has[k] = True

