@@ -318,8 +318,10 @@ def _kabsch_sets(
     """
     w = mask.astype(np.float64)
     k = w.sum(axis=1)
-    mu0 = (w @ ev) / k[:, None]
-    mu1 = (w @ gt) / k[:, None]
+    # sums along the cameras in order, row by row: ``w @ ev`` took another BLAS kernel for a lone row than inside a
+    # batch, so a set's last bits depended on which sets shared its batch (and so on the metric's thread count)
+    mu0 = np.cumsum(w[:, :, None] * ev[None], axis=1)[:, -1] / k[:, None]
+    mu1 = np.cumsum(w[:, :, None] * gt[None], axis=1)[:, -1] / k[:, None]
     a = (ev[None, :, :] - mu0[:, None, :]) * w[:, :, None]  # (U, n, 3), zero outside the subset
     b = (gt[None, :, :] - mu1[:, None, :]) * w[:, :, None]
     H = np.matmul(np.swapaxes(b, 1, 2), a)  # official np.dot(v1, v0.T): (U, 3, 3)
