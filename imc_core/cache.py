@@ -197,7 +197,12 @@ def _tree_stats(path: Path) -> tuple[int, float]:
     """``(bytes of the files, newest modification time)`` of ``path`` and everything in it (symlinks not followed;
     a build in progress keeps writing, so its newest time moves)."""
     size, latest = 0, 0.0
-    for p in (path, *path.rglob("*")):
+    # os.walk skips a folder removed or renamed while it walks (a build renamed into place, a prune's trash
+    # removed); Path.rglob raised FileNotFoundError then, and the cache listing failed with it
+    entries = [path]
+    for folder, dirs, files in os.walk(path):
+        entries += [Path(folder, n) for n in (*dirs, *files)]
+    for p in entries:
         try:
             st = p.lstat()
         except OSError:  # removed while walking
@@ -222,8 +227,9 @@ def list_leftovers(root: Path | None = None, stages: list[str] | None = None) ->
     """The temporary folders under the cache root (of ``stages`` only when given); they are not artifacts, but they
     take disk space until a run finishes or :func:`prune` clears those older than its grace."""
     base = root or cache_root()
-    return [Leftover(p, *_tree_stats(p)) for p in sorted(_in_stages(base, ".tmp-*", stages)
-                                                          + _in_stages(base, ".trash-*", stages)) if p.is_dir()]
+    found = [Leftover(p, *_tree_stats(p)) for p in sorted(_in_stages(base, ".tmp-*", stages)
+                                                           + _in_stages(base, ".trash-*", stages)) if p.is_dir()]
+    return [t for t in found if t.last_write > 0]  # (0: the folder itself went away while it was measured)
 
 
 def stale_leftovers(root: Path | None = None, older_than_s: float = 3600,

@@ -435,3 +435,53 @@ def _wait_cmdline(proc: Any, text: str) -> None:
     while text not in Path(f"/proc/{proc.pid}/cmdline").read_bytes().decode(errors="replace"):
         assert time.monotonic() < deadline
         time.sleep(0.01)
+
+
+def test_a_folder_removed_while_the_listing_walks_it_is_skipped(tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """A build renamed into place or a prune's trash removed while `cache` (or the Run page's cache line) walked a
+    temporary folder: Path.rglob raised FileNotFoundError and the whole listing failed ("file not found")."""
+    import shutil
+
+    from imc_core.cache import _tree_stats
+
+    top = tmp_path / ".trash-x"
+    (top / "a").mkdir(parents=True)
+    (top / "a" / "f").write_bytes(b"12345")
+    (top / "b" / "sub").mkdir(parents=True)
+    (top / "b" / "sub" / "g").write_bytes(b"123")
+    real = os.scandir
+
+    class Listed:  # a scandir iterator over entries read before the removal
+        def __init__(self, entries: list[os.DirEntry[str]]) -> None:
+            self._it = iter(entries)
+
+        def __iter__(self) -> Listed:
+            return self
+
+        def __next__(self) -> os.DirEntry[str]:
+            return next(self._it)
+
+        def __enter__(self) -> Listed:
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            pass
+
+        def close(self) -> None:
+            pass
+
+    listed: list[os.DirEntry[str]] = []
+
+    def scandir(path: Any = ".") -> Any:
+        if isinstance(path, int) or Path(path) != top:
+            return real(path)
+        if not listed:  # top is listed with b, then b is removed before the walk goes into it
+            with real(path) as it:
+                listed.extend(it)
+            shutil.rmtree(top / "b")
+        return Listed(listed)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    size, latest = _tree_stats(top)
+    assert size == 5 and latest > 0
