@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -169,7 +169,7 @@ def _placed(per_image: pd.DataFrame) -> pd.Series:
     if "cluster" not in per_image:
         return pd.Series(False, index=per_image.index)
     cluster = per_image["cluster"].fillna("").astype(str).str.strip()
-    return (cluster != "") & (cluster != OUTLIERS) & (cluster.str.lower() != "nan")
+    return (cluster != "") & (cluster != OUTLIERS)  # (a cluster named "nan" is a name: the metric counts it)
 
 
 def unaligned(per_image: pd.DataFrame) -> pd.Series:
@@ -374,10 +374,11 @@ class RepeatComparison:
     test: str  # "paired t", "Welch t", "one run vs repeats", or "" when no test could be made
     n_a: int  # scores of A that entered (finite ones)
     n_b: int
-    delta: float  # mean of B − mean of A (nan when a side has no score)
+    delta: float  # mean of B − mean of A (nan when a side has no score); paired: mean of the per-seed differences
     p: float | None  # two-sided p-value of the test, None without one
     low: float | None  # the (1 − alpha) interval of delta, None without a test
     high: float | None
+    unpaired: int = 0  # paired t: runs left out because the other arm did not run their seed
 
 
 def _flat(x: np.ndarray) -> bool:
@@ -396,15 +397,21 @@ def _by_seed(values: Sequence[float], seeds: Sequence[int | None]) -> dict[int, 
 
 def _paired(a: Sequence[float], b: Sequence[float], seeds_a: Sequence[int | None] | None,
             seeds_b: Sequence[int | None] | None) -> tuple[np.ndarray, np.ndarray] | None:
-    """``(a, b)`` ordered seed by seed when both arms ran the same set of distinct seeds (each with a finite score),
-    at least two; else None."""
+    """``(a, b)`` of the seeds both arms ran (distinct seeds, finite scores), ordered by seed; None when there are
+    fewer than two such seeds or they are under half of the larger arm's runs (pairing would then throw away more
+    runs than it is worth: the arms are compared unpaired).
+
+    A seed only one arm ran (an extra repeat, or a run that failed in the other arm) is left out of the pairs.
+    """
     if seeds_a is None or seeds_b is None or len(seeds_a) != len(a) or len(seeds_b) != len(b):
         return None
     ka, kb = _by_seed(a, seeds_a), _by_seed(b, seeds_b)
-    if ka is None or kb is None or set(ka) != set(kb) or len(ka) < 2:
+    if ka is None or kb is None:
         return None
-    order = sorted(ka)
-    return np.array([ka[s] for s in order]), np.array([kb[s] for s in order])
+    shared = sorted(set(ka) & set(kb))
+    if len(shared) < 2 or 2 * len(shared) < max(len(ka), len(kb)):
+        return None
+    return np.array([ka[s] for s in shared]), np.array([kb[s] for s in shared])
 
 
 def compare_repeats(a: Sequence[float], b: Sequence[float], seeds_a: Sequence[int | None] | None = None,
@@ -413,10 +420,12 @@ def compare_repeats(a: Sequence[float], b: Sequence[float], seeds_a: Sequence[in
 
     The test follows the design:
 
-    * both arms ran the same seeds (``seeds_a`` / ``seeds_b`` given, the same set of distinct seeds, at least two):
-      a **paired** t-test on the per-seed differences (:func:`scipy.stats.ttest_rel`). With the features and
+    * both arms ran the same seeds (``seeds_a`` / ``seeds_b`` given, distinct seeds, at least two shared): a
+      **paired** t-test on the per-seed differences (:func:`scipy.stats.ttest_rel`). With the features and
       matches shared through the cache, one seed's two runs move together (r ≈ 0.97 on ETs), so the pairing
-      removes most of the noise; it is valid whatever that correlation is.
+      removes most of the noise; it is valid whatever that correlation is. Seeds only one arm ran (an extra
+      repeat, a run that failed in the other arm) are left out (``unpaired`` counts them; ``n_a`` / ``n_b`` and
+      ``delta`` are then the pairs'), as long as the shared seeds are at least half of each arm's runs.
     * both arms repeated otherwise: **Welch's** two-sample t-test (:func:`scipy.stats.ttest_ind`,
       ``equal_var=False``).
     * one run against an arm of n repeats: the run is compared with the arm's **prediction interval**,
@@ -459,11 +468,14 @@ def compare_repeats(a: Sequence[float], b: Sequence[float], seeds_a: Sequence[in
         warnings.simplefilter("ignore", RuntimeWarning)
         if paired is not None:
             pa, pb = paired
+            unpaired = na + nb - 2 * len(pa)
+            na = nb = len(pa)
+            delta = float(np.mean(pb - pa))
             if _flat(pb - pa):
-                return untestable(SAME_SHIFT)
+                return replace(untestable(SAME_SHIFT), unpaired=unpaired)
             res = stats.ttest_rel(pb, pa)
             ci = res.confidence_interval(1.0 - alpha)
-            return judged("paired t", res.pvalue, ci.low, ci.high)
+            return replace(judged("paired t", res.pvalue, ci.low, ci.high), unpaired=unpaired)
         if na >= 2 and nb >= 2:
             if _flat(xa) and _flat(xb):
                 return untestable(NO_SPREAD)

@@ -631,14 +631,14 @@ def cluster_matrix(per_image: pd.DataFrame, dataset: str, title: str | None = No
     if len(rows) == 0:
         return _empty(title, f"no images for dataset {dataset!r}")
     gt = rows["scene"].astype(str)
-    cl = rows["cluster"].fillna("").astype(str).replace("", "(none)").replace("nan", "(none)") \
+    cl = rows["cluster"].fillna("").astype(str).replace("", "(none)") \
         if "cluster" in rows else pd.Series("(none)", index=rows.index)
     table = pd.crosstab(gt, cl)
     y = [s for s in _ordered_unique(gt.tolist()) if s != OUTLIERS] + ([OUTLIERS] if OUTLIERS in table.index else [])
     assoc: dict[str, str] = {}
     if "associated_cluster" in rows:
         for scene, value in zip(gt, rows["associated_cluster"].fillna("").astype(str), strict=True):
-            if scene not in assoc and value not in ("", "nan"):
+            if scene not in assoc and value:
                 assoc[scene] = value
     special = [OUTLIERS, "(none)"]
     x = _ordered_unique([assoc[s] for s in y if s in assoc and assoc[s] in table.columns and assoc[s] not in special])

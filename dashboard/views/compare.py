@@ -200,6 +200,14 @@ def _interval(low: float | None, high: float | None) -> str | None:
     return None if low is None or high is None else f"{low:+.2f} … {high:+.2f}"
 
 
+def _test_label(c: analysis.RepeatComparison) -> str | None:
+    """The test column: the test, for a paired one with its seeds and the runs the other arm had no seed for."""
+    if c.test != "paired t":
+        return c.test or None
+    extra = f" ({c.unpaired} unpaired run{'s' if c.unpaired != 1 else ''} left out)" if c.unpaired else ""
+    return f"paired t, {c.n_a} seeds{extra}"
+
+
 def headline_table(arms: dict[str, list[state.RunView]], dataset: str | None = None,
                    shared: list[str] | None = None, deltas: bool = True) -> pd.DataFrame:
     """Per arm: runs, mean ± std of score / mAA / clusterness, and against the first arm: Δ score, the verdict of
@@ -224,7 +232,7 @@ def headline_table(arms: dict[str, list[state.RunView]], dataset: str | None = N
                 c = _compare(ref_values, values)
                 row.update({"Δ score": c.delta, "verdict": c.verdict, "p": c.p if c.p is not None else float("nan"),
                             "95% CI of Δ": _interval(c.low, c.high),
-                            "test": f"{c.test}, {c.n_a} seeds" if c.test == "paired t" else c.test or None})
+                            "test": _test_label(c)})
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -741,7 +749,8 @@ def main() -> None:
         over = "" if scope.complete else f" Overall = mean over {', '.join(shared)}, as the metric averages datasets."
         st.caption("verdict: against the reference, significant when p ≤ 0.05. Arms that ran the same seeds are "
                    "compared seed by seed (paired t-test: with features and matches from the cache, one seed's runs "
-                   "move together, so pairing sees smaller changes); other repeats by Welch's t-test; one run "
+                   "move together, so pairing sees smaller changes; a seed only one arm ran is left out, and the "
+                   "test column says so); other repeats by Welch's t-test; one run "
                    "against repeats by the repeats' prediction interval. \"not significant\" is not \"the same\": "
                    "the 95% CI of Δ says how large a change these runs cannot rule out. Every row is its own test, "
                    "so about one row in twenty reads significant by chance. Repeats that all scored the same measure "

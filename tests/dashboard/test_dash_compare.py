@@ -473,3 +473,16 @@ def test_per_scene_headers_are_not_cut() -> None:
     assert "scene" not in cols and cols["group: base"]["width"] == 7 * len("group: base") + 24
     assert cols[arm]["width"] == min(260, 7 * len(arm) + 24) > 200 and cols[f"verdict {arm}"]["width"] == 260
     assert cols[arm]["type_config"]["format"] == "%.2f"
+
+
+def test_the_test_column_says_when_a_paired_test_left_runs_out() -> None:
+    """One arm ran a fourth seed: the three shared seeds are paired, and the column says a run was left out (the
+    Δ and the runs compared are then the pairs', not the arms' means)."""
+    from dashboard.views.compare import _test_label
+    from imc_core.analysis import compare_repeats
+
+    a, b = [70.0, 76.19, 74.70], [68.35, 73.17, 73.17, 71.5]
+    assert _test_label(compare_repeats(a, b, [0, 1, 2], [0, 1, 2, 3])) == "paired t, 3 seeds (1 unpaired run left out)"
+    assert _test_label(compare_repeats(a, b[:3], [0, 1, 2], [0, 1, 2])) == "paired t, 3 seeds"
+    assert _test_label(compare_repeats(a, b)) == "Welch t"
+    assert _test_label(compare_repeats(a[:1], b[:1])) is None

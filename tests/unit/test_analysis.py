@@ -413,8 +413,18 @@ def test_compare_repeats_pairs_runs_of_the_same_seeds() -> None:
     # seeds that differ, repeat within an arm or are unknown: no pairing
     for sa, sb in (([0, 1, 2], [3, 4, 5]), ([0, 0, 1], [0, 0, 1]), ([0, 1, None], [0, 1, None]), (None, [0, 1, 2])):
         assert compare_repeats(a, b, sa, sb).test == "Welch t"
-    # a seed whose score is missing on one side breaks the match: Welch over what is there
-    assert compare_repeats([*a[:2], float("nan")], b, [0, 1, 2], [0, 1, 2]).test == "Welch t"
+    # a seed one arm ran more (or whose run failed in one arm) is left out of the pairs: adding a fourth seed to
+    # one arm read "not significant" by Welch (p = 0.40) when the three shared seeds were still all lower
+    extra = compare_repeats(a, [*b, 71.5], [0, 1, 2], [0, 1, 2, 3])
+    assert (extra.test, extra.verdict, extra.unpaired, extra.n_a, extra.n_b) == ("paired t", SIGNIFICANTLY_WORSE,
+                                                                                  1, 3, 3)
+    assert (extra.p, extra.delta, extra.low) == (paired.p, paired.delta, paired.low)
+    failed = compare_repeats([*a[:2], float("nan")], b, [0, 1, 2], [0, 1, 2])
+    assert (failed.test, failed.unpaired, failed.n_a) == ("paired t", 1, 2)
+    assert failed.p == pytest.approx(stats.ttest_rel(b[:2], a[:2]).pvalue)
+    # fewer shared seeds than half of an arm's runs: unpaired, every run counts
+    assert compare_repeats(a[:2], [*b, 71.5, 72.0], [0, 1], [0, 1, 5, 6, 7]).test == "Welch t"
+    assert compare_repeats(a, b, [0, 1, 2], [0, 1, 2]).unpaired == 0
     assert compare_repeats(b, a, [0, 1, 2], [0, 1, 2]).verdict == SIGNIFICANTLY_BETTER
 
 

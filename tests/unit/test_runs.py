@@ -338,19 +338,19 @@ def test_progress_records_when_the_first_items_were_done(tmp_path: Path) -> None
 
 
 def test_cluster_names_pandas_would_read_as_missing_stay_names(tmp_path: Path) -> None:
-    """A cluster named "NA" (or "None", "null") read back as missing, so its images turned from misclustered into
+    """A cluster named "NA" (or "None", "null", "nan") read back as missing, so its images turned from misclustered into
     unregistered in the Loss and Images tabs; the numbers' own missing values still read as missing."""
     from imc_core.analysis import image_statuses
 
     d = make_run(tmp_path)
     rows = []
-    for k, (cluster, assoc) in enumerate((("NA", "c0"), ("None", "c0"), ("c0", "c0"), ("", "c0"))):
+    for k, (cluster, assoc) in enumerate((("NA", "c0"), ("None", "c0"), ("nan", "c0"), ("c0", "c0"), ("", "c0"))):
         rows.append({"dataset": "ds", "scene": "s1", "image": f"{k}.png", "cluster": cluster,
                      "associated_cluster": assoc, "in_cluster": cluster == "c0", "pose_valid": cluster != "",
                      "error": "NA" if cluster != "c0" else 0.0, **{f"pass_{t}": cluster == "c0" for t in range(6)}})
     pd.DataFrame(rows).to_csv(d / "per_image.csv", index=False)
     pi = load_run(d).per_image
-    assert pi["cluster"].tolist()[:3] == ["NA", "None", "c0"] and pd.isna(pi["cluster"].iloc[3])
-    assert pi["error"].isna().tolist() == [True, True, False, True]
+    assert pi["cluster"].tolist()[:4] == ["NA", "None", "nan", "c0"] and pd.isna(pi["cluster"].iloc[4])
+    assert pi["error"].isna().tolist() == [True, True, True, False, True]
     # (the one image in its cluster is alone there: too few to align)
-    assert image_statuses(pi).tolist() == ["misclustered", "misclustered", "unaligned", "unregistered"]
+    assert image_statuses(pi).tolist() == ["misclustered"] * 3 + ["unaligned", "unregistered"]

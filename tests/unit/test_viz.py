@@ -221,6 +221,10 @@ def test_cluster_matrix_counts_and_order() -> None:
     np.testing.assert_array_equal(z, [[4, 1, 0], [0, 3, 2], [1, 0, 2]])
     assert len(fig.layout.shapes) == 2  # associated cells outlined
     assert len(viz.cluster_matrix(_per_image(), "nope").data) == 0
+    # a cluster literally named "nan" is a cluster (the metric counts it), not "(none)"
+    named = _per_image().replace({"cluster": {"c1": "nan"}, "associated_cluster": {"c1": "nan"}})
+    hm = viz.cluster_matrix(named, "ds").data[0]
+    assert list(hm.x) == ["c0", "nan", "outliers"] and "(none)" not in list(hm.x)
 
 
 def test_threshold_curve() -> None:
