@@ -14,6 +14,7 @@ here removes an artifact on its own.
 from __future__ import annotations
 
 import errno
+import hashlib
 import json
 import os
 import shutil
@@ -26,10 +27,11 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ImcError
-from .fsutil import stable_hash
+from .fsutil import atomic_write_json, stable_hash
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DONE = "DONE"
+FILES = "files"  # DONE's record of the artifact's files (size, mtime, sha256) at build time
 GRACE_S = 3600.0  # prune never removes an artifact built or used this recently (a run may be reading it)
 #: the stages the pipeline caches (first folder level); ``cache prune --stage`` also takes any folder found there
 STAGES = ("features", "matching", "database", "reconstruction")
@@ -115,9 +117,10 @@ def get_or_build(
     final = parent / f"{_safe(dataset)}-{key}"
     problem = None
     if use_cache and cached(stage, dataset, key, root=root) is not None:
-        if check is None or (problem := check(final)) is None:
+        problem = files_problem(final) or (check(final) if check is not None else None)
+        if problem is None:
             return Artifact(stage, key, final, True, 0.0)
-        use_cache = False  # replace the unreadable copy
+        use_cache = False  # replace the damaged copy
     tmp = parent / f".tmp-{_safe(dataset)}-{key}-{uuid.uuid4().hex[:8]}"
     try:
         parent.mkdir(parents=True, exist_ok=True)
@@ -130,8 +133,8 @@ def get_or_build(
     try:
         build(tmp)
         seconds = time.perf_counter() - t0
-        (tmp / DONE).write_text(json.dumps({"stage": stage, "key": key, "seconds": seconds, **(meta or {})},
-                                           indent=1, default=str))
+        (tmp / DONE).write_text(json.dumps({"stage": stage, "key": key, "seconds": seconds, **(meta or {}),
+                                            FILES: file_records(tmp)}, indent=1, default=str))
         if final.exists():
             if use_cache and (final / DONE).is_file():  # another process finished first: keep theirs
                 shutil.rmtree(tmp, ignore_errors=True)  # (this run did the work all the same: not a hit)
@@ -139,7 +142,14 @@ def get_or_build(
             trash = parent / f".trash-{uuid.uuid4().hex[:8]}"
             os.replace(final, trash)
             shutil.rmtree(trash, ignore_errors=True)
-        os.replace(tmp, final)
+        try:
+            os.replace(tmp, final)
+        except OSError as e:
+            # another process published the same key between the check above and this rename: theirs is as new
+            if e.errno not in (errno.ENOTEMPTY, errno.EEXIST) or not (final / DONE).is_file():
+                raise
+            shutil.rmtree(tmp, ignore_errors=True)
+            return Artifact(stage, key, final, False, seconds, problem)
     except BaseException as e:
         shutil.rmtree(tmp, ignore_errors=True)
         if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
@@ -148,6 +158,62 @@ def get_or_build(
                              "point IMC_CACHE_DIR at another disk") from e
         raise
     return Artifact(stage, key, final, False, seconds, problem)
+
+
+def _sha256(path: Path) -> str:
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def file_records(folder: Path) -> dict[str, dict[str, Any]]:
+    """``{relative path: {"size", "mtime_ns", "sha256"}}`` of every file in the artifact ``folder`` but ``DONE``,
+    stored in ``DONE`` when the artifact is built (:func:`files_problem` checks them at every hit)."""
+    out = {}
+    for p in sorted(folder.rglob("*")):
+        if p.name != DONE and p.is_file() and not p.is_symlink():
+            st = p.stat()
+            out[p.relative_to(folder).as_posix()] = {"size": st.st_size, "mtime_ns": st.st_mtime_ns,
+                                                     "sha256": _sha256(p)}
+    return out
+
+
+def files_problem(folder: Path) -> str | None:
+    """``None`` when every file ``DONE`` recorded at build time is still as it was, else what changed.
+
+    A file of the same size and modification time is taken as unchanged (one ``stat``); one whose time moved (a
+    copy of the cache, or an edit) is read and compared with its sha256, and when that still matches the new time
+    is recorded, so a copied cache is read once. Artifacts built before these records were kept are not checked.
+    Files written over in place (an HDF5 file edited with h5py, bytes overwritten) opened fine and were read as
+    data: a pair group deleted from ``matches.h5`` read as "no matches", and the run scored above 100.
+    """
+    try:
+        meta = json.loads((folder / DONE).read_text())
+    except (OSError, ValueError):
+        return None  # (a marker that does not read: nothing recorded to compare with)
+    records = meta.get(FILES) if isinstance(meta, dict) else None
+    if not isinstance(records, dict):
+        return None
+    moved = False
+    for rel, rec in records.items():
+        path = folder / rel
+        try:
+            st = path.stat()
+            if st.st_size != rec["size"]:
+                return f"{rel} changed after it was built ({rec['size']} bytes then, {st.st_size} now)"
+            if st.st_mtime_ns != rec["mtime_ns"]:
+                if _sha256(path) != rec["sha256"]:
+                    return f"{rel} changed after it was built (its content differs from the checksum taken then)"
+                rec["mtime_ns"], moved = st.st_mtime_ns, True
+        except FileNotFoundError:
+            return f"{rel} is missing"
+        except (OSError, KeyError, TypeError) as err:
+            return f"{rel} cannot be checked ({err})"
+    if moved:  # best effort: a read-only cache is checked again next time
+        try:
+            atomic_write_json(folder / DONE, meta)
+        except OSError:
+            pass
+    return None
 
 
 def h5_problem(path: Path) -> str | None:

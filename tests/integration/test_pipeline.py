@@ -644,12 +644,50 @@ def test_a_damaged_cached_artifact_is_rebuilt_with_a_warning(first_run: tuple[Pa
     warned = " | ".join(run.meta["warnings"])
     for stage, folder in damaged:
         assert folder in warned, (stage, warned)
-    assert "features.h5 cannot be read" in warned and "matches.h5 cannot be read" in warned
-    assert "verified again: database.db" in warned
+    assert "features.h5 changed after it was built" in warned and "matches.h5 changed after it was built" in warned
+    assert "verified again: database.db changed after it was built" in warned
     again = load_run(run_pipeline(tiny_root, variant="default", overrides=overrides, out=tmp_path / "again",
                                   raise_errors=True))
     assert again.meta["warnings"] == []  # repaired for good
     assert all(c["features"] == "hit" and c["matching"] == "hit" for c in again.timings["cache"].values())
+
+
+def test_a_cached_file_written_over_in_place_is_rebuilt(first_run: tuple[Path, Path], tiny_root: Path,
+                                                        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Damage that keeps a file's size and lets it open: pair groups deleted from matches.h5 (read as "no
+    matches": a tester's run put a whole scene in outliers and scored 103, status done, no warning), bytes of
+    features.h5 and of the verified database overwritten (every later run failed, or scored 0 with "database disk
+    image is malformed", naming no file). Each is found by its checksum, named and rebuilt."""
+    import h5py
+
+    cache = tmp_path / "cache"
+    shutil.copytree(first_run[1], cache)
+    monkeypatch.setenv("IMC_CACHE_DIR", str(cache))
+    ds, used = next(iter(json.loads((first_run[0] / "artifacts.json").read_text()).items()))
+    folders = {stage: Path(used[stage]).name for stage in ("features", "matching")}
+    keys = [folders[stage].removeprefix(f"{ds}-") for stage in ("matching", "features")]
+    folders["database"] = next(p.parent.name for p in (cache / "database").glob(f"{ds}-*/DONE")
+                               if json.loads(p.read_text()).get("inputs") == keys)
+    with h5py.File(cache / "matching" / folders["matching"] / "matches.h5", "r+") as f:
+        first = sorted(f.keys())[0]
+        for pair in list(f[first].keys()):
+            del f[first][pair]
+    for stage, file in (("features", "features.h5"), ("database", "database.db")):
+        path = cache / stage / folders[stage] / file
+        size = path.stat().st_size
+        with open(path, "r+b") as fh:
+            fh.seek(size // 2)
+            fh.write(bytes(range(256)) * 8)
+        assert path.stat().st_size == size
+    overrides = FAST + ["reconstruction.abs_pose_min_num_inliers=26"]  # a mapping change: reads all three
+    run = load_run(run_pipeline(tiny_root, variant="default", overrides=overrides, out=tmp_path / "r",
+                                raise_errors=True))
+    assert run.status == "done" and run.scores["score"] >= 80.0, run.log
+    warned = " | ".join(run.meta["warnings"])
+    for stage, file in (("features", "features.h5"), ("matching", "matches.h5")):
+        assert f"the cached {stage} artifact ({folders[stage]}) was rebuilt: {file} changed after it was built " \
+               "(its content differs from the checksum taken then)" in warned, warned
+    assert f"({folders['database']}) is verified again: database.db changed after it was built" in warned
 
 
 def test_a_sift_run_never_imports_torch(tiny_root: Path, tmp_path: Path) -> None:

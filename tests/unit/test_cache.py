@@ -54,7 +54,9 @@ def test_an_unreadable_hit_is_rebuilt_in_place(tmp_path: Path) -> None:
         problem = check(a.path)
         assert problem is not None and problem.startswith(name), problem
         again = get_or_build("matching", "ds", "k", build, root=tmp_path, check=check)
-        assert not again.hit and again.rebuilt_because == problem and again.path == a.path
+        # (the size recorded at build time tells first)
+        assert not again.hit and again.rebuilt_because.startswith(f"{name} changed after it was built (")
+        assert again.path == a.path
         assert check(a.path) is None
     assert get_or_build("matching", "ds", "k", build, root=tmp_path, check=check).rebuilt_because is None
     # emptied: SQLite opens a 0-byte file as a new database, and every pair then "failed" verification
@@ -485,3 +487,77 @@ def test_a_folder_removed_while_the_listing_walks_it_is_skipped(tmp_path: Path,
     monkeypatch.setattr(os, "scandir", scandir)
     size, latest = _tree_stats(top)
     assert size == 5 and latest > 0
+
+
+def test_a_file_changed_in_place_after_its_build_is_rebuilt(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Bytes overwritten in place, or an HDF5 group deleted with h5py: the file still opened, and its data were
+    read as the artifact's (a pair group gone from matches.h5 read as "no matches"; the run scored above 100)."""
+    import h5py
+
+    from imc_core import cache as cache_mod
+    from imc_core.cache import FILES, files_problem
+
+    builds = []
+
+    def build(d: Path) -> None:
+        builds.append(d)
+        with h5py.File(d / "matches.h5", "w") as f:
+            for k in range(20):
+                f.create_dataset(f"a/b{k}", data=list(range(200)))
+        (d / "sub").mkdir()
+        (d / "sub" / "notes.txt").write_text("x" * 100)
+
+    a = get_or_build("matching", "ds", "k", build, root=tmp_path, check=None)
+    records = json.loads((a.path / DONE).read_text())[FILES]
+    assert set(records) == {"matches.h5", "sub/notes.txt"} and all(len(r["sha256"]) == 64 for r in records.values())
+    assert files_problem(a.path) is None and get_or_build("matching", "ds", "k", build, root=tmp_path).hit
+
+    with h5py.File(a.path / "matches.h5", "r+") as f:  # a group deleted: the file keeps its size and opens
+        del f["a/b3"]
+    assert (a.path / "matches.h5").stat().st_size == records["matches.h5"]["size"]
+    again = get_or_build("matching", "ds", "k", build, root=tmp_path)
+    assert not again.hit and len(builds) == 2
+    assert again.rebuilt_because == "matches.h5 changed after it was built (its content differs from the checksum " \
+                                   "taken then)"
+    with h5py.File(again.path / "matches.h5") as f:
+        assert "b3" in f["a"]
+
+    (a.path / "sub" / "notes.txt").unlink()
+    assert files_problem(a.path) == "sub/notes.txt is missing"
+    assert not get_or_build("matching", "ds", "k", build, root=tmp_path).hit
+
+    # touched (a copy of the cache without its times): read once, then its new time is recorded
+    hashed = []
+    real = cache_mod._sha256
+    monkeypatch.setattr(cache_mod, "_sha256", lambda p: hashed.append(p.name) or real(p))
+    os.utime(a.path / "matches.h5", (1, 1))
+    assert get_or_build("matching", "ds", "k", build, root=tmp_path).hit and hashed == ["matches.h5"]
+    assert get_or_build("matching", "ds", "k", build, root=tmp_path).hit and hashed == ["matches.h5"]
+    assert len(builds) == 3
+    # an artifact built before the records were kept is not checked
+    meta = json.loads((a.path / DONE).read_text())
+    del meta[FILES]
+    (a.path / DONE).write_text(json.dumps(meta))
+    (a.path / "sub" / "notes.txt").write_text("y" * 100)
+    assert files_problem(a.path) is None
+
+
+def test_two_processes_publishing_one_key_at_once_keep_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The other process renamed its build into place between this one's check and its rename: os.replace failed
+    with 'Directory not empty' after all the work (5 of 30 keys in a tester's race)."""
+    from imc_core import cache as cache_mod
+
+    real = os.replace
+
+    def replace(src: Any, dst: Any) -> None:
+        if Path(src).name.startswith(".tmp-") and not Path(dst).exists():  # theirs lands first
+            theirs = Path(dst)
+            theirs.mkdir()
+            (theirs / "x.txt").write_text("theirs")
+            (theirs / DONE).write_text("{}")
+        real(src, dst)
+
+    monkeypatch.setattr(cache_mod.os, "replace", replace)
+    art = get_or_build("features", "ds", "k", lambda d: (d / "x.txt").write_text("mine"), root=tmp_path)
+    assert not art.hit and (art.path / "x.txt").read_text() == "theirs"
+    assert [p.name for p in (tmp_path / "features").iterdir()] == ["ds-k"]  # no temporary folder left
