@@ -672,6 +672,11 @@ def _write_outputs(root: Any, split: str, loaded: dict[str, Any], results: list[
     writer.write_json("alignments.json", res.alignments)
     for w in res.warnings:
         writer.log(f"metric warning: {w}")
+    for ds, d in res.datasets.items():  # (a score above 100 read as a great run: it is a lost scene)
+        if d.mAA > 100.0:
+            writer.add_warning(f"{ds}: mAA {d.mAA:.2f} exceeds 100, the official metric's quirk when a whole scene "
+                               "went to 'outliers' listed first: a scene was lost (see its warning in the "
+                               "per-scene table)")
     timings["scoring"] = time.perf_counter() - t0
     rep.emit("scoring", 1, 1, f"score {res.score:.2f}", force=True)
     writer.log(f"score {res.score:.4f} (mAA {res.mAA:.4f}, clusterness {res.clusterness:.4f})")

@@ -690,6 +690,33 @@ def test_a_cached_file_written_over_in_place_is_rebuilt(first_run: tuple[Path, P
     assert f"({folders['database']}) is verified again: database.db changed after it was built" in warned
 
 
+def test_a_score_above_100_is_a_warning_of_the_run(first_run: tuple[Path, Path], tiny_root: Path, tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """A scene lost whole to 'outliers' (listed first) lifts the official mAA above 100: the run said done with no
+    warning, only the log and the per-scene table knew."""
+    from imc_core import metric
+
+    monkeypatch.setenv("IMC_CACHE_DIR", str(first_run[1]))
+    real = metric.score
+
+    def lose_a_scene(gt: pd.DataFrame, thr: dict, sub: pd.DataFrame, **kw: object) -> object:
+        ds = sorted(gt["dataset"].unique())[0]
+        scene = sorted(gt[(gt["dataset"] == ds) & (gt["scene"] != "outliers")]["scene"].unique())[0]
+        lost = set(gt[(gt["dataset"] == ds) & (gt["scene"] == scene)]["image"])
+        sub = sub.copy()
+        sub.loc[(sub["dataset"] == ds) & sub["image"].isin(lost), "scene"] = "outliers"
+        sub = pd.concat([sub[sub["scene"] == "outliers"], sub[sub["scene"] != "outliers"]], ignore_index=True)
+        return real(gt, thr, sub, **kw)
+
+    monkeypatch.setattr(metric, "score", lose_a_scene)
+    run = load_run(run_pipeline(tiny_root, variant="default", overrides=FAST, out=tmp_path / "r", raise_errors=True))
+    high = [ds for ds, d in run.scores["datasets"].items() if d["mAA"] > 100]
+    assert high, run.scores
+    assert [w for w in run.meta["warnings"] if "exceeds 100" in w] == [
+        f"{high[0]}: mAA {run.scores['datasets'][high[0]]['mAA']:.2f} exceeds 100, the official metric's quirk when "
+        "a whole scene went to 'outliers' listed first: a scene was lost (see its warning in the per-scene table)"]
+
+
 def test_a_sift_run_never_imports_torch(tiny_root: Path, tmp_path: Path) -> None:
     """The default (COLMAP's SIFT and matcher) needs no torch, whose import took 1.4 s of every run's start: a cold
     run in a fresh interpreter, every stage computed."""
