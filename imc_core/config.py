@@ -369,10 +369,13 @@ def unread_keys(cfg: PipelineConfig) -> dict[str, str]:
     return out
 
 
-def unused_settings(cfg: PipelineConfig) -> list[str]:
-    """Keys set away from their defaults that ``cfg`` never reads (:func:`unread_keys`), each with the reason (for
-    the run log): a researcher who sets ``pairs.k`` or ``features.root_sift`` must not believe they took part."""
-    default = PipelineConfig()
+def unused_settings(cfg: PipelineConfig, base: PipelineConfig | None = None) -> list[str]:
+    """Keys set away from ``base`` (the variant the run started from; default: the built-in defaults) that ``cfg``
+    never reads (:func:`unread_keys`), each with the reason (for the run log): a researcher who sets ``pairs.k`` or
+    ``features.root_sift`` must not believe they took part. Keys the variant itself set are not named: the default
+    run with ``reconstruction.mapper=global`` drew seven warnings for the incremental keys of the default variant,
+    none for a key the researcher had touched."""
+    default = base if base is not None else PipelineConfig()
     changed = [f"{name}.{key}" for name in SECTIONS
                for key, value in dataclasses.asdict(getattr(cfg, name)).items()
                if value != getattr(getattr(default, name), key)]

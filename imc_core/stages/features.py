@@ -60,7 +60,7 @@ class FeaturesConfig:
 
     method: str = "aliked"  # aliked | disk | sift (OpenCV) | colmap_sift (pycolmap.extract_features, COLMAP's SIFT)
     model: str = "aliked-n16"  # aliked-n16 | aliked-n16rot | aliked-n32 | aliked-t16 (aliked only)
-    max_keypoints: int = 4096  # keep at most this many keypoints per image (strongest first)
+    max_keypoints: int = 4096  # per image, strongest first; colmap_sift: detections before extra orientations
     resize: int = 1024  # long side in px before detection; 0 = original size; never upsample
     detection_threshold: float = 0.01  # ALIKED score threshold (disk keeps maxima > 0; SIFTs use their defaults)
     root_sift: bool = True  # sift: RootSIFT descriptors (COLMAP's L1_ROOT); False = plain L2-normalised SIFT

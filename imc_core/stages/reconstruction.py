@@ -1085,15 +1085,25 @@ def pair_inlier_matches(db_path: Path, a: str, b: str) -> np.ndarray | None:
     Returns:
         The inlier matches, or ``None`` when the pair was not verified (or an image is unknown).
     """
-    import pycolmap
+    import sqlite3
 
-    with pycolmap.Database.open(db_path) as db:
-        ia, ib = db.read_image_with_name(a), db.read_image_with_name(b)
-        if ia is None or ib is None:
+    # read-only and immutable: pycolmap's Database.open wrote into the file (a cached artifact, whose checksum then
+    # no longer matched, so the next run rebuilt the reconstruction after the Pairs tab had only looked at it)
+    con = sqlite3.connect(f"file:{db_path}?mode=ro&immutable=1", uri=True)
+    try:
+        ids = dict(con.execute("SELECT name, image_id FROM images WHERE name IN (?, ?)", (a, b)))
+        if a not in ids or b not in ids:
             return None
-        swap = ia.image_id > ib.image_id
-        id1, id2 = (ib.image_id, ia.image_id) if swap else (ia.image_id, ib.image_id)
-        if not db.exists_two_view_geometry(id1, id2):
-            return None
-        m = np.asarray(db.read_two_view_geometry(id1, id2).inlier_matches, dtype=np.int64).reshape(-1, 2)
+        swap = ids[a] > ids[b]
+        id1, id2 = (ids[b], ids[a]) if swap else (ids[a], ids[b])
+        row = con.execute("SELECT rows, cols, data FROM two_view_geometries WHERE pair_id = ?",
+                          (id1 * 2147483647 + id2,)).fetchone()
+    finally:
+        con.close()
+    if row is None:
+        return None
+    n, cols, data = row
+    if not n:
+        return np.zeros((0, 2), np.int64)
+    m = np.frombuffer(data, dtype=np.uint32).reshape(int(n), int(cols))[:, :2].astype(np.int64)
     return m[:, ::-1].copy() if swap else m

@@ -159,6 +159,13 @@ def test_unused_settings_name_what_no_stage_reads() -> None:
     assert unused_settings(glob) == ["reconstruction.init_min_num_inliers not read by reconstruction.mapper = global"]
     plain = resolve_config("sift_nn", ["reconstruction.refine_loss=none", "reconstruction.refine_loss_scale=2"])
     assert [w.split()[0] for w in unused_settings(plain)] == ["reconstruction.refine_loss_scale"]
+    # against the variant run: what its own file set is not the researcher's doing (the default's incremental keys
+    # under mapper=global drew seven warnings); a key the researcher set still is
+    assert len(unused_settings(resolve_config("default", ["reconstruction.mapper=global"]))) >= 5
+    assert unused_settings(resolve_config("default", ["reconstruction.mapper=global"]), resolve_config("default")) == []
+    touched = resolve_config("default", ["reconstruction.mapper=global", "reconstruction.ba_global_images_ratio=2"])
+    assert [w.split()[0] for w in unused_settings(touched, resolve_config("default"))] == [
+        "reconstruction.ba_global_images_ratio"]
 
 
 @pytest.mark.parametrize("key", ["features.device", "matching.device", "global_descriptors.device"])
