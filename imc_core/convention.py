@@ -12,7 +12,11 @@ reading                    what was written                             world→
 ``camera→world``           camera→world ``R`` and the centre as ``t``   ``(Rᵀ, -Rᵀ t)``: centre ``t``
 ``transposed rotation``    ``R`` written column-major                   ``(Rᵀ, t)``: centre ``-R t``
 ``negated translation``    ``t = R·c`` instead of ``-R·c``              ``(R, -t)``: centre ``Rᵀ t`` (mirrored)
+``centre as t``            world→camera ``R``, the centre as ``t``      ``(R, -R t)``: centre ``t``
 =========================  ===========================================  ======================================
+
+``camera→world`` and ``centre as t`` put every camera at the same centre, so they score the same; the rotations
+tell them apart (:func:`fit_table`), and the one they contradict is not named.
 
 :func:`convention_check` scores each low dataset of the submission under each reading; when another reading scores
 clearly better than the file as written, :meth:`ConventionCheck.warning` names the dataset and the reading, so the
@@ -33,14 +37,15 @@ from .submission import R_COLS, T_COLS, rotations, translations, world_to_cam
 if TYPE_CHECKING:
     from .metric import ScoreResult
 
-__all__ = ["READINGS", "WARNING_STARTS", "ConventionCheck", "check_scored", "convention_check", "low_datasets",
-           "posed_scenes", "reread"]
+__all__ = ["READINGS", "WARNING_STARTS", "ConventionCheck", "check_scored", "convention_check", "fit_table",
+           "geometry", "low_datasets", "posed_scenes", "preferred_elsewhere", "reread"]
 
 READINGS: dict[str, str] = {
     "as written": "world→camera R (row-major) and t, as IMC-2025 and COLMAP's cam_from_world",
     "camera→world": "R and t are camera→world: t is the camera centre",
     "transposed rotation": "R written column-major (its transpose)",
     "negated translation": "t written as R·c instead of −R·c (every centre mirrored)",
+    "centre as t": "R world→camera, but t holds the camera centre c (instead of −R·c)",
 }
 """Reading name → what it assumes the file holds."""
 
@@ -49,6 +54,7 @@ LOOKS: dict[str, str] = {
     "camera→world": "camera→world (t holding the camera centre)",
     "transposed rotation": "written with each R transposed (column-major)",
     "negated translation": "written with t = R·c (the sign of t flipped)",
+    "centre as t": "written with the camera centre as t (R itself world→camera)",
 }
 
 #: how each warning of :meth:`ConventionCheck.warning` starts (the dashboard shows these beside a run)
@@ -85,6 +91,8 @@ def reread(submission: pd.DataFrame, reading: str) -> pd.DataFrame:
         R, t = world_to_cam(R, t)
     elif reading == "transposed rotation":
         R = np.swapaxes(R, -1, -2)
+    elif reading == "centre as t":
+        t = -np.einsum("nij,nj->ni", R, t)
     else:  # negated translation
         t = -t
     out[R_COLS] = R.reshape(-1, 9)
@@ -102,10 +110,15 @@ class ConventionCheck:
         scenes: one row per (dataset, GT scene, reading): ``dataset``, ``scene``, ``reading``, ``mAA``. A scene's
             mAA depends on its own cluster's poses only, so a dataset of which one scene was written another way
             shows there, while the dataset as a whole reads best as written.
+        fits: :func:`fit_table` of the submission: how well each reading's poses fit the GT ones under one
+            similarity. A reading whose geometry contradicts it is not named though it scores better (a right
+            file of noisy cameras on an arc scored 56 read camera→world against 50 as written), nor a soft one
+            the geometry does not support (:meth:`_geometry_allows`).
     """
 
     table: pd.DataFrame
     scenes: pd.DataFrame | None = None
+    fits: pd.DataFrame | None = None  # :func:`fit_table` of the same submission (None: no geometric veto)
 
     @property
     def datasets(self) -> list[str]:
@@ -117,9 +130,41 @@ class ConventionCheck:
         written by more than ``margin`` points (datasets where no reading does are left out)."""
         out = []
         for dataset, rows in self.table.groupby("dataset", sort=False):
-            if (won := _better_reading(rows, margin)) is not None:
+            wins = _better_readings(rows, margin)
+            if not wins or self._mixed(str(dataset), wins[0][0], margin):
+                continue
+            # the best-scoring reading the geometry lets through (camera→world and centre-as-t tie on the centres)
+            if (won := next((w for w in wins if self._geometry_allows(str(dataset), None, w[0], w[2] >= LOW_MAA)),
+                            None)) is not None:
                 out.append((str(dataset), *won))
         return out
+
+    def _mixed(self, dataset: str, reading: str, margin: float) -> bool:
+        """True when ``reading`` lifts the dataset but costs one of its scenes more than ``margin`` points: its
+        scenes were written in different conventions, so the scenes are named instead (converting the whole
+        dataset would break the scenes written right)."""
+        if self.scenes is None or self.scenes.empty:
+            return False
+        rows = self.scenes[self.scenes["dataset"] == dataset]
+        table = rows.pivot_table(index="scene", columns="reading", values="mAA", aggfunc="first")
+        if reading not in table or "as written" not in table:
+            return False
+        return bool((table["as written"] - table[reading] > margin).any())
+
+    def _geometry_allows(self, dataset: str, scene: str | None, reading: str, firm: bool) -> bool:
+        """Whether the poses' geometry (:func:`geometry` of :attr:`fits`, in ``scene`` or in the scenes of
+        ``dataset``) lets ``reading`` be named: a firm claim unless every scene contradicts it, a soft one (the
+        reading scores better, but under :data:`LOW_MAA`) only where some scene supports it (one camera more
+        passing a threshold of a five-image scene is not evidence). True when nothing was fitted."""
+        if self.fits is None or self.fits.empty:
+            return True
+        rows = self.fits[(self.fits["dataset"] == dataset) & ((self.fits["scene"] == scene) if scene else True)]
+        if rows.empty or rows["fit"].isna().all():
+            return True
+        supports, contradicts = geometry(rows, AGREE)
+        if reading not in supports:
+            return True
+        return not bool(contradicts[reading].all()) if firm else bool(supports[reading].any())
 
     def scene_findings(self, margin: float = MARGIN) -> list[tuple[str, str, str, float, float]]:
         """``(dataset, scene, reading, mAA as written, mAA read so)`` for each GT scene of a dataset without a
@@ -131,7 +176,11 @@ class ConventionCheck:
         whole = {d for d, *_ in self.findings(margin)}
         out = []
         for (dataset, scene), rows in self.scenes.groupby(["dataset", "scene"], sort=False):
-            if dataset not in whole and (won := _better_reading(rows, margin)) is not None and won[2] >= LOW_MAA:
+            if dataset in whole:
+                continue
+            wins = [w for w in _better_readings(rows, margin) if w[2] >= LOW_MAA]
+            if (won := next((w for w in wins if self._geometry_allows(str(dataset), str(scene), w[0], True)),
+                            None)) is not None:
                 out.append((str(dataset), str(scene), *won))
         return out
 
@@ -155,14 +204,181 @@ class ConventionCheck:
                 "t = −R·c for a camera centre c.")
 
 
-def _better_reading(rows: pd.DataFrame, margin: float) -> tuple[str, float, float] | None:
-    """``(reading, mAA as written, mAA read so)`` when the best of ``rows``' readings (``reading``, ``mAA``) beats
-    the file as written by more than ``margin`` points, else None ("as written" comes first: it wins ties)."""
+def _better_readings(rows: pd.DataFrame, margin: float) -> list[tuple[str, float, float]]:
+    """``(reading, mAA as written, mAA read so)`` of each of ``rows``' readings (``reading``, ``mAA``) that beats the
+    file as written by more than ``margin`` points, best first (ties in :data:`READINGS` order)."""
     mAA = rows.set_index("reading")["mAA"]
-    best = str(mAA.index[int(np.argmax(mAA.to_numpy()))])
-    if best == "as written" or mAA[best] - mAA["as written"] <= margin:
-        return None
-    return best, float(mAA["as written"]), float(mAA[best])
+    written = float(mAA["as written"])
+    wins = [(str(r), written, float(m)) for r, m in mAA.items() if r != "as written" and m - written > margin]
+    return sorted(wins, key=lambda w: -w[2])
+
+
+AGREE = 0.8
+"""A reading that scores better is named only when its centres also fit the GT centres better than as written: its
+:func:`fit_table` value under this fraction of the file's in some scene."""
+
+ROT_SLACK = 2.0
+"""Degrees by which a reading's rotations must spread more than the file's before they count against it (a file's
+rotations off by a degree or two either way say nothing)."""
+
+TURN_SLACK = 20.0
+"""Degrees by which the centres' and the rotations' frames may disagree more under a reading than as written before
+that counts against it: cameras orbiting a point far from the origin, read with the centre as t, trace a similar
+circle the other way round, which only a half turn of the world aligns, while their rotations want none."""
+
+PREFER = 0.5
+""":func:`low_datasets` re-reads a dataset of any mAA when another reading's centres fit one of its scenes under this
+fraction of the file's: t's sign flipped only mirrors the centres, and a flat layout survives a mirror, so a large
+dataset written so kept 55–88 mAA and was not re-read at all."""
+
+
+def _trimmed_similarity_residuals(src: np.ndarray, dst: np.ndarray, rounds: int = 2
+                                  ) -> tuple[np.ndarray, np.ndarray]:
+    """Distances ``‖s·R·src + t − dst‖`` after a least-squares similarity (Umeyama, a proper rotation) fitted to all
+    points, then ``rounds`` times again to the half that fits best (a few lost cameras do not hide the rest).
+
+    Args:
+        src, dst: ``(n, 3)``, n ≥ 3, finite.
+
+    Returns:
+        ``(n,)`` residuals of every point under the last fit, and its rotation ``R`` ``(3, 3)``.
+    """
+    keep = np.ones(len(src), bool)
+    res, R = np.zeros(len(src)), np.eye(3)
+    for _ in range(rounds + 1):
+        a, b = src[keep], dst[keep]
+        ma, mb = a.mean(axis=0), b.mean(axis=0)
+        A, B = a - ma, b - mb
+        u, sv, vh = np.linalg.svd(B.T @ A)
+        d = np.array([1.0, 1.0, -1.0 if np.linalg.det(u @ vh) < 0 else 1.0])
+        R = (u * d) @ vh
+        var = float((A * A).sum())
+        scale = float((sv * d).sum()) / var if var > 0 else 0.0
+        res = np.linalg.norm((src - ma) @ (scale * R).T + mb - dst, axis=1)
+        keep = res <= np.median(res)
+        if keep.sum() < 3:
+            break
+    return res, R
+
+
+def _angle(A: np.ndarray, B: np.ndarray) -> float:
+    """Angle (degrees) between two rotations."""
+    return float(np.degrees(np.arccos(np.clip((np.trace(A.T @ B) - 1.0) / 2.0, -1.0, 1.0))))
+
+
+def _rotation_spread(R_sub: np.ndarray, R_gt: np.ndarray) -> tuple[float, np.ndarray]:
+    """Median angle (degrees) between each camera's ``R_gtᵀ·R_sub`` and their mean rotation, and that mean: a change
+    of world frame ``x ↦ s·Q·x + d`` makes every world→camera rotation ``R·Qᵀ``, so right rotations agree on ``Qᵀ``
+    whatever the frame, and rotations read the wrong way round (transposed) do not."""
+    M = np.einsum("nji,njk->nik", R_gt, R_sub)  # R_gtᵀ · R_sub per camera
+    u, _, vh = np.linalg.svd(M.sum(axis=0))
+    d = np.array([1.0, 1.0, -1.0 if np.linalg.det(u @ vh) < 0 else 1.0])
+    mean = (u * d) @ vh
+    cos = (np.einsum("ij,nij->n", mean, M) - 1.0) / 2.0
+    return float(np.degrees(np.median(np.arccos(np.clip(cos, -1.0, 1.0))))), mean
+
+
+def fit_table(gt: pd.DataFrame, submission: pd.DataFrame, datasets: list[str] | None = None) -> pd.DataFrame:
+    """How well each reading's poses fit the GT poses, per GT scene: one row per (dataset, scene, reading) with
+    ``n`` (cameras fitted), ``fit``, the median residual of the camera centres after a trimmed similarity fit
+    (:func:`_trimmed_similarity_residuals`) over the median distance of the scene's GT centres to their mean, and
+    ``rot``, the spread of the rotations (:func:`_rotation_spread`, degrees), and ``turn``, the angle (degrees)
+    between the world rotation the centres' fit finds and the one the rotations agree on: the same for poses read
+    right, as one change of frame moves both; nan under 3 cameras. A scene's cameras are those of the submitted
+    cluster holding most of its posed images.
+
+    Cheap (a few 3×3 SVDs per scene, no triplets), so every dataset can be screened, whatever its mAA: the metric's
+    own re-scoring stays the judge of a reading, this only says where to look and vetoes a reading that scores
+    better by the luck of a few thresholds without fitting better.
+    """
+    from .submission import camera_centers
+
+    gt_ds = gt["dataset"].astype(str)
+    names = list(dict.fromkeys(gt_ds)) if datasets is None else list(datasets)
+    gt_c = camera_centers(gt)
+    keys = pd.MultiIndex.from_arrays([submission["dataset"].astype(str), submission["image"].astype(str)])
+    first = ~keys.duplicated()
+    where = pd.Series(np.flatnonzero(first), index=keys[first])
+    from .submission import rotations
+
+    reads = {reading: reread(submission, reading) for reading in READINGS}
+    with np.errstate(invalid="ignore", over="ignore"):  # (an inf pose: a non-finite centre, left out below)
+        centres = {reading: camera_centers(r) for reading, r in reads.items()}
+    rots = {reading: rotations(r) for reading, r in reads.items()}
+    gt_R = rotations(gt)
+    cluster = submission["scene"].astype(str).to_numpy()
+    rows = []
+    for name in names:
+        g = gt[(gt_ds == name) & (gt["scene"].astype(str) != "outliers")]
+        for scene, part in g.groupby(g["scene"].astype(str), sort=False):
+            idx = where.reindex(pd.MultiIndex.from_arrays([[name] * len(part), part["image"].astype(str)]))
+            ok = idx.notna().to_numpy() & np.isfinite(gt_c[part.index]).all(axis=1)
+            sub_i, gt_i = idx.to_numpy()[ok].astype(int), part.index.to_numpy()[ok]
+            posed = np.isfinite(centres["as written"][sub_i]).all(axis=1)
+            sub_i, gt_i = sub_i[posed], gt_i[posed]
+            if len(sub_i):  # the cluster holding most of the scene's posed images (first such on ties)
+                names_c, counts = np.unique(cluster[sub_i], return_counts=True)
+                best = names_c[np.argmax(counts)]
+                sub_i, gt_i = sub_i[cluster[sub_i] == best], gt_i[cluster[sub_i] == best]
+            dst = gt_c[gt_i]
+            extent = float(np.median(np.linalg.norm(dst - dst.mean(axis=0), axis=1))) if len(dst) else 0.0
+            for reading in READINGS:
+                src = centres[reading][sub_i]
+                fine = np.isfinite(src).all(axis=1)
+                fit = rot = turn = float("nan")
+                if fine.sum() >= 3 and extent > 0:
+                    res, R_centres = _trimmed_similarity_residuals(src[fine], dst[fine])
+                    fit = float(np.median(res)) / extent
+                    R_sub, R_gt = rots[reading][sub_i][fine], gt_R[gt_i][fine]
+                    if np.isfinite(R_sub).all() and np.isfinite(R_gt).all():
+                        rot, R_rotations = _rotation_spread(R_sub, R_gt)
+                        turn = _angle(R_centres, R_rotations)
+                rows.append({"dataset": name, "scene": str(scene), "reading": reading, "n": int(fine.sum()),
+                             "fit": fit, "rot": rot, "turn": turn})
+    return pd.DataFrame(rows, columns=["dataset", "scene", "reading", "n", "fit", "rot", "turn"])
+
+
+def geometry(fits: pd.DataFrame, ratio: float) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """What the poses' geometry says of each reading other than "as written", per (dataset, scene) of
+    :func:`fit_table`: ``(supports, contradicts)``, two boolean frames with a column per reading.
+
+    * supports: the reading's centres fit the GT under ``ratio`` times the file's, and neither its rotations nor
+      their agreement with the centres are clearly worse.
+    * contradicts: its rotations fit clearly worse than the file's (by :data:`AGREE` and :data:`ROT_SLACK`), its
+      centres and rotations disagree on the change of frame (by :data:`TURN_SLACK` more than the file's), or the
+      file's centres fit clearly better (by :data:`AGREE`). A noisy, right file of cameras orbiting a point read
+      camera→world traced a similar, larger circle and scored better, while its rotations, transposed, disagreed
+      with the ground truth by tens of degrees.
+
+    Neither, with a few cameras (three to fit, the rest free), or a flat layout under a mirror (t's sign flipped).
+    """
+    fit = fits.pivot_table(index=["dataset", "scene"], columns="reading", values="fit", aggfunc="first")
+    rot = fits.pivot_table(index=["dataset", "scene"], columns="reading", values="rot", aggfunc="first")
+    turn = fits.pivot_table(index=["dataset", "scene"], columns="reading", values="turn", aggfunc="first")
+    if "as written" not in fit:
+        return pd.DataFrame(index=fit.index), pd.DataFrame(index=fit.index)
+    supports, contradicts = {}, {}
+    for reading in [r for r in READINGS if r != "as written" and r in fit]:
+        worse_rot = pd.Series(False, index=fit.index)
+        if reading in rot and "as written" in rot:
+            worse_rot = ((rot["as written"] < AGREE * rot[reading])
+                         & (rot[reading] - rot["as written"] > ROT_SLACK)).fillna(False).astype(bool)
+        if reading in turn and "as written" in turn:  # centres and rotations moved by different frames
+            worse_rot |= (turn[reading] - turn["as written"] > TURN_SLACK).fillna(False).astype(bool)
+        supports[reading] = (fit[reading] < ratio * fit["as written"]).fillna(False).astype(bool) & ~worse_rot
+        contradicts[reading] = worse_rot | (fit["as written"] < AGREE * fit[reading]).fillna(False).astype(bool)
+    return pd.DataFrame(supports, index=fit.index), pd.DataFrame(contradicts, index=fit.index)
+
+
+def preferred_elsewhere(fits: pd.DataFrame) -> list[str]:
+    """Datasets with a scene whose centres fit the GT clearly better under another reading (:data:`PREFER`)."""
+    if fits is None or fits.empty:
+        return []
+    table = geometry(fits, PREFER)[0]
+    if table.empty or not len(table.columns):
+        return []
+    better = table.any(axis=1)
+    return list(dict.fromkeys(str(d) for d, _ in table.index[better.to_numpy()]))
 
 
 SMALL_DATASET = 60
@@ -187,12 +403,13 @@ def posed_scenes(gt: pd.DataFrame, submission: pd.DataFrame) -> set[tuple[str, s
 
 
 def low_datasets(result: ScoreResult, below: float | None = None,
-                 posed: set[tuple[str, str]] | None = None) -> list[str]:
+                 posed: set[tuple[str, str]] | None = None, fits: pd.DataFrame | None = None) -> list[str]:
     """The datasets of a scored submission worth re-reading: those whose mAA as written is under ``below`` percent
     (default :data:`LOW_MAA`), the small ones (:data:`SMALL_DATASET`) whatever their mAA, and, given ``posed``
     (:func:`posed_scenes`), those with a *posed but misplaced* scene: at least half of its images posed and in its
     cluster, yet under ``below`` (one scene written another way looks so; a scene the pipeline failed to register
-    does not, and costs no re-reading)."""
+    does not, and costs no re-reading), and, given ``fits`` (:func:`fit_table`), those of which another reading
+    fits a scene clearly better (:func:`preferred_elsewhere`: t's sign flipped keeps a flat layout's mAA high)."""
     below = LOW_MAA if below is None else below
     small = SMALL_DATASET  # (read when called: tests set it)
     sc = result.scenes
@@ -200,12 +417,14 @@ def low_datasets(result: ScoreResult, below: float | None = None,
     misplaced = {str(r.dataset) for r in sc.itertuples()
                  if (str(r.dataset), str(r.scene)) in (posed or set()) and r.overlap * 2 >= r.n_images
                  and r.mAA < below}
+    preferred = set(preferred_elsewhere(fits)) if fits is not None else set()
     return [name for name, d in result.datasets.items()
-            if d.mAA < below or sizes.get(name, small + 1) <= small or name in misplaced]
+            if d.mAA < below or sizes.get(name, small + 1) <= small or name in misplaced or name in preferred]
 
 
 def convention_check(gt: pd.DataFrame, thresholds: dict[tuple[str, str], np.ndarray],
-                     submission: pd.DataFrame, datasets: list[str] | None = None) -> ConventionCheck:
+                     submission: pd.DataFrame, datasets: list[str] | None = None,
+                     fits: pd.DataFrame | None = None) -> ConventionCheck:
     """Score each dataset of ``submission`` under each reading of :data:`READINGS`, one dataset at a time (the
     metric's :func:`~imc_core.metric.score` without details, its warnings left out: the file as written is scored,
     and warned about, by the caller).
@@ -215,6 +434,7 @@ def convention_check(gt: pd.DataFrame, thresholds: dict[tuple[str, str], np.ndar
         thresholds: ``{(dataset, scene): thresholds}``.
         submission: submission pose frame, already validated by a scoring of it.
         datasets: re-read only these datasets (e.g. :func:`low_datasets`); None: every dataset of ``gt``.
+        fits: :func:`fit_table` of the submission when already computed (else computed here).
 
     Returns:
         The :class:`ConventionCheck`.
@@ -237,13 +457,16 @@ def convention_check(gt: pd.DataFrame, thresholds: dict[tuple[str, str], np.ndar
             scene_rows += [{"dataset": name, "scene": str(sc), "reading": reading, "mAA": float(m)}
                            for sc, m in zip(res.scenes["scene"], res.scenes["mAA"], strict=True)]
     return ConventionCheck(pd.DataFrame(rows, columns=["dataset", "reading", "meaning", "mAA"]),
-                           pd.DataFrame(scene_rows, columns=["dataset", "scene", "reading", "mAA"]))
+                           pd.DataFrame(scene_rows, columns=["dataset", "scene", "reading", "mAA"]),
+                           fit_table(gt, submission, names) if fits is None else
+                           fits[fits["dataset"].isin(names)].reset_index(drop=True))
 
 
 def check_scored(gt: pd.DataFrame, thresholds: dict[tuple[str, str], np.ndarray], submission: pd.DataFrame,
                  result: ScoreResult) -> ConventionCheck | None:
     """The check as ``score`` and ``add-submission`` run it, after scoring ``submission`` as written (``result``):
-    only the datasets :func:`low_datasets` names (with :func:`posed_scenes`) are re-read; None when there are
-    none."""
-    low = low_datasets(result, posed=posed_scenes(gt, submission))
-    return convention_check(gt, thresholds, submission, low) if low else None
+    only the datasets :func:`low_datasets` names (with :func:`posed_scenes` and :func:`fit_table`) are re-read;
+    None when there are none."""
+    fits = fit_table(gt, submission)
+    low = low_datasets(result, posed=posed_scenes(gt, submission), fits=fits)
+    return convention_check(gt, thresholds, submission, low, fits) if low else None

@@ -1549,7 +1549,10 @@ def _validate(gt: pd.DataFrame, sub: pd.DataFrame, gt_path: str | None, sub_path
         if first_bad is not None:
             i = first_bad
             if not known[i]:
-                raise InputError(sub_path, f"image {s_im[i]!r} does not belong to GT dataset {ds!r}", _line(sub, i))
+                same = [str(g) for g in g_im[g_ds == ds] if str(g).lower() == str(s_im[i]).lower()]
+                hint = f" (the ground truth has {same[0]!r}: names are case-sensitive)" if same else ""
+                raise InputError(sub_path, f"image {s_im[i]!r} does not belong to GT dataset {ds!r}{hint}",
+                                 _line(sub, i))
             j = int(np.flatnonzero((s_ds == ds) & (s_im == s_im[i]))[0])
             raise InputError(
                 sub_path, f"duplicate image {s_im[i]!r} in dataset {ds!r} (first on line {_line(sub, j)})", _line(sub, i)
@@ -1557,8 +1560,13 @@ def _validate(gt: pd.DataFrame, sub: pd.DataFrame, gt_path: str | None, sub_path
         miss = np.flatnonzero((g_ds == ds) & ~covered)
         if miss.size:
             eg = ", ".join(repr(g_im[i]) for i in miss[:3])
+            # the likely cause: the image is there under a dataset name of another case ("ets" for "ETs")
+            elsewhere = np.flatnonzero((s_im == g_im[miss[0]]) & (s_ds != ds))
+            hint = (f" ({g_im[miss[0]]!r} is on line {_line(sub, int(elsewhere[0]))} under dataset "
+                    f"{s_ds[elsewhere[0]]!r}{': names are case-sensitive' if str(s_ds[elsewhere[0]]).lower() == ds.lower() else ''})"
+                    if elsewhere.size else "")
             raise InputError(
-                sub_path, f"submission dataset {ds!r} misses {miss.size} GT image(s), e.g. {eg}"
+                sub_path, f"submission dataset {ds!r} misses {miss.size} GT image(s), e.g. {eg}{hint}"
             )
     extra = sorted(sub_sets - set(g_ds.tolist()))
     if extra:
@@ -1567,10 +1575,15 @@ def _validate(gt: pd.DataFrame, sub: pd.DataFrame, gt_path: str | None, sub_path
     return notes
 
 
+#: largest |RRᵀ − I| entry of a rotation as written (numbers of 4 decimals stay far below)
+ROTATION_TOLERANCE = 1e-2
+
+
 def _odd_rows(sub: pd.DataFrame, path: str | None) -> list[str]:
     """Warnings on submission rows the metric scores without a word: a pose whose 12 numbers are neither all
-    finite nor all ``nan`` (``inf``, or a few ``nan``: such a camera never registers, like an unregistered one), and
-    an empty scene (cluster) name. Each names how many rows and the first one's line."""
+    finite nor all ``nan`` (``inf``, or a few ``nan``: such a camera never registers, like an unregistered one), a
+    rotation that is not one (a reflection, or not orthonormal beyond :data:`ROTATION_TOLERANCE`), and an empty
+    scene (cluster) name. Each names how many rows and the first one's line."""
     where = f"{path}: " if path else ""
     notes = []
     poses = sub[[*_R_COLS, *_T_COLS]].to_numpy(dtype=np.float64)
@@ -1580,6 +1593,18 @@ def _odd_rows(sub: pd.DataFrame, path: str | None) -> list[str]:
         notes.append(f"{where}{odd.size} row(s) with a pose neither all finite nor all nan (inf, or some nan), "
                      f"scored as unregistered, e.g. {sub['dataset'].iloc[i]}/{sub['image'].iloc[i]} on line "
                      f"{_line(sub, i)} (an unregistered image writes nan for all 12 numbers)")
+    finite = np.isfinite(poses).all(axis=1)
+    R = poses[finite, :9].reshape(-1, 3, 3)
+    off = np.abs(np.einsum("nij,nkj->nik", R, R) - np.eye(3)).max(axis=(1, 2)) > ROTATION_TOLERANCE
+    flipped = np.linalg.det(R) < 0 if len(R) else np.zeros(0, bool)
+    if (bad := np.flatnonzero(finite)[off | flipped]).size:
+        i = int(bad[0])
+        kinds = [f"{int(flipped.sum())} with det R < 0 (a reflection)"] if flipped.any() else []
+        kinds += [f"{int(off.sum())} not orthonormal (RRᵀ ≠ I)"] if off.any() else []
+        notes.append(f"{where}{bad.size} row(s) whose R is not a rotation ({', '.join(kinds)}), e.g. "
+                     f"{sub['dataset'].iloc[i]}/{sub['image'].iloc[i]} on line {_line(sub, i)}: the metric uses "
+                     "only the camera centres −Rᵀt, so they are scored as written, but no camera has such a pose "
+                     "(a matrix built by hand, or one of another convention's tools)")
     empty = np.flatnonzero(sub["scene"].astype(str).str.strip().eq("").to_numpy())
     if empty.size:
         i = int(empty[0])

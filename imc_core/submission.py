@@ -124,7 +124,8 @@ def _parse_numbers(
             except ValueError:
                 raise InputError(path, f"{what}: cannot parse number {tok.strip()!r} (it must have {count} "
                                        f"';'-separated numbers)", int(lines[i])) from None
-        raise InputError(path, f"{what} must have {count} ';'-separated numbers, got {got}", int(lines[i]))
+        blank = " (an unregistered image writes nan for each)" if got == 0 else ""
+        raise InputError(path, f"{what} must have {count} ';'-separated numbers, got {got}{blank}", int(lines[i]))
     flat = ";".join(values).split(";")
     try:
         # numpy's str → float64 conversion is correctly rounded (same as Python's float()).
@@ -135,7 +136,10 @@ def _parse_numbers(
                 try:
                     float(tok)
                 except ValueError:
-                    raise InputError(path, f"{what}: cannot parse number {tok.strip()!r}", int(lines[i])) from None
+                    blank = " (write nan for a missing value: an unregistered image has nan for all 12)" \
+                        if not tok.strip() else ""
+                    raise InputError(path, f"{what}: cannot parse number {tok.strip()!r}{blank}",
+                                     int(lines[i])) from None
         raise  # pragma: no cover - the loop above always finds the culprit
     return arr.reshape(n, count)
 

@@ -125,3 +125,19 @@ def test_a_labelled_dataset_the_submission_lacks_is_named(root, tmp_path: Path) 
     assert run.meta["warnings"] == ["scored on 1 of the data root's 2 labelled datasets: the submission has no rows "
                                     "for other"]
     assert run.meta["datasets"] == ["ds"] and run.scores["score"] == pytest.approx(100.0)
+
+
+def test_the_files_own_faults_go_with_the_run(root, tmp_path: Path) -> None:
+    """An inf pose, an empty cluster name and a reflected rotation: `score` printed them, `add-submission` kept
+    them in its log only (the dashboard shows run.json's warnings)."""
+    data, sub = root
+    odd = sub.copy()
+    odd.loc[odd.index[0], "tx"] = np.inf
+    odd.loc[odd.index[1], "scene"] = ""
+    odd.loc[odd.index[2], R_COLS] *= -1.0
+    path = write_pose_csv(odd, tmp_path / "odd.csv")
+    run = load_run(submission_run(path, data, runs_dir=tmp_path / "runs", name="upload.csv")[0])
+    warned = run.meta["warnings"]
+    assert [w.split(" row(s) ")[1][:30] for w in warned if w.startswith("upload.csv: ")] == [
+        "with a pose neither all finite", "whose R is not a rotation (1 w", "with an empty scene (cluster) "]
+    assert not any(w.startswith("ds/") for w in warned)  # scene-by-scene notes stay in the per-scene table

@@ -427,6 +427,18 @@ def test_errors_duplicate_missing_unknown(one_scene, tmp_path) -> None:
     with pytest.raises(InputError, match="'nope.png' does not belong") as ei:
         score(gt, th, bad, submission_path="sub.csv")
     assert ei.value.row == 6 and str(ei.value).startswith("sub.csv:6:")
+    # names that differ only in case: the likely cause is named
+    upper = sub.copy()
+    upper.loc[4, "image"] = str(sub.loc[4, "image"]).upper()
+    with pytest.raises(InputError, match=f"'{upper.loc[4, 'image']}' does not belong to GT dataset 'ds' \\(the "
+                                         f"ground truth has '{sub.loc[4, 'image']}': names are case-sensitive\\)"):
+        score(gt, th, upper)
+    case = sub.copy()
+    case.loc[2, "dataset"] = "DS"
+    with pytest.raises(InputError, match=f"misses 1 GT image\\(s\\), e.g. '{sub.loc[2, 'image']}' "
+                                         f"\\('{sub.loc[2, 'image']}' is on line 4 under dataset 'DS': names are "
+                                         "case-sensitive\\)"):
+        score(gt, th, case)
     other = sub.copy()
     other["dataset"] = "other"
     with pytest.raises(InputError, match="dataset 'ds' of the ground truth is not in the submission \\(it has "
@@ -613,6 +625,24 @@ def test_odd_submission_rows_are_named_not_scored_silently() -> None:
         "mine.csv: 1 row(s) with an empty scene (cluster) name, counted in a cluster named '', e.g. ds/s1_000.png "
         "on line 2"]
     assert res.per_image.set_index("image").loc["s2_000.png", "pose_valid"] == False  # noqa: E712
+
+
+def test_a_rotation_that_is_not_one_is_named() -> None:
+    """A reflected R (det −1) and an R scaled by 1.5 were scored without a word (the metric uses only −Rᵀt); every R
+    reflected was even taken for "t's sign flipped" by the convention check, the real fault never named."""
+    gt, th, _ = make_gt(np.random.default_rng(5), {"s1": 10, "s2": 8}, outliers=2)
+    sub = submit(gt, dict(zip(gt["image"], gt["scene"], strict=True)))
+    R_cols = [f"r{i}{j}" for i in range(3) for j in range(3)]
+    sub[R_cols + ["tx", "ty", "tz"]] = sub[R_cols + ["tx", "ty", "tz"]].round(4)  # 4 decimals: no warning
+    assert not score(gt, th, sub).warnings
+    s1, s2 = sub.index[sub["scene"] == "s1"], sub.index[sub["scene"] == "s2"]
+    sub.loc[s1[:2], R_cols] *= -1.0
+    sub.loc[s2[0], R_cols] *= 1.5
+    res = score(gt, th, sub, submission_path="mine.csv")
+    assert res.warnings == [
+        "mine.csv: 3 row(s) whose R is not a rotation (2 with det R < 0 (a reflection), 1 not orthonormal (RRᵀ ≠ I)), "
+        "e.g. ds/s1_000.png on line 2: the metric uses only the camera centres −Rᵀt, so they are scored as written, "
+        "but no camera has such a pose (a matrix built by hand, or one of another convention's tools)"]
 
 
 def test_triplet_runs_cover_every_triplet_once_in_official_order() -> None:

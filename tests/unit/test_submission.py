@@ -175,9 +175,11 @@ def test_empty_header_only_and_missing_file(tmp_path: Path) -> None:
         (HEADER + f"d,s,a,{EYE},0;0;0\nd,s,b,1;0;0;0;1;0;0;0,0;0;0\n", 3, "rotation_matrix must have 9"),
         (HEADER + f"d,s,a,{EYE},0;0;0\nd,s,b,{EYE};1,0;0;0\n", 3, "got 10"),
         (HEADER + f"d,s,a,{EYE},0;0\n", 2, "translation_vector must have 3 ';'-separated numbers, got 2"),
-        (HEADER + f"d,s,a,{EYE},\n", 2, "translation_vector must have 3 ';'-separated numbers, got 0"),
+        (HEADER + f"d,s,a,{EYE},\n", 2, "translation_vector must have 3 ';'-separated numbers, got 0 (an "
+                                        "unregistered image writes nan for each)"),
         (HEADER + f"d,s,a,{EYE},0;0;0\nd,s,b,{EYE},0;abc;0\n", 3, "cannot parse number 'abc'"),
-        (HEADER + "d,s,a,1;0;0;0;1;0;0;0;,0;0;0\n", 2, "cannot parse number ''"),
+        (HEADER + "d,s,a,1;0;0;0;1;0;0;0;,0;0;0\n", 2, "cannot parse number '' (write nan for a missing value: an "
+                                                       "unregistered image has nan for all 12)"),
         # a stray character joining two numbers: the token named, not "must have 9 numbers, got 8"
         (HEADER + "d,s,a,1|0;0;0;1;0;0;0;1,0;0;0\n", 2, "rotation_matrix: cannot parse number '1|0' (it must have 9"),
         (HEADER + f"d,s,a,{EYE},0;0;0\nd,s,b,{EYE},0;0;0,extra\n", 3, "malformed CSV row"),
