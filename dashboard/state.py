@@ -1133,6 +1133,29 @@ def config_fields(base: dict[str, dict[str, Any]]) -> list[FieldSpec]:
     return specs
 
 
+def unread_in_section(base: dict[str, dict[str, Any]], values: dict[str, Any], section: str) -> list[str]:
+    """Lines naming the keys of ``section`` that the config of the widgets' ``values`` (``{"section.key": value}``,
+    on top of the variant's ``base``) never reads, grouped by reason ("model, root_sift: not read by
+    features.method = colmap_sift"); empty when the values do not make a valid config yet."""
+    from imc_core.config import PipelineConfig, merge, unread_keys
+    from imc_core.errors import ConfigError
+
+    over: dict[str, dict[str, Any]] = {}
+    for key, value in values.items():
+        sec, name = key.split(".", 1)
+        over.setdefault(sec, {})[name] = value
+    try:
+        cfg = PipelineConfig.from_dict(merge(base, over), source="widgets")
+    except (ConfigError, TypeError, ValueError):
+        return []
+    by_reason: dict[str, list[str]] = {}
+    for key, why in unread_keys(cfg).items():
+        sec, name = key.split(".", 1)
+        if sec == section:
+            by_reason.setdefault(why, []).append(name)
+    return [f"{', '.join(names)}: {why}" for why, names in by_reason.items()]
+
+
 def toml_literal(value: Any) -> str:
     """A value as the TOML literal ``--set`` expects (``true``, ``15``, ``0.1``, ``"aliked"``, ``[1.0, 2.0]``)."""
     if isinstance(value, bool):

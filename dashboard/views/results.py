@@ -429,6 +429,11 @@ def tab_overview(rv: state.RunView, dataset: str | None, scene: str | None) -> N
     if rv.per_image is not None and s:
         state.show_figure("threshold_curve", rv.per_image, dataset, s, thresholds=_thresholds(rv, dataset, s),
                           key="fig_thr")
+        which = "" if scene else f"Scene **{state.md(s)}**, the first of {dataset} (pick a scene above for another). "
+        st.caption(which + "The curve: the share of the scene's cameras within each error, all placed by the "
+                   "largest threshold's alignment; the markers: the metric's share at each threshold, each under its "
+                   "own alignment, so a marker can sit above the curve (a small threshold's own alignment fits its "
+                   "cameras better).")
 
 
 def tab_images(rv: state.RunView, dataset: str | None, scene: str | None) -> None:
@@ -470,6 +475,21 @@ def tab_images(rv: state.RunView, dataset: str | None, scene: str | None) -> Non
                             "and each error in metres (empty where there is none)")
 
 
+def pose_convention_note(rv: state.RunView) -> str:
+    """What convention the run's poses are in, and how that is known (the 3-D tab's answer to "are my poses
+    world→camera or camera→world?")."""
+    from imc_core.convention import WARNING_STARTS
+
+    what = ("Poses: world→camera, x_cam = R·x_world + t with R row-major, camera centre c = −Rᵀ·t (COLMAP's "
+            "cam_from_world; what IMC-2025 wants). ")
+    if not rv.outside:
+        return what + "imc-lab writes its own runs so, from COLMAP's models."
+    if any(str(w).startswith(WARNING_STARTS) for w in rv.meta.get("warnings") or []):
+        return what + "This file's poses look written another way: see the warning above (and the Loss tab)."
+    return what + ("This file was scored read four other ways too (camera→world, transposed R, t's sign flipped, "
+                   "the centre as t) where that could matter; none did clearly better.")
+
+
 def tab_3d(rv: state.RunView, dataset: str | None, scene: str | None) -> None:
     if dataset is None:
         return
@@ -491,6 +511,7 @@ def tab_3d(rv: state.RunView, dataset: str | None, scene: str | None) -> None:
     st.caption("Predicted cameras are placed by the metric's best similarity for the **largest** threshold and "
                "coloured by their error under it. Each threshold has its own alignment (Images tab, t2 … t5), so a "
                "camera can pass a threshold its colour here says it misses, or fail one it seems to meet.")
+    st.caption(pose_convention_note(rv))
     scenes = _gt_scenes(rv, dataset)
     if scene or len(scenes) <= 1:  # (one GT scene: drawn full size, not in half the page)
         state.cameras_3d(rv, dataset, s, key="fig_3d", with_points=with_points)
@@ -648,6 +669,10 @@ LOSS_CAPTION = (
 #: Short headers (and their meaning) of loss_attribution's longer columns, so that none is cut off.
 LOSS_LABELS = {
     "clusterness_score": ("clust. %", "clusterness of the dataset (percent)"),
+    # (not "clusterness" beside "clust. %": a reader took 0.00 for the dataset's clusterness)
+    "clusterness": ("clust. loss", "score points lost to clusterness: other scenes' images or GT outliers in a "
+                                   "scene's cluster"),
+    "discount": ("discount", "the rest of the gap: the metric's −3 images per scene (see the caption)"),
     "misclustered": ("miscl.", "score points lost to images posed in another cluster than their scene's"),
     "unregistered": ("unreg.", "score points lost to unregistered images (no pose, or in outliers)"),
     "inaccurate": ("inacc.", "score points lost to inaccurate poses"),

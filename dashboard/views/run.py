@@ -230,6 +230,9 @@ def parameter_widgets(variant: str, base: dict[str, dict[str, Any]]) -> dict[str
             for i, spec in enumerate(fields):
                 with cols[i % 2]:
                     values[spec.key] = config_widget(spec, variant)
+            # (COLMAP's SIFT showed ALIKED's model beside its own keys, all alike: what a change there would not do)
+            for line in state.unread_in_section(base, values, section):
+                st.caption(f"Not read with these settings: {line}.")
     return values
 
 

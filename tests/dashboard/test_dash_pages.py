@@ -196,6 +196,15 @@ def test_results_keep_the_sidebar_root_when_the_runs_root_is_missing_here(make_r
         "cameras cannot be drawn."] and not at.get("plotly_chart")
 
 
+def test_the_3d_tab_says_which_pose_convention(make_run: Callable[..., Path]) -> None:
+    make_run("run-p")
+    at = open_app("results", run="run-p", tab="3D")
+    assert_clean(at)
+    assert [c.value for c in at.caption if c.value.startswith("Poses: ")] == [
+        "Poses: world→camera, x_cam = R·x_world + t with R row-major, camera centre c = −Rᵀ·t (COLMAP's "
+        "cam_from_world; what IMC-2025 wants). imc-lab writes its own runs so, from COLMAP's models."]
+
+
 @pytest.mark.parametrize("tab", ["Overview", "3D", "Clusters", "Pairs", "Loss", "Timings", "Log", "Descriptors"])
 def test_results_tabs_render(make_run: Callable[..., Path], tab: str) -> None:
     make_run("run-a", score=60.0, misplaced=("s1_2.png",))
@@ -381,6 +390,9 @@ def test_an_outside_submission_is_scored_as_a_run(dash_env: DashEnv, make_run: C
     three_d = open_app("results", run=run_dir.name, tab="3D")
     assert_clean(three_d)
     assert not [c for c in three_d.checkbox if "3-D points" in c.label]  # no COLMAP model to take points from
+    # "are my poses world→camera or camera→world?" answered where the cameras are drawn
+    assert any(c.value.startswith("Poses: world→camera") and "This file's poses look written another way" in c.value
+               for c in three_d.caption)
     for tab in ("Pairs", "Timings", "Descriptors"):  # not "no pairs_stats.csv" or "no longer in the cache"
         view = open_app("results", run=run_dir.name, tab=tab)
         assert_clean(view)

@@ -91,6 +91,13 @@ def test_widgets_build_the_set_list(dash_env: DashEnv) -> None:
     assert "matching.min_matches=42" not in at.session_state["run_overrides"]
     # every section of the typed config has its expander
     assert {e.label for e in at.expander} >= {"features", "matching", "pairs", "reconstruction", "fusion"}
+    # each says which of its keys the settings leave unread (COLMAP's SIFT showed ALIKED's model like its own keys)
+    features = next(e for e in at.expander if e.label == "features")
+    [note] = [c.value for c in features.caption if c.value.startswith("Not read")]
+    assert note.startswith("Not read with these settings: model, ") and "not read by features.method = colmap_sift" \
+        in note
+    recon = next(e for e in at.expander if e.label == "reconstruction")
+    assert any("not read by reconstruction.mapper = global" in c.value for c in recon.caption)
 
 
 def test_share_link_carries_the_parameter_edits(dash_env: DashEnv) -> None:
