@@ -557,7 +557,9 @@ def test_images_tab_names_an_image_posed_in_another_cluster(make_run: Callable[.
     assert list(frame_with(at, "t2")["image"]) == ["s1_2.png"]
     at = open_app("results", run="moved", tab="Loss")
     loss = frame_with(at, "misclustered").set_index("dataset")
-    assert loss.loc[DATASET, "misclustered_slots"] == 4 and loss.loc[DATASET, "unregistered_slots"] == 4
+    assert loss.loc[DATASET, "misclustered"] > 0 and "misclustered_slots" not in loss  # (slots: a table of their own)
+    slots = frame_with(at, "misclustered_slots").set_index("dataset")
+    assert slots.loc[DATASET, "misclustered_slots"] == 4 and slots.loc[DATASET, "unregistered_slots"] == 4
 
 
 def test_images_table_fits_long_image_names(make_run: Callable[..., Path]) -> None:
