@@ -638,10 +638,14 @@ def absent_from_link(chosen: list[str], ids: list[str]) -> None:
 
 
 def group_runs(runs: pd.DataFrame) -> dict[str, list[str]]:
-    """Group name → its runs' ids (newest first, as the runs table lists them), for groups of two or more runs."""
+    """Group name → its runs' ids in seed order (then oldest first: added so, the pickers and the per-image pair
+    start at seed 0, not at the newest run), for groups of two or more runs."""
     if runs.empty or "group" not in runs:
         return {}
     named = runs[runs["group"].notna() & (runs["group"].astype(str).str.strip() != "")]
+    if "seed" in named:
+        seed = pd.to_numeric(named["seed"], errors="coerce")
+        named = named.assign(_seed=seed).iloc[::-1].sort_values("_seed", kind="stable", na_position="last")
     out = {str(g): [str(i) for i in frame["id"]] for g, frame in named.groupby(named["group"].astype(str), sort=True)}
     return {g: ids for g, ids in out.items() if len(ids) > 1}
 
