@@ -33,7 +33,7 @@ ENDED = {"failed": "failed", "stopped": "stopped", "cancelled": "was cancelled"}
 ACTIVE = ("queued", "running", "cancelling")
 #: The per-image ``error`` of per_image.csv is measured under the alignment of the *largest* threshold (the metric's
 #: ``kmax``, t5), while each ``pass_k`` uses threshold k's own best alignment: the column says so.
-ERROR_COL = "t5-aligned error (m)"
+ERROR_COL = "t5-aligned error"  # (shown as "8.16 mm", "1.2 cm", as the threshold columns: sorted in metres)
 ERROR_HELP = ("Camera-centre distance to ground truth after the similarity alignment found for the largest "
               "threshold (t5). Each ✓/✗ column uses its own threshold's alignment, so an image can pass t2 with a "
               "larger error than t2 here.")
@@ -140,9 +140,11 @@ def registration_table(df: pd.DataFrame) -> pd.DataFrame | Styler:
     if "discounted" in df:
         cols["discounted"] = _bool(df["discounted"]).map({True: "−3", False: ""})
     table = pd.DataFrame(cols)
-    if not shown or table.empty:
+    if table.empty or (not shown and ERROR_COL not in table):
         return table
     styler = table.style
+    if ERROR_COL in table:
+        styler = styler.format(lambda e: length_label(e) if np.isfinite(e) else "", subset=[ERROR_COL])
     for col, passed in shown.items():
         styler = styler.format(lambda e: "", subset=(table.index[gt_outlier], [col]))
         for flag, mark in ((True, "✓"), (False, "✗")):
@@ -173,7 +175,7 @@ def image_columns(with_errors: bool = False, rows: pd.DataFrame | None = None) -
                  (image, 95, scene, 68, 112, 80, 48, 145, 84, 40), strict=True))
     config: dict[str, Any] = {name: text(width=w[name]) for name in ("image", "status", "GT scene", "cluster",
                                                                       "scene's cluster", "in cluster", "pose")}
-    config[ERROR_COL] = st.column_config.NumberColumn(format="%.4f", width=w["error"], help=ERROR_HELP)
+    config[ERROR_COL] = st.column_config.NumberColumn(width=w["error"], help=ERROR_HELP)
     config["discounted"] = text(width=w["discounted"], help="the metric subtracts 3 from each threshold's count of "
                                 "passing cameras (a count, no camera in particular); marked, to show the size of "
                                 "that discount: the 3 cameras with the smallest error under the largest "
