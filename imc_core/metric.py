@@ -868,7 +868,6 @@ def _k_triplets(E, G, F, th, th2, D, st, Ut, Hk, Hu, floor, smin, Sm, So, Su, Sl
 def _k_rows(e2s, tids, start, E, G, F, th, th2, D, st, Hk, Hu, floor, smin, Sm, So, Su, Sl):  # pragma: no cover - numba
     """:func:`_k_sets` for exact error rows ``e2s`` ``(U, n)`` of triplets ``tids`` from row ``start``; returns
     the next row to do (``U`` when done; earlier when the survivor buffer may overflow)."""
-    n = E.shape[1]
     r = th.shape[0]
     W = Hk.shape[1]
     N = np.zeros((4, 4))

@@ -26,7 +26,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from .cache import (Artifact, artifact_key, cache_root, cached, files_problem, get_or_build, h5_problem,

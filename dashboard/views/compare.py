@@ -200,7 +200,7 @@ def _interval(low: float | None, high: float | None) -> str | None:
     return None if low is None or high is None else f"{low:+.2f} … {high:+.2f}"
 
 
-def _test_label(c: analysis.RepeatComparison) -> str | None:
+def _test_label(c: RepeatComparison) -> str | None:
     """The test column: the test, for a paired one with its seeds and the runs the other arm had no seed for."""
     if c.test != "paired t":
         return c.test or None
