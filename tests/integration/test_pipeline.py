@@ -630,19 +630,26 @@ def test_a_cached_failed_reconstruction_is_mapped_again(first_run: tuple[Path, P
     assert "had failed" not in third.log
 
 
-def test_a_damaged_cached_artifact_is_rebuilt_with_a_warning(first_run: tuple[Path, Path], tiny_root: Path,
-                                                             tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A cached file cut short after it was written (disk full, a copy) used to fail every run that read it, the
-    same way, until ``--no-cache``: now it is rebuilt in place, and the run says so."""
+def _cache_copy(first_run: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                ) -> tuple[Path, dict[str, str]]:
+    """A copy of the shared cache as $IMC_CACHE_DIR, and the folder names of the features, matching and verified
+    database artifacts the first run read (the shared cache holds others, from other tests' settings)."""
     cache = tmp_path / "cache"
     shutil.copytree(first_run[1], cache)
     monkeypatch.setenv("IMC_CACHE_DIR", str(cache))
-    # the artifacts this run reads (the shared cache holds others, from other tests' settings)
     ds, used = next(iter(json.loads((first_run[0] / "artifacts.json").read_text()).items()))
     folders = {stage: Path(used[stage]).name for stage in ("features", "matching")}
     keys = [folders[stage].removeprefix(f"{ds}-") for stage in ("matching", "features")]
     folders["database"] = next(p.parent.name for p in (cache / "database").glob(f"{ds}-*/DONE")
                                if json.loads(p.read_text()).get("inputs") == keys)
+    return cache, folders
+
+
+def test_a_damaged_cached_artifact_is_rebuilt_with_a_warning(first_run: tuple[Path, Path], tiny_root: Path,
+                                                             tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A cached file cut short after it was written (disk full, a copy) used to fail every run that read it, the
+    same way, until ``--no-cache``: now it is rebuilt in place, and the run says so."""
+    cache, folders = _cache_copy(first_run, tmp_path, monkeypatch)
     damaged = []
     for stage, file in (("features", "features.h5"), ("matching", "matches.h5"), ("database", "database.db")):
         path = cache / stage / folders[stage] / file
@@ -672,14 +679,7 @@ def test_a_cached_file_written_over_in_place_is_rebuilt(first_run: tuple[Path, P
     image is malformed", naming no file). Each is found by its checksum, named and rebuilt."""
     import h5py
 
-    cache = tmp_path / "cache"
-    shutil.copytree(first_run[1], cache)
-    monkeypatch.setenv("IMC_CACHE_DIR", str(cache))
-    ds, used = next(iter(json.loads((first_run[0] / "artifacts.json").read_text()).items()))
-    folders = {stage: Path(used[stage]).name for stage in ("features", "matching")}
-    keys = [folders[stage].removeprefix(f"{ds}-") for stage in ("matching", "features")]
-    folders["database"] = next(p.parent.name for p in (cache / "database").glob(f"{ds}-*/DONE")
-                               if json.loads(p.read_text()).get("inputs") == keys)
+    cache, folders = _cache_copy(first_run, tmp_path, monkeypatch)
     with h5py.File(cache / "matching" / folders["matching"] / "matches.h5", "r+") as f:
         first = sorted(f.keys())[0]
         for pair in list(f[first].keys()):
