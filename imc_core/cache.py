@@ -32,6 +32,7 @@ from .fsutil import atomic_write_json, stable_hash
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DONE = "DONE"
 FILES = "files"  # DONE's record of the artifact's files (size, mtime, sha256) at build time
+SQLITE_SIDE_FILES = ("-wal", "-shm", "-journal")  # never recorded: SQLite makes and removes them as it likes
 GRACE_S = 3600.0  # prune never removes an artifact built or used this recently (a run may be reading it)
 #: the stages the pipeline caches (first folder level); ``cache prune --stage`` also takes any folder found there
 STAGES = ("features", "matching", "database", "reconstruction")
@@ -132,9 +133,10 @@ def get_or_build(
     t0 = time.perf_counter()
     try:
         build(tmp)
+        records = file_records(tmp)  # (part of the build's time: seconds for a large features.h5)
         seconds = time.perf_counter() - t0
         (tmp / DONE).write_text(json.dumps({"stage": stage, "key": key, "seconds": seconds, **(meta or {}),
-                                            FILES: file_records(tmp)}, indent=1, default=str))
+                                            FILES: records}, indent=1, default=str))
         if final.exists():
             if use_cache and (final / DONE).is_file():  # another process finished first: keep theirs
                 shutil.rmtree(tmp, ignore_errors=True)  # (this run did the work all the same: not a hit)
@@ -160,6 +162,17 @@ def get_or_build(
     return Artifact(stage, key, final, False, seconds, problem)
 
 
+def drop_artifact(path: Path) -> None:
+    """Remove the artifact folder ``path`` (renamed away first, so no reader finds half of it); a read-only cache
+    keeps it."""
+    trash = path.parent / f".trash-{uuid.uuid4().hex[:8]}"
+    try:
+        os.replace(path, trash)
+    except OSError:
+        return
+    shutil.rmtree(trash, ignore_errors=True)
+
+
 def _sha256(path: Path) -> str:
     with open(path, "rb") as f:
         return hashlib.file_digest(f, "sha256").hexdigest()
@@ -170,7 +183,8 @@ def file_records(folder: Path) -> dict[str, dict[str, Any]]:
     stored in ``DONE`` when the artifact is built (:func:`files_problem` checks them at every hit)."""
     out = {}
     for p in sorted(folder.rglob("*")):
-        if p.name != DONE and p.is_file() and not p.is_symlink():
+        # (SQLite's side files come and go with its connections: any plain open of database.db removed them)
+        if p.name != DONE and p.is_file() and not p.is_symlink() and not p.name.endswith(SQLITE_SIDE_FILES):
             st = p.stat()
             out[p.relative_to(folder).as_posix()] = {"size": st.st_size, "mtime_ns": st.st_mtime_ns,
                                                      "sha256": _sha256(p)}
@@ -182,7 +196,8 @@ def files_problem(folder: Path) -> str | None:
 
     A file of the same size and modification time is taken as unchanged (one ``stat``); one whose time moved (a
     copy of the cache, or an edit) is read and compared with its sha256, and when that still matches the new time
-    is recorded, so a copied cache is read once. Artifacts built before these records were kept are not checked.
+    is recorded, so a copied cache is read once. An artifact built before these records were kept is recorded as it
+    is at its first use (where the cache is writable), and checked from then on. SQLite's side files are left out.
     Files written over in place (an HDF5 file edited with h5py, bytes overwritten) opened fine and were read as
     data: a pair group deleted from ``matches.h5`` read as "no matches", and the run scored above 100.
     """
@@ -190,11 +205,19 @@ def files_problem(folder: Path) -> str | None:
         meta = json.loads((folder / DONE).read_text())
     except (OSError, ValueError):
         return None  # (a marker that does not read: nothing recorded to compare with)
-    records = meta.get(FILES) if isinstance(meta, dict) else None
-    if not isinstance(records, dict):
+    if not isinstance(meta, dict):
+        return None
+    records = meta.get(FILES)
+    if not isinstance(records, dict):  # built before the records were kept: recorded now, checked from now on
+        try:
+            atomic_write_json(folder / DONE, {**meta, FILES: file_records(folder)})
+        except OSError:  # (a read-only cache: recorded by a writable one some day)
+            pass
         return None
     moved = False
     for rel, rec in records.items():
+        if rel.endswith(SQLITE_SIDE_FILES):  # (recorded by the first version of this check)
+            continue
         path = folder / rel
         try:
             st = path.stat()

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from .analysis import METRIC_THRESHOLDS
 from .submission import R_COLS, T_COLS, rotations, translations, world_to_cam
 
 if TYPE_CHECKING:
@@ -278,13 +279,16 @@ def _rotation_spread(R_sub: np.ndarray, R_gt: np.ndarray) -> tuple[float, np.nda
     return float(np.degrees(np.median(np.arccos(np.clip(cos, -1.0, 1.0))))), mean
 
 
-def fit_table(gt: pd.DataFrame, submission: pd.DataFrame, datasets: list[str] | None = None) -> pd.DataFrame:
+def fit_table(gt: pd.DataFrame, submission: pd.DataFrame, datasets: list[str] | None = None,
+              thresholds: dict[tuple[str, str], np.ndarray] | None = None) -> pd.DataFrame:
     """How well each reading's poses fit the GT poses, per GT scene: one row per (dataset, scene, reading) with
     ``n`` (cameras fitted), ``fit``, the median residual of the camera centres after a trimmed similarity fit
     (:func:`_trimmed_similarity_residuals`) over the median distance of the scene's GT centres to their mean, and
     ``rot``, the spread of the rotations (:func:`_rotation_spread`, degrees), and ``turn``, the angle (degrees)
     between the world rotation the centres' fit finds and the one the rotations agree on: the same for poses read
-    right, as one change of frame moves both; nan under 3 cameras. A scene's cameras are those of the submitted
+    right, as one change of frame moves both; nan under 3 cameras. Given the ``thresholds``, ``quick`` is the
+    percentage of (camera, scored threshold) pairs within the threshold under that one fit: a rough, cheap mAA
+    (the metric's own search fits every triplet, per threshold). A scene's cameras are those of the submitted
     cluster holding most of its posed images.
 
     Cheap (a few 3×3 SVDs per scene, no triplets), so every dataset can be screened, whatever its mAA: the metric's
@@ -325,25 +329,30 @@ def fit_table(gt: pd.DataFrame, submission: pd.DataFrame, datasets: list[str] | 
             for reading in READINGS:
                 src = centres[reading][sub_i]
                 fine = np.isfinite(src).all(axis=1)
-                fit = rot = turn = float("nan")
+                fit = rot = turn = quick = float("nan")
                 if fine.sum() >= 3 and extent > 0:
                     res, R_centres = _trimmed_similarity_residuals(src[fine], dst[fine])
                     fit = float(np.median(res)) / extent
+                    if (th := (thresholds or {}).get((name, str(scene)))) is not None:
+                        scored = np.asarray(th, dtype=float)[list(METRIC_THRESHOLDS)]
+                        quick = 100.0 * float((res[:, None] < scored[None, :]).mean())
                     R_sub, R_gt = rots[reading][sub_i][fine], gt_R[gt_i][fine]
                     if np.isfinite(R_sub).all() and np.isfinite(R_gt).all():
                         rot, R_rotations = _rotation_spread(R_sub, R_gt)
                         turn = _angle(R_centres, R_rotations)
                 rows.append({"dataset": name, "scene": str(scene), "reading": reading, "n": int(fine.sum()),
-                             "fit": fit, "rot": rot, "turn": turn})
-    return pd.DataFrame(rows, columns=["dataset", "scene", "reading", "n", "fit", "rot", "turn"])
+                             "fit": fit, "rot": rot, "turn": turn, "quick": quick})
+    return pd.DataFrame(rows, columns=["dataset", "scene", "reading", "n", "fit", "rot", "turn", "quick"])
 
 
 def geometry(fits: pd.DataFrame, ratio: float) -> tuple[pd.DataFrame, pd.DataFrame]:
     """What the poses' geometry says of each reading other than "as written", per (dataset, scene) of
     :func:`fit_table`: ``(supports, contradicts)``, two boolean frames with a column per reading.
 
-    * supports: the reading's centres fit the GT under ``ratio`` times the file's, and neither its rotations nor
-      their agreement with the centres are clearly worse.
+    * supports: the reading's centres fit the GT under ``ratio`` times the file's, or (given ``quick``) put more
+      than :data:`MARGIN` points more of the cameras within the thresholds, and neither its rotations nor their
+      agreement with the centres are clearly worse (a mirrored, nearly flat scene fits its best half as well either
+      way: the rest is where the mirror shows).
     * contradicts: its rotations fit clearly worse than the file's (by :data:`AGREE` and :data:`ROT_SLACK`), its
       centres and rotations disagree on the change of frame (by :data:`TURN_SLACK` more than the file's), or the
       file's centres fit clearly better (by :data:`AGREE`). A noisy, right file of cameras orbiting a point read
@@ -357,6 +366,8 @@ def geometry(fits: pd.DataFrame, ratio: float) -> tuple[pd.DataFrame, pd.DataFra
     turn = fits.pivot_table(index=["dataset", "scene"], columns="reading", values="turn", aggfunc="first")
     if "as written" not in fit:
         return pd.DataFrame(index=fit.index), pd.DataFrame(index=fit.index)
+    quick = fits.pivot_table(index=["dataset", "scene"], columns="reading", values="quick", aggfunc="first") \
+        if "quick" in fits and fits["quick"].notna().any() else None
     supports, contradicts = {}, {}
     for reading in [r for r in READINGS if r != "as written" and r in fit]:
         worse_rot = pd.Series(False, index=fit.index)
@@ -365,7 +376,10 @@ def geometry(fits: pd.DataFrame, ratio: float) -> tuple[pd.DataFrame, pd.DataFra
                          & (rot[reading] - rot["as written"] > ROT_SLACK)).fillna(False).astype(bool)
         if reading in turn and "as written" in turn:  # centres and rotations moved by different frames
             worse_rot |= (turn[reading] - turn["as written"] > TURN_SLACK).fillna(False).astype(bool)
-        supports[reading] = (fit[reading] < ratio * fit["as written"]).fillna(False).astype(bool) & ~worse_rot
+        better = (fit[reading] < ratio * fit["as written"]).fillna(False).astype(bool)
+        if quick is not None and reading in quick:  # more cameras within the thresholds under one fit
+            better |= (quick[reading] - quick["as written"] > MARGIN).fillna(False).astype(bool)
+        supports[reading] = better & ~worse_rot
         contradicts[reading] = worse_rot | (fit["as written"] < AGREE * fit[reading]).fillna(False).astype(bool)
     return pd.DataFrame(supports, index=fit.index), pd.DataFrame(contradicts, index=fit.index)
 
@@ -458,7 +472,7 @@ def convention_check(gt: pd.DataFrame, thresholds: dict[tuple[str, str], np.ndar
                            for sc, m in zip(res.scenes["scene"], res.scenes["mAA"], strict=True)]
     return ConventionCheck(pd.DataFrame(rows, columns=["dataset", "reading", "meaning", "mAA"]),
                            pd.DataFrame(scene_rows, columns=["dataset", "scene", "reading", "mAA"]),
-                           fit_table(gt, submission, names) if fits is None else
+                           fit_table(gt, submission, names, thresholds) if fits is None else
                            fits[fits["dataset"].isin(names)].reset_index(drop=True))
 
 
@@ -467,6 +481,6 @@ def check_scored(gt: pd.DataFrame, thresholds: dict[tuple[str, str], np.ndarray]
     """The check as ``score`` and ``add-submission`` run it, after scoring ``submission`` as written (``result``):
     only the datasets :func:`low_datasets` names (with :func:`posed_scenes` and :func:`fit_table`) are re-read;
     None when there are none."""
-    fits = fit_table(gt, submission)
+    fits = fit_table(gt, submission, thresholds=thresholds)
     low = low_datasets(result, posed=posed_scenes(gt, submission), fits=fits)
     return convention_check(gt, thresholds, submission, low, fits) if low else None

@@ -28,8 +28,8 @@ from typing import Any
 
 import pandas as pd
 
-from .cache import (Artifact, artifact_key, cache_root, cached, files_problem, get_or_build, h5_problem,
-                    sqlite_problem)
+from .cache import (Artifact, artifact_key, cache_root, cached, drop_artifact, files_problem, get_or_build,
+                    h5_problem, sqlite_problem)
 from .config import (DEFAULT_VARIANT, PipelineConfig, dump_config, resolve_config, stable_hash, unread_keys,
                      unused_settings)
 from .errors import Cancelled, ConfigError, ImcError, InputError
@@ -529,8 +529,11 @@ def _reconstruct_dataset(matched: _Matched, cfg: PipelineConfig, run_dir: Path, 
     db_dir = cached("database", name, dkey) if cacheable else None
     db_file = db_dir / "database.db" if db_dir is not None else None
     if db_file is not None and (problem := files_problem(db_dir) or sqlite_problem(db_file)) is not None:
-        # emptied by hand or damaged: verify again (build_rec replaces it)
-        writer.add_warning(f"{name}: the cached verified database ({db_dir.name}) is verified again: {problem}")
+        # emptied by hand or damaged: dropped, so that a reconstruction that needs it verifies again (a cached
+        # reconstruction does not: the same warning came back at every run while the damaged copy stayed)
+        drop_artifact(db_dir)
+        writer.add_warning(f"{name}: the cached verified database ({db_dir.name}) is dropped, and verified again "
+                           f"when a reconstruction needs it: {problem}")
         db_file = None
 
     def build_rec(tmp: Path) -> None:

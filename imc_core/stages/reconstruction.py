@@ -1061,7 +1061,7 @@ def pair_inliers(db_path: Path) -> dict[tuple[str, str], int]:
     import sqlite3
 
     max_id = 2147483647  # COLMAP: pair_id = id1 * 2147483647 + id2 with id1 < id2
-    con = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
+    con = sqlite3.connect(f"file:{db_path}?mode=ro&immutable=1", uri=True)  # (no -shm touched: a cached file)
     try:
         names = dict(con.execute("SELECT image_id, name FROM images"))
         rows = con.execute("SELECT pair_id, rows FROM two_view_geometries WHERE rows > 0").fetchall()

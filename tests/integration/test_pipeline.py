@@ -664,7 +664,8 @@ def test_a_damaged_cached_artifact_is_rebuilt_with_a_warning(first_run: tuple[Pa
     for stage, folder in damaged:
         assert folder in warned, (stage, warned)
     assert "features.h5 changed after it was built" in warned and "matches.h5 changed after it was built" in warned
-    assert "verified again: database.db changed after it was built" in warned
+    assert "is dropped, and verified again when a reconstruction needs it: database.db changed after it was built" \
+        in warned
     again = load_run(run_pipeline(tiny_root, variant="default", overrides=overrides, out=tmp_path / "again",
                                   raise_errors=True))
     assert own_warnings(again) == []  # repaired for good
@@ -699,7 +700,32 @@ def test_a_cached_file_written_over_in_place_is_rebuilt(first_run: tuple[Path, P
     for stage, file in (("features", "features.h5"), ("matching", "matches.h5")):
         assert f"the cached {stage} artifact ({folders[stage]}) was rebuilt: {file} changed after it was built " \
                "(its content differs from the checksum taken then)" in warned, warned
-    assert f"({folders['database']}) is verified again: database.db changed after it was built" in warned
+    assert f"({folders['database']}) is dropped, and verified again when a reconstruction needs it: database.db " \
+           "changed after it was built" in warned
+
+
+def test_a_damaged_verified_database_is_dropped_once(first_run: tuple[Path, Path], tiny_root: Path, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """While the reconstruction itself was a cache hit, nothing replaced the damaged verified database, and every
+    run warned that it "is verified again". It is dropped at the first warning; the next mapping verifies again."""
+    cache, folders = _cache_copy(first_run, tmp_path, monkeypatch)
+    db = cache / "database" / folders["database"] / "database.db"
+    with open(db, "r+b") as fh:
+        fh.seek(db.stat().st_size // 2)
+        fh.write(b"X" * 64)
+    hit = load_run(run_pipeline(tiny_root, variant="default", overrides=FAST, out=tmp_path / "hit", raise_errors=True))
+    assert all(c["reconstruction"] == "hit" for c in hit.timings["cache"].values())
+    assert [w for w in own_warnings(hit) if "verified database" in w] == [
+        f"{next(iter(hit.timings['cache']))}: the cached verified database ({folders['database']}) is dropped, and "
+        "verified again when a reconstruction needs it: database.db changed after it was built (its content differs "
+        "from the checksum taken then)"]
+    assert not db.parent.exists()
+    again = load_run(run_pipeline(tiny_root, variant="default", overrides=FAST, out=tmp_path / "again",
+                                  raise_errors=True))
+    assert own_warnings(again) == []
+    remap = load_run(run_pipeline(tiny_root, variant="default", overrides=[*FAST, "reconstruction.min_model_size=4"],
+                                  out=tmp_path / "remap", raise_errors=True))
+    assert remap.status == "done" and own_warnings(remap) == [] and db.is_file()  # verified and cached again
 
 
 def test_a_score_above_100_is_a_warning_of_the_run(first_run: tuple[Path, Path], tiny_root: Path, tmp_path: Path,

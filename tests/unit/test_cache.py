@@ -534,11 +534,24 @@ def test_a_file_changed_in_place_after_its_build_is_rebuilt(tmp_path: Path, monk
     assert get_or_build("matching", "ds", "k", build, root=tmp_path).hit and hashed == ["matches.h5"]
     assert get_or_build("matching", "ds", "k", build, root=tmp_path).hit and hashed == ["matches.h5"]
     assert len(builds) == 3
-    # an artifact built before the records were kept is not checked
+    # an artifact built before the records were kept is recorded at its first use, and checked from then on
     meta = json.loads((a.path / DONE).read_text())
     del meta[FILES]
     (a.path / DONE).write_text(json.dumps(meta))
     (a.path / "sub" / "notes.txt").write_text("y" * 100)
+    assert files_problem(a.path) is None
+    assert set(json.loads((a.path / DONE).read_text())[FILES]) == {"matches.h5", "sub/notes.txt"}
+    (a.path / "sub" / "notes.txt").write_text("z" * 100)
+    assert files_problem(a.path) == "sub/notes.txt changed after it was built (its content differs from the " \
+                                    "checksum taken then)"
+    # SQLite's side files are never recorded (a plain open of the database removes them), nor checked if they were
+    (a.path / "x.db-wal").write_bytes(b"")
+    (a.path / "x.db-shm").write_bytes(b"s" * 10)
+    assert set(cache_mod.file_records(a.path)) == {"matches.h5", "sub/notes.txt"}
+    meta = json.loads((a.path / DONE).read_text())
+    meta[FILES] = {**cache_mod.file_records(a.path), "x.db-shm": {"size": 10, "mtime_ns": 1, "sha256": "0" * 64}}
+    (a.path / DONE).write_text(json.dumps(meta))
+    (a.path / "x.db-shm").unlink()
     assert files_problem(a.path) is None
 
 
