@@ -56,7 +56,13 @@ LOOKS: dict[str, str] = {
     "transposed rotation": "written with each R transposed (column-major)",
     "negated translation": "written with t = R·c (the sign of t flipped)",
     "centre as t": "written with the camera centre as t (R itself world→camera)",
+    "camera→world or centre as t": "written with the camera centre as t, camera→world or with R world→camera (the "
+                                   "rotations, all facing one way, cannot tell which)",
 }
+
+#: the two readings that put every camera at the same centre, and the name of a finding that cannot choose
+TWINS = ("camera→world", "centre as t")
+EITHER = "camera→world or centre as t"
 
 #: how each warning of :meth:`ConventionCheck.warning` starts (the dashboard shows these beside a run)
 WARNING_STARTS = ("these poses look", "some poses may be", "the poses of scene")
@@ -128,50 +134,101 @@ class ConventionCheck:
 
     def findings(self, margin: float = MARGIN) -> list[tuple[str, str, float, float]]:
         """``(dataset, reading, mAA as written, mAA read so)`` for each dataset whose best reading beats the file as
-        written by more than ``margin`` points (datasets where no reading does are left out)."""
+        written by more than ``margin`` points and is supported by the poses' geometry (datasets where no reading
+        does are left out)."""
         out = []
         for dataset, rows in self.table.groupby("dataset", sort=False):
             wins = _better_readings(rows, margin)
             if not wins or self._mixed(str(dataset), wins[0][0], margin):
                 continue
-            # the best-scoring reading the geometry lets through (camera→world and centre-as-t tie on the centres)
-            if (won := next((w for w in wins if self._geometry_allows(str(dataset), None, w[0], w[2] >= LOW_MAA)),
-                            None)) is not None:
+            if (won := self._pick(str(dataset), None, wins)) is not None:
                 out.append((str(dataset), *won))
         return out
 
+    def _pick(self, dataset: str, scene: str | None, wins: list[tuple[str, float, float]]
+              ) -> tuple[str, float, float] | None:
+        """The best-scoring of ``wins`` the geometry supports; camera→world and centre-as-t put every camera at the
+        same centre, so when both are there with one score the rotations choose, and when they cannot (cameras all
+        facing one way: a drone grid, a forward track) both are named."""
+        allowed = [w for w in wins if self._geometry_allows(dataset, scene, w[0])]
+        if not allowed:
+            return None
+        best = allowed[0]
+        twin = next((w for w in allowed[1:] if {w[0], best[0]} == set(TWINS) and abs(w[2] - best[2]) < 1e-9), None)
+        if twin is None:
+            return best
+        better = self._clearly_better(dataset, scene, best[0], twin[0])
+        return best if better == best[0] else twin if better == twin[0] else (EITHER, best[1], best[2])
+
+    def _clearly_better(self, dataset: str, scene: str | None, a: str, b: str) -> str | None:
+        """Which of readings ``a`` and ``b`` the rotations (their spread, or their agreement with the centres on the
+        change of frame; medians over the scenes) clearly prefer, or None."""
+        if self.fits is None or self.fits.empty:
+            return None
+        rows = self.fits[(self.fits["dataset"] == dataset) & ((self.fits["scene"] == scene) if scene else True)]
+        med = rows.groupby("reading")[["rot", "turn"]].median()
+        if a not in med.index or b not in med.index:
+            return None
+        for col, slack in (("rot", ROT_SLACK), ("turn", TURN_SLACK)):
+            x, y = float(med.loc[a, col]), float(med.loc[b, col])
+            if np.isfinite(x) and np.isfinite(y) and abs(x - y) > slack:
+                return a if x < y else b
+        return None
+
     def _mixed(self, dataset: str, reading: str, margin: float) -> bool:
-        """True when ``reading`` lifts the dataset but costs one of its scenes more than ``margin`` points: its
-        scenes were written in different conventions, so the scenes are named instead (converting the whole
-        dataset would break the scenes written right)."""
+        """True when ``reading`` lifts the dataset but costs one of its scenes more than ``margin`` points while
+        that scene's geometry contradicts it: its scenes were written in different conventions, so the scenes are
+        named instead (converting the whole dataset would break the scenes written right). A scene the reading
+        costs by the luck of its noise, whose geometry does not say it was written right, does not count."""
         if self.scenes is None or self.scenes.empty:
             return False
         rows = self.scenes[self.scenes["dataset"] == dataset]
         table = rows.pivot_table(index="scene", columns="reading", values="mAA", aggfunc="first")
         if reading not in table or "as written" not in table:
             return False
-        return bool((table["as written"] - table[reading] > margin).any())
+        hurt = [str(sc) for sc in table.index[(table["as written"] - table[reading] > margin).to_numpy()]]
+        if not hurt or self.fits is None or self.fits.empty:
+            return bool(hurt)
+        contradicts = geometry(self.fits[self.fits["dataset"] == dataset], AGREE)[1]
+        if reading not in contradicts:
+            return True
+        said = {str(sc): bool(v) for (_, sc), v in contradicts[reading].items()}
+        return any(said.get(sc, True) for sc in hurt)
 
-    def _geometry_allows(self, dataset: str, scene: str | None, reading: str, firm: bool) -> bool:
+    def _geometry_allows(self, dataset: str, scene: str | None, reading: str) -> bool:
         """Whether the poses' geometry (:func:`geometry` of :attr:`fits`, in ``scene`` or in the scenes of
-        ``dataset``) lets ``reading`` be named: a firm claim unless every scene contradicts it, a soft one (the
-        reading scores better, but under :data:`LOW_MAA`) only where some scene supports it (one camera more
-        passing a threshold of a five-image scene is not evidence). True when nothing was fitted."""
+        ``dataset``) supports ``reading`` in some scene and does not contradict it in every one: a better score
+        alone is no evidence (four to six cameras, all facing one way, scored 50 read transposed against 0 as
+        written). True when nothing was fitted."""
         if self.fits is None or self.fits.empty:
             return True
         rows = self.fits[(self.fits["dataset"] == dataset) & ((self.fits["scene"] == scene) if scene else True)]
         if rows.empty or rows["fit"].isna().all():
             return True
-        supports, contradicts = geometry(rows, AGREE)
+        supports, contradicts = geometry(rows, PREFER)
         if reading not in supports:
             return True
-        return not bool(contradicts[reading].all()) if firm else bool(supports[reading].any())
+        return bool(supports[reading].any()) and not bool(contradicts[reading].all())
+
+    def _strongly_supported(self, dataset: str, scene: str, reading: str) -> bool:
+        """The scene's centres fit under :data:`PREFER` times the file's read so, with rotations no worse: evidence
+        enough to name a scene the reading lifts to under :data:`LOW_MAA` (a pipeline's noisy scene written
+        camera→world went 18 → 41, its centres fitting 2.4× better and its rotations 8× tighter, and was not
+        named)."""
+        if self.fits is None or self.fits.empty:
+            return False
+        rows = self.fits[(self.fits["dataset"] == dataset) & (self.fits["scene"] == scene)]
+        if rows.empty or rows["fit"].isna().all():
+            return False
+        supports = geometry(rows, PREFER)[0]
+        return reading in supports and bool(supports[reading].any())
 
     def scene_findings(self, margin: float = MARGIN) -> list[tuple[str, str, str, float, float]]:
         """``(dataset, scene, reading, mAA as written, mAA read so)`` for each GT scene of a dataset without a
         finding of its own (:meth:`findings`) whose best reading beats the file as written by more than ``margin``
-        points and reaches :data:`LOW_MAA`: one scene written another way (a scene that a wrong reading merely
-        lifts from 0 to 20 is left out, since a few cameras can align by chance)."""
+        points, is supported by the geometry, and reaches :data:`LOW_MAA` or is strongly supported
+        (:meth:`_strongly_supported`): one scene written another way (a scene that a wrong reading merely lifts
+        from 0 to 20 is left out unless its geometry says so, since a few cameras can align by chance)."""
         if self.scenes is None or self.scenes.empty:
             return []
         whole = {d for d, *_ in self.findings(margin)}
@@ -179,9 +236,9 @@ class ConventionCheck:
         for (dataset, scene), rows in self.scenes.groupby(["dataset", "scene"], sort=False):
             if dataset in whole:
                 continue
-            wins = [w for w in _better_readings(rows, margin) if w[2] >= LOW_MAA]
-            if (won := next((w for w in wins if self._geometry_allows(str(dataset), str(scene), w[0], True)),
-                            None)) is not None:
+            wins = [w for w in _better_readings(rows, margin)
+                    if w[2] >= LOW_MAA or self._strongly_supported(str(dataset), str(scene), w[0])]
+            if (won := self._pick(str(dataset), str(scene), wins)) is not None:
                 out.append((str(dataset), str(scene), *won))
         return out
 
@@ -350,9 +407,11 @@ def geometry(fits: pd.DataFrame, ratio: float) -> tuple[pd.DataFrame, pd.DataFra
     :func:`fit_table`: ``(supports, contradicts)``, two boolean frames with a column per reading.
 
     * supports: the reading's centres fit the GT under ``ratio`` times the file's, or (given ``quick``) put more
-      than :data:`MARGIN` points more of the cameras within the thresholds, and neither its rotations nor their
-      agreement with the centres are clearly worse (a mirrored, nearly flat scene fits its best half as well either
-      way: the rest is where the mirror shows).
+      of the cameras within the thresholds (by two cameras' worth, at least :data:`MARGIN` points), or its
+      rotations spread clearly less, or its centres and rotations agree on the frame where the file's do not (by
+      :data:`TURN_SLACK`; five cameras with t's sign flipped: 179° as written, 1° read so); and neither its
+      rotations nor that agreement are clearly worse (a mirrored, nearly flat scene fits its best half as well
+      either way: the rest is where the mirror shows).
     * contradicts: its rotations fit clearly worse than the file's (by :data:`AGREE` and :data:`ROT_SLACK`), its
       centres and rotations disagree on the change of frame (by :data:`TURN_SLACK` more than the file's), or the
       file's centres fit clearly better (by :data:`AGREE`). A noisy, right file of cameras orbiting a point read
@@ -376,11 +435,23 @@ def geometry(fits: pd.DataFrame, ratio: float) -> tuple[pd.DataFrame, pd.DataFra
                          & (rot[reading] - rot["as written"] > ROT_SLACK)).fillna(False).astype(bool)
         if reading in turn and "as written" in turn:  # centres and rotations moved by different frames
             worse_rot |= (turn[reading] - turn["as written"] > TURN_SLACK).fillna(False).astype(bool)
-        better = (fit[reading] < ratio * fit["as written"]).fillna(False).astype(bool)
-        if quick is not None and reading in quick:  # more cameras within the thresholds under one fit
-            better |= (quick[reading] - quick["as written"] > MARGIN).fillna(False).astype(bool)
+        better_rot = pd.Series(False, index=fit.index)
+        if reading in rot and "as written" in rot:  # rotations that agree where the file's do not
+            better_rot = ((rot[reading] < AGREE * rot["as written"])
+                          & (rot["as written"] - rot[reading] > ROT_SLACK)).fillna(False).astype(bool)
+        if reading in turn and "as written" in turn:  # centres and rotations agreeing on the frame
+            better_rot |= (turn["as written"] - turn[reading] > TURN_SLACK).fillna(False).astype(bool)
+        better = (fit[reading] < ratio * fit["as written"]).fillna(False).astype(bool) | better_rot
+        if quick is not None and reading in quick:  # more cameras within the thresholds under one fit, by more
+            # than two cameras' worth (4 cameras: one (camera, threshold) pair is 6 points of luck)
+            n = fits.pivot_table(index=["dataset", "scene"], columns="reading", values="n", aggfunc="first")
+            step = (200.0 / n[reading].clip(lower=1)).clip(lower=MARGIN)
+            better |= (quick[reading] - quick["as written"] > step).fillna(False).astype(bool)
         supports[reading] = better & ~worse_rot
-        contradicts[reading] = worse_rot | (fit["as written"] < AGREE * fit[reading]).fillna(False).astype(bool)
+        # (the file's centres fitting better does not count against rotations that clearly back the reading:
+        # cameras orbiting a point written camera→world trace a similar circle as written)
+        fits_worse = (fit["as written"] < AGREE * fit[reading]).fillna(False).astype(bool) & ~better_rot
+        contradicts[reading] = worse_rot | fits_worse
     return pd.DataFrame(supports, index=fit.index), pd.DataFrame(contradicts, index=fit.index)
 
 

@@ -199,7 +199,7 @@ def test_a_right_file_of_noisy_cameras_orbiting_a_point_is_not_called_camera_to_
         check = convention_check(gt, th, noisy)
         assert check.warning() is None, (seed, check.table)
         scores_alone = ConventionCheck(check.table, check.scenes).warning()  # without the geometry
-        assert (scores_alone or "").startswith("these poses look camera→world"), (seed, check.table)
+        assert (scores_alone or "").startswith("these poses look "), (seed, check.table)
 
 
 def test_t_sign_flipped_on_a_flat_layout_is_re_read_and_named(case, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -243,3 +243,87 @@ def test_one_scene_written_another_way_is_named_as_a_scene_even_when_its_dataset
     [(dataset, scene, reading, _, better)] = check.scene_findings()
     assert (dataset, scene, reading, better) == (DS, "s1", "camera→world", 100.0)
     assert check.warning().startswith(f"the poses of scene s1 of {DS} look camera→world")
+
+
+def _check(scores: dict[str, dict[str, float]], geometry: dict[str, dict[str, tuple[float, ...]]], n: int = 40
+           ) -> object:
+    """A ConventionCheck of one dataset "d" from per-scene mAA by reading (``scores[scene][reading]``) and per-scene
+    geometry (``geometry[scene][reading] = (fit, rot, turn, quick)``); the dataset's mAA is the scenes' mean."""
+    from imc_core.convention import ConventionCheck
+
+    readings = list(READINGS)
+    table = pd.DataFrame([{"dataset": "d", "reading": r, "meaning": READINGS[r],
+                           "mAA": float(np.mean([scores[s][r] for s in scores]))} for r in readings])
+    scenes = pd.DataFrame([{"dataset": "d", "scene": s, "reading": r, "mAA": scores[s][r]}
+                           for s in scores for r in readings])
+    fits = pd.DataFrame([{"dataset": "d", "scene": s, "reading": r, "n": n, "fit": g[0], "rot": g[1], "turn": g[2],
+                          "quick": g[3]} for s, by in geometry.items() for r, g in by.items()])
+    return ConventionCheck(table, scenes, fits)
+
+
+def _same(value: tuple[float, ...]) -> dict[str, tuple[float, ...]]:
+    return dict.fromkeys(READINGS, value)
+
+
+def test_a_better_score_needs_the_geometry_behind_it() -> None:
+    """Four cameras all facing down, a right file: 50 read transposed against 0 as written (one camera more past a
+    threshold), the geometry neutral (fits within 36 %, one camera-threshold pair more under one fit): no claim,
+    firm or soft. The same score with the rotations behind it is named."""
+    scores = {"s": {**dict.fromkeys(READINGS, 0.0), "transposed rotation": 50.0}}
+    neutral = {"s": {**_same((0.073, 10.6, 10.2, 50.0)), "transposed rotation": (0.047, 9.9, 11.1, 62.5)}}
+    assert _check(scores, neutral, n=4).findings() == []
+    backed = {"s": {**_same((0.073, 30.0, 150.0, 50.0)), "transposed rotation": (0.047, 2.0, 3.0, 62.5)}}
+    assert [(d, r) for d, r, *_ in _check(scores, backed, n=4).findings()] == [("d", "transposed rotation")]
+
+
+def test_the_rotations_choose_between_camera_to_world_and_centre_as_t() -> None:
+    """Both put every camera at the same centre (same score): the rotations' spread or their agreement with the
+    centres chooses; cameras all facing one way cannot tell, and both are named (the first in order was named
+    before, wrongly for 8 of 30 slips of a drone grid)."""
+    from imc_core.convention import EITHER, LOOKS
+
+    scores = {"s": {**dict.fromkeys(READINGS, 30.0), "camera→world": 97.0, "centre as t": 97.0}}
+    base = _same((0.2, 10.0, 150.0, 30.0))
+    by_turn = {"s": {**base, "camera→world": (0.02, 10.0, 68.0, 97.0), "centre as t": (0.02, 10.0, 1.4, 97.0)}}
+    assert [r for _, r, *_ in _check(scores, by_turn).findings()] == ["centre as t"]
+    by_rot = {"s": {**base, "camera→world": (0.02, 2.0, 5.0, 97.0), "centre as t": (0.02, 10.0, 5.0, 97.0)}}
+    assert [r for _, r, *_ in _check(scores, by_rot).findings()] == ["camera→world"]
+    blind = {"s": {**base, "camera→world": (0.02, 10.0, 5.0, 97.0), "centre as t": (0.02, 10.5, 6.0, 97.0)}}
+    check = _check(scores, blind)
+    assert [r for _, r, *_ in check.findings()] == [EITHER]
+    assert f"these poses look {LOOKS[EITHER]} in d (mAA 30.00 as written, 97.00 read so)" in check.warning()
+
+
+def test_a_scene_under_50_read_another_way_is_named_when_its_geometry_is_clear() -> None:
+    """A pipeline's noisy scene written camera→world: 18 → 41 read so, its centres fitting 2.4× better, rotations
+    8× tighter and agreeing with the centres (turn 1° against 172°); it was left out for not reaching 50."""
+    scores = {"a": {**dict.fromkeys(READINGS, 42.0), "camera→world": 15.0, "centre as t": 15.0},
+              "b": {**dict.fromkeys(READINGS, 18.0), "camera→world": 41.0, "centre as t": 41.0}}
+    geometry = {"a": {**_same((0.1, 3.0, 2.0, 60.0)), "camera→world": (0.3, 40.0, 170.0, 10.0),
+                      "centre as t": (0.3, 3.0, 100.0, 10.0)},
+                "b": {**_same((0.264, 16.9, 172.0, 20.0)), "camera→world": (0.108, 2.1, 1.0, 45.0),
+                      "centre as t": (0.108, 16.9, 96.0, 45.0)}}
+    assert [(s, r) for _, s, r, *_ in _check(scores, geometry).scene_findings()] == [("b", "camera→world")]
+    unclear = {**geometry, "b": {**_same((0.264, 16.9, 172.0, 20.0)), "camera→world": (0.2, 16.0, 160.0, 24.0),
+                                 "centre as t": (0.2, 16.9, 170.0, 24.0)}}
+    assert _check(scores, unclear).scene_findings() == []  # under 50 and no clear geometry: left out
+
+
+def test_a_scene_that_scores_better_as_written_by_luck_does_not_split_a_dataset() -> None:
+    """A whole file written camera→world, one noisy scene scoring 44 as written against 38 read so: the dataset was
+    taken for one of mixed conventions and nothing was said. That scene's geometry does not say it was written
+    right (its rotations back camera→world), so the dataset is named."""
+    scores = {"a": {**dict.fromkeys(READINGS, 2.0), "camera→world": 38.0, "centre as t": 38.0},
+              "b": {**dict.fromkeys(READINGS, 7.0), "camera→world": 32.0, "centre as t": 32.0},
+              "f": {**dict.fromkeys(READINGS, 44.0), "camera→world": 37.5, "centre as t": 37.5}}
+    cw = (0.05, 2.0, 1.0, 40.0)
+    geometry = {s: {**_same((0.3, 60.0, 150.0, 5.0)), "camera→world": cw, "centre as t": (0.05, 60.0, 100.0, 40.0)}
+                for s in ("a", "b")}
+    geometry["f"] = {**_same((0.04, 50.0, 120.0, 45.0)), "camera→world": (0.06, 1.8, 1.0, 38.0),
+                     "centre as t": (0.06, 50.0, 90.0, 38.0)}
+    assert [r for _, r, *_ in _check(scores, geometry).findings()] == ["camera→world"]
+    # a scene written right (its rotations say so) does split it: the scenes are named instead
+    geometry["f"] = {**_same((0.04, 2.0, 1.0, 45.0)), "camera→world": (0.06, 50.0, 120.0, 38.0),
+                     "centre as t": (0.06, 2.0, 90.0, 38.0)}
+    check = _check(scores, geometry)
+    assert check.findings() == [] and {s for _, s, *_ in check.scene_findings()} <= {"a", "b"}
