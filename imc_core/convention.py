@@ -279,6 +279,10 @@ ROT_SLACK = 2.0
 """Degrees by which a reading's rotations must spread more than the file's before they count against it (a file's
 rotations off by a degree or two either way say nothing)."""
 
+LINE_RATIO = 0.1
+"""A scene whose cameras' second spread (singular value of the centred GT centres) is under this fraction of the
+first lies along a line: its ``turn`` (:func:`fit_table`) is left out."""
+
 TURN_SLACK = 20.0
 """Degrees by which the centres' and the rotations' frames may disagree more under a reading than as written before
 that counts against it: cameras orbiting a point far from the origin, read with the centre as t, trace a similar
@@ -383,6 +387,10 @@ def fit_table(gt: pd.DataFrame, submission: pd.DataFrame, datasets: list[str] | 
                 sub_i, gt_i = sub_i[cluster[sub_i] == best], gt_i[cluster[sub_i] == best]
             dst = gt_c[gt_i]
             extent = float(np.median(np.linalg.norm(dst - dst.mean(axis=0), axis=1))) if len(dst) else 0.0
+            # cameras along a line (a track, a corridor): a fit's turn about that line is arbitrary, so the frames'
+            # agreement says nothing there (it named camera→world slips "centre as t" and the other way round)
+            spread = np.linalg.svd(dst - dst.mean(axis=0), compute_uv=False) if len(dst) >= 3 else np.zeros(3)
+            along_a_line = not spread[0] > 0 or spread[1] < LINE_RATIO * spread[0]
             for reading in READINGS:
                 src = centres[reading][sub_i]
                 fine = np.isfinite(src).all(axis=1)
@@ -396,7 +404,7 @@ def fit_table(gt: pd.DataFrame, submission: pd.DataFrame, datasets: list[str] | 
                     R_sub, R_gt = rots[reading][sub_i][fine], gt_R[gt_i][fine]
                     if np.isfinite(R_sub).all() and np.isfinite(R_gt).all():
                         rot, R_rotations = _rotation_spread(R_sub, R_gt)
-                        turn = _angle(R_centres, R_rotations)
+                        turn = float("nan") if along_a_line else _angle(R_centres, R_rotations)
                 rows.append({"dataset": name, "scene": str(scene), "reading": reading, "n": int(fine.sum()),
                              "fit": fit, "rot": rot, "turn": turn, "quick": quick})
     return pd.DataFrame(rows, columns=["dataset", "scene", "reading", "n", "fit", "rot", "turn", "quick"])

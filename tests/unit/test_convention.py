@@ -327,3 +327,21 @@ def test_a_scene_that_scores_better_as_written_by_luck_does_not_split_a_dataset(
                      "centre as t": (0.06, 2.0, 90.0, 38.0)}
     check = _check(scores, geometry)
     assert check.findings() == [] and {s for _, s, *_ in check.scene_findings()} <= {"a", "b"}
+
+
+def test_cameras_along_a_line_leave_the_frames_agreement_out() -> None:
+    """A fit's turn about the line of a forward track is arbitrary: it told camera→world and centre-as-t slips apart
+    at random (4 of 6 named the wrong one); the track's scenes now have no ``turn``, the orbit's keep it."""
+    from test_metric import TH, frame
+
+    from imc_core.convention import fit_table
+
+    line = np.column_stack([np.linspace(0.0, 20.0, 10), np.zeros(10), np.zeros(10)])
+    R_line = [_look_at(c, c + np.array([1.0, 0.0, 0.05])) for c in line]
+    R_orbit, orbit = _orbit(10, np.zeros(3))
+    gt = frame([(DS, "track", f"t{i}.png", R_line[i], line[i]) for i in range(10)]
+               + [(DS, "arc", f"a{i}.png", R_orbit[i], orbit[i]) for i in range(10)])
+    fits = fit_table(gt, gt, thresholds={(DS, "track"): TH, (DS, "arc"): TH})
+    turn = fits.groupby("scene")["turn"]
+    assert turn.apply(lambda x: x.isna().all())["track"] and turn.apply(lambda x: x.notna().all())["arc"]
+    assert (fits["quick"] >= 0).all() and fits.loc[fits["reading"] == "as written", "quick"].eq(100.0).all()
