@@ -56,8 +56,8 @@ LOOKS: dict[str, str] = {
     "transposed rotation": "written with each R transposed (column-major)",
     "negated translation": "written with t = R·c (the sign of t flipped)",
     "centre as t": "written with the camera centre as t (R itself world→camera)",
-    "camera→world or centre as t": "written with the camera centre as t, camera→world or with R world→camera (the "
-                                   "rotations, all facing one way, cannot tell which)",
+    "camera→world or centre as t": "written with the camera centre as t, R either camera→world or world→camera "
+                                   "(the rotations, all facing one way, cannot tell which)",
 }
 
 #: the two readings that put every camera at the same centre, and the name of a finding that cannot choose
