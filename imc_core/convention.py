@@ -433,13 +433,14 @@ def geometry(fits: pd.DataFrame, ratio: float) -> tuple[pd.DataFrame, pd.DataFra
 
     Neither, with a few cameras (three to fit, the rest free), or a flat layout under a mirror (t's sign flipped).
     """
-    fit = fits.pivot_table(index=["dataset", "scene"], columns="reading", values="fit", aggfunc="first")
-    rot = fits.pivot_table(index=["dataset", "scene"], columns="reading", values="rot", aggfunc="first")
-    turn = fits.pivot_table(index=["dataset", "scene"], columns="reading", values="turn", aggfunc="first")
+    def wide(column: str) -> pd.DataFrame:  # (dataset, scene) × reading
+        return fits.pivot_table(index=["dataset", "scene"], columns="reading", values=column, aggfunc="first")
+
+    fit, rot, turn = wide("fit"), wide("rot"), wide("turn")
     if "as written" not in fit:
         return pd.DataFrame(index=fit.index), pd.DataFrame(index=fit.index)
-    quick = fits.pivot_table(index=["dataset", "scene"], columns="reading", values="quick", aggfunc="first") \
-        if "quick" in fits and fits["quick"].notna().any() else None
+    quick = wide("quick") if "quick" in fits and fits["quick"].notna().any() else None
+    n = wide("n") if quick is not None else None
     supports, contradicts = {}, {}
     for reading in [r for r in READINGS if r != "as written" and r in fit]:
         worse_rot = pd.Series(False, index=fit.index)
@@ -457,7 +458,6 @@ def geometry(fits: pd.DataFrame, ratio: float) -> tuple[pd.DataFrame, pd.DataFra
         better = (fit[reading] < ratio * fit["as written"]).fillna(False).astype(bool) | better_rot
         if quick is not None and reading in quick:  # more cameras within the thresholds under one fit, by more
             # than two cameras' worth (4 cameras: one (camera, threshold) pair is 6 points of luck)
-            n = fits.pivot_table(index=["dataset", "scene"], columns="reading", values="n", aggfunc="first")
             step = (200.0 / n[reading].clip(lower=1)).clip(lower=MARGIN)
             better |= (quick[reading] - quick["as written"] > step).fillna(False).astype(bool)
         supports[reading] = better & ~worse_rot
