@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ImcError
-from .fsutil import atomic_write_json, stable_hash
+from .fsutil import atomic_write_json, read_only_sqlite, stable_hash
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DONE = "DONE"
@@ -141,9 +141,7 @@ def get_or_build(
             if use_cache and (final / DONE).is_file():  # another process finished first: keep theirs
                 shutil.rmtree(tmp, ignore_errors=True)  # (this run did the work all the same: not a hit)
                 return Artifact(stage, key, final, False, seconds)
-            trash = parent / f".trash-{uuid.uuid4().hex[:8]}"
-            os.replace(final, trash)
-            shutil.rmtree(trash, ignore_errors=True)
+            _trash(final)
         try:
             os.replace(tmp, final)
         except OSError as e:
@@ -162,15 +160,19 @@ def get_or_build(
     return Artifact(stage, key, final, False, seconds, problem)
 
 
-def drop_artifact(path: Path) -> None:
-    """Remove the artifact folder ``path`` (renamed away first, so no reader finds half of it); a read-only cache
-    keeps it."""
+def _trash(path: Path) -> None:
+    """Remove the folder ``path``: renamed away first (a reader never sees it half deleted), then deleted."""
     trash = path.parent / f".trash-{uuid.uuid4().hex[:8]}"
-    try:
-        os.replace(path, trash)
-    except OSError:
-        return
+    os.replace(path, trash)
     shutil.rmtree(trash, ignore_errors=True)
+
+
+def drop_artifact(path: Path) -> None:
+    """Remove the artifact folder ``path`` (:func:`_trash`); a read-only cache keeps it."""
+    try:
+        _trash(path)
+    except OSError:
+        pass
 
 
 def _sha256(path: Path) -> str:
@@ -263,7 +265,7 @@ def sqlite_problem(path: Path) -> str | None:
         return f"{path.name} is empty"
     try:
         # immutable: no lock, no -shm or -wal file made beside it (a read-only cache read "readonly database")
-        con = sqlite3.connect(f"file:{path}?mode=ro&immutable=1", uri=True)
+        con = read_only_sqlite(path)
         try:
             tables = {row[0] for row in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
             (pages,) = con.execute("PRAGMA page_count").fetchone()
@@ -403,9 +405,7 @@ def unreferenced(entries: list[CacheEntry], referenced: set[tuple[str, str]]) ->
 
 def remove_artifact(entry: CacheEntry) -> None:
     """Remove one artifact: renamed away first (a reader never sees it half deleted), then deleted."""
-    trash = entry.path.parent / f".trash-{uuid.uuid4().hex[:8]}"
-    os.replace(entry.path, trash)
-    shutil.rmtree(trash, ignore_errors=True)
+    _trash(entry.path)
 
 
 def prune(root: Path | None = None, *, referenced: set[tuple[str, str]] | None = None,

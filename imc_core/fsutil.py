@@ -47,6 +47,14 @@ def _json_default(o: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
 
 
+def read_only_sqlite(path: str | Path) -> Any:
+    """A ``sqlite3`` connection to ``path`` that never writes: read-only and immutable (no lock, no ``-shm`` or
+    ``-wal`` file made or removed beside it; a cached database's recorded checksum stays true)."""
+    import sqlite3
+
+    return sqlite3.connect(f"file:{path}?mode=ro&immutable=1", uri=True)
+
+
 def stable_hash(obj: Any) -> str:
     """sha256 (16 hex) of a JSON-serialisable object with sorted keys: equal configs → equal hashes."""
     blob = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)

@@ -50,6 +50,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import Cancelled, ConfigError, InputError
+from ..fsutil import read_only_sqlite
 from .matching import names_to_pair
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -1058,10 +1059,8 @@ def pair_inliers(db_path: Path) -> dict[tuple[str, str], int]:
     Returns:
         ``{(name_a, name_b): n_inliers}`` with both name orders present; pairs that failed verification are absent.
     """
-    import sqlite3
-
-    max_id = 2147483647  # COLMAP: pair_id = id1 * 2147483647 + id2 with id1 < id2
-    con = sqlite3.connect(f"file:{db_path}?mode=ro&immutable=1", uri=True)  # (no -shm touched: a cached file)
+    max_id = PAIR_ID_BASE
+    con = read_only_sqlite(db_path)  # (a cached file: nothing beside it touched)
     try:
         names = dict(con.execute("SELECT image_id, name FROM images"))
         rows = con.execute("SELECT pair_id, rows FROM two_view_geometries WHERE rows > 0").fetchall()
@@ -1075,6 +1074,10 @@ def pair_inliers(db_path: Path) -> dict[tuple[str, str], int]:
     return out
 
 
+#: COLMAP's pair id: ``id1 * PAIR_ID_BASE + id2`` with ``id1 < id2``
+PAIR_ID_BASE = 2147483647
+
+
 def pair_inlier_matches(db_path: Path, a: str, b: str) -> np.ndarray | None:
     """Verified inlier matches of one pair, as ``(K, 2)`` indices into ``a``'s and ``b``'s keypoints.
 
@@ -1085,11 +1088,9 @@ def pair_inlier_matches(db_path: Path, a: str, b: str) -> np.ndarray | None:
     Returns:
         The inlier matches, or ``None`` when the pair was not verified (or an image is unknown).
     """
-    import sqlite3
-
     # read-only and immutable: pycolmap's Database.open wrote into the file (a cached artifact, whose checksum then
     # no longer matched, so the next run rebuilt the reconstruction after the Pairs tab had only looked at it)
-    con = sqlite3.connect(f"file:{db_path}?mode=ro&immutable=1", uri=True)
+    con = read_only_sqlite(db_path)
     try:
         ids = dict(con.execute("SELECT name, image_id FROM images WHERE name IN (?, ?)", (a, b)))
         if a not in ids or b not in ids:
@@ -1097,7 +1098,7 @@ def pair_inlier_matches(db_path: Path, a: str, b: str) -> np.ndarray | None:
         swap = ids[a] > ids[b]
         id1, id2 = (ids[b], ids[a]) if swap else (ids[a], ids[b])
         row = con.execute("SELECT rows, cols, data FROM two_view_geometries WHERE pair_id = ?",
-                          (id1 * 2147483647 + id2,)).fetchone()
+                          (id1 * PAIR_ID_BASE + id2,)).fetchone()
     finally:
         con.close()
     if row is None:
