@@ -1263,8 +1263,8 @@ def find_match_artifacts(config: dict[str, Any], data_root: str | Path, dataset:
     The run's ``artifacts.json`` (written by the pipeline) names them directly; runs without it fall back to
     recomputing the cache keys.
 
-    The features key is recomputed exactly as the pipeline does (stage config without ``device`` + dataset
-    fingerprint); the matching artifact is the finished one whose recorded inputs start with that key and whose config
+    The features key is recomputed exactly as the pipeline does (stage config without ``device`` + the images'
+    content fingerprint); the matching artifact is the finished one whose recorded inputs start with that key and whose config
     equals the run's matching section.
 
     Args:
@@ -1278,7 +1278,7 @@ def find_match_artifacts(config: dict[str, Any], data_root: str | Path, dataset:
     Raises:
         InputError: with the reason when they cannot be found (no data root, cache cleared, images changed).
     """
-    from imc_core.cache import DONE, artifact_key, cache_root
+    from imc_core.cache import DONE, artifact_key, cache_root, content_fingerprint
     from imc_core.data import DataRoot
 
     if run_dir is not None:
@@ -1291,7 +1291,7 @@ def find_match_artifacts(config: dict[str, Any], data_root: str | Path, dataset:
     split = "train" if (root / "train" / dataset).is_dir() else "test"
     ds = DataRoot(root).load_dataset(dataset, split)
     fconf = _stage_conf(config.get("features", {}), "features")
-    fkey = artifact_key("features", fconf, [], ds.fingerprint)
+    fkey = artifact_key("features", fconf, [], content_fingerprint(ds.image_dir, ds.images, ds.fingerprint))
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in dataset)
     fdir = cache_root() / "features" / f"{safe}-{fkey}"
     if not (fdir / DONE).is_file():

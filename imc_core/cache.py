@@ -26,14 +26,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import ImcError
-from .fsutil import atomic_write_json, read_only_sqlite, stable_hash
+from .errors import ImcError, InputError
+from .fsutil import atomic_write_json, atomic_write_text, read_only_sqlite, stable_hash
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DONE = "DONE"
 FILES = "files"  # DONE's record of the artifact's files (size, mtime, sha256) at build time
 SQLITE_SIDE_FILES = ("-wal", "-shm", "-journal")  # never recorded: SQLite makes and removes them as it likes
 GRACE_S = 3600.0  # prune never removes an artifact built or used this recently (a run may be reading it)
+FINGERPRINTS = "fingerprints"  # memo folder: a dataset's stat fingerprint -> the sha256 of its images' contents
 #: the stages the pipeline caches (first folder level); ``cache prune --stage`` also takes any folder found there
 STAGES = ("features", "matching", "database", "reconstruction")
 
@@ -50,6 +51,43 @@ def cache_root() -> Path:
 def artifact_key(stage: str, conf: dict[str, Any], inputs: list[str], fingerprint: str) -> str:
     """Cache key of one stage artifact (16 hex)."""
     return stable_hash({"stage": stage, "conf": conf, "inputs": inputs, "fingerprint": fingerprint})
+
+
+def content_fingerprint(image_dir: str | Path, names: list[str], stat_fingerprint: str, *,
+                        root: Path | None = None) -> str:
+    """The fingerprint the artifact keys use: sha256 (hex) over each image's name and the sha256 of its bytes.
+
+    A copy of the data root (new paths, new modification times), or an image touched without being changed, keeps
+    its artifacts; an image rewritten with other bytes does not. Reading every image costs about a second per GB,
+    so the result is remembered under ``<root>/fingerprints/<stat_fingerprint>``, where ``stat_fingerprint`` is the
+    dataset's cheap one (:func:`imc_core.data.fingerprint_files`: names, sizes and times): a dataset is read again
+    only after one of its files changed time, size or name. A memo that cannot be written (a read-only cache) is
+    skipped; the next run reads the images again.
+
+    Raises:
+        InputError: an image cannot be read (it names the file).
+    """
+    memo = (root or cache_root()) / FINGERPRINTS / stat_fingerprint
+    try:
+        known = memo.read_text().strip()
+    except OSError:
+        known = ""
+    if len(known) == 64 and all(c in "0123456789abcdef" for c in known):
+        return known
+    h = hashlib.sha256()
+    base = Path(image_dir)
+    for name in sorted(names):
+        try:
+            digest = _sha256(base / name)
+        except OSError as e:
+            raise InputError(base / name, f"cannot be read ({e.strerror or e})") from None
+        h.update(f"{name}\t{digest}\n".encode())
+    fingerprint = h.hexdigest()
+    try:
+        atomic_write_text(memo, fingerprint + "\n")
+    except OSError:
+        pass
+    return fingerprint
 
 
 @dataclass

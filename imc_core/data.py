@@ -11,7 +11,8 @@ A *data root* looks like Kaggle's competition folder::
 
 :class:`DataRoot` finds the datasets of a root and :meth:`DataRoot.load_dataset` returns a :class:`Dataset`: the
 images to reconstruct (in a fixed order), their labels and thresholds when they exist, and a cheap fingerprint of
-the image files for the stage cache. Poses follow :mod:`imc_core.submission` (world → camera).
+the image files (names, sizes, times), under which the stage cache remembers the images' content fingerprint
+(:func:`imc_core.cache.content_fingerprint`). Poses follow :mod:`imc_core.submission` (world → camera).
 
 Every problem with the input is an :class:`~imc_core.errors.InputError` naming the file, the row and the problem;
 problems that do not stop a run (extra images on disk, a scene without thresholds) are warning strings kept in
@@ -341,7 +342,8 @@ class Dataset:
         labels: pose frame rows of this dataset (file order, fresh index), ``None`` without ground truth.
         thresholds: ``{scene: 6 floats}`` for this dataset's scenes, ``None`` without a thresholds file.
         warnings: non-fatal problems found while loading (one line each).
-        fingerprint: sha256 over sorted ``(name, size, mtime_ns)`` of the images (see :func:`fingerprint_files`).
+        fingerprint: sha256 over sorted ``(name, size, mtime_ns)`` of the images (see :func:`fingerprint_files`);
+            the cache keys hold the images' content fingerprint remembered under it.
         image_ids: Kaggle ``image_id`` per image (aligned with ``images``) when a sample submission gave them.
     """
 

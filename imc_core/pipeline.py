@@ -28,8 +28,8 @@ from typing import Any
 
 import pandas as pd
 
-from .cache import (Artifact, artifact_key, cache_root, cached, drop_artifact, files_problem, get_or_build,
-                    h5_problem, sqlite_problem)
+from .cache import (Artifact, artifact_key, cache_root, cached, content_fingerprint, drop_artifact, files_problem,
+                    get_or_build, h5_problem, sqlite_problem)
 from .config import (DEFAULT_VARIANT, PipelineConfig, dump_config, resolve_config, stable_hash, unread_keys,
                      unused_settings)
 from .errors import Cancelled, ConfigError, ImcError, InputError
@@ -431,6 +431,7 @@ class _Matched:
     matches: Artifact
     fkey: str  # features artifact key
     mkey: str  # matching artifact key
+    fingerprint: str  # the images' content fingerprint the keys hold (cache.content_fingerprint)
     timings: dict[str, float]
     cache: dict[str, str]
 
@@ -476,7 +477,8 @@ def _match_dataset(ds: Any, cfg: PipelineConfig, writer: RunWriter, rep: _Report
     # features (every image checked first: a dataset with bad files fails at once, naming all of them)
     images = [(n, ds.image_dir / n) for n in ds.images]
     fconf = _stage_conf(cfg.features, features_mod, cfg, "features")
-    fkey = artifact_key("features", fconf, [], ds.fingerprint)
+    fingerprint = content_fingerprint(ds.image_dir, ds.images, ds.fingerprint)
+    fkey = artifact_key("features", fconf, [], fingerprint)
 
     def build_features(tmp: Path) -> None:
         check_images([p for _, p in images])
@@ -492,7 +494,7 @@ def _match_dataset(ds: Any, cfg: PipelineConfig, writer: RunWriter, rep: _Report
     # matching (COLMAP's matcher threads resolved first: they decide whether the matches repeat)
     mconf = matching_mod.resolve_threads(cfg.matching, cfg.reconstruction.deterministic)
     mkey_conf = _stage_conf(mconf, matching_mod, cfg, "matching")
-    mkey = artifact_key("matching", mkey_conf, [fkey, pairs_key], ds.fingerprint)
+    mkey = artifact_key("matching", mkey_conf, [fkey, pairs_key], fingerprint)
 
     def build_matches(tmp: Path) -> None:
         write_pairs(pairs, tmp / "pairs.txt")
@@ -504,7 +506,7 @@ def _match_dataset(ds: Any, cfg: PipelineConfig, writer: RunWriter, rep: _Report
                            meta={"conf": mkey_conf, "inputs": [fkey, pairs_key],
                                  "dataset": name}, check=lambda path: h5_problem(path / "matches.h5"))
     record("matching", matches)
-    return _Matched(ds, pairs, feats, matches, fkey, mkey, timings, cache)
+    return _Matched(ds, pairs, feats, matches, fkey, mkey, fingerprint, timings, cache)
 
 
 def _reconstruct_dataset(matched: _Matched, cfg: PipelineConfig, run_dir: Path, writer: RunWriter, rep: _Reporter,
@@ -521,11 +523,11 @@ def _reconstruct_dataset(matched: _Matched, cfg: PipelineConfig, run_dir: Path, 
 
     # reconstruction (cached only when deterministic: otherwise every run is a fresh sample of mapper noise)
     rconf = _stage_conf(cfg.reconstruction, reconstruction_mod, cfg, "reconstruction")
-    rkey = artifact_key("reconstruction", rconf, [mkey, fkey], ds.fingerprint)
+    rkey = artifact_key("reconstruction", rconf, [mkey, fkey], matched.fingerprint)
     cacheable = use_cache and cfg.reconstruction.deterministic
     # its verified database has a key of its own: a change of a mapping key re-maps without re-verifying
     dconf = {**reconstruction_mod.database_conf(cfg.reconstruction), "_stage_version": reconstruction_mod.VERSION}
-    dkey = artifact_key("database", dconf, [mkey, fkey], ds.fingerprint)
+    dkey = artifact_key("database", dconf, [mkey, fkey], matched.fingerprint)
     db_dir = cached("database", name, dkey) if cacheable else None
     db_file = db_dir / "database.db" if db_dir is not None else None
     if db_file is not None and (problem := files_problem(db_dir) or sqlite_problem(db_file)) is not None:

@@ -633,6 +633,27 @@ def test_a_cached_failed_reconstruction_is_mapped_again(first_run: tuple[Path, P
     assert "had failed" not in third.log
 
 
+def test_a_copied_data_root_reuses_every_cached_stage(first_run: tuple[Path, Path], tiny_root: Path,
+                                                      tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A teammate's copy of the data (other paths, other modification times, same bytes) hits the cache; an image
+    rewritten with other bytes does not."""
+    cache, _ = _cache_copy(first_run, tmp_path, monkeypatch)
+    copy = tmp_path / "copy"
+    shutil.copytree(tiny_root, copy, copy_function=shutil.copyfile)  # copyfile: new modification times
+    again = load_run(run_pipeline(copy, variant="default", overrides=FAST, out=tmp_path / "again",
+                                  raise_errors=True))
+    assert again.scores["score"] == load_run(first_run[0]).scores["score"]
+    for stages in again.timings["cache"].values():
+        assert stages["features"] == stages["matching"] == stages["reconstruction"] == "hit", stages
+    image = next((copy / "train").glob("*/*.png"))
+    from PIL import Image
+
+    Image.open(image).transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(image)
+    changed = load_run(run_pipeline(copy, variant="default", overrides=FAST, out=tmp_path / "changed",
+                                    raise_errors=True))
+    assert changed.timings["cache"][image.parent.name]["features"] == "miss"
+
+
 def _cache_copy(first_run: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
                 ) -> tuple[Path, dict[str, str]]:
     """A copy of the shared cache as $IMC_CACHE_DIR, and the folder names of the features, matching and verified

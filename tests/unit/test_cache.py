@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from imc_core.cache import (DONE, artifact_key, cached, clean_stale_temps, get_or_build, list_artifacts, prune,
-                            unreferenced)
+from imc_core.cache import (DONE, artifact_key, cached, clean_stale_temps, content_fingerprint, get_or_build,
+                            list_artifacts, prune, unreferenced)
 from imc_core.cli import main
 from imc_core.errors import Cancelled, InputError
 from imc_core.runs import referenced_artifacts
@@ -574,3 +574,40 @@ def test_two_processes_publishing_one_key_at_once_keep_one(tmp_path: Path, monke
     art = get_or_build("features", "ds", "k", lambda d: (d / "x.txt").write_text("mine"), root=tmp_path)
     assert not art.hit and (art.path / "x.txt").read_text() == "theirs"
     assert [p.name for p in (tmp_path / "features").iterdir()] == ["ds-k"]  # no temporary folder left
+
+
+def test_content_fingerprint_follows_bytes_not_times_and_is_remembered(tmp_path: Path) -> None:
+    from imc_core.data import fingerprint_files
+
+    cache = tmp_path / "cache"
+    images = tmp_path / "a"
+    images.mkdir()
+    for name, data in (("x.png", b"one"), ("y.png", b"two")):
+        (images / name).write_bytes(data)
+    names = ["x.png", "y.png"]
+    stat_fp = fingerprint_files(images, names)
+    fp = content_fingerprint(images, names, stat_fp, root=cache)
+    assert (cache / "fingerprints" / stat_fp).read_text().strip() == fp
+    # a copy elsewhere with other times: another cheap fingerprint, the same content fingerprint
+    copy = tmp_path / "b"
+    copy.mkdir()
+    for name in names:
+        (copy / name).write_bytes((images / name).read_bytes())
+        os.utime(copy / name, ns=(1_000_000_000, 1_000_000_000))
+    copy_stat = fingerprint_files(copy, names)
+    assert copy_stat != stat_fp
+    assert content_fingerprint(copy, names, copy_stat, root=cache) == fp
+    # remembered: the memo answers without reading the images
+    (copy / "x.png").unlink()
+    assert content_fingerprint(copy, names, copy_stat, root=cache) == fp
+    # other bytes, or a renamed image, give another fingerprint
+    (images / "y.png").write_bytes(b"TWO")
+    assert content_fingerprint(images, names, fingerprint_files(images, names), root=cache) != fp
+    (images / "z.png").write_bytes(b"one")
+    assert content_fingerprint(images, ["y.png", "z.png"], "other", root=cache) != fp
+    # an image that cannot be read is named; a cache that cannot take the memo still answers
+    with pytest.raises(InputError, match="x.png"):
+        content_fingerprint(copy, names, "missing", root=cache)
+    (tmp_path / "file").write_text("")
+    assert content_fingerprint(images, names, "x", root=tmp_path / "file") == content_fingerprint(
+        images, names, "y", root=cache)
