@@ -39,10 +39,15 @@ def _cmd_score(args: argparse.Namespace) -> int:
         if args.details:
             print(res.scenes.to_string(index=False))
             if res.convention is not None:
-                print("pose convention (each dataset that is small, below 50 mAA or holds a clustered scene below 50 "
-                      "mAA, read four ways; clusterness is the same for all):")
+                print("pose convention (each dataset that is small, below 50 mAA, holds a clustered scene below 50 "
+                      "mAA or fits the ground truth better read another way, read four more ways; clusterness is "
+                      "the same for all):")
                 for row in res.convention.itertuples():
-                    print(f"  {row.dataset:30s} {row.reading:20s} mAA {row.mAA:8.4f}  ({row.meaning})")
+                    shown = "not scored" if row.mAA != row.mAA else f"mAA {row.mAA:8.4f}"
+                    print(f"  {row.dataset:30s} {row.reading:20s} {shown:13s}  ({row.meaning})")
+                if res.convention["mAA"].isna().any():
+                    print("  (not scored: the poses' geometry rules that reading out in every scene, so no score "
+                          "could name it)")
             elif args.convention_check:
                 print("pose convention: not re-read, every dataset is large and reaches 50 mAA as written")
     for w in res.warnings:
@@ -423,11 +428,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="score only this dataset of the labels (repeatable; default: all of them, each of which "
                         "the submission must hold)")
     s.add_argument("--no-convention-check", dest="convention_check", action="store_false",
-                   help="skip the pose-convention check (by default each dataset that is small, below 50 mAA or "
-                        "holds a posed, clustered scene below 50 mAA is also scored with its poses read as "
-                        "camera→world, with transposed rotations and with t's sign flipped, and a warning names the "
-                        "datasets, or single scenes, one of those scores clearly better; --details prints every "
-                        "reading)")
+                   help="skip the pose-convention check (by default each dataset that is small, below 50 mAA, "
+                        "holds a posed, clustered scene below 50 mAA, or whose camera centres fit the ground truth "
+                        "clearly better read another way is also scored with its poses read as camera→world, with "
+                        "transposed rotations, with t's sign flipped and with the camera centre as t, each where "
+                        "the poses' geometry does not rule it out, and a warning names the datasets, or single "
+                        "scenes, one of those scores clearly better and the geometry supports; --details prints "
+                        "every reading)")
     s.set_defaults(func=_cmd_score)
 
     s = sub.add_parser("synth", help="generate the synthetic multi-scene benchmark")

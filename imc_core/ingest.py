@@ -122,7 +122,8 @@ def submission_run(submission_csv: str | Path, data_root: str | Path, *, label: 
     for ds, d in res.datasets.items():
         writer.log(f"  {ds}: score {d.score:.4f} mAA {d.mAA:.4f} clusterness {d.clusterness:.4f}")
     if check is not None:
-        writer.log_lines(f"pose convention: {row.dataset}, {row.reading}: mAA {row.mAA:.4f}"
+        writer.log_lines(f"pose convention: {row.dataset}, {row.reading}: "
+                         + (f"mAA {row.mAA:.4f}" if row.mAA == row.mAA else "not scored (the geometry rules it out)")
                          for row in check.table.itertuples())
     writer.set_status("done")
     return run_dir, True

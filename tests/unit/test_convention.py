@@ -198,8 +198,13 @@ def test_a_right_file_of_noisy_cameras_orbiting_a_point_is_not_called_camera_to_
         noisy = frame([(DS, "arc", f"a{i:02d}.png", R[i], c[i] + rng.normal(size=3) * 0.12) for i in range(12)])
         check = convention_check(gt, th, noisy)
         assert check.warning() is None, (seed, check.table)
-        scores_alone = ConventionCheck(check.table, check.scenes).warning()  # without the geometry
-        assert (scores_alone or "").startswith("these poses look "), (seed, check.table)
+        # the geometry rules camera→world out before any re-scoring ...
+        assert np.isnan(check.table.set_index("reading").loc["camera→world", "mAA"])
+        # ... though scored, it would win on the scores alone
+        full = convention_check(gt, th, noisy, every_reading=True)
+        assert full.warning() is None, (seed, full.table)
+        scores_alone = ConventionCheck(full.table, full.scenes).warning()  # without the geometry
+        assert (scores_alone or "").startswith("these poses look "), (seed, full.table)
 
 
 def test_t_sign_flipped_on_a_flat_layout_is_re_read_and_named(case, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -345,3 +350,40 @@ def test_cameras_along_a_line_leave_the_frames_agreement_out() -> None:
     turn = fits.groupby("scene")["turn"]
     assert turn.apply(lambda x: x.isna().all())["track"] and turn.apply(lambda x: x.notna().all())["arc"]
     assert (fits["quick"] >= 0).all() and fits.loc[fits["reading"] == "as written", "quick"].eq(100.0).all()
+
+
+@pytest.mark.parametrize("sizes, registered", [({"s1": 3, "s2": 2}, None), ({"s1": 10, "s2": 8}, 2)])
+def test_a_scene_too_small_to_fit_beside_one_that_fits_is_checked(sizes: dict[str, int], registered: int | None
+                                                                   ) -> None:
+    """A scene of two cameras (or one of which the pipeline registered two) has no fit; beside a scene that has one,
+    the geometry's tables held other scenes and comparing them raised, so `score` failed on ordinary files."""
+    from imc_core.convention import check_scored
+
+    gt, th, _ = make_gt(np.random.default_rng(0), sizes, outliers=1)
+    sub = submit(gt, dict(zip(gt["image"], gt["scene"], strict=True)))
+    if registered is not None:
+        lost = (sub["scene"] == "s2").to_numpy() & (sub.groupby("scene").cumcount() >= registered).to_numpy()
+        sub.loc[lost, R_COLS + T_COLS] = np.nan
+    res = score(gt, th, sub, details=False)
+    check = check_scored(gt, th, sub, res)
+    assert check is not None and check.warning() is None
+    if sizes["s1"] > 3:  # written camera→world, the scene that fits is still named (three cameras always fit)
+        assert (convention_check(gt, th, as_c2w(sub)).warning() or "").startswith("these poses look camera→world")
+
+
+def test_a_fault_of_the_check_costs_a_warning_not_the_score(case, tmp_path, monkeypatch: pytest.MonkeyPatch
+                                                             ) -> None:
+    import imc_core.convention
+
+    gt, th, sub = case
+    labels = write_pose_csv(gt, tmp_path / "labels.csv")
+    (tmp_path / "thr.csv").write_text("dataset,scene,thresholds\n" + "".join(
+        f"{d},{s},{';'.join(map(str, v))}\n" for (d, s), v in th.items()))
+
+    def broken(*args, **kwargs):
+        raise ValueError("Can only compare identically-labeled Series objects")
+
+    monkeypatch.setattr(imc_core.convention, "fit_table", broken)
+    res = score_files(labels, tmp_path / "thr.csv", write_pose_csv(sub, tmp_path / "sub.csv"), convention=True)
+    assert res.score == pytest.approx(100.0)
+    assert any(w.startswith("the pose-convention check failed (ValueError: Can only compare") for w in res.warnings)

@@ -43,7 +43,9 @@ def test_a_submission_becomes_a_scored_run(root, tmp_path: Path) -> None:
     assert not run.meta["warnings"] and run.meta["data_root"] == str(data.resolve())
     assert len(run.per_image) == len(sub) and set(run.alignments) == {"ds"}
     assert tomllib.loads((run.path / "config.toml").read_text())["meta"]["source"] == "mine.csv"
-    assert "pose convention: ds, camera→world: mAA 0.0000" in run.log  # small: re-read, and written right
+    # small: re-read; written right, so the geometry rules the other readings out without scoring them
+    assert "pose convention: ds, as written: mAA 100.0000" in run.log
+    assert "pose convention: ds, camera→world: not scored (the geometry rules it out)" in run.log
     assert list_runs(runs)["variant"].tolist() == [SUBMISSION_VARIANT]
     # the same bytes again: the run already made, not a second "seed" of one submission
     assert submission_run(path, data, label="again", group="g", runs_dir=runs) == (made, False)
