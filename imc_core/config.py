@@ -137,6 +137,16 @@ class PipelineConfig:
         except ConfigError as err:
             raise ConfigError(f"{source}: {err}") from None
 
+    def checked(self, source: str = "config") -> "PipelineConfig":
+        """This config checked and typed again, as :meth:`from_dict` checks a file: a config edited in place
+        (``cfg.reconstruction.mapper = "foo"``, ``cfg.features.max_keypoints = "2048"``) skipped every check, ran,
+        and wrote a ``config.toml`` that could not be loaded back.
+
+        Raises:
+            ConfigError: naming the key and the problem.
+        """
+        return PipelineConfig.from_dict(self.to_dict(), source=source)
+
     def section_hash(self, name: str) -> str:
         """Stable hash of one section (used in cache keys)."""
         return stable_hash(dataclasses.asdict(getattr(self, name)))
@@ -288,9 +298,13 @@ def load_variant(name: str, _chain: tuple[Path, ...] = ()) -> Variant:
 
 def parse_overrides(items: list[str] | tuple[str, ...]) -> dict[str, dict[str, Any]]:
     """Parse ``section.key=value`` strings (values as TOML literals when they parse, else strings)."""
+    if isinstance(items, str):  # one override given alone (from Python): not its characters one by one
+        items = [items]
+    if not isinstance(items, (list, tuple)):
+        raise ConfigError(f"overrides must be a list of section.key=value strings, got {items!r}")
     out: dict[str, dict[str, Any]] = {}
     for item in items:
-        if "=" not in item or "." not in item.split("=", 1)[0]:
+        if not isinstance(item, str) or "=" not in item or "." not in item.split("=", 1)[0]:
             raise ConfigError(f"--set expects section.key=value, got {item!r}")
         lhs, raw = item.split("=", 1)
         section, key = lhs.strip().split(".", 1)
@@ -385,6 +399,8 @@ def unused_settings(cfg: PipelineConfig, base: PipelineConfig | None = None) -> 
 
 def resolve_config(variant: str = DEFAULT_VARIANT, overrides: list[str] | tuple[str, ...] = ()) -> PipelineConfig:
     """Variant file + ``--set`` overrides → a validated :class:`PipelineConfig`."""
+    if not isinstance(variant, str) or not variant:
+        raise ConfigError(f"a variant name is needed (see `python -m imc_core variants`), got {variant!r}")
     v = load_variant(variant)
     return PipelineConfig.from_dict(merge(v.overrides, parse_overrides(overrides)), source="--set")
 

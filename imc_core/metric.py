@@ -1852,8 +1852,13 @@ def score(
         InputError: GT image twice in a dataset, a GT dataset missing from the submission, an unknown or duplicate
             submitted image, missing GT images, missing thresholds, thresholds of different lengths.
     """
-    sub_path = submission_path or submission.attrs.get("path")
     gt_path = gt.attrs.get("path")
+    # (a submission built from a copy of the labels frame carries the labels' path: its faults are not that file's)
+    sub_path = submission_path or (None if submission.attrs.get("path") == gt_path else submission.attrs.get("path"))
+    if "scene" in submission and submission["scene"].isna().any():
+        # a frame built in memory (a merge that left some clusters unset): as an empty cell of a file, a cluster
+        # named '' that the checks below name (it raised a KeyError)
+        submission = submission.assign(scene=submission["scene"].astype(object).where(submission["scene"].notna(), ""))
     notes = _validate(gt, submission, gt_path, sub_path)
     lens = {len(np.atleast_1d(v)) for v in thresholds.values()}
     if len(lens) > 1:

@@ -203,7 +203,7 @@ def run_pipeline(
         datasets: dataset names to run (default: all of the split).
         variant: variant name (``imc_core/variants/<name>.toml``).
         overrides: ``section.key=value`` strings applied on top of the variant.
-        config: a ready config (then ``variant`` is only recorded, ``overrides`` ignored).
+        config: a ready config, checked again here (then ``variant`` is only recorded, ``overrides`` ignored).
         out: run directory to write (default: a new folder under ``$IMC_RUNS_DIR``).
         progress: ``progress(stage, done, total, message)``, stage like ``"<dataset>/features"``.
         should_cancel: polled between steps; True stops the run (status ``cancelled``).
@@ -225,7 +225,8 @@ def run_pipeline(
 
     prepared = check_run_dir(out) if out else False
     try:
-        cfg = config or resolve_config(variant, overrides)
+        # (a ready config is checked again: one edited in place had skipped every check)
+        cfg = config.checked() if config is not None else resolve_config(variant, overrides)
         root = DataRoot(Path(data_root))
         # images missing, label rows or thresholds that cannot be scored: found before any folder or work
         split, loaded = root.load_for_run(datasets, split)

@@ -189,3 +189,30 @@ def test_device_names_are_checked_with_the_config(key: str) -> None:
 ])
 def test_uses_torch_names_the_configs_that_need_it(variant: str, overrides: list[str], expected: bool) -> None:
     assert resolve_config(variant, overrides).uses_torch() is expected
+
+
+def test_a_config_edited_in_place_is_checked_before_a_run(tmp_path) -> None:
+    """A notebook's `cfg.reconstruction.mapper = "foo"` skipped every check: the run said done and wrote a
+    config.toml that load_config refused; a negative keypoint cap failed inside COLMAP after a run folder was made."""
+    from imc_core.pipeline import run_pipeline
+
+    cfg = resolve_config()
+    cfg.reconstruction.mapper = "foo"
+    with pytest.raises(ConfigError, match="reconstruction.mapper must be one of"):
+        cfg.checked()
+    runs = tmp_path / "runs"
+    with pytest.raises(ConfigError, match="reconstruction.mapper must be one of"):
+        run_pipeline(tmp_path / "no data", config=cfg, out=runs / "x")
+    assert not runs.exists()
+    cfg = resolve_config()
+    cfg.features.max_keypoints = "2048"  # a string set in place: typed again, so the hash is the int's
+    assert cfg.checked().features.max_keypoints == 2048
+    assert cfg.checked().hash() == resolve_config(overrides=["features.max_keypoints=2048"]).hash()
+
+
+def test_overrides_and_variant_given_oddly_from_python() -> None:
+    assert resolve_config("default", "features.max_keypoints=2048").features.max_keypoints == 2048
+    with pytest.raises(ConfigError, match="overrides must be a list"):
+        resolve_config("default", {"features.max_keypoints": 2048})
+    with pytest.raises(ConfigError, match="a variant name is needed"):
+        resolve_config(None)

@@ -282,6 +282,30 @@ def test_nan_poses_count_in_cluster_but_not_registered(one_scene) -> None:
     assert res.score == pytest.approx(100 * 5 / 6, abs=1e-9)
 
 
+def test_an_unset_cluster_in_memory_is_an_empty_name_as_in_a_file(one_scene) -> None:
+    """A frame built in memory with some clusters left unset (nan, e.g. after a merge) raised a KeyError; in a file
+    the same rows are empty cells: a cluster named '' that a warning names."""
+    gt, th, _ = one_scene
+    sub = submit(gt, dict.fromkeys(gt["image"], "c0"))
+    sub.loc[3, "scene"] = np.nan
+    res = score(gt, th, sub)
+    same = score(gt, th, sub.assign(scene=sub["scene"].fillna("")))
+    assert res.score == same.score < 100.0 and res.warnings == same.warnings
+    assert any("1 row(s) with an empty scene (cluster) name" in w for w in res.warnings)
+
+
+def test_a_submission_copied_from_the_labels_frame_is_not_called_the_labels_file(one_scene) -> None:
+    """pandas carries a frame's attrs to its copies: the faults of a submission made from the labels frame were
+    reported against the labels file."""
+    gt, th, _ = one_scene
+    gt.attrs["path"] = "/data/train_labels.csv"
+    sub = submit(gt, dict.fromkeys(gt["image"], "c0"))
+    assert sub.attrs.get("path") == "/data/train_labels.csv"
+    with pytest.raises(InputError) as err:
+        score(gt, th, sub.drop(columns=["tz"]))
+    assert "train_labels.csv" not in str(err.value) and "lacks column(s) tz" in str(err.value)
+
+
 def test_split_scene(one_scene) -> None:
     gt, th, _ = one_scene
     imgs = list(gt["image"])
