@@ -38,8 +38,8 @@ from .submission import R_COLS, T_COLS, rotations, translations, world_to_cam
 if TYPE_CHECKING:
     from .metric import ScoreResult
 
-__all__ = ["READINGS", "WARNING_STARTS", "ConventionCheck", "check_scored", "convention_check", "fit_table",
-           "geometry", "low_datasets", "posed_scenes", "preferred_elsewhere", "reread"]
+__all__ = ["CHECK_FAILED", "READINGS", "WARNING_STARTS", "ConventionCheck", "check_scored", "convention_check",
+           "fit_table", "geometry", "low_datasets", "posed_scenes", "preferred_elsewhere", "reread"]
 
 READINGS: dict[str, str] = {
     "as written": "world→camera R (row-major) and t, as IMC-2025 and COLMAP's cam_from_world",
@@ -66,6 +66,9 @@ EITHER = "camera→world or centre as t"
 
 #: how each warning of :meth:`ConventionCheck.warning` starts (the dashboard shows these beside a run)
 WARNING_STARTS = ("these poses look", "some poses may be", "the poses of scene")
+
+#: how the warning of a check that failed starts (:func:`check_scored`)
+CHECK_FAILED = "the pose-convention check failed"
 
 LOW_MAA = 50.0
 """Datasets larger than :data:`SMALL_DATASET` whose mAA as written reaches this (percent) are not re-read: a wrong
@@ -260,7 +263,7 @@ class ConventionCheck:
         of a dataset's rows written camera→world: converting all of them would break the others). Then the
         scenes of :meth:`scene_findings` ("the poses of scene s in d look …")."""
         if self.failed:
-            return (f"the pose-convention check failed ({self.failed}); the score above stands, but which "
+            return (f"{CHECK_FAILED} ({self.failed}); the score above stands, but which "
                     "convention the poses follow was not checked. Please report this.")
         found, scenes = self.findings(margin), self.scene_findings(margin)
         if not found and not scenes:

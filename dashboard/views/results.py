@@ -480,16 +480,20 @@ def tab_images(rv: state.RunView, dataset: str | None, scene: str | None) -> Non
 def pose_convention_note(rv: state.RunView) -> str:
     """What convention the run's poses are in, and how that is known (the 3-D tab's answer to "are my poses
     world→camera or camera→world?")."""
-    from imc_core.convention import WARNING_STARTS
+    from imc_core.convention import CHECK_FAILED, WARNING_STARTS
 
     what = ("Poses: world→camera, x_cam = R·x_world + t with R row-major, camera centre c = −Rᵀ·t (COLMAP's "
             "cam_from_world; what IMC-2025 wants). ")
     if not rv.outside:
         return what + "imc-lab writes its own runs so, from COLMAP's models."
-    if any(str(w).startswith(WARNING_STARTS) for w in rv.meta.get("warnings") or []):
+    warns = [str(w) for w in rv.meta.get("warnings") or []]
+    if any(w.startswith(WARNING_STARTS) for w in warns):
         return what + "This file's poses look written another way: see the warning above (and the Loss tab)."
-    return what + ("This file was scored read four other ways too (camera→world, transposed R, t's sign flipped, "
-                   "the centre as t) where that could matter; none did clearly better.")
+    if any(w.startswith(CHECK_FAILED) for w in warns):
+        return what + "Which convention this file follows was not checked: the check failed (warning above)."
+    return what + ("This file was also read four other ways where that could matter (camera→world, transposed R, "
+                   "t's sign flipped, the centre as t): each fitted to the ground truth, and scored unless the fit "
+                   "ruled it out; none did clearly better.")
 
 
 def tab_3d(rv: state.RunView, dataset: str | None, scene: str | None) -> None:

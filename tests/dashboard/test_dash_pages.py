@@ -205,6 +205,21 @@ def test_the_3d_tab_says_which_pose_convention(make_run: Callable[..., Path]) ->
         "cam_from_world; what IMC-2025 wants). imc-lab writes its own runs so, from COLMAP's models."]
 
 
+def test_the_convention_note_of_an_outside_file_follows_its_check() -> None:
+    from types import SimpleNamespace
+
+    from dashboard.views.results import pose_convention_note
+
+    def note(*warnings: str) -> str:
+        return pose_convention_note(SimpleNamespace(outside=True, meta={"warnings": list(warnings)}))
+
+    assert note().endswith("scored unless the fit ruled it out; none did clearly better.")
+    assert note("these poses look camera→world (t holding the camera centre) in ds").endswith(
+        "look written another way: see the warning above (and the Loss tab).")
+    assert note("the pose-convention check failed (ValueError: x); the score above stands").endswith(
+        "was not checked: the check failed (warning above).")
+
+
 @pytest.mark.parametrize("tab", ["Overview", "3D", "Clusters", "Pairs", "Loss", "Timings", "Log", "Descriptors"])
 def test_results_tabs_render(make_run: Callable[..., Path], tab: str) -> None:
     make_run("run-a", score=60.0, misplaced=("s1_2.png",))
