@@ -808,7 +808,7 @@ def make_thumbnail(image: Path, size: int = 192, out_dir: Path | None = None) ->
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     from imc_core.fsutil import atomic_write_bytes
-    from imc_core.images import rgb_array
+    from imc_core.images import decode_reason, rgb_array
 
     st_ = image.stat()
     key = hashlib.sha1(f"{image.resolve()}|{st_.st_size}|{st_.st_mtime_ns}|{size}".encode()).hexdigest()[:20]
@@ -828,7 +828,7 @@ def make_thumbnail(image: Path, size: int = 192, out_dir: Path | None = None) ->
             im.save(buf, format="JPEG", quality=80)
     except (OSError, UnidentifiedImageError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
         # (PIL reports some broken PNG chunks as SyntaxError)
-        raise InputError(image, f"cannot read image: {err or type(err).__name__}") from None
+        raise InputError(image, f"cannot read image: {decode_reason(err, image)}") from None
     atomic_write_bytes(out, buf.getvalue())
     return out
 

@@ -278,7 +278,7 @@ def is_image_name(name: str) -> bool:
 def scan_images(folder: str | Path) -> list[str]:
     """Image file names (not paths) directly inside ``folder``, sorted; extensions per :data:`IMAGE_EXTS`.
 
-    Hidden files and sub-folders are ignored.
+    Hidden files and sub-folders are ignored (:func:`unread_files` names the images left so).
 
     Raises:
         InputError: the folder does not exist or is not a folder.
@@ -292,6 +292,33 @@ def scan_images(folder: str | Path) -> list[str]:
             if is_image_name(e.name) and e.is_file():
                 names.append(e.name)
     return sorted(names)
+
+
+def unread_files(folder: str | Path, read: list[str], depth: int = 3) -> list[str]:
+    """Warnings (one line each, naming ``folder``) on image files there that no run reads, though a researcher may
+    think it does: images in its sub-folders (up to ``depth`` levels) that ``read`` does not name (a test folder's
+    nested images were left out of the submission without a word), and links to nothing under an image name."""
+    base = Path(folder)
+    named = set(read)
+    nested, broken = [], []
+    for top, dirs, files in os.walk(base):
+        level = len(Path(top).relative_to(base).parts)
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".")) if level < depth else []
+        for name in sorted(files):
+            if not is_image_name(name):
+                continue
+            rel = (Path(top) / name).relative_to(base).as_posix()
+            if not (Path(top) / name).exists():  # (a link whose target is gone)
+                broken.append(rel)
+            elif level and rel not in named:
+                nested.append(rel)
+    out = []
+    if nested:
+        out.append(f"{base}: {len(nested)} image(s) in sub-folders, not read (a dataset's images are those directly "
+                   f"in its folder, or those its labels name): {_list_names(nested)}")
+    if broken:
+        out.append(f"{base}: {len(broken)} link(s) to a missing file, ignored: {_list_names(broken)}")
+    return out
 
 
 def fingerprint_files(folder: str | Path, names: list[str]) -> str:
@@ -620,6 +647,8 @@ class DataRoot:
             images = scan_images(image_dir)
             if not images:
                 raise InputError(image_dir, f"no images ({', '.join(IMAGE_EXTS)}) in this folder")
+            for msg in unread_files(image_dir, images):
+                _warn(msgs, msg)
             if labels is not None:
                 _warn(
                     msgs, f"{self.labels_path}: no rows for dataset {name!r}; its {len(images)} images have no labels"
@@ -640,6 +669,8 @@ class DataRoot:
                     msgs,
                     f"{image_dir}: {len(extra)} image(s) not in {LABELS_FILE}, ignored: {_list_names(extra)}",
                 )
+            for msg in unread_files(image_dir, images):
+                _warn(msgs, msg)
             thresholds = None
             if self.thresholds is not None:
                 thresholds = {sc: v.copy() for (ds, sc), v in self.thresholds.items() if ds == name}
@@ -675,6 +706,8 @@ class DataRoot:
             images = scan_images(image_dir)
             if not images:
                 raise InputError(image_dir, f"no images ({', '.join(IMAGE_EXTS)}) in this folder")
+            for msg in unread_files(image_dir, images):
+                _warn(msgs, msg)
             image_ids = None
             if sub is not None and not len(sub):
                 _warn(msgs, f"{self.sample_submission_path}: no data rows (its header alone), so every image of "
@@ -710,6 +743,8 @@ class DataRoot:
                         f"{image_dir}: {len(extra)} image(s) not in {SAMPLE_SUBMISSION_FILE}, ignored: "
                         f"{_list_names(extra)}",
                     )
+                for msg in unread_files(image_dir, images):
+                    _warn(msgs, msg)
         return Dataset(
             name=name,
             split="test",

@@ -7,6 +7,7 @@ the header, and :func:`exif_focal_px` gives the focal-length prior COLMAP would 
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,12 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import InputError
+
+#: PIL's guard against decompression bombs from the web refuses images over 179 MP and warns, without a file name,
+#: over 89 MP; a dataset's aerial or panoramic images can be larger. imc-lab (PIL, process-wide, once imported)
+#: warns over this many pixels and refuses twice as many, naming the file (:func:`decode_reason`)
+MAX_PIXELS = 1_000_000_000
+Image.MAX_IMAGE_PIXELS = MAX_PIXELS
 
 # EXIF tag ids (TIFF/EXIF 2.3)
 _TAG_ORIENTATION = 0x0112
@@ -35,8 +42,8 @@ def _open(path: Path) -> Image.Image:
         return Image.open(path)
     except FileNotFoundError:
         raise InputError(path, "image file not found") from None
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as err:
-        raise InputError(path, f"cannot read image: {err}") from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
+        raise InputError(path, f"cannot read image: {decode_reason(err, path)}") from None
 
 
 def _to_uint8(arr: np.ndarray) -> np.ndarray:
@@ -99,7 +106,7 @@ def load_image(path: str | Path) -> np.ndarray:
             img = ImageOps.exif_transpose(img) or img
             return np.ascontiguousarray(rgb_array(img))
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
-        raise InputError(path, f"cannot decode image: {err}") from None
+        raise InputError(path, f"cannot decode image: {decode_reason(err, path)}") from None
 
 
 def image_problem(path: str | Path) -> str | None:
@@ -124,6 +131,10 @@ def image_problem(path: str | Path) -> str | None:
 
 def decode_reason(err: BaseException | str, path: str | Path) -> str:
     """A decoder's message without the file's path (whoever shows it names the image already)."""
+    if isinstance(err, Image.DecompressionBombError):  # (PIL's words call a large image an attack)
+        size = re.search(r"(\d+) pixels", str(err))
+        return (f"too large to decode ({int(size.group(1)) / 1e6:,.0f} MP; " if size else "too large to decode (") \
+            + f"imc-lab decodes up to {2 * MAX_PIXELS / 1e6:,.0f} MP)"
     text = str(err).replace(f"'{path}'", "").replace(str(path), "").strip()
     return text or (type(err).__name__ if isinstance(err, BaseException) else "cannot decode")
 

@@ -1574,6 +1574,22 @@ def _validate(gt: pd.DataFrame, sub: pd.DataFrame, gt_path: str | None, sub_path
     return notes
 
 
+OFFICIAL_THRESHOLD_COUNT = 6  # IMC-2025's thresholds file: 6 per scene, of which the metric skips the first 2
+
+
+def _threshold_count_problem(r: int, config: MetricConfig) -> str | None:
+    """What is odd about ``r`` thresholds per scene: none left once the metric skips its first ones (every score
+    was 0, silently), or another count than the official files' (3 thresholds scored 100 on one of them)."""
+    sk = config.skip_top_thresholds
+    if r <= sk:
+        return (f"{r} threshold(s) per scene, and the metric skips the first {sk}: none is left to score (the "
+                f"official files hold {OFFICIAL_THRESHOLD_COUNT})")
+    if r != OFFICIAL_THRESHOLD_COUNT:
+        return (f"{r} thresholds per scene where the official files hold {OFFICIAL_THRESHOLD_COUNT}: the metric "
+                f"skips the first {sk} and scores the other {r - sk}")
+    return None
+
+
 #: largest |RRᵀ − I| entry of a rotation as written (numbers of 4 decimals stay far below)
 ROTATION_TOLERANCE = 1e-2
 
@@ -1864,6 +1880,10 @@ def score(
     if len(lens) > 1:
         raise InputError(None, f"number of thresholds varies per scene: {sorted(lens)}")
     r = lens.pop() if lens else 6
+    if lens_note := _threshold_count_problem(r, config):
+        if r <= config.skip_top_thresholds:
+            raise InputError(None, lens_note)
+        notes.append(lens_note)
     g_c = _centres(gt)
     s_c = _centres(submission)
     real_gt = gt["scene"].astype(str).to_numpy(dtype=object) != OUTLIERS

@@ -498,3 +498,28 @@ def test_real_roots_load(name: str) -> None:
         ds = root.load_dataset(ds_name)
         assert ds.images and ds.labels is not None and ds.thresholds
     summarize(root)
+
+
+def test_images_no_run_reads_are_named(tmp_path: Path) -> None:
+    """A test folder's nested images were left out of the submission, and a link to nothing was skipped, without a
+    word; nested images the labels name are read, and not named."""
+    root = make_test_root(tmp_path, None)
+    touch_images(root / "test" / "t1" / "sub", ["n.png", "notes.txt"])
+    (root / "test" / "t1" / "gone.png").symlink_to(tmp_path / "nowhere.png")
+    with pytest.warns(UserWarning) as caught:
+        ds = DataRoot(root).load_dataset("t1", "test")
+    assert ds.images == ["a.jpg", "b.PNG", "c.jpeg"]
+    assert [str(w.message) for w in caught] == ds.warnings == [
+        f"{root / 'test' / 't1'}: 1 image(s) in sub-folders, not read (a dataset's images are those directly in its "
+        "folder, or those its labels name): sub/n.png",
+        f"{root / 'test' / 't1'}: 1 link(s) to a missing file, ignored: gone.png"]
+    assert DataRoot(root).load_dataset("t2", "test").warnings == []
+
+    train = make_root(tmp_path / "train")
+    touch_images(train / "train" / "beta" / "deep", ["b3.jpg"])
+    with pytest.warns(UserWarning, match=r"1 image\(s\) in sub-folders, not read .*: deep/b3\.jpg"):
+        DataRoot(train).load_dataset("beta")
+    labels = train / "train_labels.csv"
+    labels.write_text(labels.read_text() + f"beta,x,deep/b3.jpg,{EYE},0;0;0\n")
+    beta = DataRoot(train).load_dataset("beta")
+    assert "deep/b3.jpg" in beta.images and beta.warnings == []

@@ -159,3 +159,24 @@ def test_check_images_names_every_bad_file_at_once(tmp_path: Path) -> None:
         check_images(good + bad)
     with pytest.raises(InputError, match=r"; and 2 more\)"):
         check_images(good + bad, limit=2)
+
+
+def test_a_large_image_is_decoded_and_one_too_large_is_named_as_such(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """PIL refuses images over 179 MP as a "decompression bomb DOS attack": a dataset's 182 MP aerial image was
+    called unreadable. imc-lab raises the cap (to 2,000 MP) and calls what is over it too large."""
+    from PIL import Image
+
+    import imc_core.images as images
+
+    assert Image.MAX_IMAGE_PIXELS == images.MAX_PIXELS == 1_000_000_000
+    path = tmp_path / "big.png"
+    Image.new("RGB", (64, 64)).save(path)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # (64 × 64 is more than twice 1,000 pixels)
+    monkeypatch.setattr(images, "MAX_PIXELS", 1000)
+    problem = images.image_problem(path)
+    assert problem.startswith("unreadable: too large to decode (") and "attack" not in problem
+    with pytest.raises(InputError, match="big.png.*too large to decode"):
+        images.load_image(path)
+    with pytest.raises(InputError, match="too large to decode"):
+        images.image_size(path)

@@ -306,6 +306,19 @@ def test_a_submission_copied_from_the_labels_frame_is_not_called_the_labels_file
     assert "train_labels.csv" not in str(err.value) and "lacks column(s) tz" in str(err.value)
 
 
+def test_an_odd_count_of_thresholds_is_named(one_scene) -> None:
+    """Two thresholds scored 0 without a word (the metric skips the first two); three scored on the last one alone."""
+    gt, th, _ = one_scene
+    sub = submit(gt, dict.fromkeys(gt["image"], "c0"))
+    res = score(gt, {k: v[-3:] for k, v in th.items()}, sub)
+    assert res.score == pytest.approx(100.0)
+    assert "3 thresholds per scene where the official files hold 6: the metric skips the first 2 and scores the " \
+        "other 1" in res.warnings
+    with pytest.raises(InputError, match="2 threshold.s. per scene, and the metric skips the first 2: none is left"):
+        score(gt, {k: v[-2:] for k, v in th.items()}, sub)
+    assert not score(gt, th, sub).warnings
+
+
 def test_split_scene(one_scene) -> None:
     gt, th, _ = one_scene
     imgs = list(gt["image"])
