@@ -356,6 +356,31 @@ def active_jobs(runs_dir: Path | None = None) -> list[Job]:
     return sorted(jobs, key=lambda j: (j.status == "queued", j.id[:15], _seed(j.meta), j.id))
 
 
+#: how long a finished job launched from a dashboard stays in the Jobs panel of a page opened afresh
+RECENT_S = 15 * 60
+
+
+def recent_jobs(runs_dir: Path | None = None, within_s: float = RECENT_S, now: float | None = None) -> list[Job]:
+    """Jobs launched from a dashboard (``job.json``) that ended in the last ``within_s`` seconds (``run.json``'s
+    modification time), newest first: the Jobs panel shows them after a reload, which forgot the jobs the session
+    had launched (History keeps every run, without the job's stages)."""
+    root = runs_dir or runs_root()
+    now = time.time() if now is None else now
+    out = []
+    if root.is_dir():
+        for p in root.iterdir():
+            try:
+                ended = (p / "run.json").stat().st_mtime
+            except OSError:
+                continue
+            if now - ended > within_s or p.name.startswith(".") or not (p / JOB_FILE).is_file():
+                continue
+            job = job_status(p, now)
+            if not job.active:
+                out.append((ended, job))
+    return [job for _, job in sorted(out, key=lambda e: -e[0])]
+
+
 def _seed(meta: dict[str, Any]) -> int:
     """A run's seed for ordering (-1 when unknown): a repeated launch's runs share the launch second in their ids,
     whose random suffix put seed 2 before seed 1."""

@@ -327,7 +327,8 @@ def launch_panel(root: Path) -> None:
 
 
 def jobs_body() -> None:
-    """Active jobs (all of them, found from run dirs) and the jobs this session launched that have finished."""
+    """Active jobs (all of them, found from run dirs), then the jobs this session launched that have finished and
+    those launched from any dashboard that ended in the last :data:`jobs.RECENT_S` seconds."""
     active = jobs.active_jobs()
     for job in active:
         jobs.enforce_cancel(job)
@@ -335,6 +336,9 @@ def jobs_body() -> None:
     active_ids = {j.id for j in active}
     finished = [jobs.job_status(Path(p)) for p in st.session_state.get("launched", [])
                 if Path(p).name not in active_ids and Path(p).is_dir()]
+    # (a reload forgets what the session launched: the jobs that ended lately come back from their folders)
+    shown = {j.id for j in finished}
+    finished += [j for j in jobs.recent_jobs() if j.id not in shown]
     for job in finished[:6]:
         jobview.render_job(job)
     if not active and not finished:

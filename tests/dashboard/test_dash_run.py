@@ -340,6 +340,31 @@ def test_a_run_launched_while_another_runs_waits_for_it(dash_env: DashEnv, fake_
     _wait_for(lambda: not jobs.active_jobs(dash_env.runs))
 
 
+def test_jobs_that_ended_lately_come_back_after_a_reload(tmp_path: Path) -> None:
+    """The Jobs panel listed the finished jobs of its own session only: a reload emptied it."""
+    import os
+    import time
+
+    from imc_core.runs import RunWriter
+
+    def run(name: str, status: str, job: bool = True, age_s: float = 0.0) -> Path:
+        d = tmp_path / name
+        RunWriter(d).write_meta(id=name, status=status, created="2026")
+        if job:
+            (d / jobs.JOB_FILE).write_text(json.dumps({"command": ["x"], "queued": time.time()}))
+        t = time.time() - age_s
+        os.utime(d / "run.json", (t, t))
+        return d
+
+    run("20260101-000001-default-aaaa", "done", age_s=60)
+    run("20260101-000002-default-bbbb", "failed", age_s=5)
+    run("20260101-000003-default-cccc", "done", age_s=jobs.RECENT_S + 60)  # ended too long ago
+    run("20260101-000004-default-dddd", "done", job=False)  # a CLI run: not a job
+    run("20260101-000005-default-eeee", "queued")  # still waiting: the active list shows it
+    assert [j.id for j in jobs.recent_jobs(tmp_path)] == ["20260101-000002-default-bbbb",
+                                                          "20260101-000001-default-aaaa"]
+
+
 def test_a_queue_that_died_leaves_its_runs_stopped(tmp_path: Path) -> None:
     from imc_core.runs import RunWriter
 
