@@ -115,6 +115,10 @@ def default_page_alias(name: str, page: st.Page) -> st.Page:
     return st.Page(go, title=page.title, url_path=name, visibility="hidden")
 
 
+#: a share link longer than this scrolls in a box of its own instead of growing the sidebar
+SHARE_LINK_CHARS = 200
+
+
 def main() -> None:
     st.set_page_config(page_title="imc-lab", page_icon=":material/view_in_ar:", layout="wide")
     # the default page is served at / but reserves its url_path: "index", so that the alias can take /datasets
@@ -134,7 +138,10 @@ def main() -> None:
     current.run()
     with share:
         st.caption("Share this view (copy the link):")
-        st.code(state.share_link(), language="text", wrap_lines=True)
+        link = state.share_link()
+        # (a Compare link of six runs filled the sidebar: a long one scrolls in a box of five lines; the copy button
+        # still copies all of it)
+        st.code(link, language="text", wrap_lines=True, height="content" if len(link) <= SHARE_LINK_CHARS else 120)
 
 
 main()
