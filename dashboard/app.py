@@ -78,8 +78,8 @@ def root_picker() -> None:
             del st.session_state[LINK_ROOT_MISSING]
             missing = None
     if missing:
-        st.warning(f"This link's data root `{missing[0]}` is not on this machine, so the page shows "
-                   f"`{st.session_state['root']}` instead: copy the data here and add it on the Datasets page before "
+        st.warning(f"This link's data root {state.code(missing[0])} is not on this machine, so the page shows "
+                   f"{state.code(st.session_state['root'])} instead: copy the data here and add it on the Datasets page before "
                    "you launch or compare anything from this link.", icon="⚠️")
     root = state.current_root()
     if root is not None and not root.is_dir():
@@ -88,6 +88,21 @@ def root_picker() -> None:
         else:
             st.sidebar.warning(f"{root} does not exist.")
     st.sidebar.caption("Add more data roots on the Datasets page.")
+
+
+def network_note() -> None:
+    """Say so in the sidebar when the dashboard listens beyond this machine: launched from another folder than the
+    checkout, Streamlit does not read its ``.streamlit/config.toml`` and listens on every interface, where anyone
+    who reaches the machine can open the pages and start runs (``make run`` binds 127.0.0.1)."""
+    address = str(st.get_option("server.address") or "")
+    if address in LOOPBACK:
+        return
+    if not address:  # (no address given: every interface, by Streamlit's default)
+        st.sidebar.warning("This dashboard listens on every network interface: anyone who can reach this machine "
+                           "can open it and start runs. Launch it with `make run`, or pass `--server.address "
+                           "127.0.0.1`.", icon="⚠️")
+    else:
+        st.sidebar.caption(f"Shared on the network at {state.code(address)}: anyone who reaches it can start runs.")
 
 
 def switch_keeping_query(page: st.Page, drop: tuple[str, ...] = ()) -> None:
@@ -117,6 +132,8 @@ def default_page_alias(name: str, page: st.Page) -> st.Page:
 
 #: a share link longer than this scrolls in a box of its own instead of growing the sidebar
 SHARE_LINK_CHARS = 200
+#: server addresses that keep the dashboard on this machine
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
 def main() -> None:
@@ -132,6 +149,7 @@ def main() -> None:
         switch_keeping_query(pages[DEFAULT_PAGE])
     follow_page_param(pages, current)
     root_picker()
+    network_note()
     share = st.sidebar.container()
     name = next((n for n, p in pages.items() if p.title == current.title), "")
     state.register_share(name, [])

@@ -9,6 +9,10 @@ import streamlit as st
 from dashboard import jobs, state
 
 
+#: stages computed at every run, never cached (besides each dataset's pair list)
+UNCACHED = ("scoring",)
+
+
 def render_job(job: jobs.Job, open_link: bool = True) -> None:
     """One job: status line, per-stage progress bars with counts / ETA / cache hits, Cancel or (``open_link``) an
     "Open in Results" button once it has ended."""
@@ -16,7 +20,7 @@ def render_job(job: jobs.Job, open_link: bool = True) -> None:
         meta = job.meta
         head = f"**{job.id}** · {job.status}"
         if meta.get("variant"):
-            head += f" · {meta['variant']}"
+            head += f" · {state.md(meta['variant'])}"
         if meta.get("group"):
             head += f" · group {state.md(meta['group'])}"
         st.markdown(head)
@@ -24,12 +28,13 @@ def render_job(job: jobs.Job, open_link: bool = True) -> None:
             for stage in job.stages:
                 st.progress(stage.fraction, text=stage.text())
             if job.message:  # which stage says it: with datasets reconstructed at once, the last one to speak
-                st.caption(f"{job.stage} · {job.message}" if job.stage and job.stage not in job.message
-                           else job.message)
+                st.caption(state.md(f"{job.stage} · {job.message}" if job.stage and job.stage not in job.message
+                                    else job.message))
         else:
             # the pair list is made anew each run (never cached): counting it read "4 stages, 3 from cache" for a
             # run that took everything it could from the cache
-            cachable = [s for s in job.stages if not s.name.endswith("/pairs")]
+            # (nor the scoring: "4 stages, 3 from cache" for a run that read every cached stage)
+            cachable = [s for s in job.stages if not s.name.endswith("/pairs") and s.name not in UNCACHED]
             hits = sum(s.cached for s in cachable)
             score = (jobs.read_json(job.run_dir / "scores.json") or {}).get("score")
             bits = [f"{len(cachable)} stage{'s' * (len(cachable) != 1)}, {hits} from cache"]

@@ -236,6 +236,14 @@ def md(text: object) -> str:
     return _MARKDOWN_SPECIAL.sub(r"\\\1", str(text))
 
 
+def code(text: object) -> str:
+    """``text`` as inline code for ``st.markdown`` (a path, a setting), fenced by more backticks than it holds, so
+    that nothing in it (a bundle's ``![x](http://…)``, a backtick) leaves the code span."""
+    text = str(text).replace("\n", " ")
+    fence = "`" * (max((len(m) for m in re.findall(r"`+", text)), default=0) + 1)
+    return f"{fence} {text} {fence}" if len(fence) > 1 else f"`{text}`"
+
+
 def register_share(page: str, keys: tuple[str, ...] | list[str], values: dict[str, str] | None = None) -> None:
     """Declare which session keys describe the current view (used by :func:`share_link`); ``values`` replace the
     session's value of a key in the link (the Results page shares the run's own data root, not the sidebar's)."""
@@ -397,7 +405,11 @@ def resolve_run_dir(run: str) -> Path:
         if Path(run).name != run or run in {"", ".", ".."} or "\\" in run:  # a plain folder name
             raise InputError(None, f"invalid run id {run!r}")
         p = runs_root() / run
-    if not p.is_dir():
+    try:
+        found = p.is_dir()
+    except OSError as err:  # (a link's 5,000-character id: "File name too long")
+        raise InputError(None, f"invalid run id {run[:60]!r}…: {err.strerror}") from None
+    if not found:
         raise InputError(p, "run directory not found")
     return p
 
@@ -669,7 +681,7 @@ def cameras_3d(rv: RunView, dataset: str, scene: str, key: str, with_points: boo
             points = _model_points(str(model))
         else:
             st.caption("No COLMAP model saved for this cluster.")
-    st.caption(f"GT scene **{scene}** ↔ cluster **{cluster or 'none'}**")
+    st.caption(f"GT scene **{md(scene)}** ↔ cluster **{md(cluster or 'none')}**")
     show_figure("camera_frustums", gt, pred, alignment=entry, errors=errors,
                 thresholds=(entry or {}).get("thresholds"), points=points, title=f"{dataset} / {scene}", key=key,
                 post=_legend_below if compact else fit_3d_view)
@@ -893,14 +905,15 @@ def image_grid(items: list[tuple[Path, str]], columns: int = 6, size: int = 192)
     for i, (path, caption) in enumerate(items):
         with cols[i % columns]:
             thumb, why = _thumb(str(path), _mtime(path), size)
+            # (captions are markdown: an image name from a teammate's bundle is shown as written, never as markup)
             if thumb:
-                st.image(thumb, caption=caption, width="stretch")
+                st.image(thumb, caption=md(caption), width="stretch")
             elif why == "missing":
                 problems["missing"].append(caption)
-                st.caption(f"{caption} (image not found)")
+                st.caption(f"{md(caption)} (image not found)")
             else:
                 problems["unreadable"].append(caption)
-                st.caption(f"{caption} ({why})")
+                st.caption(f"{md(caption)} ({md(why)})")
     return problems
 
 

@@ -208,6 +208,8 @@ def _cmd_runs(args: argparse.Namespace) -> int:
     for c, digits in (("score", 4), ("mAA", 4), ("clusterness", 4), ("seconds", 1)):  # as `run` prints them
         shown[c] = [_decimals(v, digits) for v in shown[c]]
     shown["datasets"] = [_few(str(v)) for v in shown["datasets"]]
+    # (a run folder copied by hand can hold escape sequences in its labels: shown, not acted on by the terminal)
+    shown = shown.map(lambda v: "".join(c if c.isprintable() else "?" for c in v) if isinstance(v, str) else v)
     print(shown.to_string(index=False) if len(df) else
           f"no runs{' with status ' + ' or '.join(args.status) if args.status else ''}")
     unreadable = list(df.attrs["unreadable"])

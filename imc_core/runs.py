@@ -580,6 +580,44 @@ def _same_results(a: Path, b: Path) -> bool:
     return True
 
 
+#: the deepest member path a bundle may hold (a run folder's files lie two or three levels down)
+MAX_BUNDLE_DEPTH = 16
+
+
+def _control_characters(obj: Any, where: str = "") -> str | None:
+    """The first field of ``obj`` (nested JSON) whose text holds a control character other than a newline or a
+    tab, e.g. an escape sequence; None when there is none."""
+    if isinstance(obj, str):
+        return where or "a value" if any(ord(c) < 32 and c not in "\n\t" or 127 <= ord(c) < 160 for c in obj) \
+            else None
+    items = obj.items() if isinstance(obj, dict) else enumerate(obj) if isinstance(obj, list) else ()
+    for key, value in items:
+        if (found := _control_characters(key, where) if isinstance(key, str) else None) is not None:
+            return found
+        if (found := _control_characters(value, f"{where}[{key!r}]" if where else repr(key))) is not None:
+            return found
+    return None
+
+
+def _plain_name(name: object) -> bool:
+    """A dataset name that is one folder name (no separator, not ``.`` or ``..``)."""
+    text = str(name)
+    return bool(text.strip()) and text not in (".", "..") and not any(c in text for c in "/\\\0")
+
+
+def _check_table_names(table: pd.DataFrame, path: Path) -> None:
+    """A bundle's tables name images and datasets the pages join to the data root's folders: refuse an image name
+    that leads out of its dataset's folder (an absolute path showed any file of the machine as a thumbnail) and a
+    dataset name that is not a folder name."""
+    from .data import check_image_names
+
+    for col in ("image", "name0", "name1"):
+        if col in table:
+            check_image_names(table.rename(columns={col: "image"})[["image"]].astype(str), path)
+    if "dataset" in table and (bad := [d for d in table["dataset"].astype(str) if not _plain_name(d)]):
+        raise InputError(path, f"dataset name {bad[0]!r} is not a folder name"[:200])
+
+
 def _check_bundle(staging: Path) -> dict[str, Any]:
     """Validate an unpacked bundle; returns its ``run.json``. Raises InputError naming the file at fault."""
     import tomllib
@@ -608,12 +646,21 @@ def _check_bundle(staging: Path) -> dict[str, Any]:
     for name in ("timings.json", "alignments.json", "artifacts.json", "progress.json"):  # optional, objects
         if (content := _read_json(staging / name)) is not None and not isinstance(content, dict):
             raise InputError(staging / name, "not a JSON object")
+    if (bad := _control_characters(meta)) is not None:  # (printed by `runs`, they drove the teammate's terminal)
+        raise InputError(staging / "run.json", f"{bad} holds control characters (a terminal would act on them)")
+    if meta.get("split") not in (None, "train", "test"):
+        raise InputError(staging / "run.json", f"'split' must be train or test, not {meta.get('split')!r}"[:200])
+    if bad := [d for d in meta.get("datasets") or [] if not _plain_name(d)]:
+        raise InputError(staging / "run.json", f"dataset name {bad[0]!r} is not a folder name"[:200])
     for name in ("per_image.csv", "scenes.csv", "pairs_stats.csv"):  # optional tables the pages read
         try:
-            _read_csv(staging / name)
+            table = _read_csv(staging / name)
         except InputError:
             if (staging / name).read_text(errors="replace").strip():  # (an empty table is a table)
                 raise
+            continue
+        if table is not None:
+            _check_table_names(table, staging / name)
     sub = staging / "submission.csv"
     if sub.is_file():
         read_pose_csv(sub)
@@ -658,6 +705,9 @@ def import_run(zip_path: str | Path, root: Path | None = None) -> tuple[Path, bo
             pp = PurePosixPath(info.filename)
             if pp.is_absolute() or ".." in pp.parts or "\\" in info.filename:
                 raise InputError(zip_path, f"unsafe path in bundle: {info.filename!r}")
+            if len(pp.parts) > MAX_BUNDLE_DEPTH:  # (2,000 folders deep raised a RecursionError)
+                raise InputError(zip_path, f"a member lies {len(pp.parts)} folders deep (a run bundle's lie at most "
+                                           f"{MAX_BUNDLE_DEPTH}): {info.filename[:120]!r}…")
             if len(pp.parts) < 2:
                 raise InputError(zip_path, f"not a run bundle: {info.filename!r} sits outside a run folder (a bundle "
                                            "holds one run folder, as export and Export bundle write it)")

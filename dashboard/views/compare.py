@@ -106,7 +106,7 @@ def same_data_aliases(views: list[state.RunView]) -> dict[str, str]:
     merged = {k: v for k, v in aliases.items() if k != v}
     if merged:
         st.caption("Same ground truth in another folder (e.g. a teammate's copy), compared as one data root: "
-                   + "; ".join(f"`{k}` = `{v}`" for k, v in merged.items()) + ".")
+                   + "; ".join(f"{state.code(k)} = {state.code(v)}" for k, v in merged.items()) + ".")
     return aliases
 
 
@@ -698,11 +698,11 @@ def main() -> None:
             st.error(f"{run_id}: {str(err).splitlines()[0]}")
     for rv in views:
         if rv.problems:  # Results names them too; here they explain blanks and left-out runs
-            st.warning(f"{rv.id}: file(s) that cannot be read: " + "; ".join(rv.problems))
+            st.warning(f"{rv.id}: file(s) that cannot be read: " + "; ".join(state.md(p) for p in rv.problems))
         if rv.outside:  # a convention slip explains a large Δ at a glance
             for warning in rv.meta.get("warnings") or []:
                 if warning.startswith(WARNING_STARTS):
-                    st.warning(f"{rv.id}: {warning}")
+                    st.warning(f"{rv.id}: {state.md(warning)}")
     if len(views) < 2:
         st.info("Pick two or more runs. Runs of the same group (repeated seeds) are aggregated to mean ± std.")
         return

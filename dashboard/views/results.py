@@ -200,7 +200,10 @@ def _image_dir(rv: state.RunView, dataset: str) -> Path:
 
 def header(rv: state.RunView) -> None:
     meta = rv.meta
-    bits = [f"status **{rv.status}**", f"variant **{meta.get('variant', '?')}**", f"created {meta.get('created', '?')}"]
+    # (every value of run.json is shown as written: a teammate's bundle can hold anything, e.g. markdown images that
+    # would make the browser fetch from elsewhere)
+    bits = [f"status **{state.md(rv.status)}**", f"variant **{state.md(meta.get('variant', '?'))}**",
+            f"created {state.md(meta.get('created', '?'))}"]
     if meta.get("group"):
         bits.append(f"group **{state.md(meta['group'])}**")
     if meta.get("label"):
@@ -208,31 +211,32 @@ def header(rv: state.RunView) -> None:
     if meta.get("split") == "test":
         bits.append("test split")
     if meta.get("seed") is not None:
-        bits.append(f"seed {meta['seed']}")
+        bits.append(f"seed {state.md(meta['seed'])}")
     if meta.get("imported_from"):
         bits.append(f"imported from {state.md(meta['imported_from'])}")
     if meta.get("source"):  # `add-submission`: a submission made outside imc-lab
         bits.append(f"scored from {state.md(meta['source'])}, made outside imc-lab")
     st.markdown(" · ".join(bits))
     if meta.get("overrides"):
-        st.caption("overrides: " + " ".join(f"`{o}`" for o in meta["overrides"]))
+        st.caption("overrides: " + " ".join(state.code(o) for o in meta["overrides"]))
     if rv.problems:
         st.warning("Some files of this run cannot be read, so the tabs that need them show nothing:\n"
-                   + "\n".join(f"- {p}" for p in rv.problems), icon="⚠️")
+                   + "\n".join(f"- {state.md(p)}" for p in rv.problems), icon="⚠️")
     if warnings := meta.get("warnings") or []:  # settings that took no part, failed datasets, rebuilt cache, data
-        st.warning("\n".join(f"- {w}" for w in warnings) if len(warnings) > 1 else warnings[0], icon="⚠️")
-    where = [f"data root `{meta['data_root']}`"] if meta.get("data_root") else []
-    where += [f"device {meta['device']}"] if meta.get("device") else []
+        st.warning("\n".join(f"- {state.md(w)}" for w in warnings) if len(warnings) > 1 else state.md(warnings[0]),
+                   icon="⚠️")
+    where = [f"data root {state.code(meta['data_root'])}"] if meta.get("data_root") else []
+    where += [f"device {state.md(meta['device'])}"] if meta.get("device") else []
     where += [f"{meta['jobs']} datasets reconstructed at once"] if (meta.get("jobs") or 1) > 1 else []
     if where:
         st.caption(" · ".join(where))
     if rv.status == "failed":
-        st.error(f"This run failed: {meta.get('error') or 'see the log'}")
+        st.error(f"This run failed: {state.md(meta.get('error') or 'see the log')}")
     elif rv.status == "stopped":
         message = (failure_summary(rv) or ("", ""))[0]
-        st.error(f"This run stopped: {message} (run.json still says running).")
+        st.error(f"This run stopped: {state.md(message)} (run.json still says running).")
     elif rv.status not in ("done", *ACTIVE):  # (a live run's progress follows the header)
-        st.info(f"This run is {rv.status}; results may be incomplete.")
+        st.info(f"This run is {state.md(rv.status)}; results may be incomplete.")
 
 
 def headline(rv: state.RunView) -> None:
@@ -523,7 +527,8 @@ def tab_3d(rv: state.RunView, dataset: str | None, scene: str | None) -> None:
         state.cameras_3d(rv, dataset, s, key="fig_3d", with_points=with_points)
         return
     # all scenes: each GT scene has its own metric frame, so one view per scene, side by side
-    st.caption(f"All {len(scenes)} GT scenes of {dataset}, each in its own frame (pick one above to enlarge it).")
+    st.caption(f"All {len(scenes)} GT scenes of {state.md(dataset)}, each in its own frame (pick one above to "
+               "enlarge it).")
     cols = st.columns(2)
     for i, name in enumerate(scenes):
         with cols[i % 2]:
@@ -715,7 +720,7 @@ def tab_loss(rv: state.RunView) -> None:
     att = loss_attribution(rv.scores, rv.scenes if rv.scenes is not None else pd.DataFrame(), rv.per_image)
     # poses written in another convention read as inaccurate (or unregistered) here: say so beside the parts
     for note in [w for w in rv.meta.get("warnings") or [] if str(w).startswith(WARNING_STARTS)]:
-        st.warning(f"The pose-convention check: {str(note).rstrip('.')}. Poses written another way count below as "
+        st.warning(f"The pose-convention check: {state.md(str(note).rstrip('.'))}. Poses written another way count below as "
                    "inaccurate (and their discount); read so, those points would not be lost.", icon="⚠️")
     st.caption(LOSS_CAPTION)
     for name, row in att.drop(index="total", errors="ignore").iterrows():

@@ -195,3 +195,10 @@ def started(proc: Any, text: str, timeout: float = 20.0) -> None:
     while text not in Path(f"/proc/{proc.pid}/cmdline").read_bytes().decode(errors="replace"):
         assert time.monotonic() < end, "the child never showed its command line"
         time.sleep(0.01)
+
+
+def plain(text: str) -> str:
+    """Markdown source as it reads on the page: backslash escapes (``state.md``) removed."""
+    import re
+
+    return re.sub(r"\\(.)", r"\1", text)

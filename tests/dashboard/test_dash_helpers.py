@@ -334,3 +334,21 @@ def test_the_datasets_summary_follows_images_added_or_removed(tmp_path: Path) ->
     assert state.root_summary(root)["missing"].tolist() == [0]
     (root / "train" / "ds" / "b.png").unlink()
     assert state.root_summary(root)["missing"].tolist() == [1]
+
+
+def test_a_run_id_too_long_for_a_file_name_is_an_invalid_id(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from imc_core.errors import InputError
+
+    monkeypatch.setenv("IMC_RUNS_DIR", str(tmp_path))
+    with pytest.raises(InputError, match="invalid run id 'AAAA.*File name too long"):
+        state.resolve_run_dir("A" * 5000)
+    with pytest.raises(InputError, match="invalid run id '../x'"):
+        state.resolve_run_dir("../x")
+
+
+def test_markdown_from_a_bundle_stays_text() -> None:
+    """A bundle's run.json with `![x](http://…)` in its variant, warnings or data root made the browser fetch it."""
+    assert state.md("![x](http://e.example/x.png)") == r"\!\[x\]\(http\:\/\/e\.example\/x\.png\)".replace(r"\/", "/")
+    assert state.code("/data/root") == "`/data/root`"
+    assert state.code("a`![x](http://e/x.png)`b") == "`` a`![x](http://e/x.png)`b ``"
+    assert state.code("x``y\nz") == "``` x``y z ```"

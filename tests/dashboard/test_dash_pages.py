@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from dashkit import DashEnv, errors_and_exceptions, frame_with, open_app
+from dashkit import DashEnv, errors_and_exceptions, frame_with, open_app, plain
 
 
 
@@ -205,6 +205,25 @@ def test_the_3d_tab_says_which_pose_convention(make_run: Callable[..., Path]) ->
         "cam_from_world; what IMC-2025 wants). imc-lab writes its own runs so, from COLMAP's models."]
 
 
+def test_a_runs_own_words_are_shown_as_text_not_markup(make_run: Callable[..., Path]) -> None:
+    """A teammate's bundle with `![x](http://…)` in its run.json made every page view fetch that address."""
+    import json
+
+    beacon = "![x](http://e.example/b.png)"
+    run = make_run("run-h")
+    meta = json.loads((run / "run.json").read_text())
+    meta.update(variant=beacon, created=beacon, device=beacon, warnings=[beacon, "second " + beacon],
+                data_root=f"/data`{beacon}`", overrides=[f"x=`{beacon}`"])
+    (run / "run.json").write_text(json.dumps(meta))
+    at = open_app("results", run="run-h")
+    texts = [x.value for x in [*at.markdown, *at.caption, *at.warning, *at.error, *at.info]]
+    shown = [t for t in texts if "example" in t]
+    assert len(shown) >= 4
+    # outside code spans every "![" is escaped; inside them (data root, overrides) the fence is longer than any
+    # backtick run of the value, so nothing leaves the span
+    assert all("![x](" not in t.replace("``", "") or "`` " in t for t in shown), shown
+
+
 def test_the_convention_note_of_an_outside_file_follows_its_check() -> None:
     from types import SimpleNamespace
 
@@ -285,7 +304,8 @@ def test_broken_run_dir_gives_a_readable_error(make_run: Callable[..., Path], da
     (broken_scores / "scores.json").write_text("[1, 2")
     at = open_app("results", run="run-bad-scores")
     errors, exceptions = errors_and_exceptions(at)  # the rest of the run still shows, the file is named
-    assert not exceptions and not errors and any("scores.json" in w.value for w in at.warning)
+    # (a run's own words are escaped markdown: "scores\\.json")
+    assert not exceptions and not errors and any("scores.json" in w.value.replace("\\", "") for w in at.warning)
     at = open_app("results", run="../../etc")
     errors, exceptions = errors_and_exceptions(at)
     assert not exceptions and any("invalid run id" in e for e in errors)
@@ -419,7 +439,7 @@ def test_an_outside_submission_is_scored_as_a_run(dash_env: DashEnv, make_run: C
     scene_note = "the poses of scene s2 of ds1 look camera→world (t holding the camera centre) (mAA 0.00 …)"
     (run_dir / "run.json").write_text(json.dumps({**meta, "warnings": [scene_note, "some other note"]}))
     side = open_app("compare", runs=["pipeline", run_dir.name])  # one scene written so: shown there too
-    assert [w.value for w in side.warning if run_dir.name in w.value] == [f"{run_dir.name}: {scene_note}"]
+    assert [plain(w.value) for w in side.warning if run_dir.name in w.value] == [f"{run_dir.name}: {scene_note}"]
     (run_dir / "run.json").write_text(json.dumps(meta))
     again = open_app("compare")  # the same bytes, another session: not a second run of one submission
     again.file_uploader(key="outside_submission").upload("copy.csv", path.read_bytes(), "text/csv").run()
@@ -638,3 +658,23 @@ def test_results_does_not_take_the_sidebar_back_to_an_old_runs_root(make_run: Ca
     runs = state.runs_table()
     assert state.made_on(runs, "new-here", dash_env.data_root) and not state.made_on(runs, "old-elsewhere",
                                                                                        dash_env.data_root)
+
+
+@pytest.mark.parametrize("address, said", [
+    ("", "This dashboard listens on every network interface"),
+    ("0.0.0.0", "Shared on the network at `0.0.0.0`"),
+    ("127.0.0.1", None),
+])
+def test_the_sidebar_says_when_the_dashboard_listens_beyond_this_machine(address: str, said: str | None) -> None:
+    """Launched from another folder than the checkout, Streamlit skips its config and listens everywhere."""
+    from streamlit import config
+
+    before = config.get_option("server.address")
+    config.set_option("server.address", address)
+    try:
+        at = open_app("datasets")
+    finally:
+        config.set_option("server.address", before)
+    texts = [x.value for x in [*at.sidebar.warning, *at.sidebar.caption]]
+    found = [t for t in texts if "network" in t]
+    assert (found == []) if said is None else any(t.startswith(said) for t in found), texts

@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from dashkit import DATASET, DashEnv, errors_and_exceptions, frame_with, open_app, shown_frame_with, started
+from dashkit import (DATASET, DashEnv, errors_and_exceptions, frame_with, open_app, plain, shown_frame_with,
+                     started)
 
 from dashboard import jobs, state
 
@@ -166,7 +167,7 @@ def test_datasets_page_counts_unreadable_images(dash_env: DashEnv) -> None:
     assert dict(zip(table["scene"], table["unreadable"], strict=True)) == {"s1": 1, "s2": 0, "outliers": 0}
     assert list(table["missing"]) == [0, 0, 0]
     assert any("1 image cannot be decoded" in w.value and "s1_2.png" in w.value for w in at.warning)
-    assert any(c.value.startswith("s1_2.png (unreadable") for c in at.caption)
+    assert any(plain(c.value).startswith("s1_2.png (unreadable") for c in at.caption)
     assert not any("image not found" in c.value for c in at.caption)
 
 
@@ -178,7 +179,7 @@ def test_datasets_page_shows_a_dataset_with_a_labelled_image_missing(dash_env: D
     table = frame_with(at, "unreadable")
     assert dict(zip(table["scene"], table["missing"], strict=True)) == {"s1": 1, "s2": 0, "outliers": 0}
     assert any("1 labelled image is missing on disk" in w.value for w in at.warning)
-    assert [c.value for c in at.caption if "image not found" in c.value] == ["s1_2.png (image not found)"]
+    assert [plain(c.value) for c in at.caption if "image not found" in c.value] == ["s1_2.png (image not found)"]
 
 
 def test_datasets_page_says_when_a_run_of_the_dataset_is_refused(dash_env: DashEnv) -> None:
@@ -218,12 +219,12 @@ def test_loss_tab_repeats_the_pose_convention_warning(make_run: Callable[..., Pa
     (run / "run.json").write_text(json.dumps({**meta, "warnings": [note]}))
     at = open_app("results", run="c2w", tab="Loss")
     assert not at.exception
-    [shown] = [w.value for w in at.warning if "pose-convention" in w.value]
+    [shown] = [plain(w.value) for w in at.warning if "pose-convention" in w.value]
     assert note in shown and "count below as inaccurate" in shown
     # a note that ends a sentence of its own ("… for a camera centre c.") is not followed by a second full stop
     (run / "run.json").write_text(json.dumps({**meta, "warnings": [note + " for a camera centre c."]}))
     at = open_app("results", run="c2w", tab="Loss")
-    [shown] = [w.value for w in at.warning if "pose-convention" in w.value]
+    [shown] = [plain(w.value) for w in at.warning if "pose-convention" in w.value]
     assert "centre c. Poses written" in shown and ".." not in shown
 
 
@@ -275,7 +276,7 @@ def test_a_damaged_run_file_empties_only_what_needs_it(make_run: Callable[..., P
     for tab in ("Overview", "Images", "3D", "Clusters", "Pairs", "Loss", "Timings", "Log"):
         at = open_app("results", run="run-d", tab=tab)
         assert errors_and_exceptions(at) == ([], []), (tab, errors_and_exceptions(at))
-        warned = " ".join(w.value for w in at.warning)
+        warned = " ".join(plain(w.value) for w in at.warning)
         assert "cannot be read" in warned and damage in warned, (tab, warned)
     log = next(c.value for c in open_app("results", run="run-d", tab="Log").code if "fabricated" in c.value)
     assert "fabricated run for the dashboard tests" in log  # what can be read still shows
@@ -306,7 +307,7 @@ def test_failed_run_overview_shows_the_log_tail(make_run: Callable[..., Path]) -
         (run_dir / name).unlink()
     at = open_app("results", run="run-f", tab="Overview")
     assert not at.exception
-    assert any("This run failed: /x.png: cannot decode" in e.value for e in at.error)
+    assert any("This run failed: /x.png: cannot decode" in plain(e.value) for e in at.error)
     assert any("This run **failed**" in i.value and "Log" in i.value for i in at.info)
     assert any("fabricated run for the dashboard tests" in c.value for c in at.code)
     # the traceback under the FAILED line belongs to the Log tab, not to the Overview's summary
@@ -393,13 +394,13 @@ def test_results_header_shows_label_and_unread_settings(make_run: Callable[..., 
         "pairs.k not read by pairs.method = exhaustive"]}))
     at = open_app("results", run="labelled")
     assert any("label *try cauchy 0\\.5*" in m.value for m in at.markdown)
-    assert [w.value for w in at.warning] == ["pairs.k not read by pairs.method = exhaustive"]
+    assert [plain(w.value) for w in at.warning] == ["pairs.k not read by pairs.method = exhaustive"]
     # several: one box, a list (a dataset whose reconstruction failed must not read as a quiet caption)
     (run / "run.json").write_text(json.dumps({**meta, "warnings": [
         "pairs.k not read by pairs.method = exhaustive", "ETs: reconstruction failed, so every image counts as an "
         "outlier: fewer than 2 images"]}))
     at = open_app("results", run="labelled")
-    assert [w.value for w in at.warning] == ["- pairs.k not read by pairs.method = exhaustive\n- ETs: reconstruction "
+    assert [plain(w.value) for w in at.warning] == ["- pairs.k not read by pairs.method = exhaustive\n- ETs: reconstruction "
                                              "failed, so every image counts as an outlier: fewer than 2 images"]
     # a label is shown as typed: it was read as Markdown (emphasis, links, $…$ maths)
     (run / "run.json").write_text(json.dumps({**meta, "label": "v2 **bold** [x](https://e.com) cost $5 vs $10",

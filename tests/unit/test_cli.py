@@ -290,6 +290,17 @@ def test_runs_prints_scores_as_run_does(tmp_path: Path, capsys: pytest.CaptureFi
     assert row[:2] == ["r1", "done"] and ["73.1707", "53.8462", "100.0000"] == [v for v in row if "." in v][:3]
 
 
+def test_runs_shows_control_characters_without_acting_on_them(tmp_path: Path, capsys: pytest.CaptureFixture
+                                                                ) -> None:
+    from imc_core.runs import RunWriter
+
+    RunWriter(tmp_path / "r1").write_meta(id="r1", status="done", created="2026", variant="default\x1b[1A\x1b[2K",
+                                          label="x\x1b]0;PWNED\x07\nnext")
+    assert main(["runs", "--root", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "\x07" not in out and "default?[1A?[2K" in out and "x?]0;PWNED??next" in out
+
+
 def test_cache_listing_refuses_prune_options(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     """`cache --unused` listed every artifact, as if filtered."""
     (tmp_path / "c").mkdir()

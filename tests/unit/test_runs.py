@@ -166,6 +166,7 @@ def _zip(path: Path, members: dict[str, bytes]) -> Path:
     [
         ({"r/../../evil.txt": b"x", "r/run.json": b"{}"}, "unsafe path"),
         ({"/abs/run.json": b"{}"}, "unsafe path"),
+        ({"r/" + "d/" * 2000 + "x.txt": b"x", "r/run.json": b"{}"}, "2002 folders deep"),
         ({"a/run.json": b"{}", "b/run.json": b"{}"}, "exactly one run folder"),
         ({"r/run.json": b'{"status": "done"}', "r/config.toml": b""}, "missing submission.csv"),
         ({"r/run.json": b"{}", "r/config.toml": b"", "r/submission.csv": SUB.encode()},
@@ -292,6 +293,19 @@ def test_a_damaged_bundle_is_one_error_naming_it(tmp_path: Path) -> None:
     ({"r/timings.json": b"nope"}, "r/timings.json: cannot read JSON"),
     ({"r/alignments.json": b"[1]"}, "r/alignments.json: not a JSON object"),
     ({"r/per_image.csv": b'a,b\n"1,2\n'}, "r/per_image.csv: cannot read CSV"),
+    # names the pages join to the data root's folders (an absolute one showed any file of the machine)
+    ({"r/per_image.csv": b"dataset,scene,image\nds,s,/usr/share/x.png\n"},
+     "r/per_image.csv:2: image name '/usr/share/x.png' leads out"),
+    ({"r/pairs_stats.csv": b"dataset,name0,name1,n_matches\nds,a.png,../b.png,3\n"},
+     "r/pairs_stats.csv:2: image name '../b.png' leads out"),
+    ({"r/scenes.csv": b"dataset,scene\n../..,s\n"}, "r/scenes.csv: dataset name '../..' is not a folder name"),
+    ({"r/run.json": json.dumps({"status": "done", "datasets": ["a/b"]}).encode()}, "is not a folder name"),
+    ({"r/run.json": json.dumps({"status": "done", "split": "../x"}).encode()}, "'split' must be train or test"),
+    # escape sequences that `runs` printed to the teammate's terminal
+    ({"r/run.json": json.dumps({"status": "done", "label": "x\x1b]0;PWNED\x07"}).encode()},
+     "r/run.json: 'label' holds control characters"),
+    ({"r/run.json": json.dumps({"status": "done", "warnings": ["ok", "\x1b[2J"]}).encode()},
+     "r/run.json: 'warnings'[1] holds control characters"),
 ])
 def test_bad_files_in_a_bundle_are_named_by_member(tmp_path: Path, members: dict, fragment: str) -> None:
     """Errors named the deleted staging folder (``.import-32e3cb0a/submission.csv``) or were tracebacks."""
