@@ -361,22 +361,31 @@ RECENT_S = 15 * 60
 
 
 def recent_jobs(runs_dir: Path | None = None, within_s: float = RECENT_S, now: float | None = None) -> list[Job]:
-    """Jobs launched from a dashboard (``job.json``) that ended in the last ``within_s`` seconds (``run.json``'s
-    modification time), newest first: the Jobs panel shows them after a reload, which forgot the jobs the session
-    had launched (History keeps every run, without the job's stages)."""
+    """Jobs launched from a dashboard (``job.json``) on this host that ended in the last ``within_s`` seconds
+    (``run.json``'s ``finished``), newest first: the Jobs panel shows them after a reload, which forgot the jobs
+    the session had launched (History keeps every run, without the job's stages). An imported run is no job."""
+    import datetime as dt
+    import platform
+
     root = runs_dir or runs_root()
     now = time.time() if now is None else now
     out = []
     if root.is_dir():
         for p in root.iterdir():
-            try:
-                ended = (p / "run.json").stat().st_mtime
+            try:  # (a cheap first look: run.json is rewritten when a run ends)
+                if now - (p / "run.json").stat().st_mtime > within_s or not (p / JOB_FILE).is_file():
+                    continue
             except OSError:
                 continue
-            if now - ended > within_s or p.name.startswith(".") or not (p / JOB_FILE).is_file():
+            meta = read_json(p / "run.json")
+            if not isinstance(meta, dict) or meta.get("imported_from") or \
+                    meta.get("host", platform.node()) != platform.node():
                 continue
-            job = job_status(p, now)
-            if not job.active:
+            try:
+                ended = dt.datetime.fromisoformat(str(meta.get("finished"))).timestamp()
+            except ValueError:
+                continue
+            if now - ended <= within_s and not (job := job_status(p, now)).active:
                 out.append((ended, job))
     return [job for _, job in sorted(out, key=lambda e: -e[0])]
 

@@ -1304,10 +1304,14 @@ def find_match_artifacts(config: dict[str, Any], data_root: str | Path, dataset:
     split = "train" if (root / "train" / dataset).is_dir() else "test"
     ds = DataRoot(root).load_dataset(dataset, split)
     fconf = _stage_conf(config.get("features", {}), "features")
-    fkey = artifact_key("features", fconf, [], content_fingerprint(ds.image_dir, ds.images, ds.fingerprint))
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in dataset)
-    fdir = cache_root() / "features" / f"{safe}-{fkey}"
-    if not (fdir / DONE).is_file():
+    # (runs made before the keys held the images' contents keyed their features by the images' times)
+    for fingerprint in (content_fingerprint(ds.image_dir, ds.images), ds.fingerprint):
+        fkey = artifact_key("features", fconf, [], fingerprint)
+        fdir = cache_root() / "features" / f"{safe}-{fkey}"
+        if (fdir / DONE).is_file():
+            break
+    else:
         raise InputError(fdir, "cached features not found (cache cleared, or images or config changed since the run)")
     mconf = _stage_conf(config.get("matching", {}), "matching")
     for mdir in sorted((cache_root() / "matching").glob(f"{safe}-*")):

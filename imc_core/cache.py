@@ -53,21 +53,31 @@ def artifact_key(stage: str, conf: dict[str, Any], inputs: list[str], fingerprin
     return stable_hash({"stage": stage, "conf": conf, "inputs": inputs, "fingerprint": fingerprint})
 
 
-def content_fingerprint(image_dir: str | Path, names: list[str], stat_fingerprint: str, *,
-                        root: Path | None = None) -> str:
+def content_fingerprint(image_dir: str | Path, names: list[str], *, root: Path | None = None) -> str:
     """The fingerprint the artifact keys use: sha256 (hex) over each image's name and the sha256 of its bytes.
 
     A copy of the data root (new paths, new modification times), or an image touched without being changed, keeps
     its artifacts; an image rewritten with other bytes does not. Reading every image costs about a second per GB,
-    so the result is remembered under ``<root>/fingerprints/<stat_fingerprint>``, where ``stat_fingerprint`` is the
-    dataset's cheap one (:func:`imc_core.data.fingerprint_files`: names, sizes and times): a dataset is read again
-    only after one of its files changed time, size or name. A memo that cannot be written (a read-only cache) is
+    so the result is remembered under ``<root>/fingerprints/<stat fingerprint>``, the cheap fingerprint of the
+    images' names, sizes and times (:func:`imc_core.data.fingerprint_files`) taken just before they are read: a
+    dataset is read again only after one of its files changed time, size or name. It is remembered only when that
+    stat fingerprint is the same after the reading (an image edited meanwhile, then put back with its old time,
+    would have found the edited bytes' fingerprint). A memo that cannot be written (a read-only cache) is
     skipped; the next run reads the images again.
 
     Raises:
         InputError: an image cannot be read (it names the file).
     """
-    memo = (root or cache_root()) / FINGERPRINTS / stat_fingerprint
+    from .data import fingerprint_files
+
+    def stat_fingerprint() -> str:
+        try:
+            return fingerprint_files(image_dir, names)
+        except OSError as e:
+            raise InputError(Path(e.filename or image_dir), f"cannot be read ({e.strerror or e})") from None
+
+    before = stat_fingerprint()
+    memo = (root or cache_root()) / FINGERPRINTS / before
     try:
         known = memo.read_text().strip()
     except OSError:
@@ -83,10 +93,11 @@ def content_fingerprint(image_dir: str | Path, names: list[str], stat_fingerprin
             raise InputError(base / name, f"cannot be read ({e.strerror or e})") from None
         h.update(f"{name}\t{digest}\n".encode())
     fingerprint = h.hexdigest()
-    try:
-        atomic_write_text(memo, fingerprint + "\n")
-    except OSError:
-        pass
+    if stat_fingerprint() == before:
+        try:
+            atomic_write_text(memo, fingerprint + "\n")
+        except OSError:
+            pass
     return fingerprint
 
 

@@ -37,7 +37,7 @@ from .analysis import METRIC_THRESHOLDS
 from .submission import R_COLS, T_COLS, rotations, translations, world_to_cam
 
 if TYPE_CHECKING:
-    from .metric import ScoreResult
+    from .metric import MetricConfig, ScoreResult
 
 __all__ = ["CHECK_FAILED", "READINGS", "WARNING_STARTS", "ConventionCheck", "check_scored", "convention_check",
            "fit_table", "geometry", "low_datasets", "posed_scenes", "preferred_elsewhere", "reread"]
@@ -147,8 +147,27 @@ class ConventionCheck:
             wins = _better_readings(rows, margin)
             if not wins or self._mixed(str(dataset), wins[0][0], margin):
                 continue
-            if (won := self._pick(str(dataset), None, wins)) is not None:
-                out.append((str(dataset), *won))
+            if (won := self._pick(str(dataset), None, wins)) is None:
+                continue
+            # a scene that reads best another way: the scenes were written differently, and are named one by one
+            # (converting the whole dataset would break that scene; a dataset with two scenes each slipped its own
+            # way was told to convert all of it)
+            if any(not _same_reading(pick[0], won[0]) for pick in self._scene_picks(str(dataset), margin).values()):
+                continue
+            out.append((str(dataset), *won))
+        return out
+
+    def _scene_picks(self, dataset: str, margin: float) -> dict[str, tuple[str, float, float]]:
+        """``{scene: (reading, mAA as written, mAA read so)}`` of the scenes of ``dataset`` that read clearly
+        better another way, by the rules of :meth:`scene_findings`."""
+        if self.scenes is None or self.scenes.empty:
+            return {}
+        out = {}
+        for scene, rows in self.scenes[self.scenes["dataset"] == dataset].groupby("scene", sort=False):
+            wins = [w for w in _better_readings(rows, margin) if w[2] >= LOW_MAA
+                    or (w[2] >= LOW_MAA / 2 and self._strongly_supported(dataset, str(scene), w[0]))]
+            if (won := self._pick(dataset, str(scene), wins)) is not None:
+                out[str(scene)] = won
         return out
 
     def _pick(self, dataset: str, scene: str | None, wins: list[tuple[str, float, float]]
@@ -257,15 +276,8 @@ class ConventionCheck:
         if self.scenes is None or self.scenes.empty:
             return []
         whole = {d for d, *_ in self.findings(margin)}
-        out = []
-        for (dataset, scene), rows in self.scenes.groupby(["dataset", "scene"], sort=False):
-            if dataset in whole:
-                continue
-            wins = [w for w in _better_readings(rows, margin) if w[2] >= LOW_MAA
-                    or (w[2] >= LOW_MAA / 2 and self._strongly_supported(str(dataset), str(scene), w[0]))]
-            if (won := self._pick(str(dataset), str(scene), wins)) is not None:
-                out.append((str(dataset), str(scene), *won))
-        return out
+        return [(dataset, scene, *won) for dataset in dict.fromkeys(self.scenes["dataset"].astype(str))
+                if dataset not in whole for scene, won in self._scene_picks(dataset, margin).items()]
 
     def warning(self, margin: float = MARGIN) -> str | None:
         """One line naming each dataset that another reading scores clearly better, else None. Firm ("these poses
@@ -288,6 +300,11 @@ class ConventionCheck:
                   f"{better:.2f} read so)" for dataset, scene, reading, written, better in scenes]
         return ("; ".join(parts) + ". IMC-2025 wants world→camera poses, x_cam = R·x_world + t, R row-major and "
                 "t = −R·c for a camera centre c.")
+
+
+def _same_reading(a: str, b: str) -> bool:
+    """Whether readings ``a`` and ``b`` agree (either of :data:`TWINS` agrees with :data:`EITHER`)."""
+    return a == b or (EITHER in (a, b) and {a, b} - {EITHER} <= set(TWINS))
 
 
 def _better_readings(rows: pd.DataFrame, margin: float) -> list[tuple[str, float, float]]:
@@ -551,7 +568,7 @@ def low_datasets(result: ScoreResult, below: float | None = None,
 def convention_check(gt: pd.DataFrame, thresholds: dict[tuple[str, str], np.ndarray],
                      submission: pd.DataFrame, datasets: list[str] | None = None,
                      fits: pd.DataFrame | None = None, written: ScoreResult | None = None,
-                     every_reading: bool = False) -> ConventionCheck:
+                     every_reading: bool = False, config: MetricConfig | None = None) -> ConventionCheck:
     """Score each dataset of ``submission`` under each reading of :data:`READINGS` that could be named, one dataset
     at a time (the metric's :func:`~imc_core.metric.score` without details, its warnings left out: the file as
     written is scored, and warned about, by the caller).
@@ -568,7 +585,7 @@ def convention_check(gt: pd.DataFrame, thresholds: dict[tuple[str, str], np.ndar
         datasets: re-read only these datasets (e.g. :func:`low_datasets`); None: every dataset of ``gt``.
         fits: :func:`fit_table` of the submission when already computed (else computed here).
         written: the submission scored as written, when the caller has it: its datasets' and scenes' mAA are
-            taken, not scored again.
+            taken, not scored again (scored with ``config``, as every other reading is).
         every_reading: score every reading, the ones the geometry rules out too (for tables).
 
     Returns:
@@ -596,7 +613,8 @@ def convention_check(gt: pd.DataFrame, thresholds: dict[tuple[str, str], np.ndar
             elif reading == "as written" or every_reading or judge.could_name(name, gt_scenes, reading):
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", RuntimeWarning)
-                    res = score(g, th, reread(sub, reading), details=False)
+                    res = score(g, th, reread(sub, reading), details=False,
+                                **({} if config is None else {"config": config}))
                 mAA, per_scene = res.datasets[name].mAA, zip(res.scenes["scene"], res.scenes["mAA"], strict=True)
             else:
                 mAA, per_scene = float("nan"), ((sc, float("nan")) for sc in gt_scenes)
@@ -608,7 +626,7 @@ def convention_check(gt: pd.DataFrame, thresholds: dict[tuple[str, str], np.ndar
 
 
 def check_scored(gt: pd.DataFrame, thresholds: dict[tuple[str, str], np.ndarray], submission: pd.DataFrame,
-                 result: ScoreResult) -> ConventionCheck | None:
+                 result: ScoreResult, config: MetricConfig | None = None) -> ConventionCheck | None:
     """The check as ``score`` and ``add-submission`` run it, after scoring ``submission`` as written (``result``):
     only the datasets :func:`low_datasets` names (with :func:`posed_scenes` and :func:`fit_table`) are re-read;
     None when there are none.
@@ -618,7 +636,8 @@ def check_scored(gt: pd.DataFrame, thresholds: dict[tuple[str, str], np.ndarray]
     try:
         fits = fit_table(gt, submission, thresholds=thresholds)
         low = low_datasets(result, posed=posed_scenes(gt, submission), fits=fits)
-        return convention_check(gt, thresholds, submission, low, fits, written=result) if low else None
+        return convention_check(gt, thresholds, submission, low, fits, written=result, config=config) if low \
+            else None
     except Exception as err:  # noqa: BLE001  (advisory: the score must not be lost to a fault here)
         return ConventionCheck(pd.DataFrame(columns=["dataset", "reading", "meaning", "mAA"]),
                                failed=f"{type(err).__name__}: {err}")

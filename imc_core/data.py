@@ -294,14 +294,20 @@ def scan_images(folder: str | Path) -> list[str]:
     return sorted(names)
 
 
-def unread_files(folder: str | Path, read: list[str], depth: int = 3) -> list[str]:
+def unread_files(folder: str | Path, read: list[str], depth: int = 3, limit: int = 2000) -> list[str]:
     """Warnings (one line each, naming ``folder``) on image files there that no run reads, though a researcher may
     think it does: images in its sub-folders (up to ``depth`` levels) that ``read`` does not name (a test folder's
-    nested images were left out of the submission without a word), and links to nothing under an image name."""
+    nested images were left out of the submission without a word), and links to nothing under an image name. The
+    walk stops after ``limit`` files in sub-folders (a work folder of 40,000 files took 1.3 s at every load) and
+    then says "at least"."""
     base = Path(folder)
     named = set(read)
     nested, broken = [], []
+    seen = 0
     for top, dirs, files in os.walk(base):
+        if seen > limit:
+            break
+        seen += len(files) if top != str(base) else 0
         level = len(Path(top).relative_to(base).parts)
         dirs[:] = sorted(d for d in dirs if not d.startswith(".")) if level < depth else []
         for name in sorted(files):
@@ -314,7 +320,7 @@ def unread_files(folder: str | Path, read: list[str], depth: int = 3) -> list[st
                 nested.append(rel)
     out = []
     if nested:
-        out.append(f"{base}: {len(nested)} image(s) in sub-folders, not read (a dataset's images are those directly "
+        out.append(f"{base}: {'at least ' if seen > limit else ''}{len(nested)} image(s) in sub-folders, not read (a dataset's images are those directly "
                    f"in its folder, or those its labels name): {_list_names(nested)}")
     if broken:
         out.append(f"{base}: {len(broken)} link(s) to a missing file, ignored: {_list_names(broken)}")

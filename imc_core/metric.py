@@ -1987,7 +1987,7 @@ def score_files(
     with _warnings.catch_warnings():
         _warnings.simplefilter("ignore", RuntimeWarning)
         res = score(gt, th, sub, details=details, submission_path=str(submission_csv), config=config)
-    if convention and (check := check_scored(gt, th, sub, res)) is not None:
+    if convention and (check := check_scored(gt, th, sub, res, config)) is not None:
         res.convention = check.table
         if note := check.warning():
             res.warnings.append(note)

@@ -478,7 +478,7 @@ def _match_dataset(ds: Any, cfg: PipelineConfig, writer: RunWriter, rep: _Report
     # features (every image checked first: a dataset with bad files fails at once, naming all of them)
     images = [(n, ds.image_dir / n) for n in ds.images]
     fconf = _stage_conf(cfg.features, features_mod, cfg, "features")
-    fingerprint = content_fingerprint(ds.image_dir, ds.images, ds.fingerprint)
+    fingerprint = content_fingerprint(ds.image_dir, ds.images)
     fkey = artifact_key("features", fconf, [], fingerprint)
 
     def build_features(tmp: Path) -> None:

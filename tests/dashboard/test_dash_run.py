@@ -347,12 +347,15 @@ def test_jobs_that_ended_lately_come_back_after_a_reload(tmp_path: Path) -> None
 
     from imc_core.runs import RunWriter
 
-    def run(name: str, status: str, job: bool = True, age_s: float = 0.0) -> Path:
+    import datetime as dt
+
+    def run(name: str, status: str, job: bool = True, age_s: float = 0.0, **meta: object) -> Path:
         d = tmp_path / name
-        RunWriter(d).write_meta(id=name, status=status, created="2026")
+        t = time.time() - age_s
+        RunWriter(d).write_meta(id=name, status=status, created="2026", **meta,
+                                finished=dt.datetime.fromtimestamp(t).astimezone().isoformat())
         if job:
             (d / jobs.JOB_FILE).write_text(json.dumps({"command": ["x"], "queued": time.time()}))
-        t = time.time() - age_s
         os.utime(d / "run.json", (t, t))
         return d
 
@@ -361,6 +364,9 @@ def test_jobs_that_ended_lately_come_back_after_a_reload(tmp_path: Path) -> None
     run("20260101-000003-default-cccc", "done", age_s=jobs.RECENT_S + 60)  # ended too long ago
     run("20260101-000004-default-dddd", "done", job=False)  # a CLI run: not a job
     run("20260101-000005-default-eeee", "queued")  # still waiting: the active list shows it
+    run("20260101-000006-default-ffff", "done", imported_from="b.zip")  # a teammate's: no job of this dashboard
+    old = run("20260101-000007-default-gggg", "done", age_s=jobs.RECENT_S + 60)
+    os.utime(old / "run.json")  # rewritten since (e.g. a label edited): it ended long ago all the same
     assert [j.id for j in jobs.recent_jobs(tmp_path)] == ["20260101-000002-default-bbbb",
                                                           "20260101-000001-default-aaaa"]
 

@@ -586,7 +586,7 @@ def test_content_fingerprint_follows_bytes_not_times_and_is_remembered(tmp_path:
         (images / name).write_bytes(data)
     names = ["x.png", "y.png"]
     stat_fp = fingerprint_files(images, names)
-    fp = content_fingerprint(images, names, stat_fp, root=cache)
+    fp = content_fingerprint(images, names, root=cache)
     assert (cache / "fingerprints" / stat_fp).read_text().strip() == fp
     # a copy elsewhere with other times: another cheap fingerprint, the same content fingerprint
     copy = tmp_path / "b"
@@ -596,18 +596,42 @@ def test_content_fingerprint_follows_bytes_not_times_and_is_remembered(tmp_path:
         os.utime(copy / name, ns=(1_000_000_000, 1_000_000_000))
     copy_stat = fingerprint_files(copy, names)
     assert copy_stat != stat_fp
-    assert content_fingerprint(copy, names, copy_stat, root=cache) == fp
+    assert content_fingerprint(copy, names, root=cache) == fp
     # remembered: the memo answers without reading the images
-    (copy / "x.png").unlink()
-    assert content_fingerprint(copy, names, copy_stat, root=cache) == fp
+    (cache / "fingerprints" / copy_stat).write_text("f" * 64)
+    assert content_fingerprint(copy, names, root=cache) == "f" * 64
     # other bytes, or a renamed image, give another fingerprint
     (images / "y.png").write_bytes(b"TWO")
-    assert content_fingerprint(images, names, fingerprint_files(images, names), root=cache) != fp
+    assert content_fingerprint(images, names, root=cache) != fp
     (images / "z.png").write_bytes(b"one")
-    assert content_fingerprint(images, ["y.png", "z.png"], "other", root=cache) != fp
+    assert content_fingerprint(images, ["y.png", "z.png"], root=cache) != fp
     # an image that cannot be read is named; a cache that cannot take the memo still answers
+    (copy / "x.png").unlink()
     with pytest.raises(InputError, match="x.png"):
-        content_fingerprint(copy, names, "missing", root=cache)
+        content_fingerprint(copy, names, root=cache)
     (tmp_path / "file").write_text("")
-    assert content_fingerprint(images, names, "x", root=tmp_path / "file") == content_fingerprint(
-        images, names, "y", root=cache)
+    assert content_fingerprint(images, names, root=tmp_path / "file") == content_fingerprint(
+        images, names, root=cache)
+
+
+def test_a_fingerprint_read_while_an_image_changed_is_not_remembered(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """An image edited while it was read, then put back with its old time, found the edited bytes' fingerprint
+    remembered under its own names, sizes and times: the next run would have reused features of other bytes."""
+    import imc_core.cache
+    from imc_core.data import fingerprint_files
+
+    images = tmp_path / "a"
+    images.mkdir()
+    (images / "x.png").write_bytes(b"one")
+    before = fingerprint_files(images, ["x.png"])
+    real = imc_core.cache._sha256
+
+    def edited_meanwhile(path: Path) -> str:
+        digest = real(path)
+        (images / "x.png").write_bytes(b"edited")
+        return digest
+
+    monkeypatch.setattr(imc_core.cache, "_sha256", edited_meanwhile)
+    content_fingerprint(images, ["x.png"], root=tmp_path / "cache")
+    assert not (tmp_path / "cache" / "fingerprints" / before).exists()

@@ -387,3 +387,24 @@ def test_a_fault_of_the_check_costs_a_warning_not_the_score(case, tmp_path, monk
     res = score_files(labels, tmp_path / "thr.csv", write_pose_csv(sub, tmp_path / "sub.csv"), convention=True)
     assert res.score == pytest.approx(100.0)
     assert any(w.startswith("the pose-convention check failed (ValueError: Can only compare") for w in res.warnings)
+
+
+def test_every_reading_is_scored_with_the_callers_metric(case, tmp_path) -> None:
+    """The scores as written are reused; with a metric config of the caller's, the other readings were scored with
+    the default one (33.33 as written against 0 under the default), so the table compared two metrics."""
+    from imc_core.metric import MetricConfig
+
+    gt, th, sub = case
+    labels = write_pose_csv(gt, tmp_path / "labels.csv")
+    (tmp_path / "thr.csv").write_text("dataset,scene,thresholds\n" + "".join(
+        f"{d},{s},{';'.join(map(str, [50.0, 50.0, *v[2:]]))}\n" for (d, s), v in th.items()))
+    path = write_pose_csv(as_c2w(sub), tmp_path / "sub.csv")
+    cfg = MetricConfig(skip_top_thresholds=0)
+    res = score_files(labels, tmp_path / "thr.csv", path, convention=True, config=cfg)
+    table = res.convention.set_index("reading")["mAA"]
+    assert table["as written"] == res.datasets[DS].mAA
+    full = convention_check(gt, th | {k: np.array([50.0, 50.0, *v[2:]]) for k, v in th.items()}, read_pose_csv(path),
+                            every_reading=True, config=cfg)
+    assert full.table.set_index("reading")["mAA"].to_dict() == pytest.approx(table.dropna().to_dict() | {
+        r: m for r, m in full.table.set_index("reading")["mAA"].items() if r not in table.dropna()})
+    assert table["as written"] == pytest.approx(full.table.set_index("reading")["mAA"]["as written"])

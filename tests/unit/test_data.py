@@ -523,3 +523,15 @@ def test_images_no_run_reads_are_named(tmp_path: Path) -> None:
     labels.write_text(labels.read_text() + f"beta,x,deep/b3.jpg,{EYE},0;0;0\n")
     beta = DataRoot(train).load_dataset("beta")
     assert "deep/b3.jpg" in beta.images and beta.warnings == []
+
+
+def test_the_walk_for_unread_images_stops_early(tmp_path: Path) -> None:
+    from imc_core.data import unread_files
+
+    touch_images(tmp_path / "ds", ["a.png"])
+    for k in range(5):
+        touch_images(tmp_path / "ds" / f"work{k}", [f"{i}.png" for i in range(10)])
+    [note] = unread_files(tmp_path / "ds", ["a.png"], limit=15)
+    assert ": at least " in note and int(note.split("at least ")[1].split()[0]) < 50
+    [note] = unread_files(tmp_path / "ds", ["a.png"])
+    assert ": 50 image(s) in sub-folders" in note
