@@ -102,6 +102,13 @@ def check_image_names(df: pd.DataFrame, path: str | Path) -> None:
                                "by its path inside that folder", row_line(df, i))
 
 
+def _spaces_hint(value: str) -> str:
+    """A note for an error about ``value`` when spaces around it are the likely cause (", " between fields)."""
+    if value != value.strip():
+        return f" (note the spaces around {value!r}: the file's fields are separated by a comma alone)"
+    return ""
+
+
 def read_labels(path: str | Path) -> pd.DataFrame:
     """Read and validate an IMC-2025 ``train_labels.csv`` into a pose frame (see :mod:`imc_core.submission`).
 
@@ -156,7 +163,8 @@ def read_labels(path: str | Path) -> pd.DataFrame:
         i = int(unposed[0])
         raise InputError(
             p,
-            f"image {ds[i]}/{im[i]} of scene {sc[i]!r} has a nan pose; only scene {OUTLIERS!r} may be unposed",
+            f"image {ds[i]}/{im[i]} of scene {sc[i]!r} has a nan pose; only scene {OUTLIERS!r} may be unposed"
+            + _spaces_hint(str(sc[i])),
             row_line(df, i),
         )
     reg = np.flatnonzero(~all_nan)
@@ -665,7 +673,8 @@ class DataRoot:
             for pos, img in zip(positions.tolist(), images, strict=True):
                 if not (image_dir / img).is_file():
                     raise InputError(
-                        self.labels_path, f"image not found: {image_dir / img}", row_line(labels, int(pos))
+                        self.labels_path, f"image not found: {image_dir / img}{_spaces_hint(img)}",
+                        row_line(labels, int(pos))
                     )
             on_disk = scan_images(image_dir)
             labelled = set(images)

@@ -108,6 +108,9 @@ def test_same_image_name_in_two_datasets_is_fine(tmp_path: Path) -> None:
         ),
         (["d,s,x.png,1;0;0;0;1;0;0;0;-1,0;0;0"], 2, "is a reflection"),
         ([f"d,s,x.png,{EYE},0;0;0", f"d,s,y.png,{NAN9},{NAN3}"], 3, "has a nan pose; only scene 'outliers'"),
+        # ", " between fields: the cause is named, not left to the quoting
+        ([f"d, outliers, y.png,{NAN9},{NAN3}"], 2, "(note the spaces around ' outliers': the file's fields are "
+                                                    "separated by a comma alone)"),
         ([f"d,outliers,x.png,{EYE},0;nan;0"], 2, "partly non-finite (ty = nan)"),
         ([f"d,,x.png,{EYE},0;0;0"], 2, "empty scene name"),
         ([f"d,s,x.png,{EYE},0;0"], 2, "translation_vector must have 3"),
