@@ -19,7 +19,7 @@ import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, get_type_hints
 from urllib.parse import urlencode
 
@@ -890,6 +890,15 @@ def thumbnail_or_reason(path: Path, size: int = 192, out_dir: Path | None = None
 def thumbnail(path: Path, size: int = 192) -> str | None:
     """Cached thumbnail path (None when the image is missing or unreadable)."""
     return _thumb(str(path), _mtime(path), size)[0]
+
+
+def image_in(folder: Path, name: str) -> Path | None:
+    """``folder / name``, or None when ``name`` leads out of ``folder`` (absolute, or with a ``..`` part): a run's
+    tables name images relative to their dataset's folder, and one copied by hand could name any file."""
+    parts = PurePosixPath(name.replace("\\", "/"))
+    if parts.is_absolute() or ".." in parts.parts or re.match(r"^[A-Za-z]:", name):
+        return None
+    return folder / name
 
 
 def image_grid(items: list[tuple[Path, str]], columns: int = 6, size: int = 192) -> dict[str, list[str]]:

@@ -14,7 +14,7 @@ import streamlit as st
 
 from dashboard import jobs, jobview, state
 from imc_core.analysis import image_summary
-from imc_core.errors import ImcError
+from imc_core.errors import ImcError, InputError
 from imc_core.viz import OUTLIERS, length_label
 
 if TYPE_CHECKING:
@@ -579,8 +579,12 @@ def tab_clusters(rv: state.RunView, dataset: str | None) -> None:
         st.caption("No image sits in another scene's cluster.")
         return
     image_dir = _image_dir(rv, dataset)
-    items = [(image_dir / str(r.image), f"{r.image}: {r.scene} → {r.cluster}") for r in misplaced.head(36).itertuples()]
-    state.image_grid(items, columns=6)
+    # (a run folder copied by hand can name any file: only images inside the dataset's folder are drawn)
+    items = [(state.image_in(image_dir, str(r.image)), f"{r.image}: {r.scene} → {r.cluster}")
+             for r in misplaced.head(36).itertuples()]
+    state.image_grid([(p, c) for p, c in items if p is not None], columns=6)
+    if outside := [c for p, c in items if p is None]:
+        st.caption(f"Not drawn, named outside the dataset's folder: {state.md('; '.join(outside))}")
 
 
 def tab_pairs(rv: state.RunView, dataset: str | None) -> None:
@@ -640,17 +644,20 @@ def pair_viewer(rv: state.RunView, dataset: str, a: str, b: str) -> None:
         image_dir = _image_dir(rv, dataset)
     except (ImcError, OSError) as err:
         reason = getattr(err, "problem", None) or str(err).splitlines()[0]
-        st.info(f"Graph only: {reason}")
+        st.info(f"Graph only: {state.md(reason)}")
         return
     try:
-        img0, s0 = state.load_image_small(image_dir / a)
-        img1, s1 = state.load_image_small(image_dir / b)
+        p0, p1 = state.image_in(image_dir, a), state.image_in(image_dir, b)
+        if p0 is None or p1 is None:
+            raise InputError(image_dir, "the pair names an image outside the dataset's folder")
+        img0, s0 = state.load_image_small(p0)
+        img1, s1 = state.load_image_small(p1)
     except ImcError as err:  # it names the image
         if not rv.data_root.is_dir():  # a teammate's run: say why every image is missing, once
-            st.info(f"Graph only: the run's data root {rv.data_root} is not on this machine, so its images cannot "
-                    "be drawn.")
+            st.info(f"Graph only: the run's data root {state.code(rv.data_root)} is not on this machine, so its "
+                    "images cannot be drawn.")
         else:
-            st.info(f"Graph only: {str(err).splitlines()[0]}")
+            st.info(f"Graph only: {state.md(str(err).splitlines()[0])}")
         return
     if inliers is not None:
         st.caption(f"{int(inliers.sum())} of {len(m)} matches kept by COLMAP's geometric verification (green); "

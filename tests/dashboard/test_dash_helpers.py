@@ -352,3 +352,10 @@ def test_markdown_from_a_bundle_stays_text() -> None:
     assert state.code("/data/root") == "`/data/root`"
     assert state.code("a`![x](http://e/x.png)`b") == "`` a`![x](http://e/x.png)`b ``"
     assert state.code("x``y\nz") == "``` x``y z ```"
+
+
+def test_image_in_keeps_a_runs_image_names_inside_the_dataset_folder(tmp_path: Path) -> None:
+    assert state.image_in(tmp_path, "a.png") == tmp_path / "a.png"
+    assert state.image_in(tmp_path, "sub/a.png") == tmp_path / "sub" / "a.png"
+    for name in ("/usr/share/x.png", "../x.png", "sub/../../x.png", "..\\x.png", "C:\\x.png"):
+        assert state.image_in(tmp_path, name) is None, name

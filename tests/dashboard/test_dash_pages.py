@@ -136,7 +136,7 @@ def test_pairs_tab_says_when_the_runs_data_root_is_not_here(make_run: Callable[.
     at = open_app("results", run="run-a", tab="Pairs")
     assert_clean(at)
     assert [i.value for i in at.info if i.value.startswith("Graph only")] == [
-        f"Graph only: the run's data root {tmp_path / 'alice' / 'data'} is not on this machine, so its images "
+        f"Graph only: the run's data root `{tmp_path / 'alice' / 'data'}` is not on this machine, so its images "
         "cannot be drawn."]
 
 
@@ -678,3 +678,15 @@ def test_the_sidebar_says_when_the_dashboard_listens_beyond_this_machine(address
     texts = [x.value for x in [*at.sidebar.warning, *at.sidebar.caption]]
     found = [t for t in texts if "network" in t]
     assert (found == []) if said is None else any(t.startswith(said) for t in found), texts
+
+
+def test_a_hand_copied_run_naming_an_image_outside_its_folder_draws_nothing_of_it(
+        make_run: Callable[..., Path]) -> None:
+    """An absolute image name in per_image.csv showed that file of the machine as a thumbnail."""
+    run = make_run("run-o", misplaced=("s1_2.png",))
+    for name in ("per_image.csv", "submission.csv"):
+        (run / name).write_text((run / name).read_text().replace("s1_2.png", "/usr/share/x.png"))
+    at = open_app("results", run="run-o", tab="Clusters")
+    assert_clean(at)
+    assert any(plain(c.value).startswith("Not drawn, named outside the dataset's folder: /usr/share/x.png")
+               for c in at.caption), [c.value for c in at.caption]
