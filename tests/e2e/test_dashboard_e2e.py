@@ -335,9 +335,9 @@ def test_run_page_keeps_its_edits_across_pages(page: Any, server: Server) -> Non
         settle(page)
     expect(page.get_by_role("button", name="Launch")).to_be_visible(timeout=PAGE_TIMEOUT_MS)
     assert_clean(page)
-    for selector, value in edits.items():
-        expect(page.locator(selector)).to_have_value(value)
-    expect(page.get_by_text("--set reconstruction.seed=7")).to_be_visible()
+    for selector, value in edits.items():  # (a busy machine redraws the form slowly)
+        expect(page.locator(selector)).to_have_value(value, timeout=PAGE_TIMEOUT_MS)
+    expect(page.get_by_text("--set reconstruction.seed=7")).to_be_visible(timeout=PAGE_TIMEOUT_MS)
 
 
 def test_run_page_datasets_follow_the_sidebar_root(page: Any, server: Server, synthetic_data: Path,
