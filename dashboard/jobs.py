@@ -378,8 +378,7 @@ def recent_jobs(runs_dir: Path | None = None, within_s: float = RECENT_S, now: f
             except OSError:
                 continue
             meta = read_json(p / "run.json")
-            if not isinstance(meta, dict) or meta.get("imported_from") or \
-                    meta.get("host", platform.node()) != platform.node():
+            if not isinstance(meta, dict) or meta.get("imported_from") or meta.get("host") != platform.node():
                 continue
             try:
                 ended = dt.datetime.fromisoformat(str(meta.get("finished"))).timestamp()

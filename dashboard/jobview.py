@@ -26,7 +26,7 @@ def render_job(job: jobs.Job, open_link: bool = True) -> None:
         st.markdown(head)
         if job.active:
             for stage in job.stages:
-                st.progress(stage.fraction, text=stage.text())
+                st.progress(stage.fraction, text=state.md(stage.text()))
             if job.message:  # which stage says it: with datasets reconstructed at once, the last one to speak
                 st.caption(state.md(f"{job.stage} · {job.message}" if job.stage and job.stage not in job.message
                                     else job.message))
@@ -46,7 +46,7 @@ def render_job(job: jobs.Job, open_link: bool = True) -> None:
                 bits.insert(0, f"{job.status} during {where.name} ({where.done}/{where.total})")
             st.caption(" · ".join(bits))
         if job.error and not job.active:
-            st.error(job.error)
+            st.error(state.md(job.error))
         if job.active:
             if job.status == "cancelling":
                 st.caption("Cancel requested; the job stops at its next check (forced after "

@@ -50,9 +50,10 @@ def error_boundary(what: str) -> Iterator[None]:
         yield
     except ImcError as err:
         text = str(err).splitlines()[0] if str(err) else type(err).__name__
-        st.error(f"{what}: {text}")
+        st.error(f"{what}: {md(text)}")  # (an error repeats names from the run or the link: shown as text)
     except Exception as err:  # the page must survive anything
-        st.error(f"{what}: unexpected error — {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}")
+        st.error(f"{what}: unexpected error — {type(err).__name__}: "
+                 f"{md(str(err).splitlines()[0]) if str(err) else ''}")
         with st.expander("Details"):
             st.code(traceback.format_exc(), language="text")
 
@@ -82,10 +83,10 @@ def show_figure(name: str, *args: Any, key: str | None = None, on_select: str | 
         if post is not None:
             post(fig)
     except ImcError as err:
-        st.warning(f"{name}: {err}")
+        st.warning(f"{name}: {md(err)}")
         return None
     except Exception as err:
-        st.warning(f"Could not draw {name}: {type(err).__name__}: {err}")
+        st.warning(f"Could not draw {name}: {type(err).__name__}: {md(err)}")
         with st.expander("Details"):
             st.code(traceback.format_exc(), language="text")
         return None
@@ -327,7 +328,8 @@ class RunView:
 
     def no_gt_note(self) -> str:
         """What the 3-D view says when the run's data root (its GT poses) is not on this machine."""
-        return (f"Ground-truth poses are not available here (data root {self.meta.get('data_root')!r} is missing), "
+        return (f"Ground-truth poses are not available here (data root {code(self.meta.get('data_root'))} is "
+                "missing), "
                 + ("so only camera centres are drawn, from the run's per_image.csv: the predicted ones placed by the "
                    "metric's similarity, without orientations or 3-D points." if self.has_centres
                    else "so cameras cannot be drawn."))

@@ -313,12 +313,13 @@ def unread_files(folder: str | Path, read: list[str], depth: int = 3, limit: int
     nested, broken = [], []
     seen = 0
     for top, dirs, files in os.walk(base):
-        if seen > limit:
+        if seen >= limit:
             break
-        seen += len(files) if top != str(base) else 0
         level = len(Path(top).relative_to(base).parts)
         dirs[:] = sorted(d for d in dirs if not d.startswith(".")) if level < depth else []
         for name in sorted(files):
+            if level and (seen := seen + 1) > limit:  # (one huge sub-folder is cut short too)
+                break
             if not is_image_name(name):
                 continue
             rel = (Path(top) / name).relative_to(base).as_posix()

@@ -588,7 +588,7 @@ def _control_characters(obj: Any, where: str = "") -> str | None:
     """The first field of ``obj`` (nested JSON) whose text holds a control character other than a newline or a
     tab, e.g. an escape sequence; None when there is none."""
     if isinstance(obj, str):
-        return where or "a value" if any(ord(c) < 32 and c not in "\n\t" or 127 <= ord(c) < 160 for c in obj) \
+        return where or "a value" if any(ord(c) < 32 and c not in "\n\r\t" or 127 <= ord(c) < 160 for c in obj) \
             else None
     items = obj.items() if isinstance(obj, dict) else enumerate(obj) if isinstance(obj, list) else ()
     for key, value in items:

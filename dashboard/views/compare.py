@@ -348,7 +348,7 @@ def submission_panel() -> None:
                     run_dir, new = submission_run(path, root, label=label.strip() or None,
                                                   group=group.strip() or None, name=up.name)
                 except ImcError as err:  # it names the temporary copy: name the upload instead
-                    st.error(f"Not scored: {str(err).splitlines()[0].replace(str(path), up.name)}")
+                    st.error(f"Not scored: {state.md(str(err).splitlines()[0].replace(str(path), up.name))}")
                     return
             done[up.file_id] = (run_dir.name, new)
         run_id, new = done[up.file_id]
@@ -361,7 +361,7 @@ def submission_panel() -> None:
         else:  # the same bytes again would count as a second seed of one submission
             st.info(f"Not added again: this file was already scored on this data root as {rv.id} ({numbers}).")
         for warning in rv.meta.get("warnings") or []:
-            st.warning(warning)
+            st.warning(state.md(warning))
         st.page_link("views/results.py", label="Open in Results", icon=":material/analytics:",
                      query_params={"run": rv.id})
 
@@ -385,7 +385,7 @@ def import_panel() -> None:
             try:
                 dest, new = import_run(path)
             except ImcError as err:  # it names the temporary copy: name the upload instead
-                st.error(f"Import failed: {str(err).splitlines()[0].replace(str(path), up.name)}")
+                st.error(f"Import failed: {state.md(str(err).splitlines()[0].replace(str(path), up.name))}")
                 return
         done[up.file_id] = (("success", f"Imported as {dest.name}") if new
                             else ("info", f"Not imported: this bundle's run is already here as {dest.name}"))
@@ -633,7 +633,8 @@ def absent_from_link(chosen: list[str], ids: list[str]) -> None:
     if not still or list(chosen) != kept:
         st.session_state.pop("_compare_absent", None)
         return
-    st.warning(f"The link names {len(still)} run(s) that {runs_root()} does not hold: {', '.join(still)}. Import "
+    st.warning(f"The link names {len(still)} run(s) that {state.code(runs_root())} does not hold: "
+               f"{state.md(', '.join(still))}. Import "
                "their bundles (\"Import a teammate's run bundle\" above), then pick them.")
 
 
@@ -731,7 +732,7 @@ def main() -> None:
     scope = compare_scope({label: [(run_root(rv), scored_datasets(rv)) for rv in runs]
                            for label, runs in arms.items()})
     shared = scope.shared_datasets
-    notes = scope.messages()
+    notes = [state.md(n) for n in scope.messages()]  # (arm names, roots and datasets come from the runs)
     if not shared:
         st.warning("\n\n".join([*notes, "**No dataset is scored by every run: these runs cannot be compared**, "
                                            "so no deltas or noise verdicts are shown."]))
@@ -741,7 +742,7 @@ def main() -> None:
     spreads = group_spreads(arms)
     for label, spread in spreads.items():
         keys = list(spread["key"])
-        st.warning(f"{state.md(label)}: its runs differ in config beyond the seed ({', '.join(keys[:5])}"
+        st.warning(f"{state.md(label)}: its runs differ in config beyond the seed ({state.md(', '.join(keys[:5]))}"
                    f"{', …' if len(keys) > 5 else ''}), so its mean ± std mixes different experiments. "
                    "See the config diff below; compare those runs separately.")
     head = verdict_first(drop_empty_spread(headline_table(arms, shared=shared or None, deltas=bool(shared))))

@@ -119,7 +119,7 @@ def thumbnails(root: Path, dataset: str, split: str) -> None:
     image_dir, scenes = state.dataset_scenes(root, dataset, split)
     per_scene = st.slider("Thumbnails per scene", 4, 60, 12, step=4, key="thumbs_per_scene")
     for scene, images in scenes.items():
-        st.markdown(f"**{scene}** — {len(images)} images")
+        st.markdown(f"**{state.md(scene)}** — {len(images)} images")
         shown = images[:per_scene]
         state.image_grid([(image_dir / n, n) for n in shown], columns=6)
         if len(images) > len(shown):
@@ -136,7 +136,8 @@ def main() -> None:
         return
     summary = state.root_summary(root)
     for problem in summary.attrs.get("problems", []):
-        st.warning(f"{problem} (test datasets are listed from test/ instead; train work does not need this file)")
+        st.warning(f"{state.md(problem)} (test datasets are listed from test/ instead; train work does not need "
+                   "this file)")
     if summary.empty:
         st.warning(f"No datasets under {root} (expected train/<dataset>/ or test/<dataset>/).")
         return
@@ -158,7 +159,7 @@ def main() -> None:
     st.dataframe(table, hide_index=True, placeholder=state.NO_VALUE, width="stretch",
                  column_config={"thresholds": st.column_config.TextColumn(width="large")})
     if split == "train" and (refused := state.scoring_problem(root, dataset)):
-        st.warning(f"A run of this dataset is refused until this is fixed: {refused}")
+        st.warning(f"A run of this dataset is refused until this is fixed: {state.md(refused)}")
     if int(scenes["missing"].sum()):
         n = int(scenes["missing"].sum())
         st.warning(f"{n} labelled image{' is' if n == 1 else 's are'} missing on disk: a run of this dataset stops "
@@ -168,7 +169,7 @@ def main() -> None:
         listed = "; ".join(f"{n} ({why.removeprefix('unreadable: ')})" for n, why in list(unreadable.items())[:10])
         more = f" … and {len(unreadable) - 10} more" if len(unreadable) > 10 else ""
         st.warning(f"{len(unreadable)} image{'s' if len(unreadable) > 1 else ''} cannot be decoded (the pipeline "
-                   f"stops on them): {listed}{more}")
+                   f"stops on them): {state.md(listed)}{more}")
     with state.error_boundary(f"Thumbnails of {dataset}"):
         thumbnails(root, dataset, split)
 

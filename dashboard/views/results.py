@@ -408,7 +408,7 @@ def tab_overview(rv: state.RunView, dataset: str | None, scene: str | None) -> N
     if failure is not None:
         message, tail = failure
         where = "Its last log lines are below; the whole log is" if tail else "It wrote no log lines; look"
-        why = f"({message})" if rv.status == "cancelled" else "(the reason is above)"
+        why = f"({state.md(message)})" if rv.status == "cancelled" else "(the reason is above)"
         st.info(f"This run **{ENDED[rv.status]}** {why}. {where} in the **Log** tab.")
         if tail:
             st.code(tail, language="text")
@@ -973,7 +973,7 @@ def main() -> None:
                 continue
             if name in STAGE_TABS and rv.outside:
                 st.info(f"This run was scored from a submission made outside imc-lab "
-                        f"(`{rv.meta.get('source') or 'submission.csv'}`): no stage of imc-lab ran, so there are no "
+                        f"({state.code(rv.meta.get('source') or 'submission.csv')}): no stage of imc-lab ran, so there are no "
                         f"{STAGE_TABS[name]} to show.")
                 continue
             renderers[name]()

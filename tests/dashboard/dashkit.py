@@ -181,7 +181,7 @@ def shown_frame_with(at: Any, column: str) -> pd.DataFrame:
 
 def errors_and_exceptions(at: Any) -> tuple[list[str], list[str]]:
     """(st.error texts, exception messages) of an AppTest after a run."""
-    return [e.value for e in at.error], [str(e.value) for e in at.exception]
+    return [plain(e.value) for e in at.error], [str(e.value) for e in at.exception]
 
 
 def read_json(path: Path) -> Any:

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from dashkit import APP, DATASET, errors_and_exceptions, frame_with
+from dashkit import APP, DATASET, errors_and_exceptions, frame_with, plain
 
 TIMEOUT = 30
 
@@ -53,7 +53,7 @@ def frame_by_key(at: AppTest, table: str) -> pd.DataFrame:
 
 
 def warnings(at: AppTest) -> str:
-    return "\n".join(w.value for w in at.warning)
+    return "\n".join(plain(w.value) for w in at.warning)
 
 
 def _edit_json(path: Path, change: Callable[[Any], None]) -> None:
@@ -184,7 +184,7 @@ def test_group_with_mixed_configs_is_flagged(make_run: Callable[..., Path]) -> N
     at = open_compare(["g-0", "g-1", "h-0", "h-1"])
     no_errors(at)
     text = warnings(at)
-    assert r"group\: g: its runs differ in config beyond the seed (features.max_keypoints)" in text
+    assert "group: g: its runs differ in config beyond the seed (features.max_keypoints)" in text
     assert "group: h" not in text
     spread = frame_by_key(at, "spread")
     assert list(spread["key"]) == ["features.max_keypoints"] and list(spread["g-1"]) == ["999"]
@@ -314,7 +314,7 @@ def test_a_seed_run_twice_in_a_group_counts_once(make_run: Callable[..., Path]) 
     at = open_compare(["a-0", "a-1", "b-3", "b-4", "b-3again"])
     no_errors(at)
     assert [w for w in warnings(at).split("\n") if "seed 3" in w] == [
-        r"group\: b: seed 3 was run 2 times with one config and a deterministic mapper (b-3, b-3again): the same "
+        "group: b: seed 3 was run 2 times with one config and a deterministic mapper (b-3, b-3again): the same "
         "measurement, counted once (b-3)."]
     head = frame_with(at, "verdict").set_index("arm")
     assert head.loc["group: b", "runs"] == 2 and head.loc["group: b", "score"] == pytest.approx(72.0)
@@ -486,3 +486,13 @@ def test_the_test_column_says_when_a_paired_test_left_runs_out() -> None:
     assert _test_label(compare_repeats(a, b[:3], [0, 1, 2], [0, 1, 2])) == "paired t, 3 seeds"
     assert _test_label(compare_repeats(a, b)) == "Welch t"
     assert _test_label(compare_repeats(a[:1], b[:1])) is None
+
+
+def test_a_link_naming_a_run_with_markup_shows_it_as_text(make_run: Callable[..., Path]) -> None:
+    """A crafted share link's run id `![x](http://…)` was shown as an image the browser fetched."""
+    make_run("a", score=60.0)
+    make_run("b", score=62.0)
+    at = open_compare(["![x](http://e.example/a.png)", "a", "b"])
+    no_errors(at)
+    [shown] = [w.value for w in at.warning if "does not hold" in w.value]
+    assert r"\!\[x\]\(http\:" in shown and "![x](" not in shown

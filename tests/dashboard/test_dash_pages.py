@@ -180,7 +180,7 @@ def test_results_keep_the_sidebar_root_when_the_runs_root_is_missing_here(make_r
     assert at.session_state["root"] == str(dash_env.data_root)
     at = open_app("results", run="run-a", tab="3D")  # all scenes: said once, not once per scene
     assert [i.value for i in at.info if "not available here" in i.value] == [
-        f"Ground-truth poses are not available here (data root {str(tmp_path / 'not-here')!r} is missing), so "
+        f"Ground-truth poses are not available here (data root `{tmp_path / 'not-here'}` is missing), so "
         "only camera centres are drawn, from the run's per_image.csv: the predicted ones placed by the metric's "
         "similarity, without orientations or 3-D points."]
     # the centres (a teammate's bundle drew nothing at all)
@@ -192,7 +192,7 @@ def test_results_keep_the_sidebar_root_when_the_runs_root_is_missing_here(make_r
                                                                                       index=False)
     at = open_app("results", run="run-a", tab="3D")
     assert [i.value for i in at.info if "not available here" in i.value] == [
-        f"Ground-truth poses are not available here (data root {str(tmp_path / 'not-here')!r} is missing), so "
+        f"Ground-truth poses are not available here (data root `{tmp_path / 'not-here'}` is missing), so "
         "cameras cannot be drawn."] and not at.get("plotly_chart")
 
 
@@ -414,8 +414,9 @@ def test_an_outside_submission_is_scored_as_a_run(dash_env: DashEnv, make_run: C
     assert [m.value for m in at.success] == [f"Scored as {run_dir.name}: score {scores['score']:.2f} · mAA "
                                              f"{scores['mAA']:.2f} · clusterness {scores['clusterness']:.2f}"]
     # (a small dataset: re-read although it reaches 58 mAA written wrongly)
-    assert any(w.value.startswith("these poses look camera→world (t holding the camera centre) in ds1 (mAA 58.33 "
-                                  "as written, 100.00 read so)") for w in at.warning), [w.value for w in at.warning]
+    assert any(plain(w.value).startswith("these poses look camera→world (t holding the camera centre) in ds1 (mAA "
+                                         "58.33 as written, 100.00 read so)") for w in at.warning), \
+        [w.value for w in at.warning]
     meta = json.loads((run_dir / "run.json").read_text())
     assert meta["label"] == "kaggle v3" and meta["source"] == "my_sub.csv" and meta["variant"] == "submission"
     results = open_app("results", run=run_dir.name)
@@ -488,8 +489,8 @@ def test_a_broken_sample_submission_does_not_block_train_work(dash_env: DashEnv)
     at = open_app("datasets")
     assert_clean(at)
     assert {m.label: m.value for m in at.metric}["Images"] == "10"
-    assert any("sample_submission.csv:1: missing column(s)" in w.value and "train work does not need" in w.value
-               for w in at.warning)
+    assert any("sample_submission.csv:1: missing column(s)" in plain(w.value) and "train work does not need" in
+               w.value for w in at.warning)
     at = open_app("run")
     assert_clean(at)
     assert at.button(key="launch")

@@ -166,7 +166,7 @@ def test_datasets_page_counts_unreadable_images(dash_env: DashEnv) -> None:
     table = frame_with(at, "unreadable")
     assert dict(zip(table["scene"], table["unreadable"], strict=True)) == {"s1": 1, "s2": 0, "outliers": 0}
     assert list(table["missing"]) == [0, 0, 0]
-    assert any("1 image cannot be decoded" in w.value and "s1_2.png" in w.value for w in at.warning)
+    assert any("1 image cannot be decoded" in w.value and "s1_2.png" in plain(w.value) for w in at.warning)
     assert any(plain(c.value).startswith("s1_2.png (unreadable") for c in at.caption)
     assert not any("image not found" in c.value for c in at.caption)
 
@@ -189,11 +189,11 @@ def test_datasets_page_says_when_a_run_of_the_dataset_is_refused(dash_env: DashE
     thresholds.write_text("\n".join(thresholds.read_text().splitlines()[:2]) + "\n")  # s2 left out
     at = open_app("datasets")
     assert not at.exception
-    (refused,) = [w.value for w in at.warning if "A run of this dataset is refused" in w.value]
+    (refused,) = [plain(w.value) for w in at.warning if "A run of this dataset is refused" in w.value]
     assert str(thresholds) in refused and "s2" in refused
     thresholds.unlink()
     at = open_app("datasets")
-    assert any("A run of this dataset is refused" in w.value and "train_thresholds.csv" in w.value
+    assert any("A run of this dataset is refused" in w.value and "train_thresholds.csv" in plain(w.value)
                for w in at.warning)
 
 
@@ -529,7 +529,7 @@ def test_results_of_a_live_run_follow_its_progress(make_run: Callable[..., Path]
         proc.kill()
         proc.wait()
     assert not errors_and_exceptions(at)[1]
-    [bar] = [p.proto.text for p in at.get("progress")]
+    [bar] = [plain(p.proto.text) for p in at.get("progress")]
     assert bar.startswith(f"{DATASET}/features: 3/10")
     assert at.button(key="cancel::going") is not None
     assert not at.get("download_button") and not at.metric

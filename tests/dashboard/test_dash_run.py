@@ -13,7 +13,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from dashkit import APP, DashEnv, errors_and_exceptions, open_app
+from dashkit import APP, DashEnv, errors_and_exceptions, open_app, plain
 from streamlit.testing.v1 import AppTest
 
 from dashboard import jobs
@@ -226,7 +226,7 @@ def test_launch_shows_progress_and_finishes(dash_env: DashEnv, fake_pipeline: Pa
     assert json.loads((run_dir / "run.json").read_text())["status"] == "running"
     with open(fake_pipeline, "w") as go:  # opens once the fake has written its progress
         at.run()
-        bars = {p.proto.text: p.value for p in at.get("progress")}
+        bars = {plain(p.proto.text): p.value for p in at.get("progress")}
         assert any("ds1/features: 3/10" in t and "ETA" in t for t in bars), bars
         assert any(t.startswith("ds1/pairs: 1/1") for t in bars)
         # the last message names the stage that said it (datasets reconstructed at once interleave theirs)
@@ -352,7 +352,9 @@ def test_jobs_that_ended_lately_come_back_after_a_reload(tmp_path: Path) -> None
     def run(name: str, status: str, job: bool = True, age_s: float = 0.0, **meta: object) -> Path:
         d = tmp_path / name
         t = time.time() - age_s
-        RunWriter(d).write_meta(id=name, status=status, created="2026", **meta,
+        import platform
+
+        RunWriter(d).write_meta(id=name, status=status, created="2026", **{"host": platform.node(), **meta},
                                 finished=dt.datetime.fromtimestamp(t).astimezone().isoformat())
         if job:
             (d / jobs.JOB_FILE).write_text(json.dumps({"command": ["x"], "queued": time.time()}))
@@ -365,6 +367,7 @@ def test_jobs_that_ended_lately_come_back_after_a_reload(tmp_path: Path) -> None
     run("20260101-000004-default-dddd", "done", job=False)  # a CLI run: not a job
     run("20260101-000005-default-eeee", "queued")  # still waiting: the active list shows it
     run("20260101-000006-default-ffff", "done", imported_from="b.zip")  # a teammate's: no job of this dashboard
+    run("20260101-000008-default-hhhh", "failed", host="elsewhere")  # a teammate's machine, folder shared
     old = run("20260101-000007-default-gggg", "done", age_s=jobs.RECENT_S + 60)
     os.utime(old / "run.json")  # rewritten since (e.g. a label edited): it ended long ago all the same
     assert [j.id for j in jobs.recent_jobs(tmp_path)] == ["20260101-000002-default-bbbb",

@@ -317,6 +317,12 @@ def test_bad_files_in_a_bundle_are_named_by_member(tmp_path: Path, members: dict
     assert fragment in str(err.value) and ".import-" not in str(err.value) and err.value.path == str(z)
 
 
+def test_a_label_pasted_from_a_windows_note_travels(tmp_path: Path) -> None:
+    """A label with CR LF (accepted by add-submission) made the run's own export impossible to import."""
+    z = _bundle_of(tmp_path, lambda m: m.__setitem__("label", "pasted label\r\nfrom a note\tand a tab ✓"))
+    assert load_run(import_bundle(z, tmp_path / "runs")).meta["label"].startswith("pasted label\r\n")
+
+
 def test_a_failed_or_cancelled_run_travels_without_a_submission(tmp_path: Path) -> None:
     z = _bundle_of(tmp_path, lambda m: m.__setitem__("status", "cancelled"), drop=("submission.csv",))
     assert load_run(import_bundle(z, tmp_path / "runs")).status == "cancelled"
