@@ -79,8 +79,8 @@ def root_picker() -> None:
             missing = None
     if missing:
         st.warning(f"This link's data root {state.code(missing[0])} is not on this machine, so the page shows "
-                   f"{state.code(st.session_state['root'])} instead: copy the data here and add it on the Datasets page before "
-                   "you launch or compare anything from this link.", icon="⚠️")
+                   f"{state.code(st.session_state['root'])} instead: copy the data here and add it on the Datasets "
+                   "page before you launch or compare anything from this link.", icon="⚠️")
     root = state.current_root()
     if root is not None and not root.is_dir():
         if root == state.default_root():
@@ -88,6 +88,12 @@ def root_picker() -> None:
         else:
             st.sidebar.warning(f"{root} does not exist.")
     st.sidebar.caption("Add more data roots on the Datasets page.")
+
+
+#: a share link longer than this scrolls in a box of its own instead of growing the sidebar
+SHARE_LINK_CHARS = 200
+#: server addresses that keep the dashboard on this machine
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
 def network_note() -> None:
@@ -128,12 +134,6 @@ def default_page_alias(name: str, page: st.Page) -> st.Page:
         switch_keeping_query(page)
 
     return st.Page(go, title=page.title, url_path=name, visibility="hidden")
-
-
-#: a share link longer than this scrolls in a box of its own instead of growing the sidebar
-SHARE_LINK_CHARS = 200
-#: server addresses that keep the dashboard on this machine
-LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
 def main() -> None:

@@ -19,7 +19,7 @@ import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any, get_type_hints
 from urllib.parse import urlencode
 
@@ -897,10 +897,9 @@ def thumbnail(path: Path, size: int = 192) -> str | None:
 def image_in(folder: Path, name: str) -> Path | None:
     """``folder / name``, or None when ``name`` leads out of ``folder`` (absolute, or with a ``..`` part): a run's
     tables name images relative to their dataset's folder, and one copied by hand could name any file."""
-    parts = PurePosixPath(name.replace("\\", "/"))
-    if parts.is_absolute() or ".." in parts.parts or re.match(r"^[A-Za-z]:", name):
-        return None
-    return folder / name
+    from imc_core.data import leads_out_of_folder
+
+    return None if leads_out_of_folder(name) else folder / name
 
 
 def image_grid(items: list[tuple[Path, str]], columns: int = 6, size: int = 192) -> dict[str, list[str]]:
@@ -1288,8 +1287,8 @@ def find_match_artifacts(config: dict[str, Any], data_root: str | Path, dataset:
     recomputing the cache keys.
 
     The features key is recomputed exactly as the pipeline does (stage config without ``device`` + the images'
-    content fingerprint); the matching artifact is the finished one whose recorded inputs start with that key and whose config
-    equals the run's matching section.
+    content fingerprint, or their times for runs keyed so before); the matching artifact is the finished one whose
+    recorded inputs start with that key and whose config equals the run's matching section.
 
     Args:
         config: the run's ``config.toml`` content (all sections).

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -83,6 +84,13 @@ SPLITS: tuple[str, ...] = ("train", "test")
 # ---------------------------------------------------------------------------------------------------------- labels
 
 
+def leads_out_of_folder(name: str) -> bool:
+    """Whether an image ``name`` leads out of its dataset's folder: an absolute path (``/data/x.png``,
+    ``C:\\x.png``) or one with a ``..`` part (``../other/x.png``); ``sub/x.png`` stays inside."""
+    name = str(name).strip()
+    return bool(re.match(r"^([/\\]|[A-Za-z]:[/\\])", name)) or ".." in re.split(r"[/\\]", name)
+
+
 def check_image_names(df: pd.DataFrame, path: str | Path) -> None:
     """Refuse an ``image`` that leads out of its dataset's folder: an absolute path (``/data/x.png``,
     ``C:\\x.png``) or one with a ``..`` part (``../other/x.png``). Such a name would read a file of another
@@ -93,9 +101,7 @@ def check_image_names(df: pd.DataFrame, path: str | Path) -> None:
         InputError: naming ``path`` and the line of the first such row.
     """
     names = df["image"].astype(str).str.strip()
-    absolute = names.str.match(r"^([/\\]|[A-Za-z]:[/\\])")
-    upward = names.str.split(r"[/\\]", regex=True).map(lambda parts: ".." in parts)
-    bad = np.flatnonzero((absolute | upward).to_numpy())
+    bad = np.flatnonzero(names.map(leads_out_of_folder).to_numpy(dtype=bool))
     if bad.size:
         i = int(bad[0])
         raise InputError(path, f"image name {names.iloc[i]!r} leads out of its dataset's folder: an image is named "
@@ -329,8 +335,9 @@ def unread_files(folder: str | Path, read: list[str], depth: int = 3, limit: int
                 nested.append(rel)
     out = []
     if nested:
-        out.append(f"{base}: {'at least ' if seen > limit else ''}{len(nested)} image(s) in sub-folders, not read (a dataset's images are those directly "
-                   f"in its folder, or those its labels name): {_list_names(nested)}")
+        count = f"{'at least ' if seen > limit else ''}{len(nested)}"
+        out.append(f"{base}: {count} image(s) in sub-folders, not read (a dataset's images are those directly in its "
+                   f"folder, or those its labels name): {_list_names(nested)}")
     if broken:
         out.append(f"{base}: {len(broken)} link(s) to a missing file, ignored: {_list_names(broken)}")
     return out

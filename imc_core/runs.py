@@ -614,7 +614,13 @@ def _check_table_names(table: pd.DataFrame, path: Path) -> None:
     for col in ("image", "name0", "name1"):
         if col in table:
             check_image_names(table.rename(columns={col: "image"})[["image"]].astype(str), path)
-    if "dataset" in table and (bad := [d for d in table["dataset"].astype(str) if not _plain_name(d)]):
+    if "dataset" in table:
+        _check_dataset_names(table["dataset"].astype(str), path)
+
+
+def _check_dataset_names(names: Any, path: Path) -> None:
+    """Refuse a dataset name that is not one folder name (:func:`_plain_name`), naming ``path``."""
+    if bad := [d for d in names if not _plain_name(d)]:
         raise InputError(path, f"dataset name {bad[0]!r} is not a folder name"[:200])
 
 
@@ -650,8 +656,7 @@ def _check_bundle(staging: Path) -> dict[str, Any]:
         raise InputError(staging / "run.json", f"{bad} holds control characters (a terminal would act on them)")
     if meta.get("split") not in (None, "train", "test"):
         raise InputError(staging / "run.json", f"'split' must be train or test, not {meta.get('split')!r}"[:200])
-    if bad := [d for d in meta.get("datasets") or [] if not _plain_name(d)]:
-        raise InputError(staging / "run.json", f"dataset name {bad[0]!r} is not a folder name"[:200])
+    _check_dataset_names(meta.get("datasets") or [], staging / "run.json")
     for name in ("per_image.csv", "scenes.csv", "pairs_stats.csv"):  # optional tables the pages read
         try:
             table = _read_csv(staging / name)

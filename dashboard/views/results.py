@@ -727,8 +727,8 @@ def tab_loss(rv: state.RunView) -> None:
     att = loss_attribution(rv.scores, rv.scenes if rv.scenes is not None else pd.DataFrame(), rv.per_image)
     # poses written in another convention read as inaccurate (or unregistered) here: say so beside the parts
     for note in [w for w in rv.meta.get("warnings") or [] if str(w).startswith(WARNING_STARTS)]:
-        st.warning(f"The pose-convention check: {state.md(str(note).rstrip('.'))}. Poses written another way count below as "
-                   "inaccurate (and their discount); read so, those points would not be lost.", icon="⚠️")
+        st.warning(f"The pose-convention check: {state.md(str(note).rstrip('.'))}. Poses written another way count "
+                   "below as inaccurate (and their discount); read so, those points would not be lost.", icon="⚠️")
     st.caption(LOSS_CAPTION)
     for name, row in att.drop(index="total", errors="ignore").iterrows():
         if abs(float(row["mAA"]) - float(row["mAA_recomputed"])) > 0.01:  # (NaN compares false: no recount, no note)
@@ -973,8 +973,8 @@ def main() -> None:
                 continue
             if name in STAGE_TABS and rv.outside:
                 st.info(f"This run was scored from a submission made outside imc-lab "
-                        f"({state.code(rv.meta.get('source') or 'submission.csv')}): no stage of imc-lab ran, so there are no "
-                        f"{STAGE_TABS[name]} to show.")
+                        f"({state.code(rv.meta.get('source') or 'submission.csv')}): no stage of imc-lab ran, so "
+                        f"there are no {STAGE_TABS[name]} to show.")
                 continue
             renderers[name]()
 
