@@ -14,6 +14,7 @@ import math
 import os
 import tempfile
 from pathlib import Path
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import pandas as pd
@@ -44,12 +45,13 @@ def _arm_names_run(arm: str, run_id: str) -> bool:
     return arm == run_id or arm.endswith(f"({run_id})")
 
 
-def repeated_seeds(arms: dict[str, list[state.RunView]]) -> tuple[dict[str, list[state.RunView]],
-                                                                   list[tuple[str, int, list[str]]]]:
+def repeated_seeds(arms: dict[str, list[state.RunView]], usable: Callable[[state.RunView], bool] = lambda rv: True,
+                   ) -> tuple[dict[str, list[state.RunView]], list[tuple[str, int, list[str]]]]:
     """Each group with one run per seed: runs of a group with the same seed and the same config under a
     deterministic mapper give the same poses (a second launch of a seed, often all from the cache), so a second
     one is not a second measurement; counting it made the group look larger and its spread smaller. The first
-    picked is kept.
+    picked is kept. Runs that are not ``usable`` (no scores: stopped, failed) are nobody's twin: a stopped run
+    that kept its seed's place dropped the finished run of that seed, and the group lost a measurement.
 
     Returns:
         The arms without those runs, and ``(arm, seed, [kept id, dropped ids…])`` for each seed run twice.
@@ -64,6 +66,9 @@ def repeated_seeds(arms: dict[str, list[state.RunView]]) -> tuple[dict[str, list
         for rv in runs:
             seed = meta_seed(rv.meta)
             twin = None
+            if not usable(rv):
+                kept.append(rv)  # (left out of the scores later, and said so)
+                continue
             if seed is not None and not rv.outside and rv.meta.get("deterministic", True):
                 twin = next((k for k in by_seed.get(seed, [])
                              if k.config == rv.config and k.meta.get("deterministic", True)), None)
@@ -709,7 +714,7 @@ def main() -> None:
         return
     same_data_aliases(views)
     grouped = arms_of(views)
-    all_arms, twice = repeated_seeds(grouped)
+    all_arms, twice = repeated_seeds(grouped, lambda rv: unscored_reason(rv) is None)
     for label, seed, (kept, *dropped) in twice:
         st.warning(f"{state.md(label)}: seed {seed} was run {1 + len(dropped)} times with one config and a "
                    f"deterministic mapper ({kept}, {', '.join(dropped)}): the same measurement, counted once "

@@ -332,6 +332,22 @@ def test_a_seed_run_twice_in_a_group_counts_once(make_run: Callable[..., Path]) 
     assert [rv.id for rv in arms["group: b"]] == ["b-3", "b-5other"] and twice == [("group: b", 3, ["b-3", "b-3again"])]
 
 
+def test_a_stopped_run_of_a_seed_does_not_drop_its_finished_twin(make_run: Callable[..., Path]) -> None:
+    """A run stopped by Ctrl-C and launched again under the same seed: the stopped one, picked first, kept the
+    seed's place, the finished one was "counted once" with it, and the group lost its only measurement of it."""
+    make_run("a-0", score=60.0, group="a", seed=0)
+    make_run("a-1", score=64.0, group="a", seed=1)
+    (make_run("b-3stopped", score=70.0, group="b", seed=3, status="stopped") / "scores.json").unlink()
+    make_run("b-3", score=70.0, group="b", seed=3)
+    make_run("b-4", score=74.0, group="b", seed=4)
+    at = open_compare(["a-0", "a-1", "b-3stopped", "b-3", "b-4"])
+    no_errors(at)
+    assert "counted once" not in warnings(at)
+    head = frame_with(at, "verdict").set_index("arm")
+    assert head.loc["group: b", "runs"] == 2 and head.loc["group: b", "score"] == pytest.approx(72.0)
+    assert "b-3stopped (status stopped)" in " ".join(i.value for i in at.info)
+
+
 def test_an_unreadable_config_is_named_not_diffed(make_run: Callable[..., Path]) -> None:
     """Its config read as {} and the diff listed every key of the other run as removed."""
     make_run("a", score=60.0)
