@@ -480,6 +480,14 @@ def _match_dataset(ds: Any, cfg: PipelineConfig, writer: RunWriter, rep: _Report
     fconf = _stage_conf(cfg.features, features_mod, cfg, "features")
     fingerprint = content_fingerprint(ds.image_dir, ds.images)
     fkey = artifact_key("features", fconf, [], fingerprint)
+    if use_cache and ds.fingerprint and cached("features", name, fkey) is None:
+        # artifacts of an imc-lab from before the keys held the images' contents are keyed by the images' names,
+        # sizes and times: while those are unchanged they are exactly as valid as they were (an upgrade recomputed
+        # every stage of every dataset, and the cache doubled)
+        old_fkey = artifact_key("features", fconf, [], ds.fingerprint)
+        if cached("features", name, old_fkey) is not None:
+            fingerprint, fkey = ds.fingerprint, old_fkey
+            writer.log(f"[{name}] cached artifacts keyed by the images' times (an older imc-lab's keys) reused")
 
     def build_features(tmp: Path) -> None:
         check_images([p for _, p in images])

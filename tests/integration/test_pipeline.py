@@ -896,3 +896,35 @@ def test_colmap_matcher_processes_cancel_and_fail_cleanly(first_run: tuple[Path,
     with pytest.raises(ImcError, match="worker process .* of 2 .*bogus"):
         matching.match_features(pairs, feats, conf, out, feature_method="colmap_sift")
     assert not out.exists()
+
+
+def test_artifacts_of_an_older_imc_lab_keyed_by_times_are_reused(tiny_root: Path, isolated_dirs: dict,
+                                                                 tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                                                 ) -> None:
+    """Before the keys held the images' contents they held their names, sizes and times: after an upgrade every
+    stage of every dataset was computed again (hours of learned features) and the cache doubled. While the
+    times are unchanged, those artifacts are reused; once an image is touched, they are not."""
+    import os
+
+    import imc_core.pipeline as pipeline
+    from imc_core.data import fingerprint_files
+
+    data = tmp_path / "data"
+    shutil.copytree(tiny_root, data)
+    with monkeypatch.context() as old:  # the older imc-lab: the stat fingerprint is the key's
+        old.setattr(pipeline, "content_fingerprint", lambda image_dir, names: fingerprint_files(image_dir, names))
+        first = load_run(run_pipeline(data, variant="default", overrides=FAST, out=tmp_path / "old",
+                                      raise_errors=True))
+    again = load_run(run_pipeline(data, variant="default", overrides=FAST, out=tmp_path / "new", raise_errors=True))
+    assert again.scores["score"] == first.scores["score"]
+    for stages in again.timings["cache"].values():
+        assert stages["features"] == stages["matching"] == stages["reconstruction"] == "hit", stages
+    assert json.loads((tmp_path / "new" / "artifacts.json").read_text()) == json.loads(
+        (tmp_path / "old" / "artifacts.json").read_text())
+    assert "an older imc-lab's keys" in (tmp_path / "new" / "log.txt").read_text()
+    image = next((data / "train").glob("*/*.png"))
+    os.utime(image, ns=(image.stat().st_atime_ns, image.stat().st_mtime_ns + 10**9))  # same bytes, another time
+    touched = load_run(run_pipeline(data, variant="default", overrides=FAST, out=tmp_path / "touched",
+                                    raise_errors=True))
+    assert touched.timings["cache"][image.parent.name]["features"] == "miss"  # the old key no longer holds
+    assert touched.scores["score"] == first.scores["score"]
