@@ -1322,7 +1322,8 @@ def find_match_artifacts(config: dict[str, Any], data_root: str | Path, dataset:
         if (fdir / DONE).is_file():
             break
     else:
-        raise InputError(fdir, "cached features not found (cache cleared, or images or config changed since the run)")
+        raise InputError(fdir, "cached features not found (cache cleared, images or config changed since the run, "
+                               "or the run was made by an older imc-lab whose cache keys differ)")
     mconf = _stage_conf(config.get("matching", {}), "matching")
     for mdir in sorted((cache_root() / "matching").glob(f"{safe}-*")):
         done = mdir / DONE

@@ -442,14 +442,21 @@ def list_artifacts(root: Path | None = None) -> list[CacheEntry]:
     return entries
 
 
+#: the stage of a ``referenced`` pair that keeps every artifact of a dataset: ``(EVERY_STAGE, dataset folder name)``
+EVERY_STAGE = "*"
+
+
 def unreferenced(entries: list[CacheEntry], referenced: set[tuple[str, str]]) -> list[CacheEntry]:
     """The entries no run needs: not named by any run (``(stage, folder name)`` pairs, e.g. from
     :func:`imc_core.runs.referenced_artifacts`), except verified databases built from the same features and
-    matches as a named reconstruction (runs do not name them, but a re-run of a mapping change reads them)."""
+    matches as a named reconstruction (runs do not name them, but a re-run of a mapping change reads them), and
+    every artifact of a dataset named by ``(EVERY_STAGE, dataset)`` (a run that does not say which it read)."""
     named = [e for e in entries if (e.stage, e.name) in referenced]
     rec_inputs = {e.inputs for e in named if e.stage == "reconstruction" and e.inputs}
+    whole = {name for stage, name in referenced if stage == EVERY_STAGE}
     return [e for e in entries if (e.stage, e.name) not in referenced
-            and not (e.stage == "database" and e.inputs in rec_inputs)]
+            and not (e.stage == "database" and e.inputs in rec_inputs)
+            and e.name.rsplit("-", 1)[0] not in whole]
 
 
 def remove_artifact(entry: CacheEntry) -> None:

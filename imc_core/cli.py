@@ -373,7 +373,7 @@ def _live_runs_started(folders: list[Path]) -> float | None:
 
 
 def _cache_prune(args: argparse.Namespace, root: Path) -> int:
-    from .cache import GRACE_S, STAGES, prune, stale_leftovers
+    from .cache import EVERY_STAGE, GRACE_S, STAGES, prune, stale_leftovers
     from .errors import ConfigError
     from .runs import referenced_artifacts, runs_root
 
@@ -393,6 +393,9 @@ def _cache_prune(args: argparse.Namespace, root: Path) -> int:
             raise ConfigError(f"cache prune --unused: no run in {', '.join(map(str, folders))} names a cache "
                               "artifact, so every artifact would count as unused; name the folders (or run folders) "
                               "that hold your runs with --runs-dir (repeatable), or prune with --older-than DAYS")
+        if whole := sorted(name for stage, name in referenced if stage == EVERY_STAGE):
+            print(f"note: runs made by an older imc-lab do not name the cache artifacts they read, so every artifact "
+                  f"of {', '.join(whole)} stays (remove those runs to prune them)", file=sys.stderr)
     runs = ", ".join(map(str, folders))
     grace = GRACE_S if args.grace_hours is None else args.grace_hours * 3600.0
     if (started := _live_runs_started(folders)) is not None and time.time() - started + 60.0 > grace:

@@ -511,11 +511,16 @@ def referenced_artifacts(root: Path | None = None) -> set[tuple[str, str]]:
     Names rather than paths, so that runs imported from a teammate (their paths) or written under another
     ``IMC_CACHE_DIR`` still protect the same content-addressed artifacts here.
 
+    A run that read the cache but names nothing (made by an imc-lab from before ``artifacts.json``) keeps every
+    artifact of its datasets: ``(imc_core.cache.EVERY_STAGE, dataset folder name)``.
+
     Raises:
         InputError: ``root`` is not a folder (a mistyped ``--runs-dir`` or ``IMC_RUNS_DIR`` would make every
             artifact look unused), or a run's ``artifacts.json`` cannot be read: what it needs is unknown, so
             nothing may be pruned.
     """
+    from .cache import EVERY_STAGE, _safe
+
     root = root or runs_root()
     found: set[tuple[str, str]] = set()
     if not root.is_dir():
@@ -524,6 +529,7 @@ def referenced_artifacts(root: Path | None = None) -> set[tuple[str, str]]:
     for p in [root] if (root / "artifacts.json").is_file() else sorted(root.iterdir()):
         f = p / "artifacts.json"
         if not f.is_file():
+            found.update((EVERY_STAGE, _safe(ds)) for ds in _datasets_read_from_cache(p))
             continue
         data = _read_json(f)
         if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
@@ -533,6 +539,19 @@ def referenced_artifacts(root: Path | None = None) -> set[tuple[str, str]]:
             for stage, path in stages.items():
                 found.add((str(stage), PurePosixPath(str(path).replace("\\", "/")).name))
     return found
+
+
+def _datasets_read_from_cache(run_dir: Path) -> list[str]:
+    """Datasets whose stages ``run_dir``'s ``timings.json`` says came from or went to the cache (``[]`` when it
+    has none or cannot be read: such a run needed nothing)."""
+    try:
+        cache = json.loads((run_dir / "timings.json").read_text()).get("cache")
+    except (OSError, ValueError, AttributeError):
+        return []
+    if not isinstance(cache, dict):
+        return []
+    return [str(ds) for ds, stages in cache.items()
+            if isinstance(stages, dict) and any(v in ("hit", "miss") for v in stages.values())]
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -868,6 +868,10 @@ def tab_descriptors(rv: state.RunView, dataset: str | None) -> None:
     if features is None or not (features / "features.h5").is_file():
         if features is None and rv.status != "done":  # artifacts.json gets a dataset once it is reconstructed
             st.info(absent(rv, "artifacts.json", "") + " Without it the run's cached features cannot be found.")
+        elif not (Path(rv.path) / "artifacts.json").is_file():
+            st.info("This run does not name its cached features (no artifacts.json: made by an imc-lab from before "
+                    "runs recorded them, or the file was removed), so there is nothing to project. Re-run the "
+                    "variant to compute them.")
         else:
             st.info("This run's cached local features are no longer in the cache (cleared, or the run was imported "
                     "from a bundle), so there is nothing to project. Re-run the variant to rebuild them.")

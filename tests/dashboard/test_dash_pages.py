@@ -246,7 +246,11 @@ def test_results_tabs_render(make_run: Callable[..., Path], tab: str) -> None:
     assert_clean(at)
     text = " ".join(x.value for x in [*at.info, *at.caption, *at.markdown])
     if tab == "Descriptors":
-        assert "No global descriptors" in text and "no longer in the cache" in text  # no cache in this test
+        # the fabricated run names no artifacts (as runs of an imc-lab from before artifacts.json)
+        assert "No global descriptors" in text and "does not name its cached features (no artifacts.json" in text
+        (make_run("run-b") / "artifacts.json").write_text('{"ds1": {"features": "/gone/features/ds1-x"}}')
+        at = open_app("results", run="run-b", tab=tab)
+        assert "no longer in the cache" in " ".join(x.value for x in at.info)
     if tab == "Pairs":
         assert "Graph only: cached features not found" in text  # no cache in the test: the graph alone, and why
     if tab == "Clusters":

@@ -305,6 +305,30 @@ def test_referenced_artifacts_reads_every_run_by_folder_name(tmp_path: Path) -> 
     assert str(bad / "artifacts.json") in str(err.value)
 
 
+def test_a_run_from_before_artifacts_json_keeps_its_datasets_artifacts(tmp_path: Path,
+                                                                       capsys: pytest.CaptureFixture) -> None:
+    """Runs of an imc-lab from before artifacts.json name no artifact: `cache prune --unused` removed everything
+    they read (58 MB of one tester's ETs runs). Every artifact of the datasets they read from the cache stays."""
+    cache, runs = tmp_path / "cache", tmp_path / "runs"
+    _artifact(cache, "features", "old", days_old=3)
+    _artifact(cache, "matching", "old2", inputs=["old"], days_old=3)
+    other = get_or_build("features", "k", "x", lambda d: None, root=cache).path
+    _age(other, 3)
+    _run_dir(runs, "new", {"k": {"features": "/c/features/k-elsewhere"}})
+    old = runs / "old"
+    old.mkdir()
+    (old / "run.json").write_text("{}")
+    (old / "timings.json").write_text(json.dumps({"cache": {"ds": {"pairs": "computed", "features": "hit",
+                                                                   "matching": "miss"}}}))
+    (runs / "refused").mkdir()  # a run that read nothing (no timings) needs nothing
+    (runs / "refused" / "run.json").write_text("{}")
+    assert ("*", "ds") in referenced_artifacts(runs) and ("*", "refused") not in referenced_artifacts(runs)
+    assert main(["cache", "prune", "--unused", "--cache-dir", str(cache), "--runs-dir", str(runs)]) == 0
+    out, err = capsys.readouterr()
+    assert "every artifact of ds stays" in err and "removed 1 artifact(s)" in out
+    assert [e.name for e in list_artifacts(cache)] == ["ds-old", "ds-old2"]
+
+
 def test_cache_cli_lists_and_prunes(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     cache, runs = tmp_path / "cache", tmp_path / "runs"
     kept = _artifact(cache, "features", "keep", nbytes=2 * 1024**2, days_old=3)
