@@ -51,7 +51,7 @@ def submission_run(submission_csv: str | Path, data_root: str | Path, *, label: 
     from .convention import check_scored
     from .data import DataRoot, ground_truth_hashes
     from .metric import score
-    from .runs import RunWriter, new_run_dir, now_iso, runs_root
+    from .runs import RunWriter, code_version, new_run_dir, now_iso, runs_root
     from .submission import read_pose_csv, take_rows, write_pose_csv
 
     t0 = time.perf_counter()
@@ -105,7 +105,7 @@ def submission_run(submission_csv: str | Path, data_root: str | Path, *, label: 
     writer.write_meta(id=run_dir.name, created=now_iso(), status="running", variant=SUBMISSION_VARIANT,
                       data_root=str(root.path.resolve()), split="train", datasets=names, label=label or source,
                       group=group, source=source, source_sha256=digest, error=None, warnings=warnings,
-                      gt_hashes=ground_truth_hashes(gt, thr, names))
+                      gt_hashes=ground_truth_hashes(gt, thr, names), code=code_version())
     writer.write_text("config.toml", "# scored from a submission made outside imc-lab: no stage of it ran\n"
                       + tomli_w.dumps({"meta": {"variant": SUBMISSION_VARIANT, "source": source,
                                                 "source_sha256": digest}}))

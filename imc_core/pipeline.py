@@ -35,7 +35,7 @@ from .config import (DEFAULT_VARIANT, PipelineConfig, dump_config, resolve_confi
 from .errors import Cancelled, ConfigError, ImcError, InputError
 from .images import check_images
 from .liveness import process_start
-from .runs import (RunWriter, check_run_dir, claim_run_dir, new_run_dir, now_iso, record_failure,
+from .runs import (RunWriter, check_run_dir, claim_run_dir, code_version, new_run_dir, now_iso, record_failure,
                    release_run_dir, runs_root)
 from .stages.features import TORCH_METHODS as _TORCH_FEATURES
 from .stages.matching import TORCH_METHODS as _TORCH_MATCHERS
@@ -266,7 +266,7 @@ def run_pipeline(
         data_root=str(Path(data_root).resolve()), pid=os.getpid(), pid_start=process_start(os.getpid()),
         split=split, datasets=list(names), config_hash=cfg.hash(), device=_device_name(cfg),
         deterministic=cfg.reconstruction.deterministic, seed=cfg.reconstruction.seed, overrides=list(overrides),
-        label=label, group=group, host=platform.node(), error=None, warnings=warns,
+        label=label, group=group, host=platform.node(), error=None, warnings=warns, code=code_version(),
     )
     writer.write_text("config.toml", dump_config(cfg, {"variant": variant, "overrides": list(overrides)}))
     writer.log(f"run {run_dir.name}: variant={variant} overrides={list(overrides)} data_root={data_root} "

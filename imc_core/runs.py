@@ -37,7 +37,7 @@ BUNDLE_REQUIRED = ("run.json", "config.toml")
 META_TYPES: dict[str, tuple[type, ...]] = {
     "id": (str,), "created": (str,), "status": (str,), "variant": (str,), "data_root": (str,), "split": (str,),
     "datasets": (list,), "overrides": (list,), "seed": (int, type(None)), "label": (str, type(None)),
-    "group": (str, type(None)), "error": (str, type(None)), "warnings": (list, type(None)),
+    "group": (str, type(None)), "error": (str, type(None)), "warnings": (list, type(None)), "code": (dict, type(None)),
 }
 BUNDLE_MAX_BYTES = 512 * 1024**2
 
@@ -49,6 +49,50 @@ def runs_root() -> Path:
 
 def now_iso() -> str:
     return _dt.datetime.now().astimezone().isoformat(timespec="seconds")
+
+
+def code_version() -> dict[str, Any]:
+    """The code a run is made by, for its ``run.json`` ``code``: imc-lab's ``version`` and, when it runs from a git
+    checkout, the ``commit`` and whether ``imc_core`` has uncommitted changes (``dirty``). Two runs of one variant
+    made by different code can differ for that reason alone (a default changed), which the config cannot show.
+
+    Read afresh on each call (a notebook may edit the code between runs); git missing or failing leaves the
+    version alone.
+    """
+    import subprocess
+
+    from . import __version__
+
+    out: dict[str, Any] = {"version": __version__}
+    package = Path(__file__).resolve().parent
+
+    def git(*args: str) -> str | None:
+        try:
+            done = subprocess.run(["git", "-C", str(package), *args], capture_output=True, text=True, timeout=10)
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return done.stdout.strip() if done.returncode == 0 else None
+
+    if commit := git("rev-parse", "--short=12", "HEAD"):
+        out["commit"] = commit
+        changes = git("status", "--porcelain", "--untracked-files=no", "--", ".")
+        if changes is not None:
+            out["dirty"] = bool(changes)
+    return out
+
+
+def describe_code(meta: dict[str, Any]) -> str | None:
+    """``run.json``'s ``code`` as one phrase (``0.1.0 at ad7d13d1e2f3 with uncommitted changes``), None when the run
+    does not say (made by an imc-lab from before runs recorded it)."""
+    code = meta.get("code")
+    if not isinstance(code, dict) or not code.get("version"):
+        return None
+    text = str(code["version"])
+    if code.get("commit"):
+        text += f" at {code['commit']}"
+    if code.get("dirty"):
+        text += " with uncommitted changes"
+    return text
 
 
 def new_run_dir(variant: str, root: Path | None = None) -> Path:

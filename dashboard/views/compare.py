@@ -23,6 +23,7 @@ import streamlit as st
 from dashboard import state
 from imc_core.convention import WARNING_STARTS
 from imc_core.errors import ImcError
+from imc_core.runs import describe_code
 
 if TYPE_CHECKING:
     from imc_core.analysis import CompareScope, RepeatComparison
@@ -70,8 +71,8 @@ def repeated_seeds(arms: dict[str, list[state.RunView]], usable: Callable[[state
                 kept.append(rv)  # (left out of the scores later, and said so)
                 continue
             if seed is not None and not rv.outside and rv.meta.get("deterministic", True):
-                twin = next((k for k in by_seed.get(seed, [])
-                             if k.config == rv.config and k.meta.get("deterministic", True)), None)
+                twin = next((k for k in by_seed.get(seed, []) if k.config == rv.config and k.meta.get(
+                    "deterministic", True) and describe_code(k.meta) == describe_code(rv.meta)), None)
             if twin is None:
                 kept.append(rv)
                 if seed is not None:
@@ -113,6 +114,19 @@ def same_data_aliases(views: list[state.RunView]) -> dict[str, str]:
         st.caption("Same ground truth in another folder (e.g. a teammate's copy), compared as one data root: "
                    + "; ".join(f"{state.code(k)} = {state.code(v)}" for k, v in merged.items()) + ".")
     return aliases
+
+
+def code_note(views: list[state.RunView]) -> None:
+    """Say so when the runs were made by different imc-lab code: a default or a stage that changed moves scores
+    that the config diff cannot explain (runs of one variant from before and after an upgrade)."""
+    by_code: dict[str, list[str]] = {}
+    for rv in views:
+        by_code.setdefault(describe_code(rv.meta) or "not recorded (an imc-lab from before runs said)", []).append(
+            rv.id)
+    if len(by_code) > 1:
+        st.info("These runs were made by different imc-lab code, so their differences can come from the code as "
+                "well as from their configs (a seed repeated across code versions counts twice): "
+                + "; ".join(f"{state.md(code)}: {state.md(', '.join(ids))}" for code, ids in by_code.items()) + ".")
 
 
 def unscored_reason(rv: state.RunView) -> str | None:
@@ -709,6 +723,7 @@ def main() -> None:
             for warning in rv.meta.get("warnings") or []:
                 if warning.startswith(WARNING_STARTS):
                     st.warning(f"{rv.id}: {state.md(warning)}")
+    code_note(views)
     if len(views) < 2:
         st.info("Pick two or more runs. Runs of the same group (repeated seeds) are aggregated to mean ± std.")
         return

@@ -15,6 +15,7 @@ import streamlit as st
 from dashboard import jobs, jobview, state
 from imc_core.analysis import image_summary
 from imc_core.errors import ImcError, InputError
+from imc_core.runs import describe_code
 from imc_core.viz import OUTLIERS, length_label
 
 if TYPE_CHECKING:
@@ -228,6 +229,7 @@ def header(rv: state.RunView) -> None:
     where = [f"data root {state.code(meta['data_root'])}"] if meta.get("data_root") else []
     where += [f"device {state.md(meta['device'])}"] if meta.get("device") else []
     where += [f"{meta['jobs']} datasets reconstructed at once"] if (meta.get("jobs") or 1) > 1 else []
+    where += [f"imc-lab {state.md(code)}"] if (code := describe_code(meta)) else []
     if where:
         st.caption(" · ".join(where))
     if rv.status == "failed":

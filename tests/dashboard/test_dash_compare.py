@@ -348,6 +348,29 @@ def test_a_stopped_run_of_a_seed_does_not_drop_its_finished_twin(make_run: Calla
     assert "b-3stopped (status stopped)" in " ".join(i.value for i in at.info)
 
 
+def test_runs_made_by_different_code_are_said_so_and_never_twins(make_run: Callable[..., Path]) -> None:
+    """Runs of one variant from before and after an upgrade: same config and seed, "counted once", and no word that
+    the code differed (a default that changed moves the score where the config diff shows nothing)."""
+    import json
+
+    make_run("a-0", score=60.0, group="a", seed=0)
+    make_run("a-1", score=64.0, group="a", seed=1)
+    for name, score, code in (("b-old", 66.0, None), ("b-new", 70.0, {"version": "0.1.0", "commit": "abc123def456"})):
+        run = make_run(name, score=score, group="b", seed=3)
+        meta = json.loads((run / "run.json").read_text())
+        meta["code"] = code
+        (run / "run.json").write_text(json.dumps(meta))
+    at = open_compare(["a-0", "a-1", "b-old", "b-new"])
+    no_errors(at)
+    note = " ".join(plain(i.value) for i in at.info)
+    assert ("made by different imc-lab code" in note and "0.1.0 at abc123def456: b-new" in note
+            and "not recorded (an imc-lab from before runs said): a-0, a-1, b-old" in note), note
+    assert "counted once" not in warnings(at)
+    assert frame_with(at, "verdict").set_index("arm").loc["group: b", "runs"] == 2
+    at = open_compare(["a-0", "a-1"])
+    assert "different imc-lab code" not in " ".join(i.value for i in at.info)
+
+
 def test_an_unreadable_config_is_named_not_diffed(make_run: Callable[..., Path]) -> None:
     """Its config read as {} and the diff listed every key of the other run as removed."""
     make_run("a", score=60.0)

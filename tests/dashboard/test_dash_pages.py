@@ -224,6 +224,16 @@ def test_a_runs_own_words_are_shown_as_text_not_markup(make_run: Callable[..., P
     assert all("![x](" not in t.replace("``", "") or "`` " in t for t in shown), shown
 
 
+def test_the_header_says_which_code_made_the_run(make_run: Callable[..., Path]) -> None:
+    run = make_run("run-c")
+    meta = json.loads((run / "run.json").read_text())
+    meta["code"] = {"version": "0.1.0", "commit": "abc123def456", "dirty": True}
+    (run / "run.json").write_text(json.dumps(meta))
+    at = open_app("results", run="run-c")
+    assert_clean(at)
+    assert any("imc-lab 0.1.0 at abc123def456 with uncommitted changes" in plain(c.value) for c in at.caption)
+
+
 def test_the_convention_note_of_an_outside_file_follows_its_check() -> None:
     from types import SimpleNamespace
 

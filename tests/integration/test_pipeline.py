@@ -45,6 +45,10 @@ def test_default_variant_scores_well_on_synthetic(first_run: tuple[Path, Path]) 
     # one ground-truth hash per scored dataset (Compare tells a copy of the same data by it)
     assert set(run.meta["gt_hashes"]) == set(run.scores["datasets"]) and all(
         len(h) == 64 for h in run.meta["gt_hashes"].values())
+    # the code that made it (after an upgrade, runs of one variant differed without a word)
+    from imc_core import __version__
+
+    assert run.meta["code"]["version"] == __version__
     for name in ("config.toml", "submission.csv", "scores.json", "per_image.csv", "scenes.csv", "timings.json",
                  "log.txt", "alignments.json"):
         assert (run.path / name).is_file(), name

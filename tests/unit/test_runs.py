@@ -374,3 +374,23 @@ def test_cluster_names_pandas_would_read_as_missing_stay_names(tmp_path: Path) -
     assert pi["error"].isna().tolist() == [True, True, True, False, True]
     # (the one image in its cluster is alone there: too few to align)
     assert image_statuses(pi).tolist() == ["misclustered"] * 3 + ["unaligned", "unregistered"]
+
+
+def test_a_run_says_which_code_made_it(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Runs of one variant before and after an upgrade differed (a default changed) and nothing told them apart."""
+    import shutil
+
+    from imc_core import __version__
+    from imc_core.runs import code_version, describe_code
+
+    code = code_version()
+    assert code["version"] == __version__
+    repo = Path(__file__).resolve().parents[2]
+    if shutil.which("git") and (repo / ".git").exists():  # a checkout (CI clones one): the commit and its state
+        assert len(code["commit"]) == 12 and isinstance(code["dirty"], bool)
+    monkeypatch.setenv("PATH", str(tmp_path))  # no git: the version alone
+    assert code_version() == {"version": __version__}
+    assert describe_code({"code": {"version": "0.1.0", "commit": "ad7d13d1e2f3", "dirty": True}}) == (
+        "0.1.0 at ad7d13d1e2f3 with uncommitted changes")
+    assert describe_code({"code": {"version": "0.1.0"}}) == "0.1.0"
+    assert describe_code({}) is None and describe_code({"code": "odd"}) is None
