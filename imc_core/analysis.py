@@ -687,14 +687,18 @@ def unscored_reason(status: str | None, scores: Mapping[str, Any] | None) -> str
         scores: ``scores.json`` content, or None when the run has none.
 
     Returns:
-        None for a finished run with a finite overall score; else a short reason such as ``"status failed"`` or
-        ``"no scores"``.
+        None for a finished run with a finite overall score and its datasets' scores; else a short reason such as
+        ``"status failed"``, ``"no scores"`` or ``"scores.json has no per-dataset scores"`` (a hand-edited or
+        truncated file: with its overall alone, no dataset was scored by every run and nothing could be compared).
     """
     if str(status) not in SCORED_STATUSES:
         return f"status {status}"
     value = (scores or {}).get("score")
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(float(value)):
         return "no scores"
+    datasets = (scores or {}).get("datasets")
+    if not isinstance(datasets, Mapping) or not datasets:
+        return "scores.json has no per-dataset scores"
     return None
 
 

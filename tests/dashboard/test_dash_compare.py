@@ -371,6 +371,20 @@ def test_runs_made_by_different_code_are_said_so_and_never_twins(make_run: Calla
     assert "different imc-lab code" not in " ".join(i.value for i in at.info)
 
 
+def test_a_run_whose_scores_name_no_dataset_is_left_out_not_blocking(make_run: Callable[..., Path]) -> None:
+    """scores.json with its overall alone: "No dataset is scored by every run: these runs cannot be compared"."""
+    import json
+
+    make_run("a", score=60.0)
+    make_run("b", score=62.0)
+    (make_run("c", score=64.0) / "scores.json").write_text(json.dumps({"score": 64.0, "mAA": 70.0, "clusterness": 90.0}))
+    at = open_compare(["a", "b", "c"])
+    no_errors(at)
+    assert "cannot be compared" not in warnings(at)
+    assert "c (scores.json has no per-dataset scores)" in " ".join(i.value for i in at.info)
+    assert set(frame_with(at, "verdict")["arm"]) == {"a", "b"}
+
+
 def test_an_unreadable_config_is_named_not_diffed(make_run: Callable[..., Path]) -> None:
     """Its config read as {} and the diff listed every key of the other run as removed."""
     make_run("a", score=60.0)

@@ -317,13 +317,16 @@ def test_compare_scope_subset_and_groups() -> None:
 
 
 def test_unscored_reason() -> None:
-    ok = {"score": 61.0, "datasets": {}}
+    ok = {"score": 61.0, "datasets": {"d": {"score": 61.0}}}
     assert analysis.unscored_reason("done", ok) is None
     assert analysis.unscored_reason("failed", ok) == "status failed"  # stale scores of an earlier attempt
     assert analysis.unscored_reason("running", None) == "status running"
     assert analysis.unscored_reason("cancelled", None) == "status cancelled"
     assert analysis.unscored_reason("done", None) == "no scores"  # e.g. a test-split run
     assert analysis.unscored_reason("done", {"score": float("nan")}) == "no scores"
+    # an overall alone (a hand-edited or truncated file) made Compare find no dataset every run scored
+    for scores in ({"score": 61.0}, {"score": 61.0, "datasets": {}}, {"score": 61.0, "datasets": [1]}):
+        assert analysis.unscored_reason("done", scores) == "scores.json has no per-dataset scores"
 
 
 def test_group_config_spread_ignores_the_seed_but_flags_other_keys() -> None:
