@@ -262,6 +262,11 @@ class RunWriter:
         return (self.path / "CANCEL").exists()
 
 
+def _files_of_a_run(path: Path) -> list[str]:
+    """The run files (:data:`RUN_FILES` but run.json) the folder ``path`` holds."""
+    return [f for f in RUN_FILES[1:] if (path / f).is_file()] if path.is_dir() else []
+
+
 def remove_runs(ids: Iterable[str] = (), root: Path | None = None, *, statuses: Iterable[str] = (),
                 force: bool = False, dry_run: bool = False) -> list[Path]:
     """Delete run folders under ``root`` (default runs root): the runs named in ``ids`` and every run whose
@@ -287,7 +292,8 @@ def remove_runs(ids: Iterable[str] = (), root: Path | None = None, *, statuses: 
     for run_id in ids:
         run_id = run_id.rstrip("/")  # a shell's completion of the folder name
         path = root / run_id
-        if run_id in {"", ".", ".."} or Path(run_id).name != run_id or not (path / "run.json").is_file():
+        if run_id in {"", ".", ".."} or Path(run_id).name != run_id or not (
+                (path / "run.json").is_file() or _files_of_a_run(path)):  # (`runs` names those without run.json)
             raise InputError(path, "no such run folder")
         chosen[path] = run_id
     wanted = set(statuses)
@@ -484,6 +490,9 @@ def list_runs(root: Path | None = None) -> pd.DataFrame:
             raise InputError(root, "the runs folder is not a folder")
         for p in root.iterdir():
             if not (p / "run.json").is_file():
+                # a run's other files without its run.json (lost, or not copied): named, not passed over in silence
+                if held := _files_of_a_run(p):
+                    unreadable[p.name] = f"{p / 'run.json'}: missing (the folder holds a run's {', '.join(held[:3])})"
                 continue
             try:
                 run = load_run(p)

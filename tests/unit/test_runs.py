@@ -394,3 +394,22 @@ def test_a_run_says_which_code_made_it(monkeypatch: pytest.MonkeyPatch, tmp_path
         "0.1.0 at ad7d13d1e2f3 with uncommitted changes")
     assert describe_code({"code": {"version": "0.1.0"}}) == "0.1.0"
     assert describe_code({}) is None and describe_code({"code": "odd"}) is None
+
+
+def test_a_run_folder_without_its_run_json_is_named_and_removable(tmp_path: Path) -> None:
+    """A run whose run.json was lost was left out of `runs` and the History without a word, and `runs rm` called
+    it "no such run folder"."""
+    from imc_core.runs import remove_runs
+
+    root = tmp_path / "runs"
+    keep = make_run(root)
+    lost = make_run(root)
+    (lost / "run.json").unlink()
+    (root / "notes").mkdir()  # a folder of something else stays out of it
+    df = list_runs(root)
+    assert list(df["id"]) == [keep.name]
+    assert df.attrs["unreadable"] == {lost.name: f"{lost / 'run.json'}: missing (the folder holds a run's "
+                                                 "config.toml, submission.csv, scores.json)"}
+    with pytest.raises(InputError, match="no such run folder"):
+        remove_runs(["notes"], root=root)
+    assert remove_runs([lost.name], root=root) == [lost] and not lost.exists()
