@@ -1040,35 +1040,20 @@ def validate_config(variant: str, overrides: list[str]) -> str | None:
 
 
 def group_conflict(group: str, variant: str, overrides: list[str]) -> tuple[str, list[str]] | None:
-    """When ``group`` already holds runs of another config than ``variant`` + ``overrides`` (the seed aside):
-    ``(the newest such run's id, the keys that differ)``; None when it holds none, or only runs of this config. A
-    group name left in the form after a parameter change put two experiments in one mean ± std."""
+    """:func:`imc_core.runs.group_conflict` for a launch of ``variant`` + ``overrides`` from the Run page (None
+    while the config is invalid: the page says why)."""
     import tomllib
 
-    from imc_core.analysis import group_config_spread
     from imc_core.config import dump_config, resolve_config
+    from imc_core.runs import group_conflict as conflict
 
-    group = group.strip()
-    df = runs_table()
-    if not group or df.empty or "group" not in df:
-        return None
-    members = df[df["group"].astype(str) == group]
-    if members.empty:
+    if not group.strip():
         return None
     try:
         mine = tomllib.loads(dump_config(resolve_config(variant, list(overrides))))
     except ImcError:
-        return None  # (the page says why the config is invalid)
-    for run_id, path in zip(members["id"], members["path"], strict=True):
-        try:
-            theirs = tomllib.loads((Path(path) / "config.toml").read_text())
-        except (OSError, ValueError):
-            continue
-        if theirs.get("meta", {}).get("variant") == "submission":
-            continue
-        spread = group_config_spread({"new": mine, str(run_id): theirs})
-        return (str(run_id), list(spread["key"])) if len(spread) else None
-    return None
+        return None
+    return conflict(group, mine, runs_table())
 
 
 def data_problem(root: Path, datasets: list[str], split: str) -> str | None:

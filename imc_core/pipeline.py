@@ -261,6 +261,8 @@ def run_pipeline(
         warns.append(f"{root.sample_submission_path} has no rows for {len(left)} folder(s) under test/, not run "
                      f"(a Kaggle submission holds the sample's rows and no others): "
                      f"{', '.join(left[:5])}{' …' if len(left) > 5 else ''}")
+    if clash := _group_clash(group, cfg, run_dir):
+        warns.append(clash)
     writer.write_meta(
         id=run_dir.name, created=now_iso(), status="running", variant=variant,
         data_root=str(Path(data_root).resolve()), pid=os.getpid(), pid_start=process_start(os.getpid()),
@@ -452,6 +454,28 @@ def _recorder(name: str, timings: dict[str, float], cache: dict[str, str], write
         writer.log(f"[{name}] {stage}: {'cache hit' if art.hit else f'{art.seconds:.1f} s'} ({art.path.name})")
 
     return record
+
+
+def _group_clash(group: str | None, cfg: PipelineConfig, run_dir: Path) -> str | None:
+    """The warning for a ``group`` that already holds runs of another config beside ``run_dir`` (the Run page says
+    it before a launch; the CLI and library said nothing, and Compare then averaged two experiments)."""
+    import tomllib
+
+    from .runs import group_conflict, list_runs
+
+    if not (group or "").strip():
+        return None
+    try:
+        clash = group_conflict(group, tomllib.loads(dump_config(cfg)), list_runs(run_dir.parent),
+                               exclude=[run_dir.name])
+    except ImcError:  # (the runs beside it cannot be listed: nothing to say about them)
+        return None
+    if clash is None:
+        return None
+    other, keys = clash
+    return (f"group {group.strip()} already holds runs of another config ({other} differs in "
+            f"{', '.join(keys[:4])}{' …' if len(keys) > 4 else ''}): Compare averages a group as the seeds of one "
+            "experiment; name a new group unless that is what you mean")
 
 
 def _match_dataset(ds: Any, cfg: PipelineConfig, writer: RunWriter, rep: _Reporter, use_cache: bool) -> _Matched:

@@ -262,6 +262,39 @@ class RunWriter:
         return (self.path / "CANCEL").exists()
 
 
+def group_conflict(group: str | None, config: dict[str, Any], runs: pd.DataFrame,
+                   exclude: Iterable[str] = ()) -> tuple[str, list[str]] | None:
+    """When ``group`` already holds runs (rows of :func:`list_runs`, ids in ``exclude`` aside) of another config
+    than ``config`` (the seed aside): ``(the newest such run's id, the keys that differ)``; None when it holds
+    none, or only runs of this config. A group name kept after a parameter change put two experiments in one
+    mean ± std. Scored submissions (``add-submission``) in the group are not compared.
+
+    Args:
+        group: the group name (blank or None: no group).
+        config: the new run's config as ``config.toml`` holds it (sections, and ``meta`` with variant and overrides).
+        runs: :func:`list_runs` of the folder the run goes to.
+    """
+    import tomllib
+
+    from .analysis import group_config_spread
+
+    group = (group or "").strip()
+    if not group or runs.empty or "group" not in runs:
+        return None
+    skip = set(exclude)
+    members = runs[(runs["group"].astype(str) == group) & ~runs["id"].isin(skip)]
+    for run_id, path in zip(members["id"], members["path"], strict=True):
+        try:
+            theirs = tomllib.loads((Path(path) / "config.toml").read_text())
+        except (OSError, ValueError):
+            continue
+        if theirs.get("meta", {}).get("variant") == "submission":
+            continue
+        spread = group_config_spread({"new": config, str(run_id): theirs})
+        return (str(run_id), list(spread["key"])) if len(spread) else None
+    return None
+
+
 def _files_of_a_run(path: Path) -> list[str]:
     """The run files (:data:`RUN_FILES` but run.json) the folder ``path`` holds."""
     return [f for f in RUN_FILES[1:] if (path / f).is_file()] if path.is_dir() else []

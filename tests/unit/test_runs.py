@@ -413,3 +413,23 @@ def test_a_run_folder_without_its_run_json_is_named_and_removable(tmp_path: Path
     with pytest.raises(InputError, match="no such run folder"):
         remove_runs(["notes"], root=root)
     assert remove_runs([lost.name], root=root) == [lost] and not lost.exists()
+
+
+def test_a_run_into_a_group_of_another_config_is_warned(tmp_path: Path) -> None:
+    """`run --group g` after a parameter change put two experiments in one mean ± std without a word (the Run page
+    said it before a launch; the CLI and the library did not)."""
+    from imc_core.config import dump_config, resolve_config
+    from imc_core.pipeline import _group_clash
+
+    root = tmp_path / "runs"
+    seed0 = make_run(root)
+    RunWriter(seed0).write_meta(group="g")
+    (seed0 / "config.toml").write_text(dump_config(resolve_config("default"), {"variant": "default"}))
+    new = new_run_dir("default", root)
+    assert _group_clash("g", resolve_config("default", ["reconstruction.seed=3"]), new) is None  # another seed
+    assert _group_clash("other", resolve_config("default", ["features.max_keypoints=99"]), new) is None
+    assert _group_clash(None, resolve_config("default", ["features.max_keypoints=99"]), new) is None
+    clash = _group_clash(" g ", resolve_config("default", ["features.max_keypoints=99"]), new)
+    assert clash == (f"group g already holds runs of another config ({seed0.name} differs in features.max_keypoints):"
+                     " Compare averages a group as the seeds of one experiment; name a new group unless that is what "
+                     "you mean")
