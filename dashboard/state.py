@@ -306,7 +306,6 @@ class RunView:
     per_image: pd.DataFrame | None
     alignments: dict[str, Any] | None
     timings: dict[str, Any] | None
-    pairs_stats: pd.DataFrame | None
     log: str
     has_submission: bool
     models: dict[str, list[str]] = field(default_factory=dict)
@@ -457,21 +456,49 @@ def _run_part(run: Any, name: str, problems: list[str]) -> Any:
     return value
 
 
-@st.cache_data(max_entries=64, show_spinner=False)
+#: runs whose views stay cached: more than Compare's largest groups (a 76-run group at 64 re-read every run on
+#: every click); a view holds no pair table (:func:`pairs_stats`), so each is small
+RUN_VIEWS_CACHED = 512
+
+
+@st.cache_data(max_entries=RUN_VIEWS_CACHED, show_spinner=False)
 def _load_run_view(path: str, mtime: float) -> RunView:
     from imc_core.runs import load_run
 
     run = load_run(path)
     problems: list[str] = []
     parts = {name: _run_part(run, name, problems) for name in ("config", "scores", "scenes", "per_image",
-                                                               "alignments", "timings", "pairs_stats")}
+                                                               "alignments", "timings")}
     models = {}
     base = Path(path) / "models"
     if base.is_dir():
         models = {d.name: [m.name for m in run.models(d.name)] for d in sorted(base.iterdir()) if d.is_dir()}
     return RunView(run.id, str(run.path), dict(run.meta), dict(parts["config"] or {}), parts["scores"],
-                   parts["scenes"], parts["per_image"], parts["alignments"], parts["timings"], parts["pairs_stats"],
-                   run.log, (run.path / "submission.csv").exists(), models, problems)
+                   parts["scenes"], parts["per_image"], parts["alignments"], parts["timings"], run.log, (run.path / "submission.csv").exists(), models, problems)
+
+
+@st.cache_data(max_entries=4, show_spinner=False)
+def _pairs_stats(path: str, mtime: float, dataset: str) -> tuple[pd.DataFrame | None, str | None]:
+    from imc_core.runs import load_run
+
+    problems: list[str] = []
+    table = _run_part(load_run(path), "pairs_stats", problems)
+    if table is not None:
+        table = table[table["dataset"].astype(str) == dataset].reset_index(drop=True)
+    return table, (problems[0] if problems else None)
+
+
+def pairs_stats(rv: RunView, dataset: str) -> tuple[pd.DataFrame | None, str | None]:
+    """``(rows of the run's pairs_stats.csv for dataset, None)``, ``(None, why it cannot be read)``, or ``(None,
+    None)`` when the run has none. Read only by the Pairs tab, and cached apart from the run's view: an exhaustive
+    table of a 225-image dataset holds 17,000 pairs per dataset (21 MB in memory for IMC-2025's train set), which
+    every cached view of a run carried into every page and session."""
+    file = Path(rv.path) / "pairs_stats.csv"
+    try:
+        mtime = file.stat().st_mtime
+    except OSError:
+        return None, None
+    return _pairs_stats(rv.path, mtime, dataset)
 
 
 def run_view(run: str) -> RunView:

@@ -589,11 +589,23 @@ def tab_clusters(rv: state.RunView, dataset: str | None) -> None:
         st.caption(f"Not drawn, named outside the dataset's folder: {state.md('; '.join(outside))}")
 
 
+#: a match graph with more pairs draws each image's strongest ones only (viz.strongest_pairs)
+MAX_GRAPH_EDGES = 1500
+GRAPH_EDGES_PER_IMAGE = 6
+#: the pair list holds at most this many (most matches first), else the pairs of one image
+MAX_PAIR_OPTIONS = 500
+EVERY_IMAGE = "(every image: most matches first)"
+
+
 def tab_pairs(rv: state.RunView, dataset: str | None) -> None:
-    if rv.pairs_stats is None or dataset is None:
+    table, problem = state.pairs_stats(rv, dataset) if dataset is not None else (None, None)
+    if problem:
+        st.warning(f"No match graph: {state.md(problem)}", icon="⚠️")
+        return
+    if table is None:
         st.info(absent(rv, "pairs_stats.csv", "No pairs_stats.csv in this run, so there is no match graph."))
         return
-    pairs = rv.pairs_stats[rv.pairs_stats["dataset"].astype(str) == dataset].copy()
+    pairs = table.copy()
     if "n_inliers" not in pairs:
         pairs["n_inliers"] = pairs["n_matches"]  # runs made before verified inliers were recorded per pair
     pairs = pairs[pairs["n_matches"] > 0]
@@ -601,16 +613,37 @@ def tab_pairs(rv: state.RunView, dataset: str | None) -> None:
     if rv.per_image is not None:
         pi = rv.per_image[rv.per_image["dataset"].astype(str) == dataset]
         groups = dict(zip(pi["image"].astype(str), pi["scene"].astype(str), strict=True))
+    drawn = pairs
+    if len(pairs) > MAX_GRAPH_EDGES:
+        from imc_core.viz import strongest_pairs
+
+        drawn = strongest_pairs(pairs, GRAPH_EDGES_PER_IMAGE)
     c1, c2 = st.columns([3, 1])
     c1.caption(f"{len(pairs)} matched pairs; edge width = COLMAP-verified inliers. Click an edge midpoint to open "
-               "the pair. On the circle each GT scene is an arc: chords across arcs are matches between scenes.")
+               "the pair. On the circle each GT scene is an arc: chords across arcs are matches between scenes."
+               + (f" **The graph draws {len(drawn)} of them**: each image's {GRAPH_EDGES_PER_IMAGE} with most "
+                  f"inliers (all {len(pairs)} fill the circle); pick any pair below." if len(drawn) < len(pairs)
+                  else ""))
     layout = c2.radio("Layout", ["circle", "spring"], horizontal=True, key="graph_layout",
                       help="circle: images grouped by GT scene; spring: a force layout (matched scenes clump)")
-    event = state.show_figure("match_graph", pairs, groups, title=f"{dataset}: match graph", key="fig_graph",
+    event = state.show_figure("match_graph", drawn, groups, title=f"{dataset}: match graph", key="fig_graph",
                               on_select="rerun", selection_mode="points",
                               layout="circular" if layout == "circle" else "spring")
     picked = _picked_pair(event)
-    top = pairs.sort_values("n_matches", ascending=False)
+    top = pairs.sort_values("n_matches", ascending=False, kind="stable")
+    if len(top) > MAX_PAIR_OPTIONS:  # (a list of 17,000 pairs took seconds to filter as one typed)
+        images = sorted({*top["name0"].astype(str), *top["name1"].astype(str)})
+        if st.session_state.get("pairs_of") not in images or (
+                picked and picked != st.session_state.get("_picked_pair")):  # (a click on the graph: any pair)
+            st.session_state["pairs_of"] = EVERY_IMAGE
+        of = st.selectbox("Pairs of", [EVERY_IMAGE, *images], key="pairs_of",
+                          help=f"{len(top)} pairs: the list below holds the {MAX_PAIR_OPTIONS} with most matches, "
+                               "or every pair of one image")
+        if of == EVERY_IMAGE:
+            top = top.head(MAX_PAIR_OPTIONS) if picked is None else pd.concat([top.head(MAX_PAIR_OPTIONS), top[
+                (top["name0"].astype(str) == picked[0]) & (top["name1"].astype(str) == picked[1])]]).drop_duplicates()
+        else:
+            top = top[(top["name0"].astype(str) == of) | (top["name1"].astype(str) == of)]
     options = [f"{r.name0} ↔ {r.name1} ({r.n_matches})" for r in top.itertuples()]
     if not options:
         return

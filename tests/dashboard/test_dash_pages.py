@@ -705,3 +705,33 @@ def test_a_hand_copied_run_naming_an_image_outside_its_folder_draws_nothing_of_i
     assert_clean(at)
     assert any(plain(c.value).startswith("Not drawn, named outside the dataset's folder: /usr/share/x.png")
                for c in at.caption), [c.value for c in at.caption]
+
+
+def test_the_pairs_tab_of_an_exhaustive_dataset_stays_usable(make_run: Callable[..., Path]) -> None:
+    """17,000 pairs of 225 images drew as a solid disk, the pair list took seconds to filter, and every cached view
+    of the run carried the whole table into every page."""
+    from dashboard.views.results import GRAPH_EDGES_PER_IMAGE, MAX_PAIR_OPTIONS
+
+    names = [f"im{k:02d}.png" for k in range(60)]
+    rows = [("ds1", a, b, 1000 - i - j, 900 - i - j) for i, a in enumerate(names) for j, b in enumerate(names)
+            if i < j]
+    run = make_run("run-big")
+    pd.DataFrame(rows, columns=["dataset", "name0", "name1", "n_matches", "n_inliers"]).to_csv(
+        run / "pairs_stats.csv", index=False)
+    at = open_app("results", run="run-big", tab="Pairs")
+    assert_clean(at)
+    caption = " ".join(c.value for c in at.caption)
+    assert "1770 matched pairs" in caption and "**The graph draws " in caption, caption
+    drawn = int(caption.split("**The graph draws ")[1].split(" ")[0])
+    assert 60 * GRAPH_EDGES_PER_IMAGE // 2 <= drawn <= 60 * GRAPH_EDGES_PER_IMAGE
+    figure = json.loads(at.get("plotly_chart")[0].proto.spec)
+    midpoints = next(t for t in figure["data"] if t.get("name") == "edge midpoints")
+    assert len(midpoints["customdata"]) == drawn
+    assert len(at.selectbox(key="pair").options) == MAX_PAIR_OPTIONS
+    at.selectbox(key="pairs_of").set_value("im07.png").run()
+    assert_clean(at)
+    options = at.selectbox(key="pair").options
+    assert len(options) == 59 and all("im07.png" in o for o in options)
+    from dashboard import state
+
+    assert not hasattr(state.run_view("run-big"), "pairs_stats")  # read by the Pairs tab alone

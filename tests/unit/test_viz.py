@@ -456,3 +456,19 @@ def test_frustum_size_follows_the_camera_spacing() -> None:
     assert viz._auto_scale(far) == pytest.approx(scale)  # … and two cameras far off change nothing
     video = np.stack([np.linspace(0, 10, 200), np.zeros(200), np.zeros(200)], axis=1)  # 5 cm apart on 10 m
     assert viz._auto_scale(video) == pytest.approx(0.1, rel=0.05)  # 1 % of the extent: still visible
+
+
+def test_strongest_pairs_keep_each_images_best_links() -> None:
+    """An exhaustive dataset's match graph (17,000 pairs of 225 images) drew as a solid disk."""
+    from imc_core.viz import strongest_pairs
+
+    names = [f"i{k}" for k in range(6)]
+    rows = [(a, b, 10 * i + j) for i, a in enumerate(names) for j, b in enumerate(names) if i < j]
+    pairs = pd.DataFrame(rows, columns=["name0", "name1", "n_inliers"])
+    kept = strongest_pairs(pairs, 1)
+    # i5's best is i4 (44), i4's too; i0's best is i5 (5); i1's i5 (15), i2's i5 (25), i3's i5 (35)
+    assert list(zip(kept["name0"], kept["name1"], strict=True)) == [
+        ("i0", "i5"), ("i1", "i5"), ("i2", "i5"), ("i3", "i5"), ("i4", "i5")]
+    assert list(kept.index) == sorted(kept.index)  # original order
+    assert len(strongest_pairs(pairs, 5)) == len(pairs)  # everyone keeps everything
+    assert {"i0", "i1"} <= {*strongest_pairs(pairs, 2)["name0"]}  # every image keeps a link
