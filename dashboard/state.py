@@ -501,6 +501,24 @@ def pairs_stats(rv: RunView, dataset: str) -> tuple[pd.DataFrame | None, str | N
     return _pairs_stats(rv.path, mtime, dataset)
 
 
+def run_choice(df: pd.DataFrame) -> Callable[[str], str]:
+    """``format_func`` of the run pickers: the id (what the URL holds), then the run's label, group and score, so
+    that a run among hundreds can be found by typing its label (the pickers listed bare ids)."""
+    described: dict[str, str] = {}
+    for row in df.to_dict("records"):
+        bits = [str(row["id"])]
+        for key in ("label", "group"):
+            if isinstance(row.get(key), str) and row[key] and row.get("status") != "unreadable":
+                bits.append(row[key].replace("\n", " ")[:60])
+        score = row.get("score")
+        if isinstance(score, (int, float)) and math.isfinite(score):
+            bits.append(f"{score:.2f}")
+        elif row.get("status") not in (None, "done"):
+            bits.append(str(row["status"]))
+        described[str(row["id"])] = " · ".join(bits)
+    return lambda run_id: described.get(run_id, run_id)
+
+
 def run_view(run: str) -> RunView:
     """Load a run (cached by directory + mtime). Raises InputError for a missing or unreadable run."""
     p = resolve_run_dir(run)

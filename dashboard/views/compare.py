@@ -707,6 +707,7 @@ def main() -> None:
         st.session_state["runs"] = [r for r in asked if r in ids]
     if absent := [r for r in asked if r not in ids]:  # the picker drops them from the URL on this very run
         st.session_state["_compare_absent"] = (absent, [r for r in asked if r in ids])
+    # (no format_func: a picker bound to the URL writes its options as shown, and the link must hold the ids)
     chosen = st.multiselect("Runs (the first is the reference)", ids, key="runs", bind="query-params")
     group_adder(df)
     absent_from_link(chosen, ids)

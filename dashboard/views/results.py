@@ -559,6 +559,10 @@ def shared_clusters(scenes: pd.DataFrame | None, dataset: str) -> dict[str, list
     return {k: v for k, v in out.items() if len(v) > 1}
 
 
+#: misplaced images the Clusters tab draws
+MISPLACED_SHOWN = 36
+
+
 def tab_clusters(rv: state.RunView, dataset: str | None) -> None:
     if rv.per_image is None or dataset is None:
         st.info(absent(rv, "per_image.csv", "No per-image table in this run."))
@@ -583,7 +587,9 @@ def tab_clusters(rv: state.RunView, dataset: str | None) -> None:
     image_dir = _image_dir(rv, dataset)
     # (a run folder copied by hand can name any file: only images inside the dataset's folder are drawn)
     items = [(state.image_in(image_dir, str(r.image)), f"{r.image}: {r.scene} → {r.cluster}")
-             for r in misplaced.head(36).itertuples()]
+             for r in misplaced.head(MISPLACED_SHOWN).itertuples()]
+    if len(misplaced) > MISPLACED_SHOWN:
+        st.caption(f"The first {MISPLACED_SHOWN} of {len(misplaced)} are drawn; the Images tab lists every image.")
     state.image_grid([(p, c) for p, c in items if p is not None], columns=6)
     if outside := [c for p, c in items if p is None]:
         st.caption(f"Not drawn, named outside the dataset's folder: {state.md('; '.join(outside))}")
@@ -961,8 +967,9 @@ def main() -> None:
         remembered, root = st.session_state.get(LAST_RUN), state.current_root()
         st.session_state["run"] = (remembered if remembered in ids and state.made_on(df, remembered, root)
                                    else state.default_run(df, root))
-    # no format_func: the run id is what the URL and the share link hold
-    run_id = st.selectbox("Run", ids, index=None, key="run", placeholder="pick a run")
+    # (the value, and so the URL and the share link, is the run id; the label, group and score help find it)
+    run_id = st.selectbox("Run", ids, index=None, key="run", placeholder="pick a run (type an id or a label)",
+                          format_func=state.run_choice(df))
     if not run_id:
         return
     st.query_params["run"] = st.session_state[URL_RUN] = st.session_state[LAST_RUN] = run_id

@@ -735,3 +735,33 @@ def test_the_pairs_tab_of_an_exhaustive_dataset_stays_usable(make_run: Callable[
     from dashboard import state
 
     assert not hasattr(state.run_view("run-big"), "pairs_stats")  # read by the Pairs tab alone
+
+
+def test_the_run_picker_shows_label_group_and_score_and_keeps_the_id(make_run: Callable[..., Path]) -> None:
+    """300 runs listed as bare ids could not be found by their labels."""
+    run = make_run("run-l", score=61.5, group="sweep")
+    meta = json.loads((run / "run.json").read_text())
+    meta["label"] = "fewer keypoints"
+    (run / "run.json").write_text(json.dumps(meta))
+    make_run("run-m", score=40.0)
+    at = open_app("results", run="run-l")
+    assert_clean(at)
+    picker = at.selectbox(key="run")
+    assert picker.value == "run-l" and at.query_params["run"] in ("run-l", ["run-l"])
+    assert set(picker.options) == {"run-l · fewer keypoints · sweep · 61.50", "run-m · 40.00"}
+
+
+def test_the_clusters_tab_says_when_it_draws_only_some_misplaced_images(make_run: Callable[..., Path]) -> None:
+    from dashboard.views.results import MISPLACED_SHOWN
+
+    run = make_run("run-x", misplaced=("s1_1.png",))
+    at = open_app("results", run="run-x", tab="Clusters", scene="s1")
+    assert not any("are drawn" in c.value for c in at.caption)
+    table = pd.read_csv(run / "per_image.csv")
+    row = table[table["image"] == "s1_1.png"]
+    more = pd.concat([row.assign(image=f"extra_{k}.png") for k in range(MISPLACED_SHOWN)])
+    pd.concat([table, more]).to_csv(run / "per_image.csv", index=False)
+    at = open_app("results", run="run-x", tab="Clusters", scene="s1")
+    assert_clean(at)
+    assert (f"The first {MISPLACED_SHOWN} of {MISPLACED_SHOWN + 1} are drawn; the Images tab lists every image."
+            in [c.value for c in at.caption])
