@@ -477,15 +477,23 @@ def _load_run_view(path: str, mtime: float) -> RunView:
                    parts["scenes"], parts["per_image"], parts["alignments"], parts["timings"], run.log, (run.path / "submission.csv").exists(), models, problems)
 
 
-@st.cache_data(max_entries=4, show_spinner=False)
-def _pairs_stats(path: str, mtime: float, dataset: str) -> tuple[pd.DataFrame | None, str | None]:
+@st.cache_data(max_entries=2, show_spinner=False)
+def _pairs_table(path: str, mtime: float) -> tuple[pd.DataFrame | None, str | None]:
     from imc_core.runs import load_run
 
     problems: list[str] = []
     table = _run_part(load_run(path), "pairs_stats", problems)
     if table is not None:
-        table = table[table["dataset"].astype(str) == dataset].reset_index(drop=True)
+        table["dataset"] = table["dataset"].astype(str)
     return table, (problems[0] if problems else None)
+
+
+@st.cache_data(max_entries=4, show_spinner=False)
+def _pairs_stats(path: str, mtime: float, dataset: str) -> tuple[pd.DataFrame | None, str | None]:
+    table, problem = _pairs_table(path, mtime)  # (parsed once per file: a dataset switch only filters)
+    if table is not None:
+        table = table[table["dataset"] == dataset].reset_index(drop=True)
+    return table, problem
 
 
 def pairs_stats(rv: RunView, dataset: str) -> tuple[pd.DataFrame | None, str | None]:

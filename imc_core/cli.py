@@ -212,10 +212,12 @@ def _cmd_runs(args: argparse.Namespace) -> int:
     shown = shown.map(lambda v: "".join(c if c.isprintable() else "?" for c in v) if isinstance(v, str) else v)
     print(shown.to_string(index=False) if len(df) else
           f"no runs{' with status ' + ' or '.join(args.status) if args.status else ''}")
-    unreadable = list(df.attrs["unreadable"])
-    if unreadable:  # damaged files: left out above, and said so (`runs rm ID` removes them)
-        print(f"warning: {len(unreadable)} run folder(s) could not be read: {', '.join(unreadable)}",
+    unreadable = dict(df.attrs["unreadable"])
+    if unreadable:  # damaged files: left out above, and said so, each with why (`runs rm ID` removes them)
+        print(f"warning: {len(unreadable)} run folder(s) could not be read (`runs rm ID` removes one):",
               file=sys.stderr)
+        for name, why in unreadable.items():
+            print("  " + "".join(c if c.isprintable() else "?" for c in f"{name}: {why}"), file=sys.stderr)
     return 0
 
 

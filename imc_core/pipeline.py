@@ -468,8 +468,8 @@ def _group_clash(group: str | None, cfg: PipelineConfig, run_dir: Path) -> str |
     try:
         clash = group_conflict(group, tomllib.loads(dump_config(cfg)), list_runs(run_dir.parent),
                                exclude=[run_dir.name])
-    except ImcError:  # (the runs beside it cannot be listed: nothing to say about them)
-        return None
+    except Exception:  # noqa: BLE001 (advisory: runs beside it that cannot be listed, e.g. a `--out` in /tmp beside
+        return None    # folders this user may not enter, never stop the run)
     if clash is None:
         return None
     other, keys = clash

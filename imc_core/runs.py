@@ -52,38 +52,54 @@ def now_iso() -> str:
 
 
 def code_version() -> dict[str, Any]:
-    """The code a run is made by, for its ``run.json`` ``code``: imc-lab's ``version`` and, when it runs from a git
-    checkout, the ``commit`` and whether ``imc_core`` has uncommitted changes (``dirty``). Two runs of one variant
-    made by different code can differ for that reason alone (a default changed), which the config cannot show.
+    """The code a run is made by, for its ``run.json`` ``code``: imc-lab's ``version``; ``source``, the first 12
+    hex of a sha256 over imc_core's Python files and variant files (two edits of the code never share it, inside a
+    checkout or not); and, when imc_core is tracked by a git checkout, its ``commit`` and whether imc_core differs
+    from it (``dirty``: uncommitted or untracked files). Two runs of one variant made by different code can differ
+    for that reason alone (a default changed), which the config cannot show.
 
-    Read afresh on each call (a notebook may edit the code between runs); git missing or failing leaves the
-    version alone.
+    Read afresh on each call (a notebook may edit the code between runs); git missing, failing or refusing (another
+    user's checkout) leaves the commit out. Git takes no optional lock, so a run never gets in the way of the user's
+    own git commands.
     """
+    import hashlib
     import subprocess
 
     from . import __version__
 
-    out: dict[str, Any] = {"version": __version__}
     package = Path(__file__).resolve().parent
+    digest = hashlib.sha256()
+    for f in sorted([*package.rglob("*.py"), *(package / "variants").glob("*.toml")]):
+        try:
+            digest.update(f"{f.relative_to(package).as_posix()}\0".encode() + f.read_bytes())
+        except OSError:
+            continue
+    out: dict[str, Any] = {"version": __version__, "source": digest.hexdigest()[:12]}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}  # (a run from a git hook: its GIT_DIR)
 
     def git(*args: str) -> str | None:
         try:
-            done = subprocess.run(["git", "-C", str(package), *args], capture_output=True, text=True, timeout=10)
+            done = subprocess.run(["git", "--no-optional-locks", "-C", str(package), *args], capture_output=True,
+                                  text=True, timeout=10, env=env)
         except (OSError, subprocess.SubprocessError):
             return None
         return done.stdout.strip() if done.returncode == 0 else None
 
-    if commit := git("rev-parse", "--short=12", "HEAD"):
+    # (only a checkout that tracks imc_core: an install inside another repository would name that one's commit)
+    if git("ls-files", "--error-unmatch", "__init__.py") is not None and (commit := git("rev-parse", "--short=12",
+                                                                                         "HEAD")):
         out["commit"] = commit
-        changes = git("status", "--porcelain", "--untracked-files=no", "--", ".")
+        changes = git("status", "--porcelain", "--", ".")
         if changes is not None:
             out["dirty"] = bool(changes)
     return out
 
 
 def describe_code(meta: dict[str, Any]) -> str | None:
-    """``run.json``'s ``code`` as one phrase (``0.1.0 at ad7d13d1e2f3 with uncommitted changes``), None when the run
-    does not say (made by an imc-lab from before runs recorded it)."""
+    """``run.json``'s ``code`` as one phrase (``0.1.0 at ad7d13d1e2f3``; ``… with uncommitted changes (source
+    1a2b3c4d5e6f)`` when the checkout had edits, ``0.1.0 (source …)`` outside a checkout), None when the run does
+    not say (made by an imc-lab from before runs recorded it). Equal phrases mean the same code, as far as the run
+    can tell."""
     code = meta.get("code")
     if not isinstance(code, dict) or not code.get("version"):
         return None
@@ -92,6 +108,8 @@ def describe_code(meta: dict[str, Any]) -> str | None:
         text += f" at {code['commit']}"
     if code.get("dirty"):
         text += " with uncommitted changes"
+    if code.get("source") and (code.get("dirty") or not code.get("commit")):
+        text += f" (source {code['source']})"
     return text
 
 
@@ -524,7 +542,7 @@ def list_runs(root: Path | None = None) -> pd.DataFrame:
         for p in root.iterdir():
             if not (p / "run.json").is_file():
                 # a run's other files without its run.json (lost, or not copied): named, not passed over in silence
-                if held := _files_of_a_run(p):
+                if not p.name.startswith(".") and (held := _files_of_a_run(p)):  # (not an import's staging)
                     unreadable[p.name] = f"{p / 'run.json'}: missing (the folder holds a run's {', '.join(held[:3])})"
                 continue
             try:

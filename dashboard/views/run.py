@@ -300,7 +300,8 @@ def launch_panel(root: Path) -> None:
         st.error(f"Invalid parameters, nothing launched: {problem}")
     elif conflict := state.group_conflict(group, variant, overrides):
         other, keys = conflict
-        st.warning(f"Group **{state.md(group.strip())}** already holds runs of another config ({other} differs in "
+        st.warning(f"Group **{state.md(group.strip())}** already holds runs of another config ({state.md(other)} "
+                   "differs in "
                    f"{', '.join(f'`{k}`' for k in keys[:4])}{' …' if len(keys) > 4 else ''}): Compare would "
                    "average them as seeds of one experiment. Name a new group, unless that is what you mean.",
                    icon="⚠️")

@@ -441,6 +441,6 @@ def test_a_group_holding_another_config_is_named_before_launch(dash_env: DashEnv
     assert not [w for w in at.warning if "already holds runs of another config" in w.value]  # the seed aside
     at.number_input(key="cfg.default.matching.min_matches").set_value(33).run()
     [warning] = [w.value for w in at.warning if "already holds runs of another config" in w.value]
-    assert "seed-3 differs in `matching.min_matches`" in warning
+    assert "seed-3 differs in `matching.min_matches`" in plain(warning)
     at.text_input(key="group").input("g2").run()
     assert not [w for w in at.warning if "already holds runs of another config" in w.value]

@@ -273,7 +273,8 @@ def test_runs_with_a_runs_folder_that_is_missing_or_a_file(tmp_path: Path, capsy
     (tmp_path / "empty" / "broken").mkdir()
     (tmp_path / "empty" / "broken" / "run.json").write_text("{not json")
     assert main(["runs", "--root", str(tmp_path / "empty")]) == 0
-    assert "1 run folder(s) could not be read: broken" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "1 run folder(s) could not be read" in err and f"  broken: {tmp_path / 'empty' / 'broken' / 'run.json'}" in err
 
 
 def test_runs_prints_scores_as_run_does(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

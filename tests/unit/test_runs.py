@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import sys
 import zipfile
 from pathlib import Path
 
@@ -378,22 +381,45 @@ def test_cluster_names_pandas_would_read_as_missing_stay_names(tmp_path: Path) -
 
 def test_a_run_says_which_code_made_it(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """Runs of one variant before and after an upgrade differed (a default changed) and nothing told them apart."""
-    import shutil
+    import subprocess
 
     from imc_core import __version__
     from imc_core.runs import code_version, describe_code
 
     code = code_version()
-    assert code["version"] == __version__
-    repo = Path(__file__).resolve().parents[2]
-    if shutil.which("git") and (repo / ".git").exists():  # a checkout (CI clones one): the commit and its state
+    assert code["version"] == __version__ and len(code["source"]) == 12
+    package = Path(__file__).resolve().parents[2] / "imc_core"
+    tracked = subprocess.run(["git", "-C", str(package), "ls-files", "--error-unmatch", "__init__.py"],
+                             capture_output=True).returncode == 0 if shutil.which("git") else False
+    if tracked:  # a checkout git will read (CI clones one): the commit and its state
         assert len(code["commit"]) == 12 and isinstance(code["dirty"], bool)
-    monkeypatch.setenv("PATH", str(tmp_path))  # no git: the version alone
-    assert code_version() == {"version": __version__}
-    assert describe_code({"code": {"version": "0.1.0", "commit": "ad7d13d1e2f3", "dirty": True}}) == (
-        "0.1.0 at ad7d13d1e2f3 with uncommitted changes")
-    assert describe_code({"code": {"version": "0.1.0"}}) == "0.1.0"
+    monkeypatch.setenv("PATH", str(tmp_path))  # no git: the version and the source digest
+    assert code_version() == {"version": __version__, "source": code["source"]}
+    assert describe_code({"code": {"version": "0.1.0", "commit": "ad7d13d1e2f3", "dirty": True, "source": "5e"}}) == (
+        "0.1.0 at ad7d13d1e2f3 with uncommitted changes (source 5e)")
+    assert describe_code({"code": {"version": "0.1.0", "commit": "ad7d13d1e2f3", "dirty": False, "source": "5e"}}) == (
+        "0.1.0 at ad7d13d1e2f3")
+    assert describe_code({"code": {"version": "0.1.0", "source": "5e"}}) == "0.1.0 (source 5e)"
     assert describe_code({}) is None and describe_code({"code": "odd"}) is None
+
+
+def test_the_code_of_an_install_inside_another_repository_has_no_commit(tmp_path: Path) -> None:
+    """imc_core copied into a project that is a git repository of its own recorded that project's commit."""
+    import subprocess
+
+    if not shutil.which("git"):
+        pytest.skip("git is not installed")
+    project = tmp_path / "project"
+    shutil.copytree(Path(__file__).resolve().parents[2] / "imc_core", project / "site" / "imc_core",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    env = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
+    (project / "a").write_text("x")
+    for args in (["init", "-q"], ["add", "a"], ["commit", "-qm", "init"]):
+        subprocess.run(["git", "-C", str(project), *args], check=True, env={**os.environ, **env})
+    out = subprocess.run([sys.executable, "-c", "from imc_core.runs import code_version; print(code_version())"],
+                         cwd=project / "site", capture_output=True, text=True, check=True).stdout
+    assert "commit" not in out and "source" in out, out
+
 
 
 def test_a_run_folder_without_its_run_json_is_named_and_removable(tmp_path: Path) -> None:
