@@ -99,6 +99,11 @@ def grid(page: Any, *columns: str) -> list[dict[str, str]]:
     return tables[0]
 
 
+def shows_run(run_id: str) -> re.Pattern[str]:
+    """What the Results run picker shows for ``run_id``: the id, then its label, group and score."""
+    return re.compile(rf"^{re.escape(run_id)}( · .*)?$")
+
+
 def select_option(page: Any, key: str, option: str) -> None:
     """Pick ``option`` in the ``st.selectbox`` with ``key=``."""
     page.locator(f".st-key-{key} input[role='combobox']").click()
@@ -423,7 +428,7 @@ def open_results(page: Any, server: Server, run: LaunchedRun) -> None:
     expect(page).to_have_url(re.compile(r"/results"), timeout=PAGE_TIMEOUT_MS)
     expect(page.get_by_role("tab", name="Overview")).to_be_visible(timeout=PAGE_TIMEOUT_MS)
     settle(page)
-    expect(page.locator(".st-key-run input[role='combobox']")).to_have_value(run.id)
+    expect(page.locator(".st-key-run input[role='combobox']")).to_have_value(shows_run(run.id))
 
 
 def test_results_of_a_running_run_fill_in_by_themselves(run_b: LaunchedRun, page: Any, server: Server,
@@ -572,7 +577,7 @@ def test_shared_urls_restore_the_view(run_a: LaunchedRun, run_b: LaunchedRun, pa
             expect(caption).to_be_visible(timeout=PAGE_TIMEOUT_MS)
             settle(fresh)
             assert_clean(fresh)
-            expect(fresh.locator(".st-key-run input[role='combobox']")).to_have_value(run_a.id)
+            expect(fresh.locator(".st-key-run input[role='combobox']")).to_have_value(shows_run(run_a.id))
             expect(fresh.locator(".st-key-dataset input[role='combobox']")).to_have_value(DATASET)
             expect(fresh.locator(".st-key-scene input[role='combobox']")).to_have_value(SCENE)
             expect(fresh.get_by_role("tab", name="Images")).to_have_attribute("aria-selected", "true")
@@ -611,11 +616,13 @@ def test_browser_back_returns_to_the_run_shown(run_a: LaunchedRun, run_b: Launch
         if "/results" in page.evaluate("location.href"):
             break
     assert "/results" in page.evaluate("location.href")
-    expect(page.locator(".st-key-run input[role='combobox']")).to_have_value(run_b.id, timeout=PAGE_TIMEOUT_MS)
+    expect(page.locator(".st-key-run input[role='combobox']")).to_have_value(shows_run(run_b.id),
+                                                                             timeout=PAGE_TIMEOUT_MS)
     assert f"run={run_b.id}" in page.evaluate("location.href")
     assert_clean(page)
     page.reload()
-    expect(page.locator(".st-key-run input[role='combobox']")).to_have_value(run_b.id, timeout=PAGE_TIMEOUT_MS)
+    expect(page.locator(".st-key-run input[role='combobox']")).to_have_value(shows_run(run_b.id),
+                                                                             timeout=PAGE_TIMEOUT_MS)
 
 
 def test_export_bundle_and_import_it(run_a: LaunchedRun, page: Any, server: Server, artifacts: Path,
