@@ -8,6 +8,8 @@ the header, and :func:`exif_focal_px` gives the focal-length prior COLMAP would 
 from __future__ import annotations
 
 import re
+import threading
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +36,9 @@ _TAG_PIXEL_X_DIM = 0xA002
 _UNIT_MM = {2: 25.4, 3: 10.0, 4: 1.0, 5: 1e-3}
 # Orientation values that swap width and height (transpose, rotate 90, transverse, rotate 270)
 _SWAPS_AXES = {5, 6, 7, 8}
+#: held while imc-lab parses an EXIF block: :func:`exif_problem` records PIL's warnings process-wide, and a
+#: reconstruction thread reading a focal length at that moment must not lend it its warnings
+_EXIF_LOCK = threading.Lock()
 
 
 def _open(path: Path) -> Image.Image:
@@ -151,13 +156,57 @@ def check_images(paths: list[Path], limit: int = 5) -> None:
     raise InputError(bad[0][0].parent, f"{len(bad)} of {len(paths)} images cannot be used ({shown}{more})")
 
 
-def _orientation(img: Image.Image) -> int:
-    """EXIF orientation of an opened image (1 when absent or unreadable)."""
+def exif_problem(path: str | Path) -> str | None:
+    """What is wrong with an image's EXIF block, or ``None`` (no EXIF, or a sound one, or not an image at all:
+    :func:`image_problem` says that).
+
+    PIL reads a damaged block as far as it can and warns without naming the file ("Corrupt EXIF data. Expecting to
+    read 12 bytes but only got 10."); COLMAP logs "Unknown EXIF orientation: 0" the same way. Here both become one
+    sentence a run can put beside the image's name. The tags the damage spoils are read as absent: no rotation,
+    no EXIF focal length.
+    """
+    path = Path(path)
+    with _EXIF_LOCK, warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            with Image.open(path) as img:
+                exif = img.getexif()
+                orientation = exif.get(_TAG_ORIENTATION)
+                exif.get_ifd(_IFD_EXIF)
+        except (UnidentifiedImageError, FileNotFoundError):
+            return None
+        except Exception as err:  # (PIL raises a variety of errors for a block it cannot parse at all)
+            return f"EXIF that cannot be parsed ({decode_reason(err, path)}), taken as absent"
+    said = list(dict.fromkeys(" ".join(str(w.message).split()).rstrip(".") for w in caught))
+    problems = [f"damaged EXIF ({'; '.join(said)}), its unreadable tags taken as absent"] if said else []
+    if orientation is not None and orientation not in range(1, 9):
+        problems.append(f"EXIF orientation {orientation!r} is none of 1–8, read as upright")
+    return "; ".join(problems) or None
+
+
+def exif_problems(paths: list[Path], limit: int = 5) -> str | None:
+    """One warning naming the images of ``paths`` whose EXIF :func:`exif_problem` finds fault with (the first
+    ``limit`` with their reasons, and how many more), or ``None``."""
+    bad = [(p, why) for p in paths if (why := exif_problem(p))]
+    if not bad:
+        return None
+    shown = "; ".join(f"{p.name}: {why}" for p, why in bad[:limit])
+    more = f"; and {len(bad) - limit} more" if len(bad) > limit else ""
+    return f"{len(bad)} of {len(paths)} images have EXIF that cannot be read as written ({shown}{more})"
+
+
+def _orientation_tag(img: Image.Image) -> Any:
+    """The EXIF orientation tag of an opened image as it is written (``None`` when absent or unreadable)."""
     try:
-        value = img.getexif().get(_TAG_ORIENTATION, 1)
-        return int(value) if value else 1
+        return img.getexif().get(_TAG_ORIENTATION)
     except Exception:  # malformed EXIF never makes an image unreadable
-        return 1
+        return None
+
+
+def _orientation(img: Image.Image) -> int:
+    """EXIF orientation of an opened image (1 when absent, unreadable or none of 1–8)."""
+    value = _orientation_tag(img)
+    return value if isinstance(value, int) and 1 <= value <= 8 else 1
 
 
 def image_size(path: str | Path) -> tuple[int, int]:
@@ -219,7 +268,7 @@ def exif_focal_px(path: str | Path) -> float | None:
         InputError: missing or unreadable file.
     """
     path = Path(path)
-    with _open(path) as img:
+    with _open(path) as img, _EXIF_LOCK:
         w, h = img.size
         tags = _exif_tags(img)
     max_size = float(max(w, h))

@@ -20,6 +20,7 @@ import shutil
 import threading
 import time
 import traceback
+import warnings
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -33,7 +34,7 @@ from .cache import (Artifact, artifact_key, cache_root, cached, content_fingerpr
 from .config import (DEFAULT_VARIANT, PipelineConfig, dump_config, resolve_config, stable_hash, unread_keys,
                      unused_settings)
 from .errors import Cancelled, ConfigError, ImcError, InputError
-from .images import check_images
+from .images import check_images, exif_problems
 from .liveness import process_start
 from .runs import (RunWriter, check_run_dir, claim_run_dir, code_version, new_run_dir, now_iso, record_failure,
                    release_run_dir, runs_root)
@@ -43,6 +44,9 @@ from .stages.matching import TORCH_METHODS as _TORCH_MATCHERS
 #: progress(stage, done, total, message)
 ProgressFn = Callable[[str, int, int, str], None]
 STAGES = ("pairs", "features", "matching", "reconstruction", "scoring")
+#: a features artifact's note of the images whose EXIF cannot be used as it is (empty when none; absent in
+#: artifacts made before it)
+EXIF_NOTE = "exif.txt"
 
 
 @dataclass
@@ -279,7 +283,10 @@ def run_pipeline(
         writer.write_meta(jobs=n_jobs)
         if n_jobs > 1:
             writer.log(f"{len(names)} datasets, up to {n_jobs} reconstructions at once")
-        results = _run_datasets(loaded, cfg, run_dir, writer, rep, use_cache, n_jobs, timings)
+        with warnings.catch_warnings():  # (the workers have stopped when it returns)
+            # PIL's warnings of a damaged EXIF block name no file: the features stage names them (EXIF_NOTE)
+            warnings.filterwarnings("ignore", module=r"PIL\.TiffImagePlugin")
+            results = _run_datasets(loaded, cfg, run_dir, writer, rep, use_cache, n_jobs, timings)
         if base is not None and cfg.features.max_keypoints != base.features.max_keypoints:
             for note in _keypoint_cap_notes(results, cfg):
                 writer.add_warning(note)
@@ -478,6 +485,14 @@ def _group_clash(group: str | None, cfg: PipelineConfig, run_dir: Path) -> str |
             "experiment; name a new group unless that is what you mean")
 
 
+def _read_text(path: Path) -> str:
+    """A small text file of an artifact, stripped; empty when it is absent or unreadable."""
+    try:
+        return path.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError):
+        return ""
+
+
 def _match_dataset(ds: Any, cfg: PipelineConfig, writer: RunWriter, rep: _Reporter, use_cache: bool) -> _Matched:
     from .stages import features as features_mod
     from .stages import matching as matching_mod
@@ -515,6 +530,8 @@ def _match_dataset(ds: Any, cfg: PipelineConfig, writer: RunWriter, rep: _Report
 
     def build_features(tmp: Path) -> None:
         check_images([p for _, p in images])
+        # (here, in the main thread, with the file names; kept with the features so every run that reads them says it)
+        (tmp / EXIF_NOTE).write_text(exif_problems([p for _, p in images]) or "", encoding="utf-8")
         extract_features(images, cfg.features, tmp / "features.h5", progress=rep.stage(name, "features"),
                          should_cancel=rep.cancelled)
 
@@ -523,6 +540,8 @@ def _match_dataset(ds: Any, cfg: PipelineConfig, writer: RunWriter, rep: _Report
         use_cache=use_cache, meta={"conf": fconf, "dataset": name},
         check=lambda path: h5_problem(path / "features.h5"))
     record("features", feats)
+    if note := _read_text(feats.path / EXIF_NOTE):
+        writer.add_warning(f"{name}: {note}")
 
     # matching (COLMAP's matcher threads resolved first: they decide whether the matches repeat)
     mconf = matching_mod.resolve_threads(cfg.matching, cfg.reconstruction.deterministic)

@@ -932,3 +932,34 @@ def test_artifacts_of_an_older_imc_lab_keyed_by_times_are_reused(tiny_root: Path
                                     raise_errors=True))
     assert touched.timings["cache"][image.parent.name]["features"] == "miss"  # the old key no longer holds
     assert touched.scores["score"] == first.scores["score"]
+
+
+def test_images_with_bad_exif_are_named_by_every_run(tiny_root: Path, isolated_dirs: dict, tmp_path: Path,
+                                                      capfd: pytest.CaptureFixture[str]) -> None:
+    """PIL's "Corrupt EXIF data" and COLMAP's "Unknown EXIF orientation: 0" named no file; a run names both images
+    in one warning, and a run that reads the cached features says it again."""
+    from PIL import Image
+
+    root = tmp_path / "exif"
+    shutil.copytree(tiny_root, root)
+    (ds,) = [p for p in (root / "train").iterdir() if p.is_dir()]
+    damaged, zero = sorted(ds.glob("*.png"))[:2]
+    exif = Image.Exif()
+    exif[0x010F] = "Camera maker"
+    exif[0x0110] = "Camera model"
+    raw = exif.tobytes()
+    Image.open(damaged).save(damaged, exif=raw[: len(raw) // 2] + b"\xff" * 10)
+    exif = Image.Exif()
+    exif[0x0112] = 0
+    Image.open(zero).save(zero, exif=exif.tobytes())
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        first = load_run(run_pipeline(root, overrides=FAST, out=tmp_path / "first", raise_errors=True))
+        again = load_run(run_pipeline(root, overrides=FAST, out=tmp_path / "again", raise_errors=True))
+    assert again.timings["cache"][ds.name]["features"] == "hit"
+    for run in (first, again):
+        (note,) = [w for w in run.meta["warnings"] if "EXIF" in w]
+        assert note.startswith(f"{ds.name}: 2 of ")
+        assert f"{damaged.name}: damaged EXIF (" in note and f"{zero.name}: EXIF orientation 0 is none of 1–8" in note
+    assert not [w for w in caught if "EXIF" in str(w.message) or "Truncated" in str(w.message)], caught
+    assert "EXIF orientation" not in capfd.readouterr().err  # COLMAP's line without the file's name

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -180,3 +181,56 @@ def test_a_large_image_is_decoded_and_one_too_large_is_named_as_such(tmp_path: P
         images.load_image(path)
     with pytest.raises(InputError, match="too large to decode"):
         images.image_size(path)
+
+
+def _damaged_exif(src: Path, dst: Path) -> Path:
+    """``src`` saved as ``dst`` with its EXIF block cut in half and padded: PIL warns while it reads it."""
+    img = Image.open(src)
+    exif = Image.Exif()
+    exif[0x010F] = "Camera maker"
+    exif[0x0110] = "Camera model"
+    raw = exif.tobytes()
+    img.save(dst, exif=raw[: len(raw) // 2] + b"\xff" * 10)
+    return dst
+
+
+def test_exif_problem_names_a_damaged_block_and_a_bad_orientation(tmp_path: Path) -> None:
+    from imc_core.images import exif_problem, exif_problems
+
+    plain = tmp_path / "plain.png"
+    Image.fromarray(_halves()).save(plain)
+    fine = _save_jpeg_with_exif(tmp_path / "fine.jpg", _halves(), {0x0112: 6}, {0x920A: 4.2})
+    zero = _save_jpeg_with_exif(tmp_path / "zero.jpg", _halves(), {0x0112: 0}, {})
+    damaged = _damaged_exif(plain, tmp_path / "damaged.png")
+    not_an_image = tmp_path / "notes.jpg"
+    not_an_image.write_text("not an image")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert exif_problem(plain) is None and exif_problem(fine) is None
+        assert exif_problem(not_an_image) is None  # (image_problem says what is wrong with it)
+        assert exif_problem(zero) == "EXIF orientation 0 is none of 1–8, read as upright"
+        said = exif_problem(damaged)
+    assert said is not None and said.startswith("damaged EXIF (") and said.endswith("), its unreadable tags taken as absent")
+    assert len(said) > len("damaged EXIF (), its unreadable tags taken as absent")  # PIL's words inside
+    assert not caught  # PIL's own warning, without the file's name, is not passed on
+    load_image(zero)  # read as upright, as said
+    assert image_size(zero) == (40, 20)
+    note = exif_problems([plain, zero, damaged, fine])
+    assert note is not None and note.startswith("2 of 4 images have EXIF that cannot be read as written (")
+    assert "zero.jpg: EXIF orientation 0" in note and "damaged.png: damaged EXIF" in note
+    assert "plain.png" not in note and "fine.jpg" not in note
+    assert exif_problems([plain, fine]) is None
+    many = exif_problems([zero] * 7, limit=2)
+    assert many is not None and many.endswith("; and 5 more)")
+
+
+def test_colmap_gets_an_image_with_a_bad_orientation_decoded(tmp_path: Path) -> None:
+    """COLMAP logged "Unknown EXIF orientation: 0" without the file's name: it gets the pixels without the tag."""
+    from imc_core.stages.features import _stage_colmap_image
+
+    zero = _save_jpeg_with_exif(tmp_path / "zero.jpg", _halves(), {0x0112: 0}, {})
+    upright = _save_jpeg_with_exif(tmp_path / "upright.jpg", _halves(), {0x0112: 1}, {})
+    _stage_colmap_image(zero, tmp_path / "000000.jpg")
+    _stage_colmap_image(upright, tmp_path / "000001.jpg")
+    assert (tmp_path / "000000.png").is_file() and not (tmp_path / "000000.jpg").exists()
+    assert (tmp_path / "000001.jpg").is_symlink()
