@@ -518,7 +518,7 @@ def _match_dataset(ds: Any, cfg: PipelineConfig, writer: RunWriter, rep: _Report
     images = [(n, ds.image_dir / n) for n in ds.images]
     fconf = _stage_conf(cfg.features, features_mod, cfg, "features")
     fingerprint = content_fingerprint(ds.image_dir, ds.images)
-    fkey = artifact_key("features", fconf, [], fingerprint)
+    fkey = fkey_now = artifact_key("features", fconf, [], fingerprint)
     if use_cache and ds.fingerprint and cached("features", name, fkey) is None:
         # artifacts of an imc-lab from before the keys held the images' contents are keyed by the images' names,
         # sizes and times: while those are unchanged they are exactly as valid as they were (an upgrade recomputed
@@ -526,7 +526,6 @@ def _match_dataset(ds: Any, cfg: PipelineConfig, writer: RunWriter, rep: _Report
         old_fkey = artifact_key("features", fconf, [], ds.fingerprint)
         if cached("features", name, old_fkey) is not None:
             fingerprint, fkey = ds.fingerprint, old_fkey
-            writer.log(f"[{name}] cached artifacts keyed by the images' times (an older imc-lab's keys) reused")
 
     def build_features(tmp: Path) -> None:
         check_images([p for _, p in images])
@@ -540,6 +539,8 @@ def _match_dataset(ds: Any, cfg: PipelineConfig, writer: RunWriter, rep: _Report
         use_cache=use_cache, meta={"conf": fconf, "dataset": name},
         check=lambda path: h5_problem(path / "features.h5"))
     record("features", feats)
+    if fkey != fkey_now and feats.hit:  # (said once the artifact passed its check: a damaged one is rebuilt)
+        writer.log(f"[{name}] cached artifacts keyed by the images' times (an older imc-lab's keys) reused")
     if note := _read_text(feats.path / EXIF_NOTE):
         writer.add_warning(f"{name}: {note}")
 

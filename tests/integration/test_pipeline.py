@@ -926,6 +926,12 @@ def test_artifacts_of_an_older_imc_lab_keyed_by_times_are_reused(tiny_root: Path
     assert json.loads((tmp_path / "new" / "artifacts.json").read_text()) == json.loads(
         (tmp_path / "old" / "artifacts.json").read_text())
     assert "an older imc-lab's keys" in (tmp_path / "new" / "log.txt").read_text()
+    features = Path(next(iter(json.loads((tmp_path / "old" / "artifacts.json").read_text()).values()))["features"])
+    (features / "features.h5").write_bytes(b"damaged")  # rebuilt, so not "reused"
+    rebuilt = load_run(run_pipeline(data, variant="default", overrides=FAST, out=tmp_path / "rebuilt",
+                                    raise_errors=True))
+    assert [w for w in rebuilt.meta["warnings"] if "was rebuilt" in w]
+    assert "an older imc-lab's keys" not in (tmp_path / "rebuilt" / "log.txt").read_text()
     image = next((data / "train").glob("*/*.png"))
     os.utime(image, ns=(image.stat().st_atime_ns, image.stat().st_mtime_ns + 10**9))  # same bytes, another time
     touched = load_run(run_pipeline(data, variant="default", overrides=FAST, out=tmp_path / "touched",
