@@ -13,8 +13,10 @@ import re
 import shutil
 import signal
 import sys
+import threading
 import time
 import warnings
+from collections.abc import Callable
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any, TextIO
@@ -121,22 +123,46 @@ class ProgressLine:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from .pipeline import run_pipeline
-    from .runs import load_run
-
     progress = None if args.quiet or args.json else ProgressLine()
 
     if not args.verbose:
         import pycolmap
 
         pycolmap.logging.minloglevel = 2  # COLMAP's INFO/WARNING lines would drown the progress; log.txt has ours
-    stop = {"requested": False}
+    stop = {"requested": False, "interrupted": False, "finished": False}
 
     def on_term(signum: int, frame: object) -> None:  # SIGTERM → a clean "cancelled" run, cache kept
         stop["requested"] = True
 
-    signal.signal(signal.SIGTERM, on_term)
+    def on_int(signum: int, frame: object) -> None:
+        """Ctrl-C: KeyboardInterrupt as Python's own handler raises it, and remembered, since Python drops the
+        exception when it lands in a callback whose errors are ignored (a weak-reference callback of the import
+        system: the run then went on to "done"); once the run has ended, only remembered."""
+        stop["interrupted"] = True
+        if not stop["finished"]:
+            raise KeyboardInterrupt
+
+    def should_cancel() -> bool:
+        if stop["interrupted"] and threading.current_thread() is threading.main_thread():
+            raise KeyboardInterrupt  # a Ctrl-C the interpreter dropped: the run ends as any other Ctrl-C does
+        return stop["requested"] or stop["interrupted"]
+
+    handlers = {signal.SIGTERM: signal.signal(signal.SIGTERM, on_term)}
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # (an ignored SIGINT stays ignored)
+        handlers[signal.SIGINT] = signal.signal(signal.SIGINT, on_int)
+    try:
+        return _run_and_report(args, progress, should_cancel, stop)
+    finally:  # (tests call main in-process)
+        for signum, handler in handlers.items():
+            signal.signal(signum, handler)
+
+
+def _run_and_report(args: argparse.Namespace, progress: ProgressLine | None, should_cancel: Callable[[], bool],
+                    stop: dict[str, bool]) -> int:
+    """The body of :func:`_cmd_run` once its signal handlers are in place."""
     from .glogfilter import glog_lines_dropped
+    from .pipeline import run_pipeline
+    from .runs import load_run
 
     shown: set[str] = set()  # warnings printed as they happened (the data's, when loaded) are not repeated
 
@@ -148,9 +174,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
         warnings.showwarning = show
         run_dir = run_pipeline(args.data_root, datasets=args.dataset or None, variant=args.variant,
                                overrides=args.set, out=args.out, progress=progress, use_cache=not args.no_cache,
-                               label=args.label, group=args.group, should_cancel=lambda: stop["requested"],
+                               label=args.label, group=args.group, should_cancel=should_cancel,
                                jobs=args.jobs, split=args.split)
+    stop["finished"] = True
     run = load_run(run_dir)
+    if run.status == "cancelled" and stop["interrupted"]:
+        raise KeyboardInterrupt  # (reported as every Ctrl-C is: exit status 130)
     for warning in run.meta.get("warnings") or []:
         if warning not in shown:
             print(f"warning: {warning}", file=sys.stderr)

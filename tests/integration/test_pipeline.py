@@ -463,8 +463,49 @@ def test_cli_run_ctrl_c_ends_cancelled(tiny_root: Path, isolated_dirs: dict, tmp
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
     meta = json.loads((out / "run.json").read_text())
-    assert meta["status"] == "cancelled" and meta["error"] == "interrupted (Ctrl-C)" and proc.returncode == 130
-    assert "interrupted (Ctrl-C); cached stage artifacts are kept" in err and "Traceback" not in err
+    # 130, or killed by SIGINT (a shell reads 130 either way): CPython 3.11 ends the process with SIGINT when the
+    # KeyboardInterrupt was raised inside eval'd code (a namedtuple built by an import), even though it was handled
+    assert meta["status"] == "cancelled" and meta["error"] == "interrupted (Ctrl-C)"
+    assert proc.returncode in (130, -signal.SIGINT)
+    assert "interrupted (Ctrl-C); cached stage artifacts are kept" in err
+    assert "Traceback" not in err.split("Exception ignored in")[0]  # (one the interpreter dropped: see below)
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # (the dropped KeyboardInterrupt)
+def test_cli_run_a_ctrl_c_the_interpreter_drops_still_ends_the_run(tiny_root: Path, isolated_dirs: dict,
+                                                                   tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """A Ctrl-C whose KeyboardInterrupt lands in a callback whose errors Python ignores (an import's weak-reference
+    callback) was dropped, and the run went on to "done": the CLI remembers it and ends the run as any Ctrl-C."""
+    import gc
+    import os
+    import signal
+    import weakref
+
+    from imc_core import cli
+    from imc_core.stages import pairs
+
+    make_pairs = pairs.make_pairs
+
+    def interrupted_in_a_callback(*args: object, **kwargs: object) -> object:
+        class Thing:
+            pass
+
+        thing = Thing()
+        ref = weakref.ref(thing, lambda _: os.kill(os.getpid(), signal.SIGINT))
+        del thing  # the callback runs here; Python prints "Exception ignored in ..." and goes on
+        gc.collect()
+        assert ref() is None
+        return make_pairs(*args, **kwargs)
+
+    monkeypatch.setattr(pairs, "make_pairs", interrupted_in_a_callback)
+    out = tmp_path / "dropped"
+    rc = cli.main(["run", "--data-root", str(tiny_root), "--out", str(out), "--no-cache", "--quiet",
+                   "--set", "features.max_keypoints=2048"])
+    meta = json.loads((out / "run.json").read_text())
+    assert (rc, meta["status"], meta["error"]) == (130, "cancelled", "interrupted (Ctrl-C)")
+    assert "interrupted (Ctrl-C); cached stage artifacts are kept" in capsys.readouterr().err
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
 
 
 def test_run_records_artifacts_and_verified_inliers(first_run: tuple[Path, Path]) -> None:
