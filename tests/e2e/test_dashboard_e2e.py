@@ -330,11 +330,17 @@ def test_run_page_keeps_its_edits_across_pages(page: Any, server: Server) -> Non
     open_page(page, server, "/run", lambda p: p.get_by_role("button", name="Launch"))
     edits = {".st-key-cfg-default-reconstruction-seed input": "7", ".st-key-repeats input": "4",
              ".st-key-group input": "mygroup"}
-    for selector, value in edits.items():
+    share = page.locator('[data-testid="stSidebar"] [data-testid="stCode"]')
+    # each edit's effect is waited for before the next: on a busy machine a script run starts later than settle's
+    # first look, and a page switched to before it ran had never received the edit
+    effects = [lambda: expect(page.get_by_text("--set reconstruction.seed=7")).to_be_visible(timeout=PAGE_TIMEOUT_MS),
+               lambda: expect(page.get_by_text("Seeds 7 … 10")).to_be_visible(timeout=PAGE_TIMEOUT_MS),
+               lambda: expect(share).to_contain_text("group=mygroup", timeout=PAGE_TIMEOUT_MS)]
+    for (selector, value), effect in zip(edits.items(), effects, strict=True):
         page.locator(selector).fill(value)
         page.locator(selector).press("Enter")
+        effect()
         settle(page)
-    expect(page.get_by_text("--set reconstruction.seed=7")).to_be_visible()
     for name in ("Datasets", "Results", "Run"):
         page.locator('[data-testid="stSidebarNav"] a', has_text=name).click()
         settle(page)
