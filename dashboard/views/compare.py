@@ -469,6 +469,10 @@ def config_diff_section(arms: dict[str, list[state.RunView]], spreads: dict[str,
         st.caption("Identical configs.")
     else:
         st.dataframe(_as_text(diff), hide_index=True, width="stretch", key="config_diff")
+        if diff["change"].isin(["added", "removed"]).any():  # (every run writes its whole config)
+            st.caption("A key only one side's config holds (added, removed) comes from another version of imc-lab: "
+                       "the other run's imc-lab had no such setting, so it ran that version's behaviour, not a "
+                       "value that was left out.")
     for label, spread in spreads.items():
         st.markdown(f"**{state.md(label)}: configs differ inside the group** (the seed aside)")
         st.dataframe(_as_text(spread), hide_index=True, width="stretch", key=f"spread_{label}")

@@ -416,6 +416,9 @@ def test_an_outside_submission_is_left_out_of_the_config_diff(make_run: Callable
     (diff,) = [d.value for d in at.dataframe if _is(d.value, "config_diff")]
     assert set(diff["vs"]) == {"b"} and "None" not in set(diff.to_numpy().ravel())
     assert diff.set_index("key").loc["extra.only_in_b", "a"] == "—"
+    # a key one config lacks is another imc-lab version's, not a value left out
+    assert any(x.value.startswith("A key only one side's config holds (added, removed) comes from another version")
+               for x in at.caption)
     assert any(x.value == "Configs compared: a; b." for x in at.caption)  # not c, which has no config
     two = open_compare(["a", "c"])
     no_errors(two)
