@@ -215,11 +215,16 @@ def _cmd_runs(args: argparse.Namespace) -> int:
     if unknown := [x for x in args.status if x not in RUN_STATUSES]:  # (it matched no run, and said "0 run(s)")
         raise ConfigError(f"runs{' rm' if args.action == 'rm' else ''}: unknown --status {', '.join(unknown)} "
                           f"(statuses: {', '.join(RUN_STATUSES)})")
+    if args.last is not None and args.last < 1:
+        raise ConfigError(f"runs: --last {args.last}: a number of runs, 1 or more")
     if args.action == "rm":
-        if not (args.ids or args.status):
-            raise ConfigError("runs rm: name RUN_IDs and/or --status")
+        if args.variant or args.last is not None:  # (what a bulk removal selects stays easy to say)
+            raise ConfigError("runs rm: --variant and --last only narrow the list; remove by RUN_ID, --status or "
+                              "--group")
+        if not (args.ids or args.status or args.group):
+            raise ConfigError("runs rm: name RUN_IDs and/or --status and/or --group")
         gone = remove_runs(args.ids, Path(args.root) if args.root else None, statuses=args.status,
-                           force=args.force, dry_run=args.dry_run)
+                           groups=args.group, force=args.force, dry_run=args.dry_run)
         for p in gone:
             print(f"{'would remove' if args.dry_run else 'removed'} {p}")
         print(f"{len(gone)} run(s){' (dry run)' if args.dry_run else ''}")
@@ -232,6 +237,12 @@ def _cmd_runs(args: argparse.Namespace) -> int:
     df = list_runs(root)
     if args.status:  # (it listed every run, without a word)
         df = df[df["status"].isin(args.status)]
+    if args.group:
+        df = df[df["group"].isin(args.group)]
+    if args.variant:
+        df = df[df["variant"].isin(args.variant)]
+    if args.last is not None:  # (list_runs: newest first)
+        df = df.head(args.last)
     cols = ["id", "status", "variant", "datasets", "score", "mAA", "clusterness", "seconds", "seed", "group", "label"]
     shown = df.astype({"seed": "Int64"})[cols].astype(object).where(df[cols].notna(), "")
     for c, digits in (("score", 4), ("mAA", 4), ("clusterness", 4), ("seconds", 1)):  # as `run` prints them
@@ -239,8 +250,9 @@ def _cmd_runs(args: argparse.Namespace) -> int:
     shown["datasets"] = [_few(str(v)) for v in shown["datasets"]]
     # (a run folder copied by hand can hold escape sequences in its labels: shown, not acted on by the terminal)
     shown = shown.map(lambda v: "".join(c if c.isprintable() else "?" for c in v) if isinstance(v, str) else v)
-    print(shown.to_string(index=False) if len(df) else
-          f"no runs{' with status ' + ' or '.join(args.status) if args.status else ''}")
+    said = [f"{name} {' or '.join(values)}" for name, values in
+            (("with status", args.status), ("of group", args.group), ("of variant", args.variant)) if values]
+    print(shown.to_string(index=False) if len(df) else f"no runs{' ' + ', '.join(said) if said else ''}")
     unreadable = dict(df.attrs["unreadable"])
     if unreadable:  # damaged files: left out above, and said so, each with why (`runs rm ID` removes them)
         print(f"warning: {len(unreadable)} run folder(s) could not be read (`runs rm ID` removes one):",
@@ -515,14 +527,20 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=_cmd_variants)
 
     s = sub.add_parser("runs", help="list run directories, or remove some",
-                       description="Without an action: every run with its scores. `rm` deletes the runs named and/or "
-                       "every run of a --status (cache artifacts stay: `cache prune --unused` frees them).")
+                       description="Without an action: every run with its scores, newest first (--status, --group, "
+                       "--variant and --last narrow the list). `rm` deletes the runs named and/or every run of a "
+                       "--status and/or --group (cache artifacts stay: `cache prune --unused` frees them).")
     s.add_argument("action", nargs="?", choices=["list", "rm"], default="list")
     s.add_argument("ids", nargs="*", metavar="RUN_ID", help="rm: run folder names")
     s.add_argument("--root", help="runs folder (default $IMC_RUNS_DIR or data/runs)")
     s.add_argument("--status", action="append", default=[],
                    help="only the runs with this status as `runs` lists it (repeatable), e.g. failed, "
                    "cancelled, stopped (its process ended without recording a result); rm: removes every one")
+    s.add_argument("--group", action="append", default=[],
+                   help="only the runs of this group (repeatable); rm: removes every one (with --status: those of "
+                   "that status)")
+    s.add_argument("--variant", action="append", default=[], help="list: only the runs of this variant (repeatable)")
+    s.add_argument("--last", type=int, metavar="N", help="list: only the N newest runs (after the other filters)")
     s.add_argument("--force", action="store_true",
                    help="rm: also runs whose process still runs (stopped first: SIGTERM, then SIGKILL after 10 s), "
                         "or that ran on another host")

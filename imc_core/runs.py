@@ -319,15 +319,17 @@ def _files_of_a_run(path: Path) -> list[str]:
 
 
 def remove_runs(ids: Iterable[str] = (), root: Path | None = None, *, statuses: Iterable[str] = (),
-                force: bool = False, dry_run: bool = False) -> list[Path]:
+                groups: Iterable[str] = (), force: bool = False, dry_run: bool = False) -> list[Path]:
     """Delete run folders under ``root`` (default runs root): the runs named in ``ids`` and every run whose
-    ``run.json`` status is in ``statuses`` (e.g. ``failed``). Cache artifacts stay (``cache prune --unused`` then
-    frees those no remaining run needs).
+    ``run.json`` status is in ``statuses`` (e.g. ``failed``) and whose group is in ``groups`` (either filter alone
+    selects by itself; both: the runs that pass both). Cache artifacts stay (``cache prune --unused`` then frees
+    those no remaining run needs).
 
     Args:
         ids: run folder names (plain names inside ``root``; no path).
         statuses: statuses to delete in bulk, as :func:`list_runs` shows them (``stopped``: a run that says
             running or queued in ``run.json`` but whose process has ended, :mod:`imc_core.liveness`).
+        groups: groups (``run.json`` ``group``) to delete in bulk.
         force: also delete runs whose process still runs (or that cannot be checked: recorded on another host).
         dry_run: return what would go, delete nothing.
 
@@ -347,11 +349,12 @@ def remove_runs(ids: Iterable[str] = (), root: Path | None = None, *, statuses: 
                 (path / "run.json").is_file() or _files_of_a_run(path)):  # (`runs` names those without run.json)
             raise InputError(path, "no such run folder")
         chosen[path] = run_id
-    wanted = set(statuses)
-    if wanted and root.is_dir():
+    wanted, wanted_groups = set(statuses), set(groups)
+    if (wanted or wanted_groups) and root.is_dir():
         for p in sorted(root.iterdir()):
             meta = read_json(p / "run.json")
-            if isinstance(meta, dict) and _status(p, meta) in wanted:
+            if isinstance(meta, dict) and (not wanted_groups or meta.get("group") in wanted_groups) \
+                    and (not wanted or _status(p, meta) in wanted):
                 chosen[p] = p.name
     if not force:
         for path in chosen:

@@ -369,6 +369,40 @@ def test_runs_lists_only_the_status_asked_for(tmp_path: Path, capsys: pytest.Cap
     assert "runs: unknown --status faild" in capsys.readouterr().err
 
 
+def test_runs_narrowed_by_group_variant_and_last(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """300 runs were listed whole: a group, a variant and the newest few are asked for by name; `rm --group`
+    removes an experiment's runs (with --status, only those of that status)."""
+    from imc_core.runs import RunWriter
+
+    runs = {"a": ("done", "exp1", "default"), "b": ("failed", "exp1", "default"), "c": ("done", "exp2", "sift_nn"),
+            "d": ("done", None, "default")}
+    for i, (name, (status, group, variant)) in enumerate(runs.items()):
+        RunWriter(tmp_path / name).write_meta(id=name, status=status, group=group, variant=variant,
+                                              created=f"2026-01-01T00:00:0{i}")
+
+    def listed(*args: str) -> list[str]:
+        assert main(["runs", "--root", str(tmp_path), *args]) == 0
+        out = capsys.readouterr().out
+        return [line.split()[0] for line in out.splitlines()[1:]] if not out.startswith("no runs") else [out.strip()]
+
+    assert listed("--group", "exp1") == ["b", "a"]  # newest first
+    assert listed("--group", "exp1", "--group", "exp2") == ["c", "b", "a"]
+    assert listed("--variant", "default") == ["d", "b", "a"]
+    assert listed("--last", "2") == ["d", "c"]
+    assert listed("--variant", "default", "--last", "1") == ["d"]
+    assert listed("--group", "exp2", "--status", "failed") == ["no runs with status failed, of group exp2"]
+    assert main(["runs", "--root", str(tmp_path), "--last", "0"]) == 2
+    assert "--last 0: a number of runs, 1 or more" in capsys.readouterr().err
+    assert main(["runs", "rm", "--root", str(tmp_path), "--variant", "default"]) == 2  # rm: never by variant
+    assert "--variant and --last only narrow the list" in capsys.readouterr().err
+    assert main(["runs", "rm", "--root", str(tmp_path), "--group", "exp1", "--status", "failed"]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "c", "d"]
+    assert main(["runs", "rm", "--root", str(tmp_path), "--group", "exp1", "--group", "exp2", "--dry-run"]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == "2 run(s) (dry run)"
+    assert main(["runs", "rm", "--root", str(tmp_path), "--group", "exp1"]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c", "d"]
+
+
 @pytest.mark.parametrize("args, message", [
     (["--images", "0"], "synth --images 0: must be at least 2"),
     (["--scenes", "0"], "synth --scenes 0: must be at least 1"),
