@@ -394,12 +394,13 @@ def live_status(status: str, run_dir: str | Path) -> str:
 
 
 def resolve_run_dir(run: str) -> Path:
-    """A run id (folder name under the runs root) or an absolute run directory → its path.
+    """A run id (folder name under the runs root) or an absolute run directory (one that holds a run's files) →
+    its path.
 
     Raises:
         InputError: unsafe id or no such folder.
     """
-    from imc_core.runs import runs_root
+    from imc_core.runs import _files_of_a_run, runs_root
 
     p = Path(run)
     if not p.is_absolute():
@@ -408,6 +409,10 @@ def resolve_run_dir(run: str) -> Path:
         p = runs_root() / run
     try:
         found = p.is_dir()
+        # an absolute folder (a `run --out` elsewhere) must hold a run: a shared link could otherwise tell which
+        # folders of this machine exist ("not found" against another error), and the same words serve both
+        if found and Path(run).is_absolute() and not (p / "run.json").is_file() and not _files_of_a_run(p):
+            found = False
     except OSError as err:  # (a link's 5,000-character id: "File name too long")
         raise InputError(None, f"invalid run id {run[:60]!r}…: {err.strerror}") from None
     if not found:

@@ -359,3 +359,23 @@ def test_image_in_keeps_a_runs_image_names_inside_the_dataset_folder(tmp_path: P
     assert state.image_in(tmp_path, "sub/a.png") == tmp_path / "sub" / "a.png"
     for name in ("/usr/share/x.png", "../x.png", "sub/../../x.png", "..\\x.png", "C:\\x.png"):
         assert state.image_in(tmp_path, name) is None, name
+
+
+def test_an_absolute_run_folder_must_hold_a_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``?run=/abs/folder`` (a ``run --out`` elsewhere) told a shared link which folders of the machine exist: a
+    folder without a run's files now reads as a missing one, in the same words."""
+    from imc_core.errors import InputError
+
+    monkeypatch.setenv("IMC_RUNS_DIR", str(tmp_path / "runs"))
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    for folder in (plain, tmp_path / "missing"):
+        with pytest.raises(InputError, match="run directory not found") as err:
+            state.resolve_run_dir(str(folder))
+        assert str(err.value) == f"{folder}: run directory not found"
+    (plain / "run.json").write_text("{}")
+    assert state.resolve_run_dir(str(plain)) == plain
+    lost = tmp_path / "lost"  # a run whose run.json is lost: still a run's folder (Results names what is missing)
+    lost.mkdir()
+    (lost / "per_image.csv").write_text("dataset,scene,image\n")
+    assert state.resolve_run_dir(str(lost)) == lost
