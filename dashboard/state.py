@@ -709,10 +709,12 @@ def _legend_below(fig: Any) -> None:
 
 
 def cameras_3d(rv: RunView, dataset: str, scene: str, key: str, with_points: bool = False,
-               compact: bool = False) -> None:
-    """GT frustums vs the associated cluster's cameras aligned into the GT frame (viz.camera_frustums)."""
+               compact: bool = False, by_passes: bool = False) -> None:
+    """GT frustums vs the associated cluster's cameras aligned into the GT frame (viz.camera_frustums), coloured
+    by their error under that alignment or, ``by_passes``, by the thresholds each passes (viz.thresholds_passed)."""
     labels = root_labels(rv.data_root)
     entry = ((rv.alignments or {}).get(dataset) or {}).get(scene)
+    thresholds = (entry or {}).get("thresholds")
     if labels is None:  # e.g. a teammate's bundle: the run's own per_image.csv still holds both centres
         if not rv.has_centres:
             st.info(rv.no_gt_note())
@@ -720,8 +722,8 @@ def cameras_3d(rv: RunView, dataset: str, scene: str, key: str, with_points: boo
         rows = rv.per_image[(rv.per_image["dataset"].astype(str) == dataset)
                             & (rv.per_image["scene"].astype(str) == scene)]
         st.caption(f"GT scene **{md(scene)}** ↔ cluster **{md((entry or {}).get('cluster') or 'none')}**")
-        show_figure("camera_centres", rows, thresholds=(entry or {}).get("thresholds"), title=f"{dataset} / {scene}",
-                    key=key, post=_legend_below if compact else fit_3d_view)
+        show_figure("camera_centres", rows, thresholds=thresholds, title=f"{dataset} / {scene}", key=key,
+                    by_passes=by_passes, post=_legend_below if compact else fit_3d_view)
         return
     gt = labels[(labels["dataset"].astype(str) == dataset) & (labels["scene"].astype(str) == scene)]
     sub = _submission(rv.path, run_mtime(Path(rv.path)))
@@ -729,11 +731,15 @@ def cameras_3d(rv: RunView, dataset: str, scene: str, key: str, with_points: boo
     cluster = (entry or {}).get("cluster") or ""
     if sub is not None and cluster:
         pred = sub[(sub["dataset"].astype(str) == dataset) & (sub["scene"].astype(str) == cluster)]
-    errors = None
+    errors = passes = None
     if rv.per_image is not None and "error" in rv.per_image:
         pi = rv.per_image[(rv.per_image["dataset"].astype(str) == dataset)
                           & (rv.per_image["scene"].astype(str) == scene)]
         errors = pd.to_numeric(pi.set_index("image")["error"], errors="coerce")
+        if by_passes and thresholds:
+            from imc_core.viz import thresholds_passed
+
+            passes = thresholds_passed(pi, thresholds)
     points = None
     if with_points and cluster.startswith("cluster"):
         model = Path(rv.path) / "models" / dataset / cluster.removeprefix("cluster")
@@ -742,9 +748,8 @@ def cameras_3d(rv: RunView, dataset: str, scene: str, key: str, with_points: boo
         else:
             st.caption("No COLMAP model saved for this cluster.")
     st.caption(f"GT scene **{md(scene)}** ↔ cluster **{md(cluster or 'none')}**")
-    show_figure("camera_frustums", gt, pred, alignment=entry, errors=errors,
-                thresholds=(entry or {}).get("thresholds"), points=points, title=f"{dataset} / {scene}", key=key,
-                post=_legend_below if compact else fit_3d_view)
+    show_figure("camera_frustums", gt, pred, alignment=entry, errors=errors, thresholds=thresholds, passes=passes,
+                points=points, title=f"{dataset} / {scene}", key=key, post=_legend_below if compact else fit_3d_view)
 
 
 # ------------------------------------------------------------------------------------------------------ data

@@ -28,6 +28,7 @@ from .submission import R_COLS, T_COLS
 __all__ = [
     "apply_similarity",
     "camera_centers",
+    "camera_centres",
     "camera_frustums",
     "cluster_matrix",
     "compare_bars",
@@ -41,6 +42,7 @@ __all__ = [
     "score_bars",
     "strongest_pairs",
     "threshold_curve",
+    "thresholds_passed",
     "timings_bar",
 ]
 
@@ -304,6 +306,48 @@ def _error_bins(errors: np.ndarray, thresholds: Sequence[float]) -> tuple[np.nda
     return idx, names, colors
 
 
+def _used_thresholds(thresholds: Sequence[float]) -> list[int]:
+    """Indices of the thresholds the metric scores: t2 … t5 of a scene's six, else every one."""
+    return list(range(2, 6)) if len(thresholds) == 6 else list(range(len(thresholds)))
+
+
+def thresholds_passed(rows: pd.DataFrame, thresholds: Sequence[float]) -> pd.Series:
+    """How many of the scored thresholds each image passes, each under its own alignment, as the metric counts.
+
+    Args:
+        rows: ``per_image.csv`` rows of one GT scene (``image`` and ``pass_0 … pass_5``).
+        thresholds: the scene's thresholds (six: t2 … t5 are scored).
+
+    Returns:
+        Series indexed by image name, 0 … the number of scored thresholds (an absent pass column counts as not
+        passed).
+    """
+    count = pd.Series(0, index=rows.index, dtype=int)
+    for k in _used_thresholds(thresholds):
+        if f"pass_{k}" in rows:
+            column = rows[f"pass_{k}"]
+            count += (column.astype(str).str.lower() == "true").astype(int) if column.dtype != bool else column
+    return pd.Series(count.to_numpy(), index=rows["image"].astype(str).to_numpy())
+
+
+def _pass_bins(counts: np.ndarray, thresholds: Sequence[float]) -> tuple[np.ndarray, list[str], list[str]]:
+    """Bin cameras by how many scored thresholds they pass (:func:`thresholds_passed`), most first.
+
+    Args:
+        counts: (N,) thresholds passed; nan = unknown (binned with those that pass none).
+        thresholds: the scene's thresholds.
+
+    Returns:
+        bin index per camera (N,), bin names, bin colours (the palette of :func:`_error_bins`, whose bins they
+        replace); the last bin is "passes none".
+    """
+    n = len(_used_thresholds(thresholds))
+    colors = sample_colorscale(ERROR_SCALE, list(np.linspace(0.0, 1.0, n))) + [FAIL_COLOR] if n else [FAIL_COLOR]
+    names = [f"passes {k} of {n} thresholds" for k in range(n, 0, -1)] + ["passes none (or in another cluster)"]
+    idx = n - np.clip(np.nan_to_num(np.asarray(counts, dtype=float), nan=0.0), 0, n).astype(int)
+    return idx, names, colors
+
+
 def _camera_layout(fig: go.Figure) -> None:
     """The layout of the 3-D camera views: true proportions, x/y/z axes, and the user's camera kept across
     redraws (``uirevision``)."""
@@ -315,6 +359,19 @@ def _camera_layout(fig: go.Figure) -> None:
                       uirevision="cameras")
 
 
+def _passed(names: Sequence[str], passes: pd.Series | Mapping[str, float] | None) -> np.ndarray:
+    """Thresholds passed per name (nan where ``passes`` does not say, or is None)."""
+    table = {str(k): float(v) for k, v in dict(passes).items()} if passes is not None else {}
+    return np.array([table.get(str(n), np.nan) for n in names], dtype=float)
+
+
+def _passed_hover(count: float, thresholds: Sequence[float] | None) -> str:
+    """``<br>passes k of n thresholds`` for a hover text, or nothing when unknown."""
+    if not np.isfinite(count) or not thresholds:
+        return ""
+    return f"<br>passes {int(count)} of {len(_used_thresholds(thresholds))} thresholds"
+
+
 def camera_frustums(
     gt: pd.DataFrame | None,
     pred: pd.DataFrame | None = None,
@@ -322,6 +379,7 @@ def camera_frustums(
     alignment: Mapping[str, Any] | None = None,
     errors: pd.Series | Mapping[str, float] | None = None,
     thresholds: Sequence[float] | None = None,
+    passes: pd.Series | Mapping[str, float] | None = None,
     scale: float | None = None,
     points: np.ndarray | None = None,
     max_points: int = 20000,
@@ -343,6 +401,9 @@ def camera_frustums(
         errors: per-image error in metres indexed by image name (the metric's). Default: distance between the
             aligned predicted centre and the GT centre.
         thresholds: the scene's six thresholds in metres; ``None`` colours by a continuous error scale.
+        passes: thresholds passed per image name (:func:`thresholds_passed`); with ``thresholds``, cameras are
+            coloured by it (each threshold under its own alignment, as the metric counts) instead of by their error
+            under the drawn (largest threshold's) alignment.
         scale: pyramid depth in GT units; default from the scene extent.
         points: (P, 3) 3-D points in the prediction's frame (aligned like the cameras), subsampled to
             ``max_points`` with a fixed seed.
@@ -398,11 +459,13 @@ def camera_frustums(
             err[i] = float(np.linalg.norm(p_c[i] - g_c[gt_index[name]]))
     idx_in = np.flatnonzero(in_scene)
 
+    passed = _passed(p_names, passes)
     if len(idx_in):
-        hover = [f"{p_names[i]}<br>error {err[i]:.4g} m" if np.isfinite(err[i]) else f"{p_names[i]}<br>error n/a"
-                 for i in idx_in]
+        hover = [(f"{p_names[i]}<br>error {err[i]:.4g} m" if np.isfinite(err[i]) else f"{p_names[i]}<br>error n/a")
+                 + _passed_hover(passed[i], thresholds) for i in idx_in]
         if thresholds is not None and len(thresholds):
-            bins, bin_names, bin_colors = _error_bins(err[idx_in], thresholds)
+            bins, bin_names, bin_colors = (_error_bins(err[idx_in], thresholds) if passes is None
+                                           else _pass_bins(passed[idx_in], thresholds))
             for k, (bname, bcolor) in enumerate(zip(bin_names, bin_colors, strict=True)):
                 sel = idx_in[bins == k]
                 if len(sel) == 0:
@@ -471,7 +534,7 @@ def camera_frustums(
 
 
 def camera_centres(rows: pd.DataFrame, thresholds: Sequence[float] | None = None,
-                   title: str = "Camera centres: ground truth vs prediction") -> go.Figure:
+                   title: str = "Camera centres: ground truth vs prediction", by_passes: bool = False) -> go.Figure:
     """Camera centres of one GT scene from a run's ``per_image.csv`` alone: for a run whose data root (and so its
     GT orientations) is not on this machine, e.g. a teammate's imported bundle.
 
@@ -482,6 +545,8 @@ def camera_centres(rows: pd.DataFrame, thresholds: Sequence[float] | None = None
         thresholds: the scene's six thresholds in metres (colour bins as :func:`camera_frustums`); ``None``: one
             colour.
         title: figure title.
+        by_passes: colour by the thresholds each image passes (the rows' ``pass_k`` columns,
+            :func:`thresholds_passed`) instead of by its error under the largest threshold's alignment.
 
     Returns:
         Figure with Scatter3d traces ``GT centres``, ``pred: <bin>`` (one per non-empty bin), ``GT–pred offsets``
@@ -502,15 +567,21 @@ def camera_centres(rows: pd.DataFrame, thresholds: Sequence[float] | None = None
                                    marker={"size": 4, "color": GT_COLOR}, text=names[has_g],
                                    hovertemplate="%{text}<br>GT<extra></extra>"))
     shown = np.flatnonzero(has_p)
-    bins, bin_names, bin_colors = (_error_bins(err[shown], thresholds) if thresholds is not None
-                                   else (np.zeros(len(shown), int), ["pred centres"], ["#e66101"]))
+    passed = (thresholds_passed(rows, thresholds).to_numpy(float) if thresholds is not None
+              else np.full(len(rows), np.nan))
+    if thresholds is None:
+        bins, bin_names, bin_colors = np.zeros(len(shown), int), ["pred centres"], ["#e66101"]
+    else:
+        bins, bin_names, bin_colors = (_pass_bins(passed[shown], thresholds) if by_passes
+                                       else _error_bins(err[shown], thresholds))
     for k, (bname, bcolor) in enumerate(zip(bin_names, bin_colors, strict=True)):
         sel = shown[bins == k]
         if len(sel):
             fig.add_trace(go.Scatter3d(
                 x=p[sel, 0], y=p[sel, 1], z=p[sel, 2], mode="markers", name=f"pred: {bname}",
                 marker={"size": 5, "color": bcolor, "symbol": "diamond"},
-                text=[f"{names[i]}<br>error {err[i]:.4g} m" for i in sel], hovertemplate="%{text}<extra></extra>"))
+                text=[f"{names[i]}<br>error {err[i]:.4g} m{_passed_hover(passed[i], thresholds)}" for i in sel],
+                hovertemplate="%{text}<extra></extra>"))
     both = np.flatnonzero(has_g & has_p)
     if len(both):
         xs, ys, zs = _polyline(np.stack([g[both], p[both]], axis=1))

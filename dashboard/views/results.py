@@ -502,6 +502,10 @@ def pose_convention_note(rv: state.RunView) -> str:
                    "ruled it out; none did clearly better.")
 
 
+#: the 3-D tab's colourings: label → by thresholds passed (else by error under the drawn alignment)
+COLOUR_BY = {"thresholds passed (as the metric)": True, "error under the drawn alignment": False}
+
+
 def tab_3d(rv: state.RunView, dataset: str | None, scene: str | None) -> None:
     if dataset is None:
         return
@@ -519,14 +523,25 @@ def tab_3d(rv: state.RunView, dataset: str | None, scene: str | None) -> None:
                 "they went.")
         return
     # (an outside submission's run has no COLMAP model to take points from)
-    with_points = not rv.outside and not no_labels and st.checkbox("Show 3-D points (COLMAP model)", key="pts")
-    st.caption("Predicted cameras are placed by the metric's best similarity for the **largest** threshold and "
-               "coloured by their error under it. Each threshold has its own alignment (Images tab, t2 … t5), so a "
-               "camera can pass a threshold its colour here says it misses, or fail one it seems to meet.")
+    c1, c2 = st.columns([1, 2])
+    with c1:
+        with_points = not rv.outside and not no_labels and st.checkbox("Show 3-D points (COLMAP model)", key="pts")
+    colour = c2.radio("Colour cameras by", list(COLOUR_BY), horizontal=True, key="colour_3d",
+                      help="Thresholds passed: as the metric counts, each threshold under its own alignment (the "
+                      "Images tab's t2 … t5). Error: the distance drawn here, under the largest threshold's "
+                      "alignment.")
+    by_passes = COLOUR_BY[colour]
+    st.caption("Predicted cameras are placed by the metric's best similarity for the **largest** threshold. "
+               + ("Their colour counts the thresholds each passes under that threshold's own alignment, as the "
+                  "metric scores it, so a camera drawn a little off may still pass them all."
+                  if by_passes else
+                  "Their colour is their error under that alignment. Each threshold has its own alignment (Images "
+                  "tab, t2 … t5), so a camera can pass a threshold its colour here says it misses, or fail one it "
+                  "seems to meet."))
     st.caption(pose_convention_note(rv))
     scenes = _gt_scenes(rv, dataset)
     if scene or len(scenes) <= 1:  # (one GT scene: drawn full size, not in half the page)
-        state.cameras_3d(rv, dataset, s, key="fig_3d", with_points=with_points)
+        state.cameras_3d(rv, dataset, s, key="fig_3d", with_points=with_points, by_passes=by_passes)
         return
     # all scenes: each GT scene has its own metric frame, so one view per scene, side by side
     st.caption(f"All {len(scenes)} GT scenes of {state.md(dataset)}, each in its own frame (pick one above to "
@@ -534,7 +549,8 @@ def tab_3d(rv: state.RunView, dataset: str | None, scene: str | None) -> None:
     cols = st.columns(2)
     for i, name in enumerate(scenes):
         with cols[i % 2]:
-            state.cameras_3d(rv, dataset, name, key=f"fig_3d_{i}", with_points=with_points, compact=True)
+            state.cameras_3d(rv, dataset, name, key=f"fig_3d_{i}", with_points=with_points, compact=True,
+                             by_passes=by_passes)
 
 
 def _gt_scenes(rv: state.RunView, dataset: str) -> list[str]:

@@ -205,6 +205,28 @@ def test_the_3d_tab_says_which_pose_convention(make_run: Callable[..., Path]) ->
         "cam_from_world; what IMC-2025 wants). imc-lab writes its own runs so, from COLMAP's models."]
 
 
+def test_the_3d_tab_colours_by_thresholds_passed_or_by_error(make_run: Callable[..., Path]) -> None:
+    """The 3-D colours followed the largest threshold's alignment alone and disagreed with the Images tab's passes:
+    by default they count the thresholds passed, as the metric does; the error under the drawn alignment is a
+    click away."""
+    make_run("run-c")
+    at = open_app("results", run="run-c", tab="3D", dataset="ds1", scene="s1")
+    assert_clean(at)
+    (radio,) = [r for r in at.radio if r.label == "Colour cameras by"]
+    assert radio.value == "thresholds passed (as the metric)"
+
+    def bins(app: AppTest) -> set[str]:
+        (fig,) = [json.loads(c.proto.spec) for c in app.get("plotly_chart")]
+        return {t["name"] for t in fig["data"] if t.get("name", "").startswith("pred: ")}
+
+    assert bins(at) and all(" thresholds" in b or b.startswith("pred: passes none") for b in bins(at)), bins(at)
+    assert any("counts the thresholds each passes" in c.value for c in at.caption)
+    radio.set_value("error under the drawn alignment").run()
+    assert_clean(at)
+    assert bins(at) and not any("passes" in b for b in bins(at)), bins(at)
+    assert any("Their colour is their error under that alignment" in c.value for c in at.caption)
+
+
 def test_a_runs_own_words_are_shown_as_text_not_markup(make_run: Callable[..., Path]) -> None:
     """A teammate's bundle with `![x](http://…)` in its run.json made every page view fetch that address."""
     import json

@@ -107,6 +107,42 @@ def test_alignment_entry_uses_last_model_and_errors_colour_bins(scene) -> None:
     assert marker_colors[4] == marker_colors[5] == viz.FAIL_COLOR
 
 
+def test_frustums_coloured_by_thresholds_passed_as_the_metric_counts(scene) -> None:
+    """The colour by error under the largest threshold's alignment disagreed with the Images tab's passes (each
+    threshold has its own alignment): coloured by the passes, a camera 3 cm off that passes every threshold is
+    green, and one that passes none is red whatever its error."""
+    gt, pred, model = scene
+    th = [0.005, 0.01, 0.02, 0.05, 0.1, 0.2]
+    entry = {"cluster": "c0", "thresholds": th, "models": [None] * 5 + [model]}
+    rows = pd.DataFrame({"image": gt["image"], **{f"pass_{k}": [False] * 6 for k in range(2)},
+                         "pass_2": [True, True, False, False, False, False],
+                         "pass_3": [True, True, True, False, False, False],
+                         "pass_4": ["True", "True", "True", "True", "False", "False"],  # (as read from a CSV)
+                         "pass_5": [True, True, True, True, True, False]})
+    passes = viz.thresholds_passed(rows, th)
+    assert passes.to_dict() == {"im0.png": 4, "im1.png": 4, "im2.png": 3, "im3.png": 2, "im4.png": 1,
+                                "im5.png": 0}
+    errors = pd.Series([0.03, 0.001, 0.001, 0.001, 0.001, 0.001], index=gt["image"])
+    fig = viz.camera_frustums(gt, pred, alignment=entry, errors=errors, thresholds=th, passes=passes)
+    assert [n for n in _names(fig) if n.startswith("pred: ")] == [
+        "pred: passes 4 of 4 thresholds", "pred: passes 3 of 4 thresholds", "pred: passes 2 of 4 thresholds",
+        "pred: passes 1 of 4 thresholds", "pred: passes none (or in another cluster)"]
+    centres = next(tr for tr in fig.data if tr.name == "pred centres")
+    assert centres.marker.color[0] == centres.marker.color[1] != viz.FAIL_COLOR  # 3 cm off, passes all four
+    assert centres.marker.color[5] == viz.FAIL_COLOR  # 1 mm off under the drawn alignment, passes none
+    assert "passes 4 of 4 thresholds" in centres.text[0] and "error 0.03 m" in centres.text[0]
+    by_error = viz.camera_frustums(gt, pred, alignment=entry, errors=errors, thresholds=th)
+    assert next(tr for tr in by_error.data if tr.name == "pred centres").marker.color[5] != viz.FAIL_COLOR
+    rows[["gt_cx", "gt_cy", "gt_cz"]] = viz.camera_centers(*viz._poses(gt, "g")[1:])
+    rows[["pred_cx", "pred_cy", "pred_cz"]] = rows[["gt_cx", "gt_cy", "gt_cz"]].to_numpy() + 0.001
+    rows["error"] = errors.to_numpy()
+    centred = viz.camera_centres(rows, th, by_passes=True)
+    assert {t.name: len(t.x) for t in centred.data if t.name.startswith("pred: ")} == {
+        "pred: passes 4 of 4 thresholds": 2, "pred: passes 3 of 4 thresholds": 1,
+        "pred: passes 2 of 4 thresholds": 1, "pred: passes 1 of 4 thresholds": 1,
+        "pred: passes none (or in another cluster)": 1}
+
+
 def test_nan_poses_are_drawn_only_as_gt(scene) -> None:
     gt, pred, model = scene
     pred = pred.copy()
