@@ -613,6 +613,9 @@ def side_by_side(arms: dict[str, list[state.RunView]]) -> None:
     drawn = st.multiselect("Runs to draw", ids, key="draw_runs",
                            help=f"Any number; {VIEWS_PER_ROW} views per row (each is a full 3-D figure).")
     shown = [rv for rv in views if rv.id in drawn]
+    if shown:
+        st.caption("Cameras coloured by the thresholds each passes, as the metric counts them (the Results page's "
+                   "3-D tab also colours by error).")
     for start in range(0, len(shown), VIEWS_PER_ROW):
         row = shown[start:start + VIEWS_PER_ROW]
         for col, rv in zip(st.columns(VIEWS_PER_ROW), row, strict=False):
@@ -620,7 +623,7 @@ def side_by_side(arms: dict[str, list[state.RunView]]) -> None:
                 arm = arm_of[rv.id]
                 st.caption(rv.id if _arm_names_run(arm, rv.id) else f"{rv.id} ({state.md(arm)})")
                 with state.error_boundary(rv.id):
-                    state.cameras_3d(rv, dataset, scene, key=f"fig_3d_{rv.id}", compact=True)
+                    state.cameras_3d(rv, dataset, scene, key=f"fig_3d_{rv.id}", compact=True, by_passes=True)
 
 
 def _numbers(table: pd.DataFrame, text: tuple[str, ...]) -> dict[str, object]:

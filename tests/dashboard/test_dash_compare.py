@@ -271,6 +271,9 @@ def test_any_number_of_runs_can_be_drawn_side_by_side(make_run: Callable[..., Pa
     no_errors(at)
     assert len(_camera_views(at)) == 5  # two rows: three views, then two
     assert [c.value for c in at.caption if c.value in ids] == ids
+    figs = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]  # coloured as the metric counts passes
+    bins = {t["name"] for f in figs for t in f["data"] if t.get("name", "").startswith("pred: ")}
+    assert bins and all("passes" in b for b in bins), bins
     at.multiselect(key="runs").set_value(ids[2:]).run()  # runs left out of the comparison leave the picker too
     no_errors(at)
     assert at.multiselect(key="draw_runs").value == ids[2:]
