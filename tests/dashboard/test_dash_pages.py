@@ -289,7 +289,7 @@ def test_results_tabs_render(make_run: Callable[..., Path], tab: str) -> None:
         assert "Misplaced images** (1)" in text
     if tab == "3D":
         assert "cluster1" in text
-        assert "coloured by their error under it" in text  # why a colour and a threshold's ✓ can disagree
+        assert "Their colour counts the thresholds each passes" in text  # as the Images tab's ✓ count
         at = open_app("results", run="run-a", tab=tab, scene="outliers")
         assert_clean(at)
         assert any("Outliers have no ground-truth pose" in i.value for i in at.info)
