@@ -163,13 +163,16 @@ def exif_problem(path: str | Path) -> str | None:
     PIL reads a damaged block as far as it can and warns without naming the file ("Corrupt EXIF data. Expecting to
     read 12 bytes but only got 10."); COLMAP logs "Unknown EXIF orientation: 0" the same way. Here both become one
     sentence a run can put beside the image's name. The tags the damage spoils are read as absent: no rotation,
-    no EXIF focal length.
+    no EXIF focal length. A PNG's EXIF is looked for where PNG writers put it, before the pixels: a block after
+    them is not checked (PIL would decode the whole image to find it: 40 ms per 1440×1920 PNG).
     """
     path = Path(path)
     with _EXIF_LOCK, warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
             with Image.open(path) as img:
+                if img.format == "PNG" and "exif" not in img.info:  # (PIL decodes a whole PNG to look further)
+                    return None
                 exif = img.getexif()
                 orientation = exif.get(_TAG_ORIENTATION)
                 exif.get_ifd(_IFD_EXIF)
