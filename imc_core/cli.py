@@ -487,15 +487,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("synth", help="generate the synthetic multi-scene benchmark")
     s.add_argument("--out", required=True, metavar="DIR", help="data root to write (train/, labels, thresholds); "
-                   "files of an earlier generation there are replaced")
+                   "files of an earlier generation there are replaced, and folders they leave empty removed")
     s.add_argument("--seed", type=int, default=0, help="random seed: the same seed gives the same bytes (default 0)")
-    s.add_argument("--datasets", type=int, help="number of datasets, 1..8 (default: the bundled benchmark's)")
-    s.add_argument("--scenes", type=int, help="scenes per dataset")
-    s.add_argument("--images", type=int, help="images per scene (at least 2)")
-    s.add_argument("--outliers", dest="outliers_per_dataset", type=int, metavar="N", help="outlier images per dataset")
-    s.add_argument("--width", type=int, help="image width in pixels (at least 16)")
-    s.add_argument("--height", type=int, help="image height in pixels (at least 16)")
-    s.add_argument("--roll", type=float, help="fraction of views rolled by 90/180 degrees")
+    # (the defaults are the bundled benchmark's, synth.BUNDLED; a test keeps these words in step with it)
+    s.add_argument("--datasets", type=int, help="number of datasets, 1..8 (default 2)")
+    s.add_argument("--scenes", type=int, help="scenes per dataset (default 2 to 3; scenes and outliers share 17 "
+                   "bundled photos, two or more per scene)")
+    s.add_argument("--images", type=int, help="images per scene, at least 2 (default 8 to 12)")
+    s.add_argument("--outliers", dest="outliers_per_dataset", type=int, metavar="N",
+                   help="outlier images per dataset (default 2 to 3)")
+    s.add_argument("--width", type=int, help="image width in pixels, at least 16 (default 640)")
+    s.add_argument("--height", type=int, help="image height in pixels, at least 16 (default 480)")
+    s.add_argument("--roll", type=float, help="fraction of views rolled by 90/180 degrees, 0 to 1 (default 0.1)")
     s.set_defaults(func=_cmd_synth)
 
     s = sub.add_parser("run", help="run a pipeline variant and write a run directory")

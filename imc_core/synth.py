@@ -795,7 +795,8 @@ def _allocate_photos(rng: np.random.Generator, n_scenes: int, n_out: int) -> tup
     if len(rest) < 2 * n_scenes or (n_out and not out_photos):
         raise ConfigError(
             f"{n_scenes} scenes + {n_out} outliers need more than the {len(PHOTOS)} bundled photos; "
-            "lower scenes_per_dataset or outliers_per_dataset"
+            "lower the scenes or the outliers per dataset (synth --scenes / --outliers; scenes_per_dataset / "
+            "outliers_per_dataset of a SynthConfig)"
         )
     per_scene = [rest[j::n_scenes] for j in range(n_scenes)]
     # outlier k gets photo k % n_out_photos; a photo shared by several outliers is cut into separate crops
@@ -984,6 +985,10 @@ def generate(out: str | Path, conf: SynthConfig = BUNDLED, *, overwrite: bool = 
     for f in old_files:
         if f not in keep and ".." not in Path(f).parts and not Path(f).is_absolute():
             (out / f).unlink(missing_ok=True)
+            try:  # a dataset of the earlier config that this one lacks: its emptied folder goes too (every later
+                (out / f).parent.rmdir()  # run refused the root: "no images in this folder")
+            except OSError:  # not empty (other images, or a file of the user's), or gone already
+                pass
     resume = old is not None and old.get("config_hash") == h and not overwrite
     for v in plan.views:
         path = out / "train" / v.dataset / v.image

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import subprocess
 import sys
@@ -401,6 +402,26 @@ def test_runs_narrowed_by_group_variant_and_last(tmp_path: Path, capsys: pytest.
     assert capsys.readouterr().out.splitlines()[-1] == "2 run(s) (dry run)"
     assert main(["runs", "rm", "--root", str(tmp_path), "--group", "exp1"]) == 0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c", "d"]
+
+
+def test_synth_help_states_the_bundled_defaults() -> None:
+    """`synth --help` gave no defaults; the ones it now gives are the bundled benchmark's."""
+    from imc_core.cli import build_parser
+    from imc_core.synth import BUNDLED, PHOTOS
+
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    helps = {a.dest: a.help for a in sub.choices["synth"]._actions}
+
+    def span(value: object) -> str:
+        return f"{value[0]} to {value[1]}" if isinstance(value, tuple) else str(value)
+
+    assert f"(default {BUNDLED.datasets})" in helps["datasets"]
+    assert f"(default {span(BUNDLED.scenes_per_dataset)};" in helps["scenes"] and f"{len(PHOTOS)} bundled" in \
+        helps["scenes"]
+    assert f"(default {span(BUNDLED.images_per_scene)})" in helps["images"]
+    assert f"(default {span(BUNDLED.outliers_per_dataset)})" in helps["outliers_per_dataset"]
+    assert f"(default {BUNDLED.width})" in helps["width"] and f"(default {BUNDLED.height})" in helps["height"]
+    assert f"(default {BUNDLED.roll_fraction})" in helps["roll"]
 
 
 @pytest.mark.parametrize("args, message", [

@@ -292,6 +292,21 @@ def test_new_config_in_same_folder_removes_stale_images(tmp_path: Path) -> None:
     assert sorted(p.name for p in (root / "train" / "synth_rooms").iterdir()) == sorted(labels["image"])
 
 
+def test_fewer_datasets_in_same_folder_remove_the_emptied_folders(tmp_path: Path) -> None:
+    """Two datasets, then one: the second's folder stayed, empty, and every run refused the root ("no images")."""
+    from imc_core.data import DataRoot
+
+    a = SynthConfig(seed=1, datasets=2, scenes_per_dataset=1, images_per_scene=3, outliers_per_dataset=1,
+                    width=48, height=32)  # fmt: skip
+    root = generate(tmp_path / "r", a)
+    assert len([p for p in (root / "train").iterdir()]) == 2
+    (root / "train" / "mine").mkdir()  # a folder of the user's, emptied or not, is not synth's to remove
+    generate(root, SynthConfig(**{**a.__dict__, "datasets": 1}))
+    assert sorted(p.name for p in (root / "train").iterdir()) == ["mine", "synth_rooms"]
+    (root / "train" / "mine").rmdir()
+    assert list(DataRoot(root).load_for_run(None, "train")[1]) == ["synth_rooms"]
+
+
 def test_refuses_foreign_folder_and_bad_configs(tmp_path: Path) -> None:
     (tmp_path / "mine.txt").write_text("keep me")
     with pytest.raises(InputError, match="not a synthetic benchmark"):
