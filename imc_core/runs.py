@@ -326,7 +326,7 @@ def remove_runs(ids: Iterable[str] = (), root: Path | None = None, *, statuses: 
     those no remaining run needs).
 
     Args:
-        ids: run folder names (plain names inside ``root``; no path).
+        ids: run folder names inside ``root``, or paths to folders directly inside it.
         statuses: statuses to delete in bulk, as :func:`list_runs` shows them (``stopped``: a run that says
             running or queued in ``run.json`` but whose process has ended, :mod:`imc_core.liveness`).
         groups: groups (``run.json`` ``group``) to delete in bulk.
@@ -344,6 +344,9 @@ def remove_runs(ids: Iterable[str] = (), root: Path | None = None, *, statuses: 
     chosen: dict[Path, str] = {}
     for run_id in ids:
         run_id = run_id.rstrip("/")  # a shell's completion of the folder name
+        given = Path(run_id)
+        if len(given.parts) > 1 and given.resolve().parent == root.resolve():  # a path to the run folder (export
+            run_id = given.name  # takes one too)
         path = root / run_id
         if run_id in {"", ".", ".."} or Path(run_id).name != run_id or not (
                 (path / "run.json").is_file() or _files_of_a_run(path)):  # (`runs` names those without run.json)
@@ -361,8 +364,10 @@ def remove_runs(ids: Iterable[str] = (), root: Path | None = None, *, statuses: 
             meta = read_json(path / "run.json")
             status = run_state(path, meta).status if isinstance(meta, dict) else None
             if status in (*LIVE_STATUSES, "cancelling"):
-                raise InputError(path, f"run is {status} (its process still runs); stop it first (Ctrl-C where it "
-                                       "runs, or Cancel in the dashboard), or force the removal")
+                others = f", so none of the {len(chosen)} runs chosen is removed" if len(chosen) > 1 else ""
+                raise InputError(path, f"run is {status} (its process still runs){others}; stop it first (Ctrl-C "
+                                       "where it runs, or Cancel in the dashboard), or force the removal (runs rm "
+                                       "--force)")
     out = sorted(chosen)
     if not dry_run:
         for path in out:

@@ -192,6 +192,12 @@ def test_runs_rm(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     assert "unknown --status faild (statuses: done, failed," in capsys.readouterr().err
     assert main(["runs", "list", "a", "--root", str(tmp_path)]) == 2 and "runs rm" in capsys.readouterr().err
     assert main(["runs", "rm", "a", "--root", str(tmp_path), "--dry-run"]) == 0 and (tmp_path / "a").exists()
+    # a path to the run folder, as `export` takes one (it said "no such run folder"); not one elsewhere
+    assert main(["runs", "rm", f"{tmp_path / 'a'}/", "--root", str(tmp_path), "--dry-run"]) == 0
+    assert f"would remove {tmp_path / 'a'}" in capsys.readouterr().out
+    elsewhere = tmp_path.parent / f"{tmp_path.name}-other" / "a"
+    assert main(["runs", "rm", str(elsewhere), "--root", str(tmp_path), "--dry-run"]) == 2
+    assert "no such run folder" in capsys.readouterr().err
     # ids after options too (argparse left them unparsed: "unrecognized arguments: a"); unknown options still fail
     capsys.readouterr()
     assert main(["runs", "rm", "--dry-run", "--root", str(tmp_path), "a"]) == 0 and (tmp_path / "a").exists()

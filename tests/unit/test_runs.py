@@ -226,7 +226,8 @@ def test_remove_runs_by_id_and_status_never_a_live_one(tmp_path: Path) -> None:
     RunWriter(live).write_meta(id=live.name, status="running", host="another-machine")
     assert remove_runs(statuses=["failed"], root=root, dry_run=True) == [bad] and bad.exists()
     assert remove_runs(statuses=["failed"], root=root) == [bad] and not bad.exists()
-    with pytest.raises(InputError, match="run is running"):
+    with pytest.raises(InputError, match=r"run is running \(its process still runs\), so none of the 2 runs chosen "
+                                         r"is removed; .*or force the removal \(runs rm --force\)"):
         remove_runs([live.name, keep.name], root=root)
     assert live.exists() and keep.exists()  # nothing goes when one is refused
     for bad_id in ("..", "../x", "nope", ""):
