@@ -212,6 +212,9 @@ def _cmd_variants(args: argparse.Namespace) -> int:
 def _cmd_runs(args: argparse.Namespace) -> int:
     from .runs import RUN_STATUSES, list_runs, remove_runs, runs_root
 
+    if args.action not in ("list", "rm"):  # a run id where the action goes: said below, with the hint
+        args.ids, args.action = [args.action, *args.ids], "list"
+
     if unknown := [x for x in args.status if x not in RUN_STATUSES]:  # (it matched no run, and said "0 run(s)")
         raise ConfigError(f"runs{' rm' if args.action == 'rm' else ''}: unknown --status {', '.join(unknown)} "
                           f"(statuses: {', '.join(RUN_STATUSES)})")
@@ -533,7 +536,8 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Without an action: every run with its scores, newest first (--status, --group, "
                        "--variant and --last narrow the list). `rm` deletes the runs named and/or every run of a "
                        "--status and/or --group (cache artifacts stay: `cache prune --unused` frees them).")
-    s.add_argument("action", nargs="?", choices=["list", "rm"], default="list")
+    # (no choices: `runs RUN_ID` then gets the hint below instead of argparse's "invalid choice")
+    s.add_argument("action", nargs="?", default="list", metavar="{list,rm}")
     s.add_argument("ids", nargs="*", metavar="RUN_ID", help="rm: run folder names")
     s.add_argument("--root", help="runs folder (default $IMC_RUNS_DIR or data/runs)")
     s.add_argument("--status", action="append", default=[],

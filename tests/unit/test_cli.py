@@ -191,6 +191,8 @@ def test_runs_rm(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     assert main(["runs", "rm", "--root", str(tmp_path), "--status", "faild", "--dry-run"]) == 2
     assert "unknown --status faild (statuses: done, failed," in capsys.readouterr().err
     assert main(["runs", "list", "a", "--root", str(tmp_path)]) == 2 and "runs rm" in capsys.readouterr().err
+    assert main(["runs", "a", "--root", str(tmp_path)]) == 2  # (argparse's "invalid choice: 'a'" hid the hint)
+    assert capsys.readouterr().err.strip() == "error: runs: unexpected a (did you mean `runs rm`?)"
     assert main(["runs", "rm", "a", "--root", str(tmp_path), "--dry-run"]) == 0 and (tmp_path / "a").exists()
     # a path to the run folder, as `export` takes one (it said "no such run folder"); not one elsewhere
     assert main(["runs", "rm", f"{tmp_path / 'a'}/", "--root", str(tmp_path), "--dry-run"]) == 0
