@@ -84,13 +84,17 @@ SYNTH_FLAGS = {"datasets": "--datasets", "scenes_per_dataset": "--scenes", "imag
                "outliers_per_dataset": "--outliers", "roll_fraction": "--roll"}
 
 
-def _positive_int(text: str) -> int:
+def _positive_int(text: str | None, flag: str) -> int | None:
+    """``text`` as a positive integer (None stays None), else a ConfigError naming ``flag``: checked by the command,
+    not by argparse, so that ``run --json`` still prints its one "refused" object."""
+    if text is None:
+        return None
     try:
         value = int(text)
     except ValueError:
         value = 0
     if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
+        raise ConfigError(f"{flag}: must be a positive integer, got {text!r}")
     return value
 
 
@@ -123,6 +127,7 @@ class ProgressLine:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    args.jobs = _positive_int(args.jobs, "run --jobs")
     progress = None if args.quiet or args.json else ProgressLine()
 
     if not args.verbose:
@@ -521,7 +526,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--no-cache", action="store_true", help="recompute every stage")
     s.add_argument("--label", help="free text kept in run.json (shown in History, Results and `runs`)")
     s.add_argument("--group", help="group name tying repeated runs (seeds) of one experiment")
-    s.add_argument("--jobs", type=_positive_int,
+    s.add_argument("--jobs", metavar="N",
                    help="datasets reconstructed at once (default $IMC_JOBS, else one per core when deterministic, "
                    "1 otherwise; the cores left map a dataset's match-graph components side by side); poses do not "
                    "depend on it")

@@ -131,10 +131,13 @@ def test_run_prints_warnings_and_no_scores_unless_done(tmp_path: Path, capsys: p
 @pytest.mark.parametrize("jobs", ["0", "-2", "two"])
 def test_run_bad_jobs_exits_2_before_any_run_directory(jobs: str, tmp_path: Path,
                                                        capsys: pytest.CaptureFixture) -> None:
-    with pytest.raises(SystemExit) as exc:
-        main(["run", "--data-root", str(tmp_path), "--jobs", jobs, "--out", str(tmp_path / "r")])
-    assert exc.value.code == 2 and "--jobs: must be a positive integer" in capsys.readouterr().err
+    assert main(["run", "--data-root", str(tmp_path), "--jobs", jobs, "--out", str(tmp_path / "r")]) == 2
+    assert f"error: run --jobs: must be a positive integer, got '{jobs}'" in capsys.readouterr().err
     assert not (tmp_path / "r").exists()
+    # with --json, stdout still holds the one "refused" object (argparse's usage error printed nothing there)
+    assert main(["run", "--data-root", str(tmp_path), "--jobs", jobs, "--json"]) == 2
+    refused = json.loads(capsys.readouterr().out)
+    assert refused["status"] == "refused" and refused["error"].startswith("run --jobs: must be a positive integer")
 
 
 def test_progress_line_shows_concurrent_stages_and_finishes_each_on_its_own_line() -> None:
