@@ -39,7 +39,9 @@ from .liveness import process_start
 from .runs import (RunWriter, check_run_dir, claim_run_dir, code_version, new_run_dir, now_iso, record_failure,
                    release_run_dir, runs_root)
 from .stages.features import TORCH_METHODS as _TORCH_FEATURES
+from .stages.features import colmap_extraction_threads
 from .stages.matching import TORCH_METHODS as _TORCH_MATCHERS
+from .stages.matching import match_processes_cap
 
 #: progress(stage, done, total, message)
 ProgressFn = Callable[[str, int, int, str], None]
@@ -237,6 +239,8 @@ def run_pipeline(
         names = list(loaded)
         n_jobs = reconstruction_jobs(cfg, len(names), jobs)
         check_devices(cfg)
+        colmap_extraction_threads()  # ($IMC_COLMAP_THREADS and $IMC_MATCH_PROCESSES: a bad value failed the run
+        match_processes_cap()  # after its folder was made, or once matching began)
         # a weight file missing or cut short: refused here, not after the features were extracted
         from .weights import stage_weight_files
 

@@ -364,6 +364,28 @@ def _build_extractor(conf: FeaturesConfig) -> Callable[[np.ndarray], Features]:
 # COLMAP SIFT through pycolmap
 
 
+#: environment variable: the threads of COLMAP's SIFT extraction (default -1, every core; the features do not
+#: depend on it)
+THREADS_ENV = "IMC_COLMAP_THREADS"
+
+
+def colmap_extraction_threads() -> int:
+    """``$IMC_COLMAP_THREADS``, else -1 (every core).
+
+    Raises:
+        ConfigError: it is neither -1 nor a positive integer (a run checks it before it starts; it failed after
+            the run folder was made, with Python's "invalid literal for int()").
+    """
+    text = os.environ.get(THREADS_ENV, "").strip()
+    try:
+        n = int(text) if text else -1
+    except ValueError:
+        n = 0
+    if n == 0 or n < -1:
+        raise ConfigError(f"{THREADS_ENV} must be -1 (every core) or a positive integer, got {text!r}")
+    return n
+
+
 def _colmap_options(conf: FeaturesConfig) -> Any:
     """``pycolmap.FeatureExtractionOptions`` for CPU SIFT with our size and keypoint caps."""
     import pycolmap
@@ -371,7 +393,7 @@ def _colmap_options(conf: FeaturesConfig) -> Any:
     opts = pycolmap.FeatureExtractionOptions()
     opts.max_image_size = conf.resize if conf.resize > 0 else 1_000_000
     opts.use_gpu = False
-    opts.num_threads = int(os.environ.get("IMC_COLMAP_THREADS", "-1"))
+    opts.num_threads = colmap_extraction_threads()
     opts.sift.max_num_features = conf.max_keypoints
     opts.sift.domain_size_pooling = conf.sift_dsp
     opts.sift.estimate_affine_shape = conf.sift_affine

@@ -471,6 +471,15 @@ def colmap_match_processes(n_pairs: int, conf: MatchingConfig, use_gpu: bool) ->
     """
     if use_gpu or (conf.colmap_threads or 1) != 1:
         return 1
+    return max(1, min(match_processes_cap(), n_pairs // MIN_PAIRS_PER_PROCESS))
+
+
+def match_processes_cap() -> int:
+    """``$IMC_MATCH_PROCESSES``, else the number of CPU cores.
+
+    Raises:
+        ConfigError: ``$IMC_MATCH_PROCESSES`` is not a positive integer (a run checks it before it starts).
+    """
     cap = os.environ.get(PROCESSES_ENV, "").strip()
     try:
         n = int(cap) if cap else (os.cpu_count() or 1)
@@ -478,7 +487,7 @@ def colmap_match_processes(n_pairs: int, conf: MatchingConfig, use_gpu: bool) ->
         n = 0
     if n < 1:
         raise ConfigError(f"{PROCESSES_ENV} must be a positive integer, got {cap!r}")
-    return max(1, min(n, n_pairs // MIN_PAIRS_PER_PROCESS))
+    return n
 
 
 def _match_colmap(pairs: list[Pair], features_path: Path, conf: MatchingConfig, out_path: Path, *,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import warnings
 from pathlib import Path
@@ -231,6 +232,16 @@ def test_devices_and_jobs_are_checked_before_any_run_folder(tiny_root: Path, iso
     assert main(["run", "--data-root", str(tiny_root), "--quiet"]) == 2
     assert not isolated_dirs["runs"].exists()
     monkeypatch.delenv("IMC_JOBS")
+    # the threads of COLMAP's extraction and the matcher's processes: a failed run folder ("invalid literal for
+    # int()"), or a failure once matching began
+    for name, value, said in (("IMC_COLMAP_THREADS", "x", "must be -1 (every core) or a positive integer, got 'x'"),
+                              ("IMC_COLMAP_THREADS", "0", "must be -1 (every core) or a positive integer, got '0'"),
+                              ("IMC_MATCH_PROCESSES", "-3", "must be a positive integer, got '-3'")):
+        monkeypatch.setenv(name, value)
+        with pytest.raises(ConfigError, match=re.escape(f"{name} {said}")):
+            run_pipeline(tiny_root, overrides=FAST)
+        assert not isolated_dirs["runs"].exists()
+        monkeypatch.delenv(name)
     # a cache "folder" that is a file: NotADirectoryError after the run folder was made
     not_a_folder = isolated_dirs["runs"].parent / "cache-file"
     not_a_folder.write_text("not a folder")
