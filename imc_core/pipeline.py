@@ -244,7 +244,7 @@ def run_pipeline(
         # a weight file missing or cut short: refused here, not after the features were extracted
         from .weights import stage_weight_files
 
-        stage_weight_files(cfg.features.method, cfg.features.model, cfg.matching.method)
+        stage_weight_files(cfg.features.method, cfg.features.model, cfg.matching.method, load=True)
         if (cache := cache_root()).exists() and not cache.is_dir():  # (a run folder was made, then the run failed)
             raise InputError(cache, "the cache folder ($IMC_CACHE_DIR) is not a folder")
     except ImcError as err:

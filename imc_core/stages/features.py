@@ -167,11 +167,12 @@ def _load_kornia_weights(model: torch.nn.Module, path: Path, *, key: str | None,
     import torch
 
     from ..errors import WeightsError
+    from ..weights import load_error
 
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # corrupt file, wrong format
-        raise WeightsError(f"cannot load weight file {path}: {err}") from None
+        raise WeightsError(f"cannot load weight file {path}: {load_error(err)}") from None
     if key is not None:
         state = state[key]
     result = model.load_state_dict(state, strict=False)

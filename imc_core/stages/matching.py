@@ -185,7 +185,7 @@ def load_lightglue(features: str, conf: MatchingConfig, device: torch.device) ->
     from kornia.feature import LightGlue
 
     from ..errors import WeightsError
-    from ..weights import lightglue_weights
+    from ..weights import lightglue_weights, load_error
 
     fconf = {k: v for k, v in LightGlue.features[features].items() if k != "weights"}
     model = LightGlue(features=None, **fconf, filter_threshold=conf.filter_threshold,
@@ -195,7 +195,7 @@ def load_lightglue(features: str, conf: MatchingConfig, device: torch.device) ->
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:
-        raise WeightsError(f"cannot load weight file {path}: {err}") from None
+        raise WeightsError(f"cannot load weight file {path}: {load_error(err)}") from None
     result = model.load_state_dict(_rename_legacy_lightglue_keys(state, model.conf.n_layers), strict=False)
     params = dict(model.named_parameters())
     missing = [k for k in result.missing_keys if k in params]

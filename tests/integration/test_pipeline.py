@@ -213,6 +213,11 @@ def test_devices_and_jobs_are_checked_before_any_run_folder(tiny_root: Path, iso
         with pytest.raises(WeightsError, match="aliked-n16.pth is damaged"):
             run_pipeline(tiny_root, variant="aliked_lightglue", overrides=FAST)
         assert not isolated_dirs["runs"].exists()
+        # DISK's, in torch's older pickle format: loaded before the run (it failed after its folder was made)
+        (wdir / "disk-depth-save.pth").write_bytes(local_feature_weights("disk").read_bytes()[:1000])
+        with pytest.raises(WeightsError, match="disk-depth-save.pth is damaged"):
+            run_pipeline(tiny_root, variant="disk_lightglue", overrides=FAST)
+        assert not isolated_dirs["runs"].exists()
         monkeypatch.delenv("IMC_WEIGHTS_DIR")
         # a device of a stage this config does not run is not needed (it is reported as not read instead)
         assert run_pipeline(tiny_root, overrides=[*FAST, "features.device=cuda"]).is_dir()

