@@ -51,7 +51,7 @@ def submission_run(submission_csv: str | Path, data_root: str | Path, *, label: 
     from .convention import check_scored
     from .data import DataRoot, ground_truth_hashes
     from .metric import score
-    from .runs import RunWriter, code_version, new_run_dir, now_iso, runs_root
+    from .runs import RunWriter, code_version, group_clash_warning, new_run_dir, now_iso, runs_root
     from .submission import read_pose_csv, take_rows, write_pose_csv
 
     t0 = time.perf_counter()
@@ -98,6 +98,8 @@ def submission_run(submission_csv: str | Path, data_root: str | Path, *, label: 
     check = check_scored(gt, thr, sub, res)
     if check is not None and (note := check.warning()):
         warnings.append(note)
+    if clash := group_clash_warning(group, {"meta": {"variant": SUBMISSION_VARIANT}}, runs_dir):
+        warnings.append(clash)  # (a group of pipeline runs: Compare counted the submission as one of their seeds)
     seconds = time.perf_counter() - t0
 
     run_dir = new_run_dir(SUBMISSION_VARIANT, runs_dir)

@@ -472,21 +472,11 @@ def _group_clash(group: str | None, cfg: PipelineConfig, run_dir: Path) -> str |
     it before a launch; the CLI and library said nothing, and Compare then averaged two experiments)."""
     import tomllib
 
-    from .runs import group_conflict, list_runs
+    from .runs import group_clash_warning
 
     if not (group or "").strip():
         return None
-    try:
-        clash = group_conflict(group, tomllib.loads(dump_config(cfg)), list_runs(run_dir.parent),
-                               exclude=[run_dir.name])
-    except Exception:  # noqa: BLE001 (advisory: runs beside it that cannot be listed, e.g. a `--out` in /tmp beside
-        return None    # folders this user may not enter, never stop the run)
-    if clash is None:
-        return None
-    other, keys = clash
-    return (f"group {group.strip()} already holds runs of another config ({other} differs in "
-            f"{', '.join(keys[:4])}{' …' if len(keys) > 4 else ''}): Compare averages a group as the seeds of one "
-            "experiment; name a new group unless that is what you mean")
+    return group_clash_warning(group, tomllib.loads(dump_config(cfg)), run_dir.parent, exclude=[run_dir.name])
 
 
 def _read_text(path: Path) -> str:

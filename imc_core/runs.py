@@ -285,7 +285,8 @@ def group_conflict(group: str | None, config: dict[str, Any], runs: pd.DataFrame
     """When ``group`` already holds runs (rows of :func:`list_runs`, ids in ``exclude`` aside) of another config
     than ``config`` (the seed aside): ``(the newest such run's id, the keys that differ)``; None when it holds
     none, or only runs of this config. A group name kept after a parameter change put two experiments in one
-    mean ± std. Scored submissions (``add-submission``) in the group are not compared.
+    mean ± std. A scored submission (``add-submission``, ``meta.variant = "submission"``) and a pipeline run are
+    always of other configs (the key ``meta.variant``); two submissions have no pipeline config to compare.
 
     Args:
         group: the group name (blank or None: no group).
@@ -301,16 +302,39 @@ def group_conflict(group: str | None, config: dict[str, Any], runs: pd.DataFrame
         return None
     skip = set(exclude)
     members = runs[(runs["group"].astype(str) == group) & ~runs["id"].isin(skip)]
+    mine_outside = (config.get("meta") or {}).get("variant") == "submission"
     for run_id, path in zip(members["id"], members["path"], strict=True):
         try:
             theirs = tomllib.loads((Path(path) / "config.toml").read_text())
         except (OSError, ValueError):
             continue
-        if theirs.get("meta", {}).get("variant") == "submission":
+        theirs_outside = (theirs.get("meta") or {}).get("variant") == "submission"
+        if theirs_outside != mine_outside:  # (Compare counted a submission as a seed of pipeline runs)
+            return str(run_id), ["meta.variant"]
+        if theirs_outside:
             continue
         spread = group_config_spread({"new": config, str(run_id): theirs})
         return (str(run_id), list(spread["key"])) if len(spread) else None
     return None
+
+
+def group_clash_warning(group: str | None, config: dict[str, Any], runs_dir: Path,
+                        exclude: Iterable[str] = ()) -> str | None:
+    """The run warning for a ``group`` of ``runs_dir`` that already holds runs of another config
+    (:func:`group_conflict`), or None; advisory: runs beside it that cannot be listed (a ``--out`` in /tmp beside
+    folders this user may not enter) never stop a run."""
+    if not (group or "").strip():
+        return None
+    try:
+        clash = group_conflict(group, config, list_runs(runs_dir), exclude=exclude)
+    except Exception:  # noqa: BLE001
+        return None
+    if clash is None:
+        return None
+    other, keys = clash
+    return (f"group {(group or '').strip()} already holds runs of another config ({other} differs in "
+            f"{', '.join(keys[:4])}{' …' if len(keys) > 4 else ''}): Compare averages a group as the seeds of one "
+            "experiment; name a new group unless that is what you mean")
 
 
 def _files_of_a_run(path: Path) -> list[str]:

@@ -54,6 +54,31 @@ def test_a_submission_becomes_a_scored_run(root, tmp_path: Path) -> None:
     assert submission_run(other, data, runs_dir=runs)[1] and len(list_runs(runs)) == 2
 
 
+def test_a_submission_into_a_group_of_pipeline_runs_is_warned(root, tmp_path: Path) -> None:
+    """`add-submission --group g` into a group of pipeline runs said nothing, and Compare counted the submission as
+    one of their seeds; a group of submissions alone is not warned, and a pipeline run into it is."""
+    from imc_core.config import dump_config, resolve_config
+    from imc_core.pipeline import _group_clash
+    from imc_core.runs import RunWriter, new_run_dir
+
+    data, sub = root
+    runs = tmp_path / "runs"
+    pipeline_run = new_run_dir("default", runs)
+    RunWriter(pipeline_run).write_meta(id=pipeline_run.name, status="done", group="g", variant="default",
+                                       created="2026-01-01T00:00:00")
+    (pipeline_run / "config.toml").write_text(dump_config(resolve_config("default"), {"variant": "default"}))
+    made, _ = submission_run(write_pose_csv(sub, tmp_path / "a.csv"), data, group="g", runs_dir=runs)
+    (note,) = [w for w in load_run(made).meta["warnings"] if w.startswith("group g")]
+    assert note.startswith(f"group g already holds runs of another config ({pipeline_run.name} differs in "
+                           "meta.variant)")
+    first, _ = submission_run(write_pose_csv(sub, tmp_path / "b.csv"), data, group="subs", runs_dir=runs)
+    second, _ = submission_run(write_pose_csv(sub.iloc[::-1], tmp_path / "c.csv"), data, group="subs",
+                               runs_dir=runs)
+    assert not [w for w in load_run(second).meta["warnings"] if w.startswith("group")]  # two submissions
+    clash = _group_clash("subs", resolve_config("default"), new_run_dir("default", runs))
+    assert clash is not None and "differs in meta.variant" in clash
+
+
 def test_camera_to_world_is_named_and_unlabelled_datasets_are_left_out(root, tmp_path: Path) -> None:
     data, sub = root
     wrong = sub.copy()
