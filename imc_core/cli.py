@@ -30,8 +30,14 @@ def _cmd_score(args: argparse.Namespace) -> int:
     if args.json and args.details:  # (--details was ignored: the object keeps the schema of ARCHITECTURE.md)
         raise ConfigError("score: --details prints tables, --json one object of fixed schema: use one of them "
                           "(warnings go to stderr either way)")
-    res = score_files(args.gt, args.thresholds, args.submission, details=args.details, datasets=args.dataset,
-                      convention=args.convention_check)
+    try:
+        res = score_files(args.gt, args.thresholds, args.submission, details=args.details, datasets=args.dataset,
+                          convention=args.convention_check)
+    except InputError as err:  # (the metric's words are the official code's; the flag is the CLI's)
+        if " of the ground truth is not in the submission" in err.problem and not args.dataset:
+            raise InputError(err.path, f"{err.problem}; to score the datasets it has, name them with --dataset "
+                                       "(`add-submission` scores a part of the data and says so)", err.row) from None
+        raise
     if args.json:
         print(json.dumps(res.to_json()))
     else:

@@ -68,7 +68,8 @@ def test_score_some_datasets_of_the_labels(files: dict[str, Path], tmp_path: Pat
     (thr := tmp_path / "thr2.csv").write_text(THRESHOLDS + THRESHOLDS.split("\n", 1)[1].replace("ds,", "ds2,"))
     base = ["score", "--gt", str(gt), "--thresholds", str(thr), "--json"]
     assert main([*base, "--submission", str(files["gt"])]) == 2  # ds2 missing from the one-dataset submission
-    assert "dataset 'ds2' of the ground truth is not in the submission" in capsys.readouterr().err
+    assert "dataset 'ds2' of the ground truth is not in the submission; to score the datasets it has, name them " \
+           "with --dataset" in capsys.readouterr().err  # (it did not say how)
     assert main([*base, "--submission", str(files["gt"]), "--dataset", "ds"]) == 0
     one = json.loads(capsys.readouterr().out)
     assert set(one["datasets"]) == {"ds"} and one["score"] == 100.0
