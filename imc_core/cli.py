@@ -430,16 +430,19 @@ def _live_runs_started(folders: list[Path]) -> float | None:
 
 
 def _cache_prune(args: argparse.Namespace, root: Path) -> int:
-    from .cache import EVERY_STAGE, GRACE_S, STAGES, prune, stale_leftovers
+    from .cache import EVERY_STAGE, FINGERPRINTS, GRACE_S, STAGES, prune, stale_leftovers
     from .errors import ConfigError
     from .runs import referenced_artifacts, runs_root
 
+    if args.json:  # (it was ignored: prune prints what it removes, a line each)
+        raise ConfigError("cache prune: --json only lists the cache (`cache --json`)")
     if not args.unused and args.older_than is None:
         raise ConfigError("cache prune: say what to remove: --unused (no run needs it), --older-than DAYS "
                           "(not used for that long), or both")
     if args.stage:
-        known = sorted({*STAGES, *(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))}
-                       if root.is_dir() else STAGES)
+        # (the images' fingerprint memo is no stage: named, it was taken and nothing went)
+        known = sorted({*STAGES, *(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")
+                                   and p.name != FINGERPRINTS)} if root.is_dir() else STAGES)
         if unknown := [s for s in args.stage if s not in known]:
             raise ConfigError(f"cache prune: no stage {unknown[0]!r}; stages: {', '.join(known)}")
     folders = [Path(d) for d in args.runs_dir] if args.runs_dir else [runs_root()]

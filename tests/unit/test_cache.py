@@ -299,6 +299,11 @@ def test_referenced_artifacts_reads_every_run_by_folder_name(tmp_path: Path) -> 
     assert main(["cache", "prune", "--older-than", "0", "--stage", "featres", "--cache-dir", str(tmp_path / "c")]) == 2
     assert main(["cache", "prune", "--older-than", "0", "--stage", "features", "--cache-dir", str(tmp_path / "c"),
                  "--dry-run"]) == 0
+    # the images' fingerprint memo is no stage (taken, nothing went); --json is the listing's (it was ignored)
+    (tmp_path / "c" / "fingerprints").mkdir()
+    assert main(["cache", "prune", "--older-than", "0", "--stage", "fingerprints", "--cache-dir",
+                 str(tmp_path / "c")]) == 2
+    assert main(["cache", "prune", "--older-than", "0", "--json", "--cache-dir", str(tmp_path / "c")]) == 2
     bad = _run_dir(runs, "c", ["not", "a", "mapping"])
     with pytest.raises(InputError, match="cannot tell which cache artifacts") as err:
         referenced_artifacts(runs)
