@@ -1,4 +1,5 @@
-"""Keep COLMAP's INFO and WARNING lines off a process's stderr, whatever glog's level says.
+"""Keep COLMAP's INFO and WARNING lines off a process's stderr, whatever glog's level says (and its one error
+line that names no file, about an EXIF orientation the run names the image of).
 
 ``pycolmap.logging.minloglevel = 2`` hides them, except in ``pycolmap.bundle_adjustment`` (the final adjustment,
 which releases the GIL): it builds a COLMAP ``OptionManager`` that resets the level for the whole process and prints
@@ -23,13 +24,24 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-#: a glog INFO or WARNING line, e.g. ``I20261127 03:25:20.447185 140190974651264 bundle_adjustment.cc:46] ...``
-GLOG_LINE = re.compile(rb"[IW]\d{8} \d\d:\d\d:\d\d\.\d+ +\d+ [^ \]]+:\d+\] ")
+#: colour codes glog puts around a line once ``pycolmap.bundle_adjustment`` turned colour on (where ``TERM`` says a
+#: terminal has colour): ``\x1b[0;33m`` before a WARNING line, ``\x1b[m`` after its newline, at the next line's start
+COLOUR = rb"(?:\x1b\[[0-9;]*m)*"
+#: a glog INFO or WARNING line, e.g. ``I20261127 03:25:20.447185 140190974651264 bundle_adjustment.cc:46] ...``,
+#: or COLMAP's ERROR line about an EXIF orientation of none of 1–8, which names no file (the run's warning names
+#: each such image: :func:`imc_core.images.exif_problems`)
+GLOG_LINE = re.compile(COLOUR + rb"(?:[IW]\d{8} \d\d:\d\d:\d\d\.\d+ +\d+ [^ \]]+:\d+\] "
+                       rb"|E\d{8} \d\d:\d\d:\d\d\.\d+ +\d+ [^ \]]+:\d+\] Unknown EXIF orientation: -?\d+$)")
+_COLOUR_PREFIX = re.compile(COLOUR)
+_UNFINISHED_COLOUR = re.compile(rb"\x1b(?:\[[0-9;]*)?")
 
 
 def _may_become_glog_line(tail: bytes) -> bool:
     """Whether an unfinished line may still turn out to be a glog line (then it waits for its newline)."""
-    if tail[:1] not in (b"I", b"W"):
+    tail = tail[_COLOUR_PREFIX.match(tail).end():]  # type: ignore[union-attr]  (it matches the empty string)
+    if not tail or _UNFINISHED_COLOUR.fullmatch(tail):
+        return True
+    if tail[:1] not in (b"I", b"W", b"E"):
         return False
     digits = tail[1:9]  # the date
     if digits and not digits.isdigit():
@@ -40,7 +52,8 @@ def _may_become_glog_line(tail: bytes) -> bool:
 def drop_glog_lines(data: bytes, tail: bytes) -> tuple[bytes, bytes]:
     """Filter a chunk of a stream: ``(what to write now, unfinished line kept back)`` after ``tail + data``.
 
-    glog's INFO and WARNING lines go (what ``minloglevel = 2`` hides); everything else passes, an unfinished line
+    glog's INFO and WARNING lines go (what ``minloglevel = 2`` hides), and COLMAP's nameless "Unknown EXIF
+    orientation" error; everything else passes, an unfinished line
     (a progress line rewritten with carriage returns) at once unless it may still become a glog line.
     """
     *lines, rest = (tail + data).split(b"\n")

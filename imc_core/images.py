@@ -144,16 +144,20 @@ def decode_reason(err: BaseException | str, path: str | Path) -> str:
     return text or (type(err).__name__ if isinstance(err, BaseException) else "cannot decode")
 
 
-def check_images(paths: list[Path], limit: int = 5) -> None:
+def check_images(paths: list[Path], limit: int = 5, names: list[str] | None = None) -> None:
     """Raise one :class:`InputError` naming every image of ``paths`` that is missing or cannot be decoded (the first
     ``limit`` with their reasons, and how many more), so a dataset is fixed in one go rather than one file per run.
+    ``names``: how to name each image (its dataset's name for it, ``sub/x.png``), else the file's name.
     """
-    bad = [(p, why) for p in paths if (why := image_problem(p))]
+    bad = [(p, name, why) for p, name in zip(paths, names or [p.name for p in paths], strict=True)
+           if (why := image_problem(p))]
     if not bad:
         return
-    shown = "; ".join(f"{p.name}: {why}" for p, why in bad[:limit])
+    shown = "; ".join(f"{name}: {why}" for _, name, why in bad[:limit])
     more = f"; and {len(bad) - limit} more" if len(bad) > limit else ""
-    raise InputError(bad[0][0].parent, f"{len(bad)} of {len(paths)} images cannot be used ({shown}{more})")
+    first, first_name, _ = bad[0]
+    folder = first.parents[len(Path(first_name).parts) - 1]  # (the dataset's folder, for a name in a sub-folder too)
+    raise InputError(folder, f"{len(bad)} of {len(paths)} images cannot be used ({shown}{more})")
 
 
 def exif_problem(path: str | Path) -> str | None:
@@ -167,33 +171,46 @@ def exif_problem(path: str | Path) -> str | None:
     them is not checked (PIL would decode the whole image to find it: 40 ms per 1440×1920 PNG).
     """
     path = Path(path)
+    orientation, unparsed = None, None
     with _EXIF_LOCK, warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
             with Image.open(path) as img:
-                if img.format == "PNG" and "exif" not in img.info:  # (PIL decodes a whole PNG to look further)
-                    return None
-                exif = img.getexif()
-                orientation = exif.get(_TAG_ORIENTATION)
-                exif.get_ifd(_IFD_EXIF)
+                if img.format != "PNG" or "exif" in img.info:  # (PIL decodes a whole PNG to look further)
+                    exif = img.getexif()
+                    orientation = exif.get(_TAG_ORIENTATION)
+                    exif.get_ifd(_IFD_EXIF)
         except (UnidentifiedImageError, FileNotFoundError):
-            return None
+            pass
         except Exception as err:  # (PIL raises a variety of errors for a block it cannot parse at all)
-            return f"EXIF that cannot be parsed ({decode_reason(err, path)}), taken as absent"
-    said = list(dict.fromkeys(" ".join(str(w.message).split()).rstrip(".") for w in caught))
+            unparsed = f"EXIF that cannot be parsed ({decode_reason(err, path)}), taken as absent"
+    ours = [w for w in caught if _is_exif_warning(w)]
+    for w in caught:  # another thread's warning, or PIL's about something else, goes on as it would have
+        if not any(w is o for o in ours):
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    if unparsed:
+        return unparsed
+    said = list(dict.fromkeys(" ".join(str(w.message).split()).rstrip(".") for w in ours))
     problems = [f"damaged EXIF ({'; '.join(said)}), its unreadable tags taken as absent"] if said else []
     if orientation is not None and orientation not in range(1, 9):
         problems.append(f"EXIF orientation {orientation!r} is none of 1–8, read as upright")
     return "; ".join(problems) or None
 
 
-def exif_problems(paths: list[Path], limit: int = 5) -> str | None:
+def _is_exif_warning(w: warnings.WarningMessage) -> bool:
+    """Whether a warning caught around an EXIF read is PIL's about the EXIF block (its TIFF tag reader's), not one
+    another thread raised meanwhile (``catch_warnings`` records the whole process's) nor PIL's about the image."""
+    return Path(w.filename).name == "TiffImagePlugin.py" or "EXIF" in str(w.message) and "PIL" in Path(w.filename).parts
+
+
+def exif_problems(paths: list[Path], limit: int = 5, names: list[str] | None = None) -> str | None:
     """One warning naming the images of ``paths`` whose EXIF :func:`exif_problem` finds fault with (the first
-    ``limit`` with their reasons, and how many more), or ``None``."""
-    bad = [(p, why) for p in paths if (why := exif_problem(p))]
+    ``limit`` with their reasons, and how many more), or ``None``. ``names`` as for :func:`check_images`."""
+    bad = [(name, why) for p, name in zip(paths, names or [p.name for p in paths], strict=True)
+           if (why := exif_problem(p))]
     if not bad:
         return None
-    shown = "; ".join(f"{p.name}: {why}" for p, why in bad[:limit])
+    shown = "; ".join(f"{name}: {why}" for name, why in bad[:limit])
     more = f"; and {len(bad) - limit} more" if len(bad) > limit else ""
     return f"{len(bad)} of {len(paths)} images have EXIF that cannot be read as written ({shown}{more})"
 

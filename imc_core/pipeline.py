@@ -522,9 +522,10 @@ def _match_dataset(ds: Any, cfg: PipelineConfig, writer: RunWriter, rep: _Report
             fingerprint, fkey = ds.fingerprint, old_fkey
 
     def build_features(tmp: Path) -> None:
-        check_images([p for _, p in images])
+        paths, names = [p for _, p in images], [n for n, _ in images]  # (names: `a/x.png` and `b/x.png` differ)
+        check_images(paths, names=names)
         # (here, in the main thread, with the file names; kept with the features so every run that reads them says it)
-        (tmp / EXIF_NOTE).write_text(exif_problems([p for _, p in images]) or "", encoding="utf-8")
+        (tmp / EXIF_NOTE).write_text(exif_problems(paths, names=names) or "", encoding="utf-8")
         extract_features(images, cfg.features, tmp / "features.h5", progress=rep.stage(name, "features"),
                          should_cancel=rep.cancelled)
 

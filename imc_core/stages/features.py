@@ -409,21 +409,22 @@ def _stage_colmap_image(path: Path, dst: Path) -> None:
     """Expose ``path`` to COLMAP as ``dst``: a symlink, or a decoded upright PNG when EXIF rotates the image (or its
     mode or format is one COLMAP would read differently or not at all).
 
-    COLMAP does not apply EXIF orientation, the rest of imc-lab does; an image that EXIF rotates/flips (or whose
-    orientation tag is none of 1–8) is handed to COLMAP already upright so that keypoints share one frame. A symlinked file is decoded once here (JPEGs at 1/8
-    scale, a few ms) because COLMAP takes a truncated file without an error and extracts from half an image.
+    COLMAP does not apply EXIF orientation, the rest of imc-lab does; an image that EXIF rotates/flips is handed to
+    COLMAP already upright so that keypoints share one frame (an orientation tag of none of 1–8 is read as upright
+    by both; the run names such images). A symlinked file is decoded once here (JPEGs at 1/8 scale, a few ms)
+    because COLMAP takes a truncated file without an error and extracts from half an image.
 
     Raises:
         InputError: the file cannot be decoded (names the file, as for every other feature method).
     """
     from PIL import Image
 
-    from ..images import _orientation_tag, load_image
+    from ..images import _orientation, load_image
 
     try:
         with Image.open(path) as img:
-            # (an orientation tag of none of 1-8 too: COLMAP logged it without the file's name, the run names it)
-            needs_decode = (_orientation_tag(img) not in (None, 1) or img.mode not in ("L", "RGB")
+            # (a tag of none of 1-8 is read as upright by both; decoding such a photo cost seconds for nothing)
+            needs_decode = (_orientation(img) != 1 or img.mode not in ("L", "RGB")
                             or img.format not in COLMAP_READS)
             if not needs_decode:
                 img.draft(img.mode, (img.width // 8, img.height // 8))  # JPEG only; other formats ignore it

@@ -162,6 +162,22 @@ def test_check_images_names_every_bad_file_at_once(tmp_path: Path) -> None:
         check_images(good + bad, limit=2)
 
 
+def test_images_of_one_file_name_in_two_sub_folders_are_named_apart(tmp_path: Path) -> None:
+    """A dataset's labelled names may sit in sub-folders: `a/x.jpg` and `b/x.jpg` were both called `x.jpg`."""
+    from imc_core.images import check_images, exif_problems
+
+    for sub in ("a", "b"):
+        (tmp_path / sub).mkdir()
+        _save_jpeg_with_exif(tmp_path / sub / "x.jpg", _halves(), {0x0112: 0}, {})
+    (tmp_path / "b" / "y.jpg").write_bytes(b"not an image")
+    paths = [tmp_path / n for n in ("a/x.jpg", "b/x.jpg", "b/y.jpg")]
+    note = exif_problems(paths[:2], names=["a/x.jpg", "b/x.jpg"])
+    assert note is not None and "a/x.jpg: EXIF orientation 0" in note and "b/x.jpg: EXIF orientation 0" in note
+    with pytest.raises(InputError) as err:
+        check_images(paths, names=["a/x.jpg", "b/x.jpg", "b/y.jpg"])
+    assert str(err.value).startswith(f"{tmp_path}: 1 of 3 images cannot be used (b/y.jpg: unreadable")
+
+
 def test_a_large_image_is_decoded_and_one_too_large_is_named_as_such(tmp_path: Path,
                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     """PIL refuses images over 179 MP as a "decompression bomb DOS attack": a dataset's 182 MP aerial image was
@@ -224,13 +240,43 @@ def test_exif_problem_names_a_damaged_block_and_a_bad_orientation(tmp_path: Path
     assert many is not None and many.endswith("; and 5 more)")
 
 
-def test_colmap_gets_an_image_with_a_bad_orientation_decoded(tmp_path: Path) -> None:
-    """COLMAP logged "Unknown EXIF orientation: 0" without the file's name: it gets the pixels without the tag."""
+def test_exif_problem_blames_only_pils_exif_warnings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """catch_warnings records the whole process's warnings: a worker thread's warning raised while an EXIF block
+    is read (21 of 200 images with --jobs 2) was called damaged EXIF and swallowed; PIL's warning about the image
+    (a decompression bomb) too. They go on as they would have; PIL's EXIF warnings are still the image's."""
+    import PIL.Image
+    import imc_core.images as images
+
+    plain = tmp_path / "plain.png"
+    Image.fromarray(_halves()).save(plain)
+    damaged = _damaged_exif(plain, tmp_path / "damaged.png")
+    real_open = PIL.Image.open
+
+    def noisy_open(*args: object, **kwargs: object) -> PIL.Image.Image:
+        warnings.warn("a worker's warning", RuntimeWarning)  # (what another thread may raise meanwhile)
+        warnings.warn_explicit("Image size exceeds limit", PIL.Image.DecompressionBombWarning,
+                               PIL.Image.__file__, 1)
+        return real_open(*args, **kwargs)
+
+    monkeypatch.setattr(images.Image, "open", noisy_open)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert images.exif_problem(plain) is None
+        said = images.exif_problem(damaged)
+    assert said is not None and said.startswith("damaged EXIF (") and "worker" not in said and "limit" not in said
+    assert sorted(str(w.message) for w in caught) == ["Image size exceeds limit"] * 2 + ["a worker's warning"] * 2
+
+
+def test_colmap_gets_an_image_with_a_bad_orientation_as_it_is(tmp_path: Path) -> None:
+    """An orientation tag of none of 1–8 is read as upright by COLMAP and imc-lab alike: the file is linked, not
+    decoded (a 4000×3000 photo took 3.2 s and a 20 MB PNG for the same keypoints); a rotating tag is decoded."""
     from imc_core.stages.features import _stage_colmap_image
 
     zero = _save_jpeg_with_exif(tmp_path / "zero.jpg", _halves(), {0x0112: 0}, {})
     upright = _save_jpeg_with_exif(tmp_path / "upright.jpg", _halves(), {0x0112: 1}, {})
+    rotated = _save_jpeg_with_exif(tmp_path / "rotated.jpg", _halves(), {0x0112: 6}, {})
     _stage_colmap_image(zero, tmp_path / "000000.jpg")
     _stage_colmap_image(upright, tmp_path / "000001.jpg")
-    assert (tmp_path / "000000.png").is_file() and not (tmp_path / "000000.jpg").exists()
-    assert (tmp_path / "000001.jpg").is_symlink()
+    _stage_colmap_image(rotated, tmp_path / "000002.jpg")
+    assert (tmp_path / "000000.jpg").is_symlink() and (tmp_path / "000001.jpg").is_symlink()
+    assert (tmp_path / "000002.png").is_file() and not (tmp_path / "000002.jpg").exists()
