@@ -23,6 +23,7 @@ from plotly.colors import qualitative, sample_colorscale
 from plotly.subplots import make_subplots
 
 from .errors import InputError
+from .metric import MetricConfig
 from .submission import R_COLS, T_COLS
 
 __all__ = [
@@ -285,14 +286,14 @@ def _error_bins(errors: np.ndarray, thresholds: Sequence[float]) -> tuple[np.nda
 
     Args:
         errors: (N,) metres, nan = not evaluated.
-        thresholds: the scene's six thresholds (the first two, skipped by the metric, are ignored) or any
-            increasing list.
+        thresholds: the scene's thresholds (the first two, skipped by the metric, are ignored; a list of two or
+            fewer is used whole).
 
     Returns:
         bin index per camera (N,), bin names, bin colours; the last bin is fail / not registered.
     """
     thr = [float(x) for x in thresholds]
-    used = thr[2:] if len(thr) == 6 else thr
+    used = thr[_skipped(len(thr)):]
     # green → amber → orange: every bin stays visible on a white background (RdYlGn's middle is near white)
     colors = sample_colorscale(ERROR_SCALE, list(np.linspace(0.0, 1.0, len(used)))) + [FAIL_COLOR]
     # lengths in the unit that reads best (3.01 cm, not 0.03014 m; the Images tab's ticks say mm/cm the same way)
@@ -306,9 +307,16 @@ def _error_bins(errors: np.ndarray, thresholds: Sequence[float]) -> tuple[np.nda
     return idx, names, colors
 
 
+def _skipped(n: int) -> int:
+    """How many of a scene's ``n`` thresholds the metric leaves unscored: the first two (``skip_top_thresholds``)
+    whatever their number, none of a list too short to keep any (drawn whole, as a plain increasing list)."""
+    skip = MetricConfig().skip_top_thresholds
+    return skip if n > skip else 0
+
+
 def _used_thresholds(thresholds: Sequence[float]) -> list[int]:
-    """Indices of the thresholds the metric scores: t2 … t5 of a scene's six, else every one."""
-    return list(range(2, 6)) if len(thresholds) == 6 else list(range(len(thresholds)))
+    """Indices of the thresholds the metric scores: all but the first two (t2 … t5 of a scene's six)."""
+    return list(range(_skipped(len(thresholds)), len(thresholds)))
 
 
 def thresholds_passed(rows: pd.DataFrame, thresholds: Sequence[float]) -> pd.Series:
@@ -320,8 +328,10 @@ def thresholds_passed(rows: pd.DataFrame, thresholds: Sequence[float]) -> pd.Ser
 
     Returns:
         Series indexed by image name, 0 … the number of scored thresholds (an absent pass column counts as not
-        passed).
+        passed; nan for every image when the rows hold none of the scored ones: unknown, not "passes none").
     """
+    if not any(f"pass_{k}" in rows for k in _used_thresholds(thresholds)):
+        return pd.Series(np.nan, index=rows["image"].astype(str).to_numpy(), dtype=float)
     count = pd.Series(0, index=rows.index, dtype=int)
     for k in _used_thresholds(thresholds):
         if f"pass_{k}" in rows:
@@ -367,7 +377,7 @@ def _passed(names: Sequence[str], passes: pd.Series | Mapping[str, float] | None
 
 def _passed_hover(count: float, thresholds: Sequence[float] | None) -> str:
     """``<br>passes k of n thresholds`` for a hover text, or nothing when unknown."""
-    if not np.isfinite(count) or not thresholds:
+    if not np.isfinite(count) or thresholds is None or len(thresholds) == 0:
         return ""
     return f"<br>passes {int(count)} of {len(_used_thresholds(thresholds))} thresholds"
 
@@ -460,6 +470,11 @@ def camera_frustums(
     idx_in = np.flatnonzero(in_scene)
 
     passed = _passed(p_names, passes)
+    unknown = passes is not None and not np.isfinite(passed[idx_in]).any()
+    if unknown:  # (every camera would read "passes none": coloured by error, and said)
+        passes = None
+        if len(idx_in):
+            notes.append("coloured by error: no thresholds passed recorded")
     if len(idx_in):
         hover = [(f"{p_names[i]}<br>error {err[i]:.4g} m" if np.isfinite(err[i]) else f"{p_names[i]}<br>error n/a")
                  + _passed_hover(passed[i], thresholds) for i in idx_in]
@@ -569,7 +584,9 @@ def camera_centres(rows: pd.DataFrame, thresholds: Sequence[float] | None = None
     shown = np.flatnonzero(has_p)
     passed = (thresholds_passed(rows, thresholds).to_numpy(float) if thresholds is not None
               else np.full(len(rows), np.nan))
-    if thresholds is None:
+    unknown = by_passes and thresholds is not None and len(shown) > 0 and not np.isfinite(passed[shown]).any()
+    by_passes = by_passes and not unknown  # (every camera would read "passes none": coloured by error, and said)
+    if thresholds is None or len(thresholds) == 0:
         bins, bin_names, bin_colors = np.zeros(len(shown), int), ["pred centres"], ["#e66101"]
     else:
         bins, bin_names, bin_colors = (_pass_bins(passed[shown], thresholds) if by_passes
@@ -593,8 +610,10 @@ def camera_centres(rows: pd.DataFrame, thresholds: Sequence[float] | None = None
                                    name="not registered", marker={"size": 5, "color": FAIL_COLOR, "symbol": "x"},
                                    text=names[missing], hovertemplate="%{text}<br>not registered<extra></extra>"))
     _camera_layout(fig)
-    return _note(fig, "centres only (the run's per_image.csv): orientations need the data root's labels",
-                 top=bool(fig.data)) if fig.data else _note(fig, "no valid camera centres")
+    said = "centres only (the run's per_image.csv): orientations need the data root's labels"
+    if unknown:
+        said += "; coloured by error: no thresholds passed recorded"
+    return _note(fig, said, top=bool(fig.data)) if fig.data else _note(fig, "no valid camera centres")
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -779,7 +798,7 @@ def threshold_curve(per_image: pd.DataFrame, dataset: str, scene: str,
         _note(fig, "no registered image has an error")
     if thresholds is not None and len(thresholds):
         thr = [float(t) for t in thresholds]
-        skipped = 2 if len(thr) == 6 else 0
+        skipped = _skipped(len(thr))
         for k, t in enumerate(thr):
             if t > 0:
                 fig.add_vline(x=t, line_dash="dot", line_color=SKIPPED_GREY if k < skipped else NEUTRAL_LINE)

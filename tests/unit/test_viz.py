@@ -143,6 +143,52 @@ def test_frustums_coloured_by_thresholds_passed_as_the_metric_counts(scene) -> N
         "pred: passes none (or in another cluster)": 1}
 
 
+def test_a_scene_of_other_than_six_thresholds_skips_the_first_two_as_the_metric(scene) -> None:
+    """The metric leaves the first two thresholds unscored whatever their number: a scene of four was coloured by
+    all four (passes 4 of 4 for an image the metric counts passing 2 of 2); thresholds as an array are taken."""
+    gt, _pred, _model = scene
+    th = np.array([0.01, 0.02, 0.05, 0.1])
+    rows = pd.DataFrame({"image": gt["image"], "pass_0": [True] * 6, "pass_1": [True] * 6,
+                         "pass_2": [True, True, False, False, False, False],
+                         "pass_3": [True, True, True, False, False, False]})
+    assert viz.thresholds_passed(rows, th).to_list() == [2, 2, 1, 0, 0, 0]
+    idx, names, _ = viz._error_bins(np.array([0.03, 0.07, 0.2, np.nan]), th)
+    assert names == ["err < 5 cm", "5 cm – 10 cm", "fail (≥ 10 cm or in another cluster)"]
+    assert idx.tolist() == [0, 1, 2, 2]
+    rows[["gt_cx", "gt_cy", "gt_cz"]] = viz.camera_centers(*viz._poses(gt, "g")[1:])
+    rows[["pred_cx", "pred_cy", "pred_cz"]] = rows[["gt_cx", "gt_cy", "gt_cz"]].to_numpy() + 0.001
+    rows["error"] = 0.001
+    fig = viz.camera_centres(rows, th, by_passes=True)  # (an array of thresholds crashed the hover text)
+    pred = [t for t in fig.data if t.name.startswith("pred: ")]
+    assert {t.name: len(t.x) for t in pred} == {"pred: passes 2 of 2 thresholds": 2,
+                                                "pred: passes 1 of 2 thresholds": 1,
+                                                "pred: passes none (or in another cluster)": 3}
+    assert "passes 2 of 2 thresholds" in pred[0].text[0]
+    assert viz._skipped(2) == 0 and viz._used_thresholds([0.1, 0.2]) == [0, 1]  # (too short to skip any)
+
+
+def test_a_run_without_pass_columns_is_coloured_by_error_and_says_so(scene) -> None:
+    """Asked to colour by thresholds passed, a run whose per_image.csv holds no pass_k columns drew every camera
+    "passes none" in red: unknown is not none, so the colour is the error's and the figure says why."""
+    gt, pred, model = scene
+    th = [0.005, 0.01, 0.02, 0.05, 0.1, 0.2]
+    entry = {"cluster": "c0", "thresholds": th, "models": [None] * 5 + [model]}
+    rows = pd.DataFrame({"image": gt["image"]})
+    passes = viz.thresholds_passed(rows, th)
+    assert passes.isna().all() and list(passes.index) == list(gt["image"])
+    errors = pd.Series([0.01, 0.03, 0.07, 0.15, 0.5, np.nan], index=gt["image"])
+    fig = viz.camera_frustums(gt, pred, alignment=entry, errors=errors, thresholds=th, passes=passes)
+    assert [n for n in _names(fig) if n.startswith("pred: ")][0] == "pred: err < 2 cm"
+    assert "coloured by error: no thresholds passed recorded" in fig.layout.annotations[0].text
+    rows[["gt_cx", "gt_cy", "gt_cz"]] = viz.camera_centers(*viz._poses(gt, "g")[1:])
+    rows[["pred_cx", "pred_cy", "pred_cz"]] = rows[["gt_cx", "gt_cy", "gt_cz"]].to_numpy() + 0.001
+    rows["error"] = errors.to_numpy()
+    centred = viz.camera_centres(rows, th, by_passes=True)
+    assert "pred: err < 2 cm" in _names(centred)
+    assert "coloured by error: no thresholds passed recorded" in centred.layout.annotations[0].text
+    assert "pred: pred centres" in _names(viz.camera_centres(rows, [], by_passes=True))  # (none: one colour)
+
+
 def test_nan_poses_are_drawn_only_as_gt(scene) -> None:
     gt, pred, model = scene
     pred = pred.copy()
