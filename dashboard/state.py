@@ -8,6 +8,7 @@ thumbnail files) is a plain function so it can be unit-tested and later moved in
 from __future__ import annotations
 
 import dataclasses
+import errno
 import datetime as _dt
 import hashlib
 import inspect
@@ -413,7 +414,10 @@ def resolve_run_dir(run: str) -> Path:
         # folders of this machine exist ("not found" against another error), and the same words serve both
         if found and Path(run).is_absolute() and not (p / "run.json").is_file() and not _files_of_a_run(p):
             found = False
-    except OSError as err:  # (a link's 5,000-character id: "File name too long")
+    except OSError as err:
+        if err.errno != errno.ENAMETOOLONG:  # (a folder it may not read is not found either: same words)
+            raise InputError(p, "run directory not found") from None
+        # (a link's 5,000-character id)
         raise InputError(None, f"invalid run id {run[:60]!r}…: {err.strerror}") from None
     if not found:
         raise InputError(p, "run directory not found")

@@ -379,3 +379,23 @@ def test_an_absolute_run_folder_must_hold_a_run(tmp_path: Path, monkeypatch: pyt
     lost.mkdir()
     (lost / "per_image.csv").write_text("dataset,scene,image\n")
     assert state.resolve_run_dir(str(lost)) == lost
+
+
+def test_a_folder_it_may_not_read_reads_as_a_missing_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An existing folder the dashboard may not read said "invalid run id …: Permission denied" where a missing
+    one said "not found": a shared link could still tell which folders exist. Both say "not found" now."""
+    import errno
+
+    import imc_core.runs
+    from imc_core.errors import InputError
+
+    private = tmp_path / "private"
+    private.mkdir()
+
+    def refused(folder: Path) -> list[str]:
+        raise PermissionError(errno.EACCES, "Permission denied", str(folder))
+
+    monkeypatch.setattr(imc_core.runs, "_files_of_a_run", refused)  # (the tests run as root: chmod would not do)
+    with pytest.raises(InputError) as err:
+        state.resolve_run_dir(str(private))
+    assert str(err.value) == f"{private}: run directory not found"
