@@ -173,7 +173,7 @@ def _run_and_report(args: argparse.Namespace, progress: ProgressLine | None, sho
     """The body of :func:`_cmd_run` once its signal handlers are in place."""
     from .glogfilter import glog_lines_dropped
     from .pipeline import run_pipeline
-    from .runs import load_run
+    from .runs import RunWriter, load_run
 
     shown: set[str] = set()  # warnings printed as they happened (the data's, when loaded) are not repeated
 
@@ -190,6 +190,11 @@ def _run_and_report(args: argparse.Namespace, progress: ProgressLine | None, sho
     stop["finished"] = True
     run = load_run(run_dir)
     if run.status == "cancelled" and stop["interrupted"]:
+        if not run.meta.get("error"):  # (a Ctrl-C dropped while the main thread waited on --jobs workers: they
+            writer = RunWriter(run_dir)  # stopped at their next poll, as cancelled, and the run said no why)
+            writer.write_meta(**run.meta)
+            writer.write_meta(error="interrupted (Ctrl-C)")
+            writer.log("interrupted (Ctrl-C)")
         raise KeyboardInterrupt  # (reported as every Ctrl-C is: exit status 130)
     for warning in run.meta.get("warnings") or []:
         if warning not in shown:
@@ -229,6 +234,8 @@ def _cmd_runs(args: argparse.Namespace) -> int:
     if unknown := [x for x in args.status if x not in RUN_STATUSES]:  # (it matched no run, and said "0 run(s)")
         raise ConfigError(f"runs{' rm' if args.action == 'rm' else ''}: unknown --status {', '.join(unknown)} "
                           f"(statuses: {', '.join(RUN_STATUSES)})")
+    if "" in args.group:  # (`runs rm --group ""` must not read as every run without a group)
+        raise ConfigError("runs: --group needs a group's name")
     if args.last is not None and args.last < 1:
         raise ConfigError(f"runs: --last {args.last}: a number of runs, 1 or more")
     if args.action == "rm":
@@ -237,6 +244,11 @@ def _cmd_runs(args: argparse.Namespace) -> int:
                               "--group")
         if not (args.ids or args.status or args.group):
             raise ConfigError("runs rm: name RUN_IDs and/or --status and/or --group")
+        if args.group:  # (a misspelt group removed nothing and said "0 run(s)", as if the experiment were gone)
+            known = set(list_runs(Path(args.root) if args.root else None)["group"].dropna().astype(str))
+            if unknown := [g for g in args.group if g not in known]:
+                raise ConfigError(f"runs rm: no run of group {', '.join(map(repr, unknown))} (groups: "
+                                  f"{', '.join(sorted(known)) or 'none'})")
         gone = remove_runs(args.ids, Path(args.root) if args.root else None, statuses=args.status,
                            groups=args.group, force=args.force, dry_run=args.dry_run)
         for p in gone:

@@ -380,7 +380,8 @@ def remove_runs(ids: Iterable[str] = (), root: Path | None = None, *, statuses: 
     if (wanted or wanted_groups) and root.is_dir():
         for p in sorted(root.iterdir()):
             meta = read_json(p / "run.json")
-            if isinstance(meta, dict) and (not wanted_groups or meta.get("group") in wanted_groups) \
+            # (the group as `runs` lists it: a number written by hand into run.json matches its digits)
+            if isinstance(meta, dict) and (not wanted_groups or _text(meta.get("group")) in wanted_groups) \
                     and (not wanted or _status(p, meta) in wanted):
                 chosen[p] = p.name
     if not force:

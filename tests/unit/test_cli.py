@@ -414,6 +414,43 @@ def test_runs_narrowed_by_group_variant_and_last(tmp_path: Path, capsys: pytest.
     assert capsys.readouterr().out.splitlines()[-1] == "2 run(s) (dry run)"
     assert main(["runs", "rm", "--root", str(tmp_path), "--group", "exp1"]) == 0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c", "d"]
+    capsys.readouterr()
+    # a misspelt group removed nothing and said "0 run(s)"; an empty one must not mean "no group"
+    assert main(["runs", "rm", "--root", str(tmp_path), "--group", "exp3"]) == 2
+    assert "runs rm: no run of group 'exp3' (groups: exp2)" in capsys.readouterr().err
+    assert main(["runs", "rm", "--root", str(tmp_path), "--group", ""]) == 2
+    assert "--group needs a group's name" in capsys.readouterr().err
+    # a group written by hand as a number is listed and removed by the same digits
+    RunWriter(tmp_path / "e").write_meta(id="e", status="done", group=7, variant="default", created="2026-01-02")
+    assert listed("--group", "7") == ["e"]
+    assert main(["runs", "rm", "--root", str(tmp_path), "--group", "7"]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c", "d"]
+
+
+def test_a_ctrl_c_whose_run_ended_cancelled_without_a_reason_records_it(tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Ctrl-C dropped while the main thread waited on --jobs workers stopped them at their next poll as a plain
+    cancel: exit status 130, but run.json said no why. The run is recorded as interrupted (Ctrl-C)."""
+    import json
+
+    from imc_core import cli, pipeline
+    from imc_core.runs import RunWriter
+
+    def cancelled_by_the_workers(*args: object, **kwargs: object) -> Path:
+        stop["interrupted"] = True  # (what on_int remembers)
+        writer = RunWriter(tmp_path / "run")
+        writer.write_meta(id="run", variant="default", created="2026-01-01T00:00:00")
+        writer.set_status("cancelled")
+        return tmp_path / "run"
+
+    monkeypatch.setattr(pipeline, "run_pipeline", cancelled_by_the_workers)
+    stop = {"requested": False, "interrupted": False, "finished": False}
+    args = cli.build_parser().parse_args(["run", "--data-root", str(tmp_path), "--quiet", "--verbose"])
+    with pytest.raises(KeyboardInterrupt):
+        cli._run_and_report(args, None, lambda: False, stop)
+    meta = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert (meta["status"], meta["error"], meta["variant"]) == ("cancelled", "interrupted (Ctrl-C)", "default")
+    assert "interrupted (Ctrl-C)" in (tmp_path / "run" / "log.txt").read_text()
 
 
 def test_synth_help_states_the_bundled_defaults() -> None:
