@@ -190,7 +190,11 @@ def get_or_build(
             if use_cache and (final / DONE).is_file():  # another process finished first: keep theirs
                 shutil.rmtree(tmp, ignore_errors=True)  # (this run did the work all the same: not a hit)
                 return Artifact(stage, key, final, False, seconds)
-            _trash(final)
+            # the old copy is renamed away and deleted once the new one is in place: a reader holding the path
+            # found no artifact there for as long as the old one took to delete
+            replaced = _move_aside(final)
+        else:
+            replaced = None
         try:
             os.replace(tmp, final)
         except OSError as e:
@@ -199,6 +203,9 @@ def get_or_build(
                 raise
             shutil.rmtree(tmp, ignore_errors=True)
             return Artifact(stage, key, final, False, seconds, problem)
+        finally:
+            if replaced is not None:
+                shutil.rmtree(replaced, ignore_errors=True)
     except BaseException as e:
         shutil.rmtree(tmp, ignore_errors=True)
         if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
@@ -209,11 +216,65 @@ def get_or_build(
     return Artifact(stage, key, final, False, seconds, problem)
 
 
-def _trash(path: Path) -> None:
-    """Remove the folder ``path``: renamed away first (a reader never sees it half deleted), then deleted."""
+#: folder of the cache root where each run at work says so (one JSON file per run: its process, its start)
+LIVE = ".live"
+
+
+def register_live_run(run_dir: Path, root: Path | None = None) -> Path | None:
+    """Record in the cache that a run is at work, whatever folder it writes to (:func:`live_runs` reads it back;
+    ``cache prune`` keeps what such a run built or read since it started: a run outside the runs folders it was
+    told about lost its artifacts and its temporary build folder, and died). Returns the record to pass to
+    :func:`release_live_run`, or None when the cache cannot be written (a read-only copy: nothing is pruned there).
+    """
+    from .liveness import process_start
+
+    folder = (root or cache_root()) / LIVE
+    record = folder / f"{os.getpid()}-{uuid.uuid4().hex[:8]}.json"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(record, {"pid": os.getpid(), "pid_start": process_start(os.getpid()),
+                                   "started": time.time(), "run_dir": str(run_dir)})
+    except OSError:
+        return None
+    return record
+
+
+def release_live_run(record: Path | None) -> None:
+    """Remove a record of :func:`register_live_run` (the run has ended)."""
+    if record is not None:
+        record.unlink(missing_ok=True)
+
+
+def live_runs(root: Path | None = None) -> list[dict[str, Any]]:
+    """The runs at work on this cache (:func:`register_live_run`) whose process still runs, each ``{"pid",
+    "pid_start", "started", "run_dir"}``; the records of processes that have ended (a killed run) are removed."""
+    from .liveness import process_alive
+
+    found = []
+    for record in sorted(((root or cache_root()) / LIVE).glob("*.json")):
+        try:
+            info = json.loads(record.read_text(encoding="utf-8"))
+            pid, started = int(info["pid"]), float(info["started"])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue  # (being written, or not ours: left alone)
+        if process_alive(pid, Path(str(info.get("run_dir", ""))), started=info.get("pid_start")):
+            found.append({**info, "pid": pid, "started": started})
+        else:
+            record.unlink(missing_ok=True)
+    return found
+
+
+def _move_aside(path: Path) -> Path:
+    """Rename the folder ``path`` to a ``.trash-*`` folder beside it (what :func:`prune` clears if left) and return
+    that."""
     trash = path.parent / f".trash-{uuid.uuid4().hex[:8]}"
     os.replace(path, trash)
-    shutil.rmtree(trash, ignore_errors=True)
+    return trash
+
+
+def _trash(path: Path) -> None:
+    """Remove the folder ``path``: renamed away first (a reader never sees it half deleted), then deleted."""
+    shutil.rmtree(_move_aside(path), ignore_errors=True)
 
 
 def drop_artifact(path: Path) -> None:

@@ -30,7 +30,7 @@ from typing import Any
 import pandas as pd
 
 from .cache import (Artifact, artifact_key, cache_root, cached, content_fingerprint, drop_artifact, files_problem,
-                    get_or_build, h5_problem, sqlite_problem)
+                    get_or_build, h5_problem, register_live_run, release_live_run, sqlite_problem)
 from .config import (DEFAULT_VARIANT, PipelineConfig, dump_config, resolve_config, stable_hash, unread_keys,
                      unused_settings)
 from .errors import Cancelled, ConfigError, ImcError, InputError
@@ -283,6 +283,8 @@ def run_pipeline(
                f"split={split}")
     writer.log_lines(f"WARNING: {w}" for w in warns)
     timings: dict[str, Any] = {"total": 0.0, "datasets": {}, "cache": {}}
+    # (said in the cache itself: `cache prune` keeps what this run builds and reads, wherever its folder is)
+    lease = register_live_run(run_dir)
     try:
         writer.write_meta(jobs=n_jobs)
         if n_jobs > 1:
@@ -316,6 +318,7 @@ def run_pipeline(
         if raise_errors:
             raise
     finally:
+        release_live_run(lease)
         timings["total"] = time.perf_counter() - t_start
         writer.write_json("timings.json", timings)
         release_run_dir(run_dir)

@@ -26,6 +26,32 @@ def test_key_depends_on_conf_inputs_and_fingerprint() -> None:
     assert k != artifact_key("matching", {"a": 1}, ["x"], "fp")
 
 
+def test_a_rebuild_puts_the_new_artifact_in_place_before_deleting_the_old(tmp_path: Path,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """A `--no-cache` rebuild deleted the old copy before renaming the new one in: a concurrent run holding the
+    path found no artifact there (16,465 of 83,985 opens failed in a tester's race on a 3,000-file artifact)."""
+    import shutil
+
+    import imc_core.cache as cache
+
+    def build(d: Path) -> None:
+        (d / "x.txt").write_text("x")
+
+    art = get_or_build("features", "ds", "k", build, root=tmp_path)
+    seen = []
+    real_rmtree = shutil.rmtree
+
+    def rmtree(path: Any, *args: Any, **kwargs: Any) -> None:
+        if Path(path).name.startswith(".trash-"):
+            seen.append((art.path / DONE).is_file())  # the new copy is there while the old one is deleted
+        real_rmtree(path, *args, **kwargs)
+
+    monkeypatch.setattr(cache.shutil, "rmtree", rmtree)
+    again = get_or_build("features", "ds", "k", build, root=tmp_path, use_cache=False)
+    assert not again.hit and seen == [True]
+    assert not list(tmp_path.glob("features/.trash-*")) and (art.path / "x.txt").read_text() == "x"
+
+
 def test_an_unreadable_hit_is_rebuilt_in_place(tmp_path: Path) -> None:
     import sqlite3
 
@@ -458,6 +484,53 @@ def test_prune_keeps_what_a_run_still_at_work_built(tmp_path: Path, capsys: pyte
     captured = capsys.readouterr()
     assert "a run is still at work" in captured.err
     assert new.exists() and building.exists() and kept.exists() and not old.exists()
+
+
+def test_prune_keeps_what_a_run_written_elsewhere_built(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """A run with `--out` outside the runs folders prune was told about lost its artifacts and its temporary build
+    folder to `cache prune --unused --grace-hours 0`, and died: a run at work says so in the cache itself, and
+    prune keeps what the cache got since it started; a record left by a killed run is removed. A run folder named
+    by --runs-dir is read as a run."""
+    import datetime as dt
+
+    from imc_core.cache import LIVE, live_runs, register_live_run, release_live_run
+    from imc_core.runs import RunWriter
+
+    cache, runs = tmp_path / "cache", tmp_path / "runs"
+    kept = _artifact(cache, "features", "keep", days_old=3)
+    _run_dir(runs, "done", {"ds": {"features": str(kept)}})
+    new = _artifact(cache, "matching", "new", days_old=0.5 / 24)  # built 30 min ago by the run elsewhere
+    building = cache / "reconstruction" / ".tmp-ds-x-1"
+    building.mkdir(parents=True)
+    os.utime(building, (time.time() - 600, time.time() - 600))
+    old = _artifact(cache, "features", "old", days_old=3)  # before it: unused, goes
+    record = register_live_run(tmp_path / "elsewhere", root=cache)  # (this process: alive)
+    assert record is not None
+    info = json.loads(record.read_text())
+    record.write_text(json.dumps({**info, "started": time.time() - 3600}))
+    dead = cache / LIVE / "1-dead.json"
+    dead.write_text(json.dumps({**info, "pid": 2**22 + 12345, "started": time.time() - 86400}))
+    assert [r["run_dir"] for r in live_runs(cache)] == [str(tmp_path / "elsewhere")] and not dead.exists()
+    assert main(["cache", "prune", "--unused", "--grace-hours", "0", "--cache-dir", str(cache),
+                 "--runs-dir", str(runs)]) == 0
+    assert "a run is still at work" in capsys.readouterr().err
+    assert new.exists() and building.exists() and kept.exists() and not old.exists()
+    release_live_run(record)
+    assert live_runs(cache) == [] and not record.exists()
+    # a run folder named by itself, live: what the cache got since it started stays too
+    started = (dt.datetime.now(dt.timezone.utc) - dt.timedelta(hours=1)).isoformat()
+    RunWriter(tmp_path / "solo").write_meta(id="solo", status="running", created=started, pid=os.getpid(),
+                                            pid_start=_own_start())
+    assert main(["cache", "prune", "--older-than", "0", "--grace-hours", "0", "--cache-dir", str(cache),
+                 "--runs-dir", str(tmp_path / "solo")]) == 0
+    assert "a run is still at work" in capsys.readouterr().err
+    assert new.exists() and not kept.exists()
+
+
+def _own_start() -> int | None:
+    from imc_core.liveness import process_start
+
+    return process_start(os.getpid())
 
 
 def _wait_cmdline(proc: Any, text: str) -> None:
