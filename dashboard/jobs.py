@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -27,8 +28,8 @@ from typing import Any
 
 from imc_core.fsutil import atomic_write_json
 from imc_core.liveness import JOB_FILE, JOB_LOG, job_info, process_alive, read_json, run_state
-from imc_core.runs import (LIVE_STATUSES, RunWriter, meta_seed, new_run_dir, now_iso, record_failure, request_cancel,
-                           runs_root)
+from imc_core.runs import (LAUNCH_TOKEN_ENV, LIVE_STATUSES, RunWriter, meta_seed, new_run_dir, now_iso,
+                           record_failure, request_cancel, runs_root)
 
 #: Command prefix of a job; tests replace it with a fake pipeline.
 BASE_COMMAND: list[str] = [sys.executable, "-m", "imc_core", "run"]
@@ -171,7 +172,8 @@ def launch(spec: LaunchSpec, runs_dir: Path | None = None) -> Path:
     cmd = build_command(spec, run_dir)
     with open(run_dir / JOB_LOG, "ab") as log:
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True, cwd=str(_repo_root()), env=_job_env())
+                                start_new_session=True, cwd=str(_repo_root()),
+                                env=_job_env((read_json(run_dir / "run.json") or {}).get("launch_token")))
     _PROCS[str(run_dir)] = proc
     atomic_write_json(run_dir / JOB_FILE, {"pid": proc.pid, "command": cmd, "started": time.time()})
     return run_dir
@@ -184,16 +186,21 @@ def _prepare(spec: LaunchSpec, runs_dir: Path | None, status: str) -> Path:
     writer.write_meta(id=run_dir.name, created=now_iso(), status=status, variant=spec.variant,
                       data_root=str(spec.data_root), datasets=list(spec.datasets), overrides=list(spec.overrides),
                       **({"split": spec.split} if spec.split != "auto" else {}),
-                      group=spec.group, label=spec.label, launcher="dashboard", pid=None, error=None)
+                      group=spec.group, label=spec.label, launcher="dashboard", pid=None, error=None,
+                      launch_token=secrets.token_hex(8))  # (its process alone may take the folder: check_run_dir)
     writer.progress("starting" if status == "running" else "queued", 0, 1,
                     "starting the pipeline process" if status == "running" else "waiting for the runs before it",
                     force=True)
     return run_dir
 
 
-def _job_env() -> dict[str, str]:
+def _job_env(token: str | None = None) -> dict[str, str]:
+    """The environment of a job: this one's, unbuffered, with the launch token of the folder it is to take."""
     env = dict(os.environ)
     env.setdefault("PYTHONUNBUFFERED", "1")
+    env.pop(LAUNCH_TOKEN_ENV, None)
+    if token:
+        env[LAUNCH_TOKEN_ENV] = token
     return env
 
 

@@ -24,7 +24,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from imc_core.fsutil import atomic_write_json
-from imc_core.runs import record_failure
+from imc_core.runs import LAUNCH_TOKEN_ENV, record_failure
 
 from dashboard.jobs import JOB_FILE, JOB_LOG, job_info, read_json, started_jobs
 
@@ -58,9 +58,12 @@ def start_one(run_dir: Path) -> subprocess.Popen[bytes] | None:
     if not (isinstance(cmd, list) and cmd and all(isinstance(c, str) for c in cmd)):
         record_failure(run_dir, f"{run_dir / JOB_FILE}: no command to run")
         return None
+    env = {k: v for k, v in os.environ.items() if k != LAUNCH_TOKEN_ENV}
+    if isinstance(token := meta.get("launch_token"), str):
+        env[LAUNCH_TOKEN_ENV] = token  # (its run alone may take the folder the dashboard prepared)
     with open(run_dir / JOB_LOG, "ab") as log:
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+                                start_new_session=True, env=env)
     atomic_write_json(run_dir / JOB_FILE, {**job, "pid": proc.pid, "started": time.time()})
     return proc
 

@@ -28,7 +28,7 @@ import pandas as pd
 from .cache import REPO_ROOT
 from .errors import InputError
 from .fsutil import atomic_write_json, atomic_write_text
-from .liveness import read_json, run_state
+from .liveness import process_alive, process_start, read_json, run_state
 
 RUN_FILES = ("run.json", "config.toml", "submission.csv", "scores.json", "scenes.csv", "per_image.csv",
              "alignments.json", "timings.json", "log.txt", "progress.json", "pairs_stats.csv")
@@ -124,6 +124,9 @@ def new_run_dir(variant: str, root: Path | None = None) -> Path:
 
 #: what a launcher (the dashboard) writes into a run folder before the pipeline starts in it
 LAUNCHER_FILES = frozenset({"run.json", "progress.json", "job.json", "job.log", "CANCEL"})
+#: the environment variable through which a launcher hands its process the ``launch_token`` of the run folder it
+#: prepared (:func:`check_run_dir` accepts such a folder only from that process)
+LAUNCH_TOKEN_ENV = "IMC_LAUNCH_TOKEN"
 #: statuses of a run whose process may still write into its folder (queued: a launcher's queue will start it)
 LIVE_STATUSES = ("running", "queued")
 #: every status :func:`list_runs` shows (``stopped`` and ``cancelling`` from :mod:`imc_core.liveness`)
@@ -134,8 +137,9 @@ def check_run_dir(path: str | Path) -> bool:
     """Make sure ``path`` can take a new run, before anything is written there.
 
     Accepted: a path that does not exist yet, an empty folder, or a folder a launcher prepared (only
-    :data:`LAUNCHER_FILES`, its ``run.json`` saying ``running`` or ``queued``). A finished run is never overwritten:
-    its old scores would pass for the new run's.
+    :data:`LAUNCHER_FILES`, its ``run.json`` saying ``running`` or ``queued``; when it holds a ``launch_token``,
+    only from the process given that token in :data:`LAUNCH_TOKEN_ENV`). A finished run is never overwritten:
+    its old scores would pass for the new run's, nor a folder inside a run's folder.
 
     Returns:
         True for a prepared folder (a failure before the run starts is then recorded in its ``run.json``).
@@ -144,6 +148,9 @@ def check_run_dir(path: str | Path) -> bool:
         InputError: ``path`` is a file, holds another run, or holds other files.
     """
     path = Path(path)
+    for parent in path.absolute().parents:  # (a run inside another's folder: `runs`, prune and export missed it)
+        if (parent / "run.json").is_file() or (parent / CLAIM_FILE).exists():
+            raise InputError(path, f"is inside the run folder {parent}; a run needs a folder of its own")
     if not path.exists():
         return False
     if not path.is_dir():
@@ -158,7 +165,12 @@ def check_run_dir(path: str | Path) -> bool:
         meta = {"status": "unreadable run.json"}
     status = meta.get("status", "unknown") if isinstance(meta, dict) else None
     if set(entries) <= LAUNCHER_FILES and status in LIVE_STATUSES:
-        return True
+        token = meta.get("launch_token") if isinstance(meta, dict) else None
+        if token is None or os.environ.get(LAUNCH_TOKEN_ENV) == token:
+            return True
+        # (a `run --out` at a run the dashboard had queued took it over: the queue's group and its run were lost)
+        raise InputError(path, f"is a run the dashboard prepared ({status}), which its own process will write; "
+                               "choose a new folder")
     if status is not None:
         raise InputError(path, f"already holds a run (status {status}); choose a new folder or remove this one")
     raise InputError(path, f"is not empty ({', '.join(entries[:3])}{', …' if len(entries) > 3 else ''}); "
@@ -412,14 +424,19 @@ def _stop_process(path: Path, grace_s: float = 10.0) -> None:
     host = meta.get("host") if isinstance(meta, dict) else None
     if not state.alive or state.pid is None or (isinstance(host, str) and host and host != platform.node()):
         return
+    start = process_start(state.pid)
+
+    def alive() -> bool:  # the process itself: run.json says "cancelled" while it still writes its last files
+        return process_alive(state.pid, path, started=start) if start is not None else run_state(path).alive
+
     try:
         os.kill(state.pid, signal.SIGTERM)
     except OSError:
         return
     end = time.monotonic() + grace_s
-    while time.monotonic() < end and run_state(path).alive:
+    while time.monotonic() < end and alive():
         time.sleep(0.1)
-    if run_state(path).alive:
+    if alive():
         try:
             os.kill(state.pid, signal.SIGKILL)
         except OSError:

@@ -100,6 +100,54 @@ def test_check_run_dir_never_lets_a_run_write_over_another(tmp_path: Path) -> No
         check_run_dir(queued)
 
 
+def test_a_prepared_run_is_taken_only_by_its_own_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`run --out` at a run the dashboard had queued took it over (the queue's group and run were lost), and
+    `run --out` inside another run's folder put a whole run among its files (`runs`, prune and export missed it)."""
+    from imc_core.runs import CLAIM_FILE, LAUNCH_TOKEN_ENV
+
+    queued = tmp_path / "queued"
+    RunWriter(queued).write_meta(id="queued", status="queued", launcher="dashboard", launch_token="abc123")
+    monkeypatch.delenv(LAUNCH_TOKEN_ENV, raising=False)
+    with pytest.raises(InputError, match=r"is a run the dashboard prepared \(queued\), which its own process will "
+                                         r"write; choose a new folder"):
+        check_run_dir(queued)
+    monkeypatch.setenv(LAUNCH_TOKEN_ENV, "other")
+    with pytest.raises(InputError, match="the dashboard prepared"):
+        check_run_dir(queued)
+    monkeypatch.setenv(LAUNCH_TOKEN_ENV, "abc123")
+    assert check_run_dir(queued) is True
+    done = tmp_path / "done"
+    RunWriter(done).write_meta(id="done", status="done")
+    for inside, holder in ((done / "models", done), (done / "models" / "x", done), (queued / "sub", queued)):
+        with pytest.raises(InputError) as err:
+            check_run_dir(inside)
+        assert str(err.value) == f"{inside}: is inside the run folder {holder}; a run needs a folder of its own"
+    live = tmp_path / "live"
+    live.mkdir()
+    (live / CLAIM_FILE).write_text("1")  # (a run being written, before its run.json)
+    with pytest.raises(InputError, match="is inside the run folder"):
+        check_run_dir(live / "models")
+
+
+def test_a_launched_job_gets_the_token_of_its_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The dashboard's launcher and its queue hand each run process the token of the folder it prepared."""
+    import sys
+
+    from dashboard import jobs, runqueue
+    from imc_core.runs import LAUNCH_TOKEN_ENV
+
+    monkeypatch.setenv(LAUNCH_TOKEN_ENV, "inherited")
+    assert LAUNCH_TOKEN_ENV not in jobs._job_env() and jobs._job_env("t1")[LAUNCH_TOKEN_ENV] == "t1"
+    run = tmp_path / "queued"
+    RunWriter(run).write_meta(id="queued", status="queued", launcher="dashboard", launch_token="t2")
+    seen = tmp_path / "token.txt"
+    cmd = [sys.executable, "-c", f"import os; open({str(seen)!r}, 'w').write(os.environ.get({LAUNCH_TOKEN_ENV!r}, ''))"]
+    (run / jobs.JOB_FILE).write_text(json.dumps({"command": cmd, "queued": 0}))
+    proc = runqueue.start_one(run)
+    assert proc is not None and proc.wait(timeout=60) == 0
+    assert seen.read_text() == "t2"
+
+
 def test_list_runs_and_cancel_flag(tmp_path: Path) -> None:
     make_run(tmp_path, "a", 10.0)
     d = make_run(tmp_path, "b", 20.0)
