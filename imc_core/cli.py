@@ -188,13 +188,23 @@ def _run_and_report(args: argparse.Namespace, progress: ProgressLine | None, sho
                                label=args.label, group=args.group, should_cancel=should_cancel,
                                jobs=args.jobs, split=args.split)
     stop["finished"] = True
+    if not (run_dir / "run.json").is_file():  # (`runs rm --force`, or a hand, took the folder while it ran)
+        print(f"run folder {run_dir} was removed while the run went on", file=sys.stderr)
+        if stop["interrupted"]:
+            raise KeyboardInterrupt
+        return 1
     run = load_run(run_dir)
+    # why a run that stopped at a poll was cancelled: a Ctrl-C dropped while the main thread waited on --jobs
+    # workers, or SIGTERM (`runs rm --force`, a system's kill), read as the dashboard's Cancel did, with no why
+    why = ("interrupted (Ctrl-C)" if stop["interrupted"] else "terminated (SIGTERM)"
+           if stop["requested"] and not (run_dir / "CANCEL").exists() else None)
+    if run.status == "cancelled" and why and not run.meta.get("error"):
+        writer = RunWriter(run_dir)
+        writer.write_meta(**run.meta)
+        writer.write_meta(error=why)
+        writer.log(why)
+        run = load_run(run_dir)
     if run.status == "cancelled" and stop["interrupted"]:
-        if not run.meta.get("error"):  # (a Ctrl-C dropped while the main thread waited on --jobs workers: they
-            writer = RunWriter(run_dir)  # stopped at their next poll, as cancelled, and the run said no why)
-            writer.write_meta(**run.meta)
-            writer.write_meta(error="interrupted (Ctrl-C)")
-            writer.log("interrupted (Ctrl-C)")
         raise KeyboardInterrupt  # (reported as every Ctrl-C is: exit status 130)
     for warning in run.meta.get("warnings") or []:
         if warning not in shown:
@@ -419,26 +429,40 @@ def _cmd_cache(args: argparse.Namespace) -> int:
     return 0
 
 
-def _live_runs_started(folders: list[Path]) -> float | None:
-    """When the oldest run of ``folders`` that is still at work (running, queued or cancelling, its process alive)
-    started, as epoch seconds; None when none is."""
-    import datetime as dt
-
+def _live_runs_started(folders: list[Path], cache: Path) -> float | None:
+    """When the oldest run still at work started, as epoch seconds (None when none is): the runs of ``folders``
+    (runs folders, or run folders themselves) that are running, queued or cancelling, their process alive, and
+    every run that says in the cache that it is at work (:func:`imc_core.cache.live_runs`: a run written anywhere,
+    ``run --out`` outside the runs folders included)."""
+    from .cache import live_runs
+    from .liveness import read_json, run_state
     from .runs import list_runs
 
-    starts = []
+    starts = [run["started"] for run in live_runs(cache)] if cache.is_dir() else []
     for folder in folders:
         if not folder.is_dir():
+            continue
+        if (folder / "run.json").is_file():  # a run folder named by itself (--runs-dir RUN_DIR)
+            meta = read_json(folder / "run.json")
+            if isinstance(meta, dict) and run_state(folder, meta).status in ("running", "queued", "cancelling"):
+                starts.append(_epoch(meta.get("created")))
             continue
         df = list_runs(folder)
         if df.empty:
             continue
-        for created in df.loc[df["status"].isin(["running", "queued", "cancelling"]), "created"]:
-            try:
-                starts.append(dt.datetime.fromisoformat(str(created)).timestamp())
-            except ValueError:
-                starts.append(time.time() - 86400.0)  # (unreadable: a day back)
+        starts += [_epoch(created) for created in
+                   df.loc[df["status"].isin(["running", "queued", "cancelling"]), "created"]]
     return min(starts) if starts else None
+
+
+def _epoch(created: object) -> float:
+    """A run's ``created`` (ISO time) as epoch seconds; unreadable: a day back (what it built stays)."""
+    import datetime as dt
+
+    try:
+        return dt.datetime.fromisoformat(str(created)).timestamp()
+    except ValueError:
+        return time.time() - 86400.0
 
 
 def _cache_prune(args: argparse.Namespace, root: Path) -> int:
@@ -470,7 +494,7 @@ def _cache_prune(args: argparse.Namespace, root: Path) -> int:
                   f"of {', '.join(whole)} stays (remove those runs to prune them)", file=sys.stderr)
     runs = ", ".join(map(str, folders))
     grace = GRACE_S if args.grace_hours is None else args.grace_hours * 3600.0
-    if (started := _live_runs_started(folders)) is not None and time.time() - started + 60.0 > grace:
+    if (started := _live_runs_started(folders, root)) is not None and time.time() - started + 60.0 > grace:
         # what a run still at work has built or is building is newer than its start: a short grace removed it
         grace = time.time() - started + 60.0
         print(f"note: a run is still at work (since {_when(started)}): what the cache got since then stays",

@@ -455,7 +455,8 @@ def test_cli_run_sigterm_ends_cancelled(tiny_root: Path, isolated_dirs: dict, tm
     proc.send_signal(signal.SIGTERM)
     rc = proc.wait(timeout=120)
     meta = json.loads((out / "run.json").read_text())
-    assert meta["status"] == "cancelled" and rc == 1
+    # (a SIGTERM read as the dashboard's Cancel did, with no why)
+    assert (meta["status"], meta["error"], rc) == ("cancelled", "terminated (SIGTERM)", 1)
 
 
 def test_cli_run_ctrl_c_ends_cancelled(tiny_root: Path, isolated_dirs: dict, tmp_path: Path) -> None:

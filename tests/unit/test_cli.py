@@ -516,6 +516,46 @@ def test_runs_rm_force_stops_a_live_run_first(tmp_path: Path, capsys: pytest.Cap
             proc.wait()
 
 
+def test_runs_rm_force_waits_for_the_process_not_its_status(tmp_path: Path) -> None:
+    """A run says "cancelled" in run.json as soon as SIGTERM reaches it, then still writes its last files: `runs rm
+    --force` removed the folder under it, and the run exited 2 with "not a run directory". It waits for the
+    process itself now."""
+    import platform
+    import subprocess
+    import sys
+    import time
+
+    from imc_core.runs import RunWriter
+
+    run = tmp_path / "live"
+    RunWriter(run).write_meta(id="live", status="running", created="2026-01-01T00:00:00", host=platform.node())
+    child = (f"import json, signal, sys, time\n"
+             f"def on_term(*_):\n"
+             f"    meta = json.load(open({str(run / 'run.json')!r}))\n"
+             f"    json.dump({{**meta, 'status': 'cancelled'}}, open({str(run / 'run.json')!r}, 'w'))\n"
+             f"    time.sleep(1.5)\n"
+             f"    open({str(run / 'timings.json')!r}, 'w').write('{{}}')\n"
+             f"    sys.exit(1)\n"
+             f"signal.signal(signal.SIGTERM, on_term)\n"
+             f"open({str(tmp_path / 'ready')!r}, 'w').close()\n"
+             f"time.sleep(60)\n")
+    proc = subprocess.Popen([sys.executable, "-c", child, "imc_core"])
+    try:
+        deadline = time.monotonic() + 20
+        while not (tmp_path / "ready").exists():
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        RunWriter(run).write_meta(id="live", status="running", created="2026-01-01T00:00:00", pid=proc.pid,
+                                  host=platform.node())
+        assert main(["runs", "rm", "live", "--root", str(tmp_path), "--force"]) == 0
+        assert proc.poll() is not None  # it had ended before its folder went
+        assert not run.exists()  # (and what it wrote last went with it)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+
+
 def test_runs_listing_cuts_a_long_dataset_list() -> None:
     """A run of the 13 IMC-2025 training datasets made every line of `runs` 330 characters wide."""
     from imc_core.cli import _few
