@@ -171,9 +171,20 @@ def exif_problem(path: str | Path) -> str | None:
     them is not checked (PIL would decode the whole image to find it: 40 ms per 1440×1920 PNG).
     """
     path = Path(path)
-    orientation, unparsed = None, None
-    with _EXIF_LOCK, warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
+    orientation, unparsed, said = None, None, []
+    with _EXIF_LOCK, warnings.catch_warnings():
+        shown = warnings.showwarning
+
+        def keep(message: Warning | str, category: type[Warning], filename: str, lineno: int, *args: Any) -> None:
+            """PIL's EXIF warnings are this image's; every other warning (another thread's, under its own filters and
+            registry) goes on as it would have."""
+            if _is_exif_warning(filename, message):
+                said.append(" ".join(str(message).split()).rstrip("."))
+            else:
+                shown(message, category, filename, lineno, *args)
+
+        warnings.showwarning = keep
+        warnings.filterwarnings("always", module=r"PIL(\.|$)")  # (each image's, not once per line of PIL)
         try:
             with Image.open(path) as img:
                 if img.format != "PNG" or "exif" in img.info:  # (PIL decodes a whole PNG to look further)
@@ -184,23 +195,19 @@ def exif_problem(path: str | Path) -> str | None:
             pass
         except Exception as err:  # (PIL raises a variety of errors for a block it cannot parse at all)
             unparsed = f"EXIF that cannot be parsed ({decode_reason(err, path)}), taken as absent"
-    ours = [w for w in caught if _is_exif_warning(w)]
-    for w in caught:  # another thread's warning, or PIL's about something else, goes on as it would have
-        if not any(w is o for o in ours):
-            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     if unparsed:
         return unparsed
-    said = list(dict.fromkeys(" ".join(str(w.message).split()).rstrip(".") for w in ours))
+    said = list(dict.fromkeys(said))
     problems = [f"damaged EXIF ({'; '.join(said)}), its unreadable tags taken as absent"] if said else []
     if orientation is not None and orientation not in range(1, 9):
         problems.append(f"EXIF orientation {orientation!r} is none of 1–8, read as upright")
     return "; ".join(problems) or None
 
 
-def _is_exif_warning(w: warnings.WarningMessage) -> bool:
-    """Whether a warning caught around an EXIF read is PIL's about the EXIF block (its TIFF tag reader's), not one
-    another thread raised meanwhile (``catch_warnings`` records the whole process's) nor PIL's about the image."""
-    return Path(w.filename).name == "TiffImagePlugin.py" or "EXIF" in str(w.message) and "PIL" in Path(w.filename).parts
+def _is_exif_warning(filename: str, message: Warning | str) -> bool:
+    """Whether a warning raised while an EXIF block is read is PIL's about that block (its TIFF tag reader's), not
+    PIL's about the image (a decompression bomb) nor another thread's."""
+    return Path(filename).name == "TiffImagePlugin.py" or "EXIF" in str(message) and "PIL" in Path(filename).parts
 
 
 def exif_problems(paths: list[Path], limit: int = 5, names: list[str] | None = None) -> str | None:
