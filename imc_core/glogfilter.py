@@ -33,6 +33,7 @@ COLOUR = rb"(?:\x1b\[[0-9;]*m)*"
 GLOG_LINE = re.compile(COLOUR + rb"(?:[IW]\d{8} \d\d:\d\d:\d\d\.\d+ +\d+ [^ \]]+:\d+\] "
                        rb"|E\d{8} \d\d:\d\d:\d\d\.\d+ +\d+ [^ \]]+:\d+\] Unknown EXIF orientation: -?\d+$)")
 _COLOUR_PREFIX = re.compile(COLOUR)
+_RESETS = re.compile(rb"(?:\x1b\[0?m)*")
 _UNFINISHED_COLOUR = re.compile(rb"\x1b(?:\[[0-9;]*)?")
 
 
@@ -57,7 +58,9 @@ def drop_glog_lines(data: bytes, tail: bytes) -> tuple[bytes, bytes]:
     (a progress line rewritten with carriage returns) at once unless it may still become a glog line.
     """
     *lines, rest = (tail + data).split(b"\n")
-    out = b"".join(line + b"\n" for line in lines if not GLOG_LINE.match(line))
+    # a dropped line keeps the colour resets it starts with (the end of a kept coloured line before it)
+    out = b"".join(line + b"\n" if not GLOG_LINE.match(line) else _RESETS.match(line).group()  # type: ignore[union-attr]
+                   for line in lines)
     if rest and not _may_become_glog_line(rest):
         out, rest = out + rest, b""
     return out, rest
@@ -75,8 +78,8 @@ def filter_stream(src: int = 0, dst: int = 2) -> None:
         out, tail = drop_glog_lines(chunk, tail)
         if out:
             _write_all(dst, out)
-    if tail and not GLOG_LINE.match(tail):
-        _write_all(dst, tail)
+    if tail:
+        _write_all(dst, tail if not GLOG_LINE.match(tail) else _RESETS.match(tail).group())  # type: ignore[union-attr]
 
 
 @contextmanager

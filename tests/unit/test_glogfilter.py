@@ -48,7 +48,13 @@ def test_coloured_glog_lines_are_dropped() -> None:
             chunk, tail = drop_glog_lines(coloured[i:i + size], tail)
             out += chunk
         # (the reset after a dropped line stays at the next line's start: harmless)
-        assert out + tail == b"\x1b[m\x1b[0;31mE20261129 05:27:03.2 1 x.cc:1] an error\n\x1b[m\rETs/mapping 5/22"
+        assert out + tail == (b"\x1b[m\x1b[m\x1b[0;31mE20261129 05:27:03.2 1 x.cc:1] an error\n\x1b[m"
+                              b"\rETs/mapping 5/22")
+    # a kept coloured line's reset, at the start of a dropped line, stays: what follows was red in the terminal
+    kept_then_dropped = (b"\x1b[0;31mE20261129 05:27:03.2 1 controller.cc:10] Failed to create any sparse model\n"
+                         b"\x1b[mI20261129 05:27:03.3 1 bundle_adjustment.cc:46] info\nour line\n")
+    assert drop_glog_lines(kept_then_dropped, b"") == (
+        b"\x1b[0;31mE20261129 05:27:03.2 1 controller.cc:10] Failed to create any sparse model\n\x1b[mour line\n", b"")
     assert drop_glog_lines(b"\x1b[0;3", b"") == (b"", b"\x1b[0;3")  # (an unfinished colour code waits)
 
 
