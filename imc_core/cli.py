@@ -254,11 +254,6 @@ def _cmd_runs(args: argparse.Namespace) -> int:
                               "--group")
         if not (args.ids or args.status or args.group):
             raise ConfigError("runs rm: name RUN_IDs and/or --status and/or --group")
-        if args.group:  # (a misspelt group removed nothing and said "0 run(s)", as if the experiment were gone)
-            known = set(list_runs(Path(args.root) if args.root else None)["group"].dropna().astype(str))
-            if unknown := [g for g in args.group if g not in known]:
-                raise ConfigError(f"runs rm: no run of group {', '.join(map(repr, unknown))} (groups: "
-                                  f"{', '.join(sorted(known)) or 'none'})")
         gone = remove_runs(args.ids, Path(args.root) if args.root else None, statuses=args.status,
                            groups=args.group, force=args.force, dry_run=args.dry_run)
         for p in gone:

@@ -373,8 +373,8 @@ def remove_runs(ids: Iterable[str] = (), root: Path | None = None, *, statuses: 
         The run folders deleted (or that would be).
 
     Raises:
-        InputError: an id that is not a run folder under ``root``, or a live run without ``force`` (nothing is
-            deleted then).
+        InputError: an id that is not a run folder under ``root``, a group no run of ``root`` has, or a live run
+            without ``force`` (nothing is deleted then).
     """
     root = Path(root or runs_root())
     chosen: dict[Path, str] = {}
@@ -389,13 +389,21 @@ def remove_runs(ids: Iterable[str] = (), root: Path | None = None, *, statuses: 
             raise InputError(path, "no such run folder")
         chosen[path] = run_id
     wanted, wanted_groups = set(statuses), set(groups)
+    if "" in wanted_groups:  # (it must not read as every run without a group)
+        raise InputError(root, "a group to remove needs a name")
+    seen_groups: set[str] = set()
     if (wanted or wanted_groups) and root.is_dir():
         for p in sorted(root.iterdir()):
             meta = read_json(p / "run.json")
-            # (the group as `runs` lists it: a number written by hand into run.json matches its digits)
-            if isinstance(meta, dict) and (not wanted_groups or _text(meta.get("group")) in wanted_groups) \
-                    and (not wanted or _status(p, meta) in wanted):
+            if not isinstance(meta, dict):
+                continue
+            group = _text(meta.get("group"))  # (as `runs` lists it: a number written by hand matches its digits)
+            seen_groups.add(group)
+            if (not wanted_groups or group in wanted_groups) and (not wanted or _status(p, meta) in wanted):
                 chosen[p] = p.name
+    if unknown := sorted(wanted_groups - seen_groups):  # (a misspelt group removed nothing and said "0 run(s)")
+        raise InputError(root, f"no run of group {', '.join(map(repr, unknown))} (groups here: "
+                               f"{', '.join(sorted(g for g in seen_groups if g)) or 'none'})")
     if not force:
         for path in chosen:
             meta = read_json(path / "run.json")

@@ -417,7 +417,12 @@ def test_runs_narrowed_by_group_variant_and_last(tmp_path: Path, capsys: pytest.
     capsys.readouterr()
     # a misspelt group removed nothing and said "0 run(s)"; an empty one must not mean "no group"
     assert main(["runs", "rm", "--root", str(tmp_path), "--group", "exp3"]) == 2
-    assert "runs rm: no run of group 'exp3' (groups: exp2)" in capsys.readouterr().err
+    assert f"{tmp_path}: no run of group 'exp3' (groups here: exp2)" in capsys.readouterr().err
+    # a run that `runs` cannot list (its scores.json is damaged) is still removed by its group
+    RunWriter(tmp_path / "damaged").write_meta(id="damaged", status="done", group="lonely", created="2026-01-03")
+    (tmp_path / "damaged" / "scores.json").write_text("{")
+    assert main(["runs", "rm", "--root", str(tmp_path), "--group", "lonely"]) == 0
+    assert not (tmp_path / "damaged").exists()
     assert main(["runs", "rm", "--root", str(tmp_path), "--group", ""]) == 2
     assert "--group needs a group's name" in capsys.readouterr().err
     # a group written by hand as a number is listed and removed by the same digits

@@ -263,6 +263,20 @@ def test_not_a_zip(tmp_path: Path) -> None:
         import_bundle(p, tmp_path / "runs")
 
 
+def test_remove_runs_by_group_needs_a_group_some_run_has(tmp_path: Path) -> None:
+    """From Python too: an empty group must not mean every run without one, and a misspelt one is named."""
+    from imc_core.runs import remove_runs
+
+    root = tmp_path / "runs"
+    grouped, ungrouped = make_run(root, score=70.0), make_run(root, score=10.0)
+    RunWriter(grouped).write_meta(**json.loads((grouped / "run.json").read_text()), group="exp")
+    with pytest.raises(InputError, match="a group to remove needs a name"):
+        remove_runs([], root, groups=[""])
+    with pytest.raises(InputError, match=r"no run of group 'ex' \(groups here: exp\)"):
+        remove_runs([], root, groups=["ex"])
+    assert remove_runs([], root, groups=["exp"]) == [grouped] and ungrouped.exists()
+
+
 def test_remove_runs_by_id_and_status_never_a_live_one(tmp_path: Path) -> None:
     from imc_core.runs import remove_runs
 
