@@ -455,6 +455,21 @@ def test_a_build_another_process_finished_first_is_not_a_hit(tmp_path: Path) -> 
     assert [p.name for p in art.path.iterdir() if p.name != DONE] == ["theirs.txt"]  # theirs is kept
 
 
+def _a_live_runs_cache(tmp_path: Path) -> tuple[Path, Path, Path, Path, Path, Path]:
+    """A cache and runs folder as a live run that started an hour ago sees them: ``(cache, runs, kept, new,
+    building, old)``: an artifact a finished run names, one the live run built 30 min ago, its build folder at work
+    (last written 10 min ago), and an unused artifact from before it."""
+    cache, runs = tmp_path / "cache", tmp_path / "runs"
+    kept = _artifact(cache, "features", "keep", days_old=3)
+    _run_dir(runs, "done", {"ds": {"features": str(kept)}})
+    new = _artifact(cache, "matching", "new", days_old=0.5 / 24)
+    building = cache / "reconstruction" / ".tmp-ds-x-1"
+    building.mkdir(parents=True)
+    os.utime(building, (time.time() - 600, time.time() - 600))
+    old = _artifact(cache, "features", "old", days_old=3)
+    return cache, runs, kept, new, building, old
+
+
 def test_prune_keeps_what_a_run_still_at_work_built(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     """`cache prune --unused --grace-hours 0` during a run removed the matches it had just built and its
     reconstruction's temporary folder: the run failed. What the cache got since a live run started now stays."""
@@ -464,13 +479,7 @@ def test_prune_keeps_what_a_run_still_at_work_built(tmp_path: Path, capsys: pyte
 
     from imc_core.runs import RunWriter
 
-    cache, runs = tmp_path / "cache", tmp_path / "runs"
-    kept = _artifact(cache, "features", "keep", days_old=3)
-    _run_dir(runs, "done", {"ds": {"features": str(kept)}})
-    new = _artifact(cache, "matching", "new", days_old=0.5 / 24)  # built 30 min ago by the live run
-    building = cache / "reconstruction" / ".tmp-ds-x-1"
-    building.mkdir(parents=True)
-    old = _artifact(cache, "features", "old", days_old=3)  # before it: unused, goes
+    cache, runs, kept, new, building, old = _a_live_runs_cache(tmp_path)
     proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "imc_core"])
     try:
         started = (dt.datetime.now(dt.timezone.utc) - dt.timedelta(hours=1)).isoformat()
@@ -496,14 +505,7 @@ def test_prune_keeps_what_a_run_written_elsewhere_built(tmp_path: Path, capsys: 
     from imc_core.cache import LIVE, live_runs, register_live_run, release_live_run
     from imc_core.runs import RunWriter
 
-    cache, runs = tmp_path / "cache", tmp_path / "runs"
-    kept = _artifact(cache, "features", "keep", days_old=3)
-    _run_dir(runs, "done", {"ds": {"features": str(kept)}})
-    new = _artifact(cache, "matching", "new", days_old=0.5 / 24)  # built 30 min ago by the run elsewhere
-    building = cache / "reconstruction" / ".tmp-ds-x-1"
-    building.mkdir(parents=True)
-    os.utime(building, (time.time() - 600, time.time() - 600))
-    old = _artifact(cache, "features", "old", days_old=3)  # before it: unused, goes
+    cache, runs, kept, new, building, old = _a_live_runs_cache(tmp_path)
     record = register_live_run(tmp_path / "elsewhere", root=cache)  # (this process: alive)
     assert record is not None
     info = json.loads(record.read_text())

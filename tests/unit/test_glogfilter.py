@@ -18,16 +18,21 @@ GLOG = (b"I20261127 03:25:20.447185 140190974651264 bundle_adjustment.cc:46] ===
         b"W20261127 03:25:20.493426 140190974651264 timer.cc:90] Elapsed time: 0.001 [minutes]\n")
 
 
+def _filtered(stream: bytes, size: int) -> bytes:
+    """What the filter lets through of ``stream`` read in chunks of ``size`` bytes, its last unfinished line too."""
+    out, tail = b"", b""
+    for i in range(0, len(stream), size):
+        chunk, tail = drop_glog_lines(stream[i:i + size], tail)
+        out += chunk
+    return out + tail
+
+
 def test_glog_lines_are_dropped_and_everything_else_passes_in_order() -> None:
     stream = (b"\rETs/features 3/22" + b"\n" + GLOG + b"warning: kept\nE20261127 03:25:20.1 1 x.cc:1] an error\n"
               + b"E20261129 05:25:46.994266 139726264727232 pose_prior.cc:101] Unknown EXIF orientation: 0\n"
               + b"Index 2 is a line that starts with I\n" + b"\rETs/mapping 5/22")
     for size in (1, 7, 64, len(stream)):  # however the pipe cuts it
-        out, tail = b"", b""
-        for i in range(0, len(stream), size):
-            chunk, tail = drop_glog_lines(stream[i:i + size], tail)
-            out += chunk
-        assert out + tail == (b"\rETs/features 3/22\nwarning: kept\nE20261127 03:25:20.1 1 x.cc:1] an error\n"
+        assert _filtered(stream, size) == (b"\rETs/features 3/22\nwarning: kept\nE20261127 03:25:20.1 1 x.cc:1] an error\n"
                               b"Index 2 is a line that starts with I\n\rETs/mapping 5/22")
     # a progress line is written at once; only what may still become a glog line waits for its newline
     assert drop_glog_lines(b"\rETs/mapping 5/22", b"") == (b"\rETs/mapping 5/22", b"")
@@ -43,12 +48,8 @@ def test_coloured_glog_lines_are_dropped() -> None:
                 b"\x1b[0;31mE20261129 05:27:03.1 1 pose_prior.cc:101] Unknown EXIF orientation: 0\n\x1b[m"
                 b"\x1b[0;31mE20261129 05:27:03.2 1 x.cc:1] an error\n\x1b[m\rETs/mapping 5/22")
     for size in (1, 3, 64, len(coloured)):
-        out, tail = b"", b""
-        for i in range(0, len(coloured), size):
-            chunk, tail = drop_glog_lines(coloured[i:i + size], tail)
-            out += chunk
         # (the reset after a dropped line stays at the next line's start: harmless)
-        assert out + tail == (b"\x1b[m\x1b[m\x1b[0;31mE20261129 05:27:03.2 1 x.cc:1] an error\n\x1b[m"
+        assert _filtered(coloured, size) == (b"\x1b[m\x1b[m\x1b[0;31mE20261129 05:27:03.2 1 x.cc:1] an error\n\x1b[m"
                               b"\rETs/mapping 5/22")
     # a kept coloured line's reset, at the start of a dropped line, stays: what follows was red in the terminal
     kept_then_dropped = (b"\x1b[0;31mE20261129 05:27:03.2 1 controller.cc:10] Failed to create any sparse model\n"
