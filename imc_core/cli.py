@@ -21,7 +21,7 @@ from contextlib import nullcontext
 from pathlib import Path
 from typing import Any, TextIO
 
-from .errors import ConfigError, ImcError, InputError
+from .errors import ConfigError, ImcError, InputError, RunFolderRemoved
 
 
 def _cmd_score(args: argparse.Namespace) -> int:
@@ -181,17 +181,22 @@ def _run_and_report(args: argparse.Namespace, progress: ProgressLine | None, sho
         shown.add(str(message))
         _one_line_warning(message, *args, **kwargs)
 
-    with glog_lines_dropped() if not args.verbose else nullcontext(), warnings.catch_warnings():
-        warnings.showwarning = show
-        run_dir = run_pipeline(args.data_root, datasets=args.dataset or None, variant=args.variant,
-                               overrides=args.set, out=args.out, progress=progress, use_cache=not args.no_cache,
-                               label=args.label, group=args.group, should_cancel=should_cancel,
-                               jobs=args.jobs, split=args.split)
-    stop["finished"] = True
-    if not (run_dir / "run.json").is_file():  # (`runs rm --force`, or a hand, took the folder while it ran)
-        print(f"run folder {run_dir} was removed while the run went on", file=sys.stderr)
+    try:
+        with glog_lines_dropped() if not args.verbose else nullcontext(), warnings.catch_warnings():
+            warnings.showwarning = show
+            run_dir = run_pipeline(args.data_root, datasets=args.dataset or None, variant=args.variant,
+                                   overrides=args.set, out=args.out, progress=progress, use_cache=not args.no_cache,
+                                   label=args.label, group=args.group, should_cancel=should_cancel,
+                                   jobs=args.jobs, split=args.split)
+    except RunFolderRemoved as err:  # (`runs rm --force`, or a hand, took the folder while it ran)
+        stop["finished"] = True
+        print(f"error: {err}", file=sys.stderr)
         if stop["interrupted"]:
-            raise KeyboardInterrupt
+            raise KeyboardInterrupt from None
+        return 1
+    stop["finished"] = True
+    if not (run_dir / "run.json").is_file():  # (removed as the run ended)
+        print(f"error: {run_dir}: the run folder was removed while the run went on", file=sys.stderr)
         return 1
     run = load_run(run_dir)
     # why a run that stopped at a poll was cancelled: a Ctrl-C dropped while the main thread waited on --jobs
@@ -424,7 +429,7 @@ def _cmd_cache(args: argparse.Namespace) -> int:
     return 0
 
 
-def _live_runs_started(folders: list[Path], cache: Path) -> float | None:
+def _live_runs_started(folders: list[Path], cache: Path, dry_run: bool = False) -> float | None:
     """When the oldest run still at work started, as epoch seconds (None when none is): the runs of ``folders``
     (runs folders, or run folders themselves) that are running, queued or cancelling, their process alive, and
     every run that says in the cache that it is at work (:func:`imc_core.cache.live_runs`: a run written anywhere,
@@ -433,7 +438,7 @@ def _live_runs_started(folders: list[Path], cache: Path) -> float | None:
     from .liveness import read_json, run_state
     from .runs import list_runs
 
-    starts = [run["started"] for run in live_runs(cache)] if cache.is_dir() else []
+    starts = [run["started"] for run in live_runs(cache, forget_ended=not dry_run)] if cache.is_dir() else []
     for folder in folders:
         if not folder.is_dir():
             continue
@@ -489,7 +494,7 @@ def _cache_prune(args: argparse.Namespace, root: Path) -> int:
                   f"of {', '.join(whole)} stays (remove those runs to prune them)", file=sys.stderr)
     runs = ", ".join(map(str, folders))
     grace = GRACE_S if args.grace_hours is None else args.grace_hours * 3600.0
-    if (started := _live_runs_started(folders, root)) is not None and time.time() - started + 60.0 > grace:
+    if (started := _live_runs_started(folders, root, args.dry_run)) is not None and time.time() - started + 60.0 > grace:
         # what a run still at work has built or is building is newer than its start: a short grace removed it
         grace = time.time() - started + 60.0
         print(f"note: a run is still at work (since {_when(started)}): what the cache got since then stays",

@@ -47,3 +47,8 @@ class ConfigError(ImcError, ValueError):
 
 class Cancelled(ImcError):
     """A run was cancelled by the user (progress callback or cancel file)."""
+
+
+class RunFolderRemoved(ImcError):
+    """A run's folder was removed while the run went on (``runs rm --force``, or by hand): the run stops rather
+    than make the folder again and finish there as a run without its config."""

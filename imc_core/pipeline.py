@@ -33,7 +33,7 @@ from .cache import (Artifact, artifact_key, cache_root, cached, content_fingerpr
                     get_or_build, h5_problem, register_live_run, release_live_run, sqlite_problem)
 from .config import (DEFAULT_VARIANT, PipelineConfig, dump_config, resolve_config, stable_hash, unread_keys,
                      unused_settings)
-from .errors import Cancelled, ConfigError, ImcError, InputError
+from .errors import Cancelled, ConfigError, ImcError, InputError, RunFolderRemoved
 from .images import check_images, exif_problems
 from .liveness import process_start
 from .runs import (RunWriter, check_run_dir, claim_run_dir, code_version, new_run_dir, now_iso, record_failure,
@@ -254,7 +254,7 @@ def run_pipeline(
     try:
         run_dir = Path(out) if out else new_run_dir(variant)
         claim_run_dir(run_dir)
-        writer = RunWriter(run_dir)
+        writer = RunWriter(run_dir, claimed=True)
     except OSError as err:
         raise InputError(Path(out) if out else runs_root(), f"cannot create the run folder: {err.strerror or err}") \
             from None
@@ -306,6 +306,8 @@ def run_pipeline(
         writer.set_status("cancelled")
         if raise_errors:
             raise
+    except RunFolderRemoved:  # (nothing can be recorded in a folder that is gone)
+        raise
     except KeyboardInterrupt:  # Ctrl-C: the run must not read "running" for ever
         writer.log("interrupted (Ctrl-C); cached stage artifacts are kept")
         writer.set_status("cancelled", error="interrupted (Ctrl-C)")
@@ -320,8 +322,12 @@ def run_pipeline(
     finally:
         release_live_run(lease)
         timings["total"] = time.perf_counter() - t_start
-        writer.write_json("timings.json", timings)
-        release_run_dir(run_dir)
+        try:
+            writer.write_json("timings.json", timings)
+        except RunFolderRemoved:
+            pass  # (said by the error on its way out, or by the caller's look at the folder)
+        finally:
+            release_run_dir(run_dir)
     return run_dir
 
 

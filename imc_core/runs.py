@@ -26,7 +26,7 @@ from typing import Any
 import pandas as pd
 
 from .cache import REPO_ROOT
-from .errors import InputError
+from .errors import InputError, RunFolderRemoved
 from .fsutil import atomic_write_json, atomic_write_text
 from .liveness import process_alive, process_start, read_json, run_state
 
@@ -148,7 +148,13 @@ def check_run_dir(path: str | Path) -> bool:
         InputError: ``path`` is a file, holds another run, or holds other files.
     """
     path = Path(path)
-    for parent in path.absolute().parents:  # (a run inside another's folder: `runs`, prune and export missed it)
+    # a run inside another's folder: `runs`, prune and export missed it (below the runs root only, when the folder is
+    # in it: a runs root kept inside some run's folder is the researcher's choice, and every run goes there)
+    absolute, top = Path(os.path.abspath(path)), Path(os.path.abspath(runs_root()))
+    in_runs_root = absolute.is_relative_to(top)
+    for parent in absolute.parents:
+        if in_runs_root and parent == top:
+            break
         if (parent / "run.json").is_file() or (parent / CLAIM_FILE).exists():
             raise InputError(path, f"is inside the run folder {parent}; a run needs a folder of its own")
     if not path.exists():
@@ -169,6 +175,9 @@ def check_run_dir(path: str | Path) -> bool:
         if token is None or os.environ.get(LAUNCH_TOKEN_ENV) == token:
             return True
         # (a `run --out` at a run the dashboard had queued took it over: the queue's group and its run were lost)
+        if (state := run_state(path, meta).status) not in LIVE_STATUSES:
+            raise InputError(path, f"is a run the dashboard prepared, {state} before it started; remove it (runs rm) "
+                                   "or choose a new folder")
         raise InputError(path, f"is a run the dashboard prepared ({status}), which its own process will write; "
                                "choose a new folder")
     if status is not None:
@@ -211,7 +220,8 @@ def record_failure(path: str | Path, error: str, status: str = "failed") -> None
     path = Path(path)
     meta = read_json(path / "run.json")
     writer = RunWriter(path)
-    writer.write_meta(**(meta if isinstance(meta, dict) else {}))
+    kept = {k: v for k, v in meta.items() if k != "launch_token"} if isinstance(meta, dict) else {}
+    writer.write_meta(**kept)  # (the token served the process that never came; a bundle need not carry it)
     writer.set_status(status, error=error.splitlines()[0] if error else status)
     writer.log(f"{status.upper()} before the run started: {error}")
 
@@ -224,17 +234,26 @@ def _slug(text: str) -> str:
 class RunWriter:
     """Writes one run directory; every JSON write is atomic so a reader never sees a torn file."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, claimed: bool = False) -> None:
+        """``claimed``: the folder holds this process's :data:`CLAIM_FILE` (:func:`claim_run_dir`); every write
+        then checks that it still does, and raises :class:`~imc_core.errors.RunFolderRemoved` once the folder has
+        been removed (the writes made it again, and the run finished "done" there without its config)."""
         self.path = Path(path)
         self.path.mkdir(parents=True, exist_ok=True)
+        self._claimed = claimed
         self._meta: dict[str, Any] = {}
         self._progress: dict[str, Any] = {"stage": "", "done": 0, "total": 0, "message": "", "stages": {}}
         self._last_progress_write = 0.0
         self._lock = threading.RLock()  # datasets reconstruct in worker threads (pipeline ``jobs``)
 
+    def _still_there(self) -> None:
+        if self._claimed and not (self.path / CLAIM_FILE).exists():
+            raise RunFolderRemoved(f"{self.path}: the run folder was removed while the run went on")
+
     # -- metadata / status
     def write_meta(self, **meta: Any) -> None:
         with self._lock:
+            self._still_there()
             self._meta.update(meta)
             atomic_write_json(self.path / "run.json", self._meta)
 
@@ -255,8 +274,10 @@ class RunWriter:
         """Append lines to ``log.txt`` as one block (another thread's lines do not land in between)."""
         stamp = _dt.datetime.now().strftime('%H:%M:%S')
         text = "".join(f"[{stamp}] {m}\n" for m in messages)
-        with self._lock, open(self.path / "log.txt", "a", encoding="utf-8") as f:
-            f.write(text)
+        with self._lock:
+            self._still_there()
+            with open(self.path / "log.txt", "a", encoding="utf-8") as f:
+                f.write(text)
 
     # -- progress
     def progress(self, stage: str, done: int, total: int, message: str = "", *, cached: bool | None = None,
@@ -275,20 +296,27 @@ class RunWriter:
             self._progress.update(stage=stage, done=done, total=total, message=message, updated=time.time())
             now = time.monotonic()
             if force or done >= total or now - self._last_progress_write > 0.25:
+                self._still_there()
                 self._last_progress_write = now
                 atomic_write_json(self.path / "progress.json", self._progress)
 
     def write_json(self, name: str, obj: Any) -> None:
         with self._lock:
+            self._still_there()
             atomic_write_json(self.path / name, obj)
 
     def write_text(self, name: str, text: str) -> None:
+        self._still_there()
         atomic_write_text(self.path / name, text)
 
     def write_csv(self, name: str, df: pd.DataFrame) -> None:
+        self._still_there()
         atomic_write_text(self.path / name, df.to_csv(index=False))
 
     def cancel_requested(self) -> bool:
+        """Whether a cancel was asked for (``CANCEL``); raises RunFolderRemoved once the folder is gone (the
+        pipeline polls this between steps, so a removed run stops there)."""
+        self._still_there()
         return (self.path / "CANCEL").exists()
 
 

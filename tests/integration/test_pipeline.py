@@ -459,6 +459,30 @@ def test_cli_run_sigterm_ends_cancelled(tiny_root: Path, isolated_dirs: dict, tm
     assert (meta["status"], meta["error"], rc) == ("cancelled", "terminated (SIGTERM)", 1)
 
 
+def test_cli_run_whose_folder_is_removed_stops(tiny_root: Path, isolated_dirs: dict, tmp_path: Path) -> None:
+    """A run whose folder was removed while it ran made the folder again (every write makes its parent) and
+    finished "done" there without its config.toml, exit 0: it stops, says so, and exits 1."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "removed"
+    proc = subprocess.Popen([sys.executable, "-m", "imc_core", "run", "--data-root", str(tiny_root), "--out", str(out),
+                             "--no-cache", "--quiet", "--set", "features.max_keypoints=2048"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=dict(os.environ))
+    deadline = time.monotonic() + 120
+    while not (out / "progress.json").exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    while out.exists() and time.monotonic() < deadline:  # (files may land while it is deleted)
+        shutil.rmtree(out, ignore_errors=True)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 1, err
+    assert f"{out}: the run folder was removed while the run went on" in err.decode()
+    meta = json.loads((out / "run.json").read_text()) if (out / "run.json").is_file() else {}
+    assert meta.get("status") != "done"
+
+
 def test_cli_run_ctrl_c_ends_cancelled(tiny_root: Path, isolated_dirs: dict, tmp_path: Path) -> None:
     """Ctrl-C (SIGINT) left the run saying "running" for ever (``runs rm`` then refused it)."""
     import os
