@@ -17,6 +17,7 @@ import errno
 import hashlib
 import json
 import os
+import platform
 import shutil
 import stat
 import time
@@ -205,7 +206,10 @@ def get_or_build(
             return Artifact(stage, key, final, False, seconds, problem)
         finally:
             if replaced is not None:
-                shutil.rmtree(replaced, ignore_errors=True)
+                if final.exists():
+                    shutil.rmtree(replaced, ignore_errors=True)
+                else:  # (the new one could not be put in place, or an interrupt came between: the old one stays)
+                    os.replace(replaced, final)
     except BaseException as e:
         shutil.rmtree(tmp, ignore_errors=True)
         if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
@@ -233,7 +237,7 @@ def register_live_run(run_dir: Path, root: Path | None = None) -> Path | None:
     try:
         folder.mkdir(parents=True, exist_ok=True)
         atomic_write_json(record, {"pid": os.getpid(), "pid_start": process_start(os.getpid()),
-                                   "started": time.time(), "run_dir": str(run_dir)})
+                                   "started": time.time(), "run_dir": str(run_dir), "host": platform.node()})
     except OSError:
         return None
     return record
@@ -245,9 +249,16 @@ def release_live_run(record: Path | None) -> None:
         record.unlink(missing_ok=True)
 
 
-def live_runs(root: Path | None = None) -> list[dict[str, Any]]:
-    """The runs at work on this cache (:func:`register_live_run`) whose process still runs, each ``{"pid",
-    "pid_start", "started", "run_dir"}``; the records of processes that have ended (a killed run) are removed."""
+#: how long a record of a run on another machine (a cache shared over a network disk, or with a container) is
+#: taken as a run at work: its process cannot be checked from here
+OTHER_HOST_LIVE_S = 2 * 86400.0
+
+
+def live_runs(root: Path | None = None, *, forget_ended: bool = False) -> list[dict[str, Any]]:
+    """The runs at work on this cache (:func:`register_live_run`), each ``{"pid", "pid_start", "started",
+    "run_dir", "host"}``: on this machine those whose process still runs, on another one those that started in the
+    last :data:`OTHER_HOST_LIVE_S`. ``forget_ended``: remove the records of runs that have ended (a killed run's);
+    a look that changes nothing (``--dry-run``) leaves them."""
     from .liveness import process_alive
 
     found = []
@@ -257,9 +268,14 @@ def live_runs(root: Path | None = None) -> list[dict[str, Any]]:
             pid, started = int(info["pid"]), float(info["started"])
         except (OSError, ValueError, KeyError, TypeError):
             continue  # (being written, or not ours: left alone)
-        if process_alive(pid, Path(str(info.get("run_dir", ""))), started=info.get("pid_start")):
-            found.append({**info, "pid": pid, "started": started})
+        host = info.get("host")
+        if isinstance(host, str) and host and host != platform.node():
+            alive = time.time() - started < OTHER_HOST_LIVE_S
         else:
+            alive = process_alive(pid, Path(str(info.get("run_dir", ""))), started=info.get("pid_start"))
+        if alive:
+            found.append({**info, "pid": pid, "started": started})
+        elif forget_ended:
             record.unlink(missing_ok=True)
     return found
 

@@ -50,6 +50,19 @@ def test_a_rebuild_puts_the_new_artifact_in_place_before_deleting_the_old(tmp_pa
     again = get_or_build("features", "ds", "k", build, root=tmp_path, use_cache=False)
     assert not again.hit and seen == [True]
     assert not list(tmp_path.glob("features/.trash-*")) and (art.path / "x.txt").read_text() == "x"
+    # the new copy cannot be put in place (or an interrupt comes between): the old one is put back, not lost
+    real_replace = os.replace
+
+    def replace(src: Any, dst: Any) -> None:
+        if Path(src).name.startswith(".tmp-"):
+            raise KeyboardInterrupt
+        real_replace(src, dst)
+
+    monkeypatch.setattr(cache.os, "replace", replace)
+    with pytest.raises(KeyboardInterrupt):
+        get_or_build("features", "ds", "k", build, root=tmp_path, use_cache=False)
+    assert (art.path / DONE).is_file() and (art.path / "x.txt").read_text() == "x"
+    assert not list(tmp_path.glob("features/.trash-*")) and not list(tmp_path.glob("features/.tmp-*"))
 
 
 def test_an_unreadable_hit_is_rebuilt_in_place(tmp_path: Path) -> None:
@@ -512,10 +525,18 @@ def test_prune_keeps_what_a_run_written_elsewhere_built(tmp_path: Path, capsys: 
     record.write_text(json.dumps({**info, "started": time.time() - 3600}))
     dead = cache / LIVE / "1-dead.json"
     dead.write_text(json.dumps({**info, "pid": 2**22 + 12345, "started": time.time() - 86400}))
-    assert [r["run_dir"] for r in live_runs(cache)] == [str(tmp_path / "elsewhere")] and not dead.exists()
+    assert [r["run_dir"] for r in live_runs(cache)] == [str(tmp_path / "elsewhere")] and dead.exists()
+    other = cache / LIVE / "2-other-host.json"  # a run on another machine sharing the cache: taken at its word
+    other.write_text(json.dumps({**info, "pid": 2**22 + 1, "host": "another-machine", "started": time.time() - 60}))
+    assert len(live_runs(cache)) == 2
+    assert main(["cache", "prune", "--unused", "--grace-hours", "0", "--cache-dir", str(cache),
+                 "--runs-dir", str(runs), "--dry-run"]) == 0
+    assert dead.exists()  # (a dry run changes nothing)
     assert main(["cache", "prune", "--unused", "--grace-hours", "0", "--cache-dir", str(cache),
                  "--runs-dir", str(runs)]) == 0
     assert "a run is still at work" in capsys.readouterr().err
+    assert not dead.exists() and other.exists()
+    other.unlink()
     assert new.exists() and building.exists() and kept.exists() and not old.exists()
     release_live_run(record)
     assert live_runs(cache) == [] and not record.exists()

@@ -105,9 +105,17 @@ def test_a_prepared_run_is_taken_only_by_its_own_process(tmp_path: Path, monkeyp
     `run --out` inside another run's folder put a whole run among its files (`runs`, prune and export missed it)."""
     from imc_core.runs import CLAIM_FILE, LAUNCH_TOKEN_ENV
 
+    import time
+
+    from dashboard.jobs import JOB_FILE
+
     queued = tmp_path / "queued"
     RunWriter(queued).write_meta(id="queued", status="queued", launcher="dashboard", launch_token="abc123")
     monkeypatch.delenv(LAUNCH_TOKEN_ENV, raising=False)
+    with pytest.raises(InputError, match=r"is a run the dashboard prepared, stopped before it started; remove it "
+                                         r"\(runs rm\) or choose a new folder"):
+        check_run_dir(queued)  # (no queue holds it: nothing will take it)
+    (queued / JOB_FILE).write_text(json.dumps({"command": ["x"], "queued": time.time()}))  # a queue's, just made
     with pytest.raises(InputError, match=r"is a run the dashboard prepared \(queued\), which its own process will "
                                          r"write; choose a new folder"):
         check_run_dir(queued)
@@ -127,6 +135,14 @@ def test_a_prepared_run_is_taken_only_by_its_own_process(tmp_path: Path, monkeyp
     (live / CLAIM_FILE).write_text("1")  # (a run being written, before its run.json)
     with pytest.raises(InputError, match="is inside the run folder"):
         check_run_dir(live / "models")
+    assert check_run_dir(done / ".." / "beside") is False  # (`..` leaves the run's folder: not inside it)
+    # a runs root kept inside a folder that holds a run.json: the runs in it are not "inside a run"
+    monkeypatch.setenv("IMC_RUNS_DIR", str(done / "runs"))
+    prepared = done / "runs" / "prepared"
+    RunWriter(prepared).write_meta(id="prepared", status="running", launcher="dashboard")
+    assert check_run_dir(prepared) is True and check_run_dir(done / "runs" / "new") is False
+    record_failure(queued, "the queue was stopped", status="cancelled")
+    assert "launch_token" not in json.loads((queued / "run.json").read_text())  # (a bundle need not carry it)
 
 
 def test_a_launched_job_gets_the_token_of_its_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
