@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import subprocess
 import warnings
 from pathlib import Path
 
@@ -438,20 +439,26 @@ def test_settings_no_stage_reads_are_flagged(first_run: tuple[Path, Path], tiny_
     assert own_warnings(load_run(first_run[0])) == []
 
 
-def test_cli_run_sigterm_ends_cancelled(tiny_root: Path, isolated_dirs: dict, tmp_path: Path) -> None:
+def _cli_run_at_work(tiny_root: Path, out: Path, stderr: int) -> subprocess.Popen[bytes]:
+    """A `run --no-cache` of ``tiny_root`` into ``out`` in a child process, once it has begun (its progress.json)."""
     import os
-    import signal
-    import subprocess
     import sys
     import time
 
-    out = tmp_path / "term"
     proc = subprocess.Popen([sys.executable, "-m", "imc_core", "run", "--data-root", str(tiny_root), "--out", str(out),
                              "--no-cache", "--quiet", "--set", "features.max_keypoints=2048"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=dict(os.environ))
+                            stdout=subprocess.DEVNULL, stderr=stderr, env=dict(os.environ))
     deadline = time.monotonic() + 120
     while not (out / "progress.json").exists() and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
+    return proc
+
+
+def test_cli_run_sigterm_ends_cancelled(tiny_root: Path, isolated_dirs: dict, tmp_path: Path) -> None:
+    import signal
+
+    out = tmp_path / "term"
+    proc = _cli_run_at_work(tiny_root, out, subprocess.DEVNULL)
     proc.send_signal(signal.SIGTERM)
     rc = proc.wait(timeout=120)
     meta = json.loads((out / "run.json").read_text())
@@ -462,18 +469,11 @@ def test_cli_run_sigterm_ends_cancelled(tiny_root: Path, isolated_dirs: dict, tm
 def test_cli_run_whose_folder_is_removed_stops(tiny_root: Path, isolated_dirs: dict, tmp_path: Path) -> None:
     """A run whose folder was removed while it ran made the folder again (every write makes its parent) and
     finished "done" there without its config.toml, exit 0: it stops, says so, and exits 1."""
-    import os
-    import subprocess
-    import sys
     import time
 
     out = tmp_path / "removed"
-    proc = subprocess.Popen([sys.executable, "-m", "imc_core", "run", "--data-root", str(tiny_root), "--out", str(out),
-                             "--no-cache", "--quiet", "--set", "features.max_keypoints=2048"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=dict(os.environ))
+    proc = _cli_run_at_work(tiny_root, out, subprocess.PIPE)
     deadline = time.monotonic() + 120
-    while not (out / "progress.json").exists() and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
     while out.exists() and time.monotonic() < deadline:  # (files may land while it is deleted)
         shutil.rmtree(out, ignore_errors=True)
     _, err = proc.communicate(timeout=120)
