@@ -409,9 +409,11 @@ def _cmd_cache(args: argparse.Namespace) -> int:
             "temporary": {"folders": len(leftovers), "bytes": sum(t.size for t in leftovers)}}))
         return 0
     print(f"cache {root}")
-    temp_line = (f"{len(leftovers)} temporary folder(s), {_mb(sum(t.size for t in leftovers))}, newest write "
-                 f"{_when(max(t.last_write for t in leftovers))}: builds at work or left by killed runs "
-                 "(`cache prune` clears those untouched for an hour)") if leftovers else None
+    temp_line = None
+    if leftovers:
+        temp_line = (f"{len(leftovers)} temporary folder(s), {_mb(sum(t.size for t in leftovers))}, newest write "
+                     f"{_when(max(t.last_write for t in leftovers))}: builds at work or left by killed runs, and "
+                     "removals cut short (`cache prune` clears the builds untouched for an hour, the removals at once)")
     if not entries:
         print("no artifacts")
         if temp_line:

@@ -37,7 +37,7 @@ _UNIT_MM = {2: 25.4, 3: 10.0, 4: 1.0, 5: 1e-3}
 # Orientation values that swap width and height (transpose, rotate 90, transverse, rotate 270)
 _SWAPS_AXES = {5, 6, 7, 8}
 #: held while imc-lab parses an EXIF block: :func:`exif_problem` records PIL's warnings process-wide, and a
-#: reconstruction thread reading a focal length at that moment must not lend it its warnings
+#: thread reading a focal length or an orientation at that moment must not lend it its warnings
 _EXIF_LOCK = threading.Lock()
 
 
@@ -225,7 +225,8 @@ def exif_problems(paths: list[Path], limit: int = 5, names: list[str] | None = N
 def _orientation_tag(img: Image.Image) -> Any:
     """The EXIF orientation tag of an opened image as it is written (``None`` when absent or unreadable)."""
     try:
-        return img.getexif().get(_TAG_ORIENTATION)
+        with _EXIF_LOCK:  # (PIL's warnings of a damaged block are then never lent to the image exif_problem checks)
+            return img.getexif().get(_TAG_ORIENTATION)
     except Exception:  # malformed EXIF never makes an image unreadable
         return None
 

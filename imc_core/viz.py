@@ -337,7 +337,16 @@ def thresholds_passed(rows: pd.DataFrame, thresholds: Sequence[float]) -> pd.Ser
         if f"pass_{k}" in rows:
             column = rows[f"pass_{k}"]
             count += (column.astype(str).str.lower() == "true").astype(int) if column.dtype != bool else column
-    return pd.Series(count.to_numpy(), index=rows["image"].astype(str).to_numpy())
+    out = pd.Series(count.to_numpy(), index=rows["image"].astype(str).to_numpy())
+    # (thresholds changed after the run: the figures say which ones the count leaves out)
+    out.attrs["missing"] = [f"t{k}" for k in _used_thresholds(thresholds) if f"pass_{k}" not in rows]
+    return out
+
+
+def _missing_note(passes: Any) -> str | None:
+    """A figure's note when ``passes`` (:func:`thresholds_passed`) counted without some scored thresholds."""
+    missing = getattr(passes, "attrs", {}).get("missing") if passes is not None else None
+    return f"the run records no passes of {', '.join(missing)}: counted as not passed" if missing else None
 
 
 def _pass_bins(counts: np.ndarray, thresholds: Sequence[float]) -> tuple[np.ndarray, list[str], list[str]]:
@@ -475,6 +484,8 @@ def camera_frustums(
         passes = None
         if len(idx_in):
             notes.append("coloured by error: no thresholds passed recorded")
+    elif len(idx_in) and (missing := _missing_note(passes)):
+        notes.append(missing)
     if len(idx_in):
         hover = [(f"{p_names[i]}<br>error {err[i]:.4g} m" if np.isfinite(err[i]) else f"{p_names[i]}<br>error n/a")
                  + _passed_hover(passed[i], thresholds) for i in idx_in]
@@ -582,8 +593,8 @@ def camera_centres(rows: pd.DataFrame, thresholds: Sequence[float] | None = None
                                    marker={"size": 4, "color": GT_COLOR}, text=names[has_g],
                                    hovertemplate="%{text}<br>GT<extra></extra>"))
     shown = np.flatnonzero(has_p)
-    passed = (thresholds_passed(rows, thresholds).to_numpy(float) if thresholds is not None
-              else np.full(len(rows), np.nan))
+    counted = thresholds_passed(rows, thresholds) if thresholds is not None else None
+    passed = counted.to_numpy(float) if counted is not None else np.full(len(rows), np.nan)
     unknown = by_passes and thresholds is not None and len(shown) > 0 and not np.isfinite(passed[shown]).any()
     by_passes = by_passes and not unknown  # (every camera would read "passes none": coloured by error, and said)
     if thresholds is None or len(thresholds) == 0:
@@ -613,6 +624,8 @@ def camera_centres(rows: pd.DataFrame, thresholds: Sequence[float] | None = None
     said = "centres only (the run's per_image.csv): orientations need the data root's labels"
     if unknown:
         said += "; coloured by error: no thresholds passed recorded"
+    elif by_passes and len(shown) and (missing := _missing_note(counted)):
+        said += f"; {missing}"
     return _note(fig, said, top=bool(fig.data)) if fig.data else _note(fig, "no valid camera centres")
 
 

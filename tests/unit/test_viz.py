@@ -187,6 +187,13 @@ def test_a_run_without_pass_columns_is_coloured_by_error_and_says_so(scene) -> N
     assert "pred: err < 2 cm" in _names(centred)
     assert "coloured by error: no thresholds passed recorded" in centred.layout.annotations[0].text
     assert "pred: pred centres" in _names(viz.camera_centres(rows, [], by_passes=True))  # (none: one colour)
+    # some scored columns only (thresholds changed after the run): counted on those, and said
+    rows["pass_2"], rows["pass_3"] = True, False
+    partial = viz.thresholds_passed(rows, th)
+    assert partial.tolist() == [1] * 6 and partial.attrs["missing"] == ["t4", "t5"]
+    fig = viz.camera_frustums(gt, pred, alignment=entry, errors=errors, thresholds=th, passes=partial)
+    assert "the run records no passes of t4, t5: counted as not passed" in fig.layout.annotations[0].text
+    assert "no passes of t4, t5" in viz.camera_centres(rows, th, by_passes=True).layout.annotations[0].text
 
 
 def test_nan_poses_are_drawn_only_as_gt(scene) -> None:
