@@ -204,8 +204,7 @@ def _run_and_report(args: argparse.Namespace, progress: ProgressLine | None, sho
     why = ("interrupted (Ctrl-C)" if stop["interrupted"] else "terminated (SIGTERM)"
            if stop["requested"] and not (run_dir / "CANCEL").exists() else None)
     if run.status == "cancelled" and why and not run.meta.get("error"):
-        writer = RunWriter(run_dir)
-        writer.write_meta(**run.meta)
+        writer = RunWriter.reopen(run_dir)
         writer.write_meta(error=why)
         writer.log(why)
         run = load_run(run_dir)
@@ -440,20 +439,21 @@ def _live_runs_started(folders: list[Path], cache: Path, dry_run: bool = False) 
     from .liveness import read_json, run_state
     from .runs import list_runs
 
+    at_work = ("running", "queued", "cancelling")
     starts = [run["started"] for run in live_runs(cache, forget_ended=not dry_run)] if cache.is_dir() else []
     for folder in folders:
         if not folder.is_dir():
             continue
         if (folder / "run.json").is_file():  # a run folder named by itself (--runs-dir RUN_DIR)
             meta = read_json(folder / "run.json")
-            if isinstance(meta, dict) and run_state(folder, meta).status in ("running", "queued", "cancelling"):
+            if isinstance(meta, dict) and run_state(folder, meta).status in at_work:
                 starts.append(_epoch(meta.get("created")))
             continue
         df = list_runs(folder)
         if df.empty:
             continue
         starts += [_epoch(created) for created in
-                   df.loc[df["status"].isin(["running", "queued", "cancelling"]), "created"]]
+                   df.loc[df["status"].isin(at_work), "created"]]
     return min(starts) if starts else None
 
 
@@ -496,7 +496,8 @@ def _cache_prune(args: argparse.Namespace, root: Path) -> int:
                   f"of {', '.join(whole)} stays (remove those runs to prune them)", file=sys.stderr)
     runs = ", ".join(map(str, folders))
     grace = GRACE_S if args.grace_hours is None else args.grace_hours * 3600.0
-    if (started := _live_runs_started(folders, root, args.dry_run)) is not None and time.time() - started + 60.0 > grace:
+    started = _live_runs_started(folders, root, args.dry_run)
+    if started is not None and time.time() - started + 60.0 > grace:
         # what a run still at work has built or is building is newer than its start: a short grace removed it
         grace = time.time() - started + 60.0
         print(f"note: a run is still at work (since {_when(started)}): what the cache got since then stays",

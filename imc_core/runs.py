@@ -217,11 +217,8 @@ def record_failure(path: str | Path, error: str, status: str = "failed") -> None
     """Mark a prepared run folder (:func:`check_run_dir`) ``failed`` (or ``cancelled``) before its run started:
     ``run.json`` keeps the launcher's fields and gets ``status``, the one-line ``error`` and ``finished``;
     ``log.txt`` says why."""
-    path = Path(path)
-    meta = read_json(path / "run.json")
-    writer = RunWriter(path)
-    kept = {k: v for k, v in meta.items() if k != "launch_token"} if isinstance(meta, dict) else {}
-    writer.write_meta(**kept)  # (the token served the process that never came; a bundle need not carry it)
+    writer = RunWriter.reopen(path)
+    writer._meta.pop("launch_token", None)  # (the token served the process that never came; a bundle need not carry it)
     writer.set_status(status, error=error.splitlines()[0] if error else status)
     writer.log(f"{status.upper()} before the run started: {error}")
 
@@ -245,6 +242,14 @@ class RunWriter:
         self._progress: dict[str, Any] = {"stage": "", "done": 0, "total": 0, "message": "", "stages": {}}
         self._last_progress_write = 0.0
         self._lock = threading.RLock()  # datasets reconstruct in worker threads (pipeline ``jobs``)
+
+    @classmethod
+    def reopen(cls, path: str | Path) -> RunWriter:
+        """A writer of an existing run folder that keeps what its ``run.json`` holds (a write adds to it)."""
+        writer = cls(Path(path))
+        meta = read_json(writer.path / "run.json")
+        writer._meta = dict(meta) if isinstance(meta, dict) else {}
+        return writer
 
     def _still_there(self) -> None:
         if self._claimed and not (self.path / CLAIM_FILE).exists():
