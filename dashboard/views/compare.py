@@ -684,7 +684,7 @@ def _add_group(members: list[str]) -> None:
 
 def group_adder(runs: pd.DataFrame) -> None:
     """A picker of the groups (seeds of one experiment) whose button adds all their runs at once: the run picker
-    lists bare ids, and picking a group's seeds one by one needed the History beside."""
+    finds one run at a time, and picking a group's seeds one by one needed the History beside."""
     groups = group_runs(runs)
     if not groups:
         return
@@ -694,6 +694,11 @@ def group_adder(runs: pd.DataFrame) -> None:
                          format_func=lambda g: f"{g} ({len(groups[g])} runs)")
     c2.button("Add", key="add_group_go", disabled=group is None, on_click=_add_group,
               args=(groups.get(group or "", []),))
+
+
+#: the runs the URL held when the page last wrote it (a different URL is a link or Back/Forward), and the runs
+#: compared last (what the page shows when it is opened again from another page)
+URL_RUNS, LAST_RUNS = "_runs_in_url", "_compare_runs_last"
 
 
 def main() -> None:
@@ -708,14 +713,20 @@ def main() -> None:
     df = state.runs_table()
     ids = [str(i) for i in df["id"]]
     raw = [str(r) for r in st.query_params.get_all("runs")]
-    # a hand-written link may list the runs with commas (the page writes runs=a&runs=b)
-    asked = list(dict.fromkeys(p.strip() for r in raw for p in r.split(",") if p.strip()))
-    if asked != raw:  # the picker would drop "a,b" as an unknown run: give it the runs themselves
+    if raw and raw != st.session_state.get(URL_RUNS):  # a link, a page switch or Back/Forward naming runs
+        # a hand-written link may list the runs with commas (the page writes runs=a&runs=b)
+        asked = list(dict.fromkeys(p.strip() for r in raw for p in r.split(",") if p.strip()))
         st.session_state["runs"] = [r for r in asked if r in ids]
-    if absent := [r for r in asked if r not in ids]:  # the picker drops them from the URL on this very run
-        st.session_state["_compare_absent"] = (absent, [r for r in asked if r in ids])
-    # (no format_func: a picker bound to the URL writes its options as shown, and the link must hold the ids)
-    chosen = st.multiselect("Runs (the first is the reference)", ids, key="runs", bind="query-params")
+        if absent := [r for r in asked if r not in ids]:  # (the URL is rewritten without them below)
+            st.session_state["_compare_absent"] = (absent, [r for r in asked if r in ids])
+    elif "runs" not in st.session_state:  # a first visit, or back from a page that dropped the picker's state
+        st.session_state["runs"] = [r for r in st.session_state.get(LAST_RUNS, []) if r in ids]
+    # (not bound to the URL: a bound picker writes its options as shown, and the link must hold the ids; the
+    # label, group and score after each id find a run among hundreds)
+    chosen = st.multiselect("Runs (the first is the reference)", ids, key="runs", format_func=state.run_choice(df),
+                            placeholder="runs (type an id, a label or a group)")
+    st.query_params["runs"] = chosen
+    st.session_state[URL_RUNS] = st.session_state[LAST_RUNS] = [str(r) for r in chosen]
     group_adder(df)
     absent_from_link(chosen, ids)
     views: list[state.RunView] = []

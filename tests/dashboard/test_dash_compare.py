@@ -489,6 +489,34 @@ def test_a_whole_group_is_added_at_once(make_run: Callable[..., Path]) -> None:
     assert "group: def3" in list(frame_by_key(at, "headline")["arm"])
 
 
+def test_the_run_picker_shows_labels_keeps_ids_in_the_link_and_the_picks_across_pages(
+        make_run: Callable[..., Path]) -> None:
+    """The Compare picker listed bare ids (a picker bound to the URL would write what it shows into the link), and
+    the runs compared were gone after a visit to another page."""
+    run = make_run("run-l", score=61.5, group="sweep")
+    _edit_json(run / "run.json", lambda meta: meta.update(label="fewer keypoints"))
+    make_run("run-m", score=40.0)
+    make_run("run-n", score=45.0)
+    at = open_compare(["run-m", "run-l"])
+    no_errors(at)
+    picker = at.multiselect(key="runs")
+    assert picker.value == ["run-m", "run-l"]
+    assert set(picker.options) == {"run-l · fewer keypoints · sweep · 61.50", "run-m · 40.00", "run-n · 45.00"}
+    assert at.query_params["runs"] == ["run-m", "run-l"]  # the link holds the ids
+    picker.set_value(["run-m", "run-l", "run-n"]).run()
+    no_errors(at)
+    assert at.query_params["runs"] == ["run-m", "run-l", "run-n"]
+    assert "runs=run-m&runs=run-l&runs=run-n" in "\n".join(c.value for c in at.sidebar.code)  # the share link
+    at.switch_page("views/results.py").run()  # another page: the picker's state is dropped
+    at.query_params.pop("runs", None)
+    at.switch_page("views/compare.py").run()
+    no_errors(at)
+    assert at.multiselect(key="runs").value == ["run-m", "run-l", "run-n"]
+    at.multiselect(key="runs").set_value([]).run()  # cleared by the user: stays cleared
+    at.run()
+    assert at.multiselect(key="runs").value == []
+
+
 def test_per_scene_table_says_which_scene_moved_beyond_noise(make_run: Callable[..., Path]) -> None:
     """The per-scene table gave Δ without any noise estimate: a researcher could not tell which scene's change was
     real. With repeats, each scene gets the verdict on its own mAA (paired by seed here: seeds 0–2 on both sides)."""
