@@ -721,7 +721,10 @@ def referenced_artifacts(root: Path | None = None) -> set[tuple[str, str]]:
     if not root.is_dir():
         raise InputError(root, f"runs folder {'not found' if not root.exists() else 'is not a folder'}: cannot "
                                "tell which cache artifacts the runs need (set --runs-dir or IMC_RUNS_DIR)")
-    for p in [root] if (root / "artifacts.json").is_file() else sorted(root.iterdir()):
+    # (a run folder by its run.json too, as prune's check for live runs reads it: a run from before
+    # artifacts.json given as --runs-dir was read as a folder of runs, its models/ and previews/, and kept nothing)
+    is_run = (root / "artifacts.json").is_file() or (root / "run.json").is_file()
+    for p in [root] if is_run else sorted(root.iterdir()):
         f = p / "artifacts.json"
         if not f.is_file():
             found.update((EVERY_STAGE, _safe(ds)) for ds in _datasets_read_from_cache(p))

@@ -367,6 +367,8 @@ def test_a_run_from_before_artifacts_json_keeps_its_datasets_artifacts(tmp_path:
     (runs / "refused").mkdir()  # a run that read nothing (no timings) needs nothing
     (runs / "refused" / "run.json").write_text("{}")
     assert ("*", "ds") in referenced_artifacts(runs) and ("*", "refused") not in referenced_artifacts(runs)
+    assert referenced_artifacts(old) == {("*", "ds")}  # the run folder itself (--runs-dir RUN_DIR)
+    assert referenced_artifacts(runs / "refused") == set()
     assert main(["cache", "prune", "--unused", "--cache-dir", str(cache), "--runs-dir", str(runs)]) == 0
     out, err = capsys.readouterr()
     assert "every artifact of ds stays" in err and "removed 1 artifact(s)" in out
