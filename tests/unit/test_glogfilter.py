@@ -30,9 +30,12 @@ def _filtered(stream: bytes, size: int) -> bytes:
 def test_glog_lines_are_dropped_and_everything_else_passes_in_order() -> None:
     stream = (b"\rETs/features 3/22" + b"\n" + GLOG + b"warning: kept\nE20261127 03:25:20.1 1 x.cc:1] an error\n"
               + b"E20261129 05:25:46.994266 139726264727232 pose_prior.cc:101] Unknown EXIF orientation: 0\n"
+              + b"E20261129 05:47:13.008122 139941822778240 helpers.h:519] Stopping thread...\n"
+              + b"E20261129 05:47:13.1 1 helpers.h:519] Stopping thread... (not this one)\n"
               + b"Index 2 is a line that starts with I\n" + b"\rETs/mapping 5/22")
     for size in (1, 7, 64, len(stream)):  # however the pipe cuts it
         assert _filtered(stream, size) == (b"\rETs/features 3/22\nwarning: kept\nE20261127 03:25:20.1 1 x.cc:1] an error\n"
+                              b"E20261129 05:47:13.1 1 helpers.h:519] Stopping thread... (not this one)\n"
                               b"Index 2 is a line that starts with I\n\rETs/mapping 5/22")
     # a progress line is written at once; only what may still become a glog line waits for its newline
     assert drop_glog_lines(b"\rETs/mapping 5/22", b"") == (b"\rETs/mapping 5/22", b"")
