@@ -866,6 +866,27 @@ def test_a_score_above_100_is_a_warning_of_the_run(first_run: tuple[Path, Path],
         "a whole scene went to 'outliers' listed first: a scene was lost (see its warning in the per-scene table)"]
 
 
+def test_what_the_metric_says_of_the_labels_is_a_warning_of_the_run(first_run: tuple[Path, Path], tiny_root: Path,
+                                                                     tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """A scene of 2 images in the labels (it still takes 3 off the pooled mAA's denominator) was a warning of
+    `score`, and only a log line of `run`."""
+    monkeypatch.setenv("IMC_CACHE_DIR", str(first_run[1]))
+    root = tmp_path / "root"
+    shutil.copytree(tiny_root, root)
+    labels = pd.read_csv(root / "train_labels.csv")
+    two = labels.index[labels["scene"] == "atrium"][:2]
+    labels.loc[two, "scene"] = "pair"
+    labels.to_csv(root / "train_labels.csv", index=False)
+    with (root / "train_thresholds.csv").open("a") as f:
+        f.write("synth_rooms,pair,0.02255;0.0451;0.0902;0.2255;0.451;0.902\n")
+    run = load_run(run_pipeline(root, variant="default", overrides=FAST, out=tmp_path / "r", raise_errors=True))
+    said = [w for w in run.meta["warnings"] if w.startswith("scoring: ")]
+    assert ("scoring: synth_rooms/pair: scene has 2 < 3 images: it still subtracts 3 from the pooled mAA "
+            "denominator") in said, run.meta["warnings"]
+    assert not [w for w in said if "exceeds 100" in w]  # (the run's own warning says that one, once)
+
+
 def test_a_keypoint_cap_that_does_nothing_is_named(first_run: tuple[Path, Path], tiny_root: Path, tmp_path: Path,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     """A researcher's features.max_keypoints=2048 with COLMAP's SIFT: three seeds scored exactly as at 8,192 (COLMAP
