@@ -497,6 +497,26 @@ def _pairs_table(path: str, mtime: float) -> tuple[pd.DataFrame | None, str | No
     return table, (problems[0] if problems else None)
 
 
+def bundle_problem(path: str | Path) -> str | None:
+    """Why a teammate's import would refuse this run's bundle (:func:`imc_core.runs.bundle_problem`), or None;
+    read again only when one of the run's files changes (the check parses its tables)."""
+    folder = Path(path)
+    try:
+        signature = tuple(sorted((f.name, f.stat().st_mtime_ns, f.stat().st_size) for f in folder.iterdir()
+                                 if f.is_file()))
+    except OSError:
+        signature = ()
+    return _bundle_problem(str(folder), signature)
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def _bundle_problem(path: str, signature: tuple[tuple[str, int, int], ...]) -> str | None:
+    from imc_core.runs import bundle_problem as problem_of
+
+    problem = problem_of(path)
+    return None if problem is None else str(problem)
+
+
 @st.cache_data(max_entries=4, show_spinner=False)
 def _pairs_stats(path: str, mtime: float, dataset: str) -> tuple[pd.DataFrame | None, str | None]:
     table, problem = _pairs_table(path, mtime)  # (parsed once per file: a dataset switch only filters)

@@ -51,9 +51,10 @@ def submission_run(submission_csv: str | Path, data_root: str | Path, *, label: 
     from .convention import check_scored
     from .data import DataRoot, ground_truth_hashes
     from .metric import score
-    from .runs import RunWriter, code_version, group_clash_warning, new_run_dir, now_iso, runs_root
+    from .runs import RunWriter, check_run_text, code_version, group_clash_warning, new_run_dir, now_iso, runs_root
     from .submission import read_pose_csv, take_rows, write_pose_csv
 
+    check_run_text(label, group)
     t0 = time.perf_counter()
     submission_csv = Path(submission_csv)
     shown = name or str(submission_csv)  # in errors

@@ -36,8 +36,8 @@ from .config import (DEFAULT_VARIANT, PipelineConfig, dump_config, resolve_confi
 from .errors import Cancelled, ConfigError, ImcError, InputError, RunFolderRemoved
 from .images import check_images, exif_problems
 from .liveness import process_start
-from .runs import (RunWriter, check_run_dir, claim_run_dir, code_version, new_run_dir, now_iso, record_failure,
-                   release_run_dir, runs_root)
+from .runs import (RunWriter, check_run_dir, check_run_text, claim_run_dir, code_version, new_run_dir, now_iso,
+                   record_failure, release_run_dir, runs_root)
 from .stages.features import TORCH_METHODS as _TORCH_FEATURES
 from .stages.features import colmap_extraction_threads
 from .stages.matching import TORCH_METHODS as _TORCH_MATCHERS
@@ -233,6 +233,7 @@ def run_pipeline(
     try:
         # (a ready config is checked again: one edited in place had skipped every check)
         cfg = config.checked() if config is not None else resolve_config(variant, overrides)
+        check_run_text(label, group)
         root = DataRoot(Path(data_root))
         # images missing, label rows or thresholds that cannot be scored: found before any folder or work
         split, loaded = root.load_for_run(datasets, split)

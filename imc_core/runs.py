@@ -756,6 +756,22 @@ def _datasets_read_from_cache(run_dir: Path) -> list[str]:
 # bundles
 
 
+def bundle_problem(run_dir: str | Path) -> InputError | None:
+    """Why a teammate's :func:`import_bundle` would refuse ``run_dir``'s bundle (a label with an escape sequence,
+    a damaged ``scores.json``: they were exported, then refused at the other end), as the error that names the
+    file; None when it would import."""
+    run_dir = Path(run_dir)
+    if missing := [f for f in BUNDLE_REQUIRED if not (run_dir / f).is_file()]:
+        return InputError(run_dir, f"has no {', '.join(missing)}: a teammate's import would refuse its bundle, so "
+                                   "none is written")
+    try:
+        _check_bundle(run_dir)
+    except InputError as err:
+        return InputError(err.path, f"{err.problem}: a teammate's import would refuse this run's bundle, so none is "
+                                    "written", row=err.row)
+    return None
+
+
 def export_bundle(run_dir: str | Path, out_zip: str | Path | None = None, *, overwrite: bool = False) -> Path:
     """Zip a run (config, submission, scores, per-image table, logs, COLMAP models, previews) for a teammate.
 
@@ -766,6 +782,8 @@ def export_bundle(run_dir: str | Path, out_zip: str | Path | None = None, *, ove
     """
     run_dir = Path(run_dir)
     load_run(run_dir)
+    if (problem := bundle_problem(run_dir)) is not None:
+        raise problem
     out_zip = Path(out_zip) if out_zip else run_dir.parent / f"{run_dir.name}.zip"
     if out_zip.is_dir():
         raise InputError(out_zip, "is a folder: name the bundle file (e.g. run.zip)")
@@ -814,6 +832,20 @@ def _control_characters(obj: Any, where: str = "") -> str | None:
         if (found := _control_characters(value, f"{where}[{key!r}]" if where else repr(key))) is not None:
             return found
     return None
+
+
+def check_run_text(label: str | None, group: str | None) -> None:
+    """Refuse a run's ``label`` or ``group`` that holds control characters (an escape sequence, a bell): `runs`
+    would print them to a terminal, and a teammate's import refuses the run's bundle (:func:`import_bundle`).
+
+    Raises:
+        ConfigError: naming the option.
+    """
+    from .errors import ConfigError
+
+    for option, text in (("--label", label), ("--group", group)):
+        if text is not None and _control_characters(text) is not None:
+            raise ConfigError(f"{option} {text!r} holds control characters (a terminal would act on them)")
 
 
 def _plain_name(name: object) -> bool:

@@ -276,6 +276,10 @@ def downloads(rv: state.RunView) -> None:
         with tempfile.TemporaryDirectory() as tmp:
             return export_bundle(rv.path, Path(tmp) / f"{rv.id}.zip").read_bytes()
 
+    if (problem := state.bundle_problem(rv.path)) is not None:  # (the teammate's import would refuse it)
+        c2.button("Export bundle (.zip)", key="dl_bundle", disabled=True)
+        c2.caption(f"Not exportable: {state.md(problem)}")
+        return
     c2.download_button("Export bundle (.zip)", data=bundle, file_name=f"{rv.id}.zip", mime="application/zip",
                        key="dl_bundle", help="config, submission, scores, per-image table, logs and COLMAP models")
 

@@ -787,3 +787,18 @@ def test_the_clusters_tab_says_when_it_draws_only_some_misplaced_images(make_run
     assert_clean(at)
     assert (f"The first {MISPLACED_SHOWN} of {MISPLACED_SHOWN + 1} are drawn; the Images tab lists every image."
             in [c.value for c in at.caption])
+
+
+def test_a_run_a_teammates_import_would_refuse_is_not_offered_for_export(make_run: Callable[..., Path]) -> None:
+    """Export zipped a run whose label held an escape sequence; the teammate's import then refused the bundle."""
+    run = make_run("run-x")
+    at = open_app("results", run="run-x")
+    assert_clean(at)
+    assert not [c for c in at.caption if "Not exportable" in c.value]
+    meta = json.loads((run / "run.json").read_text())
+    (run / "run.json").write_text(json.dumps({**meta, "label": "red\x1b[31m"}))
+    at = open_app("results", run="run-x")
+    assert_clean(at)
+    said = [plain(c.value) for c in at.caption if "Not exportable" in c.value]
+    assert len(said) == 1 and "'label' holds control characters" in said[0] and "run.json" in said[0]
+    assert at.button(key="dl_bundle").disabled

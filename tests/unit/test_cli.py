@@ -569,3 +569,16 @@ def test_runs_listing_cuts_a_long_dataset_list() -> None:
     many = ",".join(f"dataset_{k:02d}" for k in range(13))
     assert _few(many) == "dataset_00,dataset_01 +11 more" and len(_few(many)) <= 40
     assert _few("a_very_long_dataset_name_that_alone_is_wider,b") == "a_very_long_dataset_name_that_alone_is_wider +1 more"
+
+
+def test_a_label_or_group_with_control_characters_is_refused_before_the_run(tmp_path: Path,
+                                                                            capsys: pytest.CaptureFixture,
+                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """`runs` printed them to the terminal, and the run's bundle was refused by a teammate's import."""
+    monkeypatch.setenv("IMC_RUNS_DIR", str(tmp_path / "runs"))
+    assert main(["run", "--data-root", str(tmp_path), "--label", "red\x1b[31m"]) == 2
+    assert "--label 'red\\x1b[31m' holds control characters" in capsys.readouterr().err
+    assert main(["run", "--data-root", str(tmp_path), "--group", "g\x07"]) == 2
+    assert main(["add-submission", str(tmp_path / "s.csv"), "--data-root", str(tmp_path), "--group", "g\x07"]) == 2
+    assert "--group 'g\\x07' holds control characters" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()

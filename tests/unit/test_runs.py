@@ -210,6 +210,36 @@ def test_export_to_a_place_it_cannot_write_names_that_place(tmp_path: Path) -> N
     assert not any(p.name.endswith(".tmp") for p in tmp_path.rglob("*"))
 
 
+def test_export_refuses_a_run_a_teammates_import_would_refuse(tmp_path: Path) -> None:
+    """A label with an escape sequence, or a damaged scores.json, was exported, and the import at the other end
+    refused the bundle."""
+    from imc_core.errors import ConfigError
+    from imc_core.runs import check_run_text
+
+    d = make_run(tmp_path / "mine")
+    meta = json.loads((d / "run.json").read_text())
+    (d / "run.json").write_text(json.dumps({**meta, "label": "red\x1b[31m"}))
+    with pytest.raises(InputError, match="'label' holds control characters.*import would refuse") as err:
+        export_bundle(d, tmp_path / "b.zip")
+    assert err.value.path == str(d / "run.json") and not (tmp_path / "b.zip").exists()
+    (d / "run.json").write_text(json.dumps({**meta, "label": "two\nlines"}))  # (a newline is fine)
+    (d / "scores.json").write_text('{"score": 7')
+    with pytest.raises(InputError, match="cannot read JSON.*import would refuse") as err:
+        export_bundle(d, tmp_path / "b.zip")
+    assert err.value.path == str(d / "scores.json")
+    (d / "scores.json").write_text(json.dumps({"score": 51.0, "mAA": 51.0, "clusterness": 100.0, "datasets": {}}))
+    assert import_bundle(export_bundle(d, tmp_path / "b.zip"), tmp_path / "theirs").is_dir()
+    (d / "config.toml").unlink()
+    with pytest.raises(InputError, match="has no config.toml"):
+        export_bundle(d, tmp_path / "c.zip")
+    # and such a label is refused where it is given
+    with pytest.raises(ConfigError, match="--label 'red.*control characters"):
+        check_run_text("red\x1b[31m", None)
+    with pytest.raises(ConfigError, match="--group"):
+        check_run_text("fine", "g\x07")
+    check_run_text("two\nlines", "g")
+
+
 def test_export_never_replaces_a_file_unasked(tmp_path: Path) -> None:
     """`export B --out b1.zip` replaced run A's bundle there without a word."""
     a, b = make_run(tmp_path / "a"), make_run(tmp_path / "b")
@@ -324,7 +354,12 @@ def _bundle_of(tmp_path: Path, change: object = None, name: str = "b.zip", drop:
     (d / "run.json").write_text(json.dumps(meta))
     for f in drop:
         (d / f).unlink()
-    return export_bundle(d, tmp_path / name)
+    # zipped as export does, without its checks (they refuse what import refuses: a bundle made elsewhere)
+    with zipfile.ZipFile(tmp_path / name, "w") as zf:
+        for f in sorted(d.rglob("*")):
+            if f.is_file():
+                zf.write(f, f"{d.name}/{f.relative_to(d).as_posix()}")
+    return tmp_path / name
 
 
 @pytest.mark.parametrize("field, value", [("created", 12345), ("seed", "abc"), ("seed", 1.5), ("seed", True),
