@@ -532,8 +532,8 @@ class DataRoot:
         d = self.path / split
         if not d.is_dir():
             return []
-        with os.scandir(d) as it:
-            return sorted(e.name for e in it if e.is_dir() and not e.name.startswith("."))
+        with os.scandir(d) as it:  # (hidden folders, and the __MACOSX/ a Mac's zip leaves, are never datasets)
+            return sorted(e.name for e in it if e.is_dir() and not e.name.startswith(".") and e.name != "__MACOSX")
 
     def train_datasets(self) -> list[str]:
         """Dataset folders under ``train/``, sorted."""
@@ -668,7 +668,9 @@ class DataRoot:
                 raise InputError(image_dir, f"train dataset {name!r} not found (no folder and no labels)")
             images = scan_images(image_dir)
             if not images:
-                raise InputError(image_dir, f"no images ({', '.join(IMAGE_EXTS)}) in this folder")
+                unnamed = (f"; {self.labels_path.name} does not name it either: remove the folder, or name the "
+                           "datasets to run with --dataset") if labels is not None else ""
+                raise InputError(image_dir, f"no images ({', '.join(IMAGE_EXTS)}) in this folder{unnamed}")
             for msg in unread_files(image_dir, images):
                 _warn(msgs, msg)
             if labels is not None:

@@ -185,6 +185,17 @@ def mapping_jobs(cfg: PipelineConfig, n_jobs: int) -> int:
     return max(1, (os.cpu_count() or 1) // max(1, n_jobs))
 
 
+def _check_not_in_data(run_place: Path, data_root: Path) -> None:
+    """Refuse a run folder (``--out``, or the runs folder) inside the data root's ``train/`` or ``test/``: the run
+    would read as a dataset there, and every later run on the root was refused ("no images in this folder")."""
+    place = Path(os.path.abspath(run_place))
+    for split in ("train", "test"):
+        folder = Path(os.path.abspath(data_root / split))
+        if place == folder or folder in place.parents:
+            raise InputError(run_place, f"inside the data root's {split}/ folder, where it would read as a dataset: "
+                                        "write the run elsewhere (--out, or $IMC_RUNS_DIR)")
+
+
 def run_pipeline(
     data_root: str | Path,
     *,
@@ -235,6 +246,7 @@ def run_pipeline(
         cfg = config.checked() if config is not None else resolve_config(variant, overrides)
         check_run_text(label, group)
         root = DataRoot(Path(data_root))
+        _check_not_in_data(Path(out) if out else runs_root(), root.path)
         # images missing, label rows or thresholds that cannot be scored: found before any folder or work
         split, loaded = root.load_for_run(datasets, split)
         names = list(loaded)

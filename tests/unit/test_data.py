@@ -258,6 +258,28 @@ def test_train_folder_without_label_rows_warns(tmp_path: Path) -> None:
     assert ds.images == ["g.png"] and ds.labels is None
 
 
+def test_folders_that_are_no_datasets(tmp_path: Path) -> None:
+    """A Mac's zip leaves __MACOSX/ (every run was refused: "no images in this folder"); an empty leftover folder
+    the labels do not name says how to go on; a run written inside train/ would read as a dataset."""
+    from imc_core.pipeline import run_pipeline
+
+    root_path = make_root(tmp_path)
+    (root_path / "train" / "__MACOSX" / "alpha").mkdir(parents=True)
+    (root_path / "train" / ".hidden").mkdir()
+    root = DataRoot(root_path)
+    assert root.train_datasets() == ["alpha", "beta"]
+    (root_path / "train" / "leftover").mkdir()
+    with pytest.raises(InputError, match="no images .* in this folder; train_labels.csv does not name it either: "
+                                         "remove the folder, or name the datasets to run with --dataset"):
+        DataRoot(root_path).load_dataset("leftover")
+    for out in (root_path / "train" / "myrun", root_path / "test" / "a" / "b"):
+        with pytest.raises(InputError, match="inside the data root's (train|test)/ folder, where it would read as a "
+                                             "dataset") as err:
+            run_pipeline(root_path, out=out)
+        assert err.value.path == str(out)
+    assert not (root_path / "train" / "myrun").exists()
+
+
 def test_fingerprint_changes_when_a_file_changes(tmp_path: Path) -> None:
     root_path = make_root(tmp_path)
     fp0 = DataRoot(root_path).load_dataset("beta").fingerprint
