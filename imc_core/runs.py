@@ -638,11 +638,15 @@ def list_runs(root: Path | None = None) -> pd.DataFrame:
                 continue
             try:
                 run = load_run(p)
-                meta, scores, timings = run.meta, run.scores or {}, run.timings or {}
+                meta, scores, timings = run.meta, run.scores, run.timings or {}
             except InputError as err:
                 unreadable[p.name] = str(err).splitlines()[0]
                 continue
-            scores = scores if isinstance(scores, dict) else {}
+            if scores is not None and not (isinstance(scores, dict) and _number(scores.get("score")) is not None):
+                # (listed as a run with blank scores it read as one that was never scored: import refuses it too)
+                unreadable[p.name] = f"{p / 'scores.json'}: has no numeric 'score'"
+                continue
+            scores = scores or {}
             timings = timings if isinstance(timings, dict) else {}
             datasets = meta.get("datasets")
             rows.append({

@@ -555,6 +555,18 @@ def test_a_run_folder_without_its_run_json_is_named_and_removable(tmp_path: Path
     assert remove_runs([lost.name], root=root) == [lost] and not lost.exists()
 
 
+def test_a_run_whose_scores_hold_no_number_is_named_not_listed_blank(tmp_path: Path) -> None:
+    """`runs` listed it "done" with blank scores (as if never scored), and import refuses its bundle."""
+    root = tmp_path / "runs"
+    keep, bad, text = make_run(root), make_run(root), make_run(root)
+    (bad / "scores.json").write_text(json.dumps({"score": "x", "mAA": 1.0}))
+    (text / "scores.json").write_text(json.dumps(["not", "an", "object"]))
+    df = list_runs(root)
+    assert list(df["id"]) == [keep.name]
+    assert df.attrs["unreadable"] == {bad.name: f"{bad / 'scores.json'}: has no numeric 'score'",
+                                      text.name: f"{text / 'scores.json'}: has no numeric 'score'"}
+
+
 def test_a_run_into_a_group_of_another_config_is_warned(tmp_path: Path) -> None:
     """`run --group g` after a parameter change put two experiments in one mean ± std without a word (the Run page
     said it before a launch; the CLI and the library did not)."""
