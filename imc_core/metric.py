@@ -1895,6 +1895,12 @@ def score(
         if zero and (ds, sc) in scored:
             notes.append(f"thresholds of {ds}/{sc}: {', '.join(f't{k}' for k in zero)} = 0, which no camera can pass "
                          "(a camera passes when its error is below the threshold): even exact poses fail there")
+        row = np.atleast_1d(np.asarray(values, dtype=float))
+        if (ds, sc) in scored and (np.diff(row) < 0).any():  # (every official file lists them smallest first)
+            skipped = ", ".join(f"{v:g}" for v in row[:config.skip_top_thresholds])
+            notes.append(f"thresholds of {ds}/{sc} are not in increasing order ({';'.join(f'{v:g}' for v in row)}): "
+                         f"the metric leaves the first {config.skip_top_thresholds} unscored by their place, not "
+                         f"their size (here {skipped})")
 
     datasets: dict[str, DatasetScore] = {}
     frac: list[tuple[float, float, float]] = []  # exact fractions: the official takes 100 * mean of these

@@ -759,3 +759,16 @@ def test_a_scored_threshold_of_zero_is_named() -> None:
     res = score(gt, th, sub)
     assert res.warnings == ["thresholds of ds/s2: t2 = 0, which no camera can pass (a camera passes when its error "
                             "is below the threshold): even exact poses fail there"]
+
+
+def test_thresholds_out_of_order_are_named() -> None:
+    """The metric skips the first two thresholds by place: listed largest first, it skipped the loosest and scored
+    the strictest, and the score fell (ETs 70.00 → 53.52) without a word."""
+    gt, th, _ = make_gt(np.random.default_rng(5), {"s1": 10, "s2": 8}, outliers=2)
+    sub = submit(gt, dict(zip(gt["image"], gt["scene"], strict=True)))
+    th[("ds", "s1")] = np.array([0.0, 0.0, 0.001, 0.01, 0.05, 0.1])  # the official file's zeros: in order
+    assert not score(gt, th, sub).warnings
+    th[("ds", "s2")] = np.array([0.04, 0.02, 0.01, 0.008, 0.005, 0.002])
+    assert score(gt, th, sub).warnings == [
+        "thresholds of ds/s2 are not in increasing order (0.04;0.02;0.01;0.008;0.005;0.002): the metric leaves the "
+        "first 2 unscored by their place, not their size (here 0.04, 0.02)"]
