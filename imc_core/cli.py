@@ -682,8 +682,22 @@ def main(argv: list[str] | None = None) -> int:
         return _main(args)
 
 
+#: options that name a file or folder: an empty one (an unset shell variable) read as "not given" or as the
+#: current folder, e.g. `run --out "$OUT"` wrote a new run under the runs folder without a word
+PATH_OPTIONS = ("out", "data_root", "root", "runs_dir", "cache_dir", "gt", "thresholds", "submission")
+
+
+def _check_no_empty_paths(args: argparse.Namespace) -> None:
+    for name in PATH_OPTIONS:
+        value = getattr(args, name, None)
+        if isinstance(value, str) and not value.strip() or isinstance(value, list) and any(
+                isinstance(v, str) and not v.strip() for v in value):
+            raise ConfigError(f"--{name.replace('_', '-')} is empty (an unset shell variable?): name a file or folder")
+
+
 def _main(args: argparse.Namespace) -> int:
     try:
+        _check_no_empty_paths(args)
         rc = int(args.func(args) or 0)
         sys.stdout.flush()  # a closed pipe shows here, inside the try, not at interpreter exit
         return rc

@@ -582,3 +582,19 @@ def test_a_label_or_group_with_control_characters_is_refused_before_the_run(tmp_
     assert main(["add-submission", str(tmp_path / "s.csv"), "--data-root", str(tmp_path), "--group", "g\x07"]) == 2
     assert "--group 'g\\x07' holds control characters" in capsys.readouterr().err
     assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("argv, option", [
+    (["run", "--data-root", "{root}", "--out", ""], "--out"),
+    (["run", "--data-root", " "], "--data-root"),
+    (["export", "some-run", "--out", ""], "--out"),
+    (["cache", "prune", "--unused", "--runs-dir", "{root}", "--runs-dir", ""], "--runs-dir"),
+    (["score", "--gt", "", "--thresholds", "t.csv", "--submission", "s.csv"], "--gt"),
+])
+def test_an_empty_path_option_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture,
+                                         monkeypatch: pytest.MonkeyPatch, argv: list[str], option: str) -> None:
+    """`run --out "$OUT"` with OUT unset wrote a new run under the runs folder without a word."""
+    monkeypatch.setenv("IMC_RUNS_DIR", str(tmp_path / "runs"))
+    assert main([a.replace("{root}", str(tmp_path)) for a in argv]) == 2
+    assert f"error: {option} is empty (an unset shell variable?)" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()
