@@ -368,7 +368,8 @@ def _keypoint_cap_notes(results: list[DatasetResult], cfg: PipelineConfig) -> li
         elif cfg.features.method == "colmap_sift" and max(counts) > cap:
             out.append(f"{res.name}: features.max_keypoints = {cap}, yet COLMAP's SIFT kept up to {max(counts)} "
                        "keypoints per image: it caps its detections in whole scale levels, before adding extra "
-                       "orientations, so a cap can change nothing (compare the keypoint counts of runs)")
+                       "orientations, so images keep more than the cap, and another cap may change nothing (compare "
+                       "the keypoint counts of runs)")
     return out
 
 

@@ -903,8 +903,8 @@ def test_a_keypoint_cap_that_does_nothing_is_named(first_run: tuple[Path, Path],
     notes = [w for w in first.meta["warnings"] if "features.max_keypoints = 2048" in w]
     assert sorted(notes) == sorted(
         f"{ds}: features.max_keypoints = 2048, yet COLMAP's SIFT kept up to {n} keypoints per image: it caps its "
-        "detections in whole scale levels, before adding extra orientations, so a cap can change nothing (compare "
-        "the keypoint counts of runs)" for ds, n in counts.items() if n > 2048)
+        "detections in whole scale levels, before adding extra orientations, so images keep more than the cap, and "
+        "another cap may change nothing (compare the keypoint counts of runs)" for ds, n in counts.items() if n > 2048)
     high = 9000  # (above every synthetic image's count; the variant's own 8192 would draw no note at all)
     run = load_run(run_pipeline(tiny_root, overrides=[f"features.max_keypoints={high}", "features.resize=0"],
                                 out=tmp_path / "high", raise_errors=True))
