@@ -21,7 +21,6 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import state
-from imc_core.convention import WARNING_STARTS
 from imc_core.errors import ImcError
 from imc_core.runs import describe_code
 
@@ -434,35 +433,34 @@ def config_diff_section(arms: dict[str, list[state.RunView]], spreads: dict[str,
     from imc_core.analysis import SEED_KEYS, config_diff
 
     labels = list(arms)
-    ref = arms[labels[0]][0]
     unreadable = [rv.id for rv in (arms[label][0] for label in labels) if rv.unreadable("config.toml")]
-    if unreadable:  # an unreadable config would read as every key removed
-        st.warning(f"Config diff leaves out {', '.join(unreadable)}: its config.toml cannot be read.")
     # a submission made outside imc-lab has no pipeline config: its diff would list every key as removed
     outside = [rv.id for rv in (arms[label][0] for label in labels) if rv.outside]
+    compared = {label: runs for label, runs in arms.items() if runs[0].id not in unreadable + outside}
+    # the reference is the first run with a config (a submission picked first left every other run undiffed)
+    ref_label = next(iter(compared), None)
+    st.markdown("**Config diff**" + (f" (reference: {state.md(ref_label)})" if ref_label is not None else ""))
+    if unreadable:  # an unreadable config would read as every key removed
+        st.warning(f"Config diff leaves out {', '.join(unreadable)}: its config.toml cannot be read.")
     if outside:
         st.caption(f"Config diff leaves out {', '.join(outside)}: scored from a submission made outside imc-lab, "
                    "so no config of imc-lab's made it.")
-    if ref.id in unreadable or ref.id in outside:
-        return
     frames = []
-    for label in labels[1:]:
-        other = arms[label][0]
-        if other.id in unreadable or other.id in outside:
-            continue
-        d = config_diff(_pipeline_config(ref.config), _pipeline_config(other.config))
-        if len(arms[labels[0]]) > 1 or len(arms[label]) > 1:  # a group repeats over seeds: its seed says nothing
-            d = d[~d["key"].isin(SEED_KEYS)]
-        d.insert(0, "vs", label)
-        frames.append(d)
+    if ref_label is not None:
+        ref = compared[ref_label][0]
+        for label in list(compared)[1:]:
+            d = config_diff(_pipeline_config(ref.config), _pipeline_config(compared[label][0].config))
+            if len(compared[ref_label]) > 1 or len(compared[label]) > 1:  # a group repeats over seeds: its seed
+                d = d[~d["key"].isin(SEED_KEYS)]  # says nothing
+            d.insert(0, "vs", label)
+            frames.append(d)
     diff = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
-    st.markdown(f"**Config diff** (reference: {state.md(labels[0])})")
-    compared = {label: runs for label, runs in arms.items() if runs[0].id not in unreadable + outside}
     used = [(runs[0].id if label == runs[0].id else f"{state.md(label)}: {runs[0].id}")
             + (f" (first of {len(runs)} runs)" if len(runs) > 1 else "") for label, runs in compared.items()]
-    st.caption("Configs compared: " + "; ".join(used) + "."
-               + (" The seed is left out: a group repeats over seeds." if any(len(r) > 1 for r in compared.values())
-                  else ""))
+    if used:
+        st.caption("Configs compared: " + "; ".join(used) + "."
+                   + (" The seed is left out: a group repeats over seeds." if any(len(r) > 1 for r in compared.values())
+                      else ""))
     if len(compared) < 2:
         st.caption("Only one imc-lab config: nothing to diff.")
     elif diff.empty:
@@ -542,10 +540,11 @@ def per_image_section(arms: dict[str, list[state.RunView]]) -> None:
 DELTA_ORDER = ("dataset", "scene", "image", "status_a", "status_b", "passes_a", "passes_b", "pass_delta", "error_a",
                "error_b", "error_delta", "pass_change", "registered_change", "registered_a", "registered_b")
 _HELP_ERROR = "camera centre error under the alignment of the largest threshold, metres"
+_HELP_PASSES = "scored thresholds passed in run {} (the metric scores all but the first two: t2…t5 of six)"
 DELTA_COLUMNS = {
     "status_a": st.column_config.TextColumn("status A"), "status_b": st.column_config.TextColumn("status B"),
-    "passes_a": st.column_config.NumberColumn("passes A", width=70, help="thresholds t0…t5 passed in run A"),
-    "passes_b": st.column_config.NumberColumn("passes B", width=70, help="thresholds t0…t5 passed in run B"),
+    "passes_a": st.column_config.NumberColumn("passes A", width=70, help=_HELP_PASSES.format("A")),
+    "passes_b": st.column_config.NumberColumn("passes B", width=70, help=_HELP_PASSES.format("B")),
     "pass_delta": st.column_config.NumberColumn("Δ passes", format="%+d", width=70),
     "error_a": st.column_config.NumberColumn("error A (m)", format="%.4f", help=_HELP_ERROR),
     "error_b": st.column_config.NumberColumn("error B (m)", format="%.4f", help=_HELP_ERROR),
@@ -680,6 +679,7 @@ def group_runs(runs: pd.DataFrame) -> dict[str, list[str]]:
 def _add_group(members: list[str]) -> None:
     chosen = list(st.session_state.get("runs") or [])
     st.session_state["runs"] = chosen + [r for r in members if r not in chosen]
+    st.session_state["add_group"] = None  # (left picked, with Add still on, it read as not added yet)
 
 
 def group_adder(runs: pd.DataFrame) -> None:
@@ -738,10 +738,9 @@ def main() -> None:
     for rv in views:
         if rv.problems:  # Results names them too; here they explain blanks and left-out runs
             st.warning(f"{rv.id}: file(s) that cannot be read: " + "; ".join(state.md(p) for p in rv.problems))
-        if rv.outside:  # a convention slip explains a large Δ at a glance
+        if rv.outside:  # what is wrong with the file (a convention slip, rows of NaN) explains a large Δ at a glance
             for warning in rv.meta.get("warnings") or []:
-                if warning.startswith(WARNING_STARTS):
-                    st.warning(f"{rv.id}: {state.md(warning)}")
+                st.warning(f"{rv.id}: {state.md(warning)}")
     code_note(views)
     if len(views) < 2:
         st.info("Pick two or more runs. Runs of the same group (repeated seeds) are aggregated to mean ± std.")

@@ -427,6 +427,13 @@ def test_an_outside_submission_is_left_out_of_the_config_diff(make_run: Callable
     no_errors(two)
     assert any(x.value == "Only one imc-lab config: nothing to diff." for x in two.caption)
     assert not any(x.value == "Identical configs." for x in two.caption)
+    # the submission picked first ("Select all" puts the newest first): the others are still diffed, against the
+    # first run with a config (nothing was diffed, and the groups' spreads were not shown)
+    first = open_compare(["c", "a", "b"])
+    no_errors(first)
+    (diff,) = [d.value for d in first.dataframe if _is(d.value, "config_diff")]
+    assert set(diff["vs"]) == {"b"} and "matching.min_matches" in set(diff["key"])
+    assert any(x.value == "**Config diff** (reference: a)" for x in first.markdown)
 
 
 def test_lone_runs_are_named_by_their_label_and_pass_changes_are_counted(make_run: Callable[..., Path]) -> None:
@@ -486,6 +493,7 @@ def test_a_whole_group_is_added_at_once(make_run: Callable[..., Path]) -> None:
     no_errors(at)
     chosen = at.multiselect(key="runs").value
     assert chosen == ["lone", "g-0", "g-1", "g-2"]  # the reference stays first; the group in seed order
+    assert at.selectbox(key="add_group").value is None and at.button(key="add_group_go").disabled
     assert "group: def3" in list(frame_by_key(at, "headline")["arm"])
 
 
