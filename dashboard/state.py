@@ -254,6 +254,11 @@ def register_share(page: str, keys: tuple[str, ...] | list[str], values: dict[st
     st.session_state["_share_values"] = dict(values or {})
 
 
+def share_also(*keys: str) -> None:
+    """Add ``keys`` to the view's share link (a section that draws its widgets only sometimes)."""
+    st.session_state["_share_keys"] = list(dict.fromkeys([*st.session_state.get("_share_keys", []), *keys]))
+
+
 def share_query(page: str | None = None, keys: list[str] | None = None) -> str:
     """``page=...&root=...&run=...`` for the current view (lists as repeated keys)."""
     page = page or st.session_state.get("_share_page") or ""

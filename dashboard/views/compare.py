@@ -407,6 +407,12 @@ def import_panel() -> None:
                 return
         done[up.file_id] = (("success", f"Imported as {dest.name}") if new
                             else ("info", f"Not imported: this bundle's run is already here as {dest.name}"))
+        absent, kept = st.session_state.get("_compare_absent") or ([], [])
+        if dest.name in absent:  # a run the link named: compared now, as the link asked (it was left to be found)
+            st.session_state["runs"] = list(dict.fromkeys([*(st.session_state.get("runs") or []), dest.name]))
+            st.session_state["_compare_absent"] = ([r for r in absent if r != dest.name], [*kept, dest.name])
+            done[up.file_id] = (done[up.file_id][0], f"{done[up.file_id][1]}, and added to the runs compared, as "
+                                                     "the link named it")
         kind, text = done[up.file_id]
         (st.info if kind == "info" else st.success)(text)
 
@@ -497,6 +503,8 @@ def per_image_section(arms: dict[str, list[state.RunView]]) -> None:
     # whenever the runs compared change (the pickers kept the pair made among the first runs added: two seeds of
     # one group, while the groups compared were others)
     linked = (state.qp_first("delta_a"), state.qp_first("delta_b"))
+    if list(linked) == st.session_state.get(DELTA_IN_URL):  # what the page wrote, not a link
+        linked = (None, None)
     first = linked if linked[0] in ids and linked[1] in ids and linked[0] != linked[1] else pair
     signature = "\n".join(ids)
     if (st.session_state.get(DELTA_RUNS) != signature
@@ -515,7 +523,11 @@ def per_image_section(arms: dict[str, list[state.RunView]]) -> None:
                      **({} if drawn else {"index": ids.index(first[0])}))
     b = c2.selectbox("Run B", ids, key="delta_b", format_func=name,
                      **({} if drawn else {"index": ids.index(first[1])}))
-    only = c3.checkbox("Changed only", value=True, key="delta_changed")
+    only = c3.checkbox("Changed only", value=True, key="delta_changed", bind="query-params")
+    # (the address bar holds the pair on screen: a reload showed the pair of the link it was opened from)
+    st.query_params["delta_a"], st.query_params["delta_b"] = a, b
+    st.session_state[DELTA_IN_URL] = [a, b]
+    state.share_also("delta_a", "delta_b", "delta_changed")
     va, vb = views[a], views[b]
     scope = compare_scope({a: [(run_root(va), scored_datasets(va))], b: [(run_root(vb), scored_datasets(vb))]})
     if not scope.shared:
@@ -570,6 +582,8 @@ def delta_summary(delta: pd.DataFrame) -> str:
 
 #: session key of the runs the per-image pair was chosen among
 DELTA_RUNS = "_delta_runs"
+#: the pair of runs and the runs drawn in 3-D as the page last wrote them in the URL (another value is a link's)
+DELTA_IN_URL, DRAW_IN_URL = "_delta_in_url", "_draw_runs_in_url"
 
 #: 3-D views in one row of the side-by-side section
 VIEWS_PER_ROW = 3
@@ -602,15 +616,22 @@ def side_by_side(arms: dict[str, list[state.RunView]]) -> None:
     if st.session_state.get("scene") not in scenes:
         st.session_state["scene"] = scenes[0]
     scene = c2.selectbox("GT scene", scenes, key="scene", bind="query-params")
-    if not st.toggle("Draw the 3-D views", value=False, key="show_3d"):
+    if not st.toggle("Draw the 3-D views", value=False, key="show_3d", bind="query-params"):
+        st.query_params.pop("draw_runs", None)  # (none drawn: a link must not say otherwise)
         return
     ids = [rv.id for rv in views]
+    linked = [str(r) for r in st.query_params.get_all("draw_runs")]
+    if linked and linked != st.session_state.get(DRAW_IN_URL):  # a link naming the runs it drew
+        st.session_state["draw_runs"] = [r for r in linked if r in ids]
     picked = [i for i in st.session_state.get("draw_runs", []) if i in ids]
     if "draw_runs" not in st.session_state or picked != st.session_state["draw_runs"]:
         first_of_each = [runs[0].id for runs in arms.values() if runs]
         st.session_state["draw_runs"] = picked or first_of_each[:VIEWS_PER_ROW]  # runs no longer chosen drop out
     drawn = st.multiselect("Runs to draw", ids, key="draw_runs",
                            help=f"Any number; {VIEWS_PER_ROW} views per row (each is a full 3-D figure).")
+    st.query_params["draw_runs"] = drawn
+    st.session_state[DRAW_IN_URL] = list(drawn)
+    state.share_also("draw_runs")
     shown = [rv for rv in views if rv.id in drawn]
     if shown:
         st.caption("Cameras coloured by the thresholds each passes, as the metric counts them (the Results page's "
@@ -705,7 +726,8 @@ def main() -> None:
     from imc_core.analysis import compare_scope, scores_on
 
     st.title("Compare")
-    state.register_share("compare", ["runs", "dataset", "scene", "delta_a", "delta_b"])
+    # (the pair of runs per image and the runs drawn in 3-D join the link where their sections draw them)
+    state.register_share("compare", ["runs", "dataset", "scene", "scene_dataset", "show_3d"])
     with state.error_boundary("Import"):
         import_panel()
     with state.error_boundary("Score a submission"):
@@ -744,6 +766,8 @@ def main() -> None:
     code_note(views)
     if len(views) < 2:
         st.info("Pick two or more runs. Runs of the same group (repeated seeds) are aggregated to mean ± std.")
+        for key in ("delta_a", "delta_b", "draw_runs"):  # (no pair and no 3-D view: the address bar kept the last)
+            st.query_params.pop(key, None)
         return
     same_data_aliases(views)
     grouped = arms_of(views)
@@ -809,7 +833,7 @@ def main() -> None:
         st.dataframe(per_ds, hide_index=True, width="stretch", key="per_dataset", placeholder=state.NO_VALUE,
                      column_config=_numbers(per_ds, ("dataset", "arm", "runs")))
     if shared:
-        dataset = st.selectbox("Per-scene mAA of dataset", shared, key="scene_dataset")
+        dataset = st.selectbox("Per-scene mAA of dataset", shared, key="scene_dataset", bind="query-params")
         scenes = per_scene_table(arms, dataset)
         st.dataframe(scenes, hide_index=True, width="stretch", key="per_scene", placeholder=state.NO_VALUE,
                      column_config=per_scene_columns(scenes))

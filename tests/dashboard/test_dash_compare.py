@@ -294,6 +294,29 @@ def test_a_link_naming_runs_that_are_not_here_says_so(make_run: Callable[..., Pa
     assert "ghost-run" not in warnings(at)
 
 
+def test_importing_a_run_the_link_named_adds_it_to_the_comparison(make_run: Callable[..., Path],
+                                                                  tmp_path: Path) -> None:
+    """The link's warning said to import the bundle, then pick the run; once imported, the warning was gone and
+    nothing said which run to pick."""
+    import shutil
+
+    from imc_core.runs import export_bundle
+
+    make_run("a", score=60.0)
+    make_run("b", score=62.0)
+    gone = make_run("c", score=64.0)
+    bundle = export_bundle(gone, tmp_path / "c.zip")
+    shutil.rmtree(gone)
+    at = open_compare(["a", "c", "b"])
+    no_errors(at)
+    assert "does not hold: c." in warnings(at)
+    at.file_uploader(key="bundle").upload("c.zip", bundle.read_bytes(), "application/zip").run()
+    no_errors(at)
+    assert at.multiselect(key="runs").value == ["a", "b", "c"]
+    assert [m.value for m in at.success] == ["Imported as c, and added to the runs compared, as the link named it"]
+    assert "does not hold" not in warnings(at)
+
+
 def test_a_hand_written_link_may_list_runs_with_commas(make_run: Callable[..., Path]) -> None:
     """``runs=a,b`` (the page writes runs=a&runs=b) was read as one unknown run named "a,b"."""
     make_run("a", score=60.0)
@@ -477,6 +500,44 @@ def test_the_per_image_pair_follows_the_runs_compared_and_the_link(make_run: Cal
     linked.run()
     no_errors(linked)
     assert (linked.selectbox(key="delta_a").value, linked.selectbox(key="delta_b").value) == ("base-1", "new-1")
+    # the address bar holds the pair on screen (a reload showed the link's pair), and fewer than two runs none
+    linked.selectbox(key="delta_b").select("new-0").run()
+    assert (linked.query_params["delta_a"], linked.query_params["delta_b"]) in (("base-1", "new-0"),
+                                                                                 (["base-1"], ["new-0"]))
+    linked.multiselect(key="runs").set_value(["base-0"]).run()
+    assert "delta_a" not in linked.query_params and "delta_a=" not in "\n".join(c.value for c in linked.sidebar.code)
+
+
+def test_a_share_link_brings_back_the_per_scene_dataset_and_the_3d_views(make_run: Callable[..., Path],
+                                                                         dash_env: Any) -> None:
+    """The link named the runs, the 3-D scene and the per-image pair, not the per-scene table's dataset, the 3-D
+    views drawn (off again) nor "Changed only"."""
+    for name, score in (("a", 60.0), ("b", 62.0), ("c", 64.0)):
+        add_dataset(make_run(name, score=score), "ds2", score - 10)
+    at = open_compare(["a", "b", "c"])
+    no_errors(at)
+    picker = at.selectbox(key="scene_dataset")
+    other = next(d for d in picker.options if d != picker.value)  # not the one shown first
+    at.selectbox(key="scene_dataset").select(other).run()
+    at.toggle(key="show_3d").set_value(True).run()
+    at.multiselect(key="draw_runs").set_value(["b", "c"]).run()
+    at.checkbox(key="delta_changed").uncheck().run()
+    no_errors(at)
+    link = "\n".join(c.value for c in at.sidebar.code)
+    for part in (f"scene_dataset={other}", "show_3d=True", "draw_runs=b&draw_runs=c", "delta_changed=False"):
+        assert part in link, (part, link)
+    from urllib.parse import parse_qs, urlsplit
+
+    query = parse_qs(urlsplit(link.strip()).query)
+    opened = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
+    for key, values in query.items():
+        opened.query_params[key] = values if len(values) > 1 else values[0]
+    opened.run()
+    no_errors(opened)
+    assert opened.selectbox(key="scene_dataset").value == other
+    assert opened.toggle(key="show_3d").value is True
+    assert opened.multiselect(key="draw_runs").value == ["b", "c"]
+    assert opened.checkbox(key="delta_changed").value is False
 
 
 def test_a_whole_group_is_added_at_once(make_run: Callable[..., Path]) -> None:
