@@ -144,20 +144,31 @@ def decode_reason(err: BaseException | str, path: str | Path) -> str:
     return text or (type(err).__name__ if isinstance(err, BaseException) else "cannot decode")
 
 
+def unusable_images(paths: list[Path], names: list[str] | None = None) -> list[tuple[str, str]]:
+    """``(name, why)`` of every image of ``paths`` that is missing or cannot be decoded (:func:`image_problem`), in
+    order. ``names``: how to name each image (its dataset's name for it, ``sub/x.png``), else the file's name."""
+    return [(name, why) for p, name in zip(paths, names or [p.name for p in paths], strict=True)
+            if (why := image_problem(p))]
+
+
+def describe_unusable(bad: list[tuple[str, str]], limit: int = 5) -> str:
+    """``a.jpg: unreadable: …; b.png: missing; and 3 more``: the first ``limit`` of :func:`unusable_images`."""
+    more = f"; and {len(bad) - limit} more" if len(bad) > limit else ""
+    return "; ".join(f"{name}: {why}" for name, why in bad[:limit]) + more
+
+
 def check_images(paths: list[Path], limit: int = 5, names: list[str] | None = None) -> None:
     """Raise one :class:`InputError` naming every image of ``paths`` that is missing or cannot be decoded (the first
     ``limit`` with their reasons, and how many more), so a dataset is fixed in one go rather than one file per run.
     ``names``: how to name each image (its dataset's name for it, ``sub/x.png``), else the file's name.
     """
-    bad = [(p, name, why) for p, name in zip(paths, names or [p.name for p in paths], strict=True)
-           if (why := image_problem(p))]
+    names = names or [p.name for p in paths]
+    bad = unusable_images(paths, names)
     if not bad:
         return
-    shown = "; ".join(f"{name}: {why}" for _, name, why in bad[:limit])
-    more = f"; and {len(bad) - limit} more" if len(bad) > limit else ""
-    first, first_name, _ = bad[0]
-    folder = first.parents[len(Path(first_name).parts) - 1]  # (the dataset's folder, for a name in a sub-folder too)
-    raise InputError(folder, f"{len(bad)} of {len(paths)} images cannot be used ({shown}{more})")
+    first = paths[names.index(bad[0][0])]
+    folder = first.parents[len(Path(bad[0][0]).parts) - 1]  # (the dataset's folder, for a name in a sub-folder too)
+    raise InputError(folder, f"{len(bad)} of {len(paths)} images cannot be used ({describe_unusable(bad, limit)})")
 
 
 def exif_problem(path: str | Path) -> str | None:

@@ -1577,6 +1577,14 @@ def _validate(gt: pd.DataFrame, sub: pd.DataFrame, gt_path: str | None, sub_path
 OFFICIAL_THRESHOLD_COUNT = 6  # IMC-2025's thresholds file: 6 per scene, of which the metric skips the first 2
 
 
+def about_the_ground_truth(note: str) -> bool:
+    """Whether a note of :attr:`ScoreResult.warnings` is about the labels and thresholds (a scene of fewer than 3
+    images, thresholds out of order or of another count, GT centres that are not finite), not about the
+    submission: a run says those as warnings of its own; how its clusters met the scenes is in the per-scene table."""
+    return (": scene has " in note or note.startswith(("thresholds of ", "some GT centres"))
+            or "thresholds per scene" in note or "threshold(s) per scene" in note)
+
+
 def _threshold_count_problem(r: int, config: MetricConfig) -> str | None:
     """What is odd about ``r`` thresholds per scene: none left once the metric skips its first ones (every score
     was 0, silently), or another count than the official files' (3 thresholds scored 100 on one of them)."""

@@ -34,7 +34,7 @@ from .cache import (Artifact, artifact_key, cache_root, cached, content_fingerpr
 from .config import (DEFAULT_VARIANT, PipelineConfig, dump_config, resolve_config, stable_hash, unread_keys,
                      unused_settings)
 from .errors import Cancelled, ConfigError, ImcError, InputError, RunFolderRemoved
-from .images import check_images, exif_problems
+from .images import check_images, describe_unusable, exif_problems, unusable_images
 from .liveness import process_start
 from .runs import (RunWriter, check_run_dir, check_run_text, claim_run_dir, code_version, new_run_dir, now_iso,
                    record_failure, release_run_dir, runs_root)
@@ -49,6 +49,9 @@ STAGES = ("pairs", "features", "matching", "reconstruction", "scoring")
 #: a features artifact's note of the images whose EXIF cannot be used as it is (empty when none; absent in
 #: artifacts made before it)
 EXIF_NOTE = "exif.txt"
+#: a features artifact's list of the images that cannot be decoded, ``[[name, why], ...]`` (absent in artifacts made
+#: before it: they had none). Those images get no features and count as unregistered.
+UNUSABLE_NOTE = "unusable.json"
 
 
 @dataclass
@@ -471,6 +474,7 @@ class _Matched:
     fingerprint: str  # the images' content fingerprint the keys hold (cache.content_fingerprint)
     timings: dict[str, float]
     cache: dict[str, str]
+    unusable: list[str] = field(default_factory=list)  # images that cannot be decoded: no features, unregistered
 
 
 def _recorder(name: str, timings: dict[str, float], cache: dict[str, str], writer: RunWriter,
@@ -546,10 +550,18 @@ def _match_dataset(ds: Any, cfg: PipelineConfig, writer: RunWriter, rep: _Report
 
     def build_features(tmp: Path) -> None:
         paths, names = [p for _, p in images], [n for n, _ in images]  # (names: `a/x.png` and `b/x.png` differ)
-        check_images(paths, names=names)
+        # every image checked first: one that cannot be decoded is left out (it counts as unregistered, and every
+        # run that reads these features says so); a dataset of such images fails at once, naming them
+        bad = unusable_images(paths, names)
+        if len(bad) == len(paths):
+            check_images(paths, names=names)
+        skip = {n for n, _ in bad}
+        good = [(n, p) for n, p in images if n not in skip]
+        (tmp / UNUSABLE_NOTE).write_text(json.dumps([[n, why] for n, why in bad]) + "\n", encoding="utf-8")
         # (here, in the main thread, with the file names; kept with the features so every run that reads them says it)
-        (tmp / EXIF_NOTE).write_text(exif_problems(paths, names=names) or "", encoding="utf-8")
-        extract_features(images, cfg.features, tmp / "features.h5", progress=rep.stage(name, "features"),
+        (tmp / EXIF_NOTE).write_text(exif_problems([p for _, p in good], names=[n for n, _ in good]) or "",
+                                     encoding="utf-8")
+        extract_features(good, cfg.features, tmp / "features.h5", progress=rep.stage(name, "features"),
                          should_cancel=rep.cancelled)
 
     feats = get_or_build(
@@ -561,6 +573,13 @@ def _match_dataset(ds: Any, cfg: PipelineConfig, writer: RunWriter, rep: _Report
         writer.log(f"[{name}] cached artifacts keyed by the images' times (an older imc-lab's keys) reused")
     if note := _read_text(feats.path / EXIF_NOTE):
         writer.add_warning(f"{name}: {note}")
+    unusable = _unusable(feats.path)
+    if unusable:
+        writer.add_warning(f"{name}: {len(unusable)} of {len(ds.images)} images cannot be used, so they count as "
+                           f"unregistered ({describe_unusable(unusable)}); fix or remove them")
+        skip = {n for n, _ in unusable}
+        pairs = [pair for pair in pairs if pair[0] not in skip and pair[1] not in skip]
+        pairs_key = stable_hash(pairs)
 
     # matching (COLMAP's matcher threads resolved first: they decide whether the matches repeat)
     mconf = matching_mod.resolve_threads(cfg.matching, cfg.reconstruction.deterministic)
@@ -577,7 +596,17 @@ def _match_dataset(ds: Any, cfg: PipelineConfig, writer: RunWriter, rep: _Report
                            meta={"conf": mkey_conf, "inputs": [fkey, pairs_key],
                                  "dataset": name}, check=lambda path: h5_problem(path / "matches.h5"))
     record("matching", matches)
-    return _Matched(ds, pairs, feats, matches, fkey, mkey, fingerprint, timings, cache)
+    return _Matched(ds, pairs, feats, matches, fkey, mkey, fingerprint, timings, cache, [n for n, _ in unusable])
+
+
+def _unusable(features: Path) -> list[tuple[str, str]]:
+    """The images a features artifact left out because they cannot be decoded (:data:`UNUSABLE_NOTE`)."""
+    try:
+        listed = json.loads((features / UNUSABLE_NOTE).read_text(encoding="utf-8"))
+    except (OSError, ValueError, UnicodeDecodeError):
+        return []
+    return [(str(item[0]), str(item[1])) for item in listed if isinstance(item, list) and len(item) == 2] \
+        if isinstance(listed, list) else []
 
 
 def _reconstruct_dataset(matched: _Matched, cfg: PipelineConfig, run_dir: Path, writer: RunWriter, rep: _Reporter,
@@ -589,6 +618,7 @@ def _reconstruct_dataset(matched: _Matched, cfg: PipelineConfig, run_dir: Path, 
     ds, pairs, feats, matches = matched.ds, matched.pairs, matched.features, matched.matches
     fkey, mkey = matched.fkey, matched.mkey
     name = ds.name
+    images = [n for n in ds.images if n not in set(matched.unusable)]  # (those with features)
     timings, cache = matched.timings, matched.cache
     record = _recorder(name, timings, cache, writer, rep)
 
@@ -610,7 +640,7 @@ def _reconstruct_dataset(matched: _Matched, cfg: PipelineConfig, run_dir: Path, 
         db_file = None
 
     def build_rec(tmp: Path) -> None:
-        res = reconstruct(ds.image_dir, ds.images, feats.path / "features.h5", matches.path / "matches.h5", pairs,
+        res = reconstruct(ds.image_dir, images, feats.path / "features.h5", matches.path / "matches.h5", pairs,
                           cfg.reconstruction, tmp, dataset=name, progress=rep.stage(name, "reconstruction"),
                           should_cancel=rep.cancelled, database=db_file, map_jobs=map_jobs)
         if cfg.reconstruction.deterministic and db_file is None and res.database_verified:
@@ -630,7 +660,7 @@ def _reconstruct_dataset(matched: _Matched, cfg: PipelineConfig, run_dir: Path, 
         reuse = False
     rec = get_or_build("reconstruction", name, rkey, build_rec, use_cache=reuse,
                        meta={"conf": rconf, "inputs": [mkey, fkey], "dataset": name},
-                       check=lambda path: reconstruction_problem(path, ds.images))
+                       check=lambda path: reconstruction_problem(path, images))
     record("reconstruction", rec)
     writer.log_lines(f"[{name}] {line}" for line in (rec.path / "reconstruction.log").read_text().splitlines())
     models_src = rec.path / "models"
@@ -641,6 +671,13 @@ def _reconstruct_dataset(matched: _Matched, cfg: PipelineConfig, run_dir: Path, 
         shutil.copytree(models_src, dst)
     stats = _pairs_stats(name, matches.path / "matches.h5", pairs, rec.path / "database.db")
     poses = read_pose_csv(rec.path / "poses.csv")
+    if matched.unusable:  # unregistered, in the dataset's order (a submission holds every image)
+        from .stages.reconstruction import OUTLIERS
+        from .submission import pose_frame
+
+        poses = pd.concat([poses, pose_frame(name, OUTLIERS, matched.unusable)], ignore_index=True)
+        order = {n: i for i, n in enumerate(ds.images)}
+        poses = poses.iloc[poses["image"].map(order).argsort(kind="stable")].reset_index(drop=True)
     ok = _reconstruction_ok(rec.path)
     artifacts = {"features": str(feats.path), "matching": str(matches.path), "reconstruction": str(rec.path)}
     return DatasetResult(name, poses, artifacts, timings, cache, stats, ok,
@@ -758,7 +795,7 @@ def _write_outputs(root: Any, split: str, loaded: dict[str, Any], results: list[
         writer.add_warning(f"not scored: {root.labels_path} not found (poses and clusters only)")
         return
     from .data import ground_truth_hashes
-    from .metric import score
+    from .metric import about_the_ground_truth, score
 
     labelled = set(root.labels["dataset"].astype(str))
     if unlabelled := [n for n in names if n not in labelled]:  # scored as 0 they would read as a failed pipeline
@@ -778,10 +815,11 @@ def _write_outputs(root: Any, split: str, loaded: dict[str, Any], results: list[
     writer.write_csv("scenes.csv", res.scenes)
     writer.write_csv("per_image.csv", res.per_image)
     writer.write_json("alignments.json", res.alignments)
-    for w in res.warnings:  # (what the metric says of the labels, e.g. a scene of fewer than 3 images, as `score`
-        # says it; its mAA-above-100 note is said below with what it means for a run)
-        if "exceeds 100%" not in w:
+    for w in res.warnings:  # what the metric says of the labels (a scene of fewer than 3 images), as `score` says it
+        if about_the_ground_truth(w):
             writer.add_warning(f"scoring: {w}")
+        else:  # (how the clusters met the scenes: the per-scene table says it; above 100: said below)
+            writer.log(f"metric warning: {w}")
     for ds, d in res.datasets.items():  # (a score above 100 read as a great run: it is a lost scene)
         if d.mAA > 100.0:
             writer.add_warning(f"{ds}: mAA {d.mAA:.2f} exceeds 100, the official metric's quirk when a whole scene "

@@ -772,3 +772,19 @@ def test_thresholds_out_of_order_are_named() -> None:
     assert score(gt, th, sub).warnings == [
         "thresholds of ds/s2 are not in increasing order (0.04;0.02;0.01;0.008;0.005;0.002): the metric leaves the "
         "first 2 unscored by their place, not their size (here 0.04, 0.02)"]
+
+
+def test_notes_about_the_ground_truth_are_told_from_those_about_the_submission() -> None:
+    from imc_core.metric import about_the_ground_truth
+
+    gt, th, _ = make_gt(np.random.default_rng(5), {"s1": 10, "s2": 2}, outliers=2)
+    th[("ds", "s1")] = np.array([0.04, 0.02, 0.01, 0.0, 0.005, 0.002])
+    sub = submit(gt, {name: "outliers" for name in gt["image"]})  # every scene lost: notes about the clusters too
+    notes = score(gt, th, sub).warnings
+    assert sorted(n for n in notes if about_the_ground_truth(n)) == sorted([
+        "ds/s2: scene has 2 < 3 images: it still subtracts 3 from the pooled mAA denominator",
+        "thresholds of ds/s1: t3 = 0, which no camera can pass (a camera passes when its error is below the "
+        "threshold): even exact poses fail there",
+        "thresholds of ds/s1 are not in increasing order (0.04;0.02;0.01;0;0.005;0.002): the metric leaves the "
+        "first 2 unscored by their place, not their size (here 0.04, 0.02)"])
+    assert any("associated with cluster 'outliers'" in n for n in notes if not about_the_ground_truth(n))
