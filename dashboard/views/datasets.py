@@ -168,8 +168,8 @@ def main() -> None:
     if unreadable:
         listed = "; ".join(f"{n} ({why.removeprefix('unreadable: ')})" for n, why in list(unreadable.items())[:10])
         more = f" … and {len(unreadable) - 10} more" if len(unreadable) > 10 else ""
-        st.warning(f"{len(unreadable)} image{'s' if len(unreadable) > 1 else ''} cannot be decoded (the pipeline "
-                   f"stops on them): {state.md(listed)}{more}")
+        st.warning(f"{len(unreadable)} image{'s' if len(unreadable) > 1 else ''} cannot be decoded (a run leaves "
+                   f"{'them' if len(unreadable) > 1 else 'it'} out, as unregistered): {state.md(listed)}{more}")
     with state.error_boundary(f"Thumbnails of {dataset}"):
         thumbnails(root, dataset, split)
 
