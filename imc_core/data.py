@@ -115,6 +115,16 @@ def _spaces_hint(value: str) -> str:
     return ""
 
 
+def _case_hint(folder: Path, name: str) -> str:
+    """A note for an image not found as ``name`` in ``folder`` when a file there differs from it in case only."""
+    target = Path(name)
+    try:
+        near = [e.name for e in os.scandir(folder / target.parent) if e.name.lower() == target.name.lower()]
+    except OSError:
+        return ""
+    return f" (the folder holds {near[0]}: names are case-sensitive)" if near else ""
+
+
 def read_labels(path: str | Path) -> pd.DataFrame:
     """Read and validate an IMC-2025 ``train_labels.csv`` into a pose frame (see :mod:`imc_core.submission`).
 
@@ -683,8 +693,8 @@ class DataRoot:
             for pos, img in zip(positions.tolist(), images, strict=True):
                 if not (image_dir / img).is_file():
                     raise InputError(
-                        self.labels_path, f"image not found: {image_dir / img}{_spaces_hint(img)}",
-                        row_line(labels, int(pos))
+                        self.labels_path, f"image not found: {image_dir / img}{_spaces_hint(img)}"
+                                          f"{_case_hint(image_dir, img)}", row_line(labels, int(pos))
                     )
             on_disk = scan_images(image_dir)
             labelled = set(images)

@@ -279,8 +279,11 @@ def run_pipeline(
     base = None if config is not None else resolve_config(variant)
     warns = unused_settings(cfg, base)
     if split == "train" and not datasets and (absent := root.labelled_datasets_without_folder()):
+        folders = {f.lower(): f for f in root.train_datasets()}
+        cased = [f"{a} (train/ has {folders[a.lower()]}: names are case-sensitive)" if a.lower() in folders else a
+                 for a in absent[:5]]
         warns.append(f"{root.labels_path} labels {len(absent)} dataset(s) that train/ has no folder for, not run: "
-                      f"{', '.join(absent[:5])}{' …' if len(absent) > 5 else ''}")
+                     f"{', '.join(cased)}{' …' if len(absent) > 5 else ''}")
     if split == "test" and not datasets and (left := root.test_folders_without_sample_rows()):
         warns.append(f"{root.sample_submission_path} has no rows for {len(left)} folder(s) under test/, not run "
                      f"(a Kaggle submission holds the sample's rows and no others): "

@@ -417,6 +417,9 @@ def remove_runs(ids: Iterable[str] = (), root: Path | None = None, *, statuses: 
         if len(given.parts) > 1 and given.resolve().parent == root.resolve():  # a path to the run folder (export
             run_id = given.name  # takes one too)
         path = root / run_id
+        if len(given.parts) > 1 and (given / "run.json").is_file() and given.resolve().parent != root.resolve():
+            raise InputError(given, f"a run folder outside the runs folder {root}, which `runs rm` removes from "
+                                    "(set --root to its folder, or remove it by hand)")
         if run_id in {"", ".", ".."} or Path(run_id).name != run_id or not (
                 (path / "run.json").is_file() or _files_of_a_run(path)):  # (`runs` names those without run.json)
             raise InputError(path, "no such run folder")

@@ -425,6 +425,12 @@ def test_labels_of_a_dataset_without_a_folder_are_a_warning(first_run: tuple[Pat
     run = load_run(run_pipeline(root, overrides=FAST, out=tmp_path / "r", raise_errors=True))
     assert run.status == "done" and own_warnings(run) == [
         f"{labels} labels 1 dataset(s) that train/ has no folder for, not run: left_behind"]
+    (folder,) = [p.name for p in (root / "train").iterdir() if p.is_dir()]  # a name differing in case only
+    labels.write_text(labels.read_text() + folder.upper() + "," + first_row.split(",", 1)[1] + "\n")
+    run = load_run(run_pipeline(root, overrides=FAST, out=tmp_path / "r2", raise_errors=True))
+    assert own_warnings(run) == [
+        f"{labels} labels 2 dataset(s) that train/ has no folder for, not run: {folder.upper()} (train/ has "
+        f"{folder}: names are case-sensitive), left_behind"]
 
 
 def test_settings_no_stage_reads_are_flagged(first_run: tuple[Path, Path], tiny_root: Path, tmp_path: Path,

@@ -230,6 +230,10 @@ def test_missing_labelled_image_names_labels_row_and_path(tmp_path: Path) -> Non
     msg = str(e.value)
     missing = root_path / "train" / "alpha" / "a1.png"
     assert msg == f"{root_path / 'train_labels.csv'}:5: image not found: {missing}"
+    (root_path / "train" / "alpha" / "A1.PNG").write_bytes(b"x")  # on disk in another case
+    with pytest.raises(InputError, match=r"image not found: .*a1\.png \(the folder holds A1\.PNG: names are "
+                                         "case-sensitive\)"):
+        DataRoot(root_path).load_dataset("alpha")
 
 
 def test_scene_without_thresholds_warns(tmp_path: Path) -> None:

@@ -555,6 +555,19 @@ def test_a_run_folder_without_its_run_json_is_named_and_removable(tmp_path: Path
     assert remove_runs([lost.name], root=root) == [lost] and not lost.exists()
 
 
+def test_removing_a_run_folder_outside_the_runs_folder_says_so(tmp_path: Path) -> None:
+    """`runs rm /elsewhere/run` said "no such run folder" of a run that is there."""
+    from imc_core.runs import remove_runs
+
+    root, elsewhere = tmp_path / "runs", make_run(tmp_path / "out")
+    make_run(root)
+    with pytest.raises(InputError, match=f"a run folder outside the runs folder {root}, which `runs rm` removes "
+                                         r"from \(set --root to its folder") as err:
+        remove_runs([str(elsewhere)], root=root, dry_run=True)
+    assert err.value.path == str(elsewhere) and elsewhere.exists()
+    assert remove_runs([str(elsewhere)], root=elsewhere.parent) == [elsewhere]
+
+
 def test_a_run_whose_scores_hold_no_number_is_named_not_listed_blank(tmp_path: Path) -> None:
     """`runs` listed it "done" with blank scores (as if never scored), and import refuses its bundle."""
     root = tmp_path / "runs"
