@@ -140,19 +140,20 @@ def scored_datasets(rv: state.RunView) -> list[str]:
 
 
 def runs_overview(arms: dict[str, list[state.RunView]], left_out: dict[str, str] | None = None) -> pd.DataFrame:
-    """One row per chosen run: side (arm), its label, status, data root, datasets, score and whether it enters the
-    aggregates (``left_out``: run id → why not, beside :func:`unscored_reason`)."""
+    """One row per chosen run: side (arm), its label, status, score, whether it enters the aggregates, datasets and
+    data root (``left_out``: run id → why not, beside :func:`unscored_reason`)."""
     rows = []
     for label, runs in arms.items():
         for rv in runs:
             unscored = unscored_reason(rv)
             reason = unscored or (left_out or {}).get(rv.id)
             score = (rv.scores or {}).get("score") if unscored is None else None  # (a seed again has its score)
+            # (score and whether it counts before the long paths: at 1,366 px they were past the right edge)
             rows.append({"run": rv.id, "side": label, "label": str(rv.meta.get("label") or ""), "status": rv.status,
-                         "data root": raw_root(rv),
-                         "datasets": ", ".join(scored_datasets(rv) or [str(d) for d in rv.datasets]),
                          "score": float(score) if isinstance(score, (int, float)) else None,
-                         "aggregated": "yes" if reason is None else f"no ({reason})"})
+                         "aggregated": "yes" if reason is None else f"no ({reason})",
+                         "datasets": ", ".join(scored_datasets(rv) or [str(d) for d in rv.datasets]),
+                         "data root": raw_root(rv)})
     return pd.DataFrame(rows)
 
 
@@ -653,7 +654,9 @@ def _numbers(table: pd.DataFrame, text: tuple[str, ...]) -> dict[str, object]:
     out: dict[str, object] = {c: st.column_config.NumberColumn(format="%.3g" if c == "p" else "%.2f",
                                                                width=80 if "±" in c or c == "p" else 70)
                               for c in table.columns if c not in words}
-    for col, width in (("verdict", 190), ("95% CI of Δ", 120), ("test", 130)):
+    longest = int(table["verdict"].astype(str).str.len().max()) if "verdict" in table and len(table) else 0
+    # (as wide as its longest verdict, within reason: "differs; noise unknown (repeats all equal)" was cut)
+    for col, width in (("verdict", max(190, min(360, 7 * longest + 24))), ("95% CI of Δ", 120), ("test", 130)):
         if col in table:
             out[col] = st.column_config.TextColumn(width=width)
     if "runs" in table:
