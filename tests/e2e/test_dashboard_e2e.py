@@ -112,13 +112,15 @@ def select_option(page: Any, key: str, option: str) -> None:
     expect(page.locator(f".st-key-{key} input[role='combobox']")).to_have_value(option)
 
 
-def multiselect_add(page: Any, key: str, option: str) -> None:
-    """Add ``option`` to the ``st.multiselect`` with ``key=``."""
+def multiselect_add(page: Any, key: str, run_id: str) -> None:
+    """Add the run ``run_id`` to the run picker (``st.multiselect``) with ``key=``: its option and its tag show the
+    id, then the run's label, group and score."""
     page.locator(f".st-key-{key} input[role='combobox']").click()
-    page.get_by_role("option", name=option, exact=True).click()
+    page.get_by_role("option", name=shows_run(run_id)).click()
     page.keyboard.press("Escape")
     settle(page)
-    expect(page.locator(f".st-key-{key} [data-tag] [title='{option}']")).to_be_visible()
+    expect(page.locator(f".st-key-{key} [data-tag]").filter(
+        has_text=re.compile(rf"^{re.escape(run_id)}( · |$)"))).to_be_visible()
 
 
 def main_height(page: Any) -> int:
@@ -598,8 +600,9 @@ def test_shared_urls_restore_the_view(run_a: LaunchedRun, run_b: LaunchedRun, pa
         expect(fresh.get_by_text("Config diff")).to_be_visible(timeout=PAGE_TIMEOUT_MS)
         settle(fresh)
         assert_clean(fresh)
-        for run_id in (run_a.id, run_b.id):
-            expect(fresh.locator(f".st-key-runs [data-tag] [title='{run_id}']")).to_be_visible()
+        for run_id in (run_a.id, run_b.id):  # (a tag shows the id, then the run's label, group and score)
+            expect(fresh.locator(".st-key-runs [data-tag]").filter(
+                has_text=re.compile(rf"^{re.escape(run_id)}( · |$)"))).to_be_visible()
         assert [r["arm"] for r in grid(fresh, "arm", "runs")] == [run_a.id, run_b.id]
         full_shot(fresh, artifacts / "04_shared_compare.png")
     finally:
