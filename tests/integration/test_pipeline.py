@@ -547,12 +547,18 @@ def test_cli_run_a_ctrl_c_the_interpreter_drops_still_ends_the_run(tiny_root: Pa
 
     monkeypatch.setattr(pairs, "make_pairs", interrupted_in_a_callback)
     out = tmp_path / "dropped"
-    rc = cli.main(["run", "--data-root", str(tiny_root), "--out", str(out), "--no-cache", "--quiet",
-                   "--set", "features.max_keypoints=2048"])
+    # Python's own Ctrl-C handler, as in a terminal: a suite started in the background inherits SIGINT ignored,
+    # and the CLI leaves an ignored SIGINT ignored (the run then went on to "done", as it should there)
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        rc = cli.main(["run", "--data-root", str(tiny_root), "--out", str(out), "--no-cache", "--quiet",
+                       "--set", "features.max_keypoints=2048"])
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
+    finally:
+        signal.signal(signal.SIGINT, before)
     meta = json.loads((out / "run.json").read_text())
     assert (rc, meta["status"], meta["error"]) == (130, "cancelled", "interrupted (Ctrl-C)")
     assert "interrupted (Ctrl-C); cached stage artifacts are kept" in capsys.readouterr().err
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
 
 
 def test_run_records_artifacts_and_verified_inliers(first_run: tuple[Path, Path]) -> None:
