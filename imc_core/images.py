@@ -163,12 +163,15 @@ def check_images(paths: list[Path], limit: int = 5, names: list[str] | None = No
     ``names``: how to name each image (its dataset's name for it, ``sub/x.png``), else the file's name.
     """
     names = names or [p.name for p in paths]
-    bad = unusable_images(paths, names)
-    if not bad:
-        return
+    if bad := unusable_images(paths, names):
+        raise unusable_error(paths, names, bad, limit)
+
+
+def unusable_error(paths: list[Path], names: list[str], bad: list[tuple[str, str]], limit: int = 5) -> InputError:
+    """The error of :func:`check_images` for the ``bad`` images :func:`unusable_images` found among ``paths``."""
     first = paths[names.index(bad[0][0])]
     folder = first.parents[len(Path(bad[0][0]).parts) - 1]  # (the dataset's folder, for a name in a sub-folder too)
-    raise InputError(folder, f"{len(bad)} of {len(paths)} images cannot be used ({describe_unusable(bad, limit)})")
+    return InputError(folder, f"{len(bad)} of {len(paths)} images cannot be used ({describe_unusable(bad, limit)})")
 
 
 def exif_problem(path: str | Path) -> str | None:

@@ -34,7 +34,7 @@ from .cache import (Artifact, artifact_key, cache_root, cached, content_fingerpr
 from .config import (DEFAULT_VARIANT, PipelineConfig, dump_config, resolve_config, stable_hash, unread_keys,
                      unused_settings)
 from .errors import Cancelled, ConfigError, ImcError, InputError, RunFolderRemoved
-from .images import check_images, describe_unusable, exif_problems, unusable_images
+from .images import describe_unusable, exif_problems, unusable_error, unusable_images
 from .liveness import process_start
 from .runs import (RunWriter, check_run_dir, check_run_text, claim_run_dir, code_version, new_run_dir, now_iso,
                    record_failure, release_run_dir, runs_root)
@@ -556,8 +556,8 @@ def _match_dataset(ds: Any, cfg: PipelineConfig, writer: RunWriter, rep: _Report
         # every image checked first: one that cannot be decoded is left out (it counts as unregistered, and every
         # run that reads these features says so); a dataset of such images fails at once, naming them
         bad = unusable_images(paths, names)
-        if len(bad) == len(paths):
-            check_images(paths, names=names)
+        if len(bad) == len(paths):  # (decoded once: the error is made from what was found)
+            raise unusable_error(paths, names, bad)
         skip = {n for n, _ in bad}
         good = [(n, p) for n, p in images if n not in skip]
         (tmp / UNUSABLE_NOTE).write_text(json.dumps([[n, why] for n, why in bad]) + "\n", encoding="utf-8")
@@ -621,7 +621,8 @@ def _reconstruct_dataset(matched: _Matched, cfg: PipelineConfig, run_dir: Path, 
     ds, pairs, feats, matches = matched.ds, matched.pairs, matched.features, matched.matches
     fkey, mkey = matched.fkey, matched.mkey
     name = ds.name
-    images = [n for n in ds.images if n not in set(matched.unusable)]  # (those with features)
+    left_out = set(matched.unusable)
+    images = [n for n in ds.images if n not in left_out]  # (those with features)
     timings, cache = matched.timings, matched.cache
     record = _recorder(name, timings, cache, writer, rep)
 

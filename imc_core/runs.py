@@ -217,8 +217,8 @@ def record_failure(path: str | Path, error: str, status: str = "failed") -> None
     """Mark a prepared run folder (:func:`check_run_dir`) ``failed`` (or ``cancelled``) before its run started:
     ``run.json`` keeps the launcher's fields and gets ``status``, the one-line ``error`` and ``finished``;
     ``log.txt`` says why."""
-    writer = RunWriter.reopen(path)
-    writer._meta.pop("launch_token", None)  # (the token served the process that never came; a bundle need not carry it)
+    # (the token served the process that never came; a bundle need not carry it)
+    writer = RunWriter.reopen(path, drop=("launch_token",))
     writer.set_status(status, error=error.splitlines()[0] if error else status)
     writer.log(f"{status.upper()} before the run started: {error}")
 
@@ -244,11 +244,12 @@ class RunWriter:
         self._lock = threading.RLock()  # datasets reconstruct in worker threads (pipeline ``jobs``)
 
     @classmethod
-    def reopen(cls, path: str | Path) -> RunWriter:
-        """A writer of an existing run folder that keeps what its ``run.json`` holds (a write adds to it)."""
+    def reopen(cls, path: str | Path, drop: tuple[str, ...] = ()) -> RunWriter:
+        """A writer of an existing run folder that keeps what its ``run.json`` holds but the keys in ``drop`` (a
+        write adds to it)."""
         writer = cls(Path(path))
         meta = read_json(writer.path / "run.json")
-        writer._meta = dict(meta) if isinstance(meta, dict) else {}
+        writer._meta = {k: v for k, v in meta.items() if k not in drop} if isinstance(meta, dict) else {}
         return writer
 
     def _still_there(self) -> None:
