@@ -116,6 +116,19 @@ def switch_keeping_query(page: st.Page, drop: tuple[str, ...] = ()) -> None:
     st.switch_page(page, query_params={k: st.query_params.get_all(k) for k in st.query_params if k not in drop})
 
 
+#: query keys a page writes itself (bound widgets' keys are Streamlit's): another page drops them, so that the address
+#: bar of Compare does not keep the run Results showed (a link copied from it named a run Compare did not draw)
+PAGE_QUERY = {"results": ("run",), "compare": ("runs", "delta_a", "delta_b", "draw_runs")}
+
+
+def drop_foreign_query(page: str) -> None:
+    """Remove from the URL the keys :data:`PAGE_QUERY` gives to pages other than ``page``."""
+    for name, keys in PAGE_QUERY.items():
+        for key in keys if name != page else ():
+            if key in st.query_params:
+                del st.query_params[key]
+
+
 def follow_page_param(pages: dict[str, st.Page], current: st.Page) -> None:
     """Honour ``?page=<name>`` once per session (links that name the page in the query, not the path)."""
     if st.session_state.get("_page_param_followed"):
@@ -153,6 +166,7 @@ def main() -> None:
     share = st.sidebar.container()
     name = next((n for n, p in pages.items() if p.title == current.title), "")
     state.register_share(name, [])
+    drop_foreign_query(name)
     current.run()
     with share:
         st.caption("Share this view (copy the link):")

@@ -324,8 +324,9 @@ def per_scene_columns(scenes: pd.DataFrame) -> dict[str, object]:
         width = min(260, max(70, 7 * len(str(c)) + 24))
         if c == "scene":
             continue
-        out[c] = (st.column_config.TextColumn(width=width) if str(c).startswith("verdict ")
-                  else st.column_config.NumberColumn(format="%.2f", width=width))
+        # (cut at 260 px, a long arm's header keeps its whole name in the column's tooltip)
+        out[c] = (st.column_config.TextColumn(width=width, help=str(c)) if str(c).startswith("verdict ")
+                  else st.column_config.NumberColumn(format="%.2f", width=width, help=str(c)))
     return out
 
 
@@ -603,7 +604,9 @@ def side_by_side(arms: dict[str, list[state.RunView]]) -> None:
     if not datasets:
         return
     if st.session_state.get("dataset") not in datasets:
-        st.session_state["dataset"] = datasets[0]
+        # the per-scene table's dataset when these runs have it: the two pickers started on different datasets
+        table = st.session_state.get("scene_dataset")
+        st.session_state["dataset"] = table if table in datasets else datasets[0]
     c1, c2 = st.columns(2)
     dataset = c1.selectbox("Dataset", datasets, key="dataset", bind="query-params")
     scenes: list[str] = []
@@ -687,6 +690,20 @@ def absent_from_link(chosen: list[str], ids: list[str]) -> None:
                "their bundles (\"Import a teammate's run bundle\" above), then pick them.")
 
 
+#: session key of ``(runs a link named more than once, the runs it chose)``, said until the pick changes
+LINK_TWICE = "_compare_link_twice"
+
+
+def twice_in_link(chosen: list[str]) -> None:
+    """Say which runs a link named more than once (a hand-made link repeating a seed to weigh it): each is
+    compared once, as the picker holds it."""
+    twice, kept = st.session_state.get(LINK_TWICE) or ([], [])
+    if not twice or list(chosen) != kept:
+        st.session_state.pop(LINK_TWICE, None)
+        return
+    st.caption(f"The link names {state.md(', '.join(twice))} more than once: each run is compared once.")
+
+
 def group_runs(runs: pd.DataFrame) -> dict[str, list[str]]:
     """Group name → its runs' ids in seed order (then oldest first: added so, the pickers and the per-image pair
     start at seed 0, not at the newest run), for groups of two or more runs."""
@@ -740,7 +757,10 @@ def main() -> None:
     raw = [str(r) for r in st.query_params.get_all("runs")]
     if raw and raw != st.session_state.get(URL_RUNS):  # a link, a page switch or Back/Forward naming runs
         # a hand-written link may list the runs with commas (the page writes runs=a&runs=b)
-        asked = list(dict.fromkeys(p.strip() for r in raw for p in r.split(",") if p.strip()))
+        named = [p.strip() for r in raw for p in r.split(",") if p.strip()]
+        asked = list(dict.fromkeys(named))
+        if twice := sorted({r for r in named if named.count(r) > 1}):  # (a run is one measurement, once)
+            st.session_state[LINK_TWICE] = (twice, [r for r in asked if r in ids])
         st.session_state["runs"] = [r for r in asked if r in ids]
         if absent := [r for r in asked if r not in ids]:  # (the URL is rewritten without them below)
             st.session_state["_compare_absent"] = (absent, [r for r in asked if r in ids])
@@ -754,6 +774,7 @@ def main() -> None:
     st.session_state[URL_RUNS] = st.session_state[LAST_RUNS] = [str(r) for r in chosen]
     group_adder(df)
     absent_from_link(chosen, ids)
+    twice_in_link(chosen)
     views: list[state.RunView] = []
     for run_id in chosen:
         try:

@@ -629,6 +629,51 @@ def test_per_scene_headers_are_not_cut() -> None:
     assert "scene" not in cols and cols["group: base"]["width"] == 7 * len("group: base") + 24
     assert cols[arm]["width"] == min(260, 7 * len(arm) + 24) > 200 and cols[f"verdict {arm}"]["width"] == 260
     assert cols[arm]["type_config"]["format"] == "%.2f"
+    assert cols[arm]["help"] == arm and cols[f"verdict {arm}"]["help"] == f"verdict {arm}"  # (cut at 260 px)
+
+
+def test_the_3d_views_start_on_the_per_scene_tables_dataset(make_run: Callable[..., Path]) -> None:
+    """The 3-D views started on the first run's first dataset, one the other run had not scored, while the per-scene
+    table above showed the dataset both runs scored."""
+    first = make_run("a", score=60.0)
+    add_dataset(first, "ds2", 50.0)
+    _edit_json(first / "run.json", lambda meta: meta.update(datasets=["ds2", DATASET]))
+    make_run("b", score=62.0)
+    at = open_compare(["a", "b"])
+    no_errors(at)
+    assert at.selectbox(key="scene_dataset").value == DATASET
+    assert at.selectbox(key="dataset").options == ["ds2", DATASET]
+    assert at.selectbox(key="dataset").value == DATASET
+
+
+def test_a_link_naming_a_run_twice_says_it_is_compared_once(make_run: Callable[..., Path]) -> None:
+    make_run("a", score=60.0)
+    make_run("b", score=62.0)
+    at = open_compare(["a", "b", "a"])
+    no_errors(at)
+    assert at.multiselect(key="runs").value == ["a", "b"]
+    said = [plain(c.value) for c in at.caption if "more than once" in c.value]
+    assert said == ["The link names a more than once: each run is compared once."]
+    at.multiselect(key="runs").set_value(["b", "a"]).run()  # another pick: said enough
+    assert not [c for c in at.caption if "more than once" in c.value]
+
+
+def test_a_page_switch_drops_the_other_pages_query(make_run: Callable[..., Path]) -> None:
+    """Results' ?run= stayed in Compare's address bar (a link copied from it named a run Compare did not show)."""
+    make_run("a", score=60.0)
+    make_run("b", score=62.0)
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
+    at.query_params.update(page="results", run="a")
+    at.run()
+    no_errors(at)
+    assert at.query_params["run"] in ("a", ["a"])
+    at.query_params.update(runs=["a", "b"])
+    at.switch_page("views/compare.py").run()
+    no_errors(at)
+    assert "run" not in at.query_params and at.multiselect(key="runs").value == ["a", "b"]
+    at.switch_page("views/results.py").run()
+    no_errors(at)
+    assert "runs" not in at.query_params and at.selectbox(key="run").value == "a"
 
 
 def test_the_test_column_says_when_a_paired_test_left_runs_out() -> None:
