@@ -253,9 +253,9 @@ def _cmd_runs(args: argparse.Namespace) -> int:
     if args.last is not None and args.last < 1:
         raise ConfigError(f"runs: --last {args.last}: a number of runs, 1 or more")
     if args.action == "rm":
-        if args.variant or args.last is not None:  # (what a bulk removal selects stays easy to say)
-            raise ConfigError("runs rm: --variant and --last only narrow the list; remove by RUN_ID, --status or "
-                              "--group")
+        if args.variant or args.last is not None or args.data_root or args.json:  # (a bulk removal stays easy to say)
+            raise ConfigError("runs rm: --variant, --last, --data-root and --json only serve the list; remove by "
+                              "RUN_ID, --status or --group")
         if not (args.ids or args.status or args.group):
             raise ConfigError("runs rm: name RUN_IDs and/or --status and/or --group")
         gone = remove_runs(args.ids, Path(args.root) if args.root else None, statuses=args.status,
@@ -276,9 +276,21 @@ def _cmd_runs(args: argparse.Namespace) -> int:
         df = df[df["group"].isin(args.group)]
     if args.variant:
         df = df[df["variant"].isin(args.variant)]
+    if args.data_root:  # (runs record their data root resolved; a teammate's import keeps theirs)
+        wanted = {os.path.normpath(str(Path(d).resolve())) for d in args.data_root}
+        df = df[[bool(r) and os.path.normpath(str(Path(r).resolve())) in wanted for r in df["data_root"]]]
     if args.last is not None:  # (list_runs: newest first)
         df = df.head(args.last)
+    if args.json:  # (for scripts: every column list_runs has, numbers as numbers, missing ones null)
+        records = df.astype(object).where(df.notna(), None).to_dict("records")
+        for rec in records:  # (a column with a blank seed is float: 1.0)
+            rec["seed"] = None if rec["seed"] is None else int(rec["seed"])
+            rec["datasets"] = [d for d in str(rec["datasets"] or "").split(",") if d]
+        print(json.dumps({"runs": records, "unreadable": df.attrs["unreadable"]}, indent=1))
+        return 0
     cols = ["id", "status", "variant", "datasets", "score", "mAA", "clusterness", "seconds", "seed", "group", "label"]
+    if df["data_root"].nunique() > 1:  # (runs of several data roots: ETs and a copy of it read alike)
+        cols.append("data_root")
     shown = df.astype({"seed": "Int64"})[cols].astype(object).where(df[cols].notna(), "")
     for c, digits in (("score", 4), ("mAA", 4), ("clusterness", 4), ("seconds", 1)):  # as `run` prints them
         shown[c] = [_decimals(v, digits) for v in shown[c]]
@@ -286,7 +298,8 @@ def _cmd_runs(args: argparse.Namespace) -> int:
     # (a run folder copied by hand can hold escape sequences in its labels: shown, not acted on by the terminal)
     shown = shown.map(lambda v: "".join(c if c.isprintable() else "?" for c in v) if isinstance(v, str) else v)
     said = [f"{name} {' or '.join(values)}" for name, values in
-            (("with status", args.status), ("of group", args.group), ("of variant", args.variant)) if values]
+            (("with status", args.status), ("of group", args.group), ("of variant", args.variant),
+             ("on data root", args.data_root)) if values]
     print(shown.to_string(index=False) if len(df) else f"no runs{' ' + ', '.join(said) if said else ''}")
     unreadable = dict(df.attrs["unreadable"])
     if unreadable:  # damaged files: left out above, and said so, each with why (`runs rm ID` removes them)
@@ -587,7 +600,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("runs", help="list run directories, or remove some",
                        description="Without an action: every run with its scores, newest first (--status, --group, "
-                       "--variant and --last narrow the list). `rm` deletes the runs named and/or every run of a "
+                       "--variant, --data-root and --last narrow the list; a data_root column when they span several). `rm` deletes the runs named and/or every run of a "
                        "--status and/or --group (cache artifacts stay: `cache prune --unused` frees them).")
     # (no choices: `runs RUN_ID` then gets the hint below instead of argparse's "invalid choice")
     s.add_argument("action", nargs="?", default="list", metavar="{list,rm}")
@@ -601,6 +614,11 @@ def build_parser() -> argparse.ArgumentParser:
                    "that status)")
     s.add_argument("--variant", action="append", default=[], help="list: only the runs of this variant (repeatable)")
     s.add_argument("--last", type=int, metavar="N", help="list: only the N newest runs (after the other filters)")
+    s.add_argument("--data-root", action="append", default=[], metavar="DIR",
+                   help="list: only the runs made on this data root (repeatable)")
+    s.add_argument("--json", action="store_true",
+                   help="list: print {\"runs\": [one object per run, with its path and data_root], \"unreadable\": "
+                        "{folder: why}}")
     s.add_argument("--force", action="store_true",
                    help="rm: also runs whose process still runs (stopped first: SIGTERM, then SIGKILL after 10 s), "
                         "or that ran on another host")

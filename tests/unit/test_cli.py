@@ -382,6 +382,37 @@ def test_runs_lists_only_the_status_asked_for(tmp_path: Path, capsys: pytest.Cap
     assert "runs: unknown --status faild" in capsys.readouterr().err
 
 
+def test_runs_by_data_root_and_as_json(tmp_path: Path, capsys: pytest.CaptureFixture,
+                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """`runs` did not say which data each run was made on (ETs and a copy of it read alike), nor list runs for a
+    script: the data root is a column when the runs span several, a filter, and part of `--json`."""
+    from imc_core.runs import RunWriter
+
+    runs_dir, ets, other = tmp_path / "runs", tmp_path / "ets", tmp_path / "copy"
+    for root in (ets, other):
+        root.mkdir()
+    for i, (name, root, seed) in enumerate((("a", ets, 0), ("b", other, None), ("c", ets, 1))):
+        RunWriter(runs_dir / name).write_meta(id=name, status="done", data_root=str(root), seed=seed,
+                                              datasets=["ETs", "x"], created=f"2026-01-01T00:00:0{i}")
+    assert main(["runs", "--root", str(runs_dir)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split()[-1] == "data_root" and lines[2].split()[-1] == str(other)
+    monkeypatch.chdir(tmp_path)  # (a relative DIR names the same folder)
+    assert main(["runs", "--root", str(runs_dir), "--data-root", "ets"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in lines[1:]] == ["c", "a"] and "data_root" not in lines[0]
+    assert main(["runs", "--root", str(runs_dir), "--data-root", "nowhere"]) == 0
+    assert capsys.readouterr().out.strip() == "no runs on data root nowhere"
+    assert main(["runs", "--root", str(runs_dir), "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert [(r["id"], r["seed"], r["data_root"]) for r in listed["runs"]] == [
+        ("c", 1, str(ets)), ("b", None, str(other)), ("a", 0, str(ets))]
+    assert listed["runs"][0]["datasets"] == ["ETs", "x"] and listed["runs"][0]["score"] is None
+    assert listed["runs"][0]["path"] == str(runs_dir / "c") and listed["unreadable"] == {}
+    assert main(["runs", "rm", "a", "--root", str(runs_dir), "--data-root", str(ets)]) == 2  # rm: by id, status, group
+    assert (runs_dir / "a").is_dir()
+
+
 def test_runs_narrowed_by_group_variant_and_last(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     """300 runs were listed whole: a group, a variant and the newest few are asked for by name; `rm --group`
     removes an experiment's runs (with --status, only those of that status)."""
@@ -407,7 +438,7 @@ def test_runs_narrowed_by_group_variant_and_last(tmp_path: Path, capsys: pytest.
     assert main(["runs", "--root", str(tmp_path), "--last", "0"]) == 2
     assert "--last 0: a number of runs, 1 or more" in capsys.readouterr().err
     assert main(["runs", "rm", "--root", str(tmp_path), "--variant", "default"]) == 2  # rm: never by variant
-    assert "--variant and --last only narrow the list" in capsys.readouterr().err
+    assert "--variant, --last, --data-root and --json only serve the list" in capsys.readouterr().err
     assert main(["runs", "rm", "--root", str(tmp_path), "--group", "exp1", "--status", "failed"]) == 0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "c", "d"]
     assert main(["runs", "rm", "--root", str(tmp_path), "--group", "exp1", "--group", "exp2", "--dry-run"]) == 0
