@@ -1201,7 +1201,9 @@ def match_graph(pairs: pd.DataFrame, groups: Mapping[str, str] | None = None,
     fig.update_xaxes(visible=False)
     fig.update_yaxes(visible=False, scaleanchor="x", scaleratio=1)
     # a taller frame and thin margins: at Plotly's default 450 px the circle was a fifth of the page's width
-    fig.update_layout(clickmode="event+select", dragmode="select", hovermode="closest", height=620,
+    # (dragmode "pan": under "select" or "lasso" Streamlit sets clickmode to "event", and a click on a scatter point
+    # then selects nothing: the edge midpoints could not be clicked)
+    fig.update_layout(clickmode="event+select", dragmode="pan", hovermode="closest", height=620,
                       margin={"l": 10, "r": 10, "t": 50, "b": 10})
     return fig
 

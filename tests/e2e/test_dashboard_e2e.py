@@ -526,6 +526,32 @@ def test_results_headline_3d_and_images(run_a: LaunchedRun, page: Any, server: S
     full_shot(page, artifacts / "02_results_images.png")
 
 
+def test_a_click_on_the_match_graph_opens_the_pair(run_a: LaunchedRun, page: Any, server: Server,
+                                                   artifacts: Path) -> None:
+    """The Pairs tab says "Click an edge midpoint to open the pair": with the graph's dragmode "select", Streamlit
+    turned Plotly's click selection off, and a click opened nothing."""
+    open_page(page, server, f"/results?run={run_a.id}&tab=Pairs",
+              lambda p: p.get_by_text("Pair (most matches first)"))
+    plot = page.locator(".st-key-fig_graph .js-plotly-plot")
+    expect(plot).to_be_visible(timeout=PAGE_TIMEOUT_MS)
+    picker = page.locator(".st-key-pair input[role='combobox']")
+    before = picker.input_value()
+    trace, mids = plot.evaluate("e => { const i = e.data.findIndex(t => t.name === 'edge midpoints');"
+                                " return [i, e.data[i].customdata.map(c => [c[0], c[1]])]; }")
+    k = next(k for k, (a, b) in enumerate(mids) if not before.startswith(f"{a} ↔ {b} ("))  # another pair
+    point = plot.locator(".scatterlayer .trace").nth(trace).locator("path.point").nth(k)
+    point.scroll_into_view_if_needed()
+    box = point.bounding_box()
+    assert box is not None
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    a, b = mids[k]
+    expect(picker).to_have_value(re.compile(rf"^{re.escape(a)} ↔ {re.escape(b)} \(\d+\)$"), timeout=PAGE_TIMEOUT_MS)
+    settle(page)
+    assert_clean(page)
+    full_shot(page, artifacts / "02_results_pairs_clicked.png")
+
+
 def open_compare(page: Any, server: Server, runs: list[str]) -> None:
     """Compare page with ``runs`` picked in the multiselect (the first is the reference)."""
     open_page(page, server, "/compare", lambda p: p.get_by_text("Runs (the first is the reference)"))
