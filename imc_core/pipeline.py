@@ -69,6 +69,9 @@ class DatasetResult:
     error: str | None = None
     #: seconds per step inside the reconstruction stage (a cache hit: those of the run that computed it)
     reconstruction_steps: dict[str, float] = field(default_factory=dict)
+    #: what the reconstruction warned of (its log's ``WARNING:`` lines: a group of images no model holds, the
+    #: mapping's time cap reached, a final adjustment that failed), kept as the run's warnings
+    warnings: list[str] = field(default_factory=list)
 
 
 def _device_name(cfg: PipelineConfig) -> str:
@@ -425,6 +428,8 @@ def _run_datasets(loaded: dict[str, Any], cfg: PipelineConfig, run_dir: Path, wr
         if not res.ok:  # not an error of the run (the others still count), but never a silent score of 0
             writer.add_warning(f"{name}: reconstruction failed, so every image counts as an outlier: "
                                f"{res.error or 'see the log'}")
+        for warning in res.warnings:
+            writer.add_warning(f"{name}: {warning}")
         timings["datasets"][name] = res.timings
         timings["cache"][name] = res.cache
         if res.reconstruction_steps:
@@ -666,7 +671,8 @@ def _reconstruct_dataset(matched: _Matched, cfg: PipelineConfig, run_dir: Path, 
                        meta={"conf": rconf, "inputs": [mkey, fkey], "dataset": name},
                        check=lambda path: reconstruction_problem(path, images))
     record("reconstruction", rec)
-    writer.log_lines(f"[{name}] {line}" for line in (rec.path / "reconstruction.log").read_text().splitlines())
+    rec_log = (rec.path / "reconstruction.log").read_text().splitlines()
+    writer.log_lines(f"[{name}] {line}" for line in rec_log if not line.startswith("WARNING: "))  # (said below)
     models_src = rec.path / "models"
     if models_src.exists():
         dst = run_dir / "models" / name
@@ -685,7 +691,8 @@ def _reconstruct_dataset(matched: _Matched, cfg: PipelineConfig, run_dir: Path, 
     ok = _reconstruction_ok(rec.path)
     artifacts = {"features": str(feats.path), "matching": str(matches.path), "reconstruction": str(rec.path)}
     return DatasetResult(name, poses, artifacts, timings, cache, stats, ok,
-                         None if ok else _reconstruction_error(rec.path), _reconstruction_steps(rec.path))
+                         None if ok else _reconstruction_error(rec.path), _reconstruction_steps(rec.path),
+                         [line.removeprefix("WARNING: ") for line in rec_log if line.startswith("WARNING: ")])
 
 
 def _reconstruction_steps(path: Path) -> dict[str, float]:

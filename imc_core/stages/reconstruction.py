@@ -982,7 +982,22 @@ def _map(db_path: Path, image_dir: Path, out_dir: Path, n_images: int, conf: Rec
     recs = [r for r in recs if r.num_reg_images() > 0]
     if not recs:
         raise _StepFailed(f"the mapper built no model with ≥ {conf.min_model_size} images")
+    log.extend(unmapped_components(db_path, recs, conf))
     return recs
+
+
+def unmapped_components(db_path: Path, recs: list[pycolmap.Reconstruction], conf: ReconstructionConfig) -> list[str]:
+    """A ``WARNING:`` line for each match-graph component of at least ``min_model_size`` images of which no model
+    registered any image: a scene the mapper lost, whose images count as outliers (COLMAP only says "Failed to create
+    any sparse model" on its own log, which reads as the whole dataset failing, and the run said nothing)."""
+    registered = {rec.images[i].name for rec in recs for i in rec.reg_image_ids()}
+    out = []
+    for group in match_graph_components(db_path, conf.min_num_matches, conf.min_model_size):
+        if registered.isdisjoint(group):
+            shown = ", ".join(group[:3]) + (f", … ({len(group) - 3} more)" if len(group) > 3 else "")
+            out.append(f"WARNING: no model holds any image of a group of {len(group)} images matched together "
+                       f"({shown}): the mapper could not start or grow a model there, so they count as outliers")
+    return out
 
 
 def reconstruct(image_dir: Path, images: list[str], features_path: Path, matches_path: Path,

@@ -896,6 +896,35 @@ def test_a_score_above_100_is_a_warning_of_the_run(first_run: tuple[Path, Path],
         "a whole scene went to 'outliers' listed first: a scene was lost (see its warning in the per-scene table)"]
 
 
+def test_what_the_reconstruction_warns_of_is_a_warning_of_the_run(first_run: tuple[Path, Path], tiny_root: Path,
+                                                                   tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """A scene the mapper lost (its images outliers), the mapping's time cap, a final adjustment that failed: the
+    stage logged a WARNING line, and run.json and the CLI said nothing. Said again by a run that reuses the result."""
+    from imc_core.stages import reconstruction as rc
+
+    monkeypatch.setenv("IMC_CACHE_DIR", str(first_run[1]))
+    real = rc._map
+
+    def lossy(*args: object, **kwargs: object) -> object:
+        recs = real(*args, **kwargs)
+        args[8].append("WARNING: a made-up warning of the mapping")  # (log)
+        return recs
+
+    monkeypatch.setattr(rc, "_map", lossy)
+    overrides = [*FAST, "reconstruction.min_model_size=5"]  # (a mapping of its own: the shared cache stays as it is)
+    run = load_run(run_pipeline(tiny_root, variant="default", overrides=overrides, out=tmp_path / "r",
+                                raise_errors=True))
+    name = next(iter(run.scores["datasets"]))
+    assert own_warnings(run) == [f"{name}: a made-up warning of the mapping"]
+    assert run.log.count("a made-up warning of the mapping") == 1  # (once in log.txt, not twice)
+    monkeypatch.setattr(rc, "_map", real)
+    again = load_run(run_pipeline(tiny_root, variant="default", overrides=overrides, out=tmp_path / "again",
+                                  raise_errors=True))
+    assert again.timings["cache"][name]["reconstruction"] == "hit"
+    assert own_warnings(again) == [f"{name}: a made-up warning of the mapping"]
+
+
 def test_what_the_metric_says_of_the_labels_is_a_warning_of_the_run(first_run: tuple[Path, Path], tiny_root: Path,
                                                                      tmp_path: Path,
                                                                      monkeypatch: pytest.MonkeyPatch) -> None:

@@ -521,6 +521,35 @@ def test_a_failing_component_fails_the_reconstruction(tmp_path: Path, scene_a: p
     assert res.log[-1].startswith("FAILED") and "boom in b" in res.log[-1]
 
 
+@pytest.mark.parametrize("map_jobs", [1, 2])
+def test_a_group_of_images_no_model_holds_is_a_warning(tmp_path: Path, scene_a: pycolmap.Reconstruction,
+                                                        scene_b: pycolmap.Reconstruction,
+                                                        monkeypatch: pytest.MonkeyPatch, map_jobs: int) -> None:
+    """One of two scenes gave no model (COLMAP: "Failed to create any sparse model"): its images went to outliers,
+    the run said done without a word (the log named one component and one model)."""
+    names, features, matches, pairs = write_inputs(tmp_path, [("a_", scene_a), ("b_", scene_b)])
+    real = rc._run_mapper
+
+    def lose_b(*args: object, image_names: list[str] | None = None, **kwargs: object) -> object:
+        recs = real(*args, image_names=image_names, **kwargs)
+        return [r for r in recs if not any(r.images[i].name.startswith("b_") for i in r.reg_image_ids())]
+
+    monkeypatch.setattr(rc, "_run_mapper", lose_b)
+    res = reconstruct(tmp_path, names, features, matches, pairs, fast_conf(), tmp_path / f"out{map_jobs}",
+                      map_jobs=map_jobs)
+    assert res.ok and res.n_models == 1, res.log
+    lost = sorted(n for n in names if n.startswith("b_"))
+    assert (res.poses.set_index("image").loc[lost, "scene"] == "outliers").all()
+    said = [line for line in res.log if line.startswith("WARNING: ")]
+    assert said == [f"WARNING: no model holds any image of a group of {len(lost)} images matched together "
+                    f"({', '.join(lost[:3])}, … ({len(lost) - 3} more)): the mapper could not start or grow a model "
+                    "there, so they count as outliers"], res.log
+    monkeypatch.setattr(rc, "_run_mapper", real)
+    both = reconstruct(tmp_path, names, features, matches, pairs, fast_conf(), tmp_path / f"both{map_jobs}",
+                       map_jobs=map_jobs)
+    assert both.ok and both.n_models == 2 and not [line for line in both.log if line.startswith("WARNING")]
+
+
 def test_unmatched_image_is_an_outlier(tmp_path: Path, scene_a: pycolmap.Reconstruction) -> None:
     names, features, matches, pairs = write_inputs(tmp_path, [("", scene_a)])
     lonely = names[-1]
