@@ -558,6 +558,7 @@ def _match_dataset(ds: Any, cfg: PipelineConfig, writer: RunWriter, rep: _Report
 
     def build_features(tmp: Path) -> None:
         paths, names = [p for _, p in images], [n for n, _ in images]  # (names: `a/x.png` and `b/x.png` differ)
+        rep.emit(f"{name}/features", 0, len(images), "reading the images")
         # every image checked first: one that cannot be decoded is left out (it counts as unregistered, and every
         # run that reads these features says so); a dataset of such images fails at once, naming them
         bad = unusable_images(paths, names)
@@ -595,6 +596,7 @@ def _match_dataset(ds: Any, cfg: PipelineConfig, writer: RunWriter, rep: _Report
     mkey = artifact_key("matching", mkey_conf, [fkey, pairs_key], fingerprint)
 
     def build_matches(tmp: Path) -> None:
+        rep.emit(f"{name}/matching", 0, len(pairs), "starting")
         write_pairs(pairs, tmp / "pairs.txt")
         match_features(pairs, feats.path / "features.h5", mconf, tmp / "matches.h5",
                        feature_method=cfg.features.method, progress=rep.stage(name, "matching"),

@@ -228,6 +228,10 @@ def _slug(text: str) -> str:
     return "".join(c if (c.isascii() and c.isalnum()) or c in "-_" else "-" for c in text)[:40] or "run"
 
 
+#: the shortest time between two writes of ``progress.json`` (an update in between is written when it is due)
+PROGRESS_INTERVAL_S = 0.25
+
+
 class RunWriter:
     """Writes one run directory; every JSON write is atomic so a reader never sees a torn file."""
 
@@ -241,6 +245,7 @@ class RunWriter:
         self._meta: dict[str, Any] = {}
         self._progress: dict[str, Any] = {"stage": "", "done": 0, "total": 0, "message": "", "stages": {}}
         self._last_progress_write = 0.0
+        self._progress_due: threading.Timer | None = None  # (the write a throttled update still owes)
         self._lock = threading.RLock()  # datasets reconstruct in worker threads (pipeline ``jobs``)
 
     @classmethod
@@ -300,11 +305,30 @@ class RunWriter:
             if done > 0 and st.get("first_at") is None:  # the first items carry the stage's set-up (model loads)
                 st["first_at"], st["first_done"] = time.time(), done
             self._progress.update(stage=stage, done=done, total=total, message=message, updated=time.time())
-            now = time.monotonic()
-            if force or done >= total or now - self._last_progress_write > 0.25:
-                self._still_there()
-                self._last_progress_write = now
-                atomic_write_json(self.path / "progress.json", self._progress)
+            wait = PROGRESS_INTERVAL_S - (time.monotonic() - self._last_progress_write)
+            if force or done >= total or wait <= 0:
+                self._write_progress()
+            elif self._progress_due is None:
+                # written when due rather than dropped: a stage's start that came right after another stage's end
+                # stayed unwritten until its first chunk was done (two minutes of "pairs done" during features)
+                self._progress_due = threading.Timer(wait, self._write_due_progress)
+                self._progress_due.daemon = True
+                self._progress_due.start()
+
+    def _write_progress(self) -> None:
+        self._still_there()
+        self._last_progress_write = time.monotonic()
+        atomic_write_json(self.path / "progress.json", self._progress)
+
+    def _write_due_progress(self) -> None:
+        with self._lock:
+            self._progress_due = None
+            if not self.path.is_dir():  # (removed meanwhile: a write must not make it again)
+                return
+            try:
+                self._write_progress()
+            except (RunFolderRemoved, OSError):  # (the run's own next write says so, in its own thread)
+                pass
 
     def write_json(self, name: str, obj: Any) -> None:
         with self._lock:

@@ -668,7 +668,7 @@ def _colmap_in_processes(todo: list[Pair], features_path: Path, conf: MatchingCo
                                        f"(exit {rc}): {' | '.join(tail) or 'no message'}")
                     done += len(blocks[k])
                     if progress is not None:
-                        progress(done, len(todo), f"{k + 1} of {n_proc} blocks matched")
+                        progress(done, len(todo), f"{n_proc - len(pending)} of {n_proc} blocks matched")
                 time.sleep(0.02)
         finally:
             for proc in procs:

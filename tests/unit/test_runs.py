@@ -473,6 +473,31 @@ def test_progress_records_when_the_first_items_were_done(tmp_path: Path) -> None
     assert st["first_done"] == 2 and st["started"] <= st["first_at"]
 
 
+def test_a_throttled_progress_update_is_written_when_due(tmp_path: Path) -> None:
+    """A stage's start right after another stage's end was dropped by the throttle, and nothing else was written
+    until the stage's first chunk was done: two minutes of "pairs done" while the features were extracted."""
+    import shutil
+    import time
+
+    from imc_core.runs import PROGRESS_INTERVAL_S
+
+    w = RunWriter(tmp_path / "run")
+    path = tmp_path / "run" / "progress.json"
+    w.progress("ds/pairs", 1, 1, "10 pairs", force=True)
+    w.progress("ds/features", 0, 22, "reading the images")  # (within the interval: not written now)
+    w.progress("ds/features", 1, 22, "a.png")
+    assert json.loads(path.read_text())["stage"] == "ds/pairs"
+    time.sleep(PROGRESS_INTERVAL_S + 0.5)
+    state = json.loads(path.read_text())
+    assert (state["stage"], state["done"], state["message"]) == ("ds/features", 1, "a.png")
+    w.progress("ds/features", 2, 22, "b.png")  # (its interval has passed: written at once)
+    assert json.loads(path.read_text())["done"] == 2
+    w.progress("ds/features", 3, 22, "c.png")
+    shutil.rmtree(tmp_path / "run")  # removed before the write was due: not made again
+    time.sleep(PROGRESS_INTERVAL_S + 0.5)
+    assert not (tmp_path / "run").exists()
+
+
 
 def test_cluster_names_pandas_would_read_as_missing_stay_names(tmp_path: Path) -> None:
     """A cluster named "NA" (or "None", "null", "nan") read back as missing, so its images turned from misclustered into
