@@ -70,9 +70,9 @@ def _cmd_synth(args: argparse.Namespace) -> int:
 
     given = {"datasets": args.datasets, "scenes_per_dataset": args.scenes, "images_per_scene": args.images,
              "outliers_per_dataset": args.outliers_per_dataset, "width": args.width, "height": args.height,
-             "roll_fraction": args.roll}
+             "roll_fraction": args.roll, "seed": args.seed}
     try:
-        conf = replace(BUNDLED, seed=args.seed, **{k: v for k, v in given.items() if v is not None})
+        conf = replace(BUNDLED, **{k: v for k, v in given.items() if v is not None})
     except ConfigError as err:  # the config's field names are not what was typed: name the flag
         text = str(err)
         for field, flag in SYNTH_FLAGS.items():
@@ -87,7 +87,7 @@ def _cmd_synth(args: argparse.Namespace) -> int:
 
 #: `synth` flag of each config field a message may name
 SYNTH_FLAGS = {"datasets": "--datasets", "scenes_per_dataset": "--scenes", "images_per_scene": "--images",
-               "outliers_per_dataset": "--outliers", "roll_fraction": "--roll"}
+               "outliers_per_dataset": "--outliers", "roll_fraction": "--roll", "seed": "--seed"}
 
 
 def _positive_int(text: str | None, flag: str) -> int | None:
@@ -705,12 +705,19 @@ def main(argv: list[str] | None = None) -> int:
 PATH_OPTIONS = ("out", "data_root", "root", "runs_dir", "cache_dir", "gt", "thresholds", "submission")
 
 
+#: each command's positional arguments naming a file or folder (an empty RUN_DIR exported the current folder)
+PATH_ARGUMENTS = {"export": ("run_dir",), "import": ("bundle",), "add-submission": ("submission",), "runs": ("ids",)}
+
+
 def _check_no_empty_paths(args: argparse.Namespace) -> None:
-    for name in PATH_OPTIONS:
+    positional = PATH_ARGUMENTS.get(str(getattr(args, "command", "")), ())
+    for name in dict.fromkeys([*PATH_OPTIONS, *positional]):
         value = getattr(args, name, None)
         if isinstance(value, str) and not value.strip() or isinstance(value, list) and any(
                 isinstance(v, str) and not v.strip() for v in value):
-            raise ConfigError(f"--{name.replace('_', '-')} is empty (an unset shell variable?): name a file or folder")
+            what = ({"ids": "RUN_ID"}.get(name, name.upper()) if name in positional
+                    else f"--{name.replace('_', '-')}")
+            raise ConfigError(f"{what} is empty (an unset shell variable?): name a file or folder")
 
 
 def _main(args: argparse.Namespace) -> int:

@@ -131,6 +131,10 @@ def _range(value: int | tuple[int, int], name: str, minimum: int) -> tuple[int, 
     return lo, hi
 
 
+#: the largest image side ``synth`` draws (IMC-2025's own images are at most about 4,000 px a side)
+MAX_SIDE = 4096
+
+
 @dataclass(frozen=True)
 class SynthConfig:
     """What :func:`generate` builds. Ranges are inclusive ``(min, max)`` pairs drawn per dataset/scene."""
@@ -158,6 +162,10 @@ class SynthConfig:
             raise ConfigError(f"synth.datasets must be in 1..8, got {self.datasets}")
         if self.width < 16 or self.height < 16:
             raise ConfigError(f"synth image size must be at least 16×16, got {self.width}×{self.height}")
+        if max(self.width, self.height) > MAX_SIDE:  # (60000×60000 failed allocating 107 GiB, with a traceback)
+            raise ConfigError(f"synth image size must be at most {MAX_SIDE} px a side, got {self.width}×{self.height}")
+        if not 0 <= self.seed < 2**32:  # (numpy's generators refuse -1, with a traceback)
+            raise ConfigError(f"synth.seed must be in 0..{2**32 - 1}, got {self.seed}")
         lo, hi = self.focal_range
         if not 0.2 <= lo <= hi <= 10:
             raise ConfigError(f"synth.focal_range must satisfy 0.2 <= min <= max <= 10, got {self.focal_range}")

@@ -514,6 +514,8 @@ def test_synth_help_states_the_bundled_defaults() -> None:
     (["--scenes", "0"], "synth --scenes 0: must be at least 1"),
     (["--roll", "2"], "synth --roll 2.0: must be in [0, 1]"),
     (["--outliers", "-1"], "synth --outliers -1: must be at least 0"),
+    (["--seed", "-1"], "synth --seed -1: must be in 0..4294967295"),  # (these two: tracebacks, exit 1)
+    (["--width", "60000", "--height", "600"], "synth image size must be at most 4096 px a side, got 60000×600"),
 ])
 def test_synth_errors_name_the_flag(tmp_path: Path, capsys: pytest.CaptureFixture, args: list[str],
                                     message: str) -> None:
@@ -621,6 +623,10 @@ def test_a_label_or_group_with_control_characters_is_refused_before_the_run(tmp_
     (["export", "some-run", "--out", ""], "--out"),
     (["cache", "prune", "--unused", "--runs-dir", "{root}", "--runs-dir", ""], "--runs-dir"),
     (["score", "--gt", "", "--thresholds", "t.csv", "--submission", "s.csv"], "--gt"),
+    (["export", ""], "RUN_DIR"),  # (from inside a run folder it exported that folder)
+    (["import", ""], "BUNDLE"),
+    (["add-submission", "", "--data-root", "{root}"], "SUBMISSION"),  # (it said --submission)
+    (["runs", "rm", ""], "RUN_ID"),
 ])
 def test_an_empty_path_option_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture,
                                          monkeypatch: pytest.MonkeyPatch, argv: list[str], option: str) -> None:
