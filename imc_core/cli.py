@@ -231,9 +231,15 @@ def _run_and_report(args: argparse.Namespace, progress: ProgressLine | None, sho
 def _cmd_variants(args: argparse.Namespace) -> int:
     from .config import list_variants, load_variant
 
+    from .pipeline import check_devices
+
     for name in list_variants():
         v = load_variant(name)
         missing = v.missing_requirements()
+        try:  # ($IMC_DEVICE=cuda on a machine without CUDA refused every run while this said "ok")
+            check_devices(v.config())
+        except ConfigError as err:
+            missing.append(str(err).splitlines()[0])
         status = "ok" if not missing else "cannot run here: " + "; ".join(missing)
         print(f"{name:26s} {v.description}  [{status}]")
     return 0

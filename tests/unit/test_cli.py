@@ -92,6 +92,16 @@ def test_variants_lists_each_with_status(capsys: pytest.CaptureFixture) -> None:
     assert all("[" in ln for ln in lines)
 
 
+def test_variants_say_when_imc_device_refuses_every_run(capsys: pytest.CaptureFixture,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """$IMC_DEVICE=bogus refused every run (exit 2) while `variants` said every one was ok."""
+    monkeypatch.setenv("IMC_DEVICE", "bogus")
+    assert main(["variants"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines and all(ln.endswith("[cannot run here: $IMC_DEVICE must be one of auto, cuda, cpu (or cuda:N), "
+                                     "got 'bogus']") for ln in lines), lines
+
+
 def test_run_unknown_key_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     rc = main(["run", "--data-root", str(tmp_path), "--set", "features.nope=1", "--out", str(tmp_path / "r")])
     assert rc == 2 and "features.nope" in capsys.readouterr().err
