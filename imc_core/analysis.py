@@ -270,7 +270,9 @@ def loss_attribution(scores: Mapping[str, Any], scenes: pd.DataFrame, per_image:
       / discount in proportion to the mAA losses above. So the five parts sum to the gap exactly (up to float
       rounding), and the ``clusterness`` part is the whole gap for a run that only loses clusterness. Clusterness
       also drops when no cluster overlaps a scene (all its images unregistered): the metric then charges the first
-      cluster's size to that scene, so an unclustered scene costs clusterness points too.
+      cluster's size to that scene, so an unclustered scene costs clusterness points too. A dataset of which no
+      image is in any cluster (its reconstruction failed) has no clusterness part: its clusterness is 0 only
+      because nothing was registered, so the whole gap goes to the mAA's parts.
 
     The ``total`` row averages the dataset rows, as the overall score averages dataset scores.
 
@@ -310,8 +312,15 @@ def loss_attribution(scores: Mapping[str, Any], scenes: pd.DataFrame, per_image:
         inacc = n_inacc / slots if slots else 0.0
         # the discount absorbs any difference between the reported mAA and the per-image recount
         discount = (1.0 - maa) - miscl - unreg - inacc
-        parts = _split_gap(maa, clus, {"misclustered": miscl, "unregistered": unreg, "inaccurate": inacc,
-                                       "discount": discount})
+        maa_parts = {"misclustered": miscl, "unregistered": unreg, "inaccurate": inacc, "discount": discount}
+        if len(pi) and not _placed(pi).any():
+            # no image in any cluster (a reconstruction that failed, everything in outliers): clusterness is 0
+            # only because nothing was registered, and there is no cluster to fix, so the whole gap is the mAA's
+            # (the symmetric split charged half of it to "impure clusters" that did not exist)
+            parts = {"clusterness": 0.0, **{k: (1.0 - score) * v / sum(maa_parts.values()) if sum(
+                maa_parts.values()) > 0 else 0.0 for k, v in maa_parts.items()}}
+        else:
+            parts = _split_gap(maa, clus, maa_parts)
         gap = 100.0 - 100.0 * score
         pts = {k: 100.0 * v for k, v in parts.items()}
         # make the sum exact in the reported score's own rounding (differences are ~1e-13)

@@ -742,7 +742,8 @@ LOSS_CAPTION = (
     "negative when failures concentrate in some scenes (a scene that fails wholly drops its −3 from the "
     "denominator): another part can then exceed the gap. It also absorbs any difference between the reported mAA "
     "and its recount from the per-image table (mAA_recomputed). Clusterness also drops when a whole scene is left "
-    "unclustered: the metric then charges the first cluster's size to it.")
+    "unclustered: the metric then charges the first cluster's size to it; a dataset with no image in any cluster (its "
+    "reconstruction failed) loses nothing to clusterness: its whole gap is unregistered images.")
 
 
 #: Short headers (and their meaning) of loss_attribution's longer columns, so that none is cut off.

@@ -60,6 +60,21 @@ def test_clusterness_only_loss_is_all_clusterness() -> None:
         assert out.loc["a", part] == pytest.approx(0.0, abs=1e-12)
 
 
+def test_a_dataset_with_no_cluster_loses_nothing_to_clusterness() -> None:
+    """A reconstruction that failed (every image in outliers) read as "clust. loss 50 · unreg. 50": half of the
+    gap was charged to impure clusters that did not exist."""
+    per_image = pd.DataFrame(_images("a", "s1", 10, "unreg") + _images("a", "s2", 6, "unreg")
+                             + _images("b", "t1", 8, "pass"))
+    scores = {"score": 50.0, "mAA": 50.0, "clusterness": 50.0,
+              "datasets": {"a": {"score": 0.0, "mAA": 0.0, "clusterness": 0.0},
+                           "b": {"score": 100.0, "mAA": 100.0, "clusterness": 100.0}}}
+    out = analysis.loss_attribution(scores, _scenes(per_image), per_image)
+    assert out.loc["a", "clusterness"] == 0.0 and out.loc["a", "gap"] == pytest.approx(100.0)
+    assert out.loc["a", "unregistered"] + out.loc["a", "discount"] == pytest.approx(100.0)
+    assert out.loc["a", "unregistered"] == pytest.approx(100.0)  # (every slot unregistered, no −3 discount left)
+    assert out.loc["total", "clusterness"] == 0.0 and out.loc["total", "unregistered"] == pytest.approx(50.0)
+
+
 def test_mixed_run_hand_computed_and_sums_to_gap() -> None:
     # scene s1: 10 images all pass; s2: 5 pass, 3 unregistered, 2 registered but inaccurate
     rows = (_images("a", "s1", 10, "pass") + _images("a", "s2", 5, "pass") + _images("a", "s2", 3, "unreg", 5)
