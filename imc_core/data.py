@@ -810,7 +810,8 @@ def summarize(root: str | Path | DataRoot) -> pd.DataFrame:
     dataset), ``images`` (labelled or listed images, or images on disk without labels), ``missing`` (labelled or
     listed images not on disk), ``thresholds`` (the six values ``;``-joined, ``""`` when none). Cheap: no image is
     opened and no fingerprint is computed. ``df.attrs["problems"]``: a sample submission that cannot be read (the
-    test rows then come from the folders under ``test/``; train work does not need it).
+    test rows then come from the folders under ``test/``; train work does not need it). ``df.attrs["notes"]``: test
+    datasets whose ``test/`` folder is absent, so that a test run reads their images from ``train/``.
 
     Raises:
         InputError: a labels / thresholds file is malformed.
@@ -852,11 +853,14 @@ def summarize(root: str | Path | DataRoot) -> pd.DataFrame:
         sample, sample_problem = None, str(err).splitlines()[0]
     else:
         sample_problem = ""
+    notes: list[str] = []
     for ds in dr.test_datasets(strict=False):
         folder = dr.path / "test" / ds
         if sample is not None and (sample["dataset"] == ds).any():
             names = sample.loc[sample["dataset"] == ds, "image"].tolist()
             if not folder.is_dir() and (dr.path / "train" / ds).is_dir():
+                notes.append(f"{folder} not found: a test run of {ds} reads the sample submission's images from "
+                             f"{dr.path / 'train' / ds}, so its images are the train dataset's, counted twice here")
                 folder = dr.path / "train" / ds
             present = on_disk(folder)
             rows.append(("test", ds, "", len(names), sum(1 for n in names if not on_disk_as(folder, n, present)), ""))
@@ -865,4 +869,5 @@ def summarize(root: str | Path | DataRoot) -> pd.DataFrame:
 
     df = pd.DataFrame(rows, columns=SUMMARY_COLS).astype({"images": "int64", "missing": "int64"})
     df.attrs["problems"] = [sample_problem] if sample_problem else []
+    df.attrs["notes"] = notes
     return df

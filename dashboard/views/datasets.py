@@ -138,6 +138,8 @@ def main() -> None:
     for problem in summary.attrs.get("problems", []):
         st.warning(f"{state.md(problem)} (test datasets are listed from test/ instead; train work does not need "
                    "this file)")
+    for note in summary.attrs.get("notes", []):  # (the CLI's run said it; the page showed "missing 0")
+        st.info(state.md(note))
     if summary.empty:
         st.warning(f"No datasets under {root} (expected train/<dataset>/ or test/<dataset>/).")
         return

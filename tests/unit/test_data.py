@@ -459,6 +459,12 @@ def test_sample_submission_images_read_from_train_when_no_test_folder(tmp_path: 
     with pytest.warns(UserWarning, match="not found; reading the sample submission's images from"):
         ds = root.load_dataset("beta", "test")
     assert ds.image_dir == root_path / "train" / "beta" and ds.images == ["b1.jpg"]
+    # the Datasets page (summarize) says it too: it listed "test · beta · missing 0" beside a folder that is absent
+    df = summarize(root_path)
+    assert df.attrs["notes"] == [f"{root_path / 'test' / 'beta'} not found: a test run of beta reads the sample "
+                                 f"submission's images from {root_path / 'train' / 'beta'}, so its images are the "
+                                 "train dataset's, counted twice here"]
+    assert make_root(tmp_path / "other") and summarize(tmp_path / "other").attrs["notes"] == []
 
 
 # -------------------------------------------------------------------------------------------------------- summary
