@@ -21,6 +21,12 @@ DETERMINISTIC_KEY = "reconstruction.deterministic"
 DATASETS_KEYS = {"train": "datasets", "test": "datasets_test"}
 #: Most runs one launch may repeat.
 MAX_REPEATS = 50
+#: The smallest seed the reconstruction takes (its config refuses a negative one; the largest is a C int's)
+SEED_MIN = 0
+#: Seconds between two looks of the Jobs panel while a job is active, and while none is (a run launched from another
+#: tab, the CLI or a teammate shows by itself; an idle look is one stat of the runs folder)
+POLL_ACTIVE_S = 1.0
+POLL_IDLE_S = 5.0
 #: what tells runs apart and how they scored first: at 1,280 px only about 870 px of table show, and the id already
 #: says when the run was made (``created`` adds the time zone, last)
 HISTORY_COLS = ["id", "label", "score", "mAA", "clusterness", "status", "group", "seed", "variant", "datasets",
@@ -295,7 +301,10 @@ def launch_panel(root: Path) -> None:
     # quoted for a shell: the preview is meant to be pasted after `python -m imc_core run` (a list's ", " split it)
     st.code(" ".join(f"--set {shlex.quote(o)}" for o in overrides) or "(none: the variant as it is)",
             language="bash")
-    problem = state.validate_config(variant, overrides)  # what the CLI would exit 2 with, before any run folder
+    seed = int(values[SEED_KEY])
+    # every run's seed, not the first alone (seed 2147483646 × 3 launched a third run that failed on its seed); said
+    # here with the range the seed really has (the config's own message names the range of any integer setting)
+    problem = seed_problem(seed, repeats) or state.validate_config(variant, overrides)  # (what the CLI exits 2 with)
     if problem:
         st.error(f"Invalid parameters, nothing launched: {problem}")
     elif conflict := state.group_conflict(group, variant, overrides):
@@ -305,7 +314,6 @@ def launch_panel(root: Path) -> None:
                    f"{', '.join(f'`{k}`' for k in keys[:4])}{' …' if len(keys) > 4 else ''}): Compare would "
                    "average them as seeds of one experiment. Name a new group, unless that is what you mean.",
                    icon="⚠️")
-    seed = int(values[SEED_KEY])
     if repeats > 1:
         st.caption(f"Seeds {seed} … {seed + repeats - 1}"
                    + ("" if values[DETERMINISTIC_KEY] else " (non-deterministic: mapper noise is sampled too)"))
@@ -314,7 +322,11 @@ def launch_panel(root: Path) -> None:
         st.caption(f":material/schedule: {len(busy)} job(s) running: runs launched now wait for them (queued), so "
                    "that their timings stay comparable.")
     # (this script run validated the config just above: the button cannot start a doomed job)
-    if st.button("Launch", type="primary", disabled=not datasets or bool(missing) or bool(problem), key="launch"):
+    launch_col, why_col = st.columns([1, 5], vertical_alignment="center")
+    if not datasets:  # (the other reasons are said above: the variant's missing parts, the invalid parameters)
+        why_col.caption("Pick at least one dataset to launch.")
+    if launch_col.button("Launch", type="primary", disabled=not datasets or bool(missing) or bool(problem),
+                         key="launch"):
         # the data as the pipeline checks it before any run folder: a refused launch leaves no failed run behind
         if bad := state.data_problem(root, chosen, split):
             st.error(f"Nothing launched: {bad}")
@@ -327,10 +339,31 @@ def launch_panel(root: Path) -> None:
         st.toast(f"Started {len(dirs)} run(s): {', '.join(d.name for d in dirs)}")
 
 
+def seed_problem(seed: int, repeats: int) -> str | None:
+    """Why the seeds ``seed … seed + repeats - 1`` of a launch cannot all run (None when they can)."""
+    from imc_core.config import INT32_MAX
+
+    low, high = SEED_MIN, INT32_MAX
+    last = seed + repeats - 1
+    if low <= seed and last <= high:
+        return None
+    if repeats == 1:
+        return f"{SEED_KEY} must be between {low} and {high}, got {seed}"
+    return (f"{SEED_KEY} must be between {low} and {high}: the {repeats} runs would take seeds {seed} … {last}"
+            + (f" (start at {high - repeats + 1} at most)" if last > high and high - repeats + 1 >= low else ""))
+
+
 def jobs_body() -> None:
     """Active jobs (all of them, found from run dirs), then the jobs this session launched that have finished and
-    those launched from any dashboard that ended in the last :data:`jobs.RECENT_S` seconds."""
-    active = jobs.active_jobs()
+    those launched from any dashboard that ended in the last :data:`jobs.RECENT_S` seconds.
+
+    A change in the active jobs (one ended, a queued one started, one was launched elsewhere) redraws the cards in
+    this run of the fragment, which ends at once (Streamlit clears a card's leftovers at the end of a run), and the
+    whole page at the next look (the History, the busy note, the pace of the looks): a page rerun at once left the
+    moved cards with the other job's progress bars and Cancel for the 1–3 s the page took."""
+    if st.session_state.pop("_jobs_rerun", False):
+        st.rerun()
+    active, recent = _look()
     for job in active:
         jobs.enforce_cancel(job)
         jobview.render_job(job)
@@ -339,7 +372,7 @@ def jobs_body() -> None:
                 if Path(p).name not in active_ids and Path(p).is_dir()]
     # (a reload forgets what the session launched: the jobs that ended lately come back from their folders)
     shown = {j.id for j in finished}
-    finished += [j for j in jobs.recent_jobs() if j.id not in shown]
+    finished += [j for j in recent if j.id not in shown and j.id not in active_ids]
     for job in finished[:6]:
         jobview.render_job(job)
     if not active and not finished:
@@ -347,8 +380,35 @@ def jobs_body() -> None:
     before = set(st.session_state.get("_jobs_active", []))
     now = _job_states(active)
     st.session_state["_jobs_active"] = sorted(now)
-    if before - now:
-        st.rerun()  # a job finished or a queued one started: refresh the history (and stop polling when none is left)
+    if before != now:
+        st.session_state["_jobs_rerun"] = True
+
+
+#: Seconds an idle Jobs panel trusts its last full look while the runs folder is unchanged (a run ageing out of the
+#: recent ones, a stopped one found stopped)
+FULL_LOOK_S = 60.0
+
+
+def _look() -> tuple[list[jobs.Job], list[jobs.Job]]:
+    """The active jobs and those that ended lately. While none is active and the runs folder has not changed since
+    the last full look (a launch from anywhere makes a folder in it), the last look's ended jobs are read again and
+    the folder is not scanned: an idle page looks every few seconds."""
+    import time
+
+    from imc_core.runs import runs_root
+
+    try:
+        stamp = runs_root().stat().st_mtime_ns
+    except OSError:
+        stamp = None
+    last = st.session_state.get("_jobs_look")
+    now = time.time()
+    if (last and not st.session_state.get("_jobs_active") and stamp is not None and last["stamp"] == stamp
+            and now - last["at"] < FULL_LOOK_S):
+        return [], [jobs.job_status(Path(d)) for d in last["recent"] if Path(d).is_dir()]
+    active, recent = jobs.active_jobs(), jobs.recent_jobs()
+    st.session_state["_jobs_look"] = {"stamp": stamp, "at": now, "recent": [str(j.run_dir) for j in recent]}
+    return active, recent
 
 
 def _job_states(active: list[jobs.Job]) -> set[str]:
@@ -357,11 +417,14 @@ def _job_states(active: list[jobs.Job]) -> set[str]:
 
 
 def jobs_panel() -> None:
-    """Live job panel: a fragment re-run every second while a job is active, so the page never blocks."""
+    """Live job panel: a fragment re-run every second while a job is active and every few seconds while none is
+    (a run launched from another tab, the CLI or a teammate shows by itself), so the page never blocks."""
     st.subheader("Jobs")
     active = jobs.active_jobs()
     st.session_state["_jobs_active"] = sorted(_job_states(active))
-    st.fragment(jobs_body, run_every=1.0 if active else None)()
+    st.session_state.pop("_jobs_rerun", None)  # (this run draws the whole page)
+    st.session_state.pop("_jobs_look", None)
+    st.fragment(jobs_body, run_every=POLL_ACTIVE_S if active else POLL_IDLE_S)()
 
 
 def history_panel() -> None:

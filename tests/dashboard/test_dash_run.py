@@ -444,3 +444,54 @@ def test_a_group_holding_another_config_is_named_before_launch(dash_env: DashEnv
     assert "seed-3 differs in `matching.min_matches`" in plain(warning)
     at.text_input(key="group").input("g2").run()
     assert not [w for w in at.warning if "already holds runs of another config" in w.value]
+
+
+def test_every_seed_of_the_repeats_is_checked(dash_env: DashEnv, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Seed 2147483646 × 3 showed 'Seeds 2147483646 … 2147483648' with Launch enabled, and the third run failed on
+    its seed after launch; the message names the seed's real range (the config said '-2147483648 and 2147483647'
+    of a seed it refuses below 0)."""
+    monkeypatch.setattr(jobs, "launch_queue", lambda specs, runs_dir=None: pytest.fail("launched"))
+    at = run_page()
+    at.number_input(key="cfg.default.reconstruction.seed").set_value(2147483646)
+    at.number_input(key="repeats").set_value(3).run()
+    assert not errors_and_exceptions(at)[1]
+    assert at.button(key="launch").disabled
+    [error] = [e.value for e in at.error]
+    assert error == ("Invalid parameters, nothing launched: reconstruction.seed must be between 0 and 2147483647: "
+                     "the 3 runs would take seeds 2147483646 … 2147483648 (start at 2147483645 at most)")
+    at.number_input(key="repeats").set_value(2).run()
+    assert not at.error and not at.button(key="launch").disabled
+    at.number_input(key="cfg.default.reconstruction.seed").set_value(2147483648).run()
+    assert [e.value for e in at.error] == ["Invalid parameters, nothing launched: reconstruction.seed must be "
+                                           "between 0 and 2147483647: the 2 runs would take seeds 2147483648 … "
+                                           "2147483649 (start at 2147483646 at most)"]
+    at.number_input(key="repeats").set_value(1).run()
+    assert [e.value for e in at.error] == ["Invalid parameters, nothing launched: reconstruction.seed must be "
+                                           "between 0 and 2147483647, got 2147483648"]
+    assert at.button(key="launch").disabled
+
+
+def test_launch_says_why_it_is_greyed_out_without_datasets(dash_env: DashEnv) -> None:
+    at = run_page()
+    assert not any("Pick at least one dataset" in c.value for c in at.caption)
+    at.multiselect(key="datasets").set_value([]).run()
+    assert at.button(key="launch").disabled
+    assert any(c.value == "Pick at least one dataset to launch." for c in at.caption)
+
+
+def test_an_idle_jobs_panel_keeps_looking(dash_env: DashEnv, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The panel stopped refreshing with no job active: a run launched from another tab or the CLI stayed unseen."""
+    import streamlit as st
+
+    paces: list[object] = []
+    real = st.fragment
+
+    def fragment(func: object = None, *, run_every: object = None) -> object:
+        paces.append(run_every)
+        return real(func, run_every=run_every)
+
+    monkeypatch.setattr(st, "fragment", fragment)
+    at = run_page()
+    assert not errors_and_exceptions(at)[1]
+    assert paces and paces[-1] is not None and 1.0 < float(paces[-1]) <= 5.0  # type: ignore[arg-type]
+
