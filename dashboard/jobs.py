@@ -369,8 +369,10 @@ RECENT_S = 15 * 60
 
 def recent_jobs(runs_dir: Path | None = None, within_s: float = RECENT_S, now: float | None = None) -> list[Job]:
     """Jobs launched from a dashboard (``job.json``) on this host that ended in the last ``within_s`` seconds
-    (``run.json``'s ``finished``), newest first: the Jobs panel shows them after a reload, which forgot the jobs
-    the session had launched (History keeps every run, without the job's stages). An imported run is no job."""
+    (``run.json``'s ``finished``; for a run whose process died without recording an end, e.g. killed, the last
+    write of its ``run.json`` or ``progress.json``), newest first: the Jobs panel shows them after a reload, which
+    forgot the jobs the session had launched (History keeps every run, without the job's stages). An imported run
+    is no job."""
     import datetime as dt
     import platform
 
@@ -379,8 +381,8 @@ def recent_jobs(runs_dir: Path | None = None, within_s: float = RECENT_S, now: f
     out = []
     if root.is_dir():
         for p in root.iterdir():
-            try:  # (a cheap first look: run.json is rewritten when a run ends)
-                if now - (p / "run.json").stat().st_mtime > within_s or not (p / JOB_FILE).is_file():
+            try:  # (a cheap first look: run.json is rewritten when a run ends, progress.json while it runs)
+                if now - last_write(p) > within_s or not (p / JOB_FILE).is_file():
                     continue
             except OSError:
                 continue
@@ -390,10 +392,31 @@ def recent_jobs(runs_dir: Path | None = None, within_s: float = RECENT_S, now: f
             try:
                 ended = dt.datetime.fromisoformat(str(meta.get("finished"))).timestamp()
             except ValueError:
+                ended = None
+            if ended is not None and now - ended > within_s:
                 continue
-            if now - ended <= within_s and not (job := job_status(p, now)).active:
-                out.append((ended, job))
+            job = job_status(p, now)
+            if job.active:
+                continue
+            if ended is None:
+                if meta.get("status") not in LIVE_STATUSES:  # an end recorded without its time: not ours to date
+                    continue
+                ended = last_write(p)  # (a killed run never writes its end: "stopped" from its last write)
+            out.append((ended, job))
     return [job for _, job in sorted(out, key=lambda e: -e[0])]
+
+
+def last_write(run_dir: Path) -> float:
+    """The last write of a run's ``run.json`` or ``progress.json`` (raises OSError when it has neither)."""
+    times = []
+    for name in ("run.json", "progress.json"):
+        try:
+            times.append((run_dir / name).stat().st_mtime)
+        except OSError:
+            pass
+    if not times:
+        raise OSError(f"{run_dir}: no run.json")
+    return max(times)
 
 
 def _seed(meta: dict[str, Any]) -> int:

@@ -495,3 +495,105 @@ def test_an_idle_jobs_panel_keeps_looking(dash_env: DashEnv, monkeypatch: pytest
     assert not errors_and_exceptions(at)[1]
     assert paces and paces[-1] is not None and 1.0 < float(paces[-1]) <= 5.0  # type: ignore[arg-type]
 
+
+def _cards(at: AppTest) -> dict[str, list[str]]:
+    """Run id → what its keyed card holds (``markdown:…``, ``progress``, ``button:Cancel``, ``page_link``…)."""
+    out: dict[str, list[str]] = {}
+
+    def walk(node: object, card: str | None) -> None:
+        proto = getattr(node, "proto", None)
+        block_id = getattr(proto, "id", "") if node.__class__.__name__ == "Block" else ""
+        if block_id and "job_" in block_id:
+            card = block_id.split("job_", 1)[1]
+            out.setdefault(card, [])
+        children = getattr(node, "children", None)
+        if isinstance(children, dict):
+            for child in children.values():
+                walk(child, card)
+        elif card is not None:
+            kind = node.__class__.__name__.lower()
+            label = getattr(node, "label", None) or getattr(node, "value", None)
+            out[card].append(f"{kind}:{label}" if isinstance(label, str) else kind)
+
+    walk(at._tree, None)
+    return out
+
+
+@pytest.mark.timeout(180)
+def test_each_job_card_is_keyed_and_an_ended_one_has_no_cancel(dash_env: DashEnv, fake_pipeline: Path) -> None:
+    """When a run of a repeated launch ended, the cards moved and for 1–3 s the queued one showed the finished
+    run's bars and a second Cancel: each card is a container keyed by its run, and an ended job has no Cancel;
+    a card names the run's label and datasets."""
+    at = run_page()
+    at.number_input(key="repeats").set_value(2)
+    at.text_input(key="label").input("two seeds")
+    at.button(key="launch").click().run()
+    dirs = sorted(p for p in dash_env.runs.iterdir() if p.is_dir())
+    assert len(dirs) == 2
+    _wait_for(lambda: (dirs[0] / "argv.json").exists())
+    at.run()
+    cards = _cards(at)
+    assert set(cards) >= {d.name for d in dirs}, cards
+    first, second = (cards[d.name] for d in dirs)
+    assert [c for c in first if c == "button:Cancel"] == ["button:Cancel"]
+    assert [c for c in second if c == "button:Cancel"] == ["button:Cancel"]
+    assert any(c.startswith("markdown:") and "two seeds" in c for c in first)
+    assert any("datasets: every dataset (train)" in plain(c) for c in first)
+    with open(fake_pipeline, "w") as go:
+        go.write("go")
+    _wait_for(lambda: (dirs[1] / "argv.json").exists())
+    at.run()
+    cards = _cards(at)
+    first, second = (cards[d.name] for d in dirs)
+    assert "button:Cancel" not in first and "progress" not in first and any(c.startswith("pagelink") for c in first)
+    assert "button:Cancel" in second
+    with open(fake_pipeline, "w") as go:
+        go.write("go")
+    _wait_for(lambda: not jobs.active_jobs(dash_env.runs))
+
+
+def test_a_killed_run_says_where_it_stopped_and_stays_listed(tmp_path: Path) -> None:
+    """A run whose process was killed read 'stopped · 3 stages, 2 from cache' with no link to its results, and a
+    reload dropped it from the Jobs panel (it never writes a finished time)."""
+    import time
+
+    from imc_core.runs import RunWriter
+
+    from dashboard import jobview
+
+    run = tmp_path / "20260101-000000-default-kill"
+    writer = RunWriter(run)
+    import platform
+
+    writer.write_meta(id=run.name, status="running", created="2026", host=platform.node(), pid=2**22 + 12345)
+    (run / jobs.JOB_FILE).write_text(json.dumps({"command": ["x"], "pid": 2**22 + 12345, "started": time.time()}))
+    writer.progress("ETs/pairs", 1, 1, force=True)
+    writer.progress("ETs/features", 1, 1, cached=True, force=True)
+    writer.progress("ETs/matching", 1, 1, force=True)
+    job = jobs.job_status(run)
+    assert job.status == "stopped"
+    assert jobview.ended_summary(job) == "stopped after ETs/matching · 2 stages, 1 from cache"
+    writer.progress("ETs/reconstruction", 2, 5, force=True)
+    assert jobview.ended_summary(jobs.job_status(run)) == ("stopped during ETs/reconstruction (2/5) · 3 stages, 1 "
+                                                           "from cache")
+    assert [j.id for j in jobs.recent_jobs(tmp_path)] == [run.name]
+    old = time.time() - jobs.RECENT_S - 60
+    for name in ("run.json", "progress.json"):
+        os.utime(run / name, (old, old))
+    assert jobs.recent_jobs(tmp_path) == []
+
+
+def test_a_run_that_never_started_says_so(tmp_path: Path) -> None:
+    from imc_core.runs import RunWriter, record_failure
+
+    from dashboard import jobview
+
+    run = tmp_path / "20260101-000000-default-never"
+    writer = RunWriter(run)
+    writer.write_meta(id=run.name, status="queued", created="2026")
+    writer.progress("queued", 0, 1, "waiting", force=True)
+    record_failure(run, "no such dataset")
+    job = jobs.job_status(run)
+    assert job.status == "failed" and jobview.ended_summary(job) == "failed before it started"
+    RunWriter(run).write_meta(id=run.name, status="cancelled", created="2026")
+    assert jobview.ended_summary(jobs.job_status(run)) == "cancelled before it started"
