@@ -867,8 +867,9 @@ def _control_characters(obj: Any, where: str = "") -> str | None:
 
 
 def check_run_text(label: str | None, group: str | None) -> None:
-    """Refuse a run's ``label`` or ``group`` that holds control characters (an escape sequence, a bell): `runs`
-    would print them to a terminal, and a teammate's import refuses the run's bundle (:func:`import_bundle`).
+    """Refuse a run's ``label`` or ``group`` that holds control characters (an escape sequence, a bell; a newline
+    or a tab too, since each is one line): `runs` would print them to a terminal, and a teammate's import refuses
+    the run's bundle (:func:`import_bundle`).
 
     Raises:
         ConfigError: naming the option.
@@ -876,8 +877,10 @@ def check_run_text(label: str | None, group: str | None) -> None:
     from .errors import ConfigError
 
     for option, text in (("--label", label), ("--group", group)):
-        if text is not None and _control_characters(text) is not None:
-            raise ConfigError(f"{option} {text!r} holds control characters (a terminal would act on them)")
+        # (one line each: a newline or a tab passed, and a group's name cut the error listing the groups at it)
+        if text is not None and any(ord(c) < 32 or 127 <= ord(c) < 160 for c in text):
+            raise ConfigError(f"{option} {text!r} holds control characters (a terminal would act on them; a label "
+                              "or a group is one line)")
 
 
 def _plain_name(name: object) -> bool:

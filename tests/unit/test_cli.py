@@ -624,6 +624,10 @@ def test_a_label_or_group_with_control_characters_is_refused_before_the_run(tmp_
     assert main(["run", "--data-root", str(tmp_path), "--group", "g\x07"]) == 2
     assert main(["add-submission", str(tmp_path / "s.csv"), "--data-root", str(tmp_path), "--group", "g\x07"]) == 2
     assert "--group 'g\\x07' holds control characters" in capsys.readouterr().err
+    # one line each: a newline passed (and cut at it the error listing the groups), a tab passed
+    assert main(["run", "--data-root", str(tmp_path), "--group", "x\ny"]) == 2
+    assert "--group 'x\\ny' holds control characters" in capsys.readouterr().err
+    assert main(["run", "--data-root", str(tmp_path), "--label", "a\tb"]) == 2
     assert not (tmp_path / "runs").exists()
 
 
