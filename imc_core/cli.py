@@ -208,15 +208,15 @@ def _run_and_report(args: argparse.Namespace, progress: ProgressLine | None, sho
         writer.write_meta(error=why)
         writer.log(why)
         run = load_run(run_dir)
+    if args.json:  # (before a Ctrl-C's exit too: a script reading stdout got nothing)
+        _print_run_json(args, str(run_dir), run.status, run.meta.get("error"),
+                        run.scores if run.status == "done" else None, run.timings)
     if run.status == "cancelled" and stop["interrupted"]:
         raise KeyboardInterrupt  # (reported as every Ctrl-C is: exit status 130)
     for warning in run.meta.get("warnings") or []:
         if warning not in shown:
             print(f"warning: {warning}", file=sys.stderr)
-    if args.json:
-        print(json.dumps({"run_dir": str(run_dir), "status": run.status, "error": run.meta.get("error"),
-                          "scores": run.scores if run.status == "done" else None, "timings": run.timings}))
-    else:
+    if not args.json:
         print(run_dir)
         if run.scores and run.status == "done":
             print(f"score {run.scores['score']:.4f}  mAA {run.scores['mAA']:.4f}  "
@@ -700,7 +700,13 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse(argv)
+    try:
+        args = parse(argv)
+    except SystemExit as exc:  # argparse's refusal (a missing --data-root, a bad --split): said on stderr
+        if exc.code == 2 and _wants_run_json(list(sys.argv[1:] if argv is None else argv)):
+            print(json.dumps({"run_dir": None, "status": "refused", "error": "the command line was refused (see "
+                              "stderr)", "scores": None, "timings": None}))
+        raise
     with warnings.catch_warnings():  # restores the caller's showwarning (tests call main in-process)
         warnings.showwarning = _one_line_warning
         return _main(args)
@@ -726,6 +732,21 @@ def _check_no_empty_paths(args: argparse.Namespace) -> None:
             raise ConfigError(f"{what} is empty (an unset shell variable?): name a file or folder")
 
 
+def _print_run_json(args: argparse.Namespace, run_dir: str | None, status: str, error: str | None,
+                    scores: Any = None, timings: Any = None) -> None:
+    """``run --json``'s one object on stdout (once, whatever ends the run)."""
+    if getattr(args, "_json_printed", False):
+        return
+    args._json_printed = True
+    print(json.dumps({"run_dir": run_dir, "status": status, "error": error, "scores": scores, "timings": timings}))
+
+
+def _wants_run_json(argv: list[str]) -> bool:
+    """Whether a command line argparse refused was ``run ... --json`` (its script still reads one object)."""
+    words = [a for a in argv if not a.startswith("-")]
+    return bool(words) and words[0] == "run" and "--json" in argv
+
+
 def _main(args: argparse.Namespace) -> int:
     try:
         _check_no_empty_paths(args)
@@ -735,14 +756,15 @@ def _main(args: argparse.Namespace) -> int:
     except ImcError as err:
         reason = str(err).splitlines()[0] if str(err) else type(err).__name__
         if args.command == "run" and getattr(args, "json", False):  # a script reading stdout gets its one object
-            print(json.dumps({"run_dir": None, "status": "refused", "error": reason, "scores": None,
-                              "timings": None}))
+            _print_run_json(args, None, "refused", reason)
         print(f"error: {reason}", file=sys.stderr)
         return 2
     except FileNotFoundError as err:
         print(f"error: {err.filename}: file not found", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as err:
+        if args.command == "run" and getattr(args, "json", False):  # (the pipeline names its folder, when it had one)
+            _print_run_json(args, getattr(err, "run_dir", None), "cancelled", "interrupted (Ctrl-C)")
         kept = "; cached stage artifacts are kept" if args.command == "run" else ""
         print(f"interrupted (Ctrl-C){kept}", file=sys.stderr)
         return 130

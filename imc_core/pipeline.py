@@ -330,9 +330,10 @@ def run_pipeline(
             raise
     except RunFolderRemoved:  # (nothing can be recorded in a folder that is gone)
         raise
-    except KeyboardInterrupt:  # Ctrl-C: the run must not read "running" for ever
+    except KeyboardInterrupt as err:  # Ctrl-C: the run must not read "running" for ever
         writer.log("interrupted (Ctrl-C); cached stage artifacts are kept")
         writer.set_status("cancelled", error="interrupted (Ctrl-C)")
+        err.run_dir = str(writer.path)  # type: ignore[attr-defined]  # (`run --json` names it)
         raise
     except Exception as err:
         msg = str(err) if isinstance(err, ImcError) else f"{type(err).__name__}: {err}"

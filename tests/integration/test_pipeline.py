@@ -551,14 +551,19 @@ def test_cli_run_a_ctrl_c_the_interpreter_drops_still_ends_the_run(tiny_root: Pa
     # and the CLI leaves an ignored SIGINT ignored (the run then went on to "done", as it should there)
     before = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
-        rc = cli.main(["run", "--data-root", str(tiny_root), "--out", str(out), "--no-cache", "--quiet",
+        rc = cli.main(["run", "--data-root", str(tiny_root), "--out", str(out), "--no-cache", "--quiet", "--json",
                        "--set", "features.max_keypoints=2048"])
         assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
     finally:
         signal.signal(signal.SIGINT, before)
     meta = json.loads((out / "run.json").read_text())
     assert (rc, meta["status"], meta["error"]) == (130, "cancelled", "interrupted (Ctrl-C)")
-    assert "interrupted (Ctrl-C); cached stage artifacts are kept" in capsys.readouterr().err
+    said = capsys.readouterr()
+    assert "interrupted (Ctrl-C); cached stage artifacts are kept" in said.err
+    # --json: the one object on stdout, as for every other end of a run (a Ctrl-C printed nothing)
+    (line,) = said.out.splitlines()
+    assert {k: v for k, v in json.loads(line).items() if k in ("run_dir", "status", "error")} == {
+        "run_dir": str(out), "status": "cancelled", "error": "interrupted (Ctrl-C)"}
 
 
 def test_run_records_artifacts_and_verified_inliers(first_run: tuple[Path, Path]) -> None:

@@ -102,6 +102,19 @@ def test_variants_say_when_imc_device_refuses_every_run(capsys: pytest.CaptureFi
                                      "got 'bogus']") for ln in lines), lines
 
 
+@pytest.mark.parametrize("argv", [["run", "--json"], ["run", "--json", "--data-root", "x", "--split", "bogus"],
+                                  ["run", "--data-root", "x", "--json", "--nope"]])
+def test_run_json_prints_its_object_when_argparse_refuses(argv: list[str], capsys: pytest.CaptureFixture) -> None:
+    """`run --json` without --data-root, or with a bad --split, printed argparse's usage and no object."""
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    assert exit_.value.code == 2
+    said = capsys.readouterr()
+    assert json.loads(said.out) == {"run_dir": None, "status": "refused", "scores": None, "timings": None,
+                                    "error": "the command line was refused (see stderr)"}
+    assert "error:" in said.err
+
+
 def test_run_unknown_key_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     rc = main(["run", "--data-root", str(tmp_path), "--set", "features.nope=1", "--out", str(tmp_path / "r")])
     assert rc == 2 and "features.nope" in capsys.readouterr().err
