@@ -701,6 +701,26 @@ def list_runs(root: Path | None = None) -> pd.DataFrame:
     return df
 
 
+def scores_problem(scores: Any) -> str | None:
+    """What keeps ``scores`` from being the ``score --json`` schema the pages read (``score``, ``mAA`` and
+    ``clusterness`` numbers, overall and per dataset), None when nothing does: an imported run without its
+    clusterness was listed with a blank one."""
+    if not (isinstance(scores, dict) and _number(scores.get("score")) is not None):
+        return "has no numeric 'score'"
+    for key in ("mAA", "clusterness"):
+        if _number(scores.get(key)) is None:
+            return f"has no numeric {key!r}"
+    datasets = scores.get("datasets", {})
+    if not isinstance(datasets, dict):
+        return "'datasets' is not an object"
+    for name, values in datasets.items():
+        missing = [k for k in ("score", "mAA", "clusterness") if not isinstance(values, dict)
+                   or _number(values.get(k)) is None]
+        if missing:
+            return f"dataset {str(name)[:80]!r} has no numeric {', '.join(map(repr, missing))}"
+    return None
+
+
 def meta_seed(meta: dict[str, Any]) -> int | None:
     """The mapper seed of a run: its ``run.json`` ``seed``, or while it has not started (queued, or cancelled
     before it started) the ``reconstruction.seed=`` override its launcher recorded; None when neither says."""
@@ -931,8 +951,8 @@ def _check_bundle(staging: Path) -> dict[str, Any]:
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
         raise InputError(staging / "config.toml", f"cannot read TOML: {err}") from None
     scores = _read_json(staging / "scores.json")
-    if scores is not None and not (isinstance(scores, dict) and _number(scores.get("score")) is not None):
-        raise InputError(staging / "scores.json", "has no numeric 'score'")
+    if scores is not None and (problem := scores_problem(scores)):
+        raise InputError(staging / "scores.json", problem)
     for name in ("timings.json", "alignments.json", "artifacts.json", "progress.json"):  # optional, objects
         if (content := _read_json(staging / name)) is not None and not isinstance(content, dict):
             raise InputError(staging / name, "not a JSON object")

@@ -237,7 +237,9 @@ def test_export_refuses_a_run_a_teammates_import_would_refuse(tmp_path: Path) ->
         check_run_text("red\x1b[31m", None)
     with pytest.raises(ConfigError, match="--group"):
         check_run_text("fine", "g\x07")
-    check_run_text("two\nlines", "g")
+    with pytest.raises(ConfigError, match="one line"):  # (given anew: one line; an older run's still exports)
+        check_run_text("two\nlines", "g")
+    check_run_text("fine", "g")
 
 
 def test_export_never_replaces_a_file_unasked(tmp_path: Path) -> None:
@@ -404,6 +406,10 @@ def test_a_damaged_bundle_is_one_error_naming_it(tmp_path: Path) -> None:
     ({"r/run.json": b"[1, 2]"}, "r/run.json: not a JSON object"),
     ({"r/run.json": b"null"}, "r/run.json: not a JSON object"),
     ({"r/scores.json": b"[1, 2]"}, "r/scores.json: has no numeric 'score'"),
+    # not the `score --json` schema (imported, then listed with a blank clusterness)
+    ({"r/scores.json": b'{"score": 50, "mAA": 40}'}, "r/scores.json: has no numeric 'clusterness'"),
+    ({"r/scores.json": b'{"score": 50, "mAA": 40, "clusterness": 60, "datasets": {"ETs": {"score": 50}}}'},
+     "r/scores.json: dataset 'ETs' has no numeric 'mAA', 'clusterness'"),
     ({"r/config.toml": b"[features\n"}, "r/config.toml: cannot read TOML"),
     ({"r/submission.csv": b"garbage\n1\n"}, "r/submission.csv"),
     # the other files the pages read (a bundle with timings.json "nope" was imported)
@@ -427,7 +433,8 @@ def test_a_damaged_bundle_is_one_error_naming_it(tmp_path: Path) -> None:
 def test_bad_files_in_a_bundle_are_named_by_member(tmp_path: Path, members: dict, fragment: str) -> None:
     """Errors named the deleted staging folder (``.import-32e3cb0a/submission.csv``) or were tracebacks."""
     base = {"r/run.json": json.dumps({"status": "done"}).encode(), "r/config.toml": b"",
-            "r/submission.csv": SUB.encode(), "r/scores.json": json.dumps({"score": 1.0}).encode()}
+            "r/submission.csv": SUB.encode(),
+            "r/scores.json": json.dumps({"score": 1.0, "mAA": 1.0, "clusterness": 1.0}).encode()}
     z = _zip(tmp_path / "bad.zip", {**base, **members})
     with pytest.raises(InputError) as err:
         import_bundle(z, tmp_path / "runs")
