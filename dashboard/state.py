@@ -672,7 +672,7 @@ def submission_summary(rv: RunView) -> pd.DataFrame | None:
     from imc_core.analysis import submission_summary as summarize
 
     try:
-        sub = _submission(rv.path, run_mtime(Path(rv.path)))
+        sub = run_submission(rv)
     except InputError:
         return None
     return None if sub is None else summarize(sub)
@@ -684,6 +684,16 @@ def _submission(path: str, mtime: float) -> pd.DataFrame | None:
 
     p = Path(path) / "submission.csv"
     return read_pose_csv(p) if p.exists() else None
+
+
+def run_submission(rv: RunView) -> pd.DataFrame | None:
+    """The run's ``submission.csv`` as a pose frame (cached while the run folder is unchanged), None without one."""
+    return _submission(rv.path, run_mtime(Path(rv.path)))
+
+
+def model_points(model: Path) -> np.ndarray:
+    """Up to 20,000 3-D points of the COLMAP model in ``model`` (cached per folder)."""
+    return _model_points(str(model))
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
@@ -755,7 +765,7 @@ def cameras_3d(rv: RunView, dataset: str, scene: str, key: str, with_points: boo
                     by_passes=by_passes, post=_legend_below if compact else fit_3d_view)
         return
     gt = labels[(labels["dataset"].astype(str) == dataset) & (labels["scene"].astype(str) == scene)]
-    sub = _submission(rv.path, run_mtime(Path(rv.path)))
+    sub = run_submission(rv)
     pred = None
     cluster = (entry or {}).get("cluster") or ""
     if sub is not None and cluster:
@@ -773,7 +783,7 @@ def cameras_3d(rv: RunView, dataset: str, scene: str, key: str, with_points: boo
     if with_points and cluster.startswith("cluster"):
         model = Path(rv.path) / "models" / dataset / cluster.removeprefix("cluster")
         if (model / "points3D.bin").exists() or (model / "points3D.txt").exists():
-            points = _model_points(str(model))
+            points = model_points(model)
         else:
             st.caption("No COLMAP model saved for this cluster.")
     st.caption(f"GT scene **{md(scene)}** ↔ cluster **{md(cluster or 'none')}**")

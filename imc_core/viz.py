@@ -51,13 +51,15 @@ OUTLIERS = "outliers"
 GT_COLOR = "#4a6fa5"
 FAIL_COLOR = "#d73027"
 OUTLIER_COLOR = "#9e9e9e"
+#: a predicted camera drawn without ground truth (no error to colour it by)
+PRED_COLOR = "#e66101"
 #: lines, grids and de-emphasised marks in mid grey, which reads on Streamlit's light and dark themes alike (a
 #: dark grey vanished on the dark page, a light one outshone the marks it was meant to sit behind)
 NEUTRAL_LINE = "rgba(128,128,128,0.9)"
 NEUTRAL_GRID = "rgba(128,128,128,0.3)"
 SKIPPED_GREY = "rgba(128,128,128,0.4)"
 #: error bins of the 3-D view, best to worst before the fail colour
-ERROR_SCALE = [[0.0, "#1a9850"], [0.5, "#d4a000"], [1.0, "#e66101"]]
+ERROR_SCALE = [[0.0, "#1a9850"], [0.5, "#d4a000"], [1.0, PRED_COLOR]]
 #: qualitative colours handed out in order to labels (scenes, clusters)
 LABEL_COLORS: list[str] = qualitative.Plotly + qualitative.D3 + qualitative.Set3
 PART_COLORS: dict[str, str] = {
@@ -391,6 +393,56 @@ def _passed_hover(count: float, thresholds: Sequence[float] | None) -> str:
     return f"<br>passes {int(count)} of {len(_used_thresholds(thresholds))} thresholds"
 
 
+def cluster_cameras(pred: pd.DataFrame, *, points: np.ndarray | None = None, max_points: int = 20000,
+                    title: str = "Cameras of a cluster") -> go.Figure:
+    """3-D view of one predicted cluster's cameras in its own frame, without ground truth (a test split, a data root
+    without labels): what a submission holds, to check a cluster's layout before it is scored.
+
+    Args:
+        pred: pose frame of the cluster (``image, r00..r22, tx, ty, tz``, world→camera); nan rows are skipped.
+        points: (P, 3) 3-D points in the same frame (e.g. the COLMAP model's), subsampled to ``max_points`` with a
+            fixed seed; points far from the cameras are left out (:func:`near_points`), and said so.
+        max_points: most points drawn.
+        title: figure title.
+
+    Returns:
+        Figure with Scatter3d traces ``cameras`` (pyramids), ``centres`` (one marker per image, its name on hover)
+        and ``points`` (when given), ``scene.aspectmode = "data"``.
+    """
+    names, rot, t = _poses(pred, "predicted")
+    ok = np.isfinite(rot).all(axis=(1, 2)) & np.isfinite(t).all(axis=1)
+    names = [n for n, good in zip(names, ok, strict=True) if good]
+    rot, t = rot[ok], t[ok]
+    centres = camera_centers(rot, t)
+    fig = go.Figure(layout={"title": {"text": title}, "template": "plotly_white"})
+    notes: list[str] = []
+    if len(names):
+        xs, ys, zs = _polyline(_frustum_segments(rot, t, _auto_scale(centres)))
+        fig.add_trace(go.Scatter3d(x=xs, y=ys, z=zs, mode="lines", name="cameras", hoverinfo="skip",
+                                   line={"color": PRED_COLOR, "width": 3}))
+        fig.add_trace(go.Scatter3d(x=centres[:, 0], y=centres[:, 1], z=centres[:, 2], mode="markers",
+                                   name="centres", marker={"size": 4, "color": PRED_COLOR}, text=names,
+                                   hovertemplate="%{text}<extra></extra>"))
+    if points is not None and len(points) and len(names):
+        pts = np.asarray(points, dtype=float).reshape(-1, 3)
+        pts = pts[np.isfinite(pts).all(axis=1)]
+        if len(pts) > max_points:
+            pts = pts[np.sort(np.random.default_rng(0).choice(len(pts), max_points, replace=False))]
+        keep = near_points(pts, centres)
+        if (~keep).any():
+            notes.append(f"{int((~keep).sum())} far 3-D points not drawn")
+            pts = pts[keep]
+        if len(pts):
+            fig.add_trace(go.Scatter3d(x=pts[:, 0], y=pts[:, 1], z=pts[:, 2], mode="markers", name="points",
+                                       hoverinfo="skip", marker={"size": 1.5, "color": "#555", "opacity": 0.5}))
+    _camera_layout(fig)
+    if not fig.data:
+        notes.append("no valid camera poses")
+    if notes:
+        _note(fig, "; ".join(notes), top=bool(fig.data))
+    return fig
+
+
 def camera_frustums(
     gt: pd.DataFrame | None,
     pred: pd.DataFrame | None = None,
@@ -503,9 +555,9 @@ def camera_frustums(
         else:
             xs, ys, zs = _polyline(_frustum_segments(p_rot[idx_in], p_t[idx_in], scale))
             fig.add_trace(go.Scatter3d(x=xs, y=ys, z=zs, mode="lines", name="pred: cameras", hoverinfo="skip",
-                                       line={"color": "#e66101", "width": 3}))
+                                       line={"color": PRED_COLOR, "width": 3}))
             finite = np.isfinite(err[idx_in])
-            marker = {"size": 4, "color": "#e66101"}
+            marker = {"size": 4, "color": PRED_COLOR}
             if finite.any():
                 marker = {"size": 4, "color": np.where(finite, err[idx_in], np.nanmax(err[idx_in])),
                           "colorscale": "RdYlGn_r", "showscale": True, "colorbar": {"title": {"text": "error (m)"}}}
@@ -598,7 +650,7 @@ def camera_centres(rows: pd.DataFrame, thresholds: Sequence[float] | None = None
     unknown = by_passes and thresholds is not None and len(shown) > 0 and not np.isfinite(passed[shown]).any()
     by_passes = by_passes and not unknown  # (every camera would read "passes none": coloured by error, and said)
     if thresholds is None or len(thresholds) == 0:
-        bins, bin_names, bin_colors = np.zeros(len(shown), int), ["pred centres"], ["#e66101"]
+        bins, bin_names, bin_colors = np.zeros(len(shown), int), ["pred centres"], [PRED_COLOR]
     else:
         bins, bin_names, bin_colors = (_pass_bins(passed[shown], thresholds) if by_passes
                                        else _error_bins(err[shown], thresholds))

@@ -515,7 +515,8 @@ def tab_3d(rv: state.RunView, dataset: str | None, scene: str | None) -> None:
         return
     s = _scene_or_first(rv, dataset, scene)
     if s is None:
-        st.info(absent(rv, "scenes.csv", "No GT scenes for this dataset in the run."))
+        if not predicted_clusters_3d(rv, dataset):  # (a test split: the clusters as submitted, without GT)
+            st.info(absent(rv, "scenes.csv", "No GT scenes for this dataset in the run."))
         return
     no_labels = state.root_labels(rv.data_root) is None
     if no_labels:  # said once, not once per scene
@@ -555,6 +556,34 @@ def tab_3d(rv: state.RunView, dataset: str | None, scene: str | None) -> None:
         with cols[i % 2]:
             state.cameras_3d(rv, dataset, name, key=f"fig_3d_{i}", with_points=with_points, compact=True,
                              by_passes=by_passes)
+
+
+def predicted_clusters_3d(rv: state.RunView, dataset: str) -> bool:
+    """A run without ground truth for ``dataset`` (a test split, a root without labels): one cluster of its
+    submission drawn in its own frame, with the COLMAP model's points on request (the tab said "No GT scenes" and
+    drew nothing, while checking a cluster before submitting it is what a test run is for). False when the run
+    has no posed cluster there."""
+    sub = state.run_submission(rv)
+    if sub is None:
+        return False
+    rows = sub[(sub["dataset"].astype(str) == dataset) & (sub["scene"].astype(str) != OUTLIERS)]
+    counts = rows["scene"].astype(str).value_counts()
+    if counts.empty:
+        return False
+    sizes = dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))  # (the largest first, then by name)
+    st.info("No ground truth for this dataset in the run: each cluster of its submission.csv is drawn in its own "
+            "frame, as submitted (no alignment, no error).")
+    c1, c2 = st.columns([2, 1], vertical_alignment="bottom")
+    cluster = c1.selectbox("Cluster", list(sizes), key="pred_cluster",
+                           format_func=lambda c: f"{c} ({sizes[c]} images)")
+    model = Path(rv.path) / "models" / dataset / str(cluster).removeprefix("cluster")
+    has_model = not rv.outside and str(cluster).startswith("cluster") and (
+        (model / "points3D.bin").exists() or (model / "points3D.txt").exists())
+    points = state.model_points(model) if has_model and c2.checkbox("Show 3-D points (COLMAP model)",
+                                                                     key="pred_pts") else None
+    state.show_figure("cluster_cameras", rows[rows["scene"].astype(str) == cluster], points=points,
+                      title=f"{dataset} / {cluster}", key="fig_pred_3d", post=state.fit_3d_view)
+    return True
 
 
 def _gt_scenes(rv: state.RunView, dataset: str) -> list[str]:

@@ -196,6 +196,30 @@ def test_results_keep_the_sidebar_root_when_the_runs_root_is_missing_here(make_r
         "cameras cannot be drawn."] and not at.get("plotly_chart")
 
 
+def test_a_run_without_ground_truth_draws_its_clusters_as_submitted(make_run: Callable[..., Path]) -> None:
+    """A test-split run's 3D tab said "No GT scenes for this dataset in the run." and drew nothing: checking a
+    cluster's cameras before submitting it is what a test run is for."""
+    run_dir = make_run("run-t")
+    for name in ("per_image.csv", "scenes.csv", "scores.json", "alignments.json"):
+        (run_dir / name).unlink(missing_ok=True)
+    meta = json.loads((run_dir / "run.json").read_text())
+    (run_dir / "run.json").write_text(json.dumps({**meta, "split": "test"}))
+    sub = pd.read_csv(run_dir / "submission.csv")
+    sizes = sub[sub["scene"] != "outliers"]["scene"].value_counts()
+    at = open_app("results", run="run-t", tab="3D")
+    assert_clean(at)
+    picker = at.selectbox(key="pred_cluster")
+    order = sorted(sizes.index, key=lambda c: (-sizes[c], c))  # (the largest first)
+    assert picker.options == [f"{c} ({sizes[c]} images)" for c in order]
+    (fig,) = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+    names = {t.get("name") for t in fig["data"]}
+    assert names == {"cameras", "centres"}
+    centres = next(t for t in fig["data"] if t.get("name") == "centres")
+    assert sorted(centres["text"]) == sorted(sub.loc[sub["scene"] == picker.value.split()[0], "image"])
+    assert not [c for c in at.checkbox if "3-D points" in c.label]  # (no COLMAP model in this run)
+    assert not [i for i in at.info if "No GT scenes" in i.value]
+
+
 def test_the_3d_tab_says_which_pose_convention(make_run: Callable[..., Path]) -> None:
     make_run("run-p")
     at = open_app("results", run="run-p", tab="3D")

@@ -561,3 +561,24 @@ def test_strongest_pairs_keep_each_images_best_links() -> None:
     assert list(kept.index) == sorted(kept.index)  # original order
     assert len(strongest_pairs(pairs, 5)) == len(pairs)  # everyone keeps everything
     assert {"i0", "i1"} <= {*strongest_pairs(pairs, 2)["name0"]}  # every image keeps a link
+
+
+def test_cluster_cameras_draws_a_cluster_as_submitted() -> None:
+    """Without ground truth (a test split): the cluster's cameras in their own frame, names on hover, unposed rows
+    skipped, far 3-D points left out and said so."""
+    from imc_core.viz import cluster_cameras
+
+    rot = np.stack([_rot("y", 20 * i) for i in range(4)])
+    trans = np.array([[0.0, 0.0, 4.0]] * 4)
+    frame = _frame(["a.png", "b.png", "c.png", "d.png"], rot, trans)
+    frame.loc[3, R_COLS] = np.nan  # (unposed)
+    pts = np.vstack([np.zeros((50, 3)), [[1e6, 1e6, 1e6]]])
+    fig = cluster_cameras(frame, points=pts, title="ds / cluster0")
+    assert _names(fig) == ["cameras", "centres", "points"]
+    centres = next(t for t in fig.data if t.name == "centres")
+    assert list(centres.text) == ["a.png", "b.png", "c.png"]
+    np.testing.assert_allclose(np.c_[centres.x, centres.y, centres.z][0], -rot[0].T @ trans[0])
+    assert len(next(t for t in fig.data if t.name == "points").x) == 50
+    assert "1 far 3-D points not drawn" in str(fig.layout.annotations[0].text)
+    empty = cluster_cameras(frame.iloc[3:])
+    assert not empty.data and "no valid camera poses" in str(empty.layout.annotations[0].text)
