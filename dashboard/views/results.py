@@ -614,7 +614,15 @@ MISPLACED_SHOWN = 36
 
 def tab_clusters(rv: state.RunView, dataset: str | None) -> None:
     if rv.per_image is None or dataset is None:
-        st.info(absent(rv, "per_image.csv", "No per-image table in this run."))
+        sub = state.run_submission(rv) if dataset is not None else None
+        if sub is None or not (sub["dataset"].astype(str) == dataset).any():
+            st.info(absent(rv, "per_image.csv", "No per-image table in this run."))
+            return
+        # no ground truth (a test split): the clusters as submitted, which is all there is to check
+        rows = sub[sub["dataset"].astype(str) == dataset]
+        sizes = rows["scene"].astype(str).value_counts().rename_axis("cluster").rename("images").reset_index()
+        st.info("No ground truth for this dataset in the run: its clusters as submitted (the 3D tab draws each).")
+        st.dataframe(sizes, hide_index=True, placeholder=state.NO_VALUE)
         return
     state.show_figure("cluster_matrix", rv.per_image, dataset, key="fig_clusters")
     df = rv.per_image[rv.per_image["dataset"].astype(str) == dataset]

@@ -218,6 +218,10 @@ def test_a_run_without_ground_truth_draws_its_clusters_as_submitted(make_run: Ca
     assert sorted(centres["text"]) == sorted(sub.loc[sub["scene"] == picker.value.split()[0], "image"])
     assert not [c for c in at.checkbox if "3-D points" in c.label]  # (no COLMAP model in this run)
     assert not [i for i in at.info if "No GT scenes" in i.value]
+    at = open_app("results", run="run-t", tab="Clusters")  # (it said "No per-image table in this run.")
+    assert_clean(at)
+    (table,) = [d.value for d in at.dataframe if "cluster" in d.value.columns]
+    assert dict(zip(table["cluster"], table["images"], strict=True)) == sub["scene"].value_counts().to_dict()
 
 
 def test_the_3d_tab_says_which_pose_convention(make_run: Callable[..., Path]) -> None:
