@@ -369,13 +369,13 @@ def _pass_bins(counts: np.ndarray, thresholds: Sequence[float]) -> tuple[np.ndar
     return idx, names, colors
 
 
-def _camera_layout(fig: go.Figure) -> None:
-    """The layout of the 3-D camera views: true proportions, x/y/z axes, and the user's camera kept across
-    redraws (``uirevision``)."""
+def _camera_layout(fig: go.Figure, frame: str = "GT frame, m") -> None:
+    """The layout of the 3-D camera views: true proportions, x/y/z axes named with their ``frame`` (the axes read
+    "x, y, z" in no unit), and the user's camera kept across redraws (``uirevision``)."""
     # no white walls and mid-grey grids: Streamlit's dark theme recolours a 2-D chart's background, not a 3-D box's
     axis = {"showbackground": False, "gridcolor": NEUTRAL_GRID, "zerolinecolor": NEUTRAL_LINE}
-    fig.update_layout(scene={"aspectmode": "data", "xaxis": {"title": {"text": "x"}, **axis},
-                             "yaxis": {"title": {"text": "y"}, **axis}, "zaxis": {"title": {"text": "z"}, **axis}},
+    fig.update_layout(scene={"aspectmode": "data", **{f"{a}axis": {"title": {"text": f"{a} ({frame})"}, **axis}
+                                                      for a in "xyz"}},
                       legend={"itemsizing": "constant"}, margin={"l": 0, "r": 0, "t": 40, "b": 0},
                       uirevision="cameras")
 
@@ -435,7 +435,7 @@ def cluster_cameras(pred: pd.DataFrame, *, points: np.ndarray | None = None, max
         if len(pts):
             fig.add_trace(go.Scatter3d(x=pts[:, 0], y=pts[:, 1], z=pts[:, 2], mode="markers", name="points",
                                        hoverinfo="skip", marker={"size": 1.5, "color": "#555", "opacity": 0.5}))
-    _camera_layout(fig)
+    _camera_layout(fig, "the model's frame and scale")
     if not fig.data:
         notes.append("no valid camera poses")
     if notes:
@@ -849,6 +849,7 @@ def threshold_curve(per_image: pd.DataFrame, dataset: str, scene: str,
     # the log axis starts two decades below the smallest threshold: a camera copied from the ground truth (error
     # 1e-12 m) would otherwise squeeze every threshold into the right edge
     floor = min(positive) / 100.0 if positive else 1e-5
+    notes: list[str] = []
     if len(finite):
         xs = err[finite]
         ys = np.arange(1, len(finite) + 1) / n
@@ -858,12 +859,14 @@ def threshold_curve(per_image: pd.DataFrame, dataset: str, scene: str,
                                  hovertemplate="%{text}<br>error %{customdata:.4g} m<br>%{y:.1%} within"
                                                "<extra></extra>"))
         if (xs < floor).any():
-            _note(fig, f"errors below {length_label(floor)} drawn at {length_label(floor)}", top=True)
+            notes.append(f"errors below {length_label(floor)} drawn at {length_label(floor)}")
     else:
         _note(fig, "no registered image has an error")
     if thresholds is not None and len(thresholds):
         thr = [float(t) for t in thresholds]
         skipped = _skipped(len(thr))
+        if zero := [f"t{k}" for k, t in enumerate(thr) if t <= 0]:  # (they vanished from the chart without a word)
+            notes.append(f"{', '.join(zero)} = 0: no place on a log axis, not drawn")
         for k, t in enumerate(thr):
             if t > 0:
                 fig.add_vline(x=t, line_dash="dot", line_color=SKIPPED_GREY if k < skipped else NEUTRAL_LINE)
@@ -888,6 +891,8 @@ def threshold_curve(per_image: pd.DataFrame, dataset: str, scene: str,
     if ticks:  # the thresholds are the values worth reading; plotly's log minor ticks read "2, 5, 0.01, 2"
         fig.update_xaxes(tickvals=ticks, ticktext=[length_label(t) for t in ticks], minor={"showgrid": False})
     fig.update_yaxes(title_text=f"fraction of {n} GT images", range=[0, 1.05], tickformat=".0%")
+    if notes:
+        _note(fig, "; ".join(notes), top=True)
     return fig
 
 

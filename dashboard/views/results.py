@@ -237,6 +237,9 @@ def header(rv: state.RunView) -> None:
     elif rv.status == "stopped":
         message = (failure_summary(rv) or ("", ""))[0]
         st.error(f"This run stopped: {state.md(message)} (run.json still says running).")
+    elif rv.status == "cancelled":  # (why, once: the headline below does not say it again)
+        why = f" ({state.md(meta['error'])})" if meta.get("error") else ""
+        st.info(f"This run was cancelled{why}: no scores, and its results stop where it did.")
     elif rv.status not in ("done", *ACTIVE):  # (a live run's progress follows the header)
         st.info(f"This run is {state.md(rv.status)}; results may be incomplete.")
 
@@ -244,8 +247,10 @@ def header(rv: state.RunView) -> None:
 def headline(rv: state.RunView) -> None:
     scores = rv.scores
     if not scores:
-        if rv.status in ("failed", "stopped", "cancelled"):
+        if rv.status in ("failed", "stopped"):
             st.caption(f"No scores: the run {ENDED[rv.status]}.")
+        elif rv.status == "cancelled":
+            pass  # (the header said it, with why)
         elif rv.meta.get("split") == "test":
             st.info("A test-split run: no ground truth, so no score. Its submission.csv (with image_id) is the file "
                     "Kaggle takes; the Overview tab says what it holds.")
@@ -886,7 +891,7 @@ def tab_timings(rv: state.RunView) -> None:
         # no dataset finished: its stage times were never written; the progress file says how far each got
         reached = stages_reached(state.run_progress(rv.path))
         if not reached.empty:
-            st.markdown(f"**How far the run got** (it {rv.status} before a dataset finished)")
+            st.markdown(f"**How far the run got** (it {ENDED.get(rv.status, rv.status)} before a dataset finished)")
             st.dataframe(reached, hide_index=True, placeholder=state.NO_VALUE, width="stretch", key="stages_reached",
                          column_config={"seconds": st.column_config.NumberColumn(format="%.1f")})
             total = (rv.timings or {}).get("total")

@@ -389,7 +389,13 @@ def test_a_cancelled_runs_timings_say_how_far_it_got(make_run: Callable[..., Pat
     assert table.to_dict("records") == [
         {"stage": "ds1/pairs", "done": "1/1", "seconds": 0.01, "state": "finished"},
         {"stage": "ds1/features", "done": "4/10", "seconds": 7.5, "state": "stopped here"}]
-    assert any("cancelled before a dataset finished" in m.value for m in at.markdown)
+    assert any("(it was cancelled before a dataset finished)" in m.value for m in at.markdown)  # ("it cancelled")
+    # said once, with why, in the header (three notes said it: "is cancelled", "No scores: …", the Overview's)
+    meta = json.loads((run_dir / "run.json").read_text())
+    (run_dir / "run.json").write_text(json.dumps({**meta, "error": "terminated (SIGTERM)"}))
+    at = open_app("results", run="run-c", tab="Timings")
+    said = [i.value for i in at.info if "cancelled" in i.value] + [c.value for c in at.caption if "No scores" in c.value]
+    assert said == ["This run was cancelled (terminated \\(SIGTERM\\)): no scores, and its results stop where it did."]
 
 
 def test_a_run_named_with_spaces_or_other_letters_opens(make_run: Callable[..., Path]) -> None:

@@ -337,6 +337,9 @@ def test_threshold_curve() -> None:
     zero = viz.threshold_curve(per_image, "ds", "s1", thresholds=[0.0, 0.0, 0.05, 0.08, 0.1, 0.2])
     assert _names(zero) == ["registered within error", "metric: t2…t5 (pass_k)"]
     assert len(zero.layout.shapes) == 4
+    assert [a.text for a in zero.layout.annotations] == ["t0, t1 = 0: no place on a log axis, not drawn"]  # (said)
+    assert not viz.threshold_curve(per_image, "ds", "s1", thresholds=[0.02, 0.03, 0.05, 0.08, 0.1, 0.2]
+                                   ).layout.annotations
     assert len(viz.threshold_curve(per_image, "ds", "missing").data) == 0
 
 
@@ -580,5 +583,7 @@ def test_cluster_cameras_draws_a_cluster_as_submitted() -> None:
     np.testing.assert_allclose(np.c_[centres.x, centres.y, centres.z][0], -rot[0].T @ trans[0])
     assert len(next(t for t in fig.data if t.name == "points").x) == 50
     assert "1 far 3-D points not drawn" in str(fig.layout.annotations[0].text)
+    assert fig.layout.scene.xaxis.title.text == "x (the model's frame and scale)"  # (no GT: no metres)
+    assert viz.camera_frustums(frame).layout.scene.zaxis.title.text == "z (GT frame, m)"
     empty = cluster_cameras(frame.iloc[3:])
     assert not empty.data and "no valid camera poses" in str(empty.layout.annotations[0].text)
