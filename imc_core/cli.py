@@ -272,6 +272,8 @@ def _cmd_runs(args: argparse.Namespace) -> int:
         return 0
     if args.ids:
         raise ConfigError(f"runs: unexpected {' '.join(args.ids)} (did you mean `runs rm`?)")
+    if args.force or args.dry_run:  # (accepted without a word, as if they did something to the list)
+        raise ConfigError("runs: --force and --dry-run only serve `runs rm`")
     if args.root and not Path(args.root).exists():
         raise InputError(Path(args.root), "runs folder not found")
     root = Path(args.root) if args.root else runs_root()
@@ -362,6 +364,12 @@ def _cmd_add_submission(args: argparse.Namespace) -> int:
     if not new:
         print(f"not added: this file was already added on this data root as {run.id} (label {run.meta.get('label')!r})",
               file=sys.stderr)
+        # (a --group or --label given now was dropped without a word: the run kept its own)
+        ignored = [f"{flag} {given!r} (it has {run.meta.get(key)!r})" for flag, key, given in
+                   (("--label", "label", args.label), ("--group", "group", args.group))
+                   if given is not None and given != run.meta.get(key)]
+        if ignored:
+            print(f"not applied: {'; '.join(ignored)}", file=sys.stderr)
     for warning in run.meta.get("warnings") or []:
         print(f"warning: {warning}", file=sys.stderr)
     print(run.path)

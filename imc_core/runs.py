@@ -839,6 +839,8 @@ def export_bundle(run_dir: str | Path, out_zip: str | Path | None = None, *, ove
     out_zip = Path(out_zip) if out_zip else run_dir.parent / f"{run_dir.name}.zip"
     if out_zip.is_dir():
         raise InputError(out_zip, "is a folder: name the bundle file (e.g. run.zip)")
+    if out_zip.resolve().is_relative_to(run_dir.resolve()):  # (the next export would zip this bundle too)
+        raise InputError(out_zip, f"is inside the run folder {run_dir}: write the bundle beside it or elsewhere")
     if out_zip.exists() and not overwrite:
         raise InputError(out_zip, "already exists: name another file, or replace it with --force")
     tmp = out_zip.with_name(f".{out_zip.name}.tmp")

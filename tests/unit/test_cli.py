@@ -434,6 +434,8 @@ def test_runs_by_data_root_and_as_json(tmp_path: Path, capsys: pytest.CaptureFix
     assert listed["runs"][0]["path"] == str(runs_dir / "c") and listed["unreadable"] == {}
     assert main(["runs", "rm", "a", "--root", str(runs_dir), "--data-root", str(ets)]) == 2  # rm: by id, status, group
     assert (runs_dir / "a").is_dir()
+    assert main(["runs", "--root", str(runs_dir), "--force", "--dry-run"]) == 2  # (the list took them silently)
+    assert "--force and --dry-run only serve `runs rm`" in capsys.readouterr().err
 
 
 def test_runs_narrowed_by_group_variant_and_last(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

@@ -242,6 +242,14 @@ def test_export_refuses_a_run_a_teammates_import_would_refuse(tmp_path: Path) ->
     check_run_text("fine", "g")
 
 
+def test_export_refuses_a_bundle_inside_the_run_folder(tmp_path: Path) -> None:
+    """Written there, the next export zipped the bundle too."""
+    d = make_run(tmp_path / "mine")
+    with pytest.raises(InputError, match="is inside the run folder"):
+        export_bundle(d, d / "inside.zip")
+    assert not (d / "inside.zip").exists()
+
+
 def test_export_never_replaces_a_file_unasked(tmp_path: Path) -> None:
     """`export B --out b1.zip` replaced run A's bundle there without a word."""
     a, b = make_run(tmp_path / "a"), make_run(tmp_path / "b")
