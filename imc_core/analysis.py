@@ -317,8 +317,9 @@ def loss_attribution(scores: Mapping[str, Any], scenes: pd.DataFrame, per_image:
             # no image in any cluster (a reconstruction that failed, everything in outliers): clusterness is 0
             # only because nothing was registered, and there is no cluster to fix, so the whole gap is the mAA's
             # (the symmetric split charged half of it to "impure clusters" that did not exist)
-            parts = {"clusterness": 0.0, **{k: (1.0 - score) * v / sum(maa_parts.values()) if sum(
-                maa_parts.values()) > 0 else 0.0 for k, v in maa_parts.items()}}
+            loss = sum(maa_parts.values())
+            parts = {"clusterness": 0.0, **{k: (1.0 - score) * v / loss if loss > 0 else 0.0
+                                            for k, v in maa_parts.items()}}
         else:
             parts = _split_gap(maa, clus, maa_parts)
         gap = 100.0 - 100.0 * score

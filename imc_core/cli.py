@@ -230,7 +230,6 @@ def _run_and_report(args: argparse.Namespace, progress: ProgressLine | None, sho
 
 def _cmd_variants(args: argparse.Namespace) -> int:
     from .config import list_variants, load_variant
-
     from .pipeline import check_devices
 
     for name in list_variants():
@@ -614,8 +613,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("runs", help="list run directories, or remove some",
                        description="Without an action: every run with its scores, newest first (--status, --group, "
-                       "--variant, --data-root and --last narrow the list; a data_root column when they span several). `rm` deletes the runs named and/or every run of a "
-                       "--status and/or --group (cache artifacts stay: `cache prune --unused` frees them).")
+                       "--variant, --data-root and --last narrow the list; a data_root column when they span "
+                       "several). `rm` deletes the runs named and/or every run of a --status and/or --group (cache "
+                       "artifacts stay: `cache prune --unused` frees them).")
     # (no choices: `runs RUN_ID` then gets the hint below instead of argparse's "invalid choice")
     s.add_argument("action", nargs="?", default="list", metavar="{list,rm}")
     s.add_argument("ids", nargs="*", metavar="RUN_ID", help="rm: run folder names")
@@ -712,8 +712,7 @@ def main(argv: list[str] | None = None) -> int:
         args = parse(argv)
     except SystemExit as exc:  # argparse's refusal (a missing --data-root, a bad --split): said on stderr
         if exc.code == 2 and _wants_run_json(list(sys.argv[1:] if argv is None else argv)):
-            print(json.dumps({"run_dir": None, "status": "refused", "error": "the command line was refused (see "
-                              "stderr)", "scores": None, "timings": None}))
+            print(_run_json(None, "refused", "the command line was refused (see stderr)"))
         raise
     with warnings.catch_warnings():  # restores the caller's showwarning (tests call main in-process)
         warnings.showwarning = _one_line_warning
@@ -740,13 +739,18 @@ def _check_no_empty_paths(args: argparse.Namespace) -> None:
             raise ConfigError(f"{what} is empty (an unset shell variable?): name a file or folder")
 
 
+def _run_json(run_dir: str | None, status: str, error: str | None, scores: Any = None, timings: Any = None) -> str:
+    """``run --json``'s one object."""
+    return json.dumps({"run_dir": run_dir, "status": status, "error": error, "scores": scores, "timings": timings})
+
+
 def _print_run_json(args: argparse.Namespace, run_dir: str | None, status: str, error: str | None,
                     scores: Any = None, timings: Any = None) -> None:
     """``run --json``'s one object on stdout (once, whatever ends the run)."""
     if getattr(args, "_json_printed", False):
         return
     args._json_printed = True
-    print(json.dumps({"run_dir": run_dir, "status": status, "error": error, "scores": scores, "timings": timings}))
+    print(_run_json(run_dir, status, error, scores, timings))
 
 
 def _wants_run_json(argv: list[str]) -> bool:

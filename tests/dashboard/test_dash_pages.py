@@ -394,7 +394,8 @@ def test_a_cancelled_runs_timings_say_how_far_it_got(make_run: Callable[..., Pat
     meta = json.loads((run_dir / "run.json").read_text())
     (run_dir / "run.json").write_text(json.dumps({**meta, "error": "terminated (SIGTERM)"}))
     at = open_app("results", run="run-c", tab="Timings")
-    said = [i.value for i in at.info if "cancelled" in i.value] + [c.value for c in at.caption if "No scores" in c.value]
+    said = [i.value for i in at.info if "cancelled" in i.value]
+    said += [c.value for c in at.caption if "No scores" in c.value]
     assert said == ["This run was cancelled (terminated \\(SIGTERM\\)): no scores, and its results stop where it did."]
 
 
