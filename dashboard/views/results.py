@@ -355,6 +355,14 @@ def scene_table(scenes: pd.DataFrame) -> pd.DataFrame:
     return state.blank_text_cells(df[first + [c for c in df.columns if c not in first and c not in skipped]])
 
 
+def scene_warnings(scenes: pd.DataFrame) -> list[str]:
+    """scenes.csv's non-empty ``warning`` cells as ``**scene**: warning.`` lines, for the text under the table."""
+    if "warning" not in scenes:
+        return []
+    return [f"**{state.md(str(sc))}**: {state.md(str(w).strip().rstrip('.'))}." for sc, w in
+            zip(scenes["scene"], scenes["warning"], strict=True) if isinstance(w, str) and w.strip()]
+
+
 def scene_columns(table: pd.DataFrame) -> dict[str, Any]:
     """Column widths (pixels) for :func:`scene_table` so that every column fits the page, ``registered_k`` shown as
     ``reg. tk`` (its header names what it counts)."""
@@ -442,6 +450,8 @@ def tab_overview(rv: state.RunView, dataset: str | None, scene: str | None) -> N
         table = scene_table(sc)
         st.dataframe(table, hide_index=True, placeholder=state.NO_VALUE, width="stretch",
                      column_config=scene_columns(table))
+        if said := scene_warnings(sc):  # (whole: at 160 px the column read "associated with clust…")
+            st.caption("The metric's warnings: " + " ".join(said))
     s = _scene_or_first(rv, dataset, scene) if dataset else None
     if rv.per_image is not None and s:
         state.show_figure("threshold_curve", rv.per_image, dataset, s, thresholds=_thresholds(rv, dataset, s),

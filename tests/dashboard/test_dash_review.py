@@ -331,6 +331,15 @@ def test_overview_scene_table_shows_the_counts_the_maa_uses_then_the_warning(mak
     assert cols[at_maa + 1:at_maa + 6] == ["registered_2", "registered_3", "registered_4", "registered_5", "warning"]
     assert "registered_0" not in cols and "registered_1" not in cols
     assert set(table["warning"]) == {""}
+    assert not [c for c in at.caption if "The metric's warnings" in c.value]
+    # a warning, whole under the table (at 160 px its column read "associated with clust…")
+    run = make_run("run-w")
+    scenes = pd.read_csv(run / "scenes.csv", dtype={"warning": str})
+    scenes.loc[scenes["scene"] == "s2", "warning"] = "associated with cluster 'outliers' (inflates the mAA)."
+    scenes.to_csv(run / "scenes.csv", index=False)
+    at = open_app("results", run="run-w", tab="Overview")
+    assert [c.value for c in at.caption if "The metric's warnings" in c.value] == [
+        "The metric's warnings: **s2**: associated with cluster 'outliers' \\(inflates the mAA\\)."]
 
 
 # ------------------------------------------------------------------------------------------------ split
