@@ -654,7 +654,11 @@ def tab_clusters(rv: state.RunView, dataset: str | None) -> None:
     misplaced = df[(~gt_out & ~in_cl & (cluster != "outliers")) | (gt_out & (cluster != "outliers"))]
     st.markdown(f"**Misplaced images** ({len(misplaced)}): in a cluster other than their GT scene's")
     if misplaced.empty:
-        st.caption("No image sits in another scene's cluster.")
+        placed = int((~gt_out & (cluster != "outliers")).sum())
+        # (with every image in outliers, "no image misplaced" read as a success)
+        st.caption("No image sits in another scene's cluster." if placed else
+                   "No image of a GT scene is in any cluster (all are in outliers): nothing was clustered, so "
+                   "nothing could be misplaced.")
         return
     image_dir = _image_dir(rv, dataset)
     # (a run folder copied by hand can name any file: only images inside the dataset's folder are drawn)

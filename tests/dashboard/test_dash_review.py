@@ -636,6 +636,22 @@ def test_clusters_tab_names_scenes_merged_into_one_cluster(make_run: Callable[..
     assert not [w for w in at.warning if "Scenes merged" in w.value]
 
 
+def test_clusters_tab_of_a_run_that_clustered_nothing_says_so(make_run: Callable[..., Path]) -> None:
+    """Every image in outliers (a failed reconstruction): "No image sits in another scene's cluster" read as a
+    success."""
+    import string
+
+    run = make_run("none", failing=tuple(f"s{k}_{i}.png" for k in (1, 2) for i in range(len(string.digits))))
+    pi = pd.read_csv(run / "per_image.csv")
+    assert (pi["cluster"] == "outliers").all()
+    at = open_app("results", run="none", tab="Clusters", dataset=DATASET)
+    assert [c.value for c in at.caption if "misplaced" in c.value] == [
+        "No image of a GT scene is in any cluster (all are in outliers): nothing was clustered, so nothing could be "
+        "misplaced."]
+    at = open_app("results", run=make_run("apart").name, tab="Clusters", dataset=DATASET)
+    assert [c.value for c in at.caption if "No image" in c.value] == ["No image sits in another scene's cluster."]
+
+
 def test_loss_tab_flags_a_dataset_whose_mAA_is_not_its_recount(make_run: Callable[..., Path]) -> None:
     """The official metric's mAA above 100 % (the 'outliers' cluster first in the file) put the whole gap into
     'discount' and showed 0 for images sent to outliers: the split is not meaningful there, and now says so."""

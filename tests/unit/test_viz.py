@@ -309,6 +309,8 @@ def test_cluster_matrix_counts_and_order() -> None:
     z = np.asarray(hm.z)
     np.testing.assert_array_equal(z, [[4, 1, 0], [0, 3, 2], [1, 0, 2]])
     assert len(fig.layout.shapes) == 2  # associated cells outlined
+    # whole images from 0 (one value drew a scale of 4.6 … 5.4; others ticked 1.5, 2.5)
+    assert (hm.zmin, hm.zmax, hm.colorbar.dtick, hm.colorbar.tickformat) == (0, 4, 1, "d")
     assert len(viz.cluster_matrix(_per_image(), "nope").data) == 0
     # a cluster literally named "nan" is a cluster (the metric counts it), not "(none)"
     named = _per_image().replace({"cluster": {"c1": "nan"}, "associated_cluster": {"c1": "nan"}})
