@@ -550,6 +550,28 @@ def test_a_group_of_images_no_model_holds_is_a_warning(tmp_path: Path, scene_a: 
     assert both.ok and both.n_models == 2 and not [line for line in both.log if line.startswith("WARNING")]
 
 
+def test_the_log_counts_as_verified_the_pairs_with_inliers(tmp_path: Path, scene_a: pycolmap.Reconstruction,
+                                                            scene_b: pycolmap.Reconstruction) -> None:
+    """COLMAP's num_verified_image_pairs also counts pairs it found degenerate (no inliers): the log said "75 of 75
+    matched pairs verified" where the match graph had 63."""
+    import h5py
+
+    names, features, matches, pairs = write_inputs(tmp_path, [("a_", scene_a), ("b_", scene_b)])
+    rng = np.random.default_rng(1)
+    cross = [(a, b) for a, b in pairs if a[0] != b[0]][:4]  # random matches across the scenes: verification fails
+    with h5py.File(matches, "a") as f:
+        for a, b in cross:
+            g = f.create_group(f"{a}/{b}")
+            g["matches"] = np.stack([rng.permutation(40), rng.permutation(40)], axis=1).astype(np.int32)
+            g["scores"] = np.ones(40, np.float32)
+    res = reconstruct(tmp_path, names, features, matches, pairs, fast_conf(), tmp_path / "out")
+    inliers = rc.pair_inliers(tmp_path / "out" / "database.db")
+    assert not {(a, b) for a, b in cross} & set(inliers)
+    n_matched = sum(1 for a, b in pairs if a[0] == b[0]) + len(cross)
+    [line] = [ln for ln in res.log if "matched pairs verified" in ln]
+    assert line.startswith(f"{len(inliers) // 2} of {n_matched} matched pairs verified"), line
+
+
 def test_unmatched_image_is_an_outlier(tmp_path: Path, scene_a: pycolmap.Reconstruction) -> None:
     names, features, matches, pairs = write_inputs(tmp_path, [("", scene_a)])
     lonely = names[-1]
