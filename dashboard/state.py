@@ -1334,16 +1334,6 @@ def variant_info(name: str) -> tuple[str, list[str], dict[str, dict[str, Any]]]:
 # ------------------------------------------------------------------------------------------------------ cache lookup
 
 
-def _stage_conf(conf: dict[str, Any], stage: str) -> dict[str, Any]:
-    """The cache-key config of a stage, as :func:`imc_core.pipeline._stage_conf` builds it."""
-    import importlib
-
-    d = dict(conf)
-    d.pop("device", None)
-    d["_stage_version"] = getattr(importlib.import_module(f"imc_core.stages.{stage}"), "VERSION", 1)
-    return d
-
-
 def run_artifacts(run_dir: str | Path, dataset: str) -> dict[str, Path]:
     """Cache folders a run used for one dataset, from its ``artifacts.json`` (only those still present)."""
     p = Path(run_dir) / "artifacts.json"
@@ -1373,9 +1363,11 @@ def find_match_artifacts(config: dict[str, Any], data_root: str | Path, dataset:
     The run's ``artifacts.json`` (written by the pipeline) names them directly; runs without it fall back to
     recomputing the cache keys.
 
-    The features key is recomputed exactly as the pipeline does (stage config without ``device`` + the images'
+    The features key is recomputed by the pipeline's own :func:`imc_core.pipeline.cache_key_confs` (and the images'
     content fingerprint, or their times for runs keyed so before); the matching artifact is the finished one whose
-    recorded inputs start with that key and whose config equals the run's matching section.
+    recorded inputs start with that key and whose config is the one a run of this config keys by (this lookup had
+    a copy of the key's rules that drifted from the pipeline's: the default variant's cached matches were never
+    found for an imported run).
 
     Args:
         config: the run's ``config.toml`` content (all sections).
@@ -1400,7 +1392,16 @@ def find_match_artifacts(config: dict[str, Any], data_root: str | Path, dataset:
         raise InputError(root, "the run's data root is not available here, so its cached matches cannot be located")
     split = "train" if (root / "train" / dataset).is_dir() else "test"
     ds = DataRoot(root).load_dataset(dataset, split)
-    fconf = _stage_conf(config.get("features", {}), "features")
+    from imc_core.config import SECTIONS, PipelineConfig
+    from imc_core.pipeline import cache_key_confs
+
+    try:
+        cfg = PipelineConfig.from_dict({k: v for k, v in config.items() if k in SECTIONS},
+                                       source="the run's config.toml")
+    except ImcError as err:  # (keys of another imc-lab: the keys cannot be made again)
+        raise InputError(root, f"its cached matches cannot be located: {str(err).splitlines()[0]}") from None
+    confs = cache_key_confs(cfg)
+    fconf = confs["features"]
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in dataset)
     # (runs made before the keys held the images' contents keyed their features by the images' times)
     for fingerprint in (content_fingerprint(ds.image_dir, ds.images), ds.fingerprint):
@@ -1411,7 +1412,7 @@ def find_match_artifacts(config: dict[str, Any], data_root: str | Path, dataset:
     else:
         raise InputError(fdir, "cached features not found (cache cleared, images or config changed since the run, "
                                "or the run was made by an older imc-lab whose cache keys differ)")
-    mconf = _stage_conf(config.get("matching", {}), "matching")
+    mconf = confs["matching"]
     for mdir in sorted((cache_root() / "matching").glob(f"{safe}-*")):
         done = mdir / DONE
         if not done.is_file():

@@ -525,8 +525,19 @@ def _read_text(path: Path) -> str:
         return ""
 
 
-def _match_dataset(ds: Any, cfg: PipelineConfig, writer: RunWriter, rep: _Reporter, use_cache: bool) -> _Matched:
+def cache_key_confs(cfg: PipelineConfig) -> dict[str, dict[str, Any]]:
+    """The configs the features and matching stages key their cache artifacts by in a run of ``cfg`` (the matcher's
+    threads resolved as the run resolves them): the one definition, for the pipeline and for readers that look a
+    run's artifacts up (the dashboard's pair viewer, for a run without artifacts.json or an imported one)."""
     from .stages import features as features_mod
+    from .stages import matching as matching_mod
+
+    mconf = matching_mod.resolve_threads(cfg.matching, cfg.reconstruction.deterministic)
+    return {"features": _stage_conf(cfg.features, features_mod, cfg, "features"),
+            "matching": _stage_conf(mconf, matching_mod, cfg, "matching")}
+
+
+def _match_dataset(ds: Any, cfg: PipelineConfig, writer: RunWriter, rep: _Reporter, use_cache: bool) -> _Matched:
     from .stages import matching as matching_mod
     from .stages.features import extract_features
     from .stages.matching import match_features
@@ -548,7 +559,8 @@ def _match_dataset(ds: Any, cfg: PipelineConfig, writer: RunWriter, rep: _Report
 
     # features (every image checked first: a dataset with bad files fails at once, naming all of them)
     images = [(n, ds.image_dir / n) for n in ds.images]
-    fconf = _stage_conf(cfg.features, features_mod, cfg, "features")
+    key_confs = cache_key_confs(cfg)
+    fconf = key_confs["features"]
     fingerprint = content_fingerprint(ds.image_dir, ds.images)
     fkey = fkey_now = artifact_key("features", fconf, [], fingerprint)
     if use_cache and ds.fingerprint and cached("features", name, fkey) is None:
@@ -595,7 +607,7 @@ def _match_dataset(ds: Any, cfg: PipelineConfig, writer: RunWriter, rep: _Report
 
     # matching (COLMAP's matcher threads resolved first: they decide whether the matches repeat)
     mconf = matching_mod.resolve_threads(cfg.matching, cfg.reconstruction.deterministic)
-    mkey_conf = _stage_conf(mconf, matching_mod, cfg, "matching")
+    mkey_conf = key_confs["matching"]
     mkey = artifact_key("matching", mkey_conf, [fkey, pairs_key], fingerprint)
 
     def build_matches(tmp: Path) -> None:

@@ -566,6 +566,24 @@ def test_cli_run_a_ctrl_c_the_interpreter_drops_still_ends_the_run(tiny_root: Pa
         "run_dir": str(out), "status": "cancelled", "error": "interrupted (Ctrl-C)"}
 
 
+def test_the_dashboard_finds_a_runs_cached_matches_without_artifacts_json(first_run: tuple[Path, Path],
+                                                                          tiny_root: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """For an imported run (its artifacts.json names the exporter's paths) or one from before artifacts.json, the
+    dashboard recomputes the cache keys: its copy of the key rules had drifted from the pipeline's (stage versions
+    per method, the matcher's threads resolved), so the default variant's matches were never found."""
+    import tomllib
+
+    from dashboard.state import find_match_artifacts
+
+    monkeypatch.setenv("IMC_CACHE_DIR", str(first_run[1]))
+    run_dir = first_run[0]
+    config = tomllib.loads((run_dir / "config.toml").read_text())
+    for name, stages in json.loads((run_dir / "artifacts.json").read_text()).items():
+        feats, matches = find_match_artifacts(config, tiny_root, name, run_dir=None)  # (the keys recomputed)
+        assert (feats, matches) == (Path(stages["features"]) / "features.h5", Path(stages["matching"]) / "matches.h5")
+
+
 def test_run_records_artifacts_and_verified_inliers(first_run: tuple[Path, Path]) -> None:
     from imc_core.stages.matching import read_matches
     from imc_core.stages.reconstruction import pair_inlier_matches
