@@ -648,9 +648,11 @@ def _reconstruct_dataset(matched: _Matched, cfg: PipelineConfig, run_dir: Path, 
     timings, cache = matched.timings, matched.cache
     record = _recorder(name, timings, cache, writer, rep)
 
-    # reconstruction (cached only when deterministic: otherwise every run is a fresh sample of mapper noise)
+    # reconstruction (cached only when deterministic: otherwise every run is a fresh sample of mapper noise, kept
+    # under a key of its own run, so that the next sample does not replace the one its artifacts.json names)
     rconf = _stage_conf(cfg.reconstruction, reconstruction_mod, cfg, "reconstruction")
-    rkey = artifact_key("reconstruction", rconf, [mkey, fkey], matched.fingerprint)
+    own = [] if cfg.reconstruction.deterministic else [run_dir.name]
+    rkey = artifact_key("reconstruction", rconf, [mkey, fkey, *own], matched.fingerprint)
     cacheable = use_cache and cfg.reconstruction.deterministic
     # its verified database has a key of its own: a change of a mapping key re-maps without re-verifying
     dconf = {**reconstruction_mod.database_conf(cfg.reconstruction), "_stage_version": reconstruction_mod.VERSION}

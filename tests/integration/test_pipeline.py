@@ -126,11 +126,26 @@ def test_matcher_threads_follow_the_determinism_switch(first_run: tuple[Path, Pa
     for stages in load_run(fast).timings["cache"].values():
         assert stages["features"] == "hit" and stages["matching"] == "miss", stages
     assert matching_conf(fast)["colmap_threads"] == -1
+    # each run's sample of the mapper's randomness stays its own: a second run replaced the folder the first one's
+    # artifacts.json named (its pair viewer and models then showed the other run's)
+    again = run_pipeline(tiny_root, variant="default", overrides=FAST + ["reconstruction.deterministic=false"],
+                         out=tmp_path / "again", raise_errors=True)
+
+    def reconstruction(run: Path) -> Path:
+        (stages,) = json.loads((run / "artifacts.json").read_text()).values()
+        return Path(stages["reconstruction"])
+
+    assert reconstruction(fast) != reconstruction(again) and reconstruction(fast).is_dir()
+    kept = read_pose_csv(reconstruction(fast) / "poses.csv")
+    assert list(kept["image"]) == list(read_pose_csv(fast / "submission.csv")["image"])
+    assert_same_poses_frame(kept, read_pose_csv(fast / "submission.csv"))
 
 
 def assert_same_poses(run_a: Path, run_b: Path) -> None:
-    a = read_pose_csv(run_a / "submission.csv")
-    b = read_pose_csv(run_b / "submission.csv")
+    assert_same_poses_frame(read_pose_csv(run_a / "submission.csv"), read_pose_csv(run_b / "submission.csv"))
+
+
+def assert_same_poses_frame(a: pd.DataFrame, b: pd.DataFrame) -> None:
     assert list(a["image"]) == list(b["image"]) and list(a["scene"]) == list(b["scene"])
     cols = [c for c in a.columns if c.startswith("r") and c[1:].isdigit()] + ["tx", "ty", "tz"]
     np.testing.assert_array_equal(a[cols].to_numpy(), b[cols].to_numpy())
