@@ -430,11 +430,12 @@ def resolve_run_dir(run: str) -> Path:
 
 
 def run_mtime(path: Path) -> float:
-    """Latest modification time of a run's files (cache key; cheap stats only)."""
+    """Latest modification time of a run's files and of its folder (cache key; cheap stats only): the folder's
+    changes when a file is added, removed or replaced (a removed per_image.csv was still shown)."""
     from imc_core.runs import RUN_FILES
 
     times = []
-    for name in RUN_FILES:
+    for name in (".", *RUN_FILES):
         try:
             times.append((path / name).stat().st_mtime)
         except OSError:

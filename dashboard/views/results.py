@@ -995,10 +995,17 @@ def tab_descriptors(rv: state.RunView, dataset: str | None) -> None:
                     "from a bundle), so there is nothing to project. Re-run the variant to rebuild them.")
         return
     if rv.per_image is None:
-        st.info(absent(rv, "per_image.csv", "No per-image table in this run, so images cannot be coloured by GT "
-                                            "scene and cluster."))
-        return
-    pi = rv.per_image[rv.per_image["dataset"].astype(str) == dataset]
+        sub = state.run_submission(rv)
+        rows = sub[sub["dataset"].astype(str) == dataset] if sub is not None else None
+        if rows is None or rows.empty:
+            st.info(absent(rv, "per_image.csv", "No per-image table in this run, so images cannot be coloured by GT "
+                                                "scene and cluster."))
+            return
+        # no ground truth (a test split): coloured by cluster alone (it drew nothing)
+        st.caption("No ground truth for this dataset in the run: images are coloured by their submitted cluster.")
+        pi = pd.DataFrame({"image": rows["image"].astype(str), "scene": None, "cluster": rows["scene"].astype(str)})
+    else:
+        pi = rv.per_image[rv.per_image["dataset"].astype(str) == dataset]
     names = pi["image"].astype(str).tolist()
     try:
         coords = state.appearance_embedding(features / "features.h5", names)
@@ -1011,8 +1018,8 @@ def tab_descriptors(rv: state.RunView, dataset: str | None) -> None:
     if rv.scenes is not None and {"dataset", "scene", "cluster"} <= set(rv.scenes.columns):
         sc = rv.scenes[rv.scenes["dataset"].astype(str) == dataset]
         assoc = {str(c): str(s) for s, c in zip(sc["scene"], sc["cluster"], strict=True) if isinstance(c, str)}
-    state.show_figure("embedding_scatter", coords, pi["scene"].astype(str).tolist(),
-                      pi["cluster"].astype(str).tolist(), names, cluster_scene=assoc,
+    gt = None if rv.per_image is None else pi["scene"].astype(str).tolist()
+    state.show_figure("embedding_scatter", coords, gt, pi["cluster"].astype(str).tolist(), names, cluster_scene=assoc,
                       title=f"{dataset}: appearance (pooled local descriptors, PCA)", key="fig_desc")
 
 

@@ -353,6 +353,15 @@ def test_descriptors_tab_projects_the_runs_cached_features(make_run: Callable[..
     fig = json.loads(charts[0].proto.spec)
     names = {t["name"] for t in fig["data"]}
     assert {"s1", "s2", "outliers"} <= names and any(n.startswith("cluster") for n in names)
+    # without ground truth (a test split): coloured by cluster alone (the tab drew nothing)
+    for name in ("per_image.csv", "scenes.csv", "scores.json", "alignments.json"):  # (read again, not the cache's)
+        (run / name).unlink(missing_ok=True)
+    at = open_app("results", run="run-a", tab="Descriptors")
+    assert_clean(at)
+    (chart,) = at.get("plotly_chart")
+    groups = {t.get("legendgroup") for t in json.loads(chart.proto.spec)["data"]}
+    assert groups == {"cluster"}
+    assert any("coloured by their submitted cluster" in c.value for c in at.caption)
 
 
 def test_broken_run_dir_gives_a_readable_error(make_run: Callable[..., Path], dash_env: DashEnv) -> None:
