@@ -1246,6 +1246,9 @@ def match_graph(pairs: pd.DataFrame, groups: Mapping[str, str] | None = None,
     custom = np.stack([n0, n1, nm.astype(int).astype(str), inl.astype(int).astype(str)], axis=1)
     fig.add_trace(go.Scatter(x=mid[:, 0], y=mid[:, 1], mode="markers", name="edge midpoints", showlegend=False,
                              marker={"size": 10, "opacity": 0}, customdata=custom,
+                             # (the clicked midpoint shows; Plotly dimmed every other point of the graph)
+                             selected={"marker": {"opacity": 0.9, "color": "#e6550d"}},
+                             unselected={"marker": {"opacity": 0}},
                              hovertemplate="%{customdata[0]} – %{customdata[1]}<br>%{customdata[2]} matches, "
                                            "%{customdata[3]} inliers<extra></extra>"))
     degree = np.bincount(edges.ravel(), minlength=len(nodes))
@@ -1255,6 +1258,7 @@ def match_graph(pairs: pd.DataFrame, groups: Mapping[str, str] | None = None,
         sel = [i for i, g in enumerate(node_groups) if g == group]
         fig.add_trace(go.Scatter(x=pos[sel, 0], y=pos[sel, 1], mode="markers", name=group,
                                  marker={"size": 10, "color": color, "line": {"width": 1, "color": "#fff"}},
+                                 unselected={"marker": {"opacity": 1}},
                                  text=[f"{nodes[i]} (degree {degree[i]})" for i in sel],
                                  customdata=[nodes[i] for i in sel],
                                  hovertemplate="%{text}<br>" + group + "<extra></extra>"))

@@ -708,15 +708,22 @@ def tab_pairs(rv: state.RunView, dataset: str | None) -> None:
                   else ""))
     layout = c2.radio("Layout", ["circle", "spring"], horizontal=True, key="graph_layout",
                       help="circle: images grouped by GT scene; spring: a force layout (matched scenes clump)")
-    event = state.show_figure("match_graph", drawn, groups, title=f"{dataset}: match graph", key="fig_graph",
+    # the chart's key names the run, the dataset, the layout and a generation: a click selects a point, and
+    # clicking it again changes nothing Plotly reports, so once the pair shown is another the chart is drawn anew
+    # (the same edge clicked again after a pair picked by hand, or in another run, opened nothing)
+    graph = f"fig_graph_{rv.id}_{dataset}_{layout}_{st.session_state.get(GRAPH_GEN, 0)}"
+    event = state.show_figure("match_graph", drawn, groups, title=f"{dataset}: match graph", key=graph,
                               on_select="rerun", selection_mode="points",
                               layout="circular" if layout == "circle" else "spring")
     picked = _picked_pair(event)
+    last = st.session_state.get("_picked_pair")
+    if last is not None and last[0] != graph:  # (a click on another chart: not this one's)
+        last = None
     top = pairs.sort_values("n_matches", ascending=False, kind="stable")
     if len(top) > MAX_PAIR_OPTIONS:  # (a list of 17,000 pairs took seconds to filter as one typed)
         images = sorted({*top["name0"].astype(str), *top["name1"].astype(str)})
         if st.session_state.get("pairs_of") not in images or (
-                picked and picked != st.session_state.get("_picked_pair")):  # (a click on the graph: any pair)
+                picked and (last is None or picked != last[1])):  # (a click on the graph: any pair)
             st.session_state["pairs_of"] = EVERY_IMAGE
         of = st.selectbox("Pairs of", [EVERY_IMAGE, *images], key="pairs_of",
                           help=f"{len(top)} pairs: the list below holds the {MAX_PAIR_OPTIONS} with most matches, "
@@ -729,15 +736,23 @@ def tab_pairs(rv: state.RunView, dataset: str | None) -> None:
     options = [f"{r.name0} ↔ {r.name1} ({r.n_matches})" for r in top.itertuples()]
     if not options:
         return
-    if picked and picked != st.session_state.get("_picked_pair"):  # a new click on the graph wins once
-        st.session_state["_picked_pair"] = picked
+    if picked and (last is None or picked != last[1]):  # a new click on the graph wins once
+        st.session_state["_picked_pair"] = last = (graph, picked)
         key = f"{picked[0]} ↔ {picked[1]} ("
         st.session_state["pair"] = next((o for o in options if o.startswith(key)), options[0])
     if st.session_state.get("pair") not in options:
         st.session_state["pair"] = options[0]
     choice = st.selectbox("Pair (most matches first)", options, key="pair")
     a, b = choice.rsplit(" (", 1)[0].split(" ↔ ")
+    if picked and picked != (a, b):  # another pair shown than the one selected on the chart: a fresh chart, so
+        st.session_state[GRAPH_GEN] = st.session_state.get(GRAPH_GEN, 0) + 1  # that clicking it again counts
+        st.session_state.pop("_picked_pair", None)
+        st.rerun()
     pair_viewer(rv, dataset, a, b)
+
+
+#: session key of the match graph's generation (:func:`tab_pairs` draws a fresh chart when it moves on)
+GRAPH_GEN = "_graph_generation"
 
 
 def _picked_pair(event: Any) -> tuple[str, str] | None:
