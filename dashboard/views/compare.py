@@ -589,6 +589,8 @@ DELTA_IN_URL, DRAW_IN_URL = "_delta_in_url", "_draw_runs_in_url"
 
 #: 3-D views in one row of the side-by-side section
 VIEWS_PER_ROW = 3
+#: session key of the per-scene table's dataset as the 3-D views last followed it
+TABLE_SEEN = "_compare_table_dataset_seen"
 
 
 def side_by_side(arms: dict[str, list[state.RunView]]) -> None:
@@ -603,12 +605,16 @@ def side_by_side(arms: dict[str, list[state.RunView]]) -> None:
         datasets += [d for d in rv.datasets if d not in datasets]
     if not datasets:
         return
-    if st.session_state.get("dataset") not in datasets:
-        # the per-scene table's dataset when these runs have it: the two pickers started on different datasets
-        table = st.session_state.get("scene_dataset")
+    table = st.session_state.get("scene_dataset")
+    seen = st.session_state.get(TABLE_SEEN, table)  # (first drawn: a link's own 3-D dataset stays)
+    if st.session_state.get("dataset") not in datasets or (table in datasets and table != seen):
+        # the per-scene table's dataset when these runs have it, at first and whenever the table moves to another
+        # (the two pickers started on different datasets, and parted when the table's changed)
         st.session_state["dataset"] = table if table in datasets else datasets[0]
+    st.session_state[TABLE_SEEN] = table
     c1, c2 = st.columns(2)
     dataset = c1.selectbox("Dataset", datasets, key="dataset", bind="query-params")
+    state.share_also("dataset", "scene", "show_3d")
     scenes: list[str] = []
     for rv in views:
         if rv.per_image is not None:
@@ -747,7 +753,8 @@ def main() -> None:
 
     st.title("Compare")
     # (the pair of runs per image and the runs drawn in 3-D join the link where their sections draw them)
-    state.register_share("compare", ["runs", "dataset", "scene", "scene_dataset", "show_3d"])
+    # (the sections add theirs where they draw them: a dataset left by the Results page was in an empty view's link)
+    state.register_share("compare", ["runs"])
     with state.error_boundary("Import"):
         import_panel()
     with state.error_boundary("Score a submission"):
@@ -759,7 +766,7 @@ def main() -> None:
         # a hand-written link may list the runs with commas (the page writes runs=a&runs=b)
         named = [p.strip() for r in raw for p in r.split(",") if p.strip()]
         asked = list(dict.fromkeys(named))
-        if twice := sorted({r for r in named if named.count(r) > 1}):  # (a run is one measurement, once)
+        if twice := sorted({r for r in named if named.count(r) > 1 and r in ids}):  # (a run counts once)
             st.session_state[LINK_TWICE] = (twice, [r for r in asked if r in ids])
         st.session_state["runs"] = [r for r in asked if r in ids]
         if absent := [r for r in asked if r not in ids]:  # (the URL is rewritten without them below)
@@ -857,7 +864,11 @@ def main() -> None:
         st.dataframe(per_ds, hide_index=True, width="stretch", key="per_dataset", placeholder=state.NO_VALUE,
                      column_config=_numbers(per_ds, ("dataset", "arm", "runs")))
     if shared:
+        if st.session_state.get("scene_dataset") not in shared and st.session_state.get("dataset") in shared:
+            # (the dataset a link or the Results page carried over: the 3-D views start on it too)
+            st.session_state["scene_dataset"] = st.session_state["dataset"]
         dataset = st.selectbox("Per-scene mAA of dataset", shared, key="scene_dataset", bind="query-params")
+        state.share_also("scene_dataset")
         scenes = per_scene_table(arms, dataset)
         st.dataframe(scenes, hide_index=True, width="stretch", key="per_scene", placeholder=state.NO_VALUE,
                      column_config=per_scene_columns(scenes))

@@ -644,12 +644,22 @@ def test_the_3d_views_start_on_the_per_scene_tables_dataset(make_run: Callable[.
     assert at.selectbox(key="scene_dataset").value == DATASET
     assert at.selectbox(key="dataset").options == ["ds2", DATASET]
     assert at.selectbox(key="dataset").value == DATASET
+    # and they stay together when the table moves to another dataset (they parted)
+    second = make_run("c", score=61.0)
+    add_dataset(second, "ds2", 51.0)
+    add_dataset(make_run("d", score=63.0), "ds2", 52.0)
+    at = open_compare(["c", "d"])
+    at.selectbox(key="scene_dataset").select("ds2").run()
+    no_errors(at)
+    assert at.selectbox(key="dataset").value == "ds2"
+    at.selectbox(key="dataset").select(DATASET).run()  # (the 3-D views' own pick stays while the table's does)
+    assert at.selectbox(key="dataset").value == DATASET
 
 
 def test_a_link_naming_a_run_twice_says_it_is_compared_once(make_run: Callable[..., Path]) -> None:
     make_run("a", score=60.0)
     make_run("b", score=62.0)
-    at = open_compare(["a", "b", "a"])
+    at = open_compare(["a", "b", "a", "gone", "gone"])  # (a run not here, named twice: not compared at all)
     no_errors(at)
     assert at.multiselect(key="runs").value == ["a", "b"]
     said = [plain(c.value) for c in at.caption if "more than once" in c.value]
@@ -674,6 +684,13 @@ def test_a_page_switch_drops_the_other_pages_query(make_run: Callable[..., Path]
     at.switch_page("views/results.py").run()
     no_errors(at)
     assert "runs" not in at.query_params and at.selectbox(key="run").value == "a"
+    # Compare with no runs: its link names no dataset (Results' was in it, a view the link did not draw)
+    at.query_params.pop("run", None)
+    at.switch_page("views/compare.py").run()
+    at.multiselect(key="runs").set_value([]).run()
+    no_errors(at)
+    link = "\n".join(c.value for c in at.sidebar.code)
+    assert "page=compare" in link and "dataset=" not in link and "scene=" not in link, link
 
 
 def test_the_test_column_says_when_a_paired_test_left_runs_out() -> None:
