@@ -860,7 +860,7 @@ def summarize(root: str | Path | DataRoot) -> pd.DataFrame:
             names = sample.loc[sample["dataset"] == ds, "image"].tolist()
             if not folder.is_dir() and (dr.path / "train" / ds).is_dir():
                 notes.append(f"{folder} not found: a test run of {ds} reads the sample submission's images from "
-                             f"{dr.path / 'train' / ds}, so its images are the train dataset's, counted twice here")
+                             f"{dr.path / 'train' / ds}, so its images are the train dataset's, counted twice here.")
                 folder = dr.path / "train" / ds
             present = on_disk(folder)
             rows.append(("test", ds, "", len(names), sum(1 for n in names if not on_disk_as(folder, n, present)), ""))

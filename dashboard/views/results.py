@@ -635,9 +635,11 @@ def tab_clusters(rv: state.RunView, dataset: str | None) -> None:
             return
         # no ground truth (a test split): the clusters as submitted, which is all there is to check
         rows = sub[sub["dataset"].astype(str) == dataset]
-        sizes = rows["scene"].astype(str).value_counts().rename_axis("cluster").rename("images").reset_index()
+        scene = rows["scene"].astype(str)
+        sizes = scene[scene != OUTLIERS].value_counts().rename_axis("cluster").rename("images").reset_index()
         st.info("No ground truth for this dataset in the run: its clusters as submitted (the 3D tab draws each).")
         st.dataframe(sizes, hide_index=True, placeholder=state.NO_VALUE)
+        st.caption(f"{int((scene == OUTLIERS).sum())} of {len(rows)} images submitted as outliers (no cluster).")
         return
     state.show_figure("cluster_matrix", rv.per_image, dataset, key="fig_clusters")
     df = rv.per_image[rv.per_image["dataset"].astype(str) == dataset]

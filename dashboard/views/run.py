@@ -314,7 +314,7 @@ def launch_panel(root: Path) -> None:
                    f"{', '.join(f'`{k}`' for k in keys[:4])}{' …' if len(keys) > 4 else ''}): Compare would "
                    "average them as seeds of one experiment. Name a new group, unless that is what you mean.",
                    icon="⚠️")
-    if repeats > 1:
+    if repeats > 1 and not problem:  # (the seeds past the range were listed under the error that refused them)
         st.caption(f"Seeds {seed} … {seed + repeats - 1}"
                    + ("" if values[DETERMINISTIC_KEY] else " (non-deterministic: mapper noise is sampled too)"))
     busy = jobs.started_jobs()

@@ -221,7 +221,10 @@ def test_a_run_without_ground_truth_draws_its_clusters_as_submitted(make_run: Ca
     at = open_app("results", run="run-t", tab="Clusters")  # (it said "No per-image table in this run.")
     assert_clean(at)
     (table,) = [d.value for d in at.dataframe if "cluster" in d.value.columns]
-    assert dict(zip(table["cluster"], table["images"], strict=True)) == sub["scene"].value_counts().to_dict()
+    clustered = sub[sub["scene"] != "outliers"]["scene"].value_counts().to_dict()
+    assert dict(zip(table["cluster"], table["images"], strict=True)) == clustered  # (outliers are no cluster)
+    n_out = int((sub["scene"] == "outliers").sum())
+    assert f"{n_out} of {len(sub)} images submitted as outliers (no cluster)." in [c.value for c in at.caption]
 
 
 def test_the_3d_tab_says_which_pose_convention(make_run: Callable[..., Path]) -> None:

@@ -459,7 +459,9 @@ def test_every_seed_of_the_repeats_is_checked(dash_env: DashEnv, monkeypatch: py
     [error] = [e.value for e in at.error]
     assert error == ("Invalid parameters, nothing launched: reconstruction.seed must be between 0 and 2147483647: "
                      "the 3 runs would take seeds 2147483646 … 2147483648 (start at 2147483645 at most)")
+    assert not [c for c in at.caption if c.value.startswith("Seeds ")]  # (not listed again under the error)
     at.number_input(key="repeats").set_value(2).run()
+    assert [c.value for c in at.caption if c.value.startswith("Seeds ")] == ["Seeds 2147483646 … 2147483647"]
     assert not at.error and not at.button(key="launch").disabled
     at.number_input(key="cfg.default.reconstruction.seed").set_value(2147483648).run()
     assert [e.value for e in at.error] == ["Invalid parameters, nothing launched: reconstruction.seed must be "
