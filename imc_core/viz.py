@@ -393,6 +393,33 @@ def _passed_hover(count: float, thresholds: Sequence[float] | None) -> str:
     return f"<br>passes {int(count)} of {len(_used_thresholds(thresholds))} thresholds"
 
 
+def _posed(frame: pd.DataFrame | None, what: str) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """:func:`_poses` of the rows with a finite pose (names, (N, 3, 3) rotations, (N, 3) translations)."""
+    names, rot, t = _poses(frame, what)
+    ok = np.isfinite(rot).all(axis=(1, 2)) & np.isfinite(t).all(axis=1)
+    return [n for n, good in zip(names, ok, strict=True) if good], rot[ok], t[ok]
+
+
+def _add_points(fig: go.Figure, points: np.ndarray, centres: np.ndarray, max_points: int, notes: list[str],
+                sim: tuple[float, np.ndarray, np.ndarray] | None = None) -> None:
+    """A ``points`` trace of the finite 3-D points (at most ``max_points``, a fixed-seed sample; mapped by the
+    similarity ``sim`` when given), those far from the ``centres`` left out and counted in ``notes``."""
+    pts = np.asarray(points, dtype=float).reshape(-1, 3)
+    pts = pts[np.isfinite(pts).all(axis=1)]
+    if len(pts) > max_points:
+        pts = pts[np.sort(np.random.default_rng(0).choice(len(pts), max_points, replace=False))]
+    if sim is not None:
+        s, ra, ta = sim
+        pts = s * pts @ ra.T + ta
+    keep = near_points(pts, centres)
+    if (~keep).any():
+        notes.append(f"{int((~keep).sum())} far 3-D points not drawn")
+        pts = pts[keep]
+    if len(pts):
+        fig.add_trace(go.Scatter3d(x=pts[:, 0], y=pts[:, 1], z=pts[:, 2], mode="markers", name="points",
+                                   hoverinfo="skip", marker={"size": 1.5, "color": "#555", "opacity": 0.5}))
+
+
 def cluster_cameras(pred: pd.DataFrame, *, points: np.ndarray | None = None, max_points: int = 20000,
                     title: str = "Cameras of a cluster") -> go.Figure:
     """3-D view of one predicted cluster's cameras in its own frame, without ground truth (a test split, a data root
@@ -409,10 +436,7 @@ def cluster_cameras(pred: pd.DataFrame, *, points: np.ndarray | None = None, max
         Figure with Scatter3d traces ``cameras`` (pyramids), ``centres`` (one marker per image, its name on hover)
         and ``points`` (when given), ``scene.aspectmode = "data"``.
     """
-    names, rot, t = _poses(pred, "predicted")
-    ok = np.isfinite(rot).all(axis=(1, 2)) & np.isfinite(t).all(axis=1)
-    names = [n for n, good in zip(names, ok, strict=True) if good]
-    rot, t = rot[ok], t[ok]
+    names, rot, t = _posed(pred, "predicted")
     centres = camera_centers(rot, t)
     fig = go.Figure(layout={"title": {"text": title}, "template": "plotly_white"})
     notes: list[str] = []
@@ -424,17 +448,7 @@ def cluster_cameras(pred: pd.DataFrame, *, points: np.ndarray | None = None, max
                                    name="centres", marker={"size": 4, "color": PRED_COLOR}, text=names,
                                    hovertemplate="%{text}<extra></extra>"))
     if points is not None and len(points) and len(names):
-        pts = np.asarray(points, dtype=float).reshape(-1, 3)
-        pts = pts[np.isfinite(pts).all(axis=1)]
-        if len(pts) > max_points:
-            pts = pts[np.sort(np.random.default_rng(0).choice(len(pts), max_points, replace=False))]
-        keep = near_points(pts, centres)
-        if (~keep).any():
-            notes.append(f"{int((~keep).sum())} far 3-D points not drawn")
-            pts = pts[keep]
-        if len(pts):
-            fig.add_trace(go.Scatter3d(x=pts[:, 0], y=pts[:, 1], z=pts[:, 2], mode="markers", name="points",
-                                       hoverinfo="skip", marker={"size": 1.5, "color": "#555", "opacity": 0.5}))
+        _add_points(fig, points, centres, max_points, notes)
     _camera_layout(fig, "the model's frame and scale")
     if not fig.data:
         notes.append("no valid camera poses")
@@ -486,11 +500,8 @@ def camera_frustums(
         error bin), ``pred centres``, ``GT–pred offsets``, ``not registered``, ``pred (not in this scene)``,
         ``points`` (each only when it has something to draw), and ``scene.aspectmode = "data"``.
     """
-    g_names, g_rot, g_t = _poses(gt, "GT")
-    p_names, p_rot, p_t = _poses(pred, "predicted")
-    g_ok = np.isfinite(g_rot).all(axis=(1, 2)) & np.isfinite(g_t).all(axis=1)
-    g_names = [n for n, ok in zip(g_names, g_ok, strict=True) if ok]
-    g_rot, g_t = g_rot[g_ok], g_t[g_ok]
+    g_names, g_rot, g_t = _posed(gt, "GT")
+    p_names, p_rot, p_t = _posed(pred, "predicted")
     g_c = camera_centers(g_rot, g_t)
 
     fig = go.Figure(layout={"title": {"text": title}, "template": "plotly_white"})
@@ -499,9 +510,6 @@ def camera_frustums(
     if alignment is not None and sim is None and len(p_names):
         notes.append("no alignment for this scene: predictions not drawn")
         p_names, p_rot, p_t = [], np.zeros((0, 3, 3)), np.zeros((0, 3))
-    p_ok = np.isfinite(p_rot).all(axis=(1, 2)) & np.isfinite(p_t).all(axis=1)
-    p_names = [n for n, ok in zip(p_names, p_ok, strict=True) if ok]
-    p_rot, p_t = p_rot[p_ok], p_t[p_ok]
     if sim is not None and len(p_names):
         p_rot, p_t = apply_similarity(p_rot, p_t, *sim)
     p_c = camera_centers(p_rot, p_t)
@@ -588,20 +596,7 @@ def camera_frustums(
                                    hoverinfo="skip", line={"color": OUTLIER_COLOR, "width": 2}))
 
     if points is not None and len(points):
-        pts = np.asarray(points, dtype=float).reshape(-1, 3)
-        pts = pts[np.isfinite(pts).all(axis=1)]
-        if len(pts) > max_points:
-            pts = pts[np.sort(np.random.default_rng(0).choice(len(pts), max_points, replace=False))]
-        if sim is not None:
-            s, ra, ta = sim
-            pts = s * pts @ ra.T + ta
-        keep = near_points(pts, p_c if len(p_c) else g_c)
-        if (~keep).any():
-            notes.append(f"{int((~keep).sum())} far 3-D points not drawn")
-            pts = pts[keep]
-        if len(pts):
-            fig.add_trace(go.Scatter3d(x=pts[:, 0], y=pts[:, 1], z=pts[:, 2], mode="markers", name="points",
-                                       hoverinfo="skip", marker={"size": 1.5, "color": "#555", "opacity": 0.5}))
+        _add_points(fig, points, p_c if len(p_c) else g_c, max_points, notes, sim)
 
     _camera_layout(fig)
     if not fig.data:
