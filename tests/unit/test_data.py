@@ -232,7 +232,7 @@ def test_missing_labelled_image_names_labels_row_and_path(tmp_path: Path) -> Non
     assert msg == f"{root_path / 'train_labels.csv'}:5: image not found: {missing}"
     (root_path / "train" / "alpha" / "A1.PNG").write_bytes(b"x")  # on disk in another case
     with pytest.raises(InputError, match=r"image not found: .*a1\.png \(the folder holds A1\.PNG: names are "
-                                         "case-sensitive\)"):
+                                         r"case-sensitive\)"):
         DataRoot(root_path).load_dataset("alpha")
 
 
