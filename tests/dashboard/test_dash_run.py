@@ -530,7 +530,12 @@ def test_each_job_card_is_keyed_and_an_ended_one_has_no_cancel(dash_env: DashEnv
     at.number_input(key="repeats").set_value(2)
     at.text_input(key="label").input("two seeds")
     at.button(key="launch").click().run()
-    dirs = sorted(p for p in dash_env.runs.iterdir() if p.is_dir())
+    from imc_core.runs import meta_seed
+
+    # in the order they run (seed 0 first): their ids share the launch second, and a random suffix sorted the
+    # queued one first half the time (the test then waited for a run that waits for the other)
+    dirs = sorted((p for p in dash_env.runs.iterdir() if p.is_dir()),
+                  key=lambda p: meta_seed(json.loads((p / "run.json").read_text())))
     assert len(dirs) == 2
     _wait_for(lambda: (dirs[0] / "argv.json").exists())
     at.run()
