@@ -124,7 +124,9 @@ PAGE_QUERY = {"results": ("run",), "compare": ("runs", "delta_a", "delta_b", "dr
 def drop_foreign_query(page: str) -> None:
     """Remove from the URL the keys :data:`PAGE_QUERY` gives to pages other than ``page``."""
     for name, keys in PAGE_QUERY.items():
-        for key in keys if name != page else ():
+        if name == page:
+            continue
+        for key in keys:
             if key in st.query_params:
                 del st.query_params[key]
 

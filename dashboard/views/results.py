@@ -573,15 +573,22 @@ def tab_3d(rv: state.RunView, dataset: str | None, scene: str | None) -> None:
                              by_passes=by_passes)
 
 
+def submitted_rows(rv: state.RunView, dataset: str) -> pd.DataFrame:
+    """The rows of the run's submission.csv for ``dataset`` (none without a submission): what a run without
+    ground truth has to show."""
+    sub = state.run_submission(rv)
+    return pd.DataFrame() if sub is None else sub[sub["dataset"].astype(str) == dataset]
+
+
 def predicted_clusters_3d(rv: state.RunView, dataset: str) -> bool:
     """A run without ground truth for ``dataset`` (a test split, a root without labels): one cluster of its
     submission drawn in its own frame, with the COLMAP model's points on request (the tab said "No GT scenes" and
     drew nothing, while checking a cluster before submitting it is what a test run is for). False when the run
     has no posed cluster there."""
-    sub = state.run_submission(rv)
-    if sub is None:
+    rows = submitted_rows(rv, dataset)
+    if rows.empty:
         return False
-    rows = sub[(sub["dataset"].astype(str) == dataset) & (sub["scene"].astype(str) != OUTLIERS)]
+    rows = rows[rows["scene"].astype(str) != OUTLIERS]
     counts = rows["scene"].astype(str).value_counts()
     if counts.empty:
         return False
@@ -629,12 +636,11 @@ MISPLACED_SHOWN = 36
 
 def tab_clusters(rv: state.RunView, dataset: str | None) -> None:
     if rv.per_image is None or dataset is None:
-        sub = state.run_submission(rv) if dataset is not None else None
-        if sub is None or not (sub["dataset"].astype(str) == dataset).any():
+        rows = submitted_rows(rv, dataset) if dataset is not None else pd.DataFrame()
+        if rows.empty:
             st.info(absent(rv, "per_image.csv", "No per-image table in this run."))
             return
         # no ground truth (a test split): the clusters as submitted, which is all there is to check
-        rows = sub[sub["dataset"].astype(str) == dataset]
         scene = rows["scene"].astype(str)
         sizes = scene[scene != OUTLIERS].value_counts().rename_axis("cluster").rename("images").reset_index()
         st.info("No ground truth for this dataset in the run: its clusters as submitted (the 3D tab draws each).")
@@ -1012,9 +1018,8 @@ def tab_descriptors(rv: state.RunView, dataset: str | None) -> None:
                     "from a bundle), so there is nothing to project. Re-run the variant to rebuild them.")
         return
     if rv.per_image is None:
-        sub = state.run_submission(rv)
-        rows = sub[sub["dataset"].astype(str) == dataset] if sub is not None else None
-        if rows is None or rows.empty:
+        rows = submitted_rows(rv, dataset)
+        if rows.empty:
             st.info(absent(rv, "per_image.csv", "No per-image table in this run, so images cannot be coloured by GT "
                                                 "scene and cluster."))
             return
