@@ -181,7 +181,11 @@ def _coerce(value: Any, typ: Any, key: str, source: str) -> Any:
         except (TypeError, ValueError, OverflowError):
             raise ConfigError(f"{source}: {key} must be an integer, got {value!r}") from None
         if not -INT32_MAX - 1 <= number <= INT32_MAX:  # they reach COLMAP, OpenCV and torch as C ints
-            raise ConfigError(f"{source}: {key} must be between {-INT32_MAX - 1} and {INT32_MAX}, got {number}")
+            # (not "must be between -2147483648 and …": a key with a range of its own, such as a seed ≥ 0, then
+            # contradicted itself one value later)
+            bound = f"at most {INT32_MAX}" if number > 0 else f"at least {-INT32_MAX - 1}"
+            raise ConfigError(f"{source}: {key} = {number} does not fit a 32-bit integer ({bound}: every integer "
+                              "setting reaches a C library as an int)")
         return number
     if typ is float:
         try:

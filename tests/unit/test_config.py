@@ -73,7 +73,10 @@ def test_unquoted_string_override() -> None:
         ("features.max_keypoints", "section.key=value"),
         ("reconstruction.deterministic=maybe", "true/false"),
         # every integer reaches a C library as a 32-bit int (this seed made COLMAP's verification fail)
-        ("reconstruction.seed=2147483648", "between -2147483648 and 2147483647, got 2147483648"),
+        ("reconstruction.seed=2147483648", "seed = 2147483648 does not fit a 32-bit integer \\(at most 2147483647"),
+        # (not "between -2147483648 and 2147483647": a seed is refused below 0 one value later)
+        ("reconstruction.seed=-2147483649", "seed = -2147483649 does not fit a 32-bit integer \\(at least"),
+        ("reconstruction.seed=-1", "reconstruction.seed must be ≥ 0, got -1"),
         ("features.max_keypoints=inf", "integer"),
         # nan passes every range check and inf most: COLMAP's matcher then failed mid-run on a Check()
         ("matching.max_distance=nan", "matching.max_distance must be a finite number, got nan"),
