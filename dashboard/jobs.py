@@ -305,6 +305,11 @@ def stage_progress(progress: dict[str, Any] | None, now: float | None = None) ->
     were done (their time holds the stage's set-up, e.g. loading a model: 57 s were predicted for a 9 s features
     stage), else from its whole elapsed time.
 
+    The pace is the one measured when the count last moved (``done_at``), and the ETA counts down from then: a
+    stage that reports in chunks (COLMAP's SIFT extracts 8 images at a time) had its pace taken up to *now*, so the
+    ETA climbed between two reports and fell at each. Once the countdown has run out with the stage still going, the
+    pace up to now is all there is to go on.
+
     Args:
         progress: ``progress.json`` content (``{"stage", "done", "total", "stages": {name: {...}}}``) or None.
         now: current time (``time.time()``), for tests.
@@ -317,15 +322,29 @@ def stage_progress(progress: dict[str, Any] | None, now: float | None = None) ->
         done, total = int(st.get("done") or 0), int(st.get("total") or 0)
         started = st.get("started")
         elapsed = max(0.0, now - started) if isinstance(started, (int, float)) else None
-        eta = elapsed / done * (total - done) if elapsed is not None and 0 < done < total else None
-        first_at, first_done = st.get("first_at"), st.get("first_done")
-        if (eta is not None and isinstance(first_at, (int, float)) and isinstance(first_done, int)
-                and first_done < done):
-            eta = max(0.0, now - first_at) / (done - first_done) * (total - done)
+        eta = _eta(st, done, total, now) if elapsed is not None and 0 < done < total else None
         seconds = st.get("seconds")
         rows.append(StageProgress(str(name), done, total, bool(st.get("cached")),
                                   float(seconds) if isinstance(seconds, (int, float)) else None, eta, elapsed))
     return rows
+
+
+def _eta(st: dict[str, Any], done: int, total: int, now: float) -> float:
+    """Seconds left in a stage that has ``done`` of ``total`` items done (``0 < done < total``)."""
+    start, start_done = st["started"], 0
+    first_at, first_done = st.get("first_at"), st.get("first_done")
+    if isinstance(first_at, (int, float)) and isinstance(first_done, int) and first_done < done:
+        start, start_done = first_at, first_done  # (the first items' time holds the set-up)
+
+    def left(until: float) -> float:
+        return max(0.0, until - start) / (done - start_done) * (total - done)
+
+    done_at = st.get("done_at")
+    if isinstance(done_at, (int, float)) and done_at <= now:
+        countdown = left(done_at) - (now - done_at)
+        if countdown > 0:
+            return countdown
+    return left(now)
 
 
 def job_status(run_dir: Path, now: float | None = None) -> Job:

@@ -295,6 +295,8 @@ class RunWriter:
                  seconds: float | None = None, force: bool = False) -> None:
         with self._lock:
             st = self._progress["stages"].setdefault(stage, {"done": 0, "total": 0, "cached": False, "seconds": None})
+            if done != st["done"]:  # when the count last moved: the dashboard's ETA counts down from there
+                st["done_at"] = time.time()
             st["done"], st["total"] = done, total
             if cached is not None:
                 st["cached"] = cached

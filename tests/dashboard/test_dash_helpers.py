@@ -75,6 +75,20 @@ def test_stage_progress_eta_and_text() -> None:
     assert jobs.stage_progress(prog, now=110.0)[0].eta_s == pytest.approx(190.0)
 
 
+def test_the_eta_counts_down_between_chunked_reports() -> None:
+    """COLMAP's SIFT reports 8 images at a time: with the pace taken up to now, the ETA climbed between two reports
+    (20 s, 25 s, 30 s, …) and fell at each. It counts down from the last report at the pace measured then."""
+    st = {"done": 8, "total": 24, "cached": False, "started": 100.0, "done_at": 110.0}
+    prog = {"stages": {"ds/features": st}}
+    etas = [jobs.stage_progress(prog, now=t)[0].eta_s for t in (110.0, 112.0, 115.0, 119.0)]
+    assert etas == pytest.approx([20.0, 18.0, 15.0, 11.0])  # 16 images left at 1.25 s each, counted down
+    # the stage overran the countdown: the pace up to now (31 s for 8 images → 62 s for the 16 left)
+    assert jobs.stage_progress(prog, now=131.0)[0].eta_s == pytest.approx(62.0)
+    # the set-up before the first chunk still does not count: first chunk at 106 s, next at 110 s
+    st.update(first_at=106.0, first_done=4)
+    assert jobs.stage_progress(prog, now=112.0)[0].eta_s == pytest.approx(16 / 4 * 4 - 2)
+
+
 def test_build_command_and_repeats(tmp_path: Path) -> None:
     spec = jobs.LaunchSpec(tmp_path, ["a"], "default", ["features.max_keypoints=10", "reconstruction.seed=1"],
                            None, "note", False)

@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import sys
+import time
 import zipfile
 from pathlib import Path
 
@@ -485,7 +486,12 @@ def test_progress_records_when_the_first_items_were_done(tmp_path: Path) -> None
     w.progress("ds/features", 2, 10, force=True)
     w.progress("ds/features", 3, 10, force=True)
     st = json.loads((tmp_path / "run" / "progress.json").read_text())["stages"]["ds/features"]
-    assert st["first_done"] == 2 and st["started"] <= st["first_at"]
+    assert st["first_done"] == 2 and st["started"] <= st["first_at"] <= st["done_at"]
+    moved = st["done_at"]
+    time.sleep(0.01)
+    w.progress("ds/features", 3, 10, "same count, a new message", force=True)  # the count did not move
+    st = json.loads((tmp_path / "run" / "progress.json").read_text())["stages"]["ds/features"]
+    assert st["done_at"] == moved
 
 
 def test_a_throttled_progress_update_is_written_when_due(tmp_path: Path) -> None:
