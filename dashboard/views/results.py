@@ -580,6 +580,10 @@ def submitted_rows(rv: state.RunView, dataset: str) -> pd.DataFrame:
     return pd.DataFrame() if sub is None else sub[sub["dataset"].astype(str) == dataset]
 
 
+#: session key (and ``?cluster=`` of the URL) of the submitted cluster the 3D tab draws for a run without ground truth
+PRED_CLUSTER = "cluster"
+
+
 def predicted_clusters_3d(rv: state.RunView, dataset: str) -> bool:
     """A run without ground truth for ``dataset`` (a test split, a root without labels): one cluster of its
     submission drawn in its own frame, with the COLMAP model's points on request (the tab said "No GT scenes" and
@@ -595,8 +599,19 @@ def predicted_clusters_3d(rv: state.RunView, dataset: str) -> bool:
     sizes = dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))  # (the largest first, then by name)
     st.info("No ground truth for this dataset in the run: each cluster of its submission.csv is drawn in its own "
             "frame, as submitted (no alignment, no error).")
+    # the cluster is part of the view, so in the address bar and the share link (a teammate's link opened the
+    # largest cluster, whichever one had been checked)
+    if bad := unknown_link_value(PRED_CLUSTER, list(sizes)):
+        st.warning(f"Not in this dataset's submission, so left out of the link: {bad}. Showing its largest cluster "
+                   "instead.")
+    asked = state.qp_first(PRED_CLUSTER)
+    if asked in sizes:  # (set before the widget: the page's first runs can stop before the tab binds the URL)
+        st.session_state[PRED_CLUSTER] = asked
+    elif st.session_state.get(PRED_CLUSTER) not in sizes:
+        st.session_state[PRED_CLUSTER] = next(iter(sizes))
+    state.share_also(PRED_CLUSTER)
     c1, c2 = st.columns([2, 1], vertical_alignment="bottom")
-    cluster = c1.selectbox("Cluster", list(sizes), key="pred_cluster",
+    cluster = c1.selectbox("Cluster", list(sizes), key=PRED_CLUSTER, bind="query-params",
                            format_func=lambda c: f"{c} ({sizes[c]} images)")
     model = Path(rv.path) / "models" / dataset / str(cluster).removeprefix("cluster")
     has_model = not rv.outside and str(cluster).startswith("cluster") and (

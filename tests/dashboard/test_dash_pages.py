@@ -208,14 +208,25 @@ def test_a_run_without_ground_truth_draws_its_clusters_as_submitted(make_run: Ca
     sizes = sub[sub["scene"] != "outliers"]["scene"].value_counts()
     at = open_app("results", run="run-t", tab="3D")
     assert_clean(at)
-    picker = at.selectbox(key="pred_cluster")
+    picker = at.selectbox(key="cluster")
     order = sorted(sizes.index, key=lambda c: (-sizes[c], c))  # (the largest first)
     assert picker.options == [f"{c} ({sizes[c]} images)" for c in order]
+    assert picker.value == order[0] and f"cluster={order[0]}" in share_text(at)
+    # the cluster picked is in the share link, and the link opens it (it opened the largest one)
+    at = open_app("results", run="run-t", tab="3D", cluster=order[-1])
+    assert_clean(at)
+    picker = at.selectbox(key="cluster")
+    assert picker.value == order[-1] and f"cluster={order[-1]}" in share_text(at)
+    at = open_app("results", run="run-t", tab="3D", cluster="cluster99")  # not in the run: said, not silently
+    assert picker.options == at.selectbox(key="cluster").options and at.selectbox(key="cluster").value == order[0]
+    assert [w.value for w in at.warning] == ["Not in this dataset's submission, so left out of the link: cluster "
+                                             "“cluster99”. Showing its largest cluster instead."]
+    at = open_app("results", run="run-t", tab="3D")
     (fig,) = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
     names = {t.get("name") for t in fig["data"]}
     assert names == {"cameras", "centres"}
     centres = next(t for t in fig["data"] if t.get("name") == "centres")
-    assert sorted(centres["text"]) == sorted(sub.loc[sub["scene"] == picker.value.split()[0], "image"])
+    assert sorted(centres["text"]) == sorted(sub.loc[sub["scene"] == order[0], "image"])
     assert not [c for c in at.checkbox if "3-D points" in c.label]  # (no COLMAP model in this run)
     assert not [i for i in at.info if "No GT scenes" in i.value]
     at = open_app("results", run="run-t", tab="Clusters")  # (it said "No per-image table in this run.")
