@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import posixpath
 import re
 import warnings
 from collections.abc import Sequence
@@ -95,7 +96,9 @@ def check_image_names(df: pd.DataFrame, path: str | Path) -> None:
     """Refuse an ``image`` that leads out of its dataset's folder: an absolute path (``/data/x.png``,
     ``C:\\x.png``) or one with a ``..`` part (``../other/x.png``). Such a name would read a file of another
     dataset, or of no dataset, and put it in the submission. A name in a sub-folder (``sub/x.png``) stays inside
-    and is allowed.
+    and is allowed. Refuse too a name not written plainly (``./x.png``, ``sub//x.png``: one file under two names)
+    and, within a dataset (``df``'s ``dataset`` column, when it has one), two names that the matches file's pair
+    keys would write alike (``sub/x.png`` and ``sub-x.png``).
 
     Raises:
         InputError: naming ``path`` and the line of the first such row.
@@ -106,6 +109,23 @@ def check_image_names(df: pd.DataFrame, path: str | Path) -> None:
         i = int(bad[0])
         raise InputError(path, f"image name {names.iloc[i]!r} leads out of its dataset's folder: an image is named "
                                "by its path inside that folder", row_line(df, i))
+    # one file, one name: ``./x.png`` or ``sub//x.png`` passed the duplicate check beside ``x.png`` (the same file
+    # twice in the submission), and was reported as a file on disk that the labels do not name
+    odd = np.flatnonzero(names.map(lambda n: posixpath.normpath(n) != n).to_numpy(dtype=bool))
+    if odd.size:
+        i = int(odd[0])
+        raise InputError(path, f"image name {names.iloc[i]!r} is not written plainly: name it "
+                               f"{posixpath.normpath(names.iloc[i])!r}", row_line(df, i))
+    # matches.h5 keys a pair by its names with "/" written "-" (hloc's layout): ``sub/x.png`` and ``sub-x.png``
+    # shared every pair's matches, and an outlier took a scene image's matches and pose
+    groups = df["dataset"].astype(str).tolist() if "dataset" in df else [""] * len(df)
+    seen: dict[tuple[str, str], int] = {}
+    for i, (group, name) in enumerate(zip(groups, names, strict=True)):
+        first = seen.setdefault((group, name.replace("/", "-")), i)
+        if names.iloc[first] != name:  # (the same name twice is the duplicate check's to say)
+            raise InputError(path, f"image names {names.iloc[first]!r} and {name!r} read the same once '/' is "
+                                   "written '-', as the matches file's pair keys write it (hloc's layout): rename "
+                                   "one of them", row_line(df, i))
 
 
 def _spaces_hint(value: str) -> str:

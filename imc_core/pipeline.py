@@ -191,15 +191,17 @@ def mapping_jobs(cfg: PipelineConfig, n_jobs: int) -> int:
     return max(1, (os.cpu_count() or 1) // max(1, n_jobs))
 
 
-def _check_not_in_data(run_place: Path, data_root: Path) -> None:
-    """Refuse a run folder (``--out``, or the runs folder) inside the data root's ``train/`` or ``test/``: the run
-    would read as a dataset there, and every later run on the root was refused ("no images in this folder")."""
+def _check_not_in_data(run_place: Path, data_root: Path, how: str = "write the run elsewhere (--out, or "
+                                                                     "$IMC_RUNS_DIR)") -> None:
+    """Refuse a run folder (``--out``, or the runs folder) or the cache folder inside the data root's ``train/`` or
+    ``test/``: it would read as a dataset there, and every later run on the root was refused ("no images in this
+    folder"). ``how`` says where else to put it."""
     place = Path(os.path.abspath(run_place))
     for split in ("train", "test"):
         folder = Path(os.path.abspath(data_root / split))
         if place == folder or folder in place.parents:
             raise InputError(run_place, f"inside the data root's {split}/ folder, where it would read as a dataset: "
-                                        "write the run elsewhere (--out, or $IMC_RUNS_DIR)")
+                                        f"{how}")
 
 
 def run_pipeline(
@@ -253,6 +255,8 @@ def run_pipeline(
         check_run_text(label, group)
         root = DataRoot(Path(data_root))
         _check_not_in_data(Path(out) if out else runs_root(), root.path)
+        # (its first run went well, and made the root unusable for every later one; --no-cache writes there too)
+        _check_not_in_data(cache_root(), root.path, "put the cache elsewhere ($IMC_CACHE_DIR)")
         # images missing, label rows or thresholds that cannot be scored: found before any folder or work
         split, loaded = root.load_for_run(datasets, split)
         names = list(loaded)

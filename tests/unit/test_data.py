@@ -284,6 +284,23 @@ def test_folders_that_are_no_datasets(tmp_path: Path) -> None:
     assert not (root_path / "train" / "myrun").exists()
 
 
+def test_a_cache_inside_the_data_roots_split_folder_is_refused(tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """``IMC_CACHE_DIR=<root>/train/zcache``: the first run went well, and every later run on the root was refused
+    ("no images in this folder"), as a run folder there was (that one was refused before it started)."""
+    from imc_core.pipeline import run_pipeline
+
+    root_path = make_root(tmp_path)
+    cache = root_path / "train" / "zcache"
+    monkeypatch.setenv("IMC_CACHE_DIR", str(cache))
+    for use_cache in (True, False):  # (--no-cache writes its artifacts there too)
+        with pytest.raises(InputError, match="inside the data root's train/ folder, where it would read as a "
+                                             r"dataset: put the cache elsewhere \(\$IMC_CACHE_DIR\)") as err:
+            run_pipeline(root_path, out=tmp_path / "run", use_cache=use_cache)
+        assert err.value.path == str(cache)
+    assert not cache.exists() and not (tmp_path / "run").exists()
+
+
 def test_fingerprint_changes_when_a_file_changes(tmp_path: Path) -> None:
     root_path = make_root(tmp_path)
     fp0 = DataRoot(root_path).load_dataset("beta").fingerprint
@@ -447,6 +464,36 @@ def test_an_image_name_leading_out_of_its_folder_is_refused(tmp_path: Path, name
     test_root = make_test_root(tmp_path / "t", [f"i1,t1,c,{name}"])
     with pytest.raises(InputError, match=r"sample_submission\.csv:2: image name .* leads out"):
         DataRoot(test_root).select(split="test")
+
+
+@pytest.mark.parametrize("name, plain", [("./a1.jpg", "a1.jpg"), ("sub//x.png", "sub/x.png"),
+                                         ("sub/./x.png", "sub/x.png"), ("x.png/", "x.png")])
+def test_an_image_name_not_written_plainly_is_refused(tmp_path: Path, name: str, plain: str) -> None:
+    """``./a1.jpg`` beside ``a1.jpg`` passed the duplicate check (the same file twice in the submission); alone it
+    was read, and reported as a file on disk that the labels do not name."""
+    root_path = make_root(tmp_path)
+    labels = root_path / "train_labels.csv"
+    labels.write_text(labels.read_text() + f"alpha,outliers,{name},{NAN9},{NAN3}\n")
+    with pytest.raises(InputError, match=rf"train_labels\.csv:\d+: image name '{re.escape(name)}' is not written "
+                                         rf"plainly: name it '{re.escape(plain)}'"):
+        DataRoot(root_path).load_dataset("alpha")
+
+
+def test_image_names_whose_pair_keys_clash_are_refused(tmp_path: Path) -> None:
+    """matches.h5 keys a pair by its names with "/" written "-" (hloc): ``sub/x.png`` and ``sub-x.png`` shared every
+    pair's matches, and an outlier was posed in a scene with a scene image's matches."""
+    root_path = make_root(tmp_path)
+    labels = root_path / "train_labels.csv"
+    base = labels.read_text()
+    labels.write_text(base + f"alpha,outliers,sub/x.png,{NAN9},{NAN3}\nalpha,outliers,sub-x.png,{NAN9},{NAN3}\n")
+    n = len(base.splitlines())
+    with pytest.raises(InputError, match=rf"train_labels\.csv:{n + 2}: image names 'sub/x\.png' and 'sub-x\.png' "
+                                         "read the same once '/' is written '-'"):
+        DataRoot(root_path).load_dataset("alpha")
+    # in two datasets they never share a matches file
+    labels.write_text(base + f"alpha,outliers,sub/x.png,{NAN9},{NAN3}\nbeta,outliers,sub-x.png,{NAN9},{NAN3}\n")
+    with pytest.raises(InputError, match="image not found"):  # (no such files here: the names themselves pass)
+        DataRoot(root_path).load_dataset("alpha")
 
 
 def test_sample_submission_images_read_from_train_when_no_test_folder(tmp_path: Path) -> None:
