@@ -143,15 +143,19 @@ class ReconstructionConfig:
             raise ConfigError(f"reconstruction.focal_prior must be > 0, got {self.focal_prior}")
         for key in ("min_model_size", "max_num_models", "min_num_matches", "verify_min_num_inliers",
                     "verify_max_num_trials", "init_min_num_inliers", "init_num_trials", "abs_pose_min_num_inliers",
-                    "ba_local_num_images", "ba_global_max_refinements", "tri_max_transitivity"):
+                    "ba_global_max_refinements", "tri_max_transitivity", "max_model_overlap"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"reconstruction.{key} must be ≥ 1, got {getattr(self, key)}")
+        # (the bounds COLMAP's options check holds: below them a run went on to score 0 with "Check failed:
+        # options_->Check()", naming no key)
+        if self.ba_local_num_images < 2:
+            raise ConfigError(f"reconstruction.ba_local_num_images must be ≥ 2, got {self.ba_local_num_images}")
         for key in ("verify_max_error", "init_max_error", "abs_pose_max_error", "filter_max_reproj_error"):
             if not getattr(self, key) > 0:
                 raise ConfigError(f"reconstruction.{key} must be > 0, got {getattr(self, key)}")
         for key in ("ba_global_images_ratio", "ba_global_points_ratio"):
-            if not getattr(self, key) >= 1:
-                raise ConfigError(f"reconstruction.{key} must be ≥ 1, got {getattr(self, key)}")
+            if not getattr(self, key) > 1:
+                raise ConfigError(f"reconstruction.{key} must be > 1, got {getattr(self, key)}")
         if self.refine_loss not in REFINE_LOSSES:
             raise ConfigError(f"reconstruction.refine_loss must be one of {', '.join(REFINE_LOSSES)}, "
                               f"got {self.refine_loss!r}")

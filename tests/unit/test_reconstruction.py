@@ -142,10 +142,34 @@ def scene_b() -> pycolmap.Reconstruction:
                                 {"ba_global_images_ratio": 0.9}, {"ba_global_max_refinements": 0},
                                 {"refine_max_iterations": 0}, {"refine_function_tolerance": -1e-7},
                                 {"refine_function_tolerance": 1.0}, {"ba_local_function_tolerance": -1e-7},
-                                {"ba_global_function_tolerance": 1.0}])
+                                {"ba_global_function_tolerance": 1.0}, {"max_model_overlap": 0},
+                                {"ba_local_num_images": 1}, {"ba_global_images_ratio": 1.0},
+                                {"ba_global_points_ratio": 1.0}])
 def test_config_rejects_bad_values(kw: dict[str, object]) -> None:
     with pytest.raises(ConfigError, match="reconstruction\\."):
         ReconstructionConfig(**kw)  # type: ignore[arg-type]
+
+
+#: the least value the config takes for each of the mapper's bounded keys
+LEAST_ACCEPTED = {"min_model_size": 1, "max_num_models": 1, "min_num_matches": 1, "init_min_num_inliers": 1,
+                  "init_num_trials": 1, "abs_pose_min_num_inliers": 1, "ba_local_num_images": 2,
+                  "ba_global_max_refinements": 1, "tri_max_transitivity": 1, "max_model_overlap": 1,
+                  "ba_global_images_ratio": 1.000001, "ba_global_points_ratio": 1.000001, "init_max_error": 1e-9,
+                  "abs_pose_max_error": 1e-9, "filter_max_reproj_error": 1e-9, "abs_pose_min_inlier_ratio": 0.0,
+                  "ba_local_function_tolerance": 0.0, "ba_global_function_tolerance": 0.0, "max_runtime_s": 0}
+
+
+@pytest.mark.parametrize("key", sorted(LEAST_ACCEPTED))
+def test_every_value_the_config_takes_passes_colmaps_own_check(key: str) -> None:
+    """``max_model_overlap=-1``, ``ba_local_num_images=1`` and ``ba_global_images_ratio=1`` passed the config and
+    failed COLMAP's ``options_->Check()`` once mapping began: the run scored 0 with a reason that named no key."""
+    below = LEAST_ACCEPTED[key] - (1 if isinstance(LEAST_ACCEPTED[key], int) else 1e-6)
+    conf = ReconstructionConfig(**{key: LEAST_ACCEPTED[key]})  # type: ignore[arg-type]
+    assert rc.incremental_options(conf).check()
+    if key not in ("abs_pose_min_inlier_ratio", "ba_local_function_tolerance", "ba_global_function_tolerance",
+                   "max_runtime_s"):  # (bounded by the config more tightly than by COLMAP, or not at all)
+        with pytest.raises(ConfigError, match=f"reconstruction\\.{key} must be"):
+            ReconstructionConfig(**{key: below})  # type: ignore[arg-type]
 
 
 def test_threads_forced_to_one_when_deterministic() -> None:
