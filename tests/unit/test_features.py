@@ -103,6 +103,45 @@ def test_aliked_n16rot_and_disk_run(images: dict[str, Path], tmp_path: Path) -> 
             assert f.attrs["method"] == conf.method
 
 
+@needs_wheel
+def test_disk_takes_tiny_images(images: dict[str, Path], tmp_path: Path) -> None:
+    """A 16×16 or 1×1 image failed the whole run under DISK ("Expected more than 1 spatial element when training",
+    naming no file): kornia's U-Net had one value left at its deepest layer. Such images are padded; their keypoints
+    stay inside the image, and a normal image's features do not change."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    tiny = {}
+    for h, w in ((1, 1), (16, 16), (20, 9), (4, 300)):
+        tiny[f"t{h}x{w}"] = tmp_path / f"t{h}x{w}.png"
+        Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8)).save(tiny[f"t{h}x{w}"])
+    conf = FeaturesConfig(method="disk", max_keypoints=64, resize=128)
+    out = extract_features([*tiny.items(), ("a", images["astro"])], conf, tmp_path / "d.h5")
+    for name, path in tiny.items():
+        f = read_features(out, name)
+        w, h = Image.open(path).size
+        assert len(f["keypoints"]) == len(f["descriptors"]) == len(f["scores"])
+        assert ((f["keypoints"] >= -0.5) & (f["keypoints"] < np.array([w, h]))).all()
+    alone = extract_features([("a", images["astro"])], conf, tmp_path / "a.h5")
+    np.testing.assert_array_equal(read_features(out, "a")["keypoints"], read_features(alone, "a")["keypoints"])
+
+
+def test_an_extractor_failure_names_the_image(images: dict[str, Path], tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """A network's error on one image (DISK on a 16×16 one) failed the run with torch's message alone."""
+    from imc_core.stages import features
+
+    def broken(conf: FeaturesConfig):  # noqa: ANN202
+        return lambda image: (_ for _ in ()).throw(ValueError("Expected more than 1 spatial element"))
+
+    monkeypatch.setattr(features, "_build_extractor", broken)
+    with pytest.raises(RuntimeError, match=r"sift features of image 'dir/a\.png' \(256×192 px, 128×96 px as "
+                                           r"extracted\) failed: ValueError: Expected more than 1 spatial element"):
+        extract_features([("dir/a.png", images["astro"])], FeaturesConfig(method="sift", resize=128),
+                         tmp_path / "x.h5")
+    assert not (tmp_path / "x.h5").exists()
+
+
 @pytest.mark.parametrize("method", ["sift", "colmap_sift"])
 @pytest.mark.parametrize("resize", [0, 80])
 def test_sift_blob_centres_exact(method: str, resize: int, images: dict[str, Path], tmp_path: Path) -> None:
