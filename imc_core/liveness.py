@@ -27,6 +27,9 @@ JOB_FILE = "job.json"
 JOB_LOG = "job.log"
 #: Seconds a queued run may wait for its queue process to record itself before it counts as stopped.
 QUEUE_START_S: float = 60.0
+#: Seconds a launched run may take before its pipeline records its own pid: until then its launcher's process may not
+#: be recorded yet, or not show its own command line yet (right after the fork it shows the launcher's).
+LAUNCH_START_S: float = 60.0
 
 #: ``alive(pid, run_dir, markers, started) -> bool``; the dashboard passes one that first polls the processes it
 #: started.
@@ -158,7 +161,8 @@ def run_state(run_dir: Path, meta: dict[str, Any] | None = None, now: float | No
         started = meta.get("pid_start") if meta.get("pid") == pid else None
         started = started if isinstance(started, int) and not isinstance(started, bool) else None
         markers = ("imc_core", "imc-lab") if meta.get("pid") == pid and started is None else ()
-        is_alive = alive(pid, run_dir, markers, started)
+        is_alive = alive(pid, run_dir, markers, started) or (meta.get("pid") is None
+                                                             and _launch_pending(run_dir, pid, now))
         if is_alive:
             status = "cancelling" if cancel_at is not None else "running"
         else:
@@ -173,6 +177,33 @@ def run_state(run_dir: Path, meta: dict[str, Any] | None = None, now: float | No
     if status == "stopped" and not error:
         error = "the pipeline process ended without recording a result" + _log_tail_hint(run_dir)
     return RunState(status, is_alive, pid, error, cancel_at)
+
+
+def _launch_pending(run_dir: Path, pid: int | None, now: float | None) -> bool:
+    """Whether a run whose launcher has prepared its folder, and whose pipeline has not recorded its pid yet, is
+    still being started: for :data:`LAUNCH_START_S` seconds after its launch (``job.json``'s ``started``, else the
+    folder's ``run.json`` time), with no process recorded yet or one that exists and is no zombie. A dashboard run
+    read ``stopped`` in the History for those moments, was cached so for the whole run, and was offered in Remove
+    runs."""
+    started = job_info(run_dir).get("started")
+    if not isinstance(started, (int, float)) or isinstance(started, bool):
+        try:
+            started = (run_dir / "run.json").stat().st_mtime
+        except OSError:
+            return False
+    now = time.time() if now is None else now
+    if not now - started < LAUNCH_START_S:
+        return False
+    if pid is None:
+        return True
+    if Path("/proc/self").exists():
+        fields = _stat_fields(pid)
+        return bool(fields) and not fields[0].startswith("Z")
+    try:
+        os.kill(pid, 0)
+    except (ProcessLookupError, PermissionError):
+        return False
+    return True
 
 
 def _queue_alive(run_dir: Path, now: float | None, alive: AliveCheck) -> bool:

@@ -491,8 +491,9 @@ def _remove_runs(ids: list[str]) -> None:
     from imc_core.runs import remove_runs
 
     try:
-        # stopped runs say running in run.json: their process is gone (only dead runs are offered), so force is safe
-        gone = remove_runs(ids, force=True)
+        # not forced: a run listed as ended whose process runs after all (the list is as of the page's last full
+        # run) is refused with the reason, never stopped and deleted; a stopped run needs no force
+        gone = remove_runs(ids)
     except ImcError as err:  # (a callback runs outside the page's error boundary)
         st.session_state["_removed"] = f"Nothing removed: {str(err).splitlines()[0]}"
         return

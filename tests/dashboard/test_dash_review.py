@@ -448,6 +448,32 @@ def test_history_removes_runs_but_never_a_live_one(make_run: Callable[..., Path]
     assert any("Removed 1 run(s)" in s.value for s in at.success)
 
 
+def test_remove_refuses_a_run_listed_as_ended_that_runs(make_run: Callable[..., Path], dash_env: DashEnv) -> None:
+    """The list is as of the page's last full run: a run it showed as stopped while it was being launched was
+    offered, and Remove (forced) stopped its process and deleted it. Now the removal is refused, with the reason."""
+    from imc_core.runs import RunWriter
+
+    RunWriter(dash_env.runs / "late").write_meta(id="late", status="running", created="2026", pid=2**22 + 12345)
+    at = open_app("run")
+    assert "late" in at.multiselect(key="remove_runs").options  # its process is gone: stopped
+    at.multiselect(key="remove_runs").set_value(["late"])
+    at.checkbox(key="remove_sure").check().run()
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)", "imc_core"])
+    try:
+        started(proc, "imc_core")
+        RunWriter(dash_env.runs / "late").write_meta(id="late", status="running", created="2026",
+                                                     pid=proc.pid)  # it runs after all
+        at.button(key="remove_go").click().run()
+        assert not errors_and_exceptions(at)[1]
+        assert (dash_env.runs / "late").exists() and proc.poll() is None
+        assert [e.value for e in at.error if e.value.startswith("Nothing removed")] == [
+            f"Nothing removed: {dash_env.runs / 'late'}: run is running (its process still runs); stop it first "
+            "(Ctrl-C where it runs, or Cancel in the dashboard), or force the removal (runs rm --force)"]
+    finally:
+        proc.kill()
+        proc.wait()
+
+
 def test_image_table_shows_each_thresholds_error(make_run: Callable[..., Path]) -> None:
     """Runs since the metric writes ``error_k``: each threshold cell holds the tick and the error it was decided
     on, so ✓ never sits beside a larger error without the reason in view."""

@@ -13,7 +13,7 @@ import pytest
 
 from imc_core.cli import main
 from imc_core.errors import InputError
-from imc_core.liveness import JOB_FILE, JOB_LOG, process_start, run_state
+from imc_core.liveness import JOB_FILE, JOB_LOG, LAUNCH_START_S, process_start, run_state
 from imc_core.runs import RunWriter, list_runs, new_run_dir, remove_runs
 
 
@@ -119,3 +119,24 @@ def test_the_pipeline_is_known_by_its_pid_and_start_time(tmp_path: Path) -> None
         assert run_state(run).status == "stopped"
     finally:
         _kill(proc)
+
+
+def test_a_run_being_launched_is_running(tmp_path: Path) -> None:
+    """A dashboard launch writes run.json (running, no pid), then starts the process and records it in job.json,
+    whose command line shows the launcher's until the exec; the pipeline records its own pid later. In between the
+    run read "stopped": the History cached that for the whole run and offered it in Remove runs."""
+    run = new_run_dir("v", tmp_path)
+    RunWriter(run).write_meta(id=run.name, status="running", pid=None, launcher="dashboard")
+    now = (run / "run.json").stat().st_mtime
+    assert run_state(run, now=now + 1).status == "running"  # no process recorded yet
+    with pytest.raises(InputError, match="run is running"):
+        remove_runs([run.name], root=tmp_path)
+    assert run_state(run, now=now + LAUNCH_START_S + 1).status == "stopped"  # never started
+    proc = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
+    try:  # a live process whose command line does not (yet) name the folder
+        (run / JOB_FILE).write_text(json.dumps({"pid": proc.pid, "command": ["x"], "started": now}))
+        assert run_state(run, now=now + 5).status == "running"
+        assert run_state(run, now=now + LAUNCH_START_S + 1).status == "stopped"  # (by then it shows its own)
+    finally:
+        _kill(proc)
+    assert run_state(run, now=now + 5).status == "stopped"  # the process ended: no grace
