@@ -37,7 +37,7 @@ from .errors import Cancelled, ConfigError, ImcError, InputError, RunFolderRemov
 from .images import describe_unusable, exif_problems, unusable_error, unusable_images
 from .liveness import process_start
 from .runs import (RunWriter, check_run_dir, check_run_text, claim_run_dir, code_version, new_run_dir, now_iso,
-                   record_failure, release_run_dir, runs_root)
+                   read_json, record_failure, release_run_dir, runs_root)
 from .stages.features import TORCH_METHODS as _TORCH_FEATURES
 from .stages.features import colmap_extraction_threads
 from .stages.matching import TORCH_METHODS as _TORCH_MATCHERS
@@ -297,8 +297,14 @@ def run_pipeline(
                      f"{', '.join(left[:5])}{' …' if len(left) > 5 else ''}")
     if clash := _group_clash(group, cfg, run_dir):
         warns.append(clash)
+    # a launcher's folder keeps its launch time: a queued seed run read as created when it started, a minute after
+    # a run launched later, and a run's time changed in Results as it started
+    launched = read_json(run_dir / "run.json") if prepared else None
+    started = now_iso()
+    created = launched.get("created") if isinstance(launched, dict) else None
     writer.write_meta(
-        id=run_dir.name, created=now_iso(), status="running", variant=variant,
+        id=run_dir.name, created=created if isinstance(created, str) and created else started, started=started,
+        status="running", variant=variant,
         data_root=str(Path(data_root).resolve()), pid=os.getpid(), pid_start=process_start(os.getpid()),
         split=split, datasets=list(names), config_hash=cfg.hash(), device=_device_name(cfg),
         deterministic=cfg.reconstruction.deterministic, seed=cfg.reconstruction.seed, overrides=list(overrides),

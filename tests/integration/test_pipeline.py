@@ -40,6 +40,25 @@ def first_run(tiny_root: Path, tmp_path_factory: pytest.TempPathFactory) -> tupl
     return run_dir, cache
 
 
+def test_a_prepared_run_keeps_its_launch_time(first_run: tuple[Path, Path], tiny_root: Path, tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run the dashboard queued read as created when its pipeline started (a queued seed run was listed a minute
+    after a run launched later, and a run's time changed in Results as it started): ``created`` is the launch,
+    ``started`` the pipeline's start."""
+    from imc_core.runs import LAUNCH_TOKEN_ENV, RunWriter
+
+    monkeypatch.setenv("IMC_CACHE_DIR", str(first_run[1]))  # (every stage cached: no work)
+    monkeypatch.setenv(LAUNCH_TOKEN_ENV, "t0k")
+    prepared = tmp_path / "queued"
+    RunWriter(prepared).write_meta(id="queued", created="2026-01-02T03:04:05+00:00", status="queued",
+                                   launcher="dashboard", launch_token="t0k")
+    meta = load_run(run_pipeline(tiny_root, variant="default", overrides=FAST, out=prepared)).meta
+    assert meta["status"] == "done" and meta["created"] == "2026-01-02T03:04:05+00:00"
+    assert meta["started"] > meta["created"] and meta["finished"] >= meta["started"]
+    own = load_run(run_pipeline(tiny_root, variant="default", overrides=FAST, out=tmp_path / "cli")).meta
+    assert own["created"] == own["started"]  # (a run of its own starts when it is made)
+
+
 def test_default_variant_scores_well_on_synthetic(first_run: tuple[Path, Path]) -> None:
     run = load_run(first_run[0])
     assert run.status == "done", run.log
