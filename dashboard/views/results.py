@@ -633,11 +633,15 @@ def _gt_scenes(rv: state.RunView, dataset: str) -> list[str]:
 
 
 def shared_clusters(scenes: pd.DataFrame | None, dataset: str) -> dict[str, list[str]]:
-    """Clusters the metric associated with more than one GT scene of ``dataset`` (scenes.csv's ``cluster``): two
-    scenes merged into one cluster. ``{cluster: [scenes]}``, in file order."""
+    """Clusters the metric associated with more than one GT scene of ``dataset`` (scenes.csv's ``cluster``) and
+    that hold images of each (``overlap`` > 0): two scenes merged into one cluster. ``{cluster: [scenes]}``, in
+    file order. (The metric gives a scene that no cluster holds any image of the first cluster, at overlap 0: two
+    scenes left wholly unregistered beside a third were called merged into its cluster.)"""
     if scenes is None or not {"dataset", "scene", "cluster"} <= set(scenes.columns):
         return {}
     rows = scenes[(scenes["dataset"].astype(str) == dataset) & (scenes["scene"].astype(str) != OUTLIERS)]
+    if "overlap" in rows:
+        rows = rows[pd.to_numeric(rows["overlap"], errors="coerce").fillna(0) > 0]
     out: dict[str, list[str]] = {}
     for scene, name in zip(rows["scene"].astype(str), rows["cluster"], strict=True):
         if isinstance(name, str) and name and name != OUTLIERS:
@@ -714,10 +718,15 @@ def tab_pairs(rv: state.RunView, dataset: str | None) -> None:
     if "n_inliers" not in pairs:
         pairs["n_inliers"] = pairs["n_matches"]  # runs made before verified inliers were recorded per pair
     pairs = pairs[pairs["n_matches"] > 0]
-    groups = None
+    groups, arcs = None, ""
     if rv.per_image is not None:
         pi = rv.per_image[rv.per_image["dataset"].astype(str) == dataset]
         groups = dict(zip(pi["image"].astype(str), pi["scene"].astype(str), strict=True))
+        arcs = " On the circle each GT scene is an arc: chords across arcs are matches between scenes."
+    elif not (rows := submitted_rows(rv, dataset)).empty:  # no ground truth (a test split): its submitted clusters
+        groups = dict(zip(rows["image"].astype(str), rows["scene"].astype(str), strict=True))
+        arcs = (" No ground truth: on the circle each submitted cluster is an arc, chords across arcs are matches "
+                "between clusters.")
     drawn = pairs
     if len(pairs) > MAX_GRAPH_EDGES:
         from imc_core.viz import strongest_pairs
@@ -725,12 +734,13 @@ def tab_pairs(rv: state.RunView, dataset: str | None) -> None:
         drawn = strongest_pairs(pairs, GRAPH_EDGES_PER_IMAGE)
     c1, c2 = st.columns([3, 1])
     c1.caption(f"{len(pairs)} matched pairs; edge width = COLMAP-verified inliers. Click an edge midpoint to open "
-               "the pair. On the circle each GT scene is an arc: chords across arcs are matches between scenes."
+               "the pair." + arcs
                + (f" **The graph draws {len(drawn)} of them**: each image's {GRAPH_EDGES_PER_IMAGE} with most "
                   f"inliers (all {len(pairs)} fill the circle); pick any pair below." if len(drawn) < len(pairs)
                   else ""))
     layout = c2.radio("Layout", ["circle", "spring"], horizontal=True, key="graph_layout",
-                      help="circle: images grouped by GT scene; spring: a force layout (matched scenes clump)")
+                      help=f"circle: images grouped by {'GT scene' if rv.per_image is not None else 'cluster'}; "
+                      "spring: a force layout (matched scenes clump)")
     # the chart's key names the run, the dataset, the layout and a generation: a click selects a point, and
     # clicking it again changes nothing Plotly reports, so once the pair shown is another the chart is drawn anew
     # (the same edge clicked again after a pair picked by hand, or in another run, opened nothing)

@@ -229,6 +229,12 @@ def test_a_run_without_ground_truth_draws_its_clusters_as_submitted(make_run: Ca
     assert sorted(centres["text"]) == sorted(sub.loc[sub["scene"] == order[0], "image"])
     assert not [c for c in at.checkbox if "3-D points" in c.label]  # (no COLMAP model in this run)
     assert not [i for i in at.info if "No GT scenes" in i.value]
+    at = open_app("results", run="run-t", tab="Pairs")  # the circle's arcs are the submitted clusters
+    assert_clean(at)
+    caption = " ".join(c.value for c in at.caption)
+    assert "each submitted cluster is an arc" in caption and "GT scene" not in caption
+    (graph,) = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+    assert {t.get("name") for t in graph["data"] if t.get("mode") == "markers"} >= set(sizes.index)
     at = open_app("results", run="run-t", tab="Clusters")  # (it said "No per-image table in this run.")
     assert_clean(at)
     (table,) = [d.value for d in at.dataframe if "cluster" in d.value.columns]

@@ -662,6 +662,23 @@ def test_clusters_tab_names_scenes_merged_into_one_cluster(make_run: Callable[..
     assert not [w for w in at.warning if "Scenes merged" in w.value]
 
 
+def test_a_scene_no_cluster_holds_is_not_called_merged(make_run: Callable[..., Path]) -> None:
+    """The metric gives a scene that no cluster holds any image of the first cluster, at overlap 0: two scenes
+    left wholly unregistered beside a third were called merged into its cluster ("it holds 10 images of cellar,
+    0 images of depot, 0 images of atrium")."""
+    run = make_run("lost")
+    pi = pd.read_csv(run / "per_image.csv")
+    pi.loc[pi["scene"] == "s2", ["cluster", "associated_cluster"]] = "outliers"
+    pi.to_csv(run / "per_image.csv", index=False)
+    scenes = pd.read_csv(run / "scenes.csv")
+    scenes.loc[scenes["scene"] == "s2", ["cluster", "overlap"]] = ["cluster0", 0]
+    scenes.loc[scenes["scene"] == "s1", "cluster"] = "cluster0"
+    scenes.to_csv(run / "scenes.csv", index=False)
+    at = open_app("results", run="lost", tab="Clusters", dataset=DATASET)
+    assert not errors_and_exceptions(at)[1]
+    assert not [w for w in at.warning if "Scenes merged" in w.value]
+
+
 def test_clusters_tab_of_a_run_that_clustered_nothing_says_so(make_run: Callable[..., Path]) -> None:
     """Every image in outliers (a failed reconstruction): "No image sits in another scene's cluster" read as a
     success."""
