@@ -118,7 +118,8 @@ def switch_keeping_query(page: st.Page, drop: tuple[str, ...] = ()) -> None:
 
 #: query keys a page writes itself (bound widgets' keys are Streamlit's): another page drops them, so that the address
 #: bar of Compare does not keep the run Results showed (a link copied from it named a run Compare did not draw)
-PAGE_QUERY = {"results": ("run", "cluster"), "compare": ("runs", "delta_a", "delta_b", "draw_runs")}
+PAGE_QUERY = {"results": ("run", "cluster"), "compare": ("runs", "delta_a", "delta_b", "draw_runs"),
+              "run": ("set", "split", "datasets", "repeats", "group", "label", "cache")}
 
 
 def drop_foreign_query(page: str) -> None:

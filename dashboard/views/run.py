@@ -75,12 +75,44 @@ LINK_FORM = ("split", "datasets", "repeats", "group", "label", "cache")
 CACHE_WORDS = {"off": False, "false": False, "0": False, "on": True, "true": True, "1": True}
 
 
+#: session key: the form's fields as this session last wrote them to the address bar (:func:`mirror_form`)
+URL_FORM = "_run_form_in_url"
+#: the address bar's keys that carry the launch form (``variant`` is bound to its widget)
+URL_FORM_KEYS = ("set", *LINK_FORM)
+
+
+def _url_form() -> dict[str, list[str]]:
+    return {k: [str(v) for v in st.query_params.get_all(k)] for k in URL_FORM_KEYS if k in st.query_params}
+
+
+def url_form_is_own() -> bool:
+    """Whether the address bar's form fields are the ones this session wrote there (:func:`mirror_form`), and so
+    no link to apply: a reload, a link or a new tab comes with a new session, whose fields are applied."""
+    return URL_FORM in st.session_state and _url_form() == st.session_state[URL_FORM]
+
+
+def mirror_form(values: dict[str, Any]) -> None:
+    """Write the launch form's fields (``set`` and :data:`LINK_FORM`, as the share link has them; None or empty =
+    the default, left out) to the address bar. A reload lost every edit (repeats, label, parameters): the fields
+    left the address bar once applied, and a reload is a new session."""
+    want = {k: [str(x) for x in (v if isinstance(v, (list, tuple)) else [v])] for k, v in values.items()
+            if k in URL_FORM_KEYS and v not in (None, "", [])}
+    for k in URL_FORM_KEYS:
+        if k in want:
+            if st.query_params.get_all(k) != want[k]:
+                st.query_params[k] = want[k]
+        elif k in st.query_params:
+            del st.query_params[k]
+    st.session_state[URL_FORM] = want
+
+
 def apply_link_form(splits: list[str], names_of: Callable[[str], list[str]]) -> list[str]:
     """A shared Run link's launch fields (``?split=test&datasets=a&datasets=b&repeats=4&group=..&label=..&cache=off``)
-    become the form's values, once; then they leave the address bar, as ``set`` does. A link that carries any
-    Run-page value (these or ``set``) describes the whole form, so the fields it does not name take their defaults
-    (train split, every dataset, one run, no group or label, cache on). Values that do not fit this data root or
-    the widget (an unknown dataset, repeats 0) are left out and returned (one line each).
+    become the form's values, once (the page then keeps the address bar in step with the form: :func:`mirror_form`,
+    so a reload, a new session, applies them again). A link that carries any Run-page value (these or ``set``)
+    describes the whole form, so the fields it does not name take their defaults (train split, every dataset, one
+    run, no group or label, cache on). Values that do not fit this data root or the widget (an unknown dataset,
+    repeats 0) are left out and returned (one line each).
 
     Args:
         splits: the splits this data root has, the default first.
@@ -140,8 +172,8 @@ def link_form_values(split: str, default_split: str, chosen: list[str], repeats:
 def apply_link_overrides(variant: str, base: dict[str, dict[str, Any]]) -> list[str]:
     """A shared link's ``?set=section.key=value`` (repeatable, as the share link writes them) become the variant's
     parameter values: the keys it names take its values, every other key the variant's own (a link reproduces the
-    config it was made from). The ``set`` values then leave the address bar, so that later edits are not shown
-    beside stale ones (the sidebar's link carries the current ones). A value the config refuses is left out and
+    config it was made from). The ``set`` values then leave the address bar until :func:`mirror_form` writes the
+    form's own back (so later edits are never shown beside stale ones). A value the config refuses is left out and
     returned (why, one line each); the others are applied."""
     from imc_core.config import resolve_config
     from imc_core.errors import ImcError
@@ -252,7 +284,8 @@ def launch_panel(root: Path) -> None:
     if not splits:
         st.warning(f"No datasets under {root}.")
         return
-    refused = apply_link_form(splits, dr.datasets)
+    own = url_form_is_own()  # (the fields this session wrote there: no link to apply)
+    refused = [] if own else apply_link_form(splits, dr.datasets)
     split = splits[0]
     if len(splits) > 1:  # a Kaggle download: train/ with labels and test/ without
         split = st.radio("Split", splits, horizontal=True, key="split",
@@ -275,7 +308,7 @@ def launch_panel(root: Path) -> None:
     st.caption(description)
     if missing:
         st.warning("This variant cannot run here: " + "; ".join(missing))
-    refused += apply_link_overrides(variant, base)
+    refused += [] if own else apply_link_overrides(variant, base)
     if refused:
         st.warning("Left out of the link's parameters: " + "; ".join(refused))
     values = parameter_widgets(variant, base)
@@ -295,8 +328,9 @@ def launch_panel(root: Path) -> None:
                             + state.cache_summary())
     chosen = list(datasets) if len(datasets) < len(names) else []  # [] = every dataset of the root
     # the link carries the edits and the launch fields, so that a teammate opens the same launch
-    state.register_share("run", ["variant", "set", *LINK_FORM], values={
-        "set": overrides, **link_form_values(split, splits[0], chosen, repeats, group, label, use_cache)})
+    form = {"set": overrides, **link_form_values(split, splits[0], chosen, repeats, group, label, use_cache)}
+    state.register_share("run", ["variant", "set", *LINK_FORM], values=form)
+    mirror_form(form)  # (and in the address bar, so that a reload keeps the form)
     st.markdown("**Overrides** (`--set`, only values that differ from the variant)")
     # quoted for a shell: the preview is meant to be pasted after `python -m imc_core run` (a list's ", " split it)
     st.code(" ".join(f"--set {shlex.quote(o)}" for o in overrides) or "(none: the variant as it is)",

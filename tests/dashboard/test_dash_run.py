@@ -123,9 +123,10 @@ def test_share_link_carries_the_parameter_edits(dash_env: DashEnv) -> None:
     assert opened.number_input(key="cfg.default.matching.min_matches").value == 42
     assert opened.selectbox(key="cfg.default.reconstruction.mapper").value == "global"
     assert sorted(opened.session_state["run_overrides"]) == overrides
-    assert "set" not in opened.query_params  # applied, then out of the address bar (the share link has them)
+    assert sorted(opened.query_params["set"]) == overrides  # the address bar keeps the form's (a reload reopens it)
     opened.number_input(key="cfg.default.matching.min_matches").set_value(50).run()  # applied once, then editable
     assert "matching.min_matches=50" in opened.session_state["run_overrides"]
+    assert "matching.min_matches=50" in opened.query_params["set"]  # (the edit, not the link's value)
 
     bad = AppTest.from_file(str(APP), default_timeout=30)
     bad.query_params["page"] = "run"
@@ -176,9 +177,11 @@ def test_share_link_carries_the_launch_fields(dash_env: DashEnv) -> None:
     assert opened.text_input(key="group").value == "sweep-a" and opened.text_input(key="label").value == "ratio test"
     assert opened.checkbox(key="use_cache").value is False
     assert opened.session_state["run_overrides"] == ["matching.min_matches=42"]
-    assert not {"split", "datasets", "repeats", "group", "label", "cache", "set"} & set(opened.query_params)
+    assert {k: opened.query_params[k] for k in ("split", "datasets", "repeats", "group", "label", "cache")} == {
+        k: v if len(v) > 1 else v[0] for k, v in query.items()
+        if k in ("split", "datasets", "repeats", "group", "label", "cache")}  # (kept in the address bar)
     opened.number_input(key="repeats").set_value(2).run()  # applied once, then editable
-    assert opened.number_input(key="repeats").value == 2
+    assert opened.number_input(key="repeats").value == 2 and opened.query_params["repeats"] == "2"
 
     bad = AppTest.from_file(str(APP), default_timeout=30)
     bad.query_params["page"] = "run"
@@ -192,6 +195,32 @@ def test_share_link_carries_the_launch_fields(dash_env: DashEnv) -> None:
     assert "“nope”" in warning and "repeats “0”" in warning and "cache “maybe”" in warning and "ds2" not in warning
     assert bad.multiselect(key="datasets").value == ["ds2"] and bad.number_input(key="repeats").value == 1
     assert bad.checkbox(key="use_cache").value is True and bad.text_input(key="label").value == ""
+
+
+def test_a_reload_keeps_the_launch_form(dash_env: DashEnv) -> None:
+    """Repeats 4, a label and a parameter edit, then F5: the form came back empty (its fields were in the share
+    link, never in the address bar, and a reload is a new session). The address bar follows the form, a new session
+    on it gets the form back, and a page switch and back within the session keeps it."""
+    at = run_page()
+    at.number_input(key="repeats").set_value(4)
+    at.text_input(key="label").input("my experiment")
+    at.number_input(key="cfg.default.matching.min_matches").set_value(30).run()
+    assert not errors_and_exceptions(at)[1]
+    address = {k: at.query_params[k] for k in at.query_params}
+    assert address["repeats"] == "4" and address["label"] == "my experiment"
+    assert "matching.min_matches=30" in address["set"]
+
+    reloaded = AppTest.from_file(str(APP), default_timeout=30)  # F5: the same address, a new session
+    reloaded.query_params["page"] = "run"
+    for k, v in address.items():
+        reloaded.query_params[k] = v
+    reloaded.run()
+    assert not errors_and_exceptions(reloaded)[1]
+    assert reloaded.number_input(key="repeats").value == 4
+    assert reloaded.text_input(key="label").value == "my experiment"
+    assert reloaded.number_input(key="cfg.default.matching.min_matches").value == 30
+    reloaded.text_input(key="label").input("").run()  # back to the default: out of the address bar
+    assert "label" not in reloaded.query_params and reloaded.query_params["repeats"] == "4"
 
 
 def test_launch_refuses_data_the_pipeline_would_refuse(dash_env: DashEnv, fake_pipeline: Path) -> None:
