@@ -81,35 +81,33 @@ URL_FORM = "_run_form_in_url"
 URL_FORM_KEYS = ("set", *LINK_FORM)
 
 
-def _url_form() -> dict[str, list[str]]:
-    return {k: [str(v) for v in st.query_params.get_all(k)] for k in URL_FORM_KEYS if k in st.query_params}
-
-
-def url_form_is_own() -> bool:
-    """Whether the address bar's form fields are the ones this session wrote there (:func:`mirror_form`), and so
-    no link to apply: a reload, a link or a new tab comes with a new session, whose fields are applied."""
-    return URL_FORM in st.session_state and _url_form() == st.session_state[URL_FORM]
+def form_from_url() -> bool:
+    """Whether the address bar's form fields are to be applied as a link: only at the session's first drawing of
+    the form. A link, a reload or a new tab comes with a new session; later, the address bar holds what
+    :func:`mirror_form` wrote, or an older entry the browser's Back went to, which silently undid edits made since
+    (repeats back to 1 after Back and a page switch) when it was applied as a link."""
+    return URL_FORM not in st.session_state
 
 
 def mirror_form(values: dict[str, Any]) -> None:
     """Write the launch form's fields (``set`` and :data:`LINK_FORM`, as the share link has them; None or empty =
-    the default, left out) to the address bar. A reload lost every edit (repeats, label, parameters): the fields
-    left the address bar once applied, and a reload is a new session."""
+    the default, left out) to the address bar, so that a reload (a new session) gets the form back: it lost every
+    edit (repeats, label, parameters). Only the keys that changed, the new values in one step: each change of the
+    address bar is an entry of the browser's history."""
     want = {k: [str(x) for x in (v if isinstance(v, (list, tuple)) else [v])] for k, v in values.items()
             if k in URL_FORM_KEYS and v not in (None, "", [])}
+    if changed := {k: v for k, v in want.items() if st.query_params.get_all(k) != v}:
+        st.query_params.update(changed)
     for k in URL_FORM_KEYS:
-        if k in want:
-            if st.query_params.get_all(k) != want[k]:
-                st.query_params[k] = want[k]
-        elif k in st.query_params:
+        if k not in want and k in st.query_params:
             del st.query_params[k]
     st.session_state[URL_FORM] = want
 
 
 def apply_link_form(splits: list[str], names_of: Callable[[str], list[str]]) -> list[str]:
     """A shared Run link's launch fields (``?split=test&datasets=a&datasets=b&repeats=4&group=..&label=..&cache=off``)
-    become the form's values, once (the page then keeps the address bar in step with the form: :func:`mirror_form`,
-    so a reload, a new session, applies them again). A link that carries any Run-page value (these or ``set``)
+    become the form's values, once per session (:func:`form_from_url`; the page then keeps the address bar in step
+    with the form, :func:`mirror_form`, so a reload applies them again). A link that carries any Run-page value (these or ``set``)
     describes the whole form, so the fields it does not name take their defaults (train split, every dataset, one
     run, no group or label, cache on). Values that do not fit this data root or the widget (an unknown dataset,
     repeats 0) are left out and returned (one line each).
@@ -121,9 +119,7 @@ def apply_link_form(splits: list[str], names_of: Callable[[str], list[str]]) -> 
     keys = [k for k in LINK_FORM if k in st.query_params]
     if not keys and "set" not in st.query_params:
         return []
-    got = {k: st.query_params.get_all(k) for k in keys}
-    for k in keys:
-        del st.query_params[k]
+    got = {k: st.query_params.get_all(k) for k in keys}  # (left in the address bar: mirror_form sets it right)
     form = dict(st.session_state.get(FORM_KEY) or {})
     for k in FORM_WIDGETS:  # (drawn below with the default :func:`initial` gives)
         st.session_state.pop(k, None)
@@ -172,16 +168,15 @@ def link_form_values(split: str, default_split: str, chosen: list[str], repeats:
 def apply_link_overrides(variant: str, base: dict[str, dict[str, Any]]) -> list[str]:
     """A shared link's ``?set=section.key=value`` (repeatable, as the share link writes them) become the variant's
     parameter values: the keys it names take its values, every other key the variant's own (a link reproduces the
-    config it was made from). The ``set`` values then leave the address bar until :func:`mirror_form` writes the
-    form's own back (so later edits are never shown beside stale ones). A value the config refuses is left out and
-    returned (why, one line each); the others are applied."""
+    config it was made from), once per session (:func:`form_from_url`); :func:`mirror_form` then writes the form's
+    own values back. A value the config refuses is left out and returned (why, one line each); the others are
+    applied."""
     from imc_core.config import resolve_config
     from imc_core.errors import ImcError
 
     wanted = st.query_params.get_all("set")
     if not wanted:
         return []
-    del st.query_params["set"]
 
     def problem(items: list[str]) -> str | None:
         try:
@@ -284,8 +279,8 @@ def launch_panel(root: Path) -> None:
     if not splits:
         st.warning(f"No datasets under {root}.")
         return
-    own = url_form_is_own()  # (the fields this session wrote there: no link to apply)
-    refused = [] if own else apply_link_form(splits, dr.datasets)
+    linked = form_from_url()  # (later, the address bar holds this session's own fields, or an older entry)
+    refused = apply_link_form(splits, dr.datasets) if linked else []
     split = splits[0]
     if len(splits) > 1:  # a Kaggle download: train/ with labels and test/ without
         split = st.radio("Split", splits, horizontal=True, key="split",
@@ -308,7 +303,7 @@ def launch_panel(root: Path) -> None:
     st.caption(description)
     if missing:
         st.warning("This variant cannot run here: " + "; ".join(missing))
-    refused += [] if own else apply_link_overrides(variant, base)
+    refused += apply_link_overrides(variant, base) if linked else []
     if refused:
         st.warning("Left out of the link's parameters: " + "; ".join(refused))
     values = parameter_widgets(variant, base)

@@ -139,7 +139,7 @@ def test_share_link_carries_the_parameter_edits(dash_env: DashEnv) -> None:
 
 def test_share_link_carries_the_launch_fields(dash_env: DashEnv) -> None:
     """The Run link also carries the split, the dataset subset, repeats, group, label and an unticked cache; opening
-    it fills the form once (then the values leave the address bar); fields a link does not name take their defaults;
+    it fills the form once per session (the address bar then follows the form); fields a link does not name take their defaults;
     values that do not fit are named."""
     import shutil
     from urllib.parse import parse_qs
@@ -221,6 +221,15 @@ def test_a_reload_keeps_the_launch_form(dash_env: DashEnv) -> None:
     assert reloaded.number_input(key="cfg.default.matching.min_matches").value == 30
     reloaded.text_input(key="label").input("").run()  # back to the default: out of the address bar
     assert "label" not in reloaded.query_params and reloaded.query_params["repeats"] == "4"
+
+    # the browser's Back within the session: the address bar holds an older entry (no repeats) when the page next
+    # runs; applied as a link it set repeats back to 1 without a word. The form stands, and the bar follows it.
+    del reloaded.query_params["repeats"]
+    reloaded.query_params["label"] = "an older entry"
+    reloaded.run()
+    assert not errors_and_exceptions(reloaded)[1]
+    assert reloaded.number_input(key="repeats").value == 4 and reloaded.text_input(key="label").value == ""
+    assert reloaded.query_params["repeats"] == "4" and "label" not in reloaded.query_params
 
 
 def test_launch_refuses_data_the_pipeline_would_refuse(dash_env: DashEnv, fake_pipeline: Path) -> None:
