@@ -543,14 +543,23 @@ def test_a_click_on_the_match_graph_opens_the_pair(run_a: LaunchedRun, page: Any
     shows = re.compile(rf"^{re.escape(a)} ↔ {re.escape(b)} \(\d+\)$")
 
     def click_midpoint() -> None:
-        expect(plot).to_have_count(1, timeout=PAGE_TIMEOUT_MS)  # (a fresh chart replaces the old one)
-        settle(page)
-        point = plot.locator(".scatterlayer .trace").nth(trace).locator("path.point").nth(k)
-        point.scroll_into_view_if_needed()
-        box = point.bounding_box()
-        assert box is not None
-        page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
-        page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+        from playwright.sync_api import Error as PlaywrightError
+
+        for attempt in range(3):  # a fresh chart can replace the old one between the locate and the scroll
+            expect(plot).to_have_count(1, timeout=PAGE_TIMEOUT_MS)
+            settle(page)
+            point = plot.locator(".scatterlayer .trace").nth(trace).locator("path.point").nth(k)
+            try:
+                point.scroll_into_view_if_needed()
+                box = point.bounding_box()
+            except PlaywrightError:  # ("Element is not attached to the DOM": failed once in a fresh-clone run)
+                if attempt == 2:
+                    raise
+                continue
+            assert box is not None
+            page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+            page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+            return
 
     click_midpoint()
     expect(picker).to_have_value(shows, timeout=PAGE_TIMEOUT_MS)
