@@ -85,20 +85,24 @@ def process_alive(pid: int | None, run_dir: Path, markers: tuple[str, ...] = (),
 
     Without ``/proc`` (macOS) only the pid's existence is checked.
     """
-    if pid is None:
+    if pid is None or not process_exists(pid):
         return False
-    proc_dir = Path(f"/proc/{pid}")
+    if not Path("/proc/self").exists():
+        return True
+    if started is not None:
+        return process_start(pid) == started
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return False
+    return any(m in cmdline for m in (Path(run_dir).name, *markers))
+
+
+def process_exists(pid: int) -> bool:
+    """Whether process ``pid`` exists and is no zombie (without ``/proc``: whether the pid exists)."""
     if Path("/proc/self").exists():
         fields = _stat_fields(pid)
-        if not fields or fields[0].startswith("Z"):
-            return False
-        if started is not None:
-            return process_start(pid) == started
-        try:
-            cmdline = (proc_dir / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            return False
-        return any(m in cmdline for m in (Path(run_dir).name, *markers))
+        return bool(fields) and not fields[0].startswith("Z")
     try:
         os.kill(pid, 0)
     except (ProcessLookupError, PermissionError):
@@ -194,16 +198,7 @@ def _launch_pending(run_dir: Path, pid: int | None, now: float | None) -> bool:
     now = time.time() if now is None else now
     if not now - started < LAUNCH_START_S:
         return False
-    if pid is None:
-        return True
-    if Path("/proc/self").exists():
-        fields = _stat_fields(pid)
-        return bool(fields) and not fields[0].startswith("Z")
-    try:
-        os.kill(pid, 0)
-    except (ProcessLookupError, PermissionError):
-        return False
-    return True
+    return pid is None or process_exists(pid)
 
 
 def _queue_alive(run_dir: Path, now: float | None, alive: AliveCheck) -> bool:
