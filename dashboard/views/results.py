@@ -363,6 +363,23 @@ def scene_warnings(scenes: pd.DataFrame) -> list[str]:
             zip(scenes["scene"], scenes["warning"], strict=True) if isinstance(w, str) and w.strip()]
 
 
+def pooled_maa_note(scenes: pd.DataFrame, dataset_scores: dict[str, Any] | None) -> str | None:
+    """Why a dataset's mAA is not the mean of its scenes' (the metric pools them: every scene's passing cameras over
+    every scene's cameras, each less its 3), said when the two differ by 0.01 or more (an auditor took 53.85 beside
+    scenes of 66.67 and 42.86 for a mistake)."""
+    if len(scenes) < 2 or "mAA" not in scenes or not isinstance(dataset_scores, dict):
+        return None
+    try:
+        pooled, mean = float(dataset_scores["mAA"]), float(pd.to_numeric(scenes["mAA"]).mean())
+    except (KeyError, TypeError, ValueError):
+        return None
+    if not (np.isfinite(pooled) and np.isfinite(mean)) or abs(pooled - mean) < 0.01:
+        return None
+    return (f"The dataset's mAA ({pooled:.2f}) pools its scenes as the metric does: the cameras that pass, summed "
+            f"over every scene and threshold, over all of them (each scene less its 3), so it is not the mean of the "
+            f"scenes' mAAs ({mean:.2f}); a scene with more cameras weighs more.")
+
+
 def scene_columns(table: pd.DataFrame) -> dict[str, Any]:
     """Column widths (pixels) for :func:`scene_table` so that every column fits the page, ``registered_k`` shown as
     ``reg. tk`` (its header names what it counts)."""
@@ -452,6 +469,8 @@ def tab_overview(rv: state.RunView, dataset: str | None, scene: str | None) -> N
                      column_config=scene_columns(table))
         if said := scene_warnings(sc):  # (whole: at 160 px the column read "associated with clust…")
             st.caption("The metric's warnings: " + " ".join(said))
+        if pooled := pooled_maa_note(sc, (rv.scores.get("datasets") or {}).get(dataset) if rv.scores else None):
+            st.caption(pooled)
     s = _scene_or_first(rv, dataset, scene) if dataset else None
     if rv.per_image is not None and s:
         state.show_figure("threshold_curve", rv.per_image, dataset, s, thresholds=_thresholds(rv, dataset, s),
@@ -984,7 +1003,8 @@ def tab_timings(rv: state.RunView) -> None:
                      column_config={c: st.column_config.NumberColumn(format="%.2f") for c in steps.columns
                                     if c not in ("dataset", "cache")})
         st.caption("A re-run after a change of a mapping key reuses the verified database and redoes the mapping "
-                   "and the final bundle adjustment. On a cache hit the row shows the run that computed the "
+                   "and the final bundle adjustment; after a change of a refine_* key only (the final adjustment's), "
+                   "it reuses the mapped models too. On a cache hit the row shows the run that computed the "
                    "reconstruction. Components mapped side by side overlap, so a step's seconds are wall time.")
     if cache:
         st.markdown("**Cache**")

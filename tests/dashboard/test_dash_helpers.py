@@ -413,3 +413,16 @@ def test_a_folder_it_may_not_read_reads_as_a_missing_run(tmp_path: Path, monkeyp
     with pytest.raises(InputError) as err:
         state.resolve_run_dir(str(private))
     assert str(err.value) == f"{private}: run directory not found"
+
+
+def test_a_datasets_pooled_maa_is_explained_where_it_is_not_the_scenes_mean() -> None:
+    import pandas as pd
+
+    from dashboard.views.results import pooled_maa_note
+
+    scenes = pd.DataFrame({"scene": ["ET", "another_ET"], "mAA": [66.67, 42.86]})
+    note = pooled_maa_note(scenes, {"mAA": 53.85, "score": 65.69})
+    assert note is not None and "(53.85) pools its scenes" in note and "mean of the scenes' mAAs (54.77)" in note
+    assert pooled_maa_note(scenes, {"mAA": 54.765}) is None  # (equal to the mean: nothing to explain)
+    assert pooled_maa_note(scenes.iloc[:1], {"mAA": 10.0}) is None  # one scene
+    assert pooled_maa_note(scenes, None) is None and pooled_maa_note(scenes, {"mAA": None}) is None
