@@ -37,7 +37,7 @@ SQLITE_SIDE_FILES = ("-wal", "-shm", "-journal")  # never recorded: SQLite makes
 GRACE_S = 3600.0  # prune never removes an artifact built or used this recently (a run may be reading it)
 FINGERPRINTS = "fingerprints"  # memo folder: a dataset's stat fingerprint -> the sha256 of its images' contents
 #: the stages the pipeline caches (first folder level); ``cache prune --stage`` also takes any folder found there
-STAGES = ("features", "matching", "database", "reconstruction")
+STAGES = ("features", "matching", "database", "mapping", "reconstruction")
 
 
 class CacheError(ImcError, OSError):
@@ -525,14 +525,15 @@ EVERY_STAGE = "*"
 
 def unreferenced(entries: list[CacheEntry], referenced: set[tuple[str, str]]) -> list[CacheEntry]:
     """The entries no run needs: not named by any run (``(stage, folder name)`` pairs, e.g. from
-    :func:`imc_core.runs.referenced_artifacts`), except verified databases built from the same features and
-    matches as a named reconstruction (runs do not name them, but a re-run of a mapping change reads them), and
-    every artifact of a dataset named by ``(EVERY_STAGE, dataset)`` (a run that does not say which it read)."""
+    :func:`imc_core.runs.referenced_artifacts`), except verified databases and mapped models built from the same
+    features and matches as a named reconstruction (runs do not name them, but a re-run of a mapping or final
+    adjustment change reads them), and every artifact of a dataset named by ``(EVERY_STAGE, dataset)`` (a run that
+    does not say which it read)."""
     named = [e for e in entries if (e.stage, e.name) in referenced]
     rec_inputs = {e.inputs for e in named if e.stage == "reconstruction" and e.inputs}
     whole = {name for stage, name in referenced if stage == EVERY_STAGE}
     return [e for e in entries if (e.stage, e.name) not in referenced
-            and not (e.stage == "database" and e.inputs in rec_inputs)
+            and not (e.stage in ("database", "mapping") and e.inputs in rec_inputs)
             and e.name.rsplit("-", 1)[0] not in whole]
 
 

@@ -677,13 +677,31 @@ def _reconstruct_dataset(matched: _Matched, cfg: PipelineConfig, run_dir: Path, 
                            f"when a reconstruction needs it: {problem}")
         db_file = None
 
+    # and so do the mapper's models before the final adjustment: a change of a refine_* key only adjusts again
+    pconf = {**reconstruction_mod.mapping_conf(cfg.reconstruction), "_stage_version": reconstruction_mod.VERSION}
+    pkey = artifact_key("mapping", pconf, [mkey, fkey], matched.fingerprint)
+    mapped_dir = cached("mapping", name, pkey) if cacheable else None
+    if mapped_dir is not None and (problem := files_problem(mapped_dir)
+                                   or reconstruction_mod.mapped_problem(mapped_dir)) is not None:
+        drop_artifact(mapped_dir)
+        writer.add_warning(f"{name}: the cached mapped models ({mapped_dir.name}) are dropped, and mapped again "
+                           f"when a reconstruction needs them: {problem}")
+        mapped_dir = None
+
     def build_rec(tmp: Path) -> None:
+        keep = cacheable and mapped_dir is None
         res = reconstruct(ds.image_dir, images, feats.path / "features.h5", matches.path / "matches.h5", pairs,
                           cfg.reconstruction, tmp, dataset=name, progress=rep.stage(name, "reconstruction"),
-                          should_cancel=rep.cancelled, database=db_file, map_jobs=map_jobs)
+                          should_cancel=rep.cancelled, database=db_file, map_jobs=map_jobs, mapped=mapped_dir,
+                          keep_mapped=keep)
         if cfg.reconstruction.deterministic and db_file is None and res.database_verified:
             get_or_build("database", name, dkey, lambda d: shutil.copyfile(tmp / "database.db", d / "database.db"),
                          meta={"conf": dconf, "inputs": [mkey, fkey], "dataset": name}, use_cache=False)
+        kept = tmp / reconstruction_mod.MAPPED_DIR
+        if keep and kept.is_dir():  # (not when mapping failed)
+            get_or_build("mapping", name, pkey, lambda d: _move_children(kept, d),
+                         meta={"conf": pconf, "inputs": [mkey, fkey], "dataset": name}, use_cache=False)
+        shutil.rmtree(kept, ignore_errors=True)  # (never part of the reconstruction artifact)
         poses = res.poses.copy()
         poses["dataset"] = name
         write_pose_csv(poses, tmp / "poses.csv")
@@ -722,6 +740,12 @@ def _reconstruct_dataset(matched: _Matched, cfg: PipelineConfig, run_dir: Path, 
     return DatasetResult(name, poses, artifacts, timings, cache, stats, ok,
                          None if ok else _reconstruction_error(rec.path), _reconstruction_steps(rec.path),
                          [line.removeprefix("WARNING: ") for line in rec_log if line.startswith("WARNING: ")])
+
+
+def _move_children(src: Path, dst: Path) -> None:
+    """Move what folder ``src`` holds into folder ``dst`` (same file system: renames)."""
+    for child in src.iterdir():
+        os.replace(child, dst / child.name)
 
 
 def _model_size_note(cfg: PipelineConfig, name: str, n_images: int) -> str | None:

@@ -318,7 +318,8 @@ def launch_panel(root: Path) -> None:
                           help="Runs of one group are aggregated (mean ± std) on the Compare page")
     label = c3.text_input("Label", key="label", placeholder="optional note", **initial("label", "value", ""))
     use_cache = c4.checkbox("Use cache", **initial("use_cache", "value", True), key="use_cache",
-                            help="Reuse features, matches and verified databases computed before with the same "
+                            help="Reuse features, matches, verified databases and mapped models computed before "
+                            "with the same "
                             "settings; unchecked, every stage is recomputed (and replaces its cached artifact). "
                             + state.cache_summary())
     chosen = list(datasets) if len(datasets) < len(names) else []  # [] = every dataset of the root

@@ -19,6 +19,9 @@ Flow of :func:`reconstruct` for one dataset:
    has ≥ ``min_model_size`` images gets a mapper call of its own (``image_names``) when ``map_jobs > 1``, that many
    at once: no model can span two components, so this only splits the work (multi-scene datasets map in parallel
    while each mapper stays single-threaded and deterministic; the models are those of one whole-database call).
+   Mapping depends only on the verified database and :func:`mapping_conf`; given ``mapped=`` (the raw models an
+   earlier call wrote with ``keep_mapped``, which the pipeline caches), it is skipped and those models are read, so
+   that a change of a ``refine_*`` key costs only the final adjustment.
 4. **Clusters**: every model becomes a cluster ``cluster0, cluster1, …`` (most kept images first). COLMAP can
    register one image in several models; :func:`resolve_registrations` keeps it once (model where it has most 3D
    points, ties → larger model → lower model index) and the log says so. Unregistered images go to ``outliers``.
@@ -201,6 +204,22 @@ MAPPING_ONLY_KEYS = frozenset({
 })
 
 
+#: keys that only the final bundle adjustment reads: the mapper's models do not depend on them, so
+#: :func:`mapping_conf` leaves them out
+REFINE_KEYS = frozenset({"refine_loss", "refine_loss_scale", "refine_filter_max_reproj_error", "refine_max_iterations",
+                         "refine_function_tolerance"})
+
+
+def mapping_conf(conf: ReconstructionConfig) -> dict[str, Any]:
+    """The part of ``conf`` that decides the mapper's models (everything but :data:`REFINE_KEYS`).
+
+    Two deterministic calls of :func:`reconstruct` on the same inputs whose ``mapping_conf`` is equal map the same
+    models, so the second can read the first's (``keep_mapped``) with ``mapped=`` and go straight to the final
+    adjustment.
+    """
+    return {k: v for k, v in asdict(conf).items() if k not in REFINE_KEYS}
+
+
 def database_conf(conf: ReconstructionConfig) -> dict[str, Any]:
     """The part of ``conf`` that decides the verified database (cameras, keypoints, matches, two-view geometries).
 
@@ -240,9 +259,14 @@ class ReconstructionResult:
     error: str | None = None
 
 
-#: the steps :attr:`ReconstructionResult.steps` can name, in run order (import and verification, or the reuse)
+#: the steps :attr:`ReconstructionResult.steps` can name, in run order (import and verification, or the reuse;
+#: mapping, or the reuse of its models)
 STEPS = ("inputs read", "database import", "geometric verification", "verified database reused", "mapping",
-         "final bundle adjustment", "models written")
+         "mapped models reused", "final bundle adjustment", "models written")
+#: in ``out_dir`` of a ``keep_mapped`` call, and in a ``mapped=`` folder: the mapper's models ``models/<k>/`` (mapper
+#: order, before the final adjustment) and the mapping's log lines
+MAPPED_DIR = "mapped"
+MAPPED_LOG = "mapping.log"
 
 
 # ---------------------------------------------------------------------------------------------------- h5 inputs
@@ -882,7 +906,7 @@ def _cleanup(out_dir: Path) -> None:
     """Remove what this stage wrote into ``out_dir``."""
     for name in ("database.db", "database.db-wal", "database.db-shm", "pairs.txt"):
         (out_dir / name).unlink(missing_ok=True)
-    for name in ("sfm", "models"):
+    for name in ("sfm", "models", MAPPED_DIR):
         shutil.rmtree(out_dir / name, ignore_errors=True)
 
 
@@ -992,6 +1016,59 @@ def _map(db_path: Path, image_dir: Path, out_dir: Path, n_images: int, conf: Rec
     return recs
 
 
+def _write_mapped(recs: list[pycolmap.Reconstruction], lines: list[str], dst: Path) -> None:
+    """The mapper's models (before the final adjustment, which changes them in place) and its log lines into
+    ``dst`` (:data:`MAPPED_DIR`): what ``mapped=`` reads back."""
+    shutil.rmtree(dst, ignore_errors=True)
+    for k, rec in enumerate(recs):
+        (dst / "models" / str(k)).mkdir(parents=True)
+        rec.write(dst / "models" / str(k))
+    (dst / MAPPED_LOG).write_text("".join(f"{line}\n" for line in lines), encoding="utf-8")
+
+
+def _mapped_models(src: Path) -> list[Path]:
+    """The model folders of a :data:`MAPPED_DIR` folder, in mapper order."""
+    folder = src / "models"
+    found = [p for p in folder.iterdir() if p.is_dir() and p.name.isdigit()] if folder.is_dir() else []
+    return sorted(found, key=lambda p: int(p.name))
+
+
+def mapped_problem(src: Path) -> str | None:
+    """``None`` when ``src`` holds mapped models that :func:`reconstruct` can read with ``mapped=``, else what is
+    wrong (a ``check`` for the pipeline's cache: a file cut short or removed must be mapped again, not fail)."""
+    import pycolmap
+
+    try:
+        (src / MAPPED_LOG).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        return f"{MAPPED_LOG} cannot be read ({err})"
+    models = _mapped_models(src)
+    if not models or [p.name for p in models] != [str(k) for k in range(len(models))]:
+        return "models/ does not hold models 0, 1, … in order"
+    for model in models:
+        try:
+            if pycolmap.Reconstruction(str(model)).num_reg_images() == 0:
+                return f"models/{model.name} has no registered image"
+        except Exception as err:  # pycolmap raises its own types for a file cut short
+            return f"models/{model.name} cannot be read ({str(err).splitlines()[0] if str(err) else err})"
+    return None
+
+
+def _read_mapped(src: Path, log: list[str]) -> list[pycolmap.Reconstruction]:
+    """The models of an earlier call's :data:`MAPPED_DIR` folder ``src``; its mapping's log lines go to ``log``."""
+    if (problem := mapped_problem(src)) is not None:
+        raise InputError(src, f"the mapped models to reuse cannot be read: {problem}")
+    log.append(f"mapping: reused ({src.name}); the lines of its mapping follow")
+    log.extend((src / MAPPED_LOG).read_text(encoding="utf-8").splitlines())
+    return _load_models(src)
+
+
+def _load_models(src: Path) -> list[pycolmap.Reconstruction]:
+    import pycolmap
+
+    return [pycolmap.Reconstruction(str(model)) for model in _mapped_models(src)]
+
+
 def unmapped_components(db_path: Path, recs: list[pycolmap.Reconstruction], conf: ReconstructionConfig) -> list[str]:
     """A ``WARNING:`` line for each match-graph component of at least ``min_model_size`` images of which no model
     registered any image: a scene the mapper lost, whose images count as outliers (COLMAP only says "Failed to create
@@ -1009,7 +1086,8 @@ def unmapped_components(db_path: Path, recs: list[pycolmap.Reconstruction], conf
 def reconstruct(image_dir: Path, images: list[str], features_path: Path, matches_path: Path,
                 pairs: list[tuple[str, str]], conf: ReconstructionConfig, out_dir: Path, *, dataset: str = "",
                 progress: ProgressFn | None = None, should_cancel: CancelFn | None = None,
-                database: Path | None = None, map_jobs: int = 1) -> ReconstructionResult:
+                database: Path | None = None, map_jobs: int = 1, mapped: Path | None = None,
+                keep_mapped: bool = False) -> ReconstructionResult:
     """Database import, geometric verification and mapping of one dataset; models become clusters.
 
     Args:
@@ -1028,6 +1106,11 @@ def reconstruct(image_dir: Path, images: list[str], features_path: Path, matches
             The caller vouches that it matches; nothing here can tell.
         map_jobs: the cores this call may use when deterministic: match-graph components mapped at once
             (``map_components``) and threads of the geometric verification; the poses do not depend on it.
+        mapped: a :data:`MAPPED_DIR` folder that an earlier deterministic ``keep_mapped`` call wrote for the same
+            images, features, matches, pairs and :func:`mapping_conf`: its models are read instead of mapping (the
+            final adjustment still runs). The caller vouches that it matches, as for ``database``.
+        keep_mapped: also write the mapper's models, before the final adjustment, and the mapping's log lines to
+            ``out_dir/mapped/`` (what ``mapped=`` reads).
 
     Returns:
         A :class:`ReconstructionResult` (``ok=False`` with all images outliers when reconstruction failed).
@@ -1068,10 +1151,24 @@ def reconstruct(image_dir: Path, images: list[str], features_path: Path, matches
             _import_and_verify(db_path, image_dir, images, keypoints, sizes, matches, conf, token, should_cancel,
                                report, log, steps, max(1, map_jobs) if conf.deterministic else conf.threads)
         verified = True
-        report(0, len(images), "mapping")
-        with _timed(steps, "mapping"):
-            recs = _map(db_path, image_dir, out_dir, len(images), conf, token, should_cancel, progress, log,
-                        map_jobs)
+        if mapped is not None:
+            report(len(images), len(images), "mapped models reused")
+            with _timed(steps, "mapped models reused"):
+                recs = _read_mapped(Path(mapped), log)
+        else:
+            report(0, len(images), "mapping")
+            first = len(log)
+            with _timed(steps, "mapping"):  # (writing and reading the models counts as mapping: 0.02 s on ETs)
+                recs = _map(db_path, image_dir, out_dir, len(images), conf, token, should_cancel, progress, log,
+                            map_jobs)
+                # the final adjustment always starts from the models as read from their files: read back, a
+                # model's points come in another order than the mapper's, which moves the adjusted poses by
+                # ~1e-15, so that adjusting the mapper's own objects would make a run's poses depend on whether
+                # its mapping came from the cache
+                _write_mapped(recs, log[first:], out_dir / MAPPED_DIR)
+                recs = _load_models(out_dir / MAPPED_DIR)
+                if not keep_mapped:
+                    shutil.rmtree(out_dir / MAPPED_DIR)
         if conf.refine_loss != "none":
             report(len(images), len(images), "final bundle adjustment")
             with _step("final bundle adjustment", log, token, should_cancel, steps):

@@ -128,6 +128,72 @@ def test_mapping_change_reuses_the_verified_database(first_run: tuple[Path, Path
     assert "reused" not in load_run(verify).log
 
 
+def _reused_mapping(run: object) -> list[str]:
+    """The mapped-model folders a run's reconstructions read (their log's "mapping: reused (<folder>)" lines)."""
+    return re.findall(r"mapping: reused \(([^)]+)\)", run.log)
+
+
+def test_a_final_adjustment_change_reuses_the_mapped_models(first_run: tuple[Path, Path], tiny_root: Path,
+                                                            tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    run_dir, cache = first_run
+    monkeypatch.setenv("IMC_CACHE_DIR", str(cache))
+    change = FAST + ["reconstruction.refine_loss_scale=0.8"]  # (a value no other test sets: the cache is shared)
+    reused = load_run(run_pipeline(tiny_root, variant="default", overrides=change, out=tmp_path / "reused",
+                                   raise_errors=True))
+    assert reused.status == "done" and len(_reused_mapping(reused)) == len(reused.timings["datasets"])
+    assert all(c["reconstruction"] == "miss" for c in reused.timings["cache"].values())
+    for per in reused.timings["reconstruction_steps"].values():
+        assert list(per) == ["inputs read", "verified database reused", "mapped models reused",
+                             "final bundle adjustment", "models written"]
+    assert "refined (cauchy loss, 0.8 px)" in reused.log
+    # the same config mapped afresh (features and matches copied, nothing else) gives the same poses bit for bit
+    fresh_cache = tmp_path / "fresh-cache"
+    for stage in ("features", "matching"):
+        shutil.copytree(cache / stage, fresh_cache / stage)
+    monkeypatch.setenv("IMC_CACHE_DIR", str(fresh_cache))
+    fresh = load_run(run_pipeline(tiny_root, variant="default", overrides=change, out=tmp_path / "fresh",
+                                  raise_errors=True))
+    assert _reused_mapping(fresh) == []
+    assert all("mapping" in per for per in fresh.timings["reconstruction_steps"].values())
+    assert_same_poses(reused.path, fresh.path)
+    # and no cache at all, too
+    nocache = run_pipeline(tiny_root, variant="default", overrides=change, out=tmp_path / "nocache", use_cache=False,
+                           raise_errors=True)
+    assert_same_poses(reused.path, nocache)
+    # a mapper key maps again
+    monkeypatch.setenv("IMC_CACHE_DIR", str(cache))
+    remap = load_run(run_pipeline(tiny_root, variant="default",
+                                  overrides=change + ["reconstruction.init_num_trials=150"], out=tmp_path / "remap",
+                                  raise_errors=True))
+    assert _reused_mapping(remap) == [] and "database import and geometric verification: reused" in remap.log
+
+
+def test_damaged_mapped_models_are_dropped_and_mapped_again(first_run: tuple[Path, Path], tiny_root: Path,
+                                                            tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cache, _ = _cache_copy(first_run, tmp_path, monkeypatch)
+    one = load_run(run_pipeline(tiny_root, variant="default",
+                                overrides=[*FAST, "reconstruction.refine_loss_scale=0.6"], out=tmp_path / "one",
+                                raise_errors=True))
+    (folder,) = _reused_mapping(one)
+    points = cache / "mapping" / folder / "models" / "0" / "points3D.bin"
+    points.write_bytes(points.read_bytes()[:100])
+    two = load_run(run_pipeline(tiny_root, variant="default",
+                                overrides=[*FAST, "reconstruction.refine_loss_scale=0.65"], out=tmp_path / "two",
+                                raise_errors=True))
+    assert two.status == "done" and _reused_mapping(two) == []
+    (warned,) = [w for w in own_warnings(two) if "mapped models" in w]
+    assert f"the cached mapped models ({folder}) are dropped, and mapped again when a reconstruction needs them: " \
+           "models/0/points3D.bin changed after it was built" in warned
+    assert (cache / "mapping" / folder / "DONE").is_file()  # mapped again and kept
+    three = load_run(run_pipeline(tiny_root, variant="default",
+                                  overrides=[*FAST, "reconstruction.refine_loss_scale=0.7"], out=tmp_path / "three",
+                                  raise_errors=True))
+    assert _reused_mapping(three) == [folder] and own_warnings(three) == []
+    assert_same_poses(one.path, load_run(run_pipeline(
+        tiny_root, variant="default", overrides=[*FAST, "reconstruction.refine_loss_scale=0.6"],
+        out=tmp_path / "four", use_cache=False, raise_errors=True)).path)
+
+
 def test_matcher_threads_follow_the_determinism_switch(first_run: tuple[Path, Path], tiny_root: Path,
                                                         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """``matching.colmap_threads = 0`` (auto): one thread in a deterministic run, all cores otherwise, and the two
@@ -657,7 +723,7 @@ def test_prune_unused_keeps_what_a_run_needs(first_run: tuple[Path, Path], tiny_
     gone = prune(copy, referenced=referenced_artifacts(runs), grace_s=0)
     kept = list_artifacts(copy)
     assert len(kept) + len(gone) == len(before)
-    assert {e.stage for e in kept} == {"features", "matching", "reconstruction", "database"}
+    assert {e.stage for e in kept} == {"features", "matching", "reconstruction", "database", "mapping"}
     monkeypatch.setenv("IMC_CACHE_DIR", str(copy))
     again = run_pipeline(tiny_root, variant="default", overrides=FAST, out=tmp_path / "again", raise_errors=True)
     assert all(s[stage] == "hit" for s in load_run(again).timings["cache"].values()

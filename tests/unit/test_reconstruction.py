@@ -398,6 +398,56 @@ def test_reused_database_gives_the_same_poses_without_verifying(tmp_path: Path,
                     database=tmp_path / "nowhere" / "database.db")
 
 
+def test_mapping_conf_leaves_out_only_the_final_adjustment() -> None:
+    conf = fast_conf()
+    fields = set(rc.asdict(conf))
+    assert rc.REFINE_KEYS <= rc.MAPPING_ONLY_KEYS <= fields
+    assert set(rc.mapping_conf(conf)) == fields - rc.REFINE_KEYS
+    assert rc.mapping_conf(fast_conf(refine_loss="cauchy", refine_loss_scale=0.5)) == rc.mapping_conf(conf)
+    assert rc.mapping_conf(fast_conf(filter_max_reproj_error=1.5)) != rc.mapping_conf(conf)  # a mapper key
+
+
+def test_kept_mapped_models_give_the_same_poses_without_mapping(tmp_path: Path,
+                                                                 scene_a: pycolmap.Reconstruction) -> None:
+    names, features, matches, pairs = write_inputs(tmp_path, [("", scene_a)], noise_px=1.0)
+    first = reconstruct(tmp_path, names, features, matches, pairs, fast_conf(seed=4), tmp_path / "first",
+                        keep_mapped=True)
+    kept = tmp_path / "first" / rc.MAPPED_DIR
+    assert first.ok and rc.mapped_problem(kept) is None
+    assert (kept / rc.MAPPED_LOG).read_text().count("incremental mapping") == 1
+    # a final-adjustment change: mapped afresh vs the first call's models (read from disk, then adjusted)
+    conf = fast_conf(seed=4, refine_loss="cauchy", refine_loss_scale=0.7, refine_filter_max_reproj_error=1.0)
+    fresh = reconstruct(tmp_path, names, features, matches, pairs, conf, tmp_path / "fresh")
+    reused = reconstruct(tmp_path, names, features, matches, pairs, conf, tmp_path / "reused",
+                         database=tmp_path / "first" / "database.db", mapped=kept)
+    assert fresh.ok and reused.ok
+    pd.testing.assert_frame_equal(fresh.poses, reused.poses, check_exact=True)
+    assert not (tmp_path / "fresh" / rc.MAPPED_DIR).exists()  # kept only when asked
+    assert list(reused.steps) == ["inputs read", "verified database reused", "mapped models reused",
+                                  "final bundle adjustment", "models written"]
+    assert any(line.startswith("mapping: reused (mapped)") for line in reused.log)
+    assert any(line.startswith("incremental mapping: ") for line in reused.log)  # the first call's lines follow
+    assert not any("refined" in line for line in first.log)  # (the first call had no final adjustment)
+    assert any("refined (cauchy loss, 0.7 px)" in line for line in reused.log)
+    # the kept models are those before the final adjustment: reading them again adjusts them the same way
+    again = reconstruct(tmp_path, names, features, matches, pairs, conf, tmp_path / "again", mapped=kept)
+    pd.testing.assert_frame_equal(fresh.poses, again.poses, check_exact=True)
+
+
+def test_damaged_mapped_models_are_named(tmp_path: Path, scene_a: pycolmap.Reconstruction) -> None:
+    names, features, matches, pairs = write_inputs(tmp_path, [("", scene_a)], noise_px=1.0)
+    reconstruct(tmp_path, names, features, matches, pairs, fast_conf(), tmp_path / "first", keep_mapped=True)
+    kept = tmp_path / "first" / rc.MAPPED_DIR
+    images_bin = kept / "models" / "0" / "images.bin"
+    images_bin.write_bytes(images_bin.read_bytes()[:50])
+    assert "models/0 cannot be read" in (rc.mapped_problem(kept) or "")
+    with pytest.raises(InputError, match="mapped models to reuse cannot be read"):
+        reconstruct(tmp_path, names, features, matches, pairs, fast_conf(), tmp_path / "second", mapped=kept)
+    (kept / rc.MAPPED_LOG).unlink()
+    assert "mapping.log cannot be read" in (rc.mapped_problem(kept) or "")
+    assert rc.mapped_problem(tmp_path / "nowhere") is not None
+
+
 def _verified_geometries(db_path: Path) -> dict[int, tuple[int, bytes, bytes, bytes, bytes]]:
     """Every two-view geometry of a database, bit for bit: config, inlier matches, F, E, H."""
     out = {}
