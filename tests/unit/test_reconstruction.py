@@ -144,7 +144,8 @@ def scene_b() -> pycolmap.Reconstruction:
                                 {"refine_function_tolerance": 1.0}, {"ba_local_function_tolerance": -1e-7},
                                 {"ba_global_function_tolerance": 1.0}, {"max_model_overlap": 0},
                                 {"ba_local_num_images": 1}, {"ba_global_images_ratio": 1.0},
-                                {"ba_global_points_ratio": 1.0}])
+                                {"ba_global_points_ratio": 1.0}, {"remap_min_obs_per_match": -0.1},
+                                {"remap_min_obs_per_match": float("nan")}, {"remap_seeds": 0}])
 def test_config_rejects_bad_values(kw: dict[str, object]) -> None:
     with pytest.raises(ConfigError, match="reconstruction\\."):
         ReconstructionConfig(**kw)  # type: ignore[arg-type]
@@ -446,6 +447,77 @@ def test_damaged_mapped_models_are_named(tmp_path: Path, scene_a: pycolmap.Recon
     (kept / rc.MAPPED_LOG).unlink()
     assert "mapping.log cannot be read" in (rc.mapped_problem(kept) or "")
     assert rc.mapped_problem(tmp_path / "nowhere") is not None
+
+
+def test_obs_per_match_counts_observations_over_the_verified_matches_among_a_models_images(
+        tmp_path: Path, scene_a: pycolmap.Reconstruction) -> None:
+    names, features, matches, pairs = write_inputs(tmp_path, [("", scene_a)], noise_px=1.0)
+    res = reconstruct(tmp_path, names, features, matches, pairs, fast_conf(), tmp_path / "out")
+    rec = pycolmap.Reconstruction(res.models[0])
+    inliers = rc.pair_inliers(tmp_path / "out" / "database.db")
+    reg = {rec.images[i].name for i in rec.reg_image_ids()}
+    observations = sum(rec.images[i].num_points3D for i in rec.reg_image_ids())
+    verified = sum(n for (a, b), n in inliers.items() if a < b and a in reg and b in reg)
+    assert rc.obs_per_match(rec, inliers, 1) == pytest.approx(observations / verified)
+    assert 0.3 < rc.obs_per_match(rec, inliers, 1) < 3  # (a sound model)
+    # pairs the mapper ignores (fewer than min_num_matches inliers) are not counted; none left: inf
+    assert rc.obs_per_match(rec, inliers, max(inliers.values()) + 1) == float("inf")
+    assert any(line.startswith("observations per verified match (a sound model explains most of its matches): "
+                               "model 0 ") for line in res.log)
+
+
+def _degrade_the_first_seed(monkeypatch: pytest.MonkeyPatch, seed: int, keep: int = 3) -> None:
+    """The mapper at ``seed`` returns models that keep only ``keep`` of their 3-D points (a model built on a wrong
+    start explains few of its matches); other seeds map as usual."""
+    run_mapper = rc._run_mapper
+
+    def degraded(db_path, image_dir, sfm_dir, conf, token, counter, image_names=None):  # type: ignore[no-untyped-def]
+        recs = run_mapper(db_path, image_dir, sfm_dir, conf, token, counter, image_names)
+        if conf.seed == seed:
+            for rec in recs:
+                for point_id in sorted(rec.point3D_ids())[keep:]:
+                    rec.delete_point3D(point_id)
+        return recs
+
+    monkeypatch.setattr(rc, "_run_mapper", degraded)
+
+
+def test_a_model_that_explains_few_of_its_matches_is_mapped_again(tmp_path: Path, scene_a: pycolmap.Reconstruction,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    names, features, matches, pairs = write_inputs(tmp_path, [("", scene_a)], noise_px=1.0)
+    _degrade_the_first_seed(monkeypatch, seed=5)
+    off = reconstruct(tmp_path, names, features, matches, pairs, fast_conf(seed=5), tmp_path / "off")
+    assert not any("mapped again" in line for line in off.log)  # (0 = off: the degraded model stays)
+    conf = fast_conf(seed=5, remap_min_obs_per_match=0.2)
+    on = reconstruct(tmp_path, names, features, matches, pairs, conf, tmp_path / "on")
+    assert on.ok
+    said = "\n".join(on.log)
+    assert "observations per verified match (< reconstruction.remap_min_obs_per_match = 0.2): its component is " \
+           "mapped again with other seeds" in said
+    assert "  seed 6: 1 model(s), 6 images at" in said and "kept seed 6's model(s)" in said
+    assert "seed 7" not in said  # (stops at the first seed whose models pass)
+    assert "WARNING" not in said
+    kept = pycolmap.Reconstruction(on.models[0])
+    assert kept.num_points3D() > 100 and rc.obs_per_match(kept, rc.pair_inliers(tmp_path / "on" / "database.db"),
+                                                            conf.min_num_matches) > 0.2
+    # deterministic: the same seeds again give the same poses
+    again = reconstruct(tmp_path, names, features, matches, pairs, conf, tmp_path / "again")
+    pd.testing.assert_frame_equal(on.poses, again.poses, check_exact=True)
+
+
+def test_a_model_no_seed_explains_better_is_a_warning(tmp_path: Path, scene_a: pycolmap.Reconstruction,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    names, features, matches, pairs = write_inputs(tmp_path, [("", scene_a)], noise_px=1.0)
+    _degrade_the_first_seed(monkeypatch, seed=2)
+    conf = fast_conf(seed=2, remap_min_obs_per_match=50.0, remap_seeds=2)  # (a bound no model reaches)
+    res = reconstruct(tmp_path, names, features, matches, pairs, conf, tmp_path / "out")
+    assert res.ok and res.n_models == 1
+    said = "\n".join(res.log)
+    assert "  seed 3: " in said and "  seed 4: " in said and "seed 5" not in said
+    (warning,) = [line for line in res.log if line.startswith("WARNING: ")]
+    assert "observations per verified match after 2 other seed(s) (kept: seed 3's, the most observations): a model " \
+           "built on a wrong start explains few of its matches" in warning
+    assert "kept seed 3's model(s)" in said  # (the degraded first mapping had fewer observations)
 
 
 def _verified_geometries(db_path: Path) -> dict[int, tuple[int, bytes, bytes, bytes, bytes]]:
