@@ -302,6 +302,8 @@ def _cmd_runs(args: argparse.Namespace) -> int:
     for c, digits in (("score", 4), ("mAA", 4), ("clusterness", 4), ("seconds", 1)):  # as `run` prints them
         shown[c] = [_decimals(v, digits) for v in shown[c]]
     shown["datasets"] = [_few(str(v)) for v in shown["datasets"]]
+    for c in ("group", "label"):  # (one 160-character label made every line 367 wide; --json keeps them whole)
+        shown[c] = [v if len(v := str(x)) <= TEXT_WIDTH else v[:TEXT_WIDTH - 1] + "…" for x in shown[c]]
     # (a run folder copied by hand can hold escape sequences in its labels: shown, not acted on by the terminal)
     shown = shown.map(lambda v: "".join(c if c.isprintable() else "?" for c in v) if isinstance(v, str) else v)
     said = [f"{name} {' or '.join(values)}" for name, values in
@@ -315,6 +317,10 @@ def _cmd_runs(args: argparse.Namespace) -> int:
         for name, why in unreadable.items():
             print("  " + "".join(c if c.isprintable() else "?" for c in f"{name}: {why}"), file=sys.stderr)
     return 0
+
+
+#: longest group or label the text listing of `runs` shows whole
+TEXT_WIDTH = 40
 
 
 def _few(names: str, width: int = 40) -> str:
@@ -540,6 +546,13 @@ def _cache_prune(args: argparse.Namespace, root: Path) -> int:
     if stale:
         print(f"{'would clear' if args.dry_run else 'cleared'} {len(stale)} temporary folder(s) left by killed runs, "
               f"{_mb(sum(t.size for t in stale))}")
+    gone_paths = {e.path for e in gone}
+    recent = [e for e in prune(root, referenced=referenced,
+                               older_than_s=None if args.older_than is None else args.older_than * 86400.0,
+                               stages=args.stage, grace_s=0.0, dry_run=True) if e.path not in gone_paths]
+    if recent:  # (a tester read "0 artifact(s)" right after removing runs as "nothing is unused")
+        print(f"kept {len(recent)} more artifact(s), {_mb(sum(e.size for e in recent))}, that match but were built or "
+              f"used in the last {grace / 3600:g} h (a run may be reading them): --grace-hours 0 includes them")
     return 0
 
 

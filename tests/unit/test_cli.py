@@ -629,6 +629,24 @@ def test_runs_listing_cuts_a_long_dataset_list() -> None:
     assert _few("a_very_long_dataset_name_that_alone_is_wider,b") == "a_very_long_dataset_name_that_alone_is_wider +1 more"
 
 
+def test_runs_listing_cuts_a_long_label_or_group(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """One 160-character label made every line of `runs` 367 characters wide (a tester); --json keeps it whole."""
+    from imc_core.runs import RunWriter
+
+    long_label, long_group = "l" * 160, "g" * 41
+    RunWriter(tmp_path / "r1").write_meta(id="r1", status="done", created="2026", variant="default",
+                                          label=long_label, group=long_group)
+    RunWriter(tmp_path / "r2").write_meta(id="r2", status="done", created="2027", variant="default",
+                                          label="x" * 40, group="short")
+    assert main(["runs", "--root", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "l" * 39 + "…" in out and "l" * 40 not in out and "g" * 39 + "…" in out and "x" * 40 in out
+    assert max(len(line) for line in out.splitlines()) < 160
+    assert main(["runs", "--root", str(tmp_path), "--json"]) == 0
+    listed = {r["id"]: r for r in json.loads(capsys.readouterr().out)["runs"]}
+    assert (listed["r1"]["label"], listed["r1"]["group"]) == (long_label, long_group)
+
+
 def test_a_label_or_group_with_control_characters_is_refused_before_the_run(tmp_path: Path,
                                                                             capsys: pytest.CaptureFixture,
                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
