@@ -337,13 +337,18 @@ def launch_panel(root: Path) -> None:
     problem = seed_problem(seed, repeats) or state.validate_config(variant, overrides)  # (what the CLI exits 2 with)
     if problem:
         st.error(f"Invalid parameters, nothing launched: {problem}")
-    elif conflict := state.group_conflict(group, variant, overrides):
+    elif conflict := state.group_conflict(group, variant, overrides, root):
         other, keys = conflict
-        st.warning(f"Group **{state.md(group.strip())}** already holds runs of another config ({state.md(other)} "
-                   "differs in "
-                   f"{', '.join(f'`{k}`' for k in keys[:4])}{' …' if len(keys) > 4 else ''}): Compare would "
-                   "average them as seeds of one experiment. Name a new group, unless that is what you mean.",
-                   icon="⚠️")
+        if keys == ["data_root"]:
+            st.warning(f"Group **{state.md(group.strip())}** already holds runs on another data root "
+                       f"({state.md(other)}): Compare would average them as seeds of one experiment, on the datasets "
+                       "they share. Name a new group, unless that is what you mean.", icon="⚠️")
+        else:
+            st.warning(f"Group **{state.md(group.strip())}** already holds runs of another config "
+                       f"({state.md(other)} differs in "
+                       f"{', '.join(f'`{k}`' for k in keys[:4])}{' …' if len(keys) > 4 else ''}): Compare would "
+                       "average them as seeds of one experiment. Name a new group, unless that is what you mean.",
+                       icon="⚠️")
     if repeats > 1 and not problem:  # (the seeds past the range were listed under the error that refused them)
         st.caption(f"Seeds {seed} … {seed + repeats - 1}"
                    + ("" if values[DETERMINISTIC_KEY] else " (non-deterministic: mapper noise is sampled too)"))
@@ -499,8 +504,9 @@ def remove_panel(df: pd.DataFrame) -> None:
         dead = df[~df["status"].astype(str).isin((*LIVE_STATUSES, "cancelling"))]
         ids = [str(i) for i in dead["id"]]
         ended = [str(i) for i in dead.loc[dead["status"].astype(str).isin(("failed", "cancelled", "stopped")), "id"]]
-        chosen = st.multiselect("Runs to remove", ids, key="remove_runs",
-                                help="Running and queued runs are not listed: cancel them first")
+        chosen = st.multiselect("Runs to remove", ids, key="remove_runs", format_func=state.run_choice(dead),
+                                help="Running and queued runs are not listed: cancel them first. Each run shows "
+                                "its label, group and score (or status), as the other run pickers do")
         if ended:
             st.button(f"Select the {len(ended)} failed / cancelled / stopped run(s)", key="remove_ended",
                       on_click=_select_runs, args=(ended,))
