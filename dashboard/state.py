@@ -1142,9 +1142,10 @@ def validate_config(variant: str, overrides: list[str]) -> str | None:
     return None
 
 
-def group_conflict(group: str, variant: str, overrides: list[str]) -> tuple[str, list[str]] | None:
-    """:func:`imc_core.runs.group_conflict` for a launch of ``variant`` + ``overrides`` from the Run page (None
-    while the config is invalid: the page says why)."""
+def group_conflict(group: str, variant: str, overrides: list[str],
+                   data_root: Path | None = None) -> tuple[str, list[str]] | None:
+    """:func:`imc_core.runs.group_conflict` for a launch of ``variant`` + ``overrides`` on ``data_root`` from the Run
+    page (None while the config is invalid: the page says why)."""
     import tomllib
 
     from imc_core.config import dump_config, resolve_config
@@ -1156,7 +1157,7 @@ def group_conflict(group: str, variant: str, overrides: list[str]) -> tuple[str,
         mine = tomllib.loads(dump_config(resolve_config(variant, list(overrides))))
     except ImcError:
         return None
-    return conflict(group, mine, runs_table())
+    return conflict(group, mine, runs_table(), data_root=data_root)
 
 
 def data_problem(root: Path, datasets: list[str], split: str) -> str | None:

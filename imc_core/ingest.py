@@ -99,7 +99,7 @@ def submission_run(submission_csv: str | Path, data_root: str | Path, *, label: 
     check = check_scored(gt, thr, sub, res)
     if check is not None and (note := check.warning()):
         warnings.append(note)
-    if clash := group_clash_warning(group, {"meta": {"variant": SUBMISSION_VARIANT}}, runs_dir):
+    if clash := group_clash_warning(group, {"meta": {"variant": SUBMISSION_VARIANT}}, runs_dir, data_root=data_root):
         warnings.append(clash)  # (a group of pipeline runs: Compare counted the submission as one of their seeds)
     seconds = time.perf_counter() - t0
 

@@ -295,7 +295,7 @@ def run_pipeline(
         warns.append(f"{root.sample_submission_path} has no rows for {len(left)} folder(s) under test/, not run "
                      f"(a Kaggle submission holds the sample's rows and no others): "
                      f"{', '.join(left[:5])}{' …' if len(left) > 5 else ''}")
-    if clash := _group_clash(group, cfg, run_dir):
+    if clash := _group_clash(group, cfg, run_dir, data_root):
         warns.append(clash)
     # a launcher's folder keeps its launch time: a queued seed run read as created when it started, a minute after
     # a run launched later, and a run's time changed in Results as it started
@@ -515,16 +515,18 @@ def _recorder(name: str, timings: dict[str, float], cache: dict[str, str], write
     return record
 
 
-def _group_clash(group: str | None, cfg: PipelineConfig, run_dir: Path) -> str | None:
-    """The warning for a ``group`` that already holds runs of another config beside ``run_dir`` (the Run page says
-    it before a launch; the CLI and library said nothing, and Compare then averaged two experiments)."""
+def _group_clash(group: str | None, cfg: PipelineConfig, run_dir: Path, data_root: str | Path) -> str | None:
+    """The warning for a ``group`` that already holds runs of another config, or on another data root, beside
+    ``run_dir`` (the Run page says it before a launch; the CLI and library said nothing, and Compare then averaged
+    two experiments)."""
     import tomllib
 
     from .runs import group_clash_warning
 
     if not (group or "").strip():
         return None
-    return group_clash_warning(group, tomllib.loads(dump_config(cfg)), run_dir.parent, exclude=[run_dir.name])
+    return group_clash_warning(group, tomllib.loads(dump_config(cfg)), run_dir.parent, exclude=[run_dir.name],
+                               data_root=data_root)
 
 
 def _read_text(path: Path) -> str:

@@ -353,7 +353,7 @@ class RunWriter:
 
 
 def group_conflict(group: str | None, config: dict[str, Any], runs: pd.DataFrame,
-                   exclude: Iterable[str] = ()) -> tuple[str, list[str]] | None:
+                   exclude: Iterable[str] = (), data_root: str | Path | None = None) -> tuple[str, list[str]] | None:
     """When ``group`` already holds runs (rows of :func:`list_runs`, ids in ``exclude`` aside) of another config
     than ``config`` (the seed aside): ``(the newest such run's id, the keys that differ)``; None when it holds
     none, or only runs of this config. A group name kept after a parameter change put two experiments in one
@@ -364,6 +364,9 @@ def group_conflict(group: str | None, config: dict[str, Any], runs: pd.DataFrame
         group: the group name (blank or None: no group).
         config: the new run's config as ``config.toml`` holds it (sections, and ``meta`` with variant and overrides).
         runs: :func:`list_runs` of the folder the run goes to.
+        data_root: the new run's data root; a member run of another one is a conflict too, with the key
+            ``data_root`` (Compare scored such a group on what its runs share, and a failed run of another root
+            became its first pick; a tester).
     """
     import tomllib
 
@@ -374,6 +377,11 @@ def group_conflict(group: str | None, config: dict[str, Any], runs: pd.DataFrame
         return None
     skip = set(exclude)
     members = runs[(runs["group"].astype(str) == group) & ~runs["id"].isin(skip)]
+    if data_root is not None and "data_root" in members:
+        mine = os.path.normpath(str(Path(data_root).resolve()))
+        for run_id, theirs in zip(members["id"], members["data_root"], strict=True):
+            if isinstance(theirs, str) and theirs and os.path.normpath(theirs) != mine:
+                return str(run_id), ["data_root"]
     mine_outside = (config.get("meta") or {}).get("variant") == "submission"
     for run_id, path in zip(members["id"], members["path"], strict=True):
         try:
@@ -391,19 +399,23 @@ def group_conflict(group: str | None, config: dict[str, Any], runs: pd.DataFrame
 
 
 def group_clash_warning(group: str | None, config: dict[str, Any], runs_dir: Path,
-                        exclude: Iterable[str] = ()) -> str | None:
+                        exclude: Iterable[str] = (), data_root: str | Path | None = None) -> str | None:
     """The run warning for a ``group`` of ``runs_dir`` that already holds runs of another config
     (:func:`group_conflict`), or None; advisory: runs beside it that cannot be listed (a ``--out`` in /tmp beside
     folders this user may not enter) never stop a run."""
     if not (group or "").strip():
         return None
     try:
-        clash = group_conflict(group, config, list_runs(runs_dir), exclude=exclude)
+        clash = group_conflict(group, config, list_runs(runs_dir), exclude=exclude, data_root=data_root)
     except Exception:  # noqa: BLE001
         return None
     if clash is None:
         return None
     other, keys = clash
+    if keys == ["data_root"]:
+        return (f"group {(group or '').strip()} already holds runs on another data root ({other}): Compare averages "
+                "a group as the seeds of one experiment, on the datasets its runs share; name a new group unless "
+                "that is what you mean")
     return (f"group {(group or '').strip()} already holds runs of another config ({other} differs in "
             f"{', '.join(keys[:4])}{' …' if len(keys) > 4 else ''}): Compare averages a group as the seeds of one "
             "experiment; name a new group unless that is what you mean")

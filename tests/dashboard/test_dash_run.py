@@ -484,6 +484,27 @@ def test_a_group_holding_another_config_is_named_before_launch(dash_env: DashEnv
     assert not [w for w in at.warning if "already holds runs of another config" in w.value]
 
 
+def test_a_group_holding_runs_of_another_data_root_is_named_before_launch(dash_env: DashEnv, tmp_path: Path) -> None:
+    """A run on another data root joined a group of seeds without a word (a tester's Compare counted it in)."""
+    from dashkit import write_run
+
+    from imc_core.config import dump_config, resolve_config
+
+    run = write_run(dash_env, "elsewhere-1", group="g", seed=1)
+    (run / "config.toml").write_text(dump_config(resolve_config("default", ["reconstruction.seed=1"]),
+                                                 {"variant": "default"}))
+    meta = json.loads((run / "run.json").read_text())
+    (run / "run.json").write_text(json.dumps({**meta, "data_root": str(tmp_path / "another_root")}))
+    at = run_page()
+    at.text_input(key="group").input("g").run()
+    assert not errors_and_exceptions(at)[1]
+    [warning] = [w.value for w in at.warning if "already holds runs" in w.value]
+    assert "already holds runs on another data root (elsewhere-1)" in plain(warning)
+    (run / "run.json").write_text(json.dumps(meta))  # the same root as the form's: only the seed differs
+    at.text_input(key="group").input("g ").run()
+    assert not [w for w in at.warning if "already holds runs" in w.value]
+
+
 def test_every_seed_of_the_repeats_is_checked(dash_env: DashEnv, monkeypatch: pytest.MonkeyPatch) -> None:
     """Seed 2147483646 × 3 showed 'Seeds 2147483646 … 2147483648' with Launch enabled, and the third run failed on
     its seed after launch; the message names the seed's real range (the config said '-2147483648 and 2147483647'

@@ -75,7 +75,7 @@ def test_a_submission_into_a_group_of_pipeline_runs_is_warned(root, tmp_path: Pa
     second, _ = submission_run(write_pose_csv(sub.iloc[::-1], tmp_path / "c.csv"), data, group="subs",
                                runs_dir=runs)
     assert not [w for w in load_run(second).meta["warnings"] if w.startswith("group")]  # two submissions
-    clash = _group_clash("subs", resolve_config("default"), new_run_dir("default", runs))
+    clash = _group_clash("subs", resolve_config("default"), new_run_dir("default", runs), data)
     assert clash is not None and "differs in meta.variant" in clash
 
 

@@ -626,6 +626,26 @@ def test_a_run_whose_scores_hold_no_number_is_named_not_listed_blank(tmp_path: P
                                       text.name: f"{text / 'scores.json'}: has no numeric 'score'"}
 
 
+def test_a_run_into_a_group_on_another_data_root_is_warned(tmp_path: Path) -> None:
+    """A run of another data root joined a group of ETs seeds without a word; Compare then counted it in the group,
+    and as a failed run it became the group's first pick (a tester)."""
+    from imc_core.config import dump_config, resolve_config
+    from imc_core.pipeline import _group_clash
+
+    root, ets, copy = tmp_path / "runs", tmp_path / "ets", tmp_path / "elsewhere"
+    ets.mkdir()
+    seed0 = make_run(root)
+    RunWriter(seed0).write_meta(group="g", data_root=str(ets.resolve()))
+    (seed0 / "config.toml").write_text(dump_config(resolve_config("default"), {"variant": "default"}))
+    new = new_run_dir("default", root)
+    seed1 = resolve_config("default", ["reconstruction.seed=1"])
+    assert _group_clash("g", seed1, new, ets) is None
+    assert _group_clash("g", seed1, new, tmp_path / "." / "ets") is None  # (the same folder written another way)
+    assert _group_clash("g", seed1, new, copy) == (
+        f"group g already holds runs on another data root ({seed0.name}): Compare averages a group as the seeds of "
+        "one experiment, on the datasets its runs share; name a new group unless that is what you mean")
+
+
 def test_a_run_into_a_group_of_another_config_is_warned(tmp_path: Path) -> None:
     """`run --group g` after a parameter change put two experiments in one mean ± std without a word (the Run page
     said it before a launch; the CLI and the library did not)."""
@@ -636,11 +656,11 @@ def test_a_run_into_a_group_of_another_config_is_warned(tmp_path: Path) -> None:
     seed0 = make_run(root)
     RunWriter(seed0).write_meta(group="g")
     (seed0 / "config.toml").write_text(dump_config(resolve_config("default"), {"variant": "default"}))
-    new = new_run_dir("default", root)
-    assert _group_clash("g", resolve_config("default", ["reconstruction.seed=3"]), new) is None  # another seed
-    assert _group_clash("other", resolve_config("default", ["features.max_keypoints=99"]), new) is None
-    assert _group_clash(None, resolve_config("default", ["features.max_keypoints=99"]), new) is None
-    clash = _group_clash(" g ", resolve_config("default", ["features.max_keypoints=99"]), new)
+    new, data = new_run_dir("default", root), tmp_path / "data"
+    assert _group_clash("g", resolve_config("default", ["reconstruction.seed=3"]), new, data) is None  # another seed
+    assert _group_clash("other", resolve_config("default", ["features.max_keypoints=99"]), new, data) is None
+    assert _group_clash(None, resolve_config("default", ["features.max_keypoints=99"]), new, data) is None
+    clash = _group_clash(" g ", resolve_config("default", ["features.max_keypoints=99"]), new, data)
     assert clash == (f"group g already holds runs of another config ({seed0.name} differs in features.max_keypoints):"
                      " Compare averages a group as the seeds of one experiment; name a new group unless that is what "
                      "you mean")
