@@ -384,6 +384,9 @@ def test_reused_database_gives_the_same_poses_without_verifying(tmp_path: Path,
                          database=tmp_path / "first" / "database.db")
     assert reused.ok and reused.database_verified
     pd.testing.assert_frame_equal(fresh.poses, reused.poses, check_exact=True)
+    # without reading a match (only which pairs have some, and how many), the same pairs.txt and the same count
+    assert (tmp_path / "reused" / "pairs.txt").read_text() == (tmp_path / "fresh" / "pairs.txt").read_text()
+    assert [ln for ln in reused.log if "pairs have matches" in ln] == [ln for ln in fresh.log if "pairs have matches" in ln]
     assert not any(line.startswith("geometric verification") for line in reused.log)
     assert any("reused (first)" in line for line in reused.log)
     # the steps' seconds, in run order: import and verification, or the reuse
@@ -518,6 +521,17 @@ def test_a_model_no_seed_explains_better_is_a_warning(tmp_path: Path, scene_a: p
     assert "observations per verified match after 2 other seed(s) (kept: seed 3's, the most observations): a model " \
            "built on a wrong start explains few of its matches" in warning
     assert "kept seed 3's model(s)" in said  # (the degraded first mapping had fewer observations)
+
+
+def test_pair_match_counts_agree_with_the_matches_read(tmp_path: Path, scene_a: pycolmap.Reconstruction) -> None:
+    names, features, matches, pairs = write_inputs(tmp_path, [("", scene_a)], noise_px=1.0)
+    kps, _ = rc._read_keypoints(features, names)
+    asked = [*pairs, pairs[0][::-1], pairs[1], (names[0], names[0])]  # a reversed pair, a repeated one, a self-pair
+    read = rc._load_pair_matches(matches, asked, {n: len(k) for n, k in kps.items()})
+    counts = rc._pair_match_counts(matches, asked, set(names))
+    assert list(counts) == list(read) and counts == {pair: len(m) for pair, m in read.items()}
+    with pytest.raises(InputError, match="names an image not in the input list"):
+        rc._pair_match_counts(matches, [(names[0], "elsewhere.png")], set(names))
 
 
 def _verified_geometries(db_path: Path) -> dict[int, tuple[int, bytes, bytes, bytes, bytes]]:
