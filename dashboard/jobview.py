@@ -17,6 +17,28 @@ UNCACHED = ("scoring",)
 LAUNCH_STAGES = ("queued", "starting")
 
 
+def job_datasets(meta: dict) -> str:
+    """The datasets a job runs, named: its own list, or (a launch of every dataset, which records none until its
+    pipeline starts) those its data root holds for its split, said as every dataset (a queued card read only "every
+    dataset (train)")."""
+    datasets = meta.get("datasets")
+    if isinstance(datasets, list) and datasets:
+        return ", ".join(str(d) for d in datasets)
+    split = str(meta.get("split") or "train")
+    every = f"every dataset{' (' + split + ')' if meta.get('split') else ''}"
+    root = meta.get("data_root")
+    if not isinstance(root, str) or not root:
+        return every
+    from imc_core.data import DataRoot
+
+    try:
+        names = DataRoot(Path(root)).datasets(split)
+    except Exception:  # noqa: BLE001 - a root gone or unreadable since the launch: said as before
+        return every
+    shown = ", ".join(names[:8]) + (f", … ({len(names) - 8} more)" if len(names) > 8 else "")
+    return f"{every}: {shown}" if names else every
+
+
 def render_job(job: jobs.Job, open_link: bool = True) -> None:
     """One job: status line (with the run's label and datasets), per-stage progress bars with counts / ETA / cache
     hits, Cancel or (``open_link``) an "Open in Results" button once it has ended.
@@ -33,10 +55,7 @@ def render_job(job: jobs.Job, open_link: bool = True) -> None:
         if meta.get("group"):
             head += f" · group {state.md(meta['group'])}"
         st.markdown(head)
-        datasets = meta.get("datasets")
-        names = ", ".join(str(d) for d in datasets) if isinstance(datasets, list) and datasets else \
-            f"every dataset{' (' + str(meta['split']) + ')' if meta.get('split') else ''}"
-        st.caption(f"datasets: {state.md(names)}")
+        st.caption(f"datasets: {state.md(job_datasets(meta))}")
         if job.active:
             for stage in job.stages:
                 st.progress(stage.fraction, text=state.md(stage.text()))

@@ -426,3 +426,17 @@ def test_a_datasets_pooled_maa_is_explained_where_it_is_not_the_scenes_mean() ->
     assert pooled_maa_note(scenes, {"mAA": 54.765}) is None  # (equal to the mean: nothing to explain)
     assert pooled_maa_note(scenes.iloc[:1], {"mAA": 10.0}) is None  # one scene
     assert pooled_maa_note(scenes, None) is None and pooled_maa_note(scenes, {"mAA": None}) is None
+
+
+def test_a_job_of_every_dataset_names_them(tmp_path: Path) -> None:
+    from dashboard.jobview import job_datasets
+
+    root = tmp_path / "root"
+    for name in ("b", "a", *(f"ds{k}" for k in range(8))):
+        (root / "train" / name).mkdir(parents=True)
+    assert job_datasets({"datasets": ["x", "y"]}) == "x, y"
+    assert job_datasets({"datasets": [], "split": "train", "data_root": str(root)}) == \
+        "every dataset (train): a, b, ds0, ds1, ds2, ds3, ds4, ds5, … (2 more)"
+    assert job_datasets({"datasets": [], "split": "train", "data_root": str(tmp_path / "gone")}) == \
+        "every dataset (train)"
+    assert job_datasets({"datasets": []}) == "every dataset"

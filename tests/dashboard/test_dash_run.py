@@ -604,7 +604,7 @@ def test_each_job_card_is_keyed_and_an_ended_one_has_no_cancel(dash_env: DashEnv
     assert [c for c in first if c == "button:Cancel"] == ["button:Cancel"]
     assert [c for c in second if c == "button:Cancel"] == ["button:Cancel"]
     assert any(c.startswith("markdown:") and "two seeds" in c for c in first)
-    assert any("datasets: every dataset (train)" in plain(c) for c in first)
+    assert any("datasets: every dataset (train): ds1" in plain(c) for c in first)  # (named: a tester)
     with open(fake_pipeline, "w") as go:
         go.write("go")
     _wait_for(lambda: (dirs[1] / "argv.json").exists())
