@@ -1,5 +1,6 @@
-"""Keep COLMAP's INFO and WARNING lines off a process's stderr, whatever glog's level says (and two nameless error
-lines the run says better: an EXIF orientation it names the image of, and "Stopping thread..." on Ctrl-C).
+"""Keep COLMAP's INFO and WARNING lines off a process's stderr, whatever glog's level says (and three nameless error
+lines the run says better: an EXIF orientation it names the image of, "Stopping thread..." on Ctrl-C, and "Failed
+to create any sparse model", said on a cancel too).
 
 ``pycolmap.logging.minloglevel = 2`` hides them, except in ``pycolmap.bundle_adjustment`` (the final adjustment,
 which releases the GIL): it builds a COLMAP ``OptionManager`` that resets the level for the whole process and prints
@@ -28,12 +29,15 @@ from contextlib import contextmanager
 #: terminal has colour): ``\x1b[0;33m`` before a WARNING line, ``\x1b[m`` after its newline, at the next line's start
 COLOUR = rb"(?:\x1b\[[0-9;]*m)*"
 #: a glog INFO or WARNING line, e.g. ``I20261127 03:25:20.447185 140190974651264 bundle_adjustment.cc:46] ...``,
-#: or two nameless ERROR lines the run says better: COLMAP's about an EXIF orientation of none of 1–8 (the run's
-#: warning names each such image: :func:`imc_core.images.exif_problems`) and pycolmap's "Stopping thread..." when
-#: a Ctrl-C reaches it (the run ends cancelled and says so)
+#: or three nameless ERROR lines the run says better: COLMAP's about an EXIF orientation of none of 1–8 (the run's
+#: warning names each such image: :func:`imc_core.images.exif_problems`), pycolmap's "Stopping thread..." when
+#: a Ctrl-C reaches it (the run ends cancelled and says so) and COLMAP's "Failed to create any sparse model", which it
+#: also prints when a mapping is cancelled (read as a failure), while a real failure is a run warning naming the
+#: dataset (or the group of images no model holds)
 GLOG_LINE = re.compile(COLOUR + rb"(?:[IW]\d{8} \d\d:\d\d:\d\d\.\d+ +\d+ [^ \]]+:\d+\] "
                        rb"|E\d{8} \d\d:\d\d:\d\d\.\d+ +\d+ [^ \]]+:\d+\] "
-                       rb"(?:Unknown EXIF orientation: -?\d+|Stopping thread\.\.\.)$)")
+                       rb"(?:Unknown EXIF orientation: -?\d+|Stopping thread\.\.\."
+                       rb"|Failed to create any sparse model)$)")
 _COLOUR_PREFIX = re.compile(COLOUR)
 _RESETS = re.compile(rb"(?:\x1b\[0?m)*")
 _UNFINISHED_COLOUR = re.compile(rb"\x1b(?:\[[0-9;]*)?")

@@ -55,10 +55,13 @@ def test_coloured_glog_lines_are_dropped() -> None:
         assert _filtered(coloured, size) == (b"\x1b[m\x1b[m\x1b[0;31mE20261129 05:27:03.2 1 x.cc:1] an error\n\x1b[m"
                               b"\rETs/mapping 5/22")
     # a kept coloured line's reset, at the start of a dropped line, stays: what follows was red in the terminal
-    kept_then_dropped = (b"\x1b[0;31mE20261129 05:27:03.2 1 controller.cc:10] Failed to create any sparse model\n"
+    kept_then_dropped = (b"\x1b[0;31mE20261129 05:27:03.2 1 controller.cc:10] Check failed\n"
                          b"\x1b[mI20261129 05:27:03.3 1 bundle_adjustment.cc:46] info\nour line\n")
     assert drop_glog_lines(kept_then_dropped, b"") == (
-        b"\x1b[0;31mE20261129 05:27:03.2 1 controller.cc:10] Failed to create any sparse model\n\x1b[mour line\n", b"")
+        b"\x1b[0;31mE20261129 05:27:03.2 1 controller.cc:10] Check failed\n\x1b[mour line\n", b"")
+    # COLMAP says it on a cancelled mapping too, where it read as a failure; a real one is a run warning
+    failed = b"\x1b[0;31mE20261129 05:27:03.2 1 incremental_pipeline.cc:10] Failed to create any sparse model\n\x1b[m"
+    assert drop_glog_lines(failed + b"next\n", b"") == (b"\x1b[mnext\n", b"")
     assert drop_glog_lines(b"\x1b[0;3", b"") == (b"", b"\x1b[0;3")  # (an unfinished colour code waits)
 
 
