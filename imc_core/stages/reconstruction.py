@@ -338,6 +338,22 @@ def _read_matches(f: Any, a: str, b: str, path: Path) -> np.ndarray | None:
     return None
 
 
+def _distinct_pairs(pairs: list[tuple[str, str]], names: set[str], path: Path) -> list[tuple[str, str]]:
+    """``pairs`` without self-pairs and without a pair already listed in either order; :class:`InputError` (naming
+    ``path``, the matches file) for a pair that names an image not in ``names``."""
+    out: list[tuple[str, str]] = []
+    seen: set[frozenset[str]] = set()
+    for a, b in pairs:
+        key = frozenset((a, b))
+        if a == b or key in seen:
+            continue
+        seen.add(key)
+        if a not in names or b not in names:
+            raise InputError(path, f"pair ({a!r}, {b!r}) names an image not in the input list")
+        out.append((a, b))
+    return out
+
+
 def _load_pair_matches(matches_path: Path, pairs: list[tuple[str, str]], n_kpts: dict[str, int]
                        ) -> dict[tuple[str, str], np.ndarray]:
     """Matches of every pair in ``pairs`` that has ≥ 1 match (duplicates and self-pairs skipped).
@@ -348,17 +364,9 @@ def _load_pair_matches(matches_path: Path, pairs: list[tuple[str, str]], n_kpts:
     import h5py
 
     out: dict[tuple[str, str], np.ndarray] = {}
-    seen: set[frozenset[str]] = set()
     try:
         with h5py.File(matches_path, "r") as f:
-            for a, b in pairs:
-                key = frozenset((a, b))
-                if a == b or key in seen:
-                    continue
-                seen.add(key)
-                for name in (a, b):
-                    if name not in n_kpts:
-                        raise InputError(matches_path, f"pair ({a!r}, {b!r}) names an image not in the input list")
+            for a, b in _distinct_pairs(pairs, set(n_kpts), matches_path):
                 m = _read_matches(f, a, b, matches_path)
                 if m is None or len(m) == 0:
                     continue
@@ -370,22 +378,16 @@ def _load_pair_matches(matches_path: Path, pairs: list[tuple[str, str]], n_kpts:
     return out
 
 
-def _pair_match_counts(matches_path: Path, pairs: list[tuple[str, str]], names: set[str]) -> dict[tuple[str, str], int]:
+def _pair_match_counts(matches_path: Path, pairs: list[tuple[str, str]],
+                       names: set[str]) -> dict[tuple[str, str], int]:
     """How many matches each pair of ``pairs`` that :func:`_load_pair_matches` keeps has, in its order, from the
     stored shapes alone (no match is read: a re-run on a verified database needs no more; 0.1 s of ETs' re-run)."""
     import h5py
 
     out: dict[tuple[str, str], int] = {}
-    seen: set[frozenset[str]] = set()
     try:
         with h5py.File(matches_path, "r") as f:
-            for a, b in pairs:
-                key = frozenset((a, b))
-                if a == b or key in seen:
-                    continue
-                seen.add(key)
-                if a not in names or b not in names:
-                    raise InputError(matches_path, f"pair ({a!r}, {b!r}) names an image not in the input list")
+            for a, b in _distinct_pairs(pairs, names, matches_path):
                 for group in (names_to_pair(a, b), names_to_pair(b, a)):
                     if group in f and "matches" in f[group]:
                         shape = f[group]["matches"].shape
