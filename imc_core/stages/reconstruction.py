@@ -1147,7 +1147,7 @@ def _remap_unexplained(recs: list[pycolmap.Reconstruction], inliers: dict[tuple[
 
     groups = match_graph_components(db_path, conf.min_num_matches)
     out = list(recs)
-    for rec in recs:
+    for n, rec in enumerate(recs):
         if not any(rec is r for r in out):  # (replaced with its component already)
             continue
         ratio = obs_per_match(rec, inliers, conf.min_num_matches)
@@ -1164,7 +1164,7 @@ def _remap_unexplained(recs: list[pycolmap.Reconstruction], inliers: dict[tuple[
         chosen = None
         for j in range(1, conf.remap_seeds + 1):
             seed = (conf.seed + j) % 2**31
-            tmp = work / f"{len(group)}-{seed}"
+            tmp = work / f"{n}-{seed}"  # (a folder per model and seed: no try reads another's files)
             tmp.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(db_path, tmp / "database.db")
             models = [r for r in _run_mapper(tmp / "database.db", image_dir, tmp / "sparse", replace(conf, seed=seed),
