@@ -124,8 +124,8 @@ class ReconstructionConfig:
     structure_less_fallback: bool = True  # incremental: register images from 2-D matches when PnP fails (COLMAP's)
     max_runtime_s: int = -1  # incremental: stop mapping after this many seconds, keeping the models so far (≤ 0: no limit)
     # A model built on a wrong start explains few of its images' verified matches: 0.06 observations per inlier match
-    # for toy_fb82's dioscuri at seed 6 (mAA 0) against 0.48-0.63 for the other models of ETs, toy_fb82 and
-    # mini_imc25, but for mini_imc25's bike (0.14 at every seed; BENCHMARKS.md, "Models that explain few of their
+    # for toy_fb82's dioscuri at seed 6 (mAA 0) against 0.41-0.63 for the other models of ETs, toy_fb82, mini_imc25
+    # and strecha_mix, but for mini_imc25's bike (0.14 at every seed; BENCHMARKS.md, "Models that explain few of their
     # matches")
     remap_min_obs_per_match: float = 0.0  # incremental: a model under this is mapped again with other seeds (0 = off)
     remap_seeds: int = 3  # incremental: the other seeds tried then (seed + 1, seed + 2, …), until a model passes
@@ -1123,7 +1123,7 @@ def obs_per_match(rec: pycolmap.Reconstruction, inliers: dict[tuple[str, str], i
     """Observations of 3-D points in ``rec``'s registered images per verified inlier match among them (pairs of
     ≥ ``min_num_matches`` inliers, the mapper's own); ``inf`` when no such pair links them.
 
-    A sound model triangulates most of those matches (0.50–0.63 on ETs and toy_fb82); one built on a wrong start (a
+    A sound model triangulates most of those matches (0.41–0.63 on the real datasets); one built on a wrong start (a
     two-view geometry that fits a few matches only) registers its images all the same but explains few (0.06).
     """
     observed = _model_observations(rec)
