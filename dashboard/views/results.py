@@ -937,13 +937,21 @@ def tab_loss(rv: state.RunView) -> None:
 
 def reconstruction_steps_table(timings: dict) -> pd.DataFrame:
     """``timings.json``'s ``reconstruction_steps`` as one row per dataset, steps in run order, plus the stage's cache
-    status (``hit``: the steps are those of the run that computed it); empty for runs from before the steps."""
+    status (``hit``: the steps are those of the run that computed it; a ``miss`` names what it reused: the verified
+    database, the mapped models); empty for runs from before the steps."""
     from imc_core.stages.reconstruction import STEPS
 
     steps = timings.get("reconstruction_steps") or {}
     cache = timings.get("cache") or {}
-    rows = [{"dataset": ds, "cache": str((cache.get(ds) or {}).get("reconstruction", "")),
-             **{k: float(v) for k, v in secs.items()}} for ds, secs in steps.items() if isinstance(secs, dict)]
+
+    def status(ds: str, secs: dict) -> str:  # a miss that read what the cache had of it says so
+        said = str((cache.get(ds) or {}).get("reconstruction", ""))
+        reused = [what for what, step in (("verified database", "verified database reused"),
+                                          ("mapped models", "mapped models reused")) if step in secs]
+        return f"{said} ({' and '.join(reused)} reused)" if said == "miss" and reused else said
+
+    rows = [{"dataset": ds, "cache": status(ds, secs), **{k: float(v) for k, v in secs.items()}}
+            for ds, secs in steps.items() if isinstance(secs, dict)]
     if not rows:
         return pd.DataFrame()
     frame = pd.DataFrame(rows)

@@ -715,19 +715,24 @@ def test_timings_tab_breaks_the_reconstruction_into_its_steps(make_run: Callable
     steps = {"a": {"inputs read": 0.01, "verified database reused": 0.02, "mapping": 0.9,
                    "final bundle adjustment": 0.4, "models written": 0.05},
              "b": {"models written": 0.1, "inputs read": 0.02, "database import": 0.1, "geometric verification": 0.5,
-                   "mapping": 0.7}}
+                   "mapping": 0.7},
+             "c": {"inputs read": 0.01, "verified database reused": 0.02, "mapped models reused": 0.02,
+                   "final bundle adjustment": 0.4, "models written": 0.05}}
     (run_dir / "timings.json").write_text(json.dumps({
-        "total": 3.0, "datasets": {"a": stages, "b": stages}, "reconstruction_steps": steps,
-        "cache": {"a": {"reconstruction": "miss"}, "b": {"reconstruction": "hit"}}}))
+        "total": 3.0, "datasets": {"a": stages, "b": stages, "c": stages}, "reconstruction_steps": steps,
+        "cache": {"a": {"reconstruction": "miss"}, "b": {"reconstruction": "hit"}, "c": {"reconstruction": "miss"}}}))
     at = open_app("results", run="run-a", tab="Timings")
     assert_clean(at)
     table = frame_with(at, "mapping")
     assert list(table.columns) == ["dataset", "inputs read", "database import", "geometric verification",
-                                   "verified database reused", "mapping", "final bundle adjustment",
-                                   "models written", "cache"]  # run order, whatever order the file has
+                                   "verified database reused", "mapping", "mapped models reused",
+                                   "final bundle adjustment", "models written", "cache"]  # run order
     rows = table.set_index("dataset")
     assert rows.loc["a", "mapping"] == pytest.approx(0.9) and pd.isna(rows.loc["a", "geometric verification"])
     assert rows.loc["b", "cache"] == "hit"
+    # a miss says what it read from the cache all the same
+    assert rows.loc["a", "cache"] == "miss (verified database reused)"
+    assert rows.loc["c", "cache"] == "miss (verified database and mapped models reused)"
     assert any("On a cache hit the row shows the run that computed" in c.value for c in at.caption)
     # runs from before the steps existed: no table, no error
     (run_dir / "timings.json").write_text(json.dumps({"total": 3.0, "datasets": {"a": stages}, "cache": {}}))
