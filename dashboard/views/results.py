@@ -937,27 +937,33 @@ def tab_loss(rv: state.RunView) -> None:
 
 def reconstruction_steps_table(timings: dict) -> pd.DataFrame:
     """``timings.json``'s ``reconstruction_steps`` as one row per dataset, steps in run order, plus the stage's cache
-    status (``hit``: the steps are those of the run that computed it; a ``miss`` names what it reused: the verified
-    database, the mapped models); empty for runs from before the steps."""
+    status (``hit``: the steps are those of the run that computed it); empty for runs from before the steps."""
     from imc_core.stages.reconstruction import STEPS
 
     steps = timings.get("reconstruction_steps") or {}
     cache = timings.get("cache") or {}
 
-    def status(ds: str, secs: dict) -> str:  # a miss that read what the cache had of it says so
-        said = str((cache.get(ds) or {}).get("reconstruction", ""))
-        reused = [what for what, step in (("verified database", "verified database reused"),
-                                          ("mapped models", "mapped models reused")) if step in secs]
-        return f"{said} ({' and '.join(reused)} reused)" if said == "miss" and reused else said
-
-    rows = [{"dataset": ds, "cache": status(ds, secs), **{k: float(v) for k, v in secs.items()}}
-            for ds, secs in steps.items() if isinstance(secs, dict)]
+    rows = [{"dataset": ds, "cache": str((cache.get(ds) or {}).get("reconstruction", "")),
+             **{k: float(v) for k, v in secs.items()}} for ds, secs in steps.items() if isinstance(secs, dict)]
     if not rows:
         return pd.DataFrame()
     frame = pd.DataFrame(rows)
     known = [c for c in STEPS if c in frame.columns]
     other = [c for c in frame.columns if c not in ("dataset", "cache", *STEPS)]
     return frame[["dataset", *known, *other, "cache"]]
+
+
+def reconstruction_reuses(steps: pd.DataFrame) -> list[str]:
+    """For each dataset of :func:`reconstruction_steps_table` whose reconstruction missed the cache but reused part
+    of it, a line that says which part (its cache cell read only "miss" beside a step named "… reused")."""
+    out = []
+    for row in steps.to_dict("records") if not steps.empty else []:
+        reused = [what for what, step in (("verified database", "verified database reused"),
+                                          ("mapped models", "mapped models reused"))
+                  if isinstance(row.get(step), float) and row[step] == row[step]]
+        if row.get("cache") == "miss" and reused:
+            out.append(f"**{state.md(str(row['dataset']))}**: a cache miss that reused the {' and the '.join(reused)}.")
+    return out
 
 
 def stages_reached(progress: dict[str, Any] | None) -> pd.DataFrame:
@@ -1010,6 +1016,8 @@ def tab_timings(rv: state.RunView) -> None:
         st.dataframe(steps, hide_index=True, placeholder=state.NO_VALUE, width="stretch", key="reconstruction_steps",
                      column_config={c: st.column_config.NumberColumn(format="%.2f") for c in steps.columns
                                     if c not in ("dataset", "cache")})
+        if reuses := reconstruction_reuses(steps):
+            st.caption(" ".join(reuses))
         st.caption("A re-run after a change of a mapping key reuses the verified database and redoes the mapping "
                    "and the final bundle adjustment; after a change of a refine_* key only (the final adjustment's), "
                    "it reuses the mapped models too. On a cache hit the row shows the run that computed the "
