@@ -669,26 +669,17 @@ def _reconstruct_dataset(matched: _Matched, cfg: PipelineConfig, run_dir: Path, 
     # its verified database has a key of its own: a change of a mapping key re-maps without re-verifying
     dconf = {**reconstruction_mod.database_conf(cfg.reconstruction), "_stage_version": reconstruction_mod.VERSION}
     dkey = artifact_key("database", dconf, [mkey, fkey], matched.fingerprint)
-    db_dir = cached("database", name, dkey) if cacheable else None
+    db_dir = _part_of_reconstruction("database", name, dkey, lambda d: sqlite_problem(d / "database.db"), writer,
+                                     "verified database", "is dropped, and verified again when a reconstruction "
+                                     "needs it") if cacheable else None
     db_file = db_dir / "database.db" if db_dir is not None else None
-    if db_file is not None and (problem := files_problem(db_dir) or sqlite_problem(db_file)) is not None:
-        # emptied by hand or damaged: dropped, so that a reconstruction that needs it verifies again (a cached
-        # reconstruction does not: the same warning came back at every run while the damaged copy stayed)
-        drop_artifact(db_dir)
-        writer.add_warning(f"{name}: the cached verified database ({db_dir.name}) is dropped, and verified again "
-                           f"when a reconstruction needs it: {problem}")
-        db_file = None
 
     # and so do the mapper's models before the final adjustment: a change of a refine_* key only adjusts again
     pconf = {**reconstruction_mod.mapping_conf(cfg.reconstruction), "_stage_version": reconstruction_mod.VERSION}
     pkey = artifact_key("mapping", pconf, [mkey, fkey], matched.fingerprint)
-    mapped_dir = cached("mapping", name, pkey) if cacheable else None
-    if mapped_dir is not None and (problem := files_problem(mapped_dir)
-                                   or reconstruction_mod.mapped_problem(mapped_dir)) is not None:
-        drop_artifact(mapped_dir)
-        writer.add_warning(f"{name}: the cached mapped models ({mapped_dir.name}) are dropped, and mapped again "
-                           f"when a reconstruction needs them: {problem}")
-        mapped_dir = None
+    mapped_dir = _part_of_reconstruction("mapping", name, pkey, reconstruction_mod.mapped_problem, writer,
+                                         "mapped models", "are dropped, and mapped again when a reconstruction "
+                                         "needs them") if cacheable else None
 
     def build_rec(tmp: Path) -> None:
         keep = cacheable and mapped_dir is None
@@ -742,6 +733,20 @@ def _reconstruct_dataset(matched: _Matched, cfg: PipelineConfig, run_dir: Path, 
     return DatasetResult(name, poses, artifacts, timings, cache, stats, ok,
                          None if ok else _reconstruction_error(rec.path), _reconstruction_steps(rec.path),
                          [line.removeprefix("WARNING: ") for line in rec_log if line.startswith("WARNING: ")])
+
+
+def _part_of_reconstruction(stage: str, name: str, key: str, check: Callable[[Path], str | None], writer: RunWriter,
+                            what: str, dropped: str) -> Path | None:
+    """The cached artifact of ``stage`` (a verified database, mapped models) that a reconstruction may start from, or
+    None. One emptied by hand or damaged (its files, or ``check``) is dropped with a run warning, so that a
+    reconstruction that needs it makes it again (a cached reconstruction does not: the same warning came back at every
+    run while the damaged copy stayed)."""
+    found = cached(stage, name, key)
+    if found is not None and (problem := files_problem(found) or check(found)) is not None:
+        drop_artifact(found)
+        writer.add_warning(f"{name}: the cached {what} ({found.name}) {dropped}: {problem}")
+        return None
+    return found
 
 
 def _move_children(src: Path, dst: Path) -> None:
