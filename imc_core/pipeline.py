@@ -837,7 +837,7 @@ def _reconstruction_ok(path: Path) -> bool:
 def _pairs_stats(dataset: str, matches_path: Path, pairs: list[tuple[str, str]],
                  db_path: Path | None = None) -> pd.DataFrame:
     """Matches and verified inliers per pair (for the dashboard's match graph)."""
-    from .stages.matching import read_matches
+    from .stages.matching import match_counts
     from .stages.reconstruction import pair_inliers
 
     inliers: dict[tuple[str, str], int] = {}
@@ -846,14 +846,8 @@ def _pairs_stats(dataset: str, matches_path: Path, pairs: list[tuple[str, str]],
             inliers = pair_inliers(db_path)
         except Exception:  # an unreadable database only loses the inlier column
             inliers = {}
-    rows = []
-    for a, b in pairs:
-        try:
-            m = read_matches(matches_path, a, b)
-            n = 0 if m is None else len(m[0] if isinstance(m, tuple) else m)
-        except KeyError:
-            n = 0
-        rows.append((dataset, a, b, n, inliers.get((a, b), 0)))
+    counts = match_counts(matches_path, pairs)  # (shapes alone, one pass: a file opened per pair took 0.2 s of ETs)
+    rows = [(dataset, a, b, counts.get((a, b), 0), inliers.get((a, b), 0)) for a, b in pairs]
     return pd.DataFrame(rows, columns=["dataset", "name0", "name1", "n_matches", "n_inliers"])
 
 

@@ -731,6 +731,45 @@ def _write_pair(f: Any, a: str, b: str, matches: np.ndarray, scores: np.ndarray)
     g.create_dataset("scores", data=np.ascontiguousarray(scores, dtype=np.float32).reshape(-1))
 
 
+def match_counts(path: str | Path, pairs: list[tuple[str, str]]) -> dict[tuple[str, str], int]:
+    """How many matches each pair of ``pairs`` has in ``matches.h5`` (either stored order, as :func:`read_matches`),
+    from the stored shapes alone, in one pass over the file (no match is read).
+
+    Args:
+        path: the matches file.
+        pairs: ``(a, b)`` image names.
+
+    Returns:
+        ``{(a, b): M}`` for the pairs stored, in ``pairs``' order; a pair not stored is left out.
+
+    Raises:
+        InputError: the file cannot be read.
+    """
+    import h5py
+
+    path = Path(path)
+    stored: dict[str, int] = {}
+    try:  # (a walk over the groups: a lookup per pair, and a file opened per pair, took 0.2 s of ETs' 231 pairs)
+        with h5py.File(path, "r") as f:
+            for a, group in f.items():
+                if not isinstance(group, h5py.Group):
+                    continue
+                for b, pair in group.items():
+                    data = pair.get("matches") if isinstance(pair, h5py.Group) else None
+                    if isinstance(data, h5py.Dataset):
+                        stored[f"{a}/{b}"] = int(data.size) // 2
+    except OSError as err:
+        raise InputError(path, f"cannot read matches file: {err}") from None
+    out: dict[tuple[str, str], int] = {}
+    for a, b in pairs:
+        n = stored.get(names_to_pair(a, b))
+        if n is None:
+            n = stored.get(names_to_pair(b, a))
+        if n is not None:
+            out[(a, b)] = n
+    return out
+
+
 def read_matches(path: str | Path, a: str, b: str) -> tuple[np.ndarray, np.ndarray] | None:
     """Matches of pair ``(a, b)`` from ``matches.h5``, in either stored order.
 

@@ -382,21 +382,10 @@ def _pair_match_counts(matches_path: Path, pairs: list[tuple[str, str]],
                        names: set[str]) -> dict[tuple[str, str], int]:
     """How many matches each pair of ``pairs`` that :func:`_load_pair_matches` keeps has, in its order, from the
     stored shapes alone (no match is read: a re-run on a verified database needs no more; 0.1 s of ETs' re-run)."""
-    import h5py
+    from .matching import match_counts
 
-    out: dict[tuple[str, str], int] = {}
-    try:
-        with h5py.File(matches_path, "r") as f:
-            for a, b in _distinct_pairs(pairs, names, matches_path):
-                for group in (names_to_pair(a, b), names_to_pair(b, a)):
-                    if group in f and "matches" in f[group]:
-                        shape = f[group]["matches"].shape
-                        if shape and shape[0] > 0:
-                            out[(a, b)] = int(shape[0])
-                        break
-    except OSError as err:
-        raise InputError(matches_path, f"cannot read matches file: {err}") from None
-    return out
+    counts = match_counts(matches_path, _distinct_pairs(pairs, names, matches_path))
+    return {pair: n for pair, n in counts.items() if n > 0}
 
 
 def _exif_focal(image_dir: Path, name: str) -> float | None:

@@ -697,6 +697,7 @@ def test_run_records_artifacts_and_verified_inliers(first_run: tuple[Path, Path]
     best = stats.sort_values("n_inliers").iloc[-1]
     assert best["n_inliers"] > 0 and best["n_inliers"] <= best["n_matches"]
     m, _ = read_matches(Path(stages["matching"]) / "matches.h5", best["name0"], best["name1"])
+    assert best["n_matches"] == len(m)
     inl = pair_inlier_matches(Path(stages["reconstruction"]) / "database.db", best["name0"], best["name1"])
     assert len(inl) == best["n_inliers"]
     assert {tuple(r) for r in inl.tolist()} <= {tuple(r) for r in m.tolist()}

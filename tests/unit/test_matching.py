@@ -18,6 +18,7 @@ from imc_core.stages.matching import (
     _batches,
     _rename_legacy_lightglue_keys,
     load_lightglue,
+    match_counts,
     match_features,
     mutual_nn_match,
     names_to_pair,
@@ -104,6 +105,27 @@ def test_h5_layout_and_read_matches_both_orders(pair_dir: Path, tmp_path: Path) 
     np.testing.assert_array_equal(m_ab, m_ba[:, ::-1])
     np.testing.assert_array_equal(s_ab, s_ba)
     assert read_matches(out, A, "other.png") is None
+
+
+def test_match_counts_read_shapes_in_either_order(tmp_path: Path) -> None:
+    path = tmp_path / "matches.h5"
+    with h5py.File(path, "w") as f:
+        f.attrs["method"] = "nn"
+        for (a, b), n in {(A, B): 7, ("c.png", A): 3, ("c.png", "d.png"): 0}.items():
+            g = f.create_group(names_to_pair(a, b))
+            g.create_dataset("matches", data=np.zeros((n, 2), np.int32))
+            g.create_dataset("scores", data=np.ones(n, np.float32))
+        f.create_group(names_to_pair(B, "d.png")).create_dataset("scores", data=np.ones(2, np.float32))
+    asked = [(B, A), (A, "c.png"), ("c.png", "d.png"), (B, "d.png"), (A, "e.png")]
+    counts = match_counts(path, asked)
+    assert counts == {(B, A): 7, (A, "c.png"): 3, ("c.png", "d.png"): 0}
+    assert list(counts) == [(B, A), (A, "c.png"), ("c.png", "d.png")]  # (the pairs' order)
+    for a, b in asked:  # (what reading the matches gives)
+        got = read_matches(path, a, b)
+        assert (got is None and (a, b) not in counts) or len(got[0]) == counts[(a, b)]
+    path.write_bytes(b"not an h5 file")
+    with pytest.raises(InputError, match="matches.h5"):
+        match_counts(path, asked)
 
 
 def test_min_matches_drops_pair_and_duplicates_skipped(pair_dir: Path, tmp_path: Path) -> None:
