@@ -831,7 +831,8 @@ def summarize(root: str | Path | DataRoot) -> pd.DataFrame:
     listed images not on disk), ``thresholds`` (the six values ``;``-joined, ``""`` when none). Cheap: no image is
     opened and no fingerprint is computed. ``df.attrs["problems"]``: a sample submission that cannot be read (the
     test rows then come from the folders under ``test/``; train work does not need it). ``df.attrs["notes"]``: test
-    datasets whose ``test/`` folder is absent, so that a test run reads their images from ``train/``.
+    datasets whose ``test/`` folder is absent, so that a test run reads their images from ``train/``; their names in
+    ``df.attrs["borrowed"]`` (their images are the train dataset's: a total of image files counts them once).
 
     Raises:
         InputError: a labels / thresholds file is malformed.
@@ -874,6 +875,7 @@ def summarize(root: str | Path | DataRoot) -> pd.DataFrame:
     else:
         sample_problem = ""
     notes: list[str] = []
+    borrowed: list[str] = []
     for ds in dr.test_datasets(strict=False):
         folder = dr.path / "test" / ds
         if sample is not None and (sample["dataset"] == ds).any():
@@ -882,6 +884,7 @@ def summarize(root: str | Path | DataRoot) -> pd.DataFrame:
                 notes.append(f"{folder} not found: a test run of {ds} reads the sample submission's images from "
                              f"{dr.path / 'train' / ds}, so its images are the train dataset's, counted twice here.")
                 folder = dr.path / "train" / ds
+                borrowed.append(ds)
             present = on_disk(folder)
             rows.append(("test", ds, "", len(names), sum(1 for n in names if not on_disk_as(folder, n, present)), ""))
         else:
@@ -890,4 +893,5 @@ def summarize(root: str | Path | DataRoot) -> pd.DataFrame:
     df = pd.DataFrame(rows, columns=SUMMARY_COLS).astype({"images": "int64", "missing": "int64"})
     df.attrs["problems"] = [sample_problem] if sample_problem else []
     df.attrs["notes"] = notes
+    df.attrs["borrowed"] = borrowed
     return df

@@ -147,7 +147,11 @@ def main() -> None:
     c1, c2, c3 = st.columns(3)
     c1.metric("Datasets", len(table))
     c2.metric("Scenes", int(table["scenes"].sum()))
-    c3.metric("Images", int(table["images"].sum()))
+    # (image files: a test dataset read from train/ is the same files; strecha_mix read "Images 172" for its 86)
+    borrowed = summary[(summary["split"] == "test") & summary["dataset"].isin(summary.attrs.get("borrowed", []))]
+    c3.metric("Images", int(table["images"].sum()) - int(borrowed["images"].sum()),
+              help="Image files under the root: a test dataset read from train/ (no test/ folder) counts once"
+              if len(borrowed) else None)
     st.dataframe(table, hide_index=True, placeholder=state.NO_VALUE, width="stretch")
     names = [f"{r.split}/{r.dataset}" for r in table.itertuples(index=False)]
     choice = st.selectbox("Dataset", names, key="dataset", bind="query-params")

@@ -600,6 +600,21 @@ def test_a_broken_sample_submission_does_not_block_train_work(dash_env: DashEnv)
     assert at.button(key="launch")
 
 
+def test_a_test_dataset_read_from_train_counts_its_images_once(dash_env: DashEnv) -> None:
+    """strecha_mix (a sample submission of its train images, no test/ folder) read "Images 172" for its 86 files."""
+    names = sorted(p.name for p in (dash_env.data_root / "train" / "ds1").iterdir())
+    nan = ";".join(["nan"] * 9), ";".join(["nan"] * 3)
+    (dash_env.data_root / "sample_submission.csv").write_text(
+        "image_id,dataset,scene,image,rotation_matrix,translation_vector\n"
+        + "".join(f"ds1_{n}_public,ds1,cluster0,{n},{nan[0]},{nan[1]}\n" for n in names))
+    at = open_app("datasets")
+    assert_clean(at)
+    metrics = {m.label: m for m in at.metric}
+    assert metrics["Datasets"].value == "2" and metrics["Images"].value == str(len(names)) == "10"
+    assert "counts once" in metrics["Images"].help
+    assert any("counted twice here" in i.value for i in at.info)
+
+
 def test_add_data_root(dash_env: DashEnv, tmp_path: Path) -> None:
     from PIL import Image
 

@@ -511,7 +511,9 @@ def test_sample_submission_images_read_from_train_when_no_test_folder(tmp_path: 
     assert df.attrs["notes"] == [f"{root_path / 'test' / 'beta'} not found: a test run of beta reads the sample "
                                  f"submission's images from {root_path / 'train' / 'beta'}, so its images are the "
                                  "train dataset's, counted twice here."]
-    assert make_root(tmp_path / "other") and summarize(tmp_path / "other").attrs["notes"] == []
+    assert df.attrs["borrowed"] == ["beta"]
+    other = summarize(make_root(tmp_path / "other"))
+    assert other.attrs["notes"] == [] and other.attrs["borrowed"] == []
 
 
 # -------------------------------------------------------------------------------------------------------- summary
