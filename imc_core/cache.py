@@ -325,16 +325,17 @@ def files_problem(folder: Path) -> str | None:
     A file of the same size and modification time is taken as unchanged (one ``stat``); one whose time moved (a
     copy of the cache, or an edit) is read and compared with its sha256, and when that still matches the new time
     is recorded, so a copied cache is read once. An artifact built before these records were kept is recorded as it
-    is at its first use (where the cache is writable), and checked from then on. SQLite's side files are left out.
+    is at its first use (where the cache is writable), and checked from then on; so is one whose ``DONE`` is empty or
+    does not read as a JSON object. SQLite's side files are left out.
     Files written over in place (an HDF5 file edited with h5py, bytes overwritten) opened fine and were read as
     data: a pair group deleted from ``matches.h5`` read as "no matches", and the run scored above 100.
     """
     try:
         meta = json.loads((folder / DONE).read_text())
     except (OSError, ValueError):
-        return None  # (a marker that does not read: nothing recorded to compare with)
-    if not isinstance(meta, dict):
-        return None
+        meta = None
+    if not isinstance(meta, dict):  # empty or damaged: nothing to compare with, so recorded now like an old one
+        meta = {}  # (it had stayed unchecked at every later use)
     records = meta.get(FILES)
     if not isinstance(records, dict):  # built before the records were kept: recorded now, checked from now on
         try:

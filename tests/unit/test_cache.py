@@ -675,6 +675,13 @@ def test_a_file_changed_in_place_after_its_build_is_rebuilt(tmp_path: Path, monk
     (a.path / "sub" / "notes.txt").write_text("z" * 100)
     assert files_problem(a.path) == "sub/notes.txt changed after it was built (its content differs from the " \
                                     "checksum taken then)"
+    # so is one whose marker is empty or damaged (it had stayed unchecked at every use)
+    for marker, char in (("", "u"), ("{not json", "v"), ("[1, 2]", "w")):
+        (a.path / DONE).write_text(marker)
+        assert files_problem(a.path) is None
+        assert set(json.loads((a.path / DONE).read_text())[FILES]) == {"matches.h5", "sub/notes.txt"}
+        (a.path / "sub" / "notes.txt").write_text(char * 100)
+        assert "sub/notes.txt changed after it was built" in files_problem(a.path)
     # SQLite's side files are never recorded (a plain open of the database removes them), nor checked if they were
     (a.path / "x.db-wal").write_bytes(b"")
     (a.path / "x.db-shm").write_bytes(b"s" * 10)
