@@ -847,8 +847,10 @@ def pair_viewer(rv: state.RunView, dataset: str, a: str, b: str) -> None:
         st.caption(f"{int(inliers.sum())} of {len(m)} matches kept by COLMAP's geometric verification (green); "
                    "red: rejected")
     most = max(1, len(m))
-    lines = st.slider("Match lines drawn (evenly subsampled, per class)", 1, most, min(most, 150), key="pair_lines",
-                      disabled=most <= 1, help="All matches count; fewer lines keep the images readable")
+    # (a pair of one match: Streamlit refuses a slider whose ends are equal, and the tab failed)
+    lines = most if most <= 1 else st.slider("Match lines drawn (evenly subsampled, per class)", 1, most,
+                                             min(most, 150), key="pair_lines",
+                                             help="All matches count; fewer lines keep the images readable")
     state.show_figure("pair_view", img0, img1, k0 * s0, k1 * s1, m, inliers, title=f"{a} ↔ {b}", key="fig_pair",
                       max_lines=int(lines))
 

@@ -140,6 +140,29 @@ def test_pairs_tab_says_when_the_runs_data_root_is_not_here(make_run: Callable[.
         "cannot be drawn."]
 
 
+@pytest.mark.parametrize("n_matches", [1, 0, 7])
+def test_a_pair_of_one_match_is_drawn(make_run: Callable[..., Path], monkeypatch: pytest.MonkeyPatch,
+                                      tmp_path: Path, n_matches: int) -> None:
+    """A run with ``matching.min_matches=1`` stored a pair of one match, and the tab failed on it: "StreamlitInvalid
+    MinMaxError: The min_value and max_value parameters are both set to 1"."""
+    import numpy as np
+
+    from dashboard import state
+
+    make_run("run-a")
+    kpts = np.array([[1.0, 1.0], [2.0, 2.0], [3.0, 3.0], [4.0, 4.0], [5.0, 5.0], [6.0, 6.0], [7.0, 7.0]])
+    m = np.stack([np.arange(n_matches), np.arange(n_matches)], axis=1)
+    monkeypatch.setattr(state, "find_match_artifacts", lambda *a, **k: (tmp_path / "f.h5", tmp_path / "m.h5"))
+    monkeypatch.setattr(state, "read_pair", lambda *a: (kpts, kpts, m))
+    monkeypatch.setattr(state, "inlier_mask", lambda *a: np.ones(n_matches, bool))
+    at = open_app("results", run="run-a", tab="Pairs")
+    assert_clean(at)
+    assert [s.label for s in at.slider if s.key == "pair_lines"] == (["Match lines drawn (evenly subsampled, per "
+                                                                      "class)"] if n_matches > 1 else [])
+    assert any(f"{n_matches} of {n_matches} matches kept" in c.value for c in at.caption)
+    assert len(at.get("plotly_chart")) == 2  # the graph and the pair
+
+
 def state_roots() -> list[str]:
     from dashboard import state
 
