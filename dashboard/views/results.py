@@ -1108,6 +1108,13 @@ def tab_descriptors(rv: state.RunView, dataset: str | None) -> None:
                       title=f"{dataset}: appearance (pooled local descriptors, PCA)", key="fig_desc")
 
 
+#: tabs that show a whole dataset whatever GT scene is picked, and what they show of the scenes instead
+DATASET_TABS = {
+    "Clusters": "its rows are the scenes, its columns the clusters.",
+    "Pairs": "the graph colours its images by GT scene (pick a pair of the scene in the list or on the graph).",
+    "Descriptors": "the points are coloured by GT scene.",
+}
+
 #: session key of the run Results showed last (kept while other pages show; the run picker's own state is not)
 LAST_RUN = "_results_last_run"
 #: session key of the ``?run=`` the picker last wrote to the URL (another value there comes from a link or from
@@ -1191,6 +1198,9 @@ def main() -> None:
                         f"({state.code(rv.meta.get('source') or 'submission.csv')}): no stage of imc-lab ran, so "
                         f"there are no {STAGE_TABS[name]} to show.")
                 continue
+            if scene is not None and name in DATASET_TABS:  # (a tester read the graph as the scene's)
+                st.caption(f"All of {state.md(str(dataset))}: this tab does not follow the GT scene picker "
+                           f"({state.md(scene)}); {DATASET_TABS[name]}")
             renderers[name]()
 
 

@@ -163,6 +163,20 @@ def test_a_pair_of_one_match_is_drawn(make_run: Callable[..., Path], monkeypatch
     assert len(at.get("plotly_chart")) == 2  # the graph and the pair
 
 
+def test_the_whole_dataset_tabs_say_they_do_not_follow_the_scene_picker(make_run: Callable[..., Path]) -> None:
+    """A tester picked the GT scene ET and read the Pairs graph and the Clusters matrix as the scene's."""
+    from dashboard.views.results import DATASET_TABS
+
+    make_run("run-a")
+    for tab in ("Clusters", "Pairs", "Descriptors", "Images"):
+        for scene in ("s1", None):
+            at = open_app("results", run="run-a", tab=tab, **({"scene": scene} if scene else {}))
+            assert_clean(at)
+            said = [c.value for c in at.caption if "does not follow the GT scene picker" in c.value]
+            assert said == ([f"All of ds1: this tab does not follow the GT scene picker (s1); "
+                             f"{DATASET_TABS[tab]}"] if scene and tab != "Images" else []), (tab, scene, said)
+
+
 def state_roots() -> list[str]:
     from dashboard import state
 
