@@ -816,8 +816,11 @@ def main() -> None:
     if excluded:
         st.info("Left out of every score, delta and noise verdict (no usable scores): "
                 + ", ".join(f"{i} ({r})" for i, r in excluded) + ".")
-    if not arms:
-        st.warning("None of these runs has scores: nothing to compare.")
+    if not arms:  # (test-split runs have none: what set them apart is still worth reading before a submission)
+        st.warning("None of these runs has scores: no score, delta or noise verdict to compare; their configs are "
+                   "compared below.")
+        with state.error_boundary("Config diff"):
+            config_diff_section(all_arms, group_spreads(all_arms))
         return
     first, reference = next(iter(all_arms)), next(iter(arms))
     if first != reference:
@@ -872,8 +875,8 @@ def main() -> None:
         scenes = per_scene_table(arms, dataset)
         st.dataframe(scenes, hide_index=True, width="stretch", key="per_scene", placeholder=state.NO_VALUE,
                      column_config=per_scene_columns(scenes))
-    with state.error_boundary("Config diff"):
-        config_diff_section(arms, spreads)
+    with state.error_boundary("Config diff"):  # (every run picked: one without scores still ran a config)
+        config_diff_section(all_arms, group_spreads(all_arms))
     with state.error_boundary("Per-image delta"):
         per_image_section(arms)
     with state.error_boundary("3-D views"):

@@ -714,3 +714,25 @@ def test_a_link_naming_a_run_with_markup_shows_it_as_text(make_run: Callable[...
     no_errors(at)
     [shown] = [w.value for w in at.warning if "does not hold" in w.value]
     assert r"\!\[x\]\(http\:" in shown and "![x](" not in shown
+
+
+def test_runs_without_scores_still_have_their_configs_compared(make_run: Callable[..., Path]) -> None:
+    """Two test-split runs (no ground truth, so no scores) read "nothing to compare" and no config diff, and a test run
+    beside a scored one was left out of the diff: what sets variants apart before a Kaggle submission."""
+    runs = {"t1": make_run("t1"), "t2": make_run("t2", config_overrides={"matching": {"min_matches": 40}})}
+    for run in runs.values():
+        for name in ("scores.json", "scenes.csv", "per_image.csv", "alignments.json"):
+            (run / name).unlink()
+        meta = json.loads((run / "run.json").read_text())
+        (run / "run.json").write_text(json.dumps({**meta, "split": "test"}))
+    at = open_compare(["t1", "t2"])
+    no_errors(at)
+    assert "None of these runs has scores: no score, delta or noise verdict to compare" in warnings(at)
+    (diff,) = [d.value for d in at.dataframe if _is(d.value, "config_diff")]
+    assert list(diff["key"]) == ["matching.min_matches"] and list(diff["vs"]) == ["t2"]
+    make_run("a", score=60.0)
+    at = open_compare(["a", "t2"])
+    no_errors(at)
+    (diff,) = [d.value for d in at.dataframe if _is(d.value, "config_diff")]
+    assert list(diff["key"]) == ["matching.min_matches"] and list(diff["vs"]) == ["t2"]
+    assert any(x.value == "Configs compared: a; t2." for x in at.caption)
