@@ -22,7 +22,7 @@ import re
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 
 #: colour codes glog puts around a line once ``pycolmap.bundle_adjustment`` turned colour on (where ``TERM`` says a
@@ -77,15 +77,43 @@ def _write_all(fd: int, data: bytes) -> None:
         data = data[os.write(fd, data):]
 
 
+_CODE = re.compile(rb"\x1b\[([0-9;]*)m")
+
+
+def drop_stray_resets(data: bytes, colour_open: bool) -> tuple[bytes, bool]:
+    """``data`` without the colour resets that close no colour (``colour_open``: whether one is open before it),
+    and whether one is open after it. A dropped coloured line leaves its reset at the next line's start: a file that
+    stderr went to began with ``ESC[m`` (a terminal shows nothing either way)."""
+    out, pos = [], 0
+    for code in _CODE.finditer(data):
+        reset = code.group(1) in (b"", b"0")
+        if reset and not colour_open:
+            out.append(data[pos:code.start()])
+            pos = code.end()
+        colour_open = not reset
+    out.append(data[pos:])
+    return b"".join(out), colour_open
+
+
+def filtered(chunks: Iterable[bytes]) -> Iterator[bytes]:
+    """What the filter passes of a stream read in ``chunks``: :func:`drop_glog_lines`, then
+    :func:`drop_stray_resets`, the last unfinished line at the end."""
+    tail, colour_open = b"", False
+    for chunk in chunks:
+        out, tail = drop_glog_lines(chunk, tail)
+        out, colour_open = drop_stray_resets(out, colour_open)
+        if out:
+            yield out
+    if tail:
+        last = tail if not GLOG_LINE.match(tail) else _RESETS.match(tail).group()  # type: ignore[union-attr]
+        if last := drop_stray_resets(last, colour_open)[0]:
+            yield last
+
+
 def filter_stream(src: int = 0, dst: int = 2) -> None:
     """Copy ``src`` to ``dst`` without glog's INFO and WARNING lines, until the end of ``src``."""
-    tail = b""
-    while chunk := os.read(src, 65536):
-        out, tail = drop_glog_lines(chunk, tail)
-        if out:
-            _write_all(dst, out)
-    if tail:
-        _write_all(dst, tail if not GLOG_LINE.match(tail) else _RESETS.match(tail).group())  # type: ignore[union-attr]
+    for out in filtered(iter(lambda: os.read(src, 65536), b"")):
+        _write_all(dst, out)
 
 
 @contextmanager

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from imc_core.glogfilter import drop_glog_lines, glog_lines_dropped
+from imc_core.glogfilter import drop_glog_lines, drop_stray_resets, filtered, glog_lines_dropped
 
 REPO = Path(__file__).resolve().parents[2]
 GLOG = (b"I20261127 03:25:20.447185 140190974651264 bundle_adjustment.cc:46] === Global bundle adjustment ===\n"
@@ -63,6 +63,16 @@ def test_coloured_glog_lines_are_dropped() -> None:
     failed = b"\x1b[0;31mE20261129 05:27:03.2 1 incremental_pipeline.cc:10] Failed to create any sparse model\n\x1b[m"
     assert drop_glog_lines(failed + b"next\n", b"") == (b"\x1b[mnext\n", b"")
     assert drop_glog_lines(b"\x1b[0;3", b"") == (b"", b"\x1b[0;3")  # (an unfinished colour code waits)
+    # what the filter passes leaves out the resets that close no colour (a file that stderr went to began with
+    # ESC[m); a kept coloured line's reset stays
+    for size in (1, 3, 64, len(coloured)):
+        got = b"".join(filtered(coloured[i:i + size] for i in range(0, len(coloured), size)))
+        assert got == b"\x1b[0;31mE20261129 05:27:03.2 1 x.cc:1] an error\n\x1b[m\rETs/mapping 5/22"
+    assert b"".join(filtered([failed + b"next\n"])) == b"next\n"
+    assert b"".join(filtered([kept_then_dropped])) == (
+        b"\x1b[0;31mE20261129 05:27:03.2 1 controller.cc:10] Check failed\n\x1b[mour line\n")
+    assert drop_stray_resets(b"\x1b[0mx\x1b[1;32my\x1b[0m\x1b[mz", False) == (b"x\x1b[1;32my\x1b[0mz", False)
+    assert drop_stray_resets(b"\x1b[ma", True) == (b"\x1b[ma", False)
 
 
 def test_glog_lines_dropped_on_file_descriptor_2(capfd: pytest.CaptureFixture) -> None:
