@@ -882,7 +882,7 @@ def summarize(root: str | Path | DataRoot) -> pd.DataFrame:
             names = sample.loc[sample["dataset"] == ds, "image"].tolist()
             if not folder.is_dir() and (dr.path / "train" / ds).is_dir():
                 notes.append(f"{folder} not found: a test run of {ds} reads the sample submission's images from "
-                             f"{dr.path / 'train' / ds}, so its images are the train dataset's, counted twice here.")
+                             f"{dr.path / 'train' / ds}, so its images are the train dataset's, listed under both splits.")
                 folder = dr.path / "train" / ds
                 borrowed.append(ds)
             present = on_disk(folder)

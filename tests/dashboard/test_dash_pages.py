@@ -649,7 +649,7 @@ def test_a_test_dataset_read_from_train_counts_its_images_once(dash_env: DashEnv
     metrics = {m.label: m for m in at.metric}
     assert metrics["Datasets"].value == "2" and metrics["Images"].value == str(len(names)) == "10"
     assert "counts once" in metrics["Images"].help
-    assert any("counted twice here" in i.value for i in at.info)
+    assert any("listed under both splits" in i.value for i in at.info)
 
 
 def test_add_data_root(dash_env: DashEnv, tmp_path: Path) -> None:

@@ -510,7 +510,7 @@ def test_sample_submission_images_read_from_train_when_no_test_folder(tmp_path: 
     df = summarize(root_path)
     assert df.attrs["notes"] == [f"{root_path / 'test' / 'beta'} not found: a test run of beta reads the sample "
                                  f"submission's images from {root_path / 'train' / 'beta'}, so its images are the "
-                                 "train dataset's, counted twice here."]
+                                 "train dataset's, listed under both splits."]
     assert df.attrs["borrowed"] == ["beta"]
     other = summarize(make_root(tmp_path / "other"))
     assert other.attrs["notes"] == [] and other.attrs["borrowed"] == []
