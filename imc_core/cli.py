@@ -603,7 +603,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--dataset", action="append", help="dataset name (repeatable; default all)")
     s.add_argument("--split", choices=("auto", "train", "test"), default="auto",
                    help="auto (default): train when DIR has train/ datasets, unless every --dataset is a test one")
-    s.add_argument("--variant", default="default", help="a variant of `variants` (default: default)")
+    s.add_argument("--variant", default="default",
+                   help="a variant of `variants` (default: default), or a .toml file of your own; such a file starts "
+                        "from the built-in defaults (ALIKED + LightGlue) unless it says extends = \"default\" (or "
+                        "another variant)")
     s.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                    help="override one config key (repeatable), e.g. reconstruction.min_model_size=4")
     s.add_argument("--out", help="run directory, new or empty (default: new folder under $IMC_RUNS_DIR)")

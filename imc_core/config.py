@@ -232,6 +232,7 @@ class Variant:
     requires: list[str]
     overrides: dict[str, dict[str, Any]]
     path: Path
+    extends: str | None = None  # the variant it starts from (None: the built-in defaults of :class:`PipelineConfig`)
 
     def config(self) -> PipelineConfig:
         return PipelineConfig.from_dict(self.overrides, source=str(self.path))
@@ -281,23 +282,41 @@ def load_variant(name: str, _chain: tuple[Path, ...] = ()) -> Variant:
         cycle = " → ".join(str(p) for p in (*_chain, path.resolve()))
         raise ConfigError(f"{path}: variants extend each other in a cycle: {cycle}")
     if not path.exists():
-        raise ConfigError(f"unknown variant {name!r}; available: {', '.join(list_variants())}")
+        where = f"{_chain[-1]}: extends " if _chain else ""  # (a bad `extends` named no file)
+        raise ConfigError(f"{where}unknown variant {name!r}; available: {', '.join(list_variants())}")
     try:
-        data = tomllib.loads(path.read_text())
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as err:
         raise ConfigError(f"{path}: invalid TOML: {err}") from None
+    except (OSError, UnicodeDecodeError) as err:  # a folder, a binary file: a traceback, and `run --json` said nothing
+        raise ConfigError(f"{path}: cannot read variant file: "
+                          f"{err.strerror if isinstance(err, OSError) and err.strerror else err}") from None
     description = str(data.pop("description", ""))
     requires = list(data.pop("requires", []))
     parent = data.pop("extends", None)
+    if parent is not None and (not isinstance(parent, str) or not parent):
+        raise ConfigError(f"{path}: extends must name a variant (or a .toml file), got {parent!r}")
     if parent:
         if parent == path.stem:
             raise ConfigError(f"{path}: a variant cannot extend itself")
         base = load_variant(str(parent), (*_chain, path.resolve()))
         data = merge(base.overrides, data)
         requires = sorted(set(base.requires) | set(requires))
-    variant = Variant(path.stem, description, requires, data, path)
+    variant = Variant(path.stem, description, requires, data, path, parent or None)
     variant.config()  # validate now, with the file name in the message
     return variant
+
+
+def bare_variant_note(name: str) -> str | None:
+    """The warning a run of variant file ``name`` gets when it extends no variant (None otherwise, and for the
+    variants of :func:`list_variants`): it starts from the built-in defaults, not from the default variant. A
+    tester's one-key file ran ALIKED + LightGlue, 13× slower, where the default plus that key was meant."""
+    if not name.endswith(".toml") or load_variant(name).extends is not None:
+        return None
+    bare = PipelineConfig()
+    return (f"the variant file {name} extends no variant, so it starts from the built-in defaults (features.method "
+            f"= {bare.features.method}, matching.method = {bare.matching.method}), not from the '{DEFAULT_VARIANT}' "
+            f"variant; add extends = \"{DEFAULT_VARIANT}\" to change only what the file sets")
 
 
 def parse_overrides(items: list[str] | tuple[str, ...]) -> dict[str, dict[str, Any]]:

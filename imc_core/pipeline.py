@@ -31,8 +31,8 @@ import pandas as pd
 
 from .cache import (Artifact, artifact_key, cache_root, cached, content_fingerprint, drop_artifact, files_problem,
                     get_or_build, h5_problem, register_live_run, release_live_run, sqlite_problem)
-from .config import (DEFAULT_VARIANT, PipelineConfig, dump_config, resolve_config, stable_hash, unread_keys,
-                     unused_settings)
+from .config import (DEFAULT_VARIANT, PipelineConfig, bare_variant_note, dump_config, resolve_config, stable_hash,
+                     unread_keys, unused_settings)
 from .errors import Cancelled, ConfigError, ImcError, InputError, RunFolderRemoved
 from .images import describe_unusable, exif_problems, unusable_error, unusable_images
 from .liveness import process_start
@@ -285,6 +285,8 @@ def run_pipeline(
     t_start = time.perf_counter()
     base = None if config is not None else resolve_config(variant)
     warns = unused_settings(cfg, base)
+    if config is None and (note := bare_variant_note(variant)):
+        warns.append(note)
     if split == "train" and not datasets and (absent := root.labelled_datasets_without_folder()):
         folders = {f.lower(): f for f in root.train_datasets()}
         cased = [f"{a} (train/ has {folders[a.lower()]}: names are case-sensitive)" if a.lower() in folders else a

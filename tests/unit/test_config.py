@@ -6,6 +6,7 @@ import pytest
 
 from imc_core.config import (
     PipelineConfig,
+    bare_variant_note,
     dump_config,
     list_variants,
     load_config,
@@ -41,6 +42,31 @@ def test_variants_that_extend_each_other_in_a_cycle_are_an_error(tmp_path) -> No
     (tmp_path / "b.toml").write_text(f'extends = "{tmp_path / "a.toml"}"\n')
     with pytest.raises(ConfigError, match="variants extend each other in a cycle: .*a.toml → .*b.toml → .*a.toml"):
         load_variant(str(tmp_path / "a.toml"))
+
+
+def test_a_variant_file_that_cannot_be_read_or_extends_nonsense_names_itself(tmp_path) -> None:
+    """A folder or a binary file given as --variant was a traceback (and `run --json` printed nothing); a bad
+    `extends` named no file."""
+    (tmp_path / "dir.toml").mkdir()
+    (tmp_path / "bin.toml").write_bytes(b"\xe1\xff\x00 not text")
+    for name in ("dir.toml", "bin.toml"):
+        with pytest.raises(ConfigError, match=rf"{tmp_path / name}: cannot read variant file: "):
+            load_variant(str(tmp_path / name))
+    (tmp_path / "five.toml").write_text("extends = 5\n")
+    with pytest.raises(ConfigError, match=rf"{tmp_path / 'five.toml'}: extends must name a variant .* got 5"):
+        load_variant(str(tmp_path / "five.toml"))
+    (tmp_path / "gone.toml").write_text('extends = "nope"\n')
+    with pytest.raises(ConfigError, match=rf"{tmp_path / 'gone.toml'}: extends unknown variant 'nope'; available: "):
+        load_variant(str(tmp_path / "gone.toml"))
+    (tmp_path / "mine.toml").write_text('extends = "default"\n[features]\nmax_keypoints = 500\n')
+    (tmp_path / "bare.toml").write_text("[features]\nmax_keypoints = 500\n")
+    assert load_variant(str(tmp_path / "mine.toml")).extends == "default"
+    assert load_variant(str(tmp_path / "bare.toml")).extends is None and load_variant("default").extends
+    assert bare_variant_note(str(tmp_path / "bare.toml")) == (
+        f"the variant file {tmp_path / 'bare.toml'} extends no variant, so it starts from the built-in defaults "
+        "(features.method = aliked, matching.method = lightglue), not from the 'default' variant; add extends = "
+        '"default" to change only what the file sets')
+    assert bare_variant_note(str(tmp_path / "mine.toml")) is None and bare_variant_note("colmap_sift") is None
 
 
 def test_booleans_take_1_and_0_as_the_cli_gives_them() -> None:
