@@ -114,12 +114,28 @@ def describe_code(meta: dict[str, Any]) -> str | None:
 
 
 def new_run_dir(variant: str, root: Path | None = None) -> Path:
-    """Create ``<root>/<YYYYmmdd-HHMMSS>-<variant>-<4 hex>/`` and return it."""
+    """Create ``<root>/<YYYYmmdd-HHMMSS>-<variant>-<4 hex>/`` and return it (:func:`make_runs_folder` first)."""
     root = root or runs_root()
+    make_runs_folder(root)
     stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     path = root / f"{stamp}-{_slug(variant)}-{secrets.token_hex(2)}"
     path.mkdir(parents=True, exist_ok=False)
     return path
+
+
+def make_runs_folder(root: Path) -> None:
+    """Create the runs folder ``root`` (and its parents) where it is missing.
+
+    Raises:
+        InputError: naming ``root``, when it is a file or cannot be made (``import`` and ``add-submission`` ended in
+            a traceback where ``run`` said so).
+    """
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise InputError(root, "the runs folder is not a folder") from None
+    except OSError as err:
+        raise InputError(root, f"cannot create the runs folder: {err.strerror or err}") from None
 
 
 #: what a launcher (the dashboard) writes into a run folder before the pipeline starts in it
@@ -1050,7 +1066,7 @@ def import_run(zip_path: str | Path, root: Path | None = None) -> tuple[Path, bo
         if missing:
             raise InputError(zip_path, f"not a run bundle: missing {', '.join(missing)}")
         made_root = not root.exists()  # removed again if nothing lands in it
-        root.mkdir(parents=True, exist_ok=True)
+        make_runs_folder(root)
         staging = root / f".import-{secrets.token_hex(4)}"
         staging.mkdir()
         try:

@@ -471,6 +471,21 @@ def test_a_live_status_is_imported_as_incomplete(tmp_path: Path, status: str) ->
     assert load_run(import_bundle(z, tmp_path / "runs")).status == "imported-incomplete"
 
 
+def test_a_runs_folder_that_is_a_file_is_said_not_a_traceback(tmp_path: Path) -> None:
+    """`import` and `add-submission` ended in FileExistsError / NotADirectoryError tracebacks where `run` said why."""
+    from imc_core.runs import new_run_dir
+
+    z = _bundle_of(tmp_path)
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(InputError, match=rf"{tmp_path / 'file'}: the runs folder is not a folder"):
+        import_bundle(z, tmp_path / "file")
+    with pytest.raises(InputError, match=rf"{tmp_path / 'file' / 'sub'}: cannot create the runs folder: Not a dir"):
+        import_bundle(z, tmp_path / "file" / "sub")
+    with pytest.raises(InputError, match=rf"{tmp_path / 'file'}: the runs folder is not a folder"):
+        new_run_dir("submission", tmp_path / "file")
+    assert (tmp_path / "file").read_text() == "x" and new_run_dir("v", tmp_path / "a" / "b").parent.is_dir()
+
+
 def test_a_bundle_with_a_non_ascii_top_folder_gets_a_plain_id(tmp_path: Path) -> None:
     """The dashboard opens runs by plain ids; the imported folder's name must survive a URL."""
     z = _zip(tmp_path / "u.zip", {"résultat 日本/run.json": json.dumps({"status": "done"}).encode(),
