@@ -276,6 +276,8 @@ def _cmd_runs(args: argparse.Namespace) -> int:
     if args.root and not Path(args.root).exists():
         raise InputError(Path(args.root), "runs folder not found")
     root = Path(args.root) if args.root else runs_root()
+    if (root / "run.json").is_file():  # (one run's folder, e.g. `run --out`'s: it read "no runs")
+        raise InputError(root, f"a run folder, not a folder of runs: list its folder with `runs --root {root.parent}`")
     df = list_runs(root)
     if args.status:  # (it listed every run, without a word)
         df = df[df["status"].isin(args.status)]

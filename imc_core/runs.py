@@ -598,6 +598,8 @@ class Run:
 
     @cached_property
     def meta(self) -> dict[str, Any]:
+        if self.path.exists() and not self.path.is_dir():  # (it said "cannot read JSON: Not a directory")
+            raise InputError(self.path, "not a run directory (a file, not a folder)")
         meta = _read_json(self.path / "run.json")
         if meta is None and not (self.path / "run.json").is_file():
             raise InputError(self.path / "run.json", "not a run directory (run.json missing)")

@@ -311,6 +311,13 @@ def test_runs_with_a_runs_folder_that_is_missing_or_a_file(tmp_path: Path, capsy
     assert main(["runs", "--root", str(tmp_path / "empty")]) == 0
     err = capsys.readouterr().err
     assert "1 run folder(s) could not be read" in err and f"  broken: {tmp_path / 'empty' / 'broken' / 'run.json'}" in err
+    # one run's folder (`run --out`'s), and `export` of a file: said as such (they read "no runs" and "cannot read
+    # JSON: Not a directory")
+    assert main(["runs", "--root", str(tmp_path / "empty" / "broken")]) == 2
+    assert (f"{tmp_path / 'empty' / 'broken'}: a run folder, not a folder of runs: list its folder with `runs --root "
+            f"{tmp_path / 'empty'}`") in capsys.readouterr().err
+    assert main(["export", str(tmp_path / "f")]) == 2
+    assert f"{tmp_path / 'f'}: not a run directory (a file, not a folder)" in capsys.readouterr().err
 
 
 def test_runs_prints_scores_as_run_does(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
