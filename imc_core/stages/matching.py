@@ -601,8 +601,8 @@ def _colmap_call(todo: list[Pair], features_path: Path, conf: MatchingConfig, ds
         # (a pair's matches do not depend on the call: the same matches, tested)
         step = chunk or _colmap_chunk(len(todo))
         for start in range(0, len(todo), step):
-            chunk = todo[start:start + step]
-            pairs_txt.write_text("".join(f"{_db_name(ids[a] - 1)} {_db_name(ids[b] - 1)}\n" for a, b in chunk))
+            part = todo[start:start + step]
+            pairs_txt.write_text("".join(f"{_db_name(ids[a] - 1)} {_db_name(ids[b] - 1)}\n" for a, b in part))
             try:
                 with _cancel_watch(token, should_cancel):
                     pycolmap.match_image_pairs(db_path, matching_options=opts, pairing_options=pairing,
@@ -613,7 +613,7 @@ def _colmap_call(todo: list[Pair], features_path: Path, conf: MatchingConfig, ds
             if should_cancel is not None and should_cancel():
                 raise Cancelled("matching cancelled")
             if progress is not None:
-                progress(start + len(chunk), len(todo), "COLMAP matcher")
+                progress(start + len(part), len(todo), "COLMAP matcher")
         with pycolmap.Database.open(db_path) as db, h5py.File(dst, "w") as fout:
             fout.attrs["method"] = conf.method
             fout.attrs["feature_method"] = "sift"
