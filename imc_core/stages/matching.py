@@ -547,9 +547,9 @@ def _db_name(index: int) -> str:
 
 
 def _colmap_call(todo: list[Pair], features_path: Path, conf: MatchingConfig, dst: Path, use_gpu: bool,
-                 progress: Progress | None, should_cancel: ShouldCancel | None, chunk: int | None = None) -> None:
-    """``pycolmap.match_image_pairs`` on a temporary database of the pairs' images, ``chunk`` pairs per call
-    (default :func:`_colmap_chunk`); ``dst`` gets the pairs with at least ``min_matches`` matches.
+                 progress: Progress | None, should_cancel: ShouldCancel | None) -> None:
+    """One ``pycolmap.match_image_pairs`` call on a temporary database of the pairs' images; ``dst`` gets the
+    pairs with at least ``min_matches`` matches.
 
     The database names the images by their index: COLMAP reads its pairs file with names split at spaces, so an
     image named ``img 2.png`` matched nothing and became an outlier (same matches as with the real names otherwise).
@@ -583,6 +583,7 @@ def _colmap_call(todo: list[Pair], features_path: Path, conf: MatchingConfig, ds
                     pycolmap.FeatureExtractorType.SIFT, np.ascontiguousarray(
                         desc if desc.dtype == np.uint8 else _colmap_uint8(desc.astype(np.float32, copy=False)))))
         pairs_txt = Path(td) / "pairs.txt"
+        pairs_txt.write_text("".join(f"{_db_name(ids[a] - 1)} {_db_name(ids[b] - 1)}\n" for a, b in todo))
         opts = pycolmap.FeatureMatchingOptions()
         opts.skip_geometric_verification = True
         opts.use_gpu = use_gpu
@@ -596,43 +597,27 @@ def _colmap_call(todo: list[Pair], features_path: Path, conf: MatchingConfig, ds
         pairing.match_list_path = str(pairs_txt)
         token = pycolmap.CancellationToken()
         if progress is not None:
-            progress(0, len(todo), "COLMAP matcher")
-        # in chunks on the one database, so that progress moves: one call said 0/3,655 for strecha_mix's 8 minutes
-        # (a pair's matches do not depend on the call: the same matches, tested)
-        step = chunk or _colmap_chunk(len(todo))
-        for start in range(0, len(todo), step):
-            part = todo[start:start + step]
-            pairs_txt.write_text("".join(f"{_db_name(ids[a] - 1)} {_db_name(ids[b] - 1)}\n" for a, b in part))
-            try:
-                with _cancel_watch(token, should_cancel):
-                    pycolmap.match_image_pairs(db_path, matching_options=opts, pairing_options=pairing,
-                                               device=pycolmap.Device.cuda if opts.use_gpu else pycolmap.Device.cpu,
-                                               cancellation_token=token)
-            except InterruptedError:
-                raise Cancelled("matching cancelled") from None
-            if should_cancel is not None and should_cancel():
-                raise Cancelled("matching cancelled")
-            if progress is not None:
-                progress(start + len(part), len(todo), "COLMAP matcher")
+            # (one call, which says nothing until it ends: a tester read strecha_mix's 8 minutes at 0 as a hang;
+            # calls of a few hundred pairs each, to count them, made strecha_mix's matching 1.5x slower)
+            progress(0, len(todo), "COLMAP matcher: one call, counted when it has matched every pair")
+        try:
+            with _cancel_watch(token, should_cancel):
+                pycolmap.match_image_pairs(db_path, matching_options=opts, pairing_options=pairing,
+                                           device=pycolmap.Device.cuda if opts.use_gpu else pycolmap.Device.cpu,
+                                           cancellation_token=token)
+        except InterruptedError:
+            raise Cancelled("matching cancelled") from None
+        if should_cancel is not None and should_cancel():
+            raise Cancelled("matching cancelled")
         with pycolmap.Database.open(db_path) as db, h5py.File(dst, "w") as fout:
             fout.attrs["method"] = conf.method
             fout.attrs["feature_method"] = "sift"
-            for a, b in todo:
+            for done, (a, b) in enumerate(todo, 1):
                 m = np.asarray(db.read_matches(ids[a], ids[b]), dtype=np.int64).reshape(-1, 2)
                 if len(m) >= max(conf.min_matches, 1):
                     _write_pair(fout, a, b, m, np.ones(len(m), np.float32))
-
-
-#: the fewest pairs per ``match_image_pairs`` call of :func:`_colmap_call`: a call costs about 0.25 s more on ETs
-#: (it loads its images' descriptors again; calls of 20 pairs took ETs' matching from 5.4 to 7.2 s)
-COLMAP_CHUNK_MIN = 200
-
-
-def _colmap_chunk(n_pairs: int) -> int:
-    """Pairs per COLMAP matcher call for ``n_pairs`` pairs: up to 20 equal calls of at least :data:`COLMAP_CHUNK_MIN`
-    pairs each (so one call for a few hundred pairs, and progress that moves 20 times for thousands)."""
-    calls = max(1, min(20, n_pairs // COLMAP_CHUNK_MIN))
-    return max(1, -(-n_pairs // calls))
+                if progress is not None and (done % 50 == 0 or done == len(todo)):
+                    progress(done, len(todo), f"{a} {b}")
 
 
 def _colmap_in_processes(todo: list[Pair], features_path: Path, conf: MatchingConfig, dst: Path, n_proc: int,
@@ -653,7 +638,7 @@ def _colmap_in_processes(todo: list[Pair], features_path: Path, conf: MatchingCo
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [package_parent,
                                                                       os.environ.get("PYTHONPATH")]))}
     if progress is not None:
-        progress(0, len(todo), f"COLMAP matcher in {n_proc} processes")
+        progress(0, len(todo), f"COLMAP matcher in {n_proc} processes, counted as each ends")
     with tempfile.TemporaryDirectory(prefix="imc-colmap-match-", dir=dst.parent) as td:  # (see _colmap_call)
         procs: list[subprocess.Popen[bytes]] = []
         try:
@@ -662,14 +647,12 @@ def _colmap_in_processes(todo: list[Pair], features_path: Path, conf: MatchingCo
                 spec.write_text(json.dumps({"pairs": block, "features": str(features_path),
                                             "conf": dataclasses.asdict(conf), "out": str(Path(td) / f"block{k}.h5"),
                                             "minloglevel": int(pycolmap.logging.minloglevel),
-                                            "parent": os.getpid(),
-                                            "progress": str(Path(td) / f"block{k}.progress"),
-                                            "chunk": _colmap_chunk(len(block))}))
+                                            "parent": os.getpid()}))
                 with open(Path(td) / f"block{k}.err", "wb") as err:
                     procs.append(subprocess.Popen(
                         [sys.executable, "-c", "from imc_core.stages.matching import _block_main; _block_main()",
                          str(spec)], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err, env=env))
-            pending, done, shown, polled = set(range(n_proc)), 0, 0, time.monotonic()
+            pending, done = set(range(n_proc)), 0
             while pending:
                 if should_cancel is not None and should_cancel():
                     raise Cancelled(f"matching cancelled after {done} of {len(todo)} pairs")
@@ -686,13 +669,8 @@ def _colmap_in_processes(todo: list[Pair], features_path: Path, conf: MatchingCo
                         raise ImcError(f"COLMAP's matcher failed in worker process {k + 1} of {n_proc} "
                                        f"(exit {rc}): {' | '.join(tail) or 'no message'}")
                     done += len(blocks[k])
-                if progress is not None and (not pending or time.monotonic() - polled > 0.5):
-                    # (the workers' own counts: a block's pairs were said only once it ended)
-                    polled = time.monotonic()
-                    now = done + sum(_block_progress(Path(td) / f"block{k}.progress") for k in pending)
-                    if now != shown:
-                        shown = now
-                        progress(now, len(todo), f"COLMAP matcher in {n_proc} processes")
+                    if progress is not None:
+                        progress(done, len(todo), f"{n_proc - len(pending)} of {n_proc} blocks matched")
                 time.sleep(0.02)
         finally:
             for proc in procs:
@@ -724,24 +702,8 @@ def _block_main() -> None:
     _die_with_parent(spec.get("parent"))
     pycolmap.logging.minloglevel = spec["minloglevel"]
     conf = MatchingConfig(**spec["conf"])
-    said = Path(spec["progress"]) if spec.get("progress") else None
-
-    def report(done: int, total: int, message: str) -> None:  # (read by the parent: replaced whole, never half)
-        if said is not None:
-            part = said.with_name(said.name + ".part")
-            part.write_text(str(done))
-            os.replace(part, said)
-
-    _colmap_call([(a, b) for a, b in spec["pairs"]], Path(spec["features"]), conf, Path(spec["out"]), False,
-                 report, None, spec.get("chunk"))
-
-
-def _block_progress(path: Path) -> int:
-    """The pairs a worker of :func:`_colmap_in_processes` has matched so far (its progress file; 0 before any)."""
-    try:
-        return int(path.read_text())
-    except (OSError, ValueError):
-        return 0
+    _colmap_call([(a, b) for a, b in spec["pairs"]], Path(spec["features"]), conf, Path(spec["out"]), False, None,
+                 None)
 
 
 def _die_with_parent(parent: int | None) -> None:

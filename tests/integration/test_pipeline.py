@@ -1168,23 +1168,17 @@ def test_colmap_matcher_in_processes_gives_the_matches_of_one_call(first_run: tu
     monkeypatch.setenv(matching.PROCESSES_ENV, "1")
     one = _all_matches(matching.match_features(pairs, feats, conf, tmp_path / "one.h5", feature_method="colmap_sift"))
     monkeypatch.setattr(matching, "MIN_PAIRS_PER_PROCESS", 1)
-    # and in calls of a few pairs each, whose progress moves (one call said 0/3,655 for 8 minutes): same matches
-    monkeypatch.setattr(matching, "COLMAP_CHUNK_MIN", 1)
-    n = len(matching._unique_pairs(pairs))
-    for n_proc in (1, processes):
-        monkeypatch.setenv(matching.PROCESSES_ENV, str(n_proc))
-        seen: list[tuple[int, int, str]] = []
-        split = _all_matches(matching.match_features(pairs, feats, conf, tmp_path / f"split{n_proc}.h5",
-                                                     feature_method="colmap_sift",
-                                                     progress=lambda done, total, msg: seen.append((done, total, msg))))
-        said = "COLMAP matcher" + (f" in {n_proc} processes" if n_proc > 1 else "")
-        assert seen[0] == (0, n, said) and seen[-1] == (n, n, said)
-        counts = [done for done, _, _ in seen]
-        assert counts == sorted(set(counts)) and (len(counts) > 3 if n_proc == 1 else len(counts) >= 2), seen
-        assert len(one) > 10 and one.keys() == split.keys()
-        for key, (m, s) in one.items():
-            np.testing.assert_array_equal(split[key][0], m)
-            np.testing.assert_array_equal(split[key][1], s)
+    monkeypatch.setenv(matching.PROCESSES_ENV, str(processes))
+    seen: list[str] = []
+    split = _all_matches(matching.match_features(pairs, feats, conf, tmp_path / "split.h5",
+                                                 feature_method="colmap_sift",
+                                                 progress=lambda done, total, msg: seen.append(msg)))
+    assert seen[0] == f"COLMAP matcher in {processes} processes, counted as each ends"
+    assert seen[-1].endswith("blocks matched")
+    assert len(one) > 10 and one.keys() == split.keys()
+    for key, (m, s) in one.items():
+        np.testing.assert_array_equal(split[key][0], m)
+        np.testing.assert_array_equal(split[key][1], s)
 
 
 def test_colmap_matcher_processes_cancel_and_fail_cleanly(first_run: tuple[Path, Path], tmp_path: Path,
