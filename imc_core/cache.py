@@ -170,6 +170,7 @@ def get_or_build(
     if use_cache and cached(stage, dataset, key, root=root) is not None:
         problem = files_problem(final) or (check(final) if check is not None else None)
         if problem is None:
+            restore_marker(final, stage, key, meta)
             return Artifact(stage, key, final, True, 0.0)
         use_cache = False  # replace the damaged copy
     tmp = parent / f".tmp-{_safe(dataset)}-{key}-{uuid.uuid4().hex[:8]}"
@@ -218,6 +219,22 @@ def get_or_build(
                              "point IMC_CACHE_DIR at another disk") from e
         raise
     return Artifact(stage, key, final, False, seconds, problem)
+
+
+def restore_marker(folder: Path, stage: str, key: str, meta: dict[str, Any] | None) -> None:
+    """At a hit on an artifact whose ``DONE`` lost what it said (emptied or damaged; :func:`files_problem` then
+    recorded only its files), write back what its build would have written: its inputs are how ``cache prune
+    --unused`` knows a verified database or a mapped model belongs to a reconstruction a run names."""
+    try:
+        current = json.loads((folder / DONE).read_text())
+    except (OSError, ValueError):
+        return
+    if not isinstance(current, dict) or current.get("key") == key:
+        return
+    try:
+        atomic_write_json(folder / DONE, {"stage": stage, "key": key, **(meta or {}), **current})
+    except OSError:  # (a read-only cache)
+        pass
 
 
 #: folder of the cache root where each run at work says so (one JSON file per run: its process, its start)
@@ -530,12 +547,22 @@ def unreferenced(entries: list[CacheEntry], referenced: set[tuple[str, str]]) ->
     features and matches as a named reconstruction (runs do not name them, but a re-run of a mapping or final
     adjustment change reads them), and every artifact of a dataset named by ``(EVERY_STAGE, dataset)`` (a run that
     does not say which it read)."""
+    def dataset(e: CacheEntry) -> str:  # (folder-safe, as ``whole`` names it)
+        return e.name.rsplit("-", 1)[0]
+
     named = [e for e in entries if (e.stage, e.name) in referenced]
     rec_inputs = {e.inputs for e in named if e.stage == "reconstruction" and e.inputs}
     whole = {name for stage, name in referenced if stage == EVERY_STAGE}
+    # a ``DONE`` emptied or damaged lost its inputs: a named reconstruction's, or a database's or model's own, and
+    # which one was built from which is unknown; so that dataset keeps every database and model (they went, and a
+    # re-run of a mapping change mapped again)
+    blind = {dataset(e) for e in named if e.stage == "reconstruction" and not e.inputs}
+    named_datasets = {dataset(e) for e in named}
     return [e for e in entries if (e.stage, e.name) not in referenced
-            and not (e.stage in ("database", "mapping") and e.inputs in rec_inputs)
-            and e.name.rsplit("-", 1)[0] not in whole]
+            and not (e.stage in ("database", "mapping")
+                     and (e.inputs in rec_inputs or dataset(e) in blind
+                          or (not e.inputs and dataset(e) in named_datasets)))
+            and dataset(e) not in whole]
 
 
 def remove_artifact(entry: CacheEntry) -> None:

@@ -30,7 +30,7 @@ from typing import Any
 import pandas as pd
 
 from .cache import (Artifact, artifact_key, cache_root, cached, content_fingerprint, drop_artifact, files_problem,
-                    get_or_build, h5_problem, register_live_run, release_live_run, sqlite_problem)
+                    get_or_build, h5_problem, register_live_run, release_live_run, restore_marker, sqlite_problem)
 from .config import (DEFAULT_VARIANT, PipelineConfig, bare_variant_note, dump_config, resolve_config, stable_hash,
                      unread_keys, unused_settings)
 from .errors import Cancelled, ConfigError, ImcError, InputError, RunFolderRemoved
@@ -671,15 +671,17 @@ def _reconstruct_dataset(matched: _Matched, cfg: PipelineConfig, run_dir: Path, 
     # its verified database has a key of its own: a change of a mapping key re-maps without re-verifying
     dconf = {**reconstruction_mod.database_conf(cfg.reconstruction), "_stage_version": reconstruction_mod.VERSION}
     dkey = artifact_key("database", dconf, [mkey, fkey], matched.fingerprint)
-    db_dir = _part_of_reconstruction("database", name, dkey, lambda d: sqlite_problem(d / "database.db"), writer,
-                                     "verified database", "is dropped, and verified again when a reconstruction "
-                                     "needs it") if cacheable else None
+    dmeta = {"conf": dconf, "inputs": [mkey, fkey], "dataset": name}
+    db_dir = _part_of_reconstruction("database", name, dkey, dmeta, lambda d: sqlite_problem(d / "database.db"),
+                                     writer, "verified database", "is dropped, and verified again when a "
+                                     "reconstruction needs it") if cacheable else None
     db_file = db_dir / "database.db" if db_dir is not None else None
 
     # and so do the mapper's models before the final adjustment: a change of a refine_* key only adjusts again
     pconf = {**reconstruction_mod.mapping_conf(cfg.reconstruction), "_stage_version": reconstruction_mod.VERSION}
     pkey = artifact_key("mapping", pconf, [mkey, fkey], matched.fingerprint)
-    mapped_dir = _part_of_reconstruction("mapping", name, pkey, reconstruction_mod.mapped_problem, writer,
+    pmeta = {"conf": pconf, "inputs": [mkey, fkey], "dataset": name}
+    mapped_dir = _part_of_reconstruction("mapping", name, pkey, pmeta, reconstruction_mod.mapped_problem, writer,
                                          "mapped models", "are dropped, and mapped again when a reconstruction "
                                          "needs them") if cacheable else None
 
@@ -691,11 +693,10 @@ def _reconstruct_dataset(matched: _Matched, cfg: PipelineConfig, run_dir: Path, 
                           keep_mapped=keep)
         if cfg.reconstruction.deterministic and db_file is None and res.database_verified:
             get_or_build("database", name, dkey, lambda d: shutil.copyfile(tmp / "database.db", d / "database.db"),
-                         meta={"conf": dconf, "inputs": [mkey, fkey], "dataset": name}, use_cache=False)
+                         meta=dmeta, use_cache=False)
         kept = tmp / reconstruction_mod.MAPPED_DIR
         if keep and kept.is_dir():  # (not when mapping failed)
-            get_or_build("mapping", name, pkey, lambda d: _move_children(kept, d),
-                         meta={"conf": pconf, "inputs": [mkey, fkey], "dataset": name}, use_cache=False)
+            get_or_build("mapping", name, pkey, lambda d: _move_children(kept, d), meta=pmeta, use_cache=False)
         shutil.rmtree(kept, ignore_errors=True)  # (never part of the reconstruction artifact)
         poses = res.poses.copy()
         poses["dataset"] = name
@@ -737,17 +738,21 @@ def _reconstruct_dataset(matched: _Matched, cfg: PipelineConfig, run_dir: Path, 
                          [line.removeprefix("WARNING: ") for line in rec_log if line.startswith("WARNING: ")])
 
 
-def _part_of_reconstruction(stage: str, name: str, key: str, check: Callable[[Path], str | None], writer: RunWriter,
-                            what: str, dropped: str) -> Path | None:
+def _part_of_reconstruction(stage: str, name: str, key: str, meta: dict[str, Any],
+                            check: Callable[[Path], str | None], writer: RunWriter, what: str,
+                            dropped: str) -> Path | None:
     """The cached artifact of ``stage`` (a verified database, mapped models) that a reconstruction may start from, or
     None. One emptied by hand or damaged (its files, or ``check``) is dropped with a run warning, so that a
     reconstruction that needs it makes it again (a cached reconstruction does not: the same warning came back at every
-    run while the damaged copy stayed)."""
+    run while the damaged copy stayed). One whose ``DONE`` lost what it said gets ``meta`` back
+    (:func:`imc_core.cache.restore_marker`)."""
     found = cached(stage, name, key)
     if found is not None and (problem := files_problem(found) or check(found)) is not None:
         drop_artifact(found)
         writer.add_warning(f"{name}: the cached {what} ({found.name}) {dropped}: {problem}")
         return None
+    if found is not None:
+        restore_marker(found, stage, key, meta)
     return found
 
 

@@ -993,6 +993,28 @@ def test_a_damaged_verified_database_is_dropped_once(first_run: tuple[Path, Path
     assert remap.status == "done" and own_warnings(remap) == [] and db.is_file()  # verified and cached again
 
 
+def test_a_database_or_model_whose_marker_was_emptied_says_its_inputs_again(
+        first_run: tuple[Path, Path], tiny_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An emptied ``DONE`` kept its artifact usable but lost its inputs, and `cache prune --unused` took a verified
+    database or mapped models it could no longer tie to a run's reconstruction. The next run that reads them writes
+    their inputs back."""
+    cache, folders = _cache_copy(first_run, tmp_path, monkeypatch)
+    keys = json.loads((cache / "database" / folders["database"] / "DONE").read_text())["inputs"]
+    markers = [cache / "database" / folders["database"] / "DONE"]
+    markers += [p for p in (cache / "mapping").glob("*/DONE") if json.loads(p.read_text()).get("inputs") == keys]
+    assert len(markers) >= 2
+    for marker in markers:
+        marker.write_text("")
+    # (a final-adjustment value of its own: the reconstruction is built again from the cached database and models)
+    run = load_run(run_pipeline(tiny_root, variant="default", overrides=[*FAST, "reconstruction.refine_loss_scale=0.9"],
+                                out=tmp_path / "r", raise_errors=True))
+    assert run.status == "done" and own_warnings(run) == [], run.log
+    assert all(c["reconstruction"] == "miss" for c in run.timings["cache"].values())
+    for marker in markers:
+        said = json.loads(marker.read_text())
+        assert said["inputs"] == keys and said["key"] == marker.parent.name.rsplit("-", 1)[1] and said["files"]
+
+
 def test_a_score_above_100_is_a_warning_of_the_run(first_run: tuple[Path, Path], tiny_root: Path, tmp_path: Path,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     """A scene lost whole to 'outliers' (listed first) lifts the official mAA above 100: the run said done with no

@@ -311,6 +311,38 @@ def test_unreferenced_keeps_named_artifacts_and_their_verified_database(tmp_path
     assert prune(tmp_path, referenced=referenced, stages=["database"], dry_run=True) == []
 
 
+def test_a_damaged_marker_keeps_the_databases_and_models_of_its_dataset(tmp_path: Path) -> None:
+    """A ``DONE`` emptied or damaged lost its inputs, so `cache prune --unused` could not tell which reconstruction
+    a verified database or mapped model belonged to, and removed it: the next mapping change mapped again."""
+    _artifact(tmp_path, "features", "f1", days_old=5)
+    _artifact(tmp_path, "matching", "m1", inputs=["f1"], days_old=5)
+    rec = _artifact(tmp_path, "reconstruction", "r1", inputs=["m1", "f1"], days_old=5)
+    db = _artifact(tmp_path, "database", "d1", inputs=["m1", "f1"], days_old=5)
+    mapped = _artifact(tmp_path, "mapping", "p1", inputs=["d1"], days_old=5)
+    other = tmp_path / "database" / "other-d9"  # a dataset no run names: its damaged database may go
+    other.mkdir()
+    (other / DONE).write_text("")
+    _age(other, 5)
+    referenced = {("features", "ds-f1"), ("matching", "ds-m1"), ("reconstruction", "ds-r1")}
+    assert sorted(e.name for e in unreferenced(list_artifacts(tmp_path), referenced)) == ["ds-p1", "other-d9"]
+    for damaged in (db, mapped):  # the database's or model's own marker
+        (damaged / DONE).write_text("{not json")
+        _age(damaged, 5)
+    assert [e.name for e in unreferenced(list_artifacts(tmp_path), referenced)] == ["other-d9"]
+    (rec / DONE).write_text("")  # the reconstruction's: which database is its own is unknown, so all stay
+    _age(rec, 5)
+    (db / DONE).write_text(json.dumps({"inputs": ["m7", "f7"]}))
+    _age(db, 5)
+    assert [e.name for e in unreferenced(list_artifacts(tmp_path), referenced)] == ["other-d9"]
+    assert [e.name for e in prune(tmp_path, referenced=referenced)] == ["other-d9"]
+    # the next hit writes back what the build wrote (its inputs), so the marker says it again
+    (db / DONE).write_text("")
+    assert get_or_build("database", "ds", "d1", lambda d: None, root=tmp_path,
+                        meta={"inputs": ["m1", "f1"], "dataset": "ds"}).hit
+    marker = json.loads((db / DONE).read_text())
+    assert marker["key"] == "d1" and marker["inputs"] == ["m1", "f1"] and "data.bin" in marker["files"]
+
+
 def _run_dir(runs: Path, name: str, artifacts: object) -> Path:
     d = runs / name
     d.mkdir(parents=True)
