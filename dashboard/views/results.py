@@ -725,7 +725,7 @@ MAX_PAIR_OPTIONS = 500
 EVERY_IMAGE = "(every image: most matches first)"
 
 
-def tab_pairs(rv: state.RunView, dataset: str | None) -> None:
+def tab_pairs(rv: state.RunView, dataset: str | None, scene: str | None = None) -> None:
     table, problem = state.pairs_stats(rv, dataset) if dataset is not None else (None, None)
     if problem:
         st.warning(f"No match graph: {state.md(problem)}", icon="⚠️")
@@ -772,6 +772,11 @@ def tab_pairs(rv: state.RunView, dataset: str | None) -> None:
     if last is not None and last[0] != graph:  # (a click on another chart: not this one's)
         last = None
     top = pairs.sort_values("n_matches", ascending=False, kind="stable")
+    own = None  # a GT scene picked: its own pairs open the list (the list opened on another scene's strongest pair)
+    if scene is not None and rv.per_image is not None and groups is not None:
+        members = {image for image, s in groups.items() if s == scene}
+        inside = top["name0"].astype(str).isin(members) & top["name1"].astype(str).isin(members)
+        top, own = pd.concat([top[inside], top[~inside]]), int(inside.sum())
     if len(top) > MAX_PAIR_OPTIONS:  # (a list of 17,000 pairs took seconds to filter as one typed)
         images = sorted({*top["name0"].astype(str), *top["name1"].astype(str)})
         if st.session_state.get("pairs_of") not in images or (
@@ -792,9 +797,13 @@ def tab_pairs(rv: state.RunView, dataset: str | None) -> None:
         st.session_state["_picked_pair"] = last = (graph, picked)
         key = f"{picked[0]} ↔ {picked[1]} ("
         st.session_state["pair"] = next((o for o in options if o.startswith(key)), options[0])
-    if st.session_state.get("pair") not in options:
+    if st.session_state.get("pair") not in options or (
+            own and st.session_state.get(PAIRS_SCENE) != (rv.id, dataset, scene)):  # (another scene picked)
         st.session_state["pair"] = options[0]
-    choice = st.selectbox("Pair (most matches first)", options, key="pair")
+    st.session_state[PAIRS_SCENE] = (rv.id, dataset, scene)
+    choice = st.selectbox("Pair (most matches first)" if own is None else
+                          f"Pair: the {own} of {scene} first, then the others (most matches first)" if own else
+                          f"Pair (most matches first; no pair inside {scene} has matches)", options, key="pair")
     a, b = choice.rsplit(" (", 1)[0].split(" ↔ ")
     if picked and picked != (a, b):  # another pair shown than the one selected on the chart: a fresh chart, so
         st.session_state[GRAPH_GEN] = st.session_state.get(GRAPH_GEN, 0) + 1  # that clicking it again counts
@@ -803,6 +812,9 @@ def tab_pairs(rv: state.RunView, dataset: str | None) -> None:
     pair_viewer(rv, dataset, a, b)
 
 
+#: session key of the run, dataset and GT scene the pair list was last shown for (a newly picked scene opens it on
+#: its own strongest pair)
+PAIRS_SCENE = "_pairs_scene"
 #: session key of the match graph's generation (:func:`tab_pairs` draws a fresh chart when it moves on)
 GRAPH_GEN = "_graph_generation"
 
@@ -1111,7 +1123,8 @@ def tab_descriptors(rv: state.RunView, dataset: str | None) -> None:
 #: tabs that show a whole dataset whatever GT scene is picked, and what they show of the scenes instead
 DATASET_TABS = {
     "Clusters": "its rows are the scenes, its columns the clusters.",
-    "Pairs": "the graph colours its images by GT scene (pick a pair of the scene in the list or on the graph).",
+    "Pairs": "the graph colours its images by GT scene, and only the pair list follows the picker: it opens on the "
+             "scene's own pairs.",
     "Descriptors": "the points are coloured by GT scene.",
 }
 
@@ -1179,7 +1192,7 @@ def main() -> None:
         "Images": lambda: tab_images(rv, dataset, scene),
         "3D": lambda: tab_3d(rv, dataset, scene),
         "Clusters": lambda: tab_clusters(rv, dataset),
-        "Pairs": lambda: tab_pairs(rv, dataset),
+        "Pairs": lambda: tab_pairs(rv, dataset, scene),
         "Loss": lambda: tab_loss(rv),
         "Timings": lambda: tab_timings(rv),
         "Log": lambda: tab_log(rv),

@@ -177,6 +177,23 @@ def test_the_whole_dataset_tabs_say_they_do_not_follow_the_scene_picker(make_run
                              f"{DATASET_TABS[tab]}"] if scene and tab != "Images" else []), (tab, scene, said)
 
 
+def test_the_pair_list_opens_on_the_picked_scenes_pairs(make_run: Callable[..., Path]) -> None:
+    """With the GT scene s2 picked, the pair list opened on s1's strongest pair: the scene's own pairs come first."""
+    make_run("run-a")
+    at = open_app("results", run="run-a", tab="Pairs", scene="s2")
+    assert_clean(at)
+    pick = next(s for s in at.selectbox if s.key == "pair")
+    assert pick.value == "s2_0.png ↔ s2_1.png (55)"
+    assert pick.label == "Pair: the 1 of s2 first, then the others (most matches first)"
+    assert pick.options[1:] == ["s1_0.png ↔ s1_1.png (120)", "s1_1.png ↔ s1_2.png (80)"]
+    next(s for s in at.selectbox if s.key == "scene").set_value("s1").run()  # another scene: its own pair
+    assert_clean(at)
+    pick = next(s for s in at.selectbox if s.key == "pair")
+    assert pick.value == "s1_0.png ↔ s1_1.png (120)" and pick.label.startswith("Pair: the 2 of s1 first")
+    at = open_app("results", run="run-a", tab="Pairs")  # no scene picked: most matches first
+    assert [s.value for s in at.selectbox if s.key == "pair"] == ["s1_0.png ↔ s1_1.png (120)"]
+
+
 def state_roots() -> list[str]:
     from dashboard import state
 
