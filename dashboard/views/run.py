@@ -504,7 +504,9 @@ def remove_panel(df: pd.DataFrame) -> None:
         dead = df[~df["status"].astype(str).isin((*LIVE_STATUSES, "cancelling"))]
         ids = [str(i) for i in dead["id"]]
         ended = [str(i) for i in dead.loc[dead["status"].astype(str).isin(("failed", "cancelled", "stopped")), "id"]]
+        # (no "Select all": one click would mark every finished run of the history for deletion)
         chosen = st.multiselect("Runs to remove", ids, key="remove_runs", format_func=state.run_choice(dead),
+                                select_all=False,
                                 help="Running and queued runs are not listed: cancel them first. Each run shows "
                                 "its label, group and score (or status), as the other run pickers do")
         if ended:

@@ -439,6 +439,8 @@ def test_history_removes_runs_but_never_a_live_one(make_run: Callable[..., Path]
         proc.wait()
     # each run with its score (or status), as the other pickers show them (bare ids, among 100+ runs: a tester)
     assert set(picker.options) == {"keep · 70.00", "bad · 10.00"}
+    # no "Select all" in its list: one click marked every finished run for deletion
+    assert picker.proto.select_all == 0  # (Streamlit's encoding of select_all=False; its default is 1000)
     at.button(key="remove_ended").click().run()
     assert at.multiselect(key="remove_runs").value == ["bad"]
     assert at.button(key="remove_go").disabled  # not without the confirmation
