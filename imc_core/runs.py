@@ -371,18 +371,24 @@ class RunWriter:
 def group_conflict(group: str | None, config: dict[str, Any], runs: pd.DataFrame,
                    exclude: Iterable[str] = (), data_root: str | Path | None = None) -> tuple[str, list[str]] | None:
     """When ``group`` already holds runs (rows of :func:`list_runs`, ids in ``exclude`` aside) of another config
-    than ``config`` (the seed aside): ``(the newest such run's id, the keys that differ)``; None when it holds
-    none, or only runs of this config. A group name kept after a parameter change put two experiments in one
-    mean ± std. A scored submission (``add-submission``, ``meta.variant = "submission"``) and a pipeline run are
-    always of other configs (the key ``meta.variant``); two submissions have no pipeline config to compare.
+    than ``config`` (the seed aside), or on other data: ``(a run's id, the keys that differ)``; None when it holds
+    none, or only runs of this config on this data. A group name kept after a parameter change put two experiments
+    in one mean ± std. A scored submission (``add-submission``, ``meta.variant = "submission"``) and a pipeline run
+    are always of other configs (the key ``meta.variant``); two submissions have no pipeline config to compare.
 
     Args:
         group: the group name (blank or None: no group).
         config: the new run's config as ``config.toml`` holds it (sections, and ``meta`` with variant and overrides).
         runs: :func:`list_runs` of the folder the run goes to.
         data_root: the new run's data root; a member run of another one is a conflict too, with the key
-            ``data_root`` (Compare scored such a group on what its runs share, and a failed run of another root
-            became its first pick; a tester).
+            ``data_root`` last (Compare scored such a group on what its runs share, and a failed run of another root
+            became its first pick; a tester), unless both roots hold the same ground truth (a teammate's copy of the
+            data, :func:`same_ground_truth`, which Compare takes as one root).
+
+    Returns:
+        The config's keys first, from the first member of another config (its id), then ``data_root`` when a
+        member is on other data (its id when no config differs): a member on another root had hidden another
+        member's config change.
     """
     import tomllib
 
@@ -393,11 +399,13 @@ def group_conflict(group: str | None, config: dict[str, Any], runs: pd.DataFrame
         return None
     skip = set(exclude)
     members = runs[(runs["group"].astype(str) == group) & ~runs["id"].isin(skip)]
+    elsewhere = None
     if data_root is not None and "data_root" in members:
         mine = os.path.normpath(str(Path(data_root).resolve()))
-        for run_id, theirs in zip(members["id"], members["data_root"], strict=True):
-            if isinstance(theirs, str) and theirs and os.path.normpath(theirs) != mine:
-                return str(run_id), ["data_root"]
+        elsewhere = next((str(run_id) for run_id, theirs, path in zip(members["id"], members["data_root"],
+                                                                        members["path"], strict=True)
+                          if isinstance(theirs, str) and theirs and os.path.normpath(theirs) != mine
+                          and not same_ground_truth(Path(path), data_root)), None)
     mine_outside = (config.get("meta") or {}).get("variant") == "submission"
     for run_id, path in zip(members["id"], members["path"], strict=True):
         try:
@@ -406,12 +414,36 @@ def group_conflict(group: str | None, config: dict[str, Any], runs: pd.DataFrame
             continue
         theirs_outside = (theirs.get("meta") or {}).get("variant") == "submission"
         if theirs_outside != mine_outside:  # (Compare counted a submission as a seed of pipeline runs)
-            return str(run_id), ["meta.variant"]
+            return str(run_id), ["meta.variant", *(["data_root"] if elsewhere else [])]
         if theirs_outside:
             continue
         spread = group_config_spread({"new": config, str(run_id): theirs})
-        return (str(run_id), list(spread["key"])) if len(spread) else None
-    return None
+        if len(spread):
+            return str(run_id), [*spread["key"], *(["data_root"] if elsewhere else [])]
+        break  # (the members share one config, as this check kept them: the first says it)
+    return (elsewhere, ["data_root"]) if elsewhere else None
+
+
+def same_ground_truth(run_dir: Path, data_root: str | Path) -> bool:
+    """Whether the run in ``run_dir`` was scored against the same ground truth as ``data_root`` holds now: its
+    ``run.json`` ``gt_hashes`` equal the root's for every dataset they share (at least one). False when either is
+    unknown (a test split, a run from before the hashes were kept, a root without labels)."""
+    from .data import DataRoot, ground_truth_hashes
+    from .errors import ImcError
+
+    try:
+        meta = _read_json(run_dir / "run.json")
+        theirs = meta.get("gt_hashes") if isinstance(meta, dict) else None
+        if not isinstance(theirs, dict) or not theirs:
+            return False
+        root = DataRoot(data_root)
+        if root.labels is None:
+            return False
+        shared = sorted(set(map(str, theirs)) & set(root.labels["dataset"].astype(str)))
+        mine = ground_truth_hashes(root.labels, root.thresholds or {}, shared)
+    except (ImcError, OSError, ValueError):
+        return False
+    return bool(shared) and all(mine[d] == str(theirs[d]) for d in shared)
 
 
 def group_clash_warning(group: str | None, config: dict[str, Any], runs_dir: Path,
@@ -432,9 +464,11 @@ def group_clash_warning(group: str | None, config: dict[str, Any], runs_dir: Pat
         return (f"group {(group or '').strip()} already holds runs on another data root ({other}): Compare averages "
                 "a group as the seeds of one experiment, on the datasets its runs share; name a new group unless "
                 "that is what you mean")
+    config_keys = [k for k in keys if k != "data_root"]
     return (f"group {(group or '').strip()} already holds runs of another config ({other} differs in "
-            f"{', '.join(keys[:4])}{' …' if len(keys) > 4 else ''}): Compare averages a group as the seeds of one "
-            "experiment; name a new group unless that is what you mean")
+            f"{', '.join(config_keys[:4])}{' …' if len(config_keys) > 4 else ''})"
+            f"{', and runs on another data root' if 'data_root' in keys else ''}: Compare averages a group as the "
+            "seeds of one experiment; name a new group unless that is what you mean")
 
 
 def _files_of_a_run(path: Path) -> list[str]:

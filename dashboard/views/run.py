@@ -344,9 +344,11 @@ def launch_panel(root: Path) -> None:
                        f"({state.md(other)}): Compare would average them as seeds of one experiment, on the datasets "
                        "they share. Name a new group, unless that is what you mean.", icon="⚠️")
         else:
+            config_keys = [k for k in keys if k != "data_root"]
             st.warning(f"Group **{state.md(group.strip())}** already holds runs of another config "
                        f"({state.md(other)} differs in "
-                       f"{', '.join(f'`{k}`' for k in keys[:4])}{' …' if len(keys) > 4 else ''}): Compare would "
+                       f"{', '.join(f'`{k}`' for k in config_keys[:4])}{' …' if len(config_keys) > 4 else ''})"
+                       f"{', and runs on another data root' if 'data_root' in keys else ''}: Compare would "
                        "average them as seeds of one experiment. Name a new group, unless that is what you mean.",
                        icon="⚠️")
     if repeats > 1 and not problem:  # (the seeds past the range were listed under the error that refused them)

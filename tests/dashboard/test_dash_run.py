@@ -500,6 +500,16 @@ def test_a_group_holding_runs_of_another_data_root_is_named_before_launch(dash_e
     assert not errors_and_exceptions(at)[1]
     [warning] = [w.value for w in at.warning if "already holds runs" in w.value]
     assert "already holds runs on another data root (elsewhere-1)" in plain(warning)
+    # a config change is said with it (the other root's warning alone hid it: a tester)
+    (run / "config.toml").write_text(dump_config(resolve_config("default", ["reconstruction.seed=1",
+                                                                            "features.max_keypoints=99"]),
+                                                 {"variant": "default"}))
+    at.text_input(key="group").input(" g").run()
+    [warning] = [w.value for w in at.warning if "already holds runs" in w.value]
+    assert "already holds runs of another config (elsewhere-1 differs in `features.max_keypoints`), and runs on " \
+           "another data root: Compare" in plain(warning)
+    (run / "config.toml").write_text(dump_config(resolve_config("default", ["reconstruction.seed=1"]),
+                                                 {"variant": "default"}))
     (run / "run.json").write_text(json.dumps(meta))  # the same root as the form's: only the seed differs
     at.text_input(key="group").input("g ").run()
     assert not [w for w in at.warning if "already holds runs" in w.value]

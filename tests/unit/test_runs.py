@@ -661,6 +661,47 @@ def test_a_run_into_a_group_on_another_data_root_is_warned(tmp_path: Path) -> No
         "one experiment, on the datasets its runs share; name a new group unless that is what you mean")
 
 
+def test_a_group_member_on_a_copy_of_the_data_neither_warns_nor_hides_a_config_change(tmp_path: Path) -> None:
+    """A group of ETs seeds held an imported run whose data root was a teammate's copy of the same data: a run with a
+    changed parameter was warned only of "another data root" (which Compare takes as the same one), never of the
+    change (a tester)."""
+    import shutil
+
+    from imc_core.config import dump_config, resolve_config
+    from imc_core.data import DataRoot, ground_truth_hashes
+    from imc_core.pipeline import _group_clash
+
+    root, ets, copy, other = tmp_path / "runs", tmp_path / "ets", tmp_path / "copy", tmp_path / "other"
+    (ets / "train" / "ETs").mkdir(parents=True)
+    (ets / "train_labels.csv").write_text("dataset,scene,image,rotation_matrix,translation_vector\n"
+                                          "ETs,s,a.png,1;0;0;0;1;0;0;0;1,0;0;0\nETs,s,b.png,1;0;0;0;1;0;0;0;1,1;0;0\n")
+    (ets / "train_thresholds.csv").write_text("dataset,scene,thresholds\nETs,s,0.1;0.2;0.3;0.4;0.5;0.6\n")
+    shutil.copytree(ets, copy)
+    shutil.copytree(ets, other)
+    (other / "train_thresholds.csv").write_text("dataset,scene,thresholds\nETs,s,0.1;0.2;0.3;0.4;0.5;0.9\n")  # other GT
+    labels = DataRoot(ets)
+    config = dump_config(resolve_config("default"), {"variant": "default"})
+    seeds = [make_run(root) for _ in range(2)]
+    RunWriter(seeds[0]).write_meta(group="g", data_root=str(ets.resolve()))
+    RunWriter(seeds[1]).write_meta(group="g", data_root=str(copy.resolve()),  # the imported one
+                                   gt_hashes=ground_truth_hashes(labels.labels, labels.thresholds, ["ETs"]))
+    for run in seeds:
+        (run / "config.toml").write_text(config)
+    new = new_run_dir("default", root)
+    assert _group_clash("g", resolve_config("default", ["reconstruction.seed=3"]), new, ets) is None
+    changed = resolve_config("default", ["reconstruction.seed=3", "reconstruction.abs_pose_min_num_inliers=30"])
+    assert _group_clash("g", changed, new, ets) == (
+        f"group g already holds runs of another config ({seeds[0].name} differs in "
+        "reconstruction.abs_pose_min_num_inliers): Compare averages a group as the seeds of one experiment; name a "
+        "new group unless that is what you mean")
+    # another ground truth is still another data root, and said with the change
+    assert _group_clash("g", changed, new, other) == (
+        f"group g already holds runs of another config ({seeds[0].name} differs in "
+        "reconstruction.abs_pose_min_num_inliers), and runs on another data root: Compare averages a group as the "
+        "seeds of one experiment; name a new group unless that is what you mean")
+    assert "already holds runs on another data root" in _group_clash("g", resolve_config("default"), new, other)
+
+
 def test_a_run_into_a_group_of_another_config_is_warned(tmp_path: Path) -> None:
     """`run --group g` after a parameter change put two experiments in one mean ± std without a word (the Run page
     said it before a launch; the CLI and the library did not)."""
