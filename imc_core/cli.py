@@ -444,9 +444,13 @@ def _cmd_cache(args: argparse.Namespace) -> int:
     print(f"cache {root}")
     temp_line = None
     if leftovers:
+        unmarked = sum(t.incomplete for t in leftovers)
         temp_line = (f"{len(leftovers)} temporary folder(s), {_mb(sum(t.size for t in leftovers))}, newest write "
-                     f"{_when(max(t.last_write for t in leftovers))}: builds at work or left by killed runs, and "
-                     "removals cut short (`cache prune` clears the builds untouched for an hour, the removals at once)")
+                     f"{_when(max(t.last_write for t in leftovers))}: builds at work or left by killed runs, "
+                     + (f"{unmarked} artifact folder(s) whose DONE marker is gone (never read again), " if unmarked
+                        else "")
+                     + "and removals cut short (`cache prune` clears the builds"
+                     + (" and those folders" if unmarked else "") + " untouched for an hour, the removals at once)")
     if not entries:
         print("no artifacts")
         if temp_line:
@@ -546,8 +550,10 @@ def _cache_prune(args: argparse.Namespace, root: Path) -> int:
     print(f"{verb} {len(gone)} artifact(s), {_mb(sum(e.size for e in gone))}"
           + (f" (runs read from {runs})" if args.unused else ""))
     if stale:
-        print(f"{'would clear' if args.dry_run else 'cleared'} {len(stale)} temporary folder(s) left by killed runs, "
-              f"{_mb(sum(t.size for t in stale))}")
+        unmarked = sum(t.incomplete for t in stale)
+        print(f"{'would clear' if args.dry_run else 'cleared'} {len(stale)} temporary folder(s) left by killed runs"
+              + (f" or without their DONE marker ({unmarked})" if unmarked else "")
+              + f", {_mb(sum(t.size for t in stale))}")
     gone_paths = {e.path for e in gone}
     recent = [e for e in prune(root, referenced=referenced,
                                older_than_s=None if args.older_than is None else args.older_than * 86400.0,

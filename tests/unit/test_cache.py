@@ -490,6 +490,41 @@ def test_cache_listing_counts_temporary_folders_and_prune_says_it_cleared_them(
     assert "1 temporary folder(s), 0.0 MB" in capsys.readouterr().out
 
 
+def test_an_artifact_folder_whose_marker_is_gone_is_listed_and_cleared(tmp_path: Path,
+                                                                       capsys: pytest.CaptureFixture) -> None:
+    """An artifact whose DONE was removed by hand was in no listing and no prune: never read again, never freed
+    (`cache` said 81.2 MB where `du` said 85 MB; a tester)."""
+    from imc_core.cache import list_leftovers
+
+    cache = tmp_path / "cache"
+    lost = _artifact(cache, "mapping", "lost", nbytes=2 * 1024**2)
+    kept = _artifact(cache, "mapping", "kept")
+    (lost / DONE).unlink()
+    (cache / "thumbs").mkdir()  # (the dashboard's thumbnails and the fingerprint memo are no stage: never listed)
+    (cache / "thumbs" / "t.jpg").write_bytes(b"j")
+    (cache / "fingerprints").mkdir()
+    assert [(t.path, t.incomplete) for t in list_leftovers(cache)] == [(lost, True)]
+    assert [e.name for e in list_artifacts(cache)] == ["ds-kept"]
+    assert main(["cache", "--cache-dir", str(cache)]) == 0
+    assert "1 temporary folder(s), 2.0 MB, newest write" in (out := capsys.readouterr().out)
+    assert "1 artifact folder(s) whose DONE marker is gone (never read again)" in out
+    assert main(["cache", "prune", "--older-than", "30", "--cache-dir", str(cache)]) == 0
+    assert lost.exists()  # (written within the grace hour: it could be a build's)
+    old = time.time() - 2 * 3600
+    for p in (lost / "data.bin", lost):
+        os.utime(p, (old, old))
+    assert main(["cache", "prune", "--older-than", "30", "--cache-dir", str(cache), "--stage", "features"]) == 0
+    assert lost.exists()  # (another stage's)
+    capsys.readouterr()
+    assert main(["cache", "prune", "--older-than", "30", "--cache-dir", str(cache)]) == 0
+    assert "cleared 1 temporary folder(s) left by killed runs or without their DONE marker (1), 2.0 MB" \
+        in capsys.readouterr().out
+    assert not lost.exists() and (kept / DONE).is_file() and (cache / "thumbs" / "t.jpg").is_file()
+    # a run that needs the key builds it anew, as before
+    again = get_or_build("mapping", "ds", "lost", lambda d: (d / "data.bin").write_bytes(b"z"), root=cache)
+    assert not again.hit and (again.path / DONE).is_file()
+
+
 def test_a_build_another_process_finished_first_is_not_a_hit(tmp_path: Path) -> None:
     """Two runs of one config at once: the slower one kept the other's artifact and said "cache hit, 0.0 s" for
     the work it did."""
