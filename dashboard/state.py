@@ -484,12 +484,26 @@ def _load_run_view(path: str, mtime: float) -> RunView:
     problems: list[str] = []
     parts = {name: _run_part(run, name, problems) for name in ("config", "scores", "scenes", "per_image",
                                                                "alignments", "timings")}
+    problems += per_image_gaps(parts["per_image"], parts["scenes"], Path(path) / "per_image.csv")
     models = {}
     base = Path(path) / "models"
     if base.is_dir():
         models = {d.name: [m.name for m in run.models(d.name)] for d in sorted(base.iterdir()) if d.is_dir()}
     return RunView(run.id, str(run.path), dict(run.meta), dict(parts["config"] or {}), parts["scores"],
                    parts["scenes"], parts["per_image"], parts["alignments"], parts["timings"], run.log, (run.path / "submission.csv").exists(), models, problems)
+
+
+def per_image_gaps(per_image: pd.DataFrame | None, scenes: pd.DataFrame | None, file: Path) -> list[str]:
+    """Datasets whose per-image table holds fewer (or more) GT-scene images than ``scenes.csv`` counts, one line
+    each: a table cut at a line break reads as valid, and Compare counted the rows it lost as losses."""
+    if per_image is None or scenes is None or "n_images" not in scenes:
+        return []
+    expected = pd.to_numeric(scenes["n_images"], errors="coerce").groupby(scenes["dataset"].astype(str)).sum()
+    posed = per_image[per_image["scene"].astype(str) != "outliers"]
+    held = posed.groupby(posed["dataset"].astype(str)).size()
+    return [f"{file}: holds {int(held.get(ds, 0))} of the {int(n)} ground-truth images of {ds} that scenes.csv "
+            "counts (cut short?); what it lacks shows as absent"
+            for ds, n in expected.items() if pd.notna(n) and int(held.get(ds, 0)) != int(n)]
 
 
 @st.cache_data(max_entries=2, show_spinner=False)

@@ -608,8 +608,22 @@ _MISSING = ["", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan"
 
 
 def _read_csv(path: Path) -> pd.DataFrame | None:
+    """A run's table (None when absent).
+
+    Raises:
+        InputError: the file cannot be read as CSV, or it was cut short: every table a run writes ends with a line
+            break, and one cut mid-row read as valid with its last number cut (Compare counted the rows it lost as
+            losses; a tester).
+    """
     if not path.exists():
         return None
+    try:
+        with open(path, "rb") as fh:
+            if fh.seek(0, os.SEEK_END) and (fh.seek(-1, os.SEEK_END), fh.read(1))[1] != b"\n":
+                raise InputError(path, "cut short: its last line ends without a line break (a copy or a write cut "
+                                       "off), so its last row cannot be trusted")
+    except OSError as err:
+        raise InputError(path, f"cannot read: {err.strerror or err}") from None
     try:
         columns = list(pd.read_csv(path, nrows=0).columns)
         names = [c for c in columns if c in NAME_COLUMNS]

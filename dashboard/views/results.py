@@ -801,9 +801,10 @@ def tab_pairs(rv: state.RunView, dataset: str | None, scene: str | None = None) 
             own and st.session_state.get(PAIRS_SCENE) != (rv.id, dataset, scene)):  # (another scene picked)
         st.session_state["pair"] = options[0]
     st.session_state[PAIRS_SCENE] = (rv.id, dataset, scene)
-    choice = st.selectbox("Pair (most matches first)" if own is None else
-                          f"Pair: the {own} of {scene} first, then the others (most matches first)" if own else
-                          f"Pair (most matches first; no pair inside {scene} has matches)", options, key="pair")
+    choice = st.selectbox("Pair (most matches first)" if own is None else  # (a label is Markdown: md() the name)
+                          f"Pair: the {own} of {state.md(str(scene))} first, then the others (most matches first)"
+                          if own else f"Pair (most matches first; no pair inside {state.md(str(scene))} has matches)",
+                          options, key="pair")
     a, b = choice.rsplit(" (", 1)[0].split(" ↔ ")
     if picked and picked != (a, b):  # another pair shown than the one selected on the chart: a fresh chart, so
         st.session_state[GRAPH_GEN] = st.session_state.get(GRAPH_GEN, 0) + 1  # that clicking it again counts

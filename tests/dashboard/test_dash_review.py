@@ -286,6 +286,23 @@ def test_a_damaged_run_file_empties_only_what_needs_it(make_run: Callable[..., P
         assert "per_image.csv cannot be read (the warning above says why)." in infos, infos
 
 
+def test_a_per_image_table_cut_short_is_named(make_run: Callable[..., Path]) -> None:
+    """A per_image.csv cut to its first rows read as valid, and Compare counted every row it lost as a loss."""
+    run = make_run("run-d")
+    text = (run / "per_image.csv").read_text()
+    (run / "per_image.csv").write_text(text[:len(text) // 2])  # mid-row: the file cannot be read
+    at = open_app("results", run="run-d", tab="Images")
+    assert errors_and_exceptions(at) == ([], [])
+    warned = " ".join(plain(w.value) for w in at.warning)
+    assert f"{run / 'per_image.csv'}: cut short: its last line ends without a line break" in warned, warned
+    lines = text.splitlines(keepends=True)
+    (run / "per_image.csv").write_text("".join(lines[:4]))  # at a line break: 3 rows, read, and said
+    at = open_app("results", run="run-d", tab="Images")
+    assert errors_and_exceptions(at) == ([], [])
+    warned = " ".join(plain(w.value) for w in at.warning)
+    assert f"{run / 'per_image.csv'}: holds 3 of the " in warned and "(cut short?)" in warned, warned
+
+
 def test_tabs_of_a_run_that_ended_early_say_so(make_run: Callable[..., Path]) -> None:
     run = make_run("run-c", status="cancelled")
     for name in ("scores.json", "per_image.csv", "scenes.csv", "timings.json"):

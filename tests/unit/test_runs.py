@@ -629,6 +629,21 @@ def test_removing_a_run_folder_outside_the_runs_folder_says_so(tmp_path: Path) -
     assert remove_runs([str(elsewhere)], root=elsewhere.parent) == [elsewhere]
 
 
+def test_a_run_table_cut_mid_row_is_refused(tmp_path: Path) -> None:
+    """A per_image.csv cut inside its last row read as valid (its last number cut); every run table ends with a
+    line break."""
+    run = make_run(tmp_path / "runs")
+    pd.DataFrame({"dataset": ["d", "d"], "scene": ["s", "s"], "image": ["a", "b"], "error": [1.25, 3.5]}).to_csv(
+        run / "per_image.csv", index=False)
+    assert len(load_run(run).per_image) == 2
+    (run / "per_image.csv").write_text((run / "per_image.csv").read_text()[:-2])
+    with pytest.raises(InputError, match="cut short: its last line ends without a line break") as err:
+        load_run(run).per_image
+    assert err.value.path == str(run / "per_image.csv")
+    (run / "scenes.csv").write_text("dataset,scene\r\n")  # (a header alone, and Windows line breaks, are whole)
+    assert load_run(run).scenes.empty
+
+
 def test_a_run_whose_scores_hold_no_number_is_named_not_listed_blank(tmp_path: Path) -> None:
     """`runs` listed it "done" with blank scores (as if never scored), and import refuses its bundle."""
     root = tmp_path / "runs"
