@@ -1325,6 +1325,22 @@ def overrides_from_values(base: dict[str, dict[str, Any]], values: dict[str, Any
     return out
 
 
+def parse_int_text(text: str) -> int | str:
+    """An integer field's text as an int (``"8192"``, ``" 8_192 "``, ``"1e4"``, ``"10000.0"``), or the text itself
+    when it is no whole number (``""``, ``"1.5"``, ``"abc"``): the config's validation then names the key and the
+    value, as the CLI's ``--set`` does."""
+    t = text.strip().replace("_", "")
+    try:
+        return int(t)
+    except ValueError:
+        pass
+    try:
+        f = float(t)
+    except (ValueError, OverflowError):
+        return text
+    return int(f) if f.is_integer() else text
+
+
 def list_item_type(section: str, name: str) -> type | None:
     """Item type of a ``list[...]`` config field (None when unknown)."""
     from imc_core.config import SECTIONS

@@ -222,7 +222,11 @@ def config_widget(spec: state.FieldSpec, variant: str) -> Any:
     if spec.kind == "bool":
         return st.checkbox(label, **initial(key, "value", bool(spec.default)), key=key, help=help_)
     if spec.kind == "int":
-        return int(st.number_input(label, **initial(key, "value", int(spec.default)), step=1, key=key, help=help_))
+        # a text field: Streamlit's integer input read a typed "1e4" as 1 and an emptied one as 0, without a word,
+        # and the launch ran with that (a tester); here the config validation names the key of a bad value
+        text = st.text_input(label, **initial(key, "value", str(int(spec.default)), str), key=key,
+                             help=(help_ or "") + " (a whole number: 8192, 8_192 and 1e4 are read)")
+        return state.parse_int_text(text)
     if spec.kind == "float":
         return float(st.number_input(label, **initial(key, "value", float(spec.default)), format="%.6g", key=key,
                                      help=help_))
@@ -310,10 +314,11 @@ def launch_panel(root: Path) -> None:
     overrides = state.overrides_from_values(base, values)
     st.session_state["run_overrides"] = overrides
     c1, c2, c3, c4 = st.columns([1, 2, 2, 1])
-    repeats = int(c1.number_input("Repeat N times", min_value=1, max_value=MAX_REPEATS,
-                                  **initial("repeats", "value", 1),
-                                  step=1, key="repeats",
-                                  help="N runs with seeds s … s+N−1 sharing one group (run-to-run noise)"))
+    # (no min/max on the widget: out of range, Streamlit kept the last value in range without a word, and a typed
+    # 1000 launched one run; a tester. The range is checked below, with the other parameters)
+    repeats = int(c1.number_input("Repeat N times", **initial("repeats", "value", 1), step=1, key="repeats",
+                                  help=f"N runs with seeds s … s+N−1 sharing one group (run-to-run noise); 1 to "
+                                       f"{MAX_REPEATS}"))
     group = c2.text_input("Group", key="group", placeholder="auto when N > 1", **initial("group", "value", ""),
                           help="Runs of one group are aggregated (mean ± std) on the Compare page")
     label = c3.text_input("Label", key="label", placeholder="optional note", **initial("label", "value", ""))
@@ -331,10 +336,13 @@ def launch_panel(root: Path) -> None:
     # quoted for a shell: the preview is meant to be pasted after `python -m imc_core run` (a list's ", " split it)
     st.code(" ".join(f"--set {shlex.quote(o)}" for o in overrides) or "(none: the variant as it is)",
             language="bash")
-    seed = int(values[SEED_KEY])
+    seed = values[SEED_KEY]
     # every run's seed, not the first alone (seed 2147483646 × 3 launched a third run that failed on its seed); said
     # here with the range the seed really has (the config's own message names the range of any integer setting)
-    problem = seed_problem(seed, repeats) or state.validate_config(variant, overrides)  # (what the CLI exits 2 with)
+    problem = ((f"Repeat N times must be from 1 to {MAX_REPEATS}, got {repeats}"
+                if not 1 <= repeats <= MAX_REPEATS else None)
+               or (seed_problem(seed, repeats) if isinstance(seed, int) else None)
+               or state.validate_config(variant, overrides))  # (what the CLI exits 2 with)
     if problem:
         st.error(f"Invalid parameters, nothing launched: {problem}")
     elif conflict := state.group_conflict(group, variant, overrides, root):

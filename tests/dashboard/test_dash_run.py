@@ -70,7 +70,7 @@ def test_widgets_build_the_set_list(dash_env: DashEnv) -> None:
     at = run_page()
     assert not errors_and_exceptions(at)[1]
     assert at.session_state["run_overrides"] == []
-    at.number_input(key="cfg.default.matching.min_matches").set_value(42)
+    at.text_input(key="cfg.default.matching.min_matches").input("42")
     at.checkbox(key="cfg.default.reconstruction.deterministic").uncheck()
     at.selectbox(key="cfg.default.reconstruction.mapper").select("global")
     at.number_input(key="cfg.default.reconstruction.verify_max_error").set_value(2.5)
@@ -87,7 +87,7 @@ def test_widgets_build_the_set_list(dash_env: DashEnv) -> None:
 
     args = build_parser().parse_args(["run", "--data-root", "x", *shlex.split(preview)])
     assert sorted(args.set) == sorted(at.session_state["run_overrides"])
-    at.number_input(key="cfg.default.matching.min_matches").set_value(15).run()  # back to the variant's value
+    at.text_input(key="cfg.default.matching.min_matches").input("15").run()  # back to the variant's value
     assert "matching.min_matches=42" not in at.session_state["run_overrides"]
     # every section of the typed config has its expander
     assert {e.label for e in at.expander} >= {"features", "matching", "pairs", "reconstruction", "fusion"}
@@ -106,7 +106,7 @@ def test_share_link_carries_the_parameter_edits(dash_env: DashEnv) -> None:
     from urllib.parse import parse_qs
 
     at = run_page()
-    at.number_input(key="cfg.default.matching.min_matches").set_value(42)
+    at.text_input(key="cfg.default.matching.min_matches").input("42")
     at.selectbox(key="cfg.default.reconstruction.mapper").select("global").run()
     overrides = sorted(at.session_state["run_overrides"])
     link = next(c.value for c in at.sidebar.code)
@@ -120,11 +120,11 @@ def test_share_link_carries_the_parameter_edits(dash_env: DashEnv) -> None:
     opened.session_state["cfg.default.matching.ratio"] = 0.5  # an edit of the visitor's own: the link resets it
     opened.run()
     assert not errors_and_exceptions(opened)[1]
-    assert opened.number_input(key="cfg.default.matching.min_matches").value == 42
+    assert opened.text_input(key="cfg.default.matching.min_matches").value == "42"
     assert opened.selectbox(key="cfg.default.reconstruction.mapper").value == "global"
     assert sorted(opened.session_state["run_overrides"]) == overrides
     assert sorted(opened.query_params["set"]) == overrides  # the address bar keeps the form's (a reload reopens it)
-    opened.number_input(key="cfg.default.matching.min_matches").set_value(50).run()  # applied once, then editable
+    opened.text_input(key="cfg.default.matching.min_matches").input("50").run()  # applied once, then editable
     assert "matching.min_matches=50" in opened.session_state["run_overrides"]
     assert "matching.min_matches=50" in opened.query_params["set"]  # (the edit, not the link's value)
 
@@ -157,7 +157,7 @@ def test_share_link_carries_the_launch_fields(dash_env: DashEnv) -> None:
     at.text_input(key="group").input("sweep-a")
     at.text_input(key="label").input("ratio test")
     at.checkbox(key="use_cache").uncheck()
-    at.number_input(key="cfg.default.matching.min_matches").set_value(42)
+    at.text_input(key="cfg.default.matching.min_matches").input("42")
     at.run()
     assert not errors_and_exceptions(at)[1]
     query = parse_qs(next(c.value for c in at.sidebar.code).split("?", 1)[1])
@@ -204,7 +204,7 @@ def test_a_reload_keeps_the_launch_form(dash_env: DashEnv) -> None:
     at = run_page()
     at.number_input(key="repeats").set_value(4)
     at.text_input(key="label").input("my experiment")
-    at.number_input(key="cfg.default.matching.min_matches").set_value(30).run()
+    at.text_input(key="cfg.default.matching.min_matches").input("30").run()
     assert not errors_and_exceptions(at)[1]
     address = {k: at.query_params[k] for k in at.query_params}
     assert address["repeats"] == "4" and address["label"] == "my experiment"
@@ -218,7 +218,7 @@ def test_a_reload_keeps_the_launch_form(dash_env: DashEnv) -> None:
     assert not errors_and_exceptions(reloaded)[1]
     assert reloaded.number_input(key="repeats").value == 4
     assert reloaded.text_input(key="label").value == "my experiment"
-    assert reloaded.number_input(key="cfg.default.matching.min_matches").value == 30
+    assert reloaded.text_input(key="cfg.default.matching.min_matches").value == "30"
     reloaded.text_input(key="label").input("").run()  # back to the default: out of the address bar
     assert "label" not in reloaded.query_params and reloaded.query_params["repeats"] == "4"
 
@@ -258,7 +258,7 @@ def test_launch_refuses_data_the_pipeline_would_refuse(dash_env: DashEnv, fake_p
 @pytest.mark.timeout(120)
 def test_launch_shows_progress_and_finishes(dash_env: DashEnv, fake_pipeline: Path) -> None:
     at = run_page()
-    at.number_input(key="cfg.default.matching.min_matches").set_value(33)
+    at.text_input(key="cfg.default.matching.min_matches").input("33")
     at.button(key="launch").click().run()
     (run_dir,) = [p for p in dash_env.runs.iterdir() if p.is_dir()]
     assert json.loads((run_dir / "run.json").read_text())["status"] == "running"
@@ -310,7 +310,7 @@ def test_repeats_share_a_group_with_consecutive_seeds(dash_env: DashEnv, monkeyp
     started: list[jobs.LaunchSpec] = []
     monkeypatch.setattr(jobs, "launch_queue", lambda specs, runs_dir=None: started.extend(specs) or [dash_env.runs])
     at = run_page()
-    at.number_input(key="cfg.default.reconstruction.seed").set_value(5)
+    at.text_input(key="cfg.default.reconstruction.seed").input("5")
     at.number_input(key="repeats").set_value(3)
     at.button(key="launch").click().run()
     assert [[o for o in s.overrides if "seed" in o] for s in started] == [
@@ -477,7 +477,7 @@ def test_a_group_holding_another_config_is_named_before_launch(dash_env: DashEnv
     at.text_input(key="group").input("g").run()
     assert not errors_and_exceptions(at)[1]
     assert not [w for w in at.warning if "already holds runs of another config" in w.value]  # the seed aside
-    at.number_input(key="cfg.default.matching.min_matches").set_value(33).run()
+    at.text_input(key="cfg.default.matching.min_matches").input("33").run()
     [warning] = [w.value for w in at.warning if "already holds runs of another config" in w.value]
     assert "seed-3 differs in `matching.min_matches`" in plain(warning)
     at.text_input(key="group").input("g2").run()
@@ -521,7 +521,7 @@ def test_every_seed_of_the_repeats_is_checked(dash_env: DashEnv, monkeypatch: py
     of a seed it refuses below 0)."""
     monkeypatch.setattr(jobs, "launch_queue", lambda specs, runs_dir=None: pytest.fail("launched"))
     at = run_page()
-    at.number_input(key="cfg.default.reconstruction.seed").set_value(2147483646)
+    at.text_input(key="cfg.default.reconstruction.seed").input("2147483646")
     at.number_input(key="repeats").set_value(3).run()
     assert not errors_and_exceptions(at)[1]
     assert at.button(key="launch").disabled
@@ -532,7 +532,7 @@ def test_every_seed_of_the_repeats_is_checked(dash_env: DashEnv, monkeypatch: py
     at.number_input(key="repeats").set_value(2).run()
     assert [c.value for c in at.caption if c.value.startswith("Seeds ")] == ["Seeds 2147483646 … 2147483647"]
     assert not at.error and not at.button(key="launch").disabled
-    at.number_input(key="cfg.default.reconstruction.seed").set_value(2147483648).run()
+    at.text_input(key="cfg.default.reconstruction.seed").input("2147483648").run()
     assert [e.value for e in at.error] == ["Invalid parameters, nothing launched: reconstruction.seed must be "
                                            "between 0 and 2147483647: the 2 runs would take seeds 2147483648 … "
                                            "2147483649 (start at 2147483646 at most)"]
@@ -540,6 +540,34 @@ def test_every_seed_of_the_repeats_is_checked(dash_env: DashEnv, monkeypatch: py
     assert [e.value for e in at.error] == ["Invalid parameters, nothing launched: reconstruction.seed must be "
                                            "between 0 and 2147483647, got 2147483648"]
     assert at.button(key="launch").disabled
+
+
+def test_an_integer_field_reads_what_was_typed_or_says_why_not(dash_env: DashEnv,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """Streamlit's integer input read a typed 1e4 as 1, and an emptied one as 0, without a word; and a "Repeat N
+    times" above 50 kept the last value in range, so Launch started one run (a tester)."""
+    monkeypatch.setattr(jobs, "launch_queue", lambda specs, runs_dir=None: pytest.fail("launched"))
+    at = run_page()
+    field = "cfg.default.reconstruction.min_model_size"
+    for typed, read in (("1e4", "10000"), (" 8_192 ", "8192"), ("12.0", "12")):
+        at.text_input(key=field).input(typed).run()
+        assert not at.error and f"--set reconstruction.min_model_size={read}" in at.code[0].value, typed
+    for typed in ("", "1.5", "many"):
+        at.text_input(key=field).input(typed).run()
+        assert not errors_and_exceptions(at)[1] and at.button(key="launch").disabled, typed
+        [error] = [e.value for e in at.error]
+        assert error.startswith("Invalid parameters, nothing launched: ") and \
+            f"reconstruction.min_model_size must be an integer, got {typed!r}" in error, error
+    at.text_input(key="cfg.default.reconstruction.seed").input("x").run()  # (the seed's own check needs a number)
+    assert not errors_and_exceptions(at)[1] and at.button(key="launch").disabled
+    at.text_input(key=field).input("3")
+    at.text_input(key="cfg.default.reconstruction.seed").input("0").run()
+    assert not at.error and not at.button(key="launch").disabled
+    for repeats in (1000, 0):
+        at.number_input(key="repeats").set_value(repeats).run()
+        assert [e.value for e in at.error] == [f"Invalid parameters, nothing launched: Repeat N times must be from 1 "
+                                               f"to 50, got {repeats}"]
+        assert at.button(key="launch").disabled
 
 
 def test_launch_says_why_it_is_greyed_out_without_datasets(dash_env: DashEnv) -> None:

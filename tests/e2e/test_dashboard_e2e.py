@@ -236,7 +236,7 @@ def launch_from_run_page(page: Any, server: Server, mapping: tuple[str, str] | N
     if mapping:
         key, value = mapping
         page.get_by_text("reconstruction", exact=True).click()  # the section's expander
-        field = page.get_by_role("spinbutton", name=key, exact=True)
+        field = page.get_by_role("textbox", name=key, exact=True)  # (an integer: a text field)
         field.fill(value)
         field.press("Enter")
         settle(page)
