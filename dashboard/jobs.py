@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import platform
 import secrets
 import signal
 import subprocess
@@ -187,6 +188,9 @@ def _prepare(spec: LaunchSpec, runs_dir: Path | None, status: str) -> Path:
                       data_root=str(spec.data_root), datasets=list(spec.datasets), overrides=list(spec.overrides),
                       **({"split": spec.split} if spec.split != "auto" else {}),
                       group=spec.group, label=spec.label, launcher="dashboard", pid=None, error=None,
+                      # (this machine's from the start: a run cancelled while queued never reached the pipeline,
+                      # which writes it, and the job list of a reloaded page took it for another machine's)
+                      host=platform.node(),
                       launch_token=secrets.token_hex(8))  # (its process alone may take the folder: check_run_dir)
     writer.progress("starting" if status == "running" else "queued", 0, 1,
                     "starting the pipeline process" if status == "running" else "waiting for the runs before it",

@@ -668,8 +668,12 @@ def short_root(path: object) -> str:
 
 def history_frame(df: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
     """The run history as shown: ``columns`` (those present), ``created`` as ``YYYY-MM-DD HH:MM:SS`` in this machine's
-    time zone, blank text cells instead of None."""
+    time zone, blank text cells instead of None; a launch of every dataset that ended before its pipeline named
+    them (cancelled while queued) says "(every dataset)" where its cell was blank."""
     out = blank_text_cells(df[[c for c in columns if c in df.columns]])
+    if "datasets" in out and "status" in df:
+        unnamed = (out["datasets"].astype(str) == "") & (df["status"].astype(str) != "done")
+        out.loc[unnamed, "datasets"] = "(every dataset)"
     if "created" in out:
         # in this machine's time zone: a teammate's run records its own UTC offset
         when = pd.to_datetime(out["created"], errors="coerce", utc=True, format="ISO8601")

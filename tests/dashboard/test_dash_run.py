@@ -16,7 +16,7 @@ import pytest
 from dashkit import APP, DashEnv, errors_and_exceptions, open_app, plain
 from streamlit.testing.v1 import AppTest
 
-from dashboard import jobs
+from dashboard import jobs, state
 
 FAKE = textwrap.dedent('''
     import json, os, sys, time
@@ -341,6 +341,13 @@ def test_repeats_run_one_after_the_other_and_a_queued_one_can_be_cancelled(dash_
     assert not (dirs[1] / "argv.json").exists()
     jobs.cancel(dirs[2])
     assert jobs.job_status(dirs[2]).status == "cancelled"
+    # a reloaded page's job list still shows it (its run.json named no machine: taken for another one's), and
+    # History names what it was to run (its datasets cell was blank)
+    assert dirs[2].name in [j.id for j in jobs.recent_jobs(dash_env.runs)]
+    from imc_core.runs import list_runs
+
+    history = state.history_frame(list_runs(dash_env.runs), ["id", "datasets", "status"]).set_index("id")
+    assert history.loc[dirs[2].name, "datasets"] == "(every dataset)"
     with open(fake_pipeline, "w") as go:  # releases the first run
         go.write("go")
     _wait_for(lambda: (dirs[1] / "argv.json").exists())  # only now does the second start
