@@ -369,10 +369,13 @@ def _cmd_add_submission(args: argparse.Namespace) -> int:
     run_dir, new = submission_run(args.submission, args.data_root, label=args.label, group=args.group)
     run = load_run(run_dir)
     if not new:
-        print(f"not added: this file was already added on this data root as {run.id} (label {run.meta.get('label')!r})",
+        def own(key: str) -> str:  # (Python's None was printed: "(it has None)")
+            return f"{key} {run.meta[key]!r}" if run.meta.get(key) is not None else f"no {key}"
+
+        print(f"not added: this file was already added on this data root as {run.id} ({own('label')})",
               file=sys.stderr)
         # (a --group or --label given now was dropped without a word: the run kept its own)
-        ignored = [f"{flag} {given!r} (it has {run.meta.get(key)!r})" for flag, key, given in
+        ignored = [f"{flag} {given!r} (it has {own(key)})" for flag, key, given in
                    (("--label", "label", args.label), ("--group", "group", args.group))
                    if given is not None and given != run.meta.get(key)]
         if ignored:
@@ -505,6 +508,13 @@ def _epoch(created: object) -> float:
         return time.time() - 86400.0
 
 
+def _hours(seconds: float) -> str:
+    """A span for a message: ``1 h``, ``2.5 h``, ``45 min``, ``30 s``."""
+    if seconds >= 3600:
+        return f"{seconds / 3600:.3g} h"
+    return f"{seconds / 60:.0f} min" if seconds >= 60 else f"{seconds:.0f} s"
+
+
 def _cache_prune(args: argparse.Namespace, root: Path) -> int:
     from .cache import EVERY_STAGE, FINGERPRINTS, GRACE_S, STAGES, prune, stale_leftovers
     from .errors import ConfigError
@@ -559,8 +569,13 @@ def _cache_prune(args: argparse.Namespace, root: Path) -> int:
                                older_than_s=None if args.older_than is None else args.older_than * 86400.0,
                                stages=args.stage, grace_s=0.0, dry_run=True) if e.path not in gone_paths]
     if recent:  # (a tester read "0 artifact(s)" right after removing runs as "nothing is unused")
+        asked = GRACE_S if args.grace_hours is None else args.grace_hours * 3600.0
+        # (a run at work widened the grace: "--grace-hours 0 includes them" was said to one who had given it)
+        why = (f"since the run still at work started ({_when(started)}): they stay while it runs"
+               if started is not None and grace > asked else
+               f"in the last {_hours(grace)} (a run may be reading them): --grace-hours 0 includes them")
         print(f"kept {len(recent)} more artifact(s), {_mb(sum(e.size for e in recent))}, that match but were built or "
-              f"used in the last {grace / 3600:g} h (a run may be reading them): --grace-hours 0 includes them")
+              f"used {why}")
     return 0
 
 

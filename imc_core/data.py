@@ -41,7 +41,7 @@ from .submission import (
     OUTLIERS,
     POSE_COLS,
     ROTATION_TOL,
-    header_line,
+    header_note,
     read_pose_csv,
     read_text_csv,
     rotation_errors,
@@ -249,7 +249,7 @@ def read_thresholds(path: str | Path) -> dict[tuple[str, str], np.ndarray]:
     raw.columns = [str(c).strip() for c in raw.columns]
     missing = [c for c in ("dataset", "scene", "thresholds") if c not in raw.columns]
     if missing:
-        raise InputError(p, f"missing column(s) {', '.join(missing)}; header is {header_line(path)!r}", 1)
+        raise InputError(p, f"missing column(s) {', '.join(missing)}; {header_note(path)}", 1)
     out: dict[tuple[str, str], np.ndarray] = {}
     first_line: dict[tuple[str, str], int] = {}
     for pos, (ds, sc, th) in enumerate(

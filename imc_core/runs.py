@@ -1056,7 +1056,9 @@ def _check_bundle(staging: Path) -> dict[str, Any]:
     if sub.is_file():
         read_pose_csv(sub)
     elif meta.get("status") not in ("failed", "cancelled"):  # a run that ended early wrote none
-        raise InputError(staging, f"not a run bundle: missing submission.csv (status {meta.get('status')!r})")
+        # (as `runs` says it: a killed run's run.json still reads "running", and the message said so)
+        status = run_state(staging, meta).status
+        raise InputError(staging, f"not a run bundle: missing submission.csv (status {status!r})")
     return meta
 
 

@@ -179,6 +179,16 @@ def header_line(path: str | Path, limit: int = 200) -> str:
     return line if len(line) <= limit else line[:limit] + "…"
 
 
+def header_note(path: str | Path) -> str:
+    """``header is '...'`` for a message on missing columns, and a word when the header is split by semicolons or
+    tabs where IMC's files use commas (a spreadsheet's export: the message named the columns only)."""
+    line = header_line(path)
+    other = next((name for sep, name in ((";", "semicolons"), ("\t", "tabs")) if sep in line), None)
+    hint = (f" (its fields are separated by {other}; IMC's CSV files separate them by commas)"
+            if other and "," not in line else "")
+    return f"header is {line!r}{hint}"
+
+
 def _check_field_counts(raw: pd.DataFrame, path: str | Path, lines: np.ndarray) -> None:
     """A row with fewer fields than the header reaches pandas as empty trailing cells, and the number parser then
     said "must have 9 numbers, got 0": name the row's field count instead (the csv module reads that line again).
@@ -223,7 +233,7 @@ def read_pose_csv(path: str | Path, *, require_image_id: bool = False, require_r
     if require_image_id and "image_id" not in raw.columns:
         missing.insert(0, "image_id")
     if missing:  # the header as the file has it (pandas names an empty header cell "Unnamed: 1")
-        raise InputError(p, f"missing column(s) {', '.join(missing)}; header is {header_line(path)!r}", 1)
+        raise InputError(p, f"missing column(s) {', '.join(missing)}; {header_note(path)}", 1)
 
     has_id = "image_id" in raw.columns
     lines = np.arange(2, len(raw) + 2)

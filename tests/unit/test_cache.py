@@ -579,6 +579,10 @@ def test_prune_keeps_what_a_run_still_at_work_built(tmp_path: Path, capsys: pyte
     captured = capsys.readouterr()
     assert "a run is still at work" in captured.err
     assert new.exists() and building.exists() and kept.exists() and not old.exists()
+    # the artifact kept is said kept for the run at work (it read "in the last 1.01667 h (...): --grace-hours 0
+    # includes them" to one who had given --grace-hours 0)
+    assert "kept 1 more artifact(s), 0.0 MB, that match but were built or used since the run still at work " \
+           "started (" in captured.out and "they stay while it runs" in captured.out, captured.out
 
 
 def test_prune_keeps_what_a_run_written_elsewhere_built(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

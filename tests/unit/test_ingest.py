@@ -139,7 +139,7 @@ def test_cli_add_submission(root, tmp_path: Path, capsys: pytest.CaptureFixture,
         f"{Path(first).name} (label 'kaggle v3')" in err and "not applied" not in err
     # a group given again is not applied (the run keeps its own), and that is said
     assert main(["add-submission", str(path), "--data-root", str(data), "--group", "sweep"]) == 0
-    assert "not applied: --group 'sweep' (it has None)" in capsys.readouterr().err
+    assert "not applied: --group 'sweep' (it has no group)" in capsys.readouterr().err
 
 
 def test_a_labelled_dataset_the_submission_lacks_is_named(root, tmp_path: Path) -> None:

@@ -230,6 +230,14 @@ def test_export_refuses_a_run_a_teammates_import_would_refuse(tmp_path: Path) ->
     assert err.value.path == str(d / "scores.json")
     (d / "scores.json").write_text(json.dumps({"score": 51.0, "mAA": 51.0, "clusterness": 100.0, "datasets": {}}))
     assert import_bundle(export_bundle(d, tmp_path / "b.zip"), tmp_path / "theirs").is_dir()
+    # a killed run: its run.json still says running, which the refusal repeated where `runs` says stopped
+    import platform
+
+    (d / "submission.csv").unlink()
+    (d / "run.json").write_text(json.dumps({**meta, "status": "running", "pid": 2**22 + 12345,
+                                            "host": platform.node()}))
+    with pytest.raises(InputError, match=r"missing submission.csv \(status 'stopped'\)"):
+        export_bundle(d, tmp_path / "k.zip")
     (d / "config.toml").unlink()
     with pytest.raises(InputError, match="has no config.toml"):
         export_bundle(d, tmp_path / "c.zip")

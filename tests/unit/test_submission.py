@@ -190,6 +190,10 @@ def test_empty_header_only_and_missing_file(tmp_path: Path) -> None:
         (HEADER + f"d,s,a,{EYE},0;0;0\nd,s,b\n", 3, "row has 3 field(s), expected 5 (dataset,scene,image,"),
         # the header as written, not pandas' "Unnamed: 1" for its empty cells
         ("garbage,,,\n1,2,3,4\n", 1, "header is 'garbage,,,'"),
+        # a spreadsheet's export with another separator: said, not only the columns it lacks
+        ("dataset;scene;image;rotation_matrix;translation_vector\nd;s;a;1;0\n", 1,
+         "(its fields are separated by semicolons; IMC's CSV files separate them by commas)"),
+        ("dataset\tscene\timage\trotation_matrix\ttranslation_vector\n", 1, "separated by tabs"),
     ],
 )
 def test_read_errors_name_file_and_line(tmp_path: Path, text: str, line: int, fragment: str) -> None:
