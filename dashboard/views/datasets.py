@@ -168,8 +168,11 @@ def main() -> None:
         st.warning(f"A run of this dataset is refused until this is fixed: {state.md(refused)}")
     if int(scenes["missing"].sum()):
         n = int(scenes["missing"].sum())
-        st.warning(f"{n} labelled image{' is' if n == 1 else 's are'} missing on disk: a run of this dataset stops "
-                   "on the first one (the labels file names its row).")
+        gone = [name for name, why in problems.items() if why == "missing"]  # (named: the thumbnails alone did)
+        listed = ", ".join(gone[:10]) + (f" … and {len(gone) - 10} more" if len(gone) > 10 else "")
+        st.warning(f"{n} labelled image{' is' if n == 1 else 's are'} missing on disk"
+                   + (f" ({state.md(listed)})" if gone else "") + ": a run of this dataset stops on the first one "
+                   "(the labels file names its row).")
     unreadable = {n: why for n, why in problems.items() if why.startswith("unreadable")}
     if unreadable:
         listed = "; ".join(f"{n} ({why.removeprefix('unreadable: ')})" for n, why in list(unreadable.items())[:10])

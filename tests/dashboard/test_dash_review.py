@@ -185,7 +185,7 @@ def test_datasets_page_shows_a_dataset_with_a_labelled_image_missing(dash_env: D
     assert not at.exception and not at.error, [e.value for e in at.error]
     table = frame_with(at, "unreadable")
     assert dict(zip(table["scene"], table["missing"], strict=True)) == {"s1": 1, "s2": 0, "outliers": 0}
-    assert any("1 labelled image is missing on disk" in w.value for w in at.warning)
+    assert any("1 labelled image is missing on disk (s1_2.png): a run" in plain(w.value) for w in at.warning)
     assert [plain(c.value) for c in at.caption if "image not found" in c.value] == ["s1_2.png (image not found)"]
 
 
