@@ -801,6 +801,29 @@ def scores_problem(scores: Any) -> str | None:
     return None
 
 
+def scores_mismatch(scores: dict[str, Any], tol: float = 1e-3) -> str | None:
+    """What in ``scores`` (the :func:`scores_problem` schema) the metric could not have written, None when it all
+    adds up: each dataset's score is the harmonic mean of its mAA and clusterness, and the overall values are the
+    means over the datasets. A bundle whose score was edited (99 beside mAA 53.85 and clusterness 100, which give
+    70) imported, and Compare counted it as the same measurement as the run it came from."""
+    def harmonic(m: float, c: float) -> float:
+        return 0.0 if m + c == 0 else 2 * m * c / (m + c)
+
+    datasets = scores.get("datasets") or {}
+    for name, d in datasets.items():
+        m, c, sc = (float(d[k]) for k in ("mAA", "clusterness", "score"))
+        if abs(sc - harmonic(m, c)) > tol:
+            return (f"dataset {str(name)[:80]!r}: score {sc:.4f} is not the harmonic mean of its mAA {m:.4f} and "
+                    f"clusterness {c:.4f} ({harmonic(m, c):.4f}), as the metric writes it")
+    if datasets:
+        for key in ("score", "mAA", "clusterness"):
+            mean = sum(float(d[key]) for d in datasets.values()) / len(datasets)
+            if abs(float(scores[key]) - mean) > tol:
+                return (f"{key} {float(scores[key]):.4f} is not the mean of its datasets' ({mean:.4f}), as the "
+                        "metric writes it")
+    return None
+
+
 def meta_seed(meta: dict[str, Any]) -> int | None:
     """The mapper seed of a run: its ``run.json`` ``seed``, or while it has not started (queued, or cancelled
     before it started) the ``reconstruction.seed=`` override its launcher recorded; None when neither says."""
@@ -1033,7 +1056,7 @@ def _check_bundle(staging: Path) -> dict[str, Any]:
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
         raise InputError(staging / "config.toml", f"cannot read TOML: {err}") from None
     scores = _read_json(staging / "scores.json")
-    if scores is not None and (problem := scores_problem(scores)):
+    if scores is not None and (problem := scores_problem(scores) or scores_mismatch(scores)):
         raise InputError(staging / "scores.json", problem)
     for name in ("timings.json", "alignments.json", "artifacts.json", "progress.json"):  # optional, objects
         if (content := _read_json(staging / name)) is not None and not isinstance(content, dict):

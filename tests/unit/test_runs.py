@@ -37,8 +37,9 @@ def make_run(root: Path, variant: str = "v", score: float = 50.0) -> Path:
     w.write_meta(id=d.name, created="2026-01-01T00:00:00", status="running", variant=variant, datasets=["ds"])
     w.write_text("config.toml", "[features]\nmax_keypoints = 10\n")
     w.write_text("submission.csv", SUB)
-    w.write_json("scores.json", {"score": score, "mAA": score, "clusterness": 100.0,
-                                 "datasets": {"ds": {"score": score, "mAA": score, "clusterness": 100.0}}})
+    m = score * 100.0 / (200.0 - score)  # (the harmonic mean of it and clusterness 100 is the score)
+    w.write_json("scores.json", {"score": score, "mAA": m, "clusterness": 100.0,
+                                 "datasets": {"ds": {"score": score, "mAA": m, "clusterness": 100.0}}})
     w.write_json("timings.json", {"total": 1.5})
     w.progress("ds/features", 1, 2, "half")
     w.log("hello")
@@ -635,6 +636,42 @@ def test_removing_a_run_folder_outside_the_runs_folder_says_so(tmp_path: Path) -
         remove_runs([str(elsewhere)], root=root, dry_run=True)
     assert err.value.path == str(elsewhere) and elsewhere.exists()
     assert remove_runs([str(elsewhere)], root=elsewhere.parent) == [elsewhere]
+
+
+def test_a_bundle_whose_scores_do_not_add_up_is_refused(tmp_path: Path) -> None:
+    """A bundle whose score was edited to 99 beside mAA 53.85 and clusterness 100 (which give 70) imported, and
+    Compare took it and its source run for one measurement (a tester)."""
+    from imc_core.runs import scores_mismatch
+
+    good = {"score": 70.0, "mAA": 53.84615384615385, "clusterness": 100.0,
+            "datasets": {"ETs": {"score": 70.0, "mAA": 53.84615384615385, "clusterness": 100.0}}}
+    assert scores_mismatch(good) is None
+    assert scores_mismatch({**good, "datasets": {}, "score": 1.0}) is None  # (no datasets: nothing to add up)
+    zero = {"score": 0.0, "mAA": 0.0, "clusterness": 0.0, "datasets": {"d": {"score": 0, "mAA": 0, "clusterness": 0}}}
+    assert scores_mismatch(zero) is None
+    two = {"score": 35.0, "mAA": 26.923076923076927, "clusterness": 50.0,
+           "datasets": {"a": good["datasets"]["ETs"], "b": {"score": 0.0, "mAA": 0.0, "clusterness": 0.0}}}
+    assert scores_mismatch(two) is None
+    assert scores_mismatch({**two, "mAA": 53.0}) == ("mAA 53.0000 is not the mean of its datasets' (26.9231), as "
+                                                     "the metric writes it")
+    edited = {**good, "score": 99.0, "datasets": {"ETs": {**good["datasets"]["ETs"], "score": 99.0}}}
+    assert scores_mismatch(edited) == ("dataset 'ETs': score 99.0000 is not the harmonic mean of its mAA 53.8462 and "
+                                       "clusterness 100.0000 (70.0000), as the metric writes it")
+    d = make_run(tmp_path / "mine")
+    bundle = export_bundle(d, tmp_path / "b.zip")
+    (d / "scores.json").write_text(json.dumps(edited))
+    with pytest.raises(InputError, match="score 99.0000 is not the harmonic mean"):
+        export_bundle(d, tmp_path / "c.zip")
+    with zipfile.ZipFile(bundle) as z:
+        files = {n: z.read(n) for n in z.namelist()}
+    scores = [n for n in files if n.endswith("scores.json")][0]
+    files[scores] = json.dumps(edited).encode()
+    with zipfile.ZipFile(tmp_path / "edited.zip", "w") as z:
+        for n, data in files.items():
+            z.writestr(n, data)
+    with pytest.raises(InputError, match="not the harmonic mean"):
+        import_bundle(tmp_path / "edited.zip", tmp_path / "theirs")
+    assert not (tmp_path / "theirs").exists() or not any((tmp_path / "theirs").iterdir())
 
 
 def test_a_run_table_cut_mid_row_is_refused(tmp_path: Path) -> None:
