@@ -254,7 +254,8 @@ def headline(rv: state.RunView) -> None:
         elif rv.meta.get("split") == "test":
             st.info("A test-split run: no ground truth, so no score. Its submission.csv (with image_id) is the file "
                     "Kaggle takes; the Overview tab says what it holds.")
-        else:
+        elif not any(str(w).startswith("not scored: ") for w in rv.meta.get("warnings") or []):
+            # (a run that says why it was not scored has it in its warnings above: two notes said it twice)
             st.info("No scores.json in this run (no ground truth for its data, or it did not finish).")
         return
     c1, c2, c3, c4 = st.columns(4)

@@ -309,6 +309,22 @@ def test_a_per_image_table_cut_short_is_named(make_run: Callable[..., Path]) -> 
     assert f"{run / 'per_image.csv'}: holds 3 of the " in warned and "(cut short?)" in warned, warned
 
 
+def test_a_run_not_scored_says_why_once(make_run: Callable[..., Path]) -> None:
+    """A run on a root without labels showed its warning "not scored: ... not found" and, under it, "No scores.json
+    in this run (no ground truth for its data, or it did not finish)"."""
+    run = make_run("run-n")
+    (run / "scores.json").unlink()
+    at = open_app("results", run="run-n")
+    assert any(i.value.startswith("No scores.json in this run") for i in at.info)
+    meta = json.loads((run / "run.json").read_text())
+    (run / "run.json").write_text(json.dumps({**meta, "warnings": ["not scored: /x/train_labels.csv not found "
+                                                                   "(poses and clusters only)"]}))
+    at = open_app("results", run="run-n")
+    assert errors_and_exceptions(at) == ([], [])
+    assert any("not scored: /x/train_labels.csv not found" in plain(w.value) for w in at.warning)
+    assert not any(i.value.startswith("No scores.json in this run") for i in at.info)
+
+
 def test_tabs_of_a_run_that_ended_early_say_so(make_run: Callable[..., Path]) -> None:
     run = make_run("run-c", status="cancelled")
     for name in ("scores.json", "per_image.csv", "scenes.csv", "timings.json"):
