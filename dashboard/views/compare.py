@@ -646,9 +646,11 @@ def side_by_side(arms: dict[str, list[state.RunView]]) -> None:
     if shown:
         st.caption("Cameras coloured by the thresholds each passes, as the metric counts them (the Results page's "
                    "3-D tab also colours by error).")
-    for start in range(0, len(shown), VIEWS_PER_ROW):
-        row = shown[start:start + VIEWS_PER_ROW]
-        for col, rv in zip(st.columns(VIEWS_PER_ROW), row, strict=False):
+    # (one row of fewer views than a row holds fills the width: two runs drew in two thirds of it, axis titles cut)
+    per_row = VIEWS_PER_ROW if len(shown) > VIEWS_PER_ROW else max(len(shown), 1)
+    for start in range(0, len(shown), per_row):
+        row = shown[start:start + per_row]
+        for col, rv in zip(st.columns(per_row), row, strict=False):
             with col:
                 arm = arm_of[rv.id]
                 st.caption(rv.id if _arm_names_run(arm, rv.id) else f"{rv.id} ({state.md(arm)})")
