@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import time
 import warnings
 from pathlib import Path
 
@@ -206,20 +205,16 @@ def test_read_errors_name_file_and_line(tmp_path: Path, text: str, line: int, fr
     assert e.value.row == line
 
 
-def test_read_is_fast(tmp_path: Path) -> None:
+def test_a_large_file_reads_back_exactly(tmp_path: Path) -> None:
+    """2,000 rows with unregistered ones among them round-trip bit for bit (how fast: bench/bench_read_csv.py)."""
     rng = np.random.default_rng(1)
     n = 2000
-    df = pose_frame("ds", "s", [f"{i}.png" for i in range(n)], random_rotations(n, rng), rng.normal(size=(n, 3)))
-    p = write_pose_csv(df, tmp_path / "big.csv")
-    read_pose_csv(p)  # warm up
-    best = min(_timed(read_pose_csv, p) for _ in range(3))
-    assert best < 0.1, f"reading {n} rows took {best:.3f} s"
-
-
-def _timed(fn, *args) -> float:  # noqa: ANN001
-    t = time.perf_counter()
-    fn(*args)
-    return time.perf_counter() - t
+    R, t = random_rotations(n, rng), rng.normal(size=(n, 3))
+    R[::10], t[::10] = np.nan, np.nan
+    p = write_pose_csv(pose_frame("ds", "s", [f"{i}.png" for i in range(n)], R, t), tmp_path / "big.csv")
+    back = read_pose_csv(p)
+    assert list(back["image"]) == [f"{i}.png" for i in range(n)]
+    assert np.array_equal(bits(rotations(back)), bits(R)) and np.array_equal(bits(translations(back)), bits(t))
 
 
 # ------------------------------------------------------------------------------------------------------ conventions
