@@ -25,28 +25,46 @@ def _add_root() -> None:
         st.session_state["_root_msg"] = ("error", f"Add data root: {str(err).splitlines()[0]}")
 
 
+#: session key of the roots forgotten in this session that Undo can bring back, the latest last:
+#: ``[(path, the list it was forgotten from, whether it was the active one)]`` (one entry only: a second Forget lost
+#: the first)
+FORGOTTEN = "_forgot"
+#: how many forgotten roots keep their Undo
+MAX_UNDO = 5
+
+
 def _forget_root(path: str) -> None:
-    """Button callback: forget a remembered root (the sidebar falls back to the default one)."""
+    """Button callback: forget a remembered root; when it was the active one, the sidebar falls back to the first
+    remembered root that exists (the default one only when none does: it fell back to a missing default)."""
+    order = state.load_roots()
     try:
-        index = state.remove_root(path)
+        state.remove_root(path)
     except ImcError as err:
         st.session_state["_root_msg"] = ("error", f"Forget data root: {str(err).splitlines()[0]}")
         return
     was_active = st.session_state.get("root") == path
     if was_active:
-        st.session_state["root"] = str(state.default_root())
+        st.session_state["root"] = next((r for r in state.load_roots() if Path(r).is_dir()),
+                                        str(state.default_root()))
+    undo = [e for e in st.session_state.get(FORGOTTEN) or [] if e[0] != path]
+    st.session_state[FORGOTTEN] = [*undo, (path, order, was_active)][-MAX_UNDO:]
     st.session_state["_root_msg"] = ("forgot", path)
-    st.session_state["_forgot"] = (index, was_active)
 
 
 def _undo_forget(path: str) -> None:
-    """Button callback: remember a root just forgotten again, where it was (active again if it was)."""
-    index, was_active = st.session_state.pop("_forgot", (len(state.load_roots()), False))
+    """Button callback: remember a root forgotten in this session again, where it was (active again if it was)."""
+    entries = st.session_state.get(FORGOTTEN) or []
+    order, was_active = next(((o, a) for p, o, a in entries if p == path), ([path], False))
+    # back before the first root that followed it then (two undone in any order keep the list's order)
+    later = set(order[order.index(path) + 1:]) if path in order else set()
+    current = state.load_roots()
+    index = next((k for k, r in enumerate(current) if r in later), len(current))
     try:
         state.restore_root(path, index)
     except ImcError as err:
         st.session_state["_root_msg"] = ("error", f"Undo: {str(err).splitlines()[0]}")
         return
+    st.session_state[FORGOTTEN] = [e for e in entries if e[0] != path]
     if was_active:
         st.session_state["root"] = path
     st.session_state["_root_msg"] = ("success", f"Data root {path} is back")
@@ -55,23 +73,26 @@ def _undo_forget(path: str) -> None:
 def roots_panel() -> None:
     """Known data roots: add one (validated, remembered in data/roots.json) or forget a remembered one."""
     root = state.current_root()
-    with st.expander("Data roots", expanded=root is None or not root.is_dir()):
+    kind, text = st.session_state.pop("_root_msg", (None, ""))
+    # (open while it says what was just done: it closed as the active root came to exist, over "Added ..." and
+    # "... is back")
+    with st.expander("Data roots", expanded=root is None or not root.is_dir() or kind is not None):
         with st.form("add_root", clear_on_submit=True, border=False):
             c1, c2 = st.columns([6, 1], vertical_alignment="bottom")
             c1.text_input("Add a data root (folder in the IMC-2025 layout)", key="new_root",
                           placeholder="/path/to/image-matching-challenge-2025")
             c2.form_submit_button("Add", on_click=_add_root)
-        kind, text = st.session_state.pop("_root_msg", (None, ""))
         if kind == "error":
             st.error(text)
         elif kind == "success":
             st.success(text)
         elif kind == "info":
             st.info(text)
-        elif kind == "forgot":
-            c1, c2 = st.columns([6, 1], vertical_alignment="center")
-            c1.info(f"Forgot data root `{text}` (nothing on disk was touched).")
-            c2.button("Undo", key="forget_undo", on_click=_undo_forget, args=(text,))
+        if kind in ("forgot", "success"):  # each root forgotten in this session keeps its Undo, latest first
+            for path, _, _ in reversed(st.session_state.get(FORGOTTEN) or []):
+                c1, c2 = st.columns([6, 1], vertical_alignment="center")
+                c1.info(f"Forgot data root `{path}` (nothing on disk was touched).")
+                c2.button("Undo", key=f"forget_undo::{path}", on_click=_undo_forget, args=(path,))
         for r in state.load_roots():
             c1, c2 = st.columns([6, 1])
             exists = "" if Path(r).is_dir() else " — missing"
@@ -132,6 +153,7 @@ def main() -> None:
     roots_panel()
     root = state.current_root()
     if root is None or not root.is_dir():
+        st.query_params.pop("dataset", None)  # (another root's dataset stayed in the share link)
         st.info("Pick an existing data root in the sidebar (the bundled one is made by `make data`).")
         return
     summary = state.root_summary(root)

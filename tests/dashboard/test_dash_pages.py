@@ -694,7 +694,7 @@ def test_add_data_root(dash_env: DashEnv, tmp_path: Path) -> None:
     # forgetting touches nothing on disk and can be undone at once (one click, no confirmation, was final)
     assert [i.value for i in at.info if "Forgot" in i.value] == [
         f"Forgot data root `{other}` (nothing on disk was touched)."]
-    at.button(key="forget_undo").click().run()
+    at.button(key=f"forget_undo::{other}").click().run()
     assert_clean(at)
     assert str(other) in dash_env.roots_file.read_text() and at.session_state["root"] == str(other)
     assert any(f"Data root {other} is back" in m.value for m in at.success)
@@ -723,10 +723,44 @@ def test_undo_forget_gives_back_exactly_what_was_removed(dash_env: DashEnv, tmp_
     shutil.rmtree(tmp_path / "one" / "train")  # its datasets went away since it was added
     at.button(key=f"forget::{roots[0]}").click().run()
     assert json.loads(dash_env.roots_file.read_text()) == roots[1:]
-    at.button(key="forget_undo").click().run()
+    at.button(key=f"forget_undo::{roots[0]}").click().run()
     assert_clean(at)
     assert json.loads(dash_env.roots_file.read_text()) == roots  # at its old place, unchecked
     assert any(f"Data root {roots[0]} is back" in m.value for m in at.success)
+
+
+def test_forgetting_roots_keeps_an_existing_root_and_every_undo(dash_env: DashEnv, tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """With the bundled root missing (no `make data`), forgetting the active root fell back to it ("run make
+    data"); its Undo's confirmation sat in a closed box; a second Forget lost the first one's Undo; and the share
+    link kept the forgotten root's dataset (a tester)."""
+    from PIL import Image
+
+    monkeypatch.setenv("IMC_DEFAULT_ROOT", str(tmp_path / "not_made"))
+    roots = []
+    for name in ("one", "two", "three"):
+        (tmp_path / name / "train" / name).mkdir(parents=True)
+        Image.new("RGB", (8, 8)).save(tmp_path / name / "train" / name / "a.png")
+        roots.append(str(tmp_path / name))
+    dash_env.roots_file.write_text(json.dumps(roots))
+    at = open_app("datasets", root=roots[0])
+    assert_clean(at)
+    assert at.session_state["root"] == roots[0]
+    at.button(key=f"forget::{roots[0]}").click().run()
+    assert_clean(at)
+    assert at.session_state["root"] == roots[1]  # an existing remembered root, not the missing default
+    assert "dataset=train%2Fone" not in share_text(at) and "dataset=train/one" not in share_text(at)
+    at.button(key=f"forget::{roots[2]}").click().run()
+    # both keep their Undo, the latest first, in the open panel
+    assert [i.value for i in at.info if "Forgot" in i.value] == [
+        f"Forgot data root `{r}` (nothing on disk was touched)." for r in (roots[2], roots[0])]
+    assert at.expander[0].proto.expanded
+    at.button(key=f"forget_undo::{roots[0]}").click().run()
+    assert_clean(at)
+    assert any(f"Data root {roots[0]} is back" in m.value for m in at.success) and at.expander[0].proto.expanded
+    assert at.session_state["root"] == roots[0]  # (it was the active one)
+    at.button(key=f"forget_undo::{roots[2]}").click().run()
+    assert json.loads(dash_env.roots_file.read_text()) == roots
 
 
 def test_add_data_root_names_the_usual_slips(dash_env: DashEnv, tmp_path: Path) -> None:
