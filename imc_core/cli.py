@@ -366,7 +366,12 @@ def _cmd_add_submission(args: argparse.Namespace) -> int:
     from .ingest import submission_run
     from .runs import load_run
 
-    run_dir, new = submission_run(args.submission, args.data_root, label=args.label, group=args.group)
+    if args.submission and args.submission_file and args.submission != args.submission_file:
+        raise ConfigError(f"add-submission: two files named ({args.submission}, --submission "
+                          f"{args.submission_file}): name one")
+    if not (path := args.submission or args.submission_file):
+        raise ConfigError("add-submission: name the submission file (add-submission FILE --data-root DIR)")
+    run_dir, new = submission_run(path, args.data_root, label=args.label, group=args.group)
     run = load_run(run_dir)
     if not new:
         def own(key: str) -> str:  # (Python's None was printed: "(it has None)")
@@ -688,8 +693,10 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Score SUBMISSION.csv (from a Kaggle notebook or another pipeline) against the "
                                    "data root's labels and write it as a run directory, so the dashboard shows and "
                                    "compares it like imc-lab's own runs; its pose convention is checked on the way.")
-    s.add_argument("submission", help="submission.csv ([image_id,]dataset,scene,image,rotation_matrix,"
-                                      "translation_vector)")
+    s.add_argument("submission", nargs="?", help="submission.csv ([image_id,]dataset,scene,image,rotation_matrix,"
+                                                 "translation_vector)")
+    # (as `score` names it: `add-submission --submission FILE` was refused as an unrecognized argument)
+    s.add_argument("--submission", dest="submission_file", metavar="SUBMISSION", help="the same, as `score` takes it")
     s.add_argument("--data-root", required=True, help="data root whose train_labels.csv / train_thresholds.csv "
                                                       "score it")
     s.add_argument("--label", help="the run's label (default: the file's name)")
@@ -760,7 +767,8 @@ def main(argv: list[str] | None = None) -> int:
 
 #: options that name a file or folder: an empty one (an unset shell variable) read as "not given" or as the
 #: current folder, e.g. `run --out "$OUT"` wrote a new run under the runs folder without a word
-PATH_OPTIONS = ("out", "data_root", "root", "runs_dir", "cache_dir", "gt", "thresholds", "submission")
+PATH_OPTIONS = ("out", "data_root", "root", "runs_dir", "cache_dir", "gt", "thresholds", "submission",
+                "submission_file")
 
 
 #: each command's positional arguments naming a file or folder (an empty RUN_DIR exported the current folder)
@@ -774,7 +782,7 @@ def _check_no_empty_paths(args: argparse.Namespace) -> None:
         if isinstance(value, str) and not value.strip() or isinstance(value, list) and any(
                 isinstance(v, str) and not v.strip() for v in value):
             what = ({"ids": "RUN_ID"}.get(name, name.upper()) if name in positional
-                    else f"--{name.replace('_', '-')}")
+                    else {"submission_file": "--submission"}.get(name, f"--{name.replace('_', '-')}"))
             raise ConfigError(f"{what} is empty (an unset shell variable?): name a file or folder")
 
 

@@ -140,6 +140,16 @@ def test_cli_add_submission(root, tmp_path: Path, capsys: pytest.CaptureFixture,
     # a group given again is not applied (the run keeps its own), and that is said
     assert main(["add-submission", str(path), "--data-root", str(data), "--group", "sweep"]) == 0
     assert "not applied: --group 'sweep' (it has no group)" in capsys.readouterr().err
+    # named as `score` names it (it was "unrecognized arguments: --submission")
+    assert main(["add-submission", "--submission", str(path), "--data-root", str(data)]) == 0
+    assert capsys.readouterr().out.splitlines()[0] == first
+    assert main(["add-submission", str(path), "--submission", str(tmp_path / "other.csv"), "--data-root",
+                 str(data)]) == 2
+    assert "add-submission: two files named" in capsys.readouterr().err
+    assert main(["add-submission", "--data-root", str(data)]) == 2
+    assert "add-submission: name the submission file" in capsys.readouterr().err
+    assert main(["add-submission", "--submission", "", "--data-root", str(data)]) == 2
+    assert "--submission is empty" in capsys.readouterr().err
 
 
 def test_a_labelled_dataset_the_submission_lacks_is_named(root, tmp_path: Path) -> None:
