@@ -512,6 +512,16 @@ class DataRoot:
         if p.name in ("train", "test") and ((p.parent / LABELS_FILE).exists() or (p.parent / "train").is_dir()
                                             or (p.parent / "test").is_dir()):
             return f"; {p.name}/ is a split folder of a data root: use its parent, {p.parent}"
+        # a folder of data roots (a tester added /work/shared/datasets and read only "no datasets found")
+        try:
+            inner = sorted(c.name for c in p.iterdir() if c.is_dir() and not c.name.startswith(".")
+                           and ((c / "train").is_dir() or (c / "test").is_dir()))
+        except OSError:
+            inner = []
+        if inner:
+            shown = ", ".join(inner[:6]) + (f", … ({len(inner) - 6} more)" if len(inner) > 6 else "")
+            return (f"; it holds {len(inner)} data root{'s' if len(inner) > 1 else ''} ({shown}): add "
+                    f"{'one of them' if len(inner) > 1 else 'it'}, e.g. {p / inner[0]}")
         return ""
 
     def labelled_datasets_without_folder(self) -> list[str]:

@@ -354,6 +354,14 @@ def test_select_checks_split_and_names_up_front(tmp_path: Path) -> None:
                                          + re.escape(str(root_path.resolve()))):
         DataRoot(root_path / "train").select()
     assert DataRoot(tmp_path / "empty").parent_hint() == ""
+    # a folder of data roots: they are named (it said only "no datasets found")
+    folder = tmp_path / "roots"
+    for name in ("ets", "mini", ".hidden"):
+        (folder / name / "train" / "x").mkdir(parents=True)
+    (folder / "notes").mkdir()
+    with pytest.raises(InputError, match=r"it holds 2 data roots \(ets, mini\): add one of them, e\.g\. "
+                                         + re.escape(str((folder / "ets").resolve()))):
+        DataRoot(folder).select()
 
 
 def test_bad_labels_surface_on_use(tmp_path: Path) -> None:
