@@ -689,8 +689,8 @@ def score_bars(scores: Mapping[str, Any], title: str = "Score per dataset") -> g
         title: figure title.
 
     Returns:
-        Figure with three Bar traces ``score``, ``mAA``, ``clusterness`` and a horizontal line shape at the
-        overall score.
+        Figure with three Bar traces ``score``, ``mAA``, ``clusterness``, a horizontal line shape at the
+        overall score and an empty line trace that names it in the legend.
     """
     datasets = dict(scores.get("datasets", {}) or {})
     if not datasets:
@@ -710,8 +710,10 @@ def score_bars(scores: Mapping[str, Any], title: str = "Score per dataset") -> g
                                font={"color": FAIL_COLOR})
     overall = scores.get("score")
     if overall is not None and math.isfinite(float(overall)):
-        fig.add_hline(y=float(overall), line_dash="dash", line_color=NEUTRAL_LINE,
-                      annotation_text=f"overall {float(overall):.2f}", annotation_position="top left")
+        # named in the legend, not on the line: the line's own label sat under the first bar's value (a tester)
+        fig.add_hline(y=float(overall), line_dash="dash", line_color=NEUTRAL_LINE)
+        fig.add_trace(go.Scatter(x=[None], y=[None], mode="lines", name=f"overall score {float(overall):.2f}",
+                                 line={"dash": "dash", "color": NEUTRAL_LINE}, hoverinfo="skip"))
     fig.update_yaxes(title_text="percent", range=[0, 110])
     fig.update_xaxes(title_text="dataset")
     return fig

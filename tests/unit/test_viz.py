@@ -233,8 +233,9 @@ SCORES = {"score": 50.0, "mAA": 45.0, "clusterness": 70.0,
 
 def test_score_bars() -> None:
     fig = viz.score_bars(SCORES)
-    assert _names(fig) == ["score", "mAA", "clusterness"]
-    assert all(isinstance(tr, go.Bar) for tr in fig.data)
+    assert _names(fig) == ["score", "mAA", "clusterness", f"overall score {SCORES['score']:.2f}"]
+    assert all(isinstance(tr, go.Bar) for tr in fig.data[:3])
+    assert not [a for a in fig.layout.annotations if "overall" in a.text]  # (on the line, it sat under a bar label)
     assert list(fig.data[1].y) == [50.0, 40.0]
     assert fig.layout.shapes[0].y0 == 50.0
     assert len(viz.score_bars({"score": 0.0, "datasets": {}}).data) == 0
