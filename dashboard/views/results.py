@@ -939,14 +939,15 @@ def tab_loss(rv: state.RunView) -> None:
                        "so mAA can exceed 100). The difference sits in **discount**: this dataset's split does not "
                        "say where its points went.", icon="⚠️")
     state.show_figure("loss_attribution_bar", att, key="fig_loss")
-    # the points, then the slots they come from in a table of their own (one table of both was cut at 1,366 px)
-    slots = [c for c in att.columns if str(c).endswith("_slots") or c == "n_images"]
+    # the points, then the slots they come from in a table of their own (one table of both was cut at 1,366 px),
+    # with the mAA recounted from them (beside the points, it was cut there too for long dataset names)
+    slots = [c for c in att.columns if str(c).endswith("_slots") or c in ("n_images", "mAA_recomputed")]
     points = att.drop(columns=slots)
     st.dataframe(points.round(2).rename_axis("dataset").reset_index(), hide_index=True, placeholder=state.NO_VALUE,
                  width="stretch", column_config=_number_columns(points, "%.2f", LOSS_LABELS))
     if slots:
         st.caption("Failed (image, threshold) slots behind those points: each of a dataset's images counts once per "
-                   "scored threshold (t2 … t5).")
+                   "scored threshold (t2 … t5); the mAA recounted from the per-image table beside them.")
         st.dataframe(att[slots].rename_axis("dataset").reset_index(), hide_index=True, placeholder=state.NO_VALUE,
                      column_config=_number_columns(att[slots], "%.2f", LOSS_LABELS))
 
