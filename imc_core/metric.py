@@ -1733,8 +1733,9 @@ def _score_dataset(
             warn.append(
                 f"associated with cluster {OUTLIERS!r} (first in file, no other cluster overlaps; {true_ov} of its "
                 f"images are there): the official metric counts 0 images for this scene in the mAA denominator but "
-                f"still subtracts {config.to_dec}: where other scenes of the dataset have passing cameras, this "
-                f"inflates the dataset mAA (it can exceed 100%)"
+                f"still subtracts {config.to_dec}: "
+                + ("where other scenes of the dataset have passing cameras, this inflates the dataset mAA (it can "
+                   "exceed 100%)" if len(real) > 1 else "the dataset's only scene, so its mAA is 0")
             )
             row = dict(cluster=cl, cluster_size=0, overlap=0, mAA=0.0, counts=np.zeros(r, np.int64))
         else:

@@ -363,6 +363,11 @@ def test_whole_scene_in_outliers_first_gives_mAA_above_100() -> None:
     assert res.score == pytest.approx(100 * harmonic(1.75, 1.0), abs=1e-9)
     assert "exceed 100%" in res.scenes.set_index("scene").loc["B", "warning"]
     assert any("exceeds 100%" in w for w in res.warnings)
+    # a dataset of one scene: there are no other scenes to inflate (the warning spoke of them; a tester's stairs)
+    gt, th, _ = make_gt(np.random.default_rng(3), {"A": 10})
+    res = score(gt, th, submit(gt, {im: "outliers" for im in gt["image"]}))
+    warned = res.scenes.set_index("scene").loc["A", "warning"]
+    assert res.mAA == 0.0 and "the dataset's only scene, so its mAA is 0" in warned and "other scenes" not in warned
 
 
 def test_tie_equal_overlap_prefers_higher_mAA(one_scene) -> None:
