@@ -315,6 +315,23 @@ def test_colmap_sift_dsp_and_affine_switches(images: dict[str, Path], tmp_path: 
         assert not same, tag
 
 
+def test_large_images_go_fewer_per_extraction_call() -> None:
+    """A COLMAP extraction call cannot be interrupted: 8 images of 2.8 MP held a Ctrl-C for 31 s on 2 cores. Large
+    images go one per core per call; small ones still four per core (ETs' 0.23 MP), never more than 64."""
+    from imc_core.stages.features import colmap_sift_chunks
+
+    def sizes(chunks: list[range]) -> list[int]:
+        return [len(c) for c in chunks]
+
+    assert sizes(colmap_sift_chunks([0.23e6] * 22, 2)) == [8, 8, 6]  # ETs: as before
+    assert sizes(colmap_sift_chunks([2.76e6] * 5, 2)) == [2, 2, 1]  # imc2023_haiper: one per core
+    assert sizes(colmap_sift_chunks([0.8e6] * 5 + [2.76e6] * 4, 2)) == [2, 2, 2, 2, 1]
+    assert sizes(colmap_sift_chunks([1e4] * 200, 16)) == [64, 64, 64, 8]
+    assert sizes(colmap_sift_chunks([5e6] * 3, 1)) == [1, 1, 1] and colmap_sift_chunks([], 4) == []
+    chunks = colmap_sift_chunks([0.3e6, 3e6, 0.1e6, 0.1e6, 2e6, 0.5e6], 2)
+    assert [i for c in chunks for i in c] == list(range(6))  # every image once, in order
+
+
 def test_colmap_sift_features_do_not_depend_on_the_chunk(images: dict[str, Path], tmp_path: Path,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     """Images go to COLMAP's extractor several per call; each image's features are the same in any chunk."""
