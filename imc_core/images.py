@@ -58,8 +58,10 @@ def _to_uint8(arr: np.ndarray) -> np.ndarray:
         arr: ``(H, W)`` or ``(H, W, C)`` array of any numeric dtype.
 
     Returns:
-        Array of the same shape, dtype uint8. 16-bit data (max ≤ 65535) is divided by 257; floats with max ≤ 1 are
-        taken as [0, 1]; anything else is min-clipped at 0 and scaled by its maximum.
+        Array of the same shape, dtype uint8. Integers up to 65535 are read at the smallest bit depth that holds
+        their maximum (8, 10, 12, 14 or 16 bits: 12-bit sensor data in a 16-bit PNG, divided by 257, came out
+        almost black, max 16, and its image went unregistered); floats with max ≤ 1 are taken as [0, 1]; anything
+        else is min-clipped at 0 and scaled by its maximum.
     """
     if arr.dtype == np.uint8:
         return arr
@@ -70,7 +72,8 @@ def _to_uint8(arr: np.ndarray) -> np.ndarray:
         scale = 255.0 if peak <= 1.0 else 255.0 / peak
     else:
         peak = float(a.max()) if a.size else 0.0
-        scale = 1.0 if peak <= 255 else (1.0 / 257.0 if peak <= 65535 else 255.0 / peak)
+        bits = next((b for b in (8, 10, 12, 14, 16) if peak <= 2**b - 1), None)
+        scale = 255.0 / peak if bits is None else 255.0 / (2**bits - 1)
     return np.clip(np.rint(a * scale), 0, 255).astype(np.uint8)
 
 

@@ -79,6 +79,18 @@ def test_16bit_png_is_scaled(tmp_path: Path) -> None:
     out = load_image(tmp_path / "d.png")
     assert out.shape == (2, 3, 3) and out.dtype == np.uint8
     np.testing.assert_array_equal(out[..., 0], np.rint(arr16 / 257).astype(np.uint8))
+    # 12-bit sensor data in a 16-bit PNG: read as 12 bits (divided by 257 it came out almost black, max 16, and the
+    # image went unregistered; a tester)
+    arr12 = np.array([[0, 16, 4080], [4095, 2048, 100]], dtype=np.uint16)
+    Image.fromarray(arr12).save(tmp_path / "d12.png")
+    out = load_image(tmp_path / "d12.png")
+    np.testing.assert_array_equal(out[..., 0], np.rint(arr12 * 255.0 / 4095).astype(np.uint8))
+    assert out.max() == 255
+    # 10-bit and 14-bit likewise; 8-bit data in a 16-bit file stays as it is
+    for bits, peak in ((10, 1000), (14, 12000), (8, 200)):
+        arr = np.array([[0, peak]], dtype=np.uint16)
+        Image.fromarray(arr).save(tmp_path / f"d{bits}.png")
+        assert load_image(tmp_path / f"d{bits}.png")[0, 1, 0] == round(peak * 255 / (2**bits - 1)), bits
 
 
 def test_palette_and_cmyk(tmp_path: Path) -> None:
