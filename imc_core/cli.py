@@ -641,7 +641,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true",
                    help="print one JSON object: run_dir, status, error, scores, timings (also when the run is "
                         "refused before it starts: run_dir null, status \"refused\", exit code 2)")
-    s.add_argument("--no-cache", action="store_true", help="recompute every stage")
+    s.add_argument("--no-cache", action="store_true", help="recompute every stage (the new artifacts replace the "
+                   "cached ones: the cache folder must be writable)")
     s.add_argument("--label", help="free text kept in run.json (shown in History, Results and `runs`)")
     s.add_argument("--group", help="group name tying repeated runs (seeds) of one experiment")
     s.add_argument("--jobs", metavar="N",
