@@ -270,6 +270,9 @@ def run_pipeline(
         stage_weight_files(cfg.features.method, cfg.features.model, cfg.matching.method, load=True)
         if (cache := cache_root()).exists() and not cache.is_dir():  # (a run folder was made, then the run failed)
             raise InputError(cache, "the cache folder ($IMC_CACHE_DIR) is not a folder")
+        # (one under a file: the run folder was made, and the run failed with "features: Not a directory")
+        if (above := next((p for p in cache.parents if p.exists()), None)) is not None and not above.is_dir():
+            raise InputError(cache, f"the cache folder ($IMC_CACHE_DIR) cannot be made: {above} is a file")
     except ImcError as err:
         if prepared:  # the launcher's folder says running/queued: it must learn why nothing ran
             record_failure(Path(out), str(err))

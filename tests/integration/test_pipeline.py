@@ -355,6 +355,11 @@ def test_devices_and_jobs_are_checked_before_any_run_folder(tiny_root: Path, iso
     with pytest.raises(InputError, match=r"the cache folder \(\$IMC_CACHE_DIR\) is not a folder"):
         run_pipeline(tiny_root, overrides=FAST)
     assert not isolated_dirs["runs"].exists()
+    # and one under a file (it made the run folder, then failed with "features: Not a directory"; a tester)
+    monkeypatch.setenv("IMC_CACHE_DIR", str(not_a_folder / "sub" / "cache"))
+    with pytest.raises(InputError, match=re.escape(f"cannot be made: {not_a_folder} is a file")):
+        run_pipeline(tiny_root, overrides=FAST)
+    assert not isolated_dirs["runs"].exists()
 
 
 def test_a_run_lists_as_running_while_it_runs(tiny_root: Path, isolated_dirs: dict) -> None:
