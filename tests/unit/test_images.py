@@ -53,6 +53,40 @@ def test_exif_orientation_6_rotates(tmp_path: Path) -> None:
     assert out[25:, :, 2].mean() > 200 and out[25:, :, 0].mean() < 50
 
 
+def test_a_pngs_exif_is_read_before_its_pixels_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """PIL decoded a whole PNG to look for EXIF past its pixels: three more decodes of every PNG on a features build
+    (a tester). EXIF before the pixels (as PIL and most writers put it) is read without decoding; after them, it is
+    not read by any reader here, so size and pixels agree."""
+    import struct
+    import zlib
+
+    from PIL import ImageFile
+
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(_halves(40, 20)).save(tmp_path / "before.png", exif=exif.tobytes())
+    loads = []
+    real = ImageFile.ImageFile.load
+    monkeypatch.setattr(ImageFile.ImageFile, "load", lambda self: loads.append(1) or real(self))
+    assert image_size(tmp_path / "before.png") == (20, 40) and loads == []  # read from the header alone
+    assert load_image(tmp_path / "before.png").shape == (40, 20, 3)
+    # the same file with its eXIf chunk moved after IDAT
+    data = (tmp_path / "before.png").read_bytes()
+    chunks, pos = [], 8
+    while pos < len(data):
+        n = struct.unpack(">I", data[pos:pos + 4])[0]
+        chunks.append(data[pos:pos + 12 + n])
+        pos += 12 + n
+    kinds = [c[4:8] for c in chunks]
+    exif_chunk = chunks.pop(kinds.index(b"eXIf"))
+    chunks.insert(len(chunks) - 1, exif_chunk)  # before IEND, after IDAT
+    assert zlib.crc32(exif_chunk[4:-4]) == struct.unpack(">I", exif_chunk[-4:])[0]
+    (tmp_path / "after.png").write_bytes(data[:8] + b"".join(chunks))
+    loads.clear()
+    assert image_size(tmp_path / "after.png") == (40, 20) and loads == []
+    assert load_image(tmp_path / "after.png").shape == (20, 40, 3)  # as image_size says: not rotated
+
+
 def test_grayscale_becomes_three_equal_channels(tmp_path: Path) -> None:
     gray = np.arange(60, dtype=np.uint8).reshape(6, 10) * 4
     Image.fromarray(gray, mode="L").save(tmp_path / "g.png")
