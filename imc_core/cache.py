@@ -180,7 +180,8 @@ def get_or_build(
     except OSError as e:  # read-only copy of a cache, a folder of another user, a full disk
         raise CacheError(f"cannot write the {stage} artifact of {dataset} in the cache folder {parent}: "
                          f"{e.strerror or e}. Make it writable, or point IMC_CACHE_DIR at a writable folder "
-                         "(a read-only cache still gives the runs what it holds: only a stage it lacks is written)") from e
+                         "(a read-only cache still gives the runs what it holds: only a stage it lacks is "
+                         "written)") from e
     t0 = time.perf_counter()
     try:
         build(tmp)
