@@ -1,8 +1,12 @@
 """The command line a benchmark prints above its results, with the interpreter that really ran it."""
 from __future__ import annotations
 
+import argparse
 import os
+import statistics
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -25,3 +29,22 @@ def write_report(script: str, notes: list[str], table: str, out: Path | None) ->
     if out:
         out.write_text(text)
     return text
+
+
+def timing_parser(doc: str, repeat: int) -> argparse.ArgumentParser:
+    """A benchmark's parser with ``--repeat`` (timed calls per case) and ``--out`` (report file); ``doc``'s first
+    line describes it."""
+    ap = argparse.ArgumentParser(description=doc.splitlines()[0])
+    ap.add_argument("--repeat", type=int, default=repeat)
+    ap.add_argument("--out", type=Path)
+    return ap
+
+
+def median_seconds(fn: Callable[[], object], repeat: int) -> float:
+    """The median wall time of ``repeat`` calls of ``fn`` (warm it up first where that matters)."""
+    seconds = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        seconds.append(time.perf_counter() - t0)
+    return statistics.median(seconds)

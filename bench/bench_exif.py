@@ -12,26 +12,19 @@ Run: ``.venv/bin/python bench/bench_exif.py [--root-dir ../shared/datasets] [--r
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench._cmd import write_report  # noqa: E402
+from bench._cmd import median_seconds, write_report  # noqa: E402
 from imc_core.data import DataRoot  # noqa: E402
 from imc_core.images import check_images, exif_problems  # noqa: E402
 
 
 def median_ms(fn: Callable[[], object], repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return 1000.0 * statistics.median(times)
+    return 1000.0 * median_seconds(fn, repeats)
 
 
 def main() -> None:

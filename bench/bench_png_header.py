@@ -7,11 +7,8 @@ Run: ``.venv/bin/python bench/bench_png_header.py [--repeat 7] [--out FILE]``
 
 from __future__ import annotations
 
-import argparse
-import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -21,27 +18,19 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from imc_core.images import exif_focal_px, image_size  # noqa: E402
 
-from bench._cmd import write_report  # noqa: E402
+from bench._cmd import median_seconds, timing_parser, write_report  # noqa: E402
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--repeat", type=int, default=7)
-    ap.add_argument("--out", type=Path)
-    args = ap.parse_args()
+    args = timing_parser(__doc__, 7).parse_args()
     rng = np.random.default_rng(0)
     lines = ["| image | median ms (image_size + exif_focal_px) |", "|---|---|"]
     with tempfile.TemporaryDirectory() as tmp:
         for w, h in ((640, 360), (1920, 1440), (4000, 3000)):
             path = Path(tmp) / f"{w}x{h}.png"
             Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8)).save(path)
-            seconds = []
-            for _ in range(args.repeat):
-                t0 = time.perf_counter()
-                image_size(path)
-                exif_focal_px(path)
-                seconds.append(time.perf_counter() - t0)
-            lines.append(f"| PNG {w} × {h} | {1000 * statistics.median(seconds):.1f} |")
+            med = median_seconds(lambda path=path: (image_size(path), exif_focal_px(path)), args.repeat)
+            lines.append(f"| PNG {w} × {h} | {1000 * med:.1f} |")
     write_report("bench_png_header.py", [f"Median of {args.repeat}, one process."], "\n".join(lines), args.out)
 
 

@@ -9,11 +9,8 @@ Run: ``.venv/bin/python bench/bench_read_csv.py [--rows 2000 20000 200000] [--re
 
 from __future__ import annotations
 
-import argparse
-import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from imc_core.submission import pose_frame, read_pose_csv, write_pose_csv  # noqa: E402
 
-from bench._cmd import write_report  # noqa: E402
+from bench._cmd import median_seconds, timing_parser, write_report  # noqa: E402
 
 
 def random_rotations(n: int, rng: np.random.Generator) -> np.ndarray:
@@ -34,10 +31,8 @@ def random_rotations(n: int, rng: np.random.Generator) -> np.ndarray:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = timing_parser(__doc__, 5)
     ap.add_argument("--rows", type=int, nargs="+", default=[2000, 20000, 200000])
-    ap.add_argument("--repeat", type=int, default=5)
-    ap.add_argument("--out", type=Path)
     args = ap.parse_args()
     rng = np.random.default_rng(0)
     lines = ["| rows | file MB | median s | rows / s |", "|---|---|---|---|"]
@@ -49,12 +44,7 @@ def main() -> None:
             path = write_pose_csv(pose_frame("ds", "s", [f"img_{i:07d}.png" for i in range(n)], R, t),
                                   Path(tmp) / f"sub_{n}.csv")
             read_pose_csv(path)  # warm-up (page cache, pandas' first parse)
-            seconds = []
-            for _ in range(args.repeat):
-                t0 = time.perf_counter()
-                read_pose_csv(path)
-                seconds.append(time.perf_counter() - t0)
-            med = statistics.median(seconds)
+            med = median_seconds(lambda path=path: read_pose_csv(path), args.repeat)
             lines.append(f"| {n:,} | {path.stat().st_size / 1e6:.1f} | {med:.3f} | {n / med:,.0f} |")
     write_report("bench_read_csv.py", [f"Median of {args.repeat} reads after one warm-up, one process."],
                  "\n".join(lines), args.out)
