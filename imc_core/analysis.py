@@ -759,6 +759,13 @@ class CompareScope:
         return out
 
 
+def same_ground_truth_hashes(mine: Mapping[str, str], theirs: Mapping[str, str]) -> bool:
+    """Whether two ``{dataset: ground-truth hash}`` maps say the same data: at least one dataset shared, and every
+    shared one with the same hash."""
+    shared = set(mine) & set(theirs)
+    return bool(shared) and all(str(mine[d]) == str(theirs[d]) for d in shared)
+
+
 def same_data_roots(runs: Sequence[tuple[str, Mapping[str, str] | None]]) -> dict[str, str]:
     """Data roots that hold the same ground truth, mapped onto one of them.
 
@@ -786,9 +793,7 @@ def same_data_roots(runs: Sequence[tuple[str, Mapping[str, str] | None]]) -> dic
         mine = known.get(root, {})
         target = root
         for other in canon:
-            theirs = known.get(other, {})
-            shared = set(mine) & set(theirs)
-            if shared and all(mine[d] == theirs[d] for d in shared):
+            if same_ground_truth_hashes(mine, known.get(other, {})):
                 target = other
                 break
         out[root] = target

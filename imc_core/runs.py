@@ -428,6 +428,7 @@ def same_ground_truth(run_dir: Path, data_root: str | Path) -> bool:
     """Whether the run in ``run_dir`` was scored against the same ground truth as ``data_root`` holds now: its
     ``run.json`` ``gt_hashes`` equal the root's for every dataset they share (at least one). False when either is
     unknown (a test split, a run from before the hashes were kept, a root without labels)."""
+    from .analysis import same_ground_truth_hashes
     from .data import DataRoot, ground_truth_hashes
     from .errors import ImcError
 
@@ -443,7 +444,7 @@ def same_ground_truth(run_dir: Path, data_root: str | Path) -> bool:
         mine = ground_truth_hashes(root.labels, root.thresholds or {}, shared)
     except (ImcError, OSError, ValueError):
         return False
-    return bool(shared) and all(mine[d] == str(theirs[d]) for d in shared)
+    return same_ground_truth_hashes(mine, {str(k): v for k, v in theirs.items()})
 
 
 def group_clash_warning(group: str | None, config: dict[str, Any], runs_dir: Path,
