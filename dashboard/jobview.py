@@ -29,14 +29,13 @@ def job_datasets(meta: dict) -> str:
     root = meta.get("data_root")
     if not isinstance(root, str) or not root:
         return every
-    from imc_core.data import DataRoot
+    from imc_core.data import DataRoot, name_list
 
     try:
         names = DataRoot(Path(root)).datasets(split)
     except Exception:  # noqa: BLE001 - a root gone or unreadable since the launch: said as before
         return every
-    shown = ", ".join(names[:8]) + (f", … ({len(names) - 8} more)" if len(names) > 8 else "")
-    return f"{every}: {shown}" if names else every
+    return f"{every}: {name_list(names, 8)}" if names else every
 
 
 def render_job(job: jobs.Job, open_link: bool = True) -> None:

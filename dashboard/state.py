@@ -185,12 +185,9 @@ def add_root(path: str) -> str:
     return str(p)
 
 
-def remove_root(path: str) -> int:
-    """Forget a remembered data root (the default one cannot be removed); returns where it stood in
-    :func:`load_roots`, for :func:`restore_root`."""
-    roots = load_roots()
-    save_roots([r for r in roots if r != path])
-    return roots.index(path) if path in roots else len(roots)
+def remove_root(path: str) -> None:
+    """Forget a remembered data root (the default one cannot be removed; :func:`restore_root` undoes it)."""
+    save_roots([r for r in load_roots() if r != path])
 
 
 def restore_root(path: str, index: int) -> None:

@@ -463,6 +463,11 @@ def _warn(msgs: list[str], msg: str) -> None:
     warnings.warn(msg, UserWarning, stacklevel=4)  # caller of load_dataset
 
 
+def name_list(names: Sequence[str], k: int) -> str:
+    """The first ``k`` of ``names`` joined by commas, then ``, … (N more)`` when there are more (for messages)."""
+    return ", ".join(names[:k]) + (f", … ({len(names) - k} more)" if len(names) > k else "")
+
+
 def _list_names(names: list[str], k: int = 3) -> str:
     s = ", ".join(names[:k])
     return s + (", ..." if len(names) > k else "")
@@ -519,8 +524,7 @@ class DataRoot:
         except OSError:
             inner = []
         if inner:
-            shown = ", ".join(inner[:6]) + (f", … ({len(inner) - 6} more)" if len(inner) > 6 else "")
-            return (f"; it holds {len(inner)} data root{'s' if len(inner) > 1 else ''} ({shown}): add "
+            return (f"; it holds {len(inner)} data root{'s' if len(inner) > 1 else ''} ({name_list(inner, 6)}): add "
                     f"{'one of them' if len(inner) > 1 else 'it'}, e.g. {p / inner[0]}")
         return ""
 

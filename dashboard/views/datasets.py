@@ -8,6 +8,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import state
+from imc_core.data import name_list
 from imc_core.errors import ImcError
 
 
@@ -191,9 +192,9 @@ def main() -> None:
     if int(scenes["missing"].sum()):
         n = int(scenes["missing"].sum())
         gone = [name for name, why in problems.items() if why == "missing"]  # (named: the thumbnails alone did)
-        listed = ", ".join(gone[:10]) + (f" … and {len(gone) - 10} more" if len(gone) > 10 else "")
         st.warning(f"{n} labelled image{' is' if n == 1 else 's are'} missing on disk"
-                   + (f" ({state.md(listed)})" if gone else "") + ": a run of this dataset stops on the first one "
+                   + (f" ({state.md(name_list(gone, 10))})" if gone else "")
+                   + ": a run of this dataset stops on the first one "
                    "(the labels file names its row).")
     unreadable = {n: why for n, why in problems.items() if why.startswith("unreadable")}
     if unreadable:

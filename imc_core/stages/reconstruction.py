@@ -52,6 +52,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from ..data import name_list
 from ..errors import Cancelled, ConfigError, InputError
 from ..fsutil import read_only_sqlite
 from .matching import names_to_pair
@@ -1152,7 +1153,7 @@ def _remap_unexplained(recs: list[pycolmap.Reconstruction], inliers: dict[tuple[
         group = next((g for g in groups if names & set(g)), sorted(names))
         first = [k for k, r in enumerate(out) if not set(group).isdisjoint(_model_observations(r))]
         tries = [(conf.seed, [out[k] for k in first])]
-        shown = ", ".join(group[:3]) + (f", … ({len(group) - 3} more)" if len(group) > 3 else "")
+        shown = name_list(group, 3)
         log.append(f"a model of {len(names)} images ({shown}) explains {ratio:.2f} observations per verified match "
                    f"(< reconstruction.remap_min_obs_per_match = {conf.remap_min_obs_per_match:g}): its component "
                    "is mapped again with other seeds")
@@ -1195,7 +1196,7 @@ def unmapped_components(db_path: Path, recs: list[pycolmap.Reconstruction], conf
     out = []
     for group in match_graph_components(db_path, conf.min_num_matches, conf.min_model_size):
         if registered.isdisjoint(group):
-            shown = ", ".join(group[:3]) + (f", … ({len(group) - 3} more)" if len(group) > 3 else "")
+            shown = name_list(group, 3)
             out.append(f"WARNING: no model holds any image of a group of {len(group)} images matched together "
                        f"({shown}): the mapper could not start or grow a model there, so they count as outliers")
     return out
